@@ -1,0 +1,52 @@
+"""How a command finds a running suite: `artifacts/run/suite.json` (local launcher) or the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+
+from bnml.launcher import SUITE_FILE
+
+
+class NoSuite(Exception):
+    """No running suite could be reached; the message is a one-line reason."""
+
+
+def suite_info() -> dict:
+    """URLs and tokens of the running suite. Env (`BNML_OPS_API_URL`, tokens, NATS_URL) wins over the file."""
+    info: dict = {}
+    if SUITE_FILE.exists():
+        info = json.loads(SUITE_FILE.read_text())
+        pid = info.get("launcher_pid")
+        if pid and not Path(f"/proc/{pid}").exists():
+            info = {}  # stale file from a launcher that died
+    env = os.environ
+    if env.get("BNML_OPS_API_URL"):
+        info["ops_api_url"] = env["BNML_OPS_API_URL"]
+    if env.get("BNML_OPS_API__VIEWER_TOKEN"):
+        info["viewer_token"] = env["BNML_OPS_API__VIEWER_TOKEN"]
+    if env.get("BNML_OPS_API__OPERATOR_TOKEN"):
+        info["operator_token"] = env["BNML_OPS_API__OPERATOR_TOKEN"]
+    if env.get("NATS_URL"):
+        info["nats_url"] = env["NATS_URL"]
+    if env.get("DATABASE_URL"):
+        info["database_url"] = env["DATABASE_URL"]
+    return info
+
+
+def api_get(path: str, *, role: str = "viewer", timeout: float = 5.0) -> dict:
+    info = suite_info()
+    url = info.get("ops_api_url")
+    if not url:
+        raise NoSuite("no running suite: start it with `make run` (or set BNML_OPS_API_URL)")
+    token = info.get(f"{role}_token") or info.get("operator_token") or ""
+    try:
+        r = httpx.get(url + path, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise NoSuite(f"ops API at {url} unreachable ({type(exc).__name__}); is the suite running?") from None
+    if r.status_code >= 400:
+        raise NoSuite(f"ops API at {url} answered {r.status_code}: {r.text[:200]}")
+    return r.json()

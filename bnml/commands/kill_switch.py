@@ -1,0 +1,140 @@
+"""`bnml kill-switch engage|release|status`: publishes on the bus itself, so it works with ops_api down."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import hmac
+import json
+import sys
+import time
+
+from libs.common import subjects
+from libs.common.bus import Bus
+from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, utcnow
+from libs.common.errors import ConfigurationError
+from libs.common.kill_switch import read_standing
+from libs.common.metrics import ServiceMetrics
+from libs.common.settings import load_settings
+
+ACKERS = ("risk", "execution")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("kill-switch", help="engage, release or show the global kill switch")
+    ks = p.add_subparsers(dest="ks_action", required=True)
+    e = ks.add_parser("engage", help="halt trading now (cancels open orders)")
+    e.add_argument("--reason", default="engaged from the command line")
+    e.add_argument("--flatten", action="store_true", help="also close positions")
+    e.set_defaults(func=_engage)
+    r = ks.add_parser("release", help="release (operator only, reason required)")
+    r.add_argument("--reason", required=True)
+    r.add_argument("--token", default=None, help="operator token (default: env/suite)")
+    r.set_defaults(func=_release)
+    s = ks.add_parser("status", help="the standing kill-switch command")
+    s.set_defaults(func=_status)
+
+
+def _nats_url(config) -> str:
+    from bnml.client import suite_info
+
+    url = suite_info().get("nats_url") or load_settings(config).nats.url
+    if not url:
+        raise ConfigurationError("nats.url", "no running suite found and NATS_URL not set")
+    return url
+
+
+async def _connect(config) -> Bus:
+    bus = Bus(_nats_url(config), "cli", ServiceMetrics("cli", registry=_private_registry()))
+    await bus.connect(connect_timeout=3, retry_initial=False)
+    await bus.ensure_streams()
+    return bus
+
+
+def _private_registry():
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry()
+
+
+async def send_command(config, action: str, reason: str, flatten: bool = False, actor: str | None = None,
+                       wait_s: float = 3.0) -> dict:
+    """Publish a kill-switch command and wait for risk and execution to acknowledge it."""
+    bus = await _connect(config)
+    try:
+        cmd = KillSwitchCommand(ts=utcnow(), action=action, reason=reason, flatten=flatten,
+                                actor=actor or f"cli:{getpass.getuser()}")
+        acks: dict[str, KillSwitchAcknowledged] = {}
+        done = asyncio.Event()
+
+        async def on_ack(ack: KillSwitchAcknowledged, subject: str) -> None:
+            if ack.command_id == cmd.id:
+                acks[ack.service] = ack
+                if all(s in acks for s in ACKERS):
+                    done.set()
+
+        await bus.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, on_ack)
+        started = time.perf_counter()
+        await bus.publish(subjects.kill_switch(), cmd)
+        try:
+            await asyncio.wait_for(done.wait(), wait_s)
+        except TimeoutError:
+            pass
+        return {"command_id": cmd.id, "action": action, "acknowledged_by": sorted(acks),
+                "missing": [s for s in ACKERS if s not in acks],
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
+    finally:
+        await bus.drain()
+
+
+def _report(result: dict) -> int:
+    print(json.dumps(result, indent=2))
+    if result["missing"]:
+        print(f"warning: no acknowledgement from {', '.join(result['missing'])}; the command stands on the bus "
+              "and will be read by them at start-up", file=sys.stderr)
+    return 0
+
+
+def _engage(args) -> int:
+    try:
+        return _report(asyncio.run(send_command(args.config, "engage", args.reason, args.flatten)))
+    except Exception as exc:
+        print(f"bnml kill-switch engage FAILED: {exc}", file=sys.stderr)
+        return 1
+
+
+def _release(args) -> int:
+    from bnml.client import suite_info
+
+    expected = suite_info().get("operator_token") or load_settings(args.config).ops_api.operator_token.get_secret_value()
+    given = args.token or suite_info().get("operator_token") or ""
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        print("bnml kill-switch release: refused: an operator token is required (--token or "
+              "BNML_OPS_API__OPERATOR_TOKEN)", file=sys.stderr)
+        return 3
+    try:
+        return _report(asyncio.run(send_command(args.config, "release", args.reason)))
+    except Exception as exc:
+        print(f"bnml kill-switch release FAILED: {exc}", file=sys.stderr)
+        return 1
+
+
+def _status(args) -> int:
+    async def _read():
+        bus = await _connect(args.config)
+        try:
+            return await read_standing(bus)
+        finally:
+            await bus.drain()
+
+    try:
+        cmd = asyncio.run(_read())
+    except Exception as exc:
+        print(f"bnml kill-switch status: cannot read the state ({exc}); treat as ENGAGED", file=sys.stderr)
+        return 1
+    if cmd is None:
+        print(json.dumps({"engaged": False, "since": None, "reason": None}))
+    else:
+        print(json.dumps({"engaged": cmd.action == "engage", "since": cmd.ts.isoformat(), "reason": cmd.reason,
+                          "actor": cmd.actor}))
+    return 0

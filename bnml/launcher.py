@@ -1,0 +1,256 @@
+"""The local launcher: embedded NATS + Postgres (unless configured), migrations, the five services, a live view.
+
+`make run`, `bnml up` and `python -m scripts.run_bot` all end here. Ctrl-C (or SIGTERM) stops every
+child and every server it started, in order, and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bnml.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from libs.common.db import migrate
+from libs.common.errors import ConfigurationError
+from libs.common.settings import PLACEHOLDER_PREFIX, BotSettings, config_path, load_settings, mask_url
+
+SERVICE_ORDER = ("ops_api", "risk", "execution", "signal", "market_data")
+RUN_DIR = Path("artifacts/run")
+SUITE_FILE = RUN_DIR / "suite.json"
+LOG_DIR = Path("artifacts/logs")
+
+
+def _pdeathsig() -> None:
+    """Child dies with SIGTERM if the launcher dies (no orphans even on SIGKILL of the launcher)."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen
+    started: float
+    restarts: int = 0
+    next_restart: float = 0.0
+
+
+@dataclass
+class Suite:
+    settings: BotSettings
+    config_file: Path
+    env: dict[str, str] = field(default_factory=dict)
+    nats: EmbeddedNats | None = None
+    pg: EmbeddedPostgres | None = None
+    children: dict[str, Child] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    # -- servers ----------------------------------------------------------------------------
+    def start_servers(self) -> None:
+        nats_url = self.settings.nats.url
+        db_url = self.settings.database.url.get_secret_value()
+        if not nats_url:
+            port = 4222 if _port_free(4222) else free_port()
+            self.nats = EmbeddedNats(RUN_DIR / "nats", port=port).start()
+            nats_url = self.nats.url
+            say(f"started embedded NATS (JetStream) at {nats_url}")
+        else:
+            say(f"using NATS at {nats_url}")
+        if not db_url:
+            self.pg = EmbeddedPostgres(RUN_DIR / "postgres", port=self._pg_port()).start()
+            db_url = self.pg.url
+            say(f"started embedded Postgres at {db_url}")
+        else:
+            say(f"using Postgres at {mask_url(db_url)}")
+        n = migrate(db_url)
+        say(f"database migrated ({n} migration(s) applied)")
+        self.env.update(NATS_URL=nats_url, DATABASE_URL=db_url)
+        self.info.update(nats_url=nats_url, database_url=db_url, embedded_database=self.pg is not None)
+
+    def _pg_port(self) -> int:
+        # Keep the same port across runs when possible (the journal persists in artifacts/run/postgres).
+        saved = RUN_DIR / "postgres" / "port"
+        if saved.exists():
+            port = int(saved.read_text())
+            if _port_free(port):
+                return port
+        port = 5433 if _port_free(5433) else free_port()
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(str(port))
+        return port
+
+    # -- tokens and ports -------------------------------------------------------------------
+    def prepare_env(self) -> None:
+        ops = self.settings.ops_api
+        tokens = {}
+        for role, value in (("operator", ops.operator_token), ("viewer", ops.viewer_token)):
+            tok = value.get_secret_value()
+            if tok.startswith(PLACEHOLDER_PREFIX):
+                tok = secrets.token_urlsafe(24)  # a local run gets fresh tokens, written to suite.json (0600)
+            tokens[role] = tok
+        self.env["BNML_OPS_API__OPERATOR_TOKEN"] = tokens["operator"]
+        self.env["BNML_OPS_API__VIEWER_TOKEN"] = tokens["viewer"]
+        api_port = ops.port if ops.port and _port_free(ops.port) else free_port()
+        self.env["BNML_OPS_API__PORT"] = str(api_port)
+        for name in SERVICE_ORDER:
+            port = getattr(getattr(self.settings, name), "metrics_port", 0)
+            if not port or not _port_free(port):
+                port = free_port()
+            self.env[f"BNML_{name.upper()}__METRICS_PORT"] = str(port)
+        self.env["BNML_CONFIG"] = str(self.config_file)
+        self.env.setdefault("BNML_LOG_FORMAT", "json")
+        self.info.update(ops_api_url=f"http://{ops.host}:{api_port}", operator_token=tokens["operator"],
+                         viewer_token=tokens["viewer"], launcher_pid=os.getpid(), mode=self.settings.mode,
+                         metrics_ports={n: int(self.env[f"BNML_{n.upper()}__METRICS_PORT"]) for n in SERVICE_ORDER})
+
+    # -- children ---------------------------------------------------------------------------
+    def spawn(self, name: str) -> Child:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log = open(LOG_DIR / f"{name}.log", "ab")
+        env = {**os.environ, **self.env}
+        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True, preexec_fn=_pdeathsig)
+        log.close()
+        child = self.children.get(name)
+        if child:
+            child.proc, child.started = proc, time.monotonic()
+        else:
+            child = self.children[name] = Child(name, proc, time.monotonic())
+        return child
+
+    def start_services(self) -> None:
+        for name in SERVICE_ORDER:
+            self.spawn(name)
+        self.write_info()
+        say("started " + ", ".join(f"{n} (pid {c.proc.pid})" for n, c in self.children.items()))
+
+    def write_info(self) -> None:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        self.info["services"] = {n: c.proc.pid for n, c in self.children.items()}
+        tmp = SUITE_FILE.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.info, f, indent=2)
+        os.replace(tmp, SUITE_FILE)
+
+    def supervise(self) -> None:
+        """Restart a child that exited, with backoff (like a compose restart policy), and say so."""
+        now = time.monotonic()
+        for child in self.children.values():
+            code = child.proc.poll()
+            if code is None:
+                continue
+            if child.next_restart == 0.0:
+                delay = min(30.0, 2 ** min(child.restarts, 5))
+                child.next_restart = now + delay
+                say(f"!! {child.name} exited with code {code}; restarting in {delay:.0f}s "
+                    f"(see {LOG_DIR / (child.name + '.log')})")
+            elif now >= child.next_restart:
+                child.restarts += 1
+                child.next_restart = 0.0
+                self.spawn(child.name)
+                self.write_info()
+
+    def stop(self) -> None:
+        say("stopping services...")
+        for name in reversed(SERVICE_ORDER):
+            c = self.children.get(name)
+            if c and c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for c in self.children.values():
+            try:
+                c.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{c.name} did not stop in time; killing it")
+                c.proc.kill()
+                c.proc.wait(5)
+        if self.pg:
+            self.pg.stop()
+            say("embedded Postgres stopped")
+        if self.nats:
+            self.nats.stop()
+            say("embedded NATS stopped")
+        SUITE_FILE.unlink(missing_ok=True)
+        say("all stopped")
+
+
+def say(text: str) -> None:
+    print(f"[bnml {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def _status_line(info: dict) -> str:
+    try:
+        r = httpx.get(info["ops_api_url"] + "/status", timeout=2,
+                      headers={"Authorization": f"Bearer {info['viewer_token']}"})
+        r.raise_for_status()
+        s = r.json()
+    except Exception as exc:
+        return f"waiting for ops_api ({type(exc).__name__})"
+    c = s["counts"]
+    svc = " ".join(f"{n}:{v['status']}" for n, v in s["services"].items())
+    ks = "ENGAGED" if s["kill_switch"]["engaged"] else "off"
+    return (f"{s['mode']} {s['trading_state']} kill-switch={ks} | ticks={c['ticks']} signals={c['signals']} "
+            f"approved={c['verdicts_approved']} refused={c['verdicts_refused']} orders={c['orders']} "
+            f"fills={c['fills']} open={c['open_orders']} dlq={c['dlq']} | {svc}")
+
+
+def run(config: str | None = None, status_every_s: float = 3.0) -> int:
+    try:
+        settings = load_settings(config)
+    except ConfigurationError as exc:
+        print(f"bnml: {exc}", file=sys.stderr)
+        return 2
+    if settings.mode == "live":
+        say("LIVE mode: orders will reach Binance with real money")
+    suite = Suite(settings=settings, config_file=config_path(config))
+    stopping = {"flag": False}
+
+    def _stop(signum, frame):
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        suite.prepare_env()
+        suite.start_servers()
+        suite.start_services()
+        say(f"ops API at {suite.info['ops_api_url']}; logs in {LOG_DIR}/; `bnml status --json` for the full view; "
+            "Ctrl-C stops everything")
+        next_status = time.monotonic() + status_every_s
+        while not stopping["flag"]:
+            time.sleep(0.2)
+            suite.supervise()
+            if time.monotonic() >= next_status:
+                say(_status_line(suite.info))
+                next_status = time.monotonic() + status_every_s
+    except Exception as exc:
+        say(f"!! launcher failed: {type(exc).__name__}: {exc}")
+        suite.stop()
+        return 1
+    suite.stop()
+    return 0

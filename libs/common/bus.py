@@ -1,0 +1,295 @@
+"""A thin wrapper over nats-py: reconnects forever, provisions streams, validates every message.
+
+- `publish` sends a contract; on a subject kept by a stream it goes through JetStream with
+  `Nats-Msg-Id` = the message id, so a republish inside the duplicate window is dropped by the server.
+- `subscribe` (core NATS) and `consume` (durable JetStream consumer, explicit acks) validate each
+  incoming message against its contract. An invalid message goes to `dlq.<subject>` with the reason,
+  is counted, and the service keeps running.
+- `drain` lets in-flight handlers finish and closes the connection (called on SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+
+from libs.common import subjects
+from libs.common.contracts import DeadLetter, Message, utcnow
+from libs.common.errors import InvalidInputError, TemporaryError
+from libs.common.logging import get_logger
+from libs.common.metrics import ServiceMetrics
+
+M = TypeVar("M", bound=Message)
+Handler = Callable[[M, str], Awaitable[None]]
+
+DLQ_PAYLOAD_LIMIT = 4096
+MAX_PAYLOAD_BYTES = 1 << 20
+
+
+class Bus:
+    """One NATS connection per service, with JetStream, validation and dead-lettering."""
+
+    def __init__(self, url: str, service: str, metrics: ServiceMetrics, *, user: str = "", password: str = ""):
+        self.url = url
+        self.service = service
+        self.metrics = metrics
+        self.log = get_logger(service=service, component="bus")
+        self._user, self._password = user, password
+        self.nc: NatsClient | None = None
+        self.js: JetStreamContext | None = None
+        self.on_disconnect: list[Callable[[], Awaitable[None] | None]] = []
+        self.on_reconnect: list[Callable[[], Awaitable[None] | None]] = []
+        self.fatal: asyncio.Future[BaseException] | None = None
+        self._kept: dict[str, bool] = {}
+        self._subs: list[Any] = []
+        self._closing = False
+        self._connected_gauge = metrics.gauge("nats_connected", "1 while connected to NATS")
+        self._reconnects = metrics.counter("nats_reconnects_total", "Reconnections to NATS")
+        self._slow = metrics.counter("nats_errors_total", "Errors reported by the NATS client", ["kind"])
+
+    # -- connection ---------------------------------------------------------------------------
+    async def connect(self, *, connect_timeout: float = 5.0, retry_initial: bool = True,
+                      initial_deadline_s: float = 60.0) -> None:
+        """Connect (retrying the first connection with backoff when `retry_initial`), then reconnect forever."""
+        self.fatal = asyncio.get_running_loop().create_future()
+        kwargs: dict[str, Any] = {}
+        if self._user:
+            kwargs.update(user=self._user, password=self._password)
+        delay, deadline = 0.2, asyncio.get_running_loop().time() + initial_deadline_s
+        while True:
+            try:
+                self.nc = await nats.connect(
+                    servers=[self.url],
+                    name=f"bnml-{self.service}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,
+                    connect_timeout=connect_timeout,
+                    allow_reconnect=True,
+                    pending_size=64 * 1024 * 1024,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    closed_cb=self._on_closed,
+                    **kwargs,
+                )
+                break
+            except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
+                if not retry_initial or asyncio.get_running_loop().time() > deadline:
+                    raise TemporaryError(f"cannot connect to NATS at {self.url}: {exc}") from exc
+                self.log.warning("nats not reachable yet; retrying", url=self.url, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 3.0)
+        self.js = self.nc.jetstream(timeout=5.0)
+        self._connected_gauge.set(1)
+        self.log.info("nats connected", url=self.url)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc and self.nc.is_connected)
+
+    async def _on_error(self, exc: Exception) -> None:
+        kind = type(exc).__name__
+        self._slow.labels(kind=kind).inc()
+        self.log.warning("nats error", kind=kind, error=str(exc))
+
+    async def _on_disconnected(self) -> None:
+        self._connected_gauge.set(0)
+        if self._closing:
+            return
+        self.log.warning("nats disconnected; reconnecting")
+        await self._fire(self.on_disconnect)
+
+    async def _on_reconnected(self) -> None:
+        self._connected_gauge.set(1)
+        self._reconnects.inc()
+        self.log.info("nats reconnected", url=str(self.nc.connected_url.netloc if self.nc else ""))
+        await self._fire(self.on_reconnect)
+
+    async def _on_closed(self) -> None:
+        self._connected_gauge.set(0)
+        self.log.debug("nats connection closed")
+
+    async def _fire(self, callbacks: list[Callable[[], Awaitable[None] | None]]) -> None:
+        for cb in callbacks:
+            try:
+                res = cb()
+                if asyncio.iscoroutine(res):
+                    await res
+            except Exception:  # a hook must never break the NATS client's callback loop
+                self.log.exception("bus hook failed")
+
+    async def ensure_streams(self, specs: tuple[subjects.StreamSpec, ...] = subjects.STREAMS) -> None:
+        """Create or update every stream; safe to call from every service at every start."""
+        assert self.js is not None
+        for spec in specs:
+            config = StreamConfig(
+                name=spec.name,
+                subjects=list(spec.subjects),
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_msgs_per_subject=spec.max_msgs_per_subject,
+                max_age=spec.max_age_s,
+                max_bytes=spec.max_bytes,
+                duplicate_window=spec.duplicate_window_s,
+                description=spec.description,
+            )
+            try:
+                await self.js.stream_info(spec.name)
+            except NotFoundError:
+                with contextlib.suppress(Exception):
+                    await self.js.add_stream(config)
+                    continue
+            await self.js.update_stream(config)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Stop taking messages, let handlers finish, flush, close."""
+        self._closing = True
+        if self.nc and not self.nc.is_closed:
+            try:
+                await asyncio.wait_for(self.nc.drain(), timeout)
+            except (TimeoutError, Exception) as exc:  # closing anyway
+                self.log.warning("nats drain incomplete", error=str(exc))
+                with contextlib.suppress(Exception):
+                    await self.nc.close()
+        self._connected_gauge.set(0)
+
+    # -- publishing ---------------------------------------------------------------------------
+    def is_kept(self, subject: str) -> bool:
+        kept = self._kept.get(subject)
+        if kept is None:
+            kept = self._kept[subject] = subjects.stream_for(subject) is not None
+        return kept
+
+    async def publish(self, subject: str, msg: Message, *, timeout: float = 5.0) -> bool:
+        """Publish a contract. Returns False if JetStream reports it as a duplicate of an earlier publish."""
+        payload = msg.model_dump_json().encode()
+        return await self.publish_raw(subject, payload, msg_id=msg.id, timeout=timeout)
+
+    async def publish_raw(self, subject: str, payload: bytes, *, msg_id: str | None = None,
+                          timeout: float = 5.0) -> bool:
+        assert self.nc is not None
+        if self.is_kept(subject):
+            assert self.js is not None
+            headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+            try:
+                ack = await self.js.publish(subject, payload, headers=headers, timeout=timeout)
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as exc:
+                raise TemporaryError(f"JetStream publish to {subject} failed: {type(exc).__name__}") from exc
+            return not ack.duplicate
+        await self.nc.publish(subject, payload)
+        return True
+
+    # -- receiving ----------------------------------------------------------------------------
+    def decode(self, model: type[M], subject: str, data: bytes) -> M:
+        """Validate raw bytes against a contract; raise InvalidInputError with a readable reason."""
+        if len(data) > MAX_PAYLOAD_BYTES:
+            raise InvalidInputError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        try:
+            return model.model_validate_json(data)
+        except ValidationError as exc:
+            errs = exc.errors(include_url=False)
+            reason = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in errs[:5])
+            raise InvalidInputError(f"not a valid {model.__name__}: {reason}") from None
+
+    async def dead_letter(self, subject: str, data: bytes, reason: str) -> None:
+        family = subject.split(".")[0]
+        self.metrics.dlq.labels(subject=family).inc()
+        self.metrics.count("dlq")
+        self.log.warning("invalid message dead-lettered", subject=subject, reason=reason[:300])
+        letter = DeadLetter(
+            ts=utcnow(), subject=subject, service=self.service, reason=reason[:2000],
+            payload=data[:DLQ_PAYLOAD_LIMIT].decode("utf-8", errors="replace"), payload_size=len(data),
+        )
+        try:
+            await self.publish(subjects.dlq(subject), letter)
+        except Exception as exc:  # the count and the log line above still record it
+            self.log.error("dead-letter publish failed", subject=subject, error=str(exc))
+
+    async def subscribe(self, subject: str, model: type[M], handler: Handler[M], *, queue: str = "",
+                        fail_closed: bool = False, pending_msgs_limit: int = 500_000) -> Any:
+        """Core NATS subscription; each message is validated then handed to `handler(msg, subject)`."""
+        assert self.nc is not None
+
+        async def _cb(raw: Msg) -> None:
+            try:
+                msg = self.decode(model, raw.subject, raw.data)
+            except InvalidInputError as exc:
+                await self.dead_letter(raw.subject, raw.data, str(exc))
+                return
+            await self._run_handler(handler, msg, raw.subject, fail_closed)
+
+        sub = await self.nc.subscribe(subject, queue=queue, cb=_cb, pending_msgs_limit=pending_msgs_limit,
+                                      pending_bytes_limit=256 * 1024 * 1024)
+        self._subs.append(sub)
+        return sub
+
+    async def consume(self, stream: str, durable: str, subject: str, model: type[M], handler: Handler[M], *,
+                      fail_closed: bool = True, ack_wait_s: float = 30.0, max_ack_pending: int = 1000,
+                      deliver_new_only: bool = False) -> Any:
+        """Durable JetStream consumer with explicit acks. The message is acked only after the handler returns.
+
+        With `fail_closed`, a handler exception leaves the message un-acked (it will be redelivered
+        after restart) and stops the service.
+        """
+        assert self.js is not None
+
+        async def _cb(raw: Msg) -> None:
+            try:
+                msg = self.decode(model, raw.subject, raw.data)
+            except InvalidInputError as exc:
+                await self.dead_letter(raw.subject, raw.data, str(exc))
+                with contextlib.suppress(Exception):
+                    await raw.term()
+                return
+            ok = await self._run_handler(handler, msg, raw.subject, fail_closed)
+            if ok:
+                with contextlib.suppress(Exception):
+                    await raw.ack()
+
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_ack_pending=max_ack_pending,
+            deliver_policy=DeliverPolicy.NEW if deliver_new_only else DeliverPolicy.ALL,
+            filter_subject=subject,
+        )
+        sub = await self.js.subscribe(subject, durable=durable, stream=stream, cb=_cb, manual_ack=True,
+                                      config=config, pending_msgs_limit=100_000)
+        self._subs.append(sub)
+        return sub
+
+    async def _run_handler(self, handler: Handler[M], msg: M, subject: str, fail_closed: bool) -> bool:
+        try:
+            await handler(msg, subject)
+            return True
+        except InvalidInputError as exc:
+            await self.dead_letter(subject, msg.model_dump_json().encode(), str(exc))
+            return True
+        except Exception as exc:
+            self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
+            self.log.exception("handler failed", subject=subject, msg_id=msg.id)
+            if fail_closed and self.fatal is not None and not self.fatal.done():
+                self.fatal.set_result(exc)
+            return False
+
+    async def last_value(self, stream: str, subject: str, model: type[M]) -> M | None:
+        """The last message kept for `subject` (None if the stream has none). Raises TemporaryError if unreadable."""
+        assert self.js is not None
+        try:
+            raw = await self.js.get_last_msg(stream, subject)
+        except NotFoundError:
+            return None
+        except Exception as exc:
+            raise TemporaryError(f"cannot read last value of {subject}: {type(exc).__name__}: {exc}") from exc
+        return self.decode(model, subject, raw.data or b"")

@@ -1,0 +1,39 @@
+"""The base every bus message derives from: frozen, strict, identified, timestamped, versioned."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+
+
+def new_id() -> str:
+    """A unique message id (uuid4, hex). Used as `Nats-Msg-Id`, so a republish is a duplicate."""
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    """The wall clock, for shells only: cores take time as an argument."""
+    return datetime.now(UTC)
+
+
+# Money and quantities travel as strings in JSON (no float rounding on the wire) and are Decimal in code.
+Money = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str, when_used="json")]
+
+
+class Message(BaseModel):
+    """A bus message. `ts` is the event time (when the thing happened), always timezone-aware UTC."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    schema_version: int = Field(default=1, ge=1, description="Contract version; bumped on a breaking change")
+    id: str = Field(default_factory=new_id, min_length=8, max_length=64, description="Unique message id")
+    ts: AwareDatetime = Field(description="Event time, UTC")
+
+
+SERVICES: tuple[str, ...] = ("market_data", "signal", "risk", "execution", "ops_api")

@@ -1,0 +1,39 @@
+"""Operational contracts: heartbeats, alerts and dead letters."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from libs.common.contracts.base import Message
+
+Severity = Literal["SEV-1", "SEV-2", "SEV-3", "INFO"]
+
+
+class Heartbeat(Message):
+    service: str
+    instance: str = Field(description="Process instance id; changes on restart")
+    status: Literal["ok", "degraded", "halted", "stopping"] = "ok"
+    uptime_s: float = Field(ge=0)
+    counters: dict[str, int] = Field(default_factory=dict, description="Totals since the process started")
+    detail: str = ""
+    metrics_port: int | None = None
+
+
+class Alert(Message):
+    severity: Severity
+    source: str = Field(description="Service that raised it")
+    title: str = Field(min_length=1, max_length=200)
+    detail: str = ""
+    dedup_key: str = Field(default="", description="Alerts with the same key are delivered once per window")
+
+
+class DeadLetter(Message):
+    """An invalid message, set aside with the reason. `payload` is the raw text (truncated)."""
+
+    subject: str
+    service: str
+    reason: str
+    payload: str = ""
+    payload_size: int = 0

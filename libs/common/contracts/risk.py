@@ -1,0 +1,90 @@
+"""Risk contracts: verdicts, breakers, trading state, account state, kill switch."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from libs.common.contracts.base import Message, Money
+
+TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
+
+
+class RiskVerdict(Message):
+    """Risk's answer to one signal: approved with a size and limit price, or refused with reasons."""
+
+    signal_id: str = Field(min_length=8, max_length=64)
+    symbol: str = Field(min_length=3, max_length=32)
+    side: Literal["BUY", "SELL"]
+    approved: bool
+    quantity: Money = Field(ge=0, description="Base-asset quantity, rounded to the exchange step")
+    price_limit: Money = Field(ge=0, description="Worst acceptable price (quote per base)")
+    reasons: list[str] = Field(default_factory=list, description="Why it was refused (empty when approved)")
+    expires_at: AwareDatetime = Field(description="No order may be sent for this verdict after this instant")
+    trading_state: TradingState = "ACTIVE"
+    tick_ts: AwareDatetime | None = Field(default=None, description="Event time of the originating tick")
+
+    @model_validator(mode="after")
+    def _approved_is_sized(self) -> RiskVerdict:
+        if self.approved and (self.quantity <= 0 or self.price_limit <= 0):
+            raise ValueError("an approved verdict needs a positive quantity and price_limit")
+        if not self.approved and not self.reasons:
+            raise ValueError("a refused verdict needs at least one reason")
+        return self
+
+
+class BreakerTripped(Message):
+    breaker: str = Field(min_length=1, max_length=64)
+    effect: Literal["REDUCING", "HALTED", "HOLD_SYMBOL"]
+    reason: str
+    symbol: str | None = None
+    until: AwareDatetime | None = Field(default=None, description="None: until its condition clears")
+
+
+class BreakerCleared(Message):
+    breaker: str = Field(min_length=1, max_length=64)
+    symbol: str | None = None
+    reason: str = ""
+
+
+class TradingStateChanged(Message):
+    state: TradingState
+    previous: TradingState
+    reason: str
+
+
+class AccountState(Message):
+    """Risk's view of the account; persisted as `kv_state.account_state`."""
+
+    equity_usdt: Money = Decimal("0")
+    peak_equity_usdt: Money = Decimal("0")
+    drawdown_pct: float = 0.0
+    daily_realized_usdt: Money = Decimal("0")
+    weekly_realized_usdt: Money = Decimal("0")
+    market_volatility_ratio: float = 0.0
+    market_drift_detected: bool = False
+    positions: dict[str, Money] = Field(default_factory=dict, description="Base quantity held per symbol")
+    exposure_usdt: dict[str, Money] = Field(default_factory=dict)
+    active_breakers: dict[str, str] = Field(default_factory=dict, description="breaker -> reason")
+    trading_state: TradingState = "ACTIVE"
+
+
+class KillSwitchCommand(Message):
+    """Engage or release the global kill switch. The last one on the subject is the standing state."""
+
+    action: Literal["engage", "release"]
+    reason: str = Field(min_length=1, max_length=500)
+    actor: str = Field(min_length=1, max_length=100, description="Who asked: operator name or tool")
+    flatten: bool = Field(default=False, description="Also close positions (engage only)")
+
+
+class KillSwitchAcknowledged(Message):
+    """A service has latched (or released) the kill switch named by `command_id`."""
+
+    command_id: str
+    service: str
+    engaged: bool
+    open_orders: int | None = Field(default=None, description="Open orders left (execution: 0 confirmed)")
+    detail: str = ""

@@ -1,0 +1,55 @@
+"""Prometheus helpers: names follow `bnml_<service>_<thing>_<unit>`; every service serves `/metrics`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# Latency buckets (seconds) fine enough for sub-millisecond hops.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServiceMetrics:
+    """The metrics of one service, plus plain totals reported in heartbeats (for `bnml status`)."""
+
+    def __init__(self, service: str, registry: CollectorRegistry = REGISTRY):
+        self.service = service
+        self.registry = registry
+        self.totals: dict[str, int] = defaultdict(int)
+        self._counters: dict[str, Counter] = {}
+        self._gauges: dict[str, Gauge] = {}
+        self._histograms: dict[str, Histogram] = {}
+        self.up = self.gauge("up", "1 while the service runs")
+        self.dlq = self.counter("dlq_messages_total", "Invalid messages sent to the dead-letter queue", ["subject"])
+        self.handler_errors = self.counter("handler_errors_total", "Exceptions raised by message handlers", ["subject"])
+        self.up.set(1)
+
+    def name(self, thing: str) -> str:
+        return f"bnml_{self.service}_{thing}"
+
+    def counter(self, thing: str, doc: str, labels: list[str] | None = None) -> Counter:
+        if thing not in self._counters:
+            self._counters[thing] = Counter(self.name(thing), doc, labels or [], registry=self.registry)
+        return self._counters[thing]
+
+    def gauge(self, thing: str, doc: str, labels: list[str] | None = None) -> Gauge:
+        if thing not in self._gauges:
+            self._gauges[thing] = Gauge(self.name(thing), doc, labels or [], registry=self.registry)
+        return self._gauges[thing]
+
+    def histogram(self, thing: str, doc: str, labels: list[str] | None = None,
+                  buckets: tuple[float, ...] = LATENCY_BUCKETS) -> Histogram:
+        if thing not in self._histograms:
+            self._histograms[thing] = Histogram(self.name(thing), doc, labels or [], buckets=buckets,
+                                                registry=self.registry)
+        return self._histograms[thing]
+
+    def count(self, total: str, n: int = 1) -> None:
+        """Add to a heartbeat total (e.g. `ticks`, `signals`, `dlq`)."""
+        self.totals[total] += n
+
+    def serve(self, port: int) -> int:
+        """Serve `/metrics` on `port` (0 = any free port); returns the port bound."""
+        server, _thread = start_http_server(port, registry=self.registry)
+        return server.server_port

@@ -1,0 +1,202 @@
+"""The shell every service shares: configure, connect, start, heartbeat, stop cleanly on SIGTERM.
+
+Start order (STYLE.md): load settings (refuse to start on a bad key), serve /metrics, connect NATS and
+provision streams, migrate and open the Postgres pool, let the service read its retained state and
+subscribe (`start`), then heartbeat until SIGTERM/SIGINT or a fatal handler error. Stop order: the
+service's own `stop`, drain NATS subscriptions, close the pool, all within a bounded time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from psycopg_pool import AsyncConnectionPool
+
+from libs.common import subjects
+from libs.common.bus import Bus
+from libs.common.contracts import Alert, Heartbeat, Severity, utcnow
+from libs.common.db import migrate_async, open_pool
+from libs.common.errors import ConfigurationError, TemporaryError
+from libs.common.logging import configure_logging
+from libs.common.metrics import ServiceMetrics
+from libs.common.settings import BotSettings, load_settings
+
+STOP_TIMEOUT_S = 10.0
+
+
+class ServiceApp(Protocol):
+    name: str
+    needs_db: bool
+
+    async def start(self, rt: Runtime) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def health(self) -> tuple[str, str]:
+        """(`ok` | `degraded` | `halted`, detail) for the heartbeat."""
+        ...
+
+
+@dataclass
+class Runtime:
+    """What a running service has at hand: settings, bus, pool, metrics, logger."""
+
+    name: str
+    settings: BotSettings
+    metrics: ServiceMetrics
+    bus: Bus
+    pool: AsyncConnectionPool | None
+    log: object
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_monotonic: float = field(default_factory=time.monotonic)
+    metrics_port: int | None = None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def alert(self, severity: Severity, title: str, detail: str = "", dedup_key: str = "") -> None:
+        """Raise an alert on the bus (ops_api delivers it) and log it locally whatever happens."""
+        self.log.warning("alert", severity=severity, title=title, detail=detail)  # type: ignore[attr-defined]
+        msg = Alert(ts=utcnow(), severity=severity, source=self.name, title=title, detail=detail,
+                    dedup_key=dedup_key or f"{self.name}:{title}")
+        try:
+            await self.bus.publish(subjects.alert(severity), msg)
+        except Exception as exc:
+            self.log.error("alert publish failed", error=str(exc))  # type: ignore[attr-defined]
+
+    def spawn(self, coro, name: str) -> asyncio.Task:
+        """A background task that stops the service if it dies unexpectedly (fail closed)."""
+        task = asyncio.create_task(coro, name=name)
+
+        def _done(t: asyncio.Task) -> None:
+            if t.cancelled():
+                return
+            exc = t.exception()
+            if exc is not None and self.bus.fatal is not None and not self.bus.fatal.done():
+                self.log.error("background task died", task=name, error=repr(exc))  # type: ignore[attr-defined]
+                self.bus.fatal.set_result(exc)
+
+        task.add_done_callback(_done)
+        self.tasks.append(task)
+        return task
+
+
+async def _heartbeat_loop(rt: Runtime, app: ServiceApp) -> None:
+    interval = rt.settings.monitoring.heartbeat_interval_s
+    subject = subjects.heartbeat(rt.name)
+    while True:
+        status, detail = app.health()
+        hb = Heartbeat(ts=utcnow(), service=rt.name, instance=rt.instance, status=status,  # type: ignore[arg-type]
+                       uptime_s=time.monotonic() - rt.started_monotonic, counters=dict(rt.metrics.totals),
+                       detail=detail, metrics_port=rt.metrics_port)
+        if rt.bus.connected:
+            try:
+                await rt.bus.publish(subject, hb)
+            except Exception as exc:
+                rt.log.warning("heartbeat publish failed", error=str(exc))  # type: ignore[attr-defined]
+        await asyncio.sleep(interval)
+
+
+async def _connect_with_retry(what: str, log, attempt: Callable, deadline_s: float = 60.0):
+    """Retry a start-up connection with backoff; a configuration error is never retried."""
+    delay, start = 0.2, time.monotonic()
+    while True:
+        try:
+            return await attempt()
+        except TemporaryError as exc:
+            if time.monotonic() - start > deadline_s:
+                raise
+            log.warning(f"{what} not ready; retrying", error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> int:
+    """Run one service until SIGTERM/SIGINT (exit 0) or a fatal error (exit 1)."""
+    log = configure_logging(app.name)
+    try:
+        settings = settings or load_settings()
+        if not settings.nats.url:
+            raise ConfigurationError("nats.url", "empty; set NATS_URL or start through `make run`")
+        if app.needs_db and not settings.database.url.get_secret_value():
+            raise ConfigurationError("database.url", "empty; set DATABASE_URL or start through `make run`")
+    except ConfigurationError as exc:
+        log.error("refusing to start", error=str(exc))
+        print(f"{app.name}: {exc}", file=sys.stderr)
+        return 2
+    log.info("starting", mode=settings.mode, config=settings.effective())
+
+    metrics = ServiceMetrics(app.name)
+    port_setting = getattr(getattr(settings, app.name, None), "metrics_port", 0)
+    port_env = os.environ.get(f"BNML_{app.name.upper()}__METRICS_PORT")
+    metrics_port = metrics.serve(int(port_env) if port_env is not None else port_setting)
+    bus = Bus(settings.nats.url, app.name, metrics, user=settings.nats.user,
+              password=settings.nats.password.get_secret_value())
+    pool: AsyncConnectionPool | None = None
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_event.set)
+
+    exit_code = 0
+    rt: Runtime | None = None
+    try:
+        await bus.connect()
+        await bus.ensure_streams()
+        if app.needs_db:
+            url = settings.database.url.get_secret_value()
+
+            async def _db():
+                try:
+                    await migrate_async(url)
+                except Exception as exc:
+                    raise TemporaryError(f"migrations failed: {type(exc).__name__}: {exc}") from exc
+                return await open_pool(url, min_size=settings.database.pool_min,
+                                       max_size=settings.database.pool_max, name=app.name)
+
+            pool = await _connect_with_retry("database", log, _db)
+        rt = Runtime(name=app.name, settings=settings, metrics=metrics, bus=bus, pool=pool, log=log,
+                     metrics_port=metrics_port)
+        await app.start(rt)
+        rt.spawn(_heartbeat_loop(rt, app), "heartbeat")
+        log.info("started", metrics_port=metrics_port, instance=rt.instance)
+        assert bus.fatal is not None
+        stopper = asyncio.create_task(stop_event.wait())
+        done, _ = await asyncio.wait({stopper, bus.fatal}, return_when=asyncio.FIRST_COMPLETED)
+        if bus.fatal in done:
+            log.error("fatal error; stopping (fail closed)", error=repr(bus.fatal.result()))
+            exit_code = 1
+        stopper.cancel()
+    except ConfigurationError as exc:
+        log.error("refusing to start", error=str(exc))
+        print(f"{app.name}: {exc}", file=sys.stderr)
+        exit_code = 2
+    except Exception as exc:
+        log.exception("service failed", error=repr(exc))
+        exit_code = 1
+    finally:
+        log.info("stopping")
+        try:
+            await asyncio.wait_for(app.stop(), STOP_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("stop incomplete", error=repr(exc))
+        if rt is not None:
+            for t in rt.tasks:
+                t.cancel()
+        await bus.drain()
+        if pool is not None:
+            await pool.close()
+        metrics.up.set(0)
+        log.info("stopped", exit_code=exit_code)
+    return exit_code
+
+
+def main(app_factory: Callable[[], ServiceApp]) -> None:
+    """Entry point used by every `services/<name>/__main__.py`."""
+    sys.exit(asyncio.run(run_service(app_factory())))

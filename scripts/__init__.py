@@ -1,0 +1,1 @@
+"""The runbook's entry points (`python3 -m scripts.<name>`), thin wrappers over `bnml`."""

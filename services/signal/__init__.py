@@ -1,0 +1,1 @@
+"""signal: turns market data into BUY/SELL/HOLD decisions."""

@@ -1,0 +1,4 @@
+from libs.common.service import main
+from services.signal.shell import SignalService
+
+main(SignalService)
