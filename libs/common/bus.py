@@ -197,8 +197,9 @@ class Bus:
         try:
             return model.model_validate_json(data)
         except ValidationError as exc:
-            errs = exc.errors(include_url=False)
-            reason = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in errs[:5])
+            # unknown fields first: they say most plainly that the sender speaks another contract
+            errs = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+            reason = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in errs[:8])
             raise InvalidInputError(f"not a valid {model.__name__}: {reason}") from None
 
     async def dead_letter(self, subject: str, data: bytes, reason: str) -> None:

@@ -30,9 +30,12 @@ def migrate(url: str, migrations_dir: Path = MIGRATIONS_DIR) -> int:
         raise ConfigurationError("database.url", "empty; set DATABASE_URL or run through the launcher")
     backend = get_backend(_yoyo_url(url))
     migrations = read_migrations(str(migrations_dir))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
+    try:
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+    finally:
+        backend.connection.close()
     return len(pending)
 
 

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common import subjects
 from libs.common.contracts import SERVICES, KillSwitchAcknowledged, KillSwitchCommand, utcnow
 from libs.common.kill_switch import KillSwitchLatch
-from libs.common.settings import mask_url
 from libs.common.service import Runtime
+from libs.common.settings import mask_url
 
 OPEN_STATUSES = ["SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN"]
 ACKERS = ("risk", "execution")

@@ -1,0 +1,158 @@
+"""Test helpers shared by every test area: service processes, config files, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from bnml.embedded import free_port
+from libs.common.bus import Bus
+from libs.common.contracts import Heartbeat
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+OPERATOR_TOKEN = "test-operator-token-0123456789"
+VIEWER_TOKEN = "test-viewer-token-0123456789"
+
+
+# -- services as real processes -----------------------------------------------------------------
+def write_config(path: Path, overrides: dict | None = None) -> Path:
+    """A test config: the project's bot.yaml with overrides merged in (dicts merge, other values replace)."""
+    base = yaml.safe_load((ROOT / "configs" / "bot.yaml").read_text())
+
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    cfg = merge(base, {"monitoring": {"heartbeat_interval_s": 0.2}, **(overrides or {})})
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+class ServiceProcess:
+    """`python -m services.<name>`, the same command as compose and the launcher, with a log file."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path):
+        self.name, self.env, self.log_path = name, env, log_dir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ServiceProcess:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", f"services.{self.name}"], cwd=ROOT, env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_started(self, timeout: float = 30.0) -> ServiceProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if '"event": "started"' in self.logs():
+                return self
+            if self.proc and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name} did not start in {timeout}s:\n{self.logs()[-3000:]}")
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.proc and self.proc.poll() is None)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if not self.proc:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class ServiceFactory:
+    def __init__(self, tmp_path: Path, nats_url: str, database_url: str):
+        self.tmp_path = tmp_path
+        self.nats_url = nats_url
+        self.database_url = database_url
+        self.config_path = write_config(tmp_path / "bot.yaml")
+        self.started: list[ServiceProcess] = []
+        self.extra_env: dict[str, str] = {}
+
+    def configure(self, overrides: dict) -> None:
+        write_config(self.config_path, overrides)
+
+    def env(self, name: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
+        env.update(
+            NATS_URL=self.nats_url, DATABASE_URL=self.database_url, BNML_CONFIG=str(self.config_path),
+            BNML_LOG_FORMAT="json", BNML_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
+            BNML_OPS_API__OPERATOR_TOKEN=OPERATOR_TOKEN, BNML_OPS_API__VIEWER_TOKEN=VIEWER_TOKEN,
+            **{f"BNML_{n.upper()}__METRICS_PORT": "0" for n in ("market_data", "signal", "risk", "execution",
+                                                                 "ops_api")},
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, name: str, *, wait: bool = True, env: dict[str, str] | None = None) -> ServiceProcess:
+        proc = ServiceProcess(name, {**self.env(name), **(env or {})}, self.tmp_path)
+        proc.start()
+        self.started.append(proc)
+        if wait:
+            proc.wait_started()
+        return proc
+
+    def stop_all(self) -> None:
+        for p in reversed(self.started):
+            p.stop()
+
+
+def free_tcp_port() -> int:
+    return free_port()
+
+
+async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    """Poll `predicate` (sync or async) until truthy; fail the test with `message` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+async def wait_heartbeat(bus: Bus, service: str, timeout: float = 15.0) -> Heartbeat:
+    from libs.common import subjects
+
+    got: asyncio.Future[Heartbeat] = asyncio.get_running_loop().create_future()
+
+    async def on_hb(hb: Heartbeat, subject: str) -> None:
+        if not got.done():
+            got.set_result(hb)
+
+    sub = await bus.subscribe(subjects.heartbeat(service), Heartbeat, on_hb)
+    try:
+        return await asyncio.wait_for(got, timeout)
+    finally:
+        await sub.unsubscribe()
