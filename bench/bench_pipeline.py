@@ -1,0 +1,187 @@
+"""The floor (raw nats-py 4-process chain) and the suite's tick -> journaled paper order latency.
+
+Both run on servers this benchmark starts itself (embedded NATS and Postgres in a temp dir).
+- floor: this process publishes at a fixed rate with a timestamp; 3 hop processes republish; this
+  process receives the 3rd hop's message and measures the round trip. Same shape as
+  market_data -> signal -> risk -> execution.
+- tick_to_order: market_data (synthetic, 10 symbols), signal in measurement mode (a decision every
+  Nth tick), risk and execution as real processes; latency = orders.created_at - orders.tick_ts for every
+  journaled order (both stamped by this machine's clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+import psutil
+import psycopg
+import yaml
+
+from bnml.embedded import EmbeddedNats, EmbeddedPostgres
+from libs.common.db import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, int(round(q / 100 * (len(values) - 1)))))
+    return values[k]
+
+
+# -- floor ---------------------------------------------------------------------------------------
+async def _floor_run(url: str, rate: int, seconds: float) -> list[float]:
+    nc = await nats.connect(url)
+    lat: list[float] = []
+    pad = b"x" * 220  # about the size of a Tick in JSON
+
+    async def on_back(msg):
+        sent = struct.unpack_from("q", msg.data)[0]
+        lat.append((time.perf_counter_ns() - sent) / 1e6)
+
+    await nc.subscribe("floor.s3", cb=on_back)
+    await nc.flush()
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            await nc.publish("floor.s0", struct.pack("q", time.perf_counter_ns()) + pad)
+            sent += 1
+        await asyncio.sleep(0.0002)
+    deadline = time.perf_counter() + 5
+    while len(lat) < total and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    await nc.close()
+    return lat
+
+
+def floor(nats_url: str, rates: tuple[int, ...], seconds: float) -> dict[str, float]:
+    hops = []
+    try:
+        for i in range(3):
+            p = subprocess.Popen([sys.executable, "-m", "bench.chain_hop", nats_url, f"floor.s{i}", f"floor.s{i + 1}"],
+                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            hops.append(p)
+        for p in hops:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        out: dict[str, float] = {}
+        for rate in rates:
+            lat = asyncio.run(_floor_run(nats_url, rate, seconds))
+            tag = "" if rate == 1000 else f"_{rate}"
+            out[f"floor_4hop_p50_ms{tag}"] = statistics.median(lat)
+            out[f"floor_4hop_p99_ms{tag}"] = percentile(lat, 99)
+            out[f"floor_4hop_loss{tag}"] = float(int(rate * seconds) - len(lat))
+        return out
+    finally:
+        for p in hops:
+            p.terminate()
+            p.wait(5)
+
+
+# -- suite ---------------------------------------------------------------------------------------
+SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USDT", "TRX/USDT",
+           "LTC/USDT", "DOT/USDT"]
+
+
+def suite_config(path: Path, ticks_per_s_total: int, every_nth: int) -> Path:
+    cfg = yaml.safe_load((ROOT / "configs" / "bot.yaml").read_text())
+    cfg["symbols"] = SYMBOLS
+    cfg["market_data"]["synthetic"]["ticks_per_s"] = ticks_per_s_total / len(SYMBOLS)
+    cfg["signal"]["every_nth_tick"] = every_nth
+    for section, overrides in BENCH_OVERRIDES.items():
+        cfg.setdefault(section, {}).update(overrides)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+# Paper-only relaxations so the benchmark measures the path, not the order-rate throttle.
+BENCH_OVERRIDES: dict[str, dict] = {}
+
+
+def start_suite(tmp: Path, nats_url: str, db_url: str, config: Path, names: tuple[str, ...]) -> list[subprocess.Popen]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
+    env.update(NATS_URL=nats_url, DATABASE_URL=db_url, BNML_CONFIG=str(config), BNML_LOG_FORMAT="json",
+               BNML_LOG_LEVEL="WARNING", BNML_OPS_API__OPERATOR_TOKEN="bench-operator-token-000",
+               BNML_OPS_API__VIEWER_TOKEN="bench-viewer-token-0000")
+    for n in ("market_data", "signal", "risk", "execution", "ops_api"):
+        env[f"BNML_{n.upper()}__METRICS_PORT"] = "0"
+    procs = []
+    for name in names:
+        log = open(tmp / f"{name}.log", "ab")
+        procs.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT))
+    return procs
+
+
+def suite_rss_mib(procs: list[subprocess.Popen]) -> float:
+    total = 0
+    for p in procs:
+        try:
+            total += psutil.Process(p.pid).memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / (1 << 20)
+
+
+def tick_to_order(tmp: Path, nats_url: str, db_url: str, seconds: float, rate: int = 1000,
+                  every_nth: int = 10) -> dict[str, float]:
+    config = suite_config(tmp / "bench.yaml", rate, every_nth)
+    names = ("risk", "execution", "signal", "market_data")
+    procs = start_suite(tmp, nats_url, db_url, config, names)
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 0:
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                    logs = {n: (tmp / f"{n}.log").read_text()[-1500:] for n in names}
+                    raise RuntimeError(f"the suite journaled no order: {logs}")
+                time.sleep(0.2)
+            # warm-up done: measure a clean window
+            conn.execute("SELECT pg_sleep(1)")
+            t0 = conn.execute("SELECT now()").fetchone()[0]
+            time.sleep(seconds)
+            rss = suite_rss_mib(procs)
+            rows = conn.execute(
+                "SELECT EXTRACT(EPOCH FROM (created_at - tick_ts)) * 1000 FROM orders"
+                " WHERE tick_ts IS NOT NULL AND created_at >= %s", (t0,)).fetchall()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    lat = [float(r[0]) for r in rows]
+    return {"tick_to_order_p50_ms": statistics.median(lat) if lat else float("nan"),
+            "tick_to_order_p99_ms": percentile(lat, 99), "tick_to_order_orders": float(len(lat)),
+            "suite_rss_mib": rss}
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    seconds = 2.0 if quick else 8.0
+    with tempfile.TemporaryDirectory(prefix="bnml-bench-") as d:
+        tmp = Path(d)
+        ns = EmbeddedNats(tmp / "nats").start()
+        pg = EmbeddedPostgres(tmp / "pg").start()
+        try:
+            migrate(pg.url)
+            out = floor(ns.url, (1000,) if quick else (1000, 5000), seconds)
+            out.update(tick_to_order(tmp, ns.url, pg.url, seconds))
+            return out
+        finally:
+            pg.stop("immediate")
+            ns.stop()
