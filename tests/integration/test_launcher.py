@@ -1,0 +1,88 @@
+"""The newcomer's path: `bnml up` starts everything embedded, trades on paper, obeys the kill switch,
+and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def _bnml(cwd: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bnml.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def _status(cwd: Path, env: dict) -> dict | None:
+    res = _bnml(cwd, "status", "--json", env=env)
+    return json.loads(res.stdout) if res.returncode == 0 else None
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_") and k not in ("NATS_URL", "DATABASE_URL")}
+    env.update(BNML_CONFIG=str(ROOT / "configs" / "bot.yaml"), PYTHONUNBUFFERED="1")
+    out = open(tmp_path / "launcher.out", "w")
+    launcher = subprocess.Popen([sys.executable, "-m", "bnml.cli", "up"], cwd=tmp_path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    children: list[psutil.Process] = []
+    try:
+        # Within a minute of start, the status shows paper fills.
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline:
+            assert launcher.poll() is None, (tmp_path / "launcher.out").read_text()
+            status = _status(tmp_path, env)
+            if status and status["counts"]["fills"] > 0:
+                break
+            time.sleep(1)
+        assert status and status["counts"]["fills"] > 0, (tmp_path / "launcher.out").read_text()
+        assert status["mode"] == "paper"
+        assert set(status["services"]) == {"market_data", "signal", "risk", "execution", "ops_api"}
+        assert all(s["status"] == "ok" for s in status["services"].values()), status["services"]
+        assert (tmp_path / "artifacts" / "logs" / "execution.log").exists()
+        children = _descendants(launcher.pid)
+
+        engaged = _bnml(tmp_path, "kill-switch", "engage", "--reason", "launcher test", env=env)
+        assert engaged.returncode == 0, engaged.stderr
+        assert json.loads(engaged.stdout)["missing"] == []
+        time.sleep(1.5)  # let in-flight counters reach Postgres
+        orders_after_engage = _status(tmp_path, env)["counts"]["orders"]
+        time.sleep(4)
+        status = _status(tmp_path, env)
+        assert status["kill_switch"]["engaged"] is True and status["trading_state"] == "HALTED"
+        assert status["counts"]["orders"] == orders_after_engage
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        try:
+            code = launcher.wait(40)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            code = None
+        out.close()
+    assert code == 0, (tmp_path / "launcher.out").read_text()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
+    # postgres daemonizes (not a descendant): look for anything still running on this test's data dir
+    time.sleep(1)
+    leftovers = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
+                 if p.info["cmdline"] and any(str(tmp_path) in part for part in p.info["cmdline"])]
+    assert not leftovers, f"left behind: {leftovers}"
+    assert _status(tmp_path, env) is None  # no running suite any more: status exits non-zero
