@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "bnml.commands.suite",
     "bnml.commands.kill_switch",
     "bnml.commands.contracts",
+    "bnml.commands.migrate",
 ]
 
 

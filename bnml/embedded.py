@@ -42,6 +42,26 @@ def _venv_bin(name: str) -> str:
     return found
 
 
+# Opt-in NATS authentication (deploy/nats/nats-server.conf): BNML_NATS_CONFIG names the server config; each
+# user's password comes from NATS_<USER>_PASSWORD (generated for a local run when unset).
+NATS_USERS = ("market_data", "signal", "risk", "execution", "ops_api", "ops")
+
+
+def nats_config_file() -> Path | None:
+    value = os.environ.get("BNML_NATS_CONFIG", "")
+    return Path(value).resolve() if value else None
+
+
+def ensure_nats_passwords() -> dict[str, str]:
+    """Fill os.environ with a fresh password for every NATS user that has none (the server reads them)."""
+    import secrets
+
+    for user in NATS_USERS:
+        # letters and digits, starting with a letter: nats-server parses the value as a config token
+        os.environ.setdefault(f"NATS_{user.upper()}_PASSWORD", "n" + secrets.token_hex(24))
+    return {user: os.environ[f"NATS_{user.upper()}_PASSWORD"] for user in NATS_USERS}
+
+
 class EmbeddedNats:
     """A nats-server with JetStream on 127.0.0.1, its store under `data_dir`."""
 

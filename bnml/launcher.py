@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from bnml.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from bnml.embedded import EmbeddedNats, EmbeddedPostgres, ensure_nats_passwords, free_port, nats_config_file
 from libs.common.db import migrate
 from libs.common.errors import ConfigurationError
 from libs.common.settings import PLACEHOLDER_PREFIX, BotSettings, config_path, load_settings, mask_url
@@ -71,11 +71,13 @@ class Suite:
 
     # -- servers ----------------------------------------------------------------------------
     def start_servers(self) -> None:
+        if nats_config_file():
+            ensure_nats_passwords()
         nats_url = self.settings.nats.url
         db_url = self.settings.database.url.get_secret_value()
         if not nats_url:
             port = 4222 if _port_free(4222) else free_port()
-            self.nats = EmbeddedNats(RUN_DIR / "nats", port=port).start()
+            self.nats = EmbeddedNats(RUN_DIR / "nats", port=port, config_file=nats_config_file()).start()
             nats_url = self.nats.url
             say(f"started embedded NATS (JetStream) at {nats_url}")
         else:
@@ -90,6 +92,8 @@ class Suite:
         say(f"database migrated ({n} migration(s) applied)")
         self.env.update(NATS_URL=nats_url, DATABASE_URL=db_url)
         self.info.update(nats_url=nats_url, database_url=db_url, embedded_database=self.pg is not None)
+        if nats_config_file():  # opt-in NATS auth: the CLI (kill switch) connects as the `ops` user
+            self.info["nats_url"] = nats_url.replace("://", f"://ops:{ensure_nats_passwords()['ops']}@", 1)
 
     def _pg_port(self) -> int:
         # Keep the same port across runs when possible (the journal persists in artifacts/run/postgres).
@@ -132,6 +136,9 @@ class Suite:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log = open(LOG_DIR / f"{name}.log", "ab")
         env = {**os.environ, **self.env}
+        if nats_config_file():  # opt-in NATS auth: each service gets only its own credentials
+            env = {k: v for k, v in env.items() if not (k.startswith("NATS_") and k.endswith("_PASSWORD"))}
+            env.update(BNML_NATS__USER=name, BNML_NATS__PASSWORD=ensure_nats_passwords()[name])
         proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], stdout=log, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True, preexec_fn=_pdeathsig)
         log.close()
