@@ -11,6 +11,10 @@ COMMAND_MODULES = [
     "bnml.commands.suite",
     "bnml.commands.kill_switch",
     "bnml.commands.contracts",
+    "bnml.commands.dod",
+    "bnml.commands.backup",
+    "bnml.commands.incident",
+    "bnml.commands.alert",
     "bnml.commands.migrate",
 ]
 
