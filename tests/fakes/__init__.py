@@ -1,0 +1,1 @@
+"""Test fakes of external systems (never used by production code)."""
