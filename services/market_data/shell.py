@@ -1,14 +1,23 @@
-"""market_data shell: drives the source at the configured rate and publishes ticks on md.tick.<SYM>."""
+"""market_data shell: picks the source (synthetic | replay | Binance public data), publishes ticks on
+md.tick.<SYM>, closed candles on md.candle.<SYM>.<tf>, freshness on md.status.<SYM> and the universe on
+md.universe; raises SEV-2 alerts when data goes stale or freezes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 from libs.common import subjects
-from libs.common.contracts import utcnow
+from libs.common.contracts import MarketStatus, UniverseChanged, utcnow
 from libs.common.service import Runtime
-from services.market_data.synthetic import SyntheticTicks
+from services.market_data.candles import CandleAggregator
+from services.market_data.publisher import Publisher
+from services.market_data.sources import ReplaySource, SyntheticSource, coarser_timeframes, load_replay
+from services.market_data.staleness import StalenessTracker, StatusChange
+from services.market_data.synthetic import SyntheticMarket, SyntheticParams, synthetic_symbols
+from services.market_data.universe import diff_universe
 
 
 class MarketDataService:
@@ -17,32 +26,191 @@ class MarketDataService:
 
     def __init__(self) -> None:
         self.rt: Runtime | None = None
+        self.symbols: list[str] = []
+        self.mode = "synthetic"
+        self.source = None
+        self._ever_fresh: set[str] = set()
+        self._stale_alerted = False
+        self._frozen_alerted: set[str] = set()
+        self._no_data_alerted = False
+        self._started_mono = time.monotonic()
+        self._replay_done = False
 
+    # -- lifecycle --------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
         s = rt.settings
-        self.source = SyntheticTicks(s.symbols, seed=s.market_data.synthetic.seed)
-        self.ticks_out = rt.metrics.counter("ticks_published_total", "Ticks published", ["symbol"])
-        rt.spawn(self._run(), "synthetic-source")
+        md = s.market_data
+        # Real-money trading always prices from the exchange; paper mode picks its source.
+        self.mode = "live" if s.mode == "live" else s.paper_market_data_mode
+        self.tracker = StalenessTracker(md.stale_after_s, md.frozen_after_s)
+        m = rt.metrics
+        self.m_age = m.gauge("symbol_age_seconds", "Seconds since the last update, per symbol", ["symbol"])
+        self.m_stale = m.gauge("symbol_stale", "1 while the symbol is stale", ["symbol"])
+        self.m_stale_count = m.gauge("stale_symbols", "Symbols currently stale")
+        self.m_universe = m.gauge("universe_symbols", "Symbols in the universe")
+        self.m_status = m.counter("status_changes_total", "Fresh/stale transitions", ["status"])
+        self.m_errors = m.counter("source_errors_total", "Errors from the market-data source", ["kind"])
+        self.m_backoff = m.gauge("backoff_state", "0 ok, 1 backing off, 2 rate limited, 3 banned")
+        self.m_backoff_wait = m.gauge("backoff_wait_seconds", "Seconds until the next request is allowed")
 
-    async def _run(self) -> None:
-        assert self.rt is not None
-        rt = self.rt
-        period = 1.0 / rt.settings.market_data.synthetic.ticks_per_s
-        symbols = rt.settings.symbols
-        next_at = time.monotonic()
-        while True:
-            now = utcnow()
-            for sym in symbols:
-                tick = self.source.next(sym, now)
-                await rt.bus.publish(subjects.tick(sym), tick)
-                self.ticks_out.labels(symbol=subjects.exchange_symbol(sym)).inc()
-                rt.metrics.count("ticks")
-            next_at += period
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        if self.mode == "synthetic":
+            symbols = synthetic_symbols(s.symbols, md.synthetic.symbols_count)
+            aggregator = CandleAggregator(md.candle_timeframes)
+            market = SyntheticMarket(symbols, md.synthetic.seed, SyntheticParams.from_settings(md.synthetic))
+            self.source = SyntheticSource(market, md.synthetic.ticks_per_s)
+            reason = "config (synthetic)"
+        elif self.mode == "replay":
+            series = load_replay(md.replay)  # refuses to start (ConfigurationError) naming the key
+            symbols = list(dict.fromkeys(md.replay.symbols or [md.replay.symbol]))
+            usable, unusable = coarser_timeframes(md.candle_timeframes, series.timeframe)
+            if unusable:
+                rt.log.warning("replay cannot build these timeframes from its bars", file_timeframe=series.timeframe,
+                               unusable=unusable)
+            aggregator = CandleAggregator(usable)
+            self.source = ReplaySource(series, symbols, speed=md.replay.speed, loop=md.replay.loop,
+                                       ticks_per_candle=md.replay.ticks_per_candle, spread_bps=md.replay.spread_bps)
+            rt.log.info("replay loaded", rows=len(series.rows), timeframe=series.timeframe,
+                        normalised_close_times=series.normalised_close_times, skipped=len(series.skipped_rows),
+                        symbols=len(symbols), speed=md.replay.speed)
+            reason = f"config (replay of {series.symbol} {series.timeframe})"
+        else:
+            from services.market_data.live import BinanceSource
+
+            aggregator = CandleAggregator(md.candle_timeframes)
+            self.source = BinanceSource(self, md, s.symbols)
+            symbols = s.symbols if md.universe.mode == "fixed" else []
+            reason = "config (binance)"
+        self.pub = Publisher(rt.bus, rt.metrics, aggregator, self.tracker)
+        if symbols:
+            await self.set_universe(symbols, reason)
+        rt.log.info("market data source", mode=self.mode, symbols=len(symbols), timeframes=aggregator.timeframes)
+        rt.spawn(self._status_loop(), "md-status")
+        rt.spawn(self._run_source(), f"md-source-{self.mode}")
+
+    async def _run_source(self) -> None:
+        assert self.source is not None
+        await self.source.run(self.pub)
+        if self.mode == "replay":
+            self._replay_done = True
+            self.rt.log.info("replay finished", bars=self.source.bars_done)  # type: ignore[union-attr]
 
     async def stop(self) -> None:
-        return None
+        stop = getattr(self.source, "close", None)
+        if stop is not None:
+            await stop()
 
     def health(self) -> tuple[str, str]:
-        return "ok", ""
+        if not hasattr(self, "tracker"):
+            return "ok", "starting"
+        details = []
+        state = getattr(self.source, "backoff_state", "ok")
+        if state != "ok":
+            details.append(f"source {state}")
+        fresh, stale = self.tracker.counts()
+        if stale and (self._ever_fresh or time.monotonic() - self._started_mono > self.rt.settings.market_data.stale_after_s):
+            details.append(f"{stale}/{fresh + stale} symbols stale")
+        if self._replay_done:
+            details.append("replay finished")
+        return ("degraded" if (state != "ok" or (stale and self._ever_fresh)) else "ok"), "; ".join(details)
+
+    # -- universe ---------------------------------------------------------------------------------
+    async def set_universe(self, symbols: list[str], reason: str) -> None:
+        """Adopt a new symbol list: track freshness, forget removed symbols, publish and log the change."""
+        rt = self.rt
+        assert rt is not None
+        previous = self.symbols
+        if not previous:
+            try:
+                last = await rt.bus.last_value("MD_UNIVERSE", subjects.universe(), UniverseChanged)
+                previous = list(last.symbols) if last else []
+            except Exception as exc:  # the change is still published, just diffed against nothing
+                rt.log.warning("cannot read the previous universe", error=str(exc))
+        added, removed = diff_universe(previous, symbols)
+        now = time.monotonic()
+        for sym in symbols:
+            self.tracker.track(sym, now)
+        for sym in set(self.symbols) - set(symbols):
+            self.tracker.untrack(sym)
+            self.pub.aggregator.drop(sym)
+            self._ever_fresh.discard(sym)
+            await self._publish_status(StatusChange(sym, "stale", 0.0, "left the universe"))
+        first = not self.symbols
+        self.symbols = list(symbols)
+        self.m_universe.set(len(symbols))
+        if first or added or removed:
+            msg = UniverseChanged(ts=utcnow(), symbols=list(symbols), added=added, removed=removed, reason=reason)
+            await rt.bus.publish(subjects.universe(), msg)
+            rt.log.info("universe changed", size=len(symbols), added=added[:50], removed=removed[:50], reason=reason)
+
+    # -- freshness --------------------------------------------------------------------------------
+    async def _publish_status(self, ch: StatusChange) -> None:
+        msg = MarketStatus(ts=utcnow(), symbol=ch.symbol, status=ch.status, age_s=round(ch.age_s, 3),
+                           reason=ch.reason)
+        await self.rt.bus.publish(subjects.market_status(ch.symbol), msg)
+
+    async def _status_loop(self) -> None:
+        rt = self.rt
+        md = rt.settings.market_data
+        interval = min(0.25, md.stale_after_s / 4)
+        last_snapshot = float("-inf")
+        aggregate_by_time = self.mode != "replay"
+        while True:
+            mono = time.monotonic()
+            for ch in self.tracker.evaluate(mono):
+                await self._on_change(ch)
+            if mono - last_snapshot >= md.status_interval_s:
+                last_snapshot = mono
+                for ch in self.tracker.snapshot(mono):
+                    await self._publish_status(ch)
+            fresh, stale = self.tracker.counts()
+            self.m_stale_count.set(stale)
+            for sym in self.tracker.symbols:
+                self.m_age.labels(symbol=subjects.exchange_symbol(sym)).set(self.tracker.age(sym, mono))
+            await self._alert_on_staleness(stale, mono)
+            if aggregate_by_time:
+                await self.pub.close_due(int(datetime.now(UTC).timestamp() * 1000), self._source_label())
+            src = self.source
+            if src is not None and hasattr(src, "backoff"):
+                self.m_backoff_wait.set(src.backoff.wait_s(mono))
+            await asyncio.sleep(interval)
+
+    def _source_label(self) -> str:
+        return {"synthetic": "synthetic", "replay": "replay"}.get(self.mode, "binance")
+
+    async def _on_change(self, ch: StatusChange) -> None:
+        rt = self.rt
+        await self._publish_status(ch)
+        exch = subjects.exchange_symbol(ch.symbol)
+        self.m_stale.labels(symbol=exch).set(1 if ch.status == "stale" else 0)
+        self.m_status.labels(status=ch.status).inc()
+        if ch.status == "fresh":
+            self._ever_fresh.add(ch.symbol)
+            self._frozen_alerted.discard(ch.symbol)
+            rt.log.info("symbol fresh", symbol=ch.symbol)
+        else:
+            rt.log.warning("symbol stale", symbol=ch.symbol, age_s=round(ch.age_s, 2), reason=ch.reason)
+        if ch.frozen and ch.symbol not in self._frozen_alerted:
+            self._frozen_alerted.add(ch.symbol)
+            await rt.alert("SEV-2", f"market data frozen: {ch.symbol}", ch.reason,
+                           dedup_key=f"market_data:frozen:{ch.symbol}")
+
+    async def _alert_on_staleness(self, stale: int, mono: float) -> None:
+        rt = self.rt
+        md = rt.settings.market_data
+        stale_known = [s for s in self._ever_fresh if self.tracker.status(s) == "stale"]
+        if stale_known and not self._stale_alerted:
+            self._stale_alerted = True
+            await rt.alert("SEV-2", "market data stale",
+                           f"{len(stale_known)} symbol(s) without fresh data for > {md.stale_after_s:g}s "
+                           f"(e.g. {', '.join(sorted(stale_known)[:5])}); risk holds them",
+                           dedup_key="market_data:stale")
+        elif not stale_known and self._stale_alerted:
+            self._stale_alerted = False
+            rt.log.info("market data fresh again")
+        if (not self._ever_fresh and not self._no_data_alerted and self.symbols and not self._replay_done
+                and mono - self._started_mono > 3 * md.stale_after_s):
+            self._no_data_alerted = True
+            await rt.alert("SEV-2", "no market data since start",
+                           f"mode {self.mode}: no symbol has had a fresh update in {mono - self._started_mono:.0f}s",
+                           dedup_key="market_data:no_data")

@@ -18,6 +18,8 @@ class Tick(Message):
     last: Money = Field(gt=0)
     volume: Money = Field(ge=0, description="Base-asset volume traded since the previous tick")
     source: Literal["synthetic", "replay", "binance"] = "synthetic"
+    source_ts: AwareDatetime | None = Field(
+        default=None, description="Time the exchange or the replayed file gives the data (ts = when published)")
 
     @model_validator(mode="after")
     def _bid_not_above_ask(self) -> Tick:

@@ -1,0 +1,101 @@
+"""The publishing half of the market_data shell: ticks and candles onto NATS, freshness and metrics updated.
+
+Every source (synthetic, replay, Binance) hands its prices here, so the subjects, the contracts, the
+candle aggregation and the staleness bookkeeping are the same whatever the source.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from libs.common import subjects
+from libs.common.bus import Bus
+from libs.common.metrics import ServiceMetrics
+from services.market_data.candles import Bar, CandleAggregator
+from services.market_data.encode import candle_json, iso_ts, iso_ts_ms, safe_symbol, tick_json
+from services.market_data.staleness import StalenessTracker
+
+
+class Publisher:
+    def __init__(self, bus: Bus, metrics: ServiceMetrics, aggregator: CandleAggregator, tracker: StalenessTracker,
+                 *, monotonic: Callable[[], float] = time.monotonic):
+        self.bus = bus
+        self.metrics = metrics
+        self.aggregator = aggregator
+        self.tracker = tracker
+        self.monotonic = monotonic
+        self._tick_subject: dict[str, str] = {}
+        self._tick_counter: dict[str, object] = {}
+        self._candle_counter: dict[tuple[str, str], object] = {}
+        self._ticks = metrics.counter("ticks_published_total", "Ticks published", ["symbol"])
+        self._candles = metrics.counter("candles_published_total", "Closed candles published",
+                                        ["symbol", "timeframe"])
+        self._late = metrics.counter("late_ticks_total", "Ticks older than the open candle (not aggregated)")
+        self.ticks_published = 0
+        self.candles_published = 0
+        self._late_seen = 0
+        self._totals = metrics.totals  # heartbeat totals (`ticks`, `candles`)
+
+    def _subject(self, symbol: str) -> str:
+        subj = self._tick_subject.get(symbol)
+        if subj is None:
+            if not safe_symbol(symbol):
+                raise ValueError(f"symbol {symbol!r} cannot be published")
+            subj = self._tick_subject[symbol] = subjects.tick(symbol)
+            self._tick_counter[symbol] = self._ticks.labels(symbol=subjects.exchange_symbol(symbol))
+        return subj
+
+    async def tick(self, symbol: str, ts_iso: str, ts_ms: int, bid: str, ask: str, last: str, volume: str,
+                   source: str, *, source_ts_ms: int | None = None, mono: float | None = None,
+                   aggregate: bool = True) -> None:
+        """Publish one tick (strings are exact decimals), update freshness and, if asked, the candles."""
+        subject = self._subject(symbol)
+        payload = tick_json(ts_iso, symbol, bid, ask, last, volume, source,
+                            iso_ts_ms(source_ts_ms) if source_ts_ms is not None else None)
+        await self.bus.publish_raw(subject, payload)
+        self._tick_counter[symbol].inc()  # type: ignore[attr-defined]
+        self.ticks_published += 1
+        self._totals["ticks"] += 1
+        self.tracker.on_update(symbol, self.monotonic() if mono is None else mono, last)
+        if aggregate:
+            closed = self.aggregator.on_tick(symbol, source_ts_ms if source_ts_ms is not None else ts_ms,
+                                             Decimal(last), Decimal(volume))
+            for bar in closed:
+                await self.candle(bar, source)
+
+    async def candle(self, bar: Bar, source: str, now: datetime | None = None) -> None:
+        payload = candle_json(iso_ts(now or datetime.now(UTC)), bar.symbol, bar.timeframe,
+                              iso_ts_ms(bar.open_time_ms), iso_ts_ms(bar.close_time_ms), _s(bar.open),
+                              _s(bar.high), _s(bar.low), _s(bar.close), _s(bar.volume), source)
+        await self.bus.publish_raw(subjects.candle(bar.symbol, bar.timeframe), payload)
+        key = (bar.symbol, bar.timeframe)
+        c = self._candle_counter.get(key)
+        if c is None:
+            c = self._candle_counter[key] = self._candles.labels(symbol=subjects.exchange_symbol(bar.symbol),
+                                                                 timeframe=bar.timeframe)
+        c.inc()  # type: ignore[attr-defined]
+        self.candles_published += 1
+        self._totals["candles"] += 1
+
+    async def bar(self, bar: Bar, source: str) -> None:
+        """A closed bar from the source itself (replay, exchange kline), plus the coarser bars it completes."""
+        await self.candle(bar, source)
+        for coarser in self.aggregator.on_bar(bar):
+            await self.candle(coarser, source)
+
+    async def close_due(self, now_ms: int, source: str) -> int:
+        """Publish candles whose interval has ended (for sources whose ticks may pause)."""
+        bars = self.aggregator.close_due(now_ms)
+        for bar in bars:
+            await self.candle(bar, source)
+        if self.aggregator.late_updates != self._late_seen:
+            self._late.inc(self.aggregator.late_updates - self._late_seen)
+            self._late_seen = self.aggregator.late_updates
+        return len(bars)
+
+
+def _s(d: Decimal) -> str:
+    return format(d, "f")

@@ -1,0 +1,236 @@
+"""Replay of recorded OHLCV (pure core): file loaders, and the deterministic tick path through each bar.
+
+Formats:
+- ccxt JSON: `[[ts_ms, open, high, low, close, volume], ...]` (numbers read as exact decimals);
+- Binance kline CSV with a header (`open_time,open,high,low,close,volume,close_time[,...]`); a row
+  whose close_time is not `open_time + timeframe - 1` (BTCUSDT-1h.csv has one) is normalised to the
+  Binance convention and counted;
+- Parquet (polars) with columns `open_time` or `timestamp` (epoch ms or datetime), open, high, low,
+  close, volume.
+
+The ticks derived from a bar follow a fixed path: open, then the nearer-to-open extreme first
+(bullish bar: low then high; bearish: high then low), then close, spaced evenly inside the bar; the
+bar's volume is split evenly among them. A replay spread (bps, rounded outward to the file's price
+precision) gives a bid and an ask around each path price. Same file, same settings: same ticks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from pathlib import Path
+
+from services.market_data.candles import Bar, timeframe_ms, timeframe_of_ms
+
+
+class ReplayFileError(ValueError):
+    """The file cannot be replayed (unreadable, wrong shape, no valid rows)."""
+
+
+@dataclass
+class OhlcvSeries:
+    symbol: str
+    timeframe: str
+    rows: list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]]
+    price_places: int
+    normalised_close_times: int = 0
+    skipped_rows: list[str] = field(default_factory=list)
+
+    @property
+    def tf_ms(self) -> int:
+        return timeframe_ms(self.timeframe)
+
+    def bar(self, i: int, symbol: str | None = None) -> Bar:
+        t, o, h, low, c, v = self.rows[i]
+        return Bar(symbol or self.symbol, self.timeframe, t, t + self.tf_ms - 1, o, h, low, c, v)
+
+
+def detect_format(path: Path, fmt: str = "auto") -> str:
+    if fmt != "auto":
+        return fmt
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    if suffix == ".json":
+        return "json"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise ReplayFileError(f"cannot tell the format of {path.name} from its suffix; set market_data.replay.format")
+
+
+def _dec(x) -> Decimal:
+    if isinstance(x, float):
+        x = repr(x)
+    return Decimal(str(x))
+
+
+def _places(d: Decimal) -> int:
+    exp = d.normalize().as_tuple().exponent
+    return max(0, -exp) if isinstance(exp, int) else 0
+
+
+def load_ohlcv(path: str | Path, symbol: str, fmt: str = "auto", timeframe: str = "") -> OhlcvSeries:
+    """Read a file into validated, time-ordered bars. Raises ReplayFileError with a readable reason."""
+    path = Path(path)
+    kind = detect_format(path, fmt)
+    raw: list[tuple[int, object, object, object, object, object, int | None]]
+    try:
+        if kind == "json":
+            raw = _read_json(path)
+        elif kind == "csv":
+            raw = _read_csv(path)
+        else:
+            raw = _read_parquet(path)
+    except ReplayFileError:
+        raise
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise ReplayFileError(f"cannot read {path.name} as {kind}: {type(exc).__name__}: {exc}") from None
+    return _build(raw, symbol, timeframe, path.name)
+
+
+def _read_json(path: Path):
+    data = json.loads(path.read_text(), parse_float=Decimal)
+    if not isinstance(data, list):
+        raise ReplayFileError(f"{path.name}: expected a JSON array of [ts, o, h, l, c, v] rows")
+    return [(int(r[0]), r[1], r[2], r[3], r[4], r[5], None) for r in data]
+
+
+def _read_csv(path: Path):
+    rows = []
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        first = next(reader, None)
+        if first is None:
+            return rows
+        header = [h.strip().lower() for h in first]
+        if header and header[0].isdigit():  # headerless Binance dump: the first row is data
+            header, pending = ["open_time", "open", "high", "low", "close", "volume", "close_time"], [first]
+        else:
+            pending = []
+        idx = {name: header.index(name) for name in ("open_time", "open", "high", "low", "close", "volume")
+               if name in header}
+        if len(idx) < 6:
+            raise ReplayFileError(f"{path.name}: header must name open_time, open, high, low, close, volume")
+        ct = header.index("close_time") if "close_time" in header else None
+        for r in [*pending, *reader]:
+            if not r:
+                continue
+            rows.append((int(r[idx["open_time"]]), r[idx["open"]], r[idx["high"]], r[idx["low"]], r[idx["close"]],
+                         r[idx["volume"]], int(r[ct]) if ct is not None and r[ct] else None))
+    return rows
+
+
+def _read_parquet(path: Path):
+    import polars as pl
+
+    df = pl.read_parquet(path)
+    cols = set(df.columns)
+    tcol = "open_time" if "open_time" in cols else "timestamp" if "timestamp" in cols else None
+    if tcol is None or not {"open", "high", "low", "close", "volume"} <= cols:
+        raise ReplayFileError(f"{path.name}: needs open_time|timestamp, open, high, low, close, volume columns")
+    if df.schema[tcol].is_temporal():
+        df = df.with_columns(pl.col(tcol).dt.epoch("ms").alias(tcol))
+    has_ct = "close_time" in cols and df.schema["close_time"].is_integer()
+    out = []
+    for r in df.iter_rows(named=True):
+        out.append((int(r[tcol]), r["open"], r["high"], r["low"], r["close"], r["volume"],
+                    int(r["close_time"]) if has_ct and r["close_time"] is not None else None))
+    return out
+
+
+def _build(raw, symbol: str, timeframe: str, name: str) -> OhlcvSeries:
+    raw = sorted(raw, key=lambda r: r[0])
+    if not raw:
+        raise ReplayFileError(f"{name}: no rows")
+    if timeframe:
+        tf_ms = timeframe_ms(timeframe)
+    else:
+        diffs = Counter(b[0] - a[0] for a, b in zip(raw, raw[1:], strict=False) if b[0] > a[0])
+        if not diffs:
+            raise ReplayFileError(f"{name}: cannot infer the timeframe from one row; set market_data.replay.timeframe")
+        tf_ms = diffs.most_common(1)[0][0]
+        timeframe = timeframe_of_ms(tf_ms)
+    rows, skipped, normalised, places, last_t = [], [], 0, 0, None
+    for t, *vals, close_time in raw:
+        try:
+            o, h, low, c, v = (_dec(x) for x in vals)
+        except (InvalidOperation, TypeError, ValueError):
+            skipped.append(f"{t}: not numbers")
+            continue
+        if not all(x.is_finite() for x in (o, h, low, c, v)) or min(o, h, low, c) <= 0 or v < 0:
+            skipped.append(f"{t}: non-positive or non-finite value")
+            continue
+        if not (low <= min(o, c) and h >= max(o, c)):
+            skipped.append(f"{t}: low/high do not bound open/close")
+            continue
+        if t == last_t:
+            skipped.append(f"{t}: duplicate open time")
+            continue
+        if close_time is not None and close_time != t + tf_ms - 1:
+            normalised += 1
+        places = max(places, *(_places(x) for x in (o, h, low, c)))
+        rows.append((t, o, h, low, c, v))
+        last_t = t
+    if not rows:
+        raise ReplayFileError(f"{name}: no valid rows ({len(skipped)} rejected)")
+    return OhlcvSeries(symbol, timeframe, rows, places, normalised, skipped)
+
+
+@dataclass(frozen=True)
+class PathTick:
+    """One derived tick: historical time, bid/ask/last as exact strings, and the volume share."""
+
+    ts_ms: int
+    bid: str
+    ask: str
+    last: str
+    volume: str
+    last_d: Decimal
+
+
+def bar_path(bar: Bar, n_ticks: int, spread_bps: Decimal, places: int) -> list[PathTick]:
+    """The deterministic ticks through one bar (see the module doc)."""
+    if n_ticks == 1:
+        prices = [bar.close]
+        times = [bar.close_time_ms]
+    else:
+        mids = (bar.low, bar.high) if bar.close >= bar.open else (bar.high, bar.low)
+        prices = [bar.open, *mids, bar.close]
+        span = bar.close_time_ms - bar.open_time_ms
+        times = [bar.open_time_ms + span * k // 3 for k in range(4)]
+    vol = bar.volume / len(prices)
+    quantum = Decimal(1).scaleb(-places)
+    half = spread_bps / Decimal(20_000)
+    out = []
+    for ts, p in zip(times, prices, strict=True):
+        bid = (p * (1 - half)).quantize(quantum, rounding=ROUND_FLOOR)
+        ask = (p * (1 + half)).quantize(quantum, rounding=ROUND_CEILING)
+        if bid <= 0:
+            bid = min(p, quantum)
+        if ask <= bid:
+            ask = bid + quantum
+        last = p.quantize(quantum) if _places(p) <= places else p
+        out.append(PathTick(ts, _plain(bid), _plain(ask), _plain(last), _plain(vol.normalize()), last))
+    return out
+
+
+def _plain(d: Decimal) -> str:
+    """A decimal written without an exponent (what `str()` gives for these magnitudes, made certain)."""
+    s = format(d, "f")
+    return s
+
+
+class ReplayClock:
+    """When (seconds after the start of the replay, on the wall clock) a historical instant is due."""
+
+    def __init__(self, first_ms: int, speed: float):
+        self.first_ms = first_ms
+        self.speed = speed
+
+    def due_s(self, ts_ms: int) -> float:
+        if self.speed <= 0:
+            return 0.0
+        return (ts_ms - self.first_ms) / 1000.0 / self.speed

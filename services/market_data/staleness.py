@@ -1,0 +1,107 @@
+"""Per-symbol freshness (pure core): age of the last update, stale/fresh transitions, frozen prices.
+
+Time is a monotonic number of seconds passed in by the caller (the receipt clock, not the event time:
+a replayed bar from 2021 is fresh if it arrived a second ago). A symbol is stale when
+
+- it never had an update since it was tracked and `stale_after_s` has passed since tracking began, or
+- its last update is older than `stale_after_s`, or
+- its price has not changed for `frozen_after_s` while updates keep coming (a frozen feed; 0 = off).
+
+`evaluate(now)` returns only the transitions; `snapshot(now)` returns every symbol's current state
+(re-published periodically so a service that starts late learns it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Status = Literal["fresh", "stale"]
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    symbol: str
+    status: Status
+    age_s: float
+    reason: str
+    frozen: bool = False
+
+
+@dataclass
+class _Sym:
+    since: float
+    last_update: float | None = None
+    last_price: object = None
+    price_since: float | None = None
+    status: Status = "stale"
+    reason: str = "no data yet"
+    frozen: bool = False
+
+
+class StalenessTracker:
+    def __init__(self, stale_after_s: float, frozen_after_s: float = 0.0):
+        if stale_after_s <= 0:
+            raise ValueError("stale_after_s must be > 0")
+        self.stale_after_s = stale_after_s
+        self.frozen_after_s = frozen_after_s
+        self._syms: dict[str, _Sym] = {}
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._syms)
+
+    def track(self, symbol: str, now: float) -> None:
+        if symbol not in self._syms:
+            self._syms[symbol] = _Sym(since=now)
+
+    def untrack(self, symbol: str) -> None:
+        self._syms.pop(symbol, None)
+
+    def on_update(self, symbol: str, now: float, price: object = None) -> None:
+        s = self._syms.get(symbol)
+        if s is None:
+            s = self._syms[symbol] = _Sym(since=now)
+        s.last_update = now
+        if price is not None and price != s.last_price:
+            s.last_price = price
+            s.price_since = now
+
+    def age(self, symbol: str, now: float) -> float:
+        s = self._syms[symbol]
+        return max(0.0, now - (s.last_update if s.last_update is not None else s.since))
+
+    def _judge(self, s: _Sym, now: float) -> tuple[Status, str, bool]:
+        if s.last_update is None:
+            return "stale", "no data yet", False
+        age = now - s.last_update
+        if age > self.stale_after_s:
+            return "stale", f"no update for {age:.1f}s (> {self.stale_after_s:g}s)", False
+        if self.frozen_after_s > 0 and s.price_since is not None and now - s.price_since > self.frozen_after_s:
+            return "stale", f"price frozen for {now - s.price_since:.0f}s (> {self.frozen_after_s:g}s)", True
+        return "fresh", "", False
+
+    def evaluate(self, now: float) -> list[StatusChange]:
+        """The symbols whose status changed since the last call (a new symbol starts stale, silently)."""
+        out = []
+        for sym, s in self._syms.items():
+            status, reason, frozen = self._judge(s, now)
+            changed = status != s.status or frozen != s.frozen
+            s.status, s.reason, s.frozen = status, reason, frozen
+            if changed:
+                out.append(StatusChange(sym, status, self.age(sym, now), reason, frozen))
+        return out
+
+    def snapshot(self, now: float) -> list[StatusChange]:
+        out = []
+        for sym, s in self._syms.items():
+            out.append(StatusChange(sym, s.status, self.age(sym, now), s.reason, s.frozen))
+        return out
+
+    def status(self, symbol: str) -> Status:
+        return self._syms[symbol].status
+
+    def counts(self) -> tuple[int, int]:
+        """(fresh, stale)."""
+        fresh = sum(1 for s in self._syms.values() if s.status == "fresh")
+        return fresh, len(self._syms) - fresh

@@ -1,0 +1,79 @@
+"""Back-off policy: jittered exponential for temporary errors, Retry-After for 429, a hard stop for 418."""
+
+import random
+
+import pytest
+
+from services.market_data.backoff import BackoffPolicy
+
+
+def _policy(**kw):
+    return BackoffPolicy(initial_s=1.0, max_s=30.0, ban_default_s=120.0, rng=random.Random(1), **kw)
+
+
+def test_temporary_errors_back_off_exponentially_with_jitter_and_a_cap():
+    p = _policy()
+    waits, now = [], 0.0
+    for _ in range(10):  # each retry fails again as soon as it is allowed
+        d = p.on_error("temporary", now)
+        waits.append(d.wait_s)
+        now = d.until
+    ceilings = [min(30.0, 2.0 ** i) for i in range(10)]
+    for w, c in zip(waits, ceilings, strict=True):
+        assert 0.1 * c <= w <= c
+    assert len(set(waits)) == len(waits)  # jittered
+    assert p.state == "backoff" and p.consecutive_errors == 10
+
+
+def test_requests_are_refused_until_the_wait_has_passed_and_success_resets():
+    p = _policy()
+    d = p.on_error("temporary", 100.0)
+    assert not p.allowed(100.0) and p.allowed(d.until)
+    p.on_success(d.until)
+    assert p.state == "ok" and p.consecutive_errors == 0
+    assert p.on_error("temporary", 200.0).wait_s <= 1.0
+
+
+def test_rate_limit_honours_retry_after_exactly():
+    p = _policy()
+    d = p.on_error("rate_limited", 10.0, retry_after_s=7)
+    assert d.state == "rate_limited" and d.until == 17.0
+    assert not p.allowed(16.99) and p.allowed(17.0)
+
+
+def test_rate_limit_without_retry_after_uses_the_backoff_ceiling():
+    p = _policy()
+    assert p.on_error("rate_limited", 0.0).wait_s == 1.0
+
+
+def test_ban_stops_requests_for_the_ban_period_and_is_flagged_new_once():
+    p = _policy()
+    d = p.on_error("banned", 0.0, retry_after_s=300)
+    assert d.state == "banned" and d.until == 300 and d.new_ban
+    d2 = p.on_error("banned", 10.0, retry_after_s=300)
+    assert not d2.new_ban
+    assert not p.allowed(299.0)
+
+
+def test_ban_without_retry_after_uses_the_default():
+    p = _policy()
+    assert p.on_error("banned", 0.0).until == 120.0
+
+
+def test_a_milder_error_never_shortens_a_ban():
+    p = _policy()
+    p.on_error("banned", 0.0, retry_after_s=300)
+    d = p.on_error("temporary", 5.0)
+    assert d.state == "banned" and d.until == 300
+    p.on_success(100.0)  # a success can't happen during a ban; and if reported early it doesn't lift it
+    assert p.state == "banned" and not p.allowed(100.0)
+
+
+@pytest.mark.parametrize("kind", ["temporary", "rate_limited", "banned"])
+def test_never_a_hot_loop(kind):
+    p = _policy()
+    now = 0.0
+    for _ in range(50):
+        d = p.on_error(kind, now)
+        assert d.wait_s >= 0.1
+        now = d.until
