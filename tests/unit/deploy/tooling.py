@@ -57,3 +57,42 @@ def start_authenticated_nats(data_dir: Path, passwords: dict[str, str]) -> Embed
 
 def url_with_user(url: str, user: str, password: str) -> str:
     return url.replace("://", f"://{user}:{password}@", 1)
+
+
+def filled_env_file(path: Path, passwords: dict[str, str] | None = None) -> Path:
+    """.env.example with every empty secret filled (as an operator would), written to `path`."""
+    passwords = passwords or nats_passwords()
+    out = []
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#") and not value:
+            user = key[len("NATS_"):-len("_PASSWORD")].lower() if key.startswith("NATS_") else ""
+            if user in passwords:
+                value = passwords[user]
+            elif not key.startswith("BNML_LIVE__"):
+                value = "t" + secrets.token_hex(12)
+        out.append(f"{key}{sep}{value}" if sep else line)
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def env_file_values(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def render_compose(env_file: Path) -> dict:
+    """`docker-compose config` (Debian's docker-compose) with `env_file`, parsed; fails the test on error."""
+    import subprocess
+
+    import yaml
+
+    binary = require_binary("docker-compose", "docker-compose")
+    res = subprocess.run([binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config"],
+                         capture_output=True, text=True, timeout=60, cwd=DEPLOY)
+    assert res.returncode == 0, f"docker-compose config failed:\n{res.stderr}"
+    return yaml.safe_load(res.stdout)
