@@ -54,7 +54,7 @@ def manifest_problems(manifest: dict, actual: dict[str, str]) -> list[str]:
 
 def major_of(version_text: str) -> int | None:
     """`pg_dump (PostgreSQL) 16.2` -> 16."""
-    m = re.search(r"(\d+)(?:\.\d+)?", version_text.split(")")[-1] if ")" in version_text else version_text)
+    m = re.search(r"\(PostgreSQL\)\s+(\d+)", version_text) or re.search(r"(\d+)(?:\.\d+)", version_text)
     return int(m.group(1)) if m else None
 
 
