@@ -129,6 +129,13 @@ class EmbeddedPostgres:
             return {"user": self.SYSTEM_USER}
         return {}
 
+    def _traversable(self) -> None:
+        """Let the postgres user reach the data dir again (pytest re-tightens its temp root to 0700)."""
+        if os.geteuid() == 0:
+            from pgserver.utils import ensure_prefix_permissions
+
+            ensure_prefix_permissions(self.data_dir)
+
     def _prepare_root(self) -> None:
         if os.geteuid() != 0:
             return
@@ -153,9 +160,11 @@ class EmbeddedPostgres:
         self.pgdata.mkdir(parents=True, exist_ok=True)
         os.chmod(self.pgdata, 0o700)
         if not (self.pgdata / "PG_VERSION").exists():
+            self._traversable()
             subprocess.run([str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
                             "--encoding=utf8", "--no-instructions"], check=True, capture_output=True,
                            **self._run_kwargs())
+        self._traversable()
         opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.pgdata} -c max_connections=200"
         if not self.fsync:
             opts += " -c fsync=off -c full_page_writes=off"
@@ -180,8 +189,11 @@ class EmbeddedPostgres:
         """mode: smart | fast | immediate (immediate = crash-like, for fault tests)."""
         if not (self.pgdata / "postmaster.pid").exists():
             return
-        subprocess.run([str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "-t", "60", "stop"],
-                       capture_output=True, **self._run_kwargs())
+        self._traversable()
+        res = subprocess.run([str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "-t", "60",
+                              "stop"], capture_output=True, text=True, **self._run_kwargs())
+        if res.returncode != 0 and (self.pgdata / "postmaster.pid").exists():
+            raise RuntimeError(f"postgres did not stop: {res.stdout.strip()} {res.stderr.strip()}")
 
     def pg_dump_path(self) -> str:
         return str(self.bin_dir / "pg_dump")

@@ -137,3 +137,45 @@ def services(tmp_path: Path, nats_url: str, database_url: str) -> Iterator[Servi
     factory.stop_all()
 
 
+
+
+# -- servers a test owns, so that it can stop and restart them (fault tests) -----------------------
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A NATS server on a fixed port and data dir: `.stop()` then `.start()` is a restart."""
+    server = EmbeddedNats(tmp_path / "own-nats").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    """A Postgres cluster of the test's own, migrated: `.stop("immediate")` then `.start()` is a crash-restart."""
+    server = EmbeddedPostgres(tmp_path / "own-pg", fsync=False).start()
+    try:
+        migrate(server.url)
+        yield server
+    finally:
+        server.stop("immediate")
+
+
+@pytest.fixture
+def own_services(tmp_path: Path, own_nats: EmbeddedNats, own_postgres: EmbeddedPostgres) -> Iterator[ServiceFactory]:
+    """Like `services`, but on servers the test can stop and restart."""
+    factory = ServiceFactory(tmp_path, own_nats.url, own_postgres.url)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+async def bus_own(own_nats: EmbeddedNats) -> AsyncIterator[Bus]:
+    """A test-side bus on the test's own (restartable) NATS server."""
+    from prometheus_client import CollectorRegistry
+
+    b = Bus(own_nats.url, "test", ServiceMetrics("test", registry=CollectorRegistry()))
+    await b.connect(retry_initial=False)
+    await b.ensure_streams()
+    yield b
+    await b.drain()
