@@ -1,55 +1,111 @@
-"""Execution decisions (pure core): may this verdict be sent, its client order id, and the paper fill."""
+"""Execution decisions (pure core): may this verdict be sent, its client order id, the order state machine.
+
+No I/O and no clock: time is passed in. The paper exchange lives in `paper.py`, the accounting in `ledger.py`.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from libs.common.contracts import RiskVerdict, Tick
+from libs.common.contracts import RiskVerdict
+
+CLIENT_ORDER_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+CLIENT_ORDER_ID_PREFIX = "bnml-"
 
 
 def client_order_id(verdict_id: str) -> str:
-    """Deterministic from the verdict id, within Binance's `^[.A-Z:/a-z0-9_-]{1,36}$`."""
-    return "bnml-" + hashlib.sha256(verdict_id.encode()).hexdigest()[:27]
+    """Deterministic from the verdict id, within Binance's `^[.A-Z:/a-z0-9_-]{1,36}$` (32 characters)."""
+    return CLIENT_ORDER_ID_PREFIX + hashlib.sha256(verdict_id.encode()).hexdigest()[:27]
 
 
+def flatten_order_key(command_id: str, symbol: str) -> str:
+    """The journal key (in place of a verdict id) of the order that flattens `symbol` for one kill-switch command."""
+    return f"flatten:{command_id}:{symbol}"
+
+
+def is_ours(client_id: str | None) -> bool:
+    return bool(client_id) and client_id.startswith(CLIENT_ORDER_ID_PREFIX)
+
+
+# -- the gate ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Gate:
     allowed: bool
     reason: str = ""
 
 
-def may_send(verdict: RiskVerdict, *, kill_switch_blocks: bool, now: datetime) -> Gate:
-    """The last check before an order leaves: approved, not expired, kill switch released."""
+def may_send(verdict: RiskVerdict, *, kill_switch_blocks: bool, now: datetime, is_writer: bool = True,
+             symbol_held: str = "") -> Gate:
+    """The last check before an order leaves: writer, kill switch released, approved, not expired, symbol free."""
+    if not is_writer:
+        return Gate(False, "not_writer")
     if kill_switch_blocks:
         return Gate(False, "kill_switch_engaged")
     if not verdict.approved:
         return Gate(False, "not_approved")
     if now >= verdict.expires_at:
         return Gate(False, "verdict_expired")
+    if symbol_held:
+        return Gate(False, "symbol_held")
     return Gate(True)
 
 
+# -- the order state machine ------------------------------------------------------------------------
+OPEN_STATUSES: tuple[str, ...] = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN")
+TERMINAL_STATUSES: tuple[str, ...] = ("FILLED", "CANCELLED", "REJECTED")
+
+_TRANSITIONS: dict[str, frozenset[str]] = {
+    # SUBMITTED: journaled; it may or may not have left yet.
+    "SUBMITTED": frozenset({"ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "UNKNOWN"}),
+    # UNKNOWN: sent, outcome not known; only the exchange's answer moves it.
+    "UNKNOWN": frozenset({"ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED"}),
+    "ACCEPTED": frozenset({"PARTIALLY_FILLED", "FILLED", "CANCELLED"}),
+    "PARTIALLY_FILLED": frozenset({"PARTIALLY_FILLED", "FILLED", "CANCELLED"}),
+    "FILLED": frozenset(),
+    "CANCELLED": frozenset(),
+    # An order declared never placed that the exchange later shows: reconciliation adopts it.
+    "REJECTED": frozenset({"ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED"}),
+}
+
+
 @dataclass(frozen=True)
-class PaperFill:
-    price: Decimal
-    quantity: Decimal
-    fee_usdt: Decimal
+class Transition:
+    allowed: bool
+    status: str
+    reason: str = ""
 
 
-def paper_market_fill(verdict: RiskVerdict, tick: Tick | None, taker_fee_rate: Decimal) -> PaperFill | str:
-    """Fill a market order at the best bid/ask of the last tick, within the verdict's price limit.
+def transition(current: str, new: str, *, adopting: bool = False) -> Transition:
+    """May an order move from `current` to `new`? Leaving REJECTED needs `adopting` (the exchange's word)."""
+    if current == new and current not in ("PARTIALLY_FILLED",):
+        return Transition(False, current, "no_change")
+    if current not in _TRANSITIONS:
+        return Transition(False, current, f"unknown status {current}")
+    if new not in _TRANSITIONS[current]:
+        return Transition(False, current, f"{current} -> {new} not allowed")
+    if current == "REJECTED" and not adopting:
+        return Transition(False, current, "REJECTED is final unless the exchange shows the order")
+    return Transition(True, new)
 
-    Returns the fill, or the reason it cannot fill.
-    """
-    if tick is None:
-        return "no_market_price"
-    price = tick.ask if verdict.side == "BUY" else tick.bid
-    if (verdict.side == "BUY" and price > verdict.price_limit) or (
-        verdict.side == "SELL" and price < verdict.price_limit
-    ):
-        return "price_beyond_limit"
-    fee = (price * verdict.quantity * taker_fee_rate).quantize(Decimal("0.00000001"))
-    return PaperFill(price=price, quantity=verdict.quantity, fee_usdt=fee)
+
+def status_from_exchange(ccxt_status: str | None, filled: Decimal, amount: Decimal) -> str:
+    """Map a ccxt unified order status (open/closed/canceled/expired/rejected) onto the journal's."""
+    if ccxt_status == "closed" or (amount > 0 and filled >= amount):
+        return "FILLED"
+    if ccxt_status in ("canceled", "cancelled", "expired"):
+        return "CANCELLED"
+    if ccxt_status == "rejected":
+        return "REJECTED"
+    if filled > 0:
+        return "PARTIALLY_FILLED"
+    return "ACCEPTED"
+
+
+# -- retry timing for unknown outcomes --------------------------------------------------------------
+def backoff_s(attempt: int, *, first: float = 0.25, cap: float = 5.0) -> float:
+    """Exponential backoff: 0.25, 0.5, 1, 2, 4, cap, cap, ..."""
+    return min(cap, first * (2 ** max(0, attempt)))

@@ -1,8 +1,18 @@
-"""execution shell: durable verdict consumer, journal-before-send, paper book, kill-switch latch."""
+"""execution shell: durable verdict consumer, journal-before-send, the paper book or the live broker,
+the kill-switch latch and sweep, and the single-writer advisory lock.
+
+Start: read the kill-switch state, take the writer lock (or stand by, never sending), rebuild the books from
+Postgres and resolve what a previous run left open, then consume verdicts. Every send happens under one
+asyncio lock, right after the last gate check, so the kill switch (which latches first, then takes the lock)
+wins every race.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from libs.common import subjects
 from libs.common.contracts import (
@@ -14,11 +24,21 @@ from libs.common.contracts import (
     Tick,
     utcnow,
 )
+from libs.common.errors import ConfigurationError, OperationalError
 from libs.common.kill_switch import KillSwitchLatch, refresh_latch
+from libs.common.markets import Markets, UnknownMarketError, load_markets
 from libs.common.service import Runtime
-from services.execution.core import PaperFill, client_order_id, may_send, paper_market_fill
+from services.execution.core import (
+    OPEN_STATUSES,
+    client_order_id,
+    flatten_order_key,
+    may_send,
+)
+from services.execution.journal import FillRow, Journal, NewOrder, WriterLock
+from services.execution.ledger import ZERO, Ledger, split_symbol
+from services.execution.paper import FeeSchedule, PaperExchange, PaperOrder, PaperResult, SlippageModel
 
-OPEN_STATUSES = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN")
+Q8 = Decimal("0.00000001")
 
 
 class ExecutionService:
@@ -28,116 +48,368 @@ class ExecutionService:
     def __init__(self) -> None:
         self.latch = KillSwitchLatch()
         self.last_tick: dict[str, Tick] = {}
+        self.lock = asyncio.Lock()  # every send, fill, cancel and sweep happens under it
+        self.writer = False
+        self.standby_reason = "writer lock not tried yet"
+        self.held: dict[str, str] = {}  # symbol -> why it is held (an order with an unknown outcome)
+        self.ledger = Ledger()
+        self.paper: PaperExchange | None = None
+        self.live: Any = None  # services.execution.live.LiveBroker in live mode
+        self.verdict_sub: Any = None
+        self.writer_lock: WriterLock | None = None
+        self.markets: Markets | None = None
+        self.sweeper: asyncio.Task | None = None
 
+    # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
+        self.settings = rt.settings
+        self.cfg = rt.settings.execution
+        self.mode = rt.settings.mode
+        self.journal = Journal(rt.pool, self.mode)
         m = rt.metrics
         self.refused = m.counter("verdicts_refused_total", "Verdicts not sent", ["reason"])
-        self.orders = m.counter("orders_total", "Orders by final status", ["status"])
+        self.orders = m.counter("orders_total", "Order status changes journaled", ["status"])
+        self.fills_metric = m.counter("fills_total", "Fills journaled", ["liquidity"])
         self.latency = m.histogram("tick_to_order_seconds", "Tick event time to journaled paper fill")
+        self.v2f = m.histogram("verdict_to_fill_seconds", "Verdict event time to journaled fill")
+        self.writer_gauge = m.gauge("writer", "1 while this instance holds the single-writer lock")
+        self.open_gauge = m.gauge("open_orders", "Orders open in the journal")
+        self.held_gauge = m.gauge("held_symbols", "Symbols held by an order with an unknown outcome")
+        self.sweeps = m.counter("kill_switch_sweeps_total", "Cancel-all sweeps run for the kill switch")
+        try:
+            self.markets = load_markets()
+        except Exception as exc:  # paper still runs without filters (prices then round to 8 decimals)
+            rt.log.warning("exchange filters not loaded; paper prices round to 8 decimals", error=str(exc))
         # Read the standing kill-switch state before taking any verdict.
         await refresh_latch(rt.bus, self.latch, rt.log)
         rt.bus.on_disconnect.append(lambda: self.latch.set_unknown("lost NATS connection"))
         rt.bus.on_reconnect.append(lambda: refresh_latch(rt.bus, self.latch, rt.log))
         await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True)
-        await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick)
-        await rt.bus.consume("VERDICTS", "execution", subjects.ALL_VERDICTS, RiskVerdict, self.on_verdict)
+        await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick, fail_closed=True)
+        self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value())
+        if await self.writer_lock.try_acquire():
+            await self._become_writer()
+        else:
+            self.standby_reason = "standby: another execution instance holds the writer lock; not sending"
+            rt.log.warning(self.standby_reason)
+        rt.spawn(self._writer_loop(), "writer-lock")
 
+    async def _writer_loop(self) -> None:
+        """Stand by until the lock is free; as the writer, stop (fail closed) the moment the lock is lost."""
+        assert self.writer_lock is not None
+        while True:
+            await asyncio.sleep(self.cfg.lock_check_interval_s)
+            if self.writer:
+                if not await self.writer_lock.still_held():
+                    self.writer = False
+                    self.writer_gauge.set(0)
+                    await self.rt.alert("SEV-1", "execution lost its writer lock",
+                                        "the advisory-lock session ended; stopping so that no send is unguarded")
+                    raise OperationalError("execution lost the single-writer advisory lock")
+            else:
+                try:
+                    got = await self.writer_lock.try_acquire()
+                except Exception as exc:
+                    self.rt.log.warning("writer lock attempt failed", error=str(exc))
+                    continue
+                if got:
+                    await self._become_writer()
+
+    async def _become_writer(self) -> None:
+        self.rt.log.info("writer lock acquired; this instance sends orders")
+        mode = await self.journal.ledger_mode()
+        if mode is not None and mode != self.mode:
+            raise ConfigurationError("mode", f"this database's books belong to {mode} mode; use a separate "
+                                             f"database for {self.mode} mode")
+        await self.journal.set_ledger_mode(self.mode)
+        self.ledger, has_balances = await self.journal.load_ledger()
+        if self.mode == "paper":
+            if not has_balances:
+                for asset, amount in self.cfg.starting_balances.items():
+                    self.ledger.balance(asset).free = Decimal(amount)
+                await self.journal.write_books(self.ledger, set(), set(self.cfg.starting_balances))
+            self.paper = PaperExchange(
+                self.ledger, FeeSchedule(self.cfg.taker_fee_rate, self.cfg.maker_fee_rate, self.cfg.bnb_fee_discount),
+                SlippageModel(self.cfg.slippage_bps, self.cfg.slippage_bps_per_10k_usdt),
+                self.cfg.limit_participation, self._round_fill_price)
+            await self._recover_paper()
+        else:
+            from services.execution.live import LiveBroker
+
+            self.live = LiveBroker(self)
+            await self.live.start()
+        self.writer = True
+        self.writer_gauge.set(1)
+        self.standby_reason = ""
+        if self.latch.engaged and self.latch.known:
+            async with self.lock:  # a standing kill switch: nothing may stay open
+                await self._sweep()
+        self.open_gauge.set(await self.journal.count_open())
+        self.verdict_sub = await self.rt.bus.consume("VERDICTS", "execution", subjects.ALL_VERDICTS, RiskVerdict,
+                                                     self.on_verdict, fail_closed=True)
+
+    async def stop(self) -> None:
+        if self.live is not None:
+            await self.live.close()
+        if self.writer_lock is not None:
+            await self.writer_lock.release()
+
+    def health(self) -> tuple[str, str]:
+        if not self.writer:
+            return "ok", self.standby_reason
+        if self.latch.blocks:
+            return "halted", self.latch.reason or ""
+        if self.held:
+            return "degraded", "held: " + ", ".join(f"{s} ({r})" for s, r in sorted(self.held.items()))
+        return "ok", f"writer ({self.mode})"
+
+    # -- market data ----------------------------------------------------------------------------
     async def on_tick(self, tick: Tick, subject: str) -> None:
         self.last_tick[tick.symbol] = tick
+        if self.paper is None or not self.writer or not self.paper.book:
+            return
+        if not any(o.symbol == tick.symbol for o in self.paper.book.values()) and not self._any_expired(tick.ts):
+            return
+        async with self.lock:
+            now = utcnow()
+            for res in self.paper.expire(now):
+                await self._journal_paper(res)
+            for res in self.paper.on_tick(tick, now):
+                await self._journal_paper(res)
 
-    async def on_kill_switch(self, cmd: KillSwitchCommand, subject: str) -> None:
-        self.latch.apply(cmd)
-        self.rt.log.warning("kill switch latched", action=cmd.action, reason=cmd.reason)
-        open_orders = await self._count_open()
-        ack = KillSwitchAcknowledged(ts=utcnow(), command_id=cmd.id, service=self.name,
-                                     engaged=cmd.action == "engage", open_orders=open_orders,
-                                     detail="zero open orders confirmed" if open_orders == 0 else "")
-        await self.rt.bus.publish(subjects.kill_switch_ack(self.name), ack)
+    def _any_expired(self, now: datetime) -> bool:
+        assert self.paper is not None
+        return any(o.expires_at is not None and now >= o.expires_at for o in self.paper.book.values())
 
-    async def _count_open(self) -> int:
-        async with self.rt.pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT count(*) AS n FROM orders WHERE status = ANY(%s)", (list(OPEN_STATUSES),))).fetchone()
-        return int(row["n"])
+    def _round_fill_price(self, symbol: str, price: Decimal, side: str) -> Decimal:
+        """Paper fill prices land on the exchange's tick, rounded against us (a BUY up, a SELL down)."""
+        if self.markets is not None:
+            try:
+                return self.markets.round_price(symbol, price, "SELL" if side == "BUY" else "BUY")
+            except UnknownMarketError:
+                pass
+        return price.quantize(Q8)
+
+    # -- verdicts -------------------------------------------------------------------------------
+    def gate(self, verdict: RiskVerdict):
+        return may_send(verdict, kill_switch_blocks=self.latch.blocks, now=utcnow(), is_writer=self.writer,
+                        symbol_held=self.held.get(verdict.symbol, ""))
 
     async def on_verdict(self, verdict: RiskVerdict, subject: str) -> None:
         if not verdict.approved:
             return
-        gate = may_send(verdict, kill_switch_blocks=self.latch.blocks, now=utcnow())
+        gate = self.gate(verdict)
         if not gate.allowed:
-            self.refused.labels(reason=gate.reason).inc()
-            self.rt.log.info("verdict not sent", verdict_id=verdict.id, reason=gate.reason)
+            self._refuse(verdict, gate.reason)
             return
         coid = client_order_id(verdict.id)
-        if not await self._journal(verdict, coid):
+        limit = verdict.price_limit
+        order = NewOrder(client_order_id=coid, verdict_id=verdict.id, signal_id=verdict.signal_id,
+                         symbol=verdict.symbol, side=verdict.side, order_type=self.cfg.order_type.upper(),
+                         quantity=verdict.quantity, price_limit=limit, mode=self.mode, tick_ts=verdict.tick_ts,
+                         expires_at=verdict.expires_at)
+        if not await self.journal.insert_order(order, self.rt.instance):
             self.rt.log.info("duplicate verdict ignored", verdict_id=verdict.id, client_order_id=coid)
+            self.refused.labels(reason="duplicate").inc()
             return
-        await self._publish_order(verdict, coid, "SUBMITTED")
-        # Immediately before the send: the kill switch wins every race.
-        gate = may_send(verdict, kill_switch_blocks=self.latch.blocks, now=utcnow())
-        if not gate.allowed:
-            await self._finish(verdict, coid, "REJECTED", gate.reason)
-            return
-        result = paper_market_fill(verdict, self.last_tick.get(verdict.symbol), self.rt.settings.execution.taker_fee_rate)
-        if isinstance(result, str):
-            await self._finish(verdict, coid, "REJECTED", result)
-            return
-        await self._fill(verdict, coid, result)
-
-    async def _journal(self, v: RiskVerdict, coid: str) -> bool:
-        """Commit the order row before anything is sent; False if this verdict was journaled already."""
-        async with self.rt.pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO orders (client_order_id, verdict_id, signal_id, symbol, side, quantity, price_limit,"
-                " status, mode, tick_ts) VALUES (%s, %s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s)"
-                " ON CONFLICT DO NOTHING RETURNING client_order_id",
-                (coid, v.id, v.signal_id, v.symbol, v.side, v.quantity, v.price_limit, self.rt.settings.mode, v.tick_ts),
-            )
-            return await cur.fetchone() is not None
-
-    async def _finish(self, v: RiskVerdict, coid: str, status: str, reason: str) -> None:
-        async with self.rt.pool.connection() as conn:
-            await conn.execute("UPDATE orders SET status = %s, reason = %s, updated_at = now() WHERE client_order_id = %s",
-                               (status, reason, coid))
-        self.orders.labels(status=status).inc()
-        await self._publish_order(v, coid, status, reason=reason)
-
-    async def _fill(self, v: RiskVerdict, coid: str, f: PaperFill) -> None:
-        now = utcnow()
-        base, quote = v.symbol.split("/")
-        signed = f.quantity if v.side == "BUY" else -f.quantity
-        async with self.rt.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE orders SET status = 'FILLED', filled_quantity = %s, average_price = %s, fee_usdt = %s,"
-                " updated_at = now() WHERE client_order_id = %s", (f.quantity, f.price, f.fee_usdt, coid))
-            await conn.execute(
-                "INSERT INTO fills (exchange, trade_id, client_order_id, symbol, side, quantity, price, fee, fee_asset, ts)"
-                " VALUES ('paper', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (coid + "-1", coid, v.symbol, v.side, f.quantity, f.price, f.fee_usdt, quote, now))
-            await conn.execute(
-                "INSERT INTO positions (symbol, quantity, average_cost) VALUES (%s, %s, %s)"
-                " ON CONFLICT (symbol) DO UPDATE SET quantity = positions.quantity + EXCLUDED.quantity, updated_at = now()",
-                (v.symbol, signed, f.price))
-        self.orders.labels(status="FILLED").inc()
         self.rt.metrics.count("orders")
-        self.rt.metrics.count("fills")
-        if v.tick_ts is not None:
-            self.latency.observe((utcnow() - v.tick_ts).total_seconds())
-        await self._publish_order(v, coid, "FILLED", filled=f.quantity, avg=f.price)
-        await self.rt.bus.publish(subjects.fill(v.symbol), Fill(
-            ts=now, client_order_id=coid, exchange="paper", trade_id=coid + "-1", symbol=v.symbol, side=v.side,
-            quantity=f.quantity, price=f.price, fee=f.fee_usdt, fee_asset=quote))
+        self.orders.labels(status="SUBMITTED").inc()
+        await self._publish_order(order, "SUBMITTED")
+        async with self.lock:
+            # Immediately before the send: the kill switch wins every race.
+            gate = self.gate(verdict)
+            if not gate.allowed:
+                await self._finish(order, "REJECTED", gate.reason)
+                self._refuse(verdict, gate.reason)
+                return
+            if self.paper is not None:
+                await self._send_paper(order, verdict)
+            else:
+                await self.live.place(order, lambda: self.gate(verdict))
 
-    async def _publish_order(self, v: RiskVerdict, coid: str, status: str, *, reason: str = "",
-                             filled: Decimal = Decimal("0"), avg: Decimal | None = None) -> None:
-        await self.rt.bus.publish(subjects.order(v.symbol), OrderEvent(
-            ts=utcnow(), client_order_id=coid, verdict_id=v.id, symbol=v.symbol, side=v.side, status=status,
-            quantity=v.quantity, price=v.price_limit, filled_quantity=filled, average_price=avg,
-            mode=self.rt.settings.mode, reason=reason))
+    def _refuse(self, verdict: RiskVerdict, reason: str) -> None:
+        self.refused.labels(reason=reason).inc()
+        self.rt.log.info("verdict not sent", verdict_id=verdict.id, reason=reason)
 
-    async def stop(self) -> None:
-        return None
+    # -- the paper broker -----------------------------------------------------------------------
+    async def _send_paper(self, order: NewOrder, verdict: RiskVerdict | None) -> PaperResult:
+        assert self.paper is not None
+        if self.cfg.paper_latency_ms:
+            await asyncio.sleep(self.cfg.paper_latency_ms / 1000)
+        now = utcnow()
+        tick = self.last_tick.get(order.symbol)
+        if tick is not None and (now - tick.ts).total_seconds() > self.settings.market_data.stale_after_s:
+            tick = None  # a stale price is no price
+        ttl = self.cfg.limit_order_ttl_s
+        po = PaperOrder(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
+                        order_type=order.order_type, quantity=order.quantity, limit_price=order.price_limit,
+                        created_at=now, expires_at=now + timedelta(seconds=ttl) if ttl else None)
+        res = self.paper.submit(po, tick, now)
+        await self._journal_paper(res, verdict)
+        return res
 
-    def health(self) -> tuple[str, str]:
-        return ("halted", self.latch.reason or "") if self.latch.blocks else ("ok", "")
+    async def _journal_paper(self, res: PaperResult, verdict: RiskVerdict | None = None) -> None:
+        o = res.order
+        base, quote = split_symbol(o.symbol)
+        now = utcnow()
+        rows = [FillRow(exchange="paper", trade_id=t.trade_id, client_order_id=t.client_order_id, symbol=t.symbol,
+                        side=t.side, quantity=t.quantity, price=t.price, fee=t.fee, fee_asset=t.fee_asset, ts=now,
+                        is_maker=t.is_maker, realized_pnl_usdt=t.accounting.realized_pnl_usdt,
+                        fee_usdt=t.accounting.fee_quote) for t in res.trades]
+        await self.journal.commit_order_update(
+            o.client_order_id, status=res.status, reason=res.reason or None, filled=o.filled,
+            average_price=o.average_price, fee_usdt_add=sum((r.fee_usdt for r in rows), ZERO), locked=o.locked,
+            trades=o.trades, fills=rows, ledger=self.ledger, symbol=o.symbol, assets={base, quote},
+            resting_expires_at=o.expires_at if res.status == "ACCEPTED" else None)
+        await self._after_update(o.client_order_id, res.status, res.reason, rows, verdict)
+
+    async def _after_update(self, coid: str, status: str, reason: str, fills: list[FillRow],
+                            verdict: RiskVerdict | None = None) -> None:
+        """Count, measure and publish a journaled change (the journal is already committed)."""
+        self.orders.labels(status=status).inc()
+        for f in fills:
+            self.rt.metrics.count("fills")
+            self.fills_metric.labels(liquidity="maker" if f.is_maker else "taker").inc()
+        row = await self.journal.get_order(coid)
+        if fills and verdict is not None:
+            now = utcnow()
+            self.v2f.observe((now - verdict.ts).total_seconds())
+            if verdict.tick_ts is not None:
+                self.latency.observe((now - verdict.tick_ts).total_seconds())
+        await self._publish_row(row)
+        for f in fills:
+            await self.rt.bus.publish(subjects.fill(f.symbol), Fill(
+                ts=f.ts, client_order_id=f.client_order_id, exchange=f.exchange, trade_id=f.trade_id,
+                symbol=f.symbol, side=f.side, quantity=f.quantity, price=f.price, fee=f.fee, fee_asset=f.fee_asset,
+                is_maker=f.is_maker, realized_pnl_usdt=f.realized_pnl_usdt))
+        if status not in OPEN_STATUSES:
+            self.open_gauge.set(await self.journal.count_open())
+
+    async def _finish(self, order: NewOrder, status: str, reason: str) -> None:
+        await self.journal.set_status(order.client_order_id, status, reason=reason)
+        await self._after_update(order.client_order_id, status, reason, [])
+
+    async def _recover_paper(self) -> None:
+        """Rebuild the paper book from the journal; an order interrupted before its match never happened."""
+        assert self.paper is not None
+        for row in await self.journal.open_orders():
+            if row["status"] in ("ACCEPTED", "PARTIALLY_FILLED") and row["order_type"] == "LIMIT":
+                filled = Decimal(row["filled_quantity"])
+                avg = Decimal(row["average_price"]) if row["average_price"] is not None else ZERO
+                self.paper.restore(PaperOrder(
+                    client_order_id=row["client_order_id"], symbol=row["symbol"], side=row["side"],
+                    order_type="LIMIT", quantity=Decimal(row["quantity"]), limit_price=Decimal(row["price_limit"]),
+                    created_at=row["created_at"], expires_at=row["resting_expires_at"], filled=filled,
+                    notional=filled * avg, trades=int(row["trades"]), locked=Decimal(row["locked"]),
+                    status=row["status"]))
+                self.rt.log.info("resting paper order restored", client_order_id=row["client_order_id"])
+            else:
+                await self.journal.set_status(row["client_order_id"], "REJECTED",
+                                              reason="interrupted before the paper match (restart); not sent")
+                self.rt.log.warning("paper order interrupted by a restart; marked not sent",
+                                    client_order_id=row["client_order_id"])
+                await self._publish_row(await self.journal.get_order(row["client_order_id"]))
+
+    # -- the kill switch ------------------------------------------------------------------------
+    async def on_kill_switch(self, cmd: KillSwitchCommand, subject: str) -> None:
+        self.latch.apply(cmd)  # first, before any await: no send may start after this line
+        self.rt.log.warning("kill switch latched", action=cmd.action, reason=cmd.reason, writer=self.writer)
+        if not self.writer:
+            return  # a standby instance never sends, so it has nothing to cancel; the writer acknowledges
+        if cmd.action == "release":
+            await self._ack(cmd, await self.journal.count_open(), "released")
+            return
+        details: list[str] = []
+        async with self.lock:
+            left = await self._sweep()
+            if left == 0 and (cmd.flatten or self.cfg.flatten_on_kill_switch):
+                details.append(await self._flatten(cmd))
+                left = await self._sweep()
+        if left == 0:
+            details.insert(0, "zero open orders confirmed")
+        else:
+            details.insert(0, f"{left} open orders could not be confirmed cancelled; still sweeping")
+            await self.rt.alert("SEV-1", "kill switch: open orders remain", details[0])
+            if self.sweeper is None or self.sweeper.done():
+                self.sweeper = self.rt.spawn(self._keep_sweeping(), "kill-switch-sweeper")
+        await self._ack(cmd, left, "; ".join(d for d in details if d))
+
+    async def _ack(self, cmd: KillSwitchCommand, open_orders: int, detail: str) -> None:
+        ack = KillSwitchAcknowledged(ts=utcnow(), command_id=cmd.id, service=self.name,
+                                     engaged=cmd.action == "engage", open_orders=open_orders, detail=detail[:1000])
+        await self.rt.bus.publish(subjects.kill_switch_ack(self.name), ack)
+
+    async def _sweep(self) -> int:
+        """Cancel every open order, retrying until the exchange (or the paper book) shows none. Returns what is left."""
+        left = -1
+        for attempt in range(self.cfg.cancel_max_sweeps):
+            self.sweeps.inc()
+            left = await (self._sweep_paper() if self.paper is not None else self.live.sweep())
+            if left == 0:
+                break
+            self.rt.log.warning("open orders remain after a cancel sweep", left=left, attempt=attempt + 1)
+            await asyncio.sleep(self.cfg.cancel_retry_interval_s)
+        self.open_gauge.set(await self.journal.count_open())
+        return left
+
+    async def _keep_sweeping(self) -> None:
+        while self.latch.engaged:
+            async with self.lock:
+                if await self._sweep() == 0:
+                    await self.rt.alert("INFO", "kill switch: zero open orders confirmed", "after retries")
+                    return
+            await asyncio.sleep(self.cfg.cancel_retry_interval_s)
+
+    async def _sweep_paper(self) -> int:
+        assert self.paper is not None
+        for res in self.paper.cancel_all("kill_switch"):
+            await self._journal_paper(res)
+        for row in await self.journal.open_orders():
+            # The paper book is the exchange: an order not in it is not open anywhere.
+            if row["client_order_id"] not in self.paper.book:
+                await self.journal.set_status(row["client_order_id"], "CANCELLED", reason="kill_switch")
+                await self._publish_row(await self.journal.get_order(row["client_order_id"]))
+        return len(self.paper.book) + await self.journal.count_open()
+
+    async def _flatten(self, cmd: KillSwitchCommand) -> str:
+        """Sell every long position at market (spot: nothing to buy back). Journaled like any order."""
+        done: list[str] = []
+        for symbol, pos in sorted(self.ledger.positions.items()):
+            base, _ = split_symbol(symbol)
+            qty = min(pos.quantity, self.ledger.balance(base).free)
+            if self.markets is not None and symbol in self.markets:
+                qty = self.markets.round_quantity(symbol, qty, order_type="MARKET")
+            if qty <= 0:
+                continue
+            key = flatten_order_key(cmd.id, symbol)
+            order = NewOrder(client_order_id=client_order_id(key), verdict_id=key, signal_id=None, symbol=symbol,
+                             side="SELL", order_type="MARKET", quantity=qty, price_limit=None, mode=self.mode,
+                             purpose="flatten")
+            if not await self.journal.insert_order(order, self.rt.instance):
+                continue  # this command already flattened this symbol
+            self.rt.metrics.count("orders")
+            await self._publish_order(order, "SUBMITTED")
+            if self.paper is not None:
+                res = await self._send_paper(order, None)
+                done.append(f"{symbol} {res.status.lower()} {qty}" + (f" ({res.reason})" if res.reason else ""))
+            else:
+                status = await self.live.place(order, None)
+                done.append(f"{symbol} {str(status).lower()} {qty}")
+        return "flattened: " + (", ".join(done) if done else "nothing held")
+
+    # -- publishing -----------------------------------------------------------------------------
+    async def _publish_order(self, o: NewOrder, status: str, reason: str = "") -> None:
+        await self.rt.bus.publish(subjects.order(o.symbol), OrderEvent(
+            ts=utcnow(), client_order_id=o.client_order_id, verdict_id=o.verdict_id, symbol=o.symbol, side=o.side,
+            order_type=o.order_type, status=status, quantity=o.quantity, price=o.price_limit, mode=self.mode,
+            reason=reason))
+
+    async def _publish_row(self, row: dict[str, Any] | None) -> None:
+        if row is None:
+            return
+        await self.rt.bus.publish(subjects.order(row["symbol"]), OrderEvent(
+            ts=utcnow(), client_order_id=row["client_order_id"], verdict_id=row["verdict_id"], symbol=row["symbol"],
+            side=row["side"], order_type=row["order_type"], status=row["status"], quantity=row["quantity"],
+            price=row["price_limit"], filled_quantity=row["filled_quantity"], average_price=row["average_price"],
+            exchange_order_id=row["exchange_order_id"], mode=row["mode"], reason=row["reason"][:500]))

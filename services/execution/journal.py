@@ -1,0 +1,244 @@
+"""The order journal in Postgres (shell): orders, fills, positions, balances, and the single-writer lock.
+
+Every write that changes the books is one transaction: order totals, the fill (unique by exchange and
+trade id), the position and the balances it moved. Journal commits are durable (no synchronous_commit=off).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from services.execution.core import OPEN_STATUSES
+from services.execution.ledger import Balance, Ledger, Position
+
+# One writer per database: every execution instance competes for this session-level advisory lock.
+WRITER_LOCK_KEY = int.from_bytes(hashlib.sha256(b"bnml.execution.writer").digest()[:8], "big", signed=True)
+LEDGER_MODE_KEY = "execution.ledger_mode"
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    client_order_id: str
+    verdict_id: str
+    signal_id: str | None
+    symbol: str
+    side: str
+    order_type: str
+    quantity: Decimal
+    price_limit: Decimal | None
+    mode: str
+    tick_ts: datetime | None = None
+    expires_at: datetime | None = None
+    purpose: str = "verdict"
+
+
+@dataclass(frozen=True)
+class FillRow:
+    exchange: str
+    trade_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str
+    ts: datetime
+    is_maker: bool
+    realized_pnl_usdt: Decimal
+    fee_usdt: Decimal
+
+
+class Journal:
+    def __init__(self, pool, mode: str):
+        self.pool = pool
+        self.mode = mode
+
+    # -- orders ---------------------------------------------------------------------------------
+    async def insert_order(self, o: NewOrder, instance: str) -> bool:
+        """Commit the order row before anything is sent; False if this verdict (or client id) is journaled already."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO orders (client_order_id, verdict_id, signal_id, symbol, side, order_type, quantity,"
+                " price_limit, status, mode, exchange, tick_ts, expires_at, purpose, sent_by)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING RETURNING client_order_id",
+                (o.client_order_id, o.verdict_id, o.signal_id, o.symbol, o.side, o.order_type, o.quantity,
+                 o.price_limit, o.mode, "paper" if o.mode == "paper" else "binance", o.tick_ts, o.expires_at,
+                 o.purpose, instance))
+            return await cur.fetchone() is not None
+
+    async def mark_sent(self, coid: str, instance: str, sent: bool = True) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE orders SET sent_at = CASE WHEN %s THEN now() END, sent_by = %s, updated_at = now()"
+                " WHERE client_order_id = %s", (sent, instance, coid))
+
+    async def set_status(self, coid: str, status: str, *, reason: str | None = None,
+                         exchange_order_id: str | None = None, filled: Decimal | None = None,
+                         average_price: Decimal | None = None) -> dict[str, Any]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE orders SET status = %s, reason = COALESCE(%s, reason),"
+                " exchange_order_id = COALESCE(%s, exchange_order_id),"
+                " filled_quantity = COALESCE(%s, filled_quantity), average_price = COALESCE(%s, average_price),"
+                " locked = CASE WHEN %s IN ('FILLED', 'CANCELLED', 'REJECTED') THEN 0 ELSE locked END,"
+                " updated_at = now() WHERE client_order_id = %s RETURNING *",
+                (status, reason, exchange_order_id, filled, average_price, status, coid))
+            return await cur.fetchone()
+
+    async def get_order(self, coid: str) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute("SELECT * FROM orders WHERE client_order_id = %s", (coid,))).fetchone()
+
+    async def open_orders(self) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM orders WHERE status = ANY(%s) AND mode = %s ORDER BY created_at",
+                                     (list(OPEN_STATUSES), self.mode))
+            return await cur.fetchall()
+
+    async def count_open(self) -> int:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT count(*) AS n FROM orders WHERE status = ANY(%s) AND mode = %s",
+                                            (list(OPEN_STATUSES), self.mode))).fetchone()
+        return int(row["n"])
+
+    async def known_trade_ids(self, exchange: str, coids: list[str]) -> set[str]:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT trade_id FROM fills WHERE exchange = %s AND client_order_id = ANY(%s)",
+                (exchange, coids))).fetchall()
+        return {r["trade_id"] for r in rows}
+
+    async def find_by_exchange_id(self, exchange_order_id: str) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute("SELECT * FROM orders WHERE exchange_order_id = %s AND mode = %s",
+                                             (exchange_order_id, self.mode))).fetchone()
+
+    # -- the books ------------------------------------------------------------------------------
+    async def commit_order_update(self, coid: str, *, status: str, reason: str | None, filled: Decimal,
+                                  average_price: Decimal | None, fee_usdt_add: Decimal, locked: Decimal,
+                                  trades: int | None, fills: list[FillRow], ledger: Ledger, symbol: str,
+                                  assets: set[str], exchange_order_id: str | None = None,
+                                  resting_expires_at: datetime | None = None) -> list[FillRow]:
+        """One transaction: the order's totals, its new fills, the position and balances they moved.
+
+        Returns the fills actually inserted (a fill already journaled by (exchange, trade id) is skipped).
+        """
+        inserted: list[FillRow] = []
+        async with self.pool.connection() as conn, conn.transaction():
+            for f in fills:
+                cur = await conn.execute(
+                    "INSERT INTO fills (exchange, trade_id, client_order_id, symbol, side, quantity, price, fee,"
+                    " fee_asset, realized_pnl_usdt, ts, is_maker, fee_usdt)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (exchange, trade_id) DO NOTHING RETURNING id",
+                    (f.exchange, f.trade_id, f.client_order_id, f.symbol, f.side, f.quantity, f.price, f.fee,
+                     f.fee_asset, f.realized_pnl_usdt, f.ts, f.is_maker, f.fee_usdt))
+                if await cur.fetchone() is not None:
+                    inserted.append(f)
+            await conn.execute(
+                "UPDATE orders SET status = %s, reason = COALESCE(%s, reason), filled_quantity = %s,"
+                " average_price = COALESCE(%s, average_price), fee_usdt = fee_usdt + %s, locked = %s,"
+                " trades = COALESCE(%s, trades), exchange_order_id = COALESCE(%s, exchange_order_id),"
+                " resting_expires_at = COALESCE(%s, resting_expires_at), updated_at = now()"
+                " WHERE client_order_id = %s",
+                (status, reason, filled, average_price, fee_usdt_add, locked, trades, exchange_order_id,
+                 resting_expires_at, coid))
+            await self._write_books(conn, ledger, {symbol}, assets)
+        return inserted
+
+    async def write_books(self, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._write_books(conn, ledger, symbols, assets)
+
+    async def _write_books(self, conn, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:
+        for symbol in symbols:
+            p = ledger.position(symbol)
+            await conn.execute(
+                "INSERT INTO positions (symbol, quantity, average_cost, realized_pnl_usdt, cost, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity,"
+                " average_cost = EXCLUDED.average_cost, realized_pnl_usdt = EXCLUDED.realized_pnl_usdt,"
+                " cost = EXCLUDED.cost, updated_at = now()",
+                (symbol, p.quantity, p.average_cost, p.realized_pnl_usdt, p.cost))
+        for asset in assets:
+            b = ledger.balance(asset)
+            await conn.execute(
+                "INSERT INTO balances (asset, free, locked, updated_at) VALUES (%s, %s, %s, now())"
+                " ON CONFLICT (asset) DO UPDATE SET free = EXCLUDED.free, locked = EXCLUDED.locked, updated_at = now()",
+                (asset, max(b.free, Decimal(0)), max(b.locked, Decimal(0))))
+
+    async def load_ledger(self) -> tuple[Ledger, bool]:
+        """The books as journaled; the flag says whether any balance was ever journaled."""
+        ledger = Ledger()
+        async with self.pool.connection() as conn:
+            for r in await (await conn.execute("SELECT * FROM balances")).fetchall():
+                ledger.balances[r["asset"]] = Balance(Decimal(r["free"]), Decimal(r["locked"]))
+            for r in await (await conn.execute("SELECT * FROM positions")).fetchall():
+                qty = Decimal(r["quantity"])
+                cost = Decimal(r.get("cost") or 0)
+                if cost == 0 and qty > 0:
+                    cost = qty * Decimal(r["average_cost"])
+                ledger.positions[r["symbol"]] = Position(qty, cost, Decimal(r["realized_pnl_usdt"]))
+        return ledger, bool(ledger.balances)
+
+    async def ledger_mode(self) -> str | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT value FROM kv_state WHERE key = %s",
+                                            (LEDGER_MODE_KEY,))).fetchone()
+        return row["value"].get("mode") if row else None
+
+    async def set_ledger_mode(self, mode: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO kv_state (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value ="
+                " EXCLUDED.value, updated_at = now()", (LEDGER_MODE_KEY, Jsonb({"mode": mode})))
+
+    async def record_reconciliation(self, instance: str, ok: bool, findings: list[dict]) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("INSERT INTO exec_reconciliations (mode, instance, ok, findings) VALUES (%s, %s, %s, %s)",
+                               (self.mode, instance, ok, Jsonb(findings)))
+
+
+class WriterLock:
+    """A session-level advisory lock held on a dedicated connection: only its holder may send orders."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.conn: psycopg.AsyncConnection | None = None
+        self.held = False
+
+    async def try_acquire(self) -> bool:
+        if self.conn is None or self.conn.closed:
+            self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=dict_row)
+        row = await (await self.conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (WRITER_LOCK_KEY,))).fetchone()
+        self.held = bool(row["ok"])
+        return self.held
+
+    async def still_held(self) -> bool:
+        """Ask the server whether this session still holds the lock (False if the connection is gone)."""
+        if not self.held or self.conn is None or self.conn.closed:
+            return False
+        try:
+            # A session-level advisory lock lives as long as its session: a live session still holds it.
+            await self.conn.execute("SELECT 1")
+        except Exception:
+            self.held = False
+        return self.held
+
+    async def release(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            try:
+                if self.held:
+                    await self.conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK_KEY,))
+            finally:
+                await self.conn.close()
+        self.held = False
