@@ -217,8 +217,13 @@ class Bus:
             self.log.error("dead-letter publish failed", subject=subject, error=str(exc))
 
     async def subscribe(self, subject: str, model: type[M], handler: Handler[M], *, queue: str = "",
-                        fail_closed: bool = False, pending_msgs_limit: int = 500_000) -> Any:
-        """Core NATS subscription; each message is validated then handed to `handler(msg, subject)`."""
+                        fail_closed: bool = False, pending_msgs_limit: int = 500_000,
+                        on_invalid: Callable[[str], Any] | None = None) -> Any:
+        """Core NATS subscription; each message is validated then handed to `handler(msg, subject)`.
+
+        `on_invalid(reason)` runs after an invalid message is dead-lettered (e.g. the kill-switch latch
+        goes to unknown = engaged when its subject carries something unreadable).
+        """
         assert self.nc is not None
 
         async def _cb(raw: Msg) -> None:
@@ -226,6 +231,10 @@ class Bus:
                 msg = self.decode(model, raw.subject, raw.data)
             except InvalidInputError as exc:
                 await self.dead_letter(raw.subject, raw.data, str(exc))
+                if on_invalid is not None:
+                    res = on_invalid(str(exc))
+                    if asyncio.iscoroutine(res):
+                        await res
                 return
             await self._run_handler(handler, msg, raw.subject, fail_closed)
 
