@@ -1,13 +1,50 @@
-"""Risk decisions (pure core): every check returns a small result; `decide` turns a signal into a verdict."""
+"""Risk decisions (pure core): `RiskEngine.decide(signal, now)` turns a signal into a verdict.
+
+Why did risk say no? Read it here, top to bottom:
+1. duplicate signal id;
+2. breakers (`breakers.py`) re-evaluated at `now` and applied by the manager (`state.py`);
+3. gates: kill switch, trading state (HALTED; REDUCING lets only exposure-reducing orders through),
+   database and account state known, market known, per-symbol holds, price collar vs the last price;
+4. sizing: a fraction of equity, divided by the volatility ratio, capped by max notional, exposure per
+   symbol and in total, free cash; a SELL never exceeds the held quantity (spot);
+5. exchange filters (`libs.common.markets`, the one place rounding happens);
+6. order-rate: attempts feed the order-loop breaker, approvals are throttled per symbol and globally.
+No I/O and no clock here: the shell passes `now` and does the publishing and persisting.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
-from libs.common.contracts import RiskVerdict, Signal
+from libs.common.contracts import (
+    AccountState,
+    BreakerCleared,
+    BreakerTripped,
+    Fill,
+    RiskVerdict,
+    Signal,
+    TradingStateChanged,
+)
+from libs.common.markets import Markets, UnknownMarketError
 from libs.common.settings import RiskSettings
+from services.risk import breakers as B
+from services.risk.book import Book, FillOutcome
+from services.risk.state import BreakerBoard, Evaluated, TradingStateMachine, breaker_key
+from services.risk.volatility import VolatilityRatio
+
+ZERO = Decimal("0")
+BPS = Decimal("0.0001")
+RATE_WINDOW_S = 10.0
+DEFAULT_FEE = Decimal("0.001")
+# breakers after whose clearing trading stays REDUCING for `cooldown_after_breaker_s`
+COOLDOWN_ON_CLEAR = frozenset({"daily_loss", "weekly_loss", "max_drawdown", "volatility", "drift", "loss_streak",
+                               "order_loop"})
+
+Event = BreakerTripped | BreakerCleared | TradingStateChanged
 
 
 @dataclass(frozen=True)
@@ -17,40 +54,333 @@ class CheckResult:
     until: datetime | None = None
 
 
-ALLOW = CheckResult(True)
+@dataclass(frozen=True)
+class Decision:
+    verdict: RiskVerdict
+    events: list[Event]
 
 
-def kill_switch_check(engaged: bool) -> CheckResult:
-    return CheckResult(False, "kill_switch_engaged") if engaged else ALLOW
+@dataclass
+class Reservation:
+    symbol: str
+    side: str
+    quantity: Decimal
+    notional: Decimal
+    until: datetime
 
 
-def size_order(signal: Signal, equity: Decimal, cfg: RiskSettings, step: Decimal = Decimal("0.00001")) -> Decimal:
-    """Notional = min(fraction of equity, max notional); quantity rounded down to the lot step."""
-    notional = min(equity * cfg.order_fraction_of_equity, cfg.max_notional_usdt)
-    return (notional / signal.price).quantize(step, rounding=ROUND_DOWN)
+@dataclass
+class RiskEngine:
+    cfg: RiskSettings
+    markets: Markets
+    symbols: list[str]
+    started_at: datetime
+    book: Book = field(init=False)
+    board: BreakerBoard = field(default_factory=BreakerBoard)
+    sm: TradingStateMachine = field(default_factory=TradingStateMachine)
+    kill_engaged: bool = True   # unknown = engaged until the shell has read the standing state
+    kill_known: bool = False
+    db_ok: bool = True
+    account_known: bool = False
+    last_breaker_clear_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        self.tz = ZoneInfo(self.cfg.timezone)
+        self.book = Book(cash=self.cfg.starting_equity_usdt, peak_equity=self.cfg.starting_equity_usdt)
+        self.vol = VolatilityRatio(self.cfg.vol_sample_s, self.cfg.vol_short_samples, self.cfg.vol_long_samples,
+                                   self.cfg.vol_min_samples)
+        self.last_tick_at: dict[str, datetime] = {}
+        self.status_stale: dict[str, tuple[bool, str]] = {}
+        self.heartbeats: dict[str, datetime] = {}
+        self.drift: dict[str | None, tuple[bool, str]] = {}
+        self.attempts: deque[datetime] = deque()
+        self.approvals: deque[tuple[datetime, str]] = deque()
+        self.approvals_by_symbol: dict[str, deque[datetime]] = {}
+        self.seen_signals: OrderedDict[str, datetime] = OrderedDict()
+        self.reservations: dict[str, Reservation] = {}
+        self._known_symbols = list(dict.fromkeys(self.symbols))
+        self._known_set = set(self._known_symbols)
 
-def max_notional_check(qty: Decimal, price: Decimal, cfg: RiskSettings) -> CheckResult:
-    if qty <= 0:
-        return CheckResult(False, "size_below_step")
-    if qty * price > cfg.max_notional_usdt:
-        return CheckResult(False, "max_notional_exceeded")
-    return ALLOW
+    # -- inputs ---------------------------------------------------------------------------------
+    def on_tick(self, symbol: str, last: Decimal, event_ts: datetime, now: datetime) -> None:
+        self.book.last_price[symbol] = last
+        self.last_tick_at[symbol] = min(event_ts, now)
+        self.vol.on_price(symbol, float(last), now)
+        if symbol not in self._known_set:
+            self._known_set.add(symbol)
+            self._known_symbols.append(symbol)
 
+    def on_market_status(self, symbol: str, stale: bool, reason: str) -> None:
+        self.status_stale[symbol] = (stale, reason)
 
-def decide(signal: Signal, *, kill_switch_engaged: bool, equity: Decimal, cfg: RiskSettings,
-           now: datetime) -> RiskVerdict:
-    """Approve or refuse one BUY/SELL signal. Refusals carry every reason that applied."""
-    assert signal.side in ("BUY", "SELL")
-    qty = size_order(signal, equity, cfg)
-    results = [kill_switch_check(kill_switch_engaged), max_notional_check(qty, signal.price, cfg)]
-    reasons = [r.reason for r in results if not r.allowed]
-    approved = not reasons
-    collar = Decimal("1.005") if signal.side == "BUY" else Decimal("0.995")
-    return RiskVerdict(
-        ts=now, signal_id=signal.id, symbol=signal.symbol, side=signal.side, approved=approved,
-        quantity=qty if approved else Decimal("0"),
-        price_limit=(signal.price * collar).quantize(Decimal("0.00000001")) if approved else Decimal("0"),
-        reasons=reasons, expires_at=now + timedelta(seconds=cfg.verdict_ttl_s),
-        trading_state="HALTED" if kill_switch_engaged else "ACTIVE", tick_ts=signal.tick_ts,
-    )
+    def on_heartbeat(self, service: str, now: datetime) -> None:
+        self.heartbeats[service] = now
+
+    def on_drift(self, symbol: str | None, detected: bool, reason: str) -> None:
+        self.drift[symbol] = (detected, reason)
+
+    def on_fill(self, fill: Fill, now: datetime) -> tuple[FillOutcome, list[Event]]:
+        out = self.book.apply_fill(fill, now, self.tz)
+        for vid, r in list(self.reservations.items()):  # the order this fill belongs to is no longer pending
+            if r.symbol == fill.symbol and r.side == fill.side and r.quantity == fill.quantity:
+                del self.reservations[vid]
+                break
+        return out, self.evaluate(now)
+
+    def set_kill_switch(self, engaged: bool, known: bool, now: datetime) -> list[Event]:
+        self.kill_engaged, self.kill_known = engaged, known
+        return self.evaluate(now)
+
+    def release(self, now: datetime) -> tuple[list[Event], str]:
+        """An operator release. Returns the events and, if trading stays HALTED, why."""
+        if self.cfg.drawdown_rebase_on_release and not self.kill_engaged:
+            self.book.peak_equity = self.book.equity()
+        events = self.evaluate(now)
+        ev, refused = self.sm.release(self.kill_engaged, self.board, now)
+        if ev:
+            events.append(ev)
+        return events, refused
+
+    # -- breakers -------------------------------------------------------------------------------
+    def _effect(self, name: str, symbol: str | None) -> str:
+        eff = self.cfg.effect(name)
+        if symbol is None and eff.endswith("_SYMBOL"):
+            return "REDUCING"
+        if symbol is not None and name == "drift" and eff == "REDUCING":
+            return "REDUCING_SYMBOL"
+        return eff
+
+    def _ev(self, name: str, result: B.BreakerResult, symbol: str | None = None, scope: str | None = None) -> Evaluated:
+        return Evaluated(breaker_key(name, symbol, scope), name, self._effect(name, symbol), result, symbol, scope)
+
+    def evaluate(self, now: datetime) -> list[Event]:
+        """Run every breaker at `now`, apply the results, move the trading state. Returns what changed."""
+        cfg, book, board = self.cfg, self.book, self.board
+        book.roll(now, self.tz)
+        equity = book.mark()
+        _, day_end = B.day_window(now, self.tz)
+        _, week_end = B.week_window(now, self.tz)
+        self._prune(now)
+        res = [
+            self._ev("daily_loss", B.loss_budget("daily", book.daily_realized, cfg.daily_loss_budget_usdt, day_end,
+                                                 now, board.prev("daily_loss"))),
+            self._ev("weekly_loss", B.loss_budget("weekly", book.weekly_realized, cfg.weekly_loss_budget_usdt,
+                                                  week_end, now, board.prev("weekly_loss"))),
+            self._ev("max_drawdown", B.drawdown(equity, book.peak_equity, cfg.max_drawdown_pct,
+                                                board.prev("max_drawdown"))),
+            self._ev("volatility", B.volatility(self.vol.market_ratio(), cfg.vol_trip_ratio, cfg.vol_clear_ratio,
+                                                cfg.vol_min_hold_s, now, board.prev("volatility"))),
+            self._ev("loss_streak", B.loss_streak(book.loss_streak, cfg.loss_streak_limit, book.last_loss_any,
+                                                  cfg.loss_streak_lock_s, now)),
+            self._ev("order_loop", B.order_loop(len(self.attempts), cfg.order_loop_trip_per_10s, RATE_WINDOW_S)),
+        ]
+        for sym in self._known_symbols:
+            stale, why = self.status_stale.get(sym, (False, ""))
+            res.append(self._ev("stale_data", B.stale_data(self.last_tick_at.get(sym), stale, why, now,
+                                                           cfg.stale_after_s), sym))
+            res.append(self._ev("cooldown_after_loss", B.cooldown("a losing trade", book.last_loss_at.get(sym),
+                                                                  cfg.cooldown_after_loss_s, now), sym))
+        for svc in cfg.heartbeat_services:
+            res.append(self._ev("heartbeat_missing", B.heartbeat_missing(
+                svc, self.heartbeats.get(svc), self.started_at, now, cfg.heartbeat_timeout_s), scope=svc))
+        for sym, (detected, why) in self.drift.items():
+            res.append(self._ev("drift", B.drift(detected, why), sym))
+        events: list[Event] = list(board.apply(res, now))
+        if any(isinstance(e, BreakerCleared) and e.breaker in COOLDOWN_ON_CLEAR for e in events):
+            self.last_breaker_clear_at = now
+        events += board.apply([self._ev("cooldown_after_breaker", B.cooldown(
+            "a breaker cleared", self.last_breaker_clear_at, cfg.cooldown_after_breaker_s, now))], now)
+        st = self.sm.evaluate(self.kill_engaged, board, now)
+        if st:
+            events.append(st)
+        return events
+
+    def _prune(self, now: datetime) -> None:
+        edge = now - timedelta(seconds=RATE_WINDOW_S)
+        while self.attempts and self.attempts[0] <= edge:
+            self.attempts.popleft()
+        while self.approvals and self.approvals[0][0] <= edge:
+            _, sym = self.approvals.popleft()
+            dq = self.approvals_by_symbol.get(sym)
+            while dq and dq[0] <= edge:
+                dq.popleft()
+        while self.seen_signals:
+            sid, until = next(iter(self.seen_signals.items()))
+            if until > now:
+                break
+            del self.seen_signals[sid]
+        for vid in [v for v, r in self.reservations.items() if r.until <= now]:
+            del self.reservations[vid]
+
+    # -- the decision ---------------------------------------------------------------------------
+    def decide(self, sig: Signal, now: datetime) -> Decision:
+        """Approve (sized, priced, on the exchange's filters) or refuse with every reason that applied."""
+        assert sig.side in ("BUY", "SELL"), "HOLD signals carry no order"
+        events = self.evaluate(now)
+        if sig.id in self.seen_signals:
+            return Decision(self._refuse(sig, now, ["duplicate_signal"]), events)
+        self.seen_signals[sig.id] = now + timedelta(seconds=self.cfg.duplicate_signal_window_s)
+        reasons = self._gates(sig)
+        if reasons:
+            return Decision(self._refuse(sig, now, reasons), events)
+        qty, limit, reasons = self._size(sig)
+        if reasons:
+            return Decision(self._refuse(sig, now, reasons), events)
+        # A would-be order: it counts toward the order-loop breaker before the throttle says anything.
+        self.attempts.append(now)
+        if len(self.attempts) >= self.cfg.order_loop_trip_per_10s:
+            events += self.evaluate(now)
+        if self.sm.state == "HALTED":
+            return Decision(self._refuse(sig, now, ["order_loop" if "order_loop" in self.board.active
+                                                    else "trading_halted"]), events)
+        if len(self.approvals) >= self.cfg.max_orders_per_10s:
+            return Decision(self._refuse(sig, now, ["order_rate_limited"]), events)
+        per_sym = self.approvals_by_symbol.setdefault(sig.symbol, deque())
+        if len(per_sym) >= self.cfg.max_orders_per_10s_per_symbol:
+            return Decision(self._refuse(sig, now, ["order_rate_limited_symbol"]), events)
+        self.approvals.append((now, sig.symbol))
+        per_sym.append(now)
+        expires = now + timedelta(seconds=self.cfg.verdict_ttl_s)
+        verdict = RiskVerdict(ts=now, signal_id=sig.id, symbol=sig.symbol, side=sig.side, approved=True,
+                              quantity=qty, price_limit=limit, reasons=[], expires_at=expires,
+                              trading_state=self.sm.state, tick_ts=sig.tick_ts)  # type: ignore[arg-type]
+        # Held against cash/exposure/position until it fills or well after it can no longer be sent.
+        self.reservations[verdict.id] = Reservation(sig.symbol, sig.side, qty, qty * limit,
+                                                    expires + timedelta(seconds=max(5.0, self.cfg.verdict_ttl_s)))
+        return Decision(verdict, events)
+
+    def _gates(self, sig: Signal) -> list[str]:
+        reasons: list[str] = []
+        if not self.kill_known:
+            reasons.append("kill_switch_unknown")
+        elif self.kill_engaged:
+            reasons.append("kill_switch_engaged")
+        if self.sm.state == "HALTED":
+            reasons.append("trading_halted")
+        if not self.db_ok:
+            reasons.append("database_unavailable")
+        if not self.account_known:
+            reasons.append("account_state_unknown")
+        if sig.symbol not in self.markets:
+            reasons.append("unknown_market")
+        reduces = sig.side == "SELL"  # spot: a SELL can only close what is held
+        if self.sm.state == "REDUCING" and not reduces:
+            reasons.append("trading_reducing")
+        for b in self.board.for_symbol(sig.symbol):
+            if b.effect == "HOLD_SYMBOL" or not reduces:
+                reasons.append(b.breaker)
+        last = self.book.last_price.get(sig.symbol)
+        if last is None:
+            reasons.append("no_market_data")
+        elif abs(sig.price - last) / last > Decimal(str(self.cfg.price_collar_bps)) * BPS:
+            reasons.append("price_collar")
+        return list(dict.fromkeys(reasons))
+
+    def _pending(self, symbol: str | None, side: str) -> tuple[Decimal, Decimal, int]:
+        qty = notional = ZERO
+        n = 0
+        for r in self.reservations.values():
+            if r.side == side and (symbol is None or r.symbol == symbol):
+                qty += r.quantity
+                notional += r.notional
+                n += 1
+        return qty, notional, n
+
+    def _size(self, sig: Signal) -> tuple[Decimal, Decimal, list[str]]:
+        cfg, book, mk, sym = self.cfg, self.book, self.markets, sig.symbol
+        try:
+            f = mk.get(sym)
+        except UnknownMarketError:
+            return ZERO, ZERO, ["unknown_market"]
+        last = book.last_price[sym]
+        slip = Decimal(str(cfg.limit_slippage_bps)) * BPS
+        _, _, open_orders = self._pending(sym, sig.side)
+        if sig.side == "BUY":
+            limit = mk.round_price(sym, last * (1 + slip), "BUY")
+            fee = f.taker_fee if f.taker_fee is not None else DEFAULT_FEE
+            target = book.equity() * cfg.order_fraction_of_equity
+            ratio = self.vol.ratio(sym)
+            if cfg.vol_sizing and ratio is not None and ratio > 1:
+                target = target / Decimal(str(round(ratio, 6)))
+            _, pend_sym, _ = self._pending(sym, "BUY")
+            _, pend_all, _ = self._pending(None, "BUY")
+            held_syms = set(book.open_positions(cfg.dust_usdt)) | {
+                r.symbol for r in self.reservations.values() if r.side == "BUY"}
+            if sym not in held_syms and len(held_syms) >= cfg.max_open_positions:
+                return ZERO, ZERO, ["max_open_positions"]
+            caps = {
+                "size": target,
+                "max_notional": cfg.max_notional_usdt,
+                "max_exposure_symbol": cfg.max_exposure_per_symbol_usdt - book.exposure(sym) - pend_sym,
+                "max_exposure_total": cfg.max_total_exposure_usdt - book.total_exposure() - pend_all,
+                "insufficient_balance": (book.cash - pend_all) / (1 + fee),
+            }
+            binding = min(caps, key=lambda k: caps[k])
+            qty = mk.quantity_for_notional(sym, max(caps[binding], ZERO), limit)
+        else:
+            limit = mk.round_price(sym, last * (1 - slip), "SELL")
+            pend_qty, _, _ = self._pending(sym, "SELL")
+            available = book.positions.get(sym, ZERO) - pend_qty
+            if available <= 0:
+                return ZERO, ZERO, ["no_position"]
+            binding = "max_notional" if available * limit > cfg.max_notional_usdt else "position_dust"
+            qty = mk.round_quantity(sym, min(available, cfg.max_notional_usdt / limit))
+        check = mk.check_order(sym, sig.side, qty, limit, open_orders=open_orders, reference_price=last)  # type: ignore[arg-type]
+        if check.allowed:
+            return qty, limit, []
+        too_small = {"quantity_not_positive", "quantity_below_min", "notional_below_min"}
+        if binding != "size" and too_small & set(check.reasons):
+            return ZERO, ZERO, [binding]
+        return ZERO, ZERO, list(check.reasons)
+
+    def _refuse(self, sig: Signal, now: datetime, reasons: list[str]) -> RiskVerdict:
+        return RiskVerdict(ts=now, signal_id=sig.id, symbol=sig.symbol, side=sig.side,  # type: ignore[arg-type]
+                           approved=False, quantity=ZERO, price_limit=ZERO, reasons=reasons,
+                           expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
+                           trading_state=self.sm.state, tick_ts=sig.tick_ts)  # type: ignore[arg-type]
+
+    # -- persistence (values only; the shell writes them) ---------------------------------------
+    def snapshot(self, now: datetime) -> AccountState:
+        b = self.book
+        exposures = b.exposures()
+        return AccountState(
+            ts=now, equity_usdt=b.equity(), peak_equity_usdt=b.peak_equity, drawdown_pct=round(b.drawdown_pct(), 6),
+            daily_realized_usdt=b.daily_realized, weekly_realized_usdt=b.weekly_realized,
+            market_volatility_ratio=round(self.vol.market_ratio() or 0.0, 6),
+            market_drift_detected=any(d for d, _ in self.drift.values()) or any(
+                k.startswith("drift") for k in self.board.active),
+            positions={s: q for s, q in b.positions.items() if q > 0}, exposure_usdt=exposures,
+            active_breakers={k: a.reason for k, a in self.board.active.items()},
+            trading_state=self.sm.state,  # type: ignore[arg-type]
+            cash_usdt=b.cash, average_cost=dict(b.avg_cost), last_prices=dict(b.last_price),
+            total_exposure_usdt=sum(exposures.values(), ZERO),
+            open_positions=len(b.open_positions(self.cfg.dust_usdt)), realized_total_usdt=b.realized_total,
+            reported_daily_realized_usdt=b.daily_reported, reported_weekly_realized_usdt=b.weekly_reported,
+            day_start=b.day_start, week_start=b.week_start, loss_streak=b.loss_streak,
+            last_loss_at=dict(b.last_loss_at), last_breaker_clear_at=self.last_breaker_clear_at,
+            breakers=list(self.board.active.values()), trading_state_reason=self.sm.reason,
+            trading_state_since=self.sm.since, fills_applied=b.fills_applied,
+        )
+
+    def restore(self, st: AccountState) -> None:
+        """Come back exactly as persisted: book, budgets, breakers in force, trading state."""
+        b = self.book
+        b.cash = st.cash_usdt if st.cash_usdt is not None else st.equity_usdt or self.cfg.starting_equity_usdt
+        b.positions = {s: Decimal(q) for s, q in st.positions.items()}
+        b.avg_cost = {s: Decimal(p) for s, p in st.average_cost.items()}
+        b.last_price = {s: Decimal(p) for s, p in st.last_prices.items()}
+        b.realized_total = st.realized_total_usdt
+        b.day_start, b.week_start = st.day_start, st.week_start
+        b.daily_own = st.daily_realized_usdt
+        b.weekly_own = st.weekly_realized_usdt
+        b.daily_reported = st.reported_daily_realized_usdt
+        b.weekly_reported = st.reported_weekly_realized_usdt
+        b.peak_equity = st.peak_equity_usdt or b.equity()
+        b.loss_streak = st.loss_streak
+        b.last_loss_at = dict(st.last_loss_at)
+        b.last_loss_any = max(st.last_loss_at.values()) if st.last_loss_at else None
+        b.fills_applied = st.fills_applied
+        self.last_breaker_clear_at = st.last_breaker_clear_at
+        self.board.active = {breaker_key(a.breaker, a.symbol, a.scope): a for a in st.breakers}
+        self.sm.state, self.sm.reason, self.sm.since = st.trading_state, st.trading_state_reason, st.trading_state_since
+        self.account_known = True

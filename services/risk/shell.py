@@ -1,12 +1,49 @@
-"""risk shell: signals in, verdicts out; persists and acknowledges kill-switch commands."""
+"""risk shell: signals in, verdicts out; fills, ticks, heartbeats, drift and market status in; breakers,
+trading state and the account state published, persisted (Postgres `kv_state`, event tables), measured
+and alerted; kill-switch commands audited and acknowledged.
+
+Fail closed: the engine starts with the kill switch unknown (= engaged) and the account unknown; a
+failed database write marks the database unavailable (every verdict refused) until a write succeeds.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import json
+import time
+from pathlib import Path
+
 from libs.common import subjects
-from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, Signal, utcnow
-from libs.common.kill_switch import KillSwitchLatch, refresh_latch
+from libs.common.contracts import (
+    AccountState,
+    BreakerTripped,
+    DriftStatus,
+    Fill,
+    Heartbeat,
+    KillSwitchAcknowledged,
+    KillSwitchCommand,
+    MarketStatus,
+    Signal,
+    Tick,
+    TradingStateChanged,
+    utcnow,
+)
+from libs.common.errors import ConfigurationError
+from libs.common.kill_switch import KillSwitchLatch, read_standing, refresh_latch
+from libs.common.markets import ROOT, Markets
 from libs.common.service import Runtime
-from services.risk.core import decide
+from services.risk.core import Event, RiskEngine
+
+EVAL_PERIOD_S = 0.25
+STATES = ("ACTIVE", "REDUCING", "HALTED")
+SEV1_BREAKERS = {"order_loop", "max_drawdown"}
+QUIET_BREAKERS = {"cooldown_after_loss"}
+
+
+def _kv_sql() -> str:
+    return ("INSERT INTO kv_state (key, value, updated_at) VALUES (%s, %s::jsonb, now())"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()")
 
 
 class RiskService:
@@ -15,19 +52,80 @@ class RiskService:
 
     def __init__(self) -> None:
         self.latch = KillSwitchLatch()
+        self._events_lock = asyncio.Lock()
+        self._db_lock = asyncio.Lock()
+        self._last_db_ok = 0.0
+        self.engine: RiskEngine | None = None
 
+    # -- start ----------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
-        self.verdicts = rt.metrics.counter("verdicts_total", "Verdicts published", ["outcome", "reason"])
+        cfg = rt.settings.risk
+        path = Path(cfg.markets_path)
+        path = path if path.is_absolute() else ROOT / path
+        try:
+            markets = Markets.load(path)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError("risk.markets_path", f"cannot read markets file {path}: {exc}") from None
+        self.engine = RiskEngine(cfg, markets, list(rt.settings.symbols), utcnow())
+        self._metrics(rt)
+        # Retained state first (STYLE.md): kill switch, then the account, then subscribe.
         await refresh_latch(rt.bus, self.latch, rt.log)
+        await self._load_account()
         await self._reconcile_kill_switch()
-        rt.bus.on_disconnect.append(lambda: self.latch.set_unknown("lost NATS connection"))
-        rt.bus.on_reconnect.append(lambda: refresh_latch(rt.bus, self.latch, rt.log))
+        now = utcnow()
+        events = self.engine.set_kill_switch(self.latch.engaged, self.latch.known, now)
+        await self._handle(events)
+        await self._read_drift()
+        rt.bus.on_disconnect.append(self._on_bus_lost)
+        rt.bus.on_reconnect.append(self._on_bus_back)
         await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True)
+        await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick)
+        await rt.bus.subscribe(subjects.ALL_STATUS, MarketStatus, self.on_market_status)
+        await rt.bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, self.on_heartbeat)
+        await rt.bus.subscribe(subjects.drift(), DriftStatus, self.on_drift)
+        await rt.bus.consume("FILLS", "risk", subjects.ALL_FILLS, Fill, self.on_fill, fail_closed=False,
+                             ack_wait_s=10.0)
         await rt.bus.subscribe(subjects.ALL_SIGNALS, Signal, self.on_signal)
+        rt.spawn(self._loop(), "risk-evaluate-persist")
+        rt.log.info("risk ready", trading_state=self.engine.sm.state, markets=len(markets.filters),
+                    kill_switch_engaged=self.latch.blocks)
+
+    def _metrics(self, rt: Runtime) -> None:
+        m = rt.metrics
+        self.m_verdicts = m.counter("verdicts_total", "Verdicts published", ["outcome", "reason"])
+        self.m_decision = m.histogram("decision_seconds", "Time to decide one signal (core)")
+        self.m_state = m.gauge("trading_state", "1 for the current trading state", ["state"])
+        self.m_state_changes = m.counter("trading_state_changes_total", "Trading-state changes", ["state"])
+        self.m_trips = m.counter("breaker_trips_total", "Breaker trips", ["breaker"])
+        self.m_active = m.gauge("breakers_active", "Breakers in force", ["breaker"])
+        self.m_equity = m.gauge("equity_usdt", "Equity by risk's own accounting, USDT")
+        self.m_drawdown = m.gauge("drawdown_pct", "Drawdown from peak equity, percent")
+        self.m_daily = m.gauge("daily_realized_usdt", "Realized P&L today, USDT")
+        self.m_weekly = m.gauge("weekly_realized_usdt", "Realized P&L this week, USDT")
+        self.m_vol = m.gauge("market_volatility_ratio", "Short over long realized volatility (highest symbol)")
+        self.m_exposure = m.gauge("exposure_usdt", "Total position value, USDT")
+        self.m_db_ok = m.gauge("database_ok", "1 while the last state write succeeded")
+        self.m_fills = m.counter("fills_applied_total", "Fills applied to risk's book", ["side"])
+
+    async def _load_account(self) -> None:
+        """Read `kv_state.account_state`; a fresh database starts from the configured equity."""
+        assert self.engine is not None
+        async with self.rt.pool.connection() as conn:
+            row = await (await conn.execute("SELECT value FROM kv_state WHERE key = 'account_state'")).fetchone()
+        if row is not None:
+            self.engine.restore(AccountState.model_validate(row["value"]))
+            self.rt.log.info("account state restored", state=self.engine.sm.state,
+                             breakers=sorted(self.engine.board.active), daily=str(self.engine.book.daily_realized))
+        else:
+            self.engine.account_known = True
+            self.rt.log.info("no account state yet; starting from configured equity",
+                             equity=str(self.rt.settings.risk.starting_equity_usdt))
+        await self._persist(force=True)
 
     async def _reconcile_kill_switch(self) -> None:
-        """Postgres audit and the bus must agree; if the audit says engaged and the bus does not, re-assert it."""
+        """Postgres audit and the bus must agree. Engaged in the audit but not on the bus: re-assert it.
+        A command given while risk was down: audit it now (and acknowledge it)."""
         async with self.rt.pool.connection() as conn:
             row = await (await conn.execute(
                 "SELECT command_id, action, reason, actor, ts FROM kill_switch_audit ORDER BY id DESC LIMIT 1"
@@ -37,35 +135,316 @@ class RiskService:
             self.rt.log.warning("kill switch engaged in audit but not on the bus; re-asserting")
             await self.rt.bus.publish(subjects.kill_switch(), cmd)
             self.latch.apply(cmd)
+            return
+        try:
+            standing = await read_standing(self.rt.bus)
+        except Exception:
+            return  # the latch already says unknown (= engaged)
+        if standing is not None and (row is None or row["command_id"] != standing.id):
+            await self._audit(standing)
+            if standing.action == "engage":
+                await self._ack(standing)
+            elif self.engine and self.engine.sm.state == "HALTED" and (
+                    self.engine.sm.since is None or standing.ts > self.engine.sm.since):
+                self.engine.set_kill_switch(False, True, utcnow())
+                events, refused = self.engine.release(utcnow())
+                await self._handle(events)
+                if refused:
+                    self.rt.log.warning("release given while risk was down refused", reason=refused)
 
-    async def on_kill_switch(self, cmd: KillSwitchCommand, subject: str) -> None:
-        self.latch.apply(cmd)
+    async def _read_drift(self) -> None:
+        try:
+            st = await self.rt.bus.last_value("SIGNAL_DRIFT", subjects.drift(), DriftStatus)
+        except Exception as exc:
+            self.rt.log.warning("drift status unreadable; keeping persisted drift breakers", error=str(exc))
+            return
+        if st is not None:
+            await self.on_drift(st, subjects.drift())
+        elif self.engine:
+            self.engine.on_drift(None, False, "")
+
+    # -- bus connection -------------------------------------------------------------------------
+    async def _on_bus_lost(self) -> None:
+        self.latch.set_unknown("lost NATS connection")
+        if self.engine:
+            self.engine.kill_known = False
+
+    async def _on_bus_back(self) -> None:
+        await refresh_latch(self.rt.bus, self.latch, self.rt.log)
+        if self.engine:
+            await self._handle(self.engine.set_kill_switch(self.latch.engaged, self.latch.known, utcnow()))
+
+    # -- kill switch ----------------------------------------------------------------------------
+    async def _audit(self, cmd: KillSwitchCommand) -> None:
         async with self.rt.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO kill_switch_audit (command_id, ts, action, engaged, reason, actor, flatten, recorded_by)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, 'risk') ON CONFLICT (command_id) DO NOTHING",
                 (cmd.id, cmd.ts, cmd.action, cmd.action == "engage", cmd.reason, cmd.actor, cmd.flatten),
             )
-        self.rt.log.warning("kill switch", action=cmd.action, reason=cmd.reason, actor=cmd.actor)
+
+    async def _ack(self, cmd: KillSwitchCommand, detail: str = "") -> None:
         ack = KillSwitchAcknowledged(ts=utcnow(), command_id=cmd.id, service=self.name,
-                                     engaged=cmd.action == "engage")
+                                     engaged=cmd.action == "engage", detail=detail)
         await self.rt.bus.publish(subjects.kill_switch_ack(self.name), ack)
 
+    async def on_kill_switch(self, cmd: KillSwitchCommand, subject: str) -> None:
+        assert self.engine is not None
+        self.latch.apply(cmd)
+        now = utcnow()
+        if cmd.action == "engage":
+            events, refused = self.engine.set_kill_switch(True, True, now), ""
+        else:
+            events = self.engine.set_kill_switch(False, True, now)
+            more, refused = self.engine.release(now)
+            events += more
+        await self._audit(cmd)
+        self.rt.log.warning("kill switch", action=cmd.action, reason=cmd.reason, actor=cmd.actor)
+        await self._ack(cmd, detail=f"trading stays HALTED: {refused}" if refused else "")
+        await self._handle(events)
+        if refused:
+            await self.rt.alert("SEV-2", "release refused: trading stays HALTED", refused)
+
+    # -- market inputs --------------------------------------------------------------------------
+    async def on_tick(self, tick: Tick, subject: str) -> None:
+        self.engine.on_tick(tick.symbol, tick.last, tick.ts, utcnow())  # type: ignore[union-attr]
+
+    async def on_market_status(self, st: MarketStatus, subject: str) -> None:
+        self.engine.on_market_status(st.symbol, st.status == "stale", st.reason)  # type: ignore[union-attr]
+
+    async def on_heartbeat(self, hb: Heartbeat, subject: str) -> None:
+        if hb.service != self.name:
+            self.engine.on_heartbeat(hb.service, utcnow())  # type: ignore[union-attr]
+
+    async def on_drift(self, st: DriftStatus, subject: str) -> None:
+        assert self.engine is not None
+        self.engine.on_drift(st.symbol, st.detected, st.reason)
+        await self._handle(self.engine.evaluate(utcnow()))
+
+    # -- fills ----------------------------------------------------------------------------------
+    async def on_fill(self, fill: Fill, subject: str) -> None:
+        """Apply a fill once: ledger row and new account state in one transaction, memory after commit."""
+        engine = self.engine
+        assert engine is not None
+        async with self._db_lock:
+            async with self.rt.pool.connection() as conn:
+                seen = await (await conn.execute(
+                    "SELECT 1 FROM risk_fill_ledger WHERE exchange = %s AND trade_id = %s",
+                    (fill.exchange, fill.trade_id))).fetchone()
+            if seen:
+                self.rt.log.info("fill already applied", trade_id=fill.trade_id)
+                return
+            saved_book, saved_res = copy.deepcopy(engine.book), dict(engine.reservations)
+            now = utcnow()
+            outcome, events = engine.on_fill(fill, now)
+            snap = engine.snapshot(now)
+            try:
+                async with self.rt.pool.connection() as conn, conn.transaction():
+                    await conn.execute(
+                        "INSERT INTO risk_fill_ledger (exchange, trade_id, client_order_id, symbol, side, quantity,"
+                        " price, fee, fee_asset, realized_own_usdt, realized_reported_usdt, ts)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        (fill.exchange, fill.trade_id, fill.client_order_id, fill.symbol, fill.side, fill.quantity,
+                         fill.price, fill.fee, fill.fee_asset, outcome.realized_own, outcome.realized_reported,
+                         fill.ts))
+                    await conn.execute(_kv_sql(), ("account_state", snap.model_dump_json()))
+            except Exception:
+                engine.book, engine.reservations = saved_book, saved_res
+                self._db_failed("fill not applied: database write failed")
+                raise  # not acked: JetStream redelivers it
+            self._db_succeeded()
+        self.m_fills.labels(side=fill.side).inc()
+        self.rt.log.info("fill applied", symbol=fill.symbol, side=fill.side, qty=str(fill.quantity),
+                         realized=str(outcome.realized_own), losing=outcome.losing_trade)
+        if outcome.oversold > 0:
+            await self.rt.alert("SEV-1", "SELL fill above the held quantity",
+                                f"{fill.symbol}: sold {fill.quantity}, risk held {outcome.closed_qty}")
+        if fill.realized_pnl_usdt != 0 and abs(fill.realized_pnl_usdt - outcome.realized_own) > \
+                self.rt.settings.risk.pnl_divergence_usdt:
+            await self.rt.alert("SEV-2", "realized P&L disagrees with execution",
+                                f"{fill.trade_id}: risk {outcome.realized_own}, execution {fill.realized_pnl_usdt}",
+                                dedup_key="risk:pnl-divergence")
+        await self._handle(events)
+        await self._publish_account(snap)
+
+    # -- signals --------------------------------------------------------------------------------
     async def on_signal(self, sig: Signal, subject: str) -> None:
         if sig.side == "HOLD":
             return
-        cfg = self.rt.settings.risk
-        verdict = decide(sig, kill_switch_engaged=self.latch.blocks, equity=cfg.starting_equity_usdt, cfg=cfg,
-                         now=utcnow())
+        engine = self.engine
+        assert engine is not None
+        engine.db_ok = self._db_fresh()
+        t0 = time.perf_counter()
+        decision = engine.decide(sig, utcnow())
+        self.m_decision.observe(time.perf_counter() - t0)
+        verdict = decision.verdict
         await self.rt.bus.publish(subjects.verdict(sig.symbol), verdict)
         outcome = "approved" if verdict.approved else "refused"
-        self.verdicts.labels(outcome=outcome, reason=",".join(verdict.reasons)).inc()
+        self.m_verdicts.labels(outcome=outcome, reason=verdict.reasons[0] if verdict.reasons else "").inc()
         self.rt.metrics.count(f"verdicts_{outcome}")
-        if not verdict.approved:
-            self.rt.log.info("verdict refused", symbol=sig.symbol, reasons=verdict.reasons)
+        if verdict.approved:
+            self.rt.log.info("verdict approved", symbol=sig.symbol, side=sig.side, qty=str(verdict.quantity),
+                             limit=str(verdict.price_limit), verdict_id=verdict.id)
+        else:
+            self.rt.log.info("verdict refused", symbol=sig.symbol, side=sig.side, reasons=verdict.reasons)
+        if decision.events:
+            await self._handle(decision.events)
+
+    # -- events: bus, Postgres, metric, alert ---------------------------------------------------
+    async def _handle(self, events: list[Event]) -> None:
+        if not events:
+            return
+        async with self._events_lock:
+            try:
+                async with self.rt.pool.connection() as conn, conn.transaction():
+                    for ev in events:
+                        if isinstance(ev, TradingStateChanged):
+                            await conn.execute(
+                                "INSERT INTO risk_trading_state_events (event_id, ts, state, previous, reason)"
+                                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+                                (ev.id, ev.ts, ev.state, ev.previous, ev.reason))
+                        else:
+                            tripped = isinstance(ev, BreakerTripped)
+                            await conn.execute(
+                                "INSERT INTO risk_breaker_events (event_id, ts, breaker, symbol, event, effect,"
+                                " reason, until) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                                " ON CONFLICT (event_id) DO NOTHING",
+                                (ev.id, ev.ts, ev.breaker, ev.symbol, "tripped" if tripped else "cleared",
+                                 ev.effect if tripped else None, ev.reason, ev.until if tripped else None))
+                    await conn.execute(_kv_sql(), ("trading_state", json.dumps(self._trading_state_value())))
+                    snap = self.engine.snapshot(utcnow())  # type: ignore[union-attr]
+                    await conn.execute(_kv_sql(), ("account_state", snap.model_dump_json()))
+                self._db_succeeded()
+            except Exception as exc:
+                self._db_failed(f"event write failed: {type(exc).__name__}: {exc}")
+                snap = None
+            for ev in events:
+                await self._announce(ev)
+            if snap is not None:
+                await self._publish_account(snap)
+
+    async def _announce(self, ev: Event) -> None:
+        rt = self.rt
+        try:
+            if isinstance(ev, TradingStateChanged):
+                await rt.bus.publish(subjects.trading_state(), ev)
+            elif isinstance(ev, BreakerTripped):
+                await rt.bus.publish(subjects.breaker_tripped(), ev)
+            else:
+                await rt.bus.publish(subjects.breaker_cleared(), ev)
+        except Exception as exc:
+            rt.log.error("risk event publish failed", kind=type(ev).__name__, error=str(exc))
+        if isinstance(ev, TradingStateChanged):
+            self.m_state_changes.labels(state=ev.state).inc()
+            for s in STATES:
+                self.m_state.labels(state=s).set(1 if s == ev.state else 0)
+            rt.log.warning("trading state changed", state=ev.state, previous=ev.previous, reason=ev.reason)
+            sev = "INFO" if ev.state == "ACTIVE" else (
+                "SEV-1" if ev.state == "HALTED" and any(b in ev.reason for b in SEV1_BREAKERS) else "SEV-2")
+            await rt.alert(sev, f"trading {ev.state}", f"{ev.previous} -> {ev.state}: {ev.reason}",  # type: ignore[arg-type]
+                           dedup_key=f"risk:trading_state:{ev.state}")
+        elif isinstance(ev, BreakerTripped):
+            self.m_trips.labels(breaker=ev.breaker).inc()
+            rt.log.warning("breaker tripped", breaker=ev.breaker, effect=ev.effect, symbol=ev.symbol, reason=ev.reason)
+            if ev.breaker == "order_loop":
+                await rt.alert("SEV-1", "order loop: trading HALTED (boucle ordres)", ev.reason,
+                               dedup_key="risk:order_loop")
+            elif ev.breaker not in QUIET_BREAKERS and ev.reason != "no market data yet":
+                sev = "SEV-1" if ev.breaker in SEV1_BREAKERS else "SEV-2"
+                await rt.alert(sev, f"breaker {ev.breaker} tripped ({ev.effect})",  # type: ignore[arg-type]
+                               f"{ev.symbol or 'all symbols'}: {ev.reason}",
+                               dedup_key=f"risk:breaker:{ev.breaker}:{ev.symbol or ''}")
+        else:
+            rt.log.info("breaker cleared", breaker=ev.breaker, symbol=ev.symbol, reason=ev.reason)
+
+    def _trading_state_value(self) -> dict:
+        sm = self.engine.sm  # type: ignore[union-attr]
+        return {"state": sm.state, "reason": sm.reason, "since": sm.since.isoformat() if sm.since else None}
+
+    async def _publish_account(self, snap: AccountState) -> None:
+        try:
+            await self.rt.bus.publish(subjects.account(), snap)
+        except Exception as exc:
+            self.rt.log.warning("account state publish failed", error=str(exc))
+
+    # -- persistence and database health -------------------------------------------------------
+    def _db_failed(self, why: str) -> None:
+        self._last_db_ok = 0.0
+        if self.engine:
+            self.engine.db_ok = False
+        self.m_db_ok.set(0)
+        self.rt.log.error("database unavailable: refusing every verdict", reason=why)
+
+    def _db_succeeded(self) -> None:
+        self._last_db_ok = time.monotonic()
+        if self.engine:
+            self.engine.db_ok = True
+        self.m_db_ok.set(1)
+
+    def _db_fresh(self) -> bool:
+        return time.monotonic() - self._last_db_ok < self.rt.settings.risk.database_stale_after_s
+
+    async def _persist(self, force: bool = False) -> None:
+        engine = self.engine
+        assert engine is not None
+        async with self._db_lock:
+            snap = engine.snapshot(utcnow())
+            try:
+                async with self.rt.pool.connection(timeout=3.0) as conn, conn.transaction():
+                    await conn.execute(_kv_sql(), ("account_state", snap.model_dump_json()))
+                    await conn.execute(_kv_sql(), ("trading_state", json.dumps(self._trading_state_value())))
+            except Exception as exc:
+                if force:
+                    raise
+                self._db_failed(f"{type(exc).__name__}: {exc}")
+                return
+            self._db_succeeded()
+        self.m_equity.set(float(snap.equity_usdt))
+        self.m_drawdown.set(snap.drawdown_pct)
+        self.m_daily.set(float(snap.daily_realized_usdt))
+        self.m_weekly.set(float(snap.weekly_realized_usdt))
+        self.m_vol.set(snap.market_volatility_ratio)
+        self.m_exposure.set(float(snap.total_exposure_usdt))
+        for s in STATES:
+            self.m_state.labels(state=s).set(1 if s == snap.trading_state else 0)
+        names = {b.breaker for b in snap.breakers}
+        for name in set(self.rt.settings.risk.breaker_effects) | names | {"stale_data", "heartbeat_missing"}:
+            self.m_active.labels(breaker=name).set(sum(1 for b in snap.breakers if b.breaker == name))
+
+    async def _loop(self) -> None:
+        """Re-evaluate the breakers on time alone (staleness, heartbeats, rollovers) and persist."""
+        interval = self.rt.settings.risk.persist_interval_s
+        next_persist = time.monotonic()
+        while True:
+            await asyncio.sleep(EVAL_PERIOD_S)
+            engine = self.engine
+            assert engine is not None
+            engine.db_ok = self._db_fresh()
+            try:
+                await self._handle(engine.evaluate(utcnow()))
+                if time.monotonic() >= next_persist:
+                    next_persist = time.monotonic() + interval
+                    await self._persist()
+            except Exception as exc:  # keep evaluating; the database flag already refuses verdicts
+                self.rt.log.error("risk loop iteration failed", error=repr(exc))
 
     async def stop(self) -> None:
-        return None
+        if self.engine is not None and self.engine.account_known:
+            try:
+                await self._persist()
+            except Exception as exc:
+                self.rt.log.warning("final state write failed", error=str(exc))
 
     def health(self) -> tuple[str, str]:
-        return ("halted", self.latch.reason or "") if self.latch.blocks else ("ok", "")
+        if self.latch.blocks:
+            return "halted", self.latch.reason or ""
+        if self.engine is None:
+            return "degraded", "starting"
+        state = self.engine.sm.state
+        if state == "HALTED":
+            return "halted", self.engine.sm.reason
+        if state == "REDUCING":
+            return "degraded", self.engine.sm.reason[:200]
+        if not self.engine.db_ok:
+            return "degraded", "database unavailable"
+        return "ok", ""

@@ -5,11 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from libs.common.contracts.base import Message, Money
 
 TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
+BreakerEffect = Literal["REDUCING", "HALTED", "HOLD_SYMBOL", "REDUCING_SYMBOL"]
 
 
 class RiskVerdict(Message):
@@ -36,8 +37,10 @@ class RiskVerdict(Message):
 
 
 class BreakerTripped(Message):
+    """A breaker tripped. HOLD_SYMBOL: nothing on `symbol`; REDUCING_SYMBOL: only exposure-reducing orders on it."""
+
     breaker: str = Field(min_length=1, max_length=64)
-    effect: Literal["REDUCING", "HALTED", "HOLD_SYMBOL"]
+    effect: BreakerEffect
     reason: str
     symbol: str | None = None
     until: AwareDatetime | None = Field(default=None, description="None: until its condition clears")
@@ -55,8 +58,26 @@ class TradingStateChanged(Message):
     reason: str
 
 
+class ActiveBreaker(BaseModel):
+    """One breaker in force: what it does, why, since when and (if known) until when."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    breaker: str
+    effect: BreakerEffect
+    reason: str
+    symbol: str | None = None
+    scope: str | None = Field(default=None, description="What it watches besides a symbol, e.g. a service name")
+    since: AwareDatetime
+    until: AwareDatetime | None = None
+
+
 class AccountState(Message):
-    """Risk's view of the account; persisted as `kv_state.account_state`."""
+    """Risk's view of the account; persisted as `kv_state.account_state`.
+
+    The first block is the runbook's view; the second is what risk needs to come back exactly as it was
+    after a restart (all optional, so older snapshots still load).
+    """
 
     equity_usdt: Money = Decimal("0")
     peak_equity_usdt: Money = Decimal("0")
@@ -69,6 +90,24 @@ class AccountState(Message):
     exposure_usdt: dict[str, Money] = Field(default_factory=dict)
     active_breakers: dict[str, str] = Field(default_factory=dict, description="breaker -> reason")
     trading_state: TradingState = "ACTIVE"
+
+    cash_usdt: Money | None = Field(default=None, description="Quote cash by risk's own fill accounting")
+    average_cost: dict[str, Money] = Field(default_factory=dict, description="Average entry price per symbol")
+    last_prices: dict[str, Money] = Field(default_factory=dict)
+    total_exposure_usdt: Money = Decimal("0")
+    open_positions: int = 0
+    realized_total_usdt: Money = Decimal("0")
+    reported_daily_realized_usdt: Money = Field(default=Decimal("0"), description="Sum of execution's own figures")
+    reported_weekly_realized_usdt: Money = Decimal("0")
+    day_start: AwareDatetime | None = None
+    week_start: AwareDatetime | None = None
+    loss_streak: int = 0
+    last_loss_at: dict[str, AwareDatetime] = Field(default_factory=dict, description="symbol -> last losing trade")
+    last_breaker_clear_at: AwareDatetime | None = None
+    breakers: list[ActiveBreaker] = Field(default_factory=list, description="Breakers in force, with since/until")
+    trading_state_reason: str = ""
+    trading_state_since: AwareDatetime | None = None
+    fills_applied: int = 0
 
 
 class KillSwitchCommand(Message):
