@@ -60,7 +60,7 @@ def _send_blocking(channel: Channel, title: str, body: str) -> tuple[bool, str]:
     ap = apprise.Apprise()
     if not ap.add(channel.url):
         return False, f"{channel.name}: configuration not understood by apprise"
-    with apprise.LogCapture(level=logging.WARNING) as captured:
+    with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
         ok = ap.notify(title=title, body=body)
     text = captured.getvalue().strip().splitlines()
     return bool(ok), "" if ok else channel.scrub(text[-1] if text else "delivery failed")
