@@ -1,0 +1,368 @@
+"""The compose stack, run locally without Docker, then observed by a real Prometheus.
+
+1. `docker-compose config` renders deploy/docker-compose.yml (with a filled .env); every BN-ML service's
+   command runs here with the same environment, hostnames mapped to this test's servers: NATS with
+   deploy/nats/nats-server.conf and the per-service users, a fresh (unmigrated) Postgres database that the
+   one-shot `migrate` service migrates, the image's ENV (Dockerfile) with /app mapped to the repo. Each
+   service must pass its compose healthcheck command.
+2. A real Prometheus (Debian package) scrapes them with deploy/prometheus/prometheus.yml (targets mapped) and
+   evaluates deploy/prometheus/alerts.yml: every metric a dashboard or rule names must be exported by a
+   service, every dashboard query must return data, every rule must evaluate without error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from bnml.embedded import EmbeddedNats, free_port
+from libs.common import subjects
+from libs.common.bus import Bus
+from libs.common.contracts import Alert, KillSwitchAcknowledged, KillSwitchCommand, Signal, Tick, utcnow
+from libs.common.metrics import ServiceMetrics
+from tests.helpers import ROOT, wait_until
+from tests.unit.deploy.tooling import (
+    GRAFANA_DIR,
+    PROM_DIR,
+    SERVICES,
+    filled_env_file,
+    nats_passwords,
+    render_compose,
+    require_binary,
+    start_authenticated_nats,
+)
+
+pytestmark = pytest.mark.integration
+
+COMPOSE_NAME = {s: s.replace("_", "-") for s in SERVICES}
+RATE_INTERVAL = "30s"  # Grafana's $__rate_interval, for a 1 s scrape interval
+
+
+def image_env() -> dict[str, str]:
+    """The Dockerfile's ENV, with /app (the image's WORKDIR) mapped to the repository."""
+    text = (ROOT / "Dockerfile").read_text()
+    block = re.search(r"^ENV\s+((?:.*\\\n)*.*)$", text, re.M).group(1)
+    env = dict(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", block))
+    return {k: v.replace("/app", str(ROOT)) for k, v in env.items()}
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    nats: EmbeddedNats
+    passwords: dict[str, str]
+    database_url: str
+    compose: dict
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    api_port: int = 0
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    migrate_output: str = ""
+
+    def local_env(self, compose_service: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("BNML_", "NATS_")) and k not in ("DATABASE_URL", "PYTHONPATH")}
+        env.update(image_env())
+        for key, value in (self.compose["services"][compose_service].get("environment") or {}).items():
+            value = "" if value is None else str(value)
+            if key == "NATS_URL":
+                assert value == "nats://nats:4222"
+                value = self.nats.url
+            elif key == "DATABASE_URL":
+                assert "@postgres:5432/" in value
+                value = self.database_url
+            elif key.endswith("__METRICS_PORT"):
+                value = str(self.metrics_ports[key[len("BNML_"):-len("__METRICS_PORT")].lower()])
+            elif key == "BNML_OPS_API__PORT":
+                value = str(self.api_port)
+            elif key == "BNML_OPS_API__HOST":
+                value = "127.0.0.1"
+            env[key] = value
+        return env
+
+    def command(self, argv: list[str]) -> list[str]:
+        """A compose command/healthcheck as run here: `python` is this interpreter, /app is the repo."""
+        argv = [a for a in argv if a not in ("CMD",)]
+        return [sys.executable if a == "python" else a.replace("/app/", f"{ROOT}/") for a in argv]
+
+    def healthcheck(self, name: str) -> subprocess.CompletedProcess:
+        test = self.compose["services"][COMPOSE_NAME[name]]["healthcheck"]["test"]
+        return subprocess.run(self.command(test), env=self.local_env(COMPOSE_NAME[name]), capture_output=True,
+                              text=True, timeout=30, cwd=self.tmp / "app")
+
+    def log(self, name: str) -> str:
+        p = self.tmp / f"{name}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, pg_admin_url):
+    tmp = tmp_path_factory.mktemp("deploy-stack")
+    (tmp / "app").mkdir()  # the container's working directory (artifacts/ starts empty, like the volume)
+    passwords = nats_passwords()
+    compose = render_compose(filled_env_file(tmp / ".env", passwords))
+    name = f"bnml_deploy_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = pg_admin_url.rpartition("/")[0] + "/" + name
+    nats = start_authenticated_nats(tmp / "nats", passwords)
+    s = Stack(tmp, nats, passwords, db_url, compose, {n: free_port() for n in SERVICES}, free_port())
+    try:
+        mig = compose["services"]["migrate"]
+        res = subprocess.run(s.command(mig["command"]), env=s.local_env("migrate"), capture_output=True, text=True,
+                             timeout=180, cwd=tmp / "app")
+        s.migrate_output = res.stdout + res.stderr
+        assert res.returncode == 0, f"the migrate service failed:\n{s.migrate_output}"
+        for svc in SERVICES:
+            log = open(tmp / f"{svc}.log", "ab")
+            s.procs[svc] = subprocess.Popen(s.command(compose["services"][COMPOSE_NAME[svc]]["command"]),
+                                            env=s.local_env(COMPOSE_NAME[svc]), stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=tmp / "app", start_new_session=True)
+            log.close()
+        yield s
+    finally:
+        for p in s.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in s.procs.values():
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        nats.stop()
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def wait_healthy(stack: Stack, timeout: float = 90.0) -> dict[str, str]:
+    """Run each compose healthcheck until it passes (the compose start_period is 60 s); {service: last output}."""
+    pending, last = set(SERVICES), {}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for svc in sorted(pending):
+            proc = stack.procs[svc]
+            if proc.poll() is not None:
+                pytest.fail(f"{svc} exited with {proc.returncode}:\n{stack.log(svc)[-3000:]}")
+            res = stack.healthcheck(svc)
+            last[svc] = (res.stdout + res.stderr).strip()
+            if res.returncode == 0:
+                pending.discard(svc)
+        if pending:
+            time.sleep(0.5)
+    assert not pending, "unhealthy: " + "; ".join(f"{s}: {last.get(s)}\n{stack.log(s)[-1500:]}" for s in pending)
+    return last
+
+
+def test_every_compose_service_command_comes_up_healthy_with_its_compose_environment(stack):
+    assert "migration(s) applied" in stack.migrate_output
+    with psycopg.connect(stack.database_url) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"orders", "fills", "kill_switch_audit"} <= tables, "the migrate service created the schema"
+    out = wait_healthy(stack)
+    assert all(out[s] == f"{s} healthy" for s in SERVICES), out
+    for svc in SERVICES:
+        assert stack.passwords[svc] not in stack.log(svc), f"{svc} logged its NATS password"
+        assert "permissions violation" not in stack.log(svc).lower(), f"{svc}: {stack.log(svc)[-1500:]}"
+
+
+# -- Prometheus --------------------------------------------------------------------------------------------
+def http_json(url: str, data: dict | None = None, timeout: float = 10.0) -> dict:
+    body = urllib.parse.urlencode(data).encode() if data else None
+    with urllib.request.urlopen(url, data=body, timeout=timeout) as resp:  # noqa: S310 (local)
+        return json.loads(resp.read())
+
+
+def local_prometheus_config(stack: Stack, prom_port: int) -> dict:
+    cfg = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    cfg["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    cfg["rule_files"] = [str(PROM_DIR / f) for f in cfg["rule_files"]]
+    host_port = {f"{COMPOSE_NAME[s]}:" : s for s in SERVICES}
+    jobs = []
+    for job in cfg["scrape_configs"]:
+        if job["job_name"] == "nats":
+            continue  # prometheus-nats-exporter is a container only (not packaged here)
+        if job["job_name"] == "prometheus":
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{prom_port}"]}]
+        for group in job["static_configs"]:
+            mapped = []
+            for target in group["targets"]:
+                svc = next((s for prefix, s in host_port.items() if target.startswith(prefix)), None)
+                mapped.append(f"127.0.0.1:{stack.metrics_ports[svc]}" if svc else target)
+            group["targets"] = mapped
+        jobs.append(job)
+    cfg["scrape_configs"] = jobs
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack):
+    binary = require_binary("prometheus", "prometheus")
+    port = free_port()
+    cfg_path = stack.tmp / "prometheus.yml"
+    cfg_path.write_text(yaml.safe_dump(local_prometheus_config(stack, port)))
+    log = open(stack.tmp / "prometheus.log", "ab")
+    proc = subprocess.Popen([binary, f"--config.file={cfg_path}", f"--storage.tsdb.path={stack.tmp / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/-/ready", timeout=2)  # noqa: S310
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"prometheus did not start:\n{(stack.tmp / 'prometheus.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def dashboard_queries() -> list[tuple[str, str, str]]:
+    """(dashboard file, panel title, PromQL) for every target of every panel."""
+    out = []
+    for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                out.append((path.name, panel["title"], target["expr"].replace("$__rate_interval", RATE_INTERVAL)))
+    return out
+
+
+def rule_exprs() -> list[tuple[str, str]]:
+    groups = yaml.safe_load((PROM_DIR / "alerts.yml").read_text())["groups"]
+    return [(r.get("alert") or r.get("record"), r["expr"]) for g in groups for r in g["rules"]]
+
+
+def declared_metrics(stack: Stack) -> set[str]:
+    """Every metric family the services declare on /metrics (HELP lines; present even before a first sample)."""
+    names = set()
+    for svc in SERVICES:
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_ports[svc]}/metrics", timeout=5) as r:  # noqa: S310
+            for line in r.read().decode().splitlines():
+                if line.startswith("# HELP "):
+                    names.add(line.split()[2])
+    return names
+
+
+def referenced_metrics(expr: str) -> tuple[set[str], set[str]]:
+    """(bnml_* metric names, __name__ regexes) a PromQL expression reads."""
+    regexes = set(re.findall(r'__name__\s*=~\s*"([^"]+)"', expr))
+    bare = re.sub(r'"[^"]*"', '""', expr)
+    return set(re.findall(r"\bbnml_[a-zA-Z0-9_:]+", bare)), regexes
+
+
+def is_declared(name: str, declared: set[str]) -> bool:
+    candidates = {name, re.sub(r"_(bucket|count|sum|created)$", "", name)}
+    return bool(candidates & declared) or any(c.endswith("_total") and c[:-6] in declared for c in candidates)
+
+
+def _metrics() -> ServiceMetrics:
+    from prometheus_client import CollectorRegistry
+
+    return ServiceMetrics("deploytest", registry=CollectorRegistry())
+
+
+async def drive_traffic(stack: Stack) -> None:
+    """What a short live run produces: ticks (synthetic), signals at the market, a dead letter, an alert, and
+    a kill switch engaged then released by the ops user. Waits for acknowledgements, not for time."""
+    pw = stack.passwords
+    as_signal = Bus(stack.nats.url, "signal", _metrics(), user="signal", password=pw["signal"])
+    ops = Bus(stack.nats.url, "ops", _metrics(), user="ops", password=pw["ops"])
+    ticks: list[Tick] = []
+    acks: list[KillSwitchAcknowledged] = []
+
+    async def on_tick(t: Tick, subject: str) -> None:
+        ticks[:] = [t]
+
+    async def on_ack(a: KillSwitchAcknowledged, subject: str) -> None:
+        acks.append(a)
+
+    await as_signal.connect(retry_initial=False)
+    await ops.connect(retry_initial=False)
+    try:
+        await as_signal.subscribe(subjects.ALL_TICKS, Tick, on_tick)
+        await ops.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, on_ack)
+        await wait_until(lambda: ticks, timeout=30, message="a tick from market_data")
+        for side in ("BUY", "SELL", "BUY"):
+            t = ticks[0]
+            await as_signal.publish(subjects.signal(t.symbol), Signal(
+                ts=utcnow(), symbol=t.symbol, side=side, probability=0.9, expected_edge_bps=50,
+                model_version="deploy-test", price=t.last, tick_id=t.id, tick_ts=t.ts))
+        await as_signal.nc.publish(subjects.signal("BTC/USDT"), b'{"not": "a signal"}')  # dead-lettered by risk
+        await ops.publish(subjects.alert("SEV-3"), Alert(ts=utcnow(), severity="SEV-3", source="deploy-test",
+                                                         title="deploy test alert", detail="observability check"))
+        for action in ("engage", "release"):
+            cmd = KillSwitchCommand(ts=utcnow(), action=action, reason="deploy observability test", actor="ops")
+            await ops.publish(subjects.kill_switch(), cmd)
+            await wait_until(lambda c=cmd: {a.service for a in acks if a.command_id == c.id} >= {"risk", "execution"},
+                             timeout=20, message=f"kill switch {action} acknowledged")
+    finally:
+        await as_signal.drain()
+        await ops.drain()
+
+
+async def test_prometheus_scrapes_the_suite_and_every_dashboard_query_and_alert_rule_works(stack, prometheus):
+    wait_healthy(stack)
+    await drive_traffic(stack)
+
+    declared = declared_metrics(stack)
+    unknown = []
+    for where, expr in [(f"{f} / {t}", e) for f, t, e in dashboard_queries()] + rule_exprs():
+        names, regexes = referenced_metrics(expr)
+        unknown += [f"{where}: {n}" for n in names if not is_declared(n, declared)]
+        unknown += [f"{where}: {{__name__=~{r}}}" for r in regexes
+                    if not any(re.fullmatch(r, d) for d in declared)]
+    assert not unknown, "metrics no service exports:\n" + "\n".join(unknown)
+
+    api = prometheus + "/api/v1"
+    await wait_until(lambda: all(t["health"] == "up" for t in http_json(f"{api}/targets")["data"]["activeTargets"]
+                                 if t["labels"]["job"] == "bnml"), timeout=30, message="every bnml target up")
+
+    queries = dashboard_queries()
+    empty: dict[str, str] = {}
+
+    def all_have_data() -> bool:
+        empty.clear()
+        for board, title, expr in queries:
+            res = http_json(f"{api}/query", {"query": expr})
+            assert res["status"] == "success", f"{board} / {title}: {expr}: {res}"
+            if not res["data"]["result"]:
+                empty[f"{board} / {title}"] = expr
+        return not empty
+
+    try:
+        await wait_until(all_have_data, timeout=60, interval=2, message="data for every dashboard query")
+    except AssertionError:
+        pytest.fail("dashboard queries without data:\n" + "\n".join(f"{k}: {v}" for k, v in empty.items()))
+
+    def rules_evaluated() -> list[dict]:
+        rules = [r for g in http_json(f"{api}/rules")["data"]["groups"] for r in g["rules"]]
+        return rules if rules and all(r["health"] != "unknown" for r in rules) else []
+
+    rules = await wait_until(rules_evaluated, timeout=30, interval=1, message="every rule evaluated once")
+    assert len(rules) == len(rule_exprs())
+    bad = [f"{r['name']}: {r['health']} {r.get('lastError', '')}" for r in rules if r["health"] != "ok"]
+    assert not bad, "alert rules failing to evaluate:\n" + "\n".join(bad)
+    for name, expr in rule_exprs():
+        res = http_json(f"{api}/query", {"query": expr})
+        assert res["status"] == "success", f"{name}: {res}"
+    firing = {r["name"] for r in rules if r.get("state") == "firing"}
+    assert not firing & {"BnmlServiceDown", "BnmlServiceNatsDisconnected"}, f"a healthy suite fires {firing}"
