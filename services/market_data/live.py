@@ -1,0 +1,286 @@
+"""Binance public market data through ccxt: websocket tickers, REST polling as the fallback, universe scan.
+
+The loop never dies on an exchange error: every failure is mapped (ccxt_adapter), counted by kind,
+and fed to the back-off policy; symbols simply go stale (risk holds them) until data comes back.
+
+- Markets are loaded once and reloaded every `markets_refresh_s`; only Binance status TRADING spot
+  pairs are used.
+- Universe: the configured `symbols` (kept if TRADING), or the top-N scan (`universe.py`) every
+  `universe.refresh_s`. An empty scan keeps the previous universe and raises a SEV-2 alert.
+- Prices: `watch_tickers(..., name=ticker)` (the 24h ticker stream: bid, ask, last, volume). If the
+  socket errors, is refused or stays silent for `ws_silence_s`, ticks come from `fetch_tickers` every
+  `poll_interval_s`; the socket is retried every `ws_retry_s`.
+- Errors: temporary -> jittered back-off; 429/DDoS -> Retry-After; 418 -> no request of any kind
+  until the ban ends, and a SEV-2 alert. `errors_before_alert` consecutive errors -> SEV-2 alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from libs.common.errors import BnmlError, TemporaryError
+from services.market_data.backoff import STATE_CODE, BackoffPolicy
+from services.market_data.ccxt_adapter import call, error_kind, make_exchange, map_error
+from services.market_data.encode import iso_ts
+from services.market_data.publisher import Publisher
+from services.market_data.universe import market_tradable, select_universe
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _dec_str(x: Any) -> str | None:
+    """A ccxt number (float or str) as an exact positive decimal string, or None if it is not one."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        d = Decimal(repr(x)) if isinstance(x, float) else Decimal(str(x))
+    except (InvalidOperation, ValueError):
+        return None
+    if not d.is_finite() or d < 0:
+        return None
+    return format(d.normalize(), "f") if d != 0 else "0"
+
+
+class BinanceSource:
+    name = "binance"
+
+    def __init__(self, svc: Any, md: Any, config_symbols: list[str], *, monotonic=time.monotonic):
+        self.svc = svc
+        self.md = md
+        self.cfg = md.binance
+        self.ucfg = md.universe
+        self.config_symbols = list(config_symbols)
+        self.monotonic = monotonic
+        self.backoff = BackoffPolicy(self.cfg.backoff_initial_s, self.cfg.backoff_max_s, self.cfg.ban_default_s)
+        self.exchange: Any = None
+        self.markets: dict[str, Any] = {}
+        self._markets_at = float("-inf")
+        self._universe_at = float("-inf")
+        self._ws_retry_at = 0.0
+        self._ws_failures = 0
+        self._base_volume: dict[str, Decimal] = {}
+        self.transport = "none"  # websocket | rest | none
+        self._errors_alerted = False
+        self._rng = random.Random()
+
+    @property
+    def backoff_state(self) -> str:
+        return self.backoff.state
+
+    @property
+    def symbols(self) -> list[str]:
+        return self.svc.symbols
+
+    async def close(self) -> None:
+        if self.exchange is not None:
+            try:
+                await self.exchange.close()
+            except Exception:  # closing anyway
+                pass
+
+    # -- main loop --------------------------------------------------------------------------------
+    async def run(self, pub: Publisher) -> None:
+        rt = self.svc.rt
+        m = rt.metrics
+        self.m_transport = m.gauge("source_websocket", "1 while prices come from the websocket, 0 from REST")
+        self.m_requests = m.counter("exchange_requests_total", "Requests sent to the exchange", ["what"])
+        self.exchange = make_exchange(self.cfg)
+        while True:
+            try:
+                await self._gate()
+                await self._refresh_markets_if_due()
+                await self._refresh_universe_if_due()
+                if not self.symbols:
+                    await asyncio.sleep(min(self.cfg.poll_interval_s, 1.0))
+                    continue
+                if self.cfg.use_websocket and self.monotonic() >= self._ws_retry_at:
+                    await self._stream(pub)
+                else:
+                    await self._poll(pub)
+                    await asyncio.sleep(self.cfg.poll_interval_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never crash-loop: map, count, back off, carry on
+                await self._on_error(exc)
+
+    async def _gate(self) -> None:
+        """No request leaves while the back-off (or a ban) says wait."""
+        while True:
+            wait = self.backoff.wait_s(self.monotonic())
+            self.svc.m_backoff.set(STATE_CODE[self.backoff.state] if wait > 0 else 0)
+            if wait <= 0:
+                return
+            await asyncio.sleep(min(wait, 1.0))
+
+    def _ok(self) -> None:
+        if self.backoff.consecutive_errors:
+            self.svc.rt.log.info("exchange answering again", after_errors=self.backoff.consecutive_errors)
+        self.backoff.on_success(self.monotonic())
+        self._errors_alerted = False
+        self.svc.m_backoff.set(0)
+
+    async def _on_error(self, exc: BaseException) -> None:
+        rt = self.svc.rt
+        err = exc if isinstance(exc, BnmlError) else map_error(exc, getattr(self.exchange, "last_response_headers",
+                                                                            None), _now_ms())
+        kind = error_kind(err)
+        self.svc.m_errors.labels(kind=kind).inc()
+        policy_kind = kind if kind in ("banned", "rate_limited") else "temporary"
+        retry_after = getattr(err, "retry_after_s", None)
+        d = self.backoff.on_error(policy_kind, self.monotonic(), retry_after)  # type: ignore[arg-type]
+        self.svc.m_backoff.set(STATE_CODE[d.state])
+        rt.log.warning("exchange error; backing off", kind=kind, error=str(err)[:300], wait_s=round(d.wait_s, 2),
+                       state=d.state, consecutive=d.consecutive_errors)
+        if d.new_ban:
+            await rt.alert("SEV-2", "Binance banned this IP (HTTP 418)",
+                           f"no request to Binance for {d.wait_s:.0f}s; market data goes stale meanwhile",
+                           dedup_key="market_data:binance_ban")
+        if d.consecutive_errors >= self.cfg.errors_before_alert and not self._errors_alerted:
+            self._errors_alerted = True
+            await rt.alert("SEV-2", "repeated exchange errors",
+                           f"{d.consecutive_errors} consecutive errors from Binance, last {kind}: {str(err)[:200]}",
+                           dedup_key="market_data:exchange_errors")
+
+    # -- markets and universe ----------------------------------------------------------------------
+    async def _refresh_markets_if_due(self) -> None:
+        now = self.monotonic()
+        if now - self._markets_at < self.cfg.markets_refresh_s and self.markets:
+            return
+        ex = self.exchange
+        self.m_requests.labels(what="markets").inc()
+        markets = await call(ex, lambda: ex.load_markets(reload=bool(self.markets)), _now_ms)
+        self._ok()
+        self.markets = markets
+        self._markets_at = now
+        tradable = sum(1 for mk in markets.values() if market_tradable(mk, self.ucfg.quote))
+        self.svc.rt.log.info("markets loaded", markets=len(markets), tradable_quote=tradable)
+
+    async def _refresh_universe_if_due(self) -> None:
+        now = self.monotonic()
+        if now - self._universe_at < self.ucfg.refresh_s and self.symbols:
+            return
+        rt = self.svc.rt
+        if self.ucfg.mode == "fixed":
+            keep, dropped = [], []
+            for s in self.config_symbols:
+                mk = self.markets.get(s)
+                (keep if mk is not None and market_tradable(mk, mk.get("quote")) else dropped).append(s)
+            if dropped:
+                rt.log.warning("configured symbols not TRADING on Binance; left out", symbols=dropped)
+            new, reason = keep, "config (binance, TRADING only)"
+        else:
+            ex = self.exchange
+            self.m_requests.labels(what="tickers_all").inc()
+            tickers = await call(ex, lambda: ex.fetch_tickers(), _now_ms)
+            self._ok()
+            res = select_universe(self.markets, tickers, top_n=self.ucfg.top_n, quote=self.ucfg.quote,
+                                  min_quote_volume=self.ucfg.min_quote_volume, exclude=self.ucfg.exclude)
+            new, reason = res.symbols, f"scan: top {self.ucfg.top_n} {self.ucfg.quote} by 24h quote volume"
+            rt.log.info("universe scan", considered=res.considered, kept=len(new), dropped=len(res.dropped))
+        self._universe_at = now
+        if not new:
+            await rt.alert("SEV-2", "empty market scan",
+                           f"universe {self.ucfg.mode} found no tradable symbol; keeping {len(self.symbols)} symbol(s)",
+                           dedup_key="market_data:empty_scan")
+            # retry the scan sooner than the schedule
+            self._universe_at = now - self.ucfg.refresh_s + max(self.cfg.poll_interval_s * 5, 10.0)
+            return
+        if new != self.symbols:
+            for s in set(self.symbols) - set(new):
+                self._base_volume.pop(s, None)
+            await self.svc.set_universe(new, reason)
+            self._ws_retry_at = 0.0  # (re)subscribe with the new list
+
+    def _refresh_due(self) -> bool:
+        now = self.monotonic()
+        return now - self._markets_at >= self.cfg.markets_refresh_s or now - self._universe_at >= self.ucfg.refresh_s
+
+    # -- prices -----------------------------------------------------------------------------------
+    async def _stream(self, pub: Publisher) -> None:
+        """Ticks from the websocket until it fails, goes silent, or a refresh is due."""
+        ex = self.exchange
+        symbols = list(self.symbols)
+        self.m_requests.labels(what="ws_subscribe").inc()
+        try:
+            while not self._refresh_due() and symbols == self.symbols:
+                tickers = await asyncio.wait_for(ex.watch_tickers(symbols, {"name": "ticker"}), self.cfg.ws_silence_s)
+                if self.transport != "websocket":
+                    self.transport = "websocket"
+                    self.m_transport.set(1)
+                    self.svc.rt.log.info("prices from the websocket", symbols=len(symbols))
+                self._ws_failures = 0
+                self._ok()
+                await self._publish_tickers(pub, tickers)
+        except TimeoutError:
+            await self._ws_down(f"websocket silent for {self.cfg.ws_silence_s:g}s")
+            await self._poll(pub)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            err = map_error(exc, None, _now_ms())
+            if error_kind(err) in ("banned", "rate_limited"):
+                raise err from exc
+            self.svc.m_errors.labels(kind="websocket").inc()
+            await self._ws_down(f"websocket failed: {str(err)[:200]}")
+            await self._poll(pub)
+
+    async def _ws_down(self, why: str) -> None:
+        self._ws_failures += 1
+        wait = min(self.cfg.ws_retry_s * 2 ** min(self._ws_failures - 1, 4), 300.0) * (0.8 + 0.4 * self._rng.random())
+        self._ws_retry_at = self.monotonic() + wait
+        self.transport = "rest"
+        self.m_transport.set(0)
+        self.svc.rt.log.warning("websocket down; polling REST", reason=why, retry_ws_in_s=round(wait, 1))
+        try:
+            await self.exchange.close_ws_clients()
+        except Exception:  # the clients are being torn down anyway
+            pass
+
+    async def _poll(self, pub: Publisher) -> None:
+        await self._gate()
+        ex = self.exchange
+        symbols = list(self.symbols)
+        self.m_requests.labels(what="tickers").inc()
+        tickers = await call(ex, lambda: ex.fetch_tickers(symbols), _now_ms)
+        if self.transport != "rest":
+            self.transport = "rest"
+            self.m_transport.set(0)
+        published = await self._publish_tickers(pub, tickers)
+        if tickers and not published:
+            raise TemporaryError(f"malformed answer: {len(tickers)} ticker(s), none with valid bid/ask/last")
+        self._ok()
+
+    async def _publish_tickers(self, pub: Publisher, tickers: dict[str, Any]) -> int:
+        now = datetime.now(UTC)
+        ts_iso, ts_ms, mono = iso_ts(now), int(now.timestamp() * 1000), self.monotonic()
+        wanted = set(self.symbols)
+        n = 0
+        for sym, t in (tickers or {}).items():
+            if sym not in wanted or not isinstance(t, dict):
+                continue
+            bid, ask, last = _dec_str(t.get("bid")), _dec_str(t.get("ask")), _dec_str(t.get("last"))
+            if bid is None or ask is None or last is None or Decimal(bid) <= 0 or Decimal(last) <= 0 \
+                    or Decimal(bid) > Decimal(ask):
+                self.svc.m_errors.labels(kind="malformed").inc()
+                continue
+            volume = "0"
+            base_vol = _dec_str(t.get("baseVolume"))
+            if base_vol is not None:
+                bv = Decimal(base_vol)
+                prev = self._base_volume.get(sym)
+                if prev is not None and bv > prev:
+                    volume = format(bv - prev, "f")
+                self._base_volume[sym] = bv
+            src_ms = t.get("timestamp")
+            await pub.tick(sym, ts_iso, ts_ms, bid, ask, last, volume, "binance",
+                           source_ts_ms=int(src_ms) if isinstance(src_ms, int | float) and src_ms > 0 else None,
+                           mono=mono)
+            n += 1
+        return n
