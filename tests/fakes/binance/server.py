@@ -36,6 +36,19 @@ DEFAULT_SECRET = "fake-binance-secret-0123456789"
 GATEWAY_5XX_BODY = "<html><head><title>{s} Error</title></head><body><center><h1>{s} Error</h1></center></body></html>"
 
 
+def signed_payload(raw_query: str, raw_body: str) -> str:
+    """What Binance signs: the raw query string concatenated with the raw body, without `signature`."""
+
+    def strip(s: str) -> str:
+        return "&".join(part for part in s.split("&") if part and not part.startswith("signature="))
+
+    return strip(raw_query) + strip(raw_body)
+
+
+def expected_signature(secret: str, raw_query: str, raw_body: str = "") -> str:
+    return hmac.new(secret.encode(), signed_payload(raw_query, raw_body).encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass
 class RequestRecord:
     """One REST request as the fake saw it (for backoff / rate assertions)."""
@@ -459,12 +472,7 @@ class FakeBinance:
         if not sig:
             raise mandatory("signature")
 
-        def strip(s: str) -> str:
-            return "&".join(part for part in s.split("&") if part and not part.startswith("signature="))
-
-        total = strip(raw_query) + strip(raw_body)  # Binance signs queryString + requestBody, concatenated
-        want = hmac.new(secret.encode(), total.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(want, sig.lower()):
+        if not hmac.compare_digest(expected_signature(secret, raw_query, raw_body), sig.lower()):
             raise BinanceError(-1022, "Signature for this request is not valid.")
         ts = params.get("timestamp")
         if not ts or not ts.isdigit():
