@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "bnml.commands.incident",
     "bnml.commands.alert",
     "bnml.commands.migrate",
+    "bnml.commands.train",
 ]
 
 

@@ -1,36 +1,212 @@
-"""signal shell: ticks in, signals out."""
+"""signal shell: ticks, candles and market status in; signals and drift status out; the model hot-reloaded.
+
+Start: make sure a model exists (train a small synthetic one if none), load `current` (sha256 verified),
+subscribe. Closed bars are queued and decided in batches: the first close opens a short window
+(`batch_window_ms`) so symbols closing together share one feature pass and one model call.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+
 from libs.common import subjects
-from libs.common.contracts import Tick, utcnow
+from libs.common.contracts import Candle, DriftStatus, MarketStatus, Tick, utcnow
 from libs.common.service import Runtime
-from services.signal.rule import MomentumRule
+from services.signal.core import Bar, EngineConfig, SignalEngine
+from services.signal.registry import ModelRefused, ensure_model, load_current, models_dir, read_current
+
+INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class SignalService:
     name = "signal"
     needs_db = False
 
+    def __init__(self) -> None:
+        self.rt: Runtime | None = None
+        self.engine: SignalEngine | None = None
+        self._queue: list[Bar] = []
+        self._wake = asyncio.Event()
+        self._model_error = ""
+        self._loaded_version: str | None = None
+        self._candle_sub = None
+        self._last_drift_publish = 0.0
+
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
         s = rt.settings.signal
-        self.rule = MomentumRule(s.rule_lookback_ticks, s.rule_threshold_bps, s.min_interval_s)
-        self.ticks_in = rt.metrics.counter("ticks_received_total", "Ticks received")
-        self.signals_out = rt.metrics.counter("signals_published_total", "Signals published", ["side"])
+        self.root: Path = models_dir(rt.settings)
+        m = rt.metrics
+        self.ticks_in = m.counter("ticks_received_total", "Ticks received")
+        self.candles_in = m.counter("candles_received_total", "Closed candles received from market_data")
+        self.signals_out = m.counter("signals_published_total", "Signals published", ["side"])
+        self.inference = m.histogram("inference_seconds", "Features + predict for one batch of closed candles",
+                                     buckets=INFERENCE_BUCKETS)
+        self.batch_size = m.histogram("inference_batch_symbols", "Symbols per inference batch",
+                                      buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+        self.drift_score = m.gauge("drift_score", "Latest drift scores (PSI per feature, prediction, hit rate)",
+                                   ["score"])
+        self.drift_detected = m.gauge("drift_detected", "1 while drift is detected")
+        self.model_age = m.gauge("model_age_seconds", "Age of the loaded model")
+        self.model_loaded = m.gauge("model_loaded", "1 while a verified model is loaded")
+        self.refusals = m.counter("model_refusals_total", "Model artefacts refused (hash or metadata)")
+        self.hits = m.counter("signal_outcomes_total", "Resolved BUY/SELL signals by outcome", ["outcome"])
+        self.engine = SignalEngine(EngineConfig.from_settings(s))
+        if read_current(self.root) is None:
+            rt.log.info("no model yet: training a small synthetic one", models_dir=str(self.root))
+            path = await asyncio.to_thread(ensure_model, rt.settings)
+            rt.log.info("model trained", path=str(path))
+        await self._load(initial=True)
         await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick)
+        await rt.bus.subscribe(subjects.ALL_STATUS, MarketStatus, self.on_status)
+        await self._subscribe_candles()
+        rt.spawn(self._batcher(), "signal-batcher")
+        rt.spawn(self._watch_model(), "model-watch")
 
-    async def on_tick(self, tick: Tick, subject: str) -> None:
-        self.ticks_in.inc()
-        sig = self.rule.on_tick(tick, utcnow())
-        if sig is None:
+    async def _subscribe_candles(self) -> None:
+        assert self.rt is not None and self.engine is not None
+        if self._candle_sub is not None:
+            await self._candle_sub.unsubscribe()
+        # one timeframe, every symbol: md.candle.*.<tf>
+        pattern = subjects.ALL_CANDLES.rsplit(".", 1)[0] + "." + self.engine.timeframe
+        self._candle_sub = await self.rt.bus.subscribe(pattern, Candle, self.on_candle)
+        self._candle_tf = self.engine.timeframe
+
+    # -- model registry ---------------------------------------------------------------------------
+    async def _load(self, initial: bool = False) -> None:
+        assert self.rt is not None and self.engine is not None
+        rt = self.rt
+        try:
+            version = read_current(self.root)
+            if version is None or version == self._loaded_version:
+                return
+            model = await asyncio.to_thread(load_current, self.root)
+        except ModelRefused as exc:
+            self.refusals.inc()
+            detail = str(exc)
+            if detail != self._model_error:
+                self._model_error = detail
+                rt.log.error("model refused", error=detail)
+                await rt.alert("SEV-1" if self.engine.model is None else "SEV-2", "model artefact refused", detail)
             return
-        await self.rt.bus.publish(subjects.signal(tick.symbol), sig)
+        if model is None:
+            return
+        self.engine.set_model(model)
+        self._loaded_version, self._model_error = model.version, ""
+        self.model_loaded.set(1)
+        rt.log.info("model loaded", version=model.version, timeframe=model.timeframe,
+                    warmup_bars=model.spec.warmup_bars, trained_at=model.trained_at.isoformat(), initial=initial)
+        if not initial and getattr(self, "_candle_tf", None) != self.engine.timeframe:
+            await self._subscribe_candles()
+
+    async def _watch_model(self) -> None:
+        assert self.rt is not None and self.engine is not None
+        period = self.rt.settings.signal.reload_check_s
+        while True:
+            await asyncio.sleep(period)
+            await self._load()
+            if self.engine.model is not None:
+                self.model_age.set(self.engine.model.age_h(utcnow()) * 3600)
+            await self._maybe_republish_drift()
+
+    # -- inputs -----------------------------------------------------------------------------------
+    async def on_tick(self, tick: Tick, subject: str) -> None:
+        assert self.engine is not None and self.rt is not None
+        self.ticks_in.inc()
+        bar, measure = self.engine.on_tick(tick, utcnow())
+        if measure is not None:
+            await self._publish(measure)
+        if bar is not None:
+            self._enqueue(bar)
+
+    async def on_candle(self, candle: Candle, subject: str) -> None:
+        assert self.engine is not None
+        self.candles_in.inc()
+        bar = self.engine.on_candle(candle)
+        if bar is not None:
+            self._enqueue(bar)
+
+    async def on_status(self, status: MarketStatus, subject: str) -> None:
+        assert self.engine is not None and self.rt is not None
+        was = self.engine.state(status.symbol).stale
+        self.engine.set_stale(status.symbol, status.status == "stale")
+        if was != (status.status == "stale"):
+            self.rt.log.info("market status", symbol=status.symbol, status=status.status, reason=status.reason)
+
+    def _enqueue(self, bar: Bar) -> None:
+        self._queue.append(bar)
+        self._wake.set()
+
+    # -- batched decisions ------------------------------------------------------------------------
+    async def _batcher(self) -> None:
+        assert self.rt is not None and self.engine is not None
+        window = self.rt.settings.signal.batch_window_ms / 1000
+        while True:
+            await self._wake.wait()
+            if window > 0:
+                await asyncio.sleep(window)  # let the other symbols closing now join this batch
+            self._wake.clear()
+            bars, self._queue = self._queue, []
+            if not bars:
+                continue
+            t0 = time.perf_counter()
+            result = self.engine.on_bars(bars, utcnow())
+            if result.predicted:
+                self.inference.observe(time.perf_counter() - t0)
+                self.batch_size.observe(result.predicted)
+            for hit in result.outcomes:
+                self.hits.labels(outcome="hit" if hit else "miss").inc()
+            for sig in result.signals:
+                await self._publish(sig)
+            if result.drift is not None:
+                await self._on_drift(result.drift)
+
+    async def _publish(self, sig) -> None:
+        assert self.rt is not None
+        await self.rt.bus.publish(subjects.signal(sig.symbol), sig)
         self.signals_out.labels(side=sig.side).inc()
         self.rt.metrics.count("signals")
+        if sig.side != "HOLD":
+            self.rt.log.info("signal", symbol=sig.symbol, side=sig.side, probability=round(sig.probability, 4),
+                             edge_bps=round(sig.expected_edge_bps, 1), model=sig.model_version, reason=sig.reason)
+
+    async def _on_drift(self, res) -> None:
+        assert self.rt is not None
+        for k, v in res.scores.items():
+            self.drift_score.labels(score=k).set(v)
+        self.drift_detected.set(1 if res.detected else 0)
+        if res.changed:
+            self.rt.log.warning("drift " + ("detected" if res.detected else "cleared"), reason=res.reason)
+            await self._publish_drift(res)
+
+    async def _publish_drift(self, res) -> None:
+        assert self.rt is not None and self.engine is not None
+        model = self.engine.model
+        await self.rt.bus.publish(subjects.drift(), DriftStatus(
+            ts=utcnow(), detected=res.detected, model_version=model.version if model else "",
+            scores=res.scores, reason=res.reason))
+        self._last_drift_publish = time.monotonic()
+
+    async def _maybe_republish_drift(self) -> None:
+        assert self.rt is not None and self.engine is not None
+        drift = self.engine.drift
+        if drift is None or drift.last is None:
+            return
+        if time.monotonic() - self._last_drift_publish >= self.rt.settings.signal.drift.publish_every_s:
+            await self._publish_drift(drift.last)
 
     async def stop(self) -> None:
         return None
 
     def health(self) -> tuple[str, str]:
-        return "ok", ""
+        if self.engine is None:
+            return "degraded", "starting"
+        if self.engine.model is None:
+            return "degraded", f"no trusted model: {self._model_error or 'none loaded'}"
+        if self._model_error:
+            return "degraded", f"serving {self.engine.model.version}; newer model refused: {self._model_error}"
+        if self.engine.drift is not None and self.engine.drift.detected:
+            return "ok", f"model {self.engine.model.version}; drift detected"
+        return "ok", f"model {self.engine.model.version}"

@@ -14,7 +14,7 @@ from tests.helpers import wait_heartbeat, wait_until
 pytestmark = pytest.mark.integration
 
 FAST = {"market_data": {"synthetic": {"ticks_per_s": 50}},
-        "signal": {"rule_lookback_ticks": 5, "rule_threshold_bps": 0.5, "min_interval_s": 0.2}}
+        "signal": {"every_nth_tick": 10}}
 
 
 def count(database_url: str, sql: str) -> int:

@@ -1,0 +1,15 @@
+"""Arguments of `bnml train` / `python -m services.signal.train` (light: no ML imports at CLI start)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help="OHLCV file (csv/json/parquet) or 'synthetic' (default: config)")
+    p.add_argument("--horizon", type=int, default=None, help="label horizon, bars")
+    p.add_argument("--folds", type=int, default=None, help="walk-forward folds")
+    p.add_argument("--model", choices=("logistic", "hgb"), default=None)
+    p.add_argument("--threshold", type=float, default=None, help="probability threshold for BUY/SELL")
+    p.add_argument("--no-promote", action="store_true", help="do not make the new model current")
+    p.add_argument("--models-dir", default=None, help="registry directory (default: signal.models_dir)")

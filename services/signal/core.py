@@ -1,0 +1,300 @@
+"""The signal engine (pure core, time passed in): running candles, per-symbol buffers, batched inference,
+gates, drift and hit-rate bookkeeping, and the measurement mode.
+
+Per tick only O(1) work happens (the running candle, the quoted spread, the measurement counter). Features
+and the model run when candles close, batched across the symbols that close together.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import numpy as np
+import polars as pl
+
+from libs.common.contracts import Candle, Signal, Tick
+from services.signal.decision import BUY, HOLD, SELL, SIDE_NAMES, decide
+from services.signal.drift import DriftMonitor, DriftResult, DriftThresholds, HitRateTracker
+from services.signal.features import compute_features, timeframe_seconds
+from services.signal.registry import LoadedModel
+from services.signal.training import prediction_score
+
+MEASUREMENT_VERSION = "measurement-every-nth-tick"
+NO_MODEL_VERSION = "no-model"
+_COLS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass
+class Bar:
+    """A closed candle and what triggered its close (for latency tracing)."""
+
+    symbol: str
+    open_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    close_price: Decimal
+    trigger_id: str | None
+    trigger_ts: datetime | None
+
+
+class CandleBuilder:
+    """The running candle of one symbol, built from ticks in O(1); a bar closes on the first later tick."""
+
+    __slots__ = ("tf_s", "start", "o", "h", "l", "c", "v", "c_dec")
+
+    def __init__(self, tf_s: int):
+        self.tf_s = tf_s
+        self.start: float | None = None
+
+    def on_tick(self, tick: Tick) -> Bar | None:
+        t = tick.ts.timestamp()
+        bucket = math.floor(t / self.tf_s) * self.tf_s
+        price, vol = float(tick.last), float(tick.volume)
+        closed = None
+        if self.start is not None and bucket < self.start:
+            return None  # late tick for a bar already closed
+        if self.start is not None and bucket > self.start:
+            closed = Bar(tick.symbol, datetime.fromtimestamp(self.start, UTC), self.o, self.h, self.l, self.c, self.v,
+                         self.c_dec, tick.id, tick.ts)
+            self.start = None
+        if self.start is None:
+            self.start, self.o, self.h, self.l, self.v = bucket, price, price, price, 0.0
+        self.h = max(self.h, price)
+        self.l = min(self.l, price)
+        self.c, self.c_dec = price, tick.last
+        self.v += vol
+        return closed
+
+
+@dataclass
+class SymbolState:
+    cap: int
+    builder: CandleBuilder
+    buf: np.ndarray = field(init=False)
+    n: int = 0
+    last_open: datetime | None = None
+    from_bus: bool = False
+    stale: bool = False
+    spread_bps: float | None = None
+    ticks: int = 0
+    last_measure_side: str = "SELL"
+    last_trade_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.buf = np.zeros((self.cap, 5))
+
+    def append(self, bar: Bar) -> bool:
+        if self.last_open is not None and bar.open_time <= self.last_open:
+            return False  # duplicate or out of order
+        row = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+        if self.n < self.cap:
+            self.buf[self.n] = row
+            self.n += 1
+        else:
+            self.buf[:-1] = self.buf[1:]
+            self.buf[-1] = row
+        self.last_open = bar.open_time
+        return True
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    threshold: float = 0.42
+    min_edge_bps: float | None = None
+    max_model_age_h: float = 168.0
+    max_spread_bps: float = 50.0
+    min_interval_s: float = 0.0
+    every_nth_tick: int = 0
+    default_timeframe: str = "1s"
+    drift: DriftThresholds = DriftThresholds()
+
+    @classmethod
+    def from_settings(cls, s) -> EngineConfig:
+        return cls(s.probability_threshold, s.min_expected_edge_bps, s.max_model_age_h, s.max_spread_bps,
+                   s.min_interval_s, s.every_nth_tick, s.train.synthetic_timeframe, DriftThresholds.from_settings(s.drift))
+
+
+@dataclass
+class BatchResult:
+    signals: list[Signal]
+    drift: DriftResult | None
+    outcomes: list[bool]
+    features_s: float = 0.0  # for metrics
+    predicted: int = 0
+
+
+class SignalEngine:
+    def __init__(self, cfg: EngineConfig, model: LoadedModel | None = None):
+        self.cfg = cfg
+        self.model: LoadedModel | None = None
+        self.states: dict[str, SymbolState] = {}
+        self.drift: DriftMonitor | None = None
+        self.hits: HitRateTracker | None = None
+        self.set_model(model)
+
+    # -- model ---------------------------------------------------------------------------------
+    @property
+    def timeframe(self) -> str:
+        return self.model.timeframe if self.model else self.cfg.default_timeframe
+
+    @property
+    def warmup(self) -> int:
+        return self.model.spec.warmup_bars if self.model else 1
+
+    def set_model(self, model: LoadedModel | None) -> None:
+        """Use `model`; candle buffers survive when its timeframe and feature windows are unchanged."""
+        old = self.model
+        same_inputs = (old is not None and model is not None and old.timeframe == model.timeframe
+                       and old.spec == model.spec)
+        self.model = model
+        if not same_inputs:
+            self.states = {}
+        if model is not None:
+            ref = model.metadata["reference"]
+            self.drift = DriftMonitor(model.spec.names, ref["features"], ref["prediction"], self.cfg.drift)
+            self.hits = HitRateTracker(model.horizon, model.fee_rate)
+        else:
+            self.drift, self.hits = None, None
+
+    def state(self, symbol: str) -> SymbolState:
+        st = self.states.get(symbol)
+        if st is None:
+            st = self.states[symbol] = SymbolState(max(self.warmup, 1), CandleBuilder(timeframe_seconds(self.timeframe)))
+        return st
+
+    # -- inputs --------------------------------------------------------------------------------
+    def on_tick(self, tick: Tick, now: datetime) -> tuple[Bar | None, Signal | None]:
+        """O(1): the running candle, the spread, measurement mode. Returns (closed bar, measurement signal)."""
+        st = self.state(tick.symbol)
+        mid = (tick.bid + tick.ask) / 2
+        st.spread_bps = float((tick.ask - tick.bid) / mid) * 1e4 if mid > 0 else None
+        measure = None
+        if self.cfg.every_nth_tick > 0:
+            st.ticks += 1
+            if st.ticks % self.cfg.every_nth_tick == 0:
+                st.last_measure_side = "BUY" if st.last_measure_side == "SELL" else "SELL"
+                measure = Signal(ts=now, symbol=tick.symbol, side=st.last_measure_side, probability=1.0,
+                                 expected_edge_bps=0.0, model_version=MEASUREMENT_VERSION, price=tick.last,
+                                 reason=f"measurement mode: every {self.cfg.every_nth_tick}th tick",
+                                 tick_id=tick.id, tick_ts=tick.ts)
+        bar = None if st.from_bus else st.builder.on_tick(tick)
+        return bar, measure
+
+    def on_candle(self, candle: Candle) -> Bar | None:
+        """A closed candle from market_data for the model's timeframe (then ticks no longer build bars)."""
+        if candle.timeframe != self.timeframe or not candle.closed:
+            return None
+        st = self.state(candle.symbol)
+        st.from_bus = True
+        return Bar(candle.symbol, candle.open_time, float(candle.open), float(candle.high), float(candle.low),
+                   float(candle.close), float(candle.volume), candle.close, candle.id, candle.ts)
+
+    def set_stale(self, symbol: str, stale: bool) -> None:
+        self.state(symbol).stale = stale
+
+    # -- decisions -----------------------------------------------------------------------------
+    def on_bars(self, bars: list[Bar], now: datetime) -> BatchResult:
+        """Append closed bars and decide for each, one model call per round of distinct symbols."""
+        out = BatchResult([], None, [])
+        pending = list(bars)
+        while pending:
+            seen: set[str] = set()
+            this_round, later = [], []
+            for b in pending:
+                (later if b.symbol in seen else this_round).append(b)
+                seen.add(b.symbol)
+            self._round(this_round, now, out)
+            pending = later
+        return out
+
+    def _round(self, bars: list[Bar], now: datetime, out: BatchResult) -> None:
+        model = self.model
+        fresh: list[Bar] = []
+        for b in bars:
+            st = self.state(b.symbol)
+            if st.append(b):
+                fresh.append(b)
+                if self.hits is not None:
+                    for hit in self.hits.on_bar(b.symbol, b.close):
+                        out.outcomes.append(hit)
+                        if self.drift is not None:
+                            self.drift.record_outcome(hit)
+        if not fresh:
+            return
+        if model is None:
+            out.signals += [self._hold(b, now, "no trusted model loaded", NO_MODEL_VERSION) for b in fresh]
+            return
+        warm = model.spec.warmup_bars
+        ready = [b for b in fresh if self.states[b.symbol].n >= warm]
+        for b in fresh:
+            st = self.states[b.symbol]
+            if st.n < warm:
+                out.signals.append(self._hold(b, now, f"warming up ({st.n}/{warm} bars)", model.version))
+        if not ready:
+            return
+        x = self.features_for([b.symbol for b in ready])
+        complete = np.isfinite(x).all(axis=1)
+        proba = np.zeros((len(ready), 3))
+        if complete.any():
+            proba[complete] = model.predict_proba(x[complete])
+            out.predicted += int(complete.sum())
+        model_fresh = model.age_h(now) <= self.cfg.max_model_age_h
+        dec = decide(proba, model.class_mean_returns, model.fee_rate, self.cfg.threshold, self.cfg.min_edge_bps,
+                     allow_buy=model_fresh)
+        if complete.any() and self.drift is not None:
+            res = self.drift.observe(x[complete], prediction_score(proba[complete]))
+            out.drift = res or out.drift
+        for i, b in enumerate(ready):
+            st = self.states[b.symbol]
+            side, reason = int(dec.side[i]), dec.reason[i]
+            if not complete[i]:
+                side, reason = HOLD, "features incomplete"
+            elif st.stale:
+                side, reason = HOLD, "market data stale"
+            elif side == BUY and not model_fresh:
+                side, reason = HOLD, f"model older than {self.cfg.max_model_age_h:g} h: no BUY"
+            elif side != HOLD and st.spread_bps is not None and st.spread_bps > self.cfg.max_spread_bps:
+                side, reason = HOLD, f"spread {st.spread_bps:.1f} bps above {self.cfg.max_spread_bps:g}"
+            elif (side != HOLD and st.last_trade_at is not None
+                  and (now - st.last_trade_at).total_seconds() < self.cfg.min_interval_s):
+                side, reason = HOLD, f"within min_interval_s {self.cfg.min_interval_s:g}"
+            if side != HOLD:
+                st.last_trade_at = now
+                if self.hits is not None:
+                    self.hits.record(b.symbol, SIDE_NAMES[side], b.close)
+            out.signals.append(Signal(
+                ts=now, symbol=b.symbol, side=SIDE_NAMES[side], probability=min(1.0, max(0.0, float(dec.probability[i]))),
+                expected_edge_bps=float(dec.edge_bps[i]), model_version=model.version, price=b.close_price,
+                reason=reason, tick_id=b.trigger_id, tick_ts=b.trigger_ts))
+
+    def features_for(self, symbols: list[str]) -> np.ndarray:
+        """Features of the newest bar of each symbol: one polars pass over the buffers stacked end to end.
+
+        Every buffer holds exactly `warmup_bars` bars, the longest history any feature reads, so the windows
+        of a symbol's last row never reach the previous symbol's rows and no per-symbol grouping is needed
+        (the training path groups; tests prove both give the same numbers)."""
+        assert self.model is not None
+        spec = self.model.spec
+        bufs = [self.states[s].buf for s in symbols]
+        if any(self.states[s].n != spec.warmup_bars for s in symbols):
+            raise ValueError("features_for needs full buffers")
+        data = np.concatenate(bufs)
+        frame = pl.DataFrame({c: data[:, j] for j, c in enumerate(_COLS)})
+        feats = compute_features(frame, spec)
+        last = np.arange(1, len(symbols) + 1) * spec.warmup_bars - 1
+        return feats.select(spec.names).to_numpy()[last].astype(np.float64)
+
+    @staticmethod
+    def _hold(b: Bar, now: datetime, reason: str, version: str) -> Signal:
+        return Signal(ts=now, symbol=b.symbol, side="HOLD", probability=0.0, expected_edge_bps=0.0,
+                      model_version=version, price=b.close_price, reason=reason, tick_id=b.trigger_id,
+                      tick_ts=b.trigger_ts)
+
+
+__all__ = ["Bar", "CandleBuilder", "EngineConfig", "SignalEngine", "SELL", "BUY", "HOLD"]

@@ -1,0 +1,185 @@
+"""Drift of live inputs and outputs against the training reference (pure core).
+
+- Population stability index (PSI) per feature over a rolling live window against reference bins
+  (training deciles), judged on their mean, and the same for the prediction score (p_up - p_down).
+- The live hit rate of past BUY/SELL signals once their horizon has passed (net of fees).
+- Hysteresis: detected when a score passes its detect threshold; cleared only after `clear_after_checks`
+  consecutive checks where every score is back below the clear threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EPS = 1e-4
+
+
+def reference_bins(values: np.ndarray, bins: int = 10) -> dict:
+    """Interior decile edges of `values` and the share of values in each bin (exact, ties included)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        raise ValueError("no finite values to build a reference from")
+    edges = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1)
+    return {"edges": edges.tolist(), "proportions": (counts / counts.sum()).tolist()}
+
+
+def psi(reference: dict, values: np.ndarray) -> float:
+    """PSI of `values` against a reference from `reference_bins` (0 = same distribution; > 0.25 = shifted)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0
+    edges = np.asarray(reference["edges"], dtype=np.float64)
+    expected = np.maximum(np.asarray(reference["proportions"], dtype=np.float64), EPS)
+    counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1)
+    actual = np.maximum(counts / v.size, EPS)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    window: int = 300
+    check_every: int = 10
+    psi_detect: float = 0.25
+    psi_clear: float = 0.15
+    prediction_psi_detect: float = 0.25
+    prediction_psi_clear: float = 0.10
+    hit_rate_min: float = 0.25
+    hit_rate_window: int = 100
+    hit_rate_min_count: int = 50
+    clear_after_checks: int = 3
+
+    @classmethod
+    def from_settings(cls, s) -> DriftThresholds:
+        return cls(**{k: getattr(s, k) for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """One check: the standing state, whether it just changed, the scores and why."""
+
+    detected: bool
+    changed: bool
+    scores: dict[str, float]
+    reason: str
+
+
+@dataclass
+class DriftMonitor:
+    feature_names: tuple[str, ...]
+    feature_reference: dict[str, dict]
+    prediction_reference: dict
+    thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+
+    def __post_init__(self) -> None:
+        t = self.thresholds
+        self._x = np.full((t.window, len(self.feature_names)), np.nan)
+        self._score = np.full(t.window, np.nan)
+        self._n = 0
+        self._since_check = 0
+        self._outcomes: deque[bool] = deque(maxlen=t.hit_rate_window)
+        self.detected = False
+        self._calm = 0
+        self.last: DriftResult | None = None
+
+    def observe(self, x: np.ndarray, scores: np.ndarray) -> DriftResult | None:
+        """Add feature rows (n, k) and their prediction scores (n,); a check result when one is due
+        (at most one check per call, so a batch of 200 symbols costs one check, not twenty)."""
+        x = np.atleast_2d(x)
+        scores = np.atleast_1d(scores)
+        w = self.thresholds.window
+        if x.shape[0] > w:
+            x, scores = x[-w:], scores[-w:]
+            self._n += x.shape[0] - w
+            self._since_check += x.shape[0] - w
+        idx = (self._n + np.arange(x.shape[0])) % w
+        self._x[idx] = x
+        self._score[idx] = scores
+        self._n += x.shape[0]
+        self._since_check += x.shape[0]
+        if self._n >= w and self._since_check >= self.thresholds.check_every:
+            self._since_check = 0
+            return self.check()
+        return None
+
+    def record_outcome(self, hit: bool) -> None:
+        self._outcomes.append(bool(hit))
+
+    @property
+    def hit_rate(self) -> float | None:
+        if len(self._outcomes) < self.thresholds.hit_rate_min_count:
+            return None
+        return sum(self._outcomes) / len(self._outcomes)
+
+    def check(self) -> DriftResult:
+        t = self.thresholds
+        filled = min(self._n, t.window)
+        scores = {name: psi(self.feature_reference[name], self._x[:filled, j])
+                  for j, name in enumerate(self.feature_names)}
+        worst = max(scores, key=scores.get)
+        # The mean over features, not the max: one slow feature (a 24-bar volatility) barely moves inside a
+        # short window, so its own PSI is noisy; a shift of the whole input distribution moves the mean.
+        mean_psi = float(np.mean(list(scores.values())))
+        scores["features_mean"] = mean_psi
+        scores["prediction"] = psi(self.prediction_reference, self._score[:filled])
+        hr = self.hit_rate
+        if hr is not None:
+            scores["hit_rate"] = hr
+        alarms = []
+        if mean_psi >= t.psi_detect:
+            alarms.append(f"mean feature PSI {mean_psi:.2f} (worst {worst}={scores[worst]:.2f})")
+        if scores["prediction"] >= t.prediction_psi_detect:
+            alarms.append(f"prediction PSI {scores['prediction']:.2f}")
+        if hr is not None and hr < t.hit_rate_min:
+            alarms.append(f"hit rate {hr:.2f} < {t.hit_rate_min:.2f}")
+        calm = (mean_psi < t.psi_clear and scores["prediction"] < t.prediction_psi_clear
+                and (hr is None or hr >= t.hit_rate_min))
+        changed = False
+        if not self.detected and alarms:
+            self.detected, changed, self._calm = True, True, 0
+        elif self.detected:
+            self._calm = self._calm + 1 if calm else 0
+            if self._calm >= t.clear_after_checks:
+                self.detected, changed, self._calm = False, True, 0
+        if alarms:
+            reason = "; ".join(alarms)
+        elif self.detected:
+            reason = (f"still drifting (calm checks {self._calm}/{t.clear_after_checks}, "
+                      f"mean feature PSI {mean_psi:.2f})")
+        else:
+            reason = f"within reference (mean feature PSI {mean_psi:.2f}, worst {worst}={scores[worst]:.2f})"
+        self.last = DriftResult(self.detected, changed, {k: round(v, 6) for k, v in scores.items()}, reason)
+        return self.last
+
+
+class HitRateTracker:
+    """Resolves past BUY/SELL signals once `horizon` more bars of their symbol have closed."""
+
+    def __init__(self, horizon: int, fee_rate: float):
+        self.horizon = horizon
+        self.cost = -2.0 * math.log(1.0 - fee_rate)
+        self._pending: dict[str, deque[list]] = {}
+
+    def record(self, symbol: str, side: str, price: float) -> None:
+        self._pending.setdefault(symbol, deque()).append([self.horizon, side, price])
+
+    def on_bar(self, symbol: str, close: float) -> list[bool]:
+        """Call once per closed bar of `symbol`, before recording a new signal on that bar; returns the
+        outcomes (hit or not, net of fees) of signals whose horizon has just passed."""
+        q = self._pending.get(symbol)
+        if not q:
+            return []
+        for item in q:
+            item[0] -= 1
+        out = []
+        while q and q[0][0] <= 0:
+            _, side, entry = q.popleft()
+            r = math.log(close / entry)
+            out.append((r if side == "BUY" else -r) - self.cost > 0)
+        return out

@@ -1,0 +1,165 @@
+"""Features from closed candles (pure core, polars): one function for training and for live inference.
+
+Every feature is a function of a finite window of past bars ending at the bar itself, so the live path
+(the last `warmup_bars` bars of each symbol) computes exactly what training computed on the full
+history, and nothing reads the future. Rows before the warm-up are null: no signal until every feature
+is defined.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+OHLCV = ("open", "high", "low", "close", "volume")
+_TF = re.compile(r"^(\d+)([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def timeframe_seconds(tf: str) -> int:
+    m = _TF.match(tf)
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"not a timeframe: {tf!r} (e.g. 1s, 1m, 1h)")
+    return int(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def timeframe_name(seconds: int) -> str:
+    for unit in ("w", "d", "h", "m", "s"):
+        if seconds % _UNIT_S[unit] == 0:
+            return f"{seconds // _UNIT_S[unit]}{unit}"
+    raise ValueError(seconds)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The windows (bars) of every feature. Stored in model metadata so live uses what training used."""
+
+    return_horizons: tuple[int, ...] = (1, 3, 6, 12)
+    vol_short: int = 6
+    vol_long: int = 24
+    rsi: int = 14
+    ma: int = 20
+    volume: int = 20
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = [f"ret_{h}" for h in self.return_horizons]
+        names += [f"rvol_{self.vol_short}", f"rvol_{self.vol_long}", "vol_ratio", f"rsi_{self.rsi}",
+                  f"ma_z_{self.ma}", f"volume_z_{self.volume}", "hl_range", "close_pos"]
+        object.__setattr__(self, "names", tuple(names))
+
+    @classmethod
+    def from_settings(cls, s) -> FeatureSpec:
+        return cls(tuple(s.return_horizons), s.vol_short, s.vol_long, s.rsi, s.ma, s.volume)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureSpec:
+        d = {k: v for k, v in d.items() if k != "names"}
+        return cls(**{**d, "return_horizons": tuple(d["return_horizons"])})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["return_horizons"] = list(self.return_horizons)
+        d["names"] = list(self.names)
+        return d
+
+    @property
+    def warmup_bars(self) -> int:
+        """Bars of history needed before every feature is defined (the live buffer length)."""
+        needed_index = max(max(self.return_horizons), self.vol_long, self.rsi, self.ma - 1, self.volume - 1)
+        return needed_index + 1
+
+
+def _safe_div(num: pl.Expr, den: pl.Expr, default: float) -> pl.Expr:
+    return pl.when(den > 0).then(num / den).otherwise(pl.lit(default))
+
+
+def compute_features(candles: pl.DataFrame, spec: FeatureSpec, by: str | None = None) -> pl.DataFrame:
+    """Add one column per feature to time-ordered candles (per `by` group when given).
+
+    Rows whose history is shorter than the warm-up have null features.
+    """
+    def w(expr: pl.Expr) -> pl.Expr:
+        return expr.over(by) if by else expr
+
+    c, h, lo, v = pl.col("close"), pl.col("high"), pl.col("low"), pl.col("volume")
+    lr = w(c.log().diff())
+    df = candles.lazy().with_columns(_lr=lr, _i=w(pl.int_range(pl.len())), _lv=(v + 1.0).log())
+    lr1 = pl.col("_lr")
+    gain, loss = pl.max_horizontal(lr1, 0.0), pl.max_horizontal(-lr1, 0.0)
+    exprs: list[pl.Expr] = [w(c.log() - c.log().shift(hz)).alias(f"ret_{hz}") for hz in spec.return_horizons]
+    rv_s = w(lr1.rolling_std(spec.vol_short, min_samples=spec.vol_short))
+    rv_l = w(lr1.rolling_std(spec.vol_long, min_samples=spec.vol_long))
+    avg_gain = w(gain.rolling_mean(spec.rsi, min_samples=spec.rsi))
+    avg_loss = w(loss.rolling_mean(spec.rsi, min_samples=spec.rsi))
+    total = avg_gain + avg_loss
+    ma_mean = w(c.rolling_mean(spec.ma, min_samples=spec.ma))
+    ma_std = w(c.rolling_std(spec.ma, min_samples=spec.ma))
+    lv = pl.col("_lv")
+    vol_mean = w(lv.rolling_mean(spec.volume, min_samples=spec.volume))
+    vol_std = w(lv.rolling_std(spec.volume, min_samples=spec.volume))
+    exprs += [
+        rv_s.alias(f"rvol_{spec.vol_short}"),
+        rv_l.alias(f"rvol_{spec.vol_long}"),
+        _safe_div(rv_s, rv_l, 1.0).alias("vol_ratio"),
+        # simple-average RSI (a finite window, unlike Wilder's smoothing) so a bounded buffer reproduces it
+        _safe_div(100.0 * avg_gain, total, 50.0).alias(f"rsi_{spec.rsi}"),
+        _safe_div(c - ma_mean, ma_std, 0.0).alias(f"ma_z_{spec.ma}"),
+        _safe_div(lv - vol_mean, vol_std, 0.0).alias(f"volume_z_{spec.volume}"),
+        (h / lo).log().alias("hl_range"),
+        _safe_div(c - lo, h - lo, 0.5).alias("close_pos"),
+    ]
+    df = df.with_columns(exprs)
+    ready = pl.col("_i") >= spec.warmup_bars - 1
+    df = df.with_columns([pl.when(ready).then(pl.col(n)).otherwise(None).alias(n) for n in spec.names])
+    return df.drop("_lr", "_i", "_lv").collect()
+
+
+def feature_matrix(df: pl.DataFrame, spec: FeatureSpec) -> np.ndarray:
+    return df.select(spec.names).to_numpy().astype(np.float64, copy=False)
+
+
+def complete_rows(x: np.ndarray) -> np.ndarray:
+    """Mask of rows where every feature is defined and finite."""
+    return np.isfinite(x).all(axis=1)
+
+
+# -- OHLCV files -------------------------------------------------------------------------------
+def load_ohlcv(path: str | Path) -> pl.DataFrame:
+    """Binance kline CSV (`open_time,open,high,low,close,volume,...`), ccxt JSON arrays, or Parquet.
+
+    Returns `open_time` (UTC datetime) and float OHLCV, sorted by time, without duplicate bars.
+    """
+    p = Path(path)
+    if p.suffix == ".csv":
+        raw = pl.read_csv(p)
+    elif p.suffix == ".json":
+        rows = json.loads(p.read_text())
+        raw = pl.DataFrame(rows, schema=["open_time", *OHLCV], orient="row")
+    elif p.suffix == ".parquet":
+        raw = pl.read_parquet(p)
+    else:
+        raise ValueError(f"unsupported OHLCV file type: {p.name} (csv, json or parquet)")
+    missing = {"open_time", *OHLCV} - set(raw.columns)
+    if missing:
+        raise ValueError(f"{p.name}: missing columns {sorted(missing)}")
+    ot = raw["open_time"]
+    if ot.dtype.is_numeric():
+        ot = pl.from_epoch(ot.cast(pl.Int64), time_unit="ms").dt.replace_time_zone("UTC")
+    df = raw.select([ot.alias("open_time"), *[pl.col(k).cast(pl.Float64) for k in OHLCV]])
+    df = df.sort("open_time").unique("open_time", keep="first", maintain_order=True)
+    bad = df.filter((pl.col("low") > pl.min_horizontal("open", "close")) | (pl.col("high") < pl.max_horizontal("open", "close"))
+                    | (pl.col("low") <= 0))
+    if bad.height:
+        raise ValueError(f"{p.name}: {bad.height} bars with inconsistent OHLC")
+    return df
+
+
+def infer_timeframe(df: pl.DataFrame) -> str:
+    diffs = df["open_time"].diff().drop_nulls().dt.total_seconds()
+    return timeframe_name(int(diffs.median()))

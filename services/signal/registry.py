@@ -1,0 +1,162 @@
+"""Model registry on disk: `<models_dir>/<version>/{model.pkl,metadata.json,...}` and a `current` file
+naming the live version.
+
+A pickled model is code. It is unpickled only after its sha256 matches `metadata.json`, from the very bytes
+that were hashed; anything else is refused with `ModelRefused`, loudly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from libs.common.errors import OperationalError
+from services.signal.features import FeatureSpec
+
+MODEL_FILE = "model.pkl"
+METADATA_FILE = "metadata.json"
+CURRENT_FILE = "current"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class ModelRefused(OperationalError):
+    """The artefact cannot be trusted (hash mismatch, missing or malformed metadata)."""
+
+
+def models_dir(settings) -> Path:
+    p = Path(settings.signal.models_dir)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    path: Path
+    pipeline: object
+    metadata: dict
+    spec: FeatureSpec
+    timeframe: str
+    trained_at: datetime
+    class_mean_returns: np.ndarray
+    horizon: int
+    fee_rate: float
+
+    def age_h(self, now: datetime) -> float:
+        return (now - self.trained_at).total_seconds() / 3600.0
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        from services.signal.training import predict_proba
+
+        return predict_proba(self.pipeline, x)  # type: ignore[arg-type]
+
+
+def save_model(root: Path, version: str, pipeline: object, metadata: dict, extra_files: dict[str, bytes] | None = None,
+               promote: bool = True) -> Path:
+    """Write a new version atomically (temp dir, then rename) with the sha256 in its metadata."""
+    if not _VERSION.match(version):
+        raise ValueError(f"invalid model version {version!r}")
+    root.mkdir(parents=True, exist_ok=True)
+    blob = pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+    meta = {**metadata, "version": version, "sha256": sha256_bytes(blob), "artefact": MODEL_FILE}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
+    (tmp / MODEL_FILE).write_bytes(blob)
+    (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=1, default=str))
+    for name, data in (extra_files or {}).items():
+        (tmp / name).write_bytes(data)
+    final = root / version
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    if promote:
+        set_current(root, version)
+    return final
+
+
+def set_current(root: Path, version: str) -> None:
+    if not (root / version / METADATA_FILE).exists():
+        raise ModelRefused(f"cannot promote {version}: no metadata in {root / version}")
+    tmp = root / f".{CURRENT_FILE}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    tmp.write_text(version + "\n")
+    os.replace(tmp, root / CURRENT_FILE)
+
+
+def read_current(root: Path) -> str | None:
+    try:
+        v = (root / CURRENT_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    if not _VERSION.match(v):
+        raise ModelRefused(f"{root / CURRENT_FILE} does not name a valid version: {v[:80]!r}")
+    return v
+
+
+def load_model(root: Path, version: str) -> LoadedModel:
+    """Verify the artefact's sha256 against its metadata, then unpickle those same bytes."""
+    d = root / version
+    try:
+        meta = json.loads((d / METADATA_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelRefused(f"model {version}: metadata unreadable ({exc})") from None
+    try:
+        blob = (d / meta.get("artefact", MODEL_FILE)).read_bytes()
+    except OSError as exc:
+        raise ModelRefused(f"model {version}: artefact unreadable ({exc})") from None
+    expected, actual = str(meta.get("sha256", "")), sha256_bytes(blob)
+    if not expected or expected != actual:
+        raise ModelRefused(f"model {version}: sha256 mismatch (metadata {expected[:16] or 'missing'}..., "
+                           f"file {actual[:16]}...); refusing to unpickle it")
+    try:
+        pipeline = pickle.loads(blob)  # noqa: S301 - verified against the registry's hash just above
+        spec = FeatureSpec.from_dict(meta["features"]["spec"])
+        if list(spec.names) != list(meta["features"]["names"]):
+            raise ValueError("feature names do not match the feature spec")
+        return LoadedModel(version=version, path=d, pipeline=pipeline, metadata=meta, spec=spec,
+                           timeframe=meta["timeframe"], trained_at=datetime.fromisoformat(meta["trained_at"]),
+                           class_mean_returns=np.asarray(meta["label"]["class_mean_returns"], dtype=np.float64),
+                           horizon=int(meta["label"]["horizon_bars"]), fee_rate=float(meta["label"]["fee_rate_per_side"]))
+    except (KeyError, ValueError, TypeError, pickle.UnpicklingError) as exc:
+        raise ModelRefused(f"model {version}: metadata or artefact malformed ({type(exc).__name__}: {exc})") from None
+
+
+def load_current(root: Path) -> LoadedModel | None:
+    """The live model, or None when no `current` exists. Raises ModelRefused when it cannot be trusted."""
+    version = read_current(root)
+    return None if version is None else load_model(root, version)
+
+
+def ensure_model(settings, progress=None) -> Path:
+    """The path of the live model; trains a small synthetic one (seconds) when no `current` exists.
+
+    An existing but untrustworthy model is never trained over: it raises ModelRefused so a person looks.
+    """
+    root = models_dir(settings)
+    model = load_current(root)
+    if model is not None:
+        return model.path
+    from services.signal.train import run_training
+
+    s = settings.signal
+    quick = s.train.model_copy(update={"data": "synthetic", "synthetic_bars": min(s.train.synthetic_bars, 12_000),
+                                       "folds": min(s.train.folds, 3)})
+    return run_training(settings, train=quick, promote=True, progress=progress or (lambda m: None),
+                        version_prefix="bootstrap", drift_replay=False)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

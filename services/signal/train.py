@@ -1,0 +1,239 @@
+"""`python -m services.signal.train` (and `bnml train`): train, evaluate walk-forward, write the artefact.
+
+Reads an OHLCV file (or makes synthetic candles), computes features and labels net of fees, evaluates
+the model walk-forward against buy-and-hold and not trading, trains the final model on everything,
+stores reference distributions for drift, replays the data through the drift monitor, and writes
+`<models_dir>/<version>/{model.pkl, metadata.json, report.json, report.md, equity.png}`; `current` then
+names it (unless --no-promote).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from services.signal.cli_args import add_arguments
+from services.signal.drift import DriftThresholds
+from services.signal.features import FeatureSpec, infer_timeframe, load_ohlcv
+from services.signal.registry import REPO_ROOT, models_dir, save_model
+from services.signal.synthetic import synthetic_candles
+from services.signal.training import (
+    build_dataset,
+    class_mean_returns,
+    fit_model,
+    label_definition,
+    predict_proba,
+    prediction_score,
+    reference_distributions,
+    walk_forward,
+)
+from services.signal.training import drift_replay as replay_drift
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def run_training(settings, *, train=None, promote: bool = True, progress=print, version_prefix: str | None = None,
+                 drift_replay: bool = True, out_root: Path | None = None) -> Path:
+    """Train per `settings.signal` (with `train` replacing `settings.signal.train`); returns the version dir."""
+    t0 = time.monotonic()
+    s = settings.signal
+    tcfg = train or s.train
+    spec = FeatureSpec.from_settings(s.features)
+    horizon, fee = s.label.horizon_bars, s.label.fee_rate
+    if tcfg.data == "synthetic":
+        candles = synthetic_candles(tcfg.synthetic_bars, seed=tcfg.seed, timeframe=tcfg.synthetic_timeframe)
+        source = {"kind": "synthetic", "bars": tcfg.synthetic_bars, "seed": tcfg.seed}
+        name = "synthetic"
+    else:
+        path = _resolve(tcfg.data)
+        candles = load_ohlcv(path)
+        source = {"kind": "file", "path": tcfg.data, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        name = re.sub(r"[^a-z0-9]+", "", path.stem.split("-")[0].lower())[:16] or "data"
+    timeframe = infer_timeframe(candles)
+    progress(f"data: {name} {timeframe}, {candles.height} candles "
+             f"{candles['open_time'][0]} .. {candles['open_time'][-1]}")
+    ds = build_dataset(candles, spec, horizon, fee)
+    progress(f"features: {len(spec.names)} ({', '.join(spec.names)}), warm-up {spec.warmup_bars} bars; "
+             f"label: {horizon}-bar return net of {fee:.2%} per side")
+    ev = walk_forward(ds, horizon=horizon, fee_rate=fee, threshold=s.probability_threshold,
+                      min_edge_bps=s.min_expected_edge_bps, folds=tcfg.folds,
+                      initial_fraction=tcfg.initial_train_fraction, kind=tcfg.model, c=tcfg.c, seed=tcfg.seed,
+                      progress=progress)
+    progress("final model on all labelled rows")
+    usable = np.flatnonzero(ds.usable)
+    final = fit_model(ds.x[usable], ds.y[usable], tcfg.model, tcfg.c, tcfg.seed)
+    means = class_mean_returns(ds.fwd[usable], ds.y[usable])
+    ref = reference_distributions(ds.x[usable], prediction_score(predict_proba(final, ds.x[usable])), spec.names)
+    replay = None
+    if drift_replay:
+        progress("drift replay: train on the first part, replay the rest through the drift monitor")
+        replay = replay_drift(ds, spec, train_fraction=tcfg.drift_replay_train_fraction, kind=tcfg.model,
+                                 c=tcfg.c, seed=tcfg.seed, thresholds=DriftThresholds.from_settings(s.drift),
+                                 horizon=horizon)
+        for p in replay["periods"]:
+            progress(f"  drift detected {p['from']} .. {p['to'] or 'end'}: {p['reason']}")
+    now = datetime.now(UTC)
+    version = f"{version_prefix or name}-{timeframe}-{now:%Y%m%dT%H%M%SZ}"
+    train_window = {"from": str(ds.times[int(usable[0])]), "to": str(ds.times[int(usable[-1])]),
+                    "rows": int(usable.size)}
+    elapsed = time.monotonic() - t0
+    report = {"version": version, **{k: ev.report[k] for k in ("model", "buy_and_hold", "no_trade")},
+              "out_of_sample": ev.report["out_of_sample"], "folds": ev.report["folds"],
+              "decision": {"probability_threshold": s.probability_threshold,
+                           "min_expected_edge_bps": s.min_expected_edge_bps,
+                           "simulation": "spot long-only: BUY enters at the close when flat; exit after the "
+                                         "label horizon, on SELL or at the fold end; fees both sides"},
+              "drift_replay": None if replay is None else {k: replay[k] for k in ("train", "replay", "periods")},
+              "training_seconds": round(elapsed, 3)}
+    metadata = {
+        "version": version, "trained_at": now.isoformat(), "timeframe": timeframe, "data": source,
+        "features": {"names": list(spec.names), "spec": spec.to_dict(), "warmup_bars": spec.warmup_bars},
+        "train_window": train_window,
+        "label": {**label_definition(horizon, fee), "class_mean_returns": means.tolist()},
+        "model": {"kind": tcfg.model, "c": tcfg.c, "classes": [-1, 0, 1], "sklearn_pipeline": str(final)},
+        "metrics": {k: ev.report[k] for k in ("model", "buy_and_hold", "no_trade", "out_of_sample")},
+        "reference": ref,
+    }
+    extra = {"report.json": json.dumps(report, indent=1, default=str).encode(),
+             "report.md": render_markdown(report, metadata).encode(),
+             "equity.png": render_equity_png(ds, ev, replay, version)}
+    root = out_root or models_dir(settings)
+    path = save_model(root, version, final, metadata, extra, promote=promote)
+    m, bh = report["model"], report["buy_and_hold"]
+    progress(f"out-of-sample net of fees: model {m['total_return_pct']:+.2f}% ({m['n_trades']} trades, hit rate "
+             f"{m['hit_rate']}), buy&hold {bh['total_return_pct']:+.2f}%, no trade +0.00%")
+    progress(f"wrote {path} in {elapsed:.1f}s" + (" and made it current" if promote else ""))
+    return path
+
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:+.2f}" if isinstance(v, float) else str(v)
+
+
+def render_markdown(report: dict, meta: dict) -> str:
+    m, bh, nt = report["model"], report["buy_and_hold"], report["no_trade"]
+    oos = report["out_of_sample"]
+    lines = [
+        f"# Training report: {report['version']}", "",
+        f"Data: {meta['data']}, timeframe {meta['timeframe']}; train window {meta['train_window']['from']} .. "
+        f"{meta['train_window']['to']} ({meta['train_window']['rows']} rows).",
+        f"Label: {meta['label']['horizon_bars']}-bar forward return, net of {meta['label']['fee_rate_per_side']:.2%} "
+        f"per side ({meta['label']['round_trip_cost_bps']:.1f} bps round trip). Model: {meta['model']['kind']}.", "",
+        f"## Out of sample, walk-forward ({oos['folds']} folds, {oos['bars']} bars, {oos['from']} .. {oos['to']})", "",
+        "Net of fees over the same windows. " + report["decision"]["simulation"] + ".", "",
+        "| strategy | return % | max drawdown % | trades | hit rate | precision (BUY) |",
+        "|---|---|---|---|---|---|",
+        f"| model | {_fmt(m['total_return_pct'])} | {_fmt(m['max_drawdown_pct'])} | {m['n_trades']} | "
+        f"{_fmt(m['hit_rate'])} | {_fmt(m['precision_buy'])} |",
+        f"| buy and hold | {_fmt(bh['total_return_pct'])} | {_fmt(bh['max_drawdown_pct'])} | - | - | - |",
+        f"| no trade | {_fmt(nt['total_return_pct'])} | 0.00 | 0 | - | - |", "",
+        f"BUY signals {m['buy_signals']}, SELL signals {m['sell_signals']}; base rate of 'up' labels "
+        f"{m['base_rate_up']}; threshold {report['decision']['probability_threshold']}.", "",
+        "| fold | test window | model % | trades | buy & hold % |", "|---|---|---|---|---|",
+    ]
+    for f in report["folds"]:
+        lines.append(f"| {f['fold']} | {f['test'][0]} .. {f['test'][1]} | {_fmt(f['model']['total_return_pct'])} | "
+                     f"{f['model']['n_trades']} | {_fmt(f['buy_and_hold']['total_return_pct'])} |")
+    verdict = ("beats" if m["total_return_pct"] > max(bh["total_return_pct"], 0.0) else "does NOT beat")
+    lines += ["", f"**Verdict:** out of sample, net of fees, the model {verdict} both buy-and-hold and not trading.", ""]
+    dr = report.get("drift_replay")
+    if dr:
+        lines += ["## Drift replay", "",
+                  f"A model trained on {dr['train'][0]} .. {dr['train'][1]} watched the rest ({dr['replay'][0]} .. "
+                  f"{dr['replay'][1]}) with the live drift monitor:", ""]
+        if not dr["periods"]:
+            lines.append("- no drift detected")
+        for p in dr["periods"]:
+            lines.append(f"- drift detected {p['from']} .. {p['to'] or 'end'}: {p['reason']}")
+        lines.append("")
+    lines.append(f"Training took {report['training_seconds']} s.")
+    return "\n".join(lines) + "\n"
+
+
+def render_equity_png(ds, ev, replay: dict | None, version: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = [ds.times[i] for i in ev.oos_index]
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    ax.plot(times, ev.equity_model, label="model (net of fees)", lw=1.2)
+    ax.plot(times, ev.equity_bh, label="buy and hold (net of fees)", lw=1.0)
+    ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="no trade")
+    if replay:
+        first = True
+        for p in replay["periods"]:
+            start = datetime.fromisoformat(p["from"])
+            end = datetime.fromisoformat(p["to"]) if p["to"] else times[-1]
+            ax.axvspan(start, end, color="red", alpha=0.08, label="drift detected (replay)" if first else None)
+            first = False
+    ax.set_title(f"Walk-forward out-of-sample equity - {version}")
+    ax.set_ylabel("equity (start = 1)")
+    ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def run_from_args(args, config: str | None = None) -> int:
+    from libs.common.errors import ConfigurationError
+    from libs.common.settings import load_settings
+
+    try:
+        settings = load_settings(config)
+    except ConfigurationError as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
+    sig = settings.signal
+    train = sig.train.model_copy(update={k: v for k, v in {"data": args.data, "folds": args.folds,
+                                                            "model": args.model}.items() if v is not None})
+    upd: dict = {}
+    if args.horizon is not None:
+        upd["label"] = sig.label.model_copy(update={"horizon_bars": args.horizon})
+    if args.threshold is not None:
+        upd["probability_threshold"] = args.threshold
+    if args.models_dir is not None:
+        upd["models_dir"] = args.models_dir
+    if upd:
+        settings = settings.model_copy(update={"signal": sig.model_copy(update=upd)})
+
+    def progress(msg: str) -> None:
+        print(f"[train {datetime.now(UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
+
+    try:
+        path = run_training(settings, train=train, promote=not args.no_promote, progress=progress)
+    except (ValueError, OSError) as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m services.signal.train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=None)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    return run_from_args(args, args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The real `python -m services.signal` on NATS: candles in, signals out; stale holds; drift published;
+a new `current` is picked up; a tampered model is refused."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from libs.common import subjects
+from libs.common.contracts import Candle, DriftStatus, MarketStatus, Signal, utcnow
+from services.signal.registry import ensure_model, read_current, set_current
+from services.signal.synthetic import synthetic_candles
+from tests.helpers import wait_heartbeat, wait_until
+from tests.unit.signal.conftest import make_settings
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _candles(symbol: str, n: int, seed: int, start: int = 0, vol_scale: float = 1.0) -> list[Candle]:
+    df = synthetic_candles(n, seed=seed, start=T0 + timedelta(seconds=start))
+    out = []
+    for r in df.iter_rows(named=True):
+        c = r["close"] if vol_scale == 1.0 else r["open"] * (1 + (r["close"] / r["open"] - 1) * vol_scale)
+        hi, lo = max(r["high"], c, r["open"]), min(r["low"], c, r["open"])
+        out.append(Candle(ts=r["open_time"] + timedelta(seconds=1), symbol=symbol, timeframe="1s",
+                          open_time=r["open_time"], close_time=r["open_time"] + timedelta(seconds=1),
+                          open=Decimal(f"{r['open']:.6f}"), high=Decimal(f"{hi:.6f}"), low=Decimal(f"{lo:.6f}"),
+                          close=Decimal(f"{c:.6f}"), volume=Decimal(f"{r['volume']:.4f}")))
+    return out
+
+
+async def _collect(bus, subject, model):
+    got = []
+
+    async def on(msg, subj):
+        got.append(msg)
+
+    await bus.subscribe(subject, model, on)
+    return got
+
+
+async def test_candles_in_become_signals_out_a_stale_symbol_holds_and_a_new_model_is_picked_up(
+        services, bus, tmp_path):
+    models = tmp_path / "models"
+    path = ensure_model(make_settings(models))
+    services.configure({"signal": {"models_dir": str(models), "probability_threshold": 0.0, "batch_window_ms": 5,
+                                   "reload_check_s": 0.2,
+                                   "drift": {"window": 20, "check_every": 5, "publish_every_s": 0.5}}})
+    services.start("signal")
+    signals = await _collect(bus, subjects.ALL_SIGNALS, Signal)
+    drift = await _collect(bus, subjects.drift(), DriftStatus)
+    await bus.publish(subjects.market_status("AAA/USDT"),
+                      MarketStatus(ts=utcnow(), symbol="AAA/USDT", status="stale", age_s=30, reason="test"))
+    await bus.publish(subjects.market_status("BBB/USDT"),
+                      MarketStatus(ts=utcnow(), symbol="BBB/USDT", status="fresh", age_s=0))
+    a, b = _candles("AAA/USDT", 40, seed=1), _candles("BBB/USDT", 40, seed=2)
+    for ca, cb in zip(a, b, strict=True):
+        await bus.publish(subjects.candle("AAA/USDT", "1s"), ca)
+        await bus.publish(subjects.candle("BBB/USDT", "1s"), cb)
+    await wait_until(lambda: len(signals) >= 80, timeout=30, message="a signal per candle")
+    by_id = {c.id: c for c in a + b}
+    assert all(s.tick_id in by_id and s.tick_ts == by_id[s.tick_id].ts for s in signals)
+    warm = [s for s in signals if "warming up" not in s.reason]
+    assert len(warm) == 2 * (40 - 24)
+    assert {s.side for s in warm if s.symbol == "AAA/USDT"} == {"HOLD"}
+    assert all(s.reason == "market data stale" for s in warm if s.symbol == "AAA/USDT")
+    assert {s.side for s in warm if s.symbol == "BBB/USDT"} <= {"BUY", "SELL"}  # threshold 0: always a side
+    assert all(s.model_version == path.name for s in warm)
+    await wait_until(lambda: drift, timeout=15, message="a drift status")
+
+    # promote a copy under a new version: the service reloads it (hash verified) without a restart
+    shutil.copytree(path, models / "v-next")
+    set_current(models, "v-next")
+    await wait_until(lambda: (read_current(models) == "v-next"), message="promotion")
+    more_b = _candles("BBB/USDT", 80, seed=2)[40:]
+    async def sent_and_seen():
+        await bus.publish(subjects.candle("BBB/USDT", "1s"), more_b.pop(0))
+        return any(s.model_version == "v-next" for s in signals)
+    await wait_until(sent_and_seen, timeout=20, interval=0.3, message="signals from the new model")
+
+    # violent candles move every feature: drift detected is published on drift.status
+    wild = _candles("BBB/USDT", 200, seed=9, start=500, vol_scale=40.0)
+    for c in wild[:120]:
+        await bus.publish(subjects.candle("BBB/USDT", "1s"), c)
+    await wait_until(lambda: any(d.detected for d in drift), timeout=30, message="drift detected")
+
+
+async def test_a_tampered_model_is_refused_and_everything_holds(services, bus, tmp_path):
+    models = tmp_path / "models"
+    path = ensure_model(make_settings(models))
+    blob = bytearray((path / "model.pkl").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (path / "model.pkl").write_bytes(bytes(blob))
+    services.configure({"signal": {"models_dir": str(models), "probability_threshold": 0.0}})
+    svc = services.start("signal")
+    signals = await _collect(bus, subjects.ALL_SIGNALS, Signal)
+    for c in _candles("AAA/USDT", 30, seed=1):
+        await bus.publish(subjects.candle("AAA/USDT", "1s"), c)
+    await wait_until(lambda: len(signals) >= 30, timeout=30, message="HOLD signals")
+    assert {s.side for s in signals} == {"HOLD"}
+    assert all("no trusted model" in s.reason for s in signals)
+    hb = await wait_heartbeat(bus, "signal")
+    assert hb.status == "degraded" and "sha256 mismatch" in hb.detail
+    assert "model refused" in svc.logs()
+    assert read_current(models) == path.name  # never trained over it
