@@ -36,6 +36,29 @@ DEFAULT_SECRET = "fake-binance-secret-0123456789"
 GATEWAY_5XX_BODY = "<html><head><title>{s} Error</title></head><body><center><h1>{s} Error</h1></center></body></html>"
 
 
+def request_weight(method: str, path: str, params: dict) -> int:
+    """Binance's request weights for the endpoints the fake serves (others count 1)."""
+    one = bool(params.get("symbol"))
+    if path == "/api/v3/exchangeInfo":
+        return 20
+    if path == "/api/v3/ticker/24hr":
+        return 2 if one else (40 if params.get("symbols") else 80)
+    if path in ("/api/v3/ticker/bookTicker", "/api/v3/ticker/price"):
+        return 2 if one else 4
+    if path == "/api/v3/depth":
+        limit = int(params.get("limit") or 100) if str(params.get("limit") or "100").isdigit() else 100
+        return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+    if path in ("/api/v3/klines", "/api/v3/uiKlines"):
+        return 2
+    if path in ("/api/v3/account", "/api/v3/myTrades", "/api/v3/allOrders"):
+        return 20
+    if path == "/api/v3/openOrders":
+        return 6 if one else 80
+    if path == "/api/v3/order" and method == "GET":
+        return 4
+    return 1
+
+
 def signed_payload(raw_query: str, raw_body: str) -> str:
     """What Binance signs: the raw query string concatenated with the raw body, without `signature`."""
 
@@ -82,7 +105,8 @@ def _norm_stream(s: str) -> str:
 class FakeBinance:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, balances: dict | None = None,
                  api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, data_dir: Path | None = None,
-                 stream_interval: float | None = None, book_levels: int = 20) -> None:
+                 stream_interval: float | None = None, book_levels: int = 20,
+                 weight_limit_1m: int | None = None, order_limit_10s: int | None = None) -> None:
         self.engine = Engine(data_dir=data_dir, balances=balances, book_levels=book_levels)
         self.engine.listener = self._on_event
         self.faults = Faults()
@@ -93,6 +117,10 @@ class FakeBinance:
         self.requests: list[RequestRecord] = []
         self.stream_interval = stream_interval
         self.refuse_websockets = False
+        self.mute_streams = False
+        self.weight_limit_1m = weight_limit_1m
+        self.order_limit_10s = order_limit_10s
+        self._order_times: deque[float] = deque()
         self.ws_connections_total = 0
         self._clients: set[_WsClient] = set()
         self._weight: deque[tuple[float, int]] = deque()
@@ -293,8 +321,15 @@ class FakeBinance:
             params.update(parse_qsl(raw_body, keep_blank_values=True))
         rec = RequestRecord(self.clock.now_ms(), time.monotonic(), method, path, params)
         self.requests.append(rec)
-        weight = self._add_weight()
+        weight = self._add_weight(request_weight(method, path, params))
         headers = {"X-MBX-USED-WEIGHT-1M": str(weight), "Content-Type": "application/json;charset=UTF-8"}
+        is_new_order = (method, path) == ("POST", "/api/v3/order")
+        if is_new_order:
+            mono = time.monotonic()
+            self._order_times.append(mono)
+            while self._order_times and self._order_times[0] < mono - 10:
+                self._order_times.popleft()
+            headers["X-MBX-ORDER-COUNT-10S"] = str(len(self._order_times))
 
         def answer(status: int, body, extra: dict | None = None) -> web.Response:
             rec.status = status
@@ -306,6 +341,16 @@ class FakeBinance:
             rec.fault = "banned"
             return answer(418, self._ban_body(self.faults.banned_until_ms),
                           {"Retry-After": str(max(1, (self.faults.banned_until_ms - now + 999) // 1000))})
+        if self.weight_limit_1m is not None and weight > self.weight_limit_1m:
+            rec.fault = "weight_limit"
+            retry = max(1, int(60 - (time.monotonic() - self._weight[0][0])) + 1)
+            return answer(429, {"code": -1003, "msg": f"Too much request weight used; current limit is "
+                                f"{self.weight_limit_1m} request weight per 1 MINUTE. Please use WebSocket Streams "
+                                "for live updates to avoid polling the API."}, {"Retry-After": str(retry)})
+        if is_new_order and self.order_limit_10s is not None and len(self._order_times) > self.order_limit_10s:
+            rec.fault = "order_limit"
+            return answer(429, {"code": -1015, "msg": f"Too many new orders; current limit is "
+                                f"{self.order_limit_10s} orders per TEN_SECONDS."}, {"Retry-After": "10"})
         fault = self.faults.take(method, path, params)
         post_fault: Fault | None = None
         if fault is not None:
@@ -789,6 +834,8 @@ class FakeBinance:
             "v": fmt(r[5]), "n": r[8], "x": False, "q": fmt(r[7]), "V": fmt(r[5] / 2), "Q": fmt(r[7] / 2), "B": "0"}}
 
     def _dispatch(self, kind: str, symbol: str, payload: object) -> None:
+        if self.mute_streams:  # sockets stay open but go silent (a frozen feed); depth diffs resume gap-free
+            return
         now = self.clock.now_ms()
         lower = symbol.lower()
         cache: dict[str, object] = {}
