@@ -158,12 +158,14 @@ async def test_bad_signature_unknown_key_and_clock_skew_are_refused(fake):
 
 
 async def test_accept_then_timeout_places_exactly_one_order_that_a_query_finds(fake):
-    ex = make_exchange(fake, api_key=fake.api_key, secret=fake.secret, timeout_ms=400)
+    ex = make_exchange(fake, api_key=fake.api_key, secret=fake.secret)
     try:
         await ex.load_markets()
         fake.faults.next("POST /api/v3/order", "accept_timeout", seconds=5)
+        ex.timeout = 400  # ms, for the faulted call only
         with pytest.raises(ccxt.RequestTimeout):
             await ex.create_order("BTC/USDT", "market", "buy", 0.01, params={"clientOrderId": "t-1"})
+        ex.timeout = 10_000
         assert [o.status for o in fake.orders_for("t-1")] == ["FILLED"]
         got = await ex.fetch_order(None, "BTC/USDT", params={"clientOrderId": "t-1"})
         assert got["status"] == "closed" and got["filled"] == 0.01

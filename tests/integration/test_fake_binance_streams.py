@@ -137,3 +137,12 @@ async def test_stream_interval_keeps_streams_ticking_without_changes():
         a = json.loads((await ws.receive(timeout=10)).data)
         b = json.loads((await ws.receive(timeout=10)).data)
         assert a["s"] == b["s"] == "SOLUSDT" and a["b"] == b["b"]
+
+
+async def test_stream_interval_pushes_all_market_tickers_in_one_array():
+    async with FakeBinance(stream_interval=0.05) as fake, aiohttp.ClientSession() as s, \
+            s.ws_connect(f"{fake.ws_url}/stream?streams=!ticker@arr") as ws:
+        msg = json.loads((await ws.receive(timeout=10)).data)
+        symbols = {t["s"] for t in msg["data"]}
+        assert msg["stream"] == "!ticker@arr" and {"BTCUSDT", "SOLUSDT", "BTCUPUSDT"} <= symbols
+        assert "LUNAUSDT" not in symbols  # halted symbols do not tick

@@ -870,9 +870,9 @@ class FakeBinance:
                     ev = self._ticker_event(symbol, now)
                 elif ch == "miniTicker" and kind in ("trade", "tick", "ticker"):
                     ev = self._mini_ticker_event(symbol, now)
-            elif stream == "!ticker@arr" and kind in ("book", "trade", "tick", "ticker"):
+            elif stream == "!ticker@arr" and kind in ("book", "trade", "ticker"):
                 ev = [self._ticker_event(symbol, now)]
-            elif stream == "!miniticker@arr" and kind in ("trade", "tick", "ticker"):
+            elif stream == "!miniticker@arr" and kind in ("trade", "ticker"):
                 ev = [self._mini_ticker_event(symbol, now)]
             cache[stream] = ev
             return ev
@@ -895,12 +895,24 @@ class FakeBinance:
             await asyncio.sleep(self.stream_interval or 0.25)
             if not self.stream_interval:
                 continue
-            syms = {s.partition("@")[0].upper() for s in self.subscriptions() if "@" in s and not s.startswith("!")}
-            if any(s.startswith("!") for s in self.subscriptions()):
-                syms |= set(self.engine.specs)
+            if self.mute_streams:
+                continue
+            subs = self.subscriptions()
+            syms = {s.partition("@")[0].upper() for s in subs if "@" in s and not s.startswith("!")}
             for sym in syms:
                 if sym in self.engine.specs:
                     self._dispatch("tick", sym, None)
+            # the all-market arrays come as one message per tick, like Binance's 1 s array streams
+            now = self.clock.now_ms()
+            arrays = {"!ticker@arr": self._ticker_event, "!miniticker@arr": self._mini_ticker_event}
+            for stream, make in arrays.items():
+                if stream not in subs:
+                    continue
+                ev = [make(sym, now) for sym, spec in self.engine.specs.items() if spec.status == "TRADING"]
+                for c in list(self._clients):
+                    if stream in c.streams:
+                        c.queue.put_nowait(json.dumps({"stream": stream, "data": ev} if c.combined else ev,
+                                                      separators=(",", ":")))
 
 
 PUBLIC_ROUTES = {
