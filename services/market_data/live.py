@@ -66,6 +66,7 @@ class BinanceSource:
         self._ws_retry_at = 0.0
         self._ws_failures = 0
         self._base_volume: dict[str, Decimal] = {}
+        self._ws_seen: dict[str, tuple] = {}
         self.transport = "none"  # websocket | rest | none
         self._errors_alerted = False
         self._rng = random.Random()
@@ -210,7 +211,18 @@ class BinanceSource:
         self.m_requests.labels(what="ws_subscribe").inc()
         try:
             while not self._refresh_due() and symbols == self.symbols:
-                tickers = await asyncio.wait_for(ex.watch_tickers(symbols, {"name": "ticker"}), self.cfg.ws_silence_s)
+                await asyncio.wait_for(ex.watch_tickers(symbols, {"name": "ticker"}), self.cfg.ws_silence_s)
+                # One call returns the first update(s); others that arrived meanwhile are only in the cache.
+                cache = ex.tickers or {}
+                tickers = {}
+                for s in symbols:
+                    tk = cache.get(s)
+                    if tk is None:
+                        continue
+                    key = (tk.get("timestamp"), tk.get("bid"), tk.get("ask"), tk.get("last"), tk.get("baseVolume"))
+                    if self._ws_seen.get(s) != key:
+                        self._ws_seen[s] = key
+                        tickers[s] = tk
                 if self.transport != "websocket":
                     self.transport = "websocket"
                     self.m_transport.set(1)

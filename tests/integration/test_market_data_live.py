@@ -1,0 +1,171 @@
+"""market_data in live mode (Binance public data) against the local fake Binance, with the real ccxt.
+
+The service process points `ccxt.pro.binance` at the fake through `market_data.binance.rest_url/ws_url`;
+the test drives the fake (prices, dropped sockets, 429, 418) and watches the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import pytest
+
+from libs.common import subjects
+from libs.common.contracts import Alert, MarketStatus, Tick, UniverseChanged
+from tests.fakes.binance import FakeBinance
+from tests.fakes.binance import make_exchange as fake_exchange
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+EXCLUDED = {"BTCUP/USDT", "USDC/USDT", "FDUSD/USDT", "LUNA/USDT", "ETH/BTC", "XRP/ETH"}
+
+
+@pytest.fixture
+def fake():
+    f = FakeBinance.run_in_thread(stream_interval=0.25)
+    yield f
+    f.close()
+
+
+class Watch:
+    def __init__(self) -> None:
+        self.ticks: dict[str, list[Tick]] = defaultdict(list)
+        self.status: dict[str, list[MarketStatus]] = defaultdict(list)
+        self.universe: list[UniverseChanged] = []
+        self.alerts: list[Alert] = []
+
+    async def attach(self, bus) -> Watch:
+        async def on_tick(t, s):
+            self.ticks[t.symbol].append(t)
+
+        async def on_status(m, s):
+            self.status[m.symbol].append(m)
+
+        async def on_universe(u, s):
+            self.universe.append(u)
+
+        async def on_alert(a, s):
+            self.alerts.append(a)
+
+        await bus.subscribe(subjects.ALL_TICKS, Tick, on_tick)
+        await bus.subscribe(subjects.ALL_STATUS, MarketStatus, on_status)
+        await bus.subscribe(subjects.universe(), UniverseChanged, on_universe)
+        await bus.subscribe(subjects.ALL_ALERTS, Alert, on_alert)
+        await bus.nc.flush()
+        return self
+
+    def count(self, symbol: str) -> int:
+        return len(self.ticks[symbol])
+
+
+def _config(fake, **binance) -> dict:
+    return {"paper_market_data_mode": "live",
+            "market_data": {"stale_after_s": 1.5, "status_interval_s": 1, "candle_timeframes": ["1s"],
+                            "binance": {"rest_url": fake.http_url, "ws_url": fake.ws_url, "ws_retry_s": 0.5,
+                                        "ws_silence_s": 2, "poll_interval_s": 0.2, "backoff_initial_s": 0.2,
+                                        "backoff_max_s": 2, "errors_before_alert": 3, **binance},
+                            "universe": {"mode": "fixed"}}}
+
+
+def _polls(fake) -> list:
+    """REST price polls (the universe scan asks for every ticker, without `symbols`)."""
+    return [r for r in fake.requests_to("/api/v3/ticker/24hr") if "symbols" in r.params]
+
+
+async def test_universe_scan_then_websocket_then_rest_fallback_then_websocket_again(services, bus, fake):
+    w = await Watch().attach(bus)
+    cfg = _config(fake)
+    cfg["market_data"]["universe"] = {"mode": "top_volume", "top_n": 5, "refresh_s": 3600}
+    services.configure(cfg)
+    md = services.start("market_data")
+
+    # the scan: top 5 USDT spot pairs by 24h quote volume, no stablecoin pair, no leveraged token, TRADING only
+    await wait_until(lambda: w.universe, timeout=30, message="a universe")
+    chosen = w.universe[-1].symbols
+    ex = fake_exchange(fake)
+    try:
+        tickers = await ex.fetch_tickers()
+    finally:
+        await ex.close()
+    eligible = {s: t["quoteVolume"] for s, t in tickers.items() if s.endswith("/USDT") and s not in EXCLUDED}
+    assert len(chosen) == 5 and not set(chosen) & EXCLUDED
+    assert min(eligible[s] for s in chosen) >= max(v for s, v in eligible.items() if s not in chosen)
+
+    # the socket path: every symbol subscribed and ticking, no REST polling
+    for s in chosen:
+        await fake.wait_subscribed(f"{subjects.exchange_symbol(s).lower()}@ticker", timeout=20)
+    sym = chosen[0]
+    await wait_until(lambda: all(w.count(s) >= 3 for s in chosen), timeout=20, message="ticks for the universe")
+    assert all(t.source == "binance" for s in chosen for t in w.ticks[s])
+    assert _polls(fake) == []
+
+    # the socket drops and reconnecting is refused: prices keep coming over REST polling
+    fake.refuse_websockets = True
+    fake.drop_websockets()
+    before = w.count(sym)
+    await wait_until(lambda: len(_polls(fake)) >= 3 and w.count(sym) >= before + 3, timeout=20,
+                     message="ticks from REST polling")
+    assert w.status[sym][-1].status == "fresh"
+
+    # the socket comes back: the service returns to it by itself
+    connections = fake.ws_connections_total
+    fake.refuse_websockets = False
+    await wait_until(lambda: fake.ws_connections_total > connections and fake.subscriptions(), timeout=20,
+                     message="websocket reconnected")
+    await fake.wait_subscribed(f"{subjects.exchange_symbol(sym).lower()}@ticker", timeout=20)
+    polls = len(_polls(fake))
+    await asyncio.sleep(1.0)
+    assert len(_polls(fake)) <= polls + 1  # polling stopped once the socket was back
+    assert md.alive
+
+
+async def test_rate_limit_429_retry_after_is_honoured(services, bus, fake):
+    w = await Watch().attach(bus)
+    services.configure(_config(fake, use_websocket=False))
+    md = services.start("market_data")
+    await wait_until(lambda: w.count("BTC/USDT") >= 3, timeout=30, message="ticks from REST polling")
+    fake.faults.next("/api/v3/ticker/24hr", "429", retry_after=3)
+    await wait_until(lambda: any(r.status == 429 for r in fake.requests), timeout=15, message="a 429")
+    limited = next(r for r in fake.requests if r.status == 429)
+    await wait_until(lambda: any(r.monotonic > limited.monotonic for r in list(fake.requests)), timeout=15,
+                     message="a request after the 429")
+    after = [r for r in list(fake.requests) if r.monotonic > limited.monotonic]
+    assert after[0].monotonic - limited.monotonic >= 2.9  # nothing sent before Retry-After passed
+    n = w.count("BTC/USDT")
+    await wait_until(lambda: w.count("BTC/USDT") > n, timeout=15, message="ticks again after the wait")
+    assert md.alive
+
+
+async def test_ban_418_stops_every_request_alerts_goes_stale_and_recovers(services, bus, fake):
+    w = await Watch().attach(bus)
+    services.configure(_config(fake, use_websocket=False))
+    md = services.start("market_data")
+    await wait_until(lambda: w.status["BTC/USDT"] and w.status["BTC/USDT"][-1].status == "fresh", timeout=30,
+                     message="BTC/USDT fresh")
+    fake.faults.next("*", "418", retry_after=4, ban_seconds=4)
+    await wait_until(lambda: any(a.severity == "SEV-2" and "418" in a.title for a in w.alerts), timeout=15,
+                     message="a SEV-2 alert for the ban")
+    await wait_until(lambda: w.status["BTC/USDT"][-1].status == "stale", timeout=15, message="BTC/USDT stale")
+    await wait_until(lambda: w.status["BTC/USDT"][-1].status == "fresh", timeout=20,
+                     message="BTC/USDT fresh again after the ban")
+    banned = [r for r in fake.requests if r.status == 418]
+    assert len(banned) == 1  # not one request during the ban
+    after = [r for r in fake.requests if r.monotonic > banned[0].monotonic]
+    assert after and after[0].monotonic - banned[0].monotonic >= 3.9
+    assert md.alive
+
+
+async def test_repeated_exchange_errors_raise_a_sev2_alert_and_the_service_keeps_running(services, bus, fake):
+    w = await Watch().attach(bus)
+    services.configure(_config(fake, use_websocket=False))
+    md = services.start("market_data")
+    await wait_until(lambda: w.count("ETH/USDT") >= 2, timeout=30, message="ticks")
+    fake.faults.always("/api/v3/ticker/24hr", "5xx", status=503)
+    await wait_until(lambda: any(a.title == "repeated exchange errors" for a in w.alerts), timeout=20,
+                     message="a SEV-2 alert for repeated errors")
+    await wait_until(lambda: w.status["ETH/USDT"][-1].status == "stale", timeout=15, message="ETH/USDT stale")
+    fake.faults.clear()
+    await wait_until(lambda: w.status["ETH/USDT"][-1].status == "fresh", timeout=20, message="fresh again")
+    assert md.alive
