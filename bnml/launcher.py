@@ -149,6 +149,13 @@ class Suite:
             child = self.children[name] = Child(name, proc, time.monotonic())
         return child
 
+    def ensure_model(self) -> None:
+        """A fresh clone has no trained model: train a small one first so signals can flow (seconds)."""
+        from services.signal.registry import ensure_model
+
+        path = ensure_model(self.settings, progress=lambda text: say(f"model: {text}"))
+        say(f"signal model: {path}")
+
     def start_services(self) -> None:
         for name in SERVICE_ORDER:
             self.spawn(name)
@@ -245,6 +252,7 @@ def run(config: str | None = None, status_every_s: float = 3.0) -> int:
     try:
         suite.prepare_env()
         suite.start_servers()
+        suite.ensure_model()
         suite.start_services()
         say(f"ops API at {suite.info['ops_api_url']}; logs in {LOG_DIR}/; `bnml status --json` for the full view; "
             "Ctrl-C stops everything")
