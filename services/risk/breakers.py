@@ -52,7 +52,8 @@ def loss_budget(name: str, realized: Decimal, budget: Decimal, window_end: datet
                 prev: Prev | None) -> BreakerResult:
     """Realized P&L in the window at or below -budget trips; it latches until the window rolls over."""
     if prev is not None and prev.until is not None and now < prev.until:
-        return BreakerResult(False, f"{name} budget spent this window", prev.until)
+        return BreakerResult(False, f"{name} realized {realized:.2f} USDT; budget {budget} spent until the window "
+                                    "rolls over", prev.until)
     if realized <= -budget:
         return BreakerResult(False, f"{name} realized {realized:.2f} USDT <= -{budget} budget", window_end)
     return OK

@@ -177,12 +177,12 @@ class RiskEngine:
         for sym in self._known_symbols:
             stale, why = self.status_stale.get(sym, (False, ""))
             res.append(self._ev("stale_data", B.stale_data(self.last_tick_at.get(sym), stale, why, now,
-                                                           cfg.stale_after_s), sym))
+                                                           cfg.stale_after_s or 10.0), sym))
             res.append(self._ev("cooldown_after_loss", B.cooldown("a losing trade", book.last_loss_at.get(sym),
                                                                   cfg.cooldown_after_loss_s, now), sym))
         for svc in cfg.heartbeat_services:
             res.append(self._ev("heartbeat_missing", B.heartbeat_missing(
-                svc, self.heartbeats.get(svc), self.started_at, now, cfg.heartbeat_timeout_s), scope=svc))
+                svc, self.heartbeats.get(svc), self.started_at, now, cfg.heartbeat_timeout_s or 10.0), scope=svc))
         for sym, (detected, why) in self.drift.items():
             res.append(self._ev("drift", B.drift(detected, why), sym))
         events: list[Event] = list(board.apply(res, now))

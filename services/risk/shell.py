@@ -61,6 +61,11 @@ class RiskService:
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
         cfg = rt.settings.risk
+        # one source of truth for freshness: market_data's staleness and monitoring's heartbeat timeout
+        cfg = cfg.model_copy(update={
+            "stale_after_s": cfg.stale_after_s or rt.settings.market_data.stale_after_s,
+            "heartbeat_timeout_s": cfg.heartbeat_timeout_s or rt.settings.monitoring.heartbeat_timeout_s})
+        self.cfg = cfg
         path = Path(cfg.markets_path)
         path = path if path.is_absolute() else ROOT / path
         try:
@@ -79,7 +84,8 @@ class RiskService:
         await self._read_drift()
         rt.bus.on_disconnect.append(self._on_bus_lost)
         rt.bus.on_reconnect.append(self._on_bus_back)
-        await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True)
+        await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True,
+                               on_invalid=self._on_unreadable_kill_switch)
         await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick)
         await rt.bus.subscribe(subjects.ALL_STATUS, MarketStatus, self.on_market_status)
         await rt.bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, self.on_heartbeat)
@@ -120,7 +126,7 @@ class RiskService:
         else:
             self.engine.account_known = True
             self.rt.log.info("no account state yet; starting from configured equity",
-                             equity=str(self.rt.settings.risk.starting_equity_usdt))
+                             equity=str(self.cfg.starting_equity_usdt))
         await self._persist(force=True)
 
     async def _reconcile_kill_switch(self) -> None:
@@ -168,6 +174,12 @@ class RiskService:
         self.latch.set_unknown("lost NATS connection")
         if self.engine:
             self.engine.kill_known = False
+
+    def _on_unreadable_kill_switch(self, reason: str) -> None:
+        self.latch.set_unknown(f"unreadable kill-switch command: {reason[:200]}")
+        if self.engine:
+            self.engine.kill_known = False
+        self.rt.log.error("unreadable kill-switch command; treating as engaged", reason=reason[:200])
 
     async def _on_bus_back(self) -> None:
         await refresh_latch(self.rt.bus, self.latch, self.rt.log)
@@ -260,7 +272,7 @@ class RiskService:
             await self.rt.alert("SEV-1", "SELL fill above the held quantity",
                                 f"{fill.symbol}: sold {fill.quantity}, risk held {outcome.closed_qty}")
         if fill.realized_pnl_usdt != 0 and abs(fill.realized_pnl_usdt - outcome.realized_own) > \
-                self.rt.settings.risk.pnl_divergence_usdt:
+                self.cfg.pnl_divergence_usdt:
             await self.rt.alert("SEV-2", "realized P&L disagrees with execution",
                                 f"{fill.trade_id}: risk {outcome.realized_own}, execution {fill.realized_pnl_usdt}",
                                 dedup_key="risk:pnl-divergence")
@@ -382,7 +394,7 @@ class RiskService:
         self.m_db_ok.set(1)
 
     def _db_fresh(self) -> bool:
-        return time.monotonic() - self._last_db_ok < self.rt.settings.risk.database_stale_after_s
+        return time.monotonic() - self._last_db_ok < self.cfg.database_stale_after_s
 
     async def _persist(self, force: bool = False) -> None:
         engine = self.engine
@@ -408,12 +420,12 @@ class RiskService:
         for s in STATES:
             self.m_state.labels(state=s).set(1 if s == snap.trading_state else 0)
         names = {b.breaker for b in snap.breakers}
-        for name in set(self.rt.settings.risk.breaker_effects) | names | {"stale_data", "heartbeat_missing"}:
+        for name in set(self.cfg.breaker_effects) | names | {"stale_data", "heartbeat_missing"}:
             self.m_active.labels(breaker=name).set(sum(1 for b in snap.breakers if b.breaker == name))
 
     async def _loop(self) -> None:
         """Re-evaluate the breakers on time alone (staleness, heartbeats, rollovers) and persist."""
-        interval = self.rt.settings.risk.persist_interval_s
+        interval = self.cfg.persist_interval_s
         next_persist = time.monotonic()
         while True:
             await asyncio.sleep(EVAL_PERIOD_S)

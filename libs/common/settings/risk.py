@@ -73,10 +73,12 @@ class RiskSettings(Section):
     vol_min_hold_s: float = Field(default=300.0, ge=0, description="Stay tripped at least this long")
     vol_sizing: bool = Field(default=True, description="Divide the order size by the ratio when it is above 1")
     # freshness
-    stale_after_s: float = Field(default=10.0, gt=0, description="No tick for a symbol for this long: hold it")
+    stale_after_s: float | None = Field(default=None, gt=0,
+                                        description="No tick for a symbol for this long: hold it (None: market_data.stale_after_s)")
     heartbeat_services: list[str] = Field(default_factory=lambda: ["market_data", "execution"],
                                           description="Services whose silence trips heartbeat_missing")
-    heartbeat_timeout_s: float = Field(default=10.0, gt=0, description="Silence after which a service is missing")
+    heartbeat_timeout_s: float | None = Field(
+        default=None, gt=0, description="Silence after which a service is missing (None: monitoring.heartbeat_timeout_s)")
     # cooldowns and streaks
     cooldown_after_loss_s: float = Field(default=300.0, ge=0, description="Hold a symbol after a losing trade")
     cooldown_after_breaker_s: float = Field(default=120.0, ge=0, description="Stay REDUCING after a breaker clears")
