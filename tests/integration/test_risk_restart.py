@@ -3,6 +3,11 @@ it was down is honoured (and audited) when it returns."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
@@ -15,6 +20,11 @@ from tests.integration.risk_support import RISK_TEST_CONFIG, Collector, Feeder, 
 pytestmark = pytest.mark.integration
 
 
+def _bnml(cwd, env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bnml.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
 async def restart(services) -> None:
     """Start risk again and wait for this instance's own start (the log file is shared by both runs)."""
     proc = services.start("risk", wait=False)
@@ -23,7 +33,8 @@ async def restart(services) -> None:
     assert proc.alive, proc.logs()[-3000:]
 
 
-async def test_restarted_risk_comes_back_with_its_breakers_budgets_and_positions(services, bus, database_url):
+async def test_restarted_risk_comes_back_with_its_breakers_budgets_and_positions(services, bus, database_url,
+                                                                                tmp_path):
     services.configure({**RISK_TEST_CONFIG, "risk": {**RISK_TEST_CONFIG["risk"], "daily_loss_budget_usdt": 1}})
     risk = services.start("risk")
     seen = await Collector().attach(bus)
@@ -53,6 +64,17 @@ async def test_restarted_risk_comes_back_with_its_breakers_budgets_and_positions
     assert after["positions"] == {"ETH/USDT": "0.01"}
     assert count(database_url, "SELECT count(*) FROM risk_fill_ledger") == 4
     assert count(database_url, "SELECT count(*) FROM risk_breaker_events WHERE breaker = 'daily_loss'") == 1
+    # `bnml state` reads the same from Postgres, with the services stopped
+    services.stop_all()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_") and k != "NATS_URL"}
+    env["DATABASE_URL"] = database_url
+    out = await asyncio.to_thread(_bnml, tmp_path, env, "state")
+    assert out.returncode == 0, out.stderr
+    assert "trading REDUCING" in out.stdout and "daily_loss" in out.stdout and "ETH/USDT" in out.stdout
+    as_json = await asyncio.to_thread(_bnml, tmp_path, env, "state", "--json")
+    data = json.loads(as_json.stdout)
+    assert data["account_state"]["daily_realized_usdt"] == after["daily_realized_usdt"]
+    assert data["trading_state"]["state"] == "REDUCING"
 
 
 async def test_kill_switch_engaged_while_risk_is_down_is_honoured_when_it_returns(services, bus, database_url):
