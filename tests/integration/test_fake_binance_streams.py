@@ -146,3 +146,41 @@ async def test_stream_interval_pushes_all_market_tickers_in_one_array():
         symbols = {t["s"] for t in msg["data"]}
         assert msg["stream"] == "!ticker@arr" and {"BTCUSDT", "SOLUSDT", "BTCUPUSDT"} <= symbols
         assert "LUNAUSDT" not in symbols  # halted symbols do not tick
+
+
+async def test_watch_orders_and_watch_balance_receive_user_data_over_the_websocket_api(fake):
+    wx = make_exchange(fake, pro=True, api_key=fake.api_key, secret=fake.secret)
+    try:
+        await wx.load_markets()
+        orders_task = asyncio.ensure_future(wx.watch_orders("BTC/USDT"))
+        await fake.wait_user_data()
+        fake.set_book("BTCUSDT", "20000.00", "20000.02", "1", "1")
+        placed = await wx.create_order("BTC/USDT", "limit", "buy", 0.01, 19990.00, params={"clientOrderId": "u-1"})
+        orders = await asyncio.wait_for(orders_task, 10)
+        assert [(o["clientOrderId"], o["status"]) for o in orders][-1] == ("u-1", "open")
+        # a watch only sees messages that arrive while it waits: start both before the fill
+        orders_task = asyncio.ensure_future(wx.watch_orders("BTC/USDT"))
+        balance_task = asyncio.ensure_future(wx.watch_balance())
+        await asyncio.sleep(0.2)  # both share the session already subscribed; nothing to wait for server-side
+        fake.set_book("BTCUSDT", "19980.00", "19985.00", "1", "1")  # crosses the resting buy: it fills
+        balance = await asyncio.wait_for(balance_task, 10)
+        assert balance["BTC"]["free"] == float(fake.balance("BTC")[0])
+        orders = await asyncio.wait_for(orders_task, 10)
+        assert (orders[-1]["id"], orders[-1]["filled"], orders[-1]["status"]) == (placed["id"], 0.01, "closed")
+    finally:
+        await wx.close()
+
+
+async def test_user_data_subscription_with_a_wrong_signature_is_refused(fake):
+    wx = make_exchange(fake, pro=True, api_key=fake.api_key, secret="wrong-secret",
+                       fetchCurrencies=False, fetchMargins=False)  # load_markets must not need the key
+    try:
+        await wx.load_markets()
+        with pytest.raises((ccxt.AuthenticationError, KeyError)) as err:
+            await asyncio.wait_for(wx.watch_orders("BTC/USDT"), 10)
+        # ccxt 4.5 trips over its own cleanup (KeyError 'spot') while raising the AuthenticationError
+        cause = err.value if isinstance(err.value, ccxt.AuthenticationError) else err.value.__context__
+        assert isinstance(cause, ccxt.AuthenticationError) and "-1022" in str(cause)
+        assert fake.user_data_sessions() == 0
+    finally:
+        await wx.close()

@@ -593,12 +593,15 @@ class Engine:
                           orig_qty=qty, time=now, update_time=now, lock_asset=lock_asset, locked=lock,
                           orig_quote_qty=quote_qty or ZERO)
             self.orders.append(order)
+            self._report(order, "NEW")
             for fp, fq in fills:
                 self._fill(order, fp, fq, maker=False)
             if order.is_open and (otype == "MARKET" or tif in ("IOC", "FOK")):
                 order.status = "EXPIRED"
                 self._release(order)
+                self._report(order, "EXPIRED")
             self.account_update_time = now
+            self._account_event(spec)
         self._flush()
         return order
 
@@ -638,6 +641,29 @@ class Engine:
             "isBestMatch": True,
         })
         self._record_public_trade(order.symbol, PublicTrade(trade_id, price, qty, now, order.side == "SELL"))
+        self._report(order, "TRADE", order.fills[-1])
+
+    def _report(self, o: Order, exec_type: str, fill: Fill | None = None) -> None:
+        """Queue a user-data `executionReport` (a snapshot: the order keeps changing after this)."""
+        self._notify("order", o.symbol, {
+            "e": "executionReport", "s": o.symbol, "c": o.client_order_id, "S": o.side, "o": o.type,
+            "f": o.time_in_force or "GTC", "q": fmt(o.orig_qty), "p": fmt(o.price), "P": fmt(ZERO),
+            "F": fmt(ZERO), "g": -1, "C": o.client_order_id if exec_type == "CANCELED" else "", "x": exec_type,
+            "X": o.status, "r": "NONE", "i": o.order_id, "l": fmt(fill.qty if fill else ZERO),
+            "z": fmt(o.executed_qty), "L": fmt(fill.price if fill else ZERO),
+            "n": fmt(fill.commission if fill else ZERO), "N": fill.commission_asset if fill else None,
+            "T": fill.time if fill else o.update_time, "t": fill.trade_id if fill else -1,
+            "I": 0, "w": o.is_open, "m": bool(fill and fill.maker), "M": False, "O": o.time,
+            "Z": fmt(o.cum_quote), "Y": fmt(fill.price * fill.qty if fill else ZERO),
+            "Q": fmt(o.orig_quote_qty), "W": o.time, "V": "EXPIRE_MAKER",
+        })
+
+    def _account_event(self, spec: SymbolSpec) -> None:
+        """Queue a user-data `outboundAccountPosition` for the two assets of a symbol."""
+        self._notify("account", spec.symbol, {
+            "e": "outboundAccountPosition", "u": self.clock.now_ms(),
+            "B": [{"a": a, "f": fmt(self._bal(a)[0]), "l": fmt(self._bal(a)[1])} for a in (spec.base, spec.quote)],
+        })
 
     def _release(self, order: Order) -> None:
         if order.locked > 0:
@@ -650,6 +676,7 @@ class Engine:
         """Resting limit orders that the new book crosses fill at their own price, up to the top size."""
         book = self.books[symbol]
         avail = {"BUY": book.ask_qty, "SELL": book.bid_qty}
+        filled = False
         for o in self.orders:
             if not (o.is_open and o.symbol == symbol):
                 continue
@@ -658,6 +685,10 @@ class Engine:
                 q = min(o.remaining, avail[o.side])
                 avail[o.side] -= q
                 self._fill(o, o.price, q, maker=True)
+                filled = True
+        if filled:
+            self.account_update_time = self.clock.now_ms()
+            self._account_event(self.specs[symbol])
 
     def cancel_order(self, symbol: str, order_id: int | None, client_id: str | None) -> Order:
         with self.lock:
@@ -671,7 +702,10 @@ class Engine:
             o.update_time = self.clock.now_ms()
             self._release(o)
             self.account_update_time = o.update_time
-            return o
+            self._report(o, "CANCELED")
+            self._account_event(self.specs[symbol])
+        self._flush()
+        return o
 
     def trades_for(self, symbol: str, order_id: int | None = None) -> list[dict]:
         with self.lock:

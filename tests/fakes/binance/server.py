@@ -91,6 +91,8 @@ class _WsClient:
         self.streams: set[str] = set()
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.sent = 0
+        self.api = False
+        self.user_sub: int | None = None
 
 
 def _norm_stream(s: str) -> str:
@@ -121,6 +123,7 @@ class FakeBinance:
         self.weight_limit_1m = weight_limit_1m
         self.order_limit_10s = order_limit_10s
         self._order_times: deque[float] = deque()
+        self._next_subscription_id = 0
         self.ws_connections_total = 0
         self._clients: set[_WsClient] = set()
         self._weight: deque[tuple[float, int]] = deque()
@@ -306,9 +309,11 @@ class FakeBinance:
     # -- HTTP ---------------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        if (path == "/ws" or path.startswith("/ws/") or path == "/stream") and \
-                request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._ws_handler(request)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            if path == "/ws" or path.startswith("/ws/") or path == "/stream":
+                return await self._ws_handler(request)
+            if path == "/ws-api/v3":
+                return await self._ws_handler(request, api=True)
         method = request.method
         if path.startswith("/fake/"):
             return await self._control(request)
@@ -519,8 +524,11 @@ class FakeBinance:
 
         if not hmac.compare_digest(expected_signature(secret, raw_query, raw_body), sig.lower()):
             raise BinanceError(-1022, "Signature for this request is not valid.")
-        ts = params.get("timestamp")
-        if not ts or not ts.isdigit():
+        self._check_timestamp(params)
+
+    def _check_timestamp(self, params: dict) -> None:
+        ts = str(params.get("timestamp") or "")
+        if not ts.isdigit():
             raise mandatory("timestamp")
         recv = int(params.get("recvWindow") or 5000)
         if recv > 60000:
@@ -717,13 +725,14 @@ class FakeBinance:
         return acc
 
     # -- websockets ------------------------------------------------------------------------------------
-    async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+    async def _ws_handler(self, request: web.Request, api: bool = False) -> web.StreamResponse:
         if self.refuse_websockets:
             return web.Response(status=503, text="websockets refused by the fake")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         combined = request.path == "/stream"
         client = _WsClient(ws, request.transport, combined)
+        client.api = api
         self.ws_connections_total += 1
         initial: list[str] = []
         if combined:
@@ -737,7 +746,7 @@ class FakeBinance:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    reply = self._ws_method(client, msg.data)
+                    reply = self._ws_api_method(client, msg.data) if api else self._ws_method(client, msg.data)
                     if reply is not None:
                         client.queue.put_nowait(json.dumps(reply))
                 elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
@@ -785,6 +794,53 @@ class FakeBinance:
         if method in ("SET_PROPERTY", "GET_PROPERTY"):
             return {"result": None if method == "SET_PROPERTY" else client.combined, "id": mid}
         return {"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": mid}
+
+    def _ws_api_method(self, client: _WsClient, data: str) -> dict:
+        """The WebSocket API (`/ws-api/v3`): ping, time, and the signed user-data-stream subscription
+        that ccxt.pro uses for watch_orders / watch_balance on spot."""
+        try:
+            msg = json.loads(data)
+            mid, method, params = msg.get("id"), msg.get("method"), dict(msg.get("params") or {})
+        except Exception:
+            return {"id": None, "status": 400, "error": {"code": -1100, "msg": "Malformed request."}}
+
+        def ok(result: object) -> dict:
+            return {"id": mid, "status": 200, "result": result, "rateLimits": []}
+
+        try:
+            if method == "ping":
+                return ok({})
+            if method == "time":
+                return ok({"serverTime": self.clock.now_ms()})
+            if method == "userDataStream.subscribe.signature":
+                secret = self.api_keys.get(str(params.get("apiKey")))
+                if secret is None:
+                    raise BinanceError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+                payload = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
+                want = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+                if not hmac.compare_digest(want, str(params.get("signature", "")).lower()):
+                    raise BinanceError(-1022, "Signature for this request is not valid.")
+                self._check_timestamp(params)
+                client.user_sub = self._next_subscription_id
+                self._next_subscription_id += 1
+                return ok({"subscriptionId": client.user_sub})
+            if method == "userDataStream.unsubscribe":
+                client.user_sub = None
+                return ok({})
+            raise BinanceError(-1100, f"Illegal characters found in parameter 'method'; unknown method {method!r}.")
+        except BinanceError as e:
+            return {"id": mid, "status": e.status, "error": e.body(), "rateLimits": []}
+
+    def user_data_sessions(self) -> int:
+        """How many websocket sessions are subscribed to the user data stream."""
+        return sum(1 for c in list(self._clients) if c.user_sub is not None)
+
+    async def wait_user_data(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.user_data_sessions():
+            if time.monotonic() > deadline:
+                raise TimeoutError("no user data stream subscription")
+            await asyncio.sleep(0.02)
 
     # -- pushing updates ---------------------------------------------------------------------------------
     def _on_event(self, kind: str, symbol: str, payload: object) -> None:
@@ -834,6 +890,15 @@ class FakeBinance:
             "v": fmt(r[5]), "n": r[8], "x": False, "q": fmt(r[7]), "V": fmt(r[5] / 2), "Q": fmt(r[7] / 2), "B": "0"}}
 
     def _dispatch(self, kind: str, symbol: str, payload: object) -> None:
+        if kind in ("order", "account"):  # user data: to every subscribed WebSocket API session
+            text = None
+            for c in list(self._clients):
+                if c.user_sub is not None:
+                    text = json.dumps({"subscriptionId": c.user_sub,
+                                       "event": {**payload, "E": self.clock.now_ms()}},  # type: ignore[dict-item]
+                                      separators=(",", ":"))
+                    c.queue.put_nowait(text)
+            return
         if self.mute_streams:  # sockets stay open but go silent (a frozen feed); depth diffs resume gap-free
             return
         now = self.clock.now_ms()
