@@ -1,9 +1,10 @@
-"""Features from closed candles (pure core, polars): one function for training and for live inference.
+"""Features from closed candles (pure core): polars over whole histories for training, and a numpy
+kernel for the newest bar of many symbols at once for live inference.
 
-Every feature is a function of a finite window of past bars ending at the bar itself, so the live path
-(the last `warmup_bars` bars of each symbol) computes exactly what training computed on the full
-history, and nothing reads the future. Rows before the warm-up are null: no signal until every feature
-is defined.
+Every feature is a function of a finite window of past bars ending at the bar itself (no exponential
+smoothing), so the live path, fed the last `warmup_bars` bars of each symbol, computes exactly what
+training computed on the full history (tests hold the two equal), and nothing reads the future. Rows
+before the warm-up are null: no signal until every feature is defined.
 """
 
 from __future__ import annotations
@@ -75,8 +76,14 @@ class FeatureSpec:
         return needed_index + 1
 
 
-def _safe_div(num: pl.Expr, den: pl.Expr, default: float) -> pl.Expr:
-    return pl.when(den > 0).then(num / den).otherwise(pl.lit(default))
+# Below these a denominator is rounding noise (polars' rolling and numpy's two-pass std disagree there),
+# so the feature takes its neutral value instead of a ratio of noises.
+EPS_RET = 1e-12  # log-return scale (volatility, RSI averages)
+EPS_REL = 1e-9  # relative to the level (price std / mean, log-volume std)
+
+
+def _safe_div(num: pl.Expr, den: pl.Expr, default: float, eps: float | pl.Expr = 0.0) -> pl.Expr:
+    return pl.when(den > eps).then(num / den).otherwise(pl.lit(default))
 
 
 def compute_features(candles: pl.DataFrame, spec: FeatureSpec, by: str | None = None) -> pl.DataFrame:
@@ -106,11 +113,11 @@ def compute_features(candles: pl.DataFrame, spec: FeatureSpec, by: str | None = 
     exprs += [
         rv_s.alias(f"rvol_{spec.vol_short}"),
         rv_l.alias(f"rvol_{spec.vol_long}"),
-        _safe_div(rv_s, rv_l, 1.0).alias("vol_ratio"),
+        _safe_div(rv_s, rv_l, 1.0, EPS_RET).alias("vol_ratio"),
         # simple-average RSI (a finite window, unlike Wilder's smoothing) so a bounded buffer reproduces it
-        _safe_div(100.0 * avg_gain, total, 50.0).alias(f"rsi_{spec.rsi}"),
-        _safe_div(c - ma_mean, ma_std, 0.0).alias(f"ma_z_{spec.ma}"),
-        _safe_div(lv - vol_mean, vol_std, 0.0).alias(f"volume_z_{spec.volume}"),
+        _safe_div(100.0 * avg_gain, total, 50.0, EPS_RET).alias(f"rsi_{spec.rsi}"),
+        _safe_div(c - ma_mean, ma_std, 0.0, ma_mean * EPS_REL).alias(f"ma_z_{spec.ma}"),
+        _safe_div(lv - vol_mean, vol_std, 0.0, EPS_REL).alias(f"volume_z_{spec.volume}"),
         (h / lo).log().alias("hl_range"),
         _safe_div(c - lo, h - lo, 0.5).alias("close_pos"),
     ]
@@ -163,3 +170,42 @@ def load_ohlcv(path: str | Path) -> pl.DataFrame:
 def infer_timeframe(df: pl.DataFrame) -> str:
     diffs = df["open_time"].diff().drop_nulls().dt.total_seconds()
     return timeframe_name(int(diffs.median()))
+
+
+# -- the live path -----------------------------------------------------------------------------
+def last_row_features(bufs: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Features of the newest bar of each symbol from its last `warmup_bars` bars, vectorised in numpy.
+
+    `bufs` is (symbols, warmup_bars, 5) of open, high, low, close, volume. The same definitions as
+    `compute_features` (tests hold the two equal); this path exists because on a candle close only the
+    last row is needed, for hundreds of symbols at once.
+    """
+    if bufs.ndim != 3 or bufs.shape[1] != spec.warmup_bars or bufs.shape[2] != 5:
+        raise ValueError(f"expected (symbols, {spec.warmup_bars}, 5), got {bufs.shape}")
+    h, lo, c, v = bufs[:, :, 1], bufs[:, :, 2], bufs[:, :, 3], bufs[:, :, 4]
+    logc = np.log(c)
+    lr = np.diff(logc, axis=1)
+    out = []
+    for hz in spec.return_horizons:
+        out.append(logc[:, -1] - logc[:, -1 - hz])
+    rv_s = lr[:, -spec.vol_short:].std(axis=1, ddof=1)
+    rv_l = lr[:, -spec.vol_long:].std(axis=1, ddof=1)
+    gain = np.maximum(lr[:, -spec.rsi:], 0.0).mean(axis=1)
+    loss = np.maximum(-lr[:, -spec.rsi:], 0.0).mean(axis=1)
+    total = gain + loss
+    cw = c[:, -spec.ma:]
+    ma_mean, ma_std = cw.mean(axis=1), cw.std(axis=1, ddof=1)
+    lv = np.log(v[:, -spec.volume:] + 1.0)
+    lv_mean, lv_std = lv.mean(axis=1), lv.std(axis=1, ddof=1)
+    rng = h[:, -1] - lo[:, -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out += [
+            rv_s, rv_l,
+            np.where(rv_l > EPS_RET, rv_s / rv_l, 1.0),
+            np.where(total > EPS_RET, 100.0 * gain / total, 50.0),
+            np.where(ma_std > ma_mean * EPS_REL, (c[:, -1] - ma_mean) / ma_std, 0.0),
+            np.where(lv_std > EPS_REL, (lv[:, -1] - lv_mean) / lv_std, 0.0),
+            np.log(h[:, -1] / lo[:, -1]),
+            np.where(rng > 0, (c[:, -1] - lo[:, -1]) / rng, 0.5),
+        ]
+    return np.column_stack(out)

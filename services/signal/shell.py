@@ -42,8 +42,10 @@ class SignalService:
         self.ticks_in = m.counter("ticks_received_total", "Ticks received")
         self.candles_in = m.counter("candles_received_total", "Closed candles received from market_data")
         self.signals_out = m.counter("signals_published_total", "Signals published", ["side"])
-        self.inference = m.histogram("inference_seconds", "Features + predict for one batch of closed candles",
+        self.inference = m.histogram("inference_seconds", "Features + predict + decide for one batch of closes",
                                      buckets=INFERENCE_BUCKETS)
+        self.batch_seconds = m.histogram("batch_seconds", "A whole batch of closes: append, infer, drift, messages",
+                                         buckets=INFERENCE_BUCKETS)
         self.batch_size = m.histogram("inference_batch_symbols", "Symbols per inference batch",
                                       buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
         self.drift_score = m.gauge("drift_score", "Latest drift scores (PSI per feature, prediction, hit rate)",
@@ -154,7 +156,8 @@ class SignalService:
             t0 = time.perf_counter()
             result = self.engine.on_bars(bars, utcnow())
             if result.predicted:
-                self.inference.observe(time.perf_counter() - t0)
+                self.inference.observe(result.inference_s)
+                self.batch_seconds.observe(time.perf_counter() - t0)
                 self.batch_size.observe(result.predicted)
             for hit in result.outcomes:
                 self.hits.labels(outcome="hit" if hit else "miss").inc()

@@ -107,3 +107,18 @@ async def test_a_tampered_model_is_refused_and_everything_holds(services, bus, t
     assert hb.status == "degraded" and "sha256 mismatch" in hb.detail
     assert "model refused" in svc.logs()
     assert read_current(models) == path.name  # never trained over it
+
+
+async def test_fresh_setup_trades_on_synthetic_market_data_within_a_minute(services, bus, tmp_path):
+    """The defaults a newcomer gets: no model yet (the service trains one), synthetic market data, and real
+    model BUY/SELL decisions (not measurement mode) well inside a minute."""
+    models = tmp_path / "models"
+    services.configure({"signal": {"models_dir": str(models)}})
+    services.start("signal", wait=False)
+    signals = await _collect(bus, subjects.ALL_SIGNALS, Signal)
+    services.start("market_data")
+    await wait_until(lambda: any(s.side != "HOLD" for s in signals), timeout=60, interval=0.5,
+                     message="a BUY or SELL from the model")
+    decided = [s for s in signals if s.side != "HOLD"]
+    assert read_current(models) is not None
+    assert all(s.model_version == read_current(models) and s.tick_id for s in decided)

@@ -18,6 +18,7 @@ from services.signal.features import (
     compute_features,
     feature_matrix,
     infer_timeframe,
+    last_row_features,
     load_ohlcv,
 )
 from services.signal.synthetic import synthetic_candles
@@ -111,3 +112,21 @@ def test_unsupported_file_type_is_refused(tmp_path):
     p.write_text("nope")
     with pytest.raises(ValueError, match="unsupported"):
         load_ohlcv(p)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.tuples(st.floats(0.9, 1.1), st.floats(0.0, 0.02), st.floats(0.0, 0.02),
+                                 st.sampled_from([0.0, 1.0, 5.5, 1000.0])), min_size=25, max_size=60),
+       flat_tail=st.integers(0, 25))
+def test_numpy_live_kernel_equals_polars_training_features_on_the_last_row(values, flat_tail):
+    df = _frame(values)
+    if flat_tail:  # degenerate windows: constant prices and volumes
+        n = df.height
+        last = df.row(n - flat_tail - 1, named=True)["close"]
+        df = df.with_columns([pl.when(pl.int_range(pl.len()) >= n - flat_tail).then(pl.lit(v)).otherwise(pl.col(c))
+                              .alias(c) for c, v in (("open", last), ("high", last), ("low", last),
+                                                     ("close", last), ("volume", 1.0))])
+    expected = feature_matrix(compute_features(df, SPEC), SPEC)[-1]
+    buf = df.select("open", "high", "low", "close", "volume").to_numpy()[-SPEC.warmup_bars:]
+    live = last_row_features(buf[None, :, :], SPEC)[0]
+    np.testing.assert_allclose(live, expected, rtol=1e-7, atol=1e-9)
