@@ -156,3 +156,9 @@ async def test_orders_and_fills_filter_and_paginate(ops, database_url, bus):
         fills = (await c.get("/fills", params={"symbol": "ETH/USDT"}, headers=VIEW)).json()["items"]
         assert len(fills) == 2 and fills[0]["price"] == "50000.1"  # money stays a string
         assert (await c.get("/orders", params={"status": "LOST"}, headers=VIEW)).json()["field"] == "status"
+
+
+def test_a_placeholder_token_refuses_to_start_naming_the_key(services):
+    proc = services.start("ops_api", wait=False, env={"BNML_OPS_API__OPERATOR_TOKEN": "change-me-operator"})
+    assert proc.proc.wait(60) == 2
+    assert "ops_api.operator_token" in proc.logs() and "change-me-operator" not in proc.logs()
