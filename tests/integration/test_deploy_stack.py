@@ -251,14 +251,18 @@ def rule_exprs() -> list[tuple[str, str]]:
     return [(r.get("alert") or r.get("record"), r["expr"]) for g in groups for r in g["rules"]]
 
 
+def metrics_text(stack: Stack, service: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_ports[service]}/metrics", timeout=5) as r:  # noqa: S310
+        return r.read().decode()
+
+
 def declared_metrics(stack: Stack) -> set[str]:
     """Every metric family the services declare on /metrics (HELP lines; present even before a first sample)."""
     names = set()
     for svc in SERVICES:
-        with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_ports[svc]}/metrics", timeout=5) as r:  # noqa: S310
-            for line in r.read().decode().splitlines():
-                if line.startswith("# HELP "):
-                    names.add(line.split()[2])
+        for line in metrics_text(stack, svc).splitlines():
+            if line.startswith("# HELP "):
+                names.add(line.split()[2])
     return names
 
 
@@ -301,11 +305,23 @@ async def drive_traffic(stack: Stack) -> None:
         await as_signal.subscribe(subjects.ALL_TICKS, Tick, on_tick)
         await ops.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, on_ack)
         await wait_until(lambda: ticks, timeout=30, message="a tick from market_data")
-        for side in ("BUY", "SELL", "BUY"):
-            t = ticks[0]
+
+        async def an_order_journaled() -> bool:
+            with psycopg.connect(stack.database_url) as conn:
+                if conn.execute("SELECT count(*) FROM orders").fetchone()[0] >= 2:
+                    return True
+            t = ticks[0]  # a confident signal at the market, as the signal service would send
             await as_signal.publish(subjects.signal(t.symbol), Signal(
-                ts=utcnow(), symbol=t.symbol, side=side, probability=0.9, expected_edge_bps=50,
+                ts=utcnow(), symbol=t.symbol, side="BUY", probability=0.9, expected_edge_bps=50,
                 model_version="deploy-test", price=t.last, tick_id=t.id, tick_ts=t.ts))
+            return False
+
+        try:
+            await wait_until(an_order_journaled, timeout=60, interval=0.5, message="orders journaled")
+        except AssertionError:
+            risk = metrics_text(stack, "risk")
+            pytest.fail("no order in 60 s of signals; risk says:\n"
+                        + "\n".join(x for x in risk.splitlines() if x.startswith("bnml_risk_verdicts_total")))
         await as_signal.nc.publish(subjects.signal("BTC/USDT"), b'{"not": "a signal"}')  # dead-lettered by risk
         await ops.publish(subjects.alert("SEV-3"), Alert(ts=utcnow(), severity="SEV-3", source="deploy-test",
                                                          title="deploy test alert", detail="observability check"))
