@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 
 from libs.common.settings.market_data import TIMEFRAME_RE
 
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
+@lru_cache(maxsize=256)
 def timeframe_ms(tf: str) -> int:
     """`1s` -> 1000, `5m` -> 300000. Raises ValueError on anything else."""
     if not TIMEFRAME_RE.match(tf):
@@ -85,7 +87,23 @@ class CandleAggregator:
 
     def on_tick(self, symbol: str, ts_ms: int, price: Decimal, volume: Decimal = Decimal(0)) -> list[Bar]:
         """A trade/last price at `ts_ms`; returns the bars this update closed."""
-        return self._update(symbol, ts_ms, ts_ms, price, price, price, price, volume)
+        out: list[Bar] = []
+        for s in self.series:
+            bar = s.bars.get(symbol)
+            if bar is not None and bar.open_time_ms <= ts_ms < bar.close_time_ms:
+                # hot path: inside the open bar (and not its last millisecond)
+                if price > bar.high:
+                    bar.high = price
+                elif price < bar.low:
+                    bar.low = price
+                bar.close = price
+                bar.volume += volume
+                bar.updates += 1
+                continue
+            closed = self._update_series(s, symbol, ts_ms, ts_ms, price, price, price, price, volume)
+            if closed:
+                out += closed
+        return out
 
     def on_bar(self, bar: Bar) -> list[Bar]:
         """A finer closed bar (e.g. a replayed 1h kline feeding 4h/1d); only coarser series take it."""

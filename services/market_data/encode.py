@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import count
 
 _PREFIX = os.urandom(8).hex()
@@ -31,7 +32,9 @@ def iso_ts(ts: datetime) -> str:
     return base + "Z"
 
 
+@lru_cache(maxsize=8192)
 def iso_ts_ms(ts_ms: int) -> str:
+    """Cached: replays and candles format the same instants over and over (once per symbol)."""
     return iso_ts(datetime.fromtimestamp(ts_ms / 1000, UTC))
 
 

@@ -29,6 +29,7 @@ class Publisher:
         self.monotonic = monotonic
         self._tick_subject: dict[str, str] = {}
         self._tick_counter: dict[str, object] = {}
+        self._tick_pending: dict[str, int] = {}
         self._candle_counter: dict[tuple[str, str], object] = {}
         self._ticks = metrics.counter("ticks_published_total", "Ticks published", ["symbol"])
         self._candles = metrics.counter("candles_published_total", "Closed candles published",
@@ -46,6 +47,7 @@ class Publisher:
                 raise ValueError(f"symbol {symbol!r} cannot be published")
             subj = self._tick_subject[symbol] = subjects.tick(symbol)
             self._tick_counter[symbol] = self._ticks.labels(symbol=subjects.exchange_symbol(symbol))
+            self._tick_pending[symbol] = 0
         return subj
 
     async def tick(self, symbol: str, ts_iso: str, ts_ms: int, bid: str, ask: str, last: str, volume: str,
@@ -56,7 +58,7 @@ class Publisher:
         payload = tick_json(ts_iso, symbol, bid, ask, last, volume, source,
                             iso_ts_ms(source_ts_ms) if source_ts_ms is not None else None)
         await self.bus.publish_raw(subject, payload)
-        self._tick_counter[symbol].inc()  # type: ignore[attr-defined]
+        self._tick_pending[symbol] += 1
         self.ticks_published += 1
         self._totals["ticks"] += 1
         self.tracker.on_update(symbol, self.monotonic() if mono is None else mono, last)
@@ -66,8 +68,15 @@ class Publisher:
             for bar in closed:
                 await self.candle(bar, source)
 
-    async def candle(self, bar: Bar, source: str, now: datetime | None = None) -> None:
-        payload = candle_json(iso_ts(now or datetime.now(UTC)), bar.symbol, bar.timeframe,
+    def flush_metrics(self) -> None:
+        """Move the per-symbol tick counts into Prometheus (batched: a labelled inc per tick is costly)."""
+        for sym, n in self._tick_pending.items():
+            if n:
+                self._tick_counter[sym].inc(n)  # type: ignore[attr-defined]
+                self._tick_pending[sym] = 0
+
+    async def candle(self, bar: Bar, source: str, ts_iso: str | None = None) -> None:
+        payload = candle_json(ts_iso or iso_ts(datetime.now(UTC)), bar.symbol, bar.timeframe,
                               iso_ts_ms(bar.open_time_ms), iso_ts_ms(bar.close_time_ms), _s(bar.open),
                               _s(bar.high), _s(bar.low), _s(bar.close), _s(bar.volume), source)
         await self.bus.publish_raw(subjects.candle(bar.symbol, bar.timeframe), payload)
@@ -80,17 +89,19 @@ class Publisher:
         self.candles_published += 1
         self._totals["candles"] += 1
 
-    async def bar(self, bar: Bar, source: str) -> None:
+    async def bar(self, bar: Bar, source: str, ts_iso: str | None = None) -> None:
         """A closed bar from the source itself (replay, exchange kline), plus the coarser bars it completes."""
-        await self.candle(bar, source)
+        ts_iso = ts_iso or iso_ts(datetime.now(UTC))
+        await self.candle(bar, source, ts_iso)
         for coarser in self.aggregator.on_bar(bar):
-            await self.candle(coarser, source)
+            await self.candle(coarser, source, ts_iso)
 
     async def close_due(self, now_ms: int, source: str) -> int:
         """Publish candles whose interval has ended (for sources whose ticks may pause)."""
         bars = self.aggregator.close_due(now_ms)
+        ts_iso = iso_ts(datetime.now(UTC)) if bars else ""
         for bar in bars:
-            await self.candle(bar, source)
+            await self.candle(bar, source, ts_iso)
         if self.aggregator.late_updates != self._late_seen:
             self._late.inc(self.aggregator.late_updates - self._late_seen)
             self._late_seen = self.aggregator.late_updates

@@ -58,7 +58,7 @@ class MarketDataService:
             symbols = synthetic_symbols(s.symbols, md.synthetic.symbols_count)
             aggregator = CandleAggregator(md.candle_timeframes)
             market = SyntheticMarket(symbols, md.synthetic.seed, SyntheticParams.from_settings(md.synthetic))
-            self.source = SyntheticSource(market, md.synthetic.ticks_per_s)
+            self.source = SyntheticSource(market, md.synthetic.ticks_per_s, max_steps=md.synthetic.max_steps or None)
             reason = "config (synthetic)"
         elif self.mode == "replay":
             series = load_replay(md.replay)  # refuses to start (ConfigurationError) naming the key
@@ -93,7 +93,11 @@ class MarketDataService:
         await self.source.run(self.pub)
         if self.mode == "replay":
             self._replay_done = True
-            self.rt.log.info("replay finished", bars=self.source.bars_done)  # type: ignore[union-attr]
+            self.rt.log.info("replay finished", bars=self.source.bars_done,  # type: ignore[union-attr]
+                             ticks=self.pub.ticks_published, candles=self.pub.candles_published)
+        else:
+            self.rt.log.info("source finished", mode=self.mode, ticks=self.pub.ticks_published,
+                             candles=self.pub.candles_published)
 
     async def stop(self) -> None:
         stop = getattr(self.source, "close", None)
@@ -163,6 +167,7 @@ class MarketDataService:
                 last_snapshot = mono
                 for ch in self.tracker.snapshot(mono):
                     await self._publish_status(ch)
+            self.pub.flush_metrics()
             fresh, stale = self.tracker.counts()
             self.m_stale_count.set(stale)
             for sym in self.tracker.symbols:

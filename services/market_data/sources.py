@@ -115,8 +115,9 @@ class ReplaySource:
                     for sym in self.symbols:
                         await pub.tick(sym, ts_iso, ts_ms, pt.bid, pt.ask, pt.last, pt.volume, "replay",
                                        source_ts_ms=pt.ts_ms, mono=mono, aggregate=False)
+                ts_iso = iso_ts(datetime.now(UTC))
                 for sym in self.symbols:
-                    await pub.bar(s.bar(i, sym), "replay")
+                    await pub.bar(s.bar(i, sym), "replay", ts_iso)
                 self.bars_done += 1
                 await asyncio.sleep(0)  # let the NATS flusher and the status loop run
             if not self.loop:

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import numpy as np
 
@@ -62,8 +63,7 @@ class SyntheticParams:
                    jump_prob=s.jump_prob, jump_bps=s.jump_bps, spread_bps=s.spread_bps)
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(NamedTuple):
     """One symbol's tick from a step, as exact decimal strings (ready for the wire) and floats."""
 
     symbol: str

@@ -24,6 +24,7 @@ class SyntheticSettings(Section):
     jump_prob: float = Field(default=0.0005, ge=0, le=1, description="Chance per tick per symbol of a jump")
     jump_bps: float = Field(default=150.0, ge=0, le=5000, description="Jump size (std dev), bps")
     spread_bps: float = Field(default=1.0, gt=0, le=500, description="Calm-regime bid/ask spread, bps")
+    max_steps: int = Field(default=0, ge=0, description="Stop after this many steps (0 = never); benchmarks, tests")
 
 
 class ReplaySettings(Section):
