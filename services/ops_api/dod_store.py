@@ -52,8 +52,21 @@ async def _rows(conn, sql: str, params: tuple = ()) -> list[dict]:
     return [r if isinstance(r, dict) else dict(zip(cols, r, strict=True)) for r in await cur.fetchall()]
 
 
+OPTIONAL_TABLES = ("exec_reconciliations", "risk_trading_state_events")
+
+
+async def optional_tables(conn) -> set[str]:
+    """Tables other areas' migrations add (read when present, so the report works on any schema version)."""
+    out = set()
+    for name in OPTIONAL_TABLES:
+        row = await (await conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (name,))).fetchone()
+        if _get(row, "present"):
+            out.add(name)
+    return out
+
+
 async def day_facts(conn, day: date, t: Thresholds, now: datetime, first_seen: datetime | None,
-                    services: tuple[str, ...] = SERVICES) -> DayFacts:
+                    services: tuple[str, ...] = SERVICES, tables: set[str] | None = None) -> DayFacts:
     start, end = day_bounds(day)
     f = DayFacts(day=day, window_start=None, window_end=None, services=services)
     if first_seen is not None and first_seen < min(end, now):
@@ -89,6 +102,11 @@ async def day_facts(conn, day: date, t: Thresholds, now: datetime, first_seen: d
     f.backups_ok, f.backups_failed = int(scalars["backups_ok"]), int(scalars["backups_failed"])
     f.deliveries_total, f.deliveries_ok = int(scalars["deliveries_total"]), int(scalars["deliveries_ok"])
     f.unresolved_mismatches = int(scalars["mismatches"])
+    if "exec_reconciliations" in (tables or set()):
+        # the last reconciliation with the exchange before the day ended found mismatches: unresolved
+        (rec,) = await _rows(conn, "SELECT count(*) AS n FROM (SELECT ok FROM exec_reconciliations WHERE ts < %s"
+                                   " ORDER BY ts DESC, id DESC LIMIT 1) last WHERE NOT ok", (end,))
+        f.unresolved_mismatches += int(rec["n"])
     f.realized_pnl_usdt = Decimal(scalars["pnl"]).normalize() if scalars["pnl"] else Decimal("0")
     f.fees_usdt = Decimal(scalars["fees"]).quantize(Decimal("0.00000001")).normalize() if scalars["fees"] else Decimal(0)
     f.trades, f.winning_closes, f.closing_trades = int(scalars["trades"]), int(scalars["wins"]), int(scalars["closes"])
@@ -118,7 +136,9 @@ async def day_facts(conn, day: date, t: Thresholds, now: datetime, first_seen: d
             UNION ALL SELECT ts FROM breaker_log WHERE kind = 'tripped' AND effect = 'HALTED' AND ts BETWEEN %(lo)s AND %(hi)s
             UNION ALL SELECT ts FROM kill_switch_log WHERE action = 'engage' AND ts BETWEEN %(lo)s AND %(hi)s
             UNION ALL SELECT ts FROM kill_switch_audit WHERE action = 'engage' AND ts BETWEEN %(lo)s AND %(hi)s
-        """, {"lo": lo, "hi": hi})]
+        """ + (" UNION ALL SELECT ts FROM risk_trading_state_events WHERE state = 'HALTED'"
+               " AND ts BETWEEN %(lo)s AND %(hi)s" if "risk_trading_state_events" in (tables or set()) else ""),
+            {"lo": lo, "hi": hi})]
         (row,) = await _rows(conn, "SELECT count(*) AS n FROM orders WHERE side = 'BUY' AND created_at > %s"
                                    " AND created_at < %s", (hi, end))
         f.buys_after_breach = int(row["n"])
@@ -140,10 +160,11 @@ async def build_reports(conn, days: int, t: Thresholds, now: datetime, last_day:
     """Reports for `days` UTC days ending with `last_day` (default: today, partial), oldest first."""
     last_day = last_day or now.astimezone(UTC).date()
     first_seen = await first_heartbeat(conn)
+    tables = await optional_tables(conn)
     out = []
     for i in range(days - 1, -1, -1):
         day = last_day - timedelta(days=i)
-        report = evaluate(await day_facts(conn, day, t, now, first_seen), t)
+        report = evaluate(await day_facts(conn, day, t, now, first_seen, tables=tables), t)
         out.append(report)
         if progress:
             progress(len(out), days, report)

@@ -193,9 +193,30 @@ class OpsApiService:
             try:
                 await self.events.flush_refusals()
                 await self._incidents(self.book.tick(utcnow()))
+                await self._resolve_reconciled_mismatches()
             except Exception as exc:  # the database may be restarting; try again next round
                 self.record_errors.labels(kind="housekeeping").inc()
                 self.rt.log.warning("housekeeping failed", error=str(exc))
+
+    async def _resolve_reconciled_mismatches(self) -> None:
+        """A journal/exchange mismatch incident is resolved by a later clean reconciliation (execution's table)."""
+        if not any(kind == "journal_mismatch" for kind, _ in self.book.open_keys):
+            return
+        async with self.rt.pool.connection() as conn:
+            present = await (await conn.execute("SELECT to_regclass('exec_reconciliations') IS NOT NULL AS p")).fetchone()
+            if not present["p"]:
+                return
+            last = await (await conn.execute(
+                "SELECT ts, ok FROM exec_reconciliations ORDER BY ts DESC, id DESC LIMIT 1")).fetchone()
+            if last is None or not last["ok"]:
+                return
+            rows = await (await conn.execute(
+                "SELECT key FROM incidents WHERE kind = 'journal_mismatch' AND resolved_at IS NULL AND opened_at < %s",
+                (last["ts"],))).fetchall()
+        actions = []
+        for r in rows:
+            actions += self.book.on_mismatch_resolved(r["key"], last["ts"], "clean reconciliation with the exchange")
+        await self._incidents(actions)
 
     async def _last_backup_ok(self) -> datetime | None:
         async with self.rt.pool.connection() as conn:

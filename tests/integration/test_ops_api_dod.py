@@ -57,6 +57,9 @@ def seed(url: str) -> None:
         conn.execute("INSERT INTO breaker_log (event_id, kind, breaker, effect, reason, ts) VALUES"
                      " ('e1', 'tripped', 'volatility', 'REDUCING', 'ratio', %s),"
                      " ('e2', 'tripped', 'volatility', 'REDUCING', 'ratio', %s)", (g0, g0 + timedelta(hours=1)))
+        # execution's reconciliations: clean on the good day, a mismatch left standing on the bad day
+        conn.execute("INSERT INTO exec_reconciliations (ts, mode, instance, ok) VALUES (%s, 'live', 'i', true),"
+                     " (%s, 'live', 'i', false)", (g0 + timedelta(hours=2), b0 + timedelta(hours=8)))
         conn.execute("INSERT INTO refusal_minutes (minute, reason, n) VALUES (%s, 'max_notional', 4),"
                      " (%s, 'stale_market_data', 7)", (g0, g0 + timedelta(minutes=1)))
 
@@ -87,10 +90,10 @@ def test_generate_report_writes_files_and_postgres_rows_with_the_right_verdicts(
     assert 216 <= fig["tick_to_order_p99_ms"] <= 219
     failed = {name for name, c in bad["checks"].items() if c["passed"] is False}
     assert failed == {"heartbeat_coverage.risk", "stale_gap", "order_error_rate", "no_sev1_incident",
-                      "daily_loss_budget", "backup_done"}
+                      "daily_loss_budget", "backup_done", "no_unresolved_mismatch"}
     assert bad["figures"]["fees_usdt"] == "5"  # 0.0001 BTC at 50000
     summary = (out / "dod_v1_summary.md").read_text()
-    assert "| 2026-11-18 | PASS |" in summary and "| 2026-11-19 | FAIL | 6 |" in summary
+    assert "| 2026-11-18 | PASS |" in summary and "| 2026-11-19 | FAIL | 7 |" in summary
     with psycopg.connect(database_url) as conn:
         stored = dict(conn.execute("SELECT day::text, passed FROM dod_reports").fetchall())
     assert stored == {"2026-11-18": True, "2026-11-19": False}
@@ -101,7 +104,7 @@ def test_check_exits_non_zero_with_the_violations_and_zero_on_a_clean_day(databa
     config = write_config(tmp_path / "bot.yaml")
     bad = run(["scripts.check_dod_daily", "--fail-on-violation", "--date", BAD.isoformat()], database_url, tmp_path,
               config)
-    assert bad.returncode == 1 and "6 violation(s)" in bad.stdout and "kill switch engaged: drill" in bad.stdout
+    assert bad.returncode == 1 and "7 violation(s)" in bad.stdout and "kill switch engaged: drill" in bad.stdout
     good = run(["scripts.check_dod_daily", "--fail-on-violation", "--date", GOOD.isoformat()], database_url, tmp_path,
                config)
     assert good.returncode == 0 and "PASS" in good.stdout
