@@ -7,18 +7,23 @@ observer connected as ops_api (which may read everything).
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nats
 import pytest
 
+from bnml.embedded import free_port
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import (
     Fill,
     Heartbeat,
     KillSwitchAcknowledged,
-    KillSwitchCommand,
     OrderEvent,
     RiskVerdict,
     Signal,
@@ -27,7 +32,7 @@ from libs.common.contracts import (
 )
 from libs.common.metrics import ServiceMetrics
 from tests.helpers import ServiceFactory, wait_until
-from tests.unit.deploy.tooling import SERVICES, nats_passwords, start_authenticated_nats
+from tests.unit.deploy.tooling import SERVICES, nats_passwords, start_authenticated_nats, url_with_user
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +148,7 @@ async def test_services_run_with_their_own_credentials(tmp_path, secure_nats, pa
     """All five services on the secured server: they start, heartbeat, pass ticks, verdicts and JetStream
     traffic, acknowledge the ops user's kill switch, and no service log reports a permissions violation."""
     factory = ServiceFactory(tmp_path, secure_nats.url, database_url)
+    api_port = free_port()
     factory.configure({"market_data": {"synthetic": {"ticks_per_s": 50}}})
     ops = Bus(secure_nats.url, "ops", _metrics(), user="ops", password=passwords["ops"])
     watcher = Bus(secure_nats.url, "ops_api", _metrics(), user="ops_api", password=passwords["ops_api"])
@@ -167,7 +173,8 @@ async def test_services_run_with_their_own_credentials(tmp_path, secure_nats, pa
 
     try:
         for name in ("ops_api", "risk", "execution", "signal", "market_data"):
-            factory.start(name, env={"BNML_NATS__USER": name, "BNML_NATS__PASSWORD": passwords[name]})
+            factory.start(name, env={"BNML_NATS__USER": name, "BNML_NATS__PASSWORD": passwords[name],
+                                     "BNML_OPS_API__PORT": str(api_port)})
         for b in (watcher, ops, as_signal):
             await b.connect(retry_initial=False)
         await watcher.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, on_beat)
@@ -190,10 +197,17 @@ async def test_services_run_with_their_own_credentials(tmp_path, secure_nats, pa
 
         await wait_until(verdict_seen, timeout=45, interval=0.5, message="a verdict published by risk (JetStream)")
 
-        cmd = KillSwitchCommand(ts=utcnow(), action="engage", reason="deploy test", actor="ops")
-        await ops.publish(subjects.kill_switch(), cmd)  # JetStream publish by the ops CLI user
-        await wait_until(lambda: {a.service for a in acks if a.command_id == cmd.id} >= {"risk", "execution"},
-                         timeout=20, message="risk and execution acknowledging the ops user's kill switch")
+        # the operators' CLI, as docs/deploy.md says: NATS_URL with the `ops` user's credentials
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BNML_", "NATS_"))}
+        env["NATS_URL"] = url_with_user(secure_nats.url, "ops", passwords["ops"])
+        res = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bnml.cli", "kill-switch", "engage",
+                                                       "--reason", "deploy test"],
+                                      capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        assert res.returncode == 0, res.stdout + res.stderr
+        cli = json.loads(res.stdout[res.stdout.index("{"):])
+        assert {"risk", "execution"} <= set(cli["acknowledged_by"]), res.stdout + res.stderr
+        await wait_until(lambda: {a.service for a in acks if a.command_id == cli["command_id"]} >= {"risk", "execution"},
+                         timeout=20, message="the acks seen by the ops user too")
         for proc in factory.started:
             assert proc.alive, f"{proc.name} died:\n{proc.logs()[-2000:]}"
             assert "permissions violation" not in proc.logs().lower(), f"{proc.name} hit a permissions violation"
