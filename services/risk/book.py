@@ -49,8 +49,10 @@ class Book:
     # -- windows -------------------------------------------------------------------------------
     def roll(self, now: datetime, tz: ZoneInfo) -> bool:
         """Start new day/week windows when `now` has left the current ones; True if anything reset."""
-        d0, _ = day_window(now, tz)
-        w0, _ = week_window(now, tz)
+        return self.roll_to(day_window(now, tz)[0], week_window(now, tz)[0])
+
+    def roll_to(self, d0: datetime, w0: datetime) -> bool:
+        """Move to the windows starting at `d0` (day) and `w0` (week) if they are newer than the current ones."""
         changed = False
         if self.day_start is None or d0 > self.day_start:
             self.day_start, self.daily_own, self.daily_reported, changed = d0, ZERO, ZERO, True

@@ -100,6 +100,8 @@ class RiskEngine:
         self.reservations: dict[str, Reservation] = {}
         self._known_symbols = list(dict.fromkeys(self.symbols))
         self._known_set = set(self._known_symbols)
+        self._windows: tuple[datetime, datetime, datetime, datetime] | None = None
+        self._keys: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
 
     # -- inputs ---------------------------------------------------------------------------------
     def on_tick(self, symbol: str, last: Decimal, event_ts: datetime, now: datetime) -> None:
@@ -150,16 +152,33 @@ class RiskEngine:
             return "REDUCING_SYMBOL"
         return eff
 
-    def _ev(self, name: str, result: B.BreakerResult, symbol: str | None = None, scope: str | None = None) -> Evaluated:
-        return Evaluated(breaker_key(name, symbol, scope), name, self._effect(name, symbol), result, symbol, scope)
+    def _ev(self, name: str, result: B.BreakerResult, symbol: str | None = None,
+            scope: str | None = None) -> Evaluated | None:
+        """The result as the board needs it; None for a breaker that allows and is not in force (most of them)."""
+        ident = (name, symbol, scope)
+        cached = self._keys.get(ident)
+        if cached is None:
+            cached = self._keys[ident] = (breaker_key(name, symbol, scope), self._effect(name, symbol))
+        key, effect = cached
+        if result.allowed and key not in self.board.active:
+            return None
+        return Evaluated(key, name, effect, result, symbol, scope)
+
+    def windows(self, now: datetime) -> tuple[datetime, datetime, datetime, datetime]:
+        """(day start, day end, week start, week end) around `now`; recomputed only when `now` leaves them."""
+        w = self._windows
+        if w is None or not (w[0] <= now < w[1]):
+            d0, d1 = B.day_window(now, self.tz)
+            w0, w1 = B.week_window(now, self.tz)
+            w = self._windows = (d0, d1, w0, w1)
+        return w
 
     def evaluate(self, now: datetime) -> list[Event]:
         """Run every breaker at `now`, apply the results, move the trading state. Returns what changed."""
         cfg, book, board = self.cfg, self.book, self.board
-        book.roll(now, self.tz)
+        day_start, day_end, week_start, week_end = self.windows(now)
+        book.roll_to(day_start, week_start)
         equity = book.mark()
-        _, day_end = B.day_window(now, self.tz)
-        _, week_end = B.week_window(now, self.tz)
         self._prune(now)
         res = [
             self._ev("daily_loss", B.loss_budget("daily", book.daily_realized, cfg.daily_loss_budget_usdt, day_end,
@@ -185,11 +204,13 @@ class RiskEngine:
                 svc, self.heartbeats.get(svc), self.started_at, now, cfg.heartbeat_timeout_s or 10.0), scope=svc))
         for sym, (detected, why) in self.drift.items():
             res.append(self._ev("drift", B.drift(detected, why), sym))
-        events: list[Event] = list(board.apply(res, now))
+        events: list[Event] = list(board.apply([r for r in res if r is not None], now))
         if any(isinstance(e, BreakerCleared) and e.breaker in COOLDOWN_ON_CLEAR for e in events):
             self.last_breaker_clear_at = now
-        events += board.apply([self._ev("cooldown_after_breaker", B.cooldown(
-            "a breaker cleared", self.last_breaker_clear_at, cfg.cooldown_after_breaker_s, now))], now)
+        cd = self._ev("cooldown_after_breaker", B.cooldown(
+            "a breaker cleared", self.last_breaker_clear_at, cfg.cooldown_after_breaker_s, now))
+        if cd is not None:
+            events += board.apply([cd], now)
         st = self.sm.evaluate(self.kill_engaged, board, now)
         if st:
             events.append(st)
