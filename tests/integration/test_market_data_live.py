@@ -169,3 +169,31 @@ async def test_repeated_exchange_errors_raise_a_sev2_alert_and_the_service_keeps
     fake.faults.clear()
     await wait_until(lambda: w.status["ETH/USDT"][-1].status == "fresh", timeout=20, message="fresh again")
     assert md.alive
+
+
+async def test_frozen_price_marks_the_symbol_stale_with_a_sev2_alert_until_it_moves(services, bus, fake):
+    w = await Watch().attach(bus)
+    cfg = _config(fake)
+    cfg["market_data"]["frozen_after_s"] = 2  # the fake re-pushes an unchanged ticker 4 times a second
+    services.configure(cfg)
+    md = services.start("market_data")
+    await wait_until(lambda: any(a.title == "market data frozen: BTC/USDT" for a in w.alerts), timeout=30,
+                     message="a SEV-2 alert for the frozen price")
+    frozen = w.status["BTC/USDT"][-1]
+    assert frozen.status == "stale" and "frozen" in frozen.reason
+    n = w.count("BTC/USDT")
+    assert n >= 4  # updates kept arriving: it is the price that froze, not the feed
+    fake.set_price("BTCUSDT", "61234.5")
+    await wait_until(lambda: w.status["BTC/USDT"][-1].status == "fresh", timeout=20, message="fresh once it moves")
+    assert md.alive
+
+
+async def test_empty_scan_raises_a_sev2_alert_and_the_service_keeps_running(services, bus, fake):
+    w = await Watch().attach(bus)
+    cfg = _config(fake)
+    cfg["market_data"]["universe"] = {"mode": "top_volume", "top_n": 5, "min_quote_volume": 1e18}
+    services.configure(cfg)
+    md = services.start("market_data")
+    await wait_until(lambda: any(a.title == "empty market scan" and a.severity == "SEV-2" for a in w.alerts),
+                     timeout=30, message="a SEV-2 alert for the empty scan")
+    assert w.universe == [] and md.alive
