@@ -39,8 +39,7 @@ def make_exchange(fake=None, *, pro: bool = False, api_key: str | None = None, s
                   config: dict | None = None, **options: Any):
     """A real `ccxt.async_support.binance` (or `ccxt.pro.binance` with pro=True) pointed at `fake`.
 
-    - api_key/secret: pass `fake.api_key, fake.secret` (or `keys=True` in options is NOT needed:
-      `make_exchange(fake, api_key=fake.api_key, secret=fake.secret)`).
+    - api_key/secret: `make_exchange(fake, api_key=fake.api_key, secret=fake.secret)` for signed calls.
     - options: merged into `exchange.options` (e.g. recvWindow=5000). By default
       `options['fetchMarkets'] = {'types': ['spot']}` so load_markets makes one request; the fake also
       answers the fapi/dapi exchangeInfo calls (with no symbols) if you set other types.
