@@ -96,6 +96,18 @@ async def test_fetch_ohlcv_btcusdt_1h_serves_the_real_candles_of_the_shared_csv(
                      float(r["close"]), float(r["volume"])]
     latest = await exchange.fetch_ohlcv("BTC/USDT", "1h", limit=3)
     assert latest[-1][0] == int(rows[-1]["open_time"])
+    assert await exchange.fetch_ohlcv("BTC/USDT", "1h", since=int(rows[-1]["open_time"]) + 3_600_000) == []
+
+
+async def test_real_klines_off_makes_btcusdt_1h_synthetic_and_current():
+    async with FakeBinance(real_klines=False) as fake:
+        ex = make_exchange(fake)
+        try:
+            candles = await ex.fetch_ohlcv("BTC/USDT", "1h", limit=24)
+            assert len(candles) == 24
+            assert candles[-1][0] <= fake.clock.now_ms() < candles[-1][0] + 3_600_000
+        finally:
+            await ex.close()
 
 
 async def test_synthetic_ohlcv_is_deterministic_contiguous_and_ends_at_the_last_price(fake, exchange):

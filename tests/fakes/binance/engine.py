@@ -202,7 +202,8 @@ def _noise(*parts: object) -> float:
 
 class Engine:
     def __init__(self, specs: dict[str, SymbolSpec] | None = None, data_dir: Path | None = None,
-                 balances: dict[str, Decimal | str | float] | None = None, book_levels: int = 20) -> None:
+                 balances: dict[str, Decimal | str | float] | None = None, book_levels: int = 20,
+                 real_klines: bool = True) -> None:
         self.lock = threading.RLock()
         self.clock = Clock()
         self.data_dir = data_dir or shared_data_dir()
@@ -215,6 +216,7 @@ class Engine:
         self._trade_ids = itertools.count(100_000)
         self._order_ids = itertools.count(1_000_001)
         self.book_levels = book_levels
+        self.real_klines = real_klines
         for sym, spec in self.specs.items():
             self._init_market(sym, spec)
         self.balances: dict[str, list[Decimal]] = {}  # asset -> [free, locked]
@@ -400,7 +402,7 @@ class Engine:
             if interval not in INTERVALS_MS:
                 raise BinanceError(-1120, "Invalid interval.")
             limit = max(1, min(int(limit), 1000))
-            if spec.symbol == "BTCUSDT" and interval == "1h":
+            if spec.symbol == "BTCUSDT" and interval == "1h" and self.real_klines:
                 rows = self._load_real_klines()
                 if start is not None:
                     lo = bisect.bisect_left(rows, start, key=lambda r: r[0])

@@ -108,8 +108,9 @@ class FakeBinance:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, balances: dict | None = None,
                  api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, data_dir: Path | None = None,
                  stream_interval: float | None = None, book_levels: int = 20,
-                 weight_limit_1m: int | None = None, order_limit_10s: int | None = None) -> None:
-        self.engine = Engine(data_dir=data_dir, balances=balances, book_levels=book_levels)
+                 weight_limit_1m: int | None = None, order_limit_10s: int | None = None,
+                 real_klines: bool = True) -> None:
+        self.engine = Engine(data_dir=data_dir, balances=balances, book_levels=book_levels, real_klines=real_klines)
         self.engine.listener = self._on_event
         self.faults = Faults()
         self.api_keys: dict[str, str] = {api_key: secret}
@@ -326,6 +327,8 @@ class FakeBinance:
             params.update(parse_qsl(raw_body, keep_blank_values=True))
         rec = RequestRecord(self.clock.now_ms(), time.monotonic(), method, path, params)
         self.requests.append(rec)
+        if len(self.requests) > 200_000:  # long soak runs: keep the recent history only
+            del self.requests[:50_000]
         weight = self._add_weight(request_weight(method, path, params))
         headers = {"X-MBX-USED-WEIGHT-1M": str(weight), "Content-Type": "application/json;charset=UTF-8"}
         is_new_order = (method, path) == ("POST", "/api/v3/order")
