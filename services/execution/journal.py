@@ -134,7 +134,9 @@ class Journal:
         Returns the fills actually inserted (a fill already journaled by (exchange, trade id) is skipped).
         """
         inserted: list[FillRow] = []
-        async with self.pool.connection() as conn, conn.transaction():
+        cursors = []
+        # pipeline mode: the statements go out together, one round trip and one (durable) commit
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             for f in fills:
                 cur = await conn.execute(
                     "INSERT INTO fills (exchange, trade_id, client_order_id, symbol, side, quantity, price, fee,"
@@ -143,8 +145,7 @@ class Journal:
                     " ON CONFLICT (exchange, trade_id) DO NOTHING RETURNING id",
                     (f.exchange, f.trade_id, f.client_order_id, f.symbol, f.side, f.quantity, f.price, f.fee,
                      f.fee_asset, f.realized_pnl_usdt, f.ts, f.is_maker, f.fee_usdt))
-                if await cur.fetchone() is not None:
-                    inserted.append(f)
+                cursors.append((cur, f))
             await conn.execute(
                 "UPDATE orders SET status = %s, reason = COALESCE(%s, reason), filled_quantity = %s,"
                 " average_price = COALESCE(%s, average_price), fee_usdt = fee_usdt + %s, locked = %s,"
@@ -154,6 +155,9 @@ class Journal:
                 (status, reason, filled, average_price, fee_usdt_add, locked, trades, exchange_order_id,
                  resting_expires_at, coid))
             await self._write_books(conn, ledger, {symbol}, assets)
+        for cur, f in cursors:
+            if await cur.fetchone() is not None:
+                inserted.append(f)
         return inserted
 
     async def write_books(self, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:

@@ -29,7 +29,6 @@ from libs.common.kill_switch import KillSwitchLatch, refresh_latch
 from libs.common.markets import Markets, UnknownMarketError, load_markets
 from libs.common.service import Runtime
 from services.execution.core import (
-    OPEN_STATUSES,
     client_order_id,
     flatten_order_key,
     may_send,
@@ -59,6 +58,7 @@ class ExecutionService:
         self.writer_lock: WriterLock | None = None
         self.markets: Markets | None = None
         self.sweeper: asyncio.Task | None = None
+        self._pending_pub: dict[str, asyncio.Task] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -101,6 +101,7 @@ class ExecutionService:
         while True:
             await asyncio.sleep(self.cfg.lock_check_interval_s)
             if self.writer:
+                self.open_gauge.set(await self.journal.count_open())
                 if not await self.writer_lock.still_held():
                     self.writer = False
                     self.writer_gauge.set(0)
@@ -215,7 +216,16 @@ class ExecutionService:
             return
         self.rt.metrics.count("orders")
         self.orders.labels(status="SUBMITTED").inc()
-        await self._publish_order(order, "SUBMITTED")
+        # published while the order is processed; awaited before its next event, so they stay in order
+        self._pending_pub[coid] = asyncio.create_task(self._publish_order(order, "SUBMITTED"))
+        try:
+            await self._process(order, verdict)
+        finally:
+            pending = self._pending_pub.pop(coid, None)
+            if pending is not None:
+                await pending
+
+    async def _process(self, order: NewOrder, verdict: RiskVerdict) -> None:
         async with self.lock:
             # Immediately before the send: the kill switch wins every race.
             gate = self.gate(verdict)
@@ -272,19 +282,18 @@ class ExecutionService:
             self.rt.metrics.count("fills")
             self.fills_metric.labels(liquidity="maker" if f.is_maker else "taker").inc()
         row = await self.journal.get_order(coid)
+        pending = self._pending_pub.pop(coid, None)
+        if pending is not None:
+            await pending
         if fills and verdict is not None:
             now = utcnow()
             self.v2f.observe((now - verdict.ts).total_seconds())
             if verdict.tick_ts is not None:
                 self.latency.observe((now - verdict.tick_ts).total_seconds())
-        await self._publish_row(row)
-        for f in fills:
-            await self.rt.bus.publish(subjects.fill(f.symbol), Fill(
-                ts=f.ts, client_order_id=f.client_order_id, exchange=f.exchange, trade_id=f.trade_id,
-                symbol=f.symbol, side=f.side, quantity=f.quantity, price=f.price, fee=f.fee, fee_asset=f.fee_asset,
-                is_maker=f.is_maker, realized_pnl_usdt=f.realized_pnl_usdt))
-        if status not in OPEN_STATUSES:
-            self.open_gauge.set(await self.journal.count_open())
+        await asyncio.gather(self._publish_row(row), *(self.rt.bus.publish(subjects.fill(f.symbol), Fill(
+            ts=f.ts, client_order_id=f.client_order_id, exchange=f.exchange, trade_id=f.trade_id,
+            symbol=f.symbol, side=f.side, quantity=f.quantity, price=f.price, fee=f.fee, fee_asset=f.fee_asset,
+            is_maker=f.is_maker, realized_pnl_usdt=f.realized_pnl_usdt)) for f in fills))
 
     async def _finish(self, order: NewOrder, status: str, reason: str) -> None:
         await self.journal.set_status(order.client_order_id, status, reason=reason)
