@@ -171,6 +171,67 @@ def tick_to_order(tmp: Path, nats_url: str, db_url: str, seconds: float, rate: i
             "suite_rss_mib": rss}
 
 
+def _ops_url(tmp: Path, timeout: float = 90) -> str:
+    import re
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(r'"url": "(http://[^"]+)"', (tmp / "ops_api.log").read_text(errors="replace"))
+        if m:
+            return m.group(1)
+        time.sleep(0.1)
+    raise RuntimeError("ops_api did not start: " + (tmp / "ops_api.log").read_text()[-2000:])
+
+
+def kill_switch_latch(tmp: Path, nats_url: str, db_url: str, trials: int) -> dict[str, float]:
+    """POST /kill-switch -> execution latched (its acknowledgement), over many engage/release trials."""
+    import httpx
+
+    config = suite_config(tmp / "ks.yaml", 10, 0)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["ops_api"]["port"] = 0
+    config.write_text(yaml.safe_dump(cfg))
+    procs = start_suite(tmp, nats_url, db_url, config, ("risk", "execution", "ops_api"))
+    server_side: list[float] = []
+    client_side: list[float] = []
+    try:
+        url = _ops_url(tmp)
+        headers = {"Authorization": "Bearer bench-operator-token-000"}
+        with httpx.Client(base_url=url, headers=headers, timeout=10) as c:
+            deadline = time.monotonic() + 30
+            while True:  # wait until both acknowledgers answer
+                r = c.post("/kill-switch", json={"action": "release", "reason": "bench warm-up"})
+                if r.status_code == 200 or time.monotonic() > deadline:
+                    break
+            for i in range(trials):
+                action = "engage" if i % 2 == 0 else "release"
+                t0 = time.perf_counter()
+                r = c.post("/kill-switch", json={"action": action, "reason": f"bench {i}"})
+                client_side.append((time.perf_counter() - t0) * 1000)
+                body = r.json()
+                if r.status_code != 200 or "execution" not in body.get("ack_ms", {}):
+                    raise RuntimeError(f"kill switch not acknowledged: {r.status_code} {body}")
+                if action == "engage":
+                    server_side.append(body["ack_ms"]["execution"])
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(15)
+    return {"kill_switch_latch_p50_ms": statistics.median(server_side),
+            "kill_switch_latch_p99_ms": percentile(server_side, 99),
+            "kill_switch_http_roundtrip_p99_ms": percentile(client_side, 99)}
+
+
+def fresh_db(pg: EmbeddedPostgres, name: str) -> str:
+    """A new, migrated database per phase, so one phase's breakers and journal never colour the next."""
+    with psycopg.connect(pg.url_for("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = pg.url_for(name)
+    migrate(url)
+    return url
+
+
 def run(quick: bool = False) -> dict[str, float]:
     seconds = 2.0 if quick else 8.0
     with tempfile.TemporaryDirectory(prefix="bnml-bench-") as d:
@@ -178,9 +239,13 @@ def run(quick: bool = False) -> dict[str, float]:
         ns = EmbeddedNats(tmp / "nats").start()
         pg = EmbeddedPostgres(tmp / "pg").start()
         try:
-            migrate(pg.url)
             out = floor(ns.url, (1000,) if quick else (1000, 5000), seconds)
-            out.update(tick_to_order(tmp, ns.url, pg.url, seconds))
+            (tmp / "t2o").mkdir()
+            out.update(tick_to_order(tmp / "t2o", ns.url, fresh_db(pg, "t2o"), seconds))
+            ns.stop()  # a clean bus for the next phase (streams and consumers of the last one are gone)
+            ns = EmbeddedNats(tmp / "nats2").start()
+            (tmp / "ks").mkdir()
+            out.update(kill_switch_latch(tmp / "ks", ns.url, fresh_db(pg, "ks"), 40 if quick else 400))
             return out
         finally:
             pg.stop("immediate")
