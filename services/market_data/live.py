@@ -25,14 +25,25 @@ from typing import Any
 
 from libs.common.errors import BnmlError, TemporaryError
 from services.market_data.backoff import STATE_CODE, BackoffPolicy
+from services.market_data.candles import Bar, timeframe_ms
 from services.market_data.ccxt_adapter import call, error_kind, make_exchange, map_error
 from services.market_data.encode import iso_ts
 from services.market_data.publisher import Publisher
 from services.market_data.universe import market_tradable, select_universe
 
+# Kline intervals Binance serves (others, like 5s, are aggregated from ticks).
+BINANCE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
+
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def split_timeframes(timeframes: list[str], klines: bool) -> tuple[list[str], list[str]]:
+    """(from exchange klines, aggregated from ticks)."""
+    if not klines:
+        return [], list(timeframes)
+    return [tf for tf in timeframes if tf in BINANCE_INTERVALS], [tf for tf in timeframes if tf not in BINANCE_INTERVALS]
 
 
 def _dec_str(x: Any) -> str | None:
@@ -67,6 +78,9 @@ class BinanceSource:
         self._ws_failures = 0
         self._base_volume: dict[str, Decimal] = {}
         self._ws_seen: dict[str, tuple] = {}
+        self.kline_tfs, _ = split_timeframes(md.candle_timeframes, self.cfg.klines)
+        self._kline_published: dict[tuple[str, str], int] = {}
+        self._kline_poll_at: dict[tuple[str, str], float] = {}
         self.transport = "none"  # websocket | rest | none
         self._errors_alerted = False
         self._rng = random.Random()
@@ -209,8 +223,11 @@ class BinanceSource:
         ex = self.exchange
         symbols = list(self.symbols)
         self.m_requests.labels(what="ws_subscribe").inc()
+        klines = asyncio.create_task(self._klines_ws(pub, symbols)) if self.kline_tfs else None
         try:
             while not self._refresh_due() and symbols == self.symbols:
+                if klines is not None and klines.done():
+                    klines.result()  # re-raise its failure here
                 await asyncio.wait_for(ex.watch_tickers(symbols, {"name": "ticker"}), self.cfg.ws_silence_s)
                 # One call returns the first update(s); others that arrived meanwhile are only in the cache.
                 cache = ex.tickers or {}
@@ -242,6 +259,65 @@ class BinanceSource:
             self.svc.m_errors.labels(kind="websocket").inc()
             await self._ws_down(f"websocket failed: {str(err)[:200]}")
             await self._poll(pub)
+        finally:
+            if klines is not None:
+                if not klines.done():
+                    klines.cancel()
+                elif not klines.cancelled():
+                    klines.exception()  # retrieved: the ticker stream's failure already tells the story
+
+    async def _klines_ws(self, pub: Publisher, symbols: list[str]) -> None:
+        ex = self.exchange
+        pairs = [[s, tf] for s in symbols for tf in self.kline_tfs]
+        while True:
+            await ex.watch_ohlcv_for_symbols(pairs)
+            cache = ex.ohlcvs or {}
+            for s in symbols:
+                for tf in self.kline_tfs:
+                    rows = (cache.get(s) or {}).get(tf)
+                    if rows:
+                        await self._publish_klines(pub, s, tf, list(rows), closed_before=rows[-1][0])
+
+    async def _publish_klines(self, pub: Publisher, symbol: str, tf: str, rows: list, closed_before: int) -> None:
+        """Publish, once each, the bars that opened before `closed_before` (the newest bar is still open)."""
+        key = (symbol, tf)
+        last = self._kline_published.get(key)
+        tf_ms = timeframe_ms(tf)
+        for r in rows:
+            if not isinstance(r, list | tuple) or len(r) < 6 or r[0] is None:
+                continue
+            t0 = int(r[0])
+            if t0 >= closed_before or (last is not None and t0 <= last):
+                continue
+            o, h, low, c, v = (_dec_str(x) for x in r[1:6])
+            if None in (o, h, low, c, v) or Decimal(low) <= 0 or not (
+                    Decimal(low) <= min(Decimal(o), Decimal(c)) and Decimal(h) >= max(Decimal(o), Decimal(c))):
+                self.svc.m_errors.labels(kind="malformed").inc()
+                continue
+            if last is None and t0 < closed_before - tf_ms:
+                # first contact: only the bar that just closed (older ones predate our subscription)
+                continue
+            await pub.bar(Bar(symbol, tf, t0, t0 + tf_ms - 1, Decimal(o), Decimal(h), Decimal(low), Decimal(c),
+                              Decimal(v)), "binance")
+            self._kline_published[key] = last = t0
+
+    async def _poll_klines(self, pub: Publisher) -> None:
+        """REST fallback for exchange klines: one request per symbol and timeframe after each bar closes."""
+        ex = self.exchange
+        now = self.monotonic()
+        for s in list(self.symbols):
+            for tf in self.kline_tfs:
+                key = (s, tf)
+                if now < self._kline_poll_at.get(key, 0.0):
+                    continue
+                await self._gate()
+                self.m_requests.labels(what="klines").inc()
+                rows = await call(ex, lambda s=s, tf=tf: ex.fetch_ohlcv(s, tf, limit=3), _now_ms)
+                tf_ms = timeframe_ms(tf)
+                wall = _now_ms()
+                current_open = wall // tf_ms * tf_ms
+                await self._publish_klines(pub, s, tf, rows or [], closed_before=current_open)
+                self._kline_poll_at[key] = now + max(self.cfg.poll_interval_s, (current_open + tf_ms - wall) / 1000 + 0.2)
 
     async def _ws_down(self, why: str) -> None:
         self._ws_failures += 1
@@ -268,6 +344,8 @@ class BinanceSource:
         if tickers and not published:
             raise TemporaryError(f"malformed answer: {len(tickers)} ticker(s), none with valid bid/ask/last")
         self._ok()
+        if self.kline_tfs:
+            await self._poll_klines(pub)
 
     async def _publish_tickers(self, pub: Publisher, tickers: dict[str, Any]) -> int:
         now = datetime.now(UTC)

@@ -75,9 +75,11 @@ class MarketDataService:
                         symbols=len(symbols), speed=md.replay.speed)
             reason = f"config (replay of {series.symbol} {series.timeframe})"
         else:
-            from services.market_data.live import BinanceSource
+            from services.market_data.live import BinanceSource, split_timeframes
 
-            aggregator = CandleAggregator(md.candle_timeframes)
+            from_klines, from_ticks = split_timeframes(md.candle_timeframes, md.binance.klines)
+            aggregator = CandleAggregator(from_ticks)
+            rt.log.info("live candles", from_exchange_klines=from_klines, from_ticks=from_ticks)
             self.source = BinanceSource(self, md, s.symbols)
             symbols = s.symbols if md.universe.mode == "fixed" else []
             reason = "config (binance)"

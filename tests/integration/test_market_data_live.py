@@ -197,3 +197,34 @@ async def test_empty_scan_raises_a_sev2_alert_and_the_service_keeps_running(serv
     await wait_until(lambda: any(a.title == "empty market scan" and a.severity == "SEV-2" for a in w.alerts),
                      timeout=30, message="a SEV-2 alert for the empty scan")
     assert w.universe == [] and md.alive
+
+
+async def test_exchange_klines_are_published_from_the_socket_and_from_rest_when_it_drops(services, bus, fake):
+    candles: dict[tuple[str, str], list] = defaultdict(list)
+
+    async def on_candle(c, s):
+        candles[(c.symbol, c.timeframe)].append(c)
+
+    from libs.common.contracts import Candle
+
+    await bus.subscribe(subjects.ALL_CANDLES, Candle, on_candle)
+    await bus.nc.flush()
+    cfg = _config(fake, klines=True)
+    cfg["market_data"]["candle_timeframes"] = ["1s", "5s"]  # 1s: Binance klines; 5s: no such interval, from ticks
+    services.configure(cfg)
+    md = services.start("market_data")
+    await fake.wait_subscribed("btcusdt@kline_1s", timeout=20)
+    await wait_until(lambda: len(candles[("BTC/USDT", "1s")]) >= 3 and candles[("BTC/USDT", "5s")], timeout=30,
+                     message="1s klines and 5s aggregated candles")
+    opens = [c.open_time for c in candles[("BTC/USDT", "1s")]]
+    assert opens == sorted(set(opens))  # each bar once, in order
+    assert all(c.closed and c.source == "binance" for c in candles[("BTC/USDT", "1s")])
+    fake.refuse_websockets = True
+    fake.drop_websockets()
+    await wait_until(lambda: len(fake.requests_to("/api/v3/klines")) >= 2, timeout=20, message="klines over REST")
+    n = len(candles[("BTC/USDT", "1s")])
+    await wait_until(lambda: len(candles[("BTC/USDT", "1s")]) >= n + 2, timeout=20,
+                     message="1s candles keep coming over REST")
+    opens = [c.open_time for c in candles[("BTC/USDT", "1s")]]
+    assert opens == sorted(set(opens))
+    assert md.alive

@@ -64,3 +64,10 @@ def test_real_ccxt_markets_snapshot_keeps_only_spot_usdt():
 def test_diff_reports_added_and_removed_in_order():
     assert diff_universe(["A/USDT", "B/USDT"], ["B/USDT", "C/USDT"]) == (["C/USDT"], ["A/USDT"])
     assert diff_universe([], ["A/USDT"]) == (["A/USDT"], [])
+
+
+def test_only_binance_intervals_come_from_exchange_klines():
+    from services.market_data.live import split_timeframes
+
+    assert split_timeframes(["1s", "5s", "1m", "4h"], klines=True) == (["1s", "1m", "4h"], ["5s"])
+    assert split_timeframes(["1s", "5s"], klines=False) == ([], ["1s", "5s"])
