@@ -1,8 +1,9 @@
 """Risk's own account book (pure): positions, average cost, cash, realized P&L per calendar window.
 
 Risk does not trust one source blindly: it computes realized P&L itself (average cost) and also sums
-execution's `realized_pnl_usdt`; the budgets use the worse of the two. Fees are realized losses when
-paid (a BUY's fee counts at once: the conservative reading for a loss budget).
+execution's `realized_pnl_usdt`; the budgets use the worse of the two window sums. In risk's own figure
+fees are realized losses when paid (a BUY's fee counts at once: the conservative reading for a loss
+budget); execution capitalises a BUY's fee into the cost and realizes it at the SELL.
 """
 
 from __future__ import annotations
@@ -108,8 +109,9 @@ class Book:
                 self.last_loss_any = fill.ts if self.last_loss_any is None else max(self.last_loss_any, fill.ts)
             else:
                 self.loss_streak = 0
-        # execution's own figure when it gives one (0 = not computed, e.g. a BUY whose fee it capitalises)
-        reported = fill.realized_pnl_usdt if fill.realized_pnl_usdt != 0 else realized
+        # Execution's own figure: it capitalises a BUY's fee (realized 0) and realizes at the SELL. A SELL
+        # reported at exactly 0 is taken as "not computed" and risk's own figure stands in for it.
+        reported = fill.realized_pnl_usdt if (fill.side == "BUY" or fill.realized_pnl_usdt != 0) else realized
         self.realized_total += realized
         if self.day_start is not None and fill.ts >= self.day_start:
             self.daily_own += realized

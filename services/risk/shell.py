@@ -33,12 +33,14 @@ from libs.common.errors import ConfigurationError
 from libs.common.kill_switch import KillSwitchLatch, read_standing, refresh_latch
 from libs.common.markets import ROOT, Markets
 from libs.common.service import Runtime
+from libs.common.settings.risk import DEFAULT_EFFECTS
 from services.risk.core import Event, RiskEngine
 
 EVAL_PERIOD_S = 0.25
 STATES = ("ACTIVE", "REDUCING", "HALTED")
 SEV1_BREAKERS = {"order_loop", "max_drawdown"}
 QUIET_BREAKERS = {"cooldown_after_loss"}
+BREAKER_REASONS = frozenset(DEFAULT_EFFECTS) | {"trading_reducing", "trading_halted", "kill_switch_engaged"}
 
 
 def _kv_sql() -> str:
@@ -297,6 +299,10 @@ class RiskService:
         if verdict.approved:
             self.rt.log.info("verdict approved", symbol=sig.symbol, side=sig.side, qty=str(verdict.quantity),
                              limit=str(verdict.price_limit), verdict_id=verdict.id)
+        elif BREAKER_REASONS.intersection(verdict.reasons):
+            # the runbook's symptom line ("Skip ... risk budget/circuit breaker active")
+            self.rt.log.info(f"Skip {sig.side} {sig.symbol}: risk budget/circuit breaker active",
+                             reasons=verdict.reasons, trading_state=verdict.trading_state)
         else:
             self.rt.log.info("verdict refused", symbol=sig.symbol, side=sig.side, reasons=verdict.reasons)
         if decision.events:
