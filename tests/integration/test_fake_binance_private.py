@@ -17,6 +17,7 @@ async def fake():
     async with FakeBinance(balances={"USDT": "10000", "BTC": "0.5"}) as f:
         f.set_book("BTCUSDT", "20000.00", "20000.02", bid_qty="0.3", ask_qty="0.3")
         yield f
+        assert f.internal_errors == []
 
 
 @pytest.fixture
@@ -221,3 +222,15 @@ async def test_where_narrows_a_fault_to_one_client_order_id(fake, ex):
     with pytest.raises(ccxt.InsufficientFunds):
         await ex.create_order("BTC/USDT", "market", "buy", 0.01, params={"clientOrderId": "w-2"})
     assert [o.client_order_id for o in fake.orders] == ["w-1"]
+
+
+async def test_malformed_parameters_are_refused_like_binance_and_never_crash_the_fake(fake, ex):
+    with pytest.raises(ccxt.BadRequest, match="-1100"):
+        await ex.create_order("BTC/USDT", "market", "buy", 0.01, params={"clientOrderId": "has space"})
+    with pytest.raises(ccxt.BadRequest, match="-1100"):
+        await ex.create_order("BTC/USDT", "market", "buy", 0.01, params={"clientOrderId": "x" * 37})
+    with pytest.raises(ccxt.InvalidOrder, match="PERCENT_PRICE_BY_SIDE"):
+        await ex.create_order("BTC/USDT", "limit", "buy", 0.001, 200000.00)  # 10x the market
+    with pytest.raises(ccxt.BadRequest):
+        await ex.private_get_order({"symbol": "BTCUSDT", "orderId": "12x"})
+    assert fake.orders == [] and fake.internal_errors == []

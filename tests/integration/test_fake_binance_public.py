@@ -19,6 +19,7 @@ REAL_SPOT = ["BTC/USDT", "ETH/USDT", "ADA/USDT", "LTC/USDT", "XRP/USDT", "DOGE/U
 async def fake():
     async with FakeBinance() as f:
         yield f
+        assert f.internal_errors == []
 
 
 @pytest.fixture

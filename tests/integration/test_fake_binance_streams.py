@@ -16,6 +16,7 @@ from tests.fakes.binance import FakeBinance, make_exchange
 async def fake():
     async with FakeBinance() as f:
         yield f
+        assert f.internal_errors == []
 
 
 @pytest.fixture

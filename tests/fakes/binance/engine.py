@@ -13,6 +13,7 @@ import csv
 import hashlib
 import itertools
 import math
+import re
 import secrets
 import threading
 import time
@@ -43,6 +44,19 @@ class BinanceError(Exception):
 
     def body(self) -> dict:
         return {"code": self.code, "msg": self.msg}
+
+
+CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+
+
+def decimal_param(p: dict, name: str) -> Decimal:
+    """A decimal request parameter, validated the way Binance does (-1100 on anything but digits[.digits])."""
+    v = str(p.get(name, ""))
+    if not DECIMAL_RE.match(v):
+        raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
+                                  "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
+    return D(v)
 
 
 def mandatory(name: str) -> BinanceError:
@@ -489,7 +503,7 @@ class Engine:
             return [o for o in self.orders if o.is_open and (symbol is None or o.symbol == symbol)]
 
     def _check_filters(self, spec: SymbolSpec, otype: str, price: Decimal | None, qty: Decimal,
-                       ref_price: Decimal) -> None:
+                       ref_price: Decimal, side: str = "BUY") -> None:
         f = spec.filters
 
         def fail(name: str) -> BinanceError:
@@ -517,6 +531,12 @@ class Engine:
         mnf = f.get("MIN_NOTIONAL")
         if mnf and (otype != "MARKET" or mnf.get("applyToMarket", True)) and notional < D(mnf["minNotional"]):
             raise fail("MIN_NOTIONAL")
+        pp = f.get("PERCENT_PRICE_BY_SIDE")
+        if pp and price is not None and otype != "MARKET":
+            up, down = (("bidMultiplierUp", "bidMultiplierDown") if side == "BUY"
+                        else ("askMultiplierUp", "askMultiplierDown"))
+            if price > ref_price * D(pp[up]) or price < ref_price * D(pp[down]):
+                raise fail("PERCENT_PRICE_BY_SIDE")
         mno = f.get("MAX_NUM_ORDERS")
         if mno and otype != "MARKET" and len(self.open_orders(spec.symbol)) >= int(mno["maxNumOrders"]):
             raise fail("MAX_NUM_ORDERS")
@@ -551,6 +571,9 @@ class Engine:
             if spec.status != "TRADING":
                 raise BinanceError(-1013, "Market is closed.")
             cid = p.get("newClientOrderId") or ("x-" + secrets.token_hex(10))
+            if not CLIENT_ID_RE.match(cid):
+                raise BinanceError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range "
+                                          "is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
             if any(o.is_open and o.client_order_id == cid for o in self.orders):
                 raise BinanceError(-2010, "Duplicate order sent.")
             tif = p.get("timeInForce", "GTC" if otype != "MARKET" else "")
@@ -562,21 +585,21 @@ class Engine:
                     raise BinanceError(-1115, "Invalid timeInForce.")
                 if not p.get("price"):
                     raise mandatory("price")
-                price = D(p["price"])
+                price = decimal_param(p, "price")
                 if otype == "LIMIT_MAKER":
                     tif = "GTC"
             book = self.books[symbol]
             ref = book.ask if side == "BUY" else book.bid
-            quote_qty = D(p["quoteOrderQty"]) if otype == "MARKET" and p.get("quoteOrderQty") else None
+            quote_qty = decimal_param(p, "quoteOrderQty") if otype == "MARKET" and p.get("quoteOrderQty") else None
             if p.get("quantity"):
-                qty = D(p["quantity"])
+                qty = decimal_param(p, "quantity")
             elif quote_qty is not None:
                 qty = spec.round_qty(quote_qty / ref)
             else:
                 raise mandatory("quantity")
             if qty <= 0 or (price is not None and price <= 0):
                 raise BinanceError(-1013, "Invalid quantity." if qty <= 0 else "Invalid price.")
-            self._check_filters(spec, otype, price, qty, (book.bid + book.ask) / 2)
+            self._check_filters(spec, otype, price, qty, (book.bid + book.ask) / 2, side)
             fills = self._walk(symbol, side, qty, price)
             if otype == "LIMIT_MAKER" and fills:
                 raise BinanceError(-2010, "Order would immediately match and take.")

@@ -17,6 +17,7 @@ async def fake_binance() -> AsyncIterator[FakeBinance]:
     """A fake running in the test's event loop (async tests)."""
     async with FakeBinance() as fake:
         yield fake
+        assert fake.internal_errors == [], fake.internal_errors
 
 
 @pytest.fixture

@@ -118,6 +118,7 @@ class FakeBinance:
         self.host, self._want_port = host, port
         self.port = 0
         self.requests: list[RequestRecord] = []
+        self.internal_errors: list[str] = []
         self.stream_interval = stream_interval
         self.refuse_websockets = False
         self.mute_streams = False
@@ -399,6 +400,11 @@ class FakeBinance:
             status, body = await self._dispatch_rest(request, method, path, params, raw_query, raw_body)
         except BinanceError as e:
             status, body = e.status, e.body()
+        except (ValueError, ArithmeticError) as e:  # a malformed number in a parameter
+            status, body = 400, {"code": -1100, "msg": f"Illegal characters found in a parameter. ({e})"}
+        except Exception as e:  # a bug in the fake: visible to tests through fake.internal_errors
+            self.internal_errors.append(f"{method} {path}: {e!r}")
+            status, body = 500, {"code": -1000, "msg": "An unknown error occurred while processing the request."}
         if post_fault is not None:
             k, fp = post_fault.kind, post_fault.params
             if k == "malformed":

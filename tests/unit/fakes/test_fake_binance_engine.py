@@ -168,3 +168,27 @@ def test_balances_never_go_negative_and_locks_match_open_orders(seq):
     fees_usdt = sum((D(t["commission"]) for t in e.my_trades if t["commissionAsset"] == "USDT"), D(0))
     assert got_btc == bought - fees_btc
     assert spent_usdt == paid + fees_usdt
+
+
+@pytest.mark.parametrize(("params", "code"), [
+    ({"newClientOrderId": "bad id"}, -1100),
+    ({"newClientOrderId": "a" * 37}, -1100),
+    ({"quantity": "1e-3"}, -1100),
+    ({"quantity": "-1"}, -1100),
+    ({"price": "abc"}, -1100),
+])
+def test_malformed_order_parameters_are_refused_with_1100(params, code):
+    e = engine()
+    with pytest.raises(BinanceError) as err:
+        order(e, **{"price": "20000.00", "quantity": "0.001", **params})
+    assert err.value.code == code
+    assert e.orders == []
+
+
+def test_percent_price_by_side_bounds_limit_prices_around_the_mid():
+    e = engine(USDT="1000000", BTC="10")
+    order(e, price="99000.00", quantity="0.001")  # buy up to 5x the mid
+    with pytest.raises(BinanceError, match="PERCENT_PRICE_BY_SIDE"):
+        order(e, price="100020.00", quantity="0.001")
+    with pytest.raises(BinanceError, match="PERCENT_PRICE_BY_SIDE"):
+        order(e, side="SELL", price="3000.00", quantity="0.01")  # sell below 0.2x the mid
