@@ -92,3 +92,19 @@ async def test_bus_events_are_recorded_and_open_incidents_with_a_postmortem(serv
     md = next((tmp_path / "pm").glob(f"*-incident-{loop_id}.md")).read_text()
     assert "order loop on SOL/USDT" in md and "## Preventive action" in md
     assert "tripped volatility: ratio 3.2" in md and "BTC/USDT stale" in md  # surrounding events in the timeline
+
+
+async def test_alerts_and_breakers_raised_while_ops_api_is_down_are_recorded_when_it_is_back(services, bus,
+                                                                                              database_url):
+    services.configure({"ops_api": {"port": 0}, "storage": {"backup": {"enabled": False}}})
+    first = services.start("ops_api")
+    first.stop()
+    await bus.publish(subjects.alert("SEV-2"), Alert(ts=utcnow(), severity="SEV-2", source="risk",
+                                                     title="raised while ops_api was down"))
+    await bus.publish(subjects.breaker_tripped(), BreakerTripped(ts=utcnow(), breaker="drift", effect="HALTED",
+                                                                 reason="drift detected"))
+    services.start("ops_api")
+    await wait_until(lambda: q(database_url, "SELECT title FROM alerts") == [("raised while ops_api was down",)],
+                     timeout=30, message="the alert recorded after restart")
+    await wait_until(lambda: q(database_url, "SELECT breaker FROM breaker_log") == [("drift",)], timeout=30,
+                     message="the breaker recorded after restart")
