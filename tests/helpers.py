@@ -33,7 +33,11 @@ def write_config(path: Path, overrides: dict | None = None) -> Path:
             out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
         return out
 
-    cfg = merge(base, {"monitoring": {"heartbeat_interval_s": 0.2}, **(overrides or {})})
+    # tests write their artifacts (models, backups, reports) next to their config, never into the repo
+    own = {"monitoring": {"heartbeat_interval_s": 0.2},
+           "storage": {"artifacts_dir": str(path.parent / "artifacts"),
+                       "backup": {"dir": str(path.parent / "artifacts" / "backups")}}}
+    cfg = merge(merge(base, own), overrides or {})
     path.write_text(yaml.safe_dump(cfg))
     return path
 
