@@ -28,6 +28,7 @@ import ccxt.async_support as ccxt
 
 from libs.common.contracts import utcnow
 from libs.common.errors import OperationalError, TemporaryError
+from libs.common.markets import Markets
 from services.execution.adapter import (
     Banned,
     ClockSkew,
@@ -117,6 +118,8 @@ class LiveBroker:
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.call_retrying("load_markets")
+        # live filters come from the exchange itself (flatten quantities are rounded with them)
+        self.svc.markets = Markets.from_ccxt(self.ex.markets, source="exchange")
         await self.call_retrying("load_time_difference")
         self.ex.options["adjustForTimeDifference"] = True
         await self.recover()
@@ -365,9 +368,19 @@ class LiveBroker:
         findings: list[dict] = []
         async with self.svc.lock:
             rows = await self.journal.open_orders()
+            ttl = self.cfg.limit_order_ttl_s
             for row in rows:
-                if row["status"] in ("ACCEPTED", "PARTIALLY_FILLED"):
-                    await self._refresh(row)
+                if row["status"] not in ("ACCEPTED", "PARTIALLY_FILLED"):
+                    continue
+                status = await self._refresh(row)
+                if ttl and status in ("ACCEPTED", "PARTIALLY_FILLED") and \
+                        (utcnow() - row["created_at"]).total_seconds() > ttl:
+                    try:  # a resting limit older than its time to live is cancelled (GTC emulating GTT)
+                        o = await self.call("cancel_order", "", row["symbol"],
+                                            {"origClientOrderId": row["client_order_id"]})
+                        await self._apply(row["client_order_id"], o)
+                    except NotFound:
+                        await self._refresh(row)
             for symbol in self._symbols(rows):
                 for o in await self.call_retrying("fetch_open_orders", symbol):
                     cid = o.get("clientOrderId")

@@ -189,3 +189,29 @@ async def test_reconciliation_flags_an_order_the_journal_does_not_know(services,
                      message="a reconciliation alert")
     found = rows(database_url, "SELECT findings FROM exec_reconciliations WHERE NOT ok ORDER BY id DESC LIMIT 1")
     assert any(f["kind"] == "foreign_order" and f["client_order_id"] == "manual-2" for f in found[0]["findings"])
+
+
+async def test_kill_switch_with_flatten_sells_the_live_position_at_the_exchange(services, database_url, bus, fake):
+    acks: list[KillSwitchAcknowledged] = []
+
+    async def on_ack(ack: KillSwitchAcknowledged, subject: str) -> None:
+        acks.append(ack)
+
+    await bus.subscribe(subjects.kill_switch_ack("execution"), KillSwitchAcknowledged, on_ack)
+    start_live(services, fake)
+    buy = verdict(qty="0.002")
+    await bus.publish(subjects.verdict("BTC/USDT"), buy)
+    await wait_until(lambda: status_of(database_url, client_order_id(buy.id)) == "FILLED", timeout=30,
+                     message="a live buy")
+    held = rows(database_url, "SELECT quantity FROM positions WHERE symbol = 'BTC/USDT'")[0]["quantity"]
+    assert held == D("0.001998")  # 0.002 less Binance's 0.1 % fee, charged in BTC
+    cmd = KillSwitchCommand(ts=utcnow(), action="engage", reason="flatten", actor="test", flatten=True)
+    await bus.publish(subjects.kill_switch(), cmd)
+    await wait_until(lambda: any(a.command_id == cmd.id for a in acks), timeout=30, message="the ack")
+    ack = next(a for a in acks if a.command_id == cmd.id)
+    assert ack.open_orders == 0 and "flattened: BTC/USDT filled" in ack.detail, ack.detail
+    sells = rows(database_url, "SELECT * FROM orders WHERE purpose = 'flatten'")
+    assert len(sells) == 1 and sells[0]["status"] == "FILLED"
+    at_exchange = fake.orders_for(sells[0]["client_order_id"])
+    assert len(at_exchange) == 1 and at_exchange[0].side == "SELL"
+    assert rows(database_url, "SELECT quantity FROM positions WHERE symbol = 'BTC/USDT'")[0]["quantity"] < D("0.00001")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from libs.common.contracts import Tick
 from services.execution.ledger import Balance, Ledger
 from services.execution.paper import FeeSchedule, PaperExchange, PaperOrder, SlippageModel
@@ -133,3 +136,44 @@ def test_trade_ids_are_unique_per_order():
     ids = [r.trades[0].trade_id for r in ex.on_tick(tick(bid="97", ask="98", volume="1"), NOW)]
     ids += [r.trades[0].trade_id for r in ex.on_tick(tick(bid="97", ask="98", volume="1"), NOW)]
     assert ids == ["c1-1", "c1-2"]
+
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("order"), st.sampled_from(["BUY", "SELL"]), st.sampled_from(["MARKET", "LIMIT"]),
+              st.decimals(min_value=D("0.1"), max_value=D("30"), places=1),
+              st.decimals(min_value=D("90"), max_value=D("110"), places=0)),
+    st.tuples(st.just("tick"), st.decimals(min_value=D("90"), max_value=D("110"), places=0),
+              st.decimals(min_value=D("0"), max_value=D("5"), places=1)),
+    st.tuples(st.just("cancel_all")),
+), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops)
+def test_balances_never_go_negative_and_locks_match_resting_orders(seq):
+    ex = exchange(usdt="1000", btc="5")
+    start_btc = D("5")
+    last = tick()
+    net = D(0)
+    for n, op in enumerate(seq):
+        results = []
+        if op[0] == "order":
+            _, side, otype, qty, limit = op
+            results = [ex.submit(order(side=side, qty=str(qty), limit=str(limit), order_type=otype, coid=f"c{n}"),
+                                 last, NOW)]
+        elif op[0] == "tick":
+            last = tick(bid=str(op[1]), ask=str(op[1] + 1), volume=str(op[2]))
+            results = ex.on_tick(last, NOW)
+        else:
+            ex.cancel_all()
+        for r in results:
+            for t in r.trades:
+                net += t.quantity if t.side == "BUY" else -t.quantity
+        for b in ex.ledger.balances.values():
+            assert b.free >= 0 and b.locked >= 0
+        locked_usdt = sum((o.locked for o in ex.book.values() if o.side == "BUY"), D(0))
+        locked_btc = sum((o.locked for o in ex.book.values() if o.side == "SELL"), D(0))
+        assert ex.ledger.balance("USDT").locked == locked_usdt
+        assert ex.ledger.balance("BTC").locked == locked_btc
+        # base is conserved: what we hold is what we started with plus net fills
+        assert ex.ledger.balance("BTC").total == start_btc + net
