@@ -68,9 +68,8 @@ class BackoffPolicy:
             # full jitter, but never less than a tenth of the ceiling (no hot loop)
             wait = ceiling * (0.1 + 0.9 * self._rng.random())
             state = "backoff"
-        until = now + wait
-        if self.state == "banned" and self.until > until:
-            # a ban is never shortened by a later, milder error
-            until, state, wait = self.until, "banned", self.until - now
-        self.state, self.until = state, max(until, self.until if self.state == state else until)
+        if self.state == "banned" and self.until > now:
+            state = "banned"  # a ban stays a ban until it ends, whatever else fails meanwhile
+        # a wait already promised (Retry-After, ban) is never shortened by a later error
+        self.state, self.until = state, max(self.until, now + wait)
         return RetryDecision(self.state, max(0.0, self.until - now), self.until, new_ban, self.consecutive_errors)

@@ -19,6 +19,8 @@ from services.market_data.staleness import StalenessTracker, StatusChange
 from services.market_data.synthetic import SyntheticMarket, SyntheticParams, synthetic_symbols
 from services.market_data.universe import diff_universe
 
+CLOSE_GRACE_MS = 500
+
 
 class MarketDataService:
     name = "market_data"
@@ -176,7 +178,9 @@ class MarketDataService:
                 self.m_age.labels(symbol=subjects.exchange_symbol(sym)).set(self.tracker.age(sym, mono))
             await self._alert_on_staleness(stale, mono)
             if aggregate_by_time:
-                await self.pub.close_due(int(datetime.now(UTC).timestamp() * 1000), self._source_label())
+                # live ticks carry the exchange's time: give them a moment to arrive before closing a bar
+                grace_ms = 0 if self.mode == "synthetic" else CLOSE_GRACE_MS
+                await self.pub.close_due(int(datetime.now(UTC).timestamp() * 1000) - grace_ms, self._source_label())
             src = self.source
             if src is not None and hasattr(src, "backoff"):
                 self.m_backoff_wait.set(src.backoff.wait_s(mono))

@@ -77,3 +77,28 @@ def test_never_a_hot_loop(kind):
         d = p.on_error(kind, now)
         assert d.wait_s >= 0.1
         now = d.until
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.lists(st.sampled_from(["temporary", "rate_limited", "banned", "ok"]), min_size=1, max_size=40),
+       st.integers(0, 2**32))
+def test_next_request_is_never_allowed_before_the_last_retry_after_or_ban(events, seed):
+    """Invariant: after any error sequence, nothing is allowed before the latest Retry-After/ban ends."""
+    p = BackoffPolicy(initial_s=0.5, max_s=20.0, ban_default_s=60.0, rng=random.Random(seed))
+    now, must_wait_until = 0.0, 0.0
+    for ev in events:
+        if ev == "ok":
+            now = max(now, p.until)
+            p.on_success(now)
+            assert p.state == "ok" and p.allowed(now)
+            continue
+        d = p.on_error(ev, now, retry_after_s=3.0 if ev != "temporary" else None)
+        if ev in ("rate_limited", "banned"):
+            must_wait_until = max(must_wait_until, now + 3.0)
+        assert d.until >= now + 0.05  # never a hot loop
+        assert p.until >= must_wait_until  # a promised wait is never shortened
+        assert not p.allowed(must_wait_until - 1e-6) or must_wait_until <= now
+        now += d.wait_s / 2  # the next error comes before the wait is over (a concurrent request)
