@@ -84,7 +84,7 @@ class ExecutionService:
         # Read the standing kill-switch state before taking any verdict.
         await refresh_latch(rt.bus, self.latch, rt.log)
         rt.bus.on_disconnect.append(lambda: self.latch.set_unknown("lost NATS connection"))
-        rt.bus.on_reconnect.append(lambda: refresh_latch(rt.bus, self.latch, rt.log))
+        rt.bus.on_reconnect.append(self._on_reconnect)
         await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True)
         await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick, fail_closed=True)
         self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value())
@@ -94,6 +94,17 @@ class ExecutionService:
             self.standby_reason = "standby: another execution instance holds the writer lock; not sending"
             rt.log.warning(self.standby_reason)
         rt.spawn(self._writer_loop(), "writer-lock")
+
+    async def _on_reconnect(self) -> None:
+        """Re-read the standing kill switch; one engaged while we were away still gets its sweep."""
+        await refresh_latch(self.rt.bus, self.latch, self.rt.log)
+        if self.writer and self.latch.engaged and self.latch.known:
+            self.rt.spawn(self._sweep_locked(), "kill-switch-sweep-after-reconnect")
+
+    async def _sweep_locked(self) -> None:
+        async with self.lock:
+            if await self._sweep() != 0:
+                await self.rt.alert("SEV-1", "kill switch: open orders remain", "after a NATS reconnect")
 
     async def _writer_loop(self) -> None:
         """Stand by until the lock is free; as the writer, stop (fail closed) the moment the lock is lost."""

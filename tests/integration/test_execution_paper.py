@@ -247,3 +247,32 @@ async def test_two_instances_only_one_sends_and_the_standby_takes_over(services,
                      message="the fourth fill by the new writer")
     senders2 = {r["sent_by"] for r in rows(database_url, "SELECT sent_by FROM orders")}
     assert len(senders2) == 2
+
+
+async def test_kill_switch_during_an_in_flight_order_waits_for_it_then_confirms_zero_open(
+        services, database_url, bus):
+    acks: list[KillSwitchAcknowledged] = []
+
+    async def on_ack(ack: KillSwitchAcknowledged, subject: str) -> None:
+        acks.append(ack)
+
+    await bus.subscribe(subjects.kill_switch_ack("execution"), KillSwitchAcknowledged, on_ack)
+    await start_execution(services, bus, {"paper_latency_ms": 1500, "order_type": "limit"})
+    await send_tick(bus, bid="50000", ask="50010")
+    await asyncio.sleep(0.2)
+    in_flight, queued = verdict(limit="49000"), verdict(limit="49000")
+    await bus.publish(subjects.verdict("BTC/USDT"), in_flight)
+    await bus.publish(subjects.verdict("BTC/USDT"), queued)
+    await wait_until(lambda: one(database_url, "SELECT status FROM orders WHERE verdict_id = %s", in_flight.id)
+                     == "SUBMITTED", timeout=20, message="the first order in flight")
+    cmd = KillSwitchCommand(ts=utcnow(), action="engage", reason="race", actor="test")
+    await bus.publish(subjects.kill_switch(), cmd)
+    await wait_until(lambda: any(a.command_id == cmd.id for a in acks), timeout=20, message="the ack")
+    ack = next(a for a in acks if a.command_id == cmd.id)
+    # the in-flight limit order reached the book during the latency, and the sweep cancelled it
+    assert ack.open_orders == 0
+    assert one(database_url, "SELECT status FROM orders WHERE verdict_id = %s", in_flight.id) == "CANCELLED"
+    await asyncio.sleep(1.0)
+    assert one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s AND status <> 'REJECTED'",
+               queued.id) == 0
+    assert one(database_url, "SELECT count(*) FROM orders WHERE status IN ('ACCEPTED', 'SUBMITTED')") == 0
