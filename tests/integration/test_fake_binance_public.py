@@ -122,6 +122,13 @@ async def test_synthetic_ohlcv_is_deterministic_contiguous_and_ends_at_the_last_
     since = a[10][0]
     c = await exchange.fetch_ohlcv("ETH/USDT", "1m", since=since, limit=5)
     assert c == a[10:15]
+    async with FakeBinance() as other:  # another fake frozen at the same time serves the same candles
+        other.clock.freeze(1_790_000_000_000)
+        ex2 = make_exchange(other)
+        try:
+            assert await ex2.fetch_ohlcv("ETH/USDT", "1m", limit=100) == a
+        finally:
+            await ex2.close()
 
 
 async def test_fetch_order_book_is_consistent_with_the_book_and_its_update_id(fake, exchange):

@@ -242,7 +242,9 @@ class Engine:
         self.my_trades: list[dict] = []
         self._real_klines: list[list] | None = None
         self.account_update_time = self.clock.now_ms()
-        self._anchor_ms = self.clock.now_ms()
+        # synthetic candle paths pass through each symbol's initial price at this time; set on the first
+        # candle request (freeze the clock first for identical candles across fakes), or set it yourself
+        self.kline_anchor_ms: int | None = None
 
     # -- market state ------------------------------------------------------------------------------
     def _init_market(self, sym: str, spec: SymbolSpec) -> None:
@@ -388,7 +390,9 @@ class Engine:
             return (0.03 * math.sin(i / 37.0) + 0.012 * math.sin(i / 7.3)
                     + 0.004 * (_noise(symbol, interval, i) - 0.5))
 
-        g0 = g(self._anchor_ms // step)  # the path passes through the initial price when the fake started
+        if self.kline_anchor_ms is None:
+            self.kline_anchor_ms = now
+        g0 = g(self.kline_anchor_ms // step)  # the path passes through the initial price when the fake started
 
         def path(i: int) -> float:
             return base * math.exp(g(i) - g0)
