@@ -11,8 +11,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from nats import errors as nats_errors
+
 from libs.common import subjects
 from libs.common.bus import Bus
+from libs.common.errors import TemporaryError
 from libs.common.metrics import ServiceMetrics
 from services.market_data.candles import Bar, CandleAggregator
 from services.market_data.encode import candle_json, iso_ts, iso_ts_ms, safe_symbol, tick_json
@@ -38,6 +41,9 @@ class Publisher:
         self.ticks_published = 0
         self.candles_published = 0
         self._late_seen = 0
+        self._dropped = metrics.counter("publish_dropped_total", "Ticks/candles not sent (NATS unavailable)",
+                                        ["reason"])
+        self.dropped = 0
         self._totals = metrics.totals  # heartbeat totals (`ticks`, `candles`)
 
     def _subject(self, symbol: str) -> str:
@@ -57,7 +63,8 @@ class Publisher:
         subject = self._subject(symbol)
         payload = tick_json(ts_iso, symbol, bid, ask, last, volume, source,
                             iso_ts_ms(source_ts_ms) if source_ts_ms is not None else None)
-        await self.bus.publish_raw(subject, payload)
+        if not await self._send(subject, payload):
+            return
         self._tick_pending[symbol] += 1
         self.ticks_published += 1
         self._totals["ticks"] += 1
@@ -67,6 +74,20 @@ class Publisher:
                                              Decimal(last), Decimal(volume))
             for bar in closed:
                 await self.candle(bar, source)
+
+    async def _send(self, subject: str, payload: bytes) -> bool:
+        """Publish; while NATS is away (outbound buffer full, closed) drop and count instead of dying.
+
+        Ticks and candles are not kept by a stream: consumers rebuild from the next ones, and the
+        freshness of a symbol only moves on a tick that actually left.
+        """
+        try:
+            await self.bus.publish_raw(subject, payload)
+            return True
+        except (nats_errors.Error, TemporaryError, OSError) as exc:
+            self.dropped += 1
+            self._dropped.labels(reason=type(exc).__name__).inc()
+            return False
 
     def flush_metrics(self) -> None:
         """Move the per-symbol tick counts into Prometheus (batched: a labelled inc per tick is costly)."""
@@ -79,7 +100,8 @@ class Publisher:
         payload = candle_json(ts_iso or iso_ts(datetime.now(UTC)), bar.symbol, bar.timeframe,
                               iso_ts_ms(bar.open_time_ms), iso_ts_ms(bar.close_time_ms), _s(bar.open),
                               _s(bar.high), _s(bar.low), _s(bar.close), _s(bar.volume), source)
-        await self.bus.publish_raw(subjects.candle(bar.symbol, bar.timeframe), payload)
+        if not await self._send(subjects.candle(bar.symbol, bar.timeframe), payload):
+            return
         key = (bar.symbol, bar.timeframe)
         c = self._candle_counter.get(key)
         if c is None:

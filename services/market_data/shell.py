@@ -164,27 +164,36 @@ class MarketDataService:
         last_snapshot = float("-inf")
         aggregate_by_time = self.mode != "replay"
         while True:
-            mono = time.monotonic()
-            for ch in self.tracker.evaluate(mono):
-                await self._on_change(ch)
-            if mono - last_snapshot >= md.status_interval_s:
-                last_snapshot = mono
-                for ch in self.tracker.snapshot(mono):
-                    await self._publish_status(ch)
-            self.pub.flush_metrics()
-            fresh, stale = self.tracker.counts()
-            self.m_stale_count.set(stale)
-            for sym in self.tracker.symbols:
-                self.m_age.labels(symbol=subjects.exchange_symbol(sym)).set(self.tracker.age(sym, mono))
-            await self._alert_on_staleness(stale, mono)
-            if aggregate_by_time:
-                # live ticks carry the exchange's time: give them a moment to arrive before closing a bar
-                grace_ms = 0 if self.mode == "synthetic" else CLOSE_GRACE_MS
-                await self.pub.close_due(int(datetime.now(UTC).timestamp() * 1000) - grace_ms, self._source_label())
-            src = self.source
-            if src is not None and hasattr(src, "backoff"):
-                self.m_backoff_wait.set(src.backoff.wait_s(mono))
+            try:
+                last_snapshot = await self._status_once(md, last_snapshot, aggregate_by_time)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away or a bug in one pass: log, keep watching (never crash-loop)
+                rt.log.warning("status pass failed", error=repr(exc)[:300])
             await asyncio.sleep(interval)
+
+    async def _status_once(self, md, last_snapshot: float, aggregate_by_time: bool) -> float:
+        mono = time.monotonic()
+        for ch in self.tracker.evaluate(mono):
+            await self._on_change(ch)
+        if mono - last_snapshot >= md.status_interval_s:
+            last_snapshot = mono
+            for ch in self.tracker.snapshot(mono):
+                await self._publish_status(ch)
+        self.pub.flush_metrics()
+        fresh, stale = self.tracker.counts()
+        self.m_stale_count.set(stale)
+        for sym in self.tracker.symbols:
+            self.m_age.labels(symbol=subjects.exchange_symbol(sym)).set(self.tracker.age(sym, mono))
+        await self._alert_on_staleness(stale, mono)
+        if aggregate_by_time:
+            # live ticks carry the exchange's time: give them a moment to arrive before closing a bar
+            grace_ms = 0 if self.mode == "synthetic" else CLOSE_GRACE_MS
+            await self.pub.close_due(int(datetime.now(UTC).timestamp() * 1000) - grace_ms, self._source_label())
+        src = self.source
+        if src is not None and hasattr(src, "backoff"):
+            self.m_backoff_wait.set(src.backoff.wait_s(mono))
+        return last_snapshot
 
     def _source_label(self) -> str:
         return {"synthetic": "synthetic", "replay": "replay"}.get(self.mode, "binance")

@@ -157,3 +157,20 @@ async def test_missing_replay_file_refuses_to_start_naming_the_key(services, tmp
     await wait_until(lambda: not md.alive, timeout=30, message="market_data exits")
     assert md.proc.returncode == 2
     assert "market_data.replay.path" in md.logs()
+
+
+async def test_publisher_survives_a_nats_restart_and_resumes(services, bus, nats_server):
+    if nats_server is None:
+        pytest.skip("needs this test's own NATS server (NATS_URL names an external one)")
+    rec = await Recorder().attach(bus)
+    services.configure(SYNTH)
+    md = services.start("market_data")
+    await wait_until(lambda: rec.n_ticks() >= 30, timeout=30, message="ticks before the restart")
+    nats_server.stop()
+    await asyncio.sleep(2.0)  # the service keeps running its source while NATS is away
+    nats_server.start()
+    await wait_until(lambda: bus.connected, timeout=30, message="test bus reconnected")
+    await bus.nc.flush()
+    n = rec.n_ticks()
+    await wait_until(lambda: rec.n_ticks() >= n + 30, timeout=30, message="ticks after the restart")
+    assert md.alive
