@@ -42,7 +42,8 @@ class Board:
 
     def panel(self, kind: str, title: str, targets: list[tuple[str, str]], *, w: int = 8, h: int = 7,
               unit: str = "short", description: str = "", thresholds: list[tuple[float | None, str]] | None = None,
-              mappings: list[dict] | None = None, decimals: int | None = None, stack: bool = False) -> None:
+              mappings: list[dict] | None = None, decimals: int | None = None, stack: bool = False,
+              text: str = "value_and_name") -> None:
         steps = [{"value": v, "color": c} for v, c in (thresholds or [(None, "green")])]
         defaults: dict = {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps},
                           "mappings": mappings or []}
@@ -56,7 +57,7 @@ class Board:
         options: dict = {}
         if kind == "stat":
             options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                       "colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
+                       "colorMode": "background", "graphMode": "none", "textMode": text,
                        "justifyMode": "auto", "orientation": "auto"}
         elif kind == "timeseries":
             options = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
@@ -87,25 +88,61 @@ class Board:
 UP_MAP = [{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}}]
 RED_GREEN = [(None, "red"), (1, "green")]
 SERVICES = ("market_data", "signal", "risk", "execution", "ops_api")
+STATE_COLORS = [{"type": "value", "options": {"ACTIVE": {"color": "green"}, "REDUCING": {"color": "orange"},
+                                              "HALTED": {"color": "red"}}}]
+
+
+def events(expr: str) -> str:
+    """An event counter has no series before its first event (a quiet hour is 0, not "no data")."""
+    return f"({expr}) or vector(0)"
+
+
+def quantiles(metric: str, by: str = "") -> list[tuple[str, str]]:
+    group = f"le{', ' + by if by else ''}"
+    legend = f"{{{{{by}}}}} " if by else ""
+    return [(f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket[$__rate_interval])))", f"{legend}p{n}")
+            for q, n in ((0.5, "50"), (0.99, "99"))]
 
 
 def overview() -> Board:
     b = Board("bnml-overview", "BN-ML overview", "Trading state, kill switch, P&L, equity, drawdown, orders.",
               ["bnml"])
+    b.row("State")
+    b.panel("stat", "Trading state", [("bnml_risk_trading_state == 1", "{{state}}")], w=4, h=5, text="name",
+            mappings=STATE_COLORS, thresholds=[(None, "green")],
+            description="risk's trading state: ACTIVE, REDUCING (only reducing orders) or HALTED")
+    b.panel("stat", "Kill-switch sweeps (execution, total)", [("bnml_execution_kill_switch_sweeps_total", "sweeps")],
+            w=4, h=5, thresholds=[(None, "green"), (1, "orange")],
+            description="cancel-all sweeps run because the kill switch was engaged")
+    b.panel("stat", "Equity (USDT)", [("bnml_risk_equity_usdt", "equity")], w=4, h=5, unit="currencyUSD",
+            decimals=2)
+    b.panel("stat", "Realized P&L today / this week (USDT)",
+            [("bnml_risk_daily_realized_usdt", "today"), ("bnml_risk_weekly_realized_usdt", "week")], w=4, h=5,
+            unit="currencyUSD", decimals=2, thresholds=[(None, "red"), (0, "green")])
+    b.panel("stat", "Drawdown from peak", [("bnml_risk_drawdown_pct", "drawdown")], w=4, h=5, unit="percent",
+            decimals=2, thresholds=[(None, "green"), (2, "orange"), (5, "red")])
+    b.panel("stat", "Exposure (USDT)", [("bnml_risk_exposure_usdt", "exposure")], w=4, h=5, unit="currencyUSD",
+            decimals=2)
+    b.panel("timeseries", "Equity and exposure (USDT)",
+            [("bnml_risk_equity_usdt", "equity"), ("bnml_risk_exposure_usdt", "exposure")], w=12, unit="currencyUSD")
+    b.panel("timeseries", "Realized P&L (USDT) and drawdown (%)",
+            [("bnml_risk_daily_realized_usdt", "today USDT"), ("bnml_risk_weekly_realized_usdt", "week USDT"),
+             ("bnml_risk_drawdown_pct", "drawdown %")], w=12)
+    b.row("Orders")
+    b.panel("timeseries", "Order events by status (per minute)",
+            [(events("sum by (status) (rate(bnml_execution_orders_total[$__rate_interval])) * 60"), "{{status}}")],
+            w=12)
+    b.panel("timeseries", "Fills (per minute)",
+            [(events("sum by (liquidity) (rate(bnml_execution_fills_total[$__rate_interval])) * 60"),
+              "{{liquidity}}")], w=6)
+    b.panel("stat", "Open orders / symbols held (unknown outcome)",
+            [("bnml_execution_open_orders", "open"), ("bnml_execution_held_symbols", "held")], w=6,
+            thresholds=[(None, "green"), (1, "orange"), (20, "red")])
     b.row("Suite")
     b.panel("stat", "Services up", [('up{job="bnml"}', "{{service}}")], w=12, h=4, mappings=UP_MAP,
             thresholds=RED_GREEN, description="Prometheus can scrape the service's /metrics")
     b.panel("stat", "NATS connected", [(f"bnml_{s}_nats_connected", s) for s in SERVICES], w=12, h=4,
             mappings=UP_MAP, thresholds=RED_GREEN)
-    b.row("Orders")
-    b.panel("timeseries", "Order events by status (per minute)",
-            [("sum by (status) (rate(bnml_execution_orders_total[$__rate_interval])) * 60", "{{status}}")],
-            w=12, unit="short")
-    b.panel("timeseries", "Fills (per minute)",
-            [("sum by (liquidity) (rate(bnml_execution_fills_total[$__rate_interval])) * 60", "{{liquidity}}")],
-            w=6)
-    b.panel("stat", "Open orders", [("bnml_execution_open_orders", "open")], w=6, h=7,
-            thresholds=[(None, "green"), (20, "orange"), (100, "red")])
     return b
 
 
@@ -115,46 +152,95 @@ def pipeline() -> Board:
     b.row("Rates")
     b.panel("timeseries", "Ticks published per second (market_data)",
             [("sum by (symbol) (rate(bnml_market_data_ticks_published_total[$__rate_interval]))", "{{symbol}}")],
-            unit="short", stack=True)
-    b.panel("timeseries", "Ticks in (signal) and signals out by side",
+            stack=True)
+    b.panel("timeseries", "Ticks and candles in (signal), signals out by side",
             [("sum(rate(bnml_signal_ticks_received_total[$__rate_interval]))", "ticks in"),
-             ("sum by (side) (rate(bnml_signal_signals_published_total[$__rate_interval]))", "signals {{side}}")])
-    b.panel("timeseries", "Verdicts per second by outcome (risk)",
-            [("sum by (outcome) (rate(bnml_risk_verdicts_total[$__rate_interval]))", "{{outcome}}")])
-    b.row("Latency")
-    b.panel("timeseries", "Tick -> order (journaled paper fill), p50 / p99",
-            [("histogram_quantile(0.5, sum by (le) (rate(bnml_execution_tick_to_order_seconds_bucket"
-              "[$__rate_interval])))", "p50"),
-             ("histogram_quantile(0.99, sum by (le) (rate(bnml_execution_tick_to_order_seconds_bucket"
-              "[$__rate_interval])))", "p99")], w=12, unit="s")
-    b.panel("timeseries", "Verdict -> fill, p50 / p99",
-            [("histogram_quantile(0.5, sum by (le) (rate(bnml_execution_verdict_to_fill_seconds_bucket"
-              "[$__rate_interval])))", "p50"),
-             ("histogram_quantile(0.99, sum by (le) (rate(bnml_execution_verdict_to_fill_seconds_bucket"
-              "[$__rate_interval])))", "p99")], w=12, unit="s")
-    b.row("Dead letters and staleness")
+             ("sum(rate(bnml_signal_candles_received_total[$__rate_interval]))", "candles in"),
+             (events("sum by (side) (rate(bnml_signal_signals_published_total[$__rate_interval]))"),
+              "signals {{side}}")])
+    b.panel("timeseries", "Verdicts (risk), orders and fills (execution) per second",
+            [(events("sum by (outcome) (rate(bnml_risk_verdicts_total[$__rate_interval]))"), "verdicts {{outcome}}"),
+             (events("sum(rate(bnml_execution_orders_total[$__rate_interval]))"), "order events"),
+             (events("sum(rate(bnml_execution_fills_total[$__rate_interval]))"), "fills")])
+    b.row("Latency per hop")
+    b.panel("timeseries", "Tick -> order (journaled), p50 / p99",
+            quantiles("bnml_execution_tick_to_order_seconds"), w=12, unit="s",
+            description="market_data tick event time to the order journaled by execution: the whole chain")
+    b.panel("timeseries", "Verdict -> fill (execution), p50 / p99",
+            quantiles("bnml_execution_verdict_to_fill_seconds"), w=12, unit="s")
+    b.panel("timeseries", "Signal: inference per batch, p50 / p99", quantiles("bnml_signal_inference_seconds"),
+            w=12, unit="s")
+    b.panel("timeseries", "Risk: decision per signal, p50 / p99", quantiles("bnml_risk_decision_seconds"),
+            w=12, unit="s")
+    b.row("Dead letters, errors and staleness")
     b.panel("timeseries", "Dead-lettered messages (per minute) by service and subject",
-            [('sum by (service, subject) (rate({__name__=~"bnml_[a-z_]+_dlq_messages_total"}[$__rate_interval]))'
-              " * 60", "{{service}} {{subject}}")], w=12)
-    b.panel("timeseries", "Market data age per symbol",
-            [("bnml_market_data_symbol_age_seconds", "{{symbol}}")], w=6, unit="s")
-    b.panel("stat", "Stale symbols", [("bnml_market_data_stale_symbols", "stale")], w=6,
-            thresholds=[(None, "green"), (1, "red")])
+            [(events('sum by (service, subject) (rate({__name__=~"bnml_[a-z_]+_dlq_messages_total"}'
+                     "[$__rate_interval])) * 60"), "{{service}} {{subject}}")], w=8)
+    b.panel("timeseries", "Handler errors and NATS client errors (per minute)",
+            [(events('sum by (service) (rate({__name__=~"bnml_[a-z_]+_handler_errors_total"}[$__rate_interval]))'
+                     " * 60"), "handler {{service}}"),
+             (events('sum by (service) (rate({__name__=~"bnml_[a-z_]+_nats_errors_total"}[$__rate_interval]))'
+                     " * 60"), "nats {{service}}")], w=8)
+    b.panel("timeseries", "Market-data source errors (per minute) and back-off state",
+            [(events("sum by (kind) (rate(bnml_market_data_source_errors_total[$__rate_interval])) * 60"),
+              "errors {{kind}}"), ("bnml_market_data_backoff_state", "back-off (0 ok, 1 wait, 2 limited, 3 banned)")],
+            w=8)
+    b.panel("timeseries", "Market data age per symbol", [("bnml_market_data_symbol_age_seconds", "{{symbol}}")],
+            w=12, unit="s")
+    b.panel("stat", "Stale symbols / universe", [("bnml_market_data_stale_symbols", "stale"),
+                                                 ("bnml_market_data_universe_symbols", "universe")], w=6,
+            thresholds=[(None, "green")])
+    b.panel("table", "Staleness per symbol (1 = stale)", [("bnml_market_data_symbol_stale", "{{symbol}}")], w=6)
+    b.row("NATS server (prometheus-nats-exporter)")
+    b.panel("timeseries", "NATS messages in/out per second",
+            [("rate(gnatsd_varz_in_msgs[$__rate_interval])", "in"),
+             ("rate(gnatsd_varz_out_msgs[$__rate_interval])", "out")], w=12)
+    b.panel("timeseries", "NATS connections and slow consumers",
+            [("gnatsd_varz_connections", "connections"), ("gnatsd_varz_slow_consumers", "slow consumers")], w=12)
     return b
 
 
 def risk_model() -> Board:
     b = Board("bnml-risk-model", "BN-ML risk and model health",
-              "Verdicts by refusal reason, execution refusals, alert delivery.", ["bnml"])
+              "Breakers, refusals, volatility, model and drift, alerting and backups.", ["bnml"])
     b.row("Risk")
+    b.panel("timeseries", "Breakers in force", [("bnml_risk_breakers_active", "{{breaker}}")], w=8, stack=True)
+    b.panel("timeseries", "Breaker trips (per hour) by breaker",
+            [(events("sum by (breaker) (increase(bnml_risk_breaker_trips_total[1h]))"), "{{breaker}}")], w=8)
+    b.panel("stat", "Risk database writes / volatility ratio",
+            [("bnml_risk_database_ok", "database ok"), ("bnml_risk_market_volatility_ratio", "volatility ratio")],
+            w=8, thresholds=[(None, "red"), (1, "green")], decimals=2)
     b.panel("timeseries", "Refused verdicts by reason (per minute)",
-            [('sum by (reason) (rate(bnml_risk_verdicts_total{outcome!="approved"}[$__rate_interval])) * 60',
+            [(events('sum by (reason) (rate(bnml_risk_verdicts_total{outcome!="approved"}[$__rate_interval])) * 60'),
               "{{reason}}")], w=12)
-    b.panel("table", "Verdicts by outcome and reason (total)",
-            [("sum by (outcome, reason) (bnml_risk_verdicts_total)", "")], w=12)
-    b.row("Operations")
+    b.panel("timeseries", "Verdicts execution did not send, by reason (per minute)",
+            [(events("sum by (reason) (rate(bnml_execution_verdicts_refused_total[$__rate_interval])) * 60"),
+              "{{reason}}")], w=12)
+    b.row("Model")
+    b.panel("stat", "Model loaded / drift detected",
+            [("bnml_signal_model_loaded", "model loaded"), ("bnml_signal_drift_detected", "drift detected")], w=6,
+            mappings=[{"type": "value", "options": {"0": {"text": "no"}, "1": {"text": "yes"}}}])
+    b.panel("stat", "Model age", [("bnml_signal_model_age_seconds", "age")], w=6, unit="s")
+    b.panel("timeseries", "Drift scores", [("bnml_signal_drift_score", "{{score}}")], w=12)
+    b.panel("timeseries", "Resolved signals by outcome (per hour)",
+            [(events("sum by (outcome) (increase(bnml_signal_signal_outcomes_total[1h]))"), "{{outcome}}")], w=12)
+    b.panel("stat", "Model artefacts refused (total)", [("bnml_signal_model_refusals_total", "refused")], w=12,
+            thresholds=[(None, "green"), (1, "red")])
+    b.row("Alerting and backups")
     b.panel("timeseries", "Alerts received by severity (per hour)",
-            [("sum by (severity) (increase(bnml_ops_api_alerts_total[1h]))", "{{severity}}")], w=12)
+            [(events("sum by (severity) (increase(bnml_ops_api_alerts_total[1h]))"), "{{severity}}")], w=8)
+    b.panel("timeseries", "Alert deliveries by channel and outcome (per hour)",
+            [(events("sum by (channel, outcome) (increase(bnml_ops_api_alert_deliveries_total[1h]))"),
+              "{{channel}} {{outcome}}")], w=8)
+    b.panel("stat", "Last successful backup (age)",
+            [("time() - bnml_ops_api_backup_last_success_timestamp_seconds", "age")], w=8, unit="s",
+            thresholds=[(None, "green"), (7200, "red")],
+            description="a huge value means no backup has succeeded yet")
+    b.panel("timeseries", "Backups by outcome (per day)",
+            [(events("sum by (outcome) (increase(bnml_ops_api_backups_total[1d]))"), "{{outcome}}")], w=12)
+    b.panel("timeseries", "Incidents opened (per day) by severity and kind",
+            [(events("sum by (severity, kind) (increase(bnml_ops_api_incidents_opened_total[1d]))"),
+              "{{severity}} {{kind}}")], w=12)
     return b
 
 

@@ -48,7 +48,18 @@ from tests.unit.deploy.tooling import (
 pytestmark = pytest.mark.integration
 
 COMPOSE_NAME = {s: s.replace("_", "-") for s in SERVICES}
+# The only departure from the compose environment: signal's drift monitor judges a 20-bar window instead of 300,
+# so that its drift scores exist within this test's minute (a timing knob, not a behaviour change).
+TEST_SPEEDUPS = {"signal": {"BNML_SIGNAL__DRIFT__WINDOW": "20", "BNML_SIGNAL__DRIFT__CHECK_EVERY": "2"}}
 RATE_INTERVAL = "30s"  # Grafana's $__rate_interval, for a 1 s scrape interval
+# prometheus-nats-exporter runs only as a container (not packaged in Debian): its panels are checked for a valid
+# query here, not for data
+EXPORTER_PREFIXES = ("gnatsd_", "jetstream_")
+
+
+def exporter_only(expr: str) -> bool:
+    bare = re.sub(r'"[^"]*"', '""', expr)
+    return bool(re.search(r"\b(gnatsd|jetstream)_\w+", bare)) and not re.search(r"\b(bnml_\w+|up)\b", bare)
 
 
 def image_env() -> dict[str, str]:
@@ -90,6 +101,7 @@ class Stack:
             elif key == "BNML_OPS_API__HOST":
                 value = "127.0.0.1"
             env[key] = value
+        env.update(TEST_SPEEDUPS.get(compose_service, {}))
         return env
 
     def command(self, argv: list[str]) -> list[str]:
@@ -290,11 +302,11 @@ async def drive_traffic(stack: Stack) -> None:
     pw = stack.passwords
     as_signal = Bus(stack.nats.url, "signal", _metrics(), user="signal", password=pw["signal"])
     ops = Bus(stack.nats.url, "ops", _metrics(), user="ops", password=pw["ops"])
-    ticks: list[Tick] = []
+    ticks: dict[str, Tick] = {}
     acks: list[KillSwitchAcknowledged] = []
 
     async def on_tick(t: Tick, subject: str) -> None:
-        ticks[:] = [t]
+        ticks[t.symbol] = t
 
     async def on_ack(a: KillSwitchAcknowledged, subject: str) -> None:
         acks.append(a)
@@ -304,13 +316,13 @@ async def drive_traffic(stack: Stack) -> None:
     try:
         await as_signal.subscribe(subjects.ALL_TICKS, Tick, on_tick)
         await ops.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, on_ack)
-        await wait_until(lambda: ticks, timeout=30, message="a tick from market_data")
+        await wait_until(lambda: "BTC/USDT" in ticks, timeout=30, message="a BTC/USDT tick from market_data")
 
         async def an_order_journaled() -> bool:
             with psycopg.connect(stack.database_url) as conn:
-                if conn.execute("SELECT count(*) FROM orders").fetchone()[0] >= 2:
+                if conn.execute("SELECT count(*) FROM orders").fetchone()[0] >= 1:
                     return True
-            t = ticks[0]  # a confident signal at the market, as the signal service would send
+            t = ticks["BTC/USDT"]  # a confident signal at the market, as the signal service would send
             await as_signal.publish(subjects.signal(t.symbol), Signal(
                 ts=utcnow(), symbol=t.symbol, side="BUY", probability=0.9, expected_edge_bps=50,
                 model_version="deploy-test", price=t.last, tick_id=t.id, tick_ts=t.ts))
@@ -320,8 +332,10 @@ async def drive_traffic(stack: Stack) -> None:
             await wait_until(an_order_journaled, timeout=60, interval=0.5, message="orders journaled")
         except AssertionError:
             risk = metrics_text(stack, "risk")
-            pytest.fail("no order in 60 s of signals; risk says:\n"
-                        + "\n".join(x for x in risk.splitlines() if x.startswith("bnml_risk_verdicts_total")))
+            execution = metrics_text(stack, "execution")
+            pytest.fail("no order in 60 s of signals; risk and execution say:\n" + "\n".join(
+                x for x in (risk + execution).splitlines()
+                if x.startswith(("bnml_risk_verdicts_total", "bnml_execution_verdicts_refused_total"))))
         await as_signal.nc.publish(subjects.signal("BTC/USDT"), b'{"not": "a signal"}')  # dead-lettered by risk
         await ops.publish(subjects.alert("SEV-3"), Alert(ts=utcnow(), severity="SEV-3", source="deploy-test",
                                                          title="deploy test alert", detail="observability check"))
@@ -360,12 +374,12 @@ async def test_prometheus_scrapes_the_suite_and_every_dashboard_query_and_alert_
         for board, title, expr in queries:
             res = http_json(f"{api}/query", {"query": expr})
             assert res["status"] == "success", f"{board} / {title}: {expr}: {res}"
-            if not res["data"]["result"]:
+            if not res["data"]["result"] and not exporter_only(expr):
                 empty[f"{board} / {title}"] = expr
         return not empty
 
     try:
-        await wait_until(all_have_data, timeout=60, interval=2, message="data for every dashboard query")
+        await wait_until(all_have_data, timeout=90, interval=2, message="data for every dashboard query")
     except AssertionError:
         pytest.fail("dashboard queries without data:\n" + "\n".join(f"{k}: {v}" for k, v in empty.items()))
 

@@ -15,6 +15,9 @@ RUNBOOK_ALERTS = {  # runbook scenario -> the alert that covers it
     "a service down": "BnmlServiceDown",
     "stale market data": "BnmlMarketDataStale",
     "alerting down": "BnmlAlertDeliveryFailing",
+    "breakers stuck": "BnmlBreakerStuck",
+    "backup missing": "BnmlBackupMissing",
+    "order loop (SEV-1)": "BnmlOrderLoop",
 }
 
 
