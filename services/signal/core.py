@@ -182,12 +182,13 @@ class SignalEngine:
                                  expected_edge_bps=0.0, model_version=MEASUREMENT_VERSION, price=tick.last,
                                  reason=f"measurement mode: every {self.cfg.every_nth_tick}th tick",
                                  tick_id=tick.id, tick_ts=tick.ts)
+            return None, measure  # measurement mode bypasses the model entirely
         bar = None if st.from_bus else st.builder.on_tick(tick)
         return bar, measure
 
     def on_candle(self, candle: Candle) -> Bar | None:
         """A closed candle from market_data for the model's timeframe (then ticks no longer build bars)."""
-        if candle.timeframe != self.timeframe or not candle.closed:
+        if candle.timeframe != self.timeframe or not candle.closed or self.cfg.every_nth_tick > 0:
             return None
         st = self.state(candle.symbol)
         st.from_bus = True
@@ -249,7 +250,8 @@ class SignalEngine:
                      allow_buy=model_fresh)
         out.inference_s += time.perf_counter() - t0
         if complete.any() and self.drift is not None:
-            res = self.drift.observe(x[complete], prediction_score(proba[complete]))
+            key = max(b.open_time for b in ready)
+            res = self.drift.observe(x[complete], prediction_score(proba[complete]), key)
             out.drift = res or out.drift
         for i, b in enumerate(ready):
             st = self.states[b.symbol]

@@ -1,7 +1,9 @@
 """Drift of live inputs and outputs against the training reference (pure core).
 
-- Population stability index (PSI) per feature over a rolling live window against reference bins
-  (training deciles), judged on their mean, and the same for the prediction score (p_up - p_down).
+- Population stability index (PSI) per feature over a rolling live window (the last `window` bar times,
+  every symbol's rows pooled) against reference bins (training deciles), judged on their mean, and the
+  same for the prediction score (p_up - p_down). The window is counted in bars, not rows, so its time
+  span does not shrink as the universe grows.
 - The live hit rate of past BUY/SELL signals once their horizon has passed (net of fees).
 - Hysteresis: detected when a score passes its detect threshold; cleared only after `clear_after_checks`
   consecutive checks where every score is back below the clear threshold.
@@ -79,34 +81,41 @@ class DriftMonitor:
 
     def __post_init__(self) -> None:
         t = self.thresholds
-        self._x = np.full((t.window, len(self.feature_names)), np.nan)
-        self._score = np.full(t.window, np.nan)
-        self._n = 0
+        # one chunk per bar time: (key, feature rows, scores); the window spans `window` bars of every symbol
+        self._chunks: deque[tuple[object, list[np.ndarray], list[np.ndarray]]] = deque()
         self._since_check = 0
+        self.rows_seen = 0
         self._outcomes: deque[bool] = deque(maxlen=t.hit_rate_window)
         self.detected = False
         self._calm = 0
         self.last: DriftResult | None = None
 
-    def observe(self, x: np.ndarray, scores: np.ndarray) -> DriftResult | None:
-        """Add feature rows (n, k) and their prediction scores (n,); a check result when one is due
-        (at most one check per call, so a batch of 200 symbols costs one check, not twenty)."""
-        x = np.atleast_2d(x)
-        scores = np.atleast_1d(scores)
-        w = self.thresholds.window
-        if x.shape[0] > w:
-            x, scores = x[-w:], scores[-w:]
-            self._n += x.shape[0] - w
-            self._since_check += x.shape[0] - w
-        idx = (self._n + np.arange(x.shape[0])) % w
-        self._x[idx] = x
-        self._score[idx] = scores
-        self._n += x.shape[0]
-        self._since_check += x.shape[0]
-        if self._n >= w and self._since_check >= self.thresholds.check_every:
+    def observe(self, x: np.ndarray, scores: np.ndarray, key: object = None) -> DriftResult | None:
+        """Add the feature rows (n, k) and prediction scores (n,) of one bar time (`key`, e.g. the candle's
+        open time; rows with the key of the previous call join that bar; None = a new bar). A check result
+        when one is due: at most one per call, every `check_every` bars once `window` bars are held."""
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        scores = np.atleast_1d(np.asarray(scores, dtype=np.float64))
+        self.rows_seen += x.shape[0]
+        if key is not None and self._chunks and self._chunks[-1][0] == key:
+            self._chunks[-1][1].append(x)
+            self._chunks[-1][2].append(scores)
+            return None
+        self._chunks.append((key, [x], [scores]))
+        while len(self._chunks) > self.thresholds.window:
+            self._chunks.popleft()
+        self._since_check += 1
+        if len(self._chunks) >= self.thresholds.window and self._since_check >= self.thresholds.check_every:
             self._since_check = 0
             return self.check()
         return None
+
+    def window_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        xs = [a for _, rows, _ in self._chunks for a in rows]
+        ss = [a for _, _, sc in self._chunks for a in sc]
+        if not xs:
+            return np.empty((0, len(self.feature_names))), np.empty(0)
+        return np.vstack(xs), np.concatenate(ss)
 
     def record_outcome(self, hit: bool) -> None:
         self._outcomes.append(bool(hit))
@@ -119,15 +128,14 @@ class DriftMonitor:
 
     def check(self) -> DriftResult:
         t = self.thresholds
-        filled = min(self._n, t.window)
-        scores = {name: psi(self.feature_reference[name], self._x[:filled, j])
-                  for j, name in enumerate(self.feature_names)}
+        x, pred = self.window_rows()
+        scores = {name: psi(self.feature_reference[name], x[:, j]) for j, name in enumerate(self.feature_names)}
         worst = max(scores, key=scores.get)
         # The mean over features, not the max: one slow feature (a 24-bar volatility) barely moves inside a
         # short window, so its own PSI is noisy; a shift of the whole input distribution moves the mean.
         mean_psi = float(np.mean(list(scores.values())))
         scores["features_mean"] = mean_psi
-        scores["prediction"] = psi(self.prediction_reference, self._score[:filled])
+        scores["prediction"] = psi(self.prediction_reference, pred)
         hr = self.hit_rate
         if hr is not None:
             scores["hit_rate"] = hr

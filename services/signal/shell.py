@@ -98,6 +98,7 @@ class SignalService:
         self.engine.set_model(model)
         self._loaded_version, self._model_error = model.version, ""
         self.model_loaded.set(1)
+        self.model_age.set(model.age_h(utcnow()) * 3600)
         rt.log.info("model loaded", version=model.version, timeframe=model.timeframe,
                     warmup_bars=model.spec.warmup_bars, trained_at=model.trained_at.isoformat(), initial=initial)
         if not initial and getattr(self, "_candle_tf", None) != self.engine.timeframe:

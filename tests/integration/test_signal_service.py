@@ -70,7 +70,6 @@ async def test_candles_in_become_signals_out_a_stale_symbol_holds_and_a_new_mode
     assert all(s.reason == "market data stale" for s in warm if s.symbol == "AAA/USDT")
     assert {s.side for s in warm if s.symbol == "BBB/USDT"} <= {"BUY", "SELL"}  # threshold 0: always a side
     assert all(s.model_version == path.name for s in warm)
-    await wait_until(lambda: drift, timeout=15, message="a drift status")
 
     # promote a copy under a new version: the service reloads it (hash verified) without a restart
     shutil.copytree(path, models / "v-next")

@@ -58,8 +58,9 @@ class TrainSettings(Section):
 
 
 class DriftSettings(Section):
-    window: int = Field(default=300, ge=20, description="Live feature rows (all symbols) compared with the reference")
-    check_every: int = Field(default=10, ge=1, description="Check drift every N feature rows")
+    window: int = Field(default=300, ge=20,
+                        description="Bars (of every symbol, pooled) in the live window compared with the reference")
+    check_every: int = Field(default=10, ge=1, description="Check drift every N bars")
     psi_detect: float = Field(default=0.25, gt=0, description="Mean PSI over features at/above which drift is detected")
     psi_clear: float = Field(default=0.15, gt=0, description="Mean feature PSI below which a check counts as calm")
     prediction_psi_detect: float = Field(default=0.25, gt=0, description="PSI of the prediction score that detects")

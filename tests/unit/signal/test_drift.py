@@ -34,12 +34,25 @@ def _monitor(**kw) -> DriftMonitor:
 
 
 def _feed(mon, loc, n):
+    """n bars of one symbol: one row per bar."""
     results = []
-    for _ in range(n // 50):
-        r = mon.observe(RNG.normal(loc=loc, size=(50, 1)), RNG.normal(size=50))
+    for x, s in zip(RNG.normal(loc=loc, size=(n, 1)), RNG.normal(size=n), strict=True):
+        r = mon.observe(x, s)
         if r is not None:
             results.append(r)
     return results
+
+
+def test_the_window_counts_bar_times_not_rows():
+    mon = _monitor()
+    for k in range(199):
+        assert mon.observe(RNG.normal(size=(30, 1)), RNG.normal(size=30), key=k) is None  # 30 symbols a bar
+        mon.observe(RNG.normal(size=(5, 1)), RNG.normal(size=5), key=k)  # late closes of the same bar join it
+    assert mon.window_rows()[0].shape == (199 * 35, 1)
+    assert mon.observe(RNG.normal(size=(30, 1)), RNG.normal(size=30), key=199) is not None  # window full
+    for k in range(200, 260):
+        mon.observe(RNG.normal(size=(30, 1)), RNG.normal(size=30), key=k)
+    assert len(mon.window_rows()[1]) <= 200 * 35
 
 
 def test_no_judgement_before_the_window_is_full():

@@ -150,5 +150,7 @@ def test_drift_monitor_sees_every_predicted_row(trained):
     settings, model = trained
     engine = SignalEngine(EngineConfig.from_settings(settings.signal), model)
     _run(engine, _bars(40, ["A/USDT", "B/USDT"]))
-    assert engine.drift._n == 2 * (40 - model.spec.warmup_bars + 1)
-    assert np.isfinite(engine.drift._x[: engine.drift._n]).all()
+    assert engine.drift.rows_seen == 2 * (40 - model.spec.warmup_bars + 1)
+    x, scores = engine.drift.window_rows()
+    assert x.shape == (engine.drift.rows_seen, len(model.spec.names)) and np.isfinite(x).all()
+    assert len(engine.drift._chunks) == 40 - model.spec.warmup_bars + 1  # one chunk per bar time
