@@ -96,6 +96,25 @@ class Publisher:
                 self._tick_counter[sym].inc(n)  # type: ignore[attr-defined]
                 self._tick_pending[sym] = 0
 
+    async def quotes(self, quotes, ts_iso: str, ts_ms: int, source: str, mono: float) -> None:
+        """A whole synthetic step (one quote per symbol): the same as `tick()` for each, with less overhead."""
+        send, on_update, on_tick = self._send, self.tracker.on_update, self.aggregator.on_tick
+        pending, totals = self._tick_pending, self._totals
+        sent = 0
+        for q in quotes:
+            symbol = q.symbol
+            subject = self._tick_subject.get(symbol) or self._subject(symbol)
+            if not await send(subject, tick_json(ts_iso, symbol, q.bid, q.ask, q.last, q.volume, source)):
+                continue
+            pending[symbol] += 1
+            sent += 1
+            on_update(symbol, mono, q.last)
+            closed = on_tick(symbol, ts_ms, Decimal(q.last), Decimal(q.volume))
+            for bar in closed:
+                await self.candle(bar, source)
+        self.ticks_published += sent
+        totals["ticks"] += sent
+
     async def candle(self, bar: Bar, source: str, ts_iso: str | None = None) -> None:
         payload = candle_json(ts_iso or iso_ts(datetime.now(UTC)), bar.symbol, bar.timeframe,
                               iso_ts_ms(bar.open_time_ms), iso_ts_ms(bar.close_time_ms), _s(bar.open),

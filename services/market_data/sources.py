@@ -45,8 +45,7 @@ class SyntheticSource:
             now_wall = datetime.now(UTC)
             ts_iso, ts_ms = iso_ts(now_wall), int(now_wall.timestamp() * 1000)
             mono = self.clock()
-            for q in self.market.step():
-                await pub.tick(q.symbol, ts_iso, ts_ms, q.bid, q.ask, q.last, q.volume, "synthetic", mono=mono)
+            await pub.quotes(self.market.step(), ts_iso, ts_ms, "synthetic", mono)
             k += 1
             due = t0 + k * self.period
             now = self.clock()
