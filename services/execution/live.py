@@ -235,7 +235,14 @@ class LiveBroker:
                 self.rt.log.warning("unknown order lookup refused", client_order_id=coid, error=str(exc)[:200])
             if found is not None:
                 async with self.svc.lock:
-                    await self._apply(coid, found)
+                    status = await self._apply(coid, found)
+                    if self.svc.latch.blocks and status in ("ACCEPTED", "PARTIALLY_FILLED"):
+                        # it surfaced after the kill switch engaged: it may not stay open
+                        try:
+                            await self._apply(coid, await self.call("cancel_order", "", symbol,
+                                                                    {"origClientOrderId": coid}))
+                        except NotFound:
+                            pass
                 self._release(symbol, coid)
                 return
             if time.monotonic() - started > self.cfg.unknown_resolve_timeout_s:

@@ -162,6 +162,9 @@ class ExecutionService:
                                                      self.on_verdict, fail_closed=True)
 
     async def stop(self) -> None:
+        if self.writer:
+            async with self.lock:  # let an order in flight finish being journaled
+                self.writer = False
         if self.live is not None:
             await self.live.close()
         if self.writer_lock is not None:
@@ -346,6 +349,10 @@ class ExecutionService:
             if left == 0 and (cmd.flatten or self.cfg.flatten_on_kill_switch):
                 details.append(await self._flatten(cmd))
                 left = await self._sweep()
+        unknown = [r["client_order_id"] for r in await self.journal.open_orders() if r["status"] == "UNKNOWN"]
+        if unknown:
+            details.append(f"{len(unknown)} orders with an unknown outcome still being resolved (cancelled if they "
+                           "surface)")
         if left == 0:
             details.insert(0, "zero open orders confirmed")
         else:
