@@ -3,7 +3,8 @@
 1. `docker-compose config` renders deploy/docker-compose.yml (with a filled .env); every BN-ML service's
    command runs here with the same environment, hostnames mapped to this test's servers: NATS with
    deploy/nats/nats-server.conf and the per-service users, a fresh (unmigrated) Postgres database that the
-   one-shot `migrate` service migrates, the image's ENV (Dockerfile) with /app mapped to the repo. Each
+   one-shot `migrate` service migrates, and the image's layout: the files the Dockerfile COPYs, copied to a
+   temporary /app (also the working directory), with the Dockerfile's ENV. Each
    service must pass its compose healthcheck command.
 2. A real Prometheus (Debian package) scrapes them with deploy/prometheus/prometheus.yml (targets mapped) and
    evaluates deploy/prometheus/alerts.yml: every metric a dashboard or rule names must be exported by a
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -62,12 +64,34 @@ def exporter_only(expr: str) -> bool:
     return bool(re.search(r"\b(gnatsd|jetstream)_\w+", bare)) and not re.search(r"\b(bnml_\w+|up)\b", bare)
 
 
-def image_env() -> dict[str, str]:
-    """The Dockerfile's ENV, with /app (the image's WORKDIR) mapped to the repository."""
+def image_env(app: Path) -> dict[str, str]:
+    """The Dockerfile's ENV, with /app (the image's WORKDIR) mapped to `app`."""
     text = (ROOT / "Dockerfile").read_text()
     block = re.search(r"^ENV\s+((?:.*\\\n)*.*)$", text, re.M).group(1)
     env = dict(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", block))
-    return {k: v.replace("/app", str(ROOT)) for k, v in env.items()}
+    return {k: v.replace("/app", str(app)) for k, v in env.items()}
+
+
+def build_image_tree(app: Path) -> None:
+    """What the image holds under /app: every `COPY <src> <dst>` of the Dockerfile whose destination is in /app."""
+    text = (ROOT / "Dockerfile").read_text()
+    workdir = "/app"
+    for line in text.splitlines():
+        if m := re.match(r"^WORKDIR\s+(\S+)", line):
+            workdir = m.group(1)
+        if m := re.match(r"^COPY\s+(\S+)\s+(\S+)", line):
+            src, dst = m.groups()
+            dst = dst if dst.startswith("/") else f"{workdir}/{dst}"
+            if not dst.startswith("/app"):
+                continue  # e.g. the requirements lock, installed into site-packages
+            target = app / dst[len("/app"):].lstrip("/")
+            if (ROOT / src).is_dir():
+                shutil.copytree(ROOT / src, target, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                target = target / (ROOT / src).name if dst.endswith("/") else target
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / src, target)
 
 
 @dataclass
@@ -85,7 +109,7 @@ class Stack:
     def local_env(self, compose_service: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("BNML_", "NATS_")) and k not in ("DATABASE_URL", "PYTHONPATH")}
-        env.update(image_env())
+        env.update(image_env(self.app))
         for key, value in (self.compose["services"][compose_service].get("environment") or {}).items():
             value = "" if value is None else str(value)
             if key == "NATS_URL":
@@ -105,9 +129,13 @@ class Stack:
         return env
 
     def command(self, argv: list[str]) -> list[str]:
-        """A compose command/healthcheck as run here: `python` is this interpreter, /app is the repo."""
+        """A compose command/healthcheck as run here: `python` is this interpreter, /app the image tree."""
         argv = [a for a in argv if a not in ("CMD",)]
-        return [sys.executable if a == "python" else a.replace("/app/", f"{ROOT}/") for a in argv]
+        return [sys.executable if a == "python" else a.replace("/app/", f"{self.app}/") for a in argv]
+
+    @property
+    def app(self) -> Path:
+        return self.tmp / "app"
 
     def healthcheck(self, name: str) -> subprocess.CompletedProcess:
         test = self.compose["services"][COMPOSE_NAME[name]]["healthcheck"]["test"]
@@ -122,7 +150,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, pg_admin_url):
     tmp = tmp_path_factory.mktemp("deploy-stack")
-    (tmp / "app").mkdir()  # the container's working directory (artifacts/ starts empty, like the volume)
+    build_image_tree(tmp / "app")  # the container's /app and working directory (no artifacts/, like the volume)
     passwords = nats_passwords()
     compose = render_compose(filled_env_file(tmp / ".env", passwords))
     name = f"bnml_deploy_{uuid.uuid4().hex[:8]}"
