@@ -51,12 +51,13 @@ def core(n: int) -> dict[str, float]:
         e.on_fill(Fill(ts=t, client_order_id=f"b-{sym}", trade_id=f"b-{sym}", symbol=sym, side="BUY",
                        quantity=Decimal("100") / px * 1000, price=px, fee=Decimal("0")), t)
     syms = list(PRICES)
-    signals = [Signal(ts=t, symbol=syms[i % 2], side="BUY" if (i // 2) % 2 == 0 else "SELL", probability=0.6,
-                      model_version="bench", price=PRICES[syms[i % 2]]) for i in range(n)]
+    signals = [Signal(ts=t + timedelta(milliseconds=250 * (i + 1)), symbol=syms[i % 2],
+                      side="BUY" if (i // 2) % 2 == 0 else "SELL", probability=0.6, model_version="bench",
+                      price=PRICES[syms[i % 2]]) for i in range(n)]
     lat: list[float] = []
     approved = 0
-    for i, sig in enumerate(signals):
-        now = t + timedelta(milliseconds=250 * (i + 1))  # 4 decisions/s: the throttle never binds
+    for sig in signals:
+        now = sig.ts  # 4 decisions/s: the throttle never binds
         for s in ("market_data", "execution"):
             e.on_heartbeat(s, now)
         e.on_tick(sig.symbol, PRICES[sig.symbol], now, now)

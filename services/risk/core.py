@@ -1,7 +1,7 @@
 """Risk decisions (pure core): `RiskEngine.decide(signal, now)` turns a signal into a verdict.
 
 Why did risk say no? Read it here, top to bottom:
-1. duplicate signal id;
+1. duplicate signal id; a signal older than its useful life (`max_signal_age_s`, `verdict_ttl_s`);
 2. breakers (`breakers.py`) re-evaluated at `now` and applied by the manager (`state.py`);
 3. gates: kill switch, trading state (HALTED; REDUCING lets only exposure-reducing orders through),
    database and account state known, market known, per-symbol holds, price collar vs the last price;
@@ -241,6 +241,9 @@ class RiskEngine:
         if sig.id in self.seen_signals:
             return Decision(self._refuse(sig, now, ["duplicate_signal"]), events)
         self.seen_signals[sig.id] = now + timedelta(seconds=self.cfg.duplicate_signal_window_s)
+        origin = sig.tick_ts or sig.ts
+        if (now - origin).total_seconds() > min(self.cfg.max_signal_age_s, self.cfg.verdict_ttl_s):
+            return Decision(self._refuse(sig, now, ["stale_signal"]), events)  # it waited too long to be traded
         reasons = self._gates(sig)
         if reasons:
             return Decision(self._refuse(sig, now, reasons), events)

@@ -62,6 +62,8 @@ class RiskSettings(Section):
     max_orders_per_10s_per_symbol: int = Field(default=5, ge=1, le=49, description="Approved orders per 10 s, one symbol")
     order_loop_trip_per_10s: int = Field(default=40, ge=2, le=1000,
                                          description="Would-be orders per 10 s that trip the order-loop breaker (SEV-1)")
+    max_signal_age_s: float = Field(default=2.0, gt=0, le=60,
+                                    description="Refuse a signal whose tick (or itself) is older than this (and than verdict_ttl_s)")
     duplicate_signal_window_s: float = Field(default=600.0, gt=0, description="Signal ids remembered for duplicate suppression")
     # volatility (EWMA of sampled log returns; ratio = short vol / long vol)
     vol_sample_s: float = Field(default=1.0, gt=0, description="Seconds between price samples")

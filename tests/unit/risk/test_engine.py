@@ -281,3 +281,10 @@ def test_no_sequence_of_events_leaves_halted_without_a_release(ops):
             assert e.sm.state == "HALTED"
         if e.sm.state == "HALTED":
             assert not e.decide(signal(ts=t), t).verdict.approved
+
+
+def test_a_signal_older_than_its_useful_life_is_refused(engine):
+    late = T0 + timedelta(seconds=3)
+    feed(engine, late)
+    assert engine.decide(signal(ts=T0), late).verdict.reasons == ["stale_signal"]
+    assert engine.decide(signal(ts=late - timedelta(seconds=1)), late).verdict.approved
