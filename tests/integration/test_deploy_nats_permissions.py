@@ -2,37 +2,20 @@
 
 The server runs deploy/nats/nats-server.conf (the same file compose mounts). A denied publish is refused by
 the server and shows up in nats-py's error callback as a "Permissions Violation"; an allowed one reaches an
-observer connected as ops_api (which may read everything).
+observer connected as ops_api (which may read everything). That the five services run their pipeline with
+their own users (and the CLI as `ops`) is shown by test_deploy_stack.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nats
 import pytest
 
-from bnml.embedded import free_port
 from libs.common import subjects
-from libs.common.bus import Bus
-from libs.common.contracts import (
-    Fill,
-    Heartbeat,
-    KillSwitchAcknowledged,
-    OrderEvent,
-    RiskVerdict,
-    Signal,
-    Tick,
-    utcnow,
-)
-from libs.common.metrics import ServiceMetrics
-from tests.helpers import ServiceFactory, wait_until
-from tests.unit.deploy.tooling import SERVICES, nats_passwords, start_authenticated_nats, url_with_user
+from tests.helpers import wait_until
+from tests.unit.deploy.tooling import nats_passwords, start_authenticated_nats
 
 pytestmark = pytest.mark.integration
 
@@ -136,82 +119,3 @@ async def test_a_subscriber_cannot_read_what_its_user_is_not_allowed(secure_nats
         assert "permissions violation for subscription" in str(errors[0]).lower()
     finally:
         await nc.close()
-
-
-def _metrics() -> ServiceMetrics:
-    from prometheus_client import CollectorRegistry
-
-    return ServiceMetrics("deploytest", registry=CollectorRegistry())
-
-
-async def test_services_run_with_their_own_credentials(tmp_path, secure_nats, passwords, database_url):
-    """All five services on the secured server: they start, heartbeat, pass ticks, verdicts and JetStream
-    traffic, acknowledge the ops user's kill switch, and no service log reports a permissions violation."""
-    factory = ServiceFactory(tmp_path, secure_nats.url, database_url)
-    api_port = free_port()
-    factory.configure({"market_data": {"synthetic": {"ticks_per_s": 50}}})
-    ops = Bus(secure_nats.url, "ops", _metrics(), user="ops", password=passwords["ops"])
-    watcher = Bus(secure_nats.url, "ops_api", _metrics(), user="ops_api", password=passwords["ops_api"])
-    as_signal = Bus(secure_nats.url, "signal", _metrics(), user="signal", password=passwords["signal"])
-    seen: dict[str, int] = {"tick": 0, "verdict": 0, "order": 0, "fill": 0}
-    last_tick: list[Tick] = []
-    acks: list[KillSwitchAcknowledged] = []
-    beats: set[str] = set()
-
-    def counter(kind: str):
-        async def handler(msg, subject: str) -> None:
-            seen[kind] += 1
-            if isinstance(msg, Tick):
-                last_tick[:] = [msg]
-        return handler
-
-    async def on_beat(hb: Heartbeat, subject: str) -> None:
-        beats.add(hb.service)
-
-    async def on_ack(ack: KillSwitchAcknowledged, subject: str) -> None:
-        acks.append(ack)
-
-    try:
-        for name in ("ops_api", "risk", "execution", "signal", "market_data"):
-            factory.start(name, env={"BNML_NATS__USER": name, "BNML_NATS__PASSWORD": passwords[name],
-                                     "BNML_OPS_API__PORT": str(api_port)})
-        for b in (watcher, ops, as_signal):
-            await b.connect(retry_initial=False)
-        await watcher.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, on_beat)
-        await watcher.subscribe(subjects.ALL_TICKS, Tick, counter("tick"))
-        await watcher.subscribe(subjects.ALL_VERDICTS, RiskVerdict, counter("verdict"))
-        await watcher.subscribe(subjects.ALL_ORDERS, OrderEvent, counter("order"))
-        await watcher.subscribe(subjects.ALL_FILLS, Fill, counter("fill"))
-        await ops.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, on_ack)
-        await wait_until(lambda: beats >= set(SERVICES), timeout=45, message="heartbeats from all five services")
-        await wait_until(lambda: seen["tick"] >= 10, timeout=30, message="ticks from market_data")
-
-        async def verdict_seen() -> bool:
-            if seen["verdict"]:
-                return True
-            t = last_tick[0]  # a signal at the market, as the signal service would send it
-            await as_signal.publish(subjects.signal(t.symbol), Signal(
-                ts=utcnow(), symbol=t.symbol, side="BUY", probability=0.9, expected_edge_bps=50,
-                model_version="deploy-test", price=t.last, tick_id=t.id, tick_ts=t.ts))
-            return False
-
-        await wait_until(verdict_seen, timeout=45, interval=0.5, message="a verdict published by risk (JetStream)")
-
-        # the operators' CLI, as docs/deploy.md says: NATS_URL with the `ops` user's credentials
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BNML_", "NATS_"))}
-        env["NATS_URL"] = url_with_user(secure_nats.url, "ops", passwords["ops"])
-        res = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bnml.cli", "kill-switch", "engage",
-                                                       "--reason", "deploy test"],
-                                      capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
-        assert res.returncode == 0, res.stdout + res.stderr
-        cli = json.loads(res.stdout[res.stdout.index("{"):])
-        assert {"risk", "execution"} <= set(cli["acknowledged_by"]), res.stdout + res.stderr
-        await wait_until(lambda: {a.service for a in acks if a.command_id == cli["command_id"]} >= {"risk", "execution"},
-                         timeout=20, message="the acks seen by the ops user too")
-        for proc in factory.started:
-            assert proc.alive, f"{proc.name} died:\n{proc.logs()[-2000:]}"
-            assert "permissions violation" not in proc.logs().lower(), f"{proc.name} hit a permissions violation"
-    finally:
-        for b in (as_signal, ops, watcher):
-            await b.drain()
-        factory.stop_all()

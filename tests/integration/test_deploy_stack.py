@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -45,6 +46,7 @@ from tests.unit.deploy.tooling import (
     render_compose,
     require_binary,
     start_authenticated_nats,
+    url_with_user,
 )
 
 pytestmark = pytest.mark.integration
@@ -367,11 +369,19 @@ async def drive_traffic(stack: Stack) -> None:
         await as_signal.nc.publish(subjects.signal("BTC/USDT"), b'{"not": "a signal"}')  # dead-lettered by risk
         await ops.publish(subjects.alert("SEV-3"), Alert(ts=utcnow(), severity="SEV-3", source="deploy-test",
                                                          title="deploy test alert", detail="observability check"))
-        for action in ("engage", "release"):
-            cmd = KillSwitchCommand(ts=utcnow(), action=action, reason="deploy observability test", actor="ops")
-            await ops.publish(subjects.kill_switch(), cmd)
-            await wait_until(lambda c=cmd: {a.service for a in acks if a.command_id == c.id} >= {"risk", "execution"},
-                             timeout=20, message=f"kill switch {action} acknowledged")
+        # engage with the operators' CLI, as docs/deploy.md says: NATS_URL with the `ops` user's credentials
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BNML_", "NATS_"))}
+        env["NATS_URL"] = url_with_user(stack.nats.url, "ops", pw["ops"])
+        res = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bnml.cli", "kill-switch", "engage",
+                                                       "--reason", "deploy test"],
+                                      capture_output=True, text=True, env=env, cwd=stack.tmp, timeout=60)
+        assert res.returncode == 0, res.stdout + res.stderr
+        cli = json.loads(res.stdout[res.stdout.index("{"):])
+        assert {"risk", "execution"} <= set(cli["acknowledged_by"]), res.stdout + res.stderr
+        cmd = KillSwitchCommand(ts=utcnow(), action="release", reason="deploy observability test", actor="ops")
+        await ops.publish(subjects.kill_switch(), cmd)
+        await wait_until(lambda: {a.service for a in acks if a.command_id == cmd.id} >= {"risk", "execution"},
+                         timeout=20, message="kill switch release acknowledged")
     finally:
         await as_signal.drain()
         await ops.drain()
@@ -422,5 +432,8 @@ async def test_prometheus_scrapes_the_suite_and_every_dashboard_query_and_alert_
     for name, expr in rule_exprs():
         res = http_json(f"{api}/query", {"query": expr})
         assert res["status"] == "success", f"{name}: {res}"
+    for svc in SERVICES:
+        assert "permissions violation" not in stack.log(svc).lower(), f"{svc}: {stack.log(svc)[-1500:]}"
+        assert stack.procs[svc].poll() is None, f"{svc} died: {stack.log(svc)[-1500:]}"
     firing = {r["name"] for r in rules if r.get("state") == "firing"}
     assert not firing & {"BnmlServiceDown", "BnmlServiceNatsDisconnected"}, f"a healthy suite fires {firing}"
