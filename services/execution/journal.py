@@ -61,6 +61,7 @@ class Journal:
     def __init__(self, pool, mode: str):
         self.pool = pool
         self.mode = mode
+        self.last_row: dict[str, Any] | None = None  # the order row as the last commit_order_update left it
 
     # -- orders ---------------------------------------------------------------------------------
     async def insert_order(self, o: NewOrder, instance: str) -> bool:
@@ -146,18 +147,19 @@ class Journal:
                     (f.exchange, f.trade_id, f.client_order_id, f.symbol, f.side, f.quantity, f.price, f.fee,
                      f.fee_asset, f.realized_pnl_usdt, f.ts, f.is_maker, f.fee_usdt))
                 cursors.append((cur, f))
-            await conn.execute(
+            order_cur = await conn.execute(
                 "UPDATE orders SET status = %s, reason = COALESCE(%s, reason), filled_quantity = %s,"
                 " average_price = COALESCE(%s, average_price), fee_usdt = fee_usdt + %s, locked = %s,"
                 " trades = COALESCE(%s, trades), exchange_order_id = COALESCE(%s, exchange_order_id),"
                 " resting_expires_at = COALESCE(%s, resting_expires_at), updated_at = now()"
-                " WHERE client_order_id = %s",
+                " WHERE client_order_id = %s RETURNING *",
                 (status, reason, filled, average_price, fee_usdt_add, locked, trades, exchange_order_id,
                  resting_expires_at, coid))
             await self._write_books(conn, ledger, {symbol}, assets)
         for cur, f in cursors:
             if await cur.fetchone() is not None:
                 inserted.append(f)
+        self.last_row = await order_cur.fetchone()
         return inserted
 
     async def write_books(self, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:

@@ -286,16 +286,17 @@ class ExecutionService:
             average_price=o.average_price, fee_usdt_add=sum((r.fee_usdt for r in rows), ZERO), locked=o.locked,
             trades=o.trades, fills=rows, ledger=self.ledger, symbol=o.symbol, assets={base, quote},
             resting_expires_at=o.expires_at if res.status == "ACCEPTED" else None)
-        await self._after_update(o.client_order_id, res.status, res.reason, rows, verdict)
+        await self._after_update(o.client_order_id, res.status, res.reason, rows, verdict, row=self.journal.last_row)
 
     async def _after_update(self, coid: str, status: str, reason: str, fills: list[FillRow],
-                            verdict: RiskVerdict | None = None) -> None:
+                            verdict: RiskVerdict | None = None, row: dict[str, Any] | None = None) -> None:
         """Count, measure and publish a journaled change (the journal is already committed)."""
         self.orders.labels(status=status).inc()
         for f in fills:
             self.rt.metrics.count("fills")
             self.fills_metric.labels(liquidity="maker" if f.is_maker else "taker").inc()
-        row = await self.journal.get_order(coid)
+        if row is None or row["client_order_id"] != coid:
+            row = await self.journal.get_order(coid)
         pending = self._pending_pub.pop(coid, None)
         if pending is not None:
             await pending

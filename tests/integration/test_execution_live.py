@@ -90,6 +90,14 @@ async def test_every_order_fault_ends_with_exactly_one_order_per_verdict(service
         posted = [r for r in fake.orders_received if r.get("newClientOrderId") == coid]
         if kind not in ("429", "clock_skew"):
             assert len(posted) <= 1, f"{kind}: sent twice"
+        posts = [r for r in list(fake.requests) if r.method == "POST" and r.path == "/api/v3/order"
+                 and r.params.get("newClientOrderId") == coid]
+        if kind == "429":  # refused before execution: resent once, after the Retry-After it was given
+            assert len(posts) == 2 and posts[1].monotonic - posts[0].monotonic >= 0.9
+        if kind == "clock_skew":  # resent once, after the clock was resynchronised
+            assert len(posts) == 2
+            assert any(r.path == "/api/v3/time" and posts[0].monotonic < r.monotonic < posts[1].monotonic
+                       for r in list(fake.requests))
         if final == "FILLED":
             fills = rows(database_url, "SELECT * FROM fills WHERE client_order_id = %s", coid)
             assert sum(f["quantity"] for f in fills) == D("0.001"), kind
