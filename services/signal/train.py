@@ -115,14 +115,24 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
     progress(f"out-of-sample net of fees: model {m['total_return_pct']:+.2f}% ({m['n_trades']} trades, hit rate "
              f"{m['hit_rate']}), buy&hold {bh['total_return_pct']:+.2f}%, no trade +0.00%")
     progress(f"wrote {path} in {elapsed:.1f}s" + (" and made it current" if promote else ""))
+    if promote:
+        progress(f"note: the signal service now decides on {timeframe} candles ({spec.warmup_bars} bars of warm-up)")
     return path
 
 
 
-def _fmt(v) -> str:
+def _fmt(v, signed: bool = True) -> str:
     if v is None:
         return "-"
-    return f"{v:+.2f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:+.2f}" if signed else f"{v:.2f}"
+    return str(v)
+
+
+def _describe(data: dict) -> str:
+    if data["kind"] == "file":
+        return f"`{data['path']}` (sha256 {data['sha256'][:12]}...)"
+    return f"synthetic ({data['bars']} bars, seed {data['seed']})"
 
 
 def render_markdown(report: dict, meta: dict) -> str:
@@ -130,7 +140,7 @@ def render_markdown(report: dict, meta: dict) -> str:
     oos = report["out_of_sample"]
     lines = [
         f"# Training report: {report['version']}", "",
-        f"Data: {meta['data']}, timeframe {meta['timeframe']}; train window {meta['train_window']['from']} .. "
+        f"Data: {_describe(meta['data'])}, timeframe {meta['timeframe']}; train window {meta['train_window']['from']} .. "
         f"{meta['train_window']['to']} ({meta['train_window']['rows']} rows).",
         f"Label: {meta['label']['horizon_bars']}-bar forward return, net of {meta['label']['fee_rate_per_side']:.2%} "
         f"per side ({meta['label']['round_trip_cost_bps']:.1f} bps round trip). Model: {meta['model']['kind']}.", "",
@@ -138,9 +148,9 @@ def render_markdown(report: dict, meta: dict) -> str:
         "Net of fees over the same windows. " + report["decision"]["simulation"] + ".", "",
         "| strategy | return % | max drawdown % | trades | hit rate | precision (BUY) |",
         "|---|---|---|---|---|---|",
-        f"| model | {_fmt(m['total_return_pct'])} | {_fmt(m['max_drawdown_pct'])} | {m['n_trades']} | "
-        f"{_fmt(m['hit_rate'])} | {_fmt(m['precision_buy'])} |",
-        f"| buy and hold | {_fmt(bh['total_return_pct'])} | {_fmt(bh['max_drawdown_pct'])} | - | - | - |",
+        f"| model | {_fmt(m['total_return_pct'])} | {_fmt(m['max_drawdown_pct'], False)} | {m['n_trades']} | "
+        f"{_fmt(m['hit_rate'], False)} | {_fmt(m['precision_buy'], False)} |",
+        f"| buy and hold | {_fmt(bh['total_return_pct'])} | {_fmt(bh['max_drawdown_pct'], False)} | - | - | - |",
         f"| no trade | {_fmt(nt['total_return_pct'])} | 0.00 | 0 | - | - |", "",
         f"BUY signals {m['buy_signals']}, SELL signals {m['sell_signals']}; base rate of 'up' labels "
         f"{m['base_rate_up']}; threshold {report['decision']['probability_threshold']}.", "",
