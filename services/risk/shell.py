@@ -248,7 +248,8 @@ class RiskService:
             if seen:
                 self.rt.log.info("fill already applied", trade_id=fill.trade_id)
                 return
-            saved_book, saved_res = copy.deepcopy(engine.book), dict(engine.reservations)
+            saved = (copy.deepcopy(engine.book), dict(engine.reservations), dict(engine.board.active),
+                     (engine.sm.state, engine.sm.reason, engine.sm.since), engine.last_breaker_clear_at)
             now = utcnow()
             outcome, events = engine.on_fill(fill, now)
             snap = engine.snapshot(now)
@@ -263,7 +264,8 @@ class RiskService:
                          fill.ts))
                     await conn.execute(_kv_sql(), ("account_state", snap.model_dump_json()))
             except Exception:
-                engine.book, engine.reservations = saved_book, saved_res
+                engine.book, engine.reservations, engine.board.active, sm, engine.last_breaker_clear_at = saved
+                engine.sm.state, engine.sm.reason, engine.sm.since = sm
                 self._db_failed("fill not applied: database write failed")
                 raise  # not acked: JetStream redelivers it
             self._db_succeeded()
