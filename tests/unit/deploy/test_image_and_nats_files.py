@@ -65,3 +65,26 @@ def test_healthcheck_names_the_service_from_argument_env_or_container_command(mo
     assert healthcheck.service_name(["hc"]) == "signal"
     monkeypatch.setenv("BNML_EXECUTION__METRICS_PORT", "9")  # nothing listens on the discard port
     assert healthcheck.main(["hc", "execution"]) == 1
+
+
+def test_every_locked_package_installs_from_a_portable_wheel():
+    """python:3.11-slim has no compiler: every pinned package must be pure Python or a manylinux wheel (as the
+    virtualenv the tests run in installed it)."""
+    from importlib import metadata
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import lock
+    finally:
+        sys.path.pop(0)
+    local_builds = []
+    for name in lock.read_lock():
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # not installed here (the lock names it; the check below is about what is)
+        tags = [line.split(": ", 1)[1] for line in (dist.read_text("WHEEL") or "").splitlines()
+                if line.startswith("Tag: ")]
+        if tags and not any(t.endswith("-any") or "manylinux" in t for t in tags):
+            local_builds.append(f"{name} ({', '.join(tags)})")
+    assert not local_builds, f"built from source here, would need a compiler in the image: {local_builds}"
