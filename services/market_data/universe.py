@@ -9,7 +9,6 @@ symbol so the same inputs always give the same list.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -97,5 +96,3 @@ def diff_universe(old: list[str], new: list[str]) -> tuple[list[str], list[str]]
     old_set, new_set = set(old), set(new)
     return [s for s in new if s not in old_set], [s for s in old if s not in new_set]
 
-
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,10}$")

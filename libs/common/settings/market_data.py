@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from libs.common.settings.base import Section
 
 TIMEFRAME_RE = re.compile(r"^[1-9]\d*[smhdw]$")
+SYMBOL_RE = re.compile(r"[A-Z0-9]{2,15}/[A-Z0-9]{2,10}")
 
 
 class SyntheticSettings(Section):
@@ -39,6 +40,23 @@ class ReplaySettings(Section):
     loop: bool = Field(default=False, description="Start again at the end of the file")
     ticks_per_candle: Literal[1, 4] = Field(default=4, description="4 = open, high/low, low/high, close; 1 = close")
     spread_bps: float = Field(default=1.0, ge=0, le=500, description="Bid/ask spread put around replayed prices, bps")
+
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol_ccxt(cls, v: str) -> str:
+        return _ccxt_symbol(v)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_ccxt(cls, v: list[str]) -> list[str]:
+        return [_ccxt_symbol(s) for s in v]
+
+
+def _ccxt_symbol(s: str) -> str:
+    if not SYMBOL_RE.fullmatch(s):
+        raise ValueError(f"{s!r} is not a ccxt spot symbol like BTC/USDT")
+    return s
 
 
 class BinanceSettings(Section):
