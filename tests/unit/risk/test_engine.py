@@ -288,3 +288,37 @@ def test_a_signal_older_than_its_useful_life_is_refused(engine):
     feed(engine, late)
     assert engine.decide(signal(ts=T0), late).verdict.reasons == ["stale_signal"]
     assert engine.decide(signal(ts=late - timedelta(seconds=1)), late).verdict.approved
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=ops)
+def test_a_restored_engine_holds_the_same_account_breakers_and_state(ops):
+    e = make_engine(order_loop_trip_per_10s=3, daily_loss_budget_usdt=Decimal("1"), max_drawdown_pct=1.0,
+                    max_exposure_per_symbol_usdt=Decimal("10000"), max_total_exposure_usdt=Decimal("10000"))
+    t = T0
+    for n, op in enumerate(ops):
+        t += timedelta(seconds=1)
+        feed(e, t)
+        if op == "kill":
+            e.set_kill_switch(True, True, t)
+        elif op == "release":
+            e.set_kill_switch(False, True, t)
+            e.release(t)
+        elif op in ("loss", "win"):
+            e.on_fill(fill("ETH/USDT", "BUY", "0.1", "3000", ts=t), t)
+            e.on_fill(fill("ETH/USDT", "SELL", "0.05", "2800" if op == "loss" else "3300", ts=t), t)
+        elif op == "drift":
+            e.on_drift(None, True, "x")
+        elif op == "wait_long":
+            t += timedelta(days=1, hours=n)
+            feed(e, t)
+        else:
+            e.decide(signal(ts=t), t)
+        e.evaluate(t)
+    snap = e.snapshot(t)
+    r = RiskEngine(e.cfg, MARKETS, list(PRICES), t)
+    r.restore(type(snap).model_validate_json(snap.model_dump_json()))
+    again = r.snapshot(t)
+    skip = {"id", "ts", "market_volatility_ratio", "market_drift_detected"}
+    assert again.model_dump(exclude=skip) == snap.model_dump(exclude=skip)
+    assert r.sm.state == e.sm.state and set(r.board.active) == set(e.board.active)
