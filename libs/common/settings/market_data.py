@@ -68,7 +68,8 @@ class BinanceSettings(Section):
     klines: bool = Field(default=False, description="Subscribe to exchange klines for `candle_timeframes`")
     poll_interval_s: float = Field(default=2.0, gt=0, le=300, description="REST polling period (fallback), s")
     ws_retry_s: float = Field(default=15.0, gt=0, le=3600, description="How often to retry the socket while polling")
-    ws_silence_s: float = Field(default=10.0, gt=0, le=600, description="Socket silent this long = down; poll REST")
+    ws_silence_s: float = Field(default=5.0, gt=0, le=600,
+                                description="Socket silent this long = down; poll REST (keep < stale_after_s)")
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="HTTP request timeout, s")
     markets_refresh_s: float = Field(default=3600.0, gt=0, description="Reload markets (filters, status) every, s")
     backoff_initial_s: float = Field(default=1.0, gt=0, le=60, description="First back-off after an error, s")
