@@ -156,13 +156,16 @@ class LiveBroker:
     async def place(self, order: NewOrder, gate: Callable[[], Any] | None) -> str:
         """Send one journaled order (the caller holds the service lock). Returns the journal status."""
         coid = order.client_order_id
-        if order.order_type == "MARKET" and order.price_limit is not None:
+        limit = order.price_limit
+        if limit is not None and self.svc.markets is not None and order.symbol in self.svc.markets:
+            limit = self.svc.markets.round_price(order.symbol, limit, order.side)  # on the tick, never worse
+        if order.order_type == "MARKET" and limit is not None:
             # a verdict's market order never fills beyond its price_limit: LIMIT IOC at that price
-            otype, price, params = "limit", float(order.price_limit), {"timeInForce": "IOC"}
+            otype, price, params = "limit", float(limit), {"timeInForce": "IOC"}
         elif order.order_type == "MARKET":
             otype, price, params = "market", None, {}
         else:
-            otype, price, params = "limit", float(order.price_limit), {"timeInForce": "GTC"}
+            otype, price, params = "limit", float(limit), {"timeInForce": "GTC"}
         params["newClientOrderId"] = coid
         await self.journal.mark_sent(coid, self.rt.instance)
         for _attempt in range(self.cfg.max_send_attempts):

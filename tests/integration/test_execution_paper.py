@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from libs.common import subjects
 from libs.common.contracts import (
     Fill,
+    Heartbeat,
     KillSwitchAcknowledged,
     KillSwitchCommand,
     OrderEvent,
@@ -230,10 +231,18 @@ async def test_two_instances_only_one_sends_and_the_standby_takes_over(services,
 
     await bus.subscribe(subjects.ALL_ORDERS, OrderEvent, on_order)
     services.configure({"execution": {"lock_check_interval_s": 0.2}})
+    beats: dict[str, Heartbeat] = {}
+
+    async def on_beat(hb: Heartbeat, subject: str) -> None:
+        beats[hb.instance] = hb
+
+    await bus.subscribe(subjects.heartbeat("execution"), Heartbeat, on_beat)
     first = services.start("execution")
     second = services.start("execution")
     await send_tick(bus)
     await wait_until(lambda: "standby" in second.logs(), timeout=20, message="the second instance standing by")
+    await wait_until(lambda: len(beats) == 2, timeout=20, message="heartbeats from both instances")
+    assert sorted(hb.detail.split(":")[0] for hb in beats.values()) == ["standby", "writer (paper)"]
     for _ in range(3):
         await bus.publish(subjects.verdict("BTC/USDT"), verdict())
     await wait_until(lambda: one(database_url, "SELECT count(*) FROM fills") == 3, timeout=20, message="3 fills")
