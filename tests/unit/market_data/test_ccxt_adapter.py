@@ -62,3 +62,12 @@ async def test_exchange_points_at_the_configured_urls_and_is_rate_limited():
         assert ex.urls["api"]["ws"]["spot"] == "ws://127.0.0.1:2/ws"
     finally:
         await ex.close()
+
+
+@pytest.mark.parametrize("raw,want", [(43820.01, "43820.01"), ("0.00141342", "0.00141342"), (1e-05, "0.00001"),
+                                      (100.0, "100"), (0, "0"), (None, None), ("nan", None), (-1.0, None),
+                                      (True, None), ("abc", None)])
+def test_ccxt_numbers_become_exact_decimal_strings_or_are_rejected(raw, want):
+    from services.market_data.live import _dec_str
+
+    assert _dec_str(raw) == want
