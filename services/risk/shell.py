@@ -427,8 +427,7 @@ class RiskService:
         self.m_exposure.set(float(snap.total_exposure_usdt))
         for s in STATES:
             self.m_state.labels(state=s).set(1 if s == snap.trading_state else 0)
-        names = {b.breaker for b in snap.breakers}
-        for name in set(self.cfg.breaker_effects) | names | {"stale_data", "heartbeat_missing"}:
+        for name in DEFAULT_EFFECTS:  # every breaker, so a cleared one goes back to 0
             self.m_active.labels(breaker=name).set(sum(1 for b in snap.breakers if b.breaker == name))
 
     async def _loop(self) -> None:
