@@ -223,3 +223,28 @@ async def test_kill_switch_with_flatten_sells_the_live_position_at_the_exchange(
     at_exchange = fake.orders_for(sells[0]["client_order_id"])
     assert len(at_exchange) == 1 and at_exchange[0].side == "SELL"
     assert rows(database_url, "SELECT quantity FROM positions WHERE symbol = 'BTC/USDT'")[0]["quantity"] < D("0.00001")
+
+
+async def test_crash_while_the_send_is_unanswered_resolves_after_restart_without_a_second_send(
+        services, database_url, bus, fake):
+    proc = start_live(services, fake, request_timeout_ms=20000)
+    v = verdict()
+    coid = client_order_id(v.id)
+    # the exchange takes the order but holds the answer back; the process dies while waiting for it
+    fake.faults.next("POST /api/v3/order", "accept_timeout", where=lambda p: p.get("newClientOrderId") == coid,
+                     seconds=30)
+    await bus.publish(subjects.verdict("BTC/USDT"), v)
+    await wait_until(lambda: len(fake.orders_for(coid)) == 1, timeout=30, message="the order at the exchange")
+    sent = rows(database_url, "SELECT status, sent_at FROM orders WHERE client_order_id = %s", coid)[0]
+    assert sent["status"] == "SUBMITTED" and sent["sent_at"] is not None
+    proc.kill()
+    again = services.start("execution", wait=False, env={"BNML_LIVE__API_KEY": fake.api_key,
+                                                         "BNML_LIVE__API_SECRET": fake.secret})
+    await wait_until(lambda: status_of(database_url, coid) == "FILLED", timeout=40,
+                     message="the order resolved by its client id after the restart")
+    assert again.alive
+    assert len(fake.orders_for(coid)) == 1
+    posts = [r for r in list(fake.requests) if r.method == "POST" and r.path == "/api/v3/order"
+             and r.params.get("newClientOrderId") == coid]
+    assert len(posts) == 1
+    assert rows(database_url, "SELECT count(*) AS n FROM fills WHERE client_order_id = %s", coid)[0]["n"] == 1
