@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from libs.common import subjects
@@ -33,6 +34,17 @@ async def test_daily_loss_breaker_trips_and_buys_stop_while_sells_still_pass(ser
         assert not buy.approved and "trading_reducing" in buy.reasons and buy.trading_state == "REDUCING"
         sell = await seen.ask(bus, "ETH/USDT", "SELL")
         assert sell.approved and sell.quantity == Decimal("0.01")  # closing what is held still passes
+        hb = await wait_heartbeat(bus, "risk")
+        expected = ('bnml_risk_verdicts_total{outcome="refused",reason="trading_reducing"} 1.0',
+                    'bnml_risk_breakers_active{breaker="daily_loss"} 1.0', 'bnml_risk_trading_state{state="REDUCING"} 1.0',
+                    'bnml_risk_trading_state_changes_total{state="REDUCING"} 1.0')
+
+        async def metrics_show_it() -> bool:
+            async with httpx.AsyncClient() as client:
+                text = (await client.get(f"http://127.0.0.1:{hb.metrics_port}/metrics")).text
+            return all(line in text for line in expected)
+
+        await wait_until(metrics_show_it, timeout=10, message="the breaker and refusal in /metrics")
     acct = kv(database_url, "account_state")
     assert Decimal(acct["daily_realized_usdt"]) < -2 and "daily_loss" in acct["active_breakers"]
     assert acct["positions"] == {"ETH/USDT": "0.01"}
