@@ -15,7 +15,7 @@ from libs.common import subjects
 from libs.common.contracts import Alert, MarketStatus, Tick, UniverseChanged
 from tests.fakes.binance import FakeBinance
 from tests.fakes.binance import make_exchange as fake_exchange
-from tests.helpers import wait_until
+from tests.helpers import wait_heartbeat, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +148,8 @@ async def test_ban_418_stops_every_request_alerts_goes_stale_and_recovers(servic
     await wait_until(lambda: any(a.severity == "SEV-2" and "418" in a.title for a in w.alerts), timeout=15,
                      message="a SEV-2 alert for the ban")
     await wait_until(lambda: w.status["BTC/USDT"][-1].status == "stale", timeout=15, message="BTC/USDT stale")
+    hb = await wait_heartbeat(bus, "market_data")
+    assert hb.status == "degraded" and "banned" in hb.detail  # the suite sees why
     await wait_until(lambda: w.status["BTC/USDT"][-1].status == "fresh", timeout=20,
                      message="BTC/USDT fresh again after the ban")
     banned = [r for r in fake.requests if r.status == 418]

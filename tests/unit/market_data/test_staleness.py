@@ -75,3 +75,25 @@ def test_untracked_symbol_disappears():
     t.track("A/USDT", 0.0)
     t.untrack("A/USDT")
     assert t.symbols == [] and t.snapshot(1.0) == []
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.lists(st.tuples(st.floats(0, 5, allow_nan=False), st.booleans(), st.integers(0, 2)), max_size=60))
+def test_status_is_always_what_the_last_update_and_the_last_price_change_say(events):
+    """Invariant after every evaluate: fresh <=> updated within stale_after_s and price moved within frozen_after_s."""
+    t = StalenessTracker(stale_after_s=3, frozen_after_s=8)
+    t.track("A/USDT", 0.0)
+    now, last_update, last_move, price = 0.0, None, None, None
+    for dt, update, p in events:
+        now += dt
+        if update:
+            if p != price:
+                price, last_move = p, now
+            t.on_update("A/USDT", now, p)
+            last_update = now
+        t.evaluate(now)
+        expect_fresh = (last_update is not None and now - last_update <= 3 and now - last_move <= 8)
+        assert t.status("A/USDT") == ("fresh" if expect_fresh else "stale")
