@@ -76,3 +76,23 @@ def test_ensure_model_never_trains_over_a_tampered_model(trained, tmp_path):
     with pytest.raises(ModelRefused):
         ensure_model(make_settings(tmp_path))
     assert read_current(tmp_path) == "v-test"
+
+
+def test_bnml_train_command_trains_promotes_and_reports_progress(tmp_path, capsys):
+    from bnml.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--folds", "2", "--models-dir", str(tmp_path), "--horizon", "5"])
+    assert args.func(args) == 0
+    out, err = capsys.readouterr()
+    version = read_current(tmp_path)
+    assert version and out.strip().endswith(version)
+    assert "fold 1/2" in err and "fold 2/2" in err and "buy&hold" in err
+    assert load_current(tmp_path).horizon == 5
+
+
+def test_train_command_reports_a_missing_file_cleanly(tmp_path, capsys):
+    from services.signal.train import main
+
+    assert main(["--data", str(tmp_path / "nope.csv"), "--models-dir", str(tmp_path)]) == 1
+    assert "train:" in capsys.readouterr().err
+    assert read_current(tmp_path) is None
