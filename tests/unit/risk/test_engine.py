@@ -322,3 +322,37 @@ def test_a_restored_engine_holds_the_same_account_breakers_and_state(ops):
     skip = {"id", "ts", "market_volatility_ratio", "market_drift_detected"}
     assert again.model_dump(exclude=skip) == snap.model_dump(exclude=skip)
     assert r.sm.state == e.sm.state and set(r.board.active) == set(e.board.active)
+
+
+def test_drawdown_halts_and_a_release_rebases_the_peak():
+    e = make_engine(max_drawdown_pct=5.0)
+    e.on_fill(fill("ETH/USDT", "BUY", "1", "3000", fee="0"), T0)
+    crash = T0 + timedelta(seconds=1)
+    feed(e, crash, {**PRICES, "ETH/USDT": Decimal("2400")})  # -600 on 10000: 6 %
+    e.evaluate(crash)
+    assert e.sm.state == "HALTED" and e.board.active["max_drawdown"].effect == "HALTED"
+    assert e.snapshot(crash).drawdown_pct >= 5.0
+    e.set_kill_switch(False, True, crash)
+    events, refused = e.release(crash)
+    assert not refused and e.book.peak_equity == e.book.equity()
+    assert e.sm.state == "REDUCING"  # cooldown after the drawdown breaker cleared
+    e2 = make_engine(max_drawdown_pct=5.0, drawdown_rebase_on_release=False)
+    e2.on_fill(fill("ETH/USDT", "BUY", "1", "3000", fee="0"), T0)
+    feed(e2, crash, {**PRICES, "ETH/USDT": Decimal("2400")})
+    e2.evaluate(crash)
+    _, refused = e2.release(crash)
+    assert refused and e2.sm.state == "HALTED"  # without the re-base the breaker still holds
+
+
+def test_silent_execution_reduces_after_the_grace_and_clears_on_a_heartbeat():
+    e = make_engine()
+    later = T0 + timedelta(seconds=11)
+    for sym, px in PRICES.items():
+        e.on_tick(sym, px, later, later)
+    e.on_heartbeat("market_data", later)
+    e.evaluate(later)
+    assert "heartbeat_missing:execution" in e.board.active and e.sm.state == "REDUCING"
+    assert "trading_reducing" in e.decide(signal(ts=later), later).verdict.reasons
+    e.on_heartbeat("execution", later)
+    e.evaluate(later)
+    assert e.sm.state == "ACTIVE"  # no cooldown after a data/heartbeat breaker
