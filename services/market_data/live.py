@@ -174,6 +174,8 @@ class BinanceSource:
         self._ok()
         self.markets = markets
         self._markets_at = now
+        if self.ucfg.mode == "fixed":
+            self._universe_at = float("-inf")  # re-check the configured symbols against the new statuses
         tradable = sum(1 for mk in markets.values() if market_tradable(mk, self.ucfg.quote))
         self.svc.rt.log.info("markets loaded", markets=len(markets), tradable_quote=tradable)
 
