@@ -31,17 +31,26 @@ def reference_bins(values: np.ndarray, bins: int = 10) -> dict:
     return {"edges": edges.tolist(), "proportions": (counts / counts.sum()).tolist()}
 
 
-def psi(reference: dict, values: np.ndarray) -> float:
-    """PSI of `values` against a reference from `reference_bins` (0 = same distribution; > 0.25 = shifted)."""
+def bin_counts(reference: dict, values: np.ndarray) -> np.ndarray:
+    """How many finite `values` fall in each reference bin."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
-    if v.size == 0:
-        return 0.0
     edges = np.asarray(reference["edges"], dtype=np.float64)
+    return np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1)
+
+
+def psi_from_counts(reference: dict, counts: np.ndarray) -> float:
+    total = counts.sum()
+    if total == 0:
+        return 0.0
     expected = np.maximum(np.asarray(reference["proportions"], dtype=np.float64), EPS)
-    counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1)
-    actual = np.maximum(counts / v.size, EPS)
+    actual = np.maximum(counts / total, EPS)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def psi(reference: dict, values: np.ndarray) -> float:
+    """PSI of `values` against a reference from `reference_bins` (0 = same distribution; > 0.25 = shifted)."""
+    return psi_from_counts(reference, bin_counts(reference, values))
 
 
 @dataclass(frozen=True)
@@ -81,10 +90,14 @@ class DriftMonitor:
 
     def __post_init__(self) -> None:
         t = self.thresholds
-        # one chunk per bar time: (key, feature rows, scores); the window spans `window` bars of every symbol
-        self._chunks: deque[tuple[object, list[np.ndarray], list[np.ndarray]]] = deque()
+        self._refs = [self.feature_reference[n] for n in self.feature_names] + [self.prediction_reference]
+        # Bin counts per bar time, and their running sum over the window: a check costs O(features x bins)
+        # whatever the number of symbols, and each bar only bins its own rows.
+        self._chunks: deque[list] = deque()  # [key, bin counts per feature + prediction, rows]
+        self._window_counts = [np.zeros(len(r["proportions"]), dtype=np.int64) for r in self._refs]
         self._since_check = 0
         self.rows_seen = 0
+        self.rows_in_window = 0
         self._outcomes: deque[bool] = deque(maxlen=t.hit_rate_window)
         self.detected = False
         self._calm = 0
@@ -96,26 +109,28 @@ class DriftMonitor:
         when one is due: at most one per call, every `check_every` bars once `window` bars are held."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         scores = np.atleast_1d(np.asarray(scores, dtype=np.float64))
+        counts = [bin_counts(r, x[:, j]) for j, r in enumerate(self._refs[:-1])]
+        counts.append(bin_counts(self._refs[-1], scores))
         self.rows_seen += x.shape[0]
+        self.rows_in_window += x.shape[0]
+        for total, c in zip(self._window_counts, counts, strict=True):
+            total += c
         if key is not None and self._chunks and self._chunks[-1][0] == key:
-            self._chunks[-1][1].append(x)
-            self._chunks[-1][2].append(scores)
+            for acc, c in zip(self._chunks[-1][1], counts, strict=True):
+                acc += c
+            self._chunks[-1][2] += x.shape[0]
             return None
-        self._chunks.append((key, [x], [scores]))
+        self._chunks.append([key, counts, x.shape[0]])
         while len(self._chunks) > self.thresholds.window:
-            self._chunks.popleft()
+            _, old, n = self._chunks.popleft()
+            for total, c in zip(self._window_counts, old, strict=True):
+                total -= c
+            self.rows_in_window -= n
         self._since_check += 1
         if len(self._chunks) >= self.thresholds.window and self._since_check >= self.thresholds.check_every:
             self._since_check = 0
             return self.check()
         return None
-
-    def window_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        xs = [a for _, rows, _ in self._chunks for a in rows]
-        ss = [a for _, _, sc in self._chunks for a in sc]
-        if not xs:
-            return np.empty((0, len(self.feature_names))), np.empty(0)
-        return np.vstack(xs), np.concatenate(ss)
 
     def record_outcome(self, hit: bool) -> None:
         self._outcomes.append(bool(hit))
@@ -128,14 +143,14 @@ class DriftMonitor:
 
     def check(self) -> DriftResult:
         t = self.thresholds
-        x, pred = self.window_rows()
-        scores = {name: psi(self.feature_reference[name], x[:, j]) for j, name in enumerate(self.feature_names)}
+        scores = {name: psi_from_counts(self._refs[j], self._window_counts[j])
+                  for j, name in enumerate(self.feature_names)}
         worst = max(scores, key=scores.get)
         # The mean over features, not the max: one slow feature (a 24-bar volatility) barely moves inside a
         # short window, so its own PSI is noisy; a shift of the whole input distribution moves the mean.
         mean_psi = float(np.mean(list(scores.values())))
         scores["features_mean"] = mean_psi
-        scores["prediction"] = psi(self.prediction_reference, pred)
+        scores["prediction"] = psi_from_counts(self._refs[-1], self._window_counts[-1])
         hr = self.hit_rate
         if hr is not None:
             scores["hit_rate"] = hr

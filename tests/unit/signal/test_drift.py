@@ -48,11 +48,23 @@ def test_the_window_counts_bar_times_not_rows():
     for k in range(199):
         assert mon.observe(RNG.normal(size=(30, 1)), RNG.normal(size=30), key=k) is None  # 30 symbols a bar
         mon.observe(RNG.normal(size=(5, 1)), RNG.normal(size=5), key=k)  # late closes of the same bar join it
-    assert mon.window_rows()[0].shape == (199 * 35, 1)
+    assert mon.rows_in_window == 199 * 35
     assert mon.observe(RNG.normal(size=(30, 1)), RNG.normal(size=30), key=199) is not None  # window full
     for k in range(200, 260):
         mon.observe(RNG.normal(size=(30, 1)), RNG.normal(size=30), key=k)
-    assert len(mon.window_rows()[1]) <= 200 * 35
+    assert mon.rows_in_window == 139 * 35 + 61 * 30  # bars 0..59 left the window
+
+def test_incremental_window_psi_equals_psi_of_the_window_rows():
+    mon = _monitor()
+    rows = []
+    for k in range(260):
+        x = RNG.normal(loc=0.5 if k > 150 else 0.0, size=(7, 1))
+        rows.append(x)
+        r = mon.observe(x, RNG.normal(size=7), key=k)
+    window = np.vstack(rows[-200:])
+    assert r is not None or mon.last is not None
+    res = mon.check()
+    assert res.scores["f"] == pytest.approx(psi(mon.feature_reference["f"], window[:, 0]), abs=1e-6)
 
 
 def test_no_judgement_before_the_window_is_full():
