@@ -56,7 +56,11 @@ class SignalService:
         self.refusals = m.counter("model_refusals_total", "Model artefacts refused (hash or metadata)")
         self.hits = m.counter("signal_outcomes_total", "Resolved BUY/SELL signals by outcome", ["outcome"])
         self.engine = SignalEngine(EngineConfig.from_settings(s))
-        if read_current(self.root) is None:
+        try:
+            missing = read_current(self.root) is None
+        except ModelRefused:
+            missing = False  # a `current` we cannot trust is reported by _load, never trained over
+        if missing:
             rt.log.info("no model yet: training a small synthetic one", models_dir=str(self.root))
             path = await asyncio.to_thread(ensure_model, rt.settings)
             rt.log.info("model trained", path=str(path))
