@@ -112,7 +112,8 @@ async def _wait_quiet(c: Consumer, attr: str, quiet_s: float = 1.0, timeout: flo
             return
 
 
-async def _synthetic(url: str, tmp: Path, steps: int, ticks_per_s_per_symbol: float) -> tuple[float, int, int]:
+async def _synthetic(url: str, tmp: Path, steps: int, ticks_per_s_per_symbol: float,
+                     quiet_s: float = 2.0) -> tuple[float, int, int]:
     c = Consumer()
     nc = await c.attach(url)
     proc = _start_service(tmp, url, {"paper_market_data_mode": "synthetic",
@@ -120,7 +121,7 @@ async def _synthetic(url: str, tmp: Path, steps: int, ticks_per_s_per_symbol: fl
                                                                    "ticks_per_s": ticks_per_s_per_symbol,
                                                                    "max_steps": steps}}})
     try:
-        await _wait_quiet(c, "ticks", quiet_s=2.0, timeout=60 + steps * SYMBOLS / 5_000)
+        await _wait_quiet(c, "ticks", quiet_s=quiet_s, timeout=60 + steps * SYMBOLS / 5_000)
     finally:
         _stop(proc)
         await nc.close()
@@ -157,13 +158,14 @@ async def _main(quick: bool) -> dict[str, float]:
         server = EmbeddedNats(tmp / "nats").start()
         try:
             steps = 200 if quick else 1_500  # x 200 symbols
-            flat, loss, invalid = await _synthetic(server.url, tmp, steps, 1_000_000 / SYMBOLS)
+            flat, loss, invalid = await _synthetic(server.url, tmp, steps, 1_000_000 / SYMBOLS,
+                                                   quiet_s=1.0 if quick else 2.0)
             out = {"md_synthetic_ticks_per_s": flat, "md_synthetic_loss_ticks": float(loss),
                    "md_synthetic_invalid_ticks": float(invalid)}
             if not quick:
                 paced, paced_loss, _ = await _synthetic(server.url, tmp, steps, TARGET_TICKS_PER_S / SYMBOLS)
                 out.update(md_synthetic_paced_20k_ticks_per_s=paced, md_synthetic_paced_20k_loss_ticks=float(paced_loss))
-            candles, ticks = await _replay(server.url, tmp, 4.0 if quick else 15.0)
+            candles, ticks = await _replay(server.url, tmp, 3.0 if quick else 15.0)
             out.update(md_replay_candles_per_s=candles, md_replay_ticks_per_s=ticks)
             return out
         finally:
