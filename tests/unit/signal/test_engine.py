@@ -6,6 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from libs.common.contracts import Candle, Tick
 from services.signal.core import Bar, CandleBuilder, EngineConfig, SignalEngine
 from services.signal.synthetic import synthetic_candles
@@ -152,3 +155,21 @@ def test_drift_monitor_sees_every_predicted_row(trained):
     assert engine.drift.rows_in_window == engine.drift.rows_seen
     assert len(engine.drift._chunks) == 40 - model.spec.warmup_bars + 1  # one chunk per bar time
     assert all(c.sum() == 2 for c in engine.drift._chunks[-1][1])  # every row binned, no NaN dropped
+
+
+@given(steps=st.lists(st.tuples(st.integers(1, 700), st.integers(1, 10_000), st.integers(0, 1000)), min_size=1,
+                      max_size=60))
+def test_candle_builder_conserves_volume_and_keeps_ohlc_consistent(steps):
+    b = CandleBuilder(1)
+    t, bars, total = T0, [], 0
+    for dt_ms, price, vol in steps:
+        t += timedelta(milliseconds=dt_ms)
+        bar = b.on_tick(_tick("A/USDT", t, f"{price}.00", str(vol), spread="0.01"))
+        total += vol
+        if bar is not None:
+            bars.append(bar)
+    open_volume = b.v if b.start is not None else 0.0
+    assert sum(x.volume for x in bars) + open_volume == total
+    for x in bars:
+        assert x.low <= min(x.open, x.close) <= max(x.open, x.close) <= x.high
+    assert [x.open_time for x in bars] == sorted({x.open_time for x in bars})

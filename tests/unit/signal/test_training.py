@@ -109,3 +109,18 @@ def test_training_on_real_btcusdt_writes_the_report_against_buy_and_hold_and_no_
     # the drift replay of the 2022 crash is in the report
     periods = report["drift_replay"]["periods"]
     assert any(p["from"] < "2022-07-01" and (p["to"] is None or p["to"] > "2022-05-01") for p in periods)
+
+
+probas = st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)).filter(lambda t: sum(t) > 0),
+                  min_size=1, max_size=20).map(lambda rows: np.array([np.array(r) / sum(r) for r in rows]))
+
+
+@given(proba=probas, threshold=st.floats(0, 1), allow_buy=st.booleans())
+def test_decide_never_trades_below_threshold_nor_against_the_likelier_side(proba, threshold, allow_buy):
+    d = decide(proba, np.array([-0.01, 0.0, 0.01]), 0.001, threshold, allow_buy=allow_buy)
+    for (p_down, _, p_up), side, prob in zip(proba, d.side, d.probability, strict=True):
+        if side == BUY:
+            assert allow_buy and p_up >= threshold and p_up >= p_down and prob == p_up
+        if side == SELL:
+            assert p_down >= threshold and p_down > p_up and prob == p_down
+        assert 0 <= prob <= 1
