@@ -68,6 +68,10 @@ class RiskService:
             "stale_after_s": cfg.stale_after_s or rt.settings.market_data.stale_after_s,
             "heartbeat_timeout_s": cfg.heartbeat_timeout_s or rt.settings.monitoring.heartbeat_timeout_s})
         self.cfg = cfg
+        if rt.settings.mode == "live" and cfg.order_loop_trip_per_10s >= 50:
+            # the wide values exist for paper benchmarks only; live keeps the breaker below Binance's limit
+            raise ConfigurationError("risk.order_loop_trip_per_10s", "must be below 50 (Binance's 50 orders / 10 s) "
+                                     "in live mode")
         path = Path(cfg.markets_path)
         path = path if path.is_absolute() else ROOT / path
         try:
