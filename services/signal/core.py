@@ -80,7 +80,15 @@ class SymbolState:
     last_open: datetime | None = None
     from_bus: bool = False
     stale: bool = False
-    spread_bps: float | None = None
+    quote: tuple[Decimal, Decimal] | None = None
+
+    @property
+    def spread_bps(self) -> float | None:
+        if self.quote is None:
+            return None
+        bid, ask = self.quote
+        mid = (bid + ask) / 2
+        return float((ask - bid) / mid) * 1e4 if mid > 0 else None
     ticks: int = 0
     last_measure_side: str = "SELL"
     last_trade_at: datetime | None = None
@@ -171,8 +179,7 @@ class SignalEngine:
     def on_tick(self, tick: Tick, now: datetime) -> tuple[Bar | None, Signal | None]:
         """O(1): the running candle, the spread, measurement mode. Returns (closed bar, measurement signal)."""
         st = self.state(tick.symbol)
-        mid = (tick.bid + tick.ask) / 2
-        st.spread_bps = float((tick.ask - tick.bid) / mid) * 1e4 if mid > 0 else None
+        st.quote = (tick.bid, tick.ask)  # the spread is computed only when a decision needs it
         measure = None
         if self.cfg.every_nth_tick > 0:
             st.ticks += 1
@@ -262,8 +269,8 @@ class SignalEngine:
                 side, reason = HOLD, "market data stale"
             elif side == BUY and not model_fresh:
                 side, reason = HOLD, f"model older than {self.cfg.max_model_age_h:g} h: no BUY"
-            elif side != HOLD and st.spread_bps is not None and st.spread_bps > self.cfg.max_spread_bps:
-                side, reason = HOLD, f"spread {st.spread_bps:.1f} bps above {self.cfg.max_spread_bps:g}"
+            elif side != HOLD and (spread := st.spread_bps) is not None and spread > self.cfg.max_spread_bps:
+                side, reason = HOLD, f"spread {spread:.1f} bps above {self.cfg.max_spread_bps:g}"
             elif (side != HOLD and st.last_trade_at is not None
                   and (now - st.last_trade_at).total_seconds() < self.cfg.min_interval_s):
                 side, reason = HOLD, f"within min_interval_s {self.cfg.min_interval_s:g}"
