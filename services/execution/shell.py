@@ -214,6 +214,8 @@ class ExecutionService:
     async def on_verdict(self, verdict: RiskVerdict, subject: str) -> None:
         if not verdict.approved:
             return
+        if not self.latch.known:
+            await self._await_latch_known(verdict)
         gate = self.gate(verdict)
         if not gate.allowed:
             self._refuse(verdict, gate.reason)
@@ -251,6 +253,15 @@ class ExecutionService:
                 await self._send_paper(order, verdict)
             else:
                 await self.live.place(order, lambda: self.gate(verdict))
+
+    async def _await_latch_known(self, verdict: RiskVerdict) -> None:
+        """The kill-switch state is unknown (e.g. just after a NATS reconnect): 'unknown' is not a 'no'
+        from the operator, so read it again, up to the verdict's expiry, before deciding. Nothing is sent
+        meanwhile; a verdict that expires waiting is refused as expired."""
+        while not self.latch.known and utcnow() < verdict.expires_at:
+            await refresh_latch(self.rt.bus, self.latch, self.rt.log)
+            if not self.latch.known:
+                await asyncio.sleep(0.2)
 
     def _refuse(self, verdict: RiskVerdict, reason: str) -> None:
         self.refused.labels(reason=reason).inc()
