@@ -10,6 +10,7 @@ before the warm-up are null: no signal until every feature is defined.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,33 +47,52 @@ class FeatureSpec:
     rsi: int = 14
     ma: int = 20
     volume: int = 20
+    # Coarser timeframes as multiples of the base bar (e.g. 60 = 1m on 1s bars): for each, the last
+    # context bar's return, the volatility of the last `context_bars` context-bar returns, and their trend
+    # (t-statistic). Rolling, not clock-aligned, so live and training agree bar by bar.
+    context: tuple[int, ...] = ()
+    context_bars: int = 6
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         names = [f"ret_{h}" for h in self.return_horizons]
         names += [f"rvol_{self.vol_short}", f"rvol_{self.vol_long}", "vol_ratio", f"rsi_{self.rsi}",
                   f"ma_z_{self.ma}", f"volume_z_{self.volume}", "hl_range", "close_pos"]
+        for k in self.context:
+            names += [f"ctx{k}_ret", f"ctx{k}_rvol", f"ctx{k}_trend"]
         object.__setattr__(self, "names", tuple(names))
 
     @classmethod
-    def from_settings(cls, s) -> FeatureSpec:
-        return cls(tuple(s.return_horizons), s.vol_short, s.vol_long, s.rsi, s.ma, s.volume)
+    def from_settings(cls, s, timeframe: str | None = None) -> FeatureSpec:
+        """From `signal.features`; `timeframe` (the data's) turns `context_timeframes` into bar multiples."""
+        factors = []
+        for ctx in getattr(s, "context_timeframes", []):
+            if timeframe is None:
+                raise ValueError("context timeframes need the base timeframe")
+            base, coarse = timeframe_seconds(timeframe), timeframe_seconds(ctx)
+            if coarse % base or coarse <= base:
+                raise ValueError(f"context timeframe {ctx} is not a multiple (> 1) of the data's {timeframe}")
+            factors.append(coarse // base)
+        return cls(tuple(s.return_horizons), s.vol_short, s.vol_long, s.rsi, s.ma, s.volume,
+                   tuple(sorted(set(factors))), getattr(s, "context_bars", 6))
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureSpec:
         d = {k: v for k, v in d.items() if k != "names"}
-        return cls(**{**d, "return_horizons": tuple(d["return_horizons"])})
+        return cls(**{**d, "return_horizons": tuple(d["return_horizons"]), "context": tuple(d.get("context", ()))})
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["return_horizons"] = list(self.return_horizons)
+        d["context"] = list(self.context)
         d["names"] = list(self.names)
         return d
 
     @property
     def warmup_bars(self) -> int:
         """Bars of history needed before every feature is defined (the live buffer length)."""
-        needed_index = max(max(self.return_horizons), self.vol_long, self.rsi, self.ma - 1, self.volume - 1)
+        needed_index = max(max(self.return_horizons), self.vol_long, self.rsi, self.ma - 1, self.volume - 1,
+                           *(k * self.context_bars for k in self.context))
         return needed_index + 1
 
 
@@ -121,6 +141,14 @@ def compute_features(candles: pl.DataFrame, spec: FeatureSpec, by: str | None = 
         (h / lo).log().alias("hl_range"),
         _safe_div(c - lo, h - lo, 0.5).alias("close_pos"),
     ]
+    n = spec.context_bars
+    for k in spec.context:
+        rk = w(c.log() - c.log().shift(k))
+        lagged = [rk] + [w(rk.shift(i * k)) for i in range(1, n)]
+        mean = pl.sum_horizontal(lagged) / n
+        std = (pl.sum_horizontal([(x - mean) ** 2 for x in lagged]) / (n - 1)).sqrt()
+        exprs += [rk.alias(f"ctx{k}_ret"), std.alias(f"ctx{k}_rvol"),
+                  _safe_div(mean * math.sqrt(n), std, 0.0, EPS_RET).alias(f"ctx{k}_trend")]
     df = df.with_columns(exprs)
     ready = pl.col("_i") >= spec.warmup_bars - 1
     df = df.with_columns([pl.when(ready).then(pl.col(n)).otherwise(None).alias(n) for n in spec.names])
@@ -208,4 +236,10 @@ def last_row_features(bufs: np.ndarray, spec: FeatureSpec) -> np.ndarray:
             np.log(h[:, -1] / lo[:, -1]),
             np.where(rng > 0, (c[:, -1] - lo[:, -1]) / rng, 0.5),
         ]
+        n = spec.context_bars
+        for k in spec.context:
+            rk = np.column_stack([logc[:, -1 - i * k] - logc[:, -1 - i * k - k] for i in range(n)])
+            mean = rk.sum(axis=1) / n
+            std = np.sqrt(((rk - mean[:, None]) ** 2).sum(axis=1) / (n - 1))
+            out += [rk[:, 0], std, np.where(std > EPS_RET, mean * math.sqrt(n) / std, 0.0)]
     return np.column_stack(out)

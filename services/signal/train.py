@@ -50,7 +50,6 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
     t0 = time.monotonic()
     s = settings.signal
     tcfg = train or s.train
-    spec = FeatureSpec.from_settings(s.features)
     horizon, fee = s.label.horizon_bars, s.label.fee_rate
     if tcfg.data == "synthetic":
         candles = synthetic_candles(tcfg.synthetic_bars, seed=tcfg.seed, timeframe=tcfg.synthetic_timeframe)
@@ -62,6 +61,7 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
         source = {"kind": "file", "path": tcfg.data, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         name = re.sub(r"[^a-z0-9]+", "", path.stem.split("-")[0].lower())[:16] or "data"
     timeframe = infer_timeframe(candles)
+    spec = FeatureSpec.from_settings(s.features, timeframe)
     progress(f"data: {name} {timeframe}, {candles.height} candles "
              f"{candles['open_time'][0]} .. {candles['open_time'][-1]}")
     ds = build_dataset(candles, spec, horizon, fee)

@@ -7,6 +7,8 @@ these drive training.
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator, model_validator
 
 from libs.common.settings.base import Section
@@ -20,6 +22,18 @@ class FeatureSettings(Section):
     rsi: int = Field(default=14, ge=2, description="RSI window (simple averages), bars")
     ma: int = Field(default=20, ge=2, description="Moving-average window for the price z-score, bars")
     volume: int = Field(default=20, ge=2, description="Window for the volume z-score, bars")
+    context_timeframes: list[str] = Field(
+        default_factory=list, description="Coarser timeframes (multiples of the data's, e.g. [4h, 1d] on 1h) for "
+                                          "context features; each adds context_bars x its length to the warm-up")
+    context_bars: int = Field(default=6, ge=2, description="Context-timeframe bars behind the context features")
+
+    @field_validator("context_timeframes")
+    @classmethod
+    def _timeframes(cls, v: list[str]) -> list[str]:
+        for tf in v:
+            if not re.fullmatch(r"[1-9]\d*[smhdw]", tf):
+                raise ValueError(f"{tf!r} is not a timeframe like 1m, 4h, 1d")
+        return v
 
     @field_validator("return_horizons")
     @classmethod

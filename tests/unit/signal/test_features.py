@@ -25,16 +25,34 @@ from services.signal.synthetic import synthetic_candles
 from tests.helpers import SHARED_DATA
 
 SPEC = FeatureSpec()
-SMALL = FeatureSpec(return_horizons=(1, 2), vol_short=2, vol_long=4, rsi=3, ma=3, volume=3)
+SMALL = FeatureSpec(return_horizons=(1, 2), vol_short=2, vol_long=4, rsi=3, ma=3, volume=3, context=(2, 3),
+                    context_bars=3)
+CTX = FeatureSpec(context=(4,), context_bars=5)  # warm-up 25 bars either way
 
 
-def test_warmup_rows_are_null_then_every_feature_is_defined():
-    df = compute_features(synthetic_candles(200, seed=1), SPEC)
-    x = feature_matrix(df, SPEC)
+@pytest.mark.parametrize("spec", [SPEC, CTX, FeatureSpec(context=(10,), context_bars=4)])
+def test_warmup_rows_are_null_then_every_feature_is_defined(spec):
+    df = compute_features(synthetic_candles(200, seed=1), spec)
+    x = feature_matrix(df, spec)
     complete = complete_rows(x)
+    assert not complete[: spec.warmup_bars - 1].any()
+    assert complete[spec.warmup_bars - 1 :].all()
+
+
+def test_default_warmup_is_25_bars_and_context_timeframes_lengthen_it():
     assert SPEC.warmup_bars == 25
-    assert not complete[: SPEC.warmup_bars - 1].any()
-    assert complete[SPEC.warmup_bars - 1 :].all()
+    assert FeatureSpec(context=(10,), context_bars=4).warmup_bars == 41
+    assert "ctx10_trend" in FeatureSpec(context=(10,)).names
+
+
+def test_context_timeframes_are_bar_multiples_of_the_data_timeframe():
+    from libs.common.settings.signal import FeatureSettings
+
+    spec = FeatureSpec.from_settings(FeatureSettings(context_timeframes=["4h", "1d"]), "1h")
+    assert spec.context == (4, 24) and spec.warmup_bars == 24 * 6 + 1
+    with pytest.raises(ValueError, match="multiple"):
+        FeatureSpec.from_settings(FeatureSettings(context_timeframes=["90m"]), "1h")
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
 
 
 def test_flat_prices_give_defined_neutral_features_not_nan():
@@ -72,13 +90,14 @@ def test_changing_candles_after_t_never_changes_a_feature_at_or_before_t(values,
     np.testing.assert_array_equal(np.nan_to_num(before, nan=-999.0), np.nan_to_num(after, nan=-999.0))
 
 
-def test_grouped_features_equal_features_of_each_symbol_alone():
+@pytest.mark.parametrize("spec", [SPEC, CTX])
+def test_grouped_features_equal_features_of_each_symbol_alone(spec):
     a, b = synthetic_candles(80, seed=1), synthetic_candles(60, seed=2)
     both = pl.concat([a.with_columns(sym=pl.lit("A")), b.with_columns(sym=pl.lit("B"))])
-    grouped = compute_features(both, SPEC, by="sym")
+    grouped = compute_features(both, spec, by="sym")
     for name, alone in (("A", a), ("B", b)):
-        np.testing.assert_allclose(feature_matrix(grouped.filter(pl.col("sym") == name), SPEC),
-                                   feature_matrix(compute_features(alone, SPEC), SPEC), equal_nan=True)
+        np.testing.assert_allclose(feature_matrix(grouped.filter(pl.col("sym") == name), spec),
+                                   feature_matrix(compute_features(alone, spec), spec), equal_nan=True)
 
 
 def test_live_engine_features_equal_training_features_bar_by_bar(trained):
@@ -126,7 +145,8 @@ def test_numpy_live_kernel_equals_polars_training_features_on_the_last_row(value
         df = df.with_columns([pl.when(pl.int_range(pl.len()) >= n - flat_tail).then(pl.lit(v)).otherwise(pl.col(c))
                               .alias(c) for c, v in (("open", last), ("high", last), ("low", last),
                                                      ("close", last), ("volume", 1.0))])
-    expected = feature_matrix(compute_features(df, SPEC), SPEC)[-1]
-    buf = df.select("open", "high", "low", "close", "volume").to_numpy()[-SPEC.warmup_bars:]
-    live = last_row_features(buf[None, :, :], SPEC)[0]
-    np.testing.assert_allclose(live, expected, rtol=1e-7, atol=1e-9)
+    for spec in (SPEC, CTX):
+        expected = feature_matrix(compute_features(df, spec), spec)[-1]
+        buf = df.select("open", "high", "low", "close", "volume").to_numpy()[-spec.warmup_bars:]
+        live = last_row_features(buf[None, :, :], spec)[0]
+        np.testing.assert_allclose(live, expected, rtol=1e-7, atol=1e-9)
