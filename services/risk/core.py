@@ -98,6 +98,8 @@ class RiskEngine:
         self.approvals_by_symbol: dict[str, deque[datetime]] = {}
         self.seen_signals: OrderedDict[str, datetime] = OrderedDict()
         self.reservations: dict[str, Reservation] = {}
+        # execution's own positions (Postgres `positions`), when read: a SELL never exceeds the smaller view
+        self.external_positions: dict[str, Decimal] | None = None
         self._known_symbols = list(dict.fromkeys(self.symbols))
         self._known_set = set(self._known_symbols)
         self._windows: tuple[datetime, datetime, datetime, datetime] | None = None
@@ -344,7 +346,11 @@ class RiskEngine:
         else:
             limit = mk.round_price(sym, last * (1 - slip), "SELL")
             pend_qty, _, _ = self._pending(sym, "SELL")
-            available = book.positions.get(sym, ZERO) - pend_qty
+            held = book.positions.get(sym, ZERO)
+            if self.external_positions is not None and sym in self.external_positions:
+                # both views: the smaller (a missing row leaves risk's own; a persistent gap raises a SEV-2)
+                held = min(held, self.external_positions[sym])
+            available = held - pend_qty
             if available <= 0:
                 return ZERO, ZERO, ["no_position"]
             binding = "max_notional" if available * limit > cfg.max_notional_usdt else "position_dust"
@@ -362,6 +368,15 @@ class RiskEngine:
                            approved=False, quantity=ZERO, price_limit=ZERO, reasons=reasons,
                            expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
                            trading_state=self.sm.state, tick_ts=sig.tick_ts)  # type: ignore[arg-type]
+
+    def position_mismatches(self, external: dict[str, Decimal]) -> dict[str, tuple[Decimal, Decimal]]:
+        """Symbols where risk's book and execution's positions differ by more than dust: {sym: (risk, exec)}."""
+        out = {}
+        for sym in set(self.book.positions) | set(external):
+            mine, theirs = self.book.positions.get(sym, ZERO), external.get(sym, ZERO)
+            if abs(mine - theirs) * self.book.price_of(sym) >= max(self.cfg.dust_usdt, Decimal("0.01")):
+                out[sym] = (mine, theirs)
+        return out
 
     # -- persistence (values only; the shell writes them) ---------------------------------------
     def snapshot(self, now: datetime) -> AccountState:

@@ -12,6 +12,7 @@ import asyncio
 import copy
 import json
 import time
+from decimal import Decimal
 from pathlib import Path
 
 from libs.common import subjects
@@ -37,6 +38,7 @@ from libs.common.settings.risk import DEFAULT_EFFECTS
 from services.risk.core import Event, RiskEngine
 
 EVAL_PERIOD_S = 0.25
+RECONCILE_PERIOD_S = 15.0
 STATES = ("ACTIVE", "REDUCING", "HALTED")
 SEV1_BREAKERS = {"order_loop", "max_drawdown"}
 QUIET_BREAKERS = {"cooldown_after_loss"}
@@ -57,6 +59,7 @@ class RiskService:
         self._events_lock = asyncio.Lock()
         self._db_lock = asyncio.Lock()
         self._last_db_ok = 0.0
+        self._last_mismatch: set[str] = set()
         self.engine: RiskEngine | None = None
 
     # -- start ----------------------------------------------------------------------------------
@@ -434,10 +437,33 @@ class RiskService:
         for name in DEFAULT_EFFECTS:  # every breaker, so a cleared one goes back to 0
             self.m_active.labels(breaker=name).set(sum(1 for b in snap.breakers if b.breaker == name))
 
+    async def _reconcile_positions(self) -> None:
+        """Read execution's positions; SELL sizing uses the smaller of the two views, and a difference that
+        persists over two checks raises a SEV-2 (one source is wrong; risk does not guess which)."""
+        engine = self.engine
+        assert engine is not None
+        try:
+            async with self.rt.pool.connection(timeout=3.0) as conn:
+                rows = await (await conn.execute("SELECT symbol, quantity FROM positions")).fetchall()
+        except Exception as exc:
+            self.rt.log.warning("execution positions unreadable", error=str(exc))
+            return
+        external = {r["symbol"]: Decimal(r["quantity"]) for r in rows if Decimal(r["quantity"]) > 0}
+        engine.external_positions = external
+        mismatches = engine.position_mismatches(external)
+        persistent = {s: v for s, v in mismatches.items() if s in self._last_mismatch}
+        self._last_mismatch = set(mismatches)
+        if persistent:
+            detail = "; ".join(f"{s}: risk {a}, execution {b}" for s, (a, b) in sorted(persistent.items()))
+            self.rt.log.error("positions disagree with execution", detail=detail)
+            await self.rt.alert("SEV-2", "risk and execution disagree on positions", detail,
+                                dedup_key="risk:positions-mismatch")
+
     async def _loop(self) -> None:
         """Re-evaluate the breakers on time alone (staleness, heartbeats, rollovers) and persist."""
         interval = self.cfg.persist_interval_s
         next_persist = time.monotonic()
+        next_reconcile = time.monotonic() + RECONCILE_PERIOD_S
         while True:
             await asyncio.sleep(EVAL_PERIOD_S)
             engine = self.engine
@@ -448,6 +474,9 @@ class RiskService:
                 if time.monotonic() >= next_persist:
                     next_persist = time.monotonic() + interval
                     await self._persist()
+                if time.monotonic() >= next_reconcile:
+                    next_reconcile = time.monotonic() + RECONCILE_PERIOD_S
+                    await self._reconcile_positions()
             except Exception as exc:  # keep evaluating; the database flag already refuses verdicts
                 self.rt.log.error("risk loop iteration failed", error=repr(exc))
 

@@ -356,3 +356,12 @@ def test_silent_execution_reduces_after_the_grace_and_clears_on_a_heartbeat():
     e.on_heartbeat("execution", later)
     e.evaluate(later)
     assert e.sm.state == "ACTIVE"  # no cooldown after a data/heartbeat breaker
+
+
+def test_a_sell_uses_the_smaller_of_risk_and_execution_positions(engine):
+    engine.on_fill(fill("ETH/USDT", "BUY", "0.02", "3000"), T0)
+    engine.external_positions = {"ETH/USDT": Decimal("0.015")}
+    assert engine.position_mismatches(engine.external_positions) == {"ETH/USDT": (Decimal("0.02"), Decimal("0.015"))}
+    v = engine.decide(signal("ETH/USDT", "SELL"), T0).verdict
+    assert v.approved and v.quantity == Decimal("0.015")
+    assert engine.position_mismatches({"ETH/USDT": Decimal("0.02")}) == {}
