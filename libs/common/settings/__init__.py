@@ -53,7 +53,7 @@ class BotSettings(BaseSettings):
 
     mode: Literal["paper", "live"] = Field(default="paper", description="paper is the default everywhere")
     paper_market_data_mode: Literal["synthetic", "live", "replay"] = "synthetic"
-    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT", "SOL/USDT"], min_length=1)
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT", "XRP/USDT"], min_length=1)
     nats: NatsSettings = NatsSettings()
     database: DatabaseSettings = DatabaseSettings()
     live: LiveSettings = LiveSettings()
