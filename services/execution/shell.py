@@ -59,6 +59,7 @@ class ExecutionService:
         self.markets: Markets | None = None
         self.sweeper: asyncio.Task | None = None
         self._pending_pub: dict[str, asyncio.Task] = {}
+        self._unacked: KillSwitchCommand | None = None  # seen while not the writer
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -156,7 +157,10 @@ class ExecutionService:
         self.standby_reason = ""
         if self.latch.engaged and self.latch.known:
             async with self.lock:  # a standing kill switch: nothing may stay open
-                await self._sweep()
+                left = await self._sweep()
+            cmd, self._unacked = self._unacked, None
+            if cmd is not None and cmd.id == self.latch.command_id:
+                await self._ack(cmd, left, "zero open orders confirmed" if left == 0 else f"{left} open orders left")
         self.open_gauge.set(await self.journal.count_open())
         self.verdict_sub = await self.rt.bus.consume("VERDICTS", "execution", subjects.ALL_VERDICTS, RiskVerdict,
                                                      self.on_verdict, fail_closed=True)
@@ -351,7 +355,10 @@ class ExecutionService:
         self.latch.apply(cmd)  # first, before any await: no send may start after this line
         self.rt.log.warning("kill switch latched", action=cmd.action, reason=cmd.reason, writer=self.writer)
         if not self.writer:
-            return  # a standby instance never sends, so it has nothing to cancel; the writer acknowledges
+            # a standby never sends, so it has nothing to cancel; the writer acknowledges. Should this
+            # instance become the writer, it sweeps and acknowledges then.
+            self._unacked = cmd
+            return
         if cmd.action == "release":
             await self._ack(cmd, await self.journal.count_open(), "released")
             return
