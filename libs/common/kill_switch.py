@@ -68,26 +68,3 @@ async def refresh_latch(bus, latch: KillSwitchLatch, log) -> None:
         latch.apply(cmd)
     log.info("kill switch state read", engaged=latch.blocks, reason=latch.reason)
 
-
-async def watch(bus, latch: KillSwitchLatch, log, on_command=None) -> None:
-    """Keep `latch` in step with the bus: read the standing state now, apply every command, go unknown
-    (blocking) on a lost connection or an unreadable command, and re-read after every reconnect.
-
-    `on_command(cmd)` runs after the latch has changed (e.g. to persist, cancel orders, acknowledge).
-    """
-    from libs.common.contracts import KillSwitchCommand
-
-    await refresh_latch(bus, latch, log)
-    bus.on_disconnect.append(lambda: latch.set_unknown("lost NATS connection"))
-    bus.on_reconnect.append(lambda: refresh_latch(bus, latch, log))
-
-    async def _on(cmd: KillSwitchCommand, subject: str) -> None:
-        latch.apply(cmd)
-        if on_command is not None:
-            await on_command(cmd)
-
-    def _invalid(reason: str) -> None:
-        latch.set_unknown(f"unreadable kill-switch command: {reason[:200]}")
-        log.error("unreadable kill-switch command; treating as engaged", reason=reason[:200])
-
-    await bus.subscribe(subjects.kill_switch(), KillSwitchCommand, _on, fail_closed=True, on_invalid=_invalid)

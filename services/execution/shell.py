@@ -86,7 +86,8 @@ class ExecutionService:
         await refresh_latch(rt.bus, self.latch, rt.log)
         rt.bus.on_disconnect.append(lambda: self.latch.set_unknown("lost NATS connection"))
         rt.bus.on_reconnect.append(self._on_reconnect)
-        await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True)
+        await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True,
+                               on_invalid=self._on_unreadable_kill_switch)
         await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick, fail_closed=True)
         self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value())
         if await self.writer_lock.try_acquire():
@@ -95,6 +96,11 @@ class ExecutionService:
             self.standby_reason = "standby: another execution instance holds the writer lock; not sending"
             rt.log.warning(self.standby_reason)
         rt.spawn(self._writer_loop(), "writer-lock")
+
+    def _on_unreadable_kill_switch(self, reason: str) -> None:
+        """Something unreadable on the kill-switch subject: the standing state is unknown, so block."""
+        self.latch.set_unknown(f"unreadable kill-switch command: {reason[:200]}")
+        self.rt.log.error("unreadable kill-switch command; treating as engaged", reason=reason[:200])
 
     async def _on_reconnect(self) -> None:
         """Re-read the standing kill switch; one engaged while we were away still gets its sweep."""
