@@ -78,3 +78,24 @@ async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_an
         assert scalar(database_url, "SELECT count(*) FROM orders WHERE verdict_id <> %s", (first.id,)) == 0
     finally:
         proxy.close()
+
+
+async def test_garbage_on_the_kill_switch_subject_blocks_sends_until_a_valid_command(services, bus, database_url):
+    services.configure(EXECUTION_CONFIG)
+    services.start("execution")
+    acks = await Acks().attach(bus)
+    async with ticking(bus):
+        release = await kill_switch(bus, "release", "start clean")
+        await acks.wait(release.id, ("execution",))
+        await bus.nc.publish(subjects.kill_switch(), b'{"action": "release", "oops": true}')
+        await asyncio.sleep(0.5)
+        blocked = make_verdict()
+        await bus.publish(subjects.verdict(blocked.symbol), blocked)
+        await asyncio.sleep(2)
+        assert scalar(database_url, "SELECT count(*) FROM orders") == 0, "sent while the standing state was unreadable"
+        release = await kill_switch(bus, "release", "a valid command again")
+        await acks.wait(release.id, ("execution",))
+        ok = make_verdict()
+        await bus.publish(subjects.verdict(ok.symbol), ok)
+        await wait_until(lambda: scalar(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s",
+                                        (ok.id,)) == 1, timeout=20, message="an order once the state is known")
