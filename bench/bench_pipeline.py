@@ -26,7 +26,7 @@ import psutil
 import psycopg
 import yaml
 
-from bnml.embedded import EmbeddedNats, EmbeddedPostgres
+from bnml.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from libs.common.db import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,13 +122,28 @@ def start_suite(tmp: Path, nats_url: str, db_url: str, config: Path, names: tupl
                BNML_LOG_LEVEL="WARNING", BNML_OPS_API__OPERATOR_TOKEN="bench-operator-token-000",
                BNML_OPS_API__VIEWER_TOKEN="bench-viewer-token-0000")
     for n in ("market_data", "signal", "risk", "execution", "ops_api"):
-        env[f"BNML_{n.upper()}__METRICS_PORT"] = "0"
+        env[f"BNML_{n.upper()}__METRICS_PORT"] = str(METRICS_PORTS.setdefault(n, free_port()))
     procs = []
     for name in names:
         log = open(tmp / f"{name}.log", "ab")
         procs.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log,
                                       stderr=subprocess.STDOUT))
     return procs
+
+
+METRICS_PORTS: dict[str, int] = {}
+
+
+def scrape(service: str, metric: str) -> float:
+    """Sum of a metric's samples on a service's /metrics (all label sets)."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{METRICS_PORTS[service]}/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(metric) and (line[len(metric)] in " {"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def suite_rss_mib(procs: list[subprocess.Popen]) -> float:
@@ -142,7 +157,9 @@ def suite_rss_mib(procs: list[subprocess.Popen]) -> float:
 
 
 def tick_to_order(tmp: Path, nats_url: str, db_url: str, seconds: float, rate: int = 1000,
-                  every_nth: int = 10) -> dict[str, float]:
+                  decisions_per_s: int = 100) -> dict[str, float]:
+    # the signal service in measurement mode: a decision every Nth tick of each symbol
+    every_nth = max(1, rate // decisions_per_s)
     config = suite_config(tmp / "bench.yaml", rate, every_nth)
     names = ("risk", "execution", "signal", "market_data")
     procs = start_suite(tmp, nats_url, db_url, config, names)
@@ -171,9 +188,106 @@ def tick_to_order(tmp: Path, nats_url: str, db_url: str, seconds: float, rate: i
             except subprocess.TimeoutExpired:
                 p.kill()
     lat = [float(r[0]) for r in rows]
-    return {"tick_to_order_p50_ms": statistics.median(lat) if lat else float("nan"),
-            "tick_to_order_p99_ms": percentile(lat, 99), "tick_to_order_orders": float(len(lat)),
-            "suite_rss_mib": rss}
+    tag = "" if rate == 1000 else f"_{rate}"
+    return {f"tick_to_order_p50_ms{tag}": statistics.median(lat) if lat else float("nan"),
+            f"tick_to_order_p99_ms{tag}": percentile(lat, 99), f"tick_to_order_orders{tag}": float(len(lat)),
+            f"suite_rss_mib{tag}": rss}
+
+
+async def _signal_lags(nats_url: str, seconds: float, warmup_s: float) -> list[float]:
+    """Signal lag: a signal's arrival here minus the event time of the tick that triggered it."""
+    from libs.common.contracts import Signal
+
+    nc = await nats.connect(nats_url)
+    lags: list[float] = []
+    t_start = time.monotonic()
+
+    async def on_signal(msg) -> None:
+        if time.monotonic() - t_start < warmup_s:
+            return
+        sig = Signal.model_validate_json(msg.data)
+        if sig.tick_ts is not None:
+            from libs.common.contracts import utcnow
+
+            lags.append((utcnow() - sig.tick_ts).total_seconds() * 1000)
+
+    await nc.subscribe("signal.*", cb=on_signal)
+    await asyncio.sleep(warmup_s + seconds)
+    await nc.close()
+    return lags
+
+
+def _wait_log(path: Path, needle: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if needle in text:
+            return text
+        time.sleep(0.1)
+    raise RuntimeError(f"{path.name}: no {needle!r} after {timeout}s: {path.read_text()[-1500:] if path.exists() else ''}")
+
+
+def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: float) -> dict[str, float]:
+    """The highest tick rate over 200 symbols the suite takes with zero loss and signal lag p99 < 50 ms.
+
+    market_data publishes a fixed number of steps (synthetic `max_steps`) once the consumers are up, so
+    what it published and what signal received are both final when compared.
+    """
+    import json
+
+    out: dict[str, float] = {}
+    best = 0
+    for rate in rates:
+        step = tmp / f"ingest-{rate}"
+        step.mkdir()
+        ns = EmbeddedNats(step / "nats").start()
+        per_symbol = rate / 200
+        cfg_path = suite_config(step / "bench.yaml", rate, 0)
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["market_data"]["synthetic"].update(symbols_count=200, ticks_per_s=per_symbol,
+                                               max_steps=int(per_symbol * (seconds + 2)))
+        cfg["signal"]["every_nth_tick"] = max(1, int(per_symbol // 2))  # about 2 decisions per symbol per second
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        db = fresh_db(pg, f"ingest{rate}")
+        consumers = ("risk", "execution", "signal")
+        procs = dict(zip(consumers, start_suite(step, ns.url, db, cfg_path, consumers), strict=True))
+        try:
+            for n in consumers:
+                _wait_log(step / f"{n}.log", '"event": "started"', 60)
+            procs["market_data"] = start_suite(step, ns.url, db, cfg_path, ("market_data",))[0]
+            _wait_log(step / "market_data.log", '"event": "started"', 60)
+            for p in procs.values():
+                psutil.Process(p.pid).cpu_percent(None)
+            lags = asyncio.run(_signal_lags(ns.url, seconds, warmup_s=2))
+            cpu = {n: psutil.Process(p.pid).cpu_percent(None) for n, p in procs.items()}
+            rss = {n: psutil.Process(p.pid).memory_info().rss / (1 << 20) for n, p in procs.items()}
+            text = _wait_log(step / "market_data.log", '"event": "source finished"', 60)
+            done = [json.loads(ln) for ln in text.splitlines() if '"source finished"' in ln][-1]
+            published = float(done["ticks"])
+            time.sleep(2)  # let the consumers drain
+            received = scrape("signal", "bnml_signal_ticks_received_total")
+        finally:
+            for p in procs.values():
+                if p.poll() is None:
+                    p.terminate()
+            for p in procs.values():
+                p.wait(15)
+            ns.stop()
+        loss = max(0.0, published - received)
+        p99 = percentile(lags, 99)
+        out[f"ingest_{rate}_loss"] = loss
+        out[f"ingest_{rate}_signal_lag_p99_ms"] = p99
+        for n in procs:
+            out[f"ingest_{rate}_cpu_pct_{n}"] = cpu[n]
+            out[f"ingest_{rate}_rss_mib_{n}"] = rss[n]
+        print(f"   ingest {rate}/s: published {published:.0f} received {received:.0f} loss {loss:.0f} "
+              f"signal lag p99 {p99:.1f} ms; cpu % {cpu}", flush=True)
+        if loss == 0 and p99 < 50:
+            best = rate
+        else:
+            break
+    out["ingest_max_ticks_per_s"] = float(best)
+    return out
 
 
 def _ops_url(tmp: Path, timeout: float = 90) -> str:
@@ -245,12 +359,21 @@ def run(quick: bool = False) -> dict[str, float]:
         pg = EmbeddedPostgres(tmp / "pg").start()
         try:
             out = floor(ns.url, (1000,) if quick else (1000, 5000), seconds)
-            (tmp / "t2o").mkdir()
-            out.update(tick_to_order(tmp / "t2o", ns.url, fresh_db(pg, "t2o"), seconds))
-            ns.stop()  # a clean bus for the next phase (streams and consumers of the last one are gone)
-            ns = EmbeddedNats(tmp / "nats2").start()
+            for rate in (1000,) if quick else (1000, 5000):
+                ns.stop()  # a clean bus for each phase (no streams or consumers of the last one)
+                ns = EmbeddedNats(tmp / f"nats-t2o-{rate}").start()
+                (tmp / f"t2o-{rate}").mkdir()
+                out.update(tick_to_order(tmp / f"t2o-{rate}", ns.url, fresh_db(pg, f"t2o{rate}"),
+                                         seconds if quick else 20.0, rate=rate))
+            for tag in ("", "_5000"):
+                if f"tick_to_order_p99_ms{tag}" in out and f"floor_4hop_p99_ms{tag}" in out:
+                    out[f"tick_to_order_p99_over_floor{tag}"] = (out[f"tick_to_order_p99_ms{tag}"]
+                                                                 / out[f"floor_4hop_p99_ms{tag}"])
+            ns.stop()
+            ns = EmbeddedNats(tmp / "nats-ks").start()
             (tmp / "ks").mkdir()
             out.update(kill_switch_latch(tmp / "ks", ns.url, fresh_db(pg, "ks"), 40 if quick else 400))
+            out.update(ingest(tmp, pg, (5000,) if quick else (10_000, 20_000, 30_000), seconds))
             return out
         finally:
             pg.stop("immediate")
