@@ -176,11 +176,13 @@ def pipeline() -> Board:
     b.panel("timeseries", "Dead-lettered messages (per minute) by service and subject",
             [(events('sum by (service, subject) (rate({__name__=~"bnml_[a-z_]+_dlq_messages_total"}'
                      "[$__rate_interval])) * 60"), "{{service}} {{subject}}")], w=8)
-    b.panel("timeseries", "Handler errors and NATS client errors (per minute)",
+    b.panel("timeseries", "Handler errors, NATS client errors, dropped publishes (per minute)",
             [(events('sum by (service) (rate({__name__=~"bnml_[a-z_]+_handler_errors_total"}[$__rate_interval]))'
                      " * 60"), "handler {{service}}"),
              (events('sum by (service) (rate({__name__=~"bnml_[a-z_]+_nats_errors_total"}[$__rate_interval]))'
-                     " * 60"), "nats {{service}}")], w=8)
+                     " * 60"), "nats {{service}}"),
+             (events("sum by (reason) (rate(bnml_market_data_publish_dropped_total[$__rate_interval])) * 60"),
+              "market_data dropped {{reason}}")], w=8)
     b.panel("timeseries", "Market-data source errors (per minute) and back-off state",
             [(events("sum by (kind) (rate(bnml_market_data_source_errors_total[$__rate_interval])) * 60"),
               "errors {{kind}}"), ("bnml_market_data_backoff_state", "back-off (0 ok, 1 wait, 2 limited, 3 banned)")],

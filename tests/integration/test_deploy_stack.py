@@ -315,7 +315,20 @@ def referenced_metrics(expr: str) -> tuple[set[str], set[str]]:
     return set(re.findall(r"\bbnml_[a-zA-Z0-9_:]+", bare)), regexes
 
 
+# Declared only by the live broker (mode: live), so absent from this paper run: each must at least be declared in
+# the service's source (checked below), so a rename still fails this test.
+LIVE_ONLY = {"bnml_execution_reconcile_mismatches_total": ("services/execution", "reconcile_mismatches_total"),
+             "bnml_execution_exchange_errors_total": ("services/execution", "exchange_errors_total")}
+
+
+def declared_in_source(name: str) -> bool:
+    where, thing = LIVE_ONLY[name]
+    return any(f'"{thing}"' in p.read_text() for p in (ROOT / where).rglob("*.py"))
+
+
 def is_declared(name: str, declared: set[str]) -> bool:
+    if name in LIVE_ONLY:
+        return declared_in_source(name)
     candidates = {name, re.sub(r"_(bucket|count|sum|created)$", "", name)}
     return bool(candidates & declared) or any(c.endswith("_total") and c[:-6] in declared for c in candidates)
 
