@@ -20,6 +20,7 @@ from tests.unit.deploy.tooling import nats_passwords, start_authenticated_nats
 pytestmark = pytest.mark.integration
 
 SYM = "BTC/USDT"
+USERS = ("market_data", "signal", "risk", "execution", "ops_api", "ops")
 # subject -> the users allowed to publish it (everyone else must be refused)
 PUBLISH_RULES: dict[str, set[str]] = {
     subjects.verdict(SYM): {"risk"},
@@ -37,8 +38,16 @@ PUBLISH_RULES: dict[str, set[str]] = {
     subjects.alert("SEV-1"): {"market_data", "signal", "risk", "execution", "ops_api", "ops"},
     "$JS.API.STREAM.DELETE.VERDICTS": set(),
     "$JS.API.STREAM.PURGE.KILL_SWITCH": set(),
+    "$JS.API.STREAM.INFO.VERDICTS": set(USERS),
+    # a durable consumer belongs to its service: nobody else may (re)create it, ack for it, or delete it
+    "$JS.API.CONSUMER.DURABLE.CREATE.VERDICTS.execution": {"execution"},
+    "$JS.API.CONSUMER.CREATE.VERDICTS.execution.risk.verdict.>": {"execution"},
+    "$JS.ACK.VERDICTS.execution.1.5.5.1700000000000000000.0": {"execution"},
+    "$JS.API.CONSUMER.DELETE.VERDICTS.execution": set(),
+    "$JS.API.CONSUMER.CREATE.FILLS.risk": {"risk"},
+    "$JS.ACK.FILLS.risk.1.2.2.1700000000000000000.0": {"risk"},
+    "$JS.API.CONSUMER.CREATE.ALERTS.ops_api_alerts": {"ops_api"},
 }
-USERS = ("market_data", "signal", "risk", "execution", "ops_api", "ops")
 
 
 @pytest.fixture
