@@ -85,8 +85,16 @@ class EmbeddedNats:
         log = open(self.data_dir / "nats-server.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        wait_for_port(self.port)
-        return self
+        deadline = time.monotonic() + 60
+        while True:  # JetStream recovers its store before listening; slow on a loaded machine
+            try:
+                wait_for_port(self.port, timeout=1.0)
+                return self
+            except TimeoutError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (self.data_dir / "nats-server.log").read_text(errors="replace")[-1500:]
+                    self.stop(kill=True)
+                    raise RuntimeError(f"nats-server did not start on port {self.port}: {tail}") from None
 
     def stop(self, kill: bool = False) -> None:
         if self.proc and self.proc.poll() is None:

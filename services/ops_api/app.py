@@ -361,7 +361,7 @@ def create_app(state: OpsState) -> FastAPI:
     @app.get("/incidents", summary="Incidents, newest first")
     async def incidents(_: str = Depends(viewer), state_: Literal["open", "resolved", "all"] = Query("all", alias="state"),
                         severity: Literal["SEV-1", "SEV-2", "SEV-3"] | None = Query(None),
-                        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> dict:
+                        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000)) -> dict:
         where, params = ["TRUE"], []
         if state_ == "open":
             where.append("resolved_at IS NULL")

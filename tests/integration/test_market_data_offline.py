@@ -59,7 +59,7 @@ def _candle_content(c: Candle) -> tuple:
     return (c.symbol, c.timeframe, c.open_time, c.close_time, c.open, c.high, c.low, c.close, c.volume)
 
 
-SYNTH = {"paper_market_data_mode": "synthetic",
+SYNTH = {"paper_market_data_mode": "synthetic", "symbols": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
          "market_data": {"synthetic": {"ticks_per_s": 40, "seed": 123}, "candle_timeframes": ["1s", "5s"],
                          "stale_after_s": 2, "status_interval_s": 1}}
 
