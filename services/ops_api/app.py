@@ -375,7 +375,7 @@ def create_app(state: OpsState) -> FastAPI:
         return {"items": items, "limit": limit, "offset": offset}
 
     @app.get("/incidents/{incident_id}", summary="One incident with its events")
-    async def incident(incident_id: int = Path(ge=1), _: str = Depends(viewer)) -> dict:
+    async def incident(incident_id: int = Path(ge=1, le=2**63 - 1), _: str = Depends(viewer)) -> dict:
         rows = await fetch("SELECT * FROM incidents WHERE id = %s", (incident_id,))
         if not rows:
             raise HTTPException(404, f"incident_id: no incident {incident_id}")
