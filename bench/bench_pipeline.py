@@ -119,7 +119,7 @@ BENCH_OVERRIDES: dict[str, dict] = {
 def start_suite(tmp: Path, nats_url: str, db_url: str, config: Path, names: tuple[str, ...]) -> list[subprocess.Popen]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
     env.update(NATS_URL=nats_url, DATABASE_URL=db_url, BNML_CONFIG=str(config), BNML_LOG_FORMAT="json",
-               BNML_LOG_LEVEL="WARNING", BNML_OPS_API__OPERATOR_TOKEN="bench-operator-token-000",
+               BNML_LOG_LEVEL="INFO", BNML_OPS_API__OPERATOR_TOKEN="bench-operator-token-000",
                BNML_OPS_API__VIEWER_TOKEN="bench-viewer-token-0000")
     for n in ("market_data", "signal", "risk", "execution", "ops_api"):
         env[f"BNML_{n.upper()}__METRICS_PORT"] = str(METRICS_PORTS.setdefault(n, free_port()))
@@ -256,10 +256,11 @@ def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: flo
                 _wait_log(step / f"{n}.log", '"event": "started"', 60)
             procs["market_data"] = start_suite(step, ns.url, db, cfg_path, ("market_data",))[0]
             _wait_log(step / "market_data.log", '"event": "started"', 60)
-            for p in procs.values():
-                psutil.Process(p.pid).cpu_percent(None)
+            watched = {n: psutil.Process(p.pid) for n, p in procs.items()}
+            for w in watched.values():
+                w.cpu_percent(None)  # starts the measurement window
             lags = asyncio.run(_signal_lags(ns.url, seconds, warmup_s=2))
-            cpu = {n: psutil.Process(p.pid).cpu_percent(None) for n, p in procs.items()}
+            cpu = {n: w.cpu_percent(None) for n, w in watched.items()}
             rss = {n: psutil.Process(p.pid).memory_info().rss / (1 << 20) for n, p in procs.items()}
             text = _wait_log(step / "market_data.log", '"event": "source finished"', 60)
             done = [json.loads(ln) for ln in text.splitlines() if '"source finished"' in ln][-1]
@@ -290,16 +291,19 @@ def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: flo
     return out
 
 
-def _ops_url(tmp: Path, timeout: float = 90) -> str:
-    import re
+def _ops_url(port: int, timeout: float = 90) -> str:
+    import httpx
 
+    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        m = re.search(r'"url": "(http://[^"]+)"', (tmp / "ops_api.log").read_text(errors="replace"))
-        if m:
-            return m.group(1)
-        time.sleep(0.1)
-    raise RuntimeError("ops_api did not start: " + (tmp / "ops_api.log").read_text()[-2000:])
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"ops_api did not answer on {url}")
 
 
 def kill_switch_latch(tmp: Path, nats_url: str, db_url: str, trials: int) -> dict[str, float]:
@@ -308,13 +312,14 @@ def kill_switch_latch(tmp: Path, nats_url: str, db_url: str, trials: int) -> dic
 
     config = suite_config(tmp / "ks.yaml", 10, 0)
     cfg = yaml.safe_load(config.read_text())
-    cfg["ops_api"]["port"] = 0
+    port = free_port()
+    cfg["ops_api"]["port"] = port
     config.write_text(yaml.safe_dump(cfg))
     procs = start_suite(tmp, nats_url, db_url, config, ("risk", "execution", "ops_api"))
     server_side: list[float] = []
     client_side: list[float] = []
     try:
-        url = _ops_url(tmp)
+        url = _ops_url(port)
         headers = {"Authorization": "Bearer bench-operator-token-000"}
         with httpx.Client(base_url=url, headers=headers, timeout=10) as c:
             deadline = time.monotonic() + 30
@@ -373,7 +378,7 @@ def run(quick: bool = False) -> dict[str, float]:
             ns = EmbeddedNats(tmp / "nats-ks").start()
             (tmp / "ks").mkdir()
             out.update(kill_switch_latch(tmp / "ks", ns.url, fresh_db(pg, "ks"), 40 if quick else 400))
-            out.update(ingest(tmp, pg, (5000,) if quick else (10_000, 20_000, 30_000), seconds))
+            out.update(ingest(tmp, pg, (2000,) if quick else (2000, 5000, 10_000, 20_000), seconds))
             return out
         finally:
             pg.stop("immediate")
