@@ -308,6 +308,25 @@ def create_app(state: OpsState) -> FastAPI:
         if since and until and since > until:
             raise HTTPException(422, "since: after until")
 
+    async def page(table: str, equals: dict, time_col: str, since: datetime | None, until: datetime | None,
+                   order_by: str, limit: int, offset: int) -> dict:
+        """One page of a journal table: equality filters, a time window, newest first, `next_offset`."""
+        _window(since, until)
+        where, params = ["TRUE"], []
+        for col, val in equals.items():
+            if val is not None:
+                where.append(f"{col} = %s")
+                params.append(val)
+        for op, bound in ((">=", since), ("<", until)):
+            if bound is not None:
+                where.append(f"{time_col} {op} %s")
+                params.append(bound)
+        items = await fetch(f"SELECT * FROM {table} WHERE {' AND '.join(where)} ORDER BY {order_by}"
+                            " LIMIT %s OFFSET %s", (*params, limit + 1, offset))
+        more = len(items) > limit
+        return {"items": items[:limit], "limit": limit, "offset": offset,
+                "next_offset": offset + limit if more else None}
+
     @app.get("/orders", summary="The order journal, newest first (filters, pagination)")
     async def orders(_: str = Depends(viewer),
                      symbol: str | None = Query(None, min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/?[A-Z0-9]+$"),
@@ -315,23 +334,8 @@ def create_app(state: OpsState) -> FastAPI:
                      side: Literal["BUY", "SELL"] | None = Query(None),
                      since: datetime | None = Query(None), until: datetime | None = Query(None),
                      limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000)) -> dict:
-        _window(since, until)
-        where, params = ["TRUE"], []
-        for col, val in (("symbol", symbol), ("status", status), ("side", side)):
-            if val is not None:
-                where.append(f"{col} = %s")
-                params.append(val)
-        if since:
-            where.append("created_at >= %s")
-            params.append(since)
-        if until:
-            where.append("created_at < %s")
-            params.append(until)
-        items = await fetch(f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY created_at DESC,"
-                            " client_order_id DESC LIMIT %s OFFSET %s", (*params, limit + 1, offset))
-        more = len(items) > limit
-        return {"items": items[:limit], "limit": limit, "offset": offset,
-                "next_offset": offset + limit if more else None}
+        return await page("orders", {"symbol": symbol, "status": status, "side": side}, "created_at", since, until,
+                          "created_at DESC, client_order_id DESC", limit, offset)
 
     @app.get("/fills", summary="Fills, newest first (filters, pagination)")
     async def fills(_: str = Depends(viewer),
@@ -340,23 +344,8 @@ def create_app(state: OpsState) -> FastAPI:
                     client_order_id: str | None = Query(None, min_length=1, max_length=36),
                     since: datetime | None = Query(None), until: datetime | None = Query(None),
                     limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000)) -> dict:
-        _window(since, until)
-        where, params = ["TRUE"], []
-        for col, val in (("symbol", symbol), ("side", side), ("client_order_id", client_order_id)):
-            if val is not None:
-                where.append(f"{col} = %s")
-                params.append(val)
-        if since:
-            where.append("ts >= %s")
-            params.append(since)
-        if until:
-            where.append("ts < %s")
-            params.append(until)
-        items = await fetch(f"SELECT * FROM fills WHERE {' AND '.join(where)} ORDER BY ts DESC, id DESC"
-                            " LIMIT %s OFFSET %s", (*params, limit + 1, offset))
-        more = len(items) > limit
-        return {"items": items[:limit], "limit": limit, "offset": offset,
-                "next_offset": offset + limit if more else None}
+        return await page("fills", {"symbol": symbol, "side": side, "client_order_id": client_order_id}, "ts",
+                          since, until, "ts DESC, id DESC", limit, offset)
 
     @app.get("/incidents", summary="Incidents, newest first")
     async def incidents(_: str = Depends(viewer), state_: Literal["open", "resolved", "all"] = Query("all", alias="state"),
