@@ -141,6 +141,7 @@ class SignalEngine:
         self.cfg = cfg
         self.model: LoadedModel | None = None
         self.states: dict[str, SymbolState] = {}
+        self.ticks_seen = 0  # measurement mode's counter, over all symbols
         self.drift: DriftMonitor | None = None
         self.hits: HitRateTracker | None = None
         self.set_model(model)
@@ -182,8 +183,11 @@ class SignalEngine:
         st.quote = (tick.bid, tick.ask)  # the spread is computed only when a decision needs it
         measure = None
         if self.cfg.every_nth_tick > 0:
+            # counted over every symbol's ticks, so decisions spread evenly instead of arriving in bursts
+            # when the symbols tick together (each symbol still alternates BUY/SELL)
             st.ticks += 1
-            if st.ticks % self.cfg.every_nth_tick == 0:
+            self.ticks_seen += 1
+            if self.ticks_seen % self.cfg.every_nth_tick == 0:
                 st.last_measure_side = "BUY" if st.last_measure_side == "SELL" else "SELL"
                 measure = Signal(ts=now, symbol=tick.symbol, side=st.last_measure_side, probability=1.0,
                                  expected_edge_bps=0.0, model_version=MEASUREMENT_VERSION, price=tick.last,

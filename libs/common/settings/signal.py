@@ -104,7 +104,8 @@ class SignalSettings(Section):
     batch_window_ms: float = Field(default=2.0, ge=0, description="Closes arriving within this window run as one batch")
     min_interval_s: float = Field(default=0.0, ge=0, description="Minimum seconds between non-HOLD signals per symbol")
     every_nth_tick: int = Field(default=0, ge=0,
-                                description="Measurement mode: a BUY/SELL every Nth tick per symbol, no model (0 = off)")
+                                description="Measurement mode: a BUY/SELL every Nth tick received (all symbols counted together), "
+                                            "no model (0 = off)")
     features: FeatureSettings = FeatureSettings()
     label: LabelSettings = LabelSettings()
     train: TrainSettings = TrainSettings()

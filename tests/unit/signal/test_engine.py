@@ -135,6 +135,18 @@ def test_measurement_mode_alternates_sides_every_nth_tick_with_the_tick_ids(trai
     assert sigs[0].tick_ts == ticks[2].ts
 
 
+def test_measurement_mode_counts_ticks_over_all_symbols_so_decisions_do_not_burst(trained):
+    settings, model = trained
+    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), every_nth_tick=4), model)
+    symbols = ["A/USDT", "B/USDT", "C/USDT"]
+    # the symbols tick together (one step = one tick each): decisions still come every 4th tick received
+    ticks = [_tick(sym, T0 + timedelta(milliseconds=10 * step), "100") for step in range(8) for sym in symbols]
+    sigs = [(i, s) for i, t in enumerate(ticks) if (s := engine.on_tick(t, T0)[1]) is not None]
+    assert [i for i, _ in sigs] == [3, 7, 11, 15, 19, 23]
+    assert [s.symbol for _, s in sigs] == ["A/USDT", "B/USDT", "C/USDT", "A/USDT", "B/USDT", "C/USDT"]
+    assert [s.side for _, s in sigs] == ["BUY", "BUY", "BUY", "SELL", "SELL", "SELL"]  # per symbol alternation
+
+
 def test_candles_from_market_data_replace_bars_built_from_ticks(trained):
     settings, model = trained
     engine = SignalEngine(EngineConfig.from_settings(settings.signal), model)
