@@ -5,6 +5,7 @@
 - `subscribe` (core NATS) and `consume` (durable JetStream consumer, explicit acks) validate each
   incoming message against its contract. An invalid message goes to `dlq.<subject>` with the reason,
   is counted, and the service keeps running.
+- `subscribe_conflated` keeps the newest payload per subject and validates it when read (last prices).
 - `drain` lets in-flight handlers finish and closes the connection (called on SIGTERM).
 """
 
@@ -24,6 +25,7 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from libs.common import subjects
+from libs.common.conflate import Conflated
 from libs.common.contracts import DeadLetter, Message, utcnow
 from libs.common.errors import InvalidInputError, TemporaryError
 from libs.common.logging import get_logger
@@ -242,6 +244,21 @@ class Bus:
                                       pending_bytes_limit=256 * 1024 * 1024)
         self._subs.append(sub)
         return sub
+
+    async def subscribe_conflated(self, subject: str, model: type[M]) -> Conflated[M]:
+        """Core NATS subscription that keeps only the newest payload per subject, validated when read
+        (see `libs/common/conflate.py`). Invalid payloads are dead-lettered when read."""
+        assert self.nc is not None
+        latest: Conflated[M] = Conflated(model, self.decode, self.dead_letter)
+        put = latest.put
+
+        async def _cb(raw: Msg) -> None:
+            put(raw.subject, raw.data)
+
+        sub = await self.nc.subscribe(subject, cb=_cb, pending_msgs_limit=500_000,
+                                      pending_bytes_limit=256 * 1024 * 1024)
+        self._subs.append(sub)
+        return latest
 
     async def consume(self, stream: str, durable: str, subject: str, model: type[M], handler: Handler[M], *,
                       fail_closed: bool = True, ack_wait_s: float = 30.0, max_ack_pending: int = 1000,

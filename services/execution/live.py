@@ -324,7 +324,7 @@ class LiveBroker:
         fee_quote_value = None
         base, quote = split_symbol(symbol)
         if fee_asset not in (base, quote):
-            ref = self.svc.last_tick.get(f"{fee_asset}/{quote}")
+            ref = self.svc.tick_for(f"{fee_asset}/{quote}")
             fee_quote_value = fee_cost * ref.last if ref is not None else ZERO
         acc = self.svc.ledger.apply_fill(symbol, side, qty, price, fee_cost, fee_asset, fee_quote_value=fee_quote_value)
         ts = datetime.fromtimestamp(t["timestamp"] / 1000, UTC) if t.get("timestamp") else utcnow()

@@ -10,11 +10,12 @@ wins every race.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from libs.common import subjects
+from libs.common.conflate import Conflated
 from libs.common.contracts import (
     Fill,
     KillSwitchAcknowledged,
@@ -38,6 +39,7 @@ from services.execution.ledger import ZERO, Ledger, split_symbol
 from services.execution.paper import FeeSchedule, PaperExchange, PaperOrder, PaperResult, SlippageModel
 
 Q8 = Decimal("0.00000001")
+PAPER_PERIOD_S = 0.02
 
 
 class ExecutionService:
@@ -46,7 +48,7 @@ class ExecutionService:
 
     def __init__(self) -> None:
         self.latch = KillSwitchLatch()
-        self.last_tick: dict[str, Tick] = {}
+        self.ticks: Conflated[Tick] | None = None
         self.lock = asyncio.Lock()  # every send, fill, cancel and sweep happens under it
         self.writer = False
         self.standby_reason = "writer lock not tried yet"
@@ -88,7 +90,10 @@ class ExecutionService:
         rt.bus.on_reconnect.append(self._on_reconnect)
         await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True,
                                on_invalid=self._on_unreadable_kill_switch)
-        await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick, fail_closed=True)
+        # the newest tick per symbol (conflated, validated when read): paper fills price against it, and
+        # resting paper orders meet each symbol's newest tick every PAPER_PERIOD_S
+        self.ticks = await rt.bus.subscribe_conflated(subjects.ALL_TICKS, Tick)
+        rt.spawn(self._paper_loop(), "paper-book")
         self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value())
         if await self.writer_lock.try_acquire():
             await self._become_writer()
@@ -190,22 +195,28 @@ class ExecutionService:
         return "ok", f"writer ({self.mode})"
 
     # -- market data ----------------------------------------------------------------------------
-    async def on_tick(self, tick: Tick, subject: str) -> None:
-        self.last_tick[tick.symbol] = tick
-        if self.paper is None or not self.writer or not self.paper.book:
-            return
-        if not any(o.symbol == tick.symbol for o in self.paper.book.values()) and not self._any_expired(tick.ts):
-            return
-        async with self.lock:
-            now = utcnow()
-            for res in self.paper.expire(now):
-                await self._journal_paper(res)
-            for res in self.paper.on_tick(tick, now):
-                await self._journal_paper(res)
+    def tick_for(self, symbol: str) -> Tick | None:
+        """The newest valid tick of `symbol` (None before the first one)."""
+        return self.ticks.latest(subjects.tick(symbol)) if self.ticks is not None else None
 
-    def _any_expired(self, now: datetime) -> bool:
-        assert self.paper is not None
-        return any(o.expires_at is not None and now >= o.expires_at for o in self.paper.book.values())
+    async def _paper_loop(self) -> None:
+        """Resting paper orders: expire them on time, and match them against each symbol's newest tick."""
+        while True:
+            await asyncio.sleep(PAPER_PERIOD_S)
+            assert self.ticks is not None
+            if self.paper is None or not self.writer or not self.paper.book:
+                self.ticks.skip()  # nothing rests: no tick needs validating
+                continue
+            ticks = self.ticks.drain()
+            async with self.lock:
+                now = utcnow()
+                for res in self.paper.expire(now):
+                    await self._journal_paper(res)
+                resting = {o.symbol for o in self.paper.book.values()}
+                for tick in ticks:
+                    if tick.symbol in resting:
+                        for res in self.paper.on_tick(tick, now):
+                            await self._journal_paper(res)
 
     def _round_fill_price(self, symbol: str, price: Decimal, side: str) -> Decimal:
         """Paper fill prices land on the exchange's tick, rounded against us (a BUY up, a SELL down)."""
@@ -283,7 +294,7 @@ class ExecutionService:
         if self.cfg.paper_latency_ms:
             await asyncio.sleep(self.cfg.paper_latency_ms / 1000)
         now = utcnow()
-        tick = self.last_tick.get(order.symbol)
+        tick = self.tick_for(order.symbol)
         if tick is not None and (now - tick.ts).total_seconds() > self.settings.market_data.stale_after_s:
             tick = None  # a stale price is no price
         ttl = self.cfg.limit_order_ttl_s

@@ -38,6 +38,7 @@ from libs.common.settings.risk import DEFAULT_EFFECTS
 from services.risk.core import Event, RiskEngine
 
 EVAL_PERIOD_S = 0.25
+TICKS_PERIOD_S = 0.1  # volatility samples once a second and staleness counts in seconds
 RECONCILE_PERIOD_S = 15.0
 STATES = ("ACTIVE", "REDUCING", "HALTED")
 SEV1_BREAKERS = {"order_loop", "max_drawdown"}
@@ -95,7 +96,10 @@ class RiskService:
         rt.bus.on_reconnect.append(self._on_bus_back)
         await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True,
                                on_invalid=self._on_unreadable_kill_switch)
-        await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick)
+        # the last price per symbol is all risk needs: ticks are conflated and applied every TICKS_PERIOD_S
+        # (and the signal's own symbol right before its decision), not validated one by one
+        self.ticks = await rt.bus.subscribe_conflated(subjects.ALL_TICKS, Tick)
+        rt.spawn(self._apply_ticks_loop(), "risk-ticks")
         await rt.bus.subscribe(subjects.ALL_STATUS, MarketStatus, self.on_market_status)
         await rt.bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, self.on_heartbeat)
         await rt.bus.subscribe(subjects.drift(), DriftStatus, self.on_drift)
@@ -227,8 +231,18 @@ class RiskService:
             await self.rt.alert("SEV-2", "release refused: trading stays HALTED", refused)
 
     # -- market inputs --------------------------------------------------------------------------
-    async def on_tick(self, tick: Tick, subject: str) -> None:
-        self.engine.on_tick(tick.symbol, tick.last, tick.ts, utcnow())  # type: ignore[union-attr]
+    def apply_ticks(self) -> None:
+        """Hand the newest tick of every symbol that ticked since the last call to the engine."""
+        ticks = self.ticks.drain()
+        if ticks:
+            now = utcnow()
+            for tick in ticks:
+                self.engine.on_tick(tick.symbol, tick.last, tick.ts, now)  # type: ignore[union-attr]
+
+    async def _apply_ticks_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICKS_PERIOD_S)
+            self.apply_ticks()
 
     async def on_market_status(self, st: MarketStatus, subject: str) -> None:
         self.engine.on_market_status(st.symbol, st.status == "stale", st.reason)  # type: ignore[union-attr]
@@ -297,6 +311,9 @@ class RiskService:
         engine = self.engine
         assert engine is not None
         engine.db_ok = self._db_fresh()
+        tick = self.ticks.take(subjects.tick(sig.symbol))  # the freshest price of this symbol
+        if tick is not None:
+            engine.on_tick(tick.symbol, tick.last, tick.ts, utcnow())
         t0 = time.perf_counter()
         decision = engine.decide(sig, utcnow())
         self.m_decision.observe(time.perf_counter() - t0)
@@ -469,6 +486,7 @@ class RiskService:
             engine = self.engine
             assert engine is not None
             engine.db_ok = self._db_fresh()
+            self.apply_ticks()
             try:
                 await self._handle(engine.evaluate(utcnow()))
                 if time.monotonic() >= next_persist:
