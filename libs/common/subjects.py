@@ -18,6 +18,7 @@ Symbols on subjects use the exchange id form (`BTCUSDT`); messages carry the ccx
 | exec.fill.<SYM>                  | Fill                    | FILLS                                  |
 | control.kill_switch              | KillSwitchCommand       | KILL_SWITCH (last value: the standing state) |
 | control.kill_switch_ack.<svc>    | KillSwitchAcknowledged  | -                                      |
+| control.kill_switch_latched.<svc>| KillSwitchAcknowledged  | -                                      |
 | svc.heartbeat.<service>          | Heartbeat               | -                                      |
 | alert.<severity>                 | Alert                   | ALERTS                                 |
 | dlq.<original subject>           | DeadLetter              | DLQ                                    |
@@ -122,6 +123,12 @@ def kill_switch_ack(service: str) -> str:
     return f"control.kill_switch_ack.{service}"
 
 
+def kill_switch_latched(service: str) -> str:
+    """Sent by execution the instant an engage latches (before its cancel sweep), so the time to
+    "no order can be sent any more" is visible apart from the sweep's confirmation (the ack)."""
+    return f"control.kill_switch_latched.{service}"
+
+
 def heartbeat(service: str) -> str:
     return f"svc.heartbeat.{service}"
 
@@ -146,6 +153,7 @@ ALL_FILLS = "exec.fill.*"
 ALL_HEARTBEATS = "svc.heartbeat.*"
 ALL_ALERTS = "alert.*"
 ALL_KILL_SWITCH_ACKS = "control.kill_switch_ack.*"
+ALL_KILL_SWITCH_LATCHED = "control.kill_switch_latched.*"
 ALL_DLQ = "dlq.>"
 
 
@@ -216,6 +224,7 @@ CATALOG: dict[str, type[Message]] = {
     "exec.fill.<SYM>": Fill,
     "control.kill_switch": KillSwitchCommand,
     "control.kill_switch_ack.<service>": KillSwitchAcknowledged,
+    "control.kill_switch_latched.<service>": KillSwitchAcknowledged,
     "svc.heartbeat.<service>": Heartbeat,
     "alert.<severity>": Alert,
     "dlq.<subject>": DeadLetter,

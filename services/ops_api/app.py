@@ -43,12 +43,18 @@ class OpsState:
     last_seen: dict[str, tuple[float, str]] = field(default_factory=dict)  # service -> (monotonic, status)
     acks: dict[str, dict[str, tuple[KillSwitchAcknowledged, float]]] = field(default_factory=dict)
     ack_events: dict[str, asyncio.Event] = field(default_factory=dict)
+    latched: dict[str, dict[str, float]] = field(default_factory=dict)  # command id -> service -> when latched
     public_url: str = ""
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     ks_results: dict[str, dict] = field(default_factory=dict)  # idempotency: command id -> answer
     ks_inflight: dict[str, asyncio.Future] = field(default_factory=dict)
     backup_runner: object = None  # async () -> dict, set by the shell
     backup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def on_latched(self, ack: KillSwitchAcknowledged) -> None:
+        """Execution latched an engage (before its sweep): kept to report how fast sends stopped."""
+        if ack.command_id in self.ack_events:
+            self.latched.setdefault(ack.command_id, {})[ack.service] = time.perf_counter()
 
     def on_ack(self, ack: KillSwitchAcknowledged) -> None:
         if ack.command_id not in self.ack_events:
@@ -216,12 +222,15 @@ def create_app(state: OpsState) -> FastAPI:
                 pass
             elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
             acks = state.acks.pop(cmd.id, {})
+            latched = state.latched.pop(cmd.id, {})
             missing = [s for s in ACKERS if s not in acks]
             answer = {
                 "command_id": cmd.id, "action": cmd.action, "reason": cmd.reason, "actor": cmd.actor,
                 "flatten": cmd.flatten, "acknowledged_by": sorted(acks), "missing": missing,
                 "elapsed_ms": elapsed_ms,
                 "ack_ms": {s: round((t - started) * 1000, 3) for s, (_, t) in acks.items()},
+                # engage: when execution's latch closed (no send after it), before the sweep's confirmation
+                "latched_ms": {s: round((t - started) * 1000, 3) for s, t in latched.items()},
                 "detail": "acknowledged" if not missing else
                 f"no acknowledgement from {', '.join(missing)} within {cfg.kill_switch_ack_timeout_s} s;"
                 " the command stands on the bus and they apply it when they read it",
@@ -239,6 +248,7 @@ def create_app(state: OpsState) -> FastAPI:
             return JSONResponse(answer, status_code=200 if not missing else 202)
         finally:
             state.ack_events.pop(cmd.id, None)
+            state.latched.pop(cmd.id, None)
             state.ks_inflight.pop(cmd.id, None)
             if not fut.done():
                 fut.cancel()

@@ -39,6 +39,8 @@ from services.ops_api.recorder import EventRecorder, HeartbeatRecorder
 RULES_MAX_AGE_S = 300.0  # replayed events older than this are recorded but do not drive incident rules
 FIRST_BACKUP_DELAY_S = 120.0
 
+RECORD_KILL_SWITCH_AFTER_S = 0.02
+
 
 class OpsApiService:
     name = "ops_api"
@@ -88,6 +90,7 @@ class OpsApiService:
         bus = rt.bus
         await bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self._on_kill_switch)
         await bus.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, self._on_ack)
+        await bus.subscribe(subjects.ALL_KILL_SWITCH_LATCHED, KillSwitchAcknowledged, self._on_latched)
         await bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, self._on_heartbeat)
         await bus.subscribe(subjects.ALL_STATUS, MarketStatus, self._on_market_status)
         await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, self._on_verdict)
@@ -129,6 +132,10 @@ class OpsApiService:
     # -- handlers -------------------------------------------------------------------------------
     async def _on_kill_switch(self, cmd: KillSwitchCommand, subject: str) -> None:
         self.latch.apply(cmd)
+        # the control path first: the acknowledgements this process is waiting for are read before the
+        # bookkeeping (database rows, incidents) starts; a command is never lost meanwhile, it stands on
+        # the KILL_SWITCH stream and start-up records it
+        await asyncio.sleep(RECORD_KILL_SWITCH_AFTER_S)
         try:
             new = await self.events.kill_switch(cmd.id, cmd.action, cmd.reason, cmd.actor, cmd.flatten, cmd.ts)
             if new:
@@ -139,6 +146,9 @@ class OpsApiService:
 
     async def _on_ack(self, ack: KillSwitchAcknowledged, subject: str) -> None:
         self.state.on_ack(ack)
+
+    async def _on_latched(self, ack: KillSwitchAcknowledged, subject: str) -> None:
+        self.state.on_latched(ack)
 
     async def _on_heartbeat(self, hb: Heartbeat, subject: str) -> None:
         self.state.last_seen[hb.service] = (time.monotonic(), hb.status)

@@ -35,6 +35,7 @@ PUBLISH_RULES: dict[str, set[str]] = {
     subjects.heartbeat("risk"): {"risk"},
     subjects.heartbeat("execution"): {"execution"},
     subjects.kill_switch_ack("execution"): {"execution"},
+    subjects.kill_switch_latched("execution"): {"execution"},
     subjects.alert("SEV-1"): {"market_data", "signal", "risk", "execution", "ops_api", "ops"},
     "$JS.API.STREAM.DELETE.VERDICTS": set(),
     "$JS.API.STREAM.PURGE.KILL_SWITCH": set(),

@@ -36,6 +36,8 @@ async def test_engage_over_http_is_acknowledged_by_risk_and_execution_and_releas
         body = r.json()
         assert body["acknowledged_by"] == ["execution", "risk"] and body["missing"] == []
         assert body["acks"]["execution"]["engaged"] is True and body["acks"]["execution"]["open_orders"] == 0
+        # execution said it latched before it confirmed its sweep
+        assert 0 < body["latched_ms"]["execution"] <= body["ack_ms"]["execution"]
         assert "alice" in body["actor"]
         again = await c.post("/kill-switch", json={"action": "engage", "reason": "SEV-1 drill", "actor": "alice"},
                              headers={**OP, "Idempotency-Key": "drill-1"})
