@@ -10,7 +10,7 @@ wins every race.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -251,10 +251,11 @@ class ExecutionService:
             self.rt.log.info("duplicate verdict ignored", verdict_id=verdict.id, client_order_id=coid)
             self.refused.labels(reason="duplicate").inc()
             return
+        journaled_at = utcnow()
         self.rt.metrics.count("orders")
         self.orders.labels(status="SUBMITTED").inc()
         # published while the order is processed; awaited before its next event, so they stay in order
-        self._pending_pub[coid] = asyncio.create_task(self._publish_order(order, "SUBMITTED"))
+        self._pending_pub[coid] = asyncio.create_task(self._publish_order(order, "SUBMITTED", ts=journaled_at))
         try:
             await self._process(order, verdict)
         finally:
@@ -323,6 +324,7 @@ class ExecutionService:
     async def _after_update(self, coid: str, status: str, reason: str, fills: list[FillRow],
                             verdict: RiskVerdict | None = None, row: dict[str, Any] | None = None) -> None:
         """Count, measure and publish a journaled change (the journal is already committed)."""
+        journaled_at = utcnow()  # the event's time: when the change became durable, not when it is published
         self.orders.labels(status=status).inc()
         for f in fills:
             self.rt.metrics.count("fills")
@@ -333,11 +335,10 @@ class ExecutionService:
         if pending is not None:
             await pending
         if fills and verdict is not None:
-            now = utcnow()
-            self.v2f.observe((now - verdict.ts).total_seconds())
+            self.v2f.observe((journaled_at - verdict.ts).total_seconds())
             if verdict.tick_ts is not None:
-                self.latency.observe((now - verdict.tick_ts).total_seconds())
-        await asyncio.gather(self._publish_row(row), *(self.rt.bus.publish(subjects.fill(f.symbol), Fill(
+                self.latency.observe((journaled_at - verdict.tick_ts).total_seconds())
+        await asyncio.gather(self._publish_row(row, journaled_at), *(self.rt.bus.publish(subjects.fill(f.symbol), Fill(
             ts=f.ts, client_order_id=f.client_order_id, exchange=f.exchange, trade_id=f.trade_id,
             symbol=f.symbol, side=f.side, quantity=f.quantity, price=f.price, fee=f.fee, fee_asset=f.fee_asset,
             is_maker=f.is_maker, realized_pnl_usdt=f.realized_pnl_usdt)) for f in fills))
@@ -479,17 +480,17 @@ class ExecutionService:
         return "flattened: " + (", ".join(done) if done else "nothing held")
 
     # -- publishing -----------------------------------------------------------------------------
-    async def _publish_order(self, o: NewOrder, status: str, reason: str = "") -> None:
+    async def _publish_order(self, o: NewOrder, status: str, reason: str = "", ts: datetime | None = None) -> None:
         await self.rt.bus.publish(subjects.order(o.symbol), OrderEvent(
-            ts=utcnow(), client_order_id=o.client_order_id, verdict_id=o.verdict_id, symbol=o.symbol, side=o.side,
+            ts=ts or utcnow(), client_order_id=o.client_order_id, verdict_id=o.verdict_id, symbol=o.symbol, side=o.side,
             order_type=o.order_type, status=status, quantity=o.quantity, price=o.price_limit, mode=self.mode,
             reason=reason))
 
-    async def _publish_row(self, row: dict[str, Any] | None) -> None:
+    async def _publish_row(self, row: dict[str, Any] | None, ts: datetime | None = None) -> None:
         if row is None:
             return
         await self.rt.bus.publish(subjects.order(row["symbol"]), OrderEvent(
-            ts=utcnow(), client_order_id=row["client_order_id"], verdict_id=row["verdict_id"], symbol=row["symbol"],
+            ts=ts or utcnow(), client_order_id=row["client_order_id"], verdict_id=row["verdict_id"], symbol=row["symbol"],
             side=row["side"], order_type=row["order_type"], status=row["status"], quantity=row["quantity"],
             price=row["price_limit"], filled_quantity=row["filled_quantity"], average_price=row["average_price"],
             exchange_order_id=row["exchange_order_id"], mode=row["mode"], reason=row["reason"][:500]))
