@@ -19,6 +19,41 @@ from psycopg.types.json import Jsonb
 from services.execution.core import OPEN_STATUSES
 from services.execution.ledger import Balance, Ledger, Position
 
+# An order's journaled change, as one statement: fills (skipping any already journaled), the order's totals,
+# the position and the balances. `inserted_trade_ids` says which fills are new; the order's columns follow
+# (NULL when no such order exists).
+_ORDER_UPDATE_SQL = """
+WITH f AS (
+    INSERT INTO fills (exchange, trade_id, client_order_id, symbol, side, quantity, price, fee, fee_asset,
+                       realized_pnl_usdt, ts, is_maker, fee_usdt)
+    SELECT * FROM unnest(%(f_exchange)s::text[], %(f_trade_id)s::text[], %(f_coid)s::text[], %(f_symbol)s::text[],
+                         %(f_side)s::text[], %(f_qty)s::numeric[], %(f_price)s::numeric[], %(f_fee)s::numeric[],
+                         %(f_fee_asset)s::text[], %(f_pnl)s::numeric[], %(f_ts)s::timestamptz[],
+                         %(f_maker)s::boolean[], %(f_fee_usdt)s::numeric[])
+    ON CONFLICT (exchange, trade_id) DO NOTHING
+    RETURNING trade_id
+), o AS (
+    UPDATE orders SET status = %(status)s, reason = COALESCE(%(reason)s, reason), filled_quantity = %(filled)s,
+        average_price = COALESCE(%(avg)s, average_price), fee_usdt = fee_usdt + %(fee_add)s, locked = %(locked)s,
+        trades = COALESCE(%(trades)s, trades), exchange_order_id = COALESCE(%(xid)s, exchange_order_id),
+        resting_expires_at = COALESCE(%(rest)s, resting_expires_at), updated_at = now()
+    WHERE client_order_id = %(coid)s
+    RETURNING *
+), p AS (
+    INSERT INTO positions (symbol, quantity, average_cost, realized_pnl_usdt, cost, updated_at)
+    VALUES (%(p_symbol)s, %(p_qty)s, %(p_avg)s, %(p_pnl)s, %(p_cost)s, now())
+    ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity, average_cost = EXCLUDED.average_cost,
+        realized_pnl_usdt = EXCLUDED.realized_pnl_usdt, cost = EXCLUDED.cost, updated_at = now()
+), b AS (
+    INSERT INTO balances (asset, free, locked, updated_at)
+    SELECT a, fr, lo, now() FROM unnest(%(b_asset)s::text[], %(b_free)s::numeric[], %(b_locked)s::numeric[])
+        AS t (a, fr, lo)
+    ON CONFLICT (asset) DO UPDATE SET free = EXCLUDED.free, locked = EXCLUDED.locked, updated_at = now()
+)
+SELECT ids.inserted_trade_ids, o.*
+FROM (SELECT array_agg(trade_id) AS inserted_trade_ids FROM f) AS ids LEFT JOIN o ON true
+"""
+
 # One writer per database: every execution instance competes for this session-level advisory lock.
 WRITER_LOCK_KEY = int.from_bytes(hashlib.sha256(b"bnml.execution.writer").digest()[:8], "big", signed=True)
 LEDGER_MODE_KEY = "execution.ledger_mode"
@@ -130,37 +165,33 @@ class Journal:
                                   trades: int | None, fills: list[FillRow], ledger: Ledger, symbol: str,
                                   assets: set[str], exchange_order_id: str | None = None,
                                   resting_expires_at: datetime | None = None) -> list[FillRow]:
-        """One transaction: the order's totals, its new fills, the position and balances they moved.
+        """One statement, so one round trip and one durable commit: the order's totals, its new fills, the
+        position and the balances they moved (data-modifying CTEs; the statement is its own transaction).
 
         Returns the fills actually inserted (a fill already journaled by (exchange, trade id) is skipped).
         """
-        inserted: list[FillRow] = []
-        cursors = []
-        # pipeline mode: the statements go out together, one round trip and one (durable) commit
-        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            for f in fills:
-                cur = await conn.execute(
-                    "INSERT INTO fills (exchange, trade_id, client_order_id, symbol, side, quantity, price, fee,"
-                    " fee_asset, realized_pnl_usdt, ts, is_maker, fee_usdt)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (exchange, trade_id) DO NOTHING RETURNING id",
-                    (f.exchange, f.trade_id, f.client_order_id, f.symbol, f.side, f.quantity, f.price, f.fee,
-                     f.fee_asset, f.realized_pnl_usdt, f.ts, f.is_maker, f.fee_usdt))
-                cursors.append((cur, f))
-            order_cur = await conn.execute(
-                "UPDATE orders SET status = %s, reason = COALESCE(%s, reason), filled_quantity = %s,"
-                " average_price = COALESCE(%s, average_price), fee_usdt = fee_usdt + %s, locked = %s,"
-                " trades = COALESCE(%s, trades), exchange_order_id = COALESCE(%s, exchange_order_id),"
-                " resting_expires_at = COALESCE(%s, resting_expires_at), updated_at = now()"
-                " WHERE client_order_id = %s RETURNING *",
-                (status, reason, filled, average_price, fee_usdt_add, locked, trades, exchange_order_id,
-                 resting_expires_at, coid))
-            await self._write_books(conn, ledger, {symbol}, assets)
-        for cur, f in cursors:
-            if await cur.fetchone() is not None:
-                inserted.append(f)
-        self.last_row = await order_cur.fetchone()
-        return inserted
+        position = ledger.position(symbol)
+        balances = [(a, ledger.balance(a)) for a in sorted(assets)]
+        params = {
+            "f_exchange": [f.exchange for f in fills], "f_trade_id": [f.trade_id for f in fills],
+            "f_coid": [f.client_order_id for f in fills], "f_symbol": [f.symbol for f in fills],
+            "f_side": [f.side for f in fills], "f_qty": [f.quantity for f in fills],
+            "f_price": [f.price for f in fills], "f_fee": [f.fee for f in fills],
+            "f_fee_asset": [f.fee_asset for f in fills], "f_pnl": [f.realized_pnl_usdt for f in fills],
+            "f_ts": [f.ts for f in fills], "f_maker": [f.is_maker for f in fills],
+            "f_fee_usdt": [f.fee_usdt for f in fills],
+            "status": status, "reason": reason, "filled": filled, "avg": average_price, "fee_add": fee_usdt_add,
+            "locked": locked, "trades": trades, "xid": exchange_order_id, "rest": resting_expires_at, "coid": coid,
+            "p_symbol": symbol, "p_qty": position.quantity, "p_avg": position.average_cost,
+            "p_pnl": position.realized_pnl_usdt, "p_cost": position.cost,
+            "b_asset": [a for a, _ in balances], "b_free": [max(b.free, Decimal(0)) for _, b in balances],
+            "b_locked": [max(b.locked, Decimal(0)) for _, b in balances],
+        }
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(_ORDER_UPDATE_SQL, params)).fetchone()
+        new_ids = set(row.pop("inserted_trade_ids") or ())
+        self.last_row = row if row.get("client_order_id") is not None else None
+        return [f for f in fills if f.trade_id in new_ids]
 
     async def write_books(self, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:
         async with self.pool.connection() as conn, conn.transaction():

@@ -10,6 +10,7 @@ wins every race.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -60,7 +61,7 @@ class ExecutionService:
         self.writer_lock: WriterLock | None = None
         self.markets: Markets | None = None
         self.sweeper: asyncio.Task | None = None
-        self._pending_pub: dict[str, asyncio.Task] = {}
+        self._pending_pub: dict[str, Awaitable[None]] = {}  # client order id -> its SUBMITTED event
         self._unacked: KillSwitchCommand | None = None  # seen while not the writer
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -254,8 +255,10 @@ class ExecutionService:
         journaled_at = utcnow()
         self.rt.metrics.count("orders")
         self.orders.labels(status="SUBMITTED").inc()
-        # published while the order is processed; awaited before its next event, so they stay in order
-        self._pending_pub[coid] = asyncio.create_task(self._publish_order(order, "SUBMITTED", ts=journaled_at))
+        # awaited before the order's next event, so they stay in order. Live: published while the exchange
+        # answers. Paper: the fill follows within the millisecond, so both go out once it is journaled.
+        submitted = self._publish_order(order, "SUBMITTED", ts=journaled_at)
+        self._pending_pub[coid] = asyncio.create_task(submitted) if self.paper is None else submitted
         try:
             await self._process(order, verdict)
         finally:

@@ -42,10 +42,11 @@ class SyntheticSource:
     async def run(self, pub: Publisher) -> None:
         t0, k = self.clock(), 0
         while self.max_steps is None or k < self.max_steps:
-            now_wall = datetime.now(UTC)
+            quotes = self.market.step()
+            now_wall = datetime.now(UTC)  # the ticks' event time: made now, published right after
             ts_iso, ts_ms = iso_ts(now_wall), int(now_wall.timestamp() * 1000)
             mono = self.clock()
-            await pub.quotes(self.market.step(), ts_iso, ts_ms, "synthetic", mono)
+            await pub.quotes(quotes, ts_iso, ts_ms, "synthetic", mono)
             k += 1
             due = t0 + k * self.period
             now = self.clock()
