@@ -377,6 +377,11 @@ def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: flo
         else:
             break
     out["ingest_max_ticks_per_s"] = float(best)
+    if best:  # CPU and RSS per service at the highest sustained rate, and the suite's RSS there
+        for n in procs:
+            out[f"sustained_cpu_pct_{n}"] = out[f"ingest_{best}_cpu_pct_{n}"]
+            out[f"sustained_rss_mib_{n}"] = out[f"ingest_{best}_rss_mib_{n}"]
+        out["sustained_suite_rss_mib"] = sum(out[f"ingest_{best}_rss_mib_{n}"] for n in procs)
     return out
 
 
@@ -483,7 +488,7 @@ def run(quick: bool = False) -> dict[str, float]:
             ns = EmbeddedNats(tmp / "nats-ks").start()
             (tmp / "ks").mkdir()
             out.update(kill_switch_latch(tmp / "ks", ns.url, fresh_db(pg, "ks"), 40 if quick else 400))
-            out.update(ingest(tmp, pg, (2000,) if quick else (2000, 5000, 10_000, 20_000), seconds))
+            out.update(ingest(tmp, pg, (2000,) if quick else (2000, 5000, 10_000, 20_000, 30_000, 40_000), seconds))
             return out
         finally:
             pg.stop("immediate")

@@ -13,8 +13,9 @@ from pathlib import Path
 import yaml
 
 from bnml.embedded import free_port
+from libs.common import subjects
 from libs.common.bus import Bus
-from libs.common.contracts import Heartbeat
+from libs.common.contracts import Heartbeat, Tick
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -23,6 +24,12 @@ VIEWER_TOKEN = "test-viewer-token-0123456789"
 
 
 # -- services as real processes -----------------------------------------------------------------
+async def publish_tick(bus: Bus, tick: Tick) -> None:
+    """A tick as market_data sends it: on md.tick.<SYM> and, as that symbol's newest, on md.last.<SYM>."""
+    await bus.publish(subjects.tick(tick.symbol), tick)
+    await bus.publish(subjects.last(tick.symbol), tick)
+
+
 def write_config(path: Path, overrides: dict | None = None) -> Path:
     """A test config: the project's bot.yaml with overrides merged in (dicts merge, other values replace)."""
     base = yaml.safe_load((ROOT / "configs" / "bot.yaml").read_text())

@@ -5,6 +5,7 @@ Symbols on subjects use the exchange id form (`BTCUSDT`); messages carry the ccx
 | subject                          | message                 | kept by stream                         |
 |----------------------------------|-------------------------|----------------------------------------|
 | md.tick.<SYM>                    | Tick                    | - (core NATS: ticks are cheap and rebuilt) |
+| md.last.<SYM>                    | Tick                    | - (the newest tick, at most every `last_interval_ms`) |
 | md.candle.<SYM>.<tf>             | Candle                  | -                                      |
 | md.status.<SYM>                  | MarketStatus            | -                                      |
 | md.universe                      | UniverseChanged         | MD_UNIVERSE (last value)               |
@@ -65,6 +66,12 @@ def _token(sym: str) -> str:
 
 def tick(sym: str) -> str:
     return f"md.tick.{_token(sym)}"
+
+
+def last(sym: str) -> str:
+    """The symbol's newest tick, conflated at the source (market_data.last_interval_ms): for services that
+    need the last price, not every tick (risk, execution)."""
+    return f"md.last.{_token(sym)}"
 
 
 def candle(sym: str, timeframe: str) -> str:
@@ -144,6 +151,7 @@ def dlq(subject: str) -> str:
 
 # Wildcards for subscribers.
 ALL_TICKS = "md.tick.*"
+ALL_LAST = "md.last.*"
 ALL_CANDLES = "md.candle.*.*"
 ALL_STATUS = "md.status.*"
 ALL_SIGNALS = "signal.*"
@@ -210,6 +218,7 @@ def matches(pattern: str, subject: str) -> bool:
 # Which contract travels on which subject family (for `bnml contracts` and for integrators).
 CATALOG: dict[str, type[Message]] = {
     "md.tick.<SYM>": Tick,
+    "md.last.<SYM>": Tick,
     "md.candle.<SYM>.<tf>": Candle,
     "md.status.<SYM>": MarketStatus,
     "md.universe": UniverseChanged,

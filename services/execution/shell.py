@@ -91,9 +91,9 @@ class ExecutionService:
         rt.bus.on_reconnect.append(self._on_reconnect)
         await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True,
                                on_invalid=self._on_unreadable_kill_switch)
-        # the newest tick per symbol (conflated, validated when read): paper fills price against it, and
-        # resting paper orders meet each symbol's newest tick every PAPER_PERIOD_S
-        self.ticks = await rt.bus.subscribe_conflated(subjects.ALL_TICKS, Tick)
+        # each symbol's newest tick (md.last, conflated by market_data and newest-only here, validated when
+        # read): paper fills price against it, and resting paper orders meet it every PAPER_PERIOD_S
+        self.ticks = await rt.bus.subscribe_conflated(subjects.ALL_LAST, Tick)
         rt.spawn(self._paper_loop(), "paper-book")
         self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value())
         if await self.writer_lock.try_acquire():
@@ -198,7 +198,7 @@ class ExecutionService:
     # -- market data ----------------------------------------------------------------------------
     def tick_for(self, symbol: str) -> Tick | None:
         """The newest valid tick of `symbol` (None before the first one)."""
-        return self.ticks.latest(subjects.tick(symbol)) if self.ticks is not None else None
+        return self.ticks.latest(subjects.last(symbol)) if self.ticks is not None else None
 
     async def _paper_loop(self) -> None:
         """Resting paper orders: expire them on time, and match them against each symbol's newest tick."""

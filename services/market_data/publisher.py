@@ -19,18 +19,21 @@ from libs.common.errors import TemporaryError
 from libs.common.metrics import ServiceMetrics
 from services.market_data.candles import Bar, CandleAggregator
 from services.market_data.encode import candle_json, iso_ts, iso_ts_ms, safe_symbol, tick_json
+from services.market_data.last import LastTicks
 from services.market_data.staleness import StalenessTracker
 
 
 class Publisher:
     def __init__(self, bus: Bus, metrics: ServiceMetrics, aggregator: CandleAggregator, tracker: StalenessTracker,
-                 *, monotonic: Callable[[], float] = time.monotonic):
+                 *, monotonic: Callable[[], float] = time.monotonic, last_interval_s: float = 0.05):
         self.bus = bus
         self.metrics = metrics
         self.aggregator = aggregator
         self.tracker = tracker
         self.monotonic = monotonic
         self._tick_subject: dict[str, str] = {}
+        self._last_subject: dict[str, str] = {}
+        self.last = LastTicks(last_interval_s)
         self._tick_counter: dict[str, object] = {}
         self._tick_pending: dict[str, int] = {}
         self._candle_counter: dict[tuple[str, str], object] = {}
@@ -52,6 +55,7 @@ class Publisher:
             if not safe_symbol(symbol):
                 raise ValueError(f"symbol {symbol!r} cannot be published")
             subj = self._tick_subject[symbol] = subjects.tick(symbol)
+            self._last_subject[symbol] = subjects.last(symbol)
             self._tick_counter[symbol] = self._ticks.labels(symbol=subjects.exchange_symbol(symbol))
             self._tick_pending[symbol] = 0
         return subj
@@ -65,10 +69,14 @@ class Publisher:
                             iso_ts_ms(source_ts_ms) if source_ts_ms is not None else None)
         if not await self._send(subject, payload):
             return
+        now = self.monotonic() if mono is None else mono
+        newest = self.last.offer(symbol, payload, now)
+        if newest is not None:
+            await self._send(self._last_subject[symbol], newest)
         self._tick_pending[symbol] += 1
         self.ticks_published += 1
         self._totals["ticks"] += 1
-        self.tracker.on_update(symbol, self.monotonic() if mono is None else mono, last)
+        self.tracker.on_update(symbol, now, last)
         if aggregate:
             closed = self.aggregator.on_tick(symbol, source_ts_ms if source_ts_ms is not None else ts_ms,
                                              Decimal(last), Decimal(volume))
@@ -89,6 +97,11 @@ class Publisher:
             self._dropped.labels(reason=type(exc).__name__).inc()
             return False
 
+    async def flush_last(self, now: float | None = None) -> None:
+        """Send the held newest ticks whose md.last interval has passed."""
+        for symbol, payload in self.last.due(self.monotonic() if now is None else now):
+            await self._send(self._last_subject[symbol], payload)
+
     def flush_metrics(self) -> None:
         """Move the per-symbol tick counts into Prometheus (batched: a labelled inc per tick is costly)."""
         for sym, n in self._tick_pending.items():
@@ -100,13 +113,16 @@ class Publisher:
         """A whole synthetic step (one quote per symbol): the same as `tick()` for each, with less overhead.
         Every tick of the step goes out first; freshness and candles are updated after."""
         send, on_update, on_tick = self._send, self.tracker.on_update, self.aggregator.on_tick
-        pending, totals = self._tick_pending, self._totals
+        pending, totals, offer, last_subject = self._tick_pending, self._totals, self.last.offer, self._last_subject
         out = []
         for q in quotes:
             symbol = q.symbol
             subject = self._tick_subject.get(symbol) or self._subject(symbol)
-            if await send(subject, tick_json(ts_iso, symbol, q.bid, q.ask, q.last, q.volume, source)):
+            payload = tick_json(ts_iso, symbol, q.bid, q.ask, q.last, q.volume, source)
+            if await send(subject, payload):
                 out.append(q)
+                if offer(symbol, payload, mono) is not None:
+                    await send(last_subject[symbol], payload)
         sent = len(out)
         for q in out:
             symbol = q.symbol

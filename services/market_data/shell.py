@@ -85,11 +85,13 @@ class MarketDataService:
             self.source = BinanceSource(self, md, s.symbols)
             symbols = s.symbols if md.universe.mode == "fixed" else []
             reason = "config (binance)"
-        self.pub = Publisher(rt.bus, rt.metrics, aggregator, self.tracker)
+        self.pub = Publisher(rt.bus, rt.metrics, aggregator, self.tracker,
+                             last_interval_s=md.last_interval_ms / 1000)
         if symbols:
             await self.set_universe(symbols, reason)
         rt.log.info("market data source", mode=self.mode, symbols=len(symbols), timeframes=aggregator.timeframes)
         rt.spawn(self._status_loop(), "md-status")
+        rt.spawn(self._last_loop(md.last_interval_ms / 2000), "md-last")
         rt.spawn(self._run_source(), f"md-source-{self.mode}")
 
     async def _run_source(self) -> None:
@@ -141,6 +143,7 @@ class MarketDataService:
         for sym in set(self.symbols) - set(symbols):
             self.tracker.untrack(sym)
             self.pub.aggregator.drop(sym)
+            self.pub.last.forget(sym)
             self._ever_fresh.discard(sym)
             await self._publish_status(StatusChange(sym, "stale", 0.0, "left the universe"))
         first = not self.symbols
@@ -156,6 +159,12 @@ class MarketDataService:
         msg = MarketStatus(ts=utcnow(), symbol=ch.symbol, status=ch.status, age_s=round(ch.age_s, 3),
                            reason=ch.reason)
         await self.rt.bus.publish(subjects.market_status(ch.symbol), msg)
+
+    async def _last_loop(self, period: float) -> None:
+        """md.last: a symbol's held newest tick goes out once its interval has passed."""
+        while True:
+            await asyncio.sleep(period)
+            await self.pub.flush_last()
 
     async def _status_loop(self) -> None:
         rt = self.rt

@@ -96,9 +96,10 @@ class RiskService:
         rt.bus.on_reconnect.append(self._on_bus_back)
         await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True,
                                on_invalid=self._on_unreadable_kill_switch)
-        # the last price per symbol is all risk needs: ticks are conflated and applied every TICKS_PERIOD_S
-        # (and the signal's own symbol right before its decision), not validated one by one
-        self.ticks = await rt.bus.subscribe_conflated(subjects.ALL_TICKS, Tick)
+        # the last price per symbol is all risk needs: md.last (each symbol's newest tick, conflated by
+        # market_data), kept newest-only here too and applied every TICKS_PERIOD_S (and the signal's own
+        # symbol right before its decision)
+        self.ticks = await rt.bus.subscribe_conflated(subjects.ALL_LAST, Tick)
         rt.spawn(self._apply_ticks_loop(), "risk-ticks")
         await rt.bus.subscribe(subjects.ALL_STATUS, MarketStatus, self.on_market_status)
         await rt.bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, self.on_heartbeat)
@@ -311,7 +312,7 @@ class RiskService:
         engine = self.engine
         assert engine is not None
         engine.db_ok = self._db_fresh()
-        tick = self.ticks.take(subjects.tick(sig.symbol))  # the freshest price of this symbol
+        tick = self.ticks.take(subjects.last(sig.symbol))  # the freshest price of this symbol
         if tick is not None:
             engine.on_tick(tick.symbol, tick.last, tick.ts, utcnow())
         t0 = time.perf_counter()

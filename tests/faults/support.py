@@ -12,6 +12,7 @@ import psycopg
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, RiskVerdict, Tick, utcnow
+from tests.helpers import publish_tick
 
 SYMBOL = "BTC/USDT"
 PRICE = Decimal("60000")
@@ -56,7 +57,7 @@ async def ticking(bus: Bus, symbol: str = SYMBOL, every_s: float = 0.1):
         while True:
             with contextlib.suppress(Exception):
                 if bus.connected:
-                    await bus.publish(subjects.tick(symbol), make_tick(symbol))
+                    await publish_tick(bus, make_tick(symbol))
             await asyncio.sleep(every_s)
 
     task = asyncio.create_task(loop())

@@ -12,12 +12,13 @@ import pytest
 from libs.common import subjects
 from libs.common.contracts import DeadLetter, Heartbeat
 from tests.faults.support import EXECUTION_CONFIG, make_tick, make_verdict
-from tests.helpers import wait_until
+from tests.helpers import publish_tick, wait_until
 
 pytestmark = pytest.mark.faults
 
 SUBJECTS = [
     subjects.tick("BTC/USDT"),
+    subjects.last("BTC/USDT"),
     subjects.candle("BTC/USDT", "1m"),
     subjects.market_status("BTC/USDT"),
     subjects.signal("BTC/USDT"),
@@ -56,7 +57,7 @@ async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_servi
             sent += 1
     await bus.nc.flush()
     # every subject that some service listens to yields at least one dead letter per bad message
-    listened = {subjects.tick("BTC/USDT"), subjects.signal("BTC/USDT"), subjects.verdict("BTC/USDT"),
+    listened = {subjects.tick("BTC/USDT"), subjects.last("BTC/USDT"), subjects.signal("BTC/USDT"), subjects.verdict("BTC/USDT"),
                 subjects.heartbeat("market_data"), subjects.fill("BTC/USDT"), subjects.market_status("BTC/USDT")}
     await wait_until(lambda: listened <= {lt.subject for lt in letters}, timeout=30,
                      message=f"dead letters from every listened subject {sorted(listened)}")
@@ -84,7 +85,7 @@ async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_servi
     assert counted >= len(letters) - 5  # counters lag a heartbeat at most
 
     # and keeps serving: a valid verdict still becomes an order
-    await bus.publish(subjects.tick("BTC/USDT"), make_tick())
+    await publish_tick(bus, make_tick())
     await asyncio.sleep(0.2)
     v = make_verdict()
     got: list = []

@@ -22,7 +22,7 @@ from libs.common.contracts import (
     TradingStateChanged,
     utcnow,
 )
-from tests.helpers import wait_until
+from tests.helpers import publish_tick, wait_until
 
 PRICES = {"BTC/USDT": Decimal("60000"), "ETH/USDT": Decimal("3000")}
 # Only the symbols this test feeds, and quick heartbeats.
@@ -42,8 +42,7 @@ class Feeder:
             for svc in ("market_data", "execution"):
                 await self.bus.publish(subjects.heartbeat(svc), Heartbeat(ts=now, service=svc, instance="t", uptime_s=1))
             for sym, px in PRICES.items():
-                await self.bus.publish(subjects.tick(sym), Tick(ts=now, symbol=sym, bid=px, ask=px, last=px,
-                                                                volume=Decimal("1")))
+                await publish_tick(self.bus, Tick(ts=now, symbol=sym, bid=px, ask=px, last=px, volume=Decimal("1")))
             await asyncio.sleep(0.2)
 
     async def __aenter__(self) -> Feeder:

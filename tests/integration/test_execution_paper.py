@@ -22,7 +22,7 @@ from libs.common.contracts import (
     utcnow,
 )
 from services.execution.core import client_order_id
-from tests.helpers import wait_heartbeat, wait_until
+from tests.helpers import publish_tick, wait_heartbeat, wait_until
 
 pytestmark = pytest.mark.integration
 D = Decimal
@@ -45,8 +45,7 @@ def verdict(side="BUY", qty="0.01", limit="60000", ttl_s=30.0, symbol="BTC/USDT"
 
 
 async def send_tick(bus, bid="50000", ask="50001", volume="5", symbol="BTC/USDT") -> None:
-    await bus.publish(subjects.tick(symbol), Tick(ts=utcnow(), symbol=symbol, bid=D(bid), ask=D(ask), last=D(bid),
-                                                  volume=D(volume)))
+    await publish_tick(bus, Tick(ts=utcnow(), symbol=symbol, bid=D(bid), ask=D(ask), last=D(bid), volume=D(volume)))
 
 
 async def release(bus) -> None:
