@@ -81,9 +81,10 @@ async def _measure(nats_url: str, db_url: str, seconds: float, rate: int, burst:
 
     async def ticks() -> None:
         while not stop.is_set():
-            await bus.publish(subjects.tick(SYMBOL), Tick(ts=utcnow(), symbol=SYMBOL, bid=Decimal("50000"),
-                                                          ask=Decimal("50001"), last=Decimal("50000"),
-                                                          volume=Decimal("5")))
+            tick = Tick(ts=utcnow(), symbol=SYMBOL, bid=Decimal("50000"), ask=Decimal("50001"),
+                        last=Decimal("50000"), volume=Decimal("5"))
+            for subject in (subjects.tick(SYMBOL), subjects.last(SYMBOL)):  # as market_data sends it
+                await bus.publish(subject, tick)
             await asyncio.sleep(0.5)
 
     up = asyncio.Event()

@@ -100,8 +100,9 @@ async def _bus_run(nats_url: str, rate: int, seconds: float) -> list[float]:
             for svc in ("market_data", "execution"):
                 await bus.publish(subjects.heartbeat(svc), Heartbeat(ts=now, service=svc, instance="b", uptime_s=1))
             for sym, px in PRICES.items():
-                await bus.publish(subjects.tick(sym), Tick(ts=now, symbol=sym, bid=px, ask=px, last=px,
-                                                           volume=Decimal("1")))
+                tick = Tick(ts=now, symbol=sym, bid=px, ask=px, last=px, volume=Decimal("1"))
+                for subject in (subjects.tick(sym), subjects.last(sym)):  # as market_data sends it
+                    await bus.publish(subject, tick)
             await asyncio.sleep(0.2)
 
     feeder = asyncio.create_task(feed())
