@@ -64,7 +64,10 @@ class RiskSettings(Section):
                                          description="Would-be orders per 10 s that trip the order-loop breaker (SEV-1)")
     max_signal_age_s: float = Field(default=2.0, gt=0, le=60,
                                     description="Refuse a signal whose tick (or itself) is older than this (and than verdict_ttl_s)")
-    duplicate_signal_window_s: float = Field(default=600.0, gt=0, description="Signal ids remembered for duplicate suppression")
+    # A signal older than max_signal_age_s is refused as stale anyway, so ids need remembering only a little
+    # longer than that; 60 s is 30x the default (600 s held ~2.5 MiB of ids at 20 signals/s, for nothing).
+    duplicate_signal_window_s: float = Field(default=60.0, gt=0,
+                                             description="Signal ids remembered for duplicate suppression")
     # volatility (EWMA of sampled log returns; ratio = short vol / long vol)
     vol_sample_s: float = Field(default=1.0, gt=0, description="Seconds between price samples")
     vol_short_samples: int = Field(default=60, ge=2, description="EWMA span of the short window, samples")
@@ -123,6 +126,9 @@ class RiskSettings(Section):
             raise ValueError("vol_short_samples must be below vol_long_samples")
         if self.max_orders_per_10s_per_symbol > self.max_orders_per_10s:
             raise ValueError("max_orders_per_10s_per_symbol must not exceed max_orders_per_10s")
+        if self.duplicate_signal_window_s < self.max_signal_age_s:
+            raise ValueError("duplicate_signal_window_s must not be below max_signal_age_s (a duplicate could "
+                             "pass between the two)")
         return self
 
     def effect(self, breaker: str) -> Effect:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,6 +40,20 @@ def test_duplicate_signal_is_refused(engine):
     s = signal()
     assert engine.decide(s, T0).verdict.approved
     assert engine.decide(s, T0).verdict.reasons == ["duplicate_signal"]
+
+
+def test_a_duplicate_after_the_id_memory_is_still_refused_as_stale():
+    from libs.common.settings import RiskSettings
+
+    engine = make_engine()
+    s = signal()
+    assert engine.decide(s, T0).verdict.approved
+    later = T0 + timedelta(seconds=engine.cfg.duplicate_signal_window_s + 1)
+    feed(engine, later)
+    assert engine.decide(s, later).verdict.reasons == ["stale_signal"]  # forgotten id, but far too old
+    assert len(engine.seen_signals) == 1  # the old id was dropped: memory stays bounded by the window
+    with pytest.raises(ValueError, match="duplicate_signal_window_s"):
+        RiskSettings(duplicate_signal_window_s=1, max_signal_age_s=2)
 
 
 def test_a_sell_needs_a_position_and_never_exceeds_it(engine):
