@@ -376,9 +376,12 @@ class ExecutionService:
         self.latch.apply(cmd)  # first, before any await: no send may start after this line
         if self.writer and cmd.action == "engage":
             # say so at once: from here no order is sent; the ack below confirms the cancel sweep
-            await self.rt.bus.publish(subjects.kill_switch_latched(self.name), KillSwitchAcknowledged(
-                ts=utcnow(), command_id=cmd.id, service=self.name, engaged=True,
-                detail="latched: no order is sent from now on; cancel sweep under way"))
+            try:
+                await self.rt.bus.publish(subjects.kill_switch_latched(self.name), KillSwitchAcknowledged(
+                    ts=utcnow(), command_id=cmd.id, service=self.name, engaged=True,
+                    detail="latched: no order is sent from now on; cancel sweep under way"))
+            except Exception as exc:  # a lost notice must never stop the sweep
+                self.rt.log.warning("kill-switch latch notice not sent", error=str(exc))
         self.rt.log.warning("kill switch latched", action=cmd.action, reason=cmd.reason, writer=self.writer)
         if not self.writer:
             # a standby never sends, so it has nothing to cancel; the writer acknowledges. Should this
