@@ -115,6 +115,10 @@ class RiskService:
         m = rt.metrics
         self.m_verdicts = m.counter("verdicts_total", "Verdicts published", ["outcome", "reason"])
         self.m_decision = m.histogram("decision_seconds", "Time to decide one signal (core)")
+        self.m_signal_to_verdict = m.histogram("signal_to_verdict_seconds",
+                                               "Signal made to its verdict made (queueing in risk included)")
+        self.m_tick_to_verdict = m.histogram("tick_to_verdict_seconds",
+                                             "Event time of the signal's tick to its verdict made")
         self.m_state = m.gauge("trading_state", "1 for the current trading state", ["state"])
         self.m_state_changes = m.counter("trading_state_changes_total", "Trading-state changes", ["state"])
         self.m_trips = m.counter("breaker_trips_total", "Breaker trips", ["breaker"])
@@ -320,6 +324,9 @@ class RiskService:
         self.m_decision.observe(time.perf_counter() - t0)
         verdict = decision.verdict
         await self.rt.bus.publish(subjects.verdict(sig.symbol), verdict)
+        self.m_signal_to_verdict.observe((verdict.ts - sig.ts).total_seconds())
+        if verdict.tick_ts is not None:
+            self.m_tick_to_verdict.observe((verdict.ts - verdict.tick_ts).total_seconds())
         outcome = "approved" if verdict.approved else "refused"
         self.m_verdicts.labels(outcome=outcome, reason=verdict.reasons[0] if verdict.reasons else "").inc()
         self.rt.metrics.count(f"verdicts_{outcome}")

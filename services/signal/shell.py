@@ -46,6 +46,8 @@ class SignalService:
                                      buckets=INFERENCE_BUCKETS)
         self.batch_seconds = m.histogram("batch_seconds", "A whole batch of closes: append, infer, drift, messages",
                                          buckets=INFERENCE_BUCKETS)
+        self.tick_to_signal = m.histogram("tick_to_signal_seconds",
+                                          "Event time of the triggering tick to the BUY/SELL signal made")
         self.batch_size = m.histogram("inference_batch_symbols", "Symbols per inference batch",
                                       buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
         self.drift_score = m.gauge("drift_score", "Latest drift scores (PSI per feature, prediction, hit rate)",
@@ -177,6 +179,8 @@ class SignalService:
         self.signals_out.labels(side=sig.side).inc()
         self.rt.metrics.count("signals")
         if sig.side != "HOLD":
+            if sig.tick_ts is not None:
+                self.tick_to_signal.observe((sig.ts - sig.tick_ts).total_seconds())
             self.rt.log.info("signal", symbol=sig.symbol, side=sig.side, probability=round(sig.probability, 4),
                              edge_bps=round(sig.expected_edge_bps, 1), model=sig.model_version, reason=sig.reason)
 

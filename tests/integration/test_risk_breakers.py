@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import httpx
@@ -42,9 +43,10 @@ async def test_daily_loss_breaker_trips_and_buys_stop_while_sells_still_pass(ser
         async def metrics_show_it() -> bool:
             async with httpx.AsyncClient() as client:
                 text = (await client.get(f"http://127.0.0.1:{hb.metrics_port}/metrics")).text
-            return all(line in text for line in expected)
+            timed = re.search(r"^bnml_risk_signal_to_verdict_seconds_count [1-9]", text, re.M)
+            return timed is not None and all(line in text for line in expected)
 
-        await wait_until(metrics_show_it, timeout=10, message="the breaker and refusal in /metrics")
+        await wait_until(metrics_show_it, timeout=10, message="the breaker, the refusal and decision timings in /metrics")
     acct = kv(database_url, "account_state")
     assert Decimal(acct["daily_realized_usdt"]) < -2 and "daily_loss" in acct["active_breakers"]
     assert acct["positions"] == {"ETH/USDT": "0.01"}

@@ -3,10 +3,12 @@ a new `current` is picked up; a tampered model is refused."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from libs.common import subjects
@@ -121,3 +123,7 @@ async def test_fresh_setup_trades_on_synthetic_market_data_within_a_minute(servi
     decided = [s for s in signals if s.side != "HOLD"]
     assert read_current(models) is not None
     assert all(s.model_version == read_current(models) and s.tick_id for s in decided)
+    hb = await wait_heartbeat(bus, "signal")  # the tick -> signal time of those decisions is measured
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{hb.metrics_port}/metrics")).text
+    assert re.search(r"^bnml_signal_tick_to_signal_seconds_count [1-9]", text, re.M), text[-2000:]
