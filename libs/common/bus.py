@@ -5,7 +5,7 @@
 - `subscribe` (core NATS) and `consume` (durable JetStream consumer, explicit acks) validate each
   incoming message against its contract. An invalid message goes to `dlq.<subject>` with the reason,
   is counted, and the service keeps running.
-- `subscribe_conflated` keeps the newest payload per subject and validates it when read (last prices).
+- `subscribe_conflated` keeps the newest valid message per subject (last prices); each payload is validated on arrival.
 - `drain` lets in-flight handlers finish and closes the connection (called on SIGTERM).
 """
 
@@ -192,7 +192,8 @@ class Bus:
         return True
 
     # -- receiving ----------------------------------------------------------------------------
-    def decode(self, model: type[M], subject: str, data: bytes) -> M:
+    @staticmethod
+    def decode(model: type[M], subject: str, data: bytes) -> M:
         """Validate raw bytes against a contract; raise InvalidInputError with a readable reason."""
         if len(data) > MAX_PAYLOAD_BYTES:
             raise InvalidInputError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
@@ -246,8 +247,8 @@ class Bus:
         return sub
 
     async def subscribe_conflated(self, subject: str, model: type[M]) -> Conflated[M]:
-        """Core NATS subscription that keeps only the newest payload per subject, validated when read
-        (see `libs/common/conflate.py`). Invalid payloads are dead-lettered when read."""
+        """Core NATS subscription that keeps only the newest valid message per subject (see
+        `libs/common/conflate.py`). Every payload is validated as it arrives; invalid ones are dead-lettered."""
         assert self.nc is not None
         latest: Conflated[M] = Conflated(model, self.decode, self.dead_letter)
         put = latest.put

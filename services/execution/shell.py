@@ -91,8 +91,9 @@ class ExecutionService:
         rt.bus.on_reconnect.append(self._on_reconnect)
         await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True,
                                on_invalid=self._on_unreadable_kill_switch)
-        # each symbol's newest tick (md.last, conflated by market_data and newest-only here, validated when
-        # read): paper fills price against it, and resting paper orders meet it every PAPER_PERIOD_S
+        # each symbol's newest tick (md.last, conflated by market_data and newest-only here, each payload
+        # validated as it arrives): paper fills price against it, and resting paper orders meet it every
+        # PAPER_PERIOD_S
         self.ticks = await rt.bus.subscribe_conflated(subjects.ALL_LAST, Tick)
         rt.spawn(self._paper_loop(), "paper-book")
         self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value())
@@ -206,7 +207,7 @@ class ExecutionService:
             await asyncio.sleep(PAPER_PERIOD_S)
             assert self.ticks is not None
             if self.paper is None or not self.writer or not self.paper.book:
-                self.ticks.skip()  # nothing rests: no tick needs validating
+                self.ticks.skip()  # nothing rests: no tick to match
                 continue
             ticks = self.ticks.drain()
             async with self.lock:

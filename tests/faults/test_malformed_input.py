@@ -18,9 +18,9 @@ pytestmark = pytest.mark.faults
 
 SUBJECTS = [
     subjects.tick("BTC/USDT"),
-    # md.last is conflated (newest payload per symbol, validated when read): on a symbol market_data also
-    # ticks, a valid tick could replace the garbage before risk reads it, so this one is nobody's symbol
-    subjects.last("ZZZ/USDT"),
+    # md.last is conflated (risk and execution keep the newest valid tick per symbol), yet every payload is
+    # validated as it arrives: garbage is dead-lettered even between market_data's own valid ticks
+    subjects.last("BTC/USDT"),
     subjects.candle("BTC/USDT", "1m"),
     subjects.market_status("BTC/USDT"),
     subjects.signal("BTC/USDT"),
@@ -59,7 +59,7 @@ async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_servi
             sent += 1
     await bus.nc.flush()
     # every subject that some service listens to yields at least one dead letter per bad message
-    listened = {subjects.tick("BTC/USDT"), subjects.last("ZZZ/USDT"), subjects.signal("BTC/USDT"), subjects.verdict("BTC/USDT"),
+    listened = {subjects.tick("BTC/USDT"), subjects.last("BTC/USDT"), subjects.signal("BTC/USDT"), subjects.verdict("BTC/USDT"),
                 subjects.heartbeat("market_data"), subjects.fill("BTC/USDT"), subjects.market_status("BTC/USDT")}
     await wait_until(lambda: listened <= {lt.subject for lt in letters}, timeout=30,
                      message=f"dead letters from every listened subject {sorted(listened)}")
@@ -73,6 +73,9 @@ async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_servi
         by_subject.setdefault(lt.subject, set()).add(lt.service)
     assert subjects.signal("BTC/USDT") in by_subject and "risk" in by_subject[subjects.signal("BTC/USDT")]
     assert "execution" in by_subject.get(subjects.verdict("BTC/USDT"), set())
+    for reader in ("risk", "execution"):  # each bad md.last payload once, none hidden by a newer good tick
+        on_last = [lt for lt in letters if lt.subject == subjects.last("BTC/USDT") and lt.service == reader]
+        assert len(on_last) == len(payloads()), (reader, [lt.reason[:60] for lt in on_last])
 
     # every service is alive, still heartbeating, and counts its dead letters
     beats: dict[str, Heartbeat] = {}
