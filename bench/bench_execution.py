@@ -8,6 +8,9 @@ bus like risk would, and listens for the fills execution publishes after the jou
   and the fill's publication.
 - sustained: a burst of verdicts published as fast as possible; rate = verdicts / time until the last
   fill is journaled.
+- journal commit: one durable one-row insert from an async psycopg connection (as execution makes them),
+  back to back and after 20 ms idle (`journal_commit_*`): what each of an order's two commits costs when
+  the client and its Postgres backend are busy, and when both have to be woken.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -27,7 +29,7 @@ import psycopg
 import yaml
 from prometheus_client import CollectorRegistry
 
-from bnml.embedded import EmbeddedNats, EmbeddedPostgres
+from bench.stack import embedded_stack
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import Fill, Heartbeat, RiskVerdict, Tick, utcnow
@@ -146,12 +148,29 @@ async def _measure(nats_url: str, db_url: str, seconds: float, rate: int, burst:
             "execution_sustained_verdicts_per_s": done / elapsed if elapsed > 0 else float("nan")}
 
 
+async def _commit_round_trips(db_url: str, n: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE bench_commit_probe (id bigserial PRIMARY KEY, v integer NOT NULL)")
+        for label, idle_s in (("b2b", 0.0), ("after_idle", 0.02)):
+            lat: list[float] = []
+            for i in range(n + 20):  # the first 20 warm up (prepared statement, caches)
+                if idle_s:
+                    await asyncio.sleep(idle_s)  # the process sleeps, as execution does between orders
+                t0 = time.perf_counter()
+                await conn.execute("INSERT INTO bench_commit_probe (v) VALUES (%s)", (i,))
+                if i >= 20:
+                    lat.append((time.perf_counter() - t0) * 1000)
+            out[f"journal_commit_{label}_p50_ms"] = statistics.median(lat)
+            out[f"journal_commit_{label}_p99_ms"] = percentile(lat, 99)
+        await conn.execute("DROP TABLE bench_commit_probe")
+    return out
+
+
 def run(quick: bool = False) -> dict[str, float]:
     seconds, rate, burst = (3.0, 20, 300) if quick else (15.0, 20, 2000)
-    with tempfile.TemporaryDirectory(prefix="bnml-bench-exec-") as d:
-        tmp = Path(d)
-        ns = EmbeddedNats(tmp / "nats").start()
-        pg = EmbeddedPostgres(tmp / "pg").start()  # fsync on: durable journal commits
+    with embedded_stack("bnml-bench-exec-") as st:  # fsync on: durable journal commits
+        tmp, ns, pg = st.tmp, st.ns, st.pg
         proc = None
         try:
             migrate(pg.url)
@@ -162,7 +181,9 @@ def run(quick: bool = False) -> dict[str, float]:
                 proc = subprocess.Popen([sys.executable, "-m", "services.execution"], cwd=ROOT, env=env, stdout=log,
                                         stderr=subprocess.STDOUT)
             try:
-                return asyncio.run(_measure(ns.url, pg.url, seconds, rate, burst))
+                out = asyncio.run(_measure(ns.url, pg.url, seconds, rate, burst))
+                out.update(asyncio.run(_commit_round_trips(pg.url, 50 if quick else 300)))
+                return out
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}; execution log: {(tmp / 'execution.log').read_text()[-2000:]}") from None
         finally:
@@ -172,5 +193,3 @@ def run(quick: bool = False) -> dict[str, float]:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-            pg.stop("immediate")
-            ns.stop()

@@ -8,15 +8,13 @@ service (from their own /metrics), and the DLQ count. Target: no loss, RSS growt
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import psutil
 import yaml
 
-from bench.bench_pipeline import _wait_log, fresh_db, scrape, start_suite, suite_config
-from bnml.embedded import EmbeddedNats, EmbeddedPostgres
+from bench.bench_pipeline import _wait_log, scrape, start_suite, suite_config
+from bench.stack import embedded_stack
 
 NAMES = ("ops_api", "risk", "execution", "signal", "market_data")
 RATE = 4000  # ticks/s over 20 symbols
@@ -34,10 +32,8 @@ def _counts() -> dict[str, float]:
 
 def run(quick: bool = False) -> dict[str, float]:
     soak_s = 60.0 if quick else 600.0
-    with tempfile.TemporaryDirectory(prefix="bnml-soak-") as d:
-        tmp = Path(d)
-        ns = EmbeddedNats(tmp / "nats").start()
-        pg = EmbeddedPostgres(tmp / "pg").start()
+    with embedded_stack("bnml-soak-") as st:
+        tmp = st.tmp
         procs = []
         try:
             cfg_path = suite_config(tmp / "soak.yaml", RATE, max(1, RATE // 20))
@@ -49,11 +45,11 @@ def run(quick: bool = False) -> dict[str, float]:
             cfg["storage"] = {"artifacts_dir": str(tmp / "artifacts"),
                               "backup": {"enabled": False, "dir": str(tmp / "backups")}}
             cfg_path.write_text(yaml.safe_dump(cfg))
-            db = fresh_db(pg, "soak")
-            procs = start_suite(tmp, ns.url, db, cfg_path, NAMES[:-1])
+            db = st.fresh_db("soak")
+            procs = start_suite(tmp, st.ns.url, db, cfg_path, NAMES[:-1])
             for n in NAMES[:-1]:
                 _wait_log(tmp / f"{n}.log", '"event": "started"', 90)
-            procs += start_suite(tmp, ns.url, db, cfg_path, ("market_data",))
+            procs += start_suite(tmp, st.ns.url, db, cfg_path, ("market_data",))
             _wait_log(tmp / "market_data.log", '"event": "started"', 90)
             time.sleep(20)  # warm-up: caches, candles, model loaded
             watched = {n: psutil.Process(p.pid) for n, p in zip(NAMES, procs, strict=True)}
@@ -72,8 +68,6 @@ def run(quick: bool = False) -> dict[str, float]:
                     p.terminate()
             for p in procs:
                 p.wait(15)
-            pg.stop("immediate")
-            ns.stop()
     out: dict[str, float] = {"soak_seconds": soak_s, "soak_all_alive": 1.0 if alive else 0.0}
     for n in NAMES:
         out[f"soak_rss_start_mib_{n}"] = rss0[n]
