@@ -163,11 +163,20 @@ def pipeline() -> Board:
              (events("sum(rate(bnml_execution_orders_total[$__rate_interval]))"), "order events"),
              (events("sum(rate(bnml_execution_fills_total[$__rate_interval]))"), "fills")])
     b.row("Latency per hop")
-    b.panel("timeseries", "Tick -> order (journaled), p50 / p99",
+    b.panel("timeseries", "Tick -> order (journaled and paper-filled), p50 / p99",
             quantiles("bnml_execution_tick_to_order_seconds"), w=12, unit="s",
-            description="market_data tick event time to the order journaled by execution: the whole chain")
+            description="market_data tick event time to the paper fill committed by execution: the whole chain")
     b.panel("timeseries", "Verdict -> fill (execution), p50 / p99",
             quantiles("bnml_execution_verdict_to_fill_seconds"), w=12, unit="s")
+    b.panel("timeseries", "Tick -> signal (signal), p50 / p99",
+            quantiles("bnml_signal_tick_to_signal_seconds"), w=8, unit="s",
+            description="tick event time to the BUY/SELL signal made: market_data, the bus hop, features")
+    b.panel("timeseries", "Tick -> verdict (risk), p50 / p99",
+            quantiles("bnml_risk_tick_to_verdict_seconds"), w=8, unit="s",
+            description="tick event time to the verdict made: the path up to and through risk")
+    b.panel("timeseries", "Signal -> verdict (risk), p50 / p99",
+            quantiles("bnml_risk_signal_to_verdict_seconds"), w=8, unit="s",
+            description="signal made to its verdict made: the bus hop and risk's queueing and decision")
     b.panel("timeseries", "Signal: inference per batch, p50 / p99", quantiles("bnml_signal_inference_seconds"),
             w=12, unit="s")
     b.panel("timeseries", "Risk: decision per signal, p50 / p99", quantiles("bnml_risk_decision_seconds"),
