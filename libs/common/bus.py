@@ -172,13 +172,18 @@ class Bus:
             kept = self._kept[subject] = subjects.stream_for(subject) is not None
         return kept
 
-    async def publish(self, subject: str, msg: Message, *, timeout: float = 5.0) -> bool:
+    async def publish(self, subject: str, msg: Message, *, timeout: float = 5.0, flush_now: bool = False) -> bool:
         """Publish a contract. Returns False if JetStream reports it as a duplicate of an earlier publish."""
         payload = msg.model_dump_json().encode()
-        return await self.publish_raw(subject, payload, msg_id=msg.id, timeout=timeout)
+        return await self.publish_raw(subject, payload, msg_id=msg.id, timeout=timeout, flush_now=flush_now)
 
     async def publish_raw(self, subject: str, payload: bytes, *, msg_id: str | None = None,
-                          timeout: float = 5.0) -> bool:
+                          timeout: float = 5.0, flush_now: bool = False) -> bool:
+        """A core NATS publish only queues the bytes for nats-py's flusher task, which writes them when the
+        publishing task next yields. A handler working through a burst of queued messages does not yield
+        until the burst is done, so what it publishes waits for the whole burst. `flush_now` yields once
+        right after the publish, so the message leaves at once (for latency-critical messages such as a
+        trading signal; bulk publishers should let the flusher batch)."""
         assert self.nc is not None
         if self.is_kept(subject):
             assert self.js is not None
@@ -189,6 +194,8 @@ class Bus:
                 raise TemporaryError(f"JetStream publish to {subject} failed: {type(exc).__name__}") from exc
             return not ack.duplicate
         await self.nc.publish(subject, payload)
+        if flush_now:
+            await asyncio.sleep(0)  # the publish woke the flusher task: let it write now
         return True
 
     # -- receiving ----------------------------------------------------------------------------

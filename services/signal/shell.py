@@ -175,7 +175,8 @@ class SignalService:
 
     async def _publish(self, sig) -> None:
         assert self.rt is not None
-        await self.rt.bus.publish(subjects.signal(sig.symbol), sig)
+        # sent at once, not after the rest of the tick burst this handler is working through
+        await self.rt.bus.publish(subjects.signal(sig.symbol), sig, flush_now=True)
         self.signals_out.labels(side=sig.side).inc()
         self.rt.metrics.count("signals")
         if sig.side != "HOLD":
