@@ -2,7 +2,7 @@
 
 Risk and execution need each symbol's last price, not every tick. market_data sends it on `md.last.<SYM>`
 at most every `market_data.last_interval_ms` per symbol, so this stream stays small whatever the tick rate
-(200 symbols at 50 ms: at most 4,000 messages a second). Each payload is validated as it arrives, like any
+(200 symbols at 100 ms: at most 2,000 messages a second). Each payload is validated as it arrives, like any
 other message: an invalid one is dead-lettered at once and never replaces the last good value. Readers
 then take what is new:
 

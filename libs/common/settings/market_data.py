@@ -93,8 +93,9 @@ class MarketDataSettings(Section):
     frozen_after_s: float = Field(default=300.0, ge=0,
                                   description="Same price for this long while updates arrive = frozen (0 = off)")
     status_interval_s: float = Field(default=5.0, gt=0, le=300, description="Publish every symbol's status every, s")
-    last_interval_ms: float = Field(default=50.0, gt=0, le=1000,
-                                    description="md.last.<SYM> (newest tick, for risk and execution) at most every, ms")
+    last_interval_ms: float = Field(default=100.0, gt=0, le=1000,
+                                    description="md.last.<SYM> (newest tick, for risk and execution) at most every, ms"
+                                                " (risk applies prices every 100 ms)")
     candle_timeframes: list[str] = Field(default_factory=lambda: ["1s", "1m"],
                                          description="Closed candles published on md.candle.<SYM>.<tf>")
     synthetic: SyntheticSettings = SyntheticSettings()
