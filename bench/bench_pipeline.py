@@ -319,7 +319,8 @@ def _wait_log(path: Path, needle: str, timeout: float) -> str:
 
 
 def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: float) -> dict[str, float]:
-    """The highest tick rate over 200 symbols the suite takes with zero loss and signal lag p99 < 50 ms.
+    """The highest tick rate over 200 symbols the suite takes with zero loss and signal lag p99 < 50 ms
+    (every step's loss, lag, CPU and RSS are reported too).
 
     market_data publishes a fixed number of steps (synthetic `max_steps`) once the consumers are up, so
     what it published and what signal received are both final when compared.
@@ -327,7 +328,7 @@ def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: flo
     import json
 
     out: dict[str, float] = {}
-    best = 0
+    best = misses = 0
     for rate in rates:
         step = tmp / f"ingest-{rate}"
         step.mkdir()
@@ -377,8 +378,14 @@ def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: flo
               f"signal lag p99 {p99:.1f} ms; cpu % {cpu}", flush=True)
         if loss == 0 and p99 < 50:
             best = rate
+            misses = 0
         else:
-            break
+            # a loss only gets worse at higher rates; a lag miss can be one step's bad luck (the lowest
+            # step has the biggest bursts per message: each symbol's tick also goes out on md.last), so
+            # the next step still runs, and two misses in a row end the search
+            misses += 1
+            if loss > 0 or misses == 2:
+                break
     out["ingest_max_ticks_per_s"] = float(best)
     if best:  # CPU and RSS per service at the highest sustained rate, and the suite's RSS there
         for n in procs:
