@@ -183,7 +183,8 @@ class Bus:
         publishing task next yields. A handler working through a burst of queued messages does not yield
         until the burst is done, so what it publishes waits for the whole burst. `flush_now` yields once
         right after the publish, so the message leaves at once (for latency-critical messages such as a
-        trading signal; bulk publishers should let the flusher batch)."""
+        trading signal; bulk publishers should let the flusher batch). A JetStream publish waits for its
+        ack, so it is never held back."""
         assert self.nc is not None
         if self.is_kept(subject):
             assert self.js is not None

@@ -247,7 +247,7 @@ class RiskService:
     async def _apply_ticks_loop(self) -> None:
         while True:
             await asyncio.sleep(TICKS_PERIOD_S)
-            self.apply_ticks()  # evaluate against the newest prices, not ones up to TICKS_PERIOD_S old
+            self.apply_ticks()
 
     async def on_market_status(self, st: MarketStatus, subject: str) -> None:
         self.engine.on_market_status(st.symbol, st.status == "stale", st.reason)  # type: ignore[union-attr]
