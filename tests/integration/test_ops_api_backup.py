@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -111,6 +112,12 @@ async def test_post_backup_needs_the_operator_and_records_the_run(services, data
     proc = services.start("ops_api")
     url = re.search(r'"url": "(http://[^"]+)"', proc.logs()).group(1)
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        for _ in range(100):  # the URL is logged as the server starts; wait until it accepts connections
+            try:
+                await c.get("/health")
+                break
+            except httpx.ConnectError:
+                await asyncio.sleep(0.1)
         r = await c.post("/backup", headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})
         assert r.status_code == 403
         r = await c.post("/backup", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
