@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -15,7 +14,7 @@ import psycopg
 import pytest
 
 from services.ops_api.backup import BackupError, make_backup, restore
-from tests.helpers import OPERATOR_TOKEN, ROOT, VIEWER_TOKEN, write_config
+from tests.helpers import OPERATOR_TOKEN, ROOT, VIEWER_TOKEN, wait_until, write_config
 
 JOURNAL = ("SELECT * FROM orders ORDER BY client_order_id", "SELECT * FROM fills ORDER BY id",
            "SELECT * FROM kill_switch_audit ORDER BY id", "SELECT * FROM api_audit ORDER BY id")
@@ -112,12 +111,14 @@ async def test_post_backup_needs_the_operator_and_records_the_run(services, data
     proc = services.start("ops_api")
     url = re.search(r'"url": "(http://[^"]+)"', proc.logs()).group(1)
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
-        for _ in range(100):  # the URL is logged as the server starts; wait until it accepts connections
+        async def accepting() -> bool:  # the URL is logged as the server starts
             try:
                 await c.get("/health")
-                break
+                return True
             except httpx.ConnectError:
-                await asyncio.sleep(0.1)
+                return False
+
+        await wait_until(accepting, timeout=10, message=f"ops_api accepting connections at {url}")
         r = await c.post("/backup", headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})
         assert r.status_code == 403
         r = await c.post("/backup", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
