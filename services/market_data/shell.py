@@ -96,14 +96,18 @@ class MarketDataService:
 
     async def _run_source(self) -> None:
         assert self.source is not None
+        started = time.monotonic()
         await self.source.run(self.pub)
+        elapsed_s = round(time.monotonic() - started, 3)
         if self.mode == "replay":
             self._replay_done = True
             self.rt.log.info("replay finished", bars=self.source.bars_done,  # type: ignore[union-attr]
                              ticks=self.pub.ticks_published, candles=self.pub.candles_published)
         else:
+            # elapsed_s and skipped_steps say whether the configured rate was reached (benchmarks check it)
             self.rt.log.info("source finished", mode=self.mode, ticks=self.pub.ticks_published,
-                             candles=self.pub.candles_published)
+                             candles=self.pub.candles_published, elapsed_s=elapsed_s,
+                             skipped_steps=getattr(self.source, "skipped_steps", 0))
 
     async def stop(self) -> None:
         stop = getattr(self.source, "close", None)
