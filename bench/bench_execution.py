@@ -9,8 +9,9 @@ bus like risk would, and listens for the fills execution publishes after the jou
 - sustained: a burst of verdicts published as fast as possible; rate = verdicts / time until the last
   fill is journaled.
 - journal commit: one durable one-row insert from an async psycopg connection (as execution makes them),
-  back to back and after 20 ms idle (`journal_commit_*`): what each of an order's two commits costs when
-  the client and its Postgres backend are busy, and when both have to be woken.
+  back to back, after 20 ms idle and after 200 ms idle (`journal_commit_*`): what each of an order's two
+  commits costs when the client and its Postgres backend are busy, and when both have to be woken (200 ms is
+  the gap between orders at risk's order-rate cap).
 """
 
 from __future__ import annotations
@@ -152,9 +153,10 @@ async def _commit_round_trips(db_url: str, n: int) -> dict[str, float]:
     out: dict[str, float] = {}
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         await conn.execute("CREATE TABLE bench_commit_probe (id bigserial PRIMARY KEY, v integer NOT NULL)")
-        for label, idle_s in (("b2b", 0.0), ("after_idle", 0.02)):
+        # 20 ms: a busy moment; 200 ms: the gap between two orders at risk's throttle (at most 4.9 orders/s)
+        for label, idle_s, count in (("b2b", 0.0, n), ("after_idle", 0.02, n), ("after_idle_200ms", 0.2, n // 3)):
             lat: list[float] = []
-            for i in range(n + 20):  # the first 20 warm up (prepared statement, caches)
+            for i in range(count + 20):  # the first 20 warm up (prepared statement, caches)
                 if idle_s:
                     await asyncio.sleep(idle_s)  # the process sleeps, as execution does between orders
                 t0 = time.perf_counter()
