@@ -48,10 +48,26 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # -- floor ---------------------------------------------------------------------------------------
+PAD = b"x" * 220  # about the size of a Tick in JSON
+
+
+async def _publish_paced(nc, subject: str, rate: int, seconds: float, clock) -> int:
+    """`rate` messages a second for `seconds`, each starting with `clock()` (8 bytes); returns how many."""
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            await nc.publish(subject, struct.pack("q", clock()) + PAD)
+            sent += 1
+        await asyncio.sleep(0.0002)
+    return total
+
+
 async def _floor_run(url: str, rate: int, seconds: float) -> list[float]:
     nc = await nats.connect(url)
     lat: list[float] = []
-    pad = b"x" * 220  # about the size of a Tick in JSON
 
     async def on_back(msg):
         sent = struct.unpack_from("q", msg.data)[0]
@@ -59,15 +75,7 @@ async def _floor_run(url: str, rate: int, seconds: float) -> list[float]:
 
     await nc.subscribe("floor.s3", cb=on_back)
     await nc.flush()
-    total = int(rate * seconds)
-    start = time.perf_counter()
-    sent = 0
-    while sent < total:
-        due = min(total, int((time.perf_counter() - start) * rate) + 1)
-        while sent < due:
-            await nc.publish("floor.s0", struct.pack("q", time.perf_counter_ns()) + pad)
-            sent += 1
-        await asyncio.sleep(0.0002)
+    total = await _publish_paced(nc, "floor.s0", rate, seconds, time.perf_counter_ns)
     deadline = time.perf_counter() + 5
     while len(lat) < total and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
@@ -109,16 +117,8 @@ async def _path_floor_run(url: str, rate: int, seconds: float) -> list[float]:
 
     await nc.subscribe("pathfloor.done", cb=on_done)
     await nc.flush()
-    pad = b"x" * 220
-    total = int(rate * seconds)
-    start = time.perf_counter()
-    sent = 0
-    while sent < total:
-        due = min(total, int((time.perf_counter() - start) * rate) + 1)
-        while sent < due:
-            await nc.publish("pathfloor.s0", struct.pack("q", time.time_ns()) + pad)
-            sent += 1
-        await asyncio.sleep(0.0002)
+    # the wall clock: the journal process stamps its commit on the same clock
+    await _publish_paced(nc, "pathfloor.s0", rate, seconds, time.time_ns)
     await asyncio.sleep(2)  # the last ones through the journal
     await nc.close()
     return lat
