@@ -16,6 +16,7 @@ import time
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
 
 
 async def main(mode: str, url: str, src: str, dst: str, arg: str = "") -> None:
@@ -54,12 +55,14 @@ async def main(mode: str, url: str, src: str, dst: str, arg: str = "") -> None:
             await msg.ack()
             await nc.publish(dst, msg.data[:8] + struct.pack("q", done))
 
-        while True:  # the gate process creates the stream
+        for attempt in range(100):  # the gate process creates the stream; it starts at the same time
             try:
                 await js.subscribe(src, durable="pathfloor", cb=journal, manual_ack=True,
                                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT))
                 break
-            except Exception:
+            except NotFoundError:
+                if attempt == 99:
+                    raise
                 await asyncio.sleep(0.1)
     await nc.flush()
     print("ready", flush=True)
