@@ -19,12 +19,14 @@ All run on servers this benchmark starts itself (embedded NATS and Postgres in a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -83,27 +85,34 @@ async def _floor_run(url: str, rate: int, seconds: float) -> list[float]:
     return lat
 
 
-def floor(nats_url: str, rates: tuple[int, ...], seconds: float) -> dict[str, float]:
-    hops = []
+@contextlib.contextmanager
+def _hop_processes(module: str, argvs: list[tuple[str, ...]]) -> Iterator[None]:
+    """`python -m <module> <argv>` for each argv, all started, each waited for until it prints `ready`;
+    stopped however the block ends."""
+    hops: list[subprocess.Popen] = []
     try:
-        for i in range(3):
-            p = subprocess.Popen([sys.executable, "-m", "bench.chain_hop", nats_url, f"floor.s{i}", f"floor.s{i + 1}"],
-                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
-            hops.append(p)
+        for argv in argvs:
+            hops.append(subprocess.Popen([sys.executable, "-m", module, *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                                         text=True))
         for p in hops:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        out: dict[str, float] = {}
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready", f"{module} did not start"
+        yield
+    finally:
+        for p in hops:
+            p.terminate()
+            p.wait(5)
+
+
+def floor(nats_url: str, rates: tuple[int, ...], seconds: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with _hop_processes("bench.chain_hop", [(nats_url, f"floor.s{i}", f"floor.s{i + 1}") for i in range(3)]):
         for rate in rates:
             lat = asyncio.run(_floor_run(nats_url, rate, seconds))
             tag = "" if rate == 1000 else f"_{rate}"
             out[f"floor_4hop_p50_ms{tag}"] = statistics.median(lat)
             out[f"floor_4hop_p99_ms{tag}"] = percentile(lat, 99)
             out[f"floor_4hop_loss{tag}"] = float(int(rate * seconds) - len(lat))
-        return out
-    finally:
-        for p in hops:
-            p.terminate()
-            p.wait(5)
+    return out
 
 
 # -- the order path's own floor ------------------------------------------------------------------
@@ -132,20 +141,10 @@ def order_path_floor(nats_url: str, db_url: str, seconds: float, rate: int = 100
     order row, then the fill) and stamps the second commit. What the same transports, the same durable writes
     and the same idle gaps cost on this machine, so that tick -> order minus this is the suite's own code."""
     every = max(1, rate // decisions_per_s)
-    hops = []
-    try:
-        for args in (("relay", nats_url, "pathfloor.s0", "pathfloor.s1", str(every)),
-                     ("gate", nats_url, "pathfloor.s1", "pathfloor.s2", str(approved_every)),
-                     ("journal", nats_url, "pathfloor.s2", "pathfloor.done", db_url)):
-            hops.append(subprocess.Popen([sys.executable, "-m", "bench.path_hop", *args], cwd=ROOT,
-                                         stdout=subprocess.PIPE, text=True))
-        for p in hops:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    with _hop_processes("bench.path_hop", [("relay", nats_url, "pathfloor.s0", "pathfloor.s1", str(every)),
+                                           ("gate", nats_url, "pathfloor.s1", "pathfloor.s2", str(approved_every)),
+                                           ("journal", nats_url, "pathfloor.s2", "pathfloor.done", db_url)]):
         lat = asyncio.run(_path_floor_run(nats_url, rate, seconds))[5:]  # the first few warm up
-    finally:
-        for p in hops:
-            p.terminate()
-            p.wait(5)
     tag = "" if rate == 1000 else f"_{rate}"
     return {f"path_floor_p50_ms{tag}": statistics.median(lat) if lat else float("nan"),
             f"path_floor_p99_ms{tag}": percentile(lat, 99), f"path_floor_samples{tag}": float(len(lat))}
