@@ -27,6 +27,7 @@ COPY services ./services
 COPY bnml ./bnml
 COPY scripts ./scripts
 COPY configs ./configs
+COPY data ./data
 COPY deploy/healthcheck.py ./deploy/healthcheck.py
 RUN python -m compileall -q libs services bnml scripts \
  && groupadd --system --gid 10001 bnml \

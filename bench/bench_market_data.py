@@ -6,7 +6,7 @@
   as signal pays). Figure = ticks consumed / (last - first arrival). `md_synthetic_loss_ticks` =
   published - consumed (published is exactly 200 x steps).
 - md_synthetic_paced_20k_ticks_per_s: the same paced at the 20,000 ticks/s target, with its loss.
-- md_replay_candles_per_s: the service replays `../shared/data/ohlcv/BTCUSDT-1h.csv` at speed 0 (as fast
+- md_replay_candles_per_s: the service replays `data/ohlcv/BTCUSDT-1h.csv` at speed 0 (as fast
   as possible) mapped onto 200 symbols (4 ticks + 1 candle per bar per symbol, plus 4h/1d candles built
   from them); candles consumed per second over a window (`md_replay_ticks_per_s` alongside).
 """

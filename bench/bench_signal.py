@@ -5,7 +5,7 @@
   predict), on the model trained on the BTCUSDT file. In process: the model's cost, not the bus's.
 - `signal_on_close_p50_ms_200sym`, `signal_on_close_p99_ms_200sym`: the whole `SignalEngine.on_bars` call for
   that batch (buffers, inference, gates, drift and hit-rate bookkeeping, 200 validated `Signal` messages).
-- `train_btcusdt_1h_s`: `run_training` on `../shared/data/ohlcv/BTCUSDT-1h.csv` (features, walk-forward
+- `train_btcusdt_1h_s`: `run_training` on `data/ohlcv/BTCUSDT-1h.csv` (features, walk-forward
   evaluation, final model, drift replay, report, chart, artefact).
 """
 
@@ -26,7 +26,7 @@ from services.signal.synthetic import synthetic_candles
 from services.signal.train import run_training
 
 SYMBOLS = 200
-BTC_FILE = "../shared/data/ohlcv/BTCUSDT-1h.csv"
+BTC_FILE = "data/ohlcv/BTCUSDT-1h.csv"
 
 
 def run(quick: bool = False) -> dict[str, float]:

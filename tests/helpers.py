@@ -18,7 +18,7 @@ from libs.common.bus import Bus
 from libs.common.contracts import Heartbeat, Tick
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "data"  # vendored market data (data/README.md)
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 VIEWER_TOKEN = "test-viewer-token-0123456789"
 

@@ -10,7 +10,7 @@ import ccxt
 import pytest
 
 from tests.fakes.binance import FakeBinance, make_exchange
-from tests.fakes.binance.markets import shared_data_dir
+from tests.fakes.binance.markets import vendored_data_dir
 
 REAL_SPOT = ["BTC/USDT", "ETH/USDT", "ADA/USDT", "LTC/USDT", "XRP/USDT", "DOGE/USDT", "TRX/USDT"]
 
@@ -39,16 +39,16 @@ async def get_json(fake: FakeBinance, path: str, **params) -> tuple[int, object,
         return r.status, body, dict(r.headers)
 
 
-async def test_load_markets_parses_the_real_filters_exactly_as_the_shared_file(exchange):
+async def test_load_markets_parses_the_real_filters_exactly_as_the_vendored_file(exchange):
     markets = await exchange.load_markets()
-    shared = json.loads((shared_data_dir() / "binance_markets_ccxt.json").read_text())
+    vendored = json.loads((vendored_data_dir() / "binance_markets_ccxt.json").read_text())
     for symbol in REAL_SPOT:
-        m, want = markets[symbol], shared[symbol]
+        m, want = markets[symbol], vendored[symbol]
         assert m["id"] == want["id"]
         assert m["limits"]["amount"] == want["limits"]["amount"]
         assert m["limits"]["price"] == want["limits"]["price"]
         assert m["limits"]["cost"] == want["limits"]["cost"]
-        # the shared file holds decimal places; ccxt >= 4.3 reports tick sizes (TICK_SIZE precision mode)
+        # the vendored file holds decimal places; ccxt >= 4.3 reports tick sizes (TICK_SIZE precision mode)
         assert m["precision"]["price"] == 10 ** -want["precision"]["price"]
         assert m["precision"]["amount"] == 10 ** -want["precision"]["amount"]
         assert m["info"]["filters"] == want["info"]["filters"]
@@ -87,8 +87,8 @@ async def test_fetch_tickers_returns_every_symbol_and_set_ticker_controls_the_24
     assert len(fake.requests_to("/api/v3/ticker/24hr")) == 2
 
 
-async def test_fetch_ohlcv_btcusdt_1h_serves_the_real_candles_of_the_shared_csv(exchange):
-    rows = list(csv.DictReader((shared_data_dir() / "ohlcv" / "BTCUSDT-1h.csv").read_text().splitlines()))
+async def test_fetch_ohlcv_btcusdt_1h_serves_the_real_candles_of_the_vendored_csv(exchange):
+    rows = list(csv.DictReader((vendored_data_dir() / "ohlcv" / "BTCUSDT-1h.csv").read_text().splitlines()))
     since = int(rows[100]["open_time"])
     candles = await exchange.fetch_ohlcv("BTC/USDT", "1h", since=since, limit=50)
     assert len(candles) == 50

@@ -11,7 +11,7 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import Candle, MarketStatus, Tick, UniverseChanged
-from tests.helpers import SHARED_DATA, wait_until
+from tests.helpers import DATA, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -102,14 +102,14 @@ async def test_synthetic_ticks_through_the_bus_are_the_same_for_the_same_seed(se
 
 
 def _small_csv(tmp: Path, rows: int = 120) -> Path:
-    lines = (SHARED_DATA / "ohlcv" / "BTCUSDT-1h.csv").read_text().splitlines()
+    lines = (DATA / "ohlcv" / "BTCUSDT-1h.csv").read_text().splitlines()
     out = tmp / "btc-small.csv"
     out.write_text("\n".join(lines[: rows + 1]) + "\n")
     return out
 
 
 def _small_json(tmp: Path, rows: int = 200) -> Path:
-    data = json.loads((SHARED_DATA / "ohlcv" / "XRP_ETH-5m.json").read_text())
+    data = json.loads((DATA / "ohlcv" / "XRP_ETH-5m.json").read_text())
     out = tmp / "xrp-small.json"
     out.write_text(json.dumps(data[:rows]))
     return out

@@ -29,7 +29,7 @@ class SyntheticSettings(Section):
 
 
 class ReplaySettings(Section):
-    path: str = Field(default="../shared/data/ohlcv/BTCUSDT-1h.csv",
+    path: str = Field(default="data/ohlcv/BTCUSDT-1h.csv",
                       description="OHLCV file (ccxt JSON, Binance kline CSV, Parquet), relative to the repo root")
     format: Literal["auto", "csv", "json", "parquet"] = Field(default="auto", description="auto = from the suffix")
     symbol: str = Field(default="BTC/USDT", description="Symbol the file holds")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
-from tests.fakes.binance.markets import BTCUSDT_1H_CSV, SymbolSpec, load_specs, shared_data_dir
+from tests.fakes.binance.markets import BTCUSDT_1H_CSV, SymbolSpec, load_specs, vendored_data_dir
 
 D = Decimal
 ZERO = D(0)
@@ -220,7 +220,7 @@ class Engine:
                  real_klines: bool = True) -> None:
         self.lock = threading.RLock()
         self.clock = Clock()
-        self.data_dir = data_dir or shared_data_dir()
+        self.data_dir = data_dir or vendored_data_dir()
         self.specs = specs or load_specs(self.data_dir)
         self.listener: Callable[[str, str, object], None] | None = None
         self._pending: list[tuple[str, str, object]] = []

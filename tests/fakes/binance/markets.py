@@ -1,6 +1,6 @@
 """The fake's market universe: real Binance spot `exchangeInfo` entries plus a few synthetic ones.
 
-The real entries come unchanged from `../shared/data/binance_markets_ccxt.json` (the `info` of every spot
+The real entries come unchanged from `data/binance_markets_ccxt.json` (vendored, see `data/README.md`) (the `info` of every spot
 market: Binance's raw exchangeInfo symbol with its real filters). Synthetic entries are cloned from the
 BTCUSDT entry with their own tick/step sizes so a universe scan has something to filter: more USDT
 pairs, a leveraged token (BTCUPUSDT), stablecoin pairs (USDCUSDT, FDUSDUSDT), a non-TRADING symbol
@@ -21,17 +21,12 @@ _HERE = Path(__file__).resolve()
 _REPO = _HERE.parents[3]  # tests/fakes/binance/markets.py -> repo root
 
 
-def shared_data_dir() -> Path:
-    """`<repo>/../shared/data` (CI clones the repo with `shared/` beside it); BNML_SHARED_DATA overrides."""
-    import os
-
-    env = os.environ.get("BNML_SHARED_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [_REPO.parent / "shared" / "data", _REPO / "shared" / "data", Path("/work/shared/data")]
-    for c in candidates:
-        if (c / "binance_markets_ccxt.json").exists():
-            return c
-    raise FileNotFoundError(f"shared market data not found; looked in {[str(c) for c in candidates]}")
+def vendored_data_dir() -> Path:
+    """The repository's vendored market data, `<repo>/data` (provenance in `data/README.md`)."""
+    d = _REPO / "data"
+    if not (d / MARKETS_FILE).exists():
+        raise FileNotFoundError(f"vendored market data missing: {d / MARKETS_FILE} (see data/README.md)")
+    return d
 
 
 MARKETS_FILE = "binance_markets_ccxt.json"
@@ -133,7 +128,7 @@ def _synthetic_info(template: dict, base: str, quote: str, tick: str, step: str,
 
 def load_specs(data_dir: Path | None = None) -> dict[str, SymbolSpec]:
     """All symbols of the fake, keyed by Binance id (BTCUSDT)."""
-    data_dir = data_dir or shared_data_dir()
+    data_dir = data_dir or vendored_data_dir()
     raw = json.loads((data_dir / MARKETS_FILE).read_text())
     specs: dict[str, SymbolSpec] = {}
     template = None
@@ -145,7 +140,7 @@ def load_specs(data_dir: Path | None = None) -> dict[str, SymbolSpec]:
         specs[info["symbol"]] = SymbolSpec(info=info, price=D(price), quote_volume=D(qv))
         if info["symbol"] == "BTCUSDT":
             template = info
-    assert template is not None, "BTCUSDT missing from the shared markets file"
+    assert template is not None, "BTCUSDT missing from the markets file"
     for base, quote, tick, step, price, qv, status in SYNTHETIC:
         info = _synthetic_info(template, base, quote, tick, step, status)
         specs[info["symbol"]] = SymbolSpec(info=info, price=D(price), quote_volume=D(qv))

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.binance.engine import BinanceError, Engine
-from tests.fakes.binance.markets import load_specs, shared_data_dir
+from tests.fakes.binance.markets import load_specs, vendored_data_dir
 from tests.fakes.binance.server import expected_signature, signed_payload
 
 D = Decimal
@@ -42,7 +42,7 @@ def test_signature_matches_binance_documented_examples():
 
 
 def test_specs_hold_the_real_markets_and_the_synthetic_universe():
-    assert shared_data_dir().joinpath("binance_markets_ccxt.json").exists()
+    assert vendored_data_dir().joinpath("binance_markets_ccxt.json").exists()
     assert SPECS["BTCUSDT"].tick == D("0.01") and SPECS["BTCUSDT"].step == D("0.00001")
     assert SPECS["LUNAUSDT"].status == "BREAK"
     assert {"BTCUPUSDT", "USDCUSDT", "ETHBTC", "XRPETH"} <= set(SPECS)

@@ -10,9 +10,9 @@ from libs.common.settings.market_data import ReplaySettings
 from services.market_data.candles import Bar
 from services.market_data.replay import ReplayClock, ReplayFileError, bar_path, load_ohlcv
 from services.market_data.sources import coarser_timeframes, load_replay
-from tests.helpers import SHARED_DATA
+from tests.helpers import DATA
 
-OHLCV = SHARED_DATA / "ohlcv"
+OHLCV = DATA / "ohlcv"
 CSV = OHLCV / "BTCUSDT-1h.csv"
 
 

@@ -11,7 +11,7 @@ def test_defaults_include_short_timeframes_for_a_quick_warm_up(tmp_path):
     cfg.write_text("{}\n")
     md = load_settings(cfg).market_data
     assert "1s" in md.candle_timeframes and "1m" in md.candle_timeframes
-    assert md.replay.path == "../shared/data/ohlcv/BTCUSDT-1h.csv"
+    assert md.replay.path == "data/ohlcv/BTCUSDT-1h.csv"
 
 
 @pytest.mark.parametrize("text,key", [

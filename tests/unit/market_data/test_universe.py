@@ -3,7 +3,7 @@
 import json
 
 from services.market_data.universe import diff_universe, is_leveraged_token, select_universe
-from tests.helpers import SHARED_DATA
+from tests.helpers import DATA
 
 
 def _m(sym, *, spot=True, active=True, status="TRADING"):
@@ -55,7 +55,7 @@ def test_empty_scan_gives_an_empty_list():
 
 
 def test_real_ccxt_markets_snapshot_keeps_only_spot_usdt():
-    markets = json.loads((SHARED_DATA / "binance_markets_ccxt.json").read_text())
+    markets = json.loads((DATA / "binance_markets_ccxt.json").read_text())
     tickers = {s: {"quoteVolume": float(i)} for i, s in enumerate(markets)}
     res = select_universe(markets, tickers, top_n=50)
     assert set(res.symbols) == {"BTC/USDT", "ETH/USDT", "ADA/USDT", "LTC/USDT", "XRP/USDT", "DOGE/USDT", "TRX/USDT"}

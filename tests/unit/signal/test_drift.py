@@ -9,7 +9,7 @@ from services.signal.drift import DriftMonitor, DriftThresholds, HitRateTracker,
 from services.signal.features import FeatureSpec, load_ohlcv
 from services.signal.synthetic import synthetic_candles
 from services.signal.training import build_dataset, drift_replay
-from tests.helpers import SHARED_DATA
+from tests.helpers import DATA
 
 RNG = np.random.default_rng(0)
 
@@ -115,7 +115,7 @@ def test_stationary_data_raises_no_drift():
 
 def test_replaying_real_btcusdt_flags_drift_in_the_2022_crash():
     spec = FeatureSpec()
-    ds = build_dataset(load_ohlcv(SHARED_DATA / "ohlcv" / "BTCUSDT-1h.csv"), spec, 10, 0.001)
+    ds = build_dataset(load_ohlcv(DATA / "ohlcv" / "BTCUSDT-1h.csv"), spec, 10, 0.001)
     out = drift_replay(ds, spec, train_fraction=0.3, kind="logistic", c=0.5, seed=7,
                        thresholds=DriftThresholds(window=300, check_every=10), horizon=10)
     assert out["train"][1] < "2022-02-01"  # trained on Oct 2021 - Jan 2022 only

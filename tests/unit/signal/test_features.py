@@ -22,7 +22,7 @@ from services.signal.features import (
     load_ohlcv,
 )
 from services.signal.synthetic import synthetic_candles
-from tests.helpers import SHARED_DATA
+from tests.helpers import DATA
 
 SPEC = FeatureSpec()
 SMALL = FeatureSpec(return_horizons=(1, 2), vol_short=2, vol_long=4, rsi=3, ma=3, volume=3, context=(2, 3),
@@ -120,7 +120,7 @@ def test_live_engine_features_equal_training_features_bar_by_bar(trained):
 
 
 def test_real_btcusdt_file_loads_as_contiguous_hourly_bars():
-    df = load_ohlcv(SHARED_DATA / "ohlcv" / "BTCUSDT-1h.csv")
+    df = load_ohlcv(DATA / "ohlcv" / "BTCUSDT-1h.csv")
     assert df.height == 9504 and infer_timeframe(df) == "1h"
     assert df["open_time"][0] == datetime(2021, 10, 1, tzinfo=UTC)
     assert df["open"][0] == pytest.approx(43820.01)

@@ -92,7 +92,7 @@ def test_decide_holds_below_threshold_and_reports_edge_net_of_fees():
 
 def test_training_on_real_btcusdt_writes_the_report_against_buy_and_hold_and_no_trade(tmp_path):
     settings = make_settings(tmp_path)
-    train = settings.signal.train.model_copy(update={"data": "../shared/data/ohlcv/BTCUSDT-1h.csv", "folds": 3})
+    train = settings.signal.train.model_copy(update={"data": "data/ohlcv/BTCUSDT-1h.csv", "folds": 3})
     path = run_training(settings, train=train, progress=lambda m: None)
     report = json.loads((path / "report.json").read_text())
     meta = json.loads((path / "metadata.json").read_text())
