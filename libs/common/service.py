@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from libs.common import subjects
 from libs.common.bus import Bus
+from libs.common.clock import WALL, Clock
 from libs.common.contracts import Alert, Heartbeat, Severity, utcnow
 from libs.common.db import migrate_async, open_pool
 from libs.common.errors import ConfigurationError, TemporaryError
@@ -47,7 +48,7 @@ class ServiceApp(Protocol):
 
 @dataclass
 class Runtime:
-    """What a running service has at hand: settings, bus, pool, metrics, logger."""
+    """What a running service has at hand: settings, bus, pool, metrics, logger, and the clock its shell reads."""
 
     name: str
     settings: BotSettings
@@ -59,6 +60,7 @@ class Runtime:
     started_monotonic: float = field(default_factory=time.monotonic)
     metrics_port: int | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
+    clock: Clock = WALL
 
     async def alert(self, severity: Severity, title: str, detail: str = "", dedup_key: str = "") -> None:
         """Raise an alert on the bus (ops_api delivers it) and log it locally whatever happens."""
