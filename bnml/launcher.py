@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from rich.text import Text
 
+from bnml import ui
 from bnml.embedded import EmbeddedNats, EmbeddedPostgres, ensure_nats_passwords, free_port, nats_config_file
 from libs.common.db import migrate
 from libs.common.errors import ConfigurationError
@@ -213,24 +215,36 @@ class Suite:
         say("all stopped")
 
 
-def say(text: str) -> None:
-    print(f"[bnml {time.strftime('%H:%M:%S')}] {text}", flush=True)
+def say(text: str | Text) -> None:
+    """One launcher line on stdout: `[bnml HH:MM:SS] text`, coloured only on a terminal (bnml/ui.py)."""
+    line = Text(f"[bnml {time.strftime('%H:%M:%S')}] ", style="dim")
+    line.append_text(text if isinstance(text, Text) else Text(text))
+    ui.console().print(line)
+    sys.stdout.flush()
 
 
-def _status_line(info: dict) -> str:
+def _status_line(info: dict) -> Text:
     try:
         r = httpx.get(info["ops_api_url"] + "/status", timeout=2,
                       headers={"Authorization": f"Bearer {info['viewer_token']}"})
         r.raise_for_status()
         s = r.json()
     except Exception as exc:
-        return f"waiting for ops_api ({type(exc).__name__})"
+        return ui.styled(f"waiting for ops_api ({type(exc).__name__})", "yellow")
+    return status_line_text(s)
+
+
+def status_line_text(s: dict) -> Text:
+    """The live view's one line from `/status`: mode, state, kill switch, counts, each service's status."""
     c = s["counts"]
-    svc = " ".join(f"{n}:{v['status']}" for n, v in s["services"].items())
-    ks = "ENGAGED" if s["kill_switch"]["engaged"] else "off"
-    return (f"{s['mode']} {s['trading_state']} kill-switch={ks} | ticks={c['ticks']} signals={c['signals']} "
-            f"approved={c['verdicts_approved']} refused={c['verdicts_refused']} orders={c['orders']} "
-            f"fills={c['fills']} open={c['open_orders']} dlq={c['dlq']} | {svc}")
+    line = Text.assemble(f"{s['mode']} ", ui.styled(s["trading_state"]), " kill-switch=",
+                         ui.styled("ENGAGED" if s["kill_switch"]["engaged"] else "off"))
+    line.append(f" | ticks={c['ticks']} signals={c['signals']} approved={c['verdicts_approved']} "
+                f"refused={c['verdicts_refused']} orders={c['orders']} fills={c['fills']} open={c['open_orders']} "
+                f"dlq={c['dlq']} |")
+    for name, v in s["services"].items():
+        line.append_text(Text.assemble(f" {name}:", ui.styled(v["status"])))
+    return line
 
 
 def run(config: str | None = None, status_every_s: float = 3.0) -> int:

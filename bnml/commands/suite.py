@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import sys
 
+from rich.console import Console
+from rich.text import Text
+
+from bnml import ui
+from bnml.commands import add_json_option
+
 
 def register(sub) -> None:
     p = sub.add_parser("up", help="start NATS, Postgres (embedded unless configured) and the five services")
     p.set_defaults(func=_up)
-    p = sub.add_parser("status", help="state of the running suite")
-    p.add_argument("--json", action="store_true", help="one JSON object (see INTERFACES.md)")
+    p = sub.add_parser("status", help="state of the running suite (exit 1 when no suite answers)")
+    add_json_option(p, help="one JSON object (its keys: docs/interfaces.md)")
     p.set_defaults(func=_status)
 
 
@@ -31,12 +37,34 @@ def _status(args) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
-    ks = status["kill_switch"]
-    print(f"mode {status['mode']}  trading {status['trading_state']}  kill switch "
-          f"{'ENGAGED since ' + str(ks['since']) + ' (' + str(ks['reason']) + ')' if ks['engaged'] else 'off'}")
-    print("counts  " + "  ".join(f"{k}={v}" for k, v in status["counts"].items()))
-    for name, svc in status["services"].items():
-        print(f"  {name:<12} {svc['status']:<9} heartbeat age {svc['heartbeat_age_s']}")
-    for k, v in status["urls"].items():
-        print(f"  {k:<9} {v}")
+    render_status(status, ui.console())
     return 0
+
+
+def kill_switch_text(ks: dict) -> Text:
+    """`off`, `ENGAGED since ... (reason)`, or UNKNOWN when the standing command cannot be read."""
+    if ks.get("known") is False:
+        return ui.styled("UNKNOWN (unreadable; risk and execution treat it as engaged)", "bold red")
+    if ks.get("engaged"):
+        return ui.styled(f"ENGAGED since {ks.get('since')} ({ks.get('reason')})", ui.STYLES["ENGAGED"])
+    return ui.styled("off")
+
+
+def render_status(status: dict, out: Console) -> None:
+    """The human form of `/status`: a headline, the counts, one row per service, the URLs."""
+    head = Text.assemble("mode ", ui.styled(status["mode"], "bold"), "  trading ",
+                         ui.styled(status["trading_state"]), "  kill switch ", kill_switch_text(status["kill_switch"]))
+    model = status.get("model")  # present since the second wave (docs/interfaces.md)
+    if isinstance(model, dict):
+        head.append(f"  model {model.get('version')}")
+        gate = model.get("gate_passed")
+        if gate is not None:
+            head.append(" ")
+            head.append_text(ui.styled("gate passed", "green") if gate else ui.styled("gate NOT passed", "yellow"))
+    out.print(head)
+    out.print(Text("counts  " + "  ".join(f"{k}={v}" for k, v in status["counts"].items())))
+    ui.print_table(out, ["service", "status", "heartbeat age (s)"],
+                   [[name, ui.styled(svc["status"]), svc.get("heartbeat_age_s")]
+                    for name, svc in status["services"].items()])
+    for k, v in status["urls"].items():
+        out.print(Text(f"{k:<9} {v}"))
