@@ -6,13 +6,17 @@ import json
 import sys
 from pathlib import Path
 
+from bnml.commands import add_json_option
+
 
 def register(sub) -> None:
     p = sub.add_parser("backup", help="pg_dump the Postgres state + model pointer into artifacts/backups/<ts>/")
+    add_json_option(p, help="accepted for uniformity: the result is always JSON (progress goes to stderr)")
     p.set_defaults(func=_backup)
     r = sub.add_parser("restore", help="restore a backup directory into an EMPTY database")
     r.add_argument("dir", help="a backup directory, e.g. artifacts/backups/20260101T000000000000Z")
     r.add_argument("--database-url", default=None, help="target (default: DATABASE_URL / suite / config)")
+    add_json_option(r, help="accepted for uniformity: the result is always JSON")
     r.set_defaults(func=_restore)
 
 
@@ -51,8 +55,12 @@ def _restore(args) -> int:
 
     try:
         url = args.database_url or resolve_database_url(load(args.config))
+    except NoDatabase as exc:
+        print(f"bnml restore: {exc}", file=sys.stderr)
+        return 2
+    try:
         out = restore(Path(args.dir), url)
-    except (NoDatabase, BackupError) as exc:
+    except BackupError as exc:
         print(f"bnml restore: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(out, indent=2))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+from bnml.commands import add_json_option
+
 
 def register(sub) -> None:
     p = sub.add_parser("contracts", help="print the JSON Schema of every bus message, keyed by subject")
+    add_json_option(p, help="accepted for uniformity: the output is always JSON")
     p.set_defaults(func=_contracts)
 
 

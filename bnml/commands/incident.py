@@ -46,14 +46,28 @@ def _connect(config):
     return settings, psycopg.connect(url, connect_timeout=5, autocommit=True, row_factory=dict_row)
 
 
-def _list(args) -> int:
+def _open(config, command: str):
+    """(settings, connection), or (None, exit code) after a one-line reason: 2 no database configured,
+    1 the database did not answer."""
+    from libs.common.errors import ConfigurationError
+    from libs.common.settings import mask_url
     from services.ops_api.tooling import NoDatabase
 
     try:
-        _, conn = _connect(args.config)
-    except (NoDatabase, Exception) as exc:
-        print(f"bnml incident list: {exc}", file=sys.stderr)
-        return 2
+        return _connect(config)
+    except (NoDatabase, ConfigurationError) as exc:
+        print(f"bnml {command}: {exc}", file=sys.stderr)
+        return None, 2
+    except Exception as exc:  # unreachable database: one line, password masked
+        print(f"bnml {command}: {mask_url(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}",
+              file=sys.stderr)
+        return None, 1
+
+
+def _list(args) -> int:
+    settings, conn = _open(args.config, "incident list")
+    if settings is None:
+        return conn
     with conn:
         rows = conn.execute("SELECT id, severity, kind, title, opened_at, resolved_at FROM incidents"
                             + (" WHERE resolved_at IS NULL" if args.open else "")
@@ -68,13 +82,10 @@ def _list(args) -> int:
 
 def _new(args) -> int:
     from services.ops_api.postmortem import render
-    from services.ops_api.tooling import NoDatabase
 
-    try:
-        settings, conn = _connect(args.config)
-    except (NoDatabase, Exception) as exc:
-        print(f"bnml incident new: {exc}", file=sys.stderr)
-        return 2
+    settings, conn = _open(args.config, "incident new")
+    if settings is None:
+        return conn
     now = datetime.now(UTC)
     with conn:
         if args.title:
@@ -100,8 +111,8 @@ def _new(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{incident['opened_at']:%Y-%m-%d}-incident-{incident['id']}.md"
     if path.exists():
-        print(f"bnml incident new: {path} exists; not overwritten", file=sys.stderr)
-        return 1
+        print(f"bnml incident new: refused: {path} exists and is not overwritten", file=sys.stderr)
+        return 3
     path.write_text(render(incident, timeline, now))
     print(f"wrote {path} ({len(timeline)} event(s) in the timeline)")
     return 0
