@@ -2,6 +2,10 @@
 
 `python -m bench [--quick] [--only pipeline,risk]`. With --only, figures of areas not run are kept
 from the previous latest.json so the file always holds the newest figure of every benchmark.
+
+Ctrl-C or SIGTERM stops the run: the running benchmark unwinds (its own cleanup stops its servers and
+processes), then anything of this run still alive is stopped (`bench/stack.py`: every server's data
+lives under one run directory), latest.json is left as it was, and the exit code is 128 + the signal.
 """
 
 from __future__ import annotations
@@ -11,13 +15,32 @@ import importlib
 import json
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from bench.stack import run_directory
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.json"
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised where the run is when SIGINT or SIGTERM arrives; a KeyboardInterrupt, so that asyncio and
+    every `finally` unwind exactly as they do for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _on_stop_signal(signum, frame) -> None:
+    # Once: a second Ctrl-C must not cut the cleanup short (that is how servers were left running).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Stopped(signum)
 
 
 def discover() -> list[str]:
@@ -30,16 +53,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated areas (default: all)")
     args = ap.parse_args(argv)
     areas = [a for a in args.only.split(",") if a] or discover()
+    signal.signal(signal.SIGINT, _on_stop_signal)
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    try:
+        with run_directory():
+            return _run(areas, args.quick, keep_others=bool(args.only))
+    except Stopped as exc:
+        print(f"\nstopped by {signal.Signals(exc.signum).name}: the servers of this run are stopped; "
+              f"{RESULTS.relative_to(HERE.parent)} is unchanged", file=sys.stderr, flush=True)
+        return 128 + exc.signum
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _run(areas: list[str], quick: bool, keep_others: bool) -> int:
     figures: dict[str, float] = {}
     failures: list[str] = []
-    if args.only and RESULTS.exists():
+    if keep_others and RESULTS.exists():
         figures.update(json.loads(RESULTS.read_text()).get("figures", {}))
     for area in areas:
         print(f"== bench {area} ...", flush=True)
         started = time.perf_counter()
         try:
             mod = importlib.import_module(f"bench.bench_{area}")
-            got = mod.run(quick=args.quick)
+            got = mod.run(quick=quick)
         except Exception:
             traceback.print_exc()
             failures.append(area)

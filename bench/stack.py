@@ -1,14 +1,20 @@
 """The servers a benchmark runs against: an embedded NATS and Postgres in a temporary directory, stopped
-(and the directory removed) however the benchmark ends."""
+(and the directory removed) however the benchmark ends; and the run directory that `python -m bench`
+puts every benchmark's servers under, so that a stopped run (Ctrl-C, SIGTERM) can find and stop any
+server a benchmark's own cleanup missed."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 
 from bnml.embedded import EmbeddedNats, EmbeddedPostgres
@@ -46,13 +52,65 @@ def embedded_stack(prefix: str) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix=prefix) as d:
         tmp = Path(d)
         ns = EmbeddedNats(tmp / "nats").start()
+        pg = EmbeddedPostgres(tmp / "pg")
         try:
-            stack = Stack(tmp, ns, EmbeddedPostgres(tmp / "pg").start())
-        except BaseException:
+            stack = Stack(tmp, ns, pg.start())
+        except BaseException:  # an interrupt during initdb / pg_ctl start: stop what did come up
+            pg.stop("immediate")
             ns.stop()
             raise
         try:
             yield stack
         finally:
-            stack.pg.stop("immediate")
-            stack.ns.stop()
+            try:
+                stack.pg.stop("immediate")
+            finally:
+                stack.ns.stop()
+
+
+@contextlib.contextmanager
+def run_directory() -> Iterator[Path]:
+    """A private temporary root for one `python -m bench` run: every `tempfile` directory of this process
+    (and, through TMPDIR, of its children) is made under it, so each server's data dir names it."""
+    root = Path(tempfile.mkdtemp(prefix="bnml-run-"))  # short: postgres puts its socket in its data dir
+    saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = str(root), str(root)
+    try:
+        yield root
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        stop_leftovers(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def leftovers(root: Path) -> list[psutil.Process]:
+    """Processes of this run still alive: our descendants, and any process whose command line names
+    `root` (a daemonized postgres is not our descendant, but its `-D` is under `root`)."""
+    found = {p.pid: p for p in psutil.Process().children(recursive=True)}
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(str(root) in part for part in p.info["cmdline"] or ()):
+                found[p.pid] = p
+    found.pop(os.getpid(), None)
+    return list(found.values())
+
+
+def stop_leftovers(root: Path, timeout_s: float = 15.0) -> list[str]:
+    """Stop every leftover of this run (postgres: SIGQUIT, its immediate shutdown; others: SIGTERM), kill
+    what is still there after `timeout_s`; returns what was found, for the report."""
+    procs = leftovers(root)
+    names = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            names.append(p.name())
+            p.send_signal(signal.SIGQUIT if p.name().startswith("postgres") else signal.SIGTERM)
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return names
