@@ -1,9 +1,9 @@
 """The shell every service shares: configure, connect, start, heartbeat, stop cleanly on SIGTERM.
 
-Start order (STYLE.md): load settings (refuse to start on a bad key), serve /metrics, connect NATS and
-provision streams, migrate and open the Postgres pool, let the service read its retained state and
-subscribe (`start`), then heartbeat until SIGTERM/SIGINT or a fatal handler error. Stop order: the
-service's own `stop`, drain NATS subscriptions, close the pool, all within a bounded time.
+Start order (docs/design.md, "The shape of a service"): load settings (refuse to start on a bad key), serve
+/metrics, connect NATS and provision streams, migrate and open the Postgres pool, let the service read its
+retained state and subscribe (`start`), then heartbeat until SIGTERM/SIGINT or a fatal handler error. Stop
+order: the service's own `stop`, drain NATS subscriptions, close the pool, all within a bounded time.
 """
 
 from __future__ import annotations

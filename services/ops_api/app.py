@@ -3,7 +3,7 @@
 Auth: bearer tokens, viewer (reads) and operator (kill switch, backups), compared in constant time;
 a client with repeated failures gets 429; every control action and every refused attempt is an
 append-only `api_audit` row. Invalid input gets a 4xx whose message names the field.
-`/status` keeps exactly the INTERFACES.md shape (`bnml status --json`, the launcher's live view).
+`/status` keeps exactly the shape of docs/interfaces.md (`bnml status --json`, the launcher's live view).
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def _field_of(err: dict) -> str:
 
 def create_app(state: OpsState) -> FastAPI:
     app = FastAPI(title="BN-ML ops API", version="1",
-                  description="Kill switch, state, journal, incidents, DoD reports and backups of BN-ML.")
+                  description="Kill switch, state, journal, incidents, DoD reports and backups of BN-ML. "
+                              "What tools may rely on: docs/interfaces.md; the design: docs/design.md.")
     settings = state.rt.settings
     cfg = settings.ops_api
     state.throttle = FailureThrottle(cfg.auth_max_failures, cfg.auth_window_s, cfg.auth_block_s)
@@ -253,7 +254,7 @@ def create_app(state: OpsState) -> FastAPI:
             if not fut.done():
                 fut.cancel()
 
-    @app.get("/status", summary="The suite at a glance (INTERFACES.md shape)")
+    @app.get("/status", summary="The suite at a glance (the `bnml status --json` object of docs/interfaces.md)")
     async def status(_: str = Depends(viewer)) -> dict:
         async with state.rt.pool.connection() as conn:
             counters = {(r["service"], r["name"]): int(r["value"]) for r in await (await conn.execute(

@@ -84,7 +84,7 @@ class RiskService:
             raise ConfigurationError("risk.markets_path", f"cannot read markets file {path}: {exc}") from None
         self.engine = RiskEngine(cfg, markets, list(rt.settings.symbols), utcnow())
         self._metrics(rt)
-        # Retained state first (STYLE.md): kill switch, then the account, then subscribe.
+        # Retained state first (docs/design.md, the shape of a service): kill switch, then the account, then subscribe.
         await refresh_latch(rt.bus, self.latch, rt.log)
         await self._load_account()
         await self._reconcile_kill_switch()

@@ -103,7 +103,7 @@ def test_help_documents_the_exit_codes_and_points_to_the_docs(tmp_path):
     for code, meaning in cli.EXIT_CODES.items():
         assert f"  {code:<4} {meaning}" in res.stdout
     assert "docs/design.md" in res.stdout and "docs/interfaces.md" in res.stdout
-    assert "INTERFACES.md" not in bnml(tmp_path, "status", "--help").stdout
+    assert "docs/interfaces.md" in bnml(tmp_path, "status", "--help").stdout
 
 
 def test_exit_codes_are_the_documented_ones():
