@@ -58,6 +58,10 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
         assert set(status["services"]) == {"market_data", "signal", "risk", "execution", "ops_api"}
         assert all(s["status"] == "ok" for s in status["services"].values()), status["services"]
         assert (tmp_path / "artifacts" / "logs" / "execution.log").exists()
+        human = _bnml(tmp_path, "status", env=env)  # the same facts for a person; piped here, so plain text
+        assert human.returncode == 0, human.stderr
+        assert human.stdout.startswith("mode paper  trading ") and "\x1b[" not in human.stdout
+        assert {line.split()[0] for line in human.stdout.splitlines()[1:] if line.split()} >= set(status["services"])
         children = _descendants(launcher.pid)
 
         engaged = _bnml(tmp_path, "kill-switch", "engage", "--reason", "launcher test", env=env)
@@ -78,6 +82,8 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
             code = None
         out.close()
     assert code == 0, (tmp_path / "launcher.out").read_text()
+    launcher_out = (tmp_path / "launcher.out").read_text()
+    assert "| ticks=" in launcher_out and "\x1b[" not in launcher_out  # the status line, plain when not a terminal
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
     # postgres daemonizes (not a descendant): look for anything still running on this test's data dir
