@@ -135,3 +135,20 @@ def test_contracts_complete_output_is_json_and_exits_0(tmp_path):
     res = bnml(tmp_path, "contracts")
     assert res.returncode == 0, res.stderr
     assert "md.tick.<SYM>" in json.loads(res.stdout)
+
+
+@pytest.mark.parametrize("argv", [["state"], ["incident", "list"], ["incident", "new"], ["backup"],
+                                  ["restore", "nowhere"], ["dod", "check"], ["migrate", "--wait", "0"]])
+def test_a_command_with_no_database_configured_exits_2_with_one_line(tmp_path, argv):
+    res = bnml(tmp_path, *argv, "--config", str(_config(tmp_path)))
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("argv", [["state"], ["incident", "list"]])
+def test_an_unreachable_database_exits_1_with_the_password_masked(tmp_path, argv):
+    env = {**_env(), "DATABASE_URL": "postgresql://bnml:s3cret-pw@127.0.0.1:1/bnml"}
+    res = bnml(tmp_path, *argv, env=env)
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert "s3cret-pw" not in res.stderr and "Traceback" not in res.stderr
+    assert res.stderr.strip().count("\n") == 0, res.stderr
