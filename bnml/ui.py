@@ -38,8 +38,9 @@ def _isatty(stream: IO[str]) -> bool:
 
 
 def colour_allowed(stream: IO[str]) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set (to anything) or TERM is dumb."""
-    if os.environ.get("NO_COLOR") is not None or os.environ.get("TERM") == "dumb":
+    """Colour only on a terminal, and never when NO_COLOR is set (non-empty, as no-color.org says) or TERM
+    is dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     return _isatty(stream)
 
@@ -48,7 +49,7 @@ def console(stream: IO[str] | None = None) -> Console:
     """A console on `stream` (default stdout): styled on a terminal, plain and unwrapped otherwise."""
     stream = stream or sys.stdout
     if _isatty(stream):
-        # NO_COLOR / TERM=dumb: no escape codes at all (not even bold), but still boxes and a live bar
+        # NO_COLOR / TERM=dumb: no colour and no bold either (no escape codes at all); still boxed tables
         colour = colour_allowed(stream)
         return Console(file=stream, highlight=False, soft_wrap=True, emoji=False, no_color=not colour,
                        color_system="auto" if colour else None)

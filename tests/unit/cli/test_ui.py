@@ -69,6 +69,8 @@ def test_no_color_on_a_terminal_turns_colour_off(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     text = _render(Terminal())
     assert ESC not in text and "HALTED" in text
+    monkeypatch.setenv("NO_COLOR", "")  # empty: not set (no-color.org)
+    assert ESC in _render(Terminal())
     monkeypatch.delenv("NO_COLOR")
     monkeypatch.setenv("TERM", "dumb")
     assert ESC not in _render(Terminal())
