@@ -414,4 +414,8 @@ def create_app(state: OpsState) -> FastAPI:
         await audit(request, role, "backup", "ok" if result["ok"] else "failed", code, result)
         return JSONResponse(result, status_code=code)
 
+    # -- the operator's view: its routers live in their own modules --------------------------------
+    from services.ops_api.views import journal_router
+
+    app.include_router(journal_router(viewer, fetch, state.rt.clock.now, settings.risk.dust_usdt))
     return app
