@@ -29,6 +29,7 @@ from libs.common.kill_switch import KillSwitchLatch
 from libs.common.service import Runtime
 from libs.common.settings import mask_url
 from services.ops_api.auth import FailureThrottle, allows, role_for
+from services.ops_api.events import EventHub
 
 OPEN_STATUSES = ["SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN"]
 ORDER_STATUSES = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "UNKNOWN")
@@ -50,6 +51,7 @@ class OpsState:
     ks_inflight: dict[str, asyncio.Future] = field(default_factory=dict)
     backup_runner: object = None  # async () -> dict, set by the shell
     backup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    hub: EventHub = field(default_factory=EventHub)  # live updates (GET /events)
 
     def on_latched(self, ack: KillSwitchAcknowledged) -> None:
         """Execution latched an engage (before its sweep): kept to report how fast sends stopped."""
@@ -415,7 +417,9 @@ def create_app(state: OpsState) -> FastAPI:
         return JSONResponse(result, status_code=code)
 
     # -- the operator's view: its routers live in their own modules --------------------------------
+    from services.ops_api.events import events_router
     from services.ops_api.views import journal_router
 
     app.include_router(journal_router(viewer, fetch, state.rt.clock.now, settings.risk.dust_usdt))
+    app.include_router(events_router(viewer, state.hub))
     return app

@@ -3,6 +3,7 @@ against a hand-computed fill history written into a real Postgres, read through 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -12,6 +13,8 @@ import httpx
 import psycopg
 import pytest
 
+from libs.common import subjects
+from libs.common.contracts import Fill, utcnow
 from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN
 
 VIEW = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
@@ -224,3 +227,32 @@ def test_every_read_endpoint_needs_a_token_and_the_viewer_one_suffices(ops):
             r = httpx.get(f"{ops}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert r.status_code == 200, (path, r.text)  # an empty journal reads as zeros, not an error
 
+
+async def test_a_fill_published_on_the_bus_reaches_an_event_stream_client(ops, bus):
+    fill = Fill(ts=utcnow(), client_order_id="c-live-1", trade_id="live-1", symbol="BTC/USDT", side="BUY",
+                quantity=Decimal("0.01"), price=Decimal("50000"), fee=Decimal("0.5"))
+    async with httpx.AsyncClient(base_url=ops, timeout=10) as c:
+        async with c.stream("GET", "/events", headers=VIEW) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            lines = r.aiter_lines()
+            assert (await anext(lines)).startswith("retry:")  # joined the hub: later events reach this client
+            await bus.publish(subjects.fill("BTCUSDT"), fill)
+            frame: dict[str, str] = {}
+            async with asyncio.timeout(10):
+                async for line in lines:
+                    if line.startswith(("id:", "event:", "data:")):
+                        key, _, value = line.partition(": ")
+                        frame[key.rstrip(":")] = value
+                    elif not line and frame.get("event") == "fill":
+                        break
+    data = json.loads(frame["data"])
+    assert (data["client_order_id"], data["trade_id"], data["price"]) == ("c-live-1", "live-1", "50000")
+    assert data["subject"] == subjects.fill("BTCUSDT") and int(frame["id"]) >= 1
+
+
+def test_the_event_stream_needs_a_token(ops):
+    for headers in ({}, {"Authorization": "Bearer wrong-token-000"}):
+        r = httpx.get(f"{ops}/events", headers=headers, timeout=10)
+        assert r.status_code == 401 and "token" in r.json()["detail"]
+    r = httpx.get(f"{ops}/events", headers={**VIEW, "Last-Event-ID": "abc"}, timeout=10)
+    assert r.status_code == 422 and r.json()["detail"].startswith("last-event-id")
