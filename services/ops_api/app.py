@@ -417,9 +417,12 @@ def create_app(state: OpsState) -> FastAPI:
         return JSONResponse(result, status_code=code)
 
     # -- the operator's view: its routers live in their own modules --------------------------------
+    from services.ops_api.console import console_router, static_files
     from services.ops_api.events import events_router
     from services.ops_api.views import journal_router
 
     app.include_router(journal_router(viewer, fetch, state.rt.clock.now, settings.risk.dust_usdt))
     app.include_router(events_router(viewer, state.hub))
+    app.include_router(console_router(health, settings.mode))
+    app.mount("/console", static_files(), name="console")
     return app

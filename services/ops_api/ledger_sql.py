@@ -195,3 +195,12 @@ SELECT coalesce(sum((p.quantity * px.price - p.cost) * q.price), 0) AS unrealize
        count(*) AS open_positions
   FROM positions p LEFT JOIN px ON px.symbol = p.symbol LEFT JOIN asset_px q ON q.asset = split_part(p.symbol, '/', 2)
  WHERE p.quantity > 0"""
+
+# What is blocked and why: ops_api's own per-minute record of refused verdicts, and the breaker log.
+REFUSALS = """
+SELECT reason, sum(n) AS n FROM refusal_minutes WHERE minute >= date_trunc('minute', %(since)s::timestamptz)
+ GROUP BY reason ORDER BY sum(n) DESC, reason"""
+
+BREAKER_TRIPS = """
+SELECT breaker, count(*) AS trips, max(ts) AS last_at FROM breaker_log
+ WHERE kind = 'tripped' AND ts >= %(since)s GROUP BY breaker ORDER BY count(*) DESC, breaker"""

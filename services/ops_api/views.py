@@ -7,7 +7,7 @@ Money stays a string (exact Decimal); every time is UTC; invalid input gets a 42
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -128,5 +128,12 @@ def journal_router(viewer: Callable, fetch: Fetch, now: Callable[[], datetime], 
         more = len(rows) > limit
         return {"items": rows[:limit], "limit": limit, "offset": offset,
                 "next_offset": offset + limit if more else None}
+
+    @r.get("/refusals", summary="Refused verdicts per reason and breaker trips per breaker over the last hours")
+    async def refusals(_: str = Depends(viewer), hours: int = Query(24, ge=1, le=24 * 90)) -> dict:
+        since = now() - timedelta(hours=hours)
+        rows = await fetch(ledger_sql.REFUSALS, {"since": since})
+        trips = await fetch(ledger_sql.BREAKER_TRIPS, {"since": since})
+        return {"hours": hours, "since": since.isoformat(), "refusals": rows, "breaker_trips": trips}
 
     return r

@@ -18,7 +18,7 @@ from libs.common.contracts import Fill, utcnow
 from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN
 
 VIEW = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
-READS = ("/balance", "/positions", "/profit", "/performance", "/daily", "/weekly", "/monthly", "/trades")
+READS = ("/balance", "/positions", "/profit", "/performance", "/daily", "/weekly", "/monthly", "/trades", "/refusals")
 
 # (trade id, time, symbol, side, quantity, price, fee in USDT, realized P&L as execution's ledger books it)
 # BTC trip 1: buy 0.1 @ 50000 (fee 5, cost 5005); sell 0.1 @ 51000 (fee 5.1): 5100 - 5005 - 5.1 = 89.9
@@ -204,12 +204,31 @@ def test_a_sale_beyond_the_recorded_position_does_not_close_the_next_round_trip(
     assert D(trades[0]["realized_pnl_usdt"]) == Decimal("9.79")  # 110 - 200.2 / 2 - 0.11
 
 
+def test_refusals_per_reason_and_breaker_trips_over_the_last_hours(database_url, ops):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO refusal_minutes (minute, reason, n) VALUES"
+                     " (date_trunc('minute', now()) - interval '1 hour', 'stale_data', 3),"
+                     " (date_trunc('minute', now()) - interval '2 hours', 'stale_data', 2),"
+                     " (date_trunc('minute', now()) - interval '3 hours', 'daily_loss_budget', 4),"
+                     " (date_trunc('minute', now()) - interval '30 hours', 'stale_data', 100)")
+        conn.execute("INSERT INTO breaker_log (event_id, kind, breaker, reason, ts) VALUES"
+                     " ('b1', 'tripped', 'stale_data:BTC/USDT', 'old', now() - interval '1 hour'),"
+                     " ('b2', 'cleared', 'stale_data:BTC/USDT', 'fresh', now() - interval '50 minutes'),"
+                     " ('b3', 'tripped', 'stale_data:BTC/USDT', 'old', now() - interval '10 minutes'),"
+                     " ('b4', 'tripped', 'volatility', 'x', now() - interval '40 hours')")
+    body = get(ops, "/refusals", hours=24)
+    assert [(r["reason"], r["n"]) for r in body["refusals"]] == [("stale_data", 5), ("daily_loss_budget", 4)]
+    assert [(b["breaker"], b["trips"]) for b in body["breaker_trips"]] == [("stale_data:BTC/USDT", 2)]
+    assert [(b["breaker"], b["trips"]) for b in get(ops, "/refusals", hours=48)["breaker_trips"]] == [
+        ("stale_data:BTC/USDT", 2), ("volatility", 1)]
+
+
 def test_invalid_input_gets_a_4xx_naming_the_parameter(ops):
     cases = [("/profit", {"since": "yesterday"}, "since"), ("/profit", {"since": "2026-11-24T00:00:00"}, "since"),
              ("/trades", {"state": "maybe"}, "state"), ("/daily", {"count": 0}, "count"),
              ("/daily", {"until": "1900-01-01"}, "until"), ("/weekly", {"until": "not-a-date"}, "until"),
              ("/positions", {"symbol": "btc/usdt"}, "symbol"), ("/trades", {"limit": 100000}, "limit"),
-             ("/performance", {"since": "2026-13-01"}, "since")]
+             ("/performance", {"since": "2026-13-01"}, "since"), ("/refusals", {"hours": 0}, "hours")]
     for path, params, name in cases:
         r = httpx.get(f"{ops}{path}", params=params, headers=VIEW, timeout=10)
         assert r.status_code == 422, (path, params, r.status_code, r.text)
