@@ -26,6 +26,7 @@ from libs.common.contracts import (
     KillSwitchAcknowledged,
     KillSwitchCommand,
     OrderEvent,
+    TradingControlResult,
     TradingStateChanged,
 )
 
@@ -44,6 +45,7 @@ FEEDS = [
     (subjects.kill_switch(), "kill_switch", KillSwitchCommand),
     (subjects.ALL_KILL_SWITCH_LATCHED, "kill_switch_latched", KillSwitchAcknowledged),
     (subjects.ALL_KILL_SWITCH_ACKS, "kill_switch_ack", KillSwitchAcknowledged),
+    (subjects.ALL_TRADING_CONTROL_RESULTS, "control_result", TradingControlResult),
 ]
 
 

@@ -106,6 +106,7 @@ class OpsApiService:
                           self._on_trading_state, fail_closed=False)
         await bus.consume("ALERTS", "ops_api_alerts", subjects.ALL_ALERTS, Alert, self._on_alert, fail_closed=False)
         await attach_events(bus, self.state.hub)  # live updates for the console (GET /events)
+        await self.state.controls.attach(bus)  # risk's answers to POST /control
 
         config = uvicorn.Config(create_app(self.state), log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from libs.common import subjects
-from libs.common.contracts import Fill, utcnow
-from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN
+from libs.common.contracts import Fill, RiskVerdict, Tick, utcnow
+from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN, wait_until
 
 VIEW = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
 READS = ("/balance", "/positions", "/profit", "/performance", "/daily", "/weekly", "/monthly", "/trades", "/refusals")
@@ -275,3 +275,76 @@ def test_the_event_stream_needs_a_token(ops):
         assert r.status_code == 401 and "token" in r.json()["detail"]
     r = httpx.get(f"{ops}/events", headers={**VIEW, "Last-Event-ID": "abc"}, timeout=10)
     assert r.status_code == 422 and r.json()["detail"].startswith("last-event-id")
+
+
+@pytest.fixture
+def trading(services, tmp_path):
+    """risk + execution + ops_api on one symbol; the test feeds prices (no market_data process)."""
+    services.configure({"symbols": ["BTC/USDT"], "ops_api": {"port": 0, "auth_max_failures": 50},
+                        "risk": {"heartbeat_services": ["execution"], "cooldown_after_breaker_s": 0},
+                        "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "backups")}}})
+    for name in ("risk", "execution"):
+        services.start(name)
+    return serving(api_url(services.start("ops_api")))
+
+
+async def test_pause_resume_and_exit_go_through_risk_and_are_audited(trading, bus, database_url):
+    op = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    verdicts: list = []
+
+    async def on_verdict(v, subject):
+        verdicts.append(v)
+
+    async def prices():
+        while True:
+            await bus.publish(subjects.last("BTC/USDT"), Tick(ts=utcnow(), symbol="BTC/USDT", bid=Decimal("49999"),
+                                                              ask=Decimal("50001"), last=Decimal("50000"),
+                                                              volume=Decimal("1")))
+            await asyncio.sleep(0.2)
+
+    await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
+    feeder = asyncio.create_task(prices())
+    try:
+        async with httpx.AsyncClient(base_url=trading, timeout=10) as c:
+            async def state() -> str:
+                return (await c.get("/status", headers=VIEW)).json()["trading_state"]
+
+            await wait_until(lambda: _is(state, "ACTIVE"), 20, message="risk ACTIVE with fresh prices")
+            assert (await c.post("/control", json={"action": "pause", "reason": "x"}, headers=VIEW)).status_code == 403
+            r = await c.post("/control", json={"action": "pause", "reason": "news at 14:00", "actor": "alice"},
+                             headers=op)
+            assert r.status_code == 200 and r.json()["accepted"] is True and r.json()["trading_state"] == "REDUCING"
+            await wait_until(lambda: _is(state, "REDUCING"), 10, message="status REDUCING")
+            r = await c.post("/control", json={"action": "resume", "reason": "news passed"}, headers=op)
+            assert r.status_code == 200 and r.json()["trading_state"] == "ACTIVE"
+
+            r = await c.post("/control", json={"action": "exit", "symbol": "BTC/USDT", "reason": "flat"}, headers=op)
+            assert r.status_code == 409 and "no_position" in r.json()["detail"]  # risk's book holds nothing yet
+            assert not verdicts
+            await bus.publish(subjects.fill("BTCUSDT"), Fill(
+                ts=utcnow(), client_order_id="c-ext-1", trade_id="ext-1", symbol="BTC/USDT", side="BUY",
+                quantity=Decimal("0.001"), price=Decimal("50000"), fee=Decimal("0.05")))
+            r = await wait_until(lambda: _exit(c, op), 10, message="risk saw the position and approved the exit")
+            body = r.json()
+            assert body["accepted"] is True and D(body["quantity"]) == Decimal("0.001") and body["verdict_id"]
+            await wait_until(lambda: any(v.id == body["verdict_id"] for v in verdicts), 5, message="exit verdict")
+            (v,) = [v for v in verdicts if v.id == body["verdict_id"]]
+            assert v.approved and v.side == "SELL" and v.signal_id == body["command_id"]
+            r = await c.post("/control", json={"action": "exit", "reason": "no symbol"}, headers=op)
+            assert r.status_code == 422 and "symbol" in r.json()["detail"]
+    finally:
+        feeder.cancel()
+    audit = [r[0] for r in psycopg.connect(database_url).execute(
+        "SELECT action || ':' || outcome FROM api_audit WHERE path = '/control' ORDER BY id").fetchall()]
+    assert audit[:4] == ["POST /control:refused", "control.pause:applied", "control.resume:applied",
+                         "control.exit:refused"] and audit[-2:] == ["control.exit:applied", "POST /control:invalid_input"]
+
+
+async def _is(get_state, want: str) -> bool:
+    return await get_state() == want
+
+
+async def _exit(c: httpx.AsyncClient, op: dict):
+    r = await c.post("/control", json={"action": "exit", "symbol": "BTC/USDT", "reason": "flat"}, headers=op)
+    return r if r.status_code == 200 else None
+
