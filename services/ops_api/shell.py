@@ -33,6 +33,7 @@ from libs.common.service import Runtime
 from libs.common.settings import refuse_placeholder_secrets
 from services.ops_api.alerting import Dispatcher
 from services.ops_api.app import OpsState, create_app
+from services.ops_api.dod_auto import DodAutomation, reports_path
 from services.ops_api.events import attach as attach_events
 from services.ops_api.incidents import IncidentAction, IncidentBook, Rules
 from services.ops_api.recorder import EventRecorder, HeartbeatRecorder
@@ -118,6 +119,10 @@ class OpsApiService:
         rt.spawn(self._housekeeping(), "housekeeping")
         if rt.settings.storage.backup.enabled:
             rt.spawn(self._backup_loop(), "backups")
+        dod = rt.settings.monitoring.dod
+        if dod.auto_daily:  # the daily DoD report appears without any command
+            out = reports_path(dod.reports_dir, rt.settings.storage.artifacts_dir)
+            rt.spawn(DodAutomation(rt, out, dod.auto_grace_s, dod.deliver).run(), "dod-daily")
         rt.log.info("ops api listening", url=self.state.public_url, docs=f"{self.state.public_url}/docs",
                     alert_channels=[c.name for c in self.dispatcher.channels])
 

@@ -7,6 +7,8 @@ import asyncio
 import json
 import re
 import time
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from decimal import Decimal
 
 import httpx
@@ -348,3 +350,29 @@ async def _exit(c: httpx.AsyncClient, op: dict):
     r = await c.post("/control", json={"action": "exit", "symbol": "BTC/USDT", "reason": "flat"}, headers=op)
     return r if r.status_code == 200 else None
 
+
+async def test_the_daily_dod_report_appears_without_any_command(services, tmp_path, database_url):
+    today = utcnow().date()
+    days = [today - timedelta(days=2), today - timedelta(days=1)]
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the suite ran two days ago for a minute
+        conn.execute("INSERT INTO heartbeat_minutes (service, minute, beats, ok_beats, last_ts) VALUES"
+                     " ('risk', %s, 60, 60, %s)", (datetime.combine(days[0], dtime(10), tzinfo=UTC),) * 2)
+    services.configure({"ops_api": {"port": 0}, "monitoring": {"dod": {"deliver": True}},
+                        "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "backups")}}})
+    services.start("ops_api")
+    out = tmp_path / "artifacts" / "reports" / "dod"  # the default reports_dir, under storage.artifacts_dir
+    files = [out / "daily" / f"{d.isoformat()}.json" for d in days]
+    await wait_until(lambda: all(f.exists() for f in files) and (out / "dod_v1_summary.md").exists(), 30,
+                     message="the closed days' DoD files")
+    assert not (out / "daily" / f"{today.isoformat()}.json").exists()  # today is not closed yet
+    assert json.loads(files[0].read_text())["day"] == days[0].isoformat()
+
+    def stored():
+        with psycopg.connect(database_url) as conn:
+            return {r[0]: r[1] for r in conn.execute("SELECT day, passed FROM dod_reports").fetchall()}, [
+                r[0] for r in conn.execute("SELECT dedup_key FROM alerts WHERE dedup_key LIKE 'ops_api:dod:%%'"
+                                           " ORDER BY dedup_key").fetchall()]
+
+    await wait_until(lambda: len(stored()[1]) == 2, 15, message="both results sent to the alert channels")
+    reports, alerts = stored()
+    assert set(reports) == set(days) and alerts == [f"ops_api:dod:{d.isoformat()}" for d in days]
