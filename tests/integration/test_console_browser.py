@@ -105,7 +105,16 @@ async def test_the_console_shows_a_live_fill_and_engages_the_kill_switch_for_the
     assert await engaged(suite) is False
     await shot(page, "03-viewer-refused")
 
+    # pause new entries from the page: risk applies it and says so
+    await page.click("#ks-cancel")
+    await page.click("#pause-entries")
+    await page.fill("#op-token", OPERATOR_TOKEN)
+    await page.click("#ks-confirm-go")
+    await expect(page.locator("#ks-result")).to_contain_text("pause: applied by risk")
+    await expect(page.locator("#events")).to_contain_text("pause applied by risk")
+
     # the operator engages (positive control): HALTED and both acknowledgements within 2 s of the click
+    await page.click("#ks-engage")
     await page.fill("#op-token", OPERATOR_TOKEN)
     await page.fill("#ks-reason", "browser test")
     started = time.monotonic()

@@ -131,6 +131,7 @@ async function loadJournal() {
 }
 
 async function loadAll() {
+  const journal = loadJournal();  // in parallel with the rest: the slowest reads (round trips) start first
   const [status, profit, bal, positions, daily, breakers, refusals, dod, incidents] = await Promise.all([
     api("/status"), api("/profit"), api("/balance"), api("/positions"), api("/daily?count=30"), api("/breakers?limit=20"),
     api("/refusals?hours=24"), api("/dod/summary?days=7"), api("/incidents?limit=20")]);
@@ -151,7 +152,7 @@ async function loadAll() {
     ["violations", (r) => (r.violations || []).join("; ")]]);
   table($("#incidents"), incidents.items, [["opened", (i) => time(i.opened_at)], ["sev", (i) => i.severity],
     ["title", (i) => i.title], ["resolved", (i) => time(i.resolved_at)]], "no incident");
-  await loadJournal();
+  await journal;
 }
 
 // -- live updates (fetch stream: EventSource cannot send the Authorization header) ---------------------
@@ -180,11 +181,13 @@ function onEvent(type, d) {
     renderKillSwitch({ engaged: d.action === "engage", since: d.ts, reason: d.reason });
     logEvent(`kill switch ${d.action} by ${d.actor}: ${d.reason}`);
   } else if (type === "kill_switch_ack" || type === "kill_switch_latched") {
-    const li = document.createElement("li");
-    li.textContent = `${d.service} ${type === "kill_switch_ack" ? "acknowledged" : "latched"} ${d.engaged ? "engage" : "release"}`;
-    $("#acks").appendChild(li); logEvent(li.textContent);
+    const text = `${d.service} ${type === "kill_switch_ack" ? "acknowledged" : "latched"} ${d.engaged ? "engage" : "release"}`;
+    addAck(text); logEvent(text);
   } else if (type.startsWith("breaker")) {
     logEvent(`${type.replace("_", " ")} ${d.breaker} ${d.symbol || ""}: ${d.reason}`); refreshSoon();
+  } else if (type === "control_result") {
+    logEvent(`${d.action} ${d.accepted ? "applied" : "refused"} by ${d.service}: ${d.detail} (now ${d.trading_state})`);
+    badge($("#trading-state"), d.trading_state, stateClass(d.trading_state));
   } else if (type === "dropped") {
     logEvent("live stream dropped: " + d.reason);
   }
@@ -251,10 +254,8 @@ async function sendControl() {
     result(spec.done(ans), !ans.missing || !ans.missing.length);
     if (spec.path === "/kill-switch") {
       renderKillSwitch({ engaged: spec.body(reason).action === "engage", since: new Date().toISOString(), reason });
-      for (const s of ans.acknowledged_by || []) {
-        const li = document.createElement("li"); li.textContent = `${s} acknowledged (${num(ans.ack_ms[s], 1)} ms)`;
-        $("#acks").appendChild(li);
-      }
+      const verb = spec.body(reason).action;
+      for (const s of ans.acknowledged_by || []) addAck(`${s} acknowledged ${verb}`, ` (${num(ans.ack_ms[s], 1)} ms)`);
     }
     $("#ks-confirm").hidden = true; pending = null;
     refreshSoon();
@@ -263,6 +264,12 @@ async function sendControl() {
   } finally { $("#ks-confirm-go").disabled = false; }
 }
 
+function addAck(text, extra = "") {
+  const list = $("#acks");
+  const seen = [...list.children].find((li) => li.dataset.key === text);
+  if (seen) { if (extra) seen.textContent = text + extra; return; }
+  const li = document.createElement("li"); li.dataset.key = text; li.textContent = text + extra; list.appendChild(li);
+}
 function newKey() { return (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)); }
 function ksSpec(action) {
   return { title: action === "engage" ? "Halt all trading now: cancels open orders; only an operator can release."
