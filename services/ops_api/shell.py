@@ -33,6 +33,7 @@ from libs.common.service import Runtime
 from libs.common.settings import refuse_placeholder_secrets
 from services.ops_api.alerting import Dispatcher
 from services.ops_api.app import OpsState, create_app
+from services.ops_api.book_metrics import BookMetrics
 from services.ops_api.dod_auto import DodAutomation, reports_path
 from services.ops_api.events import attach as attach_events
 from services.ops_api.incidents import IncidentAction, IncidentBook, Rules
@@ -117,6 +118,7 @@ class OpsApiService:
         while not self.server.started and time.monotonic() < ready_by:
             await asyncio.sleep(0.01)
         rt.spawn(self._housekeeping(), "housekeeping")
+        rt.spawn(BookMetrics(rt.metrics).run(rt.pool, self.latch, rt.log), "book-metrics")  # gauges per symbol
         if rt.settings.storage.backup.enabled:
             rt.spawn(self._backup_loop(), "backups")
         dod = rt.settings.monitoring.dod

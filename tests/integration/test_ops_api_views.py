@@ -125,6 +125,24 @@ def test_positions_show_cost_last_price_unrealized_and_exposure(journal, ops):
     assert get(ops, "/positions", symbol="BTC/USDT")["positions"] == []
 
 
+async def test_the_account_is_on_the_metrics_per_symbol_and_asset(journal, ops):
+    def series() -> dict[str, float]:
+        text = httpx.get(f"{ops}/metrics", timeout=10).text
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("bnml_ops_api_")}
+
+    await wait_until(lambda: 'bnml_ops_api_position_exposure_usdt{symbol="ETH/USDT"}' in series(), 20,
+                     message="per-symbol gauges")
+    s = series()
+    assert s['bnml_ops_api_position_exposure_usdt{symbol="ETH/USDT"}'] == 3200
+    assert s['bnml_ops_api_position_unrealized_pnl_usdt{symbol="ETH/USDT"}'] == 197
+    assert s['bnml_ops_api_realized_pnl_usdt{symbol="BTC/USDT"}'] == pytest.approx(-180.65)
+    assert s['bnml_ops_api_fees_usdt{symbol="ETH/USDT"}'] == pytest.approx(9.1)
+    assert s['bnml_ops_api_balance_value_usdt{asset="USDT"}'] == 10500
+    assert s['bnml_ops_api_trading_state{state="ACTIVE"}'] == 1 and s['bnml_ops_api_trading_state{state="HALTED"}'] == 0
+    assert s["bnml_ops_api_kill_switch_engaged"] == 0
+
+
 def test_profit_over_all_history_and_since_a_date(journal, ops):
     p = get(ops, "/profit")
     assert D(p["realized_pnl_usdt"]) == Decimal("-86.75")  # 89.9 - 210.2 - 60.35 + 93.9
