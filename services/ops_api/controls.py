@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from libs.common import subjects
 from libs.common.contracts import TradingControlCommand, TradingControlResult
+from libs.common.contracts.control import symbol_error
 
 Audit = Callable[..., Awaitable[None]]
 
@@ -33,10 +34,8 @@ class ControlRequest(BaseModel):
 
     @model_validator(mode="after")
     def _symbol_only_for_exit(self) -> ControlRequest:
-        if self.action == "exit" and not self.symbol:
-            raise ValueError("symbol: required for exit")
-        if self.action != "exit" and self.symbol:
-            raise ValueError("symbol: only for exit")
+        if error := symbol_error(self.action, self.symbol):
+            raise ValueError(error)
         return self
 
 

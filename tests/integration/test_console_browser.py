@@ -3,7 +3,6 @@ running ops_api, risk and execution on a test database and bus. Screenshots go t
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from decimal import Decimal
@@ -15,18 +14,12 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import Fill, utcnow
-from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN
+from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN, ops_api_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def api_url(proc) -> str:
-    m = re.search(r'"url": "(http://[^"]+)"', proc.logs())
-    assert m, proc.logs()[-2000:]
-    return m.group(1)
 
 
 @pytest.fixture
@@ -36,7 +29,7 @@ def suite(services, tmp_path):
                                     "backup": {"enabled": False, "dir": str(tmp_path / "backups")}}})
     for name in ("risk", "execution"):
         services.start(name)
-    return api_url(services.start("ops_api"))
+    return ops_api_url(services.start("ops_api"))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
@@ -17,7 +16,7 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import Fill, RiskVerdict, Tick, utcnow
-from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN, wait_until
+from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN, ops_api_url, wait_until
 
 VIEW = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
 READS = ("/balance", "/positions", "/profit", "/performance", "/daily", "/weekly", "/monthly", "/trades", "/refusals")
@@ -65,17 +64,11 @@ def write_book(url: str, last_prices: dict) -> None:
                      (json.dumps({"equity_usdt": "13700", "last_prices": last_prices}),))
 
 
-def api_url(proc) -> str:
-    m = re.search(r'"url": "(http://[^"]+)"', proc.logs())
-    assert m, proc.logs()[-2000:]
-    return m.group(1)
-
-
 @pytest.fixture
 def ops(services, tmp_path):
     services.configure({"ops_api": {"port": 0, "auth_max_failures": 50},
                         "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "backups")}}})
-    return serving(api_url(services.start("ops_api")))
+    return serving(ops_api_url(services.start("ops_api")))
 
 
 def serving(base: str, timeout: float = 15.0) -> str:
@@ -305,7 +298,7 @@ def trading(services, tmp_path):
                         "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "backups")}}})
     for name in ("risk", "execution"):
         services.start(name)
-    return serving(api_url(services.start("ops_api")))
+    return serving(ops_api_url(services.start("ops_api")))
 
 
 async def test_pause_resume_and_exit_go_through_risk_and_are_audited(trading, bus, database_url):

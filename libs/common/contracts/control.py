@@ -13,6 +13,15 @@ from pydantic import Field, model_validator
 from libs.common.contracts.base import Message, Money
 
 
+def symbol_error(action: str, symbol: str | None) -> str | None:
+    """Why `symbol` does not fit `action` (an exit names one symbol, pause and resume none), or None."""
+    if action == "exit" and not symbol:
+        return "symbol: required for exit"
+    if action != "exit" and symbol:
+        return "symbol: only for exit"
+    return None
+
+
 class TradingControlCommand(Message):
     """Pause new entries (`pause`: trading goes REDUCING), undo it (`resume`), or sell one symbol's position
     (`exit`, through risk's gates). Sent by an operator through ops_api; answered by `TradingControlResult`."""
@@ -25,10 +34,8 @@ class TradingControlCommand(Message):
 
     @model_validator(mode="after")
     def _symbol_only_for_exit(self) -> TradingControlCommand:
-        if self.action == "exit" and not self.symbol:
-            raise ValueError("symbol: required for exit")
-        if self.action != "exit" and self.symbol:
-            raise ValueError("symbol: only for exit")
+        if error := symbol_error(self.action, self.symbol):
+            raise ValueError(error)
         return self
 
 
