@@ -70,6 +70,13 @@ def controls_router(operator: Callable, audit: Audit, desk: ControlDesk, bus_of:
         cmd_id = hashlib.sha256(f"ctl:{idempotency_key}".encode()).hexdigest()[:32] if idempotency_key else None
         if cmd_id and cmd_id in desk.answers:
             return JSONResponse({**desk.answers[cmd_id], "replayed": True}, status_code=desk.answers[cmd_id]["code"])
+        if cmd_id and cmd_id in desk.waiting:  # the same request again while the first waits: one command
+            try:
+                res = await asyncio.wait_for(asyncio.shield(desk.waiting[cmd_id]), timeout_s)
+            except TimeoutError:
+                raise HTTPException(409, "the same request (Idempotency-Key) is still waiting for risk") from None
+            return JSONResponse({**res.model_dump(mode="json", exclude={"schema_version", "id", "ts"}),
+                                 "symbol": body.symbol, "replayed": True}, status_code=200 if res.accepted else 409)
         client = request.client.host if request.client else "unknown"
         actor = f"{body.actor} via ops_api ({role}@{client})"[:100]
         cmd = TradingControlCommand(ts=now(), action=body.action, symbol=body.symbol, reason=body.reason,
@@ -100,7 +107,8 @@ def controls_router(operator: Callable, audit: Audit, desk: ControlDesk, bus_of:
                 answer["detail"] = f"risk refused {body.action}: {res.detail}"
         answer["code"] = code
         await audit(request, role, f"control.{body.action}", outcome, code, {**answer, "reason": body.reason})
-        desk.remember(cmd.id, answer)
+        if res is not None:  # an unanswered command is not an answer: a retry sends it again
+            desk.remember(cmd.id, answer)
         return JSONResponse(answer, status_code=code)
 
     return r

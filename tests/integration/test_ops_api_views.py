@@ -328,8 +328,11 @@ async def test_pause_resume_and_exit_go_through_risk_and_are_audited(trading, bu
                              headers=op)
             assert r.status_code == 200 and r.json()["accepted"] is True and r.json()["trading_state"] == "REDUCING"
             await wait_until(lambda: _is(state, "REDUCING"), 10, message="status REDUCING")
-            r = await c.post("/control", json={"action": "resume", "reason": "news passed"}, headers=op)
+            key = {**op, "Idempotency-Key": "resume-1"}
+            r = await c.post("/control", json={"action": "resume", "reason": "news passed"}, headers=key)
             assert r.status_code == 200 and r.json()["trading_state"] == "ACTIVE"
+            again = await c.post("/control", json={"action": "resume", "reason": "news passed"}, headers=key)
+            assert again.json()["replayed"] is True and again.json()["command_id"] == r.json()["command_id"]
 
             r = await c.post("/control", json={"action": "exit", "symbol": "BTC/USDT", "reason": "flat"}, headers=op)
             assert r.status_code == 409 and "no_position" in r.json()["detail"]  # risk's book holds nothing yet

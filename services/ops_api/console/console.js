@@ -147,7 +147,9 @@ async function loadAll() {
   const active = Object.entries(breakers.active || {}).map(([b, reason]) => ({ breaker: b, kind: "ACTIVE", reason }));
   table($("#breakers"), active.concat(breakers.events), [["when", (b) => time(b.ts)], ["breaker", (b) => b.breaker],
     ["state", (b) => b.kind], ["symbol", (b) => b.symbol], ["reason", (b) => b.reason]], "no breaker");
-  table($("#refusals"), refusals.refusals, [["reason", (r) => r.reason], ["refused", (r) => r.n]], "no refusal");
+  table($("#refusals"), refusals.refusals.map((r) => ({ what: "refused: " + r.reason, n: r.n })).concat(
+    refusals.breaker_trips.map((b) => ({ what: "breaker tripped: " + b.breaker, n: b.trips }))),
+  [["reason", (r) => r.what], ["count", (r) => r.n]], "no refusal, no trip");
   table($("#dod"), dod.reports, [["day", (r) => r.day], ["status", (r) => r.status],
     ["violations", (r) => (r.violations || []).join("; ")]]);
   table($("#incidents"), incidents.items, [["opened", (i) => time(i.opened_at)], ["sev", (i) => i.severity],
