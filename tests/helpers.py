@@ -167,3 +167,12 @@ async def wait_heartbeat(bus: Bus, service: str, timeout: float = 15.0) -> Heart
         return await asyncio.wait_for(got, timeout)
     finally:
         await sub.unsubscribe()
+
+
+def ops_api_url(proc: ServiceProcess) -> str:
+    """The URL a started ops_api logged (`"url": "http://..."`)."""
+    import re
+
+    m = re.search(r'"url": "(http://[^"]+)"', proc.logs())
+    assert m, proc.logs()[-2000:]
+    return m.group(1)

@@ -20,6 +20,8 @@ Symbols on subjects use the exchange id form (`BTCUSDT`); messages carry the ccx
 | control.kill_switch              | KillSwitchCommand       | KILL_SWITCH (last value: the standing state) |
 | control.kill_switch_ack.<svc>    | KillSwitchAcknowledged  | -                                      |
 | control.kill_switch_latched.<svc>| KillSwitchAcknowledged  | -                                      |
+| control.trading                  | TradingControlCommand   | - (core NATS: applied now or answered as not applied) |
+| control.trading_result.<svc>     | TradingControlResult    | -                                      |
 | svc.heartbeat.<service>          | Heartbeat               | -                                      |
 | alert.<severity>                 | Alert                   | ALERTS                                 |
 | dlq.<original subject>           | DeadLetter              | DLQ                                    |
@@ -47,6 +49,8 @@ from libs.common.contracts import (
     RiskVerdict,
     Signal,
     Tick,
+    TradingControlCommand,
+    TradingControlResult,
     TradingStateChanged,
     UniverseChanged,
 )
@@ -136,6 +140,15 @@ def kill_switch_latched(service: str) -> str:
     return f"control.kill_switch_latched.{service}"
 
 
+def trading_control() -> str:
+    """Pause / resume new entries, exit one symbol (operator, via ops_api); risk applies it."""
+    return "control.trading"
+
+
+def trading_control_result(service: str) -> str:
+    return f"control.trading_result.{service}"
+
+
 def heartbeat(service: str) -> str:
     return f"svc.heartbeat.{service}"
 
@@ -163,6 +176,7 @@ ALL_ALERTS = "alert.*"
 ALL_KILL_SWITCH_ACKS = "control.kill_switch_ack.*"
 ALL_KILL_SWITCH_LATCHED = "control.kill_switch_latched.*"
 ALL_DLQ = "dlq.>"
+ALL_TRADING_CONTROL_RESULTS = "control.trading_result.*"
 
 
 @dataclass(frozen=True)
@@ -234,6 +248,8 @@ CATALOG: dict[str, type[Message]] = {
     "control.kill_switch": KillSwitchCommand,
     "control.kill_switch_ack.<service>": KillSwitchAcknowledged,
     "control.kill_switch_latched.<service>": KillSwitchAcknowledged,
+    "control.trading": TradingControlCommand,
+    "control.trading_result.<service>": TradingControlResult,
     "svc.heartbeat.<service>": Heartbeat,
     "alert.<severity>": Alert,
     "dlq.<subject>": DeadLetter,

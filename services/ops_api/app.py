@@ -29,11 +29,13 @@ from libs.common.kill_switch import KillSwitchLatch
 from libs.common.service import Runtime
 from libs.common.settings import mask_url
 from services.ops_api.auth import FailureThrottle, allows, role_for
+from services.ops_api.controls import ControlDesk
+from services.ops_api.events import EventHub
 
 OPEN_STATUSES = ["SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN"]
 ORDER_STATUSES = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "UNKNOWN")
 ACKERS = ("risk", "execution")
-CONTROL_PATHS = ("/kill-switch", "/backup")
+CONTROL_PATHS = ("/kill-switch", "/backup", "/control")
 
 
 @dataclass
@@ -50,6 +52,8 @@ class OpsState:
     ks_inflight: dict[str, asyncio.Future] = field(default_factory=dict)
     backup_runner: object = None  # async () -> dict, set by the shell
     backup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    hub: EventHub = field(default_factory=EventHub)  # live updates (GET /events)
+    controls: ControlDesk = field(default_factory=ControlDesk)  # pause / resume / exit (POST /control)
 
     def on_latched(self, ack: KillSwitchAcknowledged) -> None:
         """Execution latched an engage (before its sweep): kept to report how fast sends stopped."""
@@ -415,4 +419,16 @@ def create_app(state: OpsState) -> FastAPI:
         await audit(request, role, "backup", "ok" if result["ok"] else "failed", code, result)
         return JSONResponse(result, status_code=code)
 
+    # -- the operator's view: its routers live in their own modules --------------------------------
+    from services.ops_api.console import console_router, static_files
+    from services.ops_api.controls import controls_router
+    from services.ops_api.events import events_router
+    from services.ops_api.views import journal_router
+
+    app.include_router(journal_router(viewer, fetch, state.rt.clock.now, settings.risk.dust_usdt))
+    app.include_router(events_router(viewer, state.hub))
+    app.include_router(console_router(health, settings.mode))
+    app.include_router(controls_router(operator, audit, state.controls, lambda: state.rt.bus, state.rt.clock.now,
+                                       cfg.kill_switch_ack_timeout_s))
+    app.mount("/console", static_files(), name="console")
     return app

@@ -33,6 +33,9 @@ from libs.common.service import Runtime
 from libs.common.settings import refuse_placeholder_secrets
 from services.ops_api.alerting import Dispatcher
 from services.ops_api.app import OpsState, create_app
+from services.ops_api.book_metrics import BookMetrics
+from services.ops_api.dod_auto import DodAutomation, reports_path
+from services.ops_api.events import attach as attach_events
 from services.ops_api.incidents import IncidentAction, IncidentBook, Rules
 from services.ops_api.recorder import EventRecorder, HeartbeatRecorder
 
@@ -104,13 +107,24 @@ class OpsApiService:
         await bus.consume("RISK_EVENTS", "ops_api_trading_state", subjects.trading_state(), TradingStateChanged,
                           self._on_trading_state, fail_closed=False)
         await bus.consume("ALERTS", "ops_api_alerts", subjects.ALL_ALERTS, Alert, self._on_alert, fail_closed=False)
+        await attach_events(bus, self.state.hub)  # live updates for the console (GET /events)
+        await self.state.controls.attach(bus)  # risk's answers to POST /control
 
         config = uvicorn.Config(create_app(self.state), log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
         rt.spawn(self.server.serve(sockets=[sock]), "http")
+        # "started" (what launchers and tests wait for) only once requests are answered
+        ready_by = time.monotonic() + 10.0
+        while not self.server.started and time.monotonic() < ready_by:
+            await asyncio.sleep(0.01)
         rt.spawn(self._housekeeping(), "housekeeping")
+        rt.spawn(BookMetrics(rt.metrics).run(rt.pool, self.latch, rt.log), "book-metrics")  # gauges per symbol
         if rt.settings.storage.backup.enabled:
             rt.spawn(self._backup_loop(), "backups")
+        dod = rt.settings.monitoring.dod
+        if dod.auto_daily:  # the daily DoD report appears without any command
+            out = reports_path(dod.reports_dir, rt.settings.storage.artifacts_dir)
+            rt.spawn(DodAutomation(rt, out, dod.auto_grace_s, dod.deliver).run(), "dod-daily")
         rt.log.info("ops api listening", url=self.state.public_url, docs=f"{self.state.public_url}/docs",
                     alert_channels=[c.name for c in self.dispatcher.channels])
 
@@ -274,6 +288,8 @@ class OpsApiService:
         if hasattr(self, "events"):
             with contextlib.suppress(Exception):
                 await self.events.flush_refusals()
+        if hasattr(self, "state"):
+            self.state.hub.close()  # open event streams end, so the server can stop
         if self.server is not None:
             self.server.should_exit = True
             await asyncio.sleep(0.1)

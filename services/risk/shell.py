@@ -27,6 +27,7 @@ from libs.common.contracts import (
     MarketStatus,
     Signal,
     Tick,
+    TradingControlCommand,
     TradingStateChanged,
     utcnow,
 )
@@ -35,6 +36,7 @@ from libs.common.kill_switch import KillSwitchLatch, read_standing, refresh_latc
 from libs.common.markets import ROOT, Markets
 from libs.common.service import Runtime
 from libs.common.settings.risk import DEFAULT_EFFECTS
+from services.risk import control
 from services.risk.core import Event, RiskEngine
 
 EVAL_PERIOD_S = 0.25
@@ -107,6 +109,7 @@ class RiskService:
         await rt.bus.consume("FILLS", "risk", subjects.ALL_FILLS, Fill, self.on_fill, fail_closed=False,
                              ack_wait_s=10.0)
         await rt.bus.subscribe(subjects.ALL_SIGNALS, Signal, self.on_signal)
+        await rt.bus.subscribe(subjects.trading_control(), TradingControlCommand, self.on_trading_control)
         rt.spawn(self._loop(), "risk-evaluate-persist")
         rt.log.info("risk ready", trading_state=self.engine.sm.state, markets=len(markets.filters),
                     kill_switch_engaged=self.latch.blocks)
@@ -341,6 +344,24 @@ class RiskService:
             self.rt.log.info("verdict refused", symbol=sig.symbol, side=sig.side, reasons=verdict.reasons)
         if decision.events:
             await self._handle(decision.events)
+
+    async def on_trading_control(self, cmd: TradingControlCommand, subject: str) -> None:
+        """Operator pause / resume / exit: `services/risk/control.py` decides; an exit's verdict goes out like any."""
+        engine = self.engine
+        assert engine is not None
+        engine.db_ok = self._db_fresh()
+        tick = self.ticks.take(subjects.last(cmd.symbol)) if cmd.symbol else None
+        if tick is not None:
+            engine.on_tick(tick.symbol, tick.last, tick.ts, utcnow())
+        out = control.apply_control(engine, cmd, utcnow())
+        if out.verdict is not None:
+            await self.rt.bus.publish(subjects.verdict(out.verdict.symbol), out.verdict)
+        self.rt.log.warning("operator control", action=cmd.action, symbol=cmd.symbol, actor=cmd.actor,
+                            reason=cmd.reason, accepted=out.accepted, detail=out.detail)
+        await self._handle(out.events)
+        await self._persist(force=True)
+        await self.rt.bus.publish(subjects.trading_control_result(self.name),
+                                  control.control_result(self.name, cmd, out, engine.sm.state, utcnow()))
 
     # -- events: bus, Postgres, metric, alert ---------------------------------------------------
     async def _handle(self, events: list[Event]) -> None:

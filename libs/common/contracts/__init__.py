@@ -1,6 +1,7 @@
 """Every message on the bus, as frozen pydantic v2 models (see `libs.common.subjects` for where each goes)."""
 
 from libs.common.contracts.base import SERVICES, Message, Money, new_id, utcnow
+from libs.common.contracts.control import TradingControlCommand, TradingControlResult
 from libs.common.contracts.execution import Fill, OrderEvent, OrderStatus
 from libs.common.contracts.market import Candle, MarketStatus, Tick, UniverseChanged
 from libs.common.contracts.ops import Alert, DeadLetter, Heartbeat, Severity
@@ -38,6 +39,8 @@ __all__ = [
     "Severity",
     "Signal",
     "Tick",
+    "TradingControlCommand",
+    "TradingControlResult",
     "TradingState",
     "TradingStateChanged",
     "UniverseChanged",

@@ -67,6 +67,10 @@ class DodSettings(Section):
     daily_loss_budget_usdt: float | None = Field(default=None, gt=0,
                                                  description="Default: risk.daily_loss_budget_usdt")
     reports_dir: str = Field(default="artifacts/reports/dod", description="daily/<date>.json + dod_v1_summary.md")
+    auto_daily: bool = Field(default=True, description="ops_api writes each closed UTC day's report by itself")
+    auto_grace_s: float = Field(default=300.0, ge=0, le=6 * 3600,
+                                description="How long after UTC midnight the automatic report waits, seconds")
+    deliver: bool = Field(default=False, description="Also send each automatic report's result as an alert")
 
 
 class IncidentSettings(Section):
