@@ -69,7 +69,9 @@ def filled_env_file(path: Path, passwords: dict[str, str] | None = None) -> Path
             user = key[len("NATS_"):-len("_PASSWORD")].lower() if key.startswith("NATS_") else ""
             if user in passwords:
                 value = passwords[user]
-            elif not key.startswith("BNML_LIVE__"):
+            elif key == "ALERTMANAGER_WEBHOOK_URL":
+                value = "http://127.0.0.1:9/alerts"  # one receiver is enough (the discard port: nobody hears)
+            elif not key.startswith(("BNML_LIVE__", "ALERTMANAGER_")):
                 value = "t" + secrets.token_hex(12)
         out.append(f"{key}{sep}{value}" if sep else line)
     path.write_text("\n".join(out) + "\n")
