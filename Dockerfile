@@ -6,8 +6,10 @@
 # Build from the repo root: docker build -t bnml .   (compose: docker compose -f deploy/docker-compose.yml build)
 # Builds on linux/amd64 and linux/arm64 alike: every locked package has a wheel for both (make lock-check), and
 # pgserver (the embedded Postgres of `make run`, x86-64 only) is an extra the image does not install.
-# An exact Python release on a named Debian release, so a rebuild does not move under the lock.
-FROM python:3.11.13-slim-bookworm AS base
+# An exact Python release on a named Debian release, so a rebuild does not move under the lock. Debian 13 (trixie)
+# for its postgresql-client 17: ops_api's backups need a pg_dump at least as new as the compose Postgres (16);
+# bookworm's is 15, which refuses a 16 server.
+FROM python:3.11.13-slim-trixie AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -16,6 +18,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BNML_LOG_FORMAT=json \
     BNML_CONFIG=/app/configs/bot.yaml \
     PYTHONPATH=/app
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client \
+ && rm -rf /var/lib/apt/lists/*
 
 # Pinned runtime dependencies first (own layer: rebuilt only when the lock changes). --require-hashes: every
 # file is checked against the lock's SHA-256, and every dependency must be pinned in it, so nothing unpinned

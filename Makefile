@@ -4,9 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LOCK   := deploy/requirements.lock
+WHEELS := $(VENV)/wheelhouse
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock lock-check run test test-unit test-integration test-faults bench lint fmt contracts status clean
+.PHONY: help venv wheelhouse lock lock-check run test test-unit test-integration test-faults bench lint fmt contracts status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-18s %s\n", $$1, $$2}'
@@ -21,6 +22,15 @@ $(STAMP): pyproject.toml $(LOCK)
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install the project with its test tools
+
+# The image's Python environment, offline: the locked wheels (hash-checked) for the deploy test that builds a
+# clean venv from the lock and starts every service from it (tests/integration/test_deploy_stack.py).
+$(WHEELS)/.done: $(LOCK) $(STAMP)
+	$(PY) -m pip download --quiet --disable-pip-version-check --require-hashes --only-binary=:all: \
+	  -r $(LOCK) -d $(WHEELS)
+	@touch $@
+
+wheelhouse: $(WHEELS)/.done ## download the locked wheels (what the image installs) into .venv/wheelhouse
 
 # uv keeps the versions already in the lock unless pyproject.toml needs others (`--upgrade` to take newer ones:
 # make lock LOCK_ARGS=--upgrade). --universal: one lock for x86-64 and arm64 (and the markers say which is which).
@@ -45,13 +55,13 @@ lock-check: $(STAMP) ## check the lock installs on linux x86-64 and arm64 (binar
 run: $(STAMP) ## start the whole suite locally in paper mode (embedded NATS + Postgres unless configured)
 	$(VENV)/bin/bnml up
 
-test: $(STAMP) ## run the whole test suite (unit, integration, faults)
+test: $(STAMP) $(WHEELS)/.done ## run the whole test suite (unit, integration, faults)
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP) ## unit tests only (fast)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(STAMP) ## integration tests only
+test-integration: $(STAMP) $(WHEELS)/.done ## integration tests only
 	$(PY) -m pytest -q tests/integration
 
 test-faults: $(STAMP) ## fault tests only

@@ -13,7 +13,11 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
 def test_image_is_an_exact_python_311_slim_non_root_with_a_healthcheck():
-    assert re.search(r"^FROM python:3\.11\.\d+-slim-bookworm\b", DOCKERFILE, re.M), "an exact Python release"
+    assert re.search(r"^FROM python:3\.11\.\d+-slim-trixie\b", DOCKERFILE, re.M), "an exact Python release"
+    # ops_api's backups: trixie's postgresql-client (17) can dump the compose Postgres (16); bookworm's 15 cannot
+    assert re.search(r"apt-get install -y --no-install-recommends postgresql-client\b", DOCKERFILE)
+    compose = (ROOT / "deploy/docker-compose.yml").read_text()
+    assert int(re.search(r"image: postgres:(\d+)\.", compose).group(1)) <= 17
     users = re.findall(r"^USER\s+(\S+)", DOCKERFILE, re.M)
     assert users and users[-1] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK .*\n?.*deploy/healthcheck\.py", DOCKERFILE, re.M)
