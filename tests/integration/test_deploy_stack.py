@@ -473,10 +473,15 @@ async def drive_traffic(stack: Stack) -> None:
         assert res.returncode == 0, res.stdout + res.stderr
         cli = json.loads(res.stdout[res.stdout.index("{"):])
         assert {"risk", "execution"} <= set(cli["acknowledged_by"]), res.stdout + res.stderr
+        # what BnmlKillSwitchEngaged reads: 1 while engaged, 0 once released (below)
+        await wait_until(lambda: "bnml_risk_kill_switch_engaged 1.0" in metrics_text(stack, "risk"), timeout=20,
+                         message="risk exports the kill switch engaged")
         cmd = KillSwitchCommand(ts=utcnow(), action="release", reason="deploy observability test", actor="ops")
         await ops.publish(subjects.kill_switch(), cmd)
         await wait_until(lambda: {a.service for a in acks if a.command_id == cmd.id} >= {"risk", "execution"},
                          timeout=20, message="kill switch release acknowledged")
+        await wait_until(lambda: "bnml_risk_kill_switch_engaged 0.0" in metrics_text(stack, "risk"), timeout=20,
+                         message="risk exports the kill switch released")
     finally:
         await as_signal.drain()
         await ops.drain()
