@@ -283,6 +283,8 @@ def test_the_read_only_role_logs_in_after_the_compose_one_shot_and_can_only_read
     script = script.replace("-h postgres", f"-h {host} -p {port}")
     env = {"PATH": f"{pg.POSTGRES_BIN_PATH}:/usr/bin:/bin", "POSTGRES_USER": user.split(":")[0], "POSTGRES_DB": db,
            "PGPASSWORD": "", "POSTGRES_READONLY_PASSWORD": "ro" + uuid.uuid4().hex}
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:  # as after a restore: no privileges
+        conn.execute("REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM bnml_readonly")
     res = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "bnml_readonly may log in" in res.stdout, res.stdout + res.stderr
     ro_url = f"postgresql://bnml_readonly:{env['POSTGRES_READONLY_PASSWORD']}@{host}:{port}/{db}"
