@@ -3,6 +3,7 @@
 #   docker-compose  -> `docker-compose config` validates deploy/docker-compose.yml (no Docker engine needed)
 #   prometheus      -> `promtool check config|rules`, `promtool test rules`, and a real Prometheus for the
 #                      dashboards/alerts integration test
+#   prometheus-alertmanager -> `amtool check-config` and a real Alertmanager for the alert-delivery test
 #   chromium        -> the ops console's browser test (Playwright drives this binary; it never downloads one)
 # Runs as root, or through sudo when available; does nothing when the binaries are already there.
 set -euo pipefail
@@ -10,6 +11,8 @@ set -euo pipefail
 need=()
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || need+=(prometheus)
+{ command -v amtool >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1; } \
+  || need+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -45,7 +45,11 @@ def _nats_url(config) -> str:
 
 
 async def _connect(config) -> Bus:
-    bus = Bus(_nats_url(config), "cli", ServiceMetrics("cli", registry=_private_registry()))
+    url = _nats_url(config)
+    # inside a compose container the URL has no credentials: use the container's own NATS user (BNML_NATS__*)
+    nats = load_settings(config).nats if "@" not in url else None
+    bus = Bus(url, "cli", ServiceMetrics("cli", registry=_private_registry()),
+              user=nats.user if nats else "", password=nats.password.get_secret_value() if nats else "")
     await bus.connect(connect_timeout=3, retry_initial=False)
     await bus.ensure_streams()
     return bus

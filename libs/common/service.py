@@ -128,6 +128,9 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
             raise ConfigurationError("nats.url", "empty; set NATS_URL or start through `make run`")
         if app.needs_db and not settings.database.url.get_secret_value():
             raise ConfigurationError("database.url", "empty; set DATABASE_URL or start through `make run`")
+        if getattr(app, "needs_exchange_keys", False) and settings.live_keys_missing():
+            raise ConfigurationError("live.api_key", "mode: live needs BNML_LIVE__API_KEY and BNML_LIVE__API_SECRET "
+                                     "in the environment")
     except ConfigurationError as exc:
         log.error("refusing to start", error=str(exc))
         print(f"{app.name}: {exc}", file=sys.stderr)

@@ -46,6 +46,7 @@ PAPER_PERIOD_S = 0.02
 class ExecutionService:
     name = "execution"
     needs_db = True
+    needs_exchange_keys = True  # signs live orders: refuses to start live without them (the others never hold them)
 
     def __init__(self) -> None:
         self.latch = KillSwitchLatch()

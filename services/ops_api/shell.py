@@ -76,6 +76,10 @@ class OpsApiService:
         self.backup_last_ok = rt.metrics.gauge("backup_last_success_timestamp_seconds",
                                                "Unix time of the last successful backup")
         self.backups_total = rt.metrics.counter("backups_total", "Backups by outcome", ["outcome"])
+        # what the backup-overdue alert compares the last success with (0 while backups are off)
+        b = rt.settings.storage.backup
+        rt.metrics.gauge("backup_interval_seconds", "storage.backup.interval_s; 0 when backups are off").set(
+            b.interval_s if b.enabled else 0)
         self.record_errors = rt.metrics.counter("record_errors_total", "Bus events that could not be recorded",
                                                 ["kind"])
 

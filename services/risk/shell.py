@@ -133,6 +133,9 @@ class RiskService:
         self.m_vol = m.gauge("market_volatility_ratio", "Short over long realized volatility (highest symbol)")
         self.m_exposure = m.gauge("exposure_usdt", "Total position value, USDT")
         self.m_db_ok = m.gauge("database_ok", "1 while the last state write succeeded")
+        self.m_kill = m.gauge("kill_switch_engaged", "1 while the kill switch blocks trading (engaged or unknown)")
+        m.gauge("daily_loss_budget_usdt", "risk.daily_loss_budget_usdt (the daily-loss breaker's budget)").set(
+            float(self.cfg.daily_loss_budget_usdt))
         self.m_fills = m.counter("fills_applied_total", "Fills applied to risk's book", ["side"])
 
     async def _load_account(self) -> None:
@@ -478,6 +481,7 @@ class RiskService:
         self.m_weekly.set(float(snap.weekly_realized_usdt))
         self.m_vol.set(snap.market_volatility_ratio)
         self.m_exposure.set(float(snap.total_exposure_usdt))
+        self.m_kill.set(1 if self.latch.blocks else 0)
         for s in STATES:
             self.m_state.labels(state=s).set(1 if s == snap.trading_state else 0)
         for name in DEFAULT_EFFECTS:  # every breaker, so a cleared one goes back to 0

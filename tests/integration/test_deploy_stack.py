@@ -4,8 +4,11 @@
    command runs here with the same environment, hostnames mapped to this test's servers: NATS with
    deploy/nats/nats-server.conf and the per-service users, a fresh (unmigrated) Postgres database that the
    one-shot `migrate` service migrates, and the image's layout: the files the Dockerfile COPYs, copied to a
-   temporary /app (also the working directory), with the Dockerfile's ENV. Each
-   service must pass its compose healthcheck command.
+   temporary /app (also the working directory), with the Dockerfile's ENV, configs/bot.yaml where compose
+   mounts it, and the image's Python environment: a clean virtualenv with only deploy/requirements.lock
+   installed as the Dockerfile installs it (hashes checked; no project install, no pgserver). Each service must
+   pass its compose healthcheck command, and the operators' `bnml` commands work in the ops-api container's
+   environment (`docker compose exec ops-api bnml status`, ...). The read-only role logs in and only reads.
 2. A real Prometheus (Debian package) scrapes them with deploy/prometheus/prometheus.yml (targets mapped) and
    evaluates deploy/prometheus/alerts.yml: every metric a dashboard or rule names must be exported by a
    service, every dashboard query must return data, every rule must evaluate without error.
@@ -41,6 +44,7 @@ from tests.unit.deploy.tooling import (
     GRAFANA_DIR,
     PROM_DIR,
     SERVICES,
+    build_image_venv,
     filled_env_file,
     nats_passwords,
     render_compose,
@@ -74,7 +78,7 @@ def image_env(app: Path) -> dict[str, str]:
     return {k: v.replace("/app", str(app)) for k, v in env.items()}
 
 
-def build_image_tree(app: Path) -> None:
+def build_image_tree(app: Path, compose: dict) -> None:
     """What the image holds under /app: every `COPY <src> <dst>` of the Dockerfile whose destination is in /app."""
     text = (ROOT / "Dockerfile").read_text()
     workdir = "/app"
@@ -84,6 +88,10 @@ def build_image_tree(app: Path) -> None:
         if m := re.match(r"^COPY\s+(\S+)\s+(\S+)", line):
             src, dst = m.groups()
             dst = dst if dst.startswith("/") else f"{workdir}/{dst}"
+            if dst.startswith("/usr/local/bin/"):  # the image's commands (bnml), on PATH as `bnml`
+                (app.parent / "usr-local-bin").mkdir(exist_ok=True)
+                shutil.copy2(ROOT / src, app.parent / "usr-local-bin" / dst.rsplit("/", 1)[1])
+                continue
             if not dst.startswith("/app"):
                 continue  # e.g. the requirements lock, installed into site-packages
             target = app / dst[len("/app"):].lstrip("/")
@@ -94,6 +102,13 @@ def build_image_tree(app: Path) -> None:
                 target = target / (ROOT / src).name if dst.endswith("/") else target
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / src, target)
+    # what compose bind-mounts into every BN-ML container (configs/bot.yaml, from BNML_CONFIG_FILE)
+    for spec in compose["services"]["risk"]["volumes"]:
+        source, _, rest = str(spec).partition(":")
+        target = rest.split(":")[0]
+        if target.startswith("/app/") and source.startswith("/"):
+            (app / target[len("/app/"):]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, app / target[len("/app/"):])
 
 
 @dataclass
@@ -103,6 +118,7 @@ class Stack:
     passwords: dict[str, str]
     database_url: str
     compose: dict
+    python: Path  # the image's interpreter: a clean venv with only the lock installed
     metrics_ports: dict[str, int] = field(default_factory=dict)
     api_port: int = 0
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -126,14 +142,17 @@ class Stack:
                 value = str(self.api_port)
             elif key == "BNML_OPS_API__HOST":
                 value = "127.0.0.1"
+            elif key == "BNML_OPS_API_URL":
+                assert value == "http://127.0.0.1:8000"
+                value = f"http://127.0.0.1:{self.api_port}"
             env[key] = value
         env.update(TEST_SPEEDUPS.get(compose_service, {}))
         return env
 
     def command(self, argv: list[str]) -> list[str]:
-        """A compose command/healthcheck as run here: `python` is this interpreter, /app the image tree."""
+        """A compose command/healthcheck as run here: `python` is the image's interpreter, /app the image tree."""
         argv = [a for a in argv if a not in ("CMD",)]
-        return [sys.executable if a == "python" else a.replace("/app/", f"{self.app}/") for a in argv]
+        return [str(self.python) if a == "python" else a.replace("/app/", f"{self.app}/") for a in argv]
 
     @property
     def app(self) -> Path:
@@ -152,15 +171,16 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, pg_admin_url):
     tmp = tmp_path_factory.mktemp("deploy-stack")
-    build_image_tree(tmp / "app")  # the container's /app and working directory (no artifacts/, like the volume)
+    python = build_image_venv(tmp / "image-venv")
     passwords = nats_passwords()
     compose = render_compose(filled_env_file(tmp / ".env", passwords))
+    build_image_tree(tmp / "app", compose)  # the container's /app and working directory (no artifacts/: a volume)
     name = f"bnml_deploy_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     db_url = pg_admin_url.rpartition("/")[0] + "/" + name
     nats = start_authenticated_nats(tmp / "nats", passwords)
-    s = Stack(tmp, nats, passwords, db_url, compose, {n: free_port() for n in SERVICES}, free_port())
+    s = Stack(tmp, nats, passwords, db_url, compose, python, {n: free_port() for n in SERVICES}, free_port())
     try:
         mig = compose["services"]["migrate"]
         res = subprocess.run(s.command(mig["command"]), env=s.local_env("migrate"), capture_output=True, text=True,
@@ -220,6 +240,69 @@ def test_every_compose_service_command_comes_up_healthy_with_its_compose_environ
         assert "permissions violation" not in stack.log(svc).lower(), f"{svc}: {stack.log(svc)[-1500:]}"
 
 
+def bnml_in_ops_api(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    """`docker compose exec ops-api bnml <args>`: the image's `bnml` (deploy/bnml.sh) with ops-api's compose
+    environment, the image's python first on PATH, in /app."""
+    env = stack.local_env("ops-api")
+    env["PATH"] = f"{stack.tmp / 'usr-local-bin'}:{stack.python.parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    # the image's pg_dump is Debian's postgresql-client (Dockerfile); here the one beside the test's Postgres
+    import pgserver._commands as pg
+
+    env["BNML_PG_DUMP"] = str(Path(pg.POSTGRES_BIN_PATH) / "pg_dump")
+    return subprocess.run(["bnml", *args], env=env, capture_output=True, text=True, timeout=120, cwd=stack.app)
+
+
+def test_the_operators_bnml_commands_work_inside_the_ops_api_container(stack):
+    wait_healthy(stack)
+    outputs = {}
+    for args in (["status"], ["state"], ["dod", "report", "--days", "1"], ["backup"], ["incident", "list"],
+                 ["kill-switch", "status"]):
+        res = bnml_in_ops_api(stack, *args)
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, f"bnml {' '.join(args)} -> {res.returncode}:\n{out[-2000:]}"
+        assert "Traceback" not in out, out[-2000:]
+        for secret in (*stack.passwords.values(),):
+            assert secret not in out, f"bnml {' '.join(args)} printed a password"
+        outputs[args[0]] = res.stdout
+    assert all(svc in outputs["status"] for svc in SERVICES), outputs["status"]
+    backups = list((stack.app / "artifacts/backups").glob("*/manifest.json"))
+    assert backups, "bnml backup wrote a backup with its manifest on the artifacts volume"
+    assert list((stack.app / "artifacts/reports/dod").rglob("*.json")), "bnml dod report wrote its reports"
+
+
+def test_the_read_only_role_logs_in_after_the_compose_one_shot_and_can_only_read(stack):
+    """migration 0900 made bnml_readonly; the compose `postgres-readonly` command (run here with this test's
+    Postgres) lets it log in; it can SELECT every table, write none."""
+    import pgserver._commands as pg
+
+    ro = stack.compose["services"]["postgres-readonly"]
+    script = ro["command"][0].replace("$$", "$")  # compose's escape for a literal `$`, undone when it runs
+    user, host_port = stack.database_url.split("://", 1)[1].split("@")[0], stack.database_url.split("@")[1]
+    host, port_db = host_port.split(":")
+    port, db = port_db.split("/")
+    script = script.replace("-h postgres", f"-h {host} -p {port}")
+    env = {"PATH": f"{pg.POSTGRES_BIN_PATH}:/usr/bin:/bin", "POSTGRES_USER": user.split(":")[0], "POSTGRES_DB": db,
+           "PGPASSWORD": "", "POSTGRES_READONLY_PASSWORD": "ro" + uuid.uuid4().hex}
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:  # as after a restore: no privileges
+        conn.execute("REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM bnml_readonly")
+    res = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "bnml_readonly may log in" in res.stdout, res.stdout + res.stderr
+    ro_url = f"postgresql://bnml_readonly:{env['POSTGRES_READONLY_PASSWORD']}@{host}:{port}/{db}"
+    with psycopg.connect(ro_url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        assert {"orders", "fills", "incidents", "kill_switch_audit"} <= set(tables)
+        for table in tables:
+            conn.execute(f'SELECT * FROM "{table}" LIMIT 1')  # every table readable
+        for sql in ("INSERT INTO kv_state (key, value) VALUES ('x', '{}')", "DELETE FROM orders",
+                    "CREATE TABLE ro_probe (x int)", "UPDATE kill_switch_audit SET reason = 'x'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
+    # the control: the services' own user can write the same table
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO kv_state (key, value) VALUES ('ro-probe', '{}') ON CONFLICT DO NOTHING")
+        conn.execute("DELETE FROM kv_state WHERE key = 'ro-probe'")
+
+
 # -- Prometheus --------------------------------------------------------------------------------------------
 def http_json(url: str, data: dict | None = None, timeout: float = 10.0) -> dict:
     body = urllib.parse.urlencode(data).encode() if data else None
@@ -231,11 +314,12 @@ def local_prometheus_config(stack: Stack, prom_port: int) -> dict:
     cfg = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
     cfg["global"].update(scrape_interval="1s", evaluation_interval="1s")
     cfg["rule_files"] = [str(PROM_DIR / f) for f in cfg["rule_files"]]
+    cfg.pop("alerting", None)  # delivery is tests/integration/test_deploy_alerting.py's subject
     host_port = {f"{COMPOSE_NAME[s]}:" : s for s in SERVICES}
     jobs = []
     for job in cfg["scrape_configs"]:
-        if job["job_name"] == "nats":
-            continue  # prometheus-nats-exporter is a container only (not packaged here)
+        if job["job_name"] in ("nats", "alertmanager"):
+            continue  # prometheus-nats-exporter is a container only (not packaged here); Alertmanager: see above
         if job["job_name"] == "prometheus":
             job["static_configs"] = [{"targets": [f"127.0.0.1:{prom_port}"]}]
         for group in job["static_configs"]:
@@ -391,10 +475,15 @@ async def drive_traffic(stack: Stack) -> None:
         assert res.returncode == 0, res.stdout + res.stderr
         cli = json.loads(res.stdout[res.stdout.index("{"):])
         assert {"risk", "execution"} <= set(cli["acknowledged_by"]), res.stdout + res.stderr
+        # what BnmlKillSwitchEngaged reads: 1 while engaged, 0 once released (below)
+        await wait_until(lambda: "bnml_risk_kill_switch_engaged 1.0" in metrics_text(stack, "risk"), timeout=20,
+                         message="risk exports the kill switch engaged")
         cmd = KillSwitchCommand(ts=utcnow(), action="release", reason="deploy observability test", actor="ops")
         await ops.publish(subjects.kill_switch(), cmd)
         await wait_until(lambda: {a.service for a in acks if a.command_id == cmd.id} >= {"risk", "execution"},
                          timeout=20, message="kill switch release acknowledged")
+        await wait_until(lambda: "bnml_risk_kill_switch_engaged 0.0" in metrics_text(stack, "risk"), timeout=20,
+                         message="risk exports the kill switch released")
     finally:
         await as_signal.drain()
         await ops.drain()

@@ -77,9 +77,13 @@ class BotSettings(BaseSettings):
         if self.mode == "live":
             if not self.live.confirm:
                 raise ValueError("mode: live needs live.confirm: true")
-            if not self.live.api_key.get_secret_value() or not self.live.api_secret.get_secret_value():
-                raise ValueError("mode: live needs BNML_LIVE__API_KEY and BNML_LIVE__API_SECRET in the environment")
         return self
+
+    def live_keys_missing(self) -> bool:
+        """True in live mode without both exchange keys. Only the service that signs orders needs them (and
+        refuses to start without them, libs/common/service.py); the others run live without ever holding them."""
+        return self.mode == "live" and not (self.live.api_key.get_secret_value()
+                                            and self.live.api_secret.get_secret_value())
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -18,6 +18,10 @@ RUNBOOK_ALERTS = {  # runbook scenario -> the alert that covers it
     "breakers stuck": "BnmlBreakerStuck",
     "backup missing": "BnmlBackupMissing",
     "order loop (SEV-1)": "BnmlOrderLoop",
+    "kill switch engaged (SEV-1)": "BnmlKillSwitchEngaged",
+    "not exactly one execution writer": "BnmlExecutionWriterNotOne",
+    "daily loss above 80 % of budget": "BnmlDailyLossNearBudget",
+    "Alertmanager delivery failing": "BnmlAlertmanagerDeliveryFailing",
 }
 
 
@@ -30,6 +34,10 @@ def test_promtool_accepts_the_scrape_config_and_its_rule_files():
     res = promtool("check", "config", "prometheus.yml")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 rule files found" in res.stdout
+    prom = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "alertmanager")
+    assert job["static_configs"][0]["targets"] == ["alertmanager:9093"]
 
 
 def test_promtool_accepts_the_alert_rules():
@@ -52,6 +60,16 @@ def test_every_runbook_scenario_has_an_alert_with_severity_and_runbook():
         assert r["annotations"].get("summary") and r["annotations"].get("runbook"), r["alert"]
     tested = set(re.findall(r"alertname:\s*(\w+)", (PROM_DIR / "alerts.test.yml").read_text()))
     assert set(RUNBOOK_ALERTS.values()) <= tested, "every runbook alert has a promtool unit test"
+
+
+def test_every_rule_has_a_firing_case_and_a_quiet_case_in_the_promtool_tests():
+    names = {r["alert"] for g in yaml.safe_load((PROM_DIR / "alerts.yml").read_text())["groups"] for r in g["rules"]}
+    fires, quiet = set(), set()
+    for test in yaml.safe_load((PROM_DIR / "alerts.test.yml").read_text())["tests"]:
+        for case in test.get("alert_rule_test", []):
+            (fires if case.get("exp_alerts") else quiet).add(case["alertname"])
+    assert names - fires == set(), f"rules never shown firing: {sorted(names - fires)}"
+    assert names - quiet == set(), f"rules never shown quiet: {sorted(names - quiet)}"
 
 
 def test_grafana_datasource_has_a_fixed_uid_and_dashboards_use_it():

@@ -69,7 +69,9 @@ def filled_env_file(path: Path, passwords: dict[str, str] | None = None) -> Path
             user = key[len("NATS_"):-len("_PASSWORD")].lower() if key.startswith("NATS_") else ""
             if user in passwords:
                 value = passwords[user]
-            elif not key.startswith("BNML_LIVE__"):
+            elif key == "ALERTMANAGER_WEBHOOK_URL":
+                value = "http://127.0.0.1:9/alerts"  # one receiver is enough (the discard port: nobody hears)
+            elif not key.startswith(("BNML_LIVE__", "ALERTMANAGER_")):
                 value = "t" + secrets.token_hex(12)
         out.append(f"{key}{sep}{value}" if sep else line)
     path.write_text("\n".join(out) + "\n")
@@ -96,3 +98,30 @@ def render_compose(env_file: Path) -> dict:
                          capture_output=True, text=True, timeout=60, cwd=DEPLOY)
     assert res.returncode == 0, f"docker-compose config failed:\n{res.stderr}"
     return yaml.safe_load(res.stdout)
+
+
+WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
+LOCK = DEPLOY / "requirements.lock"
+
+
+def build_image_venv(dest: Path) -> Path:
+    """The image's Python environment in a clean virtualenv: deploy/requirements.lock installed exactly as the
+    Dockerfile does (`--require-hashes --only-binary=:all:`), offline from the locked wheels `make wheelhouse`
+    downloads, nothing else (no project install, no test tools, no pgserver). Returns its `python`."""
+    import subprocess
+    import sys
+
+    if not (WHEELHOUSE / ".done").exists():
+        reason = "no .venv/wheelhouse: run `make wheelhouse` (make test does)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    subprocess.run([base, "-m", "venv", str(dest)], check=True, timeout=120)
+    python = dest / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
+    res = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index",
+                          "--isolated", "--no-compile", "--find-links", str(WHEELHOUSE), "--require-hashes", "--only-binary=:all:",
+                          "-r", str(LOCK)], capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, f"the lock does not install in a clean venv:\n{res.stdout}\n{res.stderr}"
+    return python
