@@ -38,6 +38,14 @@ DLQ_PAYLOAD_LIMIT = 4096
 MAX_PAYLOAD_BYTES = 1 << 20
 
 
+class UnreadableEntry(InvalidInputError):
+    """A stored message that does not decode; `seq` is its stream sequence."""
+
+    def __init__(self, message: str, seq: int):
+        super().__init__(message)
+        self.seq = seq
+
+
 class Bus:
     """One NATS connection per service, with JetStream, validation and dead-lettering."""
 
@@ -305,6 +313,43 @@ class Bus:
         self._subs.append(sub)
         return sub
 
+    async def follow(self, stream: str, subject: str, model: type[M],
+                     handler: Callable[[M, int], Awaitable[None]],
+                     on_invalid: Callable[[str, int], Any]) -> Any:
+        """Every message of `subject` from the stream's standing one on, in stream order, each with its stream
+        sequence (`handler(msg, seq)`, `on_invalid(reason, seq)` for one that does not decode): an ordered
+        JetStream consumer (ephemeral, no acks; re-created by nats-py after a gap or a server restart).
+        For a last-value control subject (the kill switch) whose readers must never apply an older message
+        after a newer one. A handler exception is logged and stops the service (fail closed)."""
+        assert self.js is not None
+
+        async def _cb(raw: Msg) -> None:
+            try:
+                seq = int(raw.metadata.sequence.stream)
+            except Exception:  # not a stream delivery (cannot happen on an ordered consumer): order unknown
+                seq = 0
+            try:
+                msg = self.decode(model, raw.subject, raw.data)
+            except InvalidInputError as exc:
+                await self.dead_letter(raw.subject, raw.data, str(exc))
+                res = on_invalid(str(exc), seq)
+                if asyncio.iscoroutine(res):
+                    await res
+                return
+            try:
+                await handler(msg, seq)
+            except Exception as exc:
+                self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
+                self.log.exception("handler failed", subject=subject, msg_id=msg.id)
+                if self.fatal is not None and not self.fatal.done():
+                    self.fatal.set_result(exc)
+
+        sub = await self.js.subscribe(subject, stream=stream, cb=_cb, ordered_consumer=True,
+                                      deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, idle_heartbeat=2.0,
+                                      pending_msgs_limit=10_000)
+        self._subs.append(sub)
+        return sub
+
     async def _run_handler(self, handler: Handler[M], msg: M, subject: str, fail_closed: bool) -> bool:
         try:
             await handler(msg, subject)
@@ -318,6 +363,21 @@ class Bus:
             if fail_closed and self.fatal is not None and not self.fatal.done():
                 self.fatal.set_result(exc)
             return False
+
+    async def last_entry(self, stream: str, subject: str, model: type[M]) -> tuple[M | None, int]:
+        """The last message kept for `subject` and its stream sequence ((None, 0) if the stream has none).
+        Raises TemporaryError if unreachable, UnreadableEntry (an InvalidInputError, with `seq`) if undecodable."""
+        assert self.js is not None
+        try:
+            raw = await self.js.get_last_msg(stream, subject)
+        except NotFoundError:
+            return None, 0
+        except Exception as exc:
+            raise TemporaryError(f"cannot read last value of {subject}: {type(exc).__name__}: {exc}") from exc
+        try:
+            return self.decode(model, subject, raw.data or b""), int(raw.seq or 0)
+        except InvalidInputError as exc:
+            raise UnreadableEntry(str(exc), int(raw.seq or 0)) from None
 
     async def last_value(self, stream: str, subject: str, model: type[M]) -> M | None:
         """The last message kept for `subject` (None if the stream has none). Raises TemporaryError if unreadable."""

@@ -35,6 +35,7 @@ from bnml.embedded import EmbeddedNats, free_port
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import Alert, KillSwitchAcknowledged, KillSwitchCommand, Signal, Tick, utcnow
+from libs.common.kill_switch import sign
 from libs.common.metrics import ServiceMetrics
 from tests.helpers import ROOT, wait_until
 from tests.unit.deploy.tooling import (
@@ -391,10 +392,12 @@ async def drive_traffic(stack: Stack) -> None:
         assert res.returncode == 0, res.stdout + res.stderr
         cli = json.loads(res.stdout[res.stdout.index("{"):])
         assert {"risk", "execution"} <= set(cli["acknowledged_by"]), res.stdout + res.stderr
-        cmd = KillSwitchCommand(ts=utcnow(), action="release", reason="deploy observability test", actor="ops")
+        key = stack.compose["services"]["risk"]["environment"]["BNML_KILL_SWITCH__RELEASE_KEY"]
+        cmd = sign(KillSwitchCommand(ts=utcnow(), action="release", reason="deploy observability test", actor="ops"),
+                   key)  # operator authority, made with the release key compose gives risk and execution
         await ops.publish(subjects.kill_switch(), cmd)
-        await wait_until(lambda: {a.service for a in acks if a.command_id == cmd.id} >= {"risk", "execution"},
-                         timeout=20, message="kill switch release acknowledged")
+        await wait_until(lambda: {a.service for a in acks if a.command_id == cmd.id and not a.engaged}
+                         >= {"risk", "execution"}, timeout=20, message="kill switch release acknowledged")
     finally:
         await as_signal.drain()
         await ops.drain()
