@@ -7,7 +7,10 @@ import re
 import httpx
 import psycopg
 
-from libs.common.kill_switch import read_standing
+from libs.common import subjects
+from libs.common.contracts import Alert, KillSwitchCommand, utcnow
+from libs.common.kill_switch import read_standing, sign
+from tests.faults.support import EXECUTION_CONFIG, Acks, kill_switch, make_verdict, ticking
 from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN, wait_until
 
 OP = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -61,3 +64,112 @@ async def test_engage_over_http_is_acknowledged_by_risk_and_execution_and_releas
 async def _both_up(c: httpx.AsyncClient) -> bool:
     svcs = (await c.get("/health")).json()["services"]
     return svcs["risk"]["status"] != "down" and svcs["execution"]["status"] != "down"
+
+
+async def _ops_risk_execution(services, tmp_path) -> str:
+    services.configure({**EXECUTION_CONFIG, "ops_api": {"port": 0, "kill_switch_ack_timeout_s": 5},
+                        "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "b")}}})
+    ops = services.start("ops_api")
+    services.start("risk")
+    services.start("execution")
+    return re.search(r'"url": "(http://[^"]+)"', ops.logs()).group(1)
+
+
+def _orders_for(url: str, verdict_id: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM orders WHERE verdict_id = %s", (verdict_id,)).fetchone()[0]
+
+
+async def test_a_release_published_on_nats_without_operator_authority_changes_nothing(
+        services, bus, database_url, tmp_path):
+    url = await _ops_risk_execution(services, tmp_path)
+    acks = await Acks().attach(bus)
+    alerts: list[Alert] = []
+
+    async def on_alert(a: Alert, subject: str) -> None:
+        alerts.append(a)
+
+    await bus.subscribe(subjects.ALL_ALERTS, Alert, on_alert)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c, ticking(bus):
+        await wait_until(lambda: _both_up(c), timeout=30, message="risk and execution up")
+        engage = await kill_switch(bus, "engage", "halt before the forged release")
+        await acks.wait(engage.id, ("risk", "execution"))
+        # anyone with bus credentials: an unsigned release, then one signed with the wrong key
+        forged = await kill_switch(bus, "release", "forged: no authority", signed=False)
+        got = await acks.wait(forged.id, ("risk", "execution"))
+        assert all(a.engaged and "refused" in a.detail for a in got.values()), got
+        wrong = sign(KillSwitchCommand(ts=utcnow(), action="release", reason="forged: wrong key", actor="mallory"),
+                     "not-the-operators-release-key-at-all")
+        await bus.publish(subjects.kill_switch(), wrong)
+        await acks.wait(wrong.id, ("risk", "execution"))
+        blocked = make_verdict()
+        await bus.publish(subjects.verdict(blocked.symbol), blocked)
+        ks = (await c.get("/kill-switch", headers=VIEW)).json()
+        assert ks["engaged"] is True and ks["reason"] == "halt before the forged release", ks
+        await wait_until(lambda: count(database_url, "SELECT count(*) FROM kill_switch_refusals") == 4,
+                         message="both refusals audited by risk and execution")
+        await wait_until(lambda: any(a.dedup_key == f"kill_switch:release_refused:{forged.id}" for a in alerts),
+                         message="the refusal alerted")
+        assert count(database_url, "SELECT count(*) FROM kill_switch_audit WHERE action = 'release'") == 0
+        assert _orders_for(database_url, blocked.id) == 0, "an order went out under a forged release"
+        # positive control: the same release with operator authority (the API signs it) does release
+        r = await c.post("/kill-switch", json={"action": "release", "reason": "operator: all clear"}, headers=OP)
+        assert r.status_code == 200, r.text
+        assert all(not a["engaged"] for a in r.json()["acks"].values()), r.json()
+        ok = make_verdict()
+        await bus.publish(subjects.verdict(ok.symbol), ok)
+        await wait_until(lambda: _orders_for(database_url, ok.id) == 1, timeout=20, message="an order after release")
+        assert (await c.get("/kill-switch", headers=VIEW)).json()["engaged"] is False
+
+
+async def test_after_five_failed_logins_an_operator_can_still_engage(services, tmp_path):
+    url = await _ops_risk_execution(services, tmp_path)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        await wait_until(lambda: _both_up(c), timeout=30, message="risk and execution up")
+        for _ in range(5):
+            r = await c.post("/kill-switch", json={"action": "engage", "reason": "guess"},
+                             headers={"Authorization": "Bearer wrong-token-guess"})
+            assert r.status_code == 401
+        assert (await c.get("/status", headers={"Authorization": "Bearer wrong"})).status_code == 429  # throttled
+        r = await c.post("/kill-switch", json={"action": "engage", "reason": "SEV-1: real operator"}, headers=OP)
+        assert r.status_code == 200, r.text
+        assert (await c.get("/kill-switch", headers=VIEW)).json()["engaged"] is True
+        bad = await c.post("/kill-switch", json={"action": "engage", "reason": "guess"},
+                           headers={"Authorization": "Bearer still-wrong"})
+        assert bad.status_code == 429  # a wrong token stays throttled
+
+
+async def test_garbage_on_the_kill_switch_is_shown_as_unknown_engaged_alerted_and_an_incident(
+        services, bus, database_url, tmp_path):
+    url = await _ops_risk_execution(services, tmp_path)
+    acks = await Acks().attach(bus)
+    alerts: list[Alert] = []
+
+    async def on_alert(a: Alert, subject: str) -> None:
+        alerts.append(a)
+
+    await bus.subscribe(subjects.ALL_ALERTS, Alert, on_alert)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        await wait_until(lambda: _both_up(c), timeout=30, message="risk and execution up")
+        release = await kill_switch(bus, "release", "start clean")
+        await acks.wait(release.id, ("risk", "execution"))
+        assert (await c.get("/kill-switch", headers=VIEW)).json() == {
+            "engaged": False, "known": True, "since": release.ts.isoformat(), "reason": "start clean"}
+        await bus.js.publish(subjects.kill_switch(), b'{"action": "release", "oops": true}')
+        await wait_until(lambda: {a.source for a in alerts if a.dedup_key == "kill_switch:unreadable"}
+                         >= {"risk", "execution", "ops_api"}, message="SEV-1 from risk, execution and ops_api")
+        assert all(a.severity == "SEV-1" for a in alerts if a.dedup_key == "kill_switch:unreadable")
+        ks = (await c.get("/kill-switch", headers=VIEW)).json()
+        assert ks["engaged"] is True and ks["known"] is False and ks["since"], ks
+        assert "fresh command" in ks["reason"] and "operator authority" in ks["reason"]
+        status = (await c.get("/status", headers=VIEW)).json()
+        assert status["kill_switch"]["known"] is False and status["trading_state"] == "HALTED"
+        await wait_until(lambda: count(database_url, "SELECT count(*) FROM incidents WHERE key = 'kill_switch:unreadable'"
+                                                     " AND resolved_at IS NULL") == 1, message="an incident open")
+        # restored by a fresh command with operator authority; the incident closes
+        r = await c.post("/kill-switch", json={"action": "release", "reason": "restored"}, headers=OP)
+        assert r.status_code == 200, r.text
+        ks = (await c.get("/kill-switch", headers=VIEW)).json()
+        assert ks["engaged"] is False and ks["known"] is True
+        await wait_until(lambda: count(database_url, "SELECT count(*) FROM incidents WHERE key = 'kill_switch:unreadable'"
+                                                     " AND resolved_at IS NOT NULL") == 1, message="incident resolved")
