@@ -32,8 +32,11 @@ def _status(args) -> int:
         print(json.dumps(status, indent=2))
         return 0
     ks = status["kill_switch"]
-    print(f"mode {status['mode']}  trading {status['trading_state']}  kill switch "
-          f"{'ENGAGED since ' + str(ks['since']) + ' (' + str(ks['reason']) + ')' if ks['engaged'] else 'off'}")
+    if ks.get("known", True) is False:  # unreadable or unverifiable: the services treat it as engaged
+        shown = f"UNKNOWN, treated as ENGAGED since {ks['since']} ({ks['reason']})"
+    else:
+        shown = f"ENGAGED since {ks['since']} ({ks['reason']})" if ks["engaged"] else "off"
+    print(f"mode {status['mode']}  trading {status['trading_state']}  kill switch {shown}")
     print("counts  " + "  ".join(f"{k}={v}" for k, v in status["counts"].items()))
     for name, svc in status["services"].items():
         print(f"  {name:<12} {svc['status']:<9} heartbeat age {svc['heartbeat_age_s']}")
