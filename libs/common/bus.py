@@ -36,6 +36,7 @@ Handler = Callable[[M, str], Awaitable[None]]
 
 DLQ_PAYLOAD_LIMIT = 4096
 MAX_PAYLOAD_BYTES = 1 << 20
+DLQ_BURST = 200  # dead letters published (and logged) per second per service; the rest are counted only
 
 
 class UnreadableEntry(InvalidInputError):
@@ -61,6 +62,7 @@ class Bus:
         self.on_reconnect: list[Callable[[], Awaitable[None] | None]] = []
         self.fatal: asyncio.Future[BaseException] | None = None
         self._kept: dict[str, bool] = {}
+        self._dlq_window_start, self._dlq_in_window, self._dlq_dropped = 0.0, 0, 0
         self._subs: list[Any] = []
         self._closing = False
         self._connected_gauge = metrics.gauge("nats_connected", "1 while connected to NATS")
@@ -222,16 +224,31 @@ class Bus:
             raise InvalidInputError(f"not a valid {model.__name__}: {reason}") from None
 
     async def dead_letter(self, subject: str, data: bytes, reason: str) -> None:
+        """Bounded work per bad message, so a storm of them cannot stall the service (its heartbeat, its
+        kill-switch path): always counted; the letter (a 4 KiB excerpt) goes out as a core publish, which
+        the DLQ stream keeps without this handler waiting for an ack; past DLQ_BURST per second letters
+        and log lines are dropped and summed up once a second instead."""
         family = subject.split(".")[0]
         self.metrics.dlq.labels(subject=family).inc()
         self.metrics.count("dlq")
+        now = asyncio.get_running_loop().time()
+        if now - self._dlq_window_start >= 1.0:
+            if self._dlq_dropped:
+                self.log.warning("dead-letter storm: letters not published", dropped=self._dlq_dropped,
+                                 window_s=round(now - self._dlq_window_start, 3))
+            self._dlq_window_start, self._dlq_in_window, self._dlq_dropped = now, 0, 0
+        self._dlq_in_window += 1
+        if self._dlq_in_window > DLQ_BURST:
+            self._dlq_dropped += 1
+            return
         self.log.warning("invalid message dead-lettered", subject=subject, reason=reason[:300])
         letter = DeadLetter(
             ts=utcnow(), subject=subject, service=self.service, reason=reason[:2000],
             payload=data[:DLQ_PAYLOAD_LIMIT].decode("utf-8", errors="replace"), payload_size=len(data),
         )
         try:
-            await self.publish(subjects.dlq(subject), letter)
+            assert self.nc is not None
+            await self.nc.publish(subjects.dlq(subject), letter.model_dump_json().encode())
         except Exception as exc:  # the count and the log line above still record it
             self.log.error("dead-letter publish failed", subject=subject, error=str(exc))
 
