@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import httpx
+import nats
 import psycopg
 
 from libs.common import subjects
 from libs.common.contracts import Alert, KillSwitchCommand, utcnow
-from libs.common.kill_switch import read_standing, sign
+from libs.common.kill_switch import check_authority, read_standing, sign
 from tests.faults.support import EXECUTION_CONFIG, Acks, kill_switch, make_verdict, ticking
-from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN, wait_until
+from tests.helpers import OPERATOR_TOKEN, RELEASE_KEY, ROOT, VIEWER_TOKEN, wait_until
 
 OP = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 VIEW = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
@@ -173,3 +178,37 @@ async def test_garbage_on_the_kill_switch_is_shown_as_unknown_engaged_alerted_an
         assert ks["engaged"] is False and ks["known"] is True
         await wait_until(lambda: count(database_url, "SELECT count(*) FROM incidents WHERE key = 'kill_switch:unreadable'"
                                                      " AND resolved_at IS NOT NULL") == 1, message="incident resolved")
+
+
+def _cli(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BNML_", "NATS_"))}
+    return subprocess.run([sys.executable, "-m", "bnml.cli", *args], capture_output=True, text=True,
+                          env={**env, **env_extra}, cwd=ROOT, timeout=60)
+
+
+async def test_the_cli_status_is_read_only_and_its_release_carries_operator_authority(own_nats):
+    env = {"NATS_URL": own_nats.url}
+    res = _cli(["kill-switch", "status"], env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"engaged": False, "known": True, "since": None, "reason": None}
+    nc = await nats.connect(own_nats.url)
+    try:
+        assert await nc.jetstream().streams_info() == [], "status created streams"
+        assert _cli(["kill-switch", "engage", "--reason", "cli drill"], env).returncode == 0
+        op = {**env, "BNML_OPS_API__OPERATOR_TOKEN": OPERATOR_TOKEN, "BNML_KILL_SWITCH__RELEASE_KEY": RELEASE_KEY}
+        res = _cli(["kill-switch", "release", "--reason", "cli drill over", "--token", OPERATOR_TOKEN], op)
+        assert res.returncode == 0, res.stdout + res.stderr
+        raw = await nc.jetstream().get_last_msg("KILL_SWITCH", subjects.kill_switch())
+        standing = KillSwitchCommand.model_validate_json(raw.data)
+        assert standing.action == "release" and check_authority(standing, RELEASE_KEY).allowed
+    finally:
+        await nc.close()
+    shown = json.loads(_cli(["kill-switch", "status"], op).stdout)
+    assert shown["engaged"] is False and shown["known"] is True and shown["reason"] == "cli drill over"
+    # without the key nobody here can verify that release: the status says so, as the services would act
+    shown = json.loads(_cli(["kill-switch", "status"], env).stdout)
+    assert shown["engaged"] is True and shown["known"] is False and "authority" in shown["reason"]
+    # no key, no release: refused before anything is published
+    res = _cli(["kill-switch", "release", "--reason", "no key", "--token", OPERATOR_TOKEN],
+               {**env, "BNML_OPS_API__OPERATOR_TOKEN": OPERATOR_TOKEN})
+    assert res.returncode == 3 and "release_key" in res.stderr, res.stderr
