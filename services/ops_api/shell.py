@@ -28,7 +28,13 @@ from libs.common.contracts import (
     TradingStateChanged,
     utcnow,
 )
-from libs.common.kill_switch import UNREADABLE_ALERT_KEY, KillSwitchLatch, read_standing, refresh_latch
+from libs.common.kill_switch import (
+    UNREADABLE_ALERT_KEY,
+    KillSwitchLatch,
+    check_authority,
+    read_standing,
+    refresh_latch,
+)
 from libs.common.service import Runtime
 from libs.common.settings import refuse_placeholder_secrets
 from services.ops_api.alerting import Dispatcher
@@ -84,7 +90,7 @@ class OpsApiService:
         rt.bus.on_reconnect.append(lambda: refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now()))
         try:
             standing = await read_standing(rt.bus)
-            if standing is not None:
+            if standing is not None and check_authority(standing, self.latch.release_key).allowed:
                 await self.events.kill_switch(standing.id, standing.action, standing.reason, standing.actor,
                                               standing.flatten, standing.ts)
         except Exception as exc:
