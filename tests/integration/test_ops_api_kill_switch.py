@@ -80,6 +80,17 @@ async def _ops_risk_execution(services, tmp_path) -> str:
     return re.search(r'"url": "(http://[^"]+)"', ops.logs()).group(1)
 
 
+async def _alerts(bus) -> list[Alert]:
+    """Every alert published from now on."""
+    got: list[Alert] = []
+
+    async def on_alert(a: Alert, subject: str) -> None:
+        got.append(a)
+
+    await bus.subscribe(subjects.ALL_ALERTS, Alert, on_alert)
+    return got
+
+
 def _orders_for(url: str, verdict_id: str) -> int:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT count(*) FROM orders WHERE verdict_id = %s", (verdict_id,)).fetchone()[0]
@@ -89,12 +100,7 @@ async def test_a_release_published_on_nats_without_operator_authority_changes_no
         services, bus, database_url, tmp_path):
     url = await _ops_risk_execution(services, tmp_path)
     acks = await Acks().attach(bus)
-    alerts: list[Alert] = []
-
-    async def on_alert(a: Alert, subject: str) -> None:
-        alerts.append(a)
-
-    await bus.subscribe(subjects.ALL_ALERTS, Alert, on_alert)
+    alerts = await _alerts(bus)
     async with httpx.AsyncClient(base_url=url, timeout=30) as c, ticking(bus):
         await wait_until(lambda: _both_up(c), timeout=30, message="risk and execution up")
         engage = await kill_switch(bus, "engage", "halt before the forged release")
@@ -148,12 +154,7 @@ async def test_garbage_on_the_kill_switch_is_shown_as_unknown_engaged_alerted_an
         services, bus, database_url, tmp_path):
     url = await _ops_risk_execution(services, tmp_path)
     acks = await Acks().attach(bus)
-    alerts: list[Alert] = []
-
-    async def on_alert(a: Alert, subject: str) -> None:
-        alerts.append(a)
-
-    await bus.subscribe(subjects.ALL_ALERTS, Alert, on_alert)
+    alerts = await _alerts(bus)
     async with httpx.AsyncClient(base_url=url, timeout=30) as c:
         await wait_until(lambda: _both_up(c), timeout=30, message="risk and execution up")
         release = await kill_switch(bus, "release", "start clean")
