@@ -179,7 +179,8 @@ def start_suite(tmp: Path, nats_url: str, db_url: str, config: Path, names: tupl
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
     env.update(NATS_URL=nats_url, DATABASE_URL=db_url, BNML_CONFIG=str(config), BNML_LOG_FORMAT="json",
                BNML_LOG_LEVEL="INFO", BNML_OPS_API__OPERATOR_TOKEN="bench-operator-token-000",
-               BNML_OPS_API__VIEWER_TOKEN="bench-viewer-token-0000")
+               BNML_OPS_API__VIEWER_TOKEN="bench-viewer-token-0000",
+               BNML_KILL_SWITCH__RELEASE_KEY="bench-kill-switch-release-key-0000")  # releases are signed
     for n in ("market_data", "signal", "risk", "execution", "ops_api"):
         env[f"BNML_{n.upper()}__METRICS_PORT"] = str(METRICS_PORTS.setdefault(n, free_port()))
     procs = []

@@ -24,6 +24,7 @@ from bnml import ui
 from bnml.embedded import EmbeddedNats, EmbeddedPostgres, ensure_nats_passwords, free_port, nats_config_file
 from libs.common.db import migrate
 from libs.common.errors import ConfigurationError
+from libs.common.kill_switch import key_usable
 from libs.common.settings import PLACEHOLDER_PREFIX, BotSettings, config_path, load_settings, mask_url
 
 SERVICE_ORDER = ("ops_api", "risk", "execution", "signal", "market_data")
@@ -120,6 +121,12 @@ class Suite:
             tokens[role] = tok
         self.env["BNML_OPS_API__OPERATOR_TOKEN"] = tokens["operator"]
         self.env["BNML_OPS_API__VIEWER_TOKEN"] = tokens["viewer"]
+        # the kill-switch release key (operator authority risk and execution verify): a local run without one
+        # gets a fresh one, like the tokens, kept in suite.json (0600) for `bnml kill-switch release`
+        release_key = self.settings.kill_switch.release_key.get_secret_value()
+        if not key_usable(release_key):
+            release_key = secrets.token_urlsafe(32)
+        self.env["BNML_KILL_SWITCH__RELEASE_KEY"] = release_key
         api_port = ops.port if ops.port and _port_free(ops.port) else free_port()
         self.env["BNML_OPS_API__PORT"] = str(api_port)
         for name in SERVICE_ORDER:
@@ -130,7 +137,7 @@ class Suite:
         self.env["BNML_CONFIG"] = str(self.config_file)
         self.env.setdefault("BNML_LOG_FORMAT", "json")
         self.info.update(ops_api_url=f"http://{ops.host}:{api_port}", operator_token=tokens["operator"],
-                         viewer_token=tokens["viewer"], launcher_pid=os.getpid(), mode=self.settings.mode,
+                         viewer_token=tokens["viewer"], release_key=release_key, launcher_pid=os.getpid(), mode=self.settings.mode,
                          metrics_ports={n: int(self.env[f"BNML_{n.upper()}__METRICS_PORT"]) for n in SERVICE_ORDER})
 
     # -- children ---------------------------------------------------------------------------

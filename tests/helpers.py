@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"  # vendored market data (data/README.md)
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 VIEWER_TOKEN = "test-viewer-token-0123456789"
+RELEASE_KEY = "test-kill-switch-release-key-0123456789"  # operator authority over kill-switch releases
 
 
 # -- services as real processes -----------------------------------------------------------------
@@ -116,6 +117,7 @@ class ServiceFactory:
             NATS_URL=self.nats_url, DATABASE_URL=self.database_url, BNML_CONFIG=str(self.config_path),
             BNML_LOG_FORMAT="json", BNML_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
             BNML_OPS_API__OPERATOR_TOKEN=OPERATOR_TOKEN, BNML_OPS_API__VIEWER_TOKEN=VIEWER_TOKEN,
+            BNML_KILL_SWITCH__RELEASE_KEY=RELEASE_KEY,
             **{f"BNML_{n.upper()}__METRICS_PORT": "0" for n in ("market_data", "signal", "risk", "execution",
                                                                  "ops_api")},
         )

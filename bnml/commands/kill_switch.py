@@ -12,8 +12,8 @@ import time
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, utcnow
-from libs.common.errors import ConfigurationError
-from libs.common.kill_switch import read_standing
+from libs.common.errors import ConfigurationError, InvalidInputError
+from libs.common.kill_switch import KillSwitchLatch, sign
 from libs.common.metrics import ServiceMetrics
 from libs.common.settings import load_settings
 
@@ -44,15 +44,24 @@ def _nats_url(config) -> str:
     return url
 
 
-async def _connect(config) -> Bus:
+async def _connect(config, *, provision: bool = True) -> Bus:
+    """`provision`: create or update the streams first (commands do; `status` only reads, never changes them)."""
     url = _nats_url(config)
     # inside a compose container the URL has no credentials: use the container's own NATS user (BNML_NATS__*)
     nats = load_settings(config).nats if "@" not in url else None
     bus = Bus(url, "cli", ServiceMetrics("cli", registry=_private_registry()),
               user=nats.user if nats else "", password=nats.password.get_secret_value() if nats else "")
     await bus.connect(connect_timeout=3, retry_initial=False)
-    await bus.ensure_streams()
+    if provision:
+        await bus.ensure_streams()
     return bus
+
+
+def _release_key(config) -> str:
+    """The operators' release key: the running suite's (suite file), else settings / env."""
+    from bnml.client import suite_info
+
+    return suite_info().get("release_key") or load_settings(config).kill_switch.release_key.get_secret_value()
 
 
 def _private_registry():
@@ -63,11 +72,14 @@ def _private_registry():
 
 async def send_command(config, action: str, reason: str, flatten: bool = False, actor: str | None = None,
                        wait_s: float = 3.0) -> dict:
-    """Publish a kill-switch command and wait for risk and execution to acknowledge it."""
+    """Publish a kill-switch command and wait for risk and execution to acknowledge it. A release is signed
+    with the release key (operator authority that risk and execution verify themselves)."""
+    cmd = KillSwitchCommand(ts=utcnow(), action=action, reason=reason, flatten=flatten,
+                            actor=actor or f"cli:{getpass.getuser()}")
+    if action == "release":
+        cmd = sign(cmd, _release_key(config))
     bus = await _connect(config)
     try:
-        cmd = KillSwitchCommand(ts=utcnow(), action=action, reason=reason, flatten=flatten,
-                                actor=actor or f"cli:{getpass.getuser()}")
         acks: dict[str, KillSwitchAcknowledged] = {}
         done = asyncio.Event()
 
@@ -86,6 +98,8 @@ async def send_command(config, action: str, reason: str, flatten: bool = False, 
             pass
         return {"command_id": cmd.id, "action": action, "acknowledged_by": sorted(acks),
                 "missing": [s for s in ACKERS if s not in acks],
+                "refused_by": sorted(s for s, a in acks.items() if action == "release" and a.engaged),
+                "detail": {s: a.detail for s, a in acks.items() if a.detail},
                 "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
     finally:
         await bus.drain()
@@ -93,6 +107,9 @@ async def send_command(config, action: str, reason: str, flatten: bool = False, 
 
 def _report(result: dict) -> int:
     print(json.dumps(result, indent=2))
+    if result.get("refused_by"):
+        print(f"refused by {', '.join(result['refused_by'])}: the kill switch stays engaged", file=sys.stderr)
+        return 3
     if result["missing"]:
         print(f"warning: no acknowledgement from {', '.join(result['missing'])}; the command stands on the bus "
               "and will be read by them at start-up", file=sys.stderr)
@@ -118,27 +135,44 @@ def _release(args) -> int:
         return 3
     try:
         return _report(asyncio.run(send_command(args.config, "release", args.reason)))
+    except InvalidInputError as exc:
+        print(f"bnml kill-switch release: refused: {exc} (set BNML_KILL_SWITCH__RELEASE_KEY)", file=sys.stderr)
+        return 3
     except Exception as exc:
         print(f"bnml kill-switch release FAILED: {exc}", file=sys.stderr)
         return 1
 
 
 def _status(args) -> int:
+    """Read-only: the standing command as the services apply it (an unauthorised release or something
+    unreadable shows as engaged, known false). Creates and updates nothing."""
     async def _read():
-        bus = await _connect(args.config)
+        bus = await _connect(args.config, provision=False)
         try:
-            return await read_standing(bus)
+            return await bus.last_entry("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand)
         finally:
             await bus.drain()
 
+    latch = KillSwitchLatch(release_key=_key_or_empty(args.config))
     try:
-        cmd = asyncio.run(_read())
+        cmd, seq = asyncio.run(_read())
+    except InvalidInputError as exc:
+        latch.on_unreadable(str(exc), getattr(exc, "seq", 0), utcnow())
+        cmd = None
     except Exception as exc:
         print(f"bnml kill-switch status: cannot read the state ({exc}); treat as ENGAGED", file=sys.stderr)
         return 1
-    if cmd is None:
-        print(json.dumps({"engaged": False, "since": None, "reason": None}))
     else:
-        print(json.dumps({"engaged": cmd.action == "engage", "since": cmd.ts.isoformat(), "reason": cmd.reason,
-                          "actor": cmd.actor}))
+        latch.on_empty() if cmd is None else latch.on_command(cmd, seq)
+    out = latch.as_dict()
+    if cmd is not None:
+        out["actor"] = cmd.actor
+    print(json.dumps(out))
     return 0
+
+
+def _key_or_empty(config) -> str:
+    try:
+        return _release_key(config)
+    except Exception:  # no key here: a release shows as not verifiable, i.e. engaged (fail closed)
+        return ""

@@ -35,7 +35,18 @@ M = TypeVar("M", bound=Message)
 Handler = Callable[[M, str], Awaitable[None]]
 
 DLQ_PAYLOAD_LIMIT = 4096
-MAX_PAYLOAD_BYTES = 1 << 20
+# No contract comes near this (the largest, AccountState, is a few KiB per symbol): anything bigger is
+# refused before it is parsed, so a huge payload costs a length check, not a JSON parse.
+MAX_PAYLOAD_BYTES = 256 << 10
+DLQ_BURST = 200  # dead letters published (and logged) per second per service; the rest are counted only
+
+
+class UnreadableEntry(InvalidInputError):
+    """A stored message that does not decode; `seq` is its stream sequence."""
+
+    def __init__(self, message: str, seq: int):
+        super().__init__(message)
+        self.seq = seq
 
 
 class Bus:
@@ -53,6 +64,7 @@ class Bus:
         self.on_reconnect: list[Callable[[], Awaitable[None] | None]] = []
         self.fatal: asyncio.Future[BaseException] | None = None
         self._kept: dict[str, bool] = {}
+        self._dlq_window_start, self._dlq_in_window, self._dlq_dropped = 0.0, 0, 0
         self._subs: list[Any] = []
         self._closing = False
         self._connected_gauge = metrics.gauge("nats_connected", "1 while connected to NATS")
@@ -214,16 +226,37 @@ class Bus:
             raise InvalidInputError(f"not a valid {model.__name__}: {reason}") from None
 
     async def dead_letter(self, subject: str, data: bytes, reason: str) -> None:
+        """Bounded work per bad message, so a storm of them cannot stall the service (its heartbeat, its
+        kill-switch path): always counted; the letter (a 4 KiB excerpt) goes out as a core publish, which
+        the DLQ stream keeps without this handler waiting for an ack; past DLQ_BURST per second letters
+        and log lines are dropped and summed up once a second instead. Every bad
+        message ends with a yield to the loop: a subscription working through a queue of them never holds
+        the loop for the whole queue (without it the kill-switch handler waited behind the storm)."""
         family = subject.split(".")[0]
         self.metrics.dlq.labels(subject=family).inc()
         self.metrics.count("dlq")
+        now = asyncio.get_running_loop().time()
+        if now - self._dlq_window_start >= 1.0:
+            if self._dlq_dropped:
+                self.log.warning("dead-letter storm: letters not published", dropped=self._dlq_dropped,
+                                 window_s=round(now - self._dlq_window_start, 3))
+            self._dlq_window_start, self._dlq_in_window, self._dlq_dropped = now, 0, 0
+        self._dlq_in_window += 1
+        if self._dlq_in_window > DLQ_BURST:
+            self._dlq_dropped += 1  # a storm: counted only
+        else:
+            await self._send_letter(subject, data, reason)
+        await asyncio.sleep(0)
+
+    async def _send_letter(self, subject: str, data: bytes, reason: str) -> None:
         self.log.warning("invalid message dead-lettered", subject=subject, reason=reason[:300])
         letter = DeadLetter(
             ts=utcnow(), subject=subject, service=self.service, reason=reason[:2000],
             payload=data[:DLQ_PAYLOAD_LIMIT].decode("utf-8", errors="replace"), payload_size=len(data),
         )
         try:
-            await self.publish(subjects.dlq(subject), letter)
+            assert self.nc is not None
+            await self.nc.publish(subjects.dlq(subject), letter.model_dump_json().encode())
         except Exception as exc:  # the count and the log line above still record it
             self.log.error("dead-letter publish failed", subject=subject, error=str(exc))
 
@@ -305,6 +338,43 @@ class Bus:
         self._subs.append(sub)
         return sub
 
+    async def follow(self, stream: str, subject: str, model: type[M],
+                     handler: Callable[[M, int], Awaitable[None]],
+                     on_invalid: Callable[[str, int], Any]) -> Any:
+        """Every message of `subject` from the stream's standing one on, in stream order, each with its stream
+        sequence (`handler(msg, seq)`, `on_invalid(reason, seq)` for one that does not decode): an ordered
+        JetStream consumer (ephemeral, no acks; re-created by nats-py after a gap or a server restart).
+        For a last-value control subject (the kill switch) whose readers must never apply an older message
+        after a newer one. A handler exception is logged and stops the service (fail closed)."""
+        assert self.js is not None
+
+        async def _cb(raw: Msg) -> None:
+            try:
+                seq = int(raw.metadata.sequence.stream)
+            except Exception:  # not a stream delivery (cannot happen on an ordered consumer): order unknown
+                seq = 0
+            try:
+                msg = self.decode(model, raw.subject, raw.data)
+            except InvalidInputError as exc:
+                await self.dead_letter(raw.subject, raw.data, str(exc))
+                res = on_invalid(str(exc), seq)
+                if asyncio.iscoroutine(res):
+                    await res
+                return
+            try:
+                await handler(msg, seq)
+            except Exception as exc:
+                self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
+                self.log.exception("handler failed", subject=subject, msg_id=msg.id)
+                if self.fatal is not None and not self.fatal.done():
+                    self.fatal.set_result(exc)
+
+        sub = await self.js.subscribe(subject, stream=stream, cb=_cb, ordered_consumer=True,
+                                      deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, idle_heartbeat=2.0,
+                                      pending_msgs_limit=10_000)
+        self._subs.append(sub)
+        return sub
+
     async def _run_handler(self, handler: Handler[M], msg: M, subject: str, fail_closed: bool) -> bool:
         try:
             await handler(msg, subject)
@@ -318,6 +388,21 @@ class Bus:
             if fail_closed and self.fatal is not None and not self.fatal.done():
                 self.fatal.set_result(exc)
             return False
+
+    async def last_entry(self, stream: str, subject: str, model: type[M]) -> tuple[M | None, int]:
+        """The last message kept for `subject` and its stream sequence ((None, 0) if the stream has none).
+        Raises TemporaryError if unreachable, UnreadableEntry (an InvalidInputError, with `seq`) if undecodable."""
+        assert self.js is not None
+        try:
+            raw = await self.js.get_last_msg(stream, subject)
+        except NotFoundError:
+            return None, 0
+        except Exception as exc:
+            raise TemporaryError(f"cannot read last value of {subject}: {type(exc).__name__}: {exc}") from exc
+        try:
+            return self.decode(model, subject, raw.data or b""), int(raw.seq or 0)
+        except InvalidInputError as exc:
+            raise UnreadableEntry(str(exc), int(raw.seq or 0)) from None
 
     async def last_value(self, stream: str, subject: str, model: type[M]) -> M | None:
         """The last message kept for `subject` (None if the stream has none). Raises TemporaryError if unreadable."""

@@ -27,7 +27,7 @@ from libs.common.contracts import (
     utcnow,
 )
 from libs.common.errors import ConfigurationError, OperationalError
-from libs.common.kill_switch import KillSwitchLatch, refresh_latch
+from libs.common.kill_switch import KillSwitchLatch, alert_unreadable, record_refusal, refresh_latch
 from libs.common.markets import Markets, UnknownMarketError, load_markets
 from libs.common.service import Runtime
 from services.execution.core import (
@@ -87,11 +87,13 @@ class ExecutionService:
         except Exception as exc:  # paper still runs without filters (prices then round to 8 decimals)
             rt.log.warning("exchange filters not loaded; paper prices round to 8 decimals", error=str(exc))
         # Read the standing kill-switch state before taking any verdict.
-        await refresh_latch(rt.bus, self.latch, rt.log)
+        self.latch.release_key = rt.settings.kill_switch.release_key.get_secret_value()
+        await refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now())
         rt.bus.on_disconnect.append(lambda: self.latch.set_unknown("lost NATS connection"))
         rt.bus.on_reconnect.append(self._on_reconnect)
-        await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True,
-                               on_invalid=self._on_unreadable_kill_switch)
+        # in stream order with each command's sequence, from the standing one on (libs/common/kill_switch.py)
+        await rt.bus.follow("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch,
+                            self._on_unreadable_kill_switch)
         # each symbol's newest tick (md.last, conflated by market_data and newest-only here, each payload
         # validated as it arrives): paper fills price against it, and resting paper orders meet it every
         # PAPER_PERIOD_S
@@ -105,14 +107,16 @@ class ExecutionService:
             rt.log.warning(self.standby_reason)
         rt.spawn(self._writer_loop(), "writer-lock")
 
-    def _on_unreadable_kill_switch(self, reason: str) -> None:
-        """Something unreadable on the kill-switch subject: the standing state is unknown, so block."""
-        self.latch.set_unknown(f"unreadable kill-switch command: {reason[:200]}")
-        self.rt.log.error("unreadable kill-switch command; treating as engaged", reason=reason[:200])
+    async def _on_unreadable_kill_switch(self, reason: str, seq: int) -> None:
+        """Something unreadable on the kill-switch subject: the standing state is unknown, so block, and say so."""
+        out = self.latch.on_unreadable(reason, seq, self.rt.clock.now())
+        if out.outcome == "unreadable":
+            self.rt.log.error("unreadable kill-switch command; treating as engaged", reason=reason[:200], seq=seq)
+            await alert_unreadable(self.rt, self.latch)
 
     async def _on_reconnect(self) -> None:
         """Re-read the standing kill switch; one engaged while we were away still gets its sweep."""
-        await refresh_latch(self.rt.bus, self.latch, self.rt.log)
+        await refresh_latch(self.rt.bus, self.latch, self.rt.log, self.rt.clock.now())
         if self.writer and self.latch.engaged and self.latch.known:
             self.rt.spawn(self._sweep_locked(), "kill-switch-sweep-after-reconnect")
 
@@ -374,8 +378,15 @@ class ExecutionService:
                 await self._publish_row(await self.journal.get_order(row["client_order_id"]))
 
     # -- the kill switch ------------------------------------------------------------------------
-    async def on_kill_switch(self, cmd: KillSwitchCommand, subject: str) -> None:
-        self.latch.apply(cmd)  # first, before any await: no send may start after this line
+    async def on_kill_switch(self, cmd: KillSwitchCommand, seq: int) -> None:
+        out = self.latch.on_command(cmd, seq)  # first, before any await: no send may start after this line
+        if out.outcome == "refused":  # a release without operator authority: nothing changed
+            await record_refusal(self.rt, cmd, out.reason)
+            if self.writer:
+                await self._ack(cmd, await self.journal.count_open(), out.reason, engaged=self.latch.blocks)
+            return
+        if not out.applied:  # older than what the latch holds, or the standing command again
+            return
         if self.writer and cmd.action == "engage":
             # say so at once: from here no order is sent; the ack below confirms the cancel sweep
             try:
@@ -414,9 +425,10 @@ class ExecutionService:
                 self.sweeper = self.rt.spawn(self._keep_sweeping(), "kill-switch-sweeper")
         await self._ack(cmd, left, "; ".join(d for d in details if d))
 
-    async def _ack(self, cmd: KillSwitchCommand, open_orders: int, detail: str) -> None:
+    async def _ack(self, cmd: KillSwitchCommand, open_orders: int, detail: str, engaged: bool | None = None) -> None:
         ack = KillSwitchAcknowledged(ts=utcnow(), command_id=cmd.id, service=self.name,
-                                     engaged=cmd.action == "engage", open_orders=open_orders, detail=detail[:1000])
+                                     engaged=cmd.action == "engage" if engaged is None else engaged,
+                                     open_orders=open_orders, detail=detail[:1000])
         await self.rt.bus.publish(subjects.kill_switch_ack(self.name), ack)
 
     async def _sweep(self) -> int:

@@ -24,8 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from libs.common import subjects
-from libs.common.contracts import SERVICES, KillSwitchAcknowledged, KillSwitchCommand, utcnow
-from libs.common.kill_switch import KillSwitchLatch
+from libs.common.contracts import SERVICES, KillSwitchAcknowledged, KillSwitchCommand
+from libs.common.errors import InvalidInputError
+from libs.common.kill_switch import KillSwitchLatch, sign
 from libs.common.service import Runtime
 from libs.common.settings import mask_url
 from services.ops_api.auth import FailureThrottle, allows, role_for
@@ -130,15 +131,19 @@ def create_app(state: OpsState) -> FastAPI:
         async def dep(request: Request) -> str:
             client = client_of(request)
             now = time.monotonic()
+            header = request.headers.get("authorization", "")
+            token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+            role = role_for(token, cfg.operator_token.get_secret_value(), cfg.viewer_token.get_secret_value())
+            if request.url.path == "/kill-switch" and allows(role, needed):
+                # the kill switch stays reachable: a valid token is never throttled here (behind a port proxy
+                # every client may share one address, so someone else's failures must not lock operators out)
+                return role  # type: ignore[return-value]
             decision = state.throttle.check(client, now)
             if not decision.allowed:
                 refused.labels(reason="throttled").inc()
                 await audit(request, "none", f"{request.method} {request.url.path}", "throttled", 429)
                 raise HTTPException(429, "too many failed attempts; retry later",
                                     headers={"Retry-After": str(int(decision.retry_after_s) + 1)})
-            header = request.headers.get("authorization", "")
-            token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-            role = role_for(token, cfg.operator_token.get_secret_value(), cfg.viewer_token.get_secret_value())
             if allows(role, needed):
                 if needed == "operator":
                     state.throttle.success(client)
@@ -207,8 +212,15 @@ def create_app(state: OpsState) -> FastAPI:
             answer = await asyncio.shield(state.ks_inflight[cmd_id])
             return JSONResponse({**answer, "replayed": True}, status_code=200 if not answer["missing"] else 202)
         actor = f"{body.actor} via ops_api ({role}@{client_of(request)})"[:100]
-        cmd = KillSwitchCommand(ts=utcnow(), action=body.action, reason=body.reason, actor=actor,
+        cmd = KillSwitchCommand(ts=state.rt.clock.now(), action=body.action, reason=body.reason, actor=actor,
                                 flatten=body.flatten, **({"id": cmd_id} if cmd_id else {}))
+        if cmd.action == "release":  # operator authority, verified by risk and execution themselves
+            try:
+                cmd = sign(cmd, settings.kill_switch.release_key.get_secret_value())
+            except InvalidInputError as exc:
+                await audit(request, role, "kill_switch.release", "no_release_key", 503, {"error": str(exc)})
+                raise HTTPException(503, f"{exc}; set BNML_KILL_SWITCH__RELEASE_KEY for ops_api, risk and "
+                                         "execution") from None
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         state.ks_inflight[cmd.id] = fut
         ev = state.ack_events[cmd.id] = asyncio.Event()

@@ -68,6 +68,11 @@ class IncidentBook:
                                f"engaged by {actor}: {reason}", ts, "control.kill_switch")]
         return self._resolve("kill_switch", "global", f"released by {actor}: {reason}", ts, "control.kill_switch")
 
+    def on_kill_switch_readable(self, action: str, actor: str, ts: datetime) -> list[IncidentAction]:
+        """A valid command after an unreadable one: the "state unknown" incident is over."""
+        return self._resolve("alert", "kill_switch:unreadable", f"state known again: {action} by {actor}", ts,
+                             "control.kill_switch")
+
     def on_order(self, client_order_id: str, symbol: str, status: str, quantity: Decimal, filled: Decimal,
                  ts: datetime) -> list[IncidentAction]:
         out: list[IncidentAction] = []

@@ -28,7 +28,13 @@ from libs.common.contracts import (
     TradingStateChanged,
     utcnow,
 )
-from libs.common.kill_switch import KillSwitchLatch, read_standing, refresh_latch
+from libs.common.kill_switch import (
+    UNREADABLE_ALERT_KEY,
+    KillSwitchLatch,
+    check_authority,
+    read_standing,
+    refresh_latch,
+)
 from libs.common.service import Runtime
 from libs.common.settings import refuse_placeholder_secrets
 from services.ops_api.alerting import Dispatcher
@@ -83,19 +89,23 @@ class OpsApiService:
         self.record_errors = rt.metrics.counter("record_errors_total", "Bus events that could not be recorded",
                                                 ["kind"])
 
-        await refresh_latch(rt.bus, self.latch, rt.log)
+        # the same latch as risk and execution (same order, same authority check): what operators see is
+        # the state they apply
+        self.latch.release_key = rt.settings.kill_switch.release_key.get_secret_value()
+        await refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now())
         rt.bus.on_disconnect.append(lambda: self.latch.set_unknown("lost NATS connection"))
-        rt.bus.on_reconnect.append(lambda: refresh_latch(rt.bus, self.latch, rt.log))
+        rt.bus.on_reconnect.append(lambda: refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now()))
         try:
             standing = await read_standing(rt.bus)
-            if standing is not None:
+            if standing is not None and check_authority(standing, self.latch.release_key).allowed:
                 await self.events.kill_switch(standing.id, standing.action, standing.reason, standing.actor,
                                               standing.flatten, standing.ts)
         except Exception as exc:
             rt.log.warning("standing kill switch not recorded", error=str(exc))
 
         bus = rt.bus
-        await bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self._on_kill_switch)
+        await bus.follow("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand, self._on_kill_switch,
+                         self._on_unreadable_kill_switch)
         await bus.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, self._on_ack)
         await bus.subscribe(subjects.ALL_KILL_SWITCH_LATCHED, KillSwitchAcknowledged, self._on_latched)
         await bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, self._on_heartbeat)
@@ -148,8 +158,20 @@ class OpsApiService:
         return (utcnow() - ts).total_seconds() <= RULES_MAX_AGE_S
 
     # -- handlers -------------------------------------------------------------------------------
-    async def _on_kill_switch(self, cmd: KillSwitchCommand, subject: str) -> None:
-        self.latch.apply(cmd)
+    async def _on_unreadable_kill_switch(self, reason: str, seq: int) -> None:
+        """Garbage on the subject: risk and execution now treat the switch as engaged; say so, loudly."""
+        out = self.latch.on_unreadable(reason, seq, self.rt.clock.now())
+        if out.outcome == "unreadable":
+            await self.rt.alert("SEV-1", "kill switch state unknown: trading halted", self.latch.reason or "",
+                                dedup_key=UNREADABLE_ALERT_KEY)
+
+    async def _on_kill_switch(self, cmd: KillSwitchCommand, seq: int) -> None:
+        was_unknown = not self.latch.known
+        out = self.latch.on_command(cmd, seq)
+        if not out.applied:  # older, the standing one again, or a release refused for want of authority
+            return
+        if was_unknown:
+            await self._incidents(self.book.on_kill_switch_readable(cmd.action, cmd.actor, cmd.ts))
         # the control path first: the acknowledgements this process is waiting for are read before the
         # bookkeeping (database rows, incidents) starts; a command is never lost meanwhile, it stands on
         # the KILL_SWITCH stream and start-up records it

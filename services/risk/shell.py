@@ -32,7 +32,14 @@ from libs.common.contracts import (
     utcnow,
 )
 from libs.common.errors import ConfigurationError
-from libs.common.kill_switch import KillSwitchLatch, read_standing, refresh_latch
+from libs.common.kill_switch import (
+    KillSwitchLatch,
+    alert_unreadable,
+    check_authority,
+    read_standing,
+    record_refusal,
+    refresh_latch,
+)
 from libs.common.markets import ROOT, Markets
 from libs.common.service import Runtime
 from libs.common.settings.risk import DEFAULT_EFFECTS
@@ -87,7 +94,8 @@ class RiskService:
         self.engine = RiskEngine(cfg, markets, list(rt.settings.symbols), utcnow())
         self._metrics(rt)
         # Retained state first (docs/design.md, the shape of a service): kill switch, then the account, then subscribe.
-        await refresh_latch(rt.bus, self.latch, rt.log)
+        self.latch.release_key = rt.settings.kill_switch.release_key.get_secret_value()
+        await refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now())
         await self._load_account()
         await self._reconcile_kill_switch()
         now = utcnow()
@@ -96,8 +104,9 @@ class RiskService:
         await self._read_drift()
         rt.bus.on_disconnect.append(self._on_bus_lost)
         rt.bus.on_reconnect.append(self._on_bus_back)
-        await rt.bus.subscribe(subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch, fail_closed=True,
-                               on_invalid=self._on_unreadable_kill_switch)
+        # in stream order with each command's sequence, from the standing one on (libs/common/kill_switch.py)
+        await rt.bus.follow("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch,
+                            self._on_unreadable_kill_switch)
         # the last price per symbol is all risk needs: md.last (each symbol's newest tick, conflated by
         # market_data), kept newest-only here too and applied every TICKS_PERIOD_S (and the signal's own
         # symbol right before its decision)
@@ -164,13 +173,17 @@ class RiskService:
             cmd = KillSwitchCommand(ts=row["ts"], action="engage", reason=row["reason"], actor=row["actor"])
             self.rt.log.warning("kill switch engaged in audit but not on the bus; re-asserting")
             await self.rt.bus.publish(subjects.kill_switch(), cmd)
-            self.latch.apply(cmd)
+            await refresh_latch(self.rt.bus, self.latch, self.rt.log, self.rt.clock.now())
             return
         try:
             standing = await read_standing(self.rt.bus)
         except Exception:
             return  # the latch already says unknown (= engaged)
         if standing is not None and (row is None or row["command_id"] != standing.id):
+            authority = check_authority(standing, self.latch.release_key)
+            if not authority.allowed:  # an unauthorised standing release: refused, never audited as the state
+                await record_refusal(self.rt, standing, authority.reason)
+                return
             await self._audit(standing)
             if standing.action == "engage":
                 await self._ack(standing)
@@ -199,14 +212,17 @@ class RiskService:
         if self.engine:
             self.engine.kill_known = False
 
-    def _on_unreadable_kill_switch(self, reason: str) -> None:
-        self.latch.set_unknown(f"unreadable kill-switch command: {reason[:200]}")
+    async def _on_unreadable_kill_switch(self, reason: str, seq: int) -> None:
+        out = self.latch.on_unreadable(reason, seq, self.rt.clock.now())
+        if out.outcome != "unreadable":
+            return  # older than the command held
         if self.engine:
             self.engine.kill_known = False
-        self.rt.log.error("unreadable kill-switch command; treating as engaged", reason=reason[:200])
+        self.rt.log.error("unreadable kill-switch command; treating as engaged", reason=reason[:200], seq=seq)
+        await alert_unreadable(self.rt, self.latch)
 
     async def _on_bus_back(self) -> None:
-        await refresh_latch(self.rt.bus, self.latch, self.rt.log)
+        await refresh_latch(self.rt.bus, self.latch, self.rt.log, self.rt.clock.now())
         if self.engine:
             await self._handle(self.engine.set_kill_switch(self.latch.engaged, self.latch.known, utcnow()))
 
@@ -219,15 +235,23 @@ class RiskService:
                 (cmd.id, cmd.ts, cmd.action, cmd.action == "engage", cmd.reason, cmd.actor, cmd.flatten),
             )
 
-    async def _ack(self, cmd: KillSwitchCommand, detail: str = "") -> None:
+    async def _ack(self, cmd: KillSwitchCommand, detail: str = "", engaged: bool | None = None) -> None:
         ack = KillSwitchAcknowledged(ts=utcnow(), command_id=cmd.id, service=self.name,
-                                     engaged=cmd.action == "engage", detail=detail)
+                                     engaged=cmd.action == "engage" if engaged is None else engaged, detail=detail[:1000])
         await self.rt.bus.publish(subjects.kill_switch_ack(self.name), ack)
 
-    async def on_kill_switch(self, cmd: KillSwitchCommand, subject: str) -> None:
+    async def on_kill_switch(self, cmd: KillSwitchCommand, seq: int) -> None:
         assert self.engine is not None
-        self.latch.apply(cmd)
-        now = utcnow()
+        out = self.latch.on_command(cmd, seq)
+        if out.outcome == "refused":  # a release without operator authority: nothing changed
+            await record_refusal(self.rt, cmd, out.reason)
+            await self._ack(cmd, detail=out.reason, engaged=self.latch.blocks)
+            return
+        if out.outcome == "confirmed":
+            self.engine.set_kill_switch(self.latch.engaged, self.latch.known, self.rt.clock.now())
+        if not out.applied:  # older than what the latch holds, or the standing command again
+            return
+        now = self.rt.clock.now()
         if cmd.action == "engage":
             events, refused = self.engine.set_kill_switch(True, True, now), ""
         else:

@@ -12,7 +12,8 @@ import psycopg
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, RiskVerdict, Tick, utcnow
-from tests.helpers import publish_tick
+from libs.common.kill_switch import sign
+from tests.helpers import RELEASE_KEY, publish_tick
 
 SYMBOL = "BTC/USDT"
 PRICE = Decimal("60000")
@@ -90,8 +91,11 @@ class Acks:
         raise AssertionError(f"no ack for {command_id} from {services}: {self.by_command.get(command_id)}")
 
 
-async def kill_switch(bus: Bus, action: str, reason: str = "fault test") -> KillSwitchCommand:
+async def kill_switch(bus: Bus, action: str, reason: str = "fault test", signed: bool = True) -> KillSwitchCommand:
+    """Publish a command as the operators' tools do: a release carries operator authority unless `signed` is False."""
     cmd = KillSwitchCommand(ts=utcnow(), action=action, reason=reason, actor="fault-test")
+    if action == "release" and signed:
+        cmd = sign(cmd, RELEASE_KEY)
     await publish_with_retry(bus, subjects.kill_switch(), cmd)
     return cmd
 

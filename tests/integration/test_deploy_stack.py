@@ -38,6 +38,7 @@ from bnml.embedded import EmbeddedNats, free_port
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import Alert, KillSwitchAcknowledged, KillSwitchCommand, Signal, Tick, utcnow
+from libs.common.kill_switch import sign
 from libs.common.metrics import ServiceMetrics
 from tests.helpers import ROOT, wait_until
 from tests.unit.deploy.tooling import (
@@ -478,10 +479,12 @@ async def drive_traffic(stack: Stack) -> None:
         # what BnmlKillSwitchEngaged reads: 1 while engaged, 0 once released (below)
         await wait_until(lambda: "bnml_risk_kill_switch_engaged 1.0" in metrics_text(stack, "risk"), timeout=20,
                          message="risk exports the kill switch engaged")
-        cmd = KillSwitchCommand(ts=utcnow(), action="release", reason="deploy observability test", actor="ops")
+        key = stack.compose["services"]["risk"]["environment"]["BNML_KILL_SWITCH__RELEASE_KEY"]
+        cmd = sign(KillSwitchCommand(ts=utcnow(), action="release", reason="deploy observability test", actor="ops"),
+                   key)  # operator authority, made with the release key compose gives risk and execution
         await ops.publish(subjects.kill_switch(), cmd)
-        await wait_until(lambda: {a.service for a in acks if a.command_id == cmd.id} >= {"risk", "execution"},
-                         timeout=20, message="kill switch release acknowledged")
+        await wait_until(lambda: {a.service for a in acks if a.command_id == cmd.id and not a.engaged}
+                         >= {"risk", "execution"}, timeout=20, message="kill switch release acknowledged")
         await wait_until(lambda: "bnml_risk_kill_switch_engaged 0.0" in metrics_text(stack, "risk"), timeout=20,
                          message="risk exports the kill switch released")
     finally:

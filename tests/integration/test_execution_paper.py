@@ -21,8 +21,9 @@ from libs.common.contracts import (
     Tick,
     utcnow,
 )
+from libs.common.kill_switch import sign
 from services.execution.core import client_order_id
-from tests.helpers import publish_tick, wait_heartbeat, wait_until
+from tests.helpers import RELEASE_KEY, publish_tick, wait_heartbeat, wait_until
 
 pytestmark = pytest.mark.integration
 D = Decimal
@@ -49,8 +50,8 @@ async def send_tick(bus, bid="50000", ask="50001", volume="5", symbol="BTC/USDT"
 
 
 async def release(bus) -> None:
-    await bus.publish(subjects.kill_switch(), KillSwitchCommand(ts=utcnow(), action="release", reason="test",
-                                                                actor="test"))
+    await bus.publish(subjects.kill_switch(), sign(KillSwitchCommand(ts=utcnow(), action="release", reason="test",
+                                                                     actor="test"), RELEASE_KEY))
 
 
 async def start_execution(services, bus, overrides: dict | None = None):

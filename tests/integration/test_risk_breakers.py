@@ -10,7 +10,8 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, utcnow
-from tests.helpers import wait_heartbeat, wait_until
+from libs.common.kill_switch import sign
+from tests.helpers import RELEASE_KEY, wait_heartbeat, wait_until
 from tests.integration.risk_support import RISK_TEST_CONFIG, Collector, Feeder, count, fill, kv
 
 pytestmark = pytest.mark.integration
@@ -81,7 +82,7 @@ async def test_order_loop_halts_raises_sev1_and_a_release_waits_for_the_loop_to_
         hb = await wait_heartbeat(bus, "risk")
         assert hb.status == "halted"
         # an operator release while the loop is still in its window: trading stays HALTED
-        rel = KillSwitchCommand(ts=utcnow(), action="release", reason="looked at it", actor="test")
+        rel = sign(KillSwitchCommand(ts=utcnow(), action="release", reason="looked at it", actor="test"), RELEASE_KEY)
         await bus.publish(subjects.kill_switch(), rel)
         await wait_until(lambda: any(a.command_id == rel.id for a in acks), message="release acknowledged")
         assert "stays HALTED" in next(a for a in acks if a.command_id == rel.id).detail
@@ -90,7 +91,7 @@ async def test_order_loop_halts_raises_sev1_and_a_release_waits_for_the_loop_to_
         await wait_until(lambda: "order_loop" not in (kv(database_url, "account_state") or {}).get(
             "active_breakers", {}), timeout=25, message="order_loop cleared")
         assert kv(database_url, "trading_state")["state"] == "HALTED"
-        rel2 = KillSwitchCommand(ts=utcnow(), action="release", reason="loop fixed", actor="test")
+        rel2 = sign(KillSwitchCommand(ts=utcnow(), action="release", reason="loop fixed", actor="test"), RELEASE_KEY)
         await bus.publish(subjects.kill_switch(), rel2)
         await wait_until(lambda: kv(database_url, "trading_state")["state"] != "HALTED", message="released")
     assert count(database_url, "SELECT count(*) FROM kill_switch_audit WHERE action = 'release'") == 2

@@ -14,7 +14,8 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import KillSwitchCommand, utcnow
-from tests.helpers import wait_heartbeat, wait_until
+from libs.common.kill_switch import sign
+from tests.helpers import RELEASE_KEY, wait_heartbeat, wait_until
 from tests.integration.risk_support import RISK_TEST_CONFIG, Collector, Feeder, count, fill, kv
 
 pytestmark = pytest.mark.integration
@@ -94,7 +95,7 @@ async def test_kill_switch_engaged_while_risk_is_down_is_honoured_when_it_return
         assert kv(database_url, "trading_state")["state"] == "HALTED"
         assert count(database_url, "SELECT count(*) FROM kill_switch_audit WHERE command_id = %s", cmd.id) == 1
         # nothing releases it but an operator command with a reason
-        release = KillSwitchCommand(ts=utcnow(), action="release", reason="all clear", actor="test")
+        release = sign(KillSwitchCommand(ts=utcnow(), action="release", reason="all clear", actor="test"), RELEASE_KEY)
         await bus.publish(subjects.kill_switch(), release)
         await seen.ask_until(bus, lambda v: v.approved)
     assert kv(database_url, "trading_state")["state"] == "ACTIVE"

@@ -117,6 +117,11 @@ class KillSwitchCommand(Message):
     reason: str = Field(min_length=1, max_length=500)
     actor: str = Field(min_length=1, max_length=100, description="Who asked: operator name or tool")
     flatten: bool = Field(default=False, description="Also close positions (engage only)")
+    authority: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="Operator authority: HMAC-SHA256 (hex) over id, ts, action, reason, actor and flatten with the "
+                    "kill-switch release key (libs.common.kill_switch.sign). A release without a valid one is "
+                    "refused where it is applied; an engage needs none")
 
 
 class KillSwitchAcknowledged(Message):

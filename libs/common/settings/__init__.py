@@ -19,7 +19,7 @@ from libs.common.errors import ConfigurationError
 from libs.common.settings.base import Section
 from libs.common.settings.execution import ExecutionSettings
 from libs.common.settings.market_data import MarketDataSettings
-from libs.common.settings.ops import MonitoringSettings, OpsApiSettings, StorageSettings
+from libs.common.settings.ops import KillSwitchSettings, MonitoringSettings, OpsApiSettings, StorageSettings
 from libs.common.settings.risk import RiskSettings
 from libs.common.settings.signal import SignalSettings
 
@@ -62,6 +62,7 @@ class BotSettings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     execution: ExecutionSettings = ExecutionSettings()
     ops_api: OpsApiSettings = OpsApiSettings()
+    kill_switch: KillSwitchSettings = KillSwitchSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     storage: StorageSettings = StorageSettings()
 
@@ -157,6 +158,7 @@ __all__ = [
     "ConfigurationError",
     "DatabaseSettings",
     "ExecutionSettings",
+    "KillSwitchSettings",
     "LiveSettings",
     "MarketDataSettings",
     "MonitoringSettings",

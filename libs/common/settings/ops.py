@@ -20,6 +20,14 @@ class OpsApiSettings(Section):
     metrics_port: int = Field(default=9105, ge=0, le=65535, description="Prometheus port (also /metrics on the API)")
 
 
+class KillSwitchSettings(Section):
+    """Operator authority over the kill switch: a release is applied only if signed with this key."""
+
+    release_key: SecretStr = Field(
+        default=SecretStr(""), description="HMAC key (>= 16 characters) that signs and verifies kill-switch releases"
+        " (env BNML_KILL_SWITCH__RELEASE_KEY; the launcher generates one). Unset: no release is ever applied")
+
+
 class TelegramSettings(Section):
     enabled: bool = False
     bot_token: SecretStr = SecretStr("")
