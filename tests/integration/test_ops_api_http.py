@@ -44,7 +44,7 @@ async def test_status_keeps_the_interfaces_shape_and_needs_a_token(ops, bus):
         assert set(body) >= {"mode", "trading_state", "kill_switch", "counts", "services", "urls"}
         assert set(body["counts"]) == {"ticks", "signals", "verdicts_approved", "verdicts_refused", "orders", "fills",
                                        "open_orders", "dlq"}
-        assert set(body["kill_switch"]) == {"engaged", "known", "since", "reason"}  # INTERFACES.md, second wave
+        assert set(body["kill_switch"]) == {"engaged", "known", "since", "reason"}  # docs/interfaces.md, second wave
         health = (await c.get("/health")).json()
         assert set(health["services"]) == {"market_data", "signal", "risk", "execution", "ops_api"}
         assert (await c.get("/openapi.json")).json()["info"]["title"] == "BN-ML ops API"
