@@ -136,10 +136,20 @@ class BatchResult:
     predicted: int = 0
 
 
+def effective_rule(cfg: EngineConfig, model: LoadedModel) -> tuple[float, float | None]:
+    """(probability threshold, minimum edge bps) to serve `model` with: the model's own rule, which the
+    configuration may only tighten (the stricter of the two wins)."""
+    threshold = cfg.threshold if model.probability_threshold is None else max(cfg.threshold,
+                                                                               model.probability_threshold)
+    edges = [e for e in (cfg.min_edge_bps, model.min_expected_edge_bps) if e is not None]
+    return threshold, (max(edges) if edges else None)
+
+
 class SignalEngine:
     def __init__(self, cfg: EngineConfig, model: LoadedModel | None = None):
         self.cfg = cfg
         self.model: LoadedModel | None = None
+        self.no_model_reason = "no trusted model loaded"
         self.states: dict[str, SymbolState] = {}
         self.ticks_seen = 0  # measurement mode's counter, over all symbols
         self.drift: DriftMonitor | None = None
@@ -155,8 +165,10 @@ class SignalEngine:
     def warmup(self) -> int:
         return self.model.spec.warmup_bars if self.model else 1
 
-    def set_model(self, model: LoadedModel | None) -> None:
-        """Use `model`; candle buffers survive when its timeframe and feature windows are unchanged."""
+    def set_model(self, model: LoadedModel | None, reason: str = "") -> None:
+        """Use `model`; candle buffers survive when its timeframe and feature windows are unchanged. With
+        None every decision is HOLD, with `reason` (why no model is served) as the signals' reason."""
+        self.no_model_reason = reason or "no trusted model loaded"
         old = self.model
         same_inputs = (old is not None and model is not None and old.timeframe == model.timeframe
                        and old.spec == model.spec)
@@ -239,14 +251,20 @@ class SignalEngine:
         if not fresh:
             return
         if model is None:
-            out.signals += [self._hold(b, now, "no trusted model loaded", NO_MODEL_VERSION) for b in fresh]
+            out.signals += [self._hold(b, now, self.no_model_reason, NO_MODEL_VERSION) for b in fresh]
             return
         warm = model.spec.warmup_bars
-        ready = [b for b in fresh if self.states[b.symbol].n >= warm]
+        ready = []
         for b in fresh:
             st = self.states[b.symbol]
-            if st.n < warm:
+            if not model.covers(b.symbol):
+                out.signals.append(self._hold(b, now, f"model {model.version} was not evaluated on {b.symbol} "
+                                                      f"(only {', '.join(sorted(model.symbols or ()))})",
+                                              model.version))
+            elif st.n < warm:
                 out.signals.append(self._hold(b, now, f"warming up ({st.n}/{warm} bars)", model.version))
+            else:
+                ready.append(b)
         if not ready:
             return
         t0 = time.perf_counter()
@@ -256,9 +274,10 @@ class SignalEngine:
         if complete.any():
             proba[complete] = model.predict_proba(x[complete])
             out.predicted += int(complete.sum())
-        model_fresh = model.age_h(now) <= self.cfg.max_model_age_h
-        dec = decide(proba, model.class_mean_returns, model.fee_rate, self.cfg.threshold, self.cfg.min_edge_bps,
-                     allow_buy=model_fresh)
+        # expiry by the age of the data it learned from (not by when it was trained)
+        model_fresh = model.data_age_h(now) <= self.cfg.max_model_age_h
+        threshold, min_edge = effective_rule(self.cfg, model)
+        dec = decide(proba, model.class_mean_returns, model.fee_rate, threshold, min_edge, allow_buy=model_fresh)
         out.inference_s += time.perf_counter() - t0
         if complete.any() and self.drift is not None:
             key = max(b.open_time for b in ready)
@@ -272,7 +291,8 @@ class SignalEngine:
             elif st.stale:
                 side, reason = HOLD, "market data stale"
             elif side == BUY and not model_fresh:
-                side, reason = HOLD, f"model older than {self.cfg.max_model_age_h:g} h: no BUY"
+                side, reason = HOLD, (f"model data {model.data_age_h(now):.0f} h old (limit "
+                                      f"{self.cfg.max_model_age_h:g} h): no BUY")
             elif side != HOLD and (spread := st.spread_bps) is not None and spread > self.cfg.max_spread_bps:
                 side, reason = HOLD, f"spread {spread:.1f} bps above {self.cfg.max_spread_bps:g}"
             elif (side != HOLD and st.last_trade_at is not None

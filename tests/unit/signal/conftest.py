@@ -23,5 +23,5 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     settings = make_settings(root)
     quick = settings.signal.train.model_copy(update={"synthetic_bars": 3000, "folds": 2})
-    run_training(settings, train=quick, progress=lambda m: None, drift_replay=False)
+    run_training(settings, train=quick, progress=lambda m: None, drift_replay=False, bootstrap=True)
     return settings, load_current(root)

@@ -47,6 +47,13 @@ def _bars(n: int, symbols: list[str], seed: int = 5) -> list[list[Bar]]:
     return out
 
 
+def _any_side_engine(settings, model, **cfg) -> SignalEngine:
+    """Threshold 0 and no edge gate, in the configuration and in the model's own rule: always a side."""
+    loose = replace(model, probability_threshold=0.0, min_expected_edge_bps=None)
+    return SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0, min_edge_bps=None, **cfg),
+                        loose)
+
+
 def _run(engine, rounds, now=T0):
     sigs = []
     for bars in rounds:
@@ -56,7 +63,7 @@ def _run(engine, rounds, now=T0):
 
 def test_no_signal_but_hold_until_warmed_up_then_decisions_carry_the_trigger(trained):
     settings, model = trained
-    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0), model)
+    engine = _any_side_engine(settings, model)
     rounds = _bars(40, ["A/USDT"])
     sigs = _run(engine, rounds)
     warm = model.spec.warmup_bars
@@ -68,7 +75,7 @@ def test_no_signal_but_hold_until_warmed_up_then_decisions_carry_the_trigger(tra
 
 def test_stale_symbol_holds(trained):
     settings, model = trained
-    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0), model)
+    engine = _any_side_engine(settings, model)
     engine.set_stale("A/USDT", True)
     sigs = _run(engine, _bars(40, ["A/USDT", "B/USDT"]))
     assert {s.side for s in sigs if s.symbol == "A/USDT"} == {"HOLD"}
@@ -78,7 +85,7 @@ def test_stale_symbol_holds(trained):
 
 def test_old_model_produces_no_buy(trained):
     settings, model = trained
-    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0, max_model_age_h=1), model)
+    engine = _any_side_engine(settings, model, max_model_age_h=1)
     sigs = _run(engine, _bars(60, ["A/USDT", "B/USDT", "C/USDT"]), now=model.trained_at + timedelta(hours=2))
     assert "BUY" not in {s.side for s in sigs}
     assert "SELL" in {s.side for s in sigs}
@@ -93,7 +100,7 @@ def test_without_a_model_everything_holds(trained):
 
 def test_wide_spread_holds(trained):
     settings, model = trained
-    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0, max_spread_bps=5), model)
+    engine = _any_side_engine(settings, model, max_spread_bps=5)
     engine.on_tick(_tick("A/USDT", T0, "100", spread="1"), T0)  # 100 bps
     sigs = _run(engine, _bars(30, ["A/USDT"]))
     assert {s.side for s in sigs} == {"HOLD"} and "spread" in sigs[-1].reason
