@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "bnml.commands.alert",
     "bnml.commands.migrate",
     "bnml.commands.train",
+    "bnml.commands.models",
     "bnml.commands.state",
 ]
 
