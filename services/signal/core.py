@@ -90,15 +90,21 @@ class SymbolState:
         mid = (bid + ask) / 2
         return float((ask - bid) / mid) * 1e4 if mid > 0 else None
     ticks: int = 0
+    gaps: int = 0
     last_measure_side: str = "SELL"
     last_trade_at: datetime | None = None
 
     def __post_init__(self) -> None:
         self.buf = np.zeros((self.cap, 5))
 
-    def append(self, bar: Bar) -> bool:
+    def append(self, bar: Bar, tf_s: float | None = None) -> bool:
         if self.last_open is not None and bar.open_time <= self.last_open:
             return False  # duplicate or out of order
+        if (tf_s is not None and self.last_open is not None
+                and (bar.open_time - self.last_open).total_seconds() > tf_s * 1.5):
+            # a gap: features over the buffer would span missing time, so start over (never glue)
+            self.n = 0
+            self.gaps += 1
         row = (bar.open, bar.high, bar.low, bar.close, bar.volume)
         if self.n < self.cap:
             self.buf[self.n] = row
@@ -120,11 +126,16 @@ class EngineConfig:
     every_nth_tick: int = 0
     default_timeframe: str = "1s"
     drift: DriftThresholds = DriftThresholds()
+    # Build the model's bars from ticks until market_data sends candles? Only where ticks carry the real
+    # traded volume (the synthetic feed). Live ticker snapshots carry a rolling 24h volume: there the
+    # model's bars are the exchange's klines, published by market_data, or nothing.
+    bars_from_ticks: bool = True
 
     @classmethod
-    def from_settings(cls, s) -> EngineConfig:
+    def from_settings(cls, s, bars_from_ticks: bool = True) -> EngineConfig:
         return cls(s.probability_threshold, s.min_expected_edge_bps, s.max_model_age_h, s.max_spread_bps,
-                   s.min_interval_s, s.every_nth_tick, s.train.synthetic_timeframe, DriftThresholds.from_settings(s.drift))
+                   s.min_interval_s, s.every_nth_tick, s.train.synthetic_timeframe, DriftThresholds.from_settings(s.drift),
+                   bars_from_ticks)
 
 
 @dataclass
@@ -206,7 +217,7 @@ class SignalEngine:
                                  reason=f"measurement mode: every {self.cfg.every_nth_tick}th tick",
                                  tick_id=tick.id, tick_ts=tick.ts)
             return None, measure  # measurement mode bypasses the model entirely
-        bar = None if st.from_bus else st.builder.on_tick(tick)
+        bar = None if st.from_bus or not self.cfg.bars_from_ticks else st.builder.on_tick(tick)
         return bar, measure
 
     def on_candle(self, candle: Candle) -> Bar | None:
@@ -239,9 +250,10 @@ class SignalEngine:
     def _round(self, bars: list[Bar], now: datetime, out: BatchResult) -> None:
         model = self.model
         fresh: list[Bar] = []
+        tf_s = timeframe_seconds(self.timeframe)
         for b in bars:
             st = self.state(b.symbol)
-            if st.append(b):
+            if st.append(b, tf_s):
                 fresh.append(b)
                 if self.hits is not None:
                     for hit in self.hits.on_bar(b.symbol, b.close):
@@ -262,7 +274,8 @@ class SignalEngine:
                                                       f"(only {', '.join(sorted(model.symbols or ()))})",
                                               model.version))
             elif st.n < warm:
-                out.signals.append(self._hold(b, now, f"warming up ({st.n}/{warm} bars)", model.version))
+                why = " after a gap in candles" if st.gaps else ""
+                out.signals.append(self._hold(b, now, f"warming up{why} ({st.n}/{warm} bars)", model.version))
             else:
                 ready.append(b)
         if not ready:

@@ -68,7 +68,8 @@ class SignalService:
                                                         "0 while it did not (paper only) or none is served")
         self.ungated = m.gauge("model_ungated", "1 while a model that has NOT passed the promotion gate is served")
         self.hits = m.counter("signal_outcomes_total", "Resolved BUY/SELL signals by outcome", ["outcome"])
-        self.engine = SignalEngine(EngineConfig.from_settings(s))
+        synthetic_ticks = rt.settings.mode == "paper" and rt.settings.paper_market_data_mode == "synthetic"
+        self.engine = SignalEngine(EngineConfig.from_settings(s, bars_from_ticks=synthetic_ticks))
         try:
             missing = read_current(self.root) is None
         except ModelRefused:

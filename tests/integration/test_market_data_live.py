@@ -230,3 +230,49 @@ async def test_exchange_klines_are_published_from_the_socket_and_from_rest_when_
     opens = [c.open_time for c in candles[("BTC/USDT", "1s")]]
     assert opens == sorted(set(opens))
     assert md.alive
+
+
+async def test_recorded_btcusdt_1h_feed_gives_candles_equal_to_the_exchange_klines_backfilled_at_start(
+        services, bus, fake):
+    """The fake serves the vendored BTCUSDT-1h.csv as its 1h klines: what market_data publishes for a 1h model is
+    those klines, bar for bar (open time, OHLC, volume), backfilled at start, not bars rebuilt from ticker
+    snapshots; and a new signal process (a heartbeat with a new instance) gets the history again."""
+    import csv
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from libs.common.contracts import Candle, Heartbeat
+    from services.market_data.live import BACKFILL_BARS
+    from tests.fakes.binance.markets import vendored_data_dir
+
+    candles: list = []
+
+    async def on_candle(c, s):
+        candles.append(c)
+
+    await bus.subscribe(subjects.candle("BTC/USDT", "1h"), Candle, on_candle)
+    await bus.nc.flush()
+    cfg = _config(fake, klines=True, use_websocket=False)
+    cfg["symbols"] = ["BTC/USDT"]
+    cfg["market_data"]["candle_timeframes"] = ["1h"]
+    services.configure(cfg)
+    md = services.start("market_data")
+    await wait_until(lambda: len(candles) >= BACKFILL_BARS, timeout=30, message="the 1h backfill")
+    text = (vendored_data_dir() / "ohlcv" / "BTCUSDT-1h.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    expected = [(datetime.fromtimestamp(int(r["open_time"]) / 1000, UTC), *(Decimal(r[k]) for k in
+                 ("open", "high", "low", "close", "volume"))) for r in rows[-BACKFILL_BARS:]]
+    got = [(c.open_time, c.open, c.high, c.low, c.close, c.volume) for c in candles[:BACKFILL_BARS]]
+    assert got == expected
+    assert all(c.closed and c.source == "binance" and c.timeframe == "1h" for c in candles)
+    assert fake.requests_to("/api/v3/klines")  # from the exchange's klines endpoint
+
+    # a signal process that starts later announces itself by its heartbeat: the history is sent again
+    n = len(candles)
+    for instance in ("signal-a", "signal-b"):
+        await bus.publish(subjects.heartbeat("signal"), Heartbeat(ts=datetime.now(UTC), service="signal",
+                                                                  instance=instance, uptime_s=1.0))
+    await wait_until(lambda: len(candles) >= n + BACKFILL_BARS, timeout=30, message="the backfill again")
+    again = [(c.open_time, c.open, c.high, c.low, c.close, c.volume) for c in candles[n:n + BACKFILL_BARS]]
+    assert again == expected
+    assert md.alive
