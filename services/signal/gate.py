@@ -110,3 +110,11 @@ def regate(meta: dict, *, min_excess_return_pct: float, max_p_value: float, min_
                          p_value=gate.get("p_value"), n_trades=int(gate.get("n_trades", 0)),
                          data_kind=str((meta.get("data") or {}).get("kind", "unknown")),
                          min_excess_return_pct=min_excess_return_pct, max_p_value=max_p_value, min_trades=min_trades)
+
+
+def live_config_refusal(mode: str, every_nth_tick: int) -> str:
+    """Why this signal configuration must not start in `mode` ("" = fine). Measurement mode sends BUY/SELL
+    without any model: a benchmark tool, never a way to trade real money."""
+    if mode == "live" and every_nth_tick > 0:
+        return "signal.every_nth_tick (measurement mode: BUY/SELL with no model) is refused in mode: live"
+    return ""

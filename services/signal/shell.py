@@ -15,9 +15,10 @@ from pathlib import Path
 
 from libs.common import subjects
 from libs.common.contracts import Candle, DriftStatus, MarketStatus, Tick, utcnow
+from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
 from services.signal.core import Bar, EngineConfig, SignalEngine
-from services.signal.gate import serving_decision
+from services.signal.gate import live_config_refusal, serving_decision
 from services.signal.registry import ModelRefused, ensure_model, load_model, models_dir, read_current
 
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -43,6 +44,9 @@ class SignalService:
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
         s = rt.settings.signal
+        refusal = live_config_refusal(rt.settings.mode, s.every_nth_tick)
+        if refusal:
+            raise ConfigurationError(refusal)
         self.root: Path = models_dir(rt.settings)
         m = rt.metrics
         self.ticks_in = m.counter("ticks_received_total", "Ticks received")

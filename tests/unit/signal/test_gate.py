@@ -212,3 +212,10 @@ def test_fit_model_calibrates_on_time_ordered_folds():
     assert type(model.cv).__name__ == "TimeSeriesSplit"
     proba = model.predict_proba(x)
     assert np.allclose(proba.sum(axis=1), 1) and abs(proba[:, 2].mean() - np.mean(y == 1)) < 0.03
+
+
+def test_measurement_mode_trades_without_a_model_so_live_refuses_it():
+    from services.signal.gate import live_config_refusal
+
+    assert "refused in mode: live" in live_config_refusal("live", 10)
+    assert live_config_refusal("paper", 10) == "" and live_config_refusal("live", 0) == ""

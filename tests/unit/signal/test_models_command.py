@@ -89,3 +89,20 @@ def test_retire_with_a_replacement_that_fails_the_gate_changes_nothing(trained, 
     assert read_current(root) == "good" and "retired" not in read_metadata(root, "good")
     assert _run(tmp_path, "retire", "good", "--replace-with", "good2", config=cfg) == 0
     assert read_current(root) == "good2" and read_metadata(root, "good")["retired"]
+
+
+def test_status_model_part_names_the_current_model_and_warns_when_it_is_ungated(trained, tmp_path):
+    from bnml.commands.suite import model_status
+
+    root, cfg = tmp_path / "models", _cfg(tmp_path)
+    assert model_status(str(cfg), "paper") == {
+        "version": None, "gate_passed": False, "warning": "no current model: the signal service holds (every decision HOLD)"}
+    _store(trained, root, "bad", passed=False)
+    _store(trained, root, "good", passed=True)
+    set_current(root, "bad")
+    paper = model_status(str(cfg), "paper")
+    assert paper["version"] == "bad" and paper["gate_passed"] is False
+    assert "has not passed the promotion gate" in paper["warning"]
+    assert "live mode refuses it" in model_status(str(cfg), "live")["warning"]
+    set_current(root, "good")
+    assert model_status(str(cfg), "paper") == {"version": "good", "gate_passed": True, "warning": ""}
