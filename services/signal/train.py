@@ -250,6 +250,18 @@ def render_markdown(report: dict, meta: dict) -> str:
                      f"{f['model']['n_trades']} | {_fmt(f['buy_and_hold']['total_return_pct'])} |")
     verdict = ("beats" if m["total_return_pct"] > max(bh["total_return_pct"], 0.0) else "does NOT beat")
     lines += ["", f"**Verdict:** out of sample, net of fees, the model {verdict} both buy-and-hold and not trading.", ""]
+    g = report.get("gate")
+    if g:
+        q = g["null"]["quantiles_pct"]
+        lines += ["## Promotion gate", "",
+                  f"**{'PASSED' if g['passed'] else 'FAILED'}** ({g['basis']}). Null baseline: "
+                  f"{g['null']['kind']}, {g['null']['shifts']} shifts; p-value {g['p_value']:.3f}; null net returns "
+                  f"5/50/95 %: {q['p5']:+.2f} / {q['p50']:+.2f} / {q['p95']:+.2f} %.", "",
+                  "| check | value | threshold | passed |", "|---|---|---|---|"]
+        for name, c in g["checks"].items():
+            lines.append(f"| {name} | {c['value']} | {c['threshold']} | {'yes' if c['passed'] else 'NO'} |")
+        lines += [""] + [f"- {r}" for r in g["reasons"]] + ([""] if g["reasons"] else [])
+        lines += ["Only a model that passed is made `current` (and only such a model is served in live mode).", ""]
     dr = report.get("drift_replay")
     if dr:
         lines += ["## Drift replay", "",
