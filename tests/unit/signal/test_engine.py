@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from libs.common.contracts import Candle, Tick
 from services.signal.core import Bar, CandleBuilder, EngineConfig, SignalEngine
-from services.signal.synthetic import synthetic_candles
+from tests.unit.signal.conftest import bar_rounds
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -35,16 +35,7 @@ def test_candle_builder_closes_a_bar_on_the_first_tick_of_the_next_interval():
 
 
 def _bars(n: int, symbols: list[str], seed: int = 5) -> list[list[Bar]]:
-    out = []
-    frames = {s: synthetic_candles(n, seed=seed + i) for i, s in enumerate(symbols)}
-    for k in range(n):
-        row = []
-        for s, df in frames.items():
-            r = df.row(k, named=True)
-            row.append(Bar(s, r["open_time"], r["open"], r["high"], r["low"], r["close"], r["volume"],
-                           Decimal(f"{r['close']:.6f}"), f"tick-{s}-{k}", r["open_time"]))
-        out.append(row)
-    return out
+    return bar_rounds(n, symbols, seed)
 
 
 def _any_side_engine(settings, model, **cfg) -> SignalEngine:

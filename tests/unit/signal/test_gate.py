@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -14,10 +13,9 @@ from services.signal.core import Bar, EngineConfig, SignalEngine
 from services.signal.decision import BUY, HOLD, SELL
 from services.signal.gate import evaluate_gate, regate, serving_decision
 from services.signal.registry import load_current
-from services.signal.synthetic import synthetic_candles
 from services.signal.train import run_training
 from services.signal.training import circular_shift_null, fit_model
-from tests.unit.signal.conftest import make_settings
+from tests.unit.signal.conftest import bar_rounds, make_settings
 
 GATE = {"min_excess_return_pct": 0.0, "max_p_value": 0.05, "min_trades": 10}
 
@@ -102,16 +100,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _rounds(n: int, symbols: list[str], seed: int = 11, start: datetime = T0) -> list[list[Bar]]:
-    frames = {s: synthetic_candles(n, seed=seed + i, start=start) for i, s in enumerate(symbols)}
-    out = []
-    for k in range(n):
-        row = []
-        for s, df in frames.items():
-            r = df.row(k, named=True)
-            row.append(Bar(s, r["open_time"], r["open"], r["high"], r["low"], r["close"], r["volume"],
-                           Decimal(f"{r['close']:.6f}"), f"{s}-{k}", r["open_time"]))
-        out.append(row)
-    return out
+    return bar_rounds(n, symbols, seed, start)
 
 
 def _signals(engine: SignalEngine, rounds, now: datetime = T0) -> list:
