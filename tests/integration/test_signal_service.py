@@ -142,11 +142,12 @@ LIVE = {"mode": "live", "live": {"confirm": True}}
 LIVE_ENV = {"BNML_LIVE__API_KEY": "test-key", "BNML_LIVE__API_SECRET": "test-secret"}
 
 
-def _gated_copy(models, src: Path, version: str, symbol: str) -> None:
-    """A copy of `src` as if it had passed the gate on `symbol`'s market data ending now (rule: always a side)."""
+def _gated_copy(models, src: Path, version: str, symbol: str, data_end: datetime | None = None) -> None:
+    """A copy of `src` as if it had passed the gate on `symbol`'s market data ending at `data_end` (default now;
+    rule: always a side)."""
     meta = json.loads((src / "metadata.json").read_text())
     meta.update(data={"kind": "file", "path": "test", "sha256": "-"}, symbols=[symbol],
-                data_span={"from": "2025-01-01T00:00:00+00:00", "to": utcnow().isoformat()},
+                data_span={"from": "2021-10-01T00:00:00+00:00", "to": (data_end or utcnow()).isoformat()},
                 decision={"probability_threshold": 0.0, "min_expected_edge_bps": None},
                 gate={"passed": True, "reasons": [], "p_value": 0.01, "net_return": 5.0},
                 promotion={"forced": False, "kind": "gate"})
@@ -184,14 +185,28 @@ async def test_live_mode_never_bootstraps_holds_with_a_sev2_and_serves_only_a_ga
     assert {s.side for s in signals} == {"HOLD"}
     assert "no model served: every decision HOLD" in svc.logs()
 
-    # control: the same artefact with a passing gate record is served, and decides
+    # gated, but trained (today) on data that ends in 2022: served, and never a BUY (SELL = exit only)
+    _gated_copy(models, boot, "gated-2022", "AAA/USDT", data_end=datetime(2022, 10, 31, 23, tzinfo=UTC))
+    set_current(models, "gated-2022")
+    await wait_until(lambda: "gated-2022" in svc.logs(), timeout=15, message="the 2022 model loaded")
+    old = _candles("AAA/USDT", 150, seed=4, start=200)
+
+    async def expired():
+        if old:
+            await bus.publish(subjects.candle("AAA/USDT", "1s"), old.pop(0))
+        mine = [s for s in signals if s.model_version == "gated-2022"]
+        return sum("model data" in s.reason and "no BUY" in s.reason for s in mine) >= 5
+    await wait_until(expired, timeout=30, interval=0.2, message="BUYs withheld by the data age")
+    assert not any(s.side == "BUY" and s.model_version == "gated-2022" for s in signals)
+
+    # control: the same artefact on data that ends now is served, and BUYs
     _gated_copy(models, boot, "gated-v1", "AAA/USDT")
     set_current(models, "gated-v1")
     await wait_until(lambda: "gated-v1" in svc.logs(), timeout=15, message="the gated model loaded")
-    burst = _candles("AAA/USDT", 120, seed=4, start=200)
+    burst = _candles("AAA/USDT", 150, seed=4, start=400)
 
     async def decided():
         if burst:
             await bus.publish(subjects.candle("AAA/USDT", "1s"), burst.pop(0))
-        return any(s.side != "HOLD" and s.model_version == "gated-v1" for s in signals)
-    await wait_until(decided, timeout=30, interval=0.2, message="a live decision from the gated model")
+        return any(s.side == "BUY" and s.model_version == "gated-v1" for s in signals)
+    await wait_until(decided, timeout=30, interval=0.2, message="a live BUY from the gated model")
