@@ -157,7 +157,7 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
     metadata = {
         "version": version, "trained_at": now.isoformat(), "timeframe": timeframe, "data": source,
         "symbols": symbols,
-        "data_span": {"from": str(ds.times[0]), "to": str(ds.times[-1]), "bars": len(ds.times)},
+        "data_span": {"from": _iso(ds.times[0]), "to": _iso(ds.times[-1]), "bars": len(ds.times)},
         "decision": {"probability_threshold": s.probability_threshold,
                      "min_expected_edge_bps": s.min_expected_edge_bps},
         "gate": gate,
@@ -195,6 +195,10 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
     if promote_now:
         progress(f"note: the signal service now decides on {timeframe} candles ({spec.warmup_bars} bars of warm-up)")
     return path
+
+
+def _iso(t) -> str:
+    return t.isoformat() if hasattr(t, "isoformat") else str(t)
 
 
 def _promotion(promote: bool, passed: bool, force: bool, bootstrap: bool, mode: str, now: datetime) -> tuple[bool, dict]:
