@@ -37,7 +37,9 @@ class SignalService:
         self._loaded_version: str | None = None
         self._serving_refusal = ""  # why the `current` model is not served in this mode ("" = none)
         self._serving_warning = ""  # served, but ungated (paper)
-        self._seen_current: str | None = None
+        # (version, metadata mtime) last judged: a governance change to the same version (a re-gated promotion,
+        # a retirement) is judged again
+        self._seen_current: tuple[str, int] | None = None
         self._candle_sub = None
         self._last_drift_publish = 0.0
 
@@ -110,7 +112,8 @@ class SignalService:
                     " (live mode never trains one; promote a model that passed the gate)"
                     if rt.settings.mode == "live" else ""), initial)
                 return
-            if version == self._seen_current:
+            seen = (version, self._metadata_mtime(version))
+            if seen == self._seen_current:
                 return
             model = await asyncio.to_thread(load_model, self.root, version)
         except ModelRefused as exc:
@@ -121,7 +124,7 @@ class SignalService:
                 rt.log.error("model refused", error=detail)
                 await rt.alert("SEV-1" if self.engine.model is None else "SEV-2", "model artefact refused", detail)
             return
-        self._seen_current = version
+        self._seen_current = seen
         verdict = serving_decision(model.metadata, rt.settings.mode)
         if not verdict.allowed:
             await self._unserve(verdict.reason, initial)
@@ -139,6 +142,12 @@ class SignalService:
             rt.log.warning("serving an ungated model", version=model.version, warning=verdict.warning)
         if not initial and getattr(self, "_candle_tf", None) != self.engine.timeframe:
             await self._subscribe_candles()
+
+    def _metadata_mtime(self, version: str) -> int:
+        try:
+            return (self.root / version / "metadata.json").stat().st_mtime_ns
+        except OSError:
+            return -1
 
     async def _unserve(self, reason: str, initial: bool) -> None:
         """Serve no model (every decision HOLD, with `reason`), say so once: log, metric, SEV-2."""

@@ -15,8 +15,9 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import Alert, Candle, DriftStatus, MarketStatus, Signal, utcnow
-from services.signal.registry import ensure_model, read_current, set_current
+from services.signal.registry import ensure_model, read_current, set_current, update_metadata
 from services.signal.synthetic import synthetic_candles
+from services.signal.train import run_training
 from tests.helpers import wait_heartbeat, wait_until
 from tests.unit.signal.conftest import make_settings
 
@@ -174,16 +175,30 @@ async def test_live_mode_never_bootstraps_holds_with_a_sev2_and_serves_only_a_ga
     assert hb.status == "degraded" and "no servable model" in hb.detail
 
     # an ungated (synthetic bootstrap) model becomes current: live refuses it and keeps holding
-    boot = ensure_model(make_settings(models, probability_threshold=0.0, min_expected_edge_bps=None))
+    quick = make_settings(models, probability_threshold=0.0, min_expected_edge_bps=None)
+    boot = run_training(quick, train=quick.signal.train.model_copy(update={"synthetic_bars": 3000, "folds": 2}),
+                        bootstrap=True, drift_replay=False, progress=lambda m: None)  # what paper would bootstrap
     more = _candles("AAA/USDT", 90, seed=1)[30:]
 
     async def refused():
         if more:
             await bus.publish(subjects.candle("AAA/USDT", "1s"), more.pop(0))
         return any("live mode serves only a model that passed the promotion gate" in s.reason for s in signals)
-    await wait_until(refused, timeout=20, interval=0.2, message="HOLDs saying the model is refused")
+    await wait_until(refused, timeout=20, interval=0.05, message="HOLDs saying the model is refused")
     assert {s.side for s in signals} == {"HOLD"}
     assert "no model served: every decision HOLD" in svc.logs()
+
+    # the same version, re-judged after a governance change to its metadata (as `bnml models promote` records
+    # a gate that passes under the thresholds configured now): the service judges it again and serves it
+    update_metadata(models, boot.name, data={"kind": "file", "path": "test", "sha256": "-"},
+                    gate={"passed": True, "reasons": []}, promotion={"forced": False, "kind": "gate"})
+    regated = _candles("AAA/USDT", 150, seed=2, start=100)
+
+    async def served():
+        if regated:
+            await bus.publish(subjects.candle("AAA/USDT", "1s"), regated.pop(0))
+        return any(s.side != "HOLD" and s.model_version == boot.name for s in signals)
+    await wait_until(served, timeout=30, interval=0.05, message="decisions from the re-gated version")
 
     # gated, but trained (today) on data that ends in 2022: served, and never a BUY (SELL = exit only)
     _gated_copy(models, boot, "gated-2022", "AAA/USDT", data_end=datetime(2022, 10, 31, 23, tzinfo=UTC))
@@ -196,7 +211,7 @@ async def test_live_mode_never_bootstraps_holds_with_a_sev2_and_serves_only_a_ga
             await bus.publish(subjects.candle("AAA/USDT", "1s"), old.pop(0))
         mine = [s for s in signals if s.model_version == "gated-2022"]
         return sum("model data" in s.reason and "no BUY" in s.reason for s in mine) >= 5
-    await wait_until(expired, timeout=30, interval=0.2, message="BUYs withheld by the data age")
+    await wait_until(expired, timeout=30, interval=0.05, message="BUYs withheld by the data age")
     assert not any(s.side == "BUY" and s.model_version == "gated-2022" for s in signals)
 
     # control: the same artefact on data that ends now is served, and BUYs
@@ -209,4 +224,4 @@ async def test_live_mode_never_bootstraps_holds_with_a_sev2_and_serves_only_a_ga
         if burst:
             await bus.publish(subjects.candle("AAA/USDT", "1s"), burst.pop(0))
         return any(s.side == "BUY" and s.model_version == "gated-v1" for s in signals)
-    await wait_until(decided, timeout=30, interval=0.2, message="a live BUY from the gated model")
+    await wait_until(decided, timeout=30, interval=0.05, message="a live BUY from the gated model")
