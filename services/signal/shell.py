@@ -18,6 +18,7 @@ from libs.common.contracts import Candle, DriftStatus, MarketStatus, Tick, utcno
 from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
 from services.signal.core import Bar, EngineConfig, SignalEngine
+from services.signal.features import timeframe_seconds
 from services.signal.gate import live_config_refusal, serving_decision
 from services.signal.registry import ModelRefused, ensure_model, load_model, models_dir, read_current
 
@@ -42,6 +43,8 @@ class SignalService:
         self._seen_current: tuple[str, int] | None = None
         self._candle_sub = None
         self._last_drift_publish = 0.0
+        self._candles_since = time.monotonic()  # since when we wait for candles of the model's timeframe
+        self._candle_seen = False
 
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
@@ -99,6 +102,7 @@ class SignalService:
         pattern = subjects.ALL_CANDLES.rsplit(".", 1)[0] + "." + self.engine.timeframe
         self._candle_sub = await self.rt.bus.subscribe(pattern, Candle, self.on_candle)
         self._candle_tf = self.engine.timeframe
+        self._candles_since, self._candle_seen = time.monotonic(), False
 
     # -- model registry ---------------------------------------------------------------------------
     async def _load(self, initial: bool = False) -> None:
@@ -191,6 +195,7 @@ class SignalService:
         self.candles_in.inc()
         bar = self.engine.on_candle(candle)
         if bar is not None:
+            self._candle_seen = True
             self._enqueue(bar)
 
     async def on_status(self, status: MarketStatus, subject: str) -> None:
@@ -269,6 +274,18 @@ class SignalService:
     async def stop(self) -> None:
         return None
 
+    def _no_candles(self) -> str:
+        """Where bars come only from market_data's candles: say so when none of the model's timeframe came
+        within two bar lengths (plus a minute), instead of silently deciding nothing."""
+        assert self.engine is not None
+        if self.engine.cfg.bars_from_ticks or self._candle_seen or self.engine.cfg.every_nth_tick:
+            return ""
+        tf = self.engine.timeframe
+        if time.monotonic() - self._candles_since < 2 * timeframe_seconds(tf) + 60:
+            return ""
+        return (f"no md.candle.*.{tf} received: the model decides on exchange klines only (market_data: "
+                f"binance.klines true and {tf} in candle_timeframes)")
+
     def health(self) -> tuple[str, str]:
         if self.engine is None:
             return "degraded", "starting"
@@ -278,6 +295,9 @@ class SignalService:
         if self._model_error:
             return "degraded", f"serving {self.engine.model.version}; newer model refused: {self._model_error}"
         detail = f"model {self.engine.model.version}"
+        starved = self._no_candles()
+        if starved:
+            return "degraded", f"{detail}; {starved}"
         if self._serving_warning:
             detail += f"; UNGATED: {self._serving_warning}"
         if self.engine.drift is not None and self.engine.drift.detected:

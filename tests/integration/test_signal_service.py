@@ -126,8 +126,8 @@ async def test_fresh_setup_with_the_demo_rule_trades_on_synthetic_data_within_a_
     services.start("signal", wait=False)
     signals = await _collect(bus, subjects.ALL_SIGNALS, Signal)
     services.start("market_data")
-    await wait_until(lambda: any(s.side != "HOLD" for s in signals), timeout=60, interval=0.5,
-                     message="a BUY or SELL from the model")
+    await wait_until(lambda: any(s.side != "HOLD" for s in signals), timeout=90, interval=0.5,
+                     message="a BUY or SELL from the model")  # a bound for a loaded machine, not a timing claim
     decided = [s for s in signals if s.side != "HOLD"]
     assert read_current(models) is not None
     assert all(s.model_version == read_current(models) and s.tick_id for s in decided)
