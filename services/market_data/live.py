@@ -326,8 +326,9 @@ class BinanceSource:
 
     # -- kline history ------------------------------------------------------------------------------
     async def _on_signal_heartbeat(self, hb: Heartbeat, subject: str) -> None:
-        """A new signal process has none of the history: send the backfill again (consumers drop repeats)."""
-        if self._signal_instance is not None and hb.instance != self._signal_instance:
+        """A signal process we have not seen yet (also the first one: it may have started after our backfill)
+        has none of the history: send the backfill again (consumers drop the bars they already hold)."""
+        if hb.instance != self._signal_instance:
             self._backfilled.clear()
             self.svc.rt.log.info("new signal process: klines backfill again", instance=hb.instance)
         self._signal_instance = hb.instance
