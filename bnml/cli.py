@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "bnml.commands.alert",
     "bnml.commands.migrate",
     "bnml.commands.train",
+    "bnml.commands.models",
     "bnml.commands.state",
 ]
 

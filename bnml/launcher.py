@@ -163,7 +163,7 @@ class Suite:
         from services.signal.registry import ensure_model
 
         path = ensure_model(self.settings, progress=lambda text: say(f"model: {text}"))
-        say(f"signal model: {path}")
+        say(f"signal model: {path or 'none (live mode never trains one: signal holds until a gated model is promoted)'}")
 
     def start_services(self) -> None:
         for name in SERVICE_ORDER:

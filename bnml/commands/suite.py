@@ -34,6 +34,8 @@ def _status(args) -> int:
     except NoSuite as exc:
         print(f"bnml status: {exc}", file=sys.stderr)
         return 1
+    if "model" not in status:
+        status["model"] = model_status(args.config, status.get("mode"))
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -62,9 +64,37 @@ def render_status(status: dict, out: Console) -> None:
             head.append(" ")
             head.append_text(ui.styled("gate passed", "green") if gate else ui.styled("gate NOT passed", "yellow"))
     out.print(head)
+    if isinstance(model, dict) and model.get("warning"):  # an ungated model in paper, none or a refused one in live
+        out.print(ui.styled(f"WARNING model {model.get('version') or 'NONE'} / gate "
+                            f"{'passed' if model.get('gate_passed') else 'NOT PASSED'}: {model['warning']}", "bold yellow"))
     out.print(Text("counts  " + "  ".join(f"{k}={v}" for k, v in status["counts"].items())))
     ui.print_table(out, ["service", "status", "heartbeat age (s)"],
                    [[name, ui.styled(svc["status"]), svc.get("heartbeat_age_s")]
                     for name, svc in status["services"].items()])
     for k, v in status["urls"].items():
         out.print(Text(f"{k:<9} {v}"))
+
+
+def model_status(config: str | None, mode: str | None) -> dict:
+    """`model {version, gate_passed}` of the status: the registry's `current` and its gate record, with the
+    warning a person must see (ungated model in paper, refused model or none in live)."""
+    try:
+        from libs.common.settings import load_settings
+        from services.signal.gate import serving_decision
+        from services.signal.registry import ModelRefused, models_dir, read_current, read_metadata
+
+        settings = load_settings(config)
+        root = models_dir(settings)
+        version = read_current(root)
+        if version is None:
+            return {"version": None, "gate_passed": False,
+                    "warning": "no current model: the signal service holds (every decision HOLD)"}
+        meta = read_metadata(root, version)
+    except ModelRefused as exc:
+        return {"version": None, "gate_passed": False, "warning": f"current model unreadable: {exc}"}
+    except Exception as exc:  # status must answer even when the registry cannot be read from here
+        return {"version": None, "gate_passed": None, "warning": f"model registry not readable here ({type(exc).__name__})"}
+    verdict = serving_decision(meta, mode or settings.mode)
+    return {"version": version, "gate_passed": verdict.gate_passed,
+            "warning": verdict.warning or (f"live mode refuses it, signals HOLD: {verdict.reason}" if not verdict.allowed
+                                           else "")}

@@ -12,6 +12,13 @@ and fed to the back-off policy; symbols simply go stale (risk holds them) until 
   `poll_interval_s`; the socket is retried every `ws_retry_s`.
 - Errors: temporary -> jittered back-off; 429/DDoS -> Retry-After; 418 -> no request of any kind
   until the ban ends, and a SEV-2 alert. `errors_before_alert` consecutive errors -> SEV-2 alert.
+- Klines (`binance.klines: true`, the `candle_timeframes` Binance serves): the exchange's own candles, from
+  the kline stream or REST, never rebuilt from ticker snapshots (whose volume is a rolling 24h figure).
+  At first contact with a symbol the last `BACKFILL_BARS` closed klines are fetched (`fetch_ohlcv`) and
+  published in order, so a 1h model does not wait a day to warm up; they are sent again when a new signal
+  process appears (its heartbeat carries a new instance id), since candles are not kept by a stream. A gap
+  (a bar missing between two published ones) is counted, logged, and filled from REST with the exchange's
+  bars; what cannot be filled stays a gap (consumers see the jump and warm up again), never a made-up bar.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from libs.common import subjects
+from libs.common.contracts import Heartbeat
 from libs.common.errors import BnmlError, TemporaryError
 from services.market_data.backoff import STATE_CODE, BackoffPolicy
 from services.market_data.candles import Bar, timeframe_ms
@@ -32,6 +41,7 @@ from services.market_data.publisher import Publisher
 from services.market_data.universe import market_tradable, select_universe
 
 # Kline intervals Binance serves (others, like 5s, are aggregated from ticks).
+BACKFILL_BARS = 100  # closed klines published at first contact: covers a model's warm-up (25 bars) with room
 BINANCE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
 
 
@@ -81,6 +91,8 @@ class BinanceSource:
         self.kline_tfs, _ = split_timeframes(md.candle_timeframes, self.cfg.klines)
         self._kline_published: dict[tuple[str, str], int] = {}
         self._kline_poll_at: dict[tuple[str, str], float] = {}
+        self._backfilled: set[tuple[str, str]] = set()  # (symbol, tf) whose history has been sent
+        self._signal_instance: str | None = None
         self.transport = "none"  # websocket | rest | none
         self._errors_alerted = False
         self._rng = random.Random()
@@ -106,7 +118,11 @@ class BinanceSource:
         m = rt.metrics
         self.m_transport = m.gauge("source_websocket", "1 while prices come from the websocket, 0 from REST")
         self.m_requests = m.counter("exchange_requests_total", "Requests sent to the exchange", ["what"])
+        self.m_gaps = m.counter("kline_gaps_total", "Missing klines between two published ones", ["timeframe"])
+        self.m_backfill = m.counter("klines_backfilled_total", "Closed klines published from a backfill", ["timeframe"])
         self.exchange = make_exchange(self.cfg)
+        if self.kline_tfs:
+            await rt.bus.subscribe(subjects.heartbeat("signal"), Heartbeat, self._on_signal_heartbeat)
         while True:
             try:
                 await self._gate()
@@ -115,6 +131,7 @@ class BinanceSource:
                 if not self.symbols:
                     await asyncio.sleep(min(self.cfg.poll_interval_s, 1.0))
                     continue
+                await self._backfill_due(pub)
                 if self.cfg.use_websocket and self.monotonic() >= self._ws_retry_at:
                     await self._stream(pub)
                 else:
@@ -297,11 +314,98 @@ class BinanceSource:
                 self.svc.m_errors.labels(kind="malformed").inc()
                 continue
             if last is None and t0 < closed_before - tf_ms:
-                # first contact: only the bar that just closed (older ones predate our subscription)
+                # first contact without a backfill: only the bar that just closed
                 continue
+            if last is not None and t0 > last + tf_ms:
+                last = await self._fill_gap(pub, symbol, tf, last, t0)
+                if t0 <= last:
+                    continue
             await pub.bar(Bar(symbol, tf, t0, t0 + tf_ms - 1, Decimal(o), Decimal(h), Decimal(low), Decimal(c),
                               Decimal(v)), "binance")
             self._kline_published[key] = last = t0
+
+    # -- kline history ------------------------------------------------------------------------------
+    async def _on_signal_heartbeat(self, hb: Heartbeat, subject: str) -> None:
+        """A signal process we have not seen yet (also the first one: it may have started after our backfill)
+        has none of the history: send the backfill again (consumers drop the bars they already hold)."""
+        if hb.instance != self._signal_instance:
+            self._backfilled.clear()
+            self.svc.rt.log.info("new signal process: klines backfill again", instance=hb.instance)
+        self._signal_instance = hb.instance
+
+    async def _backfill_due(self, pub: Publisher) -> None:
+        for s in list(self.symbols):
+            for tf in self.kline_tfs:
+                if (s, tf) not in self._backfilled:
+                    await self._backfill(pub, s, tf)
+
+    async def _backfill(self, pub: Publisher, symbol: str, tf: str) -> None:
+        """Publish the last BACKFILL_BARS closed klines of (symbol, tf), oldest first (repeats are skipped by
+        consumers: a bar opened at or before the last one they hold is dropped)."""
+        ex = self.exchange
+        await self._gate()
+        self.m_requests.labels(what="klines_backfill").inc()
+        rows = await call(ex, lambda: ex.fetch_ohlcv(symbol, tf, limit=BACKFILL_BARS + 1), _now_ms)
+        self._ok()
+        tf_ms = timeframe_ms(tf)
+        current_open = _now_ms() // tf_ms * tf_ms
+        closed = [r for r in rows or [] if isinstance(r, list | tuple) and len(r) >= 6 and r[0] is not None
+                  and int(r[0]) < current_open][-BACKFILL_BARS:]
+        key = (symbol, tf)
+        if key in self._kline_published:
+            # a replay for a new consumer: the whole window again, then carry on from where we were
+            published = self._kline_published.pop(key)
+            n = await self._publish_rows(pub, symbol, tf, closed, None)
+            self._kline_published[key] = max(published, self._kline_published.get(key, published))
+        else:
+            n = await self._publish_rows(pub, symbol, tf, closed, None)
+        self._backfilled.add(key)
+        self.m_backfill.labels(timeframe=tf).inc(n)
+        self.svc.rt.log.info("klines backfilled", symbol=symbol, timeframe=tf, bars=n)
+
+    async def _fill_gap(self, pub: Publisher, symbol: str, tf: str, last: int, upto: int) -> int:
+        """Bars are missing between `last` and `upto` (open times): ask the exchange for them. Returns the
+        open time of the last bar now published."""
+        tf_ms = timeframe_ms(tf)
+        missing = (upto - last) // tf_ms - 1
+        self.m_gaps.labels(timeframe=tf).inc(missing)
+        self.svc.rt.log.warning("kline gap: filling from REST", symbol=symbol, timeframe=tf, missing_bars=missing,
+                                after=iso_ts(datetime.fromtimestamp(last / 1000, UTC)))
+        ex = self.exchange
+        try:
+            self.m_requests.labels(what="klines_gap").inc()
+            rows = await call(ex, lambda: ex.fetch_ohlcv(symbol, tf, since=last + tf_ms,
+                                                         limit=min(missing, 1000)), _now_ms)
+        except Exception as exc:  # the gap stays a gap: consumers see the jump
+            self.svc.rt.log.warning("kline gap not filled", symbol=symbol, timeframe=tf, error=str(exc)[:200])
+            return last
+        fill = [r for r in rows or [] if isinstance(r, list | tuple) and len(r) >= 6 and r[0] is not None
+                and last < int(r[0]) < upto]
+        await self._publish_rows(pub, symbol, tf, fill, last)
+        return self._kline_published.get((symbol, tf), last)
+
+    async def _publish_rows(self, pub: Publisher, symbol: str, tf: str, rows: list, last: int | None) -> int:
+        """Publish closed kline rows in order, each once, skipping malformed ones. Returns how many."""
+        key, tf_ms, n = (symbol, tf), timeframe_ms(tf), 0
+        for r in rows:
+            t0 = int(r[0])
+            if last is not None and t0 <= last:
+                continue
+            bar = self._kline_bar(symbol, tf, t0, tf_ms, r)
+            if bar is None:
+                continue
+            await pub.bar(bar, "binance")
+            self._kline_published[key] = last = t0
+            n += 1
+        return n
+
+    def _kline_bar(self, symbol: str, tf: str, t0: int, tf_ms: int, r) -> Bar | None:
+        o, h, low, c, v = (_dec_str(x) for x in r[1:6])
+        if None in (o, h, low, c, v) or Decimal(low) <= 0 or not (
+                Decimal(low) <= min(Decimal(o), Decimal(c)) and Decimal(h) >= max(Decimal(o), Decimal(c))):
+            self.svc.m_errors.labels(kind="malformed").inc()
+            return None
+        return Bar(symbol, tf, t0, t0 + tf_ms - 1, Decimal(o), Decimal(h), Decimal(low), Decimal(c), Decimal(v))
 
     async def _poll_klines(self, pub: Publisher) -> None:
         """REST fallback for exchange klines: one request per symbol and timeframe after each bar closes."""

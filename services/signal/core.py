@@ -90,15 +90,21 @@ class SymbolState:
         mid = (bid + ask) / 2
         return float((ask - bid) / mid) * 1e4 if mid > 0 else None
     ticks: int = 0
+    gaps: int = 0
     last_measure_side: str = "SELL"
     last_trade_at: datetime | None = None
 
     def __post_init__(self) -> None:
         self.buf = np.zeros((self.cap, 5))
 
-    def append(self, bar: Bar) -> bool:
+    def append(self, bar: Bar, tf_s: float | None = None) -> bool:
         if self.last_open is not None and bar.open_time <= self.last_open:
             return False  # duplicate or out of order
+        if (tf_s is not None and self.last_open is not None
+                and (bar.open_time - self.last_open).total_seconds() > tf_s * 1.5):
+            # a gap: features over the buffer would span missing time, so start over (never glue)
+            self.n = 0
+            self.gaps += 1
         row = (bar.open, bar.high, bar.low, bar.close, bar.volume)
         if self.n < self.cap:
             self.buf[self.n] = row
@@ -120,11 +126,16 @@ class EngineConfig:
     every_nth_tick: int = 0
     default_timeframe: str = "1s"
     drift: DriftThresholds = DriftThresholds()
+    # Build the model's bars from ticks until market_data sends candles? Only where ticks carry the real
+    # traded volume (the synthetic feed). Live ticker snapshots carry a rolling 24h volume: there the
+    # model's bars are the exchange's klines, published by market_data, or nothing.
+    bars_from_ticks: bool = True
 
     @classmethod
-    def from_settings(cls, s) -> EngineConfig:
+    def from_settings(cls, s, bars_from_ticks: bool = True) -> EngineConfig:
         return cls(s.probability_threshold, s.min_expected_edge_bps, s.max_model_age_h, s.max_spread_bps,
-                   s.min_interval_s, s.every_nth_tick, s.train.synthetic_timeframe, DriftThresholds.from_settings(s.drift))
+                   s.min_interval_s, s.every_nth_tick, s.train.synthetic_timeframe, DriftThresholds.from_settings(s.drift),
+                   bars_from_ticks)
 
 
 @dataclass
@@ -136,10 +147,20 @@ class BatchResult:
     predicted: int = 0
 
 
+def effective_rule(cfg: EngineConfig, model: LoadedModel) -> tuple[float, float | None]:
+    """(probability threshold, minimum edge bps) to serve `model` with: the model's own rule, which the
+    configuration may only tighten (the stricter of the two wins)."""
+    threshold = cfg.threshold if model.probability_threshold is None else max(cfg.threshold,
+                                                                               model.probability_threshold)
+    edges = [e for e in (cfg.min_edge_bps, model.min_expected_edge_bps) if e is not None]
+    return threshold, (max(edges) if edges else None)
+
+
 class SignalEngine:
     def __init__(self, cfg: EngineConfig, model: LoadedModel | None = None):
         self.cfg = cfg
         self.model: LoadedModel | None = None
+        self.no_model_reason = "no trusted model loaded"
         self.states: dict[str, SymbolState] = {}
         self.ticks_seen = 0  # measurement mode's counter, over all symbols
         self.drift: DriftMonitor | None = None
@@ -155,8 +176,10 @@ class SignalEngine:
     def warmup(self) -> int:
         return self.model.spec.warmup_bars if self.model else 1
 
-    def set_model(self, model: LoadedModel | None) -> None:
-        """Use `model`; candle buffers survive when its timeframe and feature windows are unchanged."""
+    def set_model(self, model: LoadedModel | None, reason: str = "") -> None:
+        """Use `model`; candle buffers survive when its timeframe and feature windows are unchanged. With
+        None every decision is HOLD, with `reason` (why no model is served) as the signals' reason."""
+        self.no_model_reason = reason or "no trusted model loaded"
         old = self.model
         same_inputs = (old is not None and model is not None and old.timeframe == model.timeframe
                        and old.spec == model.spec)
@@ -194,7 +217,7 @@ class SignalEngine:
                                  reason=f"measurement mode: every {self.cfg.every_nth_tick}th tick",
                                  tick_id=tick.id, tick_ts=tick.ts)
             return None, measure  # measurement mode bypasses the model entirely
-        bar = None if st.from_bus else st.builder.on_tick(tick)
+        bar = None if st.from_bus or not self.cfg.bars_from_ticks else st.builder.on_tick(tick)
         return bar, measure
 
     def on_candle(self, candle: Candle) -> Bar | None:
@@ -227,9 +250,10 @@ class SignalEngine:
     def _round(self, bars: list[Bar], now: datetime, out: BatchResult) -> None:
         model = self.model
         fresh: list[Bar] = []
+        tf_s = timeframe_seconds(self.timeframe)
         for b in bars:
             st = self.state(b.symbol)
-            if st.append(b):
+            if st.append(b, tf_s):
                 fresh.append(b)
                 if self.hits is not None:
                     for hit in self.hits.on_bar(b.symbol, b.close):
@@ -239,14 +263,21 @@ class SignalEngine:
         if not fresh:
             return
         if model is None:
-            out.signals += [self._hold(b, now, "no trusted model loaded", NO_MODEL_VERSION) for b in fresh]
+            out.signals += [self._hold(b, now, self.no_model_reason, NO_MODEL_VERSION) for b in fresh]
             return
         warm = model.spec.warmup_bars
-        ready = [b for b in fresh if self.states[b.symbol].n >= warm]
+        ready = []
         for b in fresh:
             st = self.states[b.symbol]
-            if st.n < warm:
-                out.signals.append(self._hold(b, now, f"warming up ({st.n}/{warm} bars)", model.version))
+            if not model.covers(b.symbol):
+                out.signals.append(self._hold(b, now, f"model {model.version} was not evaluated on {b.symbol} "
+                                                      f"(only {', '.join(sorted(model.symbols or ()))})",
+                                              model.version))
+            elif st.n < warm:
+                why = " after a gap in candles" if st.gaps else ""
+                out.signals.append(self._hold(b, now, f"warming up{why} ({st.n}/{warm} bars)", model.version))
+            else:
+                ready.append(b)
         if not ready:
             return
         t0 = time.perf_counter()
@@ -256,9 +287,10 @@ class SignalEngine:
         if complete.any():
             proba[complete] = model.predict_proba(x[complete])
             out.predicted += int(complete.sum())
-        model_fresh = model.age_h(now) <= self.cfg.max_model_age_h
-        dec = decide(proba, model.class_mean_returns, model.fee_rate, self.cfg.threshold, self.cfg.min_edge_bps,
-                     allow_buy=model_fresh)
+        # expiry by the age of the data it learned from (not by when it was trained)
+        model_fresh = model.data_age_h(now) <= self.cfg.max_model_age_h
+        threshold, min_edge = effective_rule(self.cfg, model)
+        dec = decide(proba, model.class_mean_returns, model.fee_rate, threshold, min_edge, allow_buy=model_fresh)
         out.inference_s += time.perf_counter() - t0
         if complete.any() and self.drift is not None:
             key = max(b.open_time for b in ready)
@@ -272,7 +304,8 @@ class SignalEngine:
             elif st.stale:
                 side, reason = HOLD, "market data stale"
             elif side == BUY and not model_fresh:
-                side, reason = HOLD, f"model older than {self.cfg.max_model_age_h:g} h: no BUY"
+                side, reason = HOLD, (f"model data {model.data_age_h(now):.0f} h old (limit "
+                                      f"{self.cfg.max_model_age_h:g} h): no BUY")
             elif side != HOLD and (spread := st.spread_bps) is not None and spread > self.cfg.max_spread_bps:
                 side, reason = HOLD, f"spread {spread:.1f} bps above {self.cfg.max_spread_bps:g}"
             elif (side != HOLD and st.last_trade_at is not None

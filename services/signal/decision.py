@@ -58,5 +58,5 @@ def decide(proba: np.ndarray, class_mean_returns: np.ndarray, fee_rate: float, t
         elif not edge_ok[i]:
             reasons.append(f"edge {edge[i]:.1f} bps below minimum {min_edge_bps}")
         else:
-            reasons.append("model too old for BUY")
+            reasons.append("model data too old: no BUY")
     return Decisions(side=side, probability=prob, edge_bps=edge, reason=reasons)

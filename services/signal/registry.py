@@ -27,6 +27,7 @@ from services.signal.features import FeatureSpec
 MODEL_FILE = "model.pkl"
 METADATA_FILE = "metadata.json"
 CURRENT_FILE = "current"
+AUDIT_FILE = "audit.jsonl"  # one JSON line per promotion, forced promotion, retirement, `current` cleared
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -56,9 +57,29 @@ class LoadedModel:
     class_mean_returns: np.ndarray
     horizon: int
     fee_rate: float
+    # the decision rule it was evaluated with (None: not recorded, the YAML's applies)
+    probability_threshold: float | None = None
+    min_expected_edge_bps: float | None = None
+    symbols: frozenset[str] | None = None  # exchange ids (BTCUSDT) it was evaluated on; None = not recorded
+    data_kind: str = "unknown"  # file | synthetic
+    data_end: datetime | None = None  # open time of the newest bar it was trained on
 
     def age_h(self, now: datetime) -> float:
         return (now - self.trained_at).total_seconds() / 3600.0
+
+    def data_age_h(self, at: datetime) -> float:
+        """Hours from the newest bar it learned from to `at` (the bar being decided). Synthetic data says
+        nothing about any market's time, so for it this is the age since training."""
+        if self.data_kind != "file" or self.data_end is None:
+            return self.age_h(at)
+        return (at - self.data_end).total_seconds() / 3600.0
+
+    def covers(self, symbol: str) -> bool:
+        """Was it evaluated on `symbol` (ccxt or exchange form)? A synthetic model stands for no market in
+        particular (paper only: live refuses it anyway)."""
+        if self.symbols is None or "*" in self.symbols:
+            return True
+        return symbol.replace("/", "").upper() in self.symbols
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         from services.signal.training import predict_proba
@@ -96,6 +117,80 @@ def set_current(root: Path, version: str) -> None:
     os.replace(tmp, root / CURRENT_FILE)
 
 
+def clear_current(root: Path) -> None:
+    """`current` names nothing: the signal service holds (every decision HOLD) until a model is promoted."""
+    try:
+        (root / CURRENT_FILE).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def read_metadata(root: Path, version: str) -> dict:
+    if not _VERSION.match(version):
+        raise ModelRefused(f"invalid model version {version!r}")
+    try:
+        return json.loads((root / version / METADATA_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelRefused(f"model {version}: metadata unreadable ({exc})") from None
+
+
+def update_metadata(root: Path, version: str, **fields) -> dict:
+    """Add or replace top-level fields of a version's metadata (atomically: a reader sees old or new).
+
+    The sha256 covers the pickled model, not the metadata, so this never invalidates the artefact; it is
+    used only for governance facts (a forced promotion, a retirement) that arise after training.
+    """
+    meta = {**read_metadata(root, version), **fields}
+    tmp = root / version / f".{METADATA_FILE}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    tmp.write_text(json.dumps(meta, indent=1, default=str))
+    os.replace(tmp, root / version / METADATA_FILE)
+    return meta
+
+
+def audit(root: Path, action: str, version: str | None, **detail) -> dict:
+    """Append one line to `<models_dir>/audit.jsonl` (who, when, what, and the gate at that moment)."""
+    import getpass
+
+    try:
+        actor = getpass.getuser()
+    except (KeyError, OSError):
+        actor = f"uid {os.getuid()}"
+    entry = {"ts": datetime.now(UTC).isoformat(), "action": action, "version": version, "actor": actor, **detail}
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / AUDIT_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
+    return entry
+
+
+def read_audit(root: Path) -> list[dict]:
+    try:
+        lines = (root / AUDIT_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            out.append({"unreadable": line[:200]})
+    return out
+
+
+def list_versions(root: Path) -> list[str]:
+    """Every version directory with a metadata file, oldest first (by training time, then name)."""
+    if not root.is_dir():
+        return []
+    found = []
+    for d in root.iterdir():
+        if d.is_dir() and _VERSION.match(d.name) and (d / METADATA_FILE).exists():
+            try:
+                at = str(json.loads((d / METADATA_FILE).read_text()).get("trained_at", ""))
+            except (OSError, ValueError):
+                at = ""
+            found.append((at, d.name))
+    return [name for _, name in sorted(found)]
+
+
 def read_current(root: Path) -> str | None:
     try:
         v = (root / CURRENT_FILE).read_text().strip()
@@ -126,10 +221,22 @@ def load_model(root: Path, version: str) -> LoadedModel:
         spec = FeatureSpec.from_dict(meta["features"]["spec"])
         if list(spec.names) != list(meta["features"]["names"]):
             raise ValueError("feature names do not match the feature spec")
+        decision = meta.get("decision") or {}
+        symbols = meta.get("symbols")
+        span_to = (meta.get("data_span") or {}).get("to")
+        data_end = datetime.fromisoformat(span_to) if span_to else None
+        if data_end is not None and data_end.tzinfo is None:
+            data_end = data_end.replace(tzinfo=UTC)
+        threshold, min_edge = decision.get("probability_threshold"), decision.get("min_expected_edge_bps")
         return LoadedModel(version=version, path=d, pipeline=pipeline, metadata=meta, spec=spec,
                            timeframe=meta["timeframe"], trained_at=datetime.fromisoformat(meta["trained_at"]),
                            class_mean_returns=np.asarray(meta["label"]["class_mean_returns"], dtype=np.float64),
-                           horizon=int(meta["label"]["horizon_bars"]), fee_rate=float(meta["label"]["fee_rate_per_side"]))
+                           horizon=int(meta["label"]["horizon_bars"]), fee_rate=float(meta["label"]["fee_rate_per_side"]),
+                           probability_threshold=None if threshold is None else float(threshold),
+                           min_expected_edge_bps=None if min_edge is None else float(min_edge),
+                           symbols=None if symbols is None else frozenset(str(x).replace("/", "").upper()
+                                                                           for x in symbols),
+                           data_kind=str((meta.get("data") or {}).get("kind", "unknown")), data_end=data_end)
     except (KeyError, ValueError, TypeError, pickle.UnpicklingError) as exc:
         raise ModelRefused(f"model {version}: metadata or artefact malformed ({type(exc).__name__}: {exc})") from None
 
@@ -140,21 +247,25 @@ def load_current(root: Path) -> LoadedModel | None:
     return None if version is None else load_model(root, version)
 
 
-def ensure_model(settings, progress=None) -> Path:
-    """The path of the live model; trains a small synthetic one (seconds) when no `current` exists.
+def ensure_model(settings, progress=None) -> Path | None:
+    """The path of the `current` model. In paper mode, when none exists, trains a small synthetic one
+    (seconds) and promotes it (a bootstrap, audited; it never passes the gate, and the service warns).
 
-    An existing but untrustworthy model is never trained over: it raises ModelRefused so a person looks.
+    In live mode nothing is ever trained or promoted here: with no `current` it returns None and the signal
+    service holds. An existing but untrustworthy model is never trained over: it raises ModelRefused.
     """
     root = models_dir(settings)
     model = load_current(root)
     if model is not None:
         return model.path
+    if settings.mode == "live":
+        return None
     from services.signal.train import run_training
 
     s = settings.signal
     quick = s.train.model_copy(update={"data": "synthetic", "synthetic_bars": min(s.train.synthetic_bars, 12_000),
                                        "folds": min(s.train.folds, 3)})
-    return run_training(settings, train=quick, promote=True, progress=progress or (lambda m: None),
+    return run_training(settings, train=quick, promote=True, bootstrap=True, progress=progress or (lambda m: None),
                         version_prefix="bootstrap", drift_replay=False)
 
 

@@ -1,7 +1,9 @@
 """signal shell: ticks, candles and market status in; signals and drift status out; the model hot-reloaded.
 
-Start: make sure a model exists (train a small synthetic one if none), load `current` (sha256 verified),
-subscribe. Closed bars are queued and decided in batches: the first close opens a short window
+Start: in paper mode make sure a model exists (train a small synthetic bootstrap one if none; live mode
+never trains), load `current` (sha256 verified) if the serving policy allows it in this mode (`gate.py`:
+live serves only a model that passed the promotion gate), subscribe. With no servable model every
+decision is HOLD with the reason, health is degraded and a SEV-2 alert says why. Closed bars are queued and decided in batches: the first close opens a short window
 (`batch_window_ms`) so symbols closing together share one feature pass and one model call.
 """
 
@@ -13,9 +15,12 @@ from pathlib import Path
 
 from libs.common import subjects
 from libs.common.contracts import Candle, DriftStatus, MarketStatus, Tick, utcnow
+from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
 from services.signal.core import Bar, EngineConfig, SignalEngine
-from services.signal.registry import ModelRefused, ensure_model, load_current, models_dir, read_current
+from services.signal.features import timeframe_seconds
+from services.signal.gate import live_config_refusal, serving_decision
+from services.signal.registry import ModelRefused, ensure_model, load_model, models_dir, read_current
 
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -31,12 +36,22 @@ class SignalService:
         self._wake = asyncio.Event()
         self._model_error = ""
         self._loaded_version: str | None = None
+        self._serving_refusal = ""  # why the `current` model is not served in this mode ("" = none)
+        self._serving_warning = ""  # served, but ungated (paper)
+        # (version, metadata mtime) last judged: a governance change to the same version (a re-gated promotion,
+        # a retirement) is judged again
+        self._seen_current: tuple[str, int] | None = None
         self._candle_sub = None
         self._last_drift_publish = 0.0
+        self._candles_since = time.monotonic()  # since when we wait for candles of the model's timeframe
+        self._candle_seen = False
 
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
         s = rt.settings.signal
+        refusal = live_config_refusal(rt.settings.mode, s.every_nth_tick)
+        if refusal:
+            raise ConfigurationError(refusal)
         self.root: Path = models_dir(rt.settings)
         m = rt.metrics
         self.ticks_in = m.counter("ticks_received_total", "Ticks received")
@@ -56,14 +71,20 @@ class SignalService:
         self.model_age = m.gauge("model_age_seconds", "Age of the loaded model")
         self.model_loaded = m.gauge("model_loaded", "1 while a verified model is loaded")
         self.refusals = m.counter("model_refusals_total", "Model artefacts refused (hash or metadata)")
+        self.serving_refusals = m.counter("model_serving_refused_total",
+                                          "Models not served in this mode (live: gate not passed, retired)")
+        self.gate_passed = m.gauge("model_gate_passed", "1 while the served model passed the promotion gate, "
+                                                        "0 while it did not (paper only) or none is served")
+        self.ungated = m.gauge("model_ungated", "1 while a model that has NOT passed the promotion gate is served")
         self.hits = m.counter("signal_outcomes_total", "Resolved BUY/SELL signals by outcome", ["outcome"])
-        self.engine = SignalEngine(EngineConfig.from_settings(s))
+        synthetic_ticks = rt.settings.mode == "paper" and rt.settings.paper_market_data_mode == "synthetic"
+        self.engine = SignalEngine(EngineConfig.from_settings(s, bars_from_ticks=synthetic_ticks))
         try:
             missing = read_current(self.root) is None
         except ModelRefused:
             missing = False  # a `current` we cannot trust is reported by _load, never trained over
-        if missing:
-            rt.log.info("no model yet: training a small synthetic one", models_dir=str(self.root))
+        if missing and rt.settings.mode != "live":
+            rt.log.info("no model yet: training a small synthetic one (paper only)", models_dir=str(self.root))
             path = await asyncio.to_thread(ensure_model, rt.settings)
             rt.log.info("model trained", path=str(path))
         await self._load(initial=True)
@@ -81,6 +102,7 @@ class SignalService:
         pattern = subjects.ALL_CANDLES.rsplit(".", 1)[0] + "." + self.engine.timeframe
         self._candle_sub = await self.rt.bus.subscribe(pattern, Candle, self.on_candle)
         self._candle_tf = self.engine.timeframe
+        self._candles_since, self._candle_seen = time.monotonic(), False
 
     # -- model registry ---------------------------------------------------------------------------
     async def _load(self, initial: bool = False) -> None:
@@ -88,9 +110,16 @@ class SignalService:
         rt = self.rt
         try:
             version = read_current(self.root)
-            if version is None or version == self._loaded_version:
+            if version is None:
+                self._seen_current = None
+                await self._unserve("no model: `current` names none" + (
+                    " (live mode never trains one; promote a model that passed the gate)"
+                    if rt.settings.mode == "live" else ""), initial)
                 return
-            model = await asyncio.to_thread(load_current, self.root)
+            seen = (version, self._metadata_mtime(version))
+            if seen == self._seen_current:
+                return
+            model = await asyncio.to_thread(load_model, self.root, version)
         except ModelRefused as exc:
             self.refusals.inc()
             detail = str(exc)
@@ -99,14 +128,45 @@ class SignalService:
                 rt.log.error("model refused", error=detail)
                 await rt.alert("SEV-1" if self.engine.model is None else "SEV-2", "model artefact refused", detail)
             return
-        if model is None:
+        self._seen_current = seen
+        verdict = serving_decision(model.metadata, rt.settings.mode)
+        if not verdict.allowed:
+            await self._unserve(verdict.reason, initial)
             return
         self.engine.set_model(model)
-        self._loaded_version, self._model_error = model.version, ""
+        self._loaded_version, self._model_error, self._serving_refusal = model.version, "", ""
+        self._serving_warning = verdict.warning
         self.model_loaded.set(1)
+        self.gate_passed.set(1 if verdict.gate_passed else 0)
+        self.ungated.set(0 if verdict.gate_passed else 1)
         self.model_age.set(model.age_h(utcnow()) * 3600)
-        rt.log.info("model loaded", version=model.version, timeframe=model.timeframe,
+        rt.log.info("model loaded", version=model.version, timeframe=model.timeframe, gate_passed=verdict.gate_passed,
                     warmup_bars=model.spec.warmup_bars, trained_at=model.trained_at.isoformat(), initial=initial)
+        if verdict.warning:
+            rt.log.warning("serving an ungated model", version=model.version, warning=verdict.warning)
+        if not initial and getattr(self, "_candle_tf", None) != self.engine.timeframe:
+            await self._subscribe_candles()
+
+    def _metadata_mtime(self, version: str) -> int:
+        try:
+            return (self.root / version / "metadata.json").stat().st_mtime_ns
+        except OSError:
+            return -1
+
+    async def _unserve(self, reason: str, initial: bool) -> None:
+        """Serve no model (every decision HOLD, with `reason`), say so once: log, metric, SEV-2."""
+        assert self.rt is not None and self.engine is not None
+        if reason == self._serving_refusal and (self.engine.model is None):
+            return
+        had = self.engine.model is not None
+        self.engine.set_model(None, reason=f"holding: {reason}")
+        self._loaded_version, self._serving_refusal, self._serving_warning = None, reason, ""
+        self.model_loaded.set(0)
+        self.gate_passed.set(0)
+        self.ungated.set(0)
+        self.serving_refusals.inc()
+        self.rt.log.error("no model served: every decision HOLD", reason=reason, was_serving=had)
+        await self.rt.alert("SEV-2", "signal holds: no servable model", reason, dedup_key="signal:no_servable_model")
         if not initial and getattr(self, "_candle_tf", None) != self.engine.timeframe:
             await self._subscribe_candles()
 
@@ -135,6 +195,7 @@ class SignalService:
         self.candles_in.inc()
         bar = self.engine.on_candle(candle)
         if bar is not None:
+            self._candle_seen = True
             self._enqueue(bar)
 
     async def on_status(self, status: MarketStatus, subject: str) -> None:
@@ -213,13 +274,32 @@ class SignalService:
     async def stop(self) -> None:
         return None
 
+    def _no_candles(self) -> str:
+        """Where bars come only from market_data's candles: say so when none of the model's timeframe came
+        within two bar lengths (plus a minute), instead of silently deciding nothing."""
+        assert self.engine is not None
+        if self.engine.cfg.bars_from_ticks or self._candle_seen or self.engine.cfg.every_nth_tick:
+            return ""
+        tf = self.engine.timeframe
+        if time.monotonic() - self._candles_since < 2 * timeframe_seconds(tf) + 60:
+            return ""
+        return (f"no md.candle.*.{tf} received: the model decides on exchange klines only (market_data: "
+                f"binance.klines true and {tf} in candle_timeframes)")
+
     def health(self) -> tuple[str, str]:
         if self.engine is None:
             return "degraded", "starting"
         if self.engine.model is None:
-            return "degraded", f"no trusted model: {self._model_error or 'none loaded'}"
+            why = self._model_error or self._serving_refusal or "none loaded"
+            return "degraded", f"holding, no servable model: {why}"
         if self._model_error:
             return "degraded", f"serving {self.engine.model.version}; newer model refused: {self._model_error}"
+        detail = f"model {self.engine.model.version}"
+        starved = self._no_candles()
+        if starved:
+            return "degraded", f"{detail}; {starved}"
+        if self._serving_warning:
+            detail += f"; UNGATED: {self._serving_warning}"
         if self.engine.drift is not None and self.engine.drift.detected:
-            return "ok", f"model {self.engine.model.version}; drift detected"
-        return "ok", f"model {self.engine.model.version}"
+            return "ok", f"{detail}; drift detected"
+        return "ok", detail

@@ -3,8 +3,12 @@
 Reads an OHLCV file (or makes synthetic candles), computes features and labels net of fees, evaluates
 the model walk-forward against buy-and-hold and not trading, trains the final model on everything,
 stores reference distributions for drift, replays the data through the drift monitor, and writes
-`<models_dir>/<version>/{model.pkl, metadata.json, report.json, report.md, equity.png}`; `current` then
-names it (unless --no-promote).
+`<models_dir>/<version>/{model.pkl, metadata.json, report.json, report.md, equity.png}`. The promotion gate
+(`signal.gate`, `gate.py`) then decides: `current` names the new version only when it passed (or on
+`--force-promote`, paper only, recorded in the metadata and in `<models_dir>/audit.jsonl`).
+
+Exit codes: 0 promoted (or written with --no-promote), 1 error, 2 bad configuration, 3 written but NOT
+promoted because the gate failed, 4 --force-promote refused (live mode).
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from services.signal.cli_args import add_arguments
+from services.signal.cli_args import EPILOG, add_arguments
 from services.signal.drift import DriftThresholds
 from services.signal.features import FeatureSpec, infer_timeframe, load_ohlcv
-from services.signal.registry import REPO_ROOT, models_dir, save_model
+from services.signal.gate import GATE_BASIS, evaluate_gate
+from services.signal.registry import REPO_ROOT, audit, models_dir, read_current, save_model
 from services.signal.synthetic import synthetic_candles
 from services.signal.training import (
     build_dataset,
+    circular_shift_null,
     class_mean_returns,
     fit_model,
     label_definition,
@@ -38,15 +44,42 @@ from services.signal.training import (
 )
 from services.signal.training import drift_replay as replay_drift
 
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_FORCE_REFUSED = 0, 1, 2, 3, 4
+QUOTES = ("USDT", "FDUSD", "USDC", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
+
+
+def symbol_from_name(stem: str) -> str | None:
+    """`BTCUSDT-1h` -> `BTC/USDT`, `XRP_ETH-5m` -> `XRP/ETH`; None when the name does not say."""
+    head = stem.split("-")[0].upper()
+    if "_" in head:
+        base, _, quote = head.partition("_")
+        return f"{base}/{quote}" if base and quote else None
+    for q in QUOTES:
+        if head.endswith(q) and len(head) > len(q):
+            return f"{head[: -len(q)]}/{q}"
+    return None
+
 
 def _resolve(path: str) -> Path:
     p = Path(path)
     return p if p.is_absolute() else REPO_ROOT / p
 
 
+class ForcePromoteRefused(ValueError):
+    """--force-promote in live mode."""
+
+
 def run_training(settings, *, train=None, promote: bool = True, progress=print, version_prefix: str | None = None,
-                 drift_replay: bool = True, out_root: Path | None = None) -> Path:
-    """Train per `settings.signal` (with `train` replacing `settings.signal.train`); returns the version dir."""
+                 drift_replay: bool = True, out_root: Path | None = None, force_promote: bool = False,
+                 bootstrap: bool = False, symbol: str | None = None) -> Path:
+    """Train per `settings.signal` (with `train` replacing `settings.signal.train`); returns the version dir.
+
+    With `promote`, the version becomes `current` only if the gate passed, or with `force_promote` (paper
+    mode only), or as the paper-mode `bootstrap` model. The outcome is in `metadata.json` (`gate`,
+    `promotion`)."""
+    if (force_promote or bootstrap) and settings.mode == "live":
+        raise ForcePromoteRefused("--force-promote is refused in mode: live (only a model that passed the gate "
+                                  "may be promoted)")
     t0 = time.monotonic()
     s = settings.signal
     tcfg = train or s.train
@@ -55,11 +88,16 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
         candles = synthetic_candles(tcfg.synthetic_bars, seed=tcfg.seed, timeframe=tcfg.synthetic_timeframe)
         source = {"kind": "synthetic", "bars": tcfg.synthetic_bars, "seed": tcfg.seed}
         name = "synthetic"
+        symbols = ["*"]  # stands for no market in particular
     else:
         path = _resolve(tcfg.data)
         candles = load_ohlcv(path)
         source = {"kind": "file", "path": tcfg.data, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         name = re.sub(r"[^a-z0-9]+", "", path.stem.split("-")[0].lower())[:16] or "data"
+        sym = symbol or symbol_from_name(path.stem)
+        if sym is None:
+            raise ValueError(f"cannot tell the symbol of {path.name}: pass --symbol BASE/QUOTE")
+        symbols = [sym]
     timeframe = infer_timeframe(candles)
     spec = FeatureSpec.from_settings(s.features, timeframe)
     progress(f"data: {name} {timeframe}, {candles.height} candles "
@@ -84,6 +122,24 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
                                  horizon=horizon)
         for p in replay["periods"]:
             progress(f"  drift detected {p['from']} .. {p['to'] or 'end'}: {p['reason']}")
+    g = s.gate
+    progress(f"null baseline: the model's out-of-sample signals circularly shifted {g.null_shifts} times")
+    null = circular_shift_null(ev.fold_close, ev.fold_side, horizon=horizon, fee_rate=fee, shifts=g.null_shifts,
+                               seed=tcfg.seed)
+    msum = ev.report["model"]
+    decision = evaluate_gate(net_return_pct=msum["total_return_pct"],
+                             no_trade_return_pct=ev.report["no_trade"]["total_return_pct"], p_value=null.p_value,
+                             n_trades=msum["n_trades"], data_kind=source["kind"],
+                             min_excess_return_pct=g.min_excess_return_pct, max_p_value=g.max_p_value,
+                             min_trades=g.min_trades)
+    gate = decision.record(p_value=null.p_value, net_return=msum["total_return_pct"],
+                           no_trade_return=ev.report["no_trade"]["total_return_pct"],
+                           buy_and_hold_return=ev.report["buy_and_hold"]["total_return_pct"],
+                           n_trades=msum["n_trades"], basis=GATE_BASIS, null={
+                               "kind": "circular shift of the model's own out-of-sample signals, per fold",
+                               "shifts": null.shifts, "quantiles_pct": null.null_quantiles_pct, "simulation": null.basis},
+                           config=g.model_dump())
+    progress("gate: " + ("PASSED" if decision.passed else "FAILED: " + "; ".join(decision.reasons)))
     now = datetime.now(UTC)
     version = f"{version_prefix or name}-{timeframe}-{now:%Y%m%dT%H%M%SZ}"
     train_window = {"from": str(ds.times[int(usable[0])]), "to": str(ds.times[int(usable[-1])]),
@@ -95,10 +151,16 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
                            "min_expected_edge_bps": s.min_expected_edge_bps,
                            "simulation": "spot long-only: BUY enters at the close when flat; exit after the "
                                          "label horizon, on SELL or at the fold end; fees both sides"},
+              "gate": gate,
               "drift_replay": None if replay is None else {k: replay[k] for k in ("train", "replay", "periods")},
               "training_seconds": round(elapsed, 3)}
     metadata = {
         "version": version, "trained_at": now.isoformat(), "timeframe": timeframe, "data": source,
+        "symbols": symbols,
+        "data_span": {"from": _iso(ds.times[0]), "to": _iso(ds.times[-1]), "bars": len(ds.times)},
+        "decision": {"probability_threshold": s.probability_threshold,
+                     "min_expected_edge_bps": s.min_expected_edge_bps},
+        "gate": gate,
         "features": {"names": list(spec.names), "spec": spec.to_dict(), "warmup_bars": spec.warmup_bars},
         "train_window": train_window,
         "label": {**label_definition(horizon, fee), "class_mean_returns": means.tolist()},
@@ -110,14 +172,45 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
              "report.md": render_markdown(report, metadata).encode(),
              "equity.png": render_equity_png(ds, ev, replay, version)}
     root = out_root or models_dir(settings)
-    path = save_model(root, version, final, metadata, extra, promote=promote)
+    promote_now, promotion = _promotion(promote, decision.passed, force_promote, bootstrap, settings.mode, now)
+    if promotion:
+        metadata["promotion"] = promotion
+    previous = read_current(root) if promote_now else None
+    path = save_model(root, version, final, metadata, extra, promote=promote_now)
+    if promote_now:
+        audit(root, "force_promote" if force_promote and not decision.passed else
+              "bootstrap_promote" if bootstrap and not decision.passed else "promote", version,
+              mode=settings.mode, gate_passed=decision.passed, previous=previous, via="train",
+              reasons=decision.reasons)
     m, bh = report["model"], report["buy_and_hold"]
     progress(f"out-of-sample net of fees: model {m['total_return_pct']:+.2f}% ({m['n_trades']} trades, hit rate "
-             f"{m['hit_rate']}), buy&hold {bh['total_return_pct']:+.2f}%, no trade +0.00%")
-    progress(f"wrote {path} in {elapsed:.1f}s" + (" and made it current" if promote else ""))
-    if promote:
+             f"{m['hit_rate']}), buy&hold {bh['total_return_pct']:+.2f}%, no trade +0.00%, null p-value "
+             f"{null.p_value:.3f}")
+    progress(f"wrote {path} in {elapsed:.1f}s" + (" and made it current" if promote_now else ""))
+    if promote and not promote_now:
+        progress("NOT promoted: the gate failed (" + "; ".join(decision.reasons) + "); `current` is unchanged")
+    elif promote_now and not decision.passed:
+        progress("WARNING: promoted without passing the gate (" + promotion.get("kind", "forced") +
+                 "): paper trading only, live mode refuses this model")
+    if promote_now:
         progress(f"note: the signal service now decides on {timeframe} candles ({spec.warmup_bars} bars of warm-up)")
     return path
+
+
+def _iso(t) -> str:
+    return t.isoformat() if hasattr(t, "isoformat") else str(t)
+
+
+def _promotion(promote: bool, passed: bool, force: bool, bootstrap: bool, mode: str, now: datetime) -> tuple[bool, dict]:
+    """(make it current?, the `promotion` record for the metadata)."""
+    if not promote:
+        return False, {}
+    if passed:
+        return True, {"forced": False, "kind": "gate", "at": now.isoformat(), "mode": mode}
+    if force or bootstrap:
+        return True, {"forced": True, "kind": "force_promote" if force else "bootstrap", "at": now.isoformat(),
+                      "mode": mode}
+    return False, {}
 
 
 
@@ -161,6 +254,18 @@ def render_markdown(report: dict, meta: dict) -> str:
                      f"{f['model']['n_trades']} | {_fmt(f['buy_and_hold']['total_return_pct'])} |")
     verdict = ("beats" if m["total_return_pct"] > max(bh["total_return_pct"], 0.0) else "does NOT beat")
     lines += ["", f"**Verdict:** out of sample, net of fees, the model {verdict} both buy-and-hold and not trading.", ""]
+    g = report.get("gate")
+    if g:
+        q = g["null"]["quantiles_pct"]
+        lines += ["## Promotion gate", "",
+                  f"**{'PASSED' if g['passed'] else 'FAILED'}** ({g['basis']}). Null baseline: "
+                  f"{g['null']['kind']}, {g['null']['shifts']} shifts; p-value {g['p_value']:.3f}; null net returns "
+                  f"5/50/95 %: {q['p5']:+.2f} / {q['p50']:+.2f} / {q['p95']:+.2f} %.", "",
+                  "| check | value | threshold | passed |", "|---|---|---|---|"]
+        for name, c in g["checks"].items():
+            lines.append(f"| {name} | {c['value']} | {c['threshold']} | {'yes' if c['passed'] else 'NO'} |")
+        lines += [""] + [f"- {r}" for r in g["reasons"]] + ([""] if g["reasons"] else [])
+        lines += ["Only a model that passed is made `current` (and only such a model is served in live mode).", ""]
     dr = report.get("drift_replay")
     if dr:
         lines += ["## Drift replay", "",
@@ -211,7 +316,10 @@ def run_from_args(args, config: str | None = None) -> int:
         settings = load_settings(config)
     except ConfigurationError as exc:
         print(f"train: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    if args.force_promote and settings.mode == "live":
+        print("train: --force-promote is refused in mode: live", file=sys.stderr)
+        return EXIT_FORCE_REFUSED
     sig = settings.signal
     train = sig.train.model_copy(update={k: v for k, v in {"data": args.data, "folds": args.folds,
                                                             "model": args.model}.items() if v is not None})
@@ -229,16 +337,26 @@ def run_from_args(args, config: str | None = None) -> int:
         print(f"[train {datetime.now(UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
     try:
-        path = run_training(settings, train=train, promote=not args.no_promote, progress=progress)
+        path = run_training(settings, train=train, promote=not args.no_promote, progress=progress,
+                            force_promote=args.force_promote, symbol=args.symbol)
+    except ForcePromoteRefused as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return EXIT_FORCE_REFUSED
     except (ValueError, OSError) as exc:
         print(f"train: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     print(path)
-    return 0
+    meta = json.loads((path / "metadata.json").read_text())
+    if not args.no_promote and not (meta.get("promotion") or {}):
+        print(f"train: {meta['version']} NOT promoted, the gate failed: " + "; ".join(meta["gate"]["reasons"]),
+              file=sys.stderr)
+        return EXIT_GATE_FAILED
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m services.signal.train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m services.signal.train", description=__doc__.splitlines()[0],
+                                epilog=EPILOG)
     p.add_argument("--config", default=None)
     add_arguments(p)
     args = p.parse_args(argv)

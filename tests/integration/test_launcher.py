@@ -38,7 +38,11 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_") and k not in ("NATS_URL", "DATABASE_URL")}
-    env.update(BNML_CONFIG=str(ROOT / "configs" / "bot.yaml"), PYTHONUNBUFFERED="1")
+    env.update(BNML_CONFIG=str(ROOT / "configs" / "bot.yaml"), PYTHONUNBUFFERED="1",
+               # the demo rule: the shipped edge gate (0 bps) makes the synthetic bootstrap model abstain, as it
+               # has no edge; with the gate opened it trades noise on paper, under the UNGATED warning
+               BNML_SIGNAL__MIN_EXPECTED_EDGE_BPS="-1000",
+               BNML_SIGNAL__MODELS_DIR=str(tmp_path / "models"))  # not the clone's registry: this rule is a demo
     out = open(tmp_path / "launcher.out", "w")
     launcher = subprocess.Popen([sys.executable, "-m", "bnml.cli", "up"], cwd=tmp_path, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
@@ -55,6 +59,10 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
             time.sleep(1)
         assert status and status["counts"]["fills"] > 0, (tmp_path / "launcher.out").read_text()
         assert status["mode"] == "paper"
+        assert status["model"]["version"].startswith("bootstrap-") and status["model"]["gate_passed"] is False
+        assert "has not passed the promotion gate" in status["model"]["warning"]
+        human = _bnml(tmp_path, "status", env=env)
+        assert "WARNING model bootstrap-" in human.stdout and "gate NOT PASSED" in human.stdout, human.stdout
         assert set(status["services"]) == {"market_data", "signal", "risk", "execution", "ops_api"}
         assert all(s["status"] == "ok" for s in status["services"].values()), status["services"]
         assert (tmp_path / "artifacts" / "logs" / "execution.log").exists()

@@ -230,3 +230,104 @@ async def test_exchange_klines_are_published_from_the_socket_and_from_rest_when_
     opens = [c.open_time for c in candles[("BTC/USDT", "1s")]]
     assert opens == sorted(set(opens))
     assert md.alive
+
+
+async def test_recorded_btcusdt_1h_feed_gives_candles_equal_to_the_exchange_klines_backfilled_at_start(
+        services, bus, fake):
+    """The fake serves the vendored BTCUSDT-1h.csv as its 1h klines: what market_data publishes for a 1h model is
+    those klines, bar for bar (open time, OHLC, volume), backfilled at start, not bars rebuilt from ticker
+    snapshots; and a new signal process (a heartbeat with a new instance) gets the history again."""
+    import csv
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from libs.common.contracts import Candle, Heartbeat
+    from services.market_data.live import BACKFILL_BARS
+    from tests.fakes.binance.markets import vendored_data_dir
+
+    candles: list = []
+
+    async def on_candle(c, s):
+        candles.append(c)
+
+    await bus.subscribe(subjects.candle("BTC/USDT", "1h"), Candle, on_candle)
+    await bus.nc.flush()
+    cfg = _config(fake, klines=True, use_websocket=False)
+    cfg["symbols"] = ["BTC/USDT"]
+    cfg["market_data"]["candle_timeframes"] = ["1h"]
+    services.configure(cfg)
+    md = services.start("market_data")
+    await wait_until(lambda: len(candles) >= BACKFILL_BARS, timeout=30, message="the 1h backfill")
+    text = (vendored_data_dir() / "ohlcv" / "BTCUSDT-1h.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    expected = [(datetime.fromtimestamp(int(r["open_time"]) / 1000, UTC), *(Decimal(r[k]) for k in
+                 ("open", "high", "low", "close", "volume"))) for r in rows[-BACKFILL_BARS:]]
+    got = [(c.open_time, c.open, c.high, c.low, c.close, c.volume) for c in candles[:BACKFILL_BARS]]
+    assert got == expected
+    assert all(c.closed and c.source == "binance" and c.timeframe == "1h" for c in candles)
+    assert fake.requests_to("/api/v3/klines")  # from the exchange's klines endpoint
+
+    # a signal process that starts later announces itself by its heartbeat: the history is sent again
+    n = len(candles)
+    await bus.publish(subjects.heartbeat("signal"), Heartbeat(ts=datetime.now(UTC), service="signal",
+                                                              instance="signal-a", uptime_s=1.0))
+    await wait_until(lambda: len(candles) >= n + BACKFILL_BARS, timeout=30, message="the backfill again")
+    again = [(c.open_time, c.open, c.high, c.low, c.close, c.volume) for c in candles[n:n + BACKFILL_BARS]]
+    assert again == expected
+    assert md.alive
+
+
+async def test_a_gap_in_klines_is_filled_with_the_exchanges_own_bars_never_glued(fake):
+    """Between two published 1h klines four are missing: the source asks the exchange (the real ccxt against the
+    fake serving the vendored BTCUSDT-1h.csv) for exactly those, publishes them in order, and counts the gap.
+    When the exchange cannot answer, the gap stays a gap (no invented bar)."""
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from libs.common.metrics import ServiceMetrics
+    from libs.common.settings import BotSettings
+    from services.market_data.ccxt_adapter import make_exchange as md_exchange
+    from services.market_data.live import BinanceSource
+
+    class Recorder:
+        def __init__(self):
+            self.bars = []
+
+        async def bar(self, bar, source):
+            self.bars.append(bar)
+
+    metrics = ServiceMetrics("market_data", CollectorRegistry())
+    md = BotSettings().market_data.model_copy(update={"candle_timeframes": ["1h"], "binance": BotSettings(
+        ).market_data.binance.model_copy(update={"rest_url": fake.http_url, "klines": True})})
+    log = SimpleNamespace(info=lambda *a, **k: None, warning=lambda *a, **k: None)
+    svc = SimpleNamespace(rt=SimpleNamespace(log=log, metrics=metrics), symbols=["BTC/USDT"],
+                          m_errors=metrics.counter("source_errors_total", "e", ["kind"]),
+                          m_backoff=metrics.gauge("backoff_state", "b"))
+    src = BinanceSource(svc, md, ["BTC/USDT"])
+    src.exchange = md_exchange(md.binance)
+    src.m_requests = metrics.counter("exchange_requests_total", "r", ["what"])
+    src.m_gaps = metrics.counter("kline_gaps_total", "g", ["timeframe"])
+    try:
+        rows = await src.exchange.fetch_ohlcv("BTC/USDT", "1h", limit=40)
+        pub = Recorder()
+        src._kline_published[("BTC/USDT", "1h")] = rows[10][0]
+        await src._publish_klines(pub, "BTC/USDT", "1h", [rows[15]], closed_before=rows[-1][0])
+        assert [b.open_time_ms for b in pub.bars] == [r[0] for r in rows[11:16]]
+        assert [(b.open, b.high, b.low, b.close, b.volume) for b in pub.bars[:4]] == [
+            tuple(Decimal(repr(x)) for x in r[1:6]) for r in rows[11:15]]
+        assert src.m_gaps.labels(timeframe="1h")._value.get() == 4
+        gap_requests = [r for r in fake.requests_to("/api/v3/klines") if r.params.get("startTime")]
+        assert gap_requests and int(gap_requests[-1].params["startTime"]) == rows[11][0]
+
+        # the exchange fails the fill: the next bar is published after the hole, nothing made up
+        fake.faults.always("/api/v3/klines", "5xx", status=503)
+        pub2 = Recorder()
+        src._kline_published[("BTC/USDT", "1h")] = rows[20][0]
+        await src._publish_klines(pub2, "BTC/USDT", "1h", [rows[25]], closed_before=rows[-1][0])
+        assert [b.open_time_ms for b in pub2.bars] == [rows[25][0]]
+        assert src.m_gaps.labels(timeframe="1h")._value.get() == 8
+    finally:
+        fake.faults.clear()
+        await src.exchange.close()

@@ -2,7 +2,8 @@
 
 Feature windows and the label horizon are counted in bars of the model's timeframe. The live service
 uses the feature spec stored in the model's metadata (what the model was trained on), not these values:
-these drive training.
+these drive training. The decision rule (threshold, edge gate) is the model's too: the values here may
+only tighten it at serving time.
 """
 
 from __future__ import annotations
@@ -92,13 +93,29 @@ class DriftSettings(Section):
         return self
 
 
+class GateSettings(Section):
+    """The promotion gate a model's out-of-sample result must pass before it becomes `current` (and before
+    live mode will serve it)."""
+
+    min_excess_return_pct: float = Field(
+        default=0.0, description="Out-of-sample net return must beat not trading (0 %) by more than this, %")
+    max_p_value: float = Field(default=0.05, gt=0, le=1,
+                               description="Circular-shift null p-value must be below this")
+    null_shifts: int = Field(default=200, ge=19, le=10_000,
+                             description="Circular shifts of the model's own out-of-sample signals in the null")
+    min_trades: int = Field(default=10, ge=0, description="Fewer out-of-sample trades than this fail the gate")
+
+
 class SignalSettings(Section):
     models_dir: str = Field(default="artifacts/models", description="Model registry, relative to the repo root")
     probability_threshold: float = Field(default=0.42, ge=0, le=1,
                                          description="Minimum model probability of a side for BUY/SELL")
     min_expected_edge_bps: float | None = Field(
-        default=None, description="Also require this expected edge net of fees, bps (null = not required)")
-    max_model_age_h: float = Field(default=168.0, gt=0, description="Older models stop producing BUY, hours")
+        default=0.0, description="Also require this expected edge net of fees, bps (null = not required). The "
+                                 "model's own value (metadata.decision) wins unless this one is stricter")
+    max_model_age_h: float = Field(
+        default=168.0, gt=0, description="Data age: hours from the newest bar a model was trained on to the bar "
+                                         "being decided; older = no BUY (synthetic models: hours since training)")
     max_spread_bps: float = Field(default=50.0, gt=0, description="HOLD when the live quoted spread is wider, bps")
     reload_check_s: float = Field(default=2.0, gt=0, description="How often `current` is checked for a new model")
     batch_window_ms: float = Field(default=2.0, ge=0, description="Closes arriving within this window run as one batch")
@@ -110,4 +127,5 @@ class SignalSettings(Section):
     label: LabelSettings = LabelSettings()
     train: TrainSettings = TrainSettings()
     drift: DriftSettings = DriftSettings()
+    gate: GateSettings = GateSettings()
     metrics_port: int = Field(default=9102, ge=0, le=65535)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from libs.common.settings import BotSettings
+from services.signal.core import Bar
 from services.signal.registry import load_current
+from services.signal.synthetic import synthetic_candles
 from services.signal.train import run_training
 
 
@@ -23,5 +27,19 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     settings = make_settings(root)
     quick = settings.signal.train.model_copy(update={"synthetic_bars": 3000, "folds": 2})
-    run_training(settings, train=quick, progress=lambda m: None, drift_replay=False)
+    run_training(settings, train=quick, progress=lambda m: None, drift_replay=False, bootstrap=True)
     return settings, load_current(root)
+
+
+def bar_rounds(n: int, symbols: list[str], seed: int = 5, start: datetime | None = None) -> list[list[Bar]]:
+    """`n` rounds of closed synthetic bars, one per symbol per round (trigger id `tick-<SYM>-<k>`)."""
+    frames = {s: synthetic_candles(n, seed=seed + i, start=start) for i, s in enumerate(symbols)}
+    out = []
+    for k in range(n):
+        row = []
+        for s, df in frames.items():
+            r = df.row(k, named=True)
+            row.append(Bar(s, r["open_time"], r["open"], r["high"], r["low"], r["close"], r["volume"],
+                           Decimal(f"{r['close']:.6f}"), f"tick-{s}-{k}", r["open_time"]))
+        out.append(row)
+    return out

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from libs.common.contracts import Candle, Tick
 from services.signal.core import Bar, CandleBuilder, EngineConfig, SignalEngine
-from services.signal.synthetic import synthetic_candles
+from tests.unit.signal.conftest import bar_rounds
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -35,16 +35,14 @@ def test_candle_builder_closes_a_bar_on_the_first_tick_of_the_next_interval():
 
 
 def _bars(n: int, symbols: list[str], seed: int = 5) -> list[list[Bar]]:
-    out = []
-    frames = {s: synthetic_candles(n, seed=seed + i) for i, s in enumerate(symbols)}
-    for k in range(n):
-        row = []
-        for s, df in frames.items():
-            r = df.row(k, named=True)
-            row.append(Bar(s, r["open_time"], r["open"], r["high"], r["low"], r["close"], r["volume"],
-                           Decimal(f"{r['close']:.6f}"), f"tick-{s}-{k}", r["open_time"]))
-        out.append(row)
-    return out
+    return bar_rounds(n, symbols, seed)
+
+
+def _any_side_engine(settings, model, **cfg) -> SignalEngine:
+    """Threshold 0 and no edge gate, in the configuration and in the model's own rule: always a side."""
+    loose = replace(model, probability_threshold=0.0, min_expected_edge_bps=None)
+    return SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0, min_edge_bps=None, **cfg),
+                        loose)
 
 
 def _run(engine, rounds, now=T0):
@@ -56,7 +54,7 @@ def _run(engine, rounds, now=T0):
 
 def test_no_signal_but_hold_until_warmed_up_then_decisions_carry_the_trigger(trained):
     settings, model = trained
-    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0), model)
+    engine = _any_side_engine(settings, model)
     rounds = _bars(40, ["A/USDT"])
     sigs = _run(engine, rounds)
     warm = model.spec.warmup_bars
@@ -68,7 +66,7 @@ def test_no_signal_but_hold_until_warmed_up_then_decisions_carry_the_trigger(tra
 
 def test_stale_symbol_holds(trained):
     settings, model = trained
-    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0), model)
+    engine = _any_side_engine(settings, model)
     engine.set_stale("A/USDT", True)
     sigs = _run(engine, _bars(40, ["A/USDT", "B/USDT"]))
     assert {s.side for s in sigs if s.symbol == "A/USDT"} == {"HOLD"}
@@ -78,7 +76,7 @@ def test_stale_symbol_holds(trained):
 
 def test_old_model_produces_no_buy(trained):
     settings, model = trained
-    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0, max_model_age_h=1), model)
+    engine = _any_side_engine(settings, model, max_model_age_h=1)
     sigs = _run(engine, _bars(60, ["A/USDT", "B/USDT", "C/USDT"]), now=model.trained_at + timedelta(hours=2))
     assert "BUY" not in {s.side for s in sigs}
     assert "SELL" in {s.side for s in sigs}
@@ -93,7 +91,7 @@ def test_without_a_model_everything_holds(trained):
 
 def test_wide_spread_holds(trained):
     settings, model = trained
-    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0, max_spread_bps=5), model)
+    engine = _any_side_engine(settings, model, max_spread_bps=5)
     engine.on_tick(_tick("A/USDT", T0, "100", spread="1"), T0)  # 100 bps
     sigs = _run(engine, _bars(30, ["A/USDT"]))
     assert {s.side for s in sigs} == {"HOLD"} and "spread" in sigs[-1].reason
@@ -185,3 +183,32 @@ def test_candle_builder_conserves_volume_and_keeps_ohlc_consistent(steps):
     for x in bars:
         assert x.low <= min(x.open, x.close) <= max(x.open, x.close) <= x.high
     assert [x.open_time for x in bars] == sorted({x.open_time for x in bars})
+
+
+def test_a_gap_in_candles_is_not_glued_the_symbol_warms_up_again(trained):
+    settings, model = trained
+    engine = _any_side_engine(settings, model)
+    rounds = _bars(100, ["A/USDT"])
+    before = _run(engine, rounds[:40])
+    assert before[-1].side in ("BUY", "SELL")
+    # bar 40..44 never arrive: the next bars follow a 5-second hole
+    after = _run(engine, rounds[45:])
+    warm = model.spec.warmup_bars
+    assert all(s.side == "HOLD" and "after a gap in candles" in s.reason for s in after[: warm - 1])
+    assert after[warm - 1].side in ("BUY", "SELL")
+    # control: the same bars without the hole decide at once
+    again = _any_side_engine(settings, model)
+    contiguous = _run(again, rounds[:40]) and _run(again, rounds[40:])
+    assert contiguous[0].side in ("BUY", "SELL")
+
+
+def test_live_ticker_snapshots_never_become_the_models_bars(trained):
+    settings, model = trained
+    live = SignalEngine(replace(EngineConfig.from_settings(settings.signal, bars_from_ticks=False), threshold=0.0), model)
+    demo = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0), model)
+    closed = {"live": 0, "demo": 0}
+    for k in range(30):
+        t = _tick("A/USDT", T0 + timedelta(milliseconds=400 * k), str(100 + k % 3))
+        closed["live"] += live.on_tick(t, t.ts)[0] is not None
+        closed["demo"] += demo.on_tick(t, t.ts)[0] is not None
+    assert closed["live"] == 0 and closed["demo"] > 0  # control: the synthetic feed's ticks do build bars

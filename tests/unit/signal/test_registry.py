@@ -78,16 +78,53 @@ def test_ensure_model_never_trains_over_a_tampered_model(trained, tmp_path):
     assert read_current(tmp_path) == "v-test"
 
 
-def test_bnml_train_command_trains_promotes_and_reports_progress(tmp_path, capsys):
+def test_bnml_train_on_synthetic_data_writes_the_artefact_but_refuses_to_promote_it(tmp_path, capsys):
     from bnml.cli import build_parser
 
     args = build_parser().parse_args(["train", "--folds", "2", "--models-dir", str(tmp_path), "--horizon", "5"])
-    assert args.func(args) == 0
+    assert args.func(args) == 3  # written, not promoted: the gate failed
     out, err = capsys.readouterr()
-    version = read_current(tmp_path)
-    assert version and out.strip().endswith(version)
     assert "fold 1/2" in err and "fold 2/2" in err and "buy&hold" in err
-    assert load_current(tmp_path).horizon == 5
+    assert "NOT promoted" in err and "synthetic data" in err
+    assert read_current(tmp_path) is None
+    version = out.strip().rsplit("/", 1)[-1]
+    meta = json.loads((tmp_path / version / "metadata.json").read_text())
+    assert meta["gate"]["passed"] is False and "promotion" not in meta
+    assert load_model(tmp_path, version).horizon == 5
+
+
+def test_force_promote_is_recorded_in_the_metadata_and_audited(tmp_path, capsys):
+    from bnml.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--folds", "2", "--models-dir", str(tmp_path), "--force-promote"])
+    assert args.func(args) == 0
+    version = read_current(tmp_path)
+    meta = json.loads((tmp_path / version / "metadata.json").read_text())
+    assert meta["gate"]["passed"] is False
+    assert meta["promotion"]["forced"] is True and meta["promotion"]["kind"] == "force_promote"
+    entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(e["action"], e["version"], e["gate_passed"]) for e in entries] == [("force_promote", version, False)]
+    assert "WARNING: promoted without passing the gate" in capsys.readouterr().err
+
+
+def test_force_promote_is_refused_in_live_mode(tmp_path, monkeypatch, capsys):
+    from bnml.cli import build_parser
+
+    cfg = tmp_path / "live.yaml"
+    cfg.write_text("mode: live\nlive:\n  confirm: true\n")
+    monkeypatch.setenv("BNML_LIVE__API_KEY", "k")
+    monkeypatch.setenv("BNML_LIVE__API_SECRET", "s")
+    args = build_parser().parse_args(["--config", str(cfg), "train", "--models-dir", str(tmp_path / "m"),
+                                      "--force-promote"])
+    assert args.func(args) == 4
+    assert "refused in mode: live" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # nothing trained, nothing written
+
+
+def test_ensure_model_never_bootstraps_in_live_mode(tmp_path):
+    settings = make_settings(tmp_path).model_copy(update={"mode": "live"})
+    assert ensure_model(settings) is None
+    assert read_current(tmp_path) is None and not any(tmp_path.iterdir())
 
 
 def test_train_command_reports_a_missing_file_cleanly(tmp_path, capsys):

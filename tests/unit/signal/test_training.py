@@ -105,7 +105,16 @@ def test_training_on_real_btcusdt_writes_the_report_against_buy_and_hold_and_no_
     assert meta["timeframe"] == "1h" and meta["data"]["kind"] == "file"
     assert (path / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "buy and hold" in (path / "report.md").read_text()
-    assert (tmp_path / "current").read_text().strip() == path.name
+    # the decision rule and what it was evaluated on belong to the artefact
+    assert meta["decision"] == {"probability_threshold": 0.42, "min_expected_edge_bps": 0.0}
+    assert meta["symbols"] == ["BTC/USDT"]
+    assert meta["data_span"]["from"].startswith("2021-10-01") and meta["data_span"]["to"].startswith("2022-10-31")
+    gate = meta["gate"]
+    assert {"passed", "p_value", "net_return", "reasons", "checks", "basis", "null"} <= set(gate)
+    assert gate["net_return"] == report["model"]["total_return_pct"] and 0 < gate["p_value"] <= 1
+    # promoted exactly when the gate passed
+    promoted = (tmp_path / "current").exists() and (tmp_path / "current").read_text().strip() == path.name
+    assert promoted == gate["passed"]
     # the drift replay of the 2022 crash is in the report
     periods = report["drift_replay"]["periods"]
     assert any(p["from"] < "2022-07-01" and (p["to"] is None or p["to"] > "2022-05-01") for p in periods)
