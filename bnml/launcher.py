@@ -254,6 +254,16 @@ def status_line_text(s: dict) -> Text:
     return line
 
 
+DEMO_EDGE_ENV = "BNML_SIGNAL__MIN_EXPECTED_EDGE_BPS"
+DEMO_EDGE_BPS = "-1000"
+
+
+def demo_rule_applies(settings: BotSettings, environ) -> bool:
+    """The local demo (paper on synthetic data) opens the edge gate unless the user chose a value."""
+    return (settings.mode == "paper" and settings.paper_market_data_mode == "synthetic"
+            and DEMO_EDGE_ENV not in environ)
+
+
 def run(config: str | None = None, status_every_s: float = 3.0) -> int:
     try:
         settings = load_settings(config)
@@ -262,6 +272,14 @@ def run(config: str | None = None, status_every_s: float = 3.0) -> int:
         return 2
     if settings.mode == "live":
         say("LIVE mode: orders will reach Binance with real money")
+    elif demo_rule_applies(settings, os.environ):
+        # the newcomer's demo: synthetic prices and a synthetic bootstrap model that has no edge by construction,
+        # so the shipped edge gate (0 bps) would make it abstain for ever; open it for this demo only (paper,
+        # synthetic data, not set by the user), visibly. Live never does this, and never serves such a model.
+        os.environ[DEMO_EDGE_ENV] = DEMO_EDGE_BPS
+        settings = load_settings(config)
+        say(f"demo: paper mode on synthetic data; the bootstrap model trades noise to show the plumbing "
+            f"(edge gate opened: {DEMO_EDGE_ENV}={DEMO_EDGE_BPS}; set it yourself to override)")
     suite = Suite(settings=settings, config_file=config_path(config))
     stopping = {"flag": False}
 

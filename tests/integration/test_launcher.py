@@ -39,9 +39,8 @@ def _descendants(pid: int) -> list[psutil.Process]:
 def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_") and k not in ("NATS_URL", "DATABASE_URL")}
     env.update(BNML_CONFIG=str(ROOT / "configs" / "bot.yaml"), PYTHONUNBUFFERED="1",
-               # the demo rule: the shipped edge gate (0 bps) makes the synthetic bootstrap model abstain, as it
-               # has no edge; with the gate opened it trades noise on paper, under the UNGATED warning
-               BNML_SIGNAL__MIN_EXPECTED_EDGE_BPS="-1000",
+               # what a newcomer runs: no edge setting, so the launcher applies its demo rule (the shipped 0 bps
+               # edge gate would make the synthetic bootstrap model abstain); it trades noise under UNGATED
                BNML_SIGNAL__MODELS_DIR=str(tmp_path / "models"))  # not the clone's registry: this rule is a demo
     out = open(tmp_path / "launcher.out", "w")
     launcher = subprocess.Popen([sys.executable, "-m", "bnml.cli", "up"], cwd=tmp_path, env=env, stdout=out,
