@@ -8,10 +8,15 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 # Latency buckets (seconds) fine enough for sub-millisecond hops.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Where a live order can rest on the book (verdict -> fill, tick -> order) the wait is seconds to minutes: the same
+# fine buckets, then up to 300 s, so a resting limit order lands in a bucket instead of +Inf.
+RESTING_ORDER_BUCKETS = LATENCY_BUCKETS + (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 class ServiceMetrics:
     """The metrics of one service, plus plain totals reported in heartbeats (for `bnml status`)."""
+
+    RESTING_ORDER_BUCKETS = RESTING_ORDER_BUCKETS  # for shells: `m.histogram(..., buckets=m.RESTING_ORDER_BUCKETS)`
 
     def __init__(self, service: str, registry: CollectorRegistry = REGISTRY):
         self.service = service
