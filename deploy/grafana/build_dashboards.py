@@ -125,7 +125,6 @@ class Board:
 
 UP_MAP = [{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}}]
 RED_GREEN = [(None, "red"), (1, "green")]
-SERVICES = ("market_data", "signal", "risk", "execution", "ops_api")
 STATE_COLORS = [{"type": "value", "options": {"ACTIVE": {"color": "green"}, "REDUCING": {"color": "orange"},
                                               "HALTED": {"color": "red"}}}]
 
@@ -249,7 +248,7 @@ def overview() -> Board:
     b.row("Suite")
     b.panel("stat", "Services up", [('up{job="bnml"}', "{{service}}")], w=12, h=4, mappings=UP_MAP,
             thresholds=RED_GREEN, description="Prometheus can scrape the service's /metrics")
-    b.panel("stat", "NATS connected", [(f"bnml_{s}_nats_connected", s) for s in SERVICES], w=12, h=4,
+    b.panel("stat", "NATS connected", [("bnml_nats_connected", "{{service}}")], w=12, h=4,
             mappings=UP_MAP, thresholds=RED_GREEN)
     return b
 
@@ -293,13 +292,12 @@ def pipeline() -> Board:
             w=12, unit="s")
     b.row("Dead letters, errors and staleness")
     b.panel("timeseries", "Dead-lettered messages (per minute) by service and subject",
-            [(events('sum by (service, subject) (rate({__name__=~"bnml_[a-z_]+_dlq_messages_total"}'
-                     "[$__rate_interval])) * 60"), "{{service}} {{subject}}")], w=8)
+            [(events("sum by (service, subject) (rate(bnml_dlq_messages_total[$__rate_interval])) * 60"),
+              "{{service}} {{subject}}")], w=8)
     b.panel("timeseries", "Handler errors, NATS client errors, dropped publishes (per minute)",
-            [(events('sum by (service) (rate({__name__=~"bnml_[a-z_]+_handler_errors_total"}[$__rate_interval]))'
-                     " * 60"), "handler {{service}}"),
-             (events('sum by (service) (rate({__name__=~"bnml_[a-z_]+_nats_errors_total"}[$__rate_interval]))'
-                     " * 60"), "nats {{service}}"),
+            [(events("sum by (service) (rate(bnml_handler_errors_total[$__rate_interval])) * 60"),
+              "handler {{service}}"),
+             (events("sum by (service) (rate(bnml_nats_errors_total[$__rate_interval])) * 60"), "nats {{service}}"),
              (events("sum by (reason) (rate(bnml_market_data_publish_dropped_total[$__rate_interval])) * 60"),
               "market_data dropped {{reason}}")], w=8)
     b.panel("timeseries", "Market-data source errors (per minute) and back-off state",
