@@ -3,9 +3,14 @@
     .venv/bin/python deploy/grafana/build_dashboards.py          # rewrite the JSON files
     .venv/bin/python deploy/grafana/build_dashboards.py --check  # exit 1 if a JSON file is out of date
 
-Every query uses metric names the services export (`bnml_<service>_<thing>_<unit>`);
-tests/integration/test_deploy_observability.py runs each one against a real Prometheus scraping the suite and
-fails on a query that errors or returns nothing. Grafana's `$__rate_interval` is the only macro used.
+Every PromQL query uses metric names the services export (`bnml_<service>_<thing>_<unit>`, or one name with a
+`service` label where every service measures the same thing); tests/integration/test_deploy_stack.py runs each
+one against a real Prometheus scraping the suite and fails on a query that errors or returns nothing. The macros
+used are Grafana's `$__rate_interval` and the `$symbol` template variable (a regex of the symbols picked).
+
+The SQL panels and annotations read the read-only Postgres datasource (deploy/grafana/provisioning/datasources/
+postgres.yml, role bnml_readonly); the macros used there are `$__timeFilter(column)` and `${symbol:sqlstring}`.
+tests/unit/deploy/test_dashboards.py runs each one, as that role, against a migrated database.
 """
 
 from __future__ import annotations
@@ -16,12 +21,17 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "dashboards"
 DS = {"type": "prometheus", "uid": "bnml-prometheus"}
+PG = {"type": "grafana-postgresql-datasource", "uid": "bnml-postgres"}
+SYMBOL = 'symbol=~"$symbol"'  # the label matcher of the `symbol` template variable
+SYMBOL_SQL = "${symbol:sqlstring}"  # the same selection as a quoted SQL list: symbol IN (...)
 
 
 class Board:
     def __init__(self, uid: str, title: str, description: str, tags: list[str]):
         self.uid, self.title, self.description, self.tags = uid, title, description, tags
         self.panels: list[dict] = []
+        self.variables: list[dict] = []
+        self.annotations: list[dict] = []
         self.x = self.y = self.row_h = 0
 
     def _place(self, w: int, h: int) -> dict:
@@ -72,12 +82,40 @@ class Board:
                         for i, (expr, legend) in enumerate(targets)],
         })
 
+    def symbol_variable(self) -> None:
+        """A `symbol` picker (multi, All by default) from the universe market_data exports; the per-symbol panels
+        filter on it with SYMBOL (PromQL) or SYMBOL_SQL."""
+        query = "label_values(bnml_market_data_symbol_age_seconds, symbol)"
+        self.variables.append({
+            "name": "symbol", "label": "Symbol", "type": "query", "datasource": DS, "refresh": 2, "sort": 1,
+            "query": {"query": query, "refId": "symbol"}, "definition": query, "multi": True, "includeAll": True,
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "options": [], "hide": 0,
+        })
+
+    def annotate(self, name: str, color: str, sql: str) -> None:
+        """Events from the journal drawn on every time axis: `sql` returns time, text and tags."""
+        self.annotations.append({
+            "name": name, "datasource": PG, "enable": True, "hide": False, "iconColor": color,
+            "target": {"refId": "Anno", "datasource": PG, "format": "table", "rawQuery": True,
+                       "editorMode": "code", "rawSql": sql},
+        })
+
+    def sql_table(self, title: str, sql: str, *, w: int = 24, h: int = 8, description: str = "") -> None:
+        """A table over the read-only Postgres datasource (one table-format query)."""
+        self.panels.append({
+            "id": len(self.panels) + 1, "type": "table", "title": title, "description": description, "datasource": PG,
+            "gridPos": self._place(w, h), "fieldConfig": {"defaults": {"custom": {"align": "auto"}}, "overrides": []},
+            "options": {"showHeader": True, "cellHeight": "sm"},
+            "targets": [{"refId": "A", "datasource": PG, "format": "table", "rawQuery": True, "editorMode": "code",
+                         "rawSql": sql}],
+        })
+
     def json(self) -> dict:
         return {
             "uid": self.uid, "title": self.title, "description": self.description, "tags": self.tags,
             "timezone": "utc", "editable": False, "graphTooltip": 1, "refresh": "10s", "schemaVersion": 39,
-            "version": 1, "time": {"from": "now-1h", "to": "now"}, "templating": {"list": []},
-            "annotations": {"list": []}, "links": [
+            "version": 1, "time": {"from": "now-1h", "to": "now"}, "templating": {"list": self.variables},
+            "annotations": {"list": self.annotations}, "links": [
                 {"title": t, "type": "link", "url": f"/d/{u}", "targetBlank": False}
                 for u, t in (("bnml-overview", "Overview"), ("bnml-pipeline", "Pipeline"),
                              ("bnml-risk-model", "Risk and model health")) if u != self.uid],
@@ -87,7 +125,6 @@ class Board:
 
 UP_MAP = [{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}}]
 RED_GREEN = [(None, "red"), (1, "green")]
-SERVICES = ("market_data", "signal", "risk", "execution", "ops_api")
 STATE_COLORS = [{"type": "value", "options": {"ACTIVE": {"color": "green"}, "REDUCING": {"color": "orange"},
                                               "HALTED": {"color": "red"}}}]
 
@@ -104,9 +141,60 @@ def quantiles(metric: str, by: str = "") -> list[tuple[str, str]]:
             for q, n in ((0.5, "50"), (0.99, "99"))]
 
 
+KILL_SWITCH_EVENTS = """SELECT ts AS time,
+  'kill switch ' || action || ' by ' || actor || ': ' || reason || CASE WHEN flatten THEN ' (flatten)' ELSE '' END
+    AS text,
+  'kill-switch,' || action AS tags
+FROM kill_switch_audit WHERE $__timeFilter(ts) ORDER BY ts"""
+BREAKER_EVENTS = """SELECT ts AS time,
+  breaker || ' ' || event || coalesce(' ' || symbol, '') || coalesce(' (' || effect || ')', '') || ': ' || reason
+    AS text,
+  'breaker,' || breaker || ',' || event AS tags
+FROM risk_breaker_events WHERE $__timeFilter(ts) ORDER BY ts"""
+TRADING_STATE_EVENTS = """SELECT ts AS time, 'trading state ' || previous || ' -> ' || state || ': ' || reason AS text,
+  'trading-state,' || state AS tags
+FROM risk_trading_state_events WHERE $__timeFilter(ts) ORDER BY ts"""
+KILL_SWITCH_NOW = """SELECT CASE WHEN engaged THEN 'ENGAGED' ELSE 'released' END AS kill_switch, ts AS since, reason,
+  actor, flatten
+FROM kill_switch_audit ORDER BY ts DESC, id DESC LIMIT 1"""
+TRADING_STATE_NOW = """SELECT state, ts AS since, previous, reason
+FROM risk_trading_state_events ORDER BY ts DESC, id DESC LIMIT 1"""
+RECENT_FILLS = f"""SELECT f.ts AS time, f.symbol, f.side, f.quantity, f.price, f.quantity * f.price AS notional,
+  f.fee, f.fee_asset, f.realized_pnl_usdt, o.mode, o.reason, f.client_order_id, f.trade_id
+FROM fills f JOIN orders o ON o.client_order_id = f.client_order_id
+WHERE $__timeFilter(f.ts) AND f.symbol IN ({SYMBOL_SQL})
+ORDER BY f.ts DESC, f.id DESC LIMIT 200"""
+RECENT_ORDERS = f"""SELECT created_at AS time, symbol, side, order_type, quantity, filled_quantity, average_price,
+  status, fee_usdt, mode, reason, updated_at, client_order_id
+FROM orders WHERE $__timeFilter(created_at) AND symbol IN ({SYMBOL_SQL})
+ORDER BY created_at DESC LIMIT 200"""
+ENGAGED_MAP = [{"type": "value", "options": {"0": {"text": "released", "color": "green"},
+                                             "1": {"text": "ENGAGED", "color": "red"}}}]
+
+
+def journal_annotations(b: Board) -> Board:
+    """Kill-switch, breaker and trading-state events from the journal, on every time axis of the board."""
+    b.annotate("Kill switch", "red", KILL_SWITCH_EVENTS)
+    b.annotate("Breakers", "orange", BREAKER_EVENTS)
+    b.annotate("Trading state", "purple", TRADING_STATE_EVENTS)
+    return b
+
+
 def overview() -> Board:
-    b = Board("bnml-overview", "BN-ML overview", "Trading state, kill switch, P&L, equity, drawdown, orders.",
+    b = Board("bnml-overview", "BN-ML overview", "Kill switch, trading state, P&L, equity, positions, trades.",
               ["bnml"])
+    b.symbol_variable()
+    journal_annotations(b)
+    b.row("Kill switch and trading state")
+    b.panel("stat", "Kill switch", [("bnml_ops_api_kill_switch_engaged", "journal (ops_api)"),
+                                    ("bnml_risk_kill_switch_engaged", "risk's latch")], w=6, h=5,
+            mappings=ENGAGED_MAP, thresholds=[(None, "green"), (1, "red")],
+            description="1 while engaged; ops_api also reads 1 when it cannot tell (fail closed). Stopping is "
+                        "`bnml kill-switch engage` or the console, never this board")
+    b.sql_table("Kill switch: last command (since, reason, by)", KILL_SWITCH_NOW, w=10, h=5,
+                description="the latest row of kill_switch_audit; empty if it was never engaged")
+    b.sql_table("Trading state: since, reason", TRADING_STATE_NOW, w=8, h=5,
+                description="the latest row of risk_trading_state_events; empty while it has never changed")
     b.row("State")
     b.panel("stat", "Trading state", [("bnml_risk_trading_state == 1", "{{state}}")], w=4, h=5, text="name",
             mappings=STATE_COLORS, thresholds=[(None, "green")],
@@ -128,6 +216,25 @@ def overview() -> Board:
     b.panel("timeseries", "Realized P&L (USDT) and drawdown (%)",
             [("bnml_risk_daily_realized_usdt", "today USDT"), ("bnml_risk_weekly_realized_usdt", "week USDT"),
              ("bnml_risk_drawdown_pct", "drawdown %")], w=12)
+    b.row("Positions (ops_api, from the journal)")
+    b.panel("timeseries", "Position quantity per symbol",
+            [(f"bnml_ops_api_position_quantity{{{SYMBOL}}}", "{{symbol}}")], w=8)
+    b.panel("timeseries", "Position exposure per symbol (USDT)",
+            [(f"bnml_ops_api_position_exposure_usdt{{{SYMBOL}}}", "{{symbol}}")], w=8, unit="currencyUSD",
+            stack=True)
+    b.panel("timeseries", "Unrealized P&L per symbol (USDT)",
+            [(f"bnml_ops_api_position_unrealized_pnl_usdt{{{SYMBOL}}}", "{{symbol}}")], w=8, unit="currencyUSD")
+    b.panel("stat", "Realized P&L and fees per symbol (USDT, since the journal began)",
+            [(f"bnml_ops_api_realized_pnl_usdt{{{SYMBOL}}}", "{{symbol}} realized"),
+             (f"bnml_ops_api_fees_usdt{{{SYMBOL}}}", "{{symbol}} fees")], w=12, unit="currencyUSD", decimals=2,
+            thresholds=[(None, "blue")])
+    b.panel("timeseries", "Balances per asset (valued in USDT)", [("bnml_ops_api_balance_value_usdt", "{{asset}}")],
+            w=12, unit="currencyUSD", stack=True)
+    b.row("Trades (journal, read-only)")
+    b.sql_table("Recent fills", RECENT_FILLS, w=24, h=8,
+                description="the last 200 fills in the time range, with their order's mode and reason")
+    b.sql_table("Recent orders", RECENT_ORDERS, w=24, h=8,
+                description="the last 200 journaled orders in the time range, whatever their outcome")
     b.row("Orders")
     b.panel("timeseries", "Order events by status (per minute)",
             [(events("sum by (status) (rate(bnml_execution_orders_total[$__rate_interval])) * 60"), "{{status}}")],
@@ -141,7 +248,7 @@ def overview() -> Board:
     b.row("Suite")
     b.panel("stat", "Services up", [('up{job="bnml"}', "{{service}}")], w=12, h=4, mappings=UP_MAP,
             thresholds=RED_GREEN, description="Prometheus can scrape the service's /metrics")
-    b.panel("stat", "NATS connected", [(f"bnml_{s}_nats_connected", s) for s in SERVICES], w=12, h=4,
+    b.panel("stat", "NATS connected", [("bnml_nats_connected", "{{service}}")], w=12, h=4,
             mappings=UP_MAP, thresholds=RED_GREEN)
     return b
 
@@ -149,9 +256,11 @@ def overview() -> Board:
 def pipeline() -> Board:
     b = Board("bnml-pipeline", "BN-ML pipeline", "Rates and latencies per hop, DLQ, staleness per symbol.",
               ["bnml"])
+    b.symbol_variable()
+    journal_annotations(b)
     b.row("Rates")
     b.panel("timeseries", "Ticks published per second (market_data)",
-            [("sum by (symbol) (rate(bnml_market_data_ticks_published_total[$__rate_interval]))", "{{symbol}}")],
+            [(f"sum by (symbol) (rate(bnml_market_data_ticks_published_total{{{SYMBOL}}}[$__rate_interval]))", "{{symbol}}")],
             stack=True)
     b.panel("timeseries", "Ticks and candles in (signal), signals out by side",
             [("sum(rate(bnml_signal_ticks_received_total[$__rate_interval]))", "ticks in"),
@@ -183,25 +292,24 @@ def pipeline() -> Board:
             w=12, unit="s")
     b.row("Dead letters, errors and staleness")
     b.panel("timeseries", "Dead-lettered messages (per minute) by service and subject",
-            [(events('sum by (service, subject) (rate({__name__=~"bnml_[a-z_]+_dlq_messages_total"}'
-                     "[$__rate_interval])) * 60"), "{{service}} {{subject}}")], w=8)
+            [(events("sum by (service, subject) (rate(bnml_dlq_messages_total[$__rate_interval])) * 60"),
+              "{{service}} {{subject}}")], w=8)
     b.panel("timeseries", "Handler errors, NATS client errors, dropped publishes (per minute)",
-            [(events('sum by (service) (rate({__name__=~"bnml_[a-z_]+_handler_errors_total"}[$__rate_interval]))'
-                     " * 60"), "handler {{service}}"),
-             (events('sum by (service) (rate({__name__=~"bnml_[a-z_]+_nats_errors_total"}[$__rate_interval]))'
-                     " * 60"), "nats {{service}}"),
+            [(events("sum by (service) (rate(bnml_handler_errors_total[$__rate_interval])) * 60"),
+              "handler {{service}}"),
+             (events("sum by (service) (rate(bnml_nats_errors_total[$__rate_interval])) * 60"), "nats {{service}}"),
              (events("sum by (reason) (rate(bnml_market_data_publish_dropped_total[$__rate_interval])) * 60"),
               "market_data dropped {{reason}}")], w=8)
     b.panel("timeseries", "Market-data source errors (per minute) and back-off state",
             [(events("sum by (kind) (rate(bnml_market_data_source_errors_total[$__rate_interval])) * 60"),
               "errors {{kind}}"), ("bnml_market_data_backoff_state", "back-off (0 ok, 1 wait, 2 limited, 3 banned)")],
             w=8)
-    b.panel("timeseries", "Market data age per symbol", [("bnml_market_data_symbol_age_seconds", "{{symbol}}")],
+    b.panel("timeseries", "Market data age per symbol", [(f"bnml_market_data_symbol_age_seconds{{{SYMBOL}}}", "{{symbol}}")],
             w=12, unit="s")
     b.panel("stat", "Stale symbols / universe", [("bnml_market_data_stale_symbols", "stale"),
                                                  ("bnml_market_data_universe_symbols", "universe")], w=6,
             thresholds=[(None, "green")])
-    b.panel("table", "Staleness per symbol (1 = stale)", [("bnml_market_data_symbol_stale", "{{symbol}}")], w=6)
+    b.panel("table", "Staleness per symbol (1 = stale)", [(f"bnml_market_data_symbol_stale{{{SYMBOL}}}", "{{symbol}}")], w=6)
     b.row("NATS server (prometheus-nats-exporter)")
     b.panel("timeseries", "NATS messages in/out per second",
             [("rate(gnatsd_varz_in_msgs[$__rate_interval])", "in"),
@@ -214,6 +322,7 @@ def pipeline() -> Board:
 def risk_model() -> Board:
     b = Board("bnml-risk-model", "BN-ML risk and model health",
               "Breakers, refusals, volatility, model and drift, alerting and backups.", ["bnml"])
+    journal_annotations(b)
     b.row("Risk")
     b.panel("timeseries", "Breakers in force", [("bnml_risk_breakers_active", "{{breaker}}")], w=8, stack=True)
     b.panel("timeseries", "Breaker trips (per hour) by breaker",

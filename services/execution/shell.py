@@ -76,8 +76,10 @@ class ExecutionService:
         self.refused = m.counter("verdicts_refused_total", "Verdicts not sent", ["reason"])
         self.orders = m.counter("orders_total", "Order status changes journaled", ["status"])
         self.fills_metric = m.counter("fills_total", "Fills journaled", ["liquidity"])
-        self.latency = m.histogram("tick_to_order_seconds", "Tick event time to journaled paper fill")
-        self.v2f = m.histogram("verdict_to_fill_seconds", "Verdict event time to journaled fill")
+        self.latency = m.histogram("tick_to_order_seconds", "Tick event time to journaled paper fill",
+                                   buckets=m.RESTING_ORDER_BUCKETS)
+        self.v2f = m.histogram("verdict_to_fill_seconds", "Verdict event time to journaled fill",
+                               buckets=m.RESTING_ORDER_BUCKETS)
         self.writer_gauge = m.gauge("writer", "1 while this instance holds the single-writer lock")
         self.open_gauge = m.gauge("open_orders", "Orders open in the journal")
         self.held_gauge = m.gauge("held_symbols", "Symbols held by an order with an unknown outcome")
