@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "bnml.commands.migrate",
     "bnml.commands.train",
     "bnml.commands.state",
+    "bnml.commands.data",
 ]
 
 
