@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "bnml.commands.train",
     "bnml.commands.state",
     "bnml.commands.data",
+    "bnml.commands.backtest",
 ]
 
 

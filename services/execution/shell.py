@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +28,7 @@ from libs.common.contracts import (
 )
 from libs.common.errors import ConfigurationError, OperationalError
 from libs.common.kill_switch import KillSwitchLatch, refresh_latch
-from libs.common.markets import Markets, UnknownMarketError, load_markets
+from libs.common.markets import Markets, load_markets
 from libs.common.service import Runtime
 from services.execution.core import (
     client_order_id,
@@ -37,7 +37,16 @@ from services.execution.core import (
 )
 from services.execution.journal import FillRow, Journal, NewOrder, WriterLock
 from services.execution.ledger import ZERO, Ledger, split_symbol
-from services.execution.paper import FeeSchedule, PaperExchange, PaperOrder, PaperResult, SlippageModel
+from services.execution.paper import (
+    FeeSchedule,
+    PaperExchange,
+    PaperOrder,
+    PaperResult,
+    SlippageModel,
+    exchange_rounder,
+    new_paper_order,
+    usable_tick,
+)
 
 Q8 = Decimal("0.00000001")
 PAPER_PERIOD_S = 0.02
@@ -222,12 +231,7 @@ class ExecutionService:
 
     def _round_fill_price(self, symbol: str, price: Decimal, side: str) -> Decimal:
         """Paper fill prices land on the exchange's tick, rounded against us (a BUY up, a SELL down)."""
-        if self.markets is not None:
-            try:
-                return self.markets.round_price(symbol, price, "SELL" if side == "BUY" else "BUY")
-            except UnknownMarketError:
-                pass
-        return price.quantize(Q8)
+        return exchange_rounder(self.markets)(symbol, price, side)
 
     # -- verdicts -------------------------------------------------------------------------------
     def gate(self, verdict: RiskVerdict):
@@ -299,13 +303,9 @@ class ExecutionService:
         if self.cfg.paper_latency_ms:
             await asyncio.sleep(self.cfg.paper_latency_ms / 1000)
         now = utcnow()
-        tick = self.tick_for(order.symbol)
-        if tick is not None and (now - tick.ts).total_seconds() > self.settings.market_data.stale_after_s:
-            tick = None  # a stale price is no price
-        ttl = self.cfg.limit_order_ttl_s
-        po = PaperOrder(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
-                        order_type=order.order_type, quantity=order.quantity, limit_price=order.price_limit,
-                        created_at=now, expires_at=now + timedelta(seconds=ttl) if ttl else None)
+        tick = usable_tick(self.tick_for(order.symbol), now, self.settings.market_data.stale_after_s)
+        po = new_paper_order(order.client_order_id, order.symbol, order.side, order.order_type, order.quantity,
+                             order.price_limit, now, self.cfg.limit_order_ttl_s)
         res = self.paper.submit(po, tick, now)
         await self._journal_paper(res, verdict)
         return res

@@ -136,6 +136,41 @@ class BatchResult:
     predicted: int = 0
 
 
+class Precomputed:
+    """Features and probabilities of every bar of a known history, computed in one batch by the same kernel
+    (`last_row_features` over each bar's last `warmup_bars` bars, exactly the live buffer) and the same model.
+    The backtest installs it so that a year of bars costs one model call instead of one per bar; a bar it
+    does not know (another history, a gap in the buffer) falls back to the live computation."""
+
+    def __init__(self, model: LoadedModel, histories: dict[str, tuple[list[datetime], np.ndarray]]):
+        self.version = model.version
+        self._rows: dict[str, tuple[dict[datetime, int], np.ndarray, np.ndarray]] = {}
+        warm = model.spec.warmup_bars
+        for sym, (times, ohlcv) in histories.items():
+            n = len(times)
+            x = np.full((n, len(model.spec.names)), np.nan)
+            if n >= warm:
+                windows = np.lib.stride_tricks.sliding_window_view(ohlcv, (warm, 5)).reshape(n - warm + 1, warm, 5)
+                x[warm - 1:] = last_row_features(np.ascontiguousarray(windows), model.spec)
+            complete = np.isfinite(x).all(axis=1)
+            proba = np.zeros((n, 3))
+            if complete.any():
+                proba[complete] = model.predict_proba(x[complete])
+            self._rows[sym] = ({t: i for i, t in enumerate(times)}, x, proba)
+
+    def lookup(self, bars: list[Bar]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        idx = []
+        for b in bars:
+            known = self._rows.get(b.symbol)
+            i = known[0].get(b.open_time) if known is not None else None
+            if i is None:
+                return None
+            idx.append((known, i))
+        x = np.stack([k[1][i] for k, i in idx])
+        proba = np.stack([k[2][i] for k, i in idx])
+        return x, proba, np.isfinite(x).all(axis=1)
+
+
 class SignalEngine:
     def __init__(self, cfg: EngineConfig, model: LoadedModel | None = None):
         self.cfg = cfg
@@ -144,6 +179,7 @@ class SignalEngine:
         self.ticks_seen = 0  # measurement mode's counter, over all symbols
         self.drift: DriftMonitor | None = None
         self.hits: HitRateTracker | None = None
+        self.precomputed: Precomputed | None = None
         self.set_model(model)
 
     # -- model ---------------------------------------------------------------------------------
@@ -250,12 +286,8 @@ class SignalEngine:
         if not ready:
             return
         t0 = time.perf_counter()
-        x = self.features_for([b.symbol for b in ready])
-        complete = np.isfinite(x).all(axis=1)
-        proba = np.zeros((len(ready), 3))
-        if complete.any():
-            proba[complete] = model.predict_proba(x[complete])
-            out.predicted += int(complete.sum())
+        x, proba, complete = self._infer(ready, model)
+        out.predicted += int(complete.sum())
         model_fresh = model.age_h(now) <= self.cfg.max_model_age_h
         dec = decide(proba, model.class_mean_returns, model.fee_rate, self.cfg.threshold, self.cfg.min_edge_bps,
                      allow_buy=model_fresh)
@@ -287,6 +319,20 @@ class SignalEngine:
                 expected_edge_bps=float(dec.edge_bps[i]), model_version=model.version, price=b.close_price,
                 reason=reason, tick_id=b.trigger_id, tick_ts=b.trigger_ts))
 
+    def _infer(self, ready: list[Bar], model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, probabilities, complete rows) of the newest bar of each symbol: from the buffers, or
+        from `precomputed` (the backtest's batch of the same kernel and model over its whole history)."""
+        if self.precomputed is not None and self.precomputed.version == model.version:
+            got = self.precomputed.lookup(ready)
+            if got is not None:
+                return got
+        x = self.features_for([b.symbol for b in ready])
+        complete = np.isfinite(x).all(axis=1)
+        proba = np.zeros((len(ready), 3))
+        if complete.any():
+            proba[complete] = model.predict_proba(x[complete])
+        return x, proba, complete
+
     def features_for(self, symbols: list[str]) -> np.ndarray:
         """Features of the newest bar of each symbol, from its full buffer (exactly `warmup_bars` bars, the
         longest history any feature reads), vectorised across symbols. Tests hold these equal to the
@@ -304,4 +350,4 @@ class SignalEngine:
                       tick_ts=b.trigger_ts)
 
 
-__all__ = ["Bar", "CandleBuilder", "EngineConfig", "SignalEngine", "SELL", "BUY", "HOLD"]
+__all__ = ["Bar", "CandleBuilder", "EngineConfig", "Precomputed", "SignalEngine", "SELL", "BUY", "HOLD"]
