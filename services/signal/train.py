@@ -45,8 +45,12 @@ def _resolve(path: str) -> Path:
 
 
 def run_training(settings, *, train=None, promote: bool = True, progress=print, version_prefix: str | None = None,
-                 drift_replay: bool = True, out_root: Path | None = None) -> Path:
-    """Train per `settings.signal` (with `train` replacing `settings.signal.train`); returns the version dir."""
+                 drift_replay: bool = True, out_root: Path | None = None, full_stack: bool = False) -> Path:
+    """Train per `settings.signal` (with `train` replacing `settings.signal.train`); returns the version dir.
+
+    `full_stack`: the walk-forward folds are traded by the backtest (signal, risk and paper-execution cores),
+    so the report's out-of-sample `model` figures are the traded policy's (what `bnml train` does); without
+    it (the signal service's quick bootstrap model) they come from the simplified simulation, labelled so."""
     t0 = time.monotonic()
     s = settings.signal
     tcfg = train or s.train
@@ -67,10 +71,17 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
     ds = build_dataset(candles, spec, horizon, fee)
     progress(f"features: {len(spec.names)} ({', '.join(spec.names)}), warm-up {spec.warmup_bars} bars; "
              f"label: {horizon}-bar return net of {fee:.2%} per side")
+    fold_backtest = None
+    if full_stack:
+        from backtest.folds import fold_backtester, traded_symbol
+
+        symbol = traded_symbol(settings, path if tcfg.data != "synthetic" else None)
+        progress(f"walk-forward folds through the full stack (backtest) as {symbol}")
+        fold_backtest = fold_backtester(settings, candles, symbol, spec, timeframe, horizon, fee)
     ev = walk_forward(ds, horizon=horizon, fee_rate=fee, threshold=s.probability_threshold,
                       min_edge_bps=s.min_expected_edge_bps, folds=tcfg.folds,
                       initial_fraction=tcfg.initial_train_fraction, kind=tcfg.model, c=tcfg.c, seed=tcfg.seed,
-                      progress=progress)
+                      progress=progress, full_stack=fold_backtest)
     progress("final model on all labelled rows")
     usable = np.flatnonzero(ds.usable)
     final = fit_model(ds.x[usable], ds.y[usable], tcfg.model, tcfg.c, tcfg.seed)
@@ -93,8 +104,8 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
               "out_of_sample": ev.report["out_of_sample"], "folds": ev.report["folds"],
               "decision": {"probability_threshold": s.probability_threshold,
                            "min_expected_edge_bps": s.min_expected_edge_bps,
-                           "simulation": "spot long-only: BUY enters at the close when flat; exit after the "
-                                         "label horizon, on SELL or at the fold end; fees both sides"},
+                           "simulation": ev.report["out_of_sample"]["evaluation"]},
+              "simplified_simulation": ev.report.get("simplified_simulation"),
               "drift_replay": None if replay is None else {k: replay[k] for k in ("train", "replay", "periods")},
               "training_seconds": round(elapsed, 3)}
     metadata = {
@@ -161,6 +172,10 @@ def render_markdown(report: dict, meta: dict) -> str:
                      f"{f['model']['n_trades']} | {_fmt(f['buy_and_hold']['total_return_pct'])} |")
     verdict = ("beats" if m["total_return_pct"] > max(bh["total_return_pct"], 0.0) else "does NOT beat")
     lines += ["", f"**Verdict:** out of sample, net of fees, the model {verdict} both buy-and-hold and not trading.", ""]
+    simple = report.get("simplified_simulation")
+    if simple:
+        lines += [f"For comparison only, the {simple['what']}: {_fmt(simple['total_return_pct'])} %, "
+                  f"{simple['n_trades']} trades.", ""]
     dr = report.get("drift_replay")
     if dr:
         lines += ["## Drift replay", "",
@@ -229,7 +244,7 @@ def run_from_args(args, config: str | None = None) -> int:
         print(f"[train {datetime.now(UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
     try:
-        path = run_training(settings, train=train, promote=not args.no_promote, progress=progress)
+        path = run_training(settings, train=train, promote=not args.no_promote, progress=progress, full_stack=True)
     except (ValueError, OSError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 1

@@ -116,3 +116,26 @@ def test_bad_inputs_are_refused_with_a_clear_reason(btc_model, btc_1h, markets, 
         apply_overrides(settings, ["risk.no_such_key=1"])
     with pytest.raises(BacktestError, match="max_notional_usdt"):
         apply_overrides(settings, ["risk.max_notional_usdt=-5"])
+
+
+def test_training_walk_forward_folds_are_traded_by_the_full_stack(tmp_path):
+    import json as _json
+
+    from services.signal.train import run_training
+    from tests.unit.backtest.conftest import settings_for
+
+    settings = settings_for(tmp_path)
+    path = run_training(settings, progress=lambda m: None, drift_replay=False, full_stack=True, promote=False)
+    report = _json.loads((path / "report.json").read_text())
+    meta = _json.loads((path / "metadata.json").read_text())
+    assert report["out_of_sample"]["evaluation"].startswith("full stack")
+    assert report["decision"]["simulation"] == report["out_of_sample"]["evaluation"]
+    m = report["model"]
+    assert m["fills"] > 0 and m["fees_usdt"] > 0 and meta["metrics"]["model"] == m
+    for fold in report["folds"]:
+        assert "refusals_by_reason" in fold["model"] and "simplified_simulation" in fold
+    simple = report["simplified_simulation"]
+    assert simple["what"].startswith("simplified simulation (not the traded policy)")
+    assert simple["total_return_pct"] != m["total_return_pct"]
+    quick = run_training(settings, progress=lambda m: None, drift_replay=False, promote=False)
+    assert _json.loads((quick / "report.json").read_text())["out_of_sample"]["evaluation"].startswith("simplified")
