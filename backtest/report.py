@@ -14,6 +14,7 @@ from decimal import Decimal
 import numpy as np
 
 from backtest.engine import Record, Series
+from services.signal.train import _fmt as _f
 from services.signal.training import buy_and_hold, max_drawdown
 
 YEAR_S = 365 * 86400
@@ -143,14 +144,6 @@ def build_report(bt_id: str, rec: Record, series: list[Series], *, fee_rate: flo
                  "services.market_data.replay.bar_path",
     }
     return report
-
-
-def _f(v, signed: bool = True) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:+.2f}" if signed else f"{v:.2f}"
-    return str(v)
 
 
 def render_markdown(r: dict) -> str:

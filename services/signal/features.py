@@ -10,7 +10,6 @@ before the warm-up are null: no signal until every feature is defined.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,22 +19,14 @@ import polars as pl
 from libs.common import ohlcv
 
 OHLCV = ("open", "high", "low", "close", "volume")
-_TF = re.compile(r"^(\d+)([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def timeframe_seconds(tf: str) -> int:
-    m = _TF.match(tf)
-    if not m or int(m.group(1)) <= 0:
-        raise ValueError(f"not a timeframe: {tf!r} (e.g. 1s, 1m, 1h)")
-    return int(m.group(1)) * _UNIT_S[m.group(2)]
+    return ohlcv.timeframe_ms(tf) // 1000
 
 
 def timeframe_name(seconds: int) -> str:
-    for unit in ("w", "d", "h", "m", "s"):
-        if seconds % _UNIT_S[unit] == 0:
-            return f"{seconds // _UNIT_S[unit]}{unit}"
-    raise ValueError(seconds)
+    return ohlcv.timeframe_name(seconds * 1000)
 
 
 @dataclass(frozen=True)
