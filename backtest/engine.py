@@ -211,7 +211,6 @@ class Backtest:
             if self.paper.book:
                 self._match(ticks, now)
         now = self.clock.now()
-        self._events(self.risk.evaluate(now))
         bars = []
         for s, _i, bar, _path in paths:
             candle = Candle.model_construct(
@@ -232,6 +231,10 @@ class Backtest:
                 self.risk.on_drift(None, result.drift.detected, result.drift.reason)
                 self._events(self.risk.evaluate(now))
         where = {s.symbol: i for s, i, _b, _p in paths}
+        if not any(sig.side != "HOLD" for sig in signals):
+            # risk re-evaluates its breakers at every close (as its shell does on a timer); a decision at this
+            # same instant evaluates first anyway, so once is enough (same inputs, same results)
+            self._events(self.risk.evaluate(now))
         for sig in signals:
             self.rec.signals[sig.side] += 1
             if sig.side == "HOLD":

@@ -91,6 +91,8 @@ class DriftMonitor:
     def __post_init__(self) -> None:
         t = self.thresholds
         self._refs = [self.feature_reference[n] for n in self.feature_names] + [self.prediction_reference]
+        # the bin edges as arrays once (not a list converted on every bar); bin_counts' rule, per column
+        self._edges = [np.asarray(r["edges"], dtype=np.float64) for r in self._refs]
         # Bin counts per bar time, and their running sum over the window: a check costs O(features x bins)
         # whatever the number of symbols, and each bar only bins its own rows.
         self._chunks: deque[list] = deque()  # [key, bin counts per feature + prediction, rows]
@@ -109,8 +111,11 @@ class DriftMonitor:
         when one is due: at most one per call, every `check_every` bars once `window` bars are held."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         scores = np.atleast_1d(np.asarray(scores, dtype=np.float64))
-        counts = [bin_counts(r, x[:, j]) for j, r in enumerate(self._refs[:-1])]
-        counts.append(bin_counts(self._refs[-1], scores))
+        cols = [*x.T, scores]
+        counts = []
+        for edges, col in zip(self._edges, cols, strict=True):
+            v = col[np.isfinite(col)]
+            counts.append(np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1))
         self.rows_seen += x.shape[0]
         self.rows_in_window += x.shape[0]
         for total, c in zip(self._window_counts, counts, strict=True):
