@@ -100,3 +100,18 @@ async def test_an_unknown_symbol_is_refused_before_any_kline_request(fake_binanc
     with pytest.raises(DownloadError, match="NOPE/USDT: not a market"):
         await download(_settings(fake_binance), ["NOPE/USDT"], "1h", START, START + 10 * H, tmp_path)
     assert _klines(fake_binance) == []
+
+
+async def test_a_run_stopped_by_a_ban_keeps_its_pages_and_the_next_run_fetches_only_the_rest(fake_binance, tmp_path):
+    settings, end = _settings(fake_binance), START + 2500 * H
+    fake_binance.faults.next("/api/v3/klines", "418", count=1, retry_after=3600,
+                             where=lambda p: int(p.get("startTime") or 0) > START)
+    with pytest.raises(DownloadError, match="418"):
+        await download(settings, ["BTC/USDT"], "1h", START, end, tmp_path)
+    kept = ohlcv.load(tmp_path / "binance" / "BTCUSDT-1h.parquet")
+    assert kept.rows == 1000 and kept.span() == (START, START + 999 * H)
+    before = len(_klines(fake_binance))
+    res = await download(settings, ["BTC/USDT"], "1h", START, end, tmp_path)
+    again = _klines(fake_binance)[before:]
+    assert res["BTC/USDT"]["fetched"] == 1500 and res["BTC/USDT"]["rows"] == 2500
+    assert int(again[0].params["startTime"]) == START + 1000 * H  # resumed where it stopped
