@@ -1,4 +1,5 @@
-"""Parity: a window of real BTCUSDT 1h bars replayed through the running suite (market_data in replay mode on
+"""Parity: a window of real BTCUSDT 1h bars replayed (onto BTC/USDT and ETH/USDT, each with its own exchange
+filters, closing together) through the running suite (market_data in replay mode on
 the data's clock, signal, risk, execution in paper mode, NATS, Postgres) and through the backtest with the
 same config and model gives the same orders (symbol, side, quantity, limit) and the same fills and fees,
 order by order. What parity covers and what it does not: docs/backtest.md."""
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.integration
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "ohlcv" / "BTCUSDT-1h.csv"
 BARS = 55  # 25 of warm-up, then 30 decisions
-SPEED = 6000.0  # 1h bars: a tick every 0.2 s of wall time, well above md.last's 100 ms conflation
+SPEED = 6000.0
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]  # 1h bars: a tick every 0.2 s of wall time, well above md.last's 100 ms conflation
 
 
 def _window_file(tmp: Path, start: int) -> Path:
@@ -51,9 +53,9 @@ def _norm(rows) -> list[tuple]:
 async def test_the_suite_and_the_backtest_make_the_same_orders_and_fills(services, database_url, bus, tmp_path):
     models = tmp_path / "models"
     overrides = {
-        "symbols": ["BTC/USDT"], "paper_market_data_mode": "replay",
+        "symbols": SYMBOLS, "paper_market_data_mode": "replay",
         "market_data": {"candle_timeframes": ["1h"], "stale_after_s": 3600,
-                        "replay": {"symbol": "BTC/USDT", "speed": SPEED, "data_clock": True}},
+                        "replay": {"symbol": "BTC/USDT", "symbols": SYMBOLS, "speed": SPEED, "data_clock": True}},
         "signal": {"models_dir": str(models)},
         # heartbeats are wall-clock facts (once a second), the breaker counts data time: not compared here
         "risk": {"heartbeat_services": []},
@@ -80,22 +82,24 @@ async def test_the_suite_and_the_backtest_make_the_same_orders_and_fills(service
     services.configure(overrides)
     settings = load_settings(services.config_path)
 
-    series = [Series.from_ohlcv(ohlcv.load(path, symbol="BTC/USDT"), "BTC/USDT")]
+    data = ohlcv.load(path, symbol="BTC/USDT")
+    series = [Series.from_ohlcv(data, sym) for sym in SYMBOLS]  # the same bars onto both, as the replay does
     rec = Backtest(settings, series, model, markets).run()
     want_orders = [(o["symbol"], o["side"], o["quantity"], o["limit"], "FILLED") for o in rec.orders]
     want_fills = [(f["symbol"], f["side"], f["quantity"], f["price"], f["fee"]) for f in rec.fills]
-    assert len(want_orders) >= 6
+    assert len(want_orders) >= 6 and {o[0] for o in want_orders} == set(SYMBOLS)
 
     candles: list[Candle] = []
 
     async def on_candle(c: Candle, subject: str) -> None:
         candles.append(c)
 
-    await bus.subscribe(subjects.candle("BTC/USDT", "1h"), Candle, on_candle)
+    for sym in SYMBOLS:
+        await bus.subscribe(subjects.candle(sym, "1h"), Candle, on_candle)
     for name in ("risk", "execution", "signal"):
         services.start(name)
     services.start("market_data")
-    await wait_until(lambda: len(candles) >= BARS, timeout=BARS * 4 / SPEED * 3600 * 3 + 30,
+    await wait_until(lambda: len(candles) >= BARS * len(SYMBOLS), timeout=BARS * 4 / SPEED * 3600 * 3 + 30,
                      message=f"{BARS} replayed candles")
 
     def settled() -> bool:
