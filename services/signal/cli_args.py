@@ -13,3 +13,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=None, help="probability threshold for BUY/SELL")
     p.add_argument("--no-promote", action="store_true", help="do not make the new model current")
     p.add_argument("--models-dir", default=None, help="registry directory (default: signal.models_dir)")
+    p.add_argument("--allow-gaps", action="store_true",
+                   help="accept an OHLCV file with missing bars (exchange outages); features then span the gaps")

@@ -45,7 +45,8 @@ def _resolve(path: str) -> Path:
 
 
 def run_training(settings, *, train=None, promote: bool = True, progress=print, version_prefix: str | None = None,
-                 drift_replay: bool = True, out_root: Path | None = None, full_stack: bool = False) -> Path:
+                 drift_replay: bool = True, out_root: Path | None = None, full_stack: bool = False,
+                 allow_gaps: bool = False) -> Path:
     """Train per `settings.signal` (with `train` replacing `settings.signal.train`); returns the version dir.
 
     `full_stack`: the walk-forward folds are traded by the backtest (signal, risk and paper-execution cores),
@@ -61,7 +62,7 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
         name = "synthetic"
     else:
         path = _resolve(tcfg.data)
-        candles = load_ohlcv(path)
+        candles = load_ohlcv(path, allow_gaps=allow_gaps)
         source = {"kind": "file", "path": tcfg.data, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         name = re.sub(r"[^a-z0-9]+", "", path.stem.split("-")[0].lower())[:16] or "data"
     timeframe = infer_timeframe(candles)
@@ -244,7 +245,8 @@ def run_from_args(args, config: str | None = None) -> int:
         print(f"[train {datetime.now(UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
     try:
-        path = run_training(settings, train=train, promote=not args.no_promote, progress=progress, full_stack=True)
+        path = run_training(settings, train=train, promote=not args.no_promote, progress=progress, full_stack=True,
+                            allow_gaps=getattr(args, "allow_gaps", False))
     except (ValueError, OSError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 1

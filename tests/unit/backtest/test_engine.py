@@ -139,3 +139,19 @@ def test_training_walk_forward_folds_are_traded_by_the_full_stack(tmp_path):
     assert simple["total_return_pct"] != m["total_return_pct"]
     quick = run_training(settings, progress=lambda m: None, drift_replay=False, promote=False)
     assert _json.loads((quick / "report.json").read_text())["out_of_sample"]["evaluation"].startswith("simplified")
+
+
+def test_training_refuses_a_file_with_gaps_unless_allowed(tmp_path):
+    from services.signal.train import run_training
+    from tests.unit.backtest.conftest import settings_for
+
+    rows = BTC_1H.read_text().splitlines()
+    holed = tmp_path / "BTCUSDT-1h.csv"
+    holed.write_text("\n".join([rows[0], *rows[1:1500], *rows[1510:3000]]) + "\n")
+    settings = settings_for(tmp_path / "models")
+    train = settings.signal.train.model_copy(update={"data": str(holed)})
+    with pytest.raises(OhlcvError, match=r"BTCUSDT-1h.csv: row 1500: gap: 10 bar\(s\) missing"):
+        run_training(settings, train=train, progress=lambda m: None, drift_replay=False, promote=False)
+    path = run_training(settings, train=train, progress=lambda m: None, drift_replay=False, promote=False,
+                        allow_gaps=True)
+    assert (path / "report.json").exists()
