@@ -106,7 +106,8 @@ class DriftMonitor:
         # whatever the number of symbols, and each bar only bins its own rows.
         self._chunks: deque[list] = deque()  # [key, bin counts per feature + prediction, rows, flat counts]
         self._window_flat = np.zeros(self._nbins, dtype=np.int64)
-        self._window_counts = np.split(self._window_flat, self._splits)  # views: per column
+        self._bounds = list(zip([0, *self._splits.tolist()], [*self._splits.tolist(), self._nbins], strict=True))
+        self._window_counts = self._columns(self._window_flat)  # views: per column
         self._since_check = 0
         self.rows_seen = 0
         self.rows_in_window = 0
@@ -133,7 +134,7 @@ class DriftMonitor:
             self._chunks[-1][3] += flat  # its per-column counts are views of it
             self._chunks[-1][2] += x.shape[0]
             return None
-        self._chunks.append([key, np.split(flat, self._splits), x.shape[0], flat])
+        self._chunks.append([key, self._columns(flat), x.shape[0], flat])
         while len(self._chunks) > self.thresholds.window:
             _, _, n, old = self._chunks.popleft()
             self._window_flat -= old
@@ -143,6 +144,10 @@ class DriftMonitor:
             self._since_check = 0
             return self.check()
         return None
+
+    def _columns(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Per-column views of flat counts."""
+        return [flat[lo:hi] for lo, hi in self._bounds]
 
     def record_outcome(self, hit: bool) -> None:
         self._outcomes.append(bool(hit))
