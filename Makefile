@@ -71,11 +71,11 @@ bench: $(STAMP) ## run the benchmarks; prints a table and writes bench/results/l
 	$(PY) -m bench
 
 lint: $(STAMP) ## ruff lint
-	$(VENV)/bin/ruff check libs services bnml scripts tests bench
+	$(VENV)/bin/ruff check libs services bnml scripts tests bench backtest
 
 fmt: $(STAMP) ## ruff format + autofix
-	$(VENV)/bin/ruff check --fix libs services bnml scripts tests bench
-	$(VENV)/bin/ruff format libs services bnml scripts tests bench
+	$(VENV)/bin/ruff check --fix libs services bnml scripts tests bench backtest
+	$(VENV)/bin/ruff format libs services bnml scripts tests bench backtest
 
 contracts: $(STAMP) ## print the JSON Schema of every bus message
 	$(VENV)/bin/bnml contracts

@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "bnml.commands.train",
     "bnml.commands.models",
     "bnml.commands.state",
+    "bnml.commands.data",
+    "bnml.commands.backtest",
 ]
 
 # The exit codes every command keeps to. Scripts and cron jobs rely on them: extend, never renumber.

@@ -21,6 +21,10 @@ class Clock(Protocol):
         """Seconds on a clock that never goes back (for intervals and deadlines)."""
         ...
 
+    def observe(self, when: datetime) -> None:
+        """A data time seen in a message; only a data clock moves on it (others ignore it)."""
+        ...
+
 
 class WallClock:
     """The machine's clock."""
@@ -30,6 +34,33 @@ class WallClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def observe(self, when: datetime) -> None:
+        return None
+
+
+class DataClock:
+    """The replayed data's clock (replay mode with `market_data.replay.data_clock`): `now()` is the newest data
+    time seen in the messages the shell handles (ticks, candles, signals, verdicts, all stamped with data time
+    by a replay on this clock); before the first, the wall clock. It never goes back. `monotonic()` stays the
+    machine's: pacing, timeouts and polling periods are wall-clock matters."""
+
+    def __init__(self) -> None:
+        self._now: datetime | None = None
+
+    def now(self) -> datetime:
+        return self._now if self._now is not None else datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def observe(self, when: datetime) -> None:
+        if self._now is None or when > self._now:
+            self._now = when
+
+    @property
+    def started(self) -> bool:
+        return self._now is not None
 
 
 class ManualClock:
@@ -56,6 +87,17 @@ class ManualClock:
     def advance(self, seconds: float) -> datetime:
         self.set(self._now + timedelta(seconds=seconds))
         return self._now
+
+    def observe(self, when: datetime) -> None:
+        return None  # moved only by whoever drives it
+
+
+def clock_for(settings) -> Clock:
+    """The clock a service's shell reads: the data's in replay mode with `market_data.replay.data_clock`,
+    the wall clock otherwise."""
+    if settings.paper_market_data_mode == "replay" and settings.market_data.replay.data_clock:
+        return DataClock()
+    return WALL
 
 
 WALL = WallClock()

@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from libs.common import subjects
 from libs.common.bus import Bus
-from libs.common.clock import WALL, Clock
+from libs.common.clock import WALL, Clock, clock_for
 from libs.common.contracts import Alert, Heartbeat, Severity, utcnow
 from libs.common.db import migrate_async, open_pool
 from libs.common.errors import ConfigurationError, TemporaryError
@@ -167,7 +167,7 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
 
             pool = await _connect_with_retry("database", log, _db)
         rt = Runtime(name=app.name, settings=settings, metrics=metrics, bus=bus, pool=pool, log=log,
-                     metrics_port=metrics_port)
+                     metrics_port=metrics_port, clock=clock_for(settings))
         await app.start(rt)
         rt.spawn(_heartbeat_loop(rt, app), "heartbeat")
         log.info("started", metrics_port=metrics_port, instance=rt.instance)

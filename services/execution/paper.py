@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from libs.common.contracts import Tick
@@ -55,6 +55,37 @@ PriceRounder = Callable[[str, Decimal, str], Decimal]
 
 def _no_rounding(symbol: str, price: Decimal, side: str) -> Decimal:
     return price.quantize(Q8, rounding=ROUND_HALF_UP)
+
+
+def exchange_rounder(markets) -> PriceRounder:
+    """Paper fill prices land on the exchange's tick, rounded against us (a BUY up, a SELL down); a symbol
+    without filters (or no filters loaded) rounds to 8 decimals."""
+    from libs.common.markets import UnknownMarketError
+
+    def rnd(symbol: str, price: Decimal, side: str) -> Decimal:
+        if markets is not None:
+            try:
+                return markets.round_price(symbol, price, "SELL" if side == "BUY" else "BUY")
+            except UnknownMarketError:
+                pass
+        return price.quantize(Q8)
+
+    return rnd
+
+
+def usable_tick(tick: Tick | None, now: datetime, stale_after_s: float) -> Tick | None:
+    """The tick a paper order prices against: a stale price is no price."""
+    if tick is not None and (now - tick.ts).total_seconds() > stale_after_s:
+        return None
+    return tick
+
+
+def new_paper_order(client_order_id: str, symbol: str, side: str, order_type: str, quantity: Decimal,
+                    limit_price: Decimal | None, now: datetime, limit_order_ttl_s: float) -> PaperOrder:
+    """The paper order for a journaled order; a resting limit is cancelled `limit_order_ttl_s` after now (0 = GTC)."""
+    return PaperOrder(client_order_id=client_order_id, symbol=symbol, side=side, order_type=order_type,
+                      quantity=quantity, limit_price=limit_price, created_at=now,
+                      expires_at=now + timedelta(seconds=limit_order_ttl_s) if limit_order_ttl_s else None)
 
 
 @dataclass

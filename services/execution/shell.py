@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,11 +24,10 @@ from libs.common.contracts import (
     OrderEvent,
     RiskVerdict,
     Tick,
-    utcnow,
 )
 from libs.common.errors import ConfigurationError, OperationalError
 from libs.common.kill_switch import KillSwitchLatch, alert_unreadable, record_refusal, refresh_latch
-from libs.common.markets import Markets, UnknownMarketError, load_markets
+from libs.common.markets import Markets, load_markets
 from libs.common.service import Runtime
 from services.execution.core import (
     client_order_id,
@@ -37,7 +36,16 @@ from services.execution.core import (
 )
 from services.execution.journal import FillRow, Journal, NewOrder, WriterLock
 from services.execution.ledger import ZERO, Ledger, split_symbol
-from services.execution.paper import FeeSchedule, PaperExchange, PaperOrder, PaperResult, SlippageModel
+from services.execution.paper import (
+    FeeSchedule,
+    PaperExchange,
+    PaperOrder,
+    PaperResult,
+    SlippageModel,
+    exchange_rounder,
+    new_paper_order,
+    usable_tick,
+)
 
 Q8 = Decimal("0.00000001")
 PAPER_PERIOD_S = 0.02
@@ -217,8 +225,10 @@ class ExecutionService:
                 self.ticks.skip()  # nothing rests: no tick to match
                 continue
             ticks = self.ticks.drain()
+            for tick in ticks:
+                self.rt.clock.observe(tick.ts)
             async with self.lock:
-                now = utcnow()
+                now = self.rt.clock.now()
                 for res in self.paper.expire(now):
                     await self._journal_paper(res)
                 resting = {o.symbol for o in self.paper.book.values()}
@@ -229,21 +239,17 @@ class ExecutionService:
 
     def _round_fill_price(self, symbol: str, price: Decimal, side: str) -> Decimal:
         """Paper fill prices land on the exchange's tick, rounded against us (a BUY up, a SELL down)."""
-        if self.markets is not None:
-            try:
-                return self.markets.round_price(symbol, price, "SELL" if side == "BUY" else "BUY")
-            except UnknownMarketError:
-                pass
-        return price.quantize(Q8)
+        return exchange_rounder(self.markets)(symbol, price, side)
 
     # -- verdicts -------------------------------------------------------------------------------
     def gate(self, verdict: RiskVerdict):
-        return may_send(verdict, kill_switch_blocks=self.latch.blocks, now=utcnow(), is_writer=self.writer,
+        return may_send(verdict, kill_switch_blocks=self.latch.blocks, now=self.rt.clock.now(), is_writer=self.writer,
                         symbol_held=self.held.get(verdict.symbol, ""))
 
     async def on_verdict(self, verdict: RiskVerdict, subject: str) -> None:
         if not verdict.approved:
             return
+        self.rt.clock.observe(verdict.ts)  # a data clock (replay) moves on the data; the wall clock ignores it
         if not self.latch.known:
             await self._await_latch_known(verdict)
         gate = self.gate(verdict)
@@ -260,7 +266,7 @@ class ExecutionService:
             self.rt.log.info("duplicate verdict ignored", verdict_id=verdict.id, client_order_id=coid)
             self.refused.labels(reason="duplicate").inc()
             return
-        journaled_at = utcnow()
+        journaled_at = self.rt.clock.now()
         self.rt.metrics.count("orders")
         self.orders.labels(status="SUBMITTED").inc()
         # awaited before the order's next event, so they stay in order. Live: published while the exchange
@@ -291,7 +297,7 @@ class ExecutionService:
         """The kill-switch state is unknown (e.g. just after a NATS reconnect): 'unknown' is not a 'no'
         from the operator, so read it again, up to the verdict's expiry, before deciding. Nothing is sent
         meanwhile; a verdict that expires waiting is refused as expired."""
-        while not self.latch.known and utcnow() < verdict.expires_at:
+        while not self.latch.known and self.rt.clock.now() < verdict.expires_at:
             await refresh_latch(self.rt.bus, self.latch, self.rt.log)
             if not self.latch.known:
                 await asyncio.sleep(0.2)
@@ -305,14 +311,10 @@ class ExecutionService:
         assert self.paper is not None
         if self.cfg.paper_latency_ms:
             await asyncio.sleep(self.cfg.paper_latency_ms / 1000)
-        now = utcnow()
-        tick = self.tick_for(order.symbol)
-        if tick is not None and (now - tick.ts).total_seconds() > self.settings.market_data.stale_after_s:
-            tick = None  # a stale price is no price
-        ttl = self.cfg.limit_order_ttl_s
-        po = PaperOrder(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
-                        order_type=order.order_type, quantity=order.quantity, limit_price=order.price_limit,
-                        created_at=now, expires_at=now + timedelta(seconds=ttl) if ttl else None)
+        now = self.rt.clock.now()
+        tick = usable_tick(self.tick_for(order.symbol), now, self.settings.market_data.stale_after_s)
+        po = new_paper_order(order.client_order_id, order.symbol, order.side, order.order_type, order.quantity,
+                             order.price_limit, now, self.cfg.limit_order_ttl_s)
         res = self.paper.submit(po, tick, now)
         await self._journal_paper(res, verdict)
         return res
@@ -320,7 +322,7 @@ class ExecutionService:
     async def _journal_paper(self, res: PaperResult, verdict: RiskVerdict | None = None) -> None:
         o = res.order
         base, quote = split_symbol(o.symbol)
-        now = utcnow()
+        now = self.rt.clock.now()
         rows = [FillRow(exchange="paper", trade_id=t.trade_id, client_order_id=t.client_order_id, symbol=t.symbol,
                         side=t.side, quantity=t.quantity, price=t.price, fee=t.fee, fee_asset=t.fee_asset, ts=now,
                         is_maker=t.is_maker, realized_pnl_usdt=t.accounting.realized_pnl_usdt,
@@ -335,7 +337,7 @@ class ExecutionService:
     async def _after_update(self, coid: str, status: str, reason: str, fills: list[FillRow],
                             verdict: RiskVerdict | None = None, row: dict[str, Any] | None = None) -> None:
         """Count, measure and publish a journaled change (the journal is already committed)."""
-        journaled_at = utcnow()  # the event's time: when the change became durable, not when it is published
+        journaled_at = self.rt.clock.now()  # the event's time: when the change became durable, not when it is published
         self.orders.labels(status=status).inc()
         for f in fills:
             self.rt.metrics.count("fills")
@@ -393,7 +395,7 @@ class ExecutionService:
             # say so at once: from here no order is sent; the ack below confirms the cancel sweep
             try:
                 await self.rt.bus.publish(subjects.kill_switch_latched(self.name), KillSwitchAcknowledged(
-                    ts=utcnow(), command_id=cmd.id, service=self.name, engaged=True,
+                    ts=self.rt.clock.now(), command_id=cmd.id, service=self.name, engaged=True,
                     detail="latched: no order is sent from now on; cancel sweep under way"))
             except Exception as exc:  # a lost notice must never stop the sweep
                 self.rt.log.warning("kill-switch latch notice not sent", error=str(exc))
@@ -428,7 +430,7 @@ class ExecutionService:
         await self._ack(cmd, left, "; ".join(d for d in details if d))
 
     async def _ack(self, cmd: KillSwitchCommand, open_orders: int, detail: str, engaged: bool | None = None) -> None:
-        ack = KillSwitchAcknowledged(ts=utcnow(), command_id=cmd.id, service=self.name,
+        ack = KillSwitchAcknowledged(ts=self.rt.clock.now(), command_id=cmd.id, service=self.name,
                                      engaged=cmd.action == "engage" if engaged is None else engaged,
                                      open_orders=open_orders, detail=detail[:1000])
         await self.rt.bus.publish(subjects.kill_switch_ack(self.name), ack)
@@ -504,7 +506,7 @@ class ExecutionService:
     # -- publishing -----------------------------------------------------------------------------
     async def _publish_order(self, o: NewOrder, status: str, reason: str = "", ts: datetime | None = None) -> None:
         await self.rt.bus.publish(subjects.order(o.symbol), OrderEvent(
-            ts=ts or utcnow(), client_order_id=o.client_order_id, verdict_id=o.verdict_id, symbol=o.symbol, side=o.side,
+            ts=ts or self.rt.clock.now(), client_order_id=o.client_order_id, verdict_id=o.verdict_id, symbol=o.symbol, side=o.side,
             order_type=o.order_type, status=status, quantity=o.quantity, price=o.price_limit, mode=self.mode,
             reason=reason))
 
@@ -512,7 +514,7 @@ class ExecutionService:
         if row is None:
             return
         await self.rt.bus.publish(subjects.order(row["symbol"]), OrderEvent(
-            ts=ts or utcnow(), client_order_id=row["client_order_id"], verdict_id=row["verdict_id"], symbol=row["symbol"],
+            ts=ts or self.rt.clock.now(), client_order_id=row["client_order_id"], verdict_id=row["verdict_id"], symbol=row["symbol"],
             side=row["side"], order_type=row["order_type"], status=row["status"], quantity=row["quantity"],
             price=row["price_limit"], filled_quantity=row["filled_quantity"], average_price=row["average_price"],
             exchange_order_id=row["exchange_order_id"], mode=row["mode"], reason=row["reason"][:500]))

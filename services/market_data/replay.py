@@ -16,18 +16,21 @@ precision) gives a bid and an ask around each path price. Same file, same settin
 
 from __future__ import annotations
 
-import csv
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
 
+from libs.common.ohlcv import COLUMNS, OhlcvError, read_raw
 from services.market_data.candles import Bar, timeframe_ms, timeframe_of_ms
 
 
-class ReplayFileError(ValueError):
+class ReplayFileError(OhlcvError):
     """The file cannot be replayed (unreadable, wrong shape, no valid rows)."""
+
+    def __init__(self, message: str):
+        ValueError.__init__(self, message)
+        self.name, self.reason, self.row = "", message, None
 
 
 @dataclass
@@ -48,19 +51,6 @@ class OhlcvSeries:
         return Bar(symbol or self.symbol, self.timeframe, t, t + self.tf_ms - 1, o, h, low, c, v)
 
 
-def detect_format(path: Path, fmt: str = "auto") -> str:
-    if fmt != "auto":
-        return fmt
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".txt"):
-        return "csv"
-    if suffix == ".json":
-        return "json"
-    if suffix in (".parquet", ".pq"):
-        return "parquet"
-    raise ReplayFileError(f"cannot tell the format of {path.name} from its suffix; set market_data.replay.format")
-
-
 def _dec(x) -> Decimal:
     if isinstance(x, float):
         x = repr(x)
@@ -73,72 +63,19 @@ def _places(d: Decimal) -> int:
 
 
 def load_ohlcv(path: str | Path, symbol: str, fmt: str = "auto", timeframe: str = "") -> OhlcvSeries:
-    """Read a file into validated, time-ordered bars. Raises ReplayFileError with a readable reason."""
+    """Read a file into validated, time-ordered bars. Raises ReplayFileError with a readable reason.
+
+    The file is read by the one OHLCV reader (`libs.common.ohlcv`); replay's documented repair is to skip
+    invalid rows and report each one (a replay keeps running on the rest), where training and the
+    backtest refuse the file."""
     path = Path(path)
-    kind = detect_format(path, fmt)
-    raw: list[tuple[int, object, object, object, object, object, int | None]]
     try:
-        if kind == "json":
-            raw = _read_json(path)
-        elif kind == "csv":
-            raw = _read_csv(path)
-        else:
-            raw = _read_parquet(path)
-    except ReplayFileError:
-        raise
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        raise ReplayFileError(f"cannot read {path.name} as {kind}: {type(exc).__name__}: {exc}") from None
-    return _build(raw, symbol, timeframe, path.name)
-
-
-def _read_json(path: Path):
-    data = json.loads(path.read_text(), parse_float=Decimal)
-    if not isinstance(data, list):
-        raise ReplayFileError(f"{path.name}: expected a JSON array of [ts, o, h, l, c, v] rows")
-    return [(int(r[0]), r[1], r[2], r[3], r[4], r[5], None) for r in data]
-
-
-def _read_csv(path: Path):
-    rows = []
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        first = next(reader, None)
-        if first is None:
-            return rows
-        header = [h.strip().lower() for h in first]
-        if header and header[0].isdigit():  # headerless Binance dump: the first row is data
-            header, pending = ["open_time", "open", "high", "low", "close", "volume", "close_time"], [first]
-        else:
-            pending = []
-        idx = {name: header.index(name) for name in ("open_time", "open", "high", "low", "close", "volume")
-               if name in header}
-        if len(idx) < 6:
-            raise ReplayFileError(f"{path.name}: header must name open_time, open, high, low, close, volume")
-        ct = header.index("close_time") if "close_time" in header else None
-        for r in [*pending, *reader]:
-            if not r:
-                continue
-            rows.append((int(r[idx["open_time"]]), r[idx["open"]], r[idx["high"]], r[idx["low"]], r[idx["close"]],
-                         r[idx["volume"]], int(r[ct]) if ct is not None and r[ct] else None))
-    return rows
-
-
-def _read_parquet(path: Path):
-    import polars as pl
-
-    df = pl.read_parquet(path)
-    cols = set(df.columns)
-    tcol = "open_time" if "open_time" in cols else "timestamp" if "timestamp" in cols else None
-    if tcol is None or not {"open", "high", "low", "close", "volume"} <= cols:
-        raise ReplayFileError(f"{path.name}: needs open_time|timestamp, open, high, low, close, volume columns")
-    if df.schema[tcol].is_temporal():
-        df = df.with_columns(pl.col(tcol).dt.epoch("ms").alias(tcol))
-    has_ct = "close_time" in cols and df.schema["close_time"].is_integer()
-    out = []
-    for r in df.iter_rows(named=True):
-        out.append((int(r[tcol]), r["open"], r["high"], r["low"], r["close"], r["volume"],
-                    int(r["close_time"]) if has_ct and r["close_time"] is not None else None))
-    return out
+        raw = read_raw(path, fmt)
+    except OhlcvError as exc:
+        raise ReplayFileError(str(exc)) from None
+    rows = [(int(t), o, h, low, c, v, None if ct is None else int(ct))
+            for t, o, h, low, c, v, ct in raw.select(*COLUMNS, "close_time").iter_rows()]
+    return _build(rows, symbol, timeframe, path.name)
 
 
 def _build(raw, symbol: str, timeframe: str, name: str) -> OhlcvSeries:

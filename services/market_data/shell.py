@@ -71,7 +71,8 @@ class MarketDataService:
                                unusable=unusable)
             aggregator = CandleAggregator(usable)
             self.source = ReplaySource(series, symbols, speed=md.replay.speed, loop=md.replay.loop,
-                                       ticks_per_candle=md.replay.ticks_per_candle, spread_bps=md.replay.spread_bps)
+                                       ticks_per_candle=md.replay.ticks_per_candle, spread_bps=md.replay.spread_bps,
+                                       data_clock=md.replay.data_clock)
             rt.log.info("replay loaded", rows=len(series.rows), timeframe=series.timeframe,
                         normalised_close_times=series.normalised_close_times, skipped=len(series.skipped_rows),
                         symbols=len(symbols), speed=md.replay.speed)

@@ -29,7 +29,6 @@ from libs.common.contracts import (
     Tick,
     TradingControlCommand,
     TradingStateChanged,
-    utcnow,
 )
 from libs.common.errors import ConfigurationError
 from libs.common.kill_switch import (
@@ -91,14 +90,14 @@ class RiskService:
             markets = Markets.load(path)
         except (OSError, ValueError) as exc:
             raise ConfigurationError("risk.markets_path", f"cannot read markets file {path}: {exc}") from None
-        self.engine = RiskEngine(cfg, markets, list(rt.settings.symbols), utcnow())
+        self.engine = RiskEngine(cfg, markets, list(rt.settings.symbols), self.rt.clock.now())
         self._metrics(rt)
         # Retained state first (docs/design.md, the shape of a service): kill switch, then the account, then subscribe.
         self.latch.release_key = rt.settings.kill_switch.release_key.get_secret_value()
         await refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now())
         await self._load_account()
         await self._reconcile_kill_switch()
-        now = utcnow()
+        now = self.rt.clock.now()
         events = self.engine.set_kill_switch(self.latch.engaged, self.latch.known, now)
         await self._handle(events)
         await self._read_drift()
@@ -189,8 +188,8 @@ class RiskService:
                 await self._ack(standing)
             elif self.engine and self.engine.sm.state == "HALTED" and (
                     self.engine.sm.since is None or standing.ts > self.engine.sm.since):
-                self.engine.set_kill_switch(False, True, utcnow())
-                events, refused = self.engine.release(utcnow())
+                self.engine.set_kill_switch(False, True, self.rt.clock.now())
+                events, refused = self.engine.release(self.rt.clock.now())
                 await self._handle(events)
                 if refused:
                     self.rt.log.warning("release given while risk was down refused", reason=refused)
@@ -224,7 +223,7 @@ class RiskService:
     async def _on_bus_back(self) -> None:
         await refresh_latch(self.rt.bus, self.latch, self.rt.log, self.rt.clock.now())
         if self.engine:
-            await self._handle(self.engine.set_kill_switch(self.latch.engaged, self.latch.known, utcnow()))
+            await self._handle(self.engine.set_kill_switch(self.latch.engaged, self.latch.known, self.rt.clock.now()))
 
     # -- kill switch ----------------------------------------------------------------------------
     async def _audit(self, cmd: KillSwitchCommand) -> None:
@@ -236,7 +235,7 @@ class RiskService:
             )
 
     async def _ack(self, cmd: KillSwitchCommand, detail: str = "", engaged: bool | None = None) -> None:
-        ack = KillSwitchAcknowledged(ts=utcnow(), command_id=cmd.id, service=self.name,
+        ack = KillSwitchAcknowledged(ts=self.rt.clock.now(), command_id=cmd.id, service=self.name,
                                      engaged=cmd.action == "engage" if engaged is None else engaged, detail=detail[:1000])
         await self.rt.bus.publish(subjects.kill_switch_ack(self.name), ack)
 
@@ -270,7 +269,9 @@ class RiskService:
         """Hand the newest tick of every symbol that ticked since the last call to the engine."""
         ticks = self.ticks.drain()
         if ticks:
-            now = utcnow()
+            for tick in ticks:
+                self.rt.clock.observe(tick.ts)  # a data clock (replay) moves on the data
+            now = self.rt.clock.now()
             for tick in ticks:
                 self.engine.on_tick(tick.symbol, tick.last, tick.ts, now)  # type: ignore[union-attr]
 
@@ -284,12 +285,12 @@ class RiskService:
 
     async def on_heartbeat(self, hb: Heartbeat, subject: str) -> None:
         if hb.service != self.name:
-            self.engine.on_heartbeat(hb.service, utcnow())  # type: ignore[union-attr]
+            self.engine.on_heartbeat(hb.service, self.rt.clock.now())  # type: ignore[union-attr]
 
     async def on_drift(self, st: DriftStatus, subject: str) -> None:
         assert self.engine is not None
         self.engine.on_drift(st.symbol, st.detected, st.reason)
-        await self._handle(self.engine.evaluate(utcnow()))
+        await self._handle(self.engine.evaluate(self.rt.clock.now()))
 
     # -- fills ----------------------------------------------------------------------------------
     async def on_fill(self, fill: Fill, subject: str) -> None:
@@ -306,7 +307,7 @@ class RiskService:
                 return
             saved = (copy.deepcopy(engine.book), dict(engine.reservations), dict(engine.board.active),
                      (engine.sm.state, engine.sm.reason, engine.sm.since), engine.last_breaker_clear_at)
-            now = utcnow()
+            now = self.rt.clock.now()
             outcome, events = engine.on_fill(fill, now)
             snap = engine.snapshot(now)
             try:
@@ -347,10 +348,12 @@ class RiskService:
         assert engine is not None
         engine.db_ok = self._db_fresh()
         tick = self.ticks.take(subjects.last(sig.symbol))  # the freshest price of this symbol
+        self.rt.clock.observe(sig.ts)
         if tick is not None:
-            engine.on_tick(tick.symbol, tick.last, tick.ts, utcnow())
+            self.rt.clock.observe(tick.ts)
+            engine.on_tick(tick.symbol, tick.last, tick.ts, self.rt.clock.now())
         t0 = time.perf_counter()
-        decision = engine.decide(sig, utcnow())
+        decision = engine.decide(sig, self.rt.clock.now())
         self.m_decision.observe(time.perf_counter() - t0)
         verdict = decision.verdict
         await self.rt.bus.publish(subjects.verdict(sig.symbol), verdict)
@@ -379,8 +382,8 @@ class RiskService:
         engine.db_ok = self._db_fresh()
         tick = self.ticks.take(subjects.last(cmd.symbol)) if cmd.symbol else None
         if tick is not None:
-            engine.on_tick(tick.symbol, tick.last, tick.ts, utcnow())
-        out = control.apply_control(engine, cmd, utcnow())
+            engine.on_tick(tick.symbol, tick.last, tick.ts, self.rt.clock.now())
+        out = control.apply_control(engine, cmd, self.rt.clock.now())
         if out.verdict is not None:
             await self.rt.bus.publish(subjects.verdict(out.verdict.symbol), out.verdict)
         self.rt.log.warning("operator control", action=cmd.action, symbol=cmd.symbol, actor=cmd.actor,
@@ -388,7 +391,7 @@ class RiskService:
         await self._handle(out.events)
         await self._persist(force=True)
         await self.rt.bus.publish(subjects.trading_control_result(self.name),
-                                  control.control_result(self.name, cmd, out, engine.sm.state, utcnow()))
+                                  control.control_result(self.name, cmd, out, engine.sm.state, self.rt.clock.now()))
 
     # -- events: bus, Postgres, metric, alert ---------------------------------------------------
     async def _handle(self, events: list[Event]) -> None:
@@ -412,7 +415,7 @@ class RiskService:
                                 (ev.id, ev.ts, ev.breaker, ev.symbol, "tripped" if tripped else "cleared",
                                  ev.effect if tripped else None, ev.reason, ev.until if tripped else None))
                     await conn.execute(_kv_sql(), ("trading_state", json.dumps(self._trading_state_value())))
-                    snap = self.engine.snapshot(utcnow())  # type: ignore[union-attr]
+                    snap = self.engine.snapshot(self.rt.clock.now())  # type: ignore[union-attr]
                     await conn.execute(_kv_sql(), ("account_state", snap.model_dump_json()))
                 self._db_succeeded()
             except Exception as exc:
@@ -488,7 +491,7 @@ class RiskService:
         engine = self.engine
         assert engine is not None
         async with self._db_lock:
-            snap = engine.snapshot(utcnow())
+            snap = engine.snapshot(self.rt.clock.now())
             try:
                 async with self.rt.pool.connection(timeout=3.0) as conn, conn.transaction():
                     await conn.execute(_kv_sql(), ("account_state", snap.model_dump_json()))
@@ -545,7 +548,7 @@ class RiskService:
             engine.db_ok = self._db_fresh()
             self.apply_ticks()  # evaluate against the newest prices, not ones up to TICKS_PERIOD_S old
             try:
-                await self._handle(engine.evaluate(utcnow()))
+                await self._handle(engine.evaluate(self.rt.clock.now()))
                 if time.monotonic() >= next_persist:
                     next_persist = time.monotonic() + interval
                     await self._persist()

@@ -19,3 +19,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="make it current even if the gate fails (paper mode only; recorded and audited)")
     p.add_argument("--symbol", default=None, help="symbol the data is of, e.g. BTC/USDT (default: from the file name)")
     p.add_argument("--models-dir", default=None, help="registry directory (default: signal.models_dir)")
+    p.add_argument("--allow-gaps", action="store_true",
+                   help="accept an OHLCV file with missing bars (exchange outages); features then span the gaps")

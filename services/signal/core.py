@@ -156,6 +156,41 @@ def effective_rule(cfg: EngineConfig, model: LoadedModel) -> tuple[float, float 
     return threshold, (max(edges) if edges else None)
 
 
+class Precomputed:
+    """Features and probabilities of every bar of a known history, computed in one batch by the same kernel
+    (`last_row_features` over each bar's last `warmup_bars` bars, exactly the live buffer) and the same model.
+    The backtest installs it so that a year of bars costs one model call instead of one per bar; a bar it
+    does not know (another history, a gap in the buffer) falls back to the live computation."""
+
+    def __init__(self, model: LoadedModel, histories: dict[str, tuple[list[datetime], np.ndarray]]):
+        self.version = model.version
+        self._rows: dict[str, tuple[dict[datetime, int], np.ndarray, np.ndarray]] = {}
+        warm = model.spec.warmup_bars
+        for sym, (times, ohlcv) in histories.items():
+            n = len(times)
+            x = np.full((n, len(model.spec.names)), np.nan)
+            if n >= warm:
+                windows = np.lib.stride_tricks.sliding_window_view(ohlcv, (warm, 5)).reshape(n - warm + 1, warm, 5)
+                x[warm - 1:] = last_row_features(np.ascontiguousarray(windows), model.spec)
+            complete = np.isfinite(x).all(axis=1)
+            proba = np.zeros((n, 3))
+            if complete.any():
+                proba[complete] = model.predict_proba(x[complete])
+            self._rows[sym] = ({t: i for i, t in enumerate(times)}, x, proba)
+
+    def lookup(self, bars: list[Bar]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        idx = []
+        for b in bars:
+            known = self._rows.get(b.symbol)
+            i = known[0].get(b.open_time) if known is not None else None
+            if i is None:
+                return None
+            idx.append((known, i))
+        x = np.stack([k[1][i] for k, i in idx])
+        proba = np.stack([k[2][i] for k, i in idx])
+        return x, proba, np.isfinite(x).all(axis=1)
+
+
 class SignalEngine:
     def __init__(self, cfg: EngineConfig, model: LoadedModel | None = None):
         self.cfg = cfg
@@ -165,6 +200,7 @@ class SignalEngine:
         self.ticks_seen = 0  # measurement mode's counter, over all symbols
         self.drift: DriftMonitor | None = None
         self.hits: HitRateTracker | None = None
+        self.precomputed: Precomputed | None = None
         self.set_model(model)
 
     # -- model ---------------------------------------------------------------------------------
@@ -281,12 +317,8 @@ class SignalEngine:
         if not ready:
             return
         t0 = time.perf_counter()
-        x = self.features_for([b.symbol for b in ready])
-        complete = np.isfinite(x).all(axis=1)
-        proba = np.zeros((len(ready), 3))
-        if complete.any():
-            proba[complete] = model.predict_proba(x[complete])
-            out.predicted += int(complete.sum())
+        x, proba, complete = self._infer(ready, model)
+        out.predicted += int(complete.sum())
         # expiry by the age of the data it learned from (not by when it was trained)
         model_fresh = model.data_age_h(now) <= self.cfg.max_model_age_h
         threshold, min_edge = effective_rule(self.cfg, model)
@@ -320,6 +352,20 @@ class SignalEngine:
                 expected_edge_bps=float(dec.edge_bps[i]), model_version=model.version, price=b.close_price,
                 reason=reason, tick_id=b.trigger_id, tick_ts=b.trigger_ts))
 
+    def _infer(self, ready: list[Bar], model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, probabilities, complete rows) of the newest bar of each symbol: from the buffers, or
+        from `precomputed` (the backtest's batch of the same kernel and model over its whole history)."""
+        if self.precomputed is not None and self.precomputed.version == model.version:
+            got = self.precomputed.lookup(ready)
+            if got is not None:
+                return got
+        x = self.features_for([b.symbol for b in ready])
+        complete = np.isfinite(x).all(axis=1)
+        proba = np.zeros((len(ready), 3))
+        if complete.any():
+            proba[complete] = model.predict_proba(x[complete])
+        return x, proba, complete
+
     def features_for(self, symbols: list[str]) -> np.ndarray:
         """Features of the newest bar of each symbol, from its full buffer (exactly `warmup_bars` bars, the
         longest history any feature reads), vectorised across symbols. Tests hold these equal to the
@@ -337,4 +383,4 @@ class SignalEngine:
                       tick_ts=b.trigger_ts)
 
 
-__all__ = ["Bar", "CandleBuilder", "EngineConfig", "SignalEngine", "SELL", "BUY", "HOLD"]
+__all__ = ["Bar", "CandleBuilder", "EngineConfig", "Precomputed", "SignalEngine", "SELL", "BUY", "HOLD"]

@@ -91,10 +91,23 @@ class DriftMonitor:
     def __post_init__(self) -> None:
         t = self.thresholds
         self._refs = [self.feature_reference[n] for n in self.feature_names] + [self.prediction_reference]
+        # Every column's bins side by side in one flat array (column j at offsets[j]), so a bar is binned in
+        # a few array operations whatever the number of features: bin_counts' rule (searchsorted, side
+        # "right" = how many edges are <= the value; non-finite values dropped), on edges padded with +inf.
+        edges = [np.asarray(r["edges"], dtype=np.float64) for r in self._refs]
+        sizes = [e.size + 1 for e in edges]
+        self._offsets = np.cumsum([0, *sizes[:-1]])
+        self._splits = np.cumsum(sizes)[:-1]
+        self._nbins = int(sum(sizes))
+        self._pad = np.full((len(edges), max(1, max(e.size for e in edges))), np.inf)
+        for j, e in enumerate(edges):
+            self._pad[j, :e.size] = e
         # Bin counts per bar time, and their running sum over the window: a check costs O(features x bins)
         # whatever the number of symbols, and each bar only bins its own rows.
-        self._chunks: deque[list] = deque()  # [key, bin counts per feature + prediction, rows]
-        self._window_counts = [np.zeros(len(r["proportions"]), dtype=np.int64) for r in self._refs]
+        self._chunks: deque[list] = deque()  # [key, bin counts per feature + prediction, rows, flat counts]
+        self._window_flat = np.zeros(self._nbins, dtype=np.int64)
+        self._bounds = list(zip([0, *self._splits.tolist()], [*self._splits.tolist(), self._nbins], strict=True))
+        self._window_counts = self._columns(self._window_flat)  # views: per column
         self._since_check = 0
         self.rows_seen = 0
         self.rows_in_window = 0
@@ -109,28 +122,32 @@ class DriftMonitor:
         when one is due: at most one per call, every `check_every` bars once `window` bars are held."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         scores = np.atleast_1d(np.asarray(scores, dtype=np.float64))
-        counts = [bin_counts(r, x[:, j]) for j, r in enumerate(self._refs[:-1])]
-        counts.append(bin_counts(self._refs[-1], scores))
+        vals = np.column_stack([x, scores])
+        finite = np.isfinite(vals)
+        with np.errstate(invalid="ignore"):
+            idx = (vals[:, :, None] >= self._pad[None, :, :]).sum(axis=2) + self._offsets
+        flat = np.bincount(idx[finite], minlength=self._nbins)
         self.rows_seen += x.shape[0]
         self.rows_in_window += x.shape[0]
-        for total, c in zip(self._window_counts, counts, strict=True):
-            total += c
+        self._window_flat += flat
         if key is not None and self._chunks and self._chunks[-1][0] == key:
-            for acc, c in zip(self._chunks[-1][1], counts, strict=True):
-                acc += c
+            self._chunks[-1][3] += flat  # its per-column counts are views of it
             self._chunks[-1][2] += x.shape[0]
             return None
-        self._chunks.append([key, counts, x.shape[0]])
+        self._chunks.append([key, self._columns(flat), x.shape[0], flat])
         while len(self._chunks) > self.thresholds.window:
-            _, old, n = self._chunks.popleft()
-            for total, c in zip(self._window_counts, old, strict=True):
-                total -= c
+            _, _, n, old = self._chunks.popleft()
+            self._window_flat -= old
             self.rows_in_window -= n
         self._since_check += 1
         if len(self._chunks) >= self.thresholds.window and self._since_check >= self.thresholds.check_every:
             self._since_check = 0
             return self.check()
         return None
+
+    def _columns(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Per-column views of flat counts."""
+        return [flat[lo:hi] for lo, hi in self._bounds]
 
     def record_outcome(self, hit: bool) -> None:
         self._outcomes.append(bool(hit))

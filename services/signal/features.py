@@ -9,32 +9,24 @@ before the warm-up are null: no signal until every feature is defined.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from libs.common import ohlcv
+
 OHLCV = ("open", "high", "low", "close", "volume")
-_TF = re.compile(r"^(\d+)([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def timeframe_seconds(tf: str) -> int:
-    m = _TF.match(tf)
-    if not m or int(m.group(1)) <= 0:
-        raise ValueError(f"not a timeframe: {tf!r} (e.g. 1s, 1m, 1h)")
-    return int(m.group(1)) * _UNIT_S[m.group(2)]
+    return ohlcv.timeframe_ms(tf) // 1000
 
 
 def timeframe_name(seconds: int) -> str:
-    for unit in ("w", "d", "h", "m", "s"):
-        if seconds % _UNIT_S[unit] == 0:
-            return f"{seconds // _UNIT_S[unit]}{unit}"
-    raise ValueError(seconds)
+    return ohlcv.timeframe_name(seconds * 1000)
 
 
 @dataclass(frozen=True)
@@ -165,34 +157,17 @@ def complete_rows(x: np.ndarray) -> np.ndarray:
 
 
 # -- OHLCV files -------------------------------------------------------------------------------
-def load_ohlcv(path: str | Path) -> pl.DataFrame:
-    """Binance kline CSV (`open_time,open,high,low,close,volume,...`), ccxt JSON arrays, or Parquet.
+def load_ohlcv(path: str | Path, allow_gaps: bool = False) -> pl.DataFrame:
+    """Binance kline CSV (`open_time,open,high,low,close,volume,...`), ccxt JSON arrays, or Parquet, read and
+    validated by the one OHLCV reader (`libs.common.ohlcv`: unsorted rows, conflicting duplicates, gaps and
+    invalid bars are errors naming the file and row).
 
-    Returns `open_time` (UTC datetime) and float OHLCV, sorted by time, without duplicate bars.
+    Returns `open_time` (UTC datetime) and float OHLCV, sorted by time.
     """
     p = Path(path)
-    if p.suffix == ".csv":
-        raw = pl.read_csv(p)
-    elif p.suffix == ".json":
-        rows = json.loads(p.read_text())
-        raw = pl.DataFrame(rows, schema=["open_time", *OHLCV], orient="row")
-    elif p.suffix == ".parquet":
-        raw = pl.read_parquet(p)
-    else:
+    if p.suffix not in (".csv", ".json", ".parquet"):
         raise ValueError(f"unsupported OHLCV file type: {p.name} (csv, json or parquet)")
-    missing = {"open_time", *OHLCV} - set(raw.columns)
-    if missing:
-        raise ValueError(f"{p.name}: missing columns {sorted(missing)}")
-    ot = raw["open_time"]
-    if ot.dtype.is_numeric():
-        ot = pl.from_epoch(ot.cast(pl.Int64), time_unit="ms").dt.replace_time_zone("UTC")
-    df = raw.select([ot.alias("open_time"), *[pl.col(k).cast(pl.Float64) for k in OHLCV]])
-    df = df.sort("open_time").unique("open_time", keep="first", maintain_order=True)
-    bad = df.filter((pl.col("low") > pl.min_horizontal("open", "close")) | (pl.col("high") < pl.max_horizontal("open", "close"))
-                    | (pl.col("low") <= 0))
-    if bad.height:
-        raise ValueError(f"{p.name}: {bad.height} bars with inconsistent OHLC")
-    return df
+    return ohlcv.load(p, allow_gaps=allow_gaps).as_datetime_frame()
 
 
 def infer_timeframe(df: pl.DataFrame) -> str:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from libs.common import subjects
-from libs.common.contracts import Candle, DriftStatus, MarketStatus, Tick, utcnow
+from libs.common.contracts import Candle, DriftStatus, MarketStatus, Tick
 from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
 from services.signal.core import Bar, EngineConfig, SignalEngine
@@ -139,7 +139,7 @@ class SignalService:
         self.model_loaded.set(1)
         self.gate_passed.set(1 if verdict.gate_passed else 0)
         self.ungated.set(0 if verdict.gate_passed else 1)
-        self.model_age.set(model.age_h(utcnow()) * 3600)
+        self.model_age.set(model.age_h(self.rt.clock.now()) * 3600)
         rt.log.info("model loaded", version=model.version, timeframe=model.timeframe, gate_passed=verdict.gate_passed,
                     warmup_bars=model.spec.warmup_bars, trained_at=model.trained_at.isoformat(), initial=initial)
         if verdict.warning:
@@ -177,14 +177,15 @@ class SignalService:
             await asyncio.sleep(period)
             await self._load()
             if self.engine.model is not None:
-                self.model_age.set(self.engine.model.age_h(utcnow()) * 3600)
+                self.model_age.set(self.engine.model.age_h(self.rt.clock.now()) * 3600)
             await self._maybe_republish_drift()
 
     # -- inputs -----------------------------------------------------------------------------------
     async def on_tick(self, tick: Tick, subject: str) -> None:
         assert self.engine is not None and self.rt is not None
         self.ticks_in.inc()
-        bar, measure = self.engine.on_tick(tick, utcnow())
+        self.rt.clock.observe(tick.ts)  # a data clock (replay) moves on the data; the wall clock ignores it
+        bar, measure = self.engine.on_tick(tick, self.rt.clock.now())
         if measure is not None:
             await self._publish(measure)
         if bar is not None:
@@ -193,6 +194,7 @@ class SignalService:
     async def on_candle(self, candle: Candle, subject: str) -> None:
         assert self.engine is not None
         self.candles_in.inc()
+        self.rt.clock.observe(candle.ts)
         bar = self.engine.on_candle(candle)
         if bar is not None:
             self._candle_seen = True
@@ -222,7 +224,7 @@ class SignalService:
             if not bars:
                 continue
             t0 = time.perf_counter()
-            result = self.engine.on_bars(bars, utcnow())
+            result = self.engine.on_bars(bars, self.rt.clock.now())
             if result.predicted:
                 self.inference.observe(result.inference_s)
                 self.batch_seconds.observe(time.perf_counter() - t0)
@@ -259,7 +261,7 @@ class SignalService:
         assert self.rt is not None and self.engine is not None
         model = self.engine.model
         await self.rt.bus.publish(subjects.drift(), DriftStatus(
-            ts=utcnow(), detected=res.detected, model_version=model.version if model else "",
+            ts=self.rt.clock.now(), detected=res.detected, model_version=model.version if model else "",
             scores=res.scores, reason=res.reason))
         self._last_drift_publish = time.monotonic()
 

@@ -71,8 +71,13 @@ class ForcePromoteRefused(ValueError):
 
 def run_training(settings, *, train=None, promote: bool = True, progress=print, version_prefix: str | None = None,
                  drift_replay: bool = True, out_root: Path | None = None, force_promote: bool = False,
-                 bootstrap: bool = False, symbol: str | None = None) -> Path:
+                 bootstrap: bool = False, symbol: str | None = None, full_stack: bool = False,
+                 allow_gaps: bool = False) -> Path:
     """Train per `settings.signal` (with `train` replacing `settings.signal.train`); returns the version dir.
+
+    `full_stack`: the walk-forward folds are traded by the backtest (signal, risk and paper-execution cores),
+    so the report's out-of-sample `model` figures are the traded policy's (what `bnml train` does); without
+    it (the signal service's quick bootstrap model) they come from the simplified simulation, labelled so.
 
     With `promote`, the version becomes `current` only if the gate passed, or with `force_promote` (paper
     mode only), or as the paper-mode `bootstrap` model. The outcome is in `metadata.json` (`gate`,
@@ -91,7 +96,7 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
         symbols = ["*"]  # stands for no market in particular
     else:
         path = _resolve(tcfg.data)
-        candles = load_ohlcv(path)
+        candles = load_ohlcv(path, allow_gaps=allow_gaps)
         source = {"kind": "file", "path": tcfg.data, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         name = re.sub(r"[^a-z0-9]+", "", path.stem.split("-")[0].lower())[:16] or "data"
         sym = symbol or symbol_from_name(path.stem)
@@ -105,10 +110,17 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
     ds = build_dataset(candles, spec, horizon, fee)
     progress(f"features: {len(spec.names)} ({', '.join(spec.names)}), warm-up {spec.warmup_bars} bars; "
              f"label: {horizon}-bar return net of {fee:.2%} per side")
+    fold_backtest = None
+    if full_stack:
+        from backtest.folds import fold_backtester, traded_symbol
+
+        symbol = traded_symbol(settings, path if tcfg.data != "synthetic" else None)
+        progress(f"walk-forward folds through the full stack (backtest) as {symbol}")
+        fold_backtest = fold_backtester(settings, candles, symbol, spec, timeframe, horizon, fee)
     ev = walk_forward(ds, horizon=horizon, fee_rate=fee, threshold=s.probability_threshold,
                       min_edge_bps=s.min_expected_edge_bps, folds=tcfg.folds,
                       initial_fraction=tcfg.initial_train_fraction, kind=tcfg.model, c=tcfg.c, seed=tcfg.seed,
-                      progress=progress)
+                      progress=progress, full_stack=fold_backtest)
     progress("final model on all labelled rows")
     usable = np.flatnonzero(ds.usable)
     final = fit_model(ds.x[usable], ds.y[usable], tcfg.model, tcfg.c, tcfg.seed)
@@ -149,8 +161,8 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
               "out_of_sample": ev.report["out_of_sample"], "folds": ev.report["folds"],
               "decision": {"probability_threshold": s.probability_threshold,
                            "min_expected_edge_bps": s.min_expected_edge_bps,
-                           "simulation": "spot long-only: BUY enters at the close when flat; exit after the "
-                                         "label horizon, on SELL or at the fold end; fees both sides"},
+                           "simulation": ev.report["out_of_sample"]["evaluation"]},
+              "simplified_simulation": ev.report.get("simplified_simulation"),
               "gate": gate,
               "drift_replay": None if replay is None else {k: replay[k] for k in ("train", "replay", "periods")},
               "training_seconds": round(elapsed, 3)}
@@ -266,6 +278,10 @@ def render_markdown(report: dict, meta: dict) -> str:
             lines.append(f"| {name} | {c['value']} | {c['threshold']} | {'yes' if c['passed'] else 'NO'} |")
         lines += [""] + [f"- {r}" for r in g["reasons"]] + ([""] if g["reasons"] else [])
         lines += ["Only a model that passed is made `current` (and only such a model is served in live mode).", ""]
+    simple = report.get("simplified_simulation")
+    if simple:
+        lines += [f"For comparison only, the {simple['what']}: {_fmt(simple['total_return_pct'])} %, "
+                  f"{simple['n_trades']} trades.", ""]
     dr = report.get("drift_replay")
     if dr:
         lines += ["## Drift replay", "",
@@ -338,7 +354,8 @@ def run_from_args(args, config: str | None = None) -> int:
 
     try:
         path = run_training(settings, train=train, promote=not args.no_promote, progress=progress,
-                            force_promote=args.force_promote, symbol=args.symbol)
+                            force_promote=args.force_promote, symbol=args.symbol, full_stack=True,
+                            allow_gaps=getattr(args, "allow_gaps", False))
     except ForcePromoteRefused as exc:
         print(f"train: {exc}", file=sys.stderr)
         return EXIT_FORCE_REFUSED

@@ -205,9 +205,21 @@ class Evaluation:
     fold_side: list[np.ndarray] = field(default_factory=list)  # the model's decisions on them, per fold
 
 
+FoldBacktest = Callable[[int, Pipeline, np.ndarray, np.ndarray, np.ndarray], dict]
+SIMPLIFIED = ("simplified simulation (not the traded policy): spot long-only, all-in; BUY enters at the close "
+              "when flat; exit after the label horizon, on SELL or at the fold end; fees both sides; no risk "
+              "rules, no slippage")
+FULL_STACK = ("full stack (the traded policy): each fold's model through the backtest, i.e. the signal core, "
+              "every risk rule (sizing, breakers, budgets, throttles) and the paper broker (fees, slippage, "
+              "fills), in simulated time")
+
+
 def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float, min_edge_bps: float | None,
                  folds: int, initial_fraction: float, kind: str, c: float, seed: int,
-                 progress: Progress = lambda s: None) -> Evaluation:
+                 progress: Progress = lambda s: None, full_stack: FoldBacktest | None = None) -> Evaluation:
+    """Expanding-window walk-forward. With `full_stack` (the backtest, one call per fold: fold number, model,
+    class means, training features, test rows), the `model` figures are the traded policy's; the quick
+    simplified simulation is kept beside them as `simplified_simulation`, labelled as such."""
     ok = ds.usable
     idx_ok = np.flatnonzero(complete_rows(ds.x))  # rows a live model could decide on
     first, n = int(idx_ok[0]), ds.x.shape[0]
@@ -215,7 +227,9 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
     eq_model, eq_bh, oos, fold_reports = [], [], [], []
     all_side, all_y = [], []
     all_trades: list[float] = []
-    m_level = bh_level = 1.0
+    simple_eq: list[np.ndarray] = []
+    stack_summaries: list[dict] = []
+    m_level = bh_level = s_level = 1.0
     for k, sp in enumerate(splits, 1):
         tr = np.arange(first, first + sp.train_end)
         tr = tr[ok[tr]]
@@ -226,17 +240,27 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
         dec = decide(proba, means, fee_rate, threshold, min_edge_bps)
         sim = simulate_long_only(ds.close[te], dec.side, horizon, fee_rate)
         bh = buy_and_hold(ds.close[te], fee_rate)
-        eq_model.append(sim.equity * m_level)
+        simple_eq.append(sim.equity * s_level)
+        s_level *= sim.equity[-1]
+        if full_stack is not None:
+            fs = full_stack(k, model, means, ds.x[tr], te)
+            fold_eq, fold_summary = np.asarray(fs["equity"]), fs["summary"]
+            stack_summaries.append(fold_summary)
+        else:
+            fold_eq, fold_summary = sim.equity, summarize(sim.equity, sim.trade_returns)
+        eq_model.append(fold_eq * m_level)
         eq_bh.append(bh * bh_level)
-        m_level, bh_level = m_level * sim.equity[-1], bh_level * bh[-1]
+        m_level, bh_level = m_level * fold_eq[-1], bh_level * bh[-1]
         oos.append(te)
         all_side.append(dec.side)
         all_y.append(ds.y[te])
         all_trades += sim.trade_returns
         fold = {"fold": k, "train": [str(ds.times[tr[0]]), str(ds.times[tr[-1]])],
                 "test": [str(ds.times[te[0]]), str(ds.times[te[-1]])], "train_rows": int(tr.size),
-                "test_rows": int(te.size), "model": summarize(sim.equity, sim.trade_returns),
+                "test_rows": int(te.size), "model": fold_summary,
                 "buy_and_hold": summarize(bh)}
+        if full_stack is not None:
+            fold["simplified_simulation"] = summarize(sim.equity, sim.trade_returns)
         fold_reports.append(fold)
         progress(f"fold {k}/{len(splits)}: test {fold['test'][0]} .. {fold['test'][1]}, "
                  f"model {fold['model']['total_return_pct']:+.2f}% ({fold['model']['n_trades']} trades), "
@@ -246,7 +270,19 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
     labelled = ~np.isnan(y)
     buys = (side == BUY) & labelled
     sells = (side == SELL) & labelled
-    model_summary = summarize(equity_model, all_trades)
+    simple_summary = summarize(np.concatenate(simple_eq), all_trades)
+    if full_stack is not None:
+        model_summary = summarize(equity_model)
+        closed = sum(f["n_trades"] for f in stack_summaries)
+        hits = sum((f["hit_rate"] or 0) * f["n_trades"] for f in stack_summaries)
+        model_summary.update({
+            "n_trades": closed, "hit_rate": round(hits / closed, 4) if closed else None, "avg_trade_net_bps": None,
+            "fills": sum(f["fills"] for f in stack_summaries),
+            "fees_usdt": round(sum(f["fees_usdt"] for f in stack_summaries), 6),
+            "turnover": round(sum(f["turnover"] for f in stack_summaries), 6),
+        })
+    else:
+        model_summary = simple_summary
     model_summary.update({
         "precision_buy": round(float(np.mean(y[buys] == 1)), 4) if buys.any() else None,
         "precision_sell": round(float(np.mean(y[sells] == -1)), 4) if sells.any() else None,
@@ -258,9 +294,12 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
         "buy_and_hold": summarize(equity_bh),
         "no_trade": {"total_return_pct": 0.0, "max_drawdown_pct": 0.0, "n_trades": 0},
         "out_of_sample": {"bars": int(equity_model.size), "folds": len(splits),
-                          "from": str(ds.times[oos[0][0]]), "to": str(ds.times[oos[-1][-1]])},
+                          "from": str(ds.times[oos[0][0]]), "to": str(ds.times[oos[-1][-1]]),
+                          "evaluation": FULL_STACK if full_stack is not None else SIMPLIFIED},
         "folds": fold_reports,
     }
+    if full_stack is not None:
+        report["simplified_simulation"] = {**simple_summary, "what": SIMPLIFIED}
     return Evaluation(report, np.concatenate(oos), equity_model, equity_bh, fold_reports,
                       [ds.close[te] for te in oos], all_side)
 

@@ -40,6 +40,8 @@ class ReplaySettings(Section):
     loop: bool = Field(default=False, description="Start again at the end of the file")
     ticks_per_candle: Literal[1, 4] = Field(default=4, description="4 = open, high/low, low/high, close; 1 = close")
     spread_bps: float = Field(default=1.0, ge=0, le=500, description="Bid/ask spread put around replayed prices, bps")
+    data_clock: bool = Field(default=False, description="Run every service on the data's clock: messages are "
+                             "stamped with data time and shells read it (backtest parity); false = wall clock")
 
 
     @field_validator("symbol")

@@ -124,6 +124,9 @@ class FakeBinance:
         self.mute_streams = False
         self.weight_limit_1m = weight_limit_1m
         self.order_limit_10s = order_limit_10s
+        # klines the exchange does not have (its outages): [start_ms, end_ms) of open times left out, as
+        # Binance does: a page skips the hole and still holds up to `limit` bars
+        self.kline_gaps: list[tuple[int, int]] = []
         self._order_times: deque[float] = deque()
         self._next_subscription_id = 0
         self.ws_connections_total = 0
@@ -600,9 +603,20 @@ class FakeBinance:
             raise mandatory("symbol")
         if not p.get("interval"):
             raise mandatory("interval")
-        return self.engine.klines(p["symbol"], p["interval"],
-                                  int(p["startTime"]) if p.get("startTime") else None,
-                                  int(p["endTime"]) if p.get("endTime") else None, int(p.get("limit") or 500))
+        start = int(p["startTime"]) if p.get("startTime") else None
+        end = int(p["endTime"]) if p.get("endTime") else None
+        limit = max(1, min(int(p.get("limit") or 500), 1000))  # Binance: default 500, at most 1000
+        rows = self.engine.klines(p["symbol"], p["interval"], start, end, limit)
+        if not self.kline_gaps:
+            return rows
+        out = [r for r in rows if not self._in_kline_gap(r[0])]
+        while start is not None and len(out) < limit and len(rows) == limit:
+            rows = self.engine.klines(p["symbol"], p["interval"], rows[-1][0] + 1, end, limit)
+            out += [r for r in rows if not self._in_kline_gap(r[0])]
+        return out[:limit]
+
+    def _in_kline_gap(self, open_ms: int) -> bool:
+        return any(a <= open_ms < b for a, b in self.kline_gaps)
 
     def _depth(self, p: dict) -> object:
         if not p.get("symbol"):

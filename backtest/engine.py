@@ -1,0 +1,333 @@
+"""The backtest engine (pure: arrays and settings in, a record of what happened out; no files, no clock).
+
+It runs the services' own cores, in one process, on a `ManualClock` moved to each event's data time:
+- the signal core (`services.signal.core.SignalEngine`: candles, features, model, decision and its gates),
+- the risk core (`services.risk.core.RiskEngine`: every breaker, budgets, sizing, pre-trade checks,
+  throttles, cooldowns, trading states),
+- the execution gate and the paper broker (`services.execution.core.may_send`, `services.execution.paper`:
+  fees, slippage, partial fills, balances, resting limits and their expiry).
+
+Events come in the order the suite sees them in replay mode: each bar becomes market_data's four replay
+ticks (`services.market_data.replay.bar_path`: open, the nearer extreme, the other, close), every symbol's
+tick k before any symbol's tick k+1; then each symbol's closed candle; the candles that close together are
+decided as one batch (the signal service's batch window), each BUY/SELL goes to risk, each approval to the
+execution gate and the paper book; fills go back to risk. The services' processes, the bus and Postgres
+are left out: they move these values, they do not decide anything (see docs/backtest.md for what that
+leaves out: latency, the conflation of ticks between services, restarts).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import numpy as np
+
+from libs.common.clock import ManualClock
+from libs.common.contracts import BreakerTripped, Candle, Fill, Signal, Tick, TradingStateChanged
+from libs.common.markets import Markets
+from libs.common.ohlcv import Ohlcv
+from services.execution.core import client_order_id, may_send
+from services.execution.ledger import Ledger, split_symbol
+from services.execution.paper import (
+    FeeSchedule,
+    PaperExchange,
+    PaperResult,
+    SlippageModel,
+    exchange_rounder,
+    new_paper_order,
+    usable_tick,
+)
+from services.market_data.candles import Bar as MdBar
+from services.market_data.replay import bar_path
+from services.risk.core import RiskEngine
+from services.signal.core import EngineConfig, Precomputed, SignalEngine
+from services.signal.decision import BUY, HOLD, SELL
+from services.signal.registry import LoadedModel
+
+SIDE_CODE = {"BUY": BUY, "SELL": SELL, "HOLD": HOLD}
+
+
+@dataclass
+class Series:
+    """One symbol's bars: open times (epoch ms), float OHLCV (n, 5) and the file's price decimals."""
+
+    symbol: str
+    timeframe: str
+    tf_ms: int
+    open_ms: np.ndarray
+    ohlcv: np.ndarray
+    price_places: int
+
+    @classmethod
+    def from_ohlcv(cls, data: Ohlcv, symbol: str) -> Series:
+        arr = data.frame.select("open", "high", "low", "close", "volume").to_numpy().astype(np.float64)
+        return cls(symbol, data.timeframe, data.tf_ms, data.frame["open_time"].to_numpy().astype(np.int64), arr,
+                   price_places(arr[:, :4]))
+
+
+def price_places(prices: np.ndarray, max_places: int = 12) -> int:
+    """The decimals the prices are written with (what market_data's replay reads from the file's text)."""
+    for p in range(max_places + 1):
+        scaled = prices * 10.0 ** p
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled)) * 1e-3):
+            return p
+    return max_places
+
+
+def _dec(x: float) -> Decimal:
+    return Decimal(repr(float(x)))
+
+
+@dataclass
+class Record:
+    """Everything that happened, as values (the report is computed from this)."""
+
+    times: list[int] = field(default_factory=list)  # bar open time of each step (ms)
+    equity: list[float] = field(default_factory=list)  # marked at each step's closes, quote (USDT)
+    exposure: list[float] = field(default_factory=list)  # position value at each step, USDT
+    fills: list[dict] = field(default_factory=list)
+    signals: Counter = field(default_factory=Counter)  # BUY / SELL / HOLD
+    approved: int = 0
+    refusals: Counter = field(default_factory=Counter)  # every reason of every refused verdict
+    refusals_first: Counter = field(default_factory=Counter)  # the first reason only (one per verdict)
+    not_sent: Counter = field(default_factory=Counter)  # execution's gate
+    rejected: Counter = field(default_factory=Counter)  # the paper exchange's rejections
+    orders: list[dict] = field(default_factory=list)
+    breaker_events: list[dict] = field(default_factory=list)
+    state_changes: list[dict] = field(default_factory=list)
+    sides: dict[str, np.ndarray] = field(default_factory=dict)  # per symbol, per bar: the signal's side
+    start_equity: float = 0.0
+    bars: int = 0
+
+
+class Backtest:
+    """One run over `series` with `settings` (a BotSettings) and `model`.
+
+    `scripted`: per symbol, a side per bar (BUY/SELL/HOLD codes) to trade instead of the model's signals
+    (the null baseline: the model's own sides circularly shifted); risk and execution are unchanged."""
+
+    def __init__(self, settings, series: list[Series], model: LoadedModel | None, markets: Markets, *,
+                 precompute: bool = True, scripted: dict[str, np.ndarray] | None = None):
+        if not series:
+            raise ValueError("no series to backtest")
+        tfs = {s.timeframe for s in series}
+        if len(tfs) != 1:
+            raise ValueError(f"every series needs the same timeframe, got {sorted(tfs)}")
+        self.tf = series[0].timeframe
+        if model is not None and scripted is None and model.timeframe != self.tf:
+            raise ValueError(f"model {model.version} decides on {model.timeframe} candles but the data is {self.tf}; "
+                             f"train on this data first (bnml train --data <file>)")
+        self.settings = settings
+        self.series = series
+        self.model = model
+        self.markets = markets
+        self.scripted = scripted
+        first = min(int(s.open_ms[0]) for s in series)
+        self.clock = ManualClock(datetime.fromtimestamp(first / 1000, UTC))
+        now = self.clock.now()
+        rcfg = settings.risk
+        # the risk shell resolves these two the same way (one source of truth for freshness)
+        rcfg = rcfg.model_copy(update={
+            "stale_after_s": rcfg.stale_after_s or settings.market_data.stale_after_s,
+            "heartbeat_timeout_s": rcfg.heartbeat_timeout_s or settings.monitoring.heartbeat_timeout_s})
+        self.risk = RiskEngine(rcfg, markets, [s.symbol for s in series], now)
+        # a fresh suite: no standing kill switch, no account state yet (the configured equity), no drift
+        self.risk.account_known = True
+        self.risk.set_kill_switch(False, True, now)
+        self.risk.on_drift(None, False, "")
+        self.signal = SignalEngine(EngineConfig.from_settings(settings.signal), model)
+        if model is not None and precompute and scripted is None:
+            self.signal.precomputed = Precomputed(model, {
+                s.symbol: ([datetime.fromtimestamp(t / 1000, UTC) for t in s.open_ms.tolist()], s.ohlcv)
+                for s in series})
+        ecfg = settings.execution
+        self.ecfg = ecfg
+        self.ledger = Ledger()
+        for asset, amount in ecfg.starting_balances.items():
+            self.ledger.balance(asset).free = Decimal(amount)
+        self.paper = PaperExchange(self.ledger, FeeSchedule(ecfg.taker_fee_rate, ecfg.maker_fee_rate,
+                                                            ecfg.bnb_fee_discount),
+                                   SlippageModel(ecfg.slippage_bps, ecfg.slippage_bps_per_10k_usdt),
+                                   ecfg.limit_participation, exchange_rounder(markets))
+        self.stale_after_s = settings.market_data.stale_after_s
+        self.spread = Decimal(str(settings.market_data.replay.spread_bps))
+        self.heartbeat_services = list(rcfg.heartbeat_services)
+        self.last_tick: dict[str, Tick] = {}
+        self.rec = Record()
+        self._n = 0
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self, on_progress: Callable[[int], None] | None = None, progress_every: int = 2000) -> Record:
+        rec = self.rec
+        rec.start_equity = float(self._equity({}))
+        grid = np.unique(np.concatenate([s.open_ms for s in self.series]))
+        index = [dict(zip(s.open_ms.tolist(), range(s.open_ms.size), strict=True)) for s in self.series]
+        for s in self.series:
+            rec.sides[s.symbol] = np.zeros(s.open_ms.size, dtype=np.int8)
+        closes: dict[str, float] = {}
+        done = 0
+        for t in grid.tolist():
+            here = [(s, idx[t]) for s, idx in zip(self.series, index, strict=True) if t in idx]
+            self._step(here, closes)
+            rec.times.append(t)
+            done += len(here)
+            if on_progress is not None and len(rec.times) % progress_every == 0:
+                on_progress(done)
+        rec.bars = done
+        if on_progress is not None:
+            on_progress(done)
+        return rec
+
+    def _step(self, here: list[tuple[Series, int]], closes: dict[str, float]) -> None:
+        paths = []
+        for s, i in here:
+            o, h, lo, c, v = (_dec(x) for x in s.ohlcv[i])
+            t = int(s.open_ms[i])
+            bar = MdBar(s.symbol, s.timeframe, t, t + s.tf_ms - 1, o, h, lo, c, v)
+            paths.append((s, i, bar, bar_path(bar, 4, self.spread, s.price_places)))
+        n_ticks = len(paths[0][3])
+        for k in range(n_ticks):
+            ticks = []
+            for s, _i, _bar, path in paths:
+                pt = path[k]
+                ts = datetime.fromtimestamp(pt.ts_ms / 1000, UTC)
+                self.clock.set(max(ts, self.clock.now()))
+                now = self.clock.now()
+                self._n += 1
+                tick = Tick.model_construct(schema_version=1, id=f"bt{self._n:010d}", ts=ts, symbol=s.symbol,
+                                            bid=Decimal(pt.bid), ask=Decimal(pt.ask), last=pt.last_d,
+                                            volume=Decimal(pt.volume), source="replay", source_ts=ts)
+                self.last_tick[s.symbol] = tick
+                self.signal.on_tick(tick, now)
+                self.risk.on_tick(s.symbol, tick.last, ts, now)
+                ticks.append(tick)
+            now = self.clock.now()
+            for svc in self.heartbeat_services:  # the simulated services are alive
+                self.risk.on_heartbeat(svc, now)
+            if self.paper.book:
+                self._match(ticks, now)
+        now = self.clock.now()
+        bars = []
+        for s, _i, bar, _path in paths:
+            candle = Candle.model_construct(
+                schema_version=1, id=f"bc{self._n:010d}{s.symbol}", ts=now, symbol=s.symbol, timeframe=s.timeframe,
+                open_time=datetime.fromtimestamp(bar.open_time_ms / 1000, UTC),
+                close_time=datetime.fromtimestamp(bar.close_time_ms / 1000, UTC), open=bar.open, high=bar.high,
+                low=bar.low, close=bar.close, volume=bar.volume, closed=True, source="replay")
+            closes[s.symbol] = float(bar.close)
+            b = self.signal.on_candle(candle)
+            if b is not None:
+                bars.append(b)
+        if self.scripted is not None:
+            signals = self._scripted(paths, now)
+        else:
+            result = self.signal.on_bars(bars, now) if bars else None
+            signals = result.signals if result is not None else []
+            if result is not None and result.drift is not None and result.drift.changed:
+                self.risk.on_drift(None, result.drift.detected, result.drift.reason)
+                self._events(self.risk.evaluate(now))
+        where = {s.symbol: i for s, i, _b, _p in paths}
+        if not any(sig.side != "HOLD" for sig in signals):
+            # risk re-evaluates its breakers at every close (as its shell does on a timer); a decision at this
+            # same instant evaluates first anyway, so once is enough (same inputs, same results)
+            self._events(self.risk.evaluate(now))
+        for sig in signals:
+            self.rec.signals[sig.side] += 1
+            if sig.side == "HOLD":
+                continue
+            self.rec.sides[sig.symbol][where[sig.symbol]] = SIDE_CODE[sig.side]
+            self._trade(sig, now)
+        self._mark(closes)
+
+    # -- risk, execution ----------------------------------------------------------------------
+    def _scripted(self, paths, now: datetime) -> list[Signal]:
+        out = []
+        for s, i, bar, _path in paths:
+            side = int(self.scripted[s.symbol][i])  # type: ignore[index]
+            if side == HOLD:
+                continue
+            tick = self.last_tick[s.symbol]
+            out.append(Signal.model_construct(
+                schema_version=1, id=f"bs{self._n:010d}{s.symbol}", ts=now, symbol=s.symbol,
+                side="BUY" if side == BUY else "SELL", probability=1.0, expected_edge_bps=0.0,
+                model_version="null-baseline", price=bar.close, reason="scripted", tick_id=tick.id, tick_ts=tick.ts))
+        return out
+
+    def _trade(self, sig: Signal, now: datetime) -> None:
+        decision = self.risk.decide(sig, now)
+        self._events(decision.events)
+        v = decision.verdict
+        if not v.approved:
+            for r in v.reasons:
+                self.rec.refusals[r] += 1
+            self.rec.refusals_first[v.reasons[0] if v.reasons else "unknown"] += 1
+            return
+        self.rec.approved += 1
+        gate = may_send(v, kill_switch_blocks=False, now=now, is_writer=True, symbol_held="")
+        if not gate.allowed:
+            self.rec.not_sent[gate.reason] += 1
+            return
+        coid = client_order_id(v.id)
+        order = new_paper_order(coid, v.symbol, v.side, self.ecfg.order_type.upper(), v.quantity, v.price_limit, now,
+                                self.ecfg.limit_order_ttl_s)
+        self.rec.orders.append({"ts": now, "client_order_id": coid, "symbol": v.symbol, "side": v.side,
+                                "order_type": order.order_type, "quantity": v.quantity, "limit": v.price_limit})
+        res = self.paper.submit(order, usable_tick(self.last_tick.get(v.symbol), now, self.stale_after_s), now)
+        self._apply(res, now)
+
+    def _match(self, ticks: list[Tick], now: datetime) -> None:
+        for res in self.paper.expire(now):
+            self._apply(res, now)
+        resting = {o.symbol for o in self.paper.book.values()}
+        for tick in ticks:
+            if tick.symbol in resting:
+                for res in self.paper.on_tick(tick, now):
+                    self._apply(res, now)
+
+    def _apply(self, res: PaperResult, now: datetime) -> None:
+        if res.status == "REJECTED":
+            self.rec.rejected[res.reason.split(":")[0]] += 1
+        for t in res.trades:
+            fill = Fill.model_construct(
+                schema_version=1, id=f"bf{t.trade_id}", ts=now, client_order_id=t.client_order_id, exchange="paper",
+                trade_id=t.trade_id, symbol=t.symbol, side=t.side, quantity=t.quantity, price=t.price, fee=t.fee,
+                fee_asset=t.fee_asset, is_maker=t.is_maker, realized_pnl_usdt=t.accounting.realized_pnl_usdt)
+            _outcome, events = self.risk.on_fill(fill, now)
+            self._events(events)
+            self.rec.fills.append({"ts": now, "client_order_id": t.client_order_id, "trade_id": t.trade_id,
+                                   "symbol": t.symbol, "side": t.side, "quantity": t.quantity, "price": t.price,
+                                   "fee": t.fee, "fee_asset": t.fee_asset, "is_maker": t.is_maker,
+                                   "realized_pnl_usdt": t.accounting.realized_pnl_usdt})
+
+    def _events(self, events) -> None:
+        for ev in events:
+            if isinstance(ev, TradingStateChanged):
+                self.rec.state_changes.append({"ts": ev.ts, "state": ev.state, "previous": ev.previous,
+                                               "reason": ev.reason})
+            else:
+                self.rec.breaker_events.append({
+                    "ts": ev.ts, "event": "tripped" if isinstance(ev, BreakerTripped) else "cleared",
+                    "breaker": ev.breaker, "symbol": ev.symbol, "reason": ev.reason})
+
+    # -- marks --------------------------------------------------------------------------------
+    def _equity(self, closes: dict[str, float]) -> float:
+        eq = 0.0
+        for asset, bal in self.ledger.balances.items():
+            if asset == "USDT":
+                eq += float(bal.total)
+        for s in self.series:
+            base, _ = split_symbol(s.symbol)
+            qty = self.ledger.balances.get(base)
+            if qty is not None and qty.total and s.symbol in closes:
+                eq += float(qty.total) * closes[s.symbol]
+        return eq
+
+    def _mark(self, closes: dict[str, float]) -> None:
+        eq = self._equity(closes)
+        cash = float(self.ledger.balances["USDT"].total) if "USDT" in self.ledger.balances else 0.0
+        self.rec.equity.append(eq)
+        self.rec.exposure.append(eq - cash)
