@@ -9,7 +9,7 @@ import pytest
 from libs.common import ohlcv
 from libs.common.markets import DEFAULT_MARKETS_PATH, Markets
 from libs.common.settings import BotSettings
-from services.signal.registry import load_current
+from services.signal.registry import load_model
 from services.signal.train import run_training
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "ohlcv"
@@ -35,8 +35,9 @@ def btc_model(tmp_path_factory):
     """(settings, model): a logistic model on the real BTCUSDT 1h bars, in its own registry."""
     root = tmp_path_factory.mktemp("models")
     settings = settings_for(root)
-    run_training(settings, progress=lambda m: None, drift_replay=False)
-    return settings, load_current(root)
+    # the gate decides whether it becomes `current`; the backtest takes the artefact either way
+    path = run_training(settings, progress=lambda m: None, drift_replay=False)
+    return settings, load_model(root, path.name)
 
 
 @pytest.fixture(scope="session")
