@@ -29,6 +29,7 @@ from libs.common.contracts import (
     Signal,
     TradingStateChanged,
 )
+from libs.common.contracts.risk import verdict_id_for
 from libs.common.markets import Markets, UnknownMarketError
 from libs.common.settings import RiskSettings
 from services.risk import breakers as B
@@ -267,7 +268,7 @@ class RiskEngine:
         self.approvals.append((now, sig.symbol))
         per_sym.append(now)
         expires = now + timedelta(seconds=self.cfg.verdict_ttl_s)
-        verdict = RiskVerdict(ts=now, signal_id=sig.id, symbol=sig.symbol, side=sig.side, approved=True,
+        verdict = RiskVerdict(id=verdict_id_for(sig.id), ts=now, signal_id=sig.id, symbol=sig.symbol, side=sig.side, approved=True,
                               quantity=qty, price_limit=limit, reasons=[], expires_at=expires,
                               trading_state=self.sm.state, tick_ts=sig.tick_ts)  # type: ignore[arg-type]
         # Held against cash/exposure/position until it fills or well after it can no longer be sent.
@@ -364,7 +365,8 @@ class RiskEngine:
         return ZERO, ZERO, list(check.reasons)
 
     def _refuse(self, sig: Signal, now: datetime, reasons: list[str]) -> RiskVerdict:
-        return RiskVerdict(ts=now, signal_id=sig.id, symbol=sig.symbol, side=sig.side,  # type: ignore[arg-type]
+        return RiskVerdict(id=verdict_id_for(sig.id), ts=now, signal_id=sig.id, symbol=sig.symbol,
+                           side=sig.side,  # type: ignore[arg-type]
                            approved=False, quantity=ZERO, price_limit=ZERO, reasons=reasons,
                            expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
                            trading_state=self.sm.state, tick_ts=sig.tick_ts)  # type: ignore[arg-type]
