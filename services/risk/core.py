@@ -76,6 +76,7 @@ class RiskEngine:
     db_ok: bool = True
     account_known: bool = False
     is_writer: bool = True  # the shell clears it when it loses the single-writer lock
+    instance: str = ""  # stamped on every verdict (`issued_by`)
     last_breaker_clear_at: datetime | None = None
 
     def __post_init__(self) -> None:
@@ -269,7 +270,8 @@ class RiskEngine:
         verdict = RiskVerdict(id=verdict_id_for(sig.id), ts=now, signal_id=sig.id, symbol=sig.symbol,
                               side=sig.side, approved=True,  # type: ignore[arg-type]
                               quantity=qty, price_limit=limit, reasons=[], expires_at=expires,
-                              trading_state=self.sm.state, tick_ts=sig.tick_ts)  # type: ignore[arg-type]
+                              trading_state=self.sm.state, tick_ts=sig.tick_ts,  # type: ignore[arg-type]
+                              issued_by=self.instance)
         # Held against cash/exposure/position until its order is terminal and filled into the book; if no
         # order shows up, the journal is asked after its expiry (plus a grace) whether it ever became one.
         self.reservations.reserve(verdict.id, sig.symbol, sig.side, qty, limit,
@@ -363,7 +365,8 @@ class RiskEngine:
                            side=sig.side,  # type: ignore[arg-type]
                            approved=False, quantity=ZERO, price_limit=ZERO, reasons=reasons,
                            expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
-                           trading_state=self.sm.state, tick_ts=sig.tick_ts)  # type: ignore[arg-type]
+                           trading_state=self.sm.state, tick_ts=sig.tick_ts,  # type: ignore[arg-type]
+                           issued_by=self.instance)
 
     def refusal_of(self, verdict: RiskVerdict, reasons: list[str]) -> RiskVerdict:
         """The same verdict (same id), refused."""

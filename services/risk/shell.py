@@ -95,6 +95,7 @@ class RiskService:
         except (OSError, ValueError) as exc:
             raise ConfigurationError("risk.markets_path", f"cannot read markets file {path}: {exc}") from None
         self.engine = RiskEngine(cfg, markets, list(rt.settings.symbols), utcnow())
+        self.engine.instance = rt.instance
         self.markets_count = len(markets.filters)
         self._metrics(rt)
         # One writer (DESIGN.md rule 7): only the holder of the advisory lock decides; a standby waits.

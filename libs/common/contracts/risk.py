@@ -40,6 +40,8 @@ class RiskVerdict(Message):
     expires_at: AwareDatetime = Field(description="No order may be sent for this verdict after this instant")
     trading_state: TradingState = "ACTIVE"
     tick_ts: AwareDatetime | None = Field(default=None, description="Event time of the originating tick")
+    issued_by: str = Field(default="", max_length=64,
+                           description="The risk instance that decided (the single writer at that moment)")
 
     @model_validator(mode="after")
     def _approved_is_sized(self) -> RiskVerdict:
