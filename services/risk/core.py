@@ -77,6 +77,7 @@ class RiskEngine:
     account_known: bool = False
     is_writer: bool = True  # the shell clears it when it loses the single-writer lock
     instance: str = ""  # stamped on every verdict (`issued_by`)
+    account_source: str = "configured"  # "exchange" once live balances are the book
     last_breaker_clear_at: datetime | None = None
 
     def __post_init__(self) -> None:
@@ -132,6 +133,31 @@ class RiskEngine:
     def forget(self, verdict_id: str) -> None:
         """An approved verdict that was never published."""
         self.reservations.forget(verdict_id)
+
+    def sync_account(self, balances: dict[str, Decimal]) -> None:
+        """Live: the exchange's balances (as execution last reconciled them) become the book's cash and
+        positions. The first sync after the book was the configured paper equity re-bases the peak, so the
+        drawdown is measured on the real account; later syncs keep the peak (it only rises). The breakers see
+        it at the next `evaluate` (the shell runs it every quarter second)."""
+        b = self.book
+        b.cash = balances.get("USDT", ZERO)
+        positions: dict[str, Decimal] = {}
+        for sym in self._known_symbols:
+            base, _, quote = sym.partition("/")
+            if quote == "USDT" and balances.get(base, ZERO) > 0:
+                positions[sym] = balances[base]
+        for sym in positions:
+            # a holding risk has no cost for (bought outside the bot): its cost is its price when first seen,
+            # so a SELL of it realizes only what moved since
+            if sym not in b.avg_cost and sym in b.last_price:
+                b.avg_cost[sym] = b.last_price[sym]
+        b.avg_cost = {s: c for s, c in b.avg_cost.items() if s in positions}
+        b.positions = positions
+        if self.account_source != "exchange":
+            b.peak_equity = b.equity()
+            self.account_source = "exchange"
+        b.mark()
+        self.account_known = True
 
     def set_kill_switch(self, engaged: bool, known: bool, now: datetime) -> list[Event]:
         self.kill_engaged, self.kill_known = engaged, known
@@ -403,6 +429,7 @@ class RiskEngine:
             last_loss_at=dict(b.last_loss_at), last_breaker_clear_at=self.last_breaker_clear_at,
             breakers=list(self.board.active.values()), trading_state_reason=self.sm.reason,
             trading_state_since=self.sm.since, fills_applied=b.fills_applied,
+            account_source=self.account_source,  # type: ignore[arg-type]
         )
 
     def restore(self, st: AccountState) -> None:
@@ -423,6 +450,7 @@ class RiskEngine:
         b.last_loss_at = dict(st.last_loss_at)
         b.last_loss_any = max(st.last_loss_at.values()) if st.last_loss_at else None
         b.fills_applied = st.fills_applied
+        self.account_source = st.account_source
         self.last_breaker_clear_at = st.last_breaker_clear_at
         self.board.active = {breaker_key(a.breaker, a.symbol, a.scope): a for a in st.breakers}
         self.sm.state, self.sm.reason, self.sm.since = st.trading_state, st.trading_state_reason, st.trading_state_since

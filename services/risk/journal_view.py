@@ -7,7 +7,6 @@ not yet delivered) and, in live mode, what the exchange account holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -68,12 +67,27 @@ class ExchangeAccount:
     """The exchange's balances as execution last reconciled them (live mode)."""
 
     balances: dict[str, Decimal]  # asset -> free + locked
-    updated_at: datetime          # the oldest row's reconcile time: the account is as fresh as its stalest asset
+    age_s: float                  # the oldest row's age: the account is as fresh as its stalest asset
 
 
-async def exchange_account(conn) -> ExchangeAccount | None:
-    rows = await (await conn.execute("SELECT asset, free, locked, updated_at FROM balances")).fetchall()
+# Journaled fills risk has not applied yet: while there are any, the balances (which include them) and
+# risk's book (which does not) describe different moments, so the balances are not adopted.
+UNAPPLIED_FILLS_SQL = """
+SELECT count(*) AS n FROM fills f
+WHERE f.ts > now() - interval '2 days'
+  AND NOT EXISTS (SELECT 1 FROM risk_fill_ledger l
+                  WHERE l.exchange = f.exchange AND l.trade_id = f.trade_id AND l.symbol = f.symbol)
+"""
+
+
+async def exchange_account(conn) -> tuple[ExchangeAccount | None, float, int]:
+    """(the balances, their age in seconds by the database's clock, journaled fills risk has not applied).
+    Read in one snapshot so the three agree."""
+    rows = await (await conn.execute(
+        "SELECT asset, free, locked, extract(epoch FROM now() - updated_at) AS age FROM balances")).fetchall()
+    unapplied = (await (await conn.execute(UNAPPLIED_FILLS_SQL)).fetchone())["n"]
     if not rows:
-        return None
-    return ExchangeAccount({r["asset"]: Decimal(r["free"]) + Decimal(r["locked"]) for r in rows},
-                           min(r["updated_at"] for r in rows))
+        return None, float("inf"), unapplied
+    account = ExchangeAccount({r["asset"]: Decimal(r["free"]) + Decimal(r["locked"]) for r in rows},
+                              max(float(r["age"]) for r in rows))
+    return account, account.age_s, unapplied

@@ -38,11 +38,12 @@ from libs.common.service import Runtime
 from libs.common.settings.risk import DEFAULT_EFFECTS
 from libs.common.writer_lock import WriterLock
 from services.risk.core import Event, RiskEngine
-from services.risk.journal_view import orders_for, orders_to_reserve
+from services.risk.journal_view import exchange_account, orders_for, orders_to_reserve
 
 EVAL_PERIOD_S = 0.25
 TICKS_PERIOD_S = 0.1  # volatility samples once a second and staleness counts in seconds
 RECONCILE_PERIOD_S = 15.0
+ACCOUNT_PERIOD_S = 1.0  # live: how often the exchange balances execution reconciled are re-read
 STATES = ("ACTIVE", "REDUCING", "HALTED")
 SEV1_BREAKERS = {"order_loop", "max_drawdown"}
 QUIET_BREAKERS = {"cooldown_after_loss"}
@@ -72,6 +73,8 @@ class RiskService:
         self._rebuilt_once = False
         self._subscribed = False
         self._prev_state_age_s: float | None = None
+        self._account_fresh = False
+        self._account_why = "not read yet"
         self._hold_until: float | None = None
         self.standby_reason = "standby: another risk instance holds the writer lock; deciding nothing"
 
@@ -83,6 +86,9 @@ class RiskService:
         cfg = cfg.model_copy(update={
             "stale_after_s": cfg.stale_after_s or rt.settings.market_data.stale_after_s,
             "heartbeat_timeout_s": cfg.heartbeat_timeout_s or rt.settings.monitoring.heartbeat_timeout_s})
+        self.live = rt.settings.mode == "live"
+        if self.live and cfg.account_stale_after_s is None:
+            cfg = cfg.model_copy(update={"account_stale_after_s": 3 * rt.settings.execution.reconcile_interval_s})
         self.cfg = cfg
         if rt.settings.mode == "live" and cfg.order_loop_trip_per_10s >= 50:
             # the wide values exist for paper benchmarks only; live keeps the breaker below Binance's limit
@@ -117,6 +123,9 @@ class RiskService:
         self.m_writer.set(1)
         await refresh_latch(rt.bus, self.latch, rt.log)
         await self._load_account()
+        if self.live:  # the exchange's account, not a configured or persisted number
+            engine.account_known = False
+            await self._sync_exchange_account()
         if self._subscribed:  # the lock came back (Postgres was away): state re-read, subscriptions kept
             await self._rebuild_reservations()
             await self._reconcile_kill_switch()
@@ -446,7 +455,44 @@ class RiskService:
         self.rt.log.info("hold after takeover over; reservations complete", orders=len(orders))
 
     def _account_ok(self) -> bool:
-        return True
+        """Paper: the book is risk's own. Live: only while the exchange balances are fresh."""
+        return not self.live or self._account_fresh
+
+    async def _sync_exchange_account(self) -> None:
+        """Live: adopt the exchange balances execution reconciled (`balances`) as the book's cash and positions;
+        missing, stale or unreadable balances mean the account is unknown: every verdict is refused."""
+        engine = self.engine
+        assert engine is not None
+        why = ""
+        async with self._db_lock:  # no fill is applied between the read and the adoption
+            try:
+                async with self.rt.pool.connection(timeout=3.0) as conn, conn.transaction():
+                    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    account, age, unapplied = await exchange_account(conn)
+            except Exception as exc:
+                account, age, unapplied, why = None, float("inf"), 0, f"balances unreadable: {type(exc).__name__}"
+            if account is None:
+                why = why or "no exchange balances journaled yet"
+            elif age > (self.cfg.account_stale_after_s or 0):
+                why = f"exchange balances {age:.0f} s old (limit {self.cfg.account_stale_after_s:.0f} s)"
+            elif unapplied:
+                return  # fills on their way to risk: adopt the next snapshot (the age limit still applies)
+            if why:
+                self._account_fresh = False
+                engine.account_known = False
+                if why != self._account_why:
+                    self.rt.log.error("live account state unknown: refusing every verdict", reason=why)
+                    await self.rt.alert("SEV-2", "risk: exchange account state unknown (HOLD)", why,
+                                        dedup_key="risk:account-unknown")
+                self._account_why = why
+                return
+            engine.sync_account(account.balances)  # type: ignore[union-attr]
+            self._account_fresh = True
+            if self._hold_until is None:
+                engine.account_known = True
+            if self._account_why:
+                self.rt.log.info("live account state known again", equity=str(engine.book.equity()))
+            self._account_why = ""
 
     async def _confirm_reservations(self, all_open: bool = False) -> None:
         """Ask the journal about verdicts past their expiry with no order seen (never journaled: release) and,
@@ -653,6 +699,7 @@ class RiskService:
         interval = self.cfg.persist_interval_s
         next_persist = time.monotonic()
         next_reconcile = time.monotonic() + RECONCILE_PERIOD_S
+        next_account = time.monotonic()
         while True:
             await asyncio.sleep(EVAL_PERIOD_S)
             engine = self.engine
@@ -666,6 +713,9 @@ class RiskService:
                     await self._persist()
                 if self._hold_until is not None and time.monotonic() >= self._hold_until:
                     await self._end_hold()
+                if self.live and time.monotonic() >= next_account:
+                    next_account = time.monotonic() + ACCOUNT_PERIOD_S
+                    await self._sync_exchange_account()
                 full = time.monotonic() >= next_reconcile
                 await self._confirm_reservations(all_open=full)
                 if full:

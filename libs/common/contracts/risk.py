@@ -124,6 +124,8 @@ class AccountState(Message):
     trading_state_reason: str = ""
     trading_state_since: AwareDatetime | None = None
     fills_applied: int = 0
+    account_source: Literal["configured", "exchange"] = Field(
+        default="configured", description="configured: paper equity from settings; exchange: live balances")
 
 
 class KillSwitchCommand(Message):
