@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from decimal import Decimal
 
 import pytest
 
 from libs.common import subjects
 from libs.common.contracts import RiskVerdict, Signal, utcnow
+from libs.common.writer_lock import lock_key
+from services.risk.shell import WRITER_LOCK_NAME
 from tests.faults.support import EXECUTION_CONFIG, query
 from tests.helpers import ServiceProcess, wait_until
 from tests.integration.risk_support import PRICES, RISK_TEST_CONFIG, Feeder
@@ -115,3 +119,51 @@ async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal
     assert len(per_signal) >= 20 and any(s.id in per_signal for s in after), "positive control: orders happen"
     assert {v.issued_by for v in verdicts if v.approved and v.signal_id in {s.id for s in after}} == {b}
     assert set(per_signal) <= {s.id for s in signals} | {v.signal_id for v in verdicts}
+
+
+async def test_a_paused_writer_whose_lock_was_taken_over_publishes_no_approval(services, bus, database_url,
+                                                                             tmp_path):
+    services.configure({**CONFIG, "risk": {**CONFIG["risk"], "verdict_ttl_s": 5, "max_signal_age_s": 5}})
+    first = services.start("risk")
+    second = _second(services, tmp_path)
+    services.start("execution")
+    a, b = _instance(first), _instance(second)
+    verdicts: list[RiskVerdict] = []
+
+    async def on_verdict(v: RiskVerdict, subject: str) -> None:
+        verdicts.append(v)
+
+    await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
+    async with Feeder(bus):
+        await wait_until(lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
+                         timeout=20, interval=0.5, message="the writer approving (positive control)")
+        assert {v.issued_by for v in verdicts} == {a}
+        # the writer hangs, and meanwhile its lock session is cut (a network cut, an admin, a Postgres restart)
+        os.kill(first.proc.pid, signal.SIGSTOP)
+        try:
+            pids = query(database_url, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                                       " AND objid = (%s::bigint & 4294967295)::oid", (lock_key(WRITER_LOCK_NAME),))
+            assert len(pids) == 1
+            query(database_url, "SELECT pg_terminate_backend(%s)", (pids[0][0],))
+            await wait_until(lambda: '"writer lock acquired' in second.logs(), timeout=15, message="the takeover")
+            paused = await _storm(bus, 10)  # fresh signals queued at the paused old writer
+        finally:
+            os.kill(first.proc.pid, signal.SIGCONT)
+        await wait_until(lambda: "lock lost" in first.logs() or not first.alive, timeout=15,
+                         message="the old writer noticing it was fenced")
+        await wait_until(lambda: all(any(v.signal_id == s.id and v.issued_by == a for v in verdicts)
+                                     for s in paused) or not first.alive, timeout=15,
+                         message="the old writer answering what it had queued")
+        later: list[Signal] = []
+
+        async def approved_by_b() -> bool:
+            later.extend(await _storm(bus, 2))
+            return any(v.approved and v.issued_by == b for v in verdicts)
+
+        await wait_until(approved_by_b, timeout=30, interval=0.5, message="the new writer approving (positive control)")
+    from_old = [v for v in verdicts if v.issued_by == a and v.signal_id in {s.id for s in paused + later}]
+    assert from_old, "the old writer answered nothing after resuming: the fence was not exercised"
+    assert not [v for v in from_old if v.approved], "a fenced writer published an approval after the takeover"
+    assert any("not_writer" in v.reasons for v in from_old), {tuple(v.reasons) for v in from_old}
+    per_signal = _per_signal(database_url)
+    assert not {s: r for s, r in per_signal.items() if r[0] > 1}
