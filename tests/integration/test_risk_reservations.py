@@ -14,7 +14,7 @@ from tests.integration.risk_support import RISK_TEST_CONFIG, Collector, Feeder, 
 pytestmark = pytest.mark.integration
 
 CAP = Decimal("100")
-LIMIT_TTL_S = 10.0
+LIMIT_TTL_S = 20.0
 CONFIG = {
     **RISK_TEST_CONFIG,
     # 60 USDT per BUY (10,000 * 0.006) against a 100 USDT per-symbol cap; a limit at the last price, under the
@@ -33,7 +33,7 @@ def _open_notional(database_url: str) -> Decimal:
 
 async def test_five_resting_60_usdt_buys_never_hold_more_than_the_100_usdt_cap(services, bus, database_url):
     services.configure(CONFIG)
-    services.start("risk")
+    risk = services.start("risk")
     services.start("execution")
     seen = await Collector().attach(bus)
     async with Feeder(bus, spread=Decimal("5")):
@@ -50,6 +50,14 @@ async def test_five_resting_60_usdt_buys_never_hold_more_than_the_100_usdt_cap(s
         assert _open_notional(database_url) <= CAP  # what actually rests at the (paper) exchange
         late = asks[4:]
         assert all(not v.approved and "max_exposure_symbol" in v.reasons for v in late), [v.reasons for v in late]
+        # risk restarts: the resting orders are reserved again from the journal (nothing in memory survives)
+        risk.stop()
+        restarted = services.start("risk", wait=False)
+        await wait_until(lambda: restarted.logs().count('"event": "risk ready"') >= 2, timeout=30,
+                         message="risk restarted")
+        after = await seen.ask_until(  # past the start-up hold and the first fresh ticks: a sizing answer
+            bus, lambda v: v.approved or "max_exposure_symbol" in v.reasons, timeout=20)
+        assert not after.approved and "max_exposure_symbol" in after.reasons, after.reasons
         # positive control: once the resting orders expire (CANCELLED, nothing filled) the room comes back
         await wait_until(lambda: count(database_url, "SELECT count(*) FROM orders WHERE status = 'ACCEPTED'") == 0,
                          timeout=LIMIT_TTL_S + 10, message="the resting orders expired")
