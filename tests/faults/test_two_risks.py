@@ -70,19 +70,26 @@ def _second(services, tmp_path) -> ServiceProcess:
     return proc.wait_started()
 
 
-async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal(services, bus, database_url,
-                                                                                 tmp_path):
-    services.configure(CONFIG)
+async def _two_risks_and_execution(services, bus, tmp_path) -> tuple[ServiceProcess, ServiceProcess,
+                                                                     list[RiskVerdict]]:
+    """Risk (the first to start takes the writer lock), a second risk, execution; and every verdict seen."""
     first = services.start("risk")
     second = _second(services, tmp_path)
     services.start("execution")
-    a, b = _instance(first), _instance(second)
     verdicts: list[RiskVerdict] = []
 
     async def on_verdict(v: RiskVerdict, subject: str) -> None:
         verdicts.append(v)
 
     await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
+    return first, second, verdicts
+
+
+async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal(services, bus, database_url,
+                                                                                 tmp_path):
+    services.configure(CONFIG)
+    first, second, verdicts = await _two_risks_and_execution(services, bus, tmp_path)
+    a, b = _instance(first), _instance(second)
     async with Feeder(bus):
         await wait_until(lambda: '"writer lock acquired' in first.logs(), timeout=15, message="a risk writer")
         assert '"writer lock acquired' not in second.logs(), "two risk instances took the writer lock"
@@ -124,16 +131,8 @@ async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal
 async def test_a_paused_writer_whose_lock_was_taken_over_publishes_no_approval(services, bus, database_url,
                                                                              tmp_path):
     services.configure({**CONFIG, "risk": {**CONFIG["risk"], "verdict_ttl_s": 5, "max_signal_age_s": 5}})
-    first = services.start("risk")
-    second = _second(services, tmp_path)
-    services.start("execution")
+    first, second, verdicts = await _two_risks_and_execution(services, bus, tmp_path)
     a, b = _instance(first), _instance(second)
-    verdicts: list[RiskVerdict] = []
-
-    async def on_verdict(v: RiskVerdict, subject: str) -> None:
-        verdicts.append(v)
-
-    await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
     async with Feeder(bus):
         await wait_until(lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
                          timeout=20, interval=0.5, message="the writer approving (positive control)")
