@@ -70,7 +70,6 @@ class RiskService:
         self.engine: RiskEngine | None = None
         self.writer = False
         self._fenced = ""
-        self._rebuilt_once = False
         self._subscribed = False
         self._prev_state_age_s: float | None = None
         self._account_fresh = False
@@ -427,12 +426,11 @@ class RiskService:
         self._adopt(orders)
         age = self._prev_state_age_s  # a writer persists every persist_interval_s while it decides
         recent = age is not None and age < self.cfg.verdict_ttl_s + 2 * self.cfg.persist_interval_s + 1.0
-        if recent and not self._rebuilt_once:
+        if recent:  # also on taking the lock back: another writer may have decided meanwhile
             engine.account_known = False
             self._hold_until = time.monotonic() + self.cfg.verdict_ttl_s + 1.0
             self.rt.log.warning("a previous risk writer was deciding moments ago; holding until its verdicts "
                                 "have expired", hold_s=self.cfg.verdict_ttl_s + 1.0)
-        self._rebuilt_once = True
         self.rt.log.info("reservations rebuilt from the journal", orders=len(orders))
 
     def _adopt(self, orders) -> None:
