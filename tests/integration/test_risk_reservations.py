@@ -63,3 +63,17 @@ async def test_five_resting_60_usdt_buys_never_hold_more_than_the_100_usdt_cap(s
                          timeout=LIMIT_TTL_S + 10, message="the resting orders expired")
         again = await seen.ask_until(bus, lambda v: v.approved, timeout=10)
         assert again.quantity * again.price_limit <= Decimal("60.5")
+
+
+async def test_verdicts_execution_never_journaled_release_their_reservation(services, bus, database_url):
+    services.configure(CONFIG)
+    services.start("risk")  # no execution: every approved verdict expires unjournaled
+    seen = await Collector().attach(bus)
+    async with Feeder(bus, spread=Decimal("5")):
+        await seen.ask_until(bus, lambda v: v.approved)
+        full = await seen.ask_until(bus, lambda v: "max_exposure_symbol" in v.reasons)
+        assert not full.approved
+        # past expiry + grace the journal has no order for them: the room comes back
+        again = await seen.ask_until(bus, lambda v: v.approved, timeout=20)
+        assert again.quantity * again.price_limit <= Decimal("60.5")
+    assert count(database_url, "SELECT count(*) FROM orders") == 0
