@@ -29,6 +29,7 @@ from libs.common.contracts import (
     Signal,
     TradingStateChanged,
 )
+from libs.common.contracts.base import new_id
 from libs.common.contracts.risk import verdict_id_for
 from libs.common.markets import Markets, UnknownMarketError
 from libs.common.settings import RiskSettings
@@ -387,7 +388,10 @@ class RiskEngine:
         return ZERO, ZERO, list(check.reasons)
 
     def _refuse(self, sig: Signal, now: datetime, reasons: list[str]) -> RiskVerdict:
-        return RiskVerdict(id=verdict_id_for(sig.id), ts=now, signal_id=sig.id, symbol=sig.symbol,
+        # A fenced instance's refusal must not take the signal's verdict id: published first, JetStream would
+        # drop its successor's answer to the same signal as a duplicate.
+        vid = verdict_id_for(sig.id) if self.is_writer else new_id()
+        return RiskVerdict(id=vid, ts=now, signal_id=sig.id, symbol=sig.symbol,
                            side=sig.side,  # type: ignore[arg-type]
                            approved=False, quantity=ZERO, price_limit=ZERO, reasons=reasons,
                            expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
@@ -395,8 +399,8 @@ class RiskEngine:
                            issued_by=self.instance)
 
     def refusal_of(self, verdict: RiskVerdict, reasons: list[str]) -> RiskVerdict:
-        """The same verdict (same id), refused."""
-        return verdict.model_copy(update={"approved": False, "quantity": ZERO, "price_limit": ZERO,
+        """The verdict refused, under an id of its own (see `_refuse`: it must not shadow a successor's)."""
+        return verdict.model_copy(update={"id": new_id(), "approved": False, "quantity": ZERO, "price_limit": ZERO,
                                           "reasons": reasons})
 
     def position_mismatches(self, external: dict[str, Decimal]) -> dict[str, tuple[Decimal, Decimal]]:
