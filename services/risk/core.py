@@ -29,10 +29,13 @@ from libs.common.contracts import (
     Signal,
     TradingStateChanged,
 )
+from libs.common.contracts.base import new_id
+from libs.common.contracts.risk import verdict_id_for
 from libs.common.markets import Markets, UnknownMarketError
 from libs.common.settings import RiskSettings
 from services.risk import breakers as B
 from services.risk.book import Book, FillOutcome
+from services.risk.reservations import Reservations
 from services.risk.state import BreakerBoard, Evaluated, TradingStateMachine, breaker_key
 from services.risk.volatility import VolatilityRatio
 
@@ -61,15 +64,6 @@ class Decision:
 
 
 @dataclass
-class Reservation:
-    symbol: str
-    side: str
-    quantity: Decimal
-    notional: Decimal
-    until: datetime
-
-
-@dataclass
 class RiskEngine:
     cfg: RiskSettings
     markets: Markets
@@ -82,6 +76,9 @@ class RiskEngine:
     kill_known: bool = False
     db_ok: bool = True
     account_known: bool = False
+    is_writer: bool = True  # the shell clears it when it loses the single-writer lock
+    instance: str = ""  # stamped on every verdict (`issued_by`)
+    account_source: str = "configured"  # "exchange" once live balances are the book
     last_breaker_clear_at: datetime | None = None
 
     def __post_init__(self) -> None:
@@ -97,7 +94,7 @@ class RiskEngine:
         self.approvals: deque[tuple[datetime, str]] = deque()
         self.approvals_by_symbol: dict[str, deque[datetime]] = {}
         self.seen_signals: OrderedDict[str, datetime] = OrderedDict()
-        self.reservations: dict[str, Reservation] = {}
+        self.reservations = Reservations()  # approved, not yet in the book: until the order is terminal
         # execution's own positions (Postgres `positions`), when read: a SELL never exceeds the smaller view
         self.external_positions: dict[str, Decimal] | None = None
         self._known_symbols = list(dict.fromkeys(self.symbols))
@@ -125,11 +122,43 @@ class RiskEngine:
 
     def on_fill(self, fill: Fill, now: datetime) -> tuple[FillOutcome, list[Event]]:
         out = self.book.apply_fill(fill, now, self.tz)
-        for vid, r in list(self.reservations.items()):  # the order this fill belongs to is no longer pending
-            if r.symbol == fill.symbol and r.side == fill.side and r.quantity == fill.quantity:
-                del self.reservations[vid]
-                break
+        self.reservations.on_fill(fill.client_order_id, fill.quantity)  # now in the book, no longer pending
         return out, self.evaluate(now)
+
+    def on_order(self, verdict_id: str | None, client_order_id: str, status: str, filled: Decimal,
+                 quantity: Decimal | None = None) -> bool:
+        """Execution's news of an order (`exec.order.*` or its journal row): a terminal order releases what
+        did not fill. True if it was one of risk's reservations."""
+        return self.reservations.on_order(verdict_id, client_order_id, status, filled, quantity)
+
+    def forget(self, verdict_id: str) -> None:
+        """An approved verdict that was never published."""
+        self.reservations.forget(verdict_id)
+
+    def sync_account(self, balances: dict[str, Decimal]) -> None:
+        """Live: the exchange's balances (as execution last reconciled them) become the book's cash and
+        positions. The first sync after the book was the configured paper equity re-bases the peak, so the
+        drawdown is measured on the real account; later syncs keep the peak (it only rises). The breakers see
+        it at the next `evaluate` (the shell runs it every quarter second)."""
+        b = self.book
+        b.cash = balances.get("USDT", ZERO)
+        positions: dict[str, Decimal] = {}
+        for sym in self._known_symbols:
+            base, _, quote = sym.partition("/")
+            if quote == "USDT" and balances.get(base, ZERO) > 0:
+                positions[sym] = balances[base]
+        for sym in positions:
+            # a holding risk has no cost for (bought outside the bot): its cost is its price when first seen,
+            # so a SELL of it realizes only what moved since
+            if sym not in b.avg_cost and sym in b.last_price:
+                b.avg_cost[sym] = b.last_price[sym]
+        b.avg_cost = {s: c for s, c in b.avg_cost.items() if s in positions}
+        b.positions = positions
+        if self.account_source != "exchange":
+            b.peak_equity = b.equity()
+            self.account_source = "exchange"
+        b.mark()
+        self.account_known = True
 
     def set_kill_switch(self, engaged: bool, known: bool, now: datetime) -> list[Event]:
         self.kill_engaged, self.kill_known = engaged, known
@@ -232,8 +261,6 @@ class RiskEngine:
             if until > now:
                 break
             del self.seen_signals[sid]
-        for vid in [v for v, r in self.reservations.items() if r.until <= now]:
-            del self.reservations[vid]
 
     # -- the decision ---------------------------------------------------------------------------
     def decide(self, sig: Signal, now: datetime) -> Decision:
@@ -267,12 +294,15 @@ class RiskEngine:
         self.approvals.append((now, sig.symbol))
         per_sym.append(now)
         expires = now + timedelta(seconds=self.cfg.verdict_ttl_s)
-        verdict = RiskVerdict(ts=now, signal_id=sig.id, symbol=sig.symbol, side=sig.side, approved=True,
+        verdict = RiskVerdict(id=verdict_id_for(sig.id), ts=now, signal_id=sig.id, symbol=sig.symbol,
+                              side=sig.side, approved=True,  # type: ignore[arg-type]
                               quantity=qty, price_limit=limit, reasons=[], expires_at=expires,
-                              trading_state=self.sm.state, tick_ts=sig.tick_ts)  # type: ignore[arg-type]
-        # Held against cash/exposure/position until it fills or well after it can no longer be sent.
-        self.reservations[verdict.id] = Reservation(sig.symbol, sig.side, qty, qty * limit,
-                                                    expires + timedelta(seconds=max(5.0, self.cfg.verdict_ttl_s)))
+                              trading_state=self.sm.state, tick_ts=sig.tick_ts,  # type: ignore[arg-type]
+                              issued_by=self.instance)
+        # Held against cash/exposure/position until its order is terminal and filled into the book; if no
+        # order shows up, the journal is asked after its expiry (plus a grace) whether it ever became one.
+        self.reservations.reserve(verdict.id, sig.symbol, sig.side, qty, limit,
+                                  expires + timedelta(seconds=max(5.0, self.cfg.verdict_ttl_s)))
         return Decision(verdict, events)
 
     def _gates(self, sig: Signal) -> list[str]:
@@ -287,6 +317,8 @@ class RiskEngine:
             reasons.append("database_unavailable")
         if not self.account_known:
             reasons.append("account_state_unknown")
+        if not self.is_writer:
+            reasons.append("not_writer")
         if sig.symbol not in self.markets:
             reasons.append("unknown_market")
         reduces = sig.side == "SELL"  # spot: a SELL can only close what is held
@@ -303,14 +335,7 @@ class RiskEngine:
         return list(dict.fromkeys(reasons))
 
     def _pending(self, symbol: str | None, side: str) -> tuple[Decimal, Decimal, int]:
-        qty = notional = ZERO
-        n = 0
-        for r in self.reservations.values():
-            if r.side == side and (symbol is None or r.symbol == symbol):
-                qty += r.quantity
-                notional += r.notional
-                n += 1
-        return qty, notional, n
+        return self.reservations.pending(symbol, side)
 
     def _size(self, sig: Signal) -> tuple[Decimal, Decimal, list[str]]:
         cfg, book, mk, sym = self.cfg, self.book, self.markets, sig.symbol
@@ -330,8 +355,7 @@ class RiskEngine:
                 target = target / Decimal(str(round(ratio, 6)))
             _, pend_sym, _ = self._pending(sym, "BUY")
             _, pend_all, _ = self._pending(None, "BUY")
-            held_syms = set(book.open_positions(cfg.dust_usdt)) | {
-                r.symbol for r in self.reservations.values() if r.side == "BUY"}
+            held_syms = set(book.open_positions(cfg.dust_usdt)) | self.reservations.buying_symbols()
             if sym not in held_syms and len(held_syms) >= cfg.max_open_positions:
                 return ZERO, ZERO, ["max_open_positions"]
             caps = {
@@ -364,10 +388,20 @@ class RiskEngine:
         return ZERO, ZERO, list(check.reasons)
 
     def _refuse(self, sig: Signal, now: datetime, reasons: list[str]) -> RiskVerdict:
-        return RiskVerdict(ts=now, signal_id=sig.id, symbol=sig.symbol, side=sig.side,  # type: ignore[arg-type]
+        # A fenced instance's refusal must not take the signal's verdict id: published first, JetStream would
+        # drop its successor's answer to the same signal as a duplicate.
+        vid = verdict_id_for(sig.id) if self.is_writer else new_id()
+        return RiskVerdict(id=vid, ts=now, signal_id=sig.id, symbol=sig.symbol,
+                           side=sig.side,  # type: ignore[arg-type]
                            approved=False, quantity=ZERO, price_limit=ZERO, reasons=reasons,
                            expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
-                           trading_state=self.sm.state, tick_ts=sig.tick_ts)  # type: ignore[arg-type]
+                           trading_state=self.sm.state, tick_ts=sig.tick_ts,  # type: ignore[arg-type]
+                           issued_by=self.instance)
+
+    def refusal_of(self, verdict: RiskVerdict, reasons: list[str]) -> RiskVerdict:
+        """The verdict refused, under an id of its own (see `_refuse`: it must not shadow a successor's)."""
+        return verdict.model_copy(update={"id": new_id(), "approved": False, "quantity": ZERO, "price_limit": ZERO,
+                                          "reasons": reasons})
 
     def position_mismatches(self, external: dict[str, Decimal]) -> dict[str, tuple[Decimal, Decimal]]:
         """Symbols where risk's book and execution's positions differ by more than dust: {sym: (risk, exec)}."""
@@ -399,6 +433,7 @@ class RiskEngine:
             last_loss_at=dict(b.last_loss_at), last_breaker_clear_at=self.last_breaker_clear_at,
             breakers=list(self.board.active.values()), trading_state_reason=self.sm.reason,
             trading_state_since=self.sm.since, fills_applied=b.fills_applied,
+            account_source=self.account_source,  # type: ignore[arg-type]
         )
 
     def restore(self, st: AccountState) -> None:
@@ -419,6 +454,7 @@ class RiskEngine:
         b.last_loss_at = dict(st.last_loss_at)
         b.last_loss_any = max(st.last_loss_at.values()) if st.last_loss_at else None
         b.fills_applied = st.fills_applied
+        self.account_source = st.account_source
         self.last_breaker_clear_at = st.last_breaker_clear_at
         self.board.active = {breaker_key(a.breaker, a.symbol, a.scope): a for a in st.breakers}
         self.sm.state, self.sm.reason, self.sm.since = st.trading_state, st.trading_state_reason, st.trading_state_since

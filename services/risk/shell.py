@@ -25,12 +25,13 @@ from libs.common.contracts import (
     KillSwitchAcknowledged,
     KillSwitchCommand,
     MarketStatus,
+    OrderEvent,
     Signal,
     Tick,
     TradingControlCommand,
     TradingStateChanged,
 )
-from libs.common.errors import ConfigurationError
+from libs.common.errors import ConfigurationError, OperationalError
 from libs.common.kill_switch import (
     KillSwitchLatch,
     alert_unreadable,
@@ -42,15 +43,20 @@ from libs.common.kill_switch import (
 from libs.common.markets import ROOT, Markets
 from libs.common.service import Runtime
 from libs.common.settings.risk import DEFAULT_EFFECTS
+from libs.common.writer_lock import WriterLock
 from services.risk import control
 from services.risk.core import Event, RiskEngine
+from services.risk.journal_view import exchange_account, orders_for, orders_to_reserve
 
 EVAL_PERIOD_S = 0.25
 TICKS_PERIOD_S = 0.1  # volatility samples once a second and staleness counts in seconds
 RECONCILE_PERIOD_S = 15.0
+ACCOUNT_PERIOD_S = 1.0  # live: how often the exchange balances execution reconciled are re-read
 STATES = ("ACTIVE", "REDUCING", "HALTED")
 SEV1_BREAKERS = {"order_loop", "max_drawdown"}
 QUIET_BREAKERS = {"cooldown_after_loss"}
+WRITER_LOCK_NAME = "bnml.risk.writer"
+WRITER_CHECK_S = 1.0  # a standby's takeover delay and a writer's lock check (verdicts also check before publishing)
 BREAKER_REASONS = frozenset(DEFAULT_EFFECTS) | {"trading_reducing", "trading_halted", "kill_switch_engaged"}
 
 
@@ -70,6 +76,14 @@ class RiskService:
         self._last_db_ok = 0.0
         self._last_mismatch: set[str] = set()
         self.engine: RiskEngine | None = None
+        self.writer = False
+        self._fenced = ""
+        self._subscribed = False
+        self._prev_state_age_s: float | None = None
+        self._account_fresh = False
+        self._account_why = "not read yet"
+        self._hold_until: float | None = None
+        self.standby_reason = "standby: another risk instance holds the writer lock; deciding nothing"
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -79,6 +93,9 @@ class RiskService:
         cfg = cfg.model_copy(update={
             "stale_after_s": cfg.stale_after_s or rt.settings.market_data.stale_after_s,
             "heartbeat_timeout_s": cfg.heartbeat_timeout_s or rt.settings.monitoring.heartbeat_timeout_s})
+        self.live = rt.settings.mode == "live"
+        if self.live and cfg.account_stale_after_s is None:
+            cfg = cfg.model_copy(update={"account_stale_after_s": 3 * rt.settings.execution.reconcile_interval_s})
         self.cfg = cfg
         if rt.settings.mode == "live" and cfg.order_loop_trip_per_10s >= 50:
             # the wide values exist for paper benchmarks only; live keeps the breaker below Binance's limit
@@ -91,14 +108,45 @@ class RiskService:
         except (OSError, ValueError) as exc:
             raise ConfigurationError("risk.markets_path", f"cannot read markets file {path}: {exc}") from None
         self.engine = RiskEngine(cfg, markets, list(rt.settings.symbols), self.rt.clock.now())
+        self.engine.instance = rt.instance
+        self.markets_count = len(markets.filters)
         self._metrics(rt)
-        # Retained state first (docs/design.md, the shape of a service): kill switch, then the account, then subscribe.
         self.latch.release_key = rt.settings.kill_switch.release_key.get_secret_value()
+        # One writer (docs/design.md, safety rule 7): only the holder of the advisory lock decides; a standby waits.
+        self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value(), WRITER_LOCK_NAME)
+        if await self.writer_lock.try_acquire():
+            await self._become_writer()
+        else:
+            rt.log.warning(self.standby_reason)
+        rt.spawn(self._writer_loop(), "risk-writer-lock")
+
+    async def _become_writer(self) -> None:
+        """The start-up sequence of the deciding instance: retained state first (docs/design.md, the shape of a
+        service): kill switch, then the account, then subscribe. Taking the lock back after losing it re-reads
+        the state the same way."""
+        rt, engine = self.rt, self.engine
+        assert engine is not None
+        rt.log.info("writer lock acquired; this risk instance decides")
+        self.writer = True
+        self.standby_reason = ""
+        self.m_writer.set(1)
         await refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now())
         await self._load_account()
+        if self.live:  # the exchange's account, not a configured or persisted number
+            engine.account_known = False
+            await self._sync_exchange_account()
+        if self._subscribed:  # the lock came back (Postgres was away): state re-read, subscriptions kept
+            await self._rebuild_reservations()
+            await self._reconcile_kill_switch()
+            await self._handle(engine.set_kill_switch(self.latch.engaged, self.latch.known, self.rt.clock.now()))
+            engine.is_writer, self._fenced = True, ""
+            rt.log.info("risk writer again", trading_state=engine.sm.state)
+            return
+        self._subscribed = True
+        await self._rebuild_reservations()
         await self._reconcile_kill_switch()
         now = self.rt.clock.now()
-        events = self.engine.set_kill_switch(self.latch.engaged, self.latch.known, now)
+        events = engine.set_kill_switch(self.latch.engaged, self.latch.known, now)
         await self._handle(events)
         await self._read_drift()
         rt.bus.on_disconnect.append(self._on_bus_lost)
@@ -114,13 +162,61 @@ class RiskService:
         await rt.bus.subscribe(subjects.ALL_STATUS, MarketStatus, self.on_market_status)
         await rt.bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, self.on_heartbeat)
         await rt.bus.subscribe(subjects.drift(), DriftStatus, self.on_drift)
-        await rt.bus.consume("FILLS", "risk", subjects.ALL_FILLS, Fill, self.on_fill, fail_closed=False,
-                             ack_wait_s=10.0)
+        await self._bind(lambda: rt.bus.consume("FILLS", "risk", subjects.ALL_FILLS, Fill, self.on_fill,
+                                                fail_closed=False, ack_wait_s=10.0))
+        # what became of each approved verdict (its reservation lives until the order is terminal); new
+        # events only on first creation: the journal rebuild above covers the past
+        await self._bind(lambda: rt.bus.consume("ORDERS", "risk", subjects.ALL_ORDERS, OrderEvent, self.on_order,
+                                                fail_closed=False, ack_wait_s=10.0, deliver_new_only=True))
         await rt.bus.subscribe(subjects.ALL_SIGNALS, Signal, self.on_signal)
         await rt.bus.subscribe(subjects.trading_control(), TradingControlCommand, self.on_trading_control)
         rt.spawn(self._loop(), "risk-evaluate-persist")
-        rt.log.info("risk ready", trading_state=self.engine.sm.state, markets=len(markets.filters),
+        rt.log.info("risk ready", trading_state=engine.sm.state, markets=self.markets_count,
                     kill_switch_engaged=self.latch.blocks)
+
+    async def _bind(self, subscribe, attempts: int = 40) -> None:
+        """A durable consumer, once a fenced predecessor has let go of it (it stops within WRITER_CHECK_S)."""
+        for i in range(attempts):
+            try:
+                await subscribe()
+                return
+            except Exception as exc:
+                if "bound" not in str(exc) or i == attempts - 1:
+                    raise
+                await asyncio.sleep(0.25)
+
+    async def _writer_loop(self) -> None:
+        """Stand by until the lock is free. As the writer, check it every WRITER_CHECK_S; once lost, decide
+        nothing (every verdict refused `not_writer`) and try to take it again: if another instance holds it,
+        stop (it needs this process's durable consumers); if Postgres is down, keep refusing until it is back."""
+        while True:
+            await asyncio.sleep(WRITER_CHECK_S)
+            if self.writer:
+                if not await self.writer_lock.still_held():
+                    await self._lost_writer_lock("the writer lock's session is gone")
+                continue
+            try:
+                got = await self.writer_lock.try_acquire()
+            except Exception as exc:
+                self.rt.log.warning("writer lock attempt failed", error=str(exc))
+                continue
+            if got:
+                await self._become_writer()
+            elif self._fenced:
+                raise OperationalError(f"risk lost the single-writer lock to another instance: {self._fenced}")
+
+    async def _lost_writer_lock(self, why: str) -> None:
+        """Fenced: approve nothing, write nothing (the lock check in each write rolls it back)."""
+        if not self.writer:
+            return
+        self.writer, self._fenced = False, why
+        if self.engine is not None:
+            self.engine.is_writer = False
+        self.standby_reason = f"fenced: {why}"
+        self.m_writer.set(0)
+        self.rt.log.error("risk lost its writer lock; approving nothing", reason=why)
+        await self.rt.alert("SEV-1", "risk lost its writer lock", f"{self.rt.instance}: {why}",
+                            dedup_key="risk:writer-lock-lost")
 
     def _metrics(self, rt: Runtime) -> None:
         m = rt.metrics
@@ -145,12 +241,15 @@ class RiskService:
         m.gauge("daily_loss_budget_usdt", "risk.daily_loss_budget_usdt (the daily-loss breaker's budget)").set(
             float(self.cfg.daily_loss_budget_usdt))
         self.m_fills = m.counter("fills_applied_total", "Fills applied to risk's book", ["side"])
+        self.m_writer = m.gauge("writer", "1 while this instance holds the single-writer lock")
 
     async def _load_account(self) -> None:
         """Read `kv_state.account_state`; a fresh database starts from the configured equity."""
         assert self.engine is not None
         async with self.rt.pool.connection() as conn:
-            row = await (await conn.execute("SELECT value FROM kv_state WHERE key = 'account_state'")).fetchone()
+            row = await (await conn.execute("SELECT value, extract(epoch FROM now() - updated_at) AS age"
+                                            " FROM kv_state WHERE key = 'account_state'")).fetchone()
+        self._prev_state_age_s = float(row["age"]) if row is not None else None
         if row is not None:
             self.engine.restore(AccountState.model_validate(row["value"]))
             self.rt.log.info("account state restored", state=self.engine.sm.state,
@@ -305,13 +404,14 @@ class RiskService:
             if seen:
                 self.rt.log.info("fill already applied", trade_id=fill.trade_id)
                 return
-            saved = (copy.deepcopy(engine.book), dict(engine.reservations), dict(engine.board.active),
+            saved = (copy.deepcopy(engine.book), copy.deepcopy(engine.reservations), dict(engine.board.active),
                      (engine.sm.state, engine.sm.reason, engine.sm.since), engine.last_breaker_clear_at)
             now = self.rt.clock.now()
             outcome, events = engine.on_fill(fill, now)
             snap = engine.snapshot(now)
             try:
                 async with self.rt.pool.connection() as conn, conn.transaction():
+                    await self.writer_lock.check_on(conn)  # a fenced writer's fill rolls back (redelivered)
                     await conn.execute(
                         "INSERT INTO risk_fill_ledger (exchange, trade_id, client_order_id, symbol, side, quantity,"
                         " price, fee, fee_asset, realized_own_usdt, realized_reported_usdt, ts)"
@@ -340,6 +440,107 @@ class RiskService:
         await self._handle(events)
         await self._publish_account(snap)
 
+    # -- orders and reservations ----------------------------------------------------------------
+    async def on_order(self, ev: OrderEvent, subject: str) -> None:
+        """Execution's order events: a reservation follows its order until the order is terminal."""
+        self.engine.on_order(ev.verdict_id, ev.client_order_id, ev.status, ev.filled_quantity,  # type: ignore[union-attr]
+                             ev.quantity)
+
+    async def _rebuild_reservations(self) -> None:
+        """After a (re)start or a takeover: the journal's open orders (and terminal ones whose fills are still
+        on their way) are reserved again. Approvals of a previous writer that execution has not journaled yet
+        can still arrive until they expire, so if a writer was deciding moments ago, hold (account state
+        unknown) for one verdict lifetime and read the journal again."""
+        engine = self.engine
+        assert engine is not None
+        async with self.rt.pool.connection() as conn:
+            orders = await orders_to_reserve(conn)
+        self._adopt(orders)
+        age = self._prev_state_age_s  # a writer persists every persist_interval_s while it decides
+        recent = age is not None and age < self.cfg.verdict_ttl_s + 2 * self.cfg.persist_interval_s + 1.0
+        if recent:  # also on taking the lock back: another writer may have decided meanwhile
+            engine.account_known = False
+            self._hold_until = time.monotonic() + self.cfg.verdict_ttl_s + 1.0
+            self.rt.log.warning("a previous risk writer was deciding moments ago; holding until its verdicts "
+                                "have expired", hold_s=self.cfg.verdict_ttl_s + 1.0)
+        self.rt.log.info("reservations rebuilt from the journal", orders=len(orders))
+
+    def _adopt(self, orders) -> None:
+        engine = self.engine
+        assert engine is not None
+        for o in orders:
+            if o.verdict_id not in engine.reservations:
+                price = o.price_limit or engine.book.price_of(o.symbol)
+                engine.reservations.reserve(o.verdict_id, o.symbol, o.side, o.quantity, price, self.rt.clock.now())
+                engine.reservations.by_verdict[o.verdict_id].applied = o.applied
+            engine.on_order(o.verdict_id, o.client_order_id, o.status, o.filled, o.quantity)
+
+    async def _end_hold(self) -> None:
+        """The previous writer's verdicts have all expired: the journal now has every order they became."""
+        async with self.rt.pool.connection(timeout=3.0) as conn:
+            orders = await orders_to_reserve(conn)
+        self._adopt(orders)
+        self._hold_until = None
+        self.engine.account_known = self._account_ok()  # type: ignore[union-attr]
+        self.rt.log.info("hold after takeover over; reservations complete", orders=len(orders))
+
+    def _account_ok(self) -> bool:
+        """Paper: the book is risk's own. Live: only while the exchange balances are fresh."""
+        return not self.live or self._account_fresh
+
+    async def _sync_exchange_account(self) -> None:
+        """Live: adopt the exchange balances execution reconciled (`balances`) as the book's cash and positions;
+        missing, stale or unreadable balances mean the account is unknown: every verdict is refused."""
+        engine = self.engine
+        assert engine is not None
+        why = ""
+        async with self._db_lock:  # no fill is applied between the read and the adoption
+            try:
+                async with self.rt.pool.connection(timeout=3.0) as conn, conn.transaction():
+                    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    account, age, unapplied = await exchange_account(conn)
+            except Exception as exc:
+                account, age, unapplied, why = None, float("inf"), 0, f"balances unreadable: {type(exc).__name__}"
+            if account is None:
+                why = why or "no exchange balances journaled yet"
+            elif age > (self.cfg.account_stale_after_s or 0):
+                why = f"exchange balances {age:.0f} s old (limit {self.cfg.account_stale_after_s:.0f} s)"
+            elif unapplied:
+                return  # fills on their way to risk: adopt the next snapshot (the age limit still applies)
+            if why:
+                self._account_fresh = False
+                engine.account_known = False
+                if why != self._account_why:
+                    self.rt.log.error("live account state unknown: refusing every verdict", reason=why)
+                    await self.rt.alert("SEV-2", "risk: exchange account state unknown (HOLD)", why,
+                                        dedup_key="risk:account-unknown")
+                self._account_why = why
+                return
+            engine.sync_account(account.balances)  # type: ignore[union-attr]
+            self._account_fresh = True
+            if self._hold_until is None:
+                engine.account_known = True
+            if self._account_why:
+                self.rt.log.info("live account state known again", equity=str(engine.book.equity()))
+            self._account_why = ""
+
+    async def _confirm_reservations(self, all_open: bool = False) -> None:
+        """Ask the journal about verdicts past their expiry with no order seen (never journaled: release) and,
+        with `all_open`, about every reservation (an order event lost on the way)."""
+        engine = self.engine
+        assert engine is not None
+        now = self.rt.clock.now()
+        due = engine.reservations.unconfirmed(now)
+        ask = [r.verdict_id for r in engine.reservations.values()] if all_open else due
+        if not ask:
+            return
+        async with self.rt.pool.connection(timeout=3.0) as conn:
+            rows = await orders_for(conn, ask)
+        self._adopt([rows[v] for v in ask if v in rows])
+        for vid in due:
+            if vid not in rows:
+                engine.reservations.never_journaled(vid)
+
     # -- signals --------------------------------------------------------------------------------
     async def on_signal(self, sig: Signal, subject: str) -> None:
         if sig.side == "HOLD":
@@ -356,6 +557,12 @@ class RiskService:
         decision = engine.decide(sig, self.rt.clock.now())
         self.m_decision.observe(time.perf_counter() - t0)
         verdict = decision.verdict
+        if verdict.approved and not await self.writer_lock.still_held():
+            # The fence: a writer paused across a takeover must not publish once it resumes. Its successor
+            # answers the same signal under the same verdict id (verdict_id_for).
+            engine.forget(verdict.id)
+            await self._lost_writer_lock("lock lost before publishing an approved verdict")
+            verdict = engine.refusal_of(verdict, ["not_writer"])  # answered, never approved
         await self.rt.bus.publish(subjects.verdict(sig.symbol), verdict)
         self.m_signal_to_verdict.observe((verdict.ts - sig.ts).total_seconds())
         if verdict.tick_ts is not None:
@@ -400,6 +607,7 @@ class RiskService:
         async with self._events_lock:
             try:
                 async with self.rt.pool.connection() as conn, conn.transaction():
+                    await self.writer_lock.check_on(conn)
                     for ev in events:
                         if isinstance(ev, TradingStateChanged):
                             await conn.execute(
@@ -494,6 +702,7 @@ class RiskService:
             snap = engine.snapshot(self.rt.clock.now())
             try:
                 async with self.rt.pool.connection(timeout=3.0) as conn, conn.transaction():
+                    await self.writer_lock.check_on(conn)  # never overwrite a successor's state
                     await conn.execute(_kv_sql(), ("account_state", snap.model_dump_json()))
                     await conn.execute(_kv_sql(), ("trading_state", json.dumps(self._trading_state_value())))
             except Exception as exc:
@@ -541,6 +750,7 @@ class RiskService:
         interval = self.cfg.persist_interval_s
         next_persist = time.monotonic()
         next_reconcile = time.monotonic() + RECONCILE_PERIOD_S
+        next_account = time.monotonic()
         while True:
             await asyncio.sleep(EVAL_PERIOD_S)
             engine = self.engine
@@ -552,20 +762,32 @@ class RiskService:
                 if time.monotonic() >= next_persist:
                     next_persist = time.monotonic() + interval
                     await self._persist()
-                if time.monotonic() >= next_reconcile:
+                if self._hold_until is not None and time.monotonic() >= self._hold_until:
+                    await self._end_hold()
+                if self.live and time.monotonic() >= next_account:
+                    next_account = time.monotonic() + ACCOUNT_PERIOD_S
+                    await self._sync_exchange_account()
+                full = time.monotonic() >= next_reconcile
+                await self._confirm_reservations(all_open=full)
+                if full:
                     next_reconcile = time.monotonic() + RECONCILE_PERIOD_S
                     await self._reconcile_positions()
             except Exception as exc:  # keep evaluating; the database flag already refuses verdicts
                 self.rt.log.error("risk loop iteration failed", error=repr(exc))
 
     async def stop(self) -> None:
-        if self.engine is not None and self.engine.account_known:
+        if self.writer and self.engine is not None and self.engine.account_known:
             try:
                 await self._persist()
             except Exception as exc:
                 self.rt.log.warning("final state write failed", error=str(exc))
+        lock = getattr(self, "writer_lock", None)
+        if lock is not None:
+            await lock.release()  # a standby takes over at once, not when the session times out
 
     def health(self) -> tuple[str, str]:
+        if not self.writer:
+            return ("halted", self.standby_reason) if self._fenced else ("ok", self.standby_reason)
         if self.latch.blocks:
             return "halted", self.latch.reason or ""
         if self.engine is None:

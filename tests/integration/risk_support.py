@@ -32,8 +32,9 @@ RISK_TEST_CONFIG = {"symbols": list(PRICES), "risk": {"heartbeat_timeout_s": 5, 
 class Feeder:
     """Publishes ticks for PRICES and heartbeats for market_data and execution, as those services would."""
 
-    def __init__(self, bus):
+    def __init__(self, bus, spread: Decimal = Decimal("0")):
         self.bus = bus
+        self.spread = spread  # ask = last + spread, bid = last - spread (a limit at `last` then rests)
         self.task: asyncio.Task | None = None
 
     async def _run(self) -> None:
@@ -42,7 +43,8 @@ class Feeder:
             for svc in ("market_data", "execution"):
                 await self.bus.publish(subjects.heartbeat(svc), Heartbeat(ts=now, service=svc, instance="t", uptime_s=1))
             for sym, px in PRICES.items():
-                await publish_tick(self.bus, Tick(ts=now, symbol=sym, bid=px, ask=px, last=px, volume=Decimal("1")))
+                await publish_tick(self.bus, Tick(ts=now, symbol=sym, bid=px - self.spread, ask=px + self.spread,
+                                                  last=px, volume=Decimal("1")))
             await asyncio.sleep(0.2)
 
     async def __aenter__(self) -> Feeder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 from typing import Literal
 
@@ -13,8 +14,21 @@ TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
 BreakerEffect = Literal["REDUCING", "HALTED", "HOLD_SYMBOL", "REDUCING_SYMBOL"]
 
 
+VERDICT_ID_PREFIX = "v-"
+
+
+def verdict_id_for(signal_id: str) -> str:
+    """The one verdict id a signal can ever have: derived from the signal id, so two risk processes (a restart
+    overlap, a standby taking over) that both answer one signal publish the same id, hence the same client
+    order id; JetStream (`Nats-Msg-Id`) and execution's journal keep one of them."""
+    return VERDICT_ID_PREFIX + hashlib.sha256(signal_id.encode()).hexdigest()[:32]
+
+
 class RiskVerdict(Message):
-    """Risk's answer to one signal: approved with a size and limit price, or refused with reasons."""
+    """Risk's answer to one signal: approved with a size and limit price, or refused with reasons.
+
+    Risk sets `id = verdict_id_for(signal_id)` (see there); other producers (tests) may use any id.
+    """
 
     signal_id: str = Field(min_length=8, max_length=64)
     symbol: str = Field(min_length=3, max_length=32)
@@ -26,6 +40,8 @@ class RiskVerdict(Message):
     expires_at: AwareDatetime = Field(description="No order may be sent for this verdict after this instant")
     trading_state: TradingState = "ACTIVE"
     tick_ts: AwareDatetime | None = Field(default=None, description="Event time of the originating tick")
+    issued_by: str = Field(default="", max_length=64,
+                           description="The risk instance that decided (the single writer at that moment)")
 
     @model_validator(mode="after")
     def _approved_is_sized(self) -> RiskVerdict:
@@ -108,6 +124,8 @@ class AccountState(Message):
     trading_state_reason: str = ""
     trading_state_since: AwareDatetime | None = None
     fills_applied: int = 0
+    account_source: Literal["configured", "exchange"] = Field(
+        default="configured", description="configured: paper equity from settings; exchange: live balances")
 
 
 class KillSwitchCommand(Message):

@@ -34,7 +34,12 @@ SYMBOL_BREAKERS = frozenset({"stale_data", "cooldown_after_loss", "drift"})
 
 
 class RiskSettings(Section):
-    starting_equity_usdt: Decimal = Field(default=Decimal("10000"), gt=0, description="Paper account equity, USDT")
+    starting_equity_usdt: Decimal = Field(
+        default=Decimal("10000"), gt=0,
+        description="Paper account equity, USDT (live mode: the exchange account, as execution reconciles it)")
+    account_stale_after_s: float | None = Field(
+        default=None, gt=0, description="Live: exchange balances older than this mean the account is unknown (HOLD)"
+                                        " (None: 3 x execution.reconcile_interval_s)")
     max_notional_usdt: Decimal = Field(default=Decimal("100"), gt=0, description="Max notional per order, USDT")
     order_fraction_of_equity: Decimal = Field(default=Decimal("0.005"), gt=0, le=1, description="Size per order")
     daily_loss_budget_usdt: Decimal = Field(default=Decimal("200"), gt=0, description="Daily realized loss budget, USDT")

@@ -380,3 +380,16 @@ def test_a_sell_uses_the_smaller_of_risk_and_execution_positions(engine):
     v = engine.decide(signal("ETH/USDT", "SELL"), T0).verdict
     assert v.approved and v.quantity == Decimal("0.015")
     assert engine.position_mismatches({"ETH/USDT": Decimal("0.02")}) == {}
+
+
+def test_verdict_id_is_derived_from_the_signal_id_so_two_risk_processes_agree():
+    from libs.common.contracts.risk import verdict_id_for
+
+    s = signal()
+    a, b = make_engine(), make_engine()  # two risk processes answering the same signal
+    va, vb = a.decide(s, T0).verdict, b.decide(s, T0).verdict
+    assert va.approved and vb.approved
+    assert va.id == vb.id == verdict_id_for(s.id)
+    assert verdict_id_for(signal().id) != va.id  # another signal, another id
+    refused = a.decide(s, T0).verdict  # the duplicate's refusal shares the id: JetStream keeps the first
+    assert refused.id == va.id and refused.reasons == ["duplicate_signal"]
