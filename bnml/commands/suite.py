@@ -30,7 +30,7 @@ def _status(args) -> int:
     from bnml.client import NoSuite, api_get
 
     try:
-        status = api_get("/status")
+        status = api_get("/status", config=args.config)
     except NoSuite as exc:
         print(f"bnml status: {exc}", file=sys.stderr)
         return 1
