@@ -1,7 +1,7 @@
 """The order journal in Postgres (shell): orders, fills, positions, balances, and the single-writer lock.
 
-Every write that changes the books is one transaction: order totals, the fill (unique by exchange and
-trade id), the position and the balances it moved. Journal commits are durable (no synchronous_commit=off).
+Every write that changes the books is one transaction: order totals, the fill (unique by exchange,
+symbol and trade id), the position and the balances it moved. Journal commits are durable (no synchronous_commit=off).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ WITH f AS (
                          %(f_side)s::text[], %(f_qty)s::numeric[], %(f_price)s::numeric[], %(f_fee)s::numeric[],
                          %(f_fee_asset)s::text[], %(f_pnl)s::numeric[], %(f_ts)s::timestamptz[],
                          %(f_maker)s::boolean[], %(f_fee_usdt)s::numeric[])
-    ON CONFLICT (exchange, trade_id) DO NOTHING
+    ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
     RETURNING trade_id
 ), o AS (
     UPDATE orders SET status = %(status)s, reason = COALESCE(%(reason)s, reason), filled_quantity = %(filled)s,
@@ -168,7 +168,7 @@ class Journal:
         """One statement, so one round trip and one durable commit: the order's totals, its new fills, the
         position and the balances they moved (data-modifying CTEs; the statement is its own transaction).
 
-        Returns the fills actually inserted (a fill already journaled by (exchange, trade id) is skipped).
+        Returns the fills actually inserted (a fill already journaled by (exchange, symbol, trade id) is skipped).
         """
         position = ledger.position(symbol)
         balances = [(a, ledger.balance(a)) for a in sorted(assets)]

@@ -269,8 +269,8 @@ class RiskService:
         async with self._db_lock:
             async with self.rt.pool.connection() as conn:
                 seen = await (await conn.execute(
-                    "SELECT 1 FROM risk_fill_ledger WHERE exchange = %s AND trade_id = %s",
-                    (fill.exchange, fill.trade_id))).fetchone()
+                    "SELECT 1 FROM risk_fill_ledger WHERE exchange = %s AND symbol = %s AND trade_id = %s",
+                    (fill.exchange, fill.symbol, fill.trade_id))).fetchone()
             if seen:
                 self.rt.log.info("fill already applied", trade_id=fill.trade_id)
                 return
