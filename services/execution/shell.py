@@ -10,6 +10,7 @@ wins every race.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -35,7 +36,8 @@ from services.execution.core import (
     flatten_order_key,
     may_send,
 )
-from services.execution.journal import FillRow, Journal, NewOrder, WriterLock
+from services.execution.fence import SendFence
+from services.execution.journal import FillRow, Journal, NewOrder, PaperRequest, WriterLock
 from services.execution.ledger import ZERO, Ledger, split_symbol
 from services.execution.paper import FeeSchedule, PaperExchange, PaperOrder, PaperResult, SlippageModel
 
@@ -63,6 +65,7 @@ class ExecutionService:
         self.sweeper: asyncio.Task | None = None
         self._pending_pub: dict[str, Awaitable[None]] = {}  # client order id -> its SUBMITTED event
         self._unacked: KillSwitchCommand | None = None  # seen while not the writer
+        self.fence = SendFence()  # order requests past the last gate check, not finished yet
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -295,22 +298,28 @@ class ExecutionService:
 
     # -- the paper broker -----------------------------------------------------------------------
     async def _send_paper(self, order: NewOrder, verdict: RiskVerdict | None) -> PaperResult:
+        """Send one journaled order to the paper book. With a verdict, the caller has just checked its gate
+        (no await since), so the request is in flight (the fence) until the book has it."""
         assert self.paper is not None
-        if self.cfg.paper_latency_ms:
-            await asyncio.sleep(self.cfg.paper_latency_ms / 1000)
-        now = utcnow()
-        tick = self.tick_for(order.symbol)
-        if tick is not None and (now - tick.ts).total_seconds() > self.settings.market_data.stale_after_s:
-            tick = None  # a stale price is no price
-        ttl = self.cfg.limit_order_ttl_s
-        po = PaperOrder(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
-                        order_type=order.order_type, quantity=order.quantity, limit_price=order.price_limit,
-                        created_at=now, expires_at=now + timedelta(seconds=ttl) if ttl else None)
-        res = self.paper.submit(po, tick, now)
-        await self._journal_paper(res, verdict)
+        with self.fence.sending() if verdict is not None else contextlib.nullcontext():
+            if self.cfg.paper_latency_ms:
+                await asyncio.sleep(self.cfg.paper_latency_ms / 1000)
+            now = utcnow()  # the instant the paper exchange receives the request
+            tick = self.tick_for(order.symbol)
+            if tick is not None and (now - tick.ts).total_seconds() > self.settings.market_data.stale_after_s:
+                tick = None  # a stale price is no price
+            ttl = self.cfg.limit_order_ttl_s
+            po = PaperOrder(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
+                            order_type=order.order_type, quantity=order.quantity, limit_price=order.price_limit,
+                            created_at=now, expires_at=now + timedelta(seconds=ttl) if ttl else None)
+            res = self.paper.submit(po, tick, now)
+        await self._journal_paper(res, verdict, request=PaperRequest(
+            client_order_id=order.client_order_id, symbol=order.symbol, side=order.side, quantity=order.quantity,
+            received_at=now, instance=self.rt.instance))
         return res
 
-    async def _journal_paper(self, res: PaperResult, verdict: RiskVerdict | None = None) -> None:
+    async def _journal_paper(self, res: PaperResult, verdict: RiskVerdict | None = None,
+                             request: PaperRequest | None = None) -> None:
         o = res.order
         base, quote = split_symbol(o.symbol)
         now = utcnow()
@@ -322,7 +331,7 @@ class ExecutionService:
             o.client_order_id, status=res.status, reason=res.reason or None, filled=o.filled,
             average_price=o.average_price, fee_usdt_add=sum((r.fee_usdt for r in rows), ZERO), locked=o.locked,
             trades=o.trades, fills=rows, ledger=self.ledger, symbol=o.symbol, assets={base, quote},
-            resting_expires_at=o.expires_at if res.status == "ACCEPTED" else None)
+            resting_expires_at=o.expires_at if res.status == "ACCEPTED" else None, request=request)
         await self._after_update(o.client_order_id, res.status, res.reason, rows, verdict, row=self.journal.last_row)
 
     async def _after_update(self, coid: str, status: str, reason: str, fills: list[FillRow],
@@ -376,11 +385,17 @@ class ExecutionService:
     async def on_kill_switch(self, cmd: KillSwitchCommand, subject: str) -> None:
         self.latch.apply(cmd)  # first, before any await: no send may start after this line
         if self.writer and cmd.action == "engage":
-            # say so at once: from here no order is sent; the ack below confirms the cancel sweep
+            # Requests that passed the gate before the line above may still be in ccxt's rate limiter, the
+            # HTTP connect or the paper latency: wait for them, so that once the notice is out no order
+            # request can reach the exchange. Nothing in flight (the usual case): no wait at all.
+            in_flight = await self.fence.drained()
+            # then say so: from here no order is sent; the ack below confirms the cancel sweep
             try:
                 await self.rt.bus.publish(subjects.kill_switch_latched(self.name), KillSwitchAcknowledged(
                     ts=utcnow(), command_id=cmd.id, service=self.name, engaged=True,
-                    detail="latched: no order is sent from now on; cancel sweep under way"))
+                    detail="latched: no order is sent from now on; "
+                           f"{in_flight} order request(s) already past the gate finished first; "
+                           "cancel sweep under way"))
             except Exception as exc:  # a lost notice must never stop the sweep
                 self.rt.log.warning("kill-switch latch notice not sent", error=str(exc))
         self.rt.log.warning("kill switch latched", action=cmd.action, reason=cmd.reason, writer=self.writer)
