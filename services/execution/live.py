@@ -424,8 +424,10 @@ class LiveBroker:
                     await self._apply(coid, o)
                 except NotFound:
                     await self._refresh(row)  # already done (filled/cancelled) or not there (yet)
+            cancelled = bool(rows)
             for symbol in self._symbols(rows):
                 for o in await self.call_retrying("fetch_open_orders", symbol):
+                    cancelled = True
                     try:
                         c = await self.call("cancel_order", str(o["id"]), symbol)
                     except NotFound:
@@ -436,6 +438,10 @@ class LiveBroker:
                     else:
                         await self.rt.alert("SEV-2", "kill switch cancelled an order the journal does not know",
                                             f"{symbol} order {o['id']} client id {cid}")
+            if not cancelled:
+                # nothing was open in the journal nor listed by the exchange just now (under the service lock
+                # and the latch, so nothing can have been placed since): that listing is the confirmation
+                return 0
             left = 0
             for symbol in self._symbols(rows):
                 left += len(await self.call_retrying("fetch_open_orders", symbol))

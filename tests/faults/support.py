@@ -70,24 +70,32 @@ async def ticking(bus: Bus, symbol: str = SYMBOL, every_s: float = 0.1):
 class Acks:
     """Collects kill-switch acknowledgements by command id."""
 
-    def __init__(self) -> None:
+    def __init__(self, subject: str = subjects.ALL_KILL_SWITCH_ACKS) -> None:
+        self.subject = subject
         self.by_command: dict[str, dict[str, KillSwitchAcknowledged]] = {}
+        self._arrived = asyncio.Event()
 
     async def attach(self, bus: Bus) -> Acks:
-        await bus.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, self._on)
+        await bus.subscribe(self.subject, KillSwitchAcknowledged, self._on)
         return self
 
     async def _on(self, ack: KillSwitchAcknowledged, subject: str) -> None:
         self.by_command.setdefault(ack.command_id, {})[ack.service] = ack
+        self._arrived.set()
 
     async def wait(self, command_id: str, services: tuple[str, ...], timeout: float = 10.0) -> dict:
+        """Woken by each arrival (no polling: a race test's own loop stays out of the way)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
+        while True:
             got = self.by_command.get(command_id, {})
             if all(s in got for s in services):
                 return got
-            await asyncio.sleep(0.002)
-        raise AssertionError(f"no ack for {command_id} from {services}: {self.by_command.get(command_id)}")
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"no ack for {command_id} from {services}: {self.by_command.get(command_id)}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
 
 
 async def kill_switch(bus: Bus, action: str, reason: str = "fault test") -> KillSwitchCommand:
