@@ -175,6 +175,27 @@ class Journal:
             return await (await conn.execute("SELECT * FROM orders WHERE exchange_order_id = %s AND mode = %s",
                                              (exchange_order_id, self.mode))).fetchone()
 
+    # -- the fill outbox ------------------------------------------------------------------------
+    async def unpublished_fills(self, older_than_s: float, limit: int = 500) -> list[dict[str, Any]]:
+        """Journaled fills JetStream has not acknowledged yet (oldest first), journaled at least
+        `older_than_s` ago (younger ones are still being published by the path that journaled them)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT f.* FROM fills f JOIN orders o USING (client_order_id) WHERE f.published_at IS NULL"
+                " AND o.mode = %s AND f.ts < now() - make_interval(secs => %s) ORDER BY f.id LIMIT %s",
+                (self.mode, older_than_s, limit))
+            return await cur.fetchall()
+
+    async def mark_published(self, keys: list[tuple[str, str, str]]) -> None:
+        """Record JetStream's acknowledgement of these fills, by (exchange, symbol, trade_id)."""
+        if not keys:
+            return
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE fills SET published_at = now() WHERE published_at IS NULL AND (exchange, symbol, trade_id)"
+                " IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))
+
     # -- the books ------------------------------------------------------------------------------
     async def commit_order_update(self, coid: str, *, status: str, reason: str | None, filled: Decimal,
                                   average_price: Decimal | None, fee_usdt_add: Decimal, locked: Decimal,

@@ -33,6 +33,7 @@ from libs.common.markets import Markets, UnknownMarketError, load_markets
 from libs.common.service import Runtime
 from services.execution.core import (
     client_order_id,
+    fill_message_id,
     flatten_order_key,
     may_send,
 )
@@ -43,6 +44,8 @@ from services.execution.paper import FeeSchedule, PaperExchange, PaperOrder, Pap
 
 Q8 = Decimal("0.00000001")
 PAPER_PERIOD_S = 0.02
+OUTBOX_PERIOD_S = 1.0  # the fill outbox: record acks and resend unacknowledged fills this often
+OUTBOX_GRACE_S = 2.0  # a fill younger than this is still being published by the path that journaled it
 
 
 class ExecutionService:
@@ -66,6 +69,7 @@ class ExecutionService:
         self._pending_pub: dict[str, Awaitable[None]] = {}  # client order id -> its SUBMITTED event
         self._unacked: KillSwitchCommand | None = None  # seen while not the writer
         self.fence = SendFence()  # order requests past the last gate check, not finished yet
+        self._acked_fills: set[tuple[str, str, str]] = set()  # JetStream acked; published_at not yet written
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -106,6 +110,7 @@ class ExecutionService:
             self.standby_reason = "standby: another execution instance holds the writer lock; not sending"
             rt.log.warning(self.standby_reason)
         rt.spawn(self._writer_loop(), "writer-lock")
+        rt.spawn(self._outbox_loop(), "fill-outbox")
 
     def _on_unreadable_kill_switch(self, reason: str) -> None:
         """Something unreadable on the kill-switch subject: the standing state is unknown, so block."""
@@ -178,6 +183,8 @@ class ExecutionService:
             if cmd is not None and cmd.id == self.latch.command_id:
                 await self._ack(cmd, left, "zero open orders confirmed" if left == 0 else f"{left} open orders left")
         self.open_gauge.set(await self.journal.count_open())
+        # fills a previous run journaled but never got acknowledged: to risk before any new order
+        await self._outbox_once(older_than_s=0)
         self.verdict_sub = await self.rt.bus.consume("VERDICTS", "execution", subjects.ALL_VERDICTS, RiskVerdict,
                                                      self.on_verdict, fail_closed=True)
 
@@ -351,10 +358,10 @@ class ExecutionService:
             self.v2f.observe((journaled_at - verdict.ts).total_seconds())
             if verdict.tick_ts is not None:
                 self.latency.observe((journaled_at - verdict.tick_ts).total_seconds())
-        await asyncio.gather(self._publish_row(row, journaled_at), *(self.rt.bus.publish(subjects.fill(f.symbol), Fill(
-            ts=f.ts, client_order_id=f.client_order_id, exchange=f.exchange, trade_id=f.trade_id,
-            symbol=f.symbol, side=f.side, quantity=f.quantity, price=f.price, fee=f.fee, fee_asset=f.fee_asset,
-            is_maker=f.is_maker, realized_pnl_usdt=f.realized_pnl_usdt)) for f in fills))
+        done = await asyncio.gather(self._publish_row(row, journaled_at), *(self._publish_fill(f) for f in fills),
+                                    return_exceptions=True)
+        if isinstance(done[0], BaseException):
+            raise done[0]
 
     async def _finish(self, order: NewOrder, status: str, reason: str) -> None:
         await self.journal.set_status(order.client_order_id, status, reason=reason)
@@ -507,6 +514,56 @@ class ExecutionService:
             ts=ts or utcnow(), client_order_id=o.client_order_id, verdict_id=o.verdict_id, symbol=o.symbol, side=o.side,
             order_type=o.order_type, status=status, quantity=o.quantity, price=o.price_limit, mode=self.mode,
             reason=reason))
+
+    async def _publish_fill(self, f: FillRow | dict[str, Any]) -> bool:
+        """Publish one journaled fill (the outbox: until JetStream acknowledges it, it stays unpublished in the
+        journal and `_outbox_loop` sends it again). Never raises: the fill is durable, the outbox has it."""
+        g = f.get if isinstance(f, dict) else lambda k: getattr(f, k)
+        key = (g("exchange"), g("symbol"), g("trade_id"))
+        try:
+            await self.rt.bus.publish(subjects.fill(key[1]), Fill(
+                id=fill_message_id(*key), ts=g("ts"), client_order_id=g("client_order_id"), exchange=key[0],
+                trade_id=key[2], symbol=key[1], side=g("side"), quantity=g("quantity"), price=g("price"),
+                fee=g("fee"), fee_asset=g("fee_asset"), is_maker=g("is_maker"),
+                realized_pnl_usdt=g("realized_pnl_usdt")))
+        except Exception as exc:
+            self.rt.log.warning("fill publish failed; the outbox sends it again", trade_id=key[2], symbol=key[1],
+                                error=str(exc)[:200])
+            return False
+        self._acked_fills.add(key)
+        return True
+
+    async def _outbox_loop(self) -> None:
+        """As the writer: record JetStream's acks of fills, and publish again every journaled fill it has not
+        acknowledged (a publish that failed after the commit, or a process killed in between)."""
+        while True:
+            await asyncio.sleep(OUTBOX_PERIOD_S)
+            if not self.writer:
+                continue
+            try:
+                await self._outbox_once()
+            except Exception as exc:  # the database or the bus is away: the fills stay in the outbox
+                self.rt.log.warning("fill outbox pass failed", error=str(exc)[:200])
+
+    async def _outbox_once(self, older_than_s: float = OUTBOX_GRACE_S) -> int:
+        acked, self._acked_fills = self._acked_fills, set()
+        try:
+            await self.journal.mark_published(sorted(acked))
+        except Exception:
+            self._acked_fills |= acked
+            raise
+        rows = await self.journal.unpublished_fills(older_than_s)
+        sent = [r for r in rows if await self._publish_fill(r)]
+        if rows:
+            self.rt.log.warning("fill outbox: journaled fills published again", published=len(sent),
+                                failed=len(rows) - len(sent))
+        acked, self._acked_fills = self._acked_fills, set()
+        try:
+            await self.journal.mark_published(sorted(acked))
+        except Exception:
+            self._acked_fills |= acked
+            raise
+        return len(sent)
 
     async def _publish_row(self, row: dict[str, Any] | None, ts: datetime | None = None) -> None:
         if row is None:

@@ -12,7 +12,7 @@ import psycopg
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, RiskVerdict, Tick, utcnow
-from tests.helpers import publish_tick
+from tests.helpers import publish_tick, wait_until
 
 SYMBOL = "BTC/USDT"
 PRICE = Decimal("60000")
@@ -128,3 +128,62 @@ def assert_one_order_per_verdict(database_url: str, verdict_ids: list[str]) -> N
                                           " WHERE o.status = 'FILLED' GROUP BY o.client_order_id, o.quantity")
     overfilled = [r for r in fills_per_order if r[2] is not None and r[2] > r[3]]
     assert not overfilled, f"orders filled beyond their quantity: {overfilled[:3]}"
+
+
+# -- risk's book against the journal ------------------------------------------------------------------
+# Execution starts with USDT only and risk with the same equity, so their cash can be compared as it is.
+BOOK_CONFIG = {"execution": {"starting_balances": {"USDT": "10000"}}, "risk": {"starting_equity_usdt": "10000"}}
+BOOK_TOLERANCE = Decimal("0.000001")
+
+
+def journal_book(database_url: str) -> dict:
+    """Execution's journal: positions, USDT cash, realized P&L, and the identity of every fill."""
+    positions = {s: Decimal(q) for s, q in query(database_url, "SELECT symbol, quantity FROM positions") if q != 0}
+    cash = query(database_url, "SELECT free + locked FROM balances WHERE asset = 'USDT'")
+    realized = scalar(database_url, "SELECT coalesce(sum(realized_pnl_usdt), 0) FROM fills")
+    fills = set(query(database_url, "SELECT exchange, symbol, trade_id FROM fills"))
+    return {"positions": positions, "cash": Decimal(cash[0][0]) if cash else Decimal(0),
+            "realized": Decimal(realized), "fills": fills}
+
+
+def risk_book(database_url: str) -> dict:
+    """Risk's book as it persisted it (`kv_state.account_state`) and the fills its ledger applied."""
+    rows = query(database_url, "SELECT value FROM kv_state WHERE key = 'account_state'")
+    state = rows[0][0] if rows else {}
+    positions = {s: Decimal(q) for s, q in (state.get("positions") or {}).items() if Decimal(q) != 0}
+    fills = set(query(database_url, "SELECT exchange, symbol, trade_id FROM risk_fill_ledger"))
+    return {"positions": positions, "cash": Decimal(state.get("cash_usdt") or 0),
+            "realized": Decimal(state.get("realized_total_usdt") or 0),
+            "daily": Decimal(state.get("daily_realized_usdt") or 0), "fills": fills}
+
+
+def book_differences(database_url: str) -> list[str]:
+    """What differs between risk's book and the journal (empty: they agree)."""
+    j, r = journal_book(database_url), risk_book(database_url)
+    out = []
+    if j["fills"] != r["fills"]:
+        out.append(f"fills: journal only {sorted(j['fills'] - r['fills'])[:3]}, risk only "
+                   f"{sorted(r['fills'] - j['fills'])[:3]}")
+    for s in set(j["positions"]) | set(r["positions"]):
+        if abs(j["positions"].get(s, Decimal(0)) - r["positions"].get(s, Decimal(0))) > BOOK_TOLERANCE:
+            out.append(f"position {s}: journal {j['positions'].get(s)}, risk {r['positions'].get(s)}")
+    # risk books a BUY's fee as realized at once, execution capitalises it into the position's cost: the two
+    # realized figures agree whenever the positions are flat (cash agrees always)
+    for k in ("cash", "realized") if not j["positions"] else ("cash",):
+        if abs(j[k] - r[k]) > BOOK_TOLERANCE:
+            out.append(f"{k}: journal {j[k]}, risk {r[k]}")
+    return out
+
+
+async def wait_books_agree(database_url: str, timeout: float = 30.0) -> None:
+    last: list[str] = []
+
+    def agree() -> bool:
+        nonlocal last
+        last = book_differences(database_url)
+        return not last
+
+    try:
+        await wait_until(agree, timeout=timeout, message="risk's book to equal the journal")
+    except AssertionError:
+        raise AssertionError(f"risk's book differs from the journal: {last}") from None
