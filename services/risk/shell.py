@@ -104,8 +104,11 @@ class RiskService:
         await rt.bus.subscribe(subjects.ALL_STATUS, MarketStatus, self.on_market_status)
         await rt.bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, self.on_heartbeat)
         await rt.bus.subscribe(subjects.drift(), DriftStatus, self.on_drift)
+        # one fill in flight at a time: after a crash, a fill delivered to the dead process is redelivered
+        # (after ack_wait) before any later one, so risk's book applies fills in the journal's order (a SELL
+        # applied before its BUY would be booked as an oversell and the BUY as a position never closed)
         await rt.bus.consume("FILLS", "risk", subjects.ALL_FILLS, Fill, self.on_fill, fail_closed=False,
-                             ack_wait_s=10.0)
+                             ack_wait_s=10.0, max_ack_pending=1)
         await rt.bus.subscribe(subjects.ALL_SIGNALS, Signal, self.on_signal)
         rt.spawn(self._loop(), "risk-evaluate-persist")
         rt.log.info("risk ready", trading_state=self.engine.sm.state, markets=len(markets.filters),

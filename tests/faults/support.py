@@ -12,6 +12,7 @@ import psycopg
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, RiskVerdict, Tick, utcnow
+from services.execution.core import client_order_id
 from tests.helpers import publish_tick, wait_until
 
 SYMBOL = "BTC/USDT"
@@ -117,12 +118,39 @@ def orders_by_verdict(database_url: str) -> dict[str, int]:
     return dict(query(database_url, "SELECT verdict_id, count(*) FROM orders GROUP BY verdict_id"))
 
 
-def assert_one_order_per_verdict(database_url: str, verdict_ids: list[str]) -> None:
+def paper_sends(database_url: str) -> dict[str, int]:
+    """Order requests the paper exchange received, per client order id (its own record, no unique key)."""
+    return dict(query(database_url, "SELECT client_order_id, count(*) FROM paper_requests GROUP BY client_order_id"))
+
+
+def exchange_sends(fake) -> dict[str, int]:
+    """Order requests the fake Binance processed (its own log), per client order id. A request it refused
+    before execution (429, -1021, a ban) is not a send: the same order may be retried after one."""
+    out: dict[str, int] = {}
+    for r in list(fake.requests):
+        if r.method == "POST" and r.path == "/api/v3/order" and r.status not in (418, 429) and r.fault not in (
+                "clock_skew", "banned", "weight_limit", "order_limit", "429", "418", "5xx"):
+            coid = r.params.get("newClientOrderId", "")
+            out[coid] = out.get(coid, 0) + 1
+    return out
+
+
+def assert_one_order_per_verdict(database_url: str, verdict_ids: list[str], fake=None) -> None:
+    """One journaled order per verdict, and at most one send per order counted where sends happen: the
+    paper exchange's own record (paper mode) or the fake Binance's request log (live, `fake`). An order
+    the journal says FILLED was sent exactly once."""
     counts = orders_by_verdict(database_url)
     missing = [v for v in verdict_ids if v not in counts]
     dupes = {v: n for v, n in counts.items() if n > 1}
     assert not dupes, f"verdicts with more than one order: {dupes}"
     assert not missing, f"{len(missing)} verdicts lost (no order journaled), e.g. {missing[:3]}"
+    sends = exchange_sends(fake) if fake is not None else paper_sends(database_url)
+    coids = {client_order_id(v): v for v in verdict_ids}
+    twice = {c: n for c, n in sends.items() if c in coids and n > 1}
+    assert not twice, f"orders sent more than once (counted at the exchange): {twice}"
+    filled = [c for (c,) in query(database_url, "SELECT client_order_id FROM orders WHERE status = 'FILLED'")]
+    unsent = [c for c in filled if c in coids and sends.get(c, 0) != 1]
+    assert not unsent, f"orders journaled FILLED that the exchange never received: {unsent[:3]}"
     fills_per_order = query(database_url, "SELECT o.client_order_id, count(f.id), sum(f.quantity), o.quantity"
                                           " FROM orders o LEFT JOIN fills f USING (client_order_id)"
                                           " WHERE o.status = 'FILLED' GROUP BY o.client_order_id, o.quantity")
