@@ -546,24 +546,23 @@ class ExecutionService:
                 self.rt.log.warning("fill outbox pass failed", error=str(exc)[:200])
 
     async def _outbox_once(self, older_than_s: float = OUTBOX_GRACE_S) -> int:
-        acked, self._acked_fills = self._acked_fills, set()
-        try:
-            await self.journal.mark_published(sorted(acked))
-        except Exception:
-            self._acked_fills |= acked
-            raise
+        await self._record_acked_fills()
         rows = await self.journal.unpublished_fills(older_than_s)
         sent = [r for r in rows if await self._publish_fill(r)]
         if rows:
             self.rt.log.warning("fill outbox: journaled fills published again", published=len(sent),
                                 failed=len(rows) - len(sent))
+        await self._record_acked_fills()
+        return len(sent)
+
+    async def _record_acked_fills(self) -> None:
+        """Write `published_at` for the fills JetStream acknowledged; kept for the next pass if that fails."""
         acked, self._acked_fills = self._acked_fills, set()
         try:
             await self.journal.mark_published(sorted(acked))
         except Exception:
             self._acked_fills |= acked
             raise
-        return len(sent)
 
     async def _publish_row(self, row: dict[str, Any] | None, ts: datetime | None = None) -> None:
         if row is None:

@@ -89,20 +89,27 @@ async def test_execution_sigkilled_mid_flow_reconciles_to_one_order_per_verdict(
     rng = random.Random(7)
 
     async with ticking(bus_own):
-        for _round in range(4):
-            batch: list[str] = []
-            task = asyncio.create_task(_publish_stream(bus_own, 30, 0.005, batch, fault_at=-1, fault=None))
-            await asyncio.sleep(rng.uniform(0.02, 0.15))
-            proc.kill()  # SIGKILL somewhere between journal, send and acknowledgement
-            await task
-            published += batch
-            proc = own_services.start("execution")
+        # SIGKILL somewhere between journal, send and acknowledgement
+        await _kill_while_publishing(own_services, proc, bus_own, rounds=4, per_round=30, rng=rng, out=published)
         await wait_until(lambda: len(orders_by_verdict(own_postgres.url)) >= len(published), timeout=60,
                          message="every verdict journaled after the restarts")
         await wait_until(lambda: not _stuck(own_postgres.url), timeout=20, message="no order left unresolved")
         assert_one_order_per_verdict(own_postgres.url, published)
         await wait_books_agree(own_postgres.url)
     assert scalar(own_postgres.url, "SELECT count(*) FROM fills") > 0, "nothing filled: the books compared nothing"
+
+
+async def _kill_while_publishing(factory, proc, bus, *, rounds: int, per_round: int, rng: random.Random,
+                                 out: list[str]) -> None:
+    """Each round: a burst of verdicts, the service SIGKILLed at a random moment inside it, then restarted."""
+    for _round in range(rounds):
+        batch: list[str] = []
+        task = asyncio.create_task(_publish_stream(bus, per_round, 0.005, batch, fault_at=-1, fault=None))
+        await asyncio.sleep(rng.uniform(0.02, 0.15))
+        proc.kill()
+        await task
+        out += batch
+        proc = factory.start(proc.name)
 
 
 def _stuck(url: str) -> list[tuple]:
@@ -117,14 +124,8 @@ async def test_risk_sigkilled_mid_flow_its_book_still_equals_the_journal(own_ser
     rng = random.Random(11)
 
     async with ticking(bus_own):
-        for _round in range(3):
-            batch: list[str] = []
-            task = asyncio.create_task(_publish_stream(bus_own, 20, 0.005, batch, fault_at=-1, fault=None))
-            await asyncio.sleep(rng.uniform(0.02, 0.15))
-            risk.kill()  # SIGKILL between a fill's arrival, its ledger row and its ack
-            await task
-            published += batch
-            risk = own_services.start("risk")
+        # SIGKILL between a fill's arrival, its ledger row and its ack
+        await _kill_while_publishing(own_services, risk, bus_own, rounds=3, per_round=20, rng=rng, out=published)
         await wait_until(lambda: len(orders_by_verdict(own_postgres.url)) >= len(published), timeout=60,
                          message="every verdict journaled")
         await wait_books_agree(own_postgres.url)
