@@ -72,4 +72,5 @@ async def test_a_fill_whose_publish_failed_reaches_risk_after_restarts(services,
         assert scalar(database_url, "SELECT count(*) FROM fills WHERE published_at IS NULL") == 0
         assert scalar(database_url, "SELECT count(*) FROM risk_fill_ledger") == len(journal["fills"]) == 2
     finally:
+        services.stop_all()  # while the proxy still passes their goodbyes (else each waits out its stop timeout)
         proxy.close()

@@ -102,6 +102,7 @@ async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_an
                       ([v.id for v in queued],)) == 0
         assert scalar(database_url, "SELECT count(*) FROM paper_requests") == sent_before, "sent while engaged"
     finally:
+        services.stop_all()  # while the proxy still passes their goodbyes (else each waits out its stop timeout)
         proxy.close()
 
 
