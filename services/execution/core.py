@@ -22,6 +22,12 @@ def client_order_id(verdict_id: str) -> str:
     return CLIENT_ORDER_ID_PREFIX + hashlib.sha256(verdict_id.encode()).hexdigest()[:27]
 
 
+def fill_message_id(exchange: str, symbol: str, trade_id: str) -> str:
+    """The message id of a fill: the same for every (re)publish, so JetStream drops a republish inside its
+    duplicate window (risk's fill ledger recognises the rest)."""
+    return "fill-" + hashlib.sha256(f"{exchange}|{symbol}|{trade_id}".encode()).hexdigest()[:32]
+
+
 def flatten_order_key(command_id: str, symbol: str) -> str:
     """The journal key (in place of a verdict id) of the order that flattens `symbol` for one kill-switch command."""
     return f"flatten:{command_id}:{symbol}"

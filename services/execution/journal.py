@@ -1,7 +1,7 @@
 """The order journal in Postgres (shell): orders, fills, positions, balances, and the single-writer lock.
 
-Every write that changes the books is one transaction: order totals, the fill (unique by exchange and
-trade id), the position and the balances it moved. Journal commits are durable (no synchronous_commit=off).
+Every write that changes the books is one transaction: order totals, the fill (unique by exchange,
+symbol and trade id), the position and the balances it moved. Journal commits are durable (no synchronous_commit=off).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from services.execution.core import OPEN_STATUSES
 from services.execution.ledger import Balance, Ledger, Position
 
 # An order's journaled change, as one statement: fills (skipping any already journaled), the order's totals,
-# the position and the balances. `inserted_trade_ids` says which fills are new; the order's columns follow
+# the position, the balances and (paper) the paper exchange's record of the request it received. `inserted_trade_ids` says which fills are new; the order's columns follow
 # (NULL when no such order exists).
 _ORDER_UPDATE_SQL = """
 WITH f AS (
@@ -30,7 +30,7 @@ WITH f AS (
                          %(f_side)s::text[], %(f_qty)s::numeric[], %(f_price)s::numeric[], %(f_fee)s::numeric[],
                          %(f_fee_asset)s::text[], %(f_pnl)s::numeric[], %(f_ts)s::timestamptz[],
                          %(f_maker)s::boolean[], %(f_fee_usdt)s::numeric[])
-    ON CONFLICT (exchange, trade_id) DO NOTHING
+    ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
     RETURNING trade_id
 ), o AS (
     UPDATE orders SET status = %(status)s, reason = COALESCE(%(reason)s, reason), filled_quantity = %(filled)s,
@@ -44,6 +44,10 @@ WITH f AS (
     VALUES (%(p_symbol)s, %(p_qty)s, %(p_avg)s, %(p_pnl)s, %(p_cost)s, now())
     ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity, average_cost = EXCLUDED.average_cost,
         realized_pnl_usdt = EXCLUDED.realized_pnl_usdt, cost = EXCLUDED.cost, updated_at = now()
+), r AS (
+    INSERT INTO paper_requests (client_order_id, symbol, side, quantity, received_at, instance)
+    SELECT * FROM unnest(%(r_coid)s::text[], %(r_symbol)s::text[], %(r_side)s::text[], %(r_qty)s::numeric[],
+                         %(r_at)s::timestamptz[], %(r_instance)s::text[])
 ), b AS (
     INSERT INTO balances (asset, free, locked, updated_at)
     SELECT a, fr, lo, now() FROM unnest(%(b_asset)s::text[], %(b_free)s::numeric[], %(b_locked)s::numeric[])
@@ -90,6 +94,18 @@ class FillRow:
     is_maker: bool
     realized_pnl_usdt: Decimal
     fee_usdt: Decimal
+
+
+@dataclass(frozen=True)
+class PaperRequest:
+    """An order request as the paper exchange received it (its own record, `paper_requests`)."""
+
+    client_order_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    received_at: datetime
+    instance: str
 
 
 class Journal:
@@ -159,16 +175,38 @@ class Journal:
             return await (await conn.execute("SELECT * FROM orders WHERE exchange_order_id = %s AND mode = %s",
                                              (exchange_order_id, self.mode))).fetchone()
 
+    # -- the fill outbox ------------------------------------------------------------------------
+    async def unpublished_fills(self, older_than_s: float, limit: int = 500) -> list[dict[str, Any]]:
+        """Journaled fills JetStream has not acknowledged yet (oldest first), journaled at least
+        `older_than_s` ago (younger ones are still being published by the path that journaled them)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT f.* FROM fills f JOIN orders o USING (client_order_id) WHERE f.published_at IS NULL"
+                " AND o.mode = %s AND f.ts < now() - make_interval(secs => %s) ORDER BY f.id LIMIT %s",
+                (self.mode, older_than_s, limit))
+            return await cur.fetchall()
+
+    async def mark_published(self, keys: list[tuple[str, str, str]]) -> None:
+        """Record JetStream's acknowledgement of these fills, by (exchange, symbol, trade_id)."""
+        if not keys:
+            return
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE fills SET published_at = now() WHERE published_at IS NULL AND (exchange, symbol, trade_id)"
+                " IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))
+
     # -- the books ------------------------------------------------------------------------------
     async def commit_order_update(self, coid: str, *, status: str, reason: str | None, filled: Decimal,
                                   average_price: Decimal | None, fee_usdt_add: Decimal, locked: Decimal,
                                   trades: int | None, fills: list[FillRow], ledger: Ledger, symbol: str,
                                   assets: set[str], exchange_order_id: str | None = None,
-                                  resting_expires_at: datetime | None = None) -> list[FillRow]:
+                                  resting_expires_at: datetime | None = None,
+                                  request: PaperRequest | None = None) -> list[FillRow]:
         """One statement, so one round trip and one durable commit: the order's totals, its new fills, the
         position and the balances they moved (data-modifying CTEs; the statement is its own transaction).
 
-        Returns the fills actually inserted (a fill already journaled by (exchange, trade id) is skipped).
+        Returns the fills actually inserted (a fill already journaled by (exchange, symbol, trade id) is skipped).
         """
         position = ledger.position(symbol)
         balances = [(a, ledger.balance(a)) for a in sorted(assets)]
@@ -184,6 +222,9 @@ class Journal:
             "locked": locked, "trades": trades, "xid": exchange_order_id, "rest": resting_expires_at, "coid": coid,
             "p_symbol": symbol, "p_qty": position.quantity, "p_avg": position.average_cost,
             "p_pnl": position.realized_pnl_usdt, "p_cost": position.cost,
+            "r_coid": [request.client_order_id] if request else [], "r_symbol": [request.symbol] if request else [],
+            "r_side": [request.side] if request else [], "r_qty": [request.quantity] if request else [],
+            "r_at": [request.received_at] if request else [], "r_instance": [request.instance] if request else [],
             "b_asset": [a for a, _ in balances], "b_free": [max(b.free, Decimal(0)) for _, b in balances],
             "b_locked": [max(b.locked, Decimal(0)) for _, b in balances],
         }

@@ -17,6 +17,7 @@ Rules it keeps:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -43,6 +44,18 @@ from services.execution.journal import FillRow, NewOrder
 from services.execution.ledger import ZERO, split_symbol
 
 EXCHANGE = "binance"
+
+# The gate of the order being sent by this task, read again by the HTTP layer right before each request
+# of `create_order` (after ccxt's rate limiter, which can hold a request for a while).
+_ORDER_GATE: contextvars.ContextVar[Callable[[], Any] | None] = contextvars.ContextVar("order_gate", default=None)
+
+
+class NotSent(Exception):
+    """The gate closed while the request waited in ccxt (rate limiter): nothing left for the exchange."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _d(x: Any) -> Decimal:
@@ -81,6 +94,7 @@ class LiveBroker:
         self.ex = ccxt.binance({
             "apiKey": self._secrets[0], "secret": self._secrets[1], "enableRateLimit": True,
             "timeout": self.cfg.request_timeout_ms,
+            **({"rateLimit": self.cfg.live_rate_limit_ms} if self.cfg.live_rate_limit_ms is not None else {}),
         })
         self.ex.options.update({
             "fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
@@ -89,9 +103,29 @@ class LiveBroker:
         })
         if self.cfg.live_api_url:
             self.ex.urls["api"] = rebase_urls(self.ex.urls["api"], self.cfg.live_api_url)
+        self._guard_order_requests()
         m = self.rt.metrics
         self.errors = m.counter("exchange_errors_total", "Exchange errors by kind", ["kind"])
         self.mismatches = m.counter("reconcile_mismatches_total", "Reconciliation findings", ["kind"])
+
+    def _guard_order_requests(self) -> None:
+        """Every HTTP request ccxt makes for an order send checks the order's gate once more, after the rate
+        limiter and right before the request goes out, and is counted in the send fence until it finishes
+        (the kill switch's notice waits for the fence; see fence.py). No await between check and entry."""
+        plain = self.ex.fetch
+        fence = self.svc.fence
+
+        async def fetch(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+            gate = _ORDER_GATE.get()
+            if gate is None or method.upper() != "POST":  # only a POST places an order
+                return await plain(url, method, headers, body)
+            g = gate()
+            if not g.allowed:
+                raise NotSent(g.reason)
+            with fence.sending():
+                return await plain(url, method, headers, body)
+
+        self.ex.fetch = fetch
 
     # -- ccxt calls, through the one adapter -------------------------------------------------------
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -178,8 +212,11 @@ class LiveBroker:
                 await self.journal.mark_sent(coid, self.rt.instance, sent=False)
                 return await self._reject(coid, "ip_banned: not sent")
             try:
-                resp = await self.call("create_order", order.symbol, otype, order.side.lower(), float(order.quantity),
-                                       price, dict(params))
+                resp = await self._create_order(gate, order.symbol, otype, order.side.lower(), float(order.quantity),
+                                                price, dict(params))
+            except NotSent as exc:
+                await self.journal.mark_sent(coid, self.rt.instance, sent=False)
+                return await self._reject(coid, f"{exc.reason}: not sent (closed while waiting for the rate limiter)")
             except RateLimited as exc:
                 wait = exc.retry_after_s if exc.retry_after_s is not None else 1.0
                 self.rt.log.warning("rate limited; waiting Retry-After", client_order_id=coid, wait_s=wait)
@@ -204,8 +241,35 @@ class LiveBroker:
             except OperationalError as exc:
                 await self.rt.alert("SEV-1", "exchange refused our credentials", str(exc))
                 raise
-            return await self._apply(coid, resp)
+            return await self._after_send(coid, resp)
         return await self._reject(coid, "send attempts exhausted (rate limit / clock)")
+
+    async def _create_order(self, gate: Callable[[], Any] | None, *args: Any) -> Any:
+        """`create_order` with the order's gate visible to the HTTP layer for this call only (reset before
+        the caller handles the outcome, so tasks it spawns, such as a resolver, never see it)."""
+        if gate is None:  # a flatten order: the kill switch itself asked for it
+            return await self.call("create_order", *args)
+        token = _ORDER_GATE.set(gate)
+        try:
+            return await self.call("create_order", *args)
+        finally:
+            _ORDER_GATE.reset(token)
+
+    async def _after_send(self, coid: str, resp: dict) -> str:
+        """The exchange took the order. Anything that fails from here (a refusal of the trades look-up, a bad
+        answer, the database) is an unknown outcome, resolved by client order id; never bad input."""
+        try:
+            return await self._apply(coid, resp)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            row = await self.journal.get_order(coid)
+            if row is None or row["status"] != "SUBMITTED":
+                raise  # the exchange's answer is journaled; what failed came after (publishing)
+            self.rt.log.warning("order sent but its answer could not be applied; outcome unknown",
+                                client_order_id=coid, error=str(exc)[:300])
+            await self._unknown(row, f"sent; the exchange's answer could not be applied: {exc}"[:300])
+            return "UNKNOWN"
 
     async def _reject(self, coid: str, reason: str) -> str:
         await self.journal.set_status(coid, "REJECTED", reason=reason)
@@ -226,7 +290,7 @@ class LiveBroker:
 
     async def _resolve(self, coid: str, symbol: str) -> None:
         """Ask the exchange for this client order id until it answers; never send it again."""
-        started, attempt = time.monotonic(), 0
+        started, attempt, seen = time.monotonic(), 0, False
         while True:
             try:
                 found = await self.call("fetch_order", "", symbol, {"origClientOrderId": coid})
@@ -237,18 +301,25 @@ class LiveBroker:
                 found = None
                 self.rt.log.warning("unknown order lookup refused", client_order_id=coid, error=str(exc)[:200])
             if found is not None:
-                async with self.svc.lock:
-                    status = await self._apply(coid, found)
-                    if self.svc.latch.blocks and status in ("ACCEPTED", "PARTIALLY_FILLED"):
-                        # it surfaced after the kill switch engaged: it may not stay open
-                        try:
-                            await self._apply(coid, await self.call("cancel_order", "", symbol,
-                                                                    {"origClientOrderId": coid}))
-                        except NotFound:
-                            pass
-                self._release(symbol, coid)
-                return
-            if time.monotonic() - started > self.cfg.unknown_resolve_timeout_s:
+                seen = True
+                try:
+                    async with self.svc.lock:
+                        status = await self._apply(coid, found)
+                        if self.svc.latch.blocks and status in ("ACCEPTED", "PARTIALLY_FILLED"):
+                            # it surfaced after the kill switch engaged: it may not stay open
+                            try:
+                                await self._apply(coid, await self.call("cancel_order", "", symbol,
+                                                                        {"origClientOrderId": coid}))
+                            except NotFound:
+                                pass
+                except (TemporaryError, ExchangeRejected, NotFound) as exc:
+                    # found, but its trades or the cancel could not be read: still unknown, ask again
+                    self.rt.log.warning("unknown order found but not applied yet", client_order_id=coid,
+                                        error=str(exc)[:200])
+                else:
+                    self._release(symbol, coid)
+                    return
+            if not seen and time.monotonic() - started > self.cfg.unknown_resolve_timeout_s:
                 async with self.svc.lock:
                     row = await self.journal.get_order(coid)
                     if row is not None and row["status"] == "UNKNOWN":
@@ -353,8 +424,10 @@ class LiveBroker:
                     await self._apply(coid, o)
                 except NotFound:
                     await self._refresh(row)  # already done (filled/cancelled) or not there (yet)
+            cancelled = bool(rows)
             for symbol in self._symbols(rows):
                 for o in await self.call_retrying("fetch_open_orders", symbol):
+                    cancelled = True
                     try:
                         c = await self.call("cancel_order", str(o["id"]), symbol)
                     except NotFound:
@@ -365,6 +438,10 @@ class LiveBroker:
                     else:
                         await self.rt.alert("SEV-2", "kill switch cancelled an order the journal does not know",
                                             f"{symbol} order {o['id']} client id {cid}")
+            if not cancelled:
+                # nothing was open in the journal nor listed by the exchange just now (under the service lock
+                # and the latch, so nothing can have been placed since): that listing is the confirmation
+                return 0
             left = 0
             for symbol in self._symbols(rows):
                 left += len(await self.call_retrying("fetch_open_orders", symbol))

@@ -10,6 +10,7 @@ wins every race.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from datetime import datetime
 from decimal import Decimal
@@ -31,10 +32,12 @@ from libs.common.markets import Markets, load_markets
 from libs.common.service import Runtime
 from services.execution.core import (
     client_order_id,
+    fill_message_id,
     flatten_order_key,
     may_send,
 )
-from services.execution.journal import FillRow, Journal, NewOrder, WriterLock
+from services.execution.fence import SendFence
+from services.execution.journal import FillRow, Journal, NewOrder, PaperRequest, WriterLock
 from services.execution.ledger import ZERO, Ledger, split_symbol
 from services.execution.paper import (
     FeeSchedule,
@@ -49,6 +52,8 @@ from services.execution.paper import (
 
 Q8 = Decimal("0.00000001")
 PAPER_PERIOD_S = 0.02
+OUTBOX_PERIOD_S = 1.0  # the fill outbox: record acks and resend unacknowledged fills this often
+OUTBOX_GRACE_S = 2.0  # a fill younger than this is still being published by the path that journaled it
 
 
 class ExecutionService:
@@ -72,6 +77,8 @@ class ExecutionService:
         self.sweeper: asyncio.Task | None = None
         self._pending_pub: dict[str, Awaitable[None]] = {}  # client order id -> its SUBMITTED event
         self._unacked: KillSwitchCommand | None = None  # seen while not the writer
+        self.fence = SendFence()  # order requests past the last gate check, not finished yet
+        self._acked_fills: set[tuple[str, str, str]] = set()  # JetStream acked; published_at not yet written
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -116,6 +123,7 @@ class ExecutionService:
             self.standby_reason = "standby: another execution instance holds the writer lock; not sending"
             rt.log.warning(self.standby_reason)
         rt.spawn(self._writer_loop(), "writer-lock")
+        rt.spawn(self._outbox_loop(), "fill-outbox")
 
     async def _on_unreadable_kill_switch(self, reason: str, seq: int) -> None:
         """Something unreadable on the kill-switch subject: the standing state is unknown, so block, and say so."""
@@ -190,6 +198,8 @@ class ExecutionService:
             if cmd is not None and cmd.id == self.latch.command_id:
                 await self._ack(cmd, left, "zero open orders confirmed" if left == 0 else f"{left} open orders left")
         self.open_gauge.set(await self.journal.count_open())
+        # fills a previous run journaled but never got acknowledged: to risk before any new order
+        await self._outbox_once(older_than_s=0)
         self.verdict_sub = await self.rt.bus.consume("VERDICTS", "execution", subjects.ALL_VERDICTS, RiskVerdict,
                                                      self.on_verdict, fail_closed=True)
 
@@ -308,18 +318,24 @@ class ExecutionService:
 
     # -- the paper broker -----------------------------------------------------------------------
     async def _send_paper(self, order: NewOrder, verdict: RiskVerdict | None) -> PaperResult:
+        """Send one journaled order to the paper book. With a verdict, the caller has just checked its gate
+        (no await since), so the request is in flight (the fence) until the book has it."""
         assert self.paper is not None
-        if self.cfg.paper_latency_ms:
-            await asyncio.sleep(self.cfg.paper_latency_ms / 1000)
-        now = self.rt.clock.now()
-        tick = usable_tick(self.tick_for(order.symbol), now, self.settings.market_data.stale_after_s)
-        po = new_paper_order(order.client_order_id, order.symbol, order.side, order.order_type, order.quantity,
-                             order.price_limit, now, self.cfg.limit_order_ttl_s)
-        res = self.paper.submit(po, tick, now)
-        await self._journal_paper(res, verdict)
+        with self.fence.sending() if verdict is not None else contextlib.nullcontext():
+            if self.cfg.paper_latency_ms:
+                await asyncio.sleep(self.cfg.paper_latency_ms / 1000)
+            now = self.rt.clock.now()  # the instant the paper exchange receives the request
+            tick = usable_tick(self.tick_for(order.symbol), now, self.settings.market_data.stale_after_s)
+            po = new_paper_order(order.client_order_id, order.symbol, order.side, order.order_type, order.quantity,
+                                 order.price_limit, now, self.cfg.limit_order_ttl_s)
+            res = self.paper.submit(po, tick, now)
+        await self._journal_paper(res, verdict, request=PaperRequest(
+            client_order_id=order.client_order_id, symbol=order.symbol, side=order.side, quantity=order.quantity,
+            received_at=now, instance=self.rt.instance))
         return res
 
-    async def _journal_paper(self, res: PaperResult, verdict: RiskVerdict | None = None) -> None:
+    async def _journal_paper(self, res: PaperResult, verdict: RiskVerdict | None = None,
+                             request: PaperRequest | None = None) -> None:
         o = res.order
         base, quote = split_symbol(o.symbol)
         now = self.rt.clock.now()
@@ -331,7 +347,7 @@ class ExecutionService:
             o.client_order_id, status=res.status, reason=res.reason or None, filled=o.filled,
             average_price=o.average_price, fee_usdt_add=sum((r.fee_usdt for r in rows), ZERO), locked=o.locked,
             trades=o.trades, fills=rows, ledger=self.ledger, symbol=o.symbol, assets={base, quote},
-            resting_expires_at=o.expires_at if res.status == "ACCEPTED" else None)
+            resting_expires_at=o.expires_at if res.status == "ACCEPTED" else None, request=request)
         await self._after_update(o.client_order_id, res.status, res.reason, rows, verdict, row=self.journal.last_row)
 
     async def _after_update(self, coid: str, status: str, reason: str, fills: list[FillRow],
@@ -351,10 +367,10 @@ class ExecutionService:
             self.v2f.observe((journaled_at - verdict.ts).total_seconds())
             if verdict.tick_ts is not None:
                 self.latency.observe((journaled_at - verdict.tick_ts).total_seconds())
-        await asyncio.gather(self._publish_row(row, journaled_at), *(self.rt.bus.publish(subjects.fill(f.symbol), Fill(
-            ts=f.ts, client_order_id=f.client_order_id, exchange=f.exchange, trade_id=f.trade_id,
-            symbol=f.symbol, side=f.side, quantity=f.quantity, price=f.price, fee=f.fee, fee_asset=f.fee_asset,
-            is_maker=f.is_maker, realized_pnl_usdt=f.realized_pnl_usdt)) for f in fills))
+        done = await asyncio.gather(self._publish_row(row, journaled_at), *(self._publish_fill(f) for f in fills),
+                                    return_exceptions=True)
+        if isinstance(done[0], BaseException):
+            raise done[0]
 
     async def _finish(self, order: NewOrder, status: str, reason: str) -> None:
         await self.journal.set_status(order.client_order_id, status, reason=reason)
@@ -392,11 +408,17 @@ class ExecutionService:
         if not out.applied:  # older than what the latch holds, or the standing command again
             return
         if self.writer and cmd.action == "engage":
-            # say so at once: from here no order is sent; the ack below confirms the cancel sweep
+            # Requests that passed the gate before the line above may still be in ccxt's rate limiter, the
+            # HTTP connect or the paper latency: wait for them, so that once the notice is out no order
+            # request can reach the exchange. Nothing in flight (the usual case): no wait at all.
+            in_flight = await self.fence.drained()
+            # then say so: from here no order is sent; the ack below confirms the cancel sweep
             try:
                 await self.rt.bus.publish(subjects.kill_switch_latched(self.name), KillSwitchAcknowledged(
                     ts=self.rt.clock.now(), command_id=cmd.id, service=self.name, engaged=True,
-                    detail="latched: no order is sent from now on; cancel sweep under way"))
+                    detail="latched: no order is sent from now on; "
+                           f"{in_flight} order request(s) already past the gate finished first; "
+                           "cancel sweep under way"))
             except Exception as exc:  # a lost notice must never stop the sweep
                 self.rt.log.warning("kill-switch latch notice not sent", error=str(exc))
         self.rt.log.warning("kill switch latched", action=cmd.action, reason=cmd.reason, writer=self.writer)
@@ -509,6 +531,55 @@ class ExecutionService:
             ts=ts or self.rt.clock.now(), client_order_id=o.client_order_id, verdict_id=o.verdict_id, symbol=o.symbol, side=o.side,
             order_type=o.order_type, status=status, quantity=o.quantity, price=o.price_limit, mode=self.mode,
             reason=reason))
+
+    async def _publish_fill(self, f: FillRow | dict[str, Any]) -> bool:
+        """Publish one journaled fill (the outbox: until JetStream acknowledges it, it stays unpublished in the
+        journal and `_outbox_loop` sends it again). Never raises: the fill is durable, the outbox has it."""
+        g = f.get if isinstance(f, dict) else lambda k: getattr(f, k)
+        key = (g("exchange"), g("symbol"), g("trade_id"))
+        try:
+            await self.rt.bus.publish(subjects.fill(key[1]), Fill(
+                id=fill_message_id(*key), ts=g("ts"), client_order_id=g("client_order_id"), exchange=key[0],
+                trade_id=key[2], symbol=key[1], side=g("side"), quantity=g("quantity"), price=g("price"),
+                fee=g("fee"), fee_asset=g("fee_asset"), is_maker=g("is_maker"),
+                realized_pnl_usdt=g("realized_pnl_usdt")))
+        except Exception as exc:
+            self.rt.log.warning("fill publish failed; the outbox sends it again", trade_id=key[2], symbol=key[1],
+                                error=str(exc)[:200])
+            return False
+        self._acked_fills.add(key)
+        return True
+
+    async def _outbox_loop(self) -> None:
+        """As the writer: record JetStream's acks of fills, and publish again every journaled fill it has not
+        acknowledged (a publish that failed after the commit, or a process killed in between)."""
+        while True:
+            await asyncio.sleep(OUTBOX_PERIOD_S)
+            if not self.writer:
+                continue
+            try:
+                await self._outbox_once()
+            except Exception as exc:  # the database or the bus is away: the fills stay in the outbox
+                self.rt.log.warning("fill outbox pass failed", error=str(exc)[:200])
+
+    async def _outbox_once(self, older_than_s: float = OUTBOX_GRACE_S) -> int:
+        await self._record_acked_fills()
+        rows = await self.journal.unpublished_fills(older_than_s)
+        sent = [r for r in rows if await self._publish_fill(r)]
+        if rows:
+            self.rt.log.warning("fill outbox: journaled fills published again", published=len(sent),
+                                failed=len(rows) - len(sent))
+        await self._record_acked_fills()
+        return len(sent)
+
+    async def _record_acked_fills(self) -> None:
+        """Write `published_at` for the fills JetStream acknowledged; kept for the next pass if that fails."""
+        acked, self._acked_fills = self._acked_fills, set()
+        try:
+            await self.journal.mark_published(sorted(acked))
+        except Exception:
+            self._acked_fills |= acked
+            raise
 
     async def _publish_row(self, row: dict[str, Any] | None, ts: datetime | None = None) -> None:
         if row is None:

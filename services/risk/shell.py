@@ -162,8 +162,11 @@ class RiskService:
         await rt.bus.subscribe(subjects.ALL_STATUS, MarketStatus, self.on_market_status)
         await rt.bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, self.on_heartbeat)
         await rt.bus.subscribe(subjects.drift(), DriftStatus, self.on_drift)
+        # one fill in flight at a time: after a crash, a fill delivered to the dead process is redelivered
+        # (after ack_wait) before any later one, so risk's book applies fills in the journal's order (a SELL
+        # applied before its BUY would be booked as an oversell and the BUY as a position never closed)
         await self._bind(lambda: rt.bus.consume("FILLS", "risk", subjects.ALL_FILLS, Fill, self.on_fill,
-                                                fail_closed=False, ack_wait_s=10.0))
+                                                fail_closed=False, ack_wait_s=10.0, max_ack_pending=1))
         # what became of each approved verdict (its reservation lives until the order is terminal); new
         # events only on first creation: the journal rebuild above covers the past
         await self._bind(lambda: rt.bus.consume("ORDERS", "risk", subjects.ALL_ORDERS, OrderEvent, self.on_order,
@@ -399,8 +402,8 @@ class RiskService:
         async with self._db_lock:
             async with self.rt.pool.connection() as conn:
                 seen = await (await conn.execute(
-                    "SELECT 1 FROM risk_fill_ledger WHERE exchange = %s AND trade_id = %s",
-                    (fill.exchange, fill.trade_id))).fetchone()
+                    "SELECT 1 FROM risk_fill_ledger WHERE exchange = %s AND symbol = %s AND trade_id = %s",
+                    (fill.exchange, fill.symbol, fill.trade_id))).fetchone()
             if seen:
                 self.rt.log.info("fill already applied", trade_id=fill.trade_id)
                 return

@@ -13,7 +13,8 @@ from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, RiskVerdict, Tick, utcnow
 from libs.common.kill_switch import sign
-from tests.helpers import RELEASE_KEY, publish_tick
+from services.execution.core import client_order_id
+from tests.helpers import RELEASE_KEY, publish_tick, wait_until
 
 SYMBOL = "BTC/USDT"
 PRICE = Decimal("60000")
@@ -71,24 +72,32 @@ async def ticking(bus: Bus, symbol: str = SYMBOL, every_s: float = 0.1):
 class Acks:
     """Collects kill-switch acknowledgements by command id."""
 
-    def __init__(self) -> None:
+    def __init__(self, subject: str = subjects.ALL_KILL_SWITCH_ACKS) -> None:
+        self.subject = subject
         self.by_command: dict[str, dict[str, KillSwitchAcknowledged]] = {}
+        self._arrived = asyncio.Event()
 
     async def attach(self, bus: Bus) -> Acks:
-        await bus.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, self._on)
+        await bus.subscribe(self.subject, KillSwitchAcknowledged, self._on)
         return self
 
     async def _on(self, ack: KillSwitchAcknowledged, subject: str) -> None:
         self.by_command.setdefault(ack.command_id, {})[ack.service] = ack
+        self._arrived.set()
 
     async def wait(self, command_id: str, services: tuple[str, ...], timeout: float = 10.0) -> dict:
+        """Woken by each arrival (no polling: a race test's own loop stays out of the way)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
+        while True:
             got = self.by_command.get(command_id, {})
             if all(s in got for s in services):
                 return got
-            await asyncio.sleep(0.002)
-        raise AssertionError(f"no ack for {command_id} from {services}: {self.by_command.get(command_id)}")
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"no ack for {command_id} from {services}: {self.by_command.get(command_id)}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
 
 
 async def kill_switch(bus: Bus, action: str, reason: str = "fault test", signed: bool = True) -> KillSwitchCommand:
@@ -113,14 +122,100 @@ def orders_by_verdict(database_url: str) -> dict[str, int]:
     return dict(query(database_url, "SELECT verdict_id, count(*) FROM orders GROUP BY verdict_id"))
 
 
-def assert_one_order_per_verdict(database_url: str, verdict_ids: list[str]) -> None:
+def paper_sends(database_url: str) -> dict[str, int]:
+    """Order requests the paper exchange received, per client order id (its own record, no unique key)."""
+    return dict(query(database_url, "SELECT client_order_id, count(*) FROM paper_requests GROUP BY client_order_id"))
+
+
+def exchange_sends(fake) -> dict[str, int]:
+    """Order requests the fake Binance processed (its own log), per client order id. A request it refused
+    before execution (429, -1021, a ban) is not a send: the same order may be retried after one."""
+    out: dict[str, int] = {}
+    for r in list(fake.requests):
+        if r.method == "POST" and r.path == "/api/v3/order" and r.status not in (418, 429) and r.fault not in (
+                "clock_skew", "banned", "weight_limit", "order_limit", "429", "418", "5xx"):
+            coid = r.params.get("newClientOrderId", "")
+            out[coid] = out.get(coid, 0) + 1
+    return out
+
+
+def assert_one_order_per_verdict(database_url: str, verdict_ids: list[str], fake=None) -> None:
+    """One journaled order per verdict, and at most one send per order counted where sends happen: the
+    paper exchange's own record (paper mode) or the fake Binance's request log (live, `fake`). An order
+    the journal says FILLED was sent exactly once."""
     counts = orders_by_verdict(database_url)
     missing = [v for v in verdict_ids if v not in counts]
     dupes = {v: n for v, n in counts.items() if n > 1}
     assert not dupes, f"verdicts with more than one order: {dupes}"
     assert not missing, f"{len(missing)} verdicts lost (no order journaled), e.g. {missing[:3]}"
+    sends = exchange_sends(fake) if fake is not None else paper_sends(database_url)
+    coids = {client_order_id(v): v for v in verdict_ids}
+    twice = {c: n for c, n in sends.items() if c in coids and n > 1}
+    assert not twice, f"orders sent more than once (counted at the exchange): {twice}"
+    filled = [c for (c,) in query(database_url, "SELECT client_order_id FROM orders WHERE status = 'FILLED'")]
+    unsent = [c for c in filled if c in coids and sends.get(c, 0) != 1]
+    assert not unsent, f"orders journaled FILLED that the exchange never received: {unsent[:3]}"
     fills_per_order = query(database_url, "SELECT o.client_order_id, count(f.id), sum(f.quantity), o.quantity"
                                           " FROM orders o LEFT JOIN fills f USING (client_order_id)"
                                           " WHERE o.status = 'FILLED' GROUP BY o.client_order_id, o.quantity")
     overfilled = [r for r in fills_per_order if r[2] is not None and r[2] > r[3]]
     assert not overfilled, f"orders filled beyond their quantity: {overfilled[:3]}"
+
+
+# -- risk's book against the journal ------------------------------------------------------------------
+# Execution starts with USDT only and risk with the same equity, so their cash can be compared as it is.
+BOOK_CONFIG = {"execution": {"starting_balances": {"USDT": "10000"}}, "risk": {"starting_equity_usdt": "10000"}}
+BOOK_TOLERANCE = Decimal("0.000001")
+
+
+def journal_book(database_url: str) -> dict:
+    """Execution's journal: positions, USDT cash, realized P&L, and the identity of every fill."""
+    positions = {s: Decimal(q) for s, q in query(database_url, "SELECT symbol, quantity FROM positions") if q != 0}
+    cash = query(database_url, "SELECT free + locked FROM balances WHERE asset = 'USDT'")
+    realized = scalar(database_url, "SELECT coalesce(sum(realized_pnl_usdt), 0) FROM fills")
+    fills = set(query(database_url, "SELECT exchange, symbol, trade_id FROM fills"))
+    return {"positions": positions, "cash": Decimal(cash[0][0]) if cash else Decimal(0),
+            "realized": Decimal(realized), "fills": fills}
+
+
+def risk_book(database_url: str) -> dict:
+    """Risk's book as it persisted it (`kv_state.account_state`) and the fills its ledger applied."""
+    rows = query(database_url, "SELECT value FROM kv_state WHERE key = 'account_state'")
+    state = rows[0][0] if rows else {}
+    positions = {s: Decimal(q) for s, q in (state.get("positions") or {}).items() if Decimal(q) != 0}
+    fills = set(query(database_url, "SELECT exchange, symbol, trade_id FROM risk_fill_ledger"))
+    return {"positions": positions, "cash": Decimal(state.get("cash_usdt") or 0),
+            "realized": Decimal(state.get("realized_total_usdt") or 0),
+            "daily": Decimal(state.get("daily_realized_usdt") or 0), "fills": fills}
+
+
+def book_differences(database_url: str) -> list[str]:
+    """What differs between risk's book and the journal (empty: they agree)."""
+    j, r = journal_book(database_url), risk_book(database_url)
+    out = []
+    if j["fills"] != r["fills"]:
+        out.append(f"fills: journal only {sorted(j['fills'] - r['fills'])[:3]}, risk only "
+                   f"{sorted(r['fills'] - j['fills'])[:3]}")
+    for s in set(j["positions"]) | set(r["positions"]):
+        if abs(j["positions"].get(s, Decimal(0)) - r["positions"].get(s, Decimal(0))) > BOOK_TOLERANCE:
+            out.append(f"position {s}: journal {j['positions'].get(s)}, risk {r['positions'].get(s)}")
+    # risk books a BUY's fee as realized at once, execution capitalises it into the position's cost: the two
+    # realized figures agree whenever the positions are flat (cash agrees always)
+    for k in ("cash", "realized") if not j["positions"] else ("cash",):
+        if abs(j[k] - r[k]) > BOOK_TOLERANCE:
+            out.append(f"{k}: journal {j[k]}, risk {r[k]}")
+    return out
+
+
+async def wait_books_agree(database_url: str, timeout: float = 30.0) -> None:
+    last: list[str] = []
+
+    def agree() -> bool:
+        nonlocal last
+        last = book_differences(database_url)
+        return not last
+
+    try:
+        await wait_until(agree, timeout=timeout, message="risk's book to equal the journal")
+    except AssertionError:
+        raise AssertionError(f"risk's book differs from the journal: {last}") from None

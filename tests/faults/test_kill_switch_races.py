@@ -8,6 +8,7 @@ import random
 import pytest
 
 from libs.common import subjects
+from services.execution.core import client_order_id
 from tests.faults.proxy import TcpProxy
 from tests.faults.support import (
     EXECUTION_CONFIG,
@@ -56,6 +57,13 @@ async def test_kill_switch_engaged_while_orders_in_flight_1000_times(services, b
                                 " ('SUBMITTED', 'ACCEPTED', 'PARTIALLY_FILLED', 'UNKNOWN')") == 0
 
 
+async def _verdicts_settled(bus) -> bool:
+    """Execution's verdict consumer has nothing pending and nothing unacknowledged: every queued verdict
+    was decided (sent or refused)."""
+    info = await bus.js.consumer_info("VERDICTS", "execution")
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
 async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_any_send(
         services, bus, database_url, nats_server):
     proxy = TcpProxy(nats_server.port).start()
@@ -67,6 +75,20 @@ async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_an
             await bus.publish(subjects.verdict(first.symbol), first)
             await wait_until(lambda: scalar(database_url, "SELECT count(*) FROM orders") == 1, timeout=20,
                              message="a first order through the proxy")
+            # and all its events out (a cut during them stops execution: fail closed, and "0 orders" by accident)
+            await wait_until(lambda: _verdicts_settled(bus), timeout=20, message="the first verdict settled")
+            # positive control: the same cut with the same queued verdicts, without the switch, sends them
+            proxy.cut()
+            await asyncio.sleep(0.5)
+            control = [make_verdict(ttl_s=120) for _ in range(10)]
+            for v in control:
+                await bus.publish(subjects.verdict(v.symbol), v)
+            proxy.restore()
+            await wait_until(lambda: scalar(database_url, "SELECT count(*) FROM paper_requests WHERE client_order_id"
+                                                          " = ANY(%s)", ([client_order_id(v.id) for v in control],))
+                             == len(control), timeout=30, message="the control's queued verdicts sent after the cut")
+            await wait_until(lambda: _verdicts_settled(bus), timeout=20, message="the control settled")
+            sent_before = scalar(database_url, "SELECT count(*) FROM paper_requests")
             proxy.cut()
             await asyncio.sleep(0.5)
             await kill_switch(bus, "engage", "while execution is cut off")
@@ -74,9 +96,13 @@ async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_an
             for v in queued:
                 await bus.publish(subjects.verdict(v.symbol), v)
             proxy.restore()
-            await asyncio.sleep(6)  # reconnect (backoff), redelivery of the queued verdicts
-        assert scalar(database_url, "SELECT count(*) FROM orders WHERE verdict_id <> %s", (first.id,)) == 0
+            # reconnect (backoff), the standing state read, every queued verdict redelivered and decided
+            await wait_until(lambda: _verdicts_settled(bus), timeout=30, message="the queued verdicts decided")
+        assert scalar(database_url, "SELECT count(*) FROM orders WHERE verdict_id = ANY(%s)",
+                      ([v.id for v in queued],)) == 0
+        assert scalar(database_url, "SELECT count(*) FROM paper_requests") == sent_before, "sent while engaged"
     finally:
+        services.stop_all()  # while the proxy still passes their goodbyes (else each waits out its stop timeout)
         proxy.close()
 
 

@@ -31,7 +31,8 @@ class OrderEvent(Message):
 
 
 class Fill(Message):
-    """A trade against one of our orders. Unique by (exchange, trade_id)."""
+    """A trade against one of our orders. Unique by (exchange, symbol, trade_id): Binance trade ids are
+    unique per symbol only."""
 
     client_order_id: str = Field(min_length=1, max_length=36)
     exchange: str = "paper"

@@ -50,6 +50,10 @@ class ExecutionSettings(Section):
     recv_window_ms: int = Field(default=5_000, ge=100, le=60_000, description="Live: Binance recvWindow")
     live_api_url: str = Field(default="", description="Live: override of the Binance REST base URL (tests point "
                                                       "it at the fake server); empty = api.binance.com")
+    live_rate_limit_ms: float | None = Field(
+        default=None, gt=0, le=10_000,
+        description="Live: ccxt's rate limiter, milliseconds per request weight unit; empty = ccxt's Binance "
+                    "default (50). Tests against the fake exchange make it faster.")
     lock_check_interval_s: float = Field(default=1.0, gt=0, le=60,
                                          description="How often the writer checks its advisory-lock connection")
     metrics_port: int = Field(default=9104, ge=0, le=65535)

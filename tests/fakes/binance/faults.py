@@ -19,6 +19,7 @@ were added. Kinds (and their parameters):
 | `unknown_status` | `status` (503) with `code` -1006 or -1007; `accept` (True): the order IS placed first | OperationFailed (-1006) / RequestTimeout (-1007) |
 | `insufficient_balance` | 400 -2010 "Account has insufficient balance for requested action." | InsufficientFunds |
 | `filter_failure` | 400 -1013 "Filter failure: <filter>" (`filter`="LOT_SIZE") | InvalidOrder (LOT_SIZE, PRICE_FILTER), BadRequest (NOTIONAL) |
+| `result_only` | processes the request (the order IS placed), answers without `fills` (Binance's RESULT shape): the client must look the trades up | no exception |
 | `order_not_found` | 400 -2013 "Order does not exist." (eventual consistency after an accept) | OrderNotFound |
 | `error` | `status` (400) with `code`/`msg` | whatever ccxt maps the code to |
 """
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 
 KINDS = {
     "429", "418", "5xx", "delay", "malformed", "accept_timeout", "accept_5xx", "disconnect", "clock_skew",
-    "unknown_status", "insufficient_balance", "filter_failure", "order_not_found", "error",
+    "unknown_status", "insufficient_balance", "filter_failure", "order_not_found", "error", "result_only",
 }
 
 

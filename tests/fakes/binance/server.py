@@ -19,7 +19,7 @@ import json
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -83,6 +83,7 @@ class RequestRecord:
     params: dict
     status: int = 0
     fault: str | None = None
+    received_at: float = field(default_factory=time.time)  # wall clock (s): compare with a service's timestamps
 
 
 class _WsClient:
@@ -413,6 +414,8 @@ class FakeBinance:
             if k == "malformed":
                 text = json.dumps(body, separators=(",", ":"))
                 return answer(200, text[: max(1, len(text) // 2)])
+            if k == "result_only" and isinstance(body, dict):  # Binance's RESULT answer: no `fills`
+                body = {key: v for key, v in body.items() if key != "fills"}
             if k == "accept_timeout":
                 await self._sleep(float(fp.get("seconds", 60)))
             elif k == "accept_5xx":
@@ -459,8 +462,8 @@ class FakeBinance:
             elif (m, name) == ("GET", "orders_received"):
                 out = list(self.orders_received)
             elif (m, name) == ("GET", "requests"):
-                out = [{"ts_ms": r.ts_ms, "method": r.method, "path": r.path, "status": r.status, "fault": r.fault}
-                       for r in list(self.requests)]
+                out = [{"ts_ms": r.ts_ms, "method": r.method, "path": r.path, "status": r.status, "fault": r.fault,
+                        "received_at": r.received_at} for r in list(self.requests)]
             else:
                 return web.json_response({"error": f"no control endpoint {m} /fake/{name}"}, status=404)
         except (KeyError, ValueError, AttributeError, BinanceError) as e:
