@@ -36,6 +36,8 @@ PUBLISH_RULES: dict[str, set[str]] = {
     subjects.heartbeat("execution"): {"execution"},
     subjects.kill_switch_ack("execution"): {"execution"},
     subjects.kill_switch_latched("execution"): {"execution"},
+    subjects.trading_control(): {"ops_api"},  # pause / resume / exit: the operator's HTTP call, applied by risk
+    subjects.trading_control_result("risk"): {"risk"},
     subjects.alert("SEV-1"): {"market_data", "signal", "risk", "execution", "ops_api", "ops"},
     "$JS.API.STREAM.DELETE.VERDICTS": set(),
     "$JS.API.STREAM.PURGE.KILL_SWITCH": set(),
