@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-GATE_BASIS = "walk-forward, simplified simulation (training.py), net of fees"
+GATE_BASIS = "walk-forward, net of fees; p-value: circular-shift null over the simplified simulation (training.py)"
+
+
+def gate_basis(evaluation: str) -> str:
+    """What the gate judged: the net return and trades of `evaluation` (the full-stack backtest for `bnml train`),
+    the p-value of the simplified simulation's null (a full-stack null per shift would take minutes)."""
+    return f"{GATE_BASIS}; net return and trades: {evaluation}"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import numpy as np
 from services.signal.cli_args import EPILOG, add_arguments
 from services.signal.drift import DriftThresholds
 from services.signal.features import FeatureSpec, infer_timeframe, load_ohlcv
-from services.signal.gate import GATE_BASIS, evaluate_gate
+from services.signal.gate import evaluate_gate, gate_basis
 from services.signal.registry import REPO_ROOT, audit, models_dir, read_current, save_model
 from services.signal.synthetic import synthetic_candles
 from services.signal.training import (
@@ -147,7 +147,7 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
     gate = decision.record(p_value=null.p_value, net_return=msum["total_return_pct"],
                            no_trade_return=ev.report["no_trade"]["total_return_pct"],
                            buy_and_hold_return=ev.report["buy_and_hold"]["total_return_pct"],
-                           n_trades=msum["n_trades"], basis=GATE_BASIS, null={
+                           n_trades=msum["n_trades"], basis=gate_basis(ev.report["out_of_sample"]["evaluation"]), null={
                                "kind": "circular shift of the model's own out-of-sample signals, per fold",
                                "shifts": null.shifts, "quantiles_pct": null.null_quantiles_pct, "simulation": null.basis},
                            config=g.model_dump())
