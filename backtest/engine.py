@@ -158,6 +158,7 @@ class Backtest:
         self.heartbeat_services = list(rcfg.heartbeat_services)
         self.last_tick: dict[str, Tick] = {}
         self.rec = Record()
+        self._verdict_of: dict[str, str] = {}  # client order id -> verdict id (what order events carry)
         self._n = 0
 
     # -- the run -------------------------------------------------------------------------------
@@ -270,8 +271,10 @@ class Backtest:
         gate = may_send(v, kill_switch_blocks=False, now=now, is_writer=True, symbol_held="")
         if not gate.allowed:
             self.rec.not_sent[gate.reason] += 1
+            self.risk.forget(v.id)  # never journaled: the suite's risk releases it on confirming that
             return
         coid = client_order_id(v.id)
+        self._verdict_of[coid] = v.id
         order = new_paper_order(coid, v.symbol, v.side, self.ecfg.order_type.upper(), v.quantity, v.price_limit, now,
                                 self.ecfg.limit_order_ttl_s)
         self.rec.orders.append({"ts": now, "client_order_id": coid, "symbol": v.symbol, "side": v.side,
@@ -302,6 +305,10 @@ class Backtest:
                                    "symbol": t.symbol, "side": t.side, "quantity": t.quantity, "price": t.price,
                                    "fee": t.fee, "fee_asset": t.fee_asset, "is_maker": t.is_maker,
                                    "realized_pnl_usdt": t.accounting.realized_pnl_usdt})
+        # what execution's order event tells the suite's risk: a reservation lives until its order is terminal
+        o = res.order
+        self.risk.on_order(self._verdict_of.get(o.client_order_id), o.client_order_id, res.status, o.filled,
+                           o.quantity)
 
     def _events(self, events) -> None:
         for ev in events:
