@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from libs.common.settings.signal import DriftSettings
+
 EPS = 1e-4
 
 
@@ -53,22 +55,15 @@ def psi(reference: dict, values: np.ndarray) -> float:
     return psi_from_counts(reference, bin_counts(reference, values))
 
 
-@dataclass(frozen=True)
-class DriftThresholds:
-    window: int = 300
-    check_every: int = 10
-    psi_detect: float = 0.25
-    psi_clear: float = 0.15
-    prediction_psi_detect: float = 0.25
-    prediction_psi_clear: float = 0.10
-    hit_rate_min: float = 0.25
-    hit_rate_window: int = 100
-    hit_rate_min_count: int = 50
-    clear_after_checks: int = 3
+class DriftThresholds(DriftSettings):
+    """Transitional name for the drift core's settings, which are the frozen settings section itself
+    (`signal.drift`, `libs/common/settings/signal.py:DriftSettings`): no mirror of its fields or defaults.
+    `from_settings` carries every value of the section over, validated again, so what is logged is what is
+    used. Remove once `services/signal/{core,train,training}.py` pass `settings.signal.drift` directly."""
 
     @classmethod
-    def from_settings(cls, s) -> DriftThresholds:
-        return cls(**{k: getattr(s, k) for k in cls.__dataclass_fields__})
+    def from_settings(cls, s: DriftSettings) -> DriftThresholds:
+        return cls.model_validate(s.model_dump())
 
 
 @dataclass(frozen=True)
@@ -86,7 +81,7 @@ class DriftMonitor:
     feature_names: tuple[str, ...]
     feature_reference: dict[str, dict]
     prediction_reference: dict
-    thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+    thresholds: DriftSettings = field(default_factory=DriftSettings)
 
     def __post_init__(self) -> None:
         t = self.thresholds
