@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pydantic import ConfigDict
+
 from libs.common.settings.signal import DriftSettings
 
 EPS = 1e-4
@@ -60,6 +62,8 @@ class DriftThresholds(DriftSettings):
     (`signal.drift`, `libs/common/settings/signal.py:DriftSettings`): no mirror of its fields or defaults.
     `from_settings` carries every value of the section over, validated again, so what is logged is what is
     used. Remove once `services/signal/{core,train,training}.py` pass `settings.signal.drift` directly."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
     @classmethod
     def from_settings(cls, s: DriftSettings) -> DriftThresholds:

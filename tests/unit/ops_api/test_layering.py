@@ -12,7 +12,8 @@ _PROBE = """
 import importlib, pkgutil, sys
 import services.ops_api as pkg
 for m in pkgutil.walk_packages(pkg.__path__, "services.ops_api."):
-    importlib.import_module(m.name)
+    if not m.name.endswith("__main__"):  # the entry point starts the service
+        importlib.import_module(m.name)
 {extra}
 print(",".join(sorted(n for n in sys.modules if n == "bnml" or n.startswith("bnml."))))
 """
