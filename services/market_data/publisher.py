@@ -7,7 +7,7 @@ candle aggregation and the staleness bookkeeping are the same whatever the sourc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -21,6 +21,7 @@ from services.market_data.candles import Bar, CandleAggregator
 from services.market_data.encode import candle_json, iso_ts, iso_ts_ms, safe_symbol, tick_json
 from services.market_data.last import LastTicks
 from services.market_data.staleness import StalenessTracker
+from services.market_data.synthetic import Quote
 
 
 class Publisher:
@@ -109,7 +110,7 @@ class Publisher:
                 self._tick_counter[sym].inc(n)  # type: ignore[attr-defined]
                 self._tick_pending[sym] = 0
 
-    async def quotes(self, quotes, ts_iso: str, ts_ms: int, source: str, mono: float) -> None:
+    async def quotes(self, quotes: Iterable[Quote], ts_iso: str, ts_ms: int, source: str, mono: float) -> None:
         """A whole synthetic step (one quote per symbol): the same as `tick()` for each, with less overhead.
         Every tick of the step goes out first; freshness and candles are updated after."""
         send, on_update, on_tick = self._send, self.tracker.on_update, self.aggregator.on_tick

@@ -49,14 +49,14 @@ def pause(engine: RiskEngine, cmd: TradingControlCommand, now: datetime) -> Cont
     if PAUSE in engine.board.active:
         return ControlOutcome(True, f"already paused: {engine.board.active[PAUSE].reason}")
     why = BreakerResult(False, f"paused by {cmd.actor}: {cmd.reason}")
-    events = list(engine.board.apply([Evaluated(PAUSE, PAUSE, "REDUCING", why)], now))
+    events: list[Event] = list(engine.board.apply([Evaluated(PAUSE, PAUSE, "REDUCING", why)], now))
     return ControlOutcome(True, "new entries paused; exits still allowed", _state_events(engine, events, now))
 
 
 def resume(engine: RiskEngine, cmd: TradingControlCommand, now: datetime) -> ControlOutcome:
     if PAUSE not in engine.board.active:
         return ControlOutcome(True, "not paused")
-    events = list(engine.board.apply([Evaluated(PAUSE, PAUSE, "REDUCING", BreakerResult(True))], now))
+    events: list[Event] = list(engine.board.apply([Evaluated(PAUSE, PAUSE, "REDUCING", BreakerResult(True))], now))
     events = _state_events(engine, events, now)
     state, reason = engine.sm.state, engine.sm.reason
     detail = "entries resumed" if state == "ACTIVE" else f"pause lifted; trading stays {state}: {reason}"

@@ -12,6 +12,7 @@ from libs.common.contracts.base import (
     OrderType,
     Side,
     SignalSide,
+    TradingState,
     new_id,
     utcnow,
 )
@@ -34,7 +35,6 @@ from libs.common.contracts.risk import (
     KillSwitchAcknowledged,
     KillSwitchCommand,
     RiskVerdict,
-    TradingState,
     TradingStateChanged,
     verdict_id_for,
 )

@@ -10,7 +10,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from libs.common.contracts.base import BreakerEffect, Message, Money, Side, TradingState
 
-
 VERDICT_ID_PREFIX = "v-"
 
 
