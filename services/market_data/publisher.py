@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from nats import errors as nats_errors
+from prometheus_client import Counter
 
 from libs.common import subjects
 from libs.common.bus import Bus
@@ -35,9 +36,9 @@ class Publisher:
         self._tick_subject: dict[str, str] = {}
         self._last_subject: dict[str, str] = {}
         self.last = LastTicks(last_interval_s)
-        self._tick_counter: dict[str, object] = {}
+        self._tick_counter: dict[str, Counter] = {}
         self._tick_pending: dict[str, int] = {}
-        self._candle_counter: dict[tuple[str, str], object] = {}
+        self._candle_counter: dict[tuple[str, str], Counter] = {}
         self._ticks = metrics.counter("ticks_published_total", "Ticks published", ["symbol"])
         self._candles = metrics.counter("candles_published_total", "Closed candles published",
                                         ["symbol", "timeframe"])
@@ -107,7 +108,7 @@ class Publisher:
         """Move the per-symbol tick counts into Prometheus (batched: a labelled inc per tick is costly)."""
         for sym, n in self._tick_pending.items():
             if n:
-                self._tick_counter[sym].inc(n)  # type: ignore[attr-defined]
+                self._tick_counter[sym].inc(n)
                 self._tick_pending[sym] = 0
 
     async def quotes(self, quotes: Iterable[Quote], ts_iso: str, ts_ms: int, source: str, mono: float) -> None:
@@ -146,7 +147,7 @@ class Publisher:
         if c is None:
             c = self._candle_counter[key] = self._candles.labels(symbol=subjects.exchange_symbol(bar.symbol),
                                                                  timeframe=bar.timeframe)
-        c.inc()  # type: ignore[attr-defined]
+        c.inc()
         self.candles_published += 1
         self._totals["candles"] += 1
 

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from libs.common.contracts import Tick
+from libs.common.contracts.market import TickSource
 from libs.common.settings.market_data import SyntheticSettings
 
 BASE_PRICES = {"BTC": 60000.0, "ETH": 3000.0, "SOL": 150.0, "BNB": 550.0, "XRP": 0.6, "ADA": 0.45,
@@ -112,6 +113,6 @@ class SyntheticMarket:
         return [quote_to_tick(q, now) for q in self.step()]
 
 
-def quote_to_tick(q: Quote, now: datetime, source: str = "synthetic") -> Tick:
+def quote_to_tick(q: Quote, now: datetime, source: TickSource = "synthetic") -> Tick:
     return Tick(ts=now, symbol=q.symbol, bid=Decimal(q.bid), ask=Decimal(q.ask), last=Decimal(q.last),
-                volume=Decimal(q.volume), source=source)  # type: ignore[arg-type]
+                volume=Decimal(q.volume), source=source)

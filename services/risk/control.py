@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from libs.common.contracts import RiskVerdict, Signal, TradingControlCommand, TradingControlResult
+from libs.common.contracts import (
+    RiskVerdict,
+    Signal,
+    TradingControlCommand,
+    TradingControlResult,
+    TradingState,
+)
 from services.risk.breakers import BreakerResult
 from services.risk.core import Event, RiskEngine
 from services.risk.state import Evaluated
@@ -83,12 +89,12 @@ def exit_position(engine: RiskEngine, cmd: TradingControlCommand, now: datetime)
     return ControlOutcome(True, detail, decision.events, v, remaining)
 
 
-def control_result(service: str, cmd: TradingControlCommand, out: ControlOutcome, trading_state: str,
+def control_result(service: str, cmd: TradingControlCommand, out: ControlOutcome, trading_state: TradingState,
                    now: datetime) -> TradingControlResult:
     v = out.verdict
     return TradingControlResult(ts=now, command_id=cmd.id, service=service, action=cmd.action,
                                 accepted=out.accepted, detail=out.detail[:1000],
-                                trading_state=trading_state,  # type: ignore[arg-type]
+                                trading_state=trading_state,
                                 verdict_id=v.id if v is not None and v.approved else None,
                                 quantity=v.quantity if v is not None and v.approved else None,
                                 remaining=out.remaining)
