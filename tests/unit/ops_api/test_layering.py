@@ -1,8 +1,10 @@
-"""services/ops_api stands on the kernel, not on the operators' command: importing every one of its modules
-loads nothing from `bnml` (the suite file is read through `libs/common/suite.py`)."""
+"""services/ops_api stands on the kernel, not on the operators' command: no module of it imports `bnml`,
+at the top or inside a function, and importing them all loads nothing from it (the suite file is read
+through `libs/common/suite.py`)."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -23,6 +25,28 @@ def _bnml_modules_loaded(extra: str = "") -> str:
     out = subprocess.run([sys.executable, "-c", _PROBE.format(extra=extra)], cwd=ROOT, capture_output=True,
                          text=True, timeout=120, check=True)
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+
+
+def _bnml_imports(source: str) -> list[int]:
+    """Lines of every import of `bnml` in a module's source, wherever it stands (lazy ones included)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+        if any(n == "bnml" or n.startswith("bnml.") for n in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_ops_api_module_names_bnml_in_an_import():
+    offenders = [f"{path.relative_to(ROOT)}:{line}" for path in sorted((ROOT / "services" / "ops_api").rglob("*.py"))
+                 for line in _bnml_imports(path.read_text())]
+    assert not offenders, "services/ops_api imports bnml:\n" + "\n".join(offenders)
+
+
+def test_the_scan_sees_a_lazy_import():
+    assert _bnml_imports("def f():\n    from bnml.client import suite_info\n    import bnml\n") == [2, 3]
+    assert _bnml_imports("from libs.common.suite import suite_info\n") == []
 
 
 def test_ops_api_imports_nothing_from_bnml():
