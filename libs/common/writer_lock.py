@@ -42,8 +42,10 @@ class WriterLock:
         """Take the lock if it is free (never waits). True if this session now holds it."""
         if self.conn is None or self.conn.closed:
             self.held = False
-            self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=dict_row,
-                                                              connect_timeout=self.connect_timeout_s)  # type: ignore[arg-type]  # psycopg's stub says int; libpq takes the float's text as it always has
+            # psycopg's stub says int; libpq has always been given the float's text (behaviour kept as it was)
+            self.conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, row_factory=dict_row, connect_timeout=self.connect_timeout_s  # type: ignore[arg-type]
+            )
         row = await (await self.conn.execute("SELECT pg_try_advisory_lock(%s) AS ok, pg_backend_pid() AS pid",
                                              (self.key,))).fetchone()
         self.held = bool(row and row["ok"])
