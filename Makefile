@@ -7,7 +7,8 @@ LOCK   := deploy/requirements.lock
 WHEELS := $(VENV)/wheelhouse
 
 .DEFAULT_GOAL := help
-.PHONY: help venv wheelhouse lock lock-check run test test-unit test-integration test-faults bench lint fmt contracts status clean
+.PHONY: help venv wheelhouse lock lock-check run test test-unit test-integration test-faults bench lint fmt fmt-check typecheck check contracts asyncapi status clean
+SRC    := libs services bnml scripts tests bench backtest
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-18s %s\n", $$1, $$2}'
@@ -71,14 +72,27 @@ bench: $(STAMP) ## run the benchmarks; prints a table and writes bench/results/l
 	$(PY) -m bench
 
 lint: $(STAMP) ## ruff lint
-	$(VENV)/bin/ruff check libs services bnml scripts tests bench backtest
+	$(VENV)/bin/ruff check $(SRC)
 
 fmt: $(STAMP) ## ruff format + autofix
-	$(VENV)/bin/ruff check --fix libs services bnml scripts tests bench backtest
-	$(VENV)/bin/ruff format libs services bnml scripts tests bench backtest
+	$(VENV)/bin/ruff check --fix $(SRC)
+	$(VENV)/bin/ruff format $(SRC)
+
+fmt-check: $(STAMP) ## ruff format --check (what `make fmt` would change, changing nothing)
+	$(VENV)/bin/ruff format --check $(SRC)
+
+typecheck: $(STAMP) ## mypy (configuration in pyproject.toml: strict for libs/common and the listed cores)
+	$(VENV)/bin/mypy
+
+# The habits every change keeps, in the order that fails fastest; CI runs it before `make test`, and the
+# pre-commit hook (`.venv/bin/pre-commit install`, .pre-commit-config.yaml) runs the same commands.
+check: lint fmt-check typecheck test-unit ## ruff check, ruff format --check, mypy, unit tests
 
 contracts: $(STAMP) ## print the JSON Schema of every bus message
 	$(VENV)/bin/bnml contracts
+
+asyncapi: $(STAMP) ## regenerate docs/asyncapi.json (the bus as an AsyncAPI 3.0 document; a unit test checks it)
+	$(VENV)/bin/bnml contracts --asyncapi > docs/asyncapi.json
 
 status: $(STAMP) ## state of the running suite
 	$(VENV)/bin/bnml status

@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import httpx
 
-from bnml.launcher import SUITE_FILE
+from libs.common.suite import SUITE_FILE, suite_info
+
+__all__ = ["SUITE_FILE", "NoSuite", "api_get", "from_config", "suite_info"]
 
 
 class NoSuite(Exception):
     """No running suite could be reached; the message is a one-line reason."""
-
-
-def suite_info() -> dict:
-    """URLs and tokens of the running suite. Env (`BNML_OPS_API_URL`, tokens, NATS_URL) wins over the file."""
-    info: dict = {}
-    if SUITE_FILE.exists():
-        info = json.loads(SUITE_FILE.read_text())
-        pid = info.get("launcher_pid")
-        if pid and not Path(f"/proc/{pid}").exists():
-            info = {}  # stale file from a launcher that died
-    env = os.environ
-    if env.get("BNML_OPS_API_URL"):
-        info["ops_api_url"] = env["BNML_OPS_API_URL"]
-    if env.get("BNML_OPS_API__VIEWER_TOKEN"):
-        info["viewer_token"] = env["BNML_OPS_API__VIEWER_TOKEN"]
-    if env.get("BNML_OPS_API__OPERATOR_TOKEN"):
-        info["operator_token"] = env["BNML_OPS_API__OPERATOR_TOKEN"]
-    if env.get("NATS_URL"):
-        info["nats_url"] = env["NATS_URL"]
-    if env.get("DATABASE_URL"):
-        info["database_url"] = env["DATABASE_URL"]
-    return info
 
 
 def from_config(info: dict, config: str | None) -> dict:

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from bnml.cli import main
+from bnml.cli import run
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="engage the global kill switch")
@@ -12,4 +12,4 @@ if __name__ == "__main__":
     p.add_argument("--flatten", action="store_true")
     a = p.parse_args()
     argv = (["--config", a.config] if a.config else []) + ["kill-switch", "engage", "--reason", a.reason]
-    sys.exit(main(argv + (["--flatten"] if a.flatten else [])))
+    sys.exit(run(argv + (["--flatten"] if a.flatten else [])))

@@ -126,7 +126,7 @@ class Bus:
     async def _on_reconnected(self) -> None:
         self._connected_gauge.set(1)
         self._reconnects.inc()
-        self.log.info("nats reconnected", url=str(self.nc.connected_url.netloc if self.nc else ""))
+        self.log.info("nats reconnected", url=str(self.nc.connected_url.netloc if self.nc and self.nc.connected_url else ""))
         await self._fire(self.on_reconnect)
 
     async def _on_closed(self) -> None:

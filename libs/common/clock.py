@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from libs.common.settings import BotSettings
 
 
 class Clock(Protocol):
@@ -92,7 +95,7 @@ class ManualClock:
         return None  # moved only by whoever drives it
 
 
-def clock_for(settings) -> Clock:
+def clock_for(settings: BotSettings) -> Clock:
     """The clock a service's shell reads: the data's in replay mode with `market_data.replay.data_clock`,
     the wall clock otherwise."""
     if settings.paper_market_data_mode == "replay" and settings.market_data.replay.data_clock:

@@ -31,7 +31,7 @@ class Conflated(Generic[M]):
         self._dead_letter = dead_letter
         self._valid: dict[str, M] = {}
         self._undrained: set[str] = set()  # a valid message arrived since the last drain()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.received = 0
         self.invalid = 0
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any, TypeAlias, cast
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from libs.common.errors import ConfigurationError, TemporaryError
 from libs.common.logging import get_logger
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+DictConnection: TypeAlias = psycopg.AsyncConnection[DictRow]
+"""A connection of the services' pool: every row comes back as a dict (`open_pool` sets `dict_row`)."""
+Pool: TypeAlias = AsyncConnectionPool[DictConnection]
 
 
 def _yoyo_url(url: str) -> str:
@@ -44,15 +49,16 @@ async def migrate_async(url: str) -> int:
 
 
 async def open_pool(url: str, *, min_size: int = 1, max_size: int = 5, timeout: float = 10.0,
-                    name: str = "bnml") -> AsyncConnectionPool:
+                    name: str = "bnml") -> Pool:
     """Open a pool and check one connection; raise TemporaryError if the database does not answer."""
 
-    async def _configure(conn: psycopg.AsyncConnection) -> None:
-        conn.row_factory = dict_row  # type: ignore[assignment]
+    async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        conn.row_factory = dict_row
 
-    pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, timeout=timeout,
+    # the cast states what `_configure` makes true of every connection the pool hands out: dict rows
+    pool = cast(Pool, AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, timeout=timeout,
                                name=name, configure=_configure, kwargs={"autocommit": True},
-                               reconnect_timeout=3600)
+                               reconnect_timeout=3600))
     try:
         await pool.open(wait=True, timeout=timeout)
     except Exception as exc:

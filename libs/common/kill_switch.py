@@ -28,11 +28,16 @@ import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from libs.common import subjects
 from libs.common.contracts import KillSwitchCommand
 from libs.common.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from libs.common.bus import Bus
+    from libs.common.logging import Logger
+    from libs.common.service import Runtime
 
 MIN_KEY_CHARS = 16
 KEY_PLACEHOLDER_PREFIX = "change-me"
@@ -172,19 +177,19 @@ class KillSwitchLatch:
         self.known = False
         self.reason = why
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """What operators see: the effective state (unknown reads engaged), since when and why."""
         return {"engaged": self.blocks, "known": self.known,
                 "since": self.since.isoformat() if self.since else None, "reason": self.reason}
 
 
 # -- reading the standing state -------------------------------------------------------------------
-async def read_standing(bus) -> KillSwitchCommand | None:
+async def read_standing(bus: Bus) -> KillSwitchCommand | None:
     """The standing command, or None if none was ever given. Raises TemporaryError if unreadable."""
     return await bus.last_value("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand)
 
 
-async def refresh_latch(bus, latch: KillSwitchLatch, log, now: datetime | None = None) -> LatchOutcome:
+async def refresh_latch(bus: Bus, latch: KillSwitchLatch, log: Logger, now: datetime | None = None) -> LatchOutcome:
     """Read the standing state into the latch; on failure leave it blocking (unknown = engaged)."""
     try:
         cmd, seq = await bus.last_entry("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand)
@@ -206,7 +211,7 @@ async def refresh_latch(bus, latch: KillSwitchLatch, log, now: datetime | None =
 UNREADABLE_ALERT_KEY = "kill_switch:unreadable"
 
 
-async def record_refusal(rt, cmd: KillSwitchCommand, why: str) -> None:
+async def record_refusal(rt: Runtime, cmd: KillSwitchCommand, why: str) -> None:
     """A release without valid operator authority: refused (the latch did not move), audited, alerted."""
     rt.log.error("kill-switch release refused", command_id=cmd.id, actor=cmd.actor, why=why)
     try:
@@ -222,6 +227,6 @@ async def record_refusal(rt, cmd: KillSwitchCommand, why: str) -> None:
                    dedup_key=f"kill_switch:release_refused:{cmd.id}")
 
 
-async def alert_unreadable(rt, latch: KillSwitchLatch) -> None:
+async def alert_unreadable(rt: Runtime, latch: KillSwitchLatch) -> None:
     """The standing state became unreadable: trading is halted, and operators must hear it."""
     await rt.alert("SEV-1", "kill switch state unknown: trading halted", latch.reason or "", dedup_key=UNREADABLE_ALERT_KEY)

@@ -7,9 +7,13 @@ import os
 import sys
 
 import structlog
+from structlog.typing import FilteringBoundLogger
+
+Logger = FilteringBoundLogger
+"""What every shell logs with (`rt.log`): `info`/`warning`/`error`/`exception` with key-value context."""
 
 
-def configure_logging(service: str, level: str | None = None, json: bool | None = None) -> structlog.BoundLogger:
+def configure_logging(service: str, level: str | None = None, json: bool | None = None) -> Logger:
     """Configure structlog once per process and return a logger bound to the service name."""
     level_name = (level or os.environ.get("BNML_LOG_LEVEL") or "INFO").upper()
     if json is None:
@@ -29,8 +33,10 @@ def configure_logging(service: str, level: str | None = None, json: bool | None 
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
-    return structlog.get_logger(service=service)
+    log: Logger = structlog.get_logger(service=service)
+    return log
 
 
-def get_logger(**bind: object) -> structlog.BoundLogger:
-    return structlog.get_logger(**bind)
+def get_logger(**bind: object) -> Logger:
+    log: Logger = structlog.get_logger(**bind)
+    return log

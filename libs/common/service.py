@@ -14,23 +14,22 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from psycopg_pool import AsyncConnectionPool
+from typing import Any, Protocol, TypeVar
 
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.clock import WALL, Clock, clock_for
 from libs.common.contracts import Alert, Heartbeat, Severity, utcnow
-from libs.common.db import migrate_async, open_pool
-from libs.common.errors import ConfigurationError, TemporaryError
-from libs.common.logging import configure_logging
+from libs.common.db import Pool, migrate_async, open_pool
+from libs.common.errors import ConfigurationError, OperationalError, TemporaryError
+from libs.common.logging import Logger, configure_logging
 from libs.common.metrics import ServiceMetrics
 from libs.common.settings import BotSettings, load_settings
 
 STOP_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 
 class ServiceApp(Protocol):
@@ -54,34 +53,41 @@ class Runtime:
     settings: BotSettings
     metrics: ServiceMetrics
     bus: Bus
-    pool: AsyncConnectionPool | None
-    log: object
+    db_pool: Pool | None
+    log: Logger
     instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     started_monotonic: float = field(default_factory=time.monotonic)
     metrics_port: int | None = None
-    tasks: list[asyncio.Task] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     clock: Clock = WALL
+
+    @property
+    def pool(self) -> Pool:
+        """The Postgres pool of a service that asked for one (`needs_db`); asking without is a bug."""
+        if self.db_pool is None:
+            raise OperationalError(f"{self.name} has no database pool (its app does not declare needs_db)")
+        return self.db_pool
 
     async def alert(self, severity: Severity, title: str, detail: str = "", dedup_key: str = "") -> None:
         """Raise an alert on the bus (ops_api delivers it) and log it locally whatever happens."""
-        self.log.warning("alert", severity=severity, title=title, detail=detail)  # type: ignore[attr-defined]
+        self.log.warning("alert", severity=severity, title=title, detail=detail)
         msg = Alert(ts=utcnow(), severity=severity, source=self.name, title=title, detail=detail,
                     dedup_key=dedup_key or f"{self.name}:{title}")
         try:
             await self.bus.publish(subjects.alert(severity), msg)
         except Exception as exc:
-            self.log.error("alert publish failed", error=str(exc))  # type: ignore[attr-defined]
+            self.log.error("alert publish failed", error=str(exc))
 
-    def spawn(self, coro, name: str) -> asyncio.Task:
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         """A background task that stops the service if it dies unexpectedly (fail closed)."""
         task = asyncio.create_task(coro, name=name)
 
-        def _done(t: asyncio.Task) -> None:
+        def _done(t: asyncio.Task[T]) -> None:
             if t.cancelled():
                 return
             exc = t.exception()
             if exc is not None and self.bus.fatal is not None and not self.bus.fatal.done():
-                self.log.error("background task died", task=name, error=repr(exc))  # type: ignore[attr-defined]
+                self.log.error("background task died", task=name, error=repr(exc))
                 self.bus.fatal.set_result(exc)
 
         task.add_done_callback(_done)
@@ -94,18 +100,21 @@ async def _heartbeat_loop(rt: Runtime, app: ServiceApp) -> None:
     subject = subjects.heartbeat(rt.name)
     while True:
         status, detail = app.health()
-        hb = Heartbeat(ts=utcnow(), service=rt.name, instance=rt.instance, status=status,  # type: ignore[arg-type]
-                       uptime_s=time.monotonic() - rt.started_monotonic, counters=dict(rt.metrics.totals),
-                       detail=detail, metrics_port=rt.metrics_port)
+        # validated like any message: an app's health() outside Heartbeat's statuses fails here, loudly
+        hb = Heartbeat.model_validate({
+            "ts": utcnow(), "service": rt.name, "instance": rt.instance, "status": status,
+            "uptime_s": time.monotonic() - rt.started_monotonic, "counters": dict(rt.metrics.totals),
+            "detail": detail, "metrics_port": rt.metrics_port})
         if rt.bus.connected:
             try:
                 await rt.bus.publish(subject, hb)
             except Exception as exc:
-                rt.log.warning("heartbeat publish failed", error=str(exc))  # type: ignore[attr-defined]
+                rt.log.warning("heartbeat publish failed", error=str(exc))
         await asyncio.sleep(interval)
 
 
-async def _connect_with_retry(what: str, log, attempt: Callable, deadline_s: float = 60.0):
+async def _connect_with_retry(what: str, log: Logger, attempt: Callable[[], Awaitable[T]],
+                              deadline_s: float = 60.0) -> T:
     """Retry a start-up connection with backoff; a configuration error is never retried."""
     delay, start = 0.2, time.monotonic()
     while True:
@@ -143,7 +152,7 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
     metrics_port = metrics.serve(int(port_env) if port_env is not None else port_setting)
     bus = Bus(settings.nats.url, app.name, metrics, user=settings.nats.user,
               password=settings.nats.password.get_secret_value())
-    pool: AsyncConnectionPool | None = None
+    pool: Pool | None = None
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -157,7 +166,7 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
         if app.needs_db:
             url = settings.database.url.get_secret_value()
 
-            async def _db():
+            async def _db() -> Pool:
                 try:
                     await migrate_async(url)
                 except Exception as exc:
@@ -166,14 +175,15 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
                                        max_size=settings.database.pool_max, name=app.name)
 
             pool = await _connect_with_retry("database", log, _db)
-        rt = Runtime(name=app.name, settings=settings, metrics=metrics, bus=bus, pool=pool, log=log,
+        rt = Runtime(name=app.name, settings=settings, metrics=metrics, bus=bus, db_pool=pool, log=log,
                      metrics_port=metrics_port, clock=clock_for(settings))
         await app.start(rt)
         rt.spawn(_heartbeat_loop(rt, app), "heartbeat")
         log.info("started", metrics_port=metrics_port, instance=rt.instance)
         assert bus.fatal is not None
         stopper = asyncio.create_task(stop_event.wait())
-        done, _ = await asyncio.wait({stopper, bus.fatal}, return_when=asyncio.FIRST_COMPLETED)
+        waiters: set[asyncio.Future[Any]] = {stopper, bus.fatal}
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if bus.fatal in done:
             log.error("fatal error; stopping (fail closed)", error=repr(bus.fatal.result()))
             exit_code = 1

@@ -30,6 +30,7 @@ Symbols on subjects use the exchange id form (`BTCUSDT`); messages carry the ccx
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from libs.common.contracts import (
     AccountState,
@@ -190,7 +191,7 @@ class StreamSpec:
     duplicate_window_s: float = 120
     max_bytes: int = -1
     description: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 STREAMS: tuple[StreamSpec, ...] = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 HELD_SQL = ("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s"
             " AND objsubid = 1 AND classid = ((%s::bigint >> 32) & 4294967295)::oid"
@@ -34,7 +34,7 @@ class WriterLock:
         self.name = name
         self.key = lock_key(name)
         self.connect_timeout_s = connect_timeout_s
-        self.conn: psycopg.AsyncConnection | None = None
+        self.conn: psycopg.AsyncConnection[DictRow] | None = None
         self.held = False
         self.pid: int | None = None  # the lock session's backend pid, for fencing other connections' writes
 
@@ -42,8 +42,10 @@ class WriterLock:
         """Take the lock if it is free (never waits). True if this session now holds it."""
         if self.conn is None or self.conn.closed:
             self.held = False
-            self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=dict_row,
-                                                              connect_timeout=self.connect_timeout_s)
+            # psycopg's stub says int; libpq has always been given the float's text (behaviour kept as it was)
+            self.conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, row_factory=dict_row, connect_timeout=self.connect_timeout_s  # type: ignore[arg-type]
+            )
         row = await (await self.conn.execute("SELECT pg_try_advisory_lock(%s) AS ok, pg_backend_pid() AS pid",
                                              (self.key,))).fetchone()
         self.held = bool(row and row["ok"])

@@ -1,4 +1,6 @@
-"""The ONE place ccxt's exceptions become BN-ML's (libs/common/errors.py), with secrets scrubbed.
+"""Execution's policy for ccxt's exceptions: which BN-ML error (libs/common/errors.py) each becomes for an
+order, with secrets scrubbed. What is read off an exception (Retry-After, Binance's message, scrubbing, the
+throttling errors) is the kernel's: `libs/common/ccxt_errors.py`.
 
 What each class means for an order that was being placed:
 - `OutcomeUnknown`   : the request may have been executed (timeout, 5xx, -1006/-1007, dropped connection):
@@ -13,30 +15,26 @@ What each class means for an order that was being placed:
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import ccxt.async_support as ccxt
 
+from libs.common.ccxt_errors import ExchangeBanned, RateLimited, binance_reason, retry_after_s, scrub
 from libs.common.errors import InvalidInputError, OperationalError, TemporaryError
+
+__all__ = ["Banned", "ClockSkew", "ExchangeRejected", "NotFound", "OutcomeUnknown", "RateLimited", "map_ccxt_error",
+           "scrub"]
+
+Banned = ExchangeBanned  # the kernel's 418 error (libs/common/ccxt_errors.py), under execution's name
 
 
 class OutcomeUnknown(TemporaryError):
     pass
 
 
-class RateLimited(TemporaryError):
-    pass
-
-
 class ClockSkew(TemporaryError):
     pass
-
-
-class Banned(OperationalError):
-    def __init__(self, message: str, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class ExchangeRejected(InvalidInputError):
@@ -49,38 +47,8 @@ class NotFound(InvalidInputError):
     pass
 
 
-_SIGNATURE = re.compile(r"(signature=)[0-9a-fA-F]+")
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Remove request signatures and any secret value from a message."""
-    text = _SIGNATURE.sub(r"\1***", text)
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    return text[:500]
-
-
-def _retry_after(headers: dict | None) -> float | None:
-    if not headers:
-        return None
-    for k, v in headers.items():
-        if k.lower() == "retry-after":
-            try:
-                return max(0.0, float(v))
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
-def _reason(exc: Exception, default: str) -> str:
-    """A short, stable reason: Binance's message when the body carries one."""
-    text = str(exc)
-    m = re.search(r'"msg"\s*:\s*"([^"]{1,200})"', text)
-    return f"{default}: {m.group(1)}" if m else default
-
-
-def map_ccxt_error(exc: Exception, *, secrets: Iterable[str] = (), headers: dict | None = None) -> Exception:
+def map_ccxt_error(exc: Exception, *, secrets: Iterable[str] = (),
+                   headers: Mapping[str, Any] | None = None) -> Exception:
     """ccxt exception -> BN-ML error (see the module docstring). Anything else is returned as it is."""
     msg = scrub(f"{type(exc).__name__}: {exc}", secrets)
     if isinstance(exc, ccxt.OrderNotFound):
@@ -88,7 +56,7 @@ def map_ccxt_error(exc: Exception, *, secrets: Iterable[str] = (), headers: dict
     if isinstance(exc, ccxt.InsufficientFunds):
         return ExchangeRejected(msg, "insufficient_funds")
     if isinstance(exc, ccxt.DDoSProtection):
-        retry = _retry_after(headers)
+        retry = retry_after_s(headers)
         if " 418 " in f" {exc} ":
             return Banned(msg, retry)
         return RateLimited(msg, retry_after_s=retry)
@@ -97,13 +65,13 @@ def map_ccxt_error(exc: Exception, *, secrets: Iterable[str] = (), headers: dict
     if isinstance(exc, ccxt.AuthenticationError | ccxt.AccountSuspended):
         return OperationalError(msg)
     if isinstance(exc, ccxt.InvalidOrder | ccxt.BadRequest | ccxt.BadSymbol | ccxt.OperationRejected):
-        return ExchangeRejected(msg, _reason(exc, "invalid_order"))
+        return ExchangeRejected(msg, binance_reason(exc, "invalid_order"))
     if isinstance(exc, ccxt.OperationFailed):  # network errors, timeouts, 5xx, -1006/-1007, bad responses
         return OutcomeUnknown(msg)
     if isinstance(exc, ccxt.ExchangeError):
         if exc.__cause__ is not None:  # an HTTP client failure wrapped by ccxt: the request may have gone through
             return OutcomeUnknown(msg)
-        return ExchangeRejected(msg, _reason(exc, "exchange_error"))
+        return ExchangeRejected(msg, binance_reason(exc, "exchange_error"))
     if isinstance(exc, ccxt.BaseError):
         return OutcomeUnknown(msg)
     return exc

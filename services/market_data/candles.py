@@ -116,13 +116,15 @@ class CandleAggregator:
                                        bar.low, bar.close, bar.volume)
         return out
 
-    def _update(self, symbol, ts_ms, end_ms, o, h, low, c, v) -> list[Bar]:
+    def _update(self, symbol: str, ts_ms: int, end_ms: int, o: Decimal, h: Decimal, low: Decimal, c: Decimal,
+                v: Decimal) -> list[Bar]:
         out: list[Bar] = []
         for s in self.series:
             out += self._update_series(s, symbol, ts_ms, end_ms, o, h, low, c, v)
         return out
 
-    def _update_series(self, s: _Series, symbol, ts_ms, end_ms, o, h, low, c, v) -> list[Bar]:
+    def _update_series(self, s: _Series, symbol: str, ts_ms: int, end_ms: int, o: Decimal, h: Decimal,
+                       low: Decimal, c: Decimal, v: Decimal) -> list[Bar]:
         start = bucket_start(ts_ms, s.tf_ms)
         bar = s.bars.get(symbol)
         closed: list[Bar] = []

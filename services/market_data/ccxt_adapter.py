@@ -11,36 +11,26 @@ ccxt exceptions become the kernel's hierarchy (`libs/common/errors.py`):
 | AuthenticationError, PermissionDenied             | `OperationalError`                     | alert             |
 
 `Retry-After` comes from the response headers ccxt keeps (`last_response_headers`), or from
-Binance's `IP banned until <ms>` message.
+Binance's `IP banned until <ms>` message. What is read off an exception (status, Retry-After, the two
+throttling errors) is the kernel's (`libs/common/ccxt_errors.py`); this module keeps market_data's policy.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import ccxt
 import ccxt.pro as ccxtpro
 
+from libs.common.ccxt_errors import ExchangeBanned, RateLimited, http_status, retry_after_s
 from libs.common.errors import BnmlError, InvalidInputError, OperationalError, TemporaryError
 from libs.common.settings.market_data import BinanceSettings
 
+__all__ = ["ExchangeBanned", "RateLimited", "call", "error_kind", "http_status", "make_exchange", "map_error",
+           "retry_after_s"]
+
 T = TypeVar("T")
-_STATUS_RE = re.compile(r"^\s*binance\s+(\d{3})\b")
-_BANNED_UNTIL_RE = re.compile(r"banned until (\d{12,14})")
-
-
-class RateLimited(TemporaryError):
-    """HTTP 429 / rate limit: wait `retry_after_s` (if the server said) before any new request."""
-
-
-class ExchangeBanned(OperationalError):
-    """HTTP 418: the IP is banned; no request may leave before `retry_after_s`."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 def make_exchange(cfg: BinanceSettings) -> Any:
@@ -66,34 +56,6 @@ def make_exchange(cfg: BinanceSettings) -> Any:
         ws = cfg.ws_url.rstrip("/")
         ex.urls["api"]["ws"]["spot"] = ws if ws.endswith("/ws") else f"{ws}/ws"
     return ex
-
-
-def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    for k, v in headers.items():
-        if k.lower() == name.lower():
-            return str(v)
-    return None
-
-
-def retry_after_s(headers: Mapping[str, Any] | None, message: str = "", now_ms: int | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (seconds) or Binance's `banned until <epoch ms>`."""
-    raw = _header(headers, "Retry-After")
-    if raw is not None:
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            pass
-    m = _BANNED_UNTIL_RE.search(message)
-    if m and now_ms is not None:
-        return max(0.0, (int(m.group(1)) - now_ms) / 1000.0)
-    return None
-
-
-def http_status(exc: BaseException) -> int | None:
-    m = _STATUS_RE.match(str(exc))
-    return int(m.group(1)) if m else None
 
 
 def map_error(exc: BaseException, headers: Mapping[str, Any] | None = None, now_ms: int | None = None) -> BnmlError:

@@ -7,11 +7,12 @@ candle aggregation and the staleness bookkeeping are the same whatever the sourc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from nats import errors as nats_errors
+from prometheus_client import Counter
 
 from libs.common import subjects
 from libs.common.bus import Bus
@@ -21,6 +22,7 @@ from services.market_data.candles import Bar, CandleAggregator
 from services.market_data.encode import candle_json, iso_ts, iso_ts_ms, safe_symbol, tick_json
 from services.market_data.last import LastTicks
 from services.market_data.staleness import StalenessTracker
+from services.market_data.synthetic import Quote
 
 
 class Publisher:
@@ -34,9 +36,9 @@ class Publisher:
         self._tick_subject: dict[str, str] = {}
         self._last_subject: dict[str, str] = {}
         self.last = LastTicks(last_interval_s)
-        self._tick_counter: dict[str, object] = {}
+        self._tick_counter: dict[str, Counter] = {}
         self._tick_pending: dict[str, int] = {}
-        self._candle_counter: dict[tuple[str, str], object] = {}
+        self._candle_counter: dict[tuple[str, str], Counter] = {}
         self._ticks = metrics.counter("ticks_published_total", "Ticks published", ["symbol"])
         self._candles = metrics.counter("candles_published_total", "Closed candles published",
                                         ["symbol", "timeframe"])
@@ -106,10 +108,10 @@ class Publisher:
         """Move the per-symbol tick counts into Prometheus (batched: a labelled inc per tick is costly)."""
         for sym, n in self._tick_pending.items():
             if n:
-                self._tick_counter[sym].inc(n)  # type: ignore[attr-defined]
+                self._tick_counter[sym].inc(n)
                 self._tick_pending[sym] = 0
 
-    async def quotes(self, quotes, ts_iso: str, ts_ms: int, source: str, mono: float) -> None:
+    async def quotes(self, quotes: Iterable[Quote], ts_iso: str, ts_ms: int, source: str, mono: float) -> None:
         """A whole synthetic step (one quote per symbol): the same as `tick()` for each, with less overhead.
         Every tick of the step goes out first; freshness and candles are updated after."""
         send, on_update, on_tick = self._send, self.tracker.on_update, self.aggregator.on_tick
@@ -145,7 +147,7 @@ class Publisher:
         if c is None:
             c = self._candle_counter[key] = self._candles.labels(symbol=subjects.exchange_symbol(bar.symbol),
                                                                  timeframe=bar.timeframe)
-        c.inc()  # type: ignore[attr-defined]
+        c.inc()
         self.candles_published += 1
         self._totals["candles"] += 1
 

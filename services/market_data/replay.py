@@ -17,9 +17,11 @@ precision) gives a bid and an ask around each path price. Same file, same settin
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from libs.common.ohlcv import COLUMNS, OhlcvError, read_raw
 from services.market_data.candles import Bar, timeframe_ms, timeframe_of_ms
@@ -51,7 +53,7 @@ class OhlcvSeries:
         return Bar(symbol or self.symbol, self.timeframe, t, t + self.tf_ms - 1, o, h, low, c, v)
 
 
-def _dec(x) -> Decimal:
+def _dec(x: object) -> Decimal:
     if isinstance(x, float):
         x = repr(x)
     return Decimal(str(x))
@@ -78,8 +80,8 @@ def load_ohlcv(path: str | Path, symbol: str, fmt: str = "auto", timeframe: str 
     return _build(rows, symbol, timeframe, path.name)
 
 
-def _build(raw, symbol: str, timeframe: str, name: str) -> OhlcvSeries:
-    raw = sorted(raw, key=lambda r: r[0])
+def _build(rows_in: Iterable[Sequence[Any]], symbol: str, timeframe: str, name: str) -> OhlcvSeries:
+    raw = sorted(rows_in, key=lambda r: r[0])
     if not raw:
         raise ReplayFileError(f"{name}: no rows")
     if timeframe:

@@ -16,7 +16,7 @@ from services.market_data.candles import CandleAggregator
 from services.market_data.publisher import Publisher
 from services.market_data.sources import ReplaySource, SyntheticSource, coarser_timeframes, load_replay
 from services.market_data.staleness import StalenessTracker, StatusChange
-from services.market_data.synthetic import SyntheticMarket, SyntheticParams, synthetic_symbols
+from services.market_data.synthetic import SyntheticMarket, synthetic_symbols
 from services.market_data.universe import diff_universe
 
 CLOSE_GRACE_MS = 500
@@ -59,7 +59,7 @@ class MarketDataService:
         if self.mode == "synthetic":
             symbols = synthetic_symbols(s.symbols, md.synthetic.symbols_count)
             aggregator = CandleAggregator(md.candle_timeframes)
-            market = SyntheticMarket(symbols, md.synthetic.seed, SyntheticParams.from_settings(md.synthetic))
+            market = SyntheticMarket(symbols, md.synthetic.seed, md.synthetic)
             self.source = SyntheticSource(market, md.synthetic.ticks_per_s, max_steps=md.synthetic.max_steps or None)
             reason = "config (synthetic)"
         elif self.mode == "replay":

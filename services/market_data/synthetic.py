@@ -15,7 +15,6 @@ per-symbol tick size (bid rounded down, ask up, never crossed).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -23,6 +22,8 @@ from typing import NamedTuple
 import numpy as np
 
 from libs.common.contracts import Tick
+from libs.common.contracts.market import TickSource
+from libs.common.settings.market_data import SyntheticSettings
 
 BASE_PRICES = {"BTC": 60000.0, "ETH": 3000.0, "SOL": 150.0, "BNB": 550.0, "XRP": 0.6, "ADA": 0.45,
                "DOGE": 0.12, "LTC": 80.0, "TRX": 0.11}
@@ -46,23 +47,6 @@ def price_decimals(price: float) -> int:
     return int(min(8, max(2, 5 - math.floor(math.log10(price)))))
 
 
-@dataclass(frozen=True)
-class SyntheticParams:
-    correlation: float = 0.6
-    vol_bps_per_tick: float = 3.0
-    volatile_multiplier: float = 3.0
-    regime_switch_prob: float = 0.002
-    jump_prob: float = 0.0005
-    jump_bps: float = 150.0
-    spread_bps: float = 1.0
-
-    @classmethod
-    def from_settings(cls, s) -> SyntheticParams:
-        return cls(correlation=s.correlation, vol_bps_per_tick=s.vol_bps_per_tick,
-                   volatile_multiplier=s.volatile_multiplier, regime_switch_prob=s.regime_switch_prob,
-                   jump_prob=s.jump_prob, jump_bps=s.jump_bps, spread_bps=s.spread_bps)
-
-
 class Quote(NamedTuple):
     """One symbol's tick from a step, as exact decimal strings (ready for the wire) and floats."""
 
@@ -78,11 +62,11 @@ class Quote(NamedTuple):
 class SyntheticMarket:
     """Same seed, symbols and params: the same sequence of quotes."""
 
-    def __init__(self, symbols: list[str], seed: int = 42, params: SyntheticParams | None = None):
+    def __init__(self, symbols: list[str], seed: int = 42, params: SyntheticSettings | None = None):
         if not symbols:
             raise ValueError("at least one symbol")
         self.symbols = list(symbols)
-        self.params = params or SyntheticParams()
+        self.params = params if params is not None else SyntheticSettings()
         self._rng = np.random.Generator(np.random.PCG64(seed))
         init = np.array([BASE_PRICES.get(s.split("/")[0], 0.0) for s in self.symbols])
         fill = 10 ** self._rng.uniform(-1, 3, len(self.symbols))  # 0.1 .. 1000 for unknown bases
@@ -129,6 +113,6 @@ class SyntheticMarket:
         return [quote_to_tick(q, now) for q in self.step()]
 
 
-def quote_to_tick(q: Quote, now: datetime, source: str = "synthetic") -> Tick:
+def quote_to_tick(q: Quote, now: datetime, source: TickSource = "synthetic") -> Tick:
     return Tick(ts=now, symbol=q.symbol, bid=Decimal(q.bid), ask=Decimal(q.ask), last=Decimal(q.last),
-                volume=Decimal(q.volume), source=source)  # type: ignore[arg-type]
+                volume=Decimal(q.volume), source=source)

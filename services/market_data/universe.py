@@ -50,7 +50,7 @@ def select_universe(markets: Mapping[str, Mapping[str, Any]], tickers: Mapping[s
                     top_n: int, quote: str = "USDT", min_quote_volume: float = 0.0,
                     exclude: list[str] | tuple[str, ...] = ()) -> UniverseResult:
     """Top-N by 24h quote volume among tradable markets. `tickers` are ccxt tickers (`quoteVolume`)."""
-    known = {m.get("base") for m in markets.values() if m.get("base")}
+    known: set[str] = {str(m["base"]) for m in markets.values() if m.get("base")}
     dropped: dict[str, str] = {}
     ranked: list[tuple[float, str]] = []
     considered = 0

@@ -22,7 +22,7 @@ class AlertGate:
     rate_limit_per_min: int = 20
     min_severity: str = "SEV-3"
     _last_sent: dict[str, float] = field(default_factory=dict)
-    _channel_sends: dict[str, deque] = field(default_factory=dict)
+    _channel_sends: dict[str, deque[float]] = field(default_factory=dict)
 
     def is_duplicate(self, key: str, now: float) -> bool:
         last = self._last_sent.get(key)

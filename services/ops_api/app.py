@@ -24,7 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from libs.common import subjects
-from libs.common.contracts import SERVICES, KillSwitchAcknowledged, KillSwitchCommand
+from libs.common.contracts import (
+    OPEN_ORDER_STATUSES,
+    SERVICES,
+    KillSwitchAcknowledged,
+    KillSwitchCommand,
+    OrderStatus,
+    Side,
+)
 from libs.common.errors import InvalidInputError
 from libs.common.kill_switch import KillSwitchLatch, sign
 from libs.common.service import Runtime
@@ -33,8 +40,7 @@ from services.ops_api.auth import FailureThrottle, allows, role_for
 from services.ops_api.controls import ControlDesk
 from services.ops_api.events import EventHub
 
-OPEN_STATUSES = ["SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN"]
-ORDER_STATUSES = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "UNKNOWN")
+OPEN_STATUSES = list(OPEN_ORDER_STATUSES)  # a list: psycopg sends it as an array (`= ANY(%s)`)
 ACKERS = ("risk", "execution")
 CONTROL_PATHS = ("/kill-switch", "/backup", "/control")
 
@@ -357,8 +363,8 @@ def create_app(state: OpsState) -> FastAPI:
     @app.get("/orders", summary="The order journal, newest first (filters, pagination)")
     async def orders(_: str = Depends(viewer),
                      symbol: str | None = Query(None, min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/?[A-Z0-9]+$"),
-                     status: Literal[ORDER_STATUSES] | None = Query(None),  # type: ignore[valid-type]
-                     side: Literal["BUY", "SELL"] | None = Query(None),
+                     status: OrderStatus | None = Query(None),
+                     side: Side | None = Query(None),
                      since: datetime | None = Query(None), until: datetime | None = Query(None),
                      limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000)) -> dict:
         return await page("orders", {"symbol": symbol, "status": status, "side": side}, "created_at", since, until,
@@ -367,7 +373,7 @@ def create_app(state: OpsState) -> FastAPI:
     @app.get("/fills", summary="Fills, newest first (filters, pagination)")
     async def fills(_: str = Depends(viewer),
                     symbol: str | None = Query(None, min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/?[A-Z0-9]+$"),
-                    side: Literal["BUY", "SELL"] | None = Query(None),
+                    side: Side | None = Query(None),
                     client_order_id: str | None = Query(None, min_length=1, max_length=36),
                     since: datetime | None = Query(None), until: datetime | None = Query(None),
                     limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000)) -> dict:

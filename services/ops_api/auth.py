@@ -36,7 +36,7 @@ class FailureThrottle:
     max_failures: int = 5
     window_s: float = 60.0
     block_s: float = 60.0
-    _failures: dict[str, deque] = field(default_factory=dict)
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
     _blocked_until: dict[str, float] = field(default_factory=dict)
 
     def check(self, client: str, now: float) -> ThrottleDecision:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 SCHEMA = "dod_v1"
 
@@ -68,7 +69,7 @@ class Check:
     threshold: str
     detail: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "value": self.value, "threshold": self.threshold, "detail": self.detail}
 
 
@@ -77,7 +78,7 @@ class DayReport:
     day: date
     status: str  # pass | fail | no_data
     checks: tuple[Check, ...]
-    figures: dict
+    figures: dict[str, Any]
     window: tuple[datetime | None, datetime | None]
 
     @property
@@ -91,7 +92,7 @@ class DayReport:
             out.insert(0, f"no records for {self.day.isoformat()}: the suite was not running")
         return out
 
-    def as_dict(self, generated_at: datetime | None = None) -> dict:
+    def as_dict(self, generated_at: datetime | None = None) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "day": self.day.isoformat(),
@@ -253,7 +254,7 @@ def evaluate(f: DayFacts, t: Thresholds) -> DayReport:
     return DayReport(f.day, status, tuple(checks), figures, (f.window_start, f.window_end))
 
 
-def summary_markdown(reports: list[dict], generated_at: datetime) -> str:
+def summary_markdown(reports: list[dict[str, Any]], generated_at: datetime) -> str:
     """`artifacts/reports/dod/dod_v1_summary.md` from the daily report dicts (oldest first)."""
     lines = ["# DoD v1 summary", "", f"Generated {generated_at.isoformat()} from Postgres; "
              f"{len(reports)} day(s). One JSON per day in `daily/`.", "",

@@ -39,7 +39,7 @@ class Rules:
 class IncidentBook:
     rules: Rules = field(default_factory=Rules)
     open_keys: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, key) -> severity
-    _orders: dict[str, deque] = field(default_factory=dict)  # symbol -> submit times
+    _orders: dict[str, deque[datetime]] = field(default_factory=dict)  # symbol -> submit times
     _seen_orders: dict[str, datetime] = field(default_factory=dict)
     _stale_since: dict[str, datetime] = field(default_factory=dict)
     _breakers_since: dict[str, datetime] = field(default_factory=dict)

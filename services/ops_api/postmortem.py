@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 
-def render(incident: dict, timeline: list[dict], generated_at: datetime) -> str:
+def render(incident: dict[str, Any], timeline: list[dict[str, Any]], generated_at: datetime) -> str:
     """`timeline` rows: ts, source, summary (oldest first). Sections: timeline, impact, cause, corrective, preventive."""
     opened = incident.get("opened_at")
     resolved = incident.get("resolved_at")

@@ -26,7 +26,7 @@ def resolve_database_url(settings: BotSettings | None = None) -> str:
     if os.environ.get("DATABASE_URL"):
         return os.environ["DATABASE_URL"]
     try:
-        from bnml.client import suite_info
+        from libs.common.suite import suite_info
 
         url = suite_info().get("database_url")
     except Exception:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from libs.common.contracts import RiskVerdict, Signal, TradingControlCommand, TradingControlResult
+from libs.common.contracts import (
+    RiskVerdict,
+    Signal,
+    TradingControlCommand,
+    TradingControlResult,
+    TradingState,
+)
 from services.risk.breakers import BreakerResult
 from services.risk.core import Event, RiskEngine
 from services.risk.state import Evaluated
@@ -49,14 +55,14 @@ def pause(engine: RiskEngine, cmd: TradingControlCommand, now: datetime) -> Cont
     if PAUSE in engine.board.active:
         return ControlOutcome(True, f"already paused: {engine.board.active[PAUSE].reason}")
     why = BreakerResult(False, f"paused by {cmd.actor}: {cmd.reason}")
-    events = list(engine.board.apply([Evaluated(PAUSE, PAUSE, "REDUCING", why)], now))
+    events: list[Event] = list(engine.board.apply([Evaluated(PAUSE, PAUSE, "REDUCING", why)], now))
     return ControlOutcome(True, "new entries paused; exits still allowed", _state_events(engine, events, now))
 
 
 def resume(engine: RiskEngine, cmd: TradingControlCommand, now: datetime) -> ControlOutcome:
     if PAUSE not in engine.board.active:
         return ControlOutcome(True, "not paused")
-    events = list(engine.board.apply([Evaluated(PAUSE, PAUSE, "REDUCING", BreakerResult(True))], now))
+    events: list[Event] = list(engine.board.apply([Evaluated(PAUSE, PAUSE, "REDUCING", BreakerResult(True))], now))
     events = _state_events(engine, events, now)
     state, reason = engine.sm.state, engine.sm.reason
     detail = "entries resumed" if state == "ACTIVE" else f"pause lifted; trading stays {state}: {reason}"
@@ -83,12 +89,12 @@ def exit_position(engine: RiskEngine, cmd: TradingControlCommand, now: datetime)
     return ControlOutcome(True, detail, decision.events, v, remaining)
 
 
-def control_result(service: str, cmd: TradingControlCommand, out: ControlOutcome, trading_state: str,
+def control_result(service: str, cmd: TradingControlCommand, out: ControlOutcome, trading_state: TradingState,
                    now: datetime) -> TradingControlResult:
     v = out.verdict
     return TradingControlResult(ts=now, command_id=cmd.id, service=service, action=cmd.action,
                                 accepted=out.accepted, detail=out.detail[:1000],
-                                trading_state=trading_state,  # type: ignore[arg-type]
+                                trading_state=trading_state,
                                 verdict_id=v.id if v is not None and v.approved else None,
                                 quantity=v.quantity if v is not None and v.approved else None,
                                 remaining=out.remaining)

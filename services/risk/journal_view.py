@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-OPEN_STATUSES = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN")
+from libs.common.contracts import OPEN_ORDER_STATUSES
+
+OPEN_STATUSES = OPEN_ORDER_STATUSES
 
 # Orders from verdicts that can still move risk's book: open ones, and terminal ones whose journaled fills
 # risk has not applied yet (the fill is on its way on FILLS). Open orders use the partial index on status.

@@ -14,13 +14,17 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from pydantic import ConfigDict
+
+from libs.common.settings.signal import DriftSettings
 
 EPS = 1e-4
 
 
-def reference_bins(values: np.ndarray, bins: int = 10) -> dict:
+def reference_bins(values: np.ndarray, bins: int = 10) -> dict[str, Any]:
     """Interior decile edges of `values` and the share of values in each bin (exact, ties included)."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
@@ -31,7 +35,7 @@ def reference_bins(values: np.ndarray, bins: int = 10) -> dict:
     return {"edges": edges.tolist(), "proportions": (counts / counts.sum()).tolist()}
 
 
-def bin_counts(reference: dict, values: np.ndarray) -> np.ndarray:
+def bin_counts(reference: dict[str, Any], values: np.ndarray) -> np.ndarray:
     """How many finite `values` fall in each reference bin."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
@@ -39,7 +43,7 @@ def bin_counts(reference: dict, values: np.ndarray) -> np.ndarray:
     return np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1)
 
 
-def psi_from_counts(reference: dict, counts: np.ndarray) -> float:
+def psi_from_counts(reference: dict[str, Any], counts: np.ndarray) -> float:
     total = counts.sum()
     if total == 0:
         return 0.0
@@ -48,27 +52,22 @@ def psi_from_counts(reference: dict, counts: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def psi(reference: dict, values: np.ndarray) -> float:
+def psi(reference: dict[str, Any], values: np.ndarray) -> float:
     """PSI of `values` against a reference from `reference_bins` (0 = same distribution; > 0.25 = shifted)."""
     return psi_from_counts(reference, bin_counts(reference, values))
 
 
-@dataclass(frozen=True)
-class DriftThresholds:
-    window: int = 300
-    check_every: int = 10
-    psi_detect: float = 0.25
-    psi_clear: float = 0.15
-    prediction_psi_detect: float = 0.25
-    prediction_psi_clear: float = 0.10
-    hit_rate_min: float = 0.25
-    hit_rate_window: int = 100
-    hit_rate_min_count: int = 50
-    clear_after_checks: int = 3
+class DriftThresholds(DriftSettings):
+    """Transitional name for the drift core's settings, which are the frozen settings section itself
+    (`signal.drift`, `libs/common/settings/signal.py:DriftSettings`): no mirror of its fields or defaults.
+    `from_settings` carries every value of the section over, validated again, so what is logged is what is
+    used. Remove once `services/signal/{core,train,training}.py` pass `settings.signal.drift` directly."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
     @classmethod
-    def from_settings(cls, s) -> DriftThresholds:
-        return cls(**{k: getattr(s, k) for k in cls.__dataclass_fields__})
+    def from_settings(cls, s: DriftSettings) -> DriftThresholds:
+        return cls.model_validate(s.model_dump())
 
 
 @dataclass(frozen=True)
@@ -84,9 +83,9 @@ class DriftResult:
 @dataclass
 class DriftMonitor:
     feature_names: tuple[str, ...]
-    feature_reference: dict[str, dict]
-    prediction_reference: dict
-    thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+    feature_reference: dict[str, dict[str, Any]]
+    prediction_reference: dict[str, Any]
+    thresholds: DriftSettings = field(default_factory=DriftSettings)
 
     def __post_init__(self) -> None:
         t = self.thresholds
@@ -104,7 +103,7 @@ class DriftMonitor:
             self._pad[j, :e.size] = e
         # Bin counts per bar time, and their running sum over the window: a check costs O(features x bins)
         # whatever the number of symbols, and each bar only bins its own rows.
-        self._chunks: deque[list] = deque()  # [key, bin counts per feature + prediction, rows, flat counts]
+        self._chunks: deque[list[Any]] = deque()  # [key, bin counts per feature + prediction, rows, flat counts]
         self._window_flat = np.zeros(self._nbins, dtype=np.int64)
         self._bounds = list(zip([0, *self._splits.tolist()], [*self._splits.tolist(), self._nbins], strict=True))
         self._window_counts = self._columns(self._window_flat)  # views: per column
@@ -162,7 +161,7 @@ class DriftMonitor:
         t = self.thresholds
         scores = {name: psi_from_counts(self._refs[j], self._window_counts[j])
                   for j, name in enumerate(self.feature_names)}
-        worst = max(scores, key=scores.get)
+        worst = max(scores, key=lambda name: scores[name])
         # The mean over features, not the max: one slow feature (a 24-bar volatility) barely moves inside a
         # short window, so its own PSI is noisy; a shift of the whole input distribution moves the mean.
         mean_psi = float(np.mean(list(scores.values())))
@@ -204,7 +203,7 @@ class HitRateTracker:
     def __init__(self, horizon: int, fee_rate: float):
         self.horizon = horizon
         self.cost = -2.0 * math.log(1.0 - fee_rate)
-        self._pending: dict[str, deque[list]] = {}
+        self._pending: dict[str, deque[list[Any]]] = {}
 
     def record(self, symbol: str, side: str, price: float) -> None:
         self._pending.setdefault(symbol, deque()).append([self.horizon, side, price])

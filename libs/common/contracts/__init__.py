@@ -1,8 +1,31 @@
 """Every message on the bus, as frozen pydantic v2 models (see `libs.common.subjects` for where each goes)."""
 
-from libs.common.contracts.base import SERVICES, Message, Money, new_id, utcnow
+from libs.common.contracts.base import (
+    OPEN_ORDER_STATUSES,
+    ORDER_STATUSES,
+    SERVICES,
+    TERMINAL_ORDER_STATUSES,
+    BreakerEffect,
+    Message,
+    Mode,
+    Money,
+    OrderType,
+    Side,
+    SignalSide,
+    TradingState,
+    new_id,
+    utcnow,
+)
 from libs.common.contracts.control import TradingControlCommand, TradingControlResult
-from libs.common.contracts.execution import Fill, OrderEvent, OrderStatus
+from libs.common.contracts.execution import (
+    CLIENT_ORDER_ID_PREFIX,
+    CLIENT_ORDER_ID_RE,
+    Fill,
+    OrderEvent,
+    OrderStatus,
+    client_order_id,
+    is_ours,
+)
 from libs.common.contracts.market import Candle, MarketStatus, Tick, UniverseChanged
 from libs.common.contracts.ops import Alert, DeadLetter, Heartbeat, Severity
 from libs.common.contracts.risk import (
@@ -12,13 +35,26 @@ from libs.common.contracts.risk import (
     KillSwitchAcknowledged,
     KillSwitchCommand,
     RiskVerdict,
-    TradingState,
     TradingStateChanged,
+    verdict_id_for,
 )
 from libs.common.contracts.signal import DriftStatus, Signal
 
 __all__ = [
+    "CLIENT_ORDER_ID_PREFIX",
+    "CLIENT_ORDER_ID_RE",
+    "OPEN_ORDER_STATUSES",
+    "ORDER_STATUSES",
     "SERVICES",
+    "TERMINAL_ORDER_STATUSES",
+    "BreakerEffect",
+    "Mode",
+    "OrderType",
+    "Side",
+    "SignalSide",
+    "client_order_id",
+    "is_ours",
+    "verdict_id_for",
     "AccountState",
     "Alert",
     "BreakerCleared",

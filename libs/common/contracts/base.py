@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -37,3 +37,21 @@ class Message(BaseModel):
 
 
 SERVICES: tuple[str, ...] = ("market_data", "signal", "risk", "execution", "ops_api")
+
+# The shared vocabulary, defined once: every contract, core and SQL filter takes these names from here.
+Side = Literal["BUY", "SELL"]
+"""The side of an order, a fill or a verdict."""
+SignalSide = Literal["BUY", "SELL", "HOLD"]
+"""What a signal may say: a side, or HOLD (a decision too)."""
+OrderType = Literal["MARKET", "LIMIT"]
+OrderStatus = Literal["SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "UNKNOWN"]
+"""An order's status in the journal and on `exec.order.<SYM>` (the state machine: `services/execution/core.py`)."""
+ORDER_STATUSES: tuple[OrderStatus, ...] = get_args(OrderStatus)
+OPEN_ORDER_STATUSES: tuple[OrderStatus, ...] = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN")
+"""Statuses of an order that may still trade (UNKNOWN: sent, outcome not known yet; it holds its symbol)."""
+TERMINAL_ORDER_STATUSES: tuple[OrderStatus, ...] = ("FILLED", "CANCELLED", "REJECTED")
+TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
+BreakerEffect = Literal["REDUCING", "HALTED", "HOLD_SYMBOL", "REDUCING_SYMBOL"]
+"""What a tripped breaker does: the whole account (REDUCING, HALTED) or one symbol (HOLD_SYMBOL: nothing on
+it; REDUCING_SYMBOL: only exposure-reducing orders on it)."""
+Mode = Literal["paper", "live"]

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from libs.common.contracts.base import Message, Money
+from libs.common.contracts.base import Message, Money, TradingState
 
 
 def symbol_error(action: str, symbol: str | None) -> str | None:
@@ -47,7 +47,7 @@ class TradingControlResult(Message):
     action: Literal["pause", "resume", "exit"]
     accepted: bool
     detail: str = ""
-    trading_state: Literal["ACTIVE", "REDUCING", "HALTED"]
+    trading_state: TradingState
     verdict_id: str | None = Field(default=None, description="exit: the SELL verdict published")
     quantity: Money | None = Field(default=None, description="exit: base quantity of that verdict")
     remaining: Money | None = Field(default=None, description="exit: what the position keeps after it (caps)")

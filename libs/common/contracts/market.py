@@ -8,6 +8,9 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from libs.common.contracts.base import Message, Money
 
+TickSource = Literal["synthetic", "replay", "binance"]
+"""Where market data came from (a tick's, a candle's `source`)."""
+
 
 class Tick(Message):
     """Best bid/ask and last trade for one symbol (ccxt form, e.g. `BTC/USDT`)."""
@@ -17,7 +20,7 @@ class Tick(Message):
     ask: Money = Field(gt=0)
     last: Money = Field(gt=0)
     volume: Money = Field(ge=0, description="Base-asset volume traded since the previous tick")
-    source: Literal["synthetic", "replay", "binance"] = "synthetic"
+    source: TickSource = "synthetic"
     source_ts: AwareDatetime | None = Field(
         default=None, description="Time the exchange or the replayed file gives the data (ts = when published)")
 
@@ -41,7 +44,7 @@ class Candle(Message):
     close: Money = Field(gt=0)
     volume: Money = Field(ge=0)
     closed: bool = True
-    source: Literal["synthetic", "replay", "binance"] = "synthetic"
+    source: TickSource = "synthetic"
 
     @model_validator(mode="after")
     def _ohlc_consistent(self) -> Candle:

@@ -8,11 +8,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from libs.common.contracts.base import Message, Money
-
-TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
-BreakerEffect = Literal["REDUCING", "HALTED", "HOLD_SYMBOL", "REDUCING_SYMBOL"]
-
+from libs.common.contracts.base import BreakerEffect, Message, Money, Side, TradingState
 
 VERDICT_ID_PREFIX = "v-"
 
@@ -32,7 +28,7 @@ class RiskVerdict(Message):
 
     signal_id: str = Field(min_length=8, max_length=64)
     symbol: str = Field(min_length=3, max_length=32)
-    side: Literal["BUY", "SELL"]
+    side: Side
     approved: bool
     quantity: Money = Field(ge=0, description="Base-asset quantity, rounded to the exchange step")
     price_limit: Money = Field(ge=0, description="Worst acceptable price (quote per base)")

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import AwareDatetime, Field
 
-from libs.common.contracts.base import Message, Money
+from libs.common.contracts.base import Message, Money, Side, SignalSide
 
-Side = Literal["BUY", "SELL"]
+__all__ = ["DriftStatus", "Side", "Signal", "SignalSide"]
 
 
 class Signal(Message):
     """What the signal service thinks of a symbol now. HOLD is a decision too."""
 
     symbol: str = Field(min_length=3, max_length=32)
-    side: Literal["BUY", "SELL", "HOLD"]
+    side: SignalSide
     probability: float = Field(ge=0, le=1, description="Model probability of the predicted side")
     expected_edge_bps: float = Field(default=0.0, description="Expected return net of fees, basis points")
     model_version: str = Field(min_length=1, max_length=64)

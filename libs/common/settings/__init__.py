@@ -87,8 +87,11 @@ class BotSettings(BaseSettings):
                                             and self.live.api_secret.get_secret_value())
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
-                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the YAML file (passed as init kwargs), which beats the defaults.
         return env_settings, init_settings
 
@@ -104,7 +107,7 @@ def mask_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)([^@]+)(@)", r"\1***\3", url)
 
 
-def _format_error(err: ValidationError) -> str:
+def _format_error(err: ValidationError) -> tuple[str, str]:
     first = err.errors()[0]
     return ".".join(str(p) for p in first["loc"]) or "<root>", first["msg"]
 

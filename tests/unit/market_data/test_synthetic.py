@@ -7,7 +7,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from services.market_data.synthetic import SyntheticMarket, SyntheticParams, price_decimals, synthetic_symbols
+from libs.common.settings.market_data import SyntheticSettings
+from services.market_data.synthetic import SyntheticMarket, price_decimals, synthetic_symbols
 
 SYMS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 
@@ -40,7 +41,7 @@ def test_generated_symbols_fill_up_to_the_count_after_the_configured_ones():
 
 
 def test_book_is_never_crossed_and_prices_positive_over_many_steps():
-    m = SyntheticMarket(synthetic_symbols(SYMS, 50), 11, SyntheticParams(jump_prob=0.01, jump_bps=500))
+    m = SyntheticMarket(synthetic_symbols(SYMS, 50), 11, SyntheticSettings(jump_prob=0.01, jump_bps=500))
     for _ in range(500):
         for q in m.step():
             bid, ask, last = Decimal(q.bid), Decimal(q.ask), Decimal(q.last)
@@ -55,19 +56,19 @@ def _returns(m: SyntheticMarket, steps: int) -> np.ndarray:
 
 
 def test_returns_are_correlated_as_configured():
-    m = SyntheticMarket(["AAA/USDT", "BBB/USDT"], 5, SyntheticParams(correlation=0.8, jump_prob=0, spread_bps=0.01,
+    m = SyntheticMarket(["AAA/USDT", "BBB/USDT"], 5, SyntheticSettings(correlation=0.8, jump_prob=0, spread_bps=0.01,
                                                                      regime_switch_prob=0))
     r = _returns(m, 4000)
     corr = np.corrcoef(r[:, 0], r[:, 1])[0, 1]
     assert 0.6 < corr < 0.95
-    m0 = SyntheticMarket(["AAA/USDT", "BBB/USDT"], 5, SyntheticParams(correlation=0.0, jump_prob=0, spread_bps=0.01,
+    m0 = SyntheticMarket(["AAA/USDT", "BBB/USDT"], 5, SyntheticSettings(correlation=0.0, jump_prob=0, spread_bps=0.01,
                                                                       regime_switch_prob=0))
     r0 = _returns(m0, 4000)
     assert abs(np.corrcoef(r0[:, 0], r0[:, 1])[0, 1]) < 0.15
 
 
 def test_volatility_regimes_switch_and_the_volatile_one_moves_more():
-    m = SyntheticMarket(["AAA/USDT"], 9, SyntheticParams(regime_switch_prob=0.01, volatile_multiplier=4, jump_prob=0,
+    m = SyntheticMarket(["AAA/USDT"], 9, SyntheticSettings(regime_switch_prob=0.01, volatile_multiplier=4, jump_prob=0,
                                                          spread_bps=0.01))
     regimes, moves, last = [], [], None
     for _ in range(6000):
@@ -83,7 +84,7 @@ def test_volatility_regimes_switch_and_the_volatile_one_moves_more():
 
 
 def test_jumps_happen_when_enabled():
-    params = SyntheticParams(jump_prob=0.02, jump_bps=1000, regime_switch_prob=0, vol_bps_per_tick=1)
+    params = SyntheticSettings(jump_prob=0.02, jump_bps=1000, regime_switch_prob=0, vol_bps_per_tick=1)
     m = SyntheticMarket(["AAA/USDT"], 1, params)
     r = np.abs(_returns(m, 2000))
     assert (r > 0.02).sum() >= 10  # ~40 jumps of ~10 % expected; plain noise is ~1 bp

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.signal.drift import DriftMonitor, DriftThresholds, HitRateTracker, psi, reference_bins
+from libs.common.settings.signal import DriftSettings
+from services.signal.drift import DriftMonitor, HitRateTracker, psi, reference_bins
 from services.signal.features import FeatureSpec, load_ohlcv
 from services.signal.synthetic import synthetic_candles
 from services.signal.training import build_dataset, drift_replay
@@ -29,7 +30,7 @@ def test_reference_bins_keep_exact_proportions_with_ties():
 
 def _monitor(**kw) -> DriftMonitor:
     ref = reference_bins(RNG.normal(size=20_000))
-    t = DriftThresholds(window=200, check_every=50, clear_after_checks=2, **kw)
+    t = DriftSettings(window=200, check_every=50, clear_after_checks=2, **kw)
     return DriftMonitor(("f",), {"f": ref}, reference_bins(RNG.normal(size=20_000)), t)
 
 
@@ -109,7 +110,7 @@ def test_stationary_data_raises_no_drift():
     candles = synthetic_candles(12_000, seed=11)
     ds = build_dataset(candles, spec, 10, 0.001)
     out = drift_replay(ds, spec, train_fraction=0.5, kind="logistic", c=0.5, seed=7,
-                       thresholds=DriftThresholds(window=2000, check_every=200), horizon=10)
+                       thresholds=DriftSettings(window=2000, check_every=200), horizon=10)
     assert out["periods"] == []
 
 
@@ -117,7 +118,7 @@ def test_replaying_real_btcusdt_flags_drift_in_the_2022_crash():
     spec = FeatureSpec()
     ds = build_dataset(load_ohlcv(DATA / "ohlcv" / "BTCUSDT-1h.csv"), spec, 10, 0.001)
     out = drift_replay(ds, spec, train_fraction=0.3, kind="logistic", c=0.5, seed=7,
-                       thresholds=DriftThresholds(window=300, check_every=10), horizon=10)
+                       thresholds=DriftSettings(window=300, check_every=10), horizon=10)
     assert out["train"][1] < "2022-02-01"  # trained on Oct 2021 - Jan 2022 only
     crash = [c for c in out["checks"] if "2022-05-01" <= c["ts"] < "2022-07-01"]
     assert crash and any(c["detected"] for c in crash)
