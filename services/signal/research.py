@@ -226,10 +226,11 @@ class FoldSignals:
 
 def walk_forward_signals(test: Series, extra_train: Sequence[Series], *, label: str, model: str, horizon: int,
                          thresholds: Sequence[float], fee_rate: float, folds: int, initial_fraction: float,
-                         seed: int = 7, min_edge_bps: float | None = 0.0) -> FoldSignals:
+                         seed: int = 7, min_edge_bps: float | None = 0.0, calibrate: bool = True) -> FoldSignals:
     """Expanding-window folds over `test` (the splits of `training.walk_forward`); each fold's model learns
     from the earlier rows of `test` and from every row of `extra_train` (markets that end before `test`
-    starts, so nothing is learned from the future), then decides on the fold's rows at each threshold."""
+    starts, so nothing is learned from the future), then decides on the fold's rows at each threshold.
+    `calibrate`: as `training.fit_model` (the shipped model calibrates; the search may skip it for speed)."""
     y = labels_for(label, test.high, test.low, test.close, horizon, fee_rate)
     fwd = forward_returns(test.close, horizon)
     ok = test.usable_x & ~np.isnan(y)
@@ -249,7 +250,7 @@ def walk_forward_signals(test: Series, extra_train: Sequence[Series], *, label: 
         te = np.arange(first + sp.test_start, first + sp.test_end)
         xs, ys, fs = np.concatenate([test.x[tr], *extra_x]), np.concatenate([y[tr], *extra_y]), \
             np.concatenate([fwd[tr], *extra_f])
-        m = fit_model(xs, ys, model, 0.5, seed)
+        m = fit_model(xs, ys, model, 0.5, seed, calibrate=calibrate)
         means = class_mean_returns(fs, ys)
         proba = predict_proba(m, test.x[te])
         out.close.append(test.close[te])
