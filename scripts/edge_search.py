@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from services.signal.features import FeatureSpec, complete_rows, compute_features, feature_matrix, load_ohlcv
 from services.signal.research import (
     Config,

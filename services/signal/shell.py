@@ -21,7 +21,8 @@ from services.signal.core import Bar, EngineConfig, SignalEngine
 from services.signal.features import timeframe_seconds
 from services.signal.gate import gate_passed as model_gate_passed
 from services.signal.gate import live_config_refusal, serving_decision
-from services.signal.registry import ModelRefused, ensure_model, load_model, models_dir, read_current
+from services.signal.registry import ModelRefused, load_model, models_dir, read_current
+from services.signal.train import ensure_model
 
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 

@@ -27,9 +27,9 @@ import numpy as np
 from services.signal.cli_args import EPILOG, add_arguments
 from services.signal.drift import DriftThresholds
 from services.signal.features import FeatureSpec, infer_timeframe, load_ohlcv, timeframe_seconds
-from services.signal.model_card import permutation_importance_oos, provenance, sharpe
 from services.signal.gate import evaluate_gate, gate_basis
-from services.signal.registry import REPO_ROOT, audit, models_dir, read_current, save_model
+from services.signal.model_card import permutation_importance_oos, provenance, sharpe
+from services.signal.registry import REPO_ROOT, audit, load_current, models_dir, read_current, save_model
 from services.signal.synthetic import synthetic_candles
 from services.signal.training import (
     build_dataset,
@@ -223,6 +223,26 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
     if promote_now:
         progress(f"note: the signal service now decides on {timeframe} candles ({spec.warmup_bars} bars of warm-up)")
     return path
+
+
+def ensure_model(settings, progress=None) -> Path | None:
+    """The path of the `current` model. In paper mode, when none exists, trains a small synthetic one
+    (seconds) and promotes it (a bootstrap, audited; it never passes the gate, and the service warns).
+
+    In live mode nothing is ever trained or promoted here: with no `current` it returns None and the signal
+    service holds. An existing but untrustworthy model is never trained over: it raises ModelRefused.
+    """
+    root = models_dir(settings)
+    model = load_current(root)
+    if model is not None:
+        return model.path
+    if settings.mode == "live":
+        return None
+    s = settings.signal
+    quick = s.train.model_copy(update={"data": "synthetic", "synthetic_bars": min(s.train.synthetic_bars, 12_000),
+                                       "folds": min(s.train.folds, 3)})
+    return run_training(settings, train=quick, promote=True, bootstrap=True, progress=progress or (lambda m: None),
+                        version_prefix="bootstrap", drift_replay=False)
 
 
 def _iso(t) -> str:

@@ -15,9 +15,9 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import Alert, Candle, DriftStatus, MarketStatus, Signal, utcnow
-from services.signal.registry import ensure_model, read_current, set_current, update_metadata
+from services.signal.registry import read_current, set_current, update_metadata
 from services.signal.synthetic import synthetic_candles
-from services.signal.train import run_training
+from services.signal.train import ensure_model, run_training
 from tests.helpers import wait_heartbeat, wait_until
 from tests.unit.signal.conftest import make_settings
 
