@@ -365,7 +365,8 @@ def render_markdown(report: dict, meta: dict) -> str:
                      f"{_fmt(f['buy_and_hold']['total_return_pct'])} | {_num(q.get('log_loss'))} | "
                      f"{_num(q.get('log_loss_prior'))} | {_num(q.get('brier'))} | {_num(q.get('brier_prior'))} |")
     verdict = ("beats" if m["total_return_pct"] > max(bh["total_return_pct"], 0.0) else "does NOT beat")
-    lines += ["", f"**Verdict:** out of sample, net of fees, the model {verdict} both buy-and-hold and not trading.", ""]
+    lines += ["", f"**Verdict:** out of sample, net of fees, the model {verdict} both buy-and-hold and not trading"
+              + ("; whether by more than chance is the gate's question (below)." if verdict == "beats" else "."), ""]
     g = report.get("gate")
     if g:
         q = g["null"]["quantiles_pct"]
