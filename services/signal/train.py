@@ -45,9 +45,11 @@ from services.signal.training import (
 from services.signal.training import drift_replay as replay_drift
 
 IMPORTANCE_REPEATS = 5
+IMPORTANCE_MAX_ROWS = 2000  # per fold: a seeded sample of its labelled out-of-sample rows beyond this
 IMPORTANCE_METHOD = (f"sklearn.inspection.permutation_importance on each walk-forward fold's own out-of-sample rows "
-                     f"({IMPORTANCE_REPEATS} shuffles per feature), score: out-of-sample log-loss; the rise in "
-                     f"log-loss when the feature is shuffled, row-weighted mean over folds")
+                     f"(at most {IMPORTANCE_MAX_ROWS} per fold, a seeded sample beyond; {IMPORTANCE_REPEATS} "
+                     f"shuffles per feature), score: out-of-sample log-loss; the rise in log-loss when the feature "
+                     f"is shuffled, row-weighted mean over folds")
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_FORCE_REFUSED = 0, 1, 2, 3, 4
 QUOTES = ("USDT", "FDUSD", "USDC", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
 
@@ -76,7 +78,7 @@ class ForcePromoteRefused(ValueError):
 def run_training(settings, *, train=None, promote: bool = True, progress=print, version_prefix: str | None = None,
                  drift_replay: bool = True, out_root: Path | None = None, force_promote: bool = False,
                  bootstrap: bool = False, symbol: str | None = None, full_stack: bool = False,
-                 allow_gaps: bool = False) -> Path:
+                 allow_gaps: bool = False, importance: bool = True) -> Path:
     """Train per `settings.signal` (with `train` replacing `settings.signal.train`); returns the version dir.
 
     `full_stack`: the walk-forward folds are traded by the backtest (signal, risk and paper-execution cores),
@@ -125,12 +127,17 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
                       min_edge_bps=s.min_expected_edge_bps, folds=tcfg.folds,
                       initial_fraction=tcfg.initial_train_fraction, kind=tcfg.model, c=tcfg.c, seed=tcfg.seed,
                       progress=progress, full_stack=fold_backtest)
-    progress("permutation feature importance on the out-of-sample folds")
-    oos_sets = []
-    for model_k, te in zip(ev.fold_models, ev.fold_test, strict=True):
-        lab = ~np.isnan(ds.y[te])
-        oos_sets.append((model_k, ds.x[te][lab], ds.y[te][lab]))
-    importance = permutation_importance_oos(oos_sets, spec.names, repeats=IMPORTANCE_REPEATS, seed=tcfg.seed)
+    imp_rows: list = []
+    if importance:
+        progress("permutation feature importance on the out-of-sample folds")
+        rng = np.random.default_rng(tcfg.seed)
+        oos_sets = []
+        for model_k, te in zip(ev.fold_models, ev.fold_test, strict=True):
+            rows = te[~np.isnan(ds.y[te])]
+            if rows.size > IMPORTANCE_MAX_ROWS:  # a seeded sample bounds the cost (each shuffle is a predict)
+                rows = np.sort(rng.choice(rows, IMPORTANCE_MAX_ROWS, replace=False))
+            oos_sets.append((model_k, ds.x[rows], ds.y[rows]))
+        imp_rows = permutation_importance_oos(oos_sets, spec.names, repeats=IMPORTANCE_REPEATS, seed=tcfg.seed)
     bars_per_year = 365 * 86400 / timeframe_seconds(timeframe)
     ev.report["model"]["sharpe"] = sharpe(ev.equity_model, bars_per_year)
     ev.report["buy_and_hold"]["sharpe"] = sharpe(ev.equity_bh, bars_per_year)
@@ -177,8 +184,9 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
                            "min_expected_edge_bps": s.min_expected_edge_bps,
                            "simulation": ev.report["out_of_sample"]["evaluation"]},
               "simplified_simulation": ev.report.get("simplified_simulation"),
-              "gate": gate, "quality": ev.report["quality"], "importance": importance,
-              "importance_method": IMPORTANCE_METHOD, "provenance": prov,
+              "gate": gate, "quality": ev.report["quality"], "importance": imp_rows,
+              "importance_method": IMPORTANCE_METHOD if importance else "not computed (bootstrap model)",
+              "provenance": prov,
               "drift_replay": None if replay is None else {k: replay[k] for k in ("train", "replay", "periods")},
               "training_seconds": round(elapsed, 3)}
     metadata = {
@@ -242,7 +250,7 @@ def ensure_model(settings, progress=None) -> Path | None:
     quick = s.train.model_copy(update={"data": "synthetic", "synthetic_bars": min(s.train.synthetic_bars, 12_000),
                                        "folds": min(s.train.folds, 3)})
     return run_training(settings, train=quick, promote=True, bootstrap=True, progress=progress or (lambda m: None),
-                        version_prefix="bootstrap", drift_replay=False)
+                        version_prefix="bootstrap", drift_replay=False, importance=False)
 
 
 def _iso(t) -> str:
@@ -318,6 +326,8 @@ def _model_card_sections(report: dict) -> list[str]:
                   "", "| feature | importance (log-loss rise) | std |", "|---|---|---|"]
         lines += [f"| {r['feature']} | {r['importance']:+.5f} | {r['std']:.5f} |" for r in imp]
         lines.append("")
+    elif "importance_method" in report:
+        lines += ["## Permutation feature importance (out of sample)", "", report["importance_method"] + ".", ""]
     prov = report.get("provenance")
     if prov:
         libs = ", ".join(f"{k} {v}" for k, v in prov["libraries"].items())

@@ -142,3 +142,16 @@ def test_report_md_carries_every_section_of_the_model_card(trained):
     # gross is the same decisions without fees: never below net when it traded
     if m["n_trades"]:
         assert m["gross_return_pct"] > m["total_return_pct"]
+
+
+def test_the_bootstrap_model_skips_importance_and_says_so(tmp_path):
+    """ensure_model's bootstrap (the paper demo's first start) must stay quick: no permutation importance."""
+    from libs.common.settings import BotSettings
+    from services.signal.train import ensure_model
+    from tests.unit.signal.conftest import make_settings
+
+    small = BotSettings().signal.train.model_copy(update={"synthetic_bars": 2000, "folds": 2})
+    path = ensure_model(make_settings(tmp_path, train=small))
+    report = json.loads((path / "report.json").read_text())
+    assert report["importance"] == [] and "not computed" in report["importance_method"]
+    assert "not computed (bootstrap model)" in (path / "report.md").read_text()
