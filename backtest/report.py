@@ -207,10 +207,7 @@ def trades_csv(rec: Record) -> str:
 
 
 def equity_png(rec: Record, series: list[Series], fee_rate: float, title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from libs.common.plots import equity_png as render
 
     times = [datetime.fromtimestamp(t / 1000, UTC) for t in rec.times]
     eq = np.asarray(rec.equity) / rec.start_equity
@@ -221,15 +218,5 @@ def equity_png(rec: Record, series: list[Series], fee_rate: float, title: str) -
         pos = np.clip(np.searchsorted(s.open_ms, grid, side="right") - 1, 0, None)
         bh += e[pos]
     bh /= len(series)
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
-    ax.plot(times, eq, label="model, full stack (net of fees)", lw=1.2)
-    ax.plot(times, bh, label="buy and hold (net of fees)", lw=1.0)
-    ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="no trade")
-    ax.set_title(title)
-    ax.set_ylabel("equity (start = 1)")
-    ax.legend(loc="best", fontsize=8)
-    fig.autofmt_xdate()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return render(times, [(eq, "model, full stack (net of fees)", 1.2), (bh, "buy and hold (net of fees)", 1.0)],
+                  title)

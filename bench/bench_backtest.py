@@ -29,7 +29,7 @@ def _model(root: Path):
     base = BotSettings()
     sig = base.signal.model_copy(update={"models_dir": str(root)})
     settings = base.model_copy(update={"signal": sig})
-    # the bootstrap model's recipe (registry.ensure_model), on 1-minute synthetic candles
+    # the bootstrap model's recipe (train.ensure_model), on 1-minute synthetic candles
     quick = sig.train.model_copy(update={"data": "synthetic", "synthetic_bars": 12_000, "folds": 3,
                                          "synthetic_timeframe": "1m"})
     run_training(settings, train=quick, promote=True, progress=lambda m: None, version_prefix="bootstrap",

@@ -160,7 +160,7 @@ class Suite:
 
     def ensure_model(self) -> None:
         """A fresh clone has no trained model: train a small one first so signals can flow (seconds)."""
-        from services.signal.registry import ensure_model
+        from services.signal.train import ensure_model
 
         path = ensure_model(self.settings, progress=lambda text: say(f"model: {text}"))
         say(f"signal model: {path or 'none (live mode never trains one: signal holds until a gated model is promoted)'}")

@@ -34,13 +34,29 @@ def _status(args) -> int:
     except NoSuite as exc:
         print(f"bnml status: {exc}", file=sys.stderr)
         return 1
-    if "model" not in status:
-        status["model"] = model_status(args.config, status.get("mode"))
+    status["model"] = combine_model(status.get("model"), model_status(args.config, status.get("mode")))
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
     render_status(status, ui.console())
     return 0
+
+
+def combine_model(served: dict | None, registry: dict) -> dict:
+    """The status's `model`: what the running signal service serves (its heartbeat, via the ops API) when it
+    has said, else the registry's `current`; `registry_current` beside it, and a warning when the two differ
+    (the service has not loaded the new `current` yet, refuses it, or serves nothing)."""
+    if not isinstance(served, dict):
+        return {**registry, "source": "registry"}
+    out = {**served, "source": served.get("source", "signal"), "registry_current": registry.get("version")}
+    if registry.get("gate_passed") is None:  # the registry is not readable from here: nothing to compare
+        out["registry_current"] = None
+    elif served.get("version") != registry.get("version"):
+        out["differs"] = True
+        note = (f"the signal service serves {served.get('version') or 'no model'}, the registry's current is "
+                f"{registry.get('version') or 'none'}")
+        out["warning"] = note + (f"; {served['warning']}" if served.get("warning") else "")
+    return out
 
 
 def kill_switch_text(ks: dict) -> Text:
@@ -59,6 +75,8 @@ def render_status(status: dict, out: Console) -> None:
     model = status.get("model")  # present since the second wave (docs/interfaces.md)
     if isinstance(model, dict):
         head.append(f"  model {model.get('version')}")
+        if model.get("source") == "signal":
+            head.append(" (served)")
         gate = model.get("gate_passed")
         if gate is not None:
             head.append(" ")

@@ -104,7 +104,8 @@ async def _heartbeat_loop(rt: Runtime, app: ServiceApp) -> None:
         hb = Heartbeat.model_validate({
             "ts": utcnow(), "service": rt.name, "instance": rt.instance, "status": status,
             "uptime_s": time.monotonic() - rt.started_monotonic, "counters": dict(rt.metrics.totals),
-            "detail": detail, "metrics_port": rt.metrics_port})
+            "detail": detail, "metrics_port": rt.metrics_port,
+            "model": app.served_model() if hasattr(app, "served_model") else None})
         if rt.bus.connected:
             try:
                 await rt.bus.publish(subject, hb)

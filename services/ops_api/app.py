@@ -45,11 +45,28 @@ ACKERS = ("risk", "execution")
 CONTROL_PATHS = ("/kill-switch", "/backup", "/control")
 
 
+def served_model_view(models: list[dict]) -> dict | None:
+    """`/status`'s `model`: what the running signal instances say they serve (their fresh heartbeats), None when
+    none has said; instances that disagree are a warning."""
+    if not models:
+        return None
+    versions = sorted({str(m.get("version")) for m in models})
+    first = models[0]
+    out = {"version": first.get("version"), "gate_passed": all(m.get("gate_passed") is True for m in models),
+           "warning": first.get("warning") or "", "source": "signal", "instances": len(models)}
+    if len(versions) > 1:
+        out["warning"] = (f"signal instances serve different models ({', '.join(versions)})"
+                          + (f"; {out['warning']}" if out["warning"] else ""))
+    return out
+
+
 @dataclass
 class OpsState:
     rt: Runtime
     latch: KillSwitchLatch
     last_seen: dict[str, tuple[float, str]] = field(default_factory=dict)  # service -> (monotonic, status)
+    # signal instance -> (monotonic, the model its heartbeat says it serves)
+    served_models: dict[str, tuple[float, dict]] = field(default_factory=dict)
     acks: dict[str, dict[str, tuple[KillSwitchAcknowledged, float]]] = field(default_factory=dict)
     ack_events: dict[str, asyncio.Event] = field(default_factory=dict)
     latched: dict[str, dict[str, float]] = field(default_factory=dict)  # command id -> service -> when latched
@@ -193,6 +210,11 @@ def create_app(state: OpsState) -> FastAPI:
             out[name] = {"heartbeat_age_s": age, "status": status}
         return out
 
+    def served_model() -> dict | None:
+        fresh = [m for seen, m in state.served_models.values()
+                 if time.monotonic() - seen <= settings.monitoring.heartbeat_timeout_s]
+        return served_model_view(fresh)
+
     @app.get("/health", summary="Per-service heartbeat age and status (no token needed)")
     async def health() -> dict:
         svcs = services_view()
@@ -305,6 +327,7 @@ def create_app(state: OpsState) -> FastAPI:
                 "dlq": sum(v for (svc, name), v in counters.items() if name == "dlq"),
             },
             "services": services_view(),
+            **({"model": served} if (served := served_model()) is not None else {}),
             "urls": {
                 "nats": settings.nats.url,
                 "database": mask_url(settings.database.url.get_secret_value()),

@@ -192,6 +192,12 @@ class OpsApiService:
 
     async def _on_heartbeat(self, hb: Heartbeat, subject: str) -> None:
         self.state.last_seen[hb.service] = (time.monotonic(), hb.status)
+        if hb.service == "signal" and hb.model is not None:
+            now = time.monotonic()
+            self.state.served_models[hb.instance] = (now, dict(hb.model))
+            stale = 10 * self.rt.settings.monitoring.heartbeat_timeout_s  # restarted instances: forget them
+            for inst in [i for i, (seen, _) in self.state.served_models.items() if now - seen > stale]:
+                del self.state.served_models[inst]
         await self.recorder.record(hb)
 
     async def _on_market_status(self, ms: MarketStatus, subject: str) -> None:

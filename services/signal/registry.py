@@ -1,5 +1,6 @@
 """Model registry on disk: `<models_dir>/<version>/{model.pkl,metadata.json,...}` and a `current` file
-naming the live version.
+naming the live version. It imports nothing that trains: `ensure_model` (train a bootstrap model when none
+exists) lives in `services/signal/train.py`.
 
 A pickled model is code. It is unpickled only after its sha256 matches `metadata.json`, from the very bytes
 that were hashed; anything else is refused with `ModelRefused`, loudly.
@@ -23,6 +24,7 @@ import numpy as np
 
 from libs.common.errors import OperationalError
 from services.signal.features import FeatureSpec
+from services.signal.training import predict_proba
 
 MODEL_FILE = "model.pkl"
 METADATA_FILE = "metadata.json"
@@ -82,8 +84,6 @@ class LoadedModel:
         return symbol.replace("/", "").upper() in self.symbols
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        from services.signal.training import predict_proba
-
         return predict_proba(self.pipeline, x)  # type: ignore[arg-type]
 
 
@@ -245,28 +245,6 @@ def load_current(root: Path) -> LoadedModel | None:
     """The live model, or None when no `current` exists. Raises ModelRefused when it cannot be trusted."""
     version = read_current(root)
     return None if version is None else load_model(root, version)
-
-
-def ensure_model(settings, progress=None) -> Path | None:
-    """The path of the `current` model. In paper mode, when none exists, trains a small synthetic one
-    (seconds) and promotes it (a bootstrap, audited; it never passes the gate, and the service warns).
-
-    In live mode nothing is ever trained or promoted here: with no `current` it returns None and the signal
-    service holds. An existing but untrustworthy model is never trained over: it raises ModelRefused.
-    """
-    root = models_dir(settings)
-    model = load_current(root)
-    if model is not None:
-        return model.path
-    if settings.mode == "live":
-        return None
-    from services.signal.train import run_training
-
-    s = settings.signal
-    quick = s.train.model_copy(update={"data": "synthetic", "synthetic_bars": min(s.train.synthetic_bars, 12_000),
-                                       "folds": min(s.train.folds, 3)})
-    return run_training(settings, train=quick, promote=True, bootstrap=True, progress=progress or (lambda m: None),
-                        version_prefix="bootstrap", drift_replay=False)
 
 
 def utc_now() -> datetime:

@@ -19,8 +19,10 @@ from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
 from services.signal.core import Bar, EngineConfig, SignalEngine
 from services.signal.features import timeframe_seconds
+from services.signal.gate import gate_passed as model_gate_passed
 from services.signal.gate import live_config_refusal, serving_decision
-from services.signal.registry import ModelRefused, ensure_model, load_model, models_dir, read_current
+from services.signal.registry import ModelRefused, load_model, models_dir, read_current
+from services.signal.train import ensure_model
 
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -287,6 +289,14 @@ class SignalService:
             return ""
         return (f"no md.candle.*.{tf} received: the model decides on exchange klines only (market_data: "
                 f"binance.klines true and {tf} in candle_timeframes)")
+
+    def served_model(self) -> dict:
+        """The heartbeat's `model`: what this process serves now (not the registry's `current`)."""
+        m = self.engine.model if self.engine is not None else None
+        if m is None:
+            return {"version": None, "gate_passed": False,
+                    "warning": self._model_error or self._serving_refusal or "no model loaded"}
+        return {"version": m.version, "gate_passed": model_gate_passed(m.metadata), "warning": self._serving_warning}
 
     def health(self) -> tuple[str, str]:
         if self.engine is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import re
 import sys
@@ -27,9 +26,10 @@ import numpy as np
 
 from services.signal.cli_args import EPILOG, add_arguments
 from services.signal.drift import DriftThresholds
-from services.signal.features import FeatureSpec, infer_timeframe, load_ohlcv
+from services.signal.features import FeatureSpec, infer_timeframe, load_ohlcv, timeframe_seconds
 from services.signal.gate import evaluate_gate, gate_basis
-from services.signal.registry import REPO_ROOT, audit, models_dir, read_current, save_model
+from services.signal.model_card import permutation_importance_oos, provenance, sharpe
+from services.signal.registry import REPO_ROOT, audit, load_current, models_dir, read_current, save_model
 from services.signal.synthetic import synthetic_candles
 from services.signal.training import (
     build_dataset,
@@ -44,6 +44,12 @@ from services.signal.training import (
 )
 from services.signal.training import drift_replay as replay_drift
 
+IMPORTANCE_REPEATS = 5
+IMPORTANCE_MAX_ROWS = 2000  # per fold: a seeded sample of its labelled out-of-sample rows beyond this
+IMPORTANCE_METHOD = (f"sklearn.inspection.permutation_importance on each walk-forward fold's own out-of-sample rows "
+                     f"(at most {IMPORTANCE_MAX_ROWS} per fold, a seeded sample beyond; {IMPORTANCE_REPEATS} "
+                     f"shuffles per feature), score: out-of-sample log-loss; the rise in log-loss when the feature "
+                     f"is shuffled, row-weighted mean over folds")
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_FORCE_REFUSED = 0, 1, 2, 3, 4
 QUOTES = ("USDT", "FDUSD", "USDC", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
 
@@ -72,7 +78,7 @@ class ForcePromoteRefused(ValueError):
 def run_training(settings, *, train=None, promote: bool = True, progress=print, version_prefix: str | None = None,
                  drift_replay: bool = True, out_root: Path | None = None, force_promote: bool = False,
                  bootstrap: bool = False, symbol: str | None = None, full_stack: bool = False,
-                 allow_gaps: bool = False) -> Path:
+                 allow_gaps: bool = False, importance: bool = True) -> Path:
     """Train per `settings.signal` (with `train` replacing `settings.signal.train`); returns the version dir.
 
     `full_stack`: the walk-forward folds are traded by the backtest (signal, risk and paper-execution cores),
@@ -121,6 +127,21 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
                       min_edge_bps=s.min_expected_edge_bps, folds=tcfg.folds,
                       initial_fraction=tcfg.initial_train_fraction, kind=tcfg.model, c=tcfg.c, seed=tcfg.seed,
                       progress=progress, full_stack=fold_backtest)
+    imp_rows: list = []
+    if importance:
+        progress("permutation feature importance on the out-of-sample folds")
+        rng = np.random.default_rng(tcfg.seed)
+        oos_sets = []
+        for model_k, te in zip(ev.fold_models, ev.fold_test, strict=True):
+            rows = te[~np.isnan(ds.y[te])]
+            if rows.size > IMPORTANCE_MAX_ROWS:  # a seeded sample bounds the cost (each shuffle is a predict)
+                rows = np.sort(rng.choice(rows, IMPORTANCE_MAX_ROWS, replace=False))
+            oos_sets.append((model_k, ds.x[rows], ds.y[rows]))
+        imp_rows = permutation_importance_oos(oos_sets, spec.names, repeats=IMPORTANCE_REPEATS, seed=tcfg.seed)
+    bars_per_year = 365 * 86400 / timeframe_seconds(timeframe)
+    ev.report["model"]["sharpe"] = sharpe(ev.equity_model, bars_per_year)
+    ev.report["buy_and_hold"]["sharpe"] = sharpe(ev.equity_bh, bars_per_year)
+    prov = provenance(REPO_ROOT)
     progress("final model on all labelled rows")
     usable = np.flatnonzero(ds.usable)
     final = fit_model(ds.x[usable], ds.y[usable], tcfg.model, tcfg.c, tcfg.seed)
@@ -163,7 +184,9 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
                            "min_expected_edge_bps": s.min_expected_edge_bps,
                            "simulation": ev.report["out_of_sample"]["evaluation"]},
               "simplified_simulation": ev.report.get("simplified_simulation"),
-              "gate": gate,
+              "gate": gate, "quality": ev.report["quality"], "importance": imp_rows,
+              "importance_method": IMPORTANCE_METHOD if importance else "not computed (bootstrap model)",
+              "provenance": prov,
               "drift_replay": None if replay is None else {k: replay[k] for k in ("train", "replay", "periods")},
               "training_seconds": round(elapsed, 3)}
     metadata = {
@@ -179,6 +202,7 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
         "model": {"kind": tcfg.model, "c": tcfg.c, "classes": [-1, 0, 1], "sklearn_pipeline": str(final)},
         "metrics": {k: ev.report[k] for k in ("model", "buy_and_hold", "no_trade", "out_of_sample")},
         "reference": ref,
+        "provenance": prov,
     }
     extra = {"report.json": json.dumps(report, indent=1, default=str).encode(),
              "report.md": render_markdown(report, metadata).encode(),
@@ -207,6 +231,26 @@ def run_training(settings, *, train=None, promote: bool = True, progress=print, 
     if promote_now:
         progress(f"note: the signal service now decides on {timeframe} candles ({spec.warmup_bars} bars of warm-up)")
     return path
+
+
+def ensure_model(settings, progress=None) -> Path | None:
+    """The path of the `current` model. In paper mode, when none exists, trains a small synthetic one
+    (seconds) and promotes it (a bootstrap, audited; it never passes the gate, and the service warns).
+
+    In live mode nothing is ever trained or promoted here: with no `current` it returns None and the signal
+    service holds. An existing but untrustworthy model is never trained over: it raises ModelRefused.
+    """
+    root = models_dir(settings)
+    model = load_current(root)
+    if model is not None:
+        return model.path
+    if settings.mode == "live":
+        return None
+    s = settings.signal
+    quick = s.train.model_copy(update={"data": "synthetic", "synthetic_bars": min(s.train.synthetic_bars, 12_000),
+                                       "folds": min(s.train.folds, 3)})
+    return run_training(settings, train=quick, promote=True, bootstrap=True, progress=progress or (lambda m: None),
+                        version_prefix="bootstrap", drift_replay=False, importance=False)
 
 
 def _iso(t) -> str:
@@ -240,6 +284,60 @@ def _describe(data: dict) -> str:
     return f"synthetic ({data['bars']} bars, seed {data['seed']})"
 
 
+def _num(v, places: int = 4) -> str:
+    return "-" if v is None else f"{v:.{places}f}"
+
+
+def _model_card_sections(report: dict) -> list[str]:
+    """Null distribution, probabilistic quality against the prior, reliability, importance, provenance."""
+    lines: list[str] = []
+    g = report.get("gate")
+    if g and g.get("null"):
+        q = g["null"]["quantiles_pct"]
+        lines += ["## Null distribution", "",
+                  f"{g['null']['kind']} ({g['null']['shifts']} shifts; {g['null']['simulation']}).", "",
+                  "| | 5 % | 25 % | 50 % | 75 % | 95 % | model (same simulation) | p-value |",
+                  "|---|---|---|---|---|---|---|---|",
+                  f"| null net return % | {q['p5']:+.2f} | {q['p25']:+.2f} | {q['p50']:+.2f} | {q['p75']:+.2f} | "
+                  f"{q['p95']:+.2f} | {_fmt((report.get('simplified_simulation') or report['model'])['total_return_pct'])}"
+                  f" | {g['p_value']:.3f} |", "",
+                  "p = (1 + #{null >= model}) / (1 + shifts): the chance that signals without timing do as well. "
+                  "It is one configuration's p-value; a search over many configurations needs its own correction "
+                  "(`docs/edge-search.md`).", ""]
+    qa = report.get("quality")
+    if qa and qa.get("rows"):
+        lines += ["## Probabilistic quality (out of sample)", "",
+                  f"{qa['rows']} labelled out-of-sample rows; the prior is {qa['prior']}. Skill = 1 - model / prior "
+                  "(> 0: better than the prior).", "",
+                  "| score | model | prior | skill |", "|---|---|---|---|",
+                  f"| log-loss | {qa['log_loss']:.4f} | {qa['log_loss_prior']:.4f} | {qa['log_loss_skill']:+.4f} |",
+                  f"| Brier (3 classes) | {qa['brier']:.4f} | {qa['brier_prior']:.4f} | {qa['brier_skill']:+.4f} |", ""]
+        rel = qa.get("reliability_up") or {}
+        if rel.get("rows"):
+            lines += ["### Reliability, BUY class (predicted p(up) vs observed frequency of 'up')", "",
+                      f"Expected calibration error {rel['ece']:.4f} over {rel['n']} rows.", "",
+                      "| p(up) bin | rows | mean predicted | observed |", "|---|---|---|---|"]
+            lines += [f"| {r['bin'][0]:.1f} - {r['bin'][1]:.1f} | {r['n']} | {r['mean_predicted']:.4f} | "
+                      f"{r['observed']:.4f} |" for r in rel["rows"]]
+            lines.append("")
+    imp = report.get("importance")
+    if imp:
+        lines += ["## Permutation feature importance (out of sample)", "", report.get("importance_method", "") + ".",
+                  "", "| feature | importance (log-loss rise) | std |", "|---|---|---|"]
+        lines += [f"| {r['feature']} | {r['importance']:+.5f} | {r['std']:.5f} |" for r in imp]
+        lines.append("")
+    elif "importance_method" in report:
+        lines += ["## Permutation feature importance (out of sample)", "", report["importance_method"] + ".", ""]
+    prov = report.get("provenance")
+    if prov:
+        libs = ", ".join(f"{k} {v}" for k, v in prov["libraries"].items())
+        lines += ["## Provenance", "",
+                  f"- git commit: `{prov['git_commit']}`",
+                  f"- feature code (`{prov['feature_code']}`) sha256: `{prov['feature_code_sha256']}`",
+                  f"- libraries: {libs}", ""]
+    return lines
+
+
 def render_markdown(report: dict, meta: dict) -> str:
     m, bh, nt = report["model"], report["buy_and_hold"], report["no_trade"]
     oos = report["out_of_sample"]
@@ -251,21 +349,34 @@ def render_markdown(report: dict, meta: dict) -> str:
         f"per side ({meta['label']['round_trip_cost_bps']:.1f} bps round trip). Model: {meta['model']['kind']}.", "",
         f"## Out of sample, walk-forward ({oos['folds']} folds, {oos['bars']} bars, {oos['from']} .. {oos['to']})", "",
         "Net of fees over the same windows. " + report["decision"]["simulation"] + ".", "",
-        "| strategy | return % | max drawdown % | trades | hit rate | precision (BUY) |",
-        "|---|---|---|---|---|---|",
-        f"| model | {_fmt(m['total_return_pct'])} | {_fmt(m['max_drawdown_pct'], False)} | {m['n_trades']} | "
-        f"{_fmt(m['hit_rate'], False)} | {_fmt(m['precision_buy'], False)} |",
-        f"| buy and hold | {_fmt(bh['total_return_pct'])} | {_fmt(bh['max_drawdown_pct'], False)} | - | - | - |",
-        f"| no trade | {_fmt(nt['total_return_pct'])} | 0.00 | 0 | - | - |", "",
+        "| strategy | net return % | gross return % | max drawdown % | Sharpe | exposure (time) % | turnover | "
+        "trades | hit rate | precision (BUY) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| model | {_fmt(m['total_return_pct'])} | {_fmt(m.get('gross_return_pct'))} | "
+        f"{_fmt(m['max_drawdown_pct'], False)} | {_fmt(m.get('sharpe'))} | {_fmt(m.get('exposure_time_pct'), False)} | "
+        f"{_fmt(m.get('turnover'), False)} | {m['n_trades']} | {_fmt(m['hit_rate'], False)} | "
+        f"{_fmt(m['precision_buy'], False)} |",
+        f"| buy and hold | {_fmt(bh['total_return_pct'])} | - | {_fmt(bh['max_drawdown_pct'], False)} | "
+        f"{_fmt(bh.get('sharpe'))} | 100.00 | 2.00 | - | - | - |",
+        f"| no trade | {_fmt(nt['total_return_pct'])} | +0.00 | 0.00 | - | 0.00 | 0.00 | 0 | - | - |", "",
+        "Gross = the same decisions without fees; turnover = traded notional / starting equity; Sharpe annualised "
+        "from per-bar returns." + (f" Average exposure (notional held / equity): {m['exposure_avg_pct']:.2f} %."
+                                   if m.get("exposure_avg_pct") is not None else ""), "",
         f"BUY signals {m['buy_signals']}, SELL signals {m['sell_signals']}; base rate of 'up' labels "
         f"{m['base_rate_up']}; threshold {report['decision']['probability_threshold']}.", "",
-        "| fold | test window | model % | trades | buy & hold % |", "|---|---|---|---|---|",
+        "### Per fold", "",
+        "| fold | train rows | test window | model net % | trades | buy & hold % | log-loss | log-loss prior | "
+        "Brier | Brier prior |", "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in report["folds"]:
-        lines.append(f"| {f['fold']} | {f['test'][0]} .. {f['test'][1]} | {_fmt(f['model']['total_return_pct'])} | "
-                     f"{f['model']['n_trades']} | {_fmt(f['buy_and_hold']['total_return_pct'])} |")
+        q = f.get("quality") or {}
+        lines.append(f"| {f['fold']} | {f['train_rows']} | {f['test'][0]} .. {f['test'][1]} | "
+                     f"{_fmt(f['model']['total_return_pct'])} | {f['model']['n_trades']} | "
+                     f"{_fmt(f['buy_and_hold']['total_return_pct'])} | {_num(q.get('log_loss'))} | "
+                     f"{_num(q.get('log_loss_prior'))} | {_num(q.get('brier'))} | {_num(q.get('brier_prior'))} |")
     verdict = ("beats" if m["total_return_pct"] > max(bh["total_return_pct"], 0.0) else "does NOT beat")
-    lines += ["", f"**Verdict:** out of sample, net of fees, the model {verdict} both buy-and-hold and not trading.", ""]
+    lines += ["", f"**Verdict:** out of sample, net of fees, the model {verdict} both buy-and-hold and not trading"
+              + ("; whether by more than chance is the gate's question (below)." if verdict == "beats" else "."), ""]
     g = report.get("gate")
     if g:
         q = g["null"]["quantiles_pct"]
@@ -278,6 +389,7 @@ def render_markdown(report: dict, meta: dict) -> str:
             lines.append(f"| {name} | {c['value']} | {c['threshold']} | {'yes' if c['passed'] else 'NO'} |")
         lines += [""] + [f"- {r}" for r in g["reasons"]] + ([""] if g["reasons"] else [])
         lines += ["Only a model that passed is made `current` (and only such a model is served in live mode).", ""]
+    lines += _model_card_sections(report)
     simple = report.get("simplified_simulation")
     if simple:
         lines += [f"For comparison only, the {simple['what']}: {_fmt(simple['total_return_pct'])} %, "
@@ -297,31 +409,15 @@ def render_markdown(report: dict, meta: dict) -> str:
 
 
 def render_equity_png(ds, ev, replay: dict | None, version: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from libs.common.plots import equity_png
 
     times = [ds.times[i] for i in ev.oos_index]
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
-    ax.plot(times, ev.equity_model, label="model (net of fees)", lw=1.2)
-    ax.plot(times, ev.equity_bh, label="buy and hold (net of fees)", lw=1.0)
-    ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="no trade")
-    if replay:
-        first = True
-        for p in replay["periods"]:
-            start = datetime.fromisoformat(p["from"])
-            end = datetime.fromisoformat(p["to"]) if p["to"] else times[-1]
-            ax.axvspan(start, end, color="red", alpha=0.08, label="drift detected (replay)" if first else None)
-            first = False
-    ax.set_title(f"Walk-forward out-of-sample equity - {version}")
-    ax.set_ylabel("equity (start = 1)")
-    ax.legend(loc="best", fontsize=8)
-    fig.autofmt_xdate()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    spans = [(datetime.fromisoformat(p["from"]), datetime.fromisoformat(p["to"]) if p["to"] else times[-1])
+             for p in (replay or {}).get("periods", [])]
+    return equity_png(times, [(ev.equity_model, "model (net of fees)", 1.2),
+                              (ev.equity_bh, "buy and hold (net of fees)", 1.0)],
+                      f"Walk-forward out-of-sample equity - {version}", spans=spans,
+                      span_label="drift detected (replay)")
 
 
 def run_from_args(args, config: str | None = None) -> int:

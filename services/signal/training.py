@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from services.signal.decision import BUY, CLASSES, SELL, decide, round_trip_cost
 from services.signal.drift import DriftMonitor, DriftThresholds, reference_bins
 from services.signal.features import FeatureSpec, complete_rows, compute_features, feature_matrix
+from services.signal.model_card import class_prior, quality_vs_prior, reliability_table, scores_vs_prior
 
 Progress = Callable[[str], None]
 
@@ -124,6 +125,7 @@ def class_mean_returns(fwd: np.ndarray, y: np.ndarray) -> np.ndarray:
 class SimResult:
     equity: np.ndarray  # mark-to-market equity per bar (starts at 1)
     trade_returns: list[float] = field(default_factory=list)  # net of fees, simple returns
+    held: np.ndarray | None = None  # True on the bars that end with a position open
 
 
 def simulate_long_only(close: np.ndarray, side: np.ndarray, horizon: int, fee_rate: float) -> SimResult:
@@ -131,6 +133,7 @@ def simulate_long_only(close: np.ndarray, side: np.ndarray, horizon: int, fee_ra
     end of the window. Fees on both sides. Equity marks the position to the close of every bar."""
     n = close.size
     eq = np.ones(n)
+    held = np.zeros(n, dtype=bool)
     cash, entry, held_since, units, cash_at_entry = 1.0, 0.0, -1, 0.0, 1.0
     trades: list[float] = []
     for t in range(n):
@@ -145,7 +148,8 @@ def simulate_long_only(close: np.ndarray, side: np.ndarray, horizon: int, fee_ra
             units, held_since = cash * (1 - fee_rate) / entry, t
             cash = 0.0
         eq[t] = cash + units * close[t]
-    return SimResult(eq, trades)
+        held[t] = held_since >= 0
+    return SimResult(eq, trades, held)
 
 
 def buy_and_hold(close: np.ndarray, fee_rate: float) -> np.ndarray:
@@ -203,6 +207,10 @@ class Evaluation:
     folds: list[dict]
     fold_close: list[np.ndarray] = field(default_factory=list)  # out-of-sample closes, per fold
     fold_side: list[np.ndarray] = field(default_factory=list)  # the model's decisions on them, per fold
+    fold_models: list = field(default_factory=list)  # each fold's fitted model
+    fold_test: list[np.ndarray] = field(default_factory=list)  # each fold's test row indices (into the dataset)
+    fold_proba: list[np.ndarray] = field(default_factory=list)  # its (n, 3) out-of-sample probabilities
+    fold_prior: list[np.ndarray] = field(default_factory=list)  # its training rows' class frequencies
 
 
 FoldBacktest = Callable[[int, Pipeline, np.ndarray, np.ndarray, np.ndarray], dict]
@@ -229,6 +237,8 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
     all_trades: list[float] = []
     simple_eq: list[np.ndarray] = []
     stack_summaries: list[dict] = []
+    fold_models, fold_test, fold_proba, fold_prior = [], [], [], []
+    gross_level, held_bars = 1.0, 0
     m_level = bh_level = s_level = 1.0
     for k, sp in enumerate(splits, 1):
         tr = np.arange(first, first + sp.train_end)
@@ -239,7 +249,11 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
         proba = predict_proba(model, ds.x[te])
         dec = decide(proba, means, fee_rate, threshold, min_edge_bps)
         sim = simulate_long_only(ds.close[te], dec.side, horizon, fee_rate)
+        gross = simulate_long_only(ds.close[te], dec.side, horizon, 0.0)  # the same decisions without fees
         bh = buy_and_hold(ds.close[te], fee_rate)
+        prior = class_prior(ds.y[tr])
+        lab = ~np.isnan(ds.y[te])
+        quality = scores_vs_prior(proba[lab], ds.y[te][lab], prior)
         simple_eq.append(sim.equity * s_level)
         s_level *= sim.equity[-1]
         if full_stack is not None:
@@ -248,6 +262,15 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
             stack_summaries.append(fold_summary)
         else:
             fold_eq, fold_summary = sim.equity, summarize(sim.equity, sim.trade_returns)
+            fold_summary.update({"gross_return_pct": round((float(gross.equity[-1]) - 1) * 100, 4),
+                                 "exposure_time_pct": round(float(np.mean(sim.held)) * 100, 4),
+                                 "turnover": round(2.0 * len(sim.trade_returns), 6)})
+        gross_level *= 1 + fold_summary.get("gross_return_pct", 0.0) / 100
+        held_bars += fold_summary.get("exposure_time_pct", 0.0) / 100 * te.size
+        fold_models.append(model)
+        fold_test.append(te)
+        fold_proba.append(proba)
+        fold_prior.append(prior)
         eq_model.append(fold_eq * m_level)
         eq_bh.append(bh * bh_level)
         m_level, bh_level = m_level * fold_eq[-1], bh_level * bh[-1]
@@ -258,7 +281,7 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
         fold = {"fold": k, "train": [str(ds.times[tr[0]]), str(ds.times[tr[-1]])],
                 "test": [str(ds.times[te[0]]), str(ds.times[te[-1]])], "train_rows": int(tr.size),
                 "test_rows": int(te.size), "model": fold_summary,
-                "buy_and_hold": summarize(bh)}
+                "buy_and_hold": summarize(bh), "quality": quality}
         if full_stack is not None:
             fold["simplified_simulation"] = summarize(sim.equity, sim.trade_returns)
         fold_reports.append(fold)
@@ -271,6 +294,7 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
     buys = (side == BUY) & labelled
     sells = (side == SELL) & labelled
     simple_summary = summarize(np.concatenate(simple_eq), all_trades)
+    oos_rows = sum(te.size for te in fold_test)
     if full_stack is not None:
         model_summary = summarize(equity_model)
         closed = sum(f["n_trades"] for f in stack_summaries)
@@ -280,9 +304,16 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
             "fills": sum(f["fills"] for f in stack_summaries),
             "fees_usdt": round(sum(f["fees_usdt"] for f in stack_summaries), 6),
             "turnover": round(sum(f["turnover"] for f in stack_summaries), 6),
+            "exposure_avg_pct": round(sum(f["exposure_avg_pct"] * te.size for f, te in
+                                          zip(stack_summaries, fold_test, strict=True)) / oos_rows, 4),
         })
     else:
         model_summary = simple_summary
+    model_summary.update({
+        "gross_return_pct": round((gross_level - 1) * 100, 4),
+        "exposure_time_pct": round(held_bars / oos_rows * 100, 4),
+        "turnover": model_summary.get("turnover", round(2.0 * len(all_trades), 6)),
+    })
     model_summary.update({
         "precision_buy": round(float(np.mean(y[buys] == 1)), 4) if buys.any() else None,
         "precision_sell": round(float(np.mean(y[sells] == -1)), 4) if sells.any() else None,
@@ -300,8 +331,14 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
     }
     if full_stack is not None:
         report["simplified_simulation"] = {**simple_summary, "what": SIMPLIFIED}
+    lab = ~np.isnan(y)
+    proba_all = np.concatenate(fold_proba)
+    prior_all = np.concatenate([np.tile(p, (te.size, 1)) for p, te in zip(fold_prior, fold_test, strict=True)])
+    quality = quality_vs_prior(proba_all[lab], prior_all[lab], y[lab])
+    report["quality"] = {**quality, "prior": "each fold's training-label class frequencies",
+                         "reliability_up": reliability_table(proba_all[lab, 2], (y[lab] == 1).astype(float))}
     return Evaluation(report, np.concatenate(oos), equity_model, equity_bh, fold_reports,
-                      [ds.close[te] for te in oos], all_side)
+                      [ds.close[te] for te in oos], all_side, fold_models, fold_test, fold_proba, fold_prior)
 
 
 # -- the null baseline (simplified simulation) -----------------------------------------------------

@@ -15,9 +15,9 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import Alert, Candle, DriftStatus, MarketStatus, Signal, utcnow
-from services.signal.registry import ensure_model, read_current, set_current, update_metadata
+from services.signal.registry import read_current, set_current, update_metadata
 from services.signal.synthetic import synthetic_candles
-from services.signal.train import run_training
+from services.signal.train import ensure_model, run_training
 from tests.helpers import wait_heartbeat, wait_until
 from tests.unit.signal.conftest import make_settings
 
@@ -111,6 +111,7 @@ async def test_a_tampered_model_is_refused_and_everything_holds(services, bus, t
     assert all("no trusted model" in s.reason for s in signals)
     hb = await wait_heartbeat(bus, "signal")
     assert hb.status == "degraded" and "sha256 mismatch" in hb.detail
+    assert hb.model["version"] is None and "sha256 mismatch" in hb.model["warning"]  # what it serves: nothing
     assert "model refused" in svc.logs()
     assert read_current(models) == path.name  # never trained over it
 
@@ -133,6 +134,8 @@ async def test_fresh_setup_with_the_demo_rule_trades_on_synthetic_data_within_a_
     assert all(s.model_version == read_current(models) and s.tick_id for s in decided)
     hb = await wait_heartbeat(bus, "signal")  # the tick -> signal time of those decisions is measured
     assert hb.status == "ok" and "UNGATED" in hb.detail and "paper trading only" in hb.detail
+    assert hb.model["version"] == read_current(models) and hb.model["gate_passed"] is False
+    assert "has not passed the promotion gate" in hb.model["warning"]
     async with httpx.AsyncClient() as client:
         text = (await client.get(f"http://127.0.0.1:{hb.metrics_port}/metrics")).text
     assert re.search(r"^bnml_signal_tick_to_signal_seconds_count [1-9]", text, re.M), text[-2000:]
@@ -199,6 +202,8 @@ async def test_live_mode_never_bootstraps_holds_with_a_sev2_and_serves_only_a_ga
             await bus.publish(subjects.candle("AAA/USDT", "1s"), regated.pop(0))
         return any(s.side != "HOLD" and s.model_version == boot.name for s in signals)
     await wait_until(served, timeout=30, interval=0.05, message="decisions from the re-gated version")
+    hb = await wait_heartbeat(bus, "signal")
+    assert hb.model == {"version": boot.name, "gate_passed": True, "warning": ""}
 
     # gated, but trained (today) on data that ends in 2022: served, and never a BUY (SELL = exit only)
     _gated_copy(models, boot, "gated-2022", "AAA/USDT", data_end=datetime(2022, 10, 31, 23, tzinfo=UTC))

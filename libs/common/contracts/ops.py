@@ -19,6 +19,9 @@ class Heartbeat(Message):
     counters: dict[str, int] = Field(default_factory=dict, description="Totals since the process started")
     detail: str = ""
     metrics_port: int | None = None
+    model: dict[str, str | bool | None] | None = Field(
+        default=None, description="signal only: the model this process serves {version, gate_passed, warning} "
+                                  "(version null when it holds); not the registry's `current`")
 
 
 class Alert(Message):

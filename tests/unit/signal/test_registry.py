@@ -9,13 +9,13 @@ import pytest
 
 from services.signal.registry import (
     ModelRefused,
-    ensure_model,
     load_current,
     load_model,
     read_current,
     save_model,
     set_current,
 )
+from services.signal.train import ensure_model
 from tests.unit.signal.conftest import make_settings
 
 
@@ -133,3 +133,16 @@ def test_train_command_reports_a_missing_file_cleanly(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "nope.csv"), "--models-dir", str(tmp_path)]) == 1
     assert "train:" in capsys.readouterr().err
     assert read_current(tmp_path) is None
+
+
+def test_the_registry_imports_nothing_that_trains():
+    """registry <- train, never registry -> train (issue 21: the two imported each other)."""
+    import ast
+    from pathlib import Path
+
+    import services.signal.registry as registry
+
+    tree = ast.parse(Path(registry.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "services.signal.train" not in imported and not hasattr(registry, "ensure_model")
