@@ -205,6 +205,7 @@ __all__ = [
     "RiskSettings",
     "SignalSettings",
     "StorageSettings",
+    "CRITICAL_STREAMS",
     "STREAM_NAMES",
     "load_settings",
     "mask_url",
