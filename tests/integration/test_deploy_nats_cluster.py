@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -39,7 +40,19 @@ def _start(tmp: Path, passwords: dict[str, str]) -> tuple[list[subprocess.Popen]
         log.close()
     for p in ports:
         wait_for_port(p, timeout=30)
+    deadline = time.monotonic() + 30
+    while not all(_healthy(m) for m in monitors):  # JetStream's meta group has its leader
+        assert time.monotonic() < deadline, "the cluster did not become healthy"
+        time.sleep(0.1)
     return procs, ports, monitors
+
+
+def _healthy(monitor: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/healthz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 
 async def test_the_shipped_cluster_config_forms_a_cluster_with_auth_and_r3_streams(tmp_path):
