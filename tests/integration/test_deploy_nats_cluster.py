@@ -47,6 +47,11 @@ def _start(tmp: Path, passwords: dict[str, str]) -> tuple[list[subprocess.Popen]
     return procs, ports, monitors
 
 
+def _varz(monitor: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/varz", timeout=2) as r:
+        return json.loads(r.read())
+
+
 def _healthy(monitor: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/healthz", timeout=1) as r:
@@ -60,8 +65,7 @@ async def test_the_shipped_cluster_config_forms_a_cluster_with_auth_and_r3_strea
     procs, ports, monitors = _start(tmp_path, passwords)
     try:
         for m in monitors:
-            with urllib.request.urlopen(f"http://127.0.0.1:{m}/varz", timeout=2) as r:
-                varz = json.loads(r.read())
+            varz = _varz(m)
             assert varz["jetstream"]["config"]["sync_always"] is True
             assert varz["cluster"]["name"] == "bnml"
         urls = ",".join(url_with_user(f"nats://127.0.0.1:{p}", "risk", passwords["risk"]) for p in ports)

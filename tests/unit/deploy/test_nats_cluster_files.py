@@ -52,7 +52,7 @@ def test_cluster_override_renders_three_nodes_and_r3_for_every_service(tmp_path)
     assert res.returncode == 0, f"docker-compose config failed:\n{res.stderr}"
     svcs = yaml.safe_load(res.stdout)["services"]
     names = []
-    for i, node in enumerate(NODES, start=1):
+    for node in NODES:
         s = svcs[node]
         assert s["command"][:2] == ["-c", "/etc/nats/cluster.conf"] and "-js" in s["command"], node
         names.append(s["command"][s["command"].index("--name") + 1])
