@@ -12,7 +12,7 @@ share the two cores, so the cluster figure includes that contention as well as t
 
 from __future__ import annotations
 
-from bench.bench_pipeline import tick_to_order
+from bench.bench_pipeline import ROOT, tick_to_order
 from bench.stack import embedded_stack
 from bnml.embedded import EmbeddedNatsCluster
 
@@ -25,6 +25,10 @@ def _tagged(figures: dict[str, float], tag: str) -> dict[str, float]:
 
 
 def run(quick: bool = False) -> dict[str, float]:
+    from libs.common.settings import load_settings
+    from services.signal.registry import ensure_model
+
+    ensure_model(load_settings(ROOT / "configs" / "bot.yaml"))  # a fresh clone: signal would train at start
     seconds = 4.0 if quick else 30.0
     out: dict[str, float] = {}
     with embedded_stack("bnml-bench-cluster-") as st:

@@ -2,6 +2,7 @@
 
 Used by the launcher when `NATS_URL` / `DATABASE_URL` are not set, and by the test session. Both can
 be stopped and started again on the same port and data directory, which the fault tests rely on.
+`EmbeddedNatsCluster` runs three (or five) nats-servers joined by cluster routes, each node stoppable on its own.
 """
 
 from __future__ import annotations
@@ -207,7 +208,8 @@ class EmbeddedNatsCluster:
 
     def restart(self, i: int, timeout_s: float = 60.0) -> EmbeddedNats:
         """Start node `i` again on its port and store (after `node(i).stop(...)`); waits until it listens."""
-        return self.nodes[i].start() if not self.nodes[i].running else self.nodes[i]
+        node = self.nodes[i]
+        return node if node.running else node.launch().wait_listening(timeout_s)
 
     def wait_healthy(self, timeout_s: float = 60.0, nodes: list[int] | None = None) -> None:
         wanted = [self.nodes[i] for i in (nodes if nodes is not None else range(self.size))]
