@@ -59,8 +59,15 @@ def test_bnml_up_on_a_three_node_cluster(tmp_path):
         assert len(servers) == 3, [p.cmdline() for p in servers]
         port = nodes[2]["url"].rsplit(":", 1)[1]
         victim = next(p for p in servers if port in p.cmdline())
-        victim.kill()
-        victim.wait(10)
+        victim.kill()  # the launcher's child, so a zombie until the launcher reaps it at stop
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if victim.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.1)
         human = _bnml(tmp_path, "status", env=env)
         assert f"nats node {nodes[2]['url']} DOWN" in human.stdout, human.stdout
     finally:
