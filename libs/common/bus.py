@@ -45,6 +45,27 @@ DLQ_BURST = 200  # dead letters published (and logged) per second per service; t
 REPLICA_ERRORS = frozenset({10074, 10023})
 
 
+STREAM_FIELDS = ("subjects", "retention", "storage", "max_msgs_per_subject", "max_age", "max_bytes",
+                 "duplicate_window", "description", "num_replicas")
+
+
+def _unchanged(current: StreamConfig, wanted: StreamConfig) -> bool:
+    """The stream already has every setting `ensure_streams` sets (floats compared to the millisecond)."""
+    for name in STREAM_FIELDS:
+        a, b = getattr(current, name), getattr(wanted, name)
+        if name == "num_replicas":
+            a, b = a or 1, b or 1
+        if isinstance(a, float) or isinstance(b, float):
+            if a is None or b is None or abs(float(a) - float(b)) > 1e-3:
+                return False
+        elif name == "subjects":
+            if sorted(a or []) != sorted(b or []):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
 class UnreadableEntry(InvalidInputError):
     """A stored message that does not decode; `seq` is its stream sequence."""
 
@@ -190,11 +211,19 @@ class Bus:
                 self.log.warning("stream keeps its replicas (never scaled down by a client)", stream=spec.name,
                                  replicas=have, configured=want)
                 config.num_replicas = have
-            try:
-                await self.js.update_stream(config)
-            except APIError as exc:
-                self._refuse_replicas(spec.name, config.num_replicas or 1, exc)
-                raise
+            if _unchanged(info.config, config):
+                continue  # every service calls this at start: on a cluster an update is a meta-group proposal
+            for attempt in range(3):
+                try:
+                    await self.js.update_stream(config)
+                    break
+                except APIError as exc:
+                    self._refuse_replicas(spec.name, config.num_replicas or 1, exc)
+                    raise
+                except nats.errors.TimeoutError:  # a busy meta leader (several services starting at once)
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(0.5 * (attempt + 1))
             if have < want:
                 await self._wait_replicated(spec.name, want)
                 self.log.info("stream scaled up", stream=spec.name, replicas=want, was=have)

@@ -107,3 +107,28 @@ async def test_r3_on_a_single_server_is_a_configuration_error_naming_the_setting
 def test_a_single_url_stays_one_server():
     assert _bus("nats://127.0.0.1:4222").servers == ["nats://127.0.0.1:4222"]
     assert _bus("nats://a:1, nats://b:2,nats://c:3").servers == ["nats://a:1", "nats://b:2", "nats://c:3"]
+
+
+async def test_ensure_streams_updates_only_a_stream_that_differs(nats_url):
+    bus = _bus(nats_url)
+    await bus.connect(retry_initial=False)
+    try:
+        await bus.ensure_streams()
+        info = await bus.js.stream_info("ALERTS")
+        info.config.description = "changed by hand"
+        info.config.max_age = 600.0
+        await bus.js.update_stream(info.config)
+        updated: list[str] = []
+        real = bus.js.update_stream
+
+        async def counting(config):
+            updated.append(config.name)
+            return await real(config)
+
+        bus.js.update_stream = counting
+        await bus.ensure_streams()
+        assert updated == ["ALERTS"], "an unchanged stream is left alone (no meta proposal per service start)"
+        info = await bus.js.stream_info("ALERTS")
+        assert info.config.description == "Alerts" and info.config.max_age == 30 * 86400
+    finally:
+        await bus.drain()
