@@ -155,8 +155,9 @@ def order_path_floor(nats_url: str, db_url: str, seconds: float, rate: int = 100
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USDT", "TRX/USDT", "LTC/USDT"]
 
 
-def suite_config(path: Path, ticks_per_s_total: int, every_nth: int) -> Path:
+def suite_config(path: Path, ticks_per_s_total: int, every_nth: int, nats_replicas: int = 1) -> Path:
     cfg = yaml.safe_load((ROOT / "configs" / "bot.yaml").read_text())
+    cfg.setdefault("nats", {})["replicas"] = nats_replicas  # 3 on a cluster (bench/bench_cluster.py)
     cfg["symbols"] = SYMBOLS
     cfg["market_data"]["synthetic"]["ticks_per_s"] = ticks_per_s_total / len(SYMBOLS)
     cfg["signal"]["every_nth_tick"] = every_nth
@@ -232,7 +233,7 @@ class PathRecorder:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     async def _run(self) -> None:
-        nc = await nats.connect(self.url)
+        nc = await nats.connect(servers=[u.strip() for u in self.url.split(",")])  # one server or a cluster
         for subject, bucket in self.raw.items():
             async def keep(msg, bucket=bucket) -> None:
                 bucket.append(msg.data)
@@ -286,12 +287,12 @@ class PathRecorder:
 
 
 def tick_to_order(tmp: Path, nats_url: str, db_url: str, seconds: float, rate: int = 1000,
-                  decisions_per_s: int = 20) -> dict[str, float]:
+                  decisions_per_s: int = 20, nats_replicas: int = 1) -> dict[str, float]:
     """tick published -> order journaled and paper-filled (the FILLED order event's time, stamped when the
     fill's transaction has committed), with each step on the way; only orders whose tick came in the window."""
     # the signal service in measurement mode: a decision every Nth tick received
     every_nth = max(1, rate // decisions_per_s)
-    config = suite_config(tmp / "bench.yaml", rate, every_nth)
+    config = suite_config(tmp / "bench.yaml", rate, every_nth, nats_replicas)
     names = ("risk", "execution", "signal", "market_data")
     procs = start_suite(tmp, nats_url, db_url, config, names)
     try:

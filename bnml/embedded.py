@@ -2,6 +2,7 @@
 
 Used by the launcher when `NATS_URL` / `DATABASE_URL` are not set, and by the test session. Both can
 be stopped and started again on the same port and data directory, which the fault tests rely on.
+`EmbeddedNatsCluster` runs three (or five) nats-servers joined by cluster routes, each node stoppable on its own.
 """
 
 from __future__ import annotations
@@ -63,29 +64,54 @@ def ensure_nats_passwords() -> dict[str, str]:
 
 
 class EmbeddedNats:
-    """A nats-server with JetStream on 127.0.0.1, its store under `data_dir`."""
+    """A nats-server with JetStream on 127.0.0.1, its store under `data_dir`.
 
-    def __init__(self, data_dir: Path, port: int = 0, monitor_port: int = 0, config_file: Path | None = None):
+    `config_text` (a cluster node's settings, `EmbeddedNatsCluster`) is written to `data_dir/node.conf` and
+    given to the server; with `config_file` too (the opt-in auth config), the node file includes it first."""
+
+    def __init__(self, data_dir: Path, port: int = 0, monitor_port: int = 0, config_file: Path | None = None,
+                 config_text: str = ""):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
         self.config_file = config_file
+        self.config_text = config_text
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self) -> EmbeddedNats:
+    @property
+    def running(self) -> bool:
+        return bool(self.proc and self.proc.poll() is None)
+
+    def _config_path(self) -> Path | None:
+        if not self.config_text:
+            return self.config_file
+        path = self.data_dir / "node.conf"
+        # nats-server resolves an include relative to the including file (an absolute path is not taken)
+        rel = os.path.relpath(Path(self.config_file).resolve(), self.data_dir) if self.config_file else ""
+        include = f'include "{rel}"\n' if rel else ""
+        path.write_text(include + self.config_text)
+        return path
+
+    def launch(self) -> EmbeddedNats:
+        """Start the process without waiting for it to listen (`wait_listening`)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [_venv_bin("nats-server"), "-a", "127.0.0.1", "-p", str(self.port), "-js",
                "-sd", str(self.data_dir / "jetstream"), "-m", str(self.monitor_port)]
-        if self.config_file:
-            cmd += ["-c", str(self.config_file)]
+        config = self._config_path()
+        if config:
+            cmd += ["-c", str(config)]
         log = open(self.data_dir / "nats-server.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + 60
+        return self
+
+    def wait_listening(self, timeout_s: float = 60.0) -> EmbeddedNats:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
         while True:  # JetStream recovers its store before listening; slow on a loaded machine
             try:
                 wait_for_port(self.port, timeout=1.0)
@@ -96,7 +122,22 @@ class EmbeddedNats:
                     self.stop(kill=True)
                     raise RuntimeError(f"nats-server did not start on port {self.port}: {tail}") from None
 
+    def start(self) -> EmbeddedNats:
+        return self.launch().wait_listening()
+
+    def healthy(self) -> bool:
+        """JetStream answers on this server (`/healthz`: for a cluster node, it has joined the meta group
+        and is current with its streams)."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
     def stop(self, kill: bool = False) -> None:
+        """SIGTERM (a clean shutdown), or with `kill` SIGKILL: a crash, nothing flushed."""
         if self.proc and self.proc.poll() is None:
             self.proc.kill() if kill else self.proc.terminate()
             try:
@@ -105,6 +146,95 @@ class EmbeddedNats:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+
+
+# What every cluster node runs with (deploy/nats/cluster.conf says the same for compose; a unit test keeps the
+# two equal). `sync_interval: always`: each JetStream write is fsynced before it is acknowledged. The default
+# (a background fsync every 2 minutes) acknowledges writes that only sit in the page cache, and Jepsen's
+# analysis of NATS 2.12.1 lost acknowledged writes that way when nodes crashed together; the kill-switch,
+# verdict, order and fill streams must not depend on that (docs/design.md, "Durability per stream").
+CLUSTER_JETSTREAM = "sync_interval: always"
+CLUSTER_NAME = "bnml"
+
+
+class EmbeddedNatsCluster:
+    """`size` nats-servers on 127.0.0.1 joined by cluster routes, JetStream on each, each node its own
+    store and config file under `data_dir/node-<i>`. Nodes are stopped and started one by one for the fault
+    tests (`node(i).stop(kill=True)`, `restart(i)`); `url` is the comma-separated list clients take."""
+
+    def __init__(self, data_dir: Path, size: int = 3, ports: list[int] | None = None,
+                 config_file: Path | None = None):
+        if size < 1:
+            raise ValueError("a cluster has at least one node")
+        self.data_dir = Path(data_dir).resolve()
+        self.size = size
+        ports = list(ports or [])
+        self.route_ports = [free_port() for _ in range(size)]
+        self.nodes: list[EmbeddedNats] = []
+        for i in range(size):
+            port = ports[i] if i < len(ports) else 0
+            self.nodes.append(EmbeddedNats(self.data_dir / f"node-{i + 1}", port=port, config_file=config_file,
+                                           config_text=self._node_config(i)))
+
+    def _node_config(self, i: int) -> str:
+        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.route_ports)
+        return (f"server_name: {CLUSTER_NAME}-{i + 1}\n"  # the store: -sd, per node (EmbeddedNats.launch)
+                f"jetstream {{ {CLUSTER_JETSTREAM} }}\n"
+                f"cluster {{ name: {CLUSTER_NAME}, listen: 127.0.0.1:{self.route_ports[i]}, routes: [{routes}] }}\n")
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return ",".join(self.urls)
+
+    def node(self, i: int) -> EmbeddedNats:
+        return self.nodes[i]
+
+    def start(self, timeout_s: float = 60.0) -> EmbeddedNatsCluster:
+        """Every node started, then waited for until JetStream answers on each (the meta group has a leader)."""
+        try:
+            for n in self.nodes:
+                n.launch()
+            for n in self.nodes:
+                n.wait_listening(timeout_s)
+            self.wait_healthy(timeout_s)
+        except BaseException:
+            self.stop(kill=True)
+            raise
+        return self
+
+    def restart(self, i: int, timeout_s: float = 60.0) -> EmbeddedNats:
+        """Start node `i` again on its port and store (after `node(i).stop(...)`); waits until it listens."""
+        node = self.nodes[i]
+        return node if node.running else node.launch().wait_listening(timeout_s)
+
+    def wait_healthy(self, timeout_s: float = 60.0, nodes: list[int] | None = None) -> None:
+        wanted = [self.nodes[i] for i in (nodes if nodes is not None else range(self.size))]
+        deadline = time.monotonic() + timeout_s
+        while not all(n.healthy() for n in wanted):
+            if time.monotonic() > deadline:
+                down = [n.url for n in wanted if not n.healthy()]
+                raise RuntimeError(f"NATS cluster not healthy after {timeout_s}s: {down} "
+                                   f"(logs in {self.data_dir}/node-*/nats-server.log)")
+            time.sleep(0.1)
+
+    def reachable(self) -> dict[str, bool]:
+        """Each node's URL and whether something listens there."""
+        out = {}
+        for n in self.nodes:
+            try:
+                wait_for_port(n.port, timeout=0.3)
+                out[n.url] = True
+            except TimeoutError:
+                out[n.url] = False
+        return out
+
+    def stop(self, kill: bool = False) -> None:
+        for n in self.nodes:
+            n.stop(kill=kill)
 
 
 class EmbeddedPostgres:

@@ -21,7 +21,14 @@ import httpx
 from rich.text import Text
 
 from bnml import ui
-from bnml.embedded import EmbeddedNats, EmbeddedPostgres, ensure_nats_passwords, free_port, nats_config_file
+from bnml.embedded import (
+    EmbeddedNats,
+    EmbeddedNatsCluster,
+    EmbeddedPostgres,
+    ensure_nats_passwords,
+    free_port,
+    nats_config_file,
+)
 from libs.common.db import migrate
 from libs.common.errors import ConfigurationError
 from libs.common.kill_switch import key_usable
@@ -68,6 +75,8 @@ class Suite:
     config_file: Path
     env: dict[str, str] = field(default_factory=dict)
     nats: EmbeddedNats | None = None
+    nats_cluster: EmbeddedNatsCluster | None = None
+    cluster_size: int = 0  # `bnml up --nats-cluster N`: N embedded NATS nodes on loopback instead of one
     pg: EmbeddedPostgres | None = None
     children: dict[str, Child] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
@@ -78,11 +87,25 @@ class Suite:
             ensure_nats_passwords()
         nats_url = self.settings.nats.url
         db_url = self.settings.database.url.get_secret_value()
-        if not nats_url:
+        if not nats_url and self.cluster_size:
+            # the cluster's own store (artifacts/run/nats-cluster/node-<i>): never the single server's
+            ports = [p if _port_free(p) else free_port() for p in range(4222, 4222 + self.cluster_size)]
+            self.nats_cluster = EmbeddedNatsCluster(RUN_DIR / "nats-cluster", size=self.cluster_size, ports=ports,
+                                                    config_file=nats_config_file()).start()
+            nats_url = self.nats_cluster.url
+            replicas = self.settings.nats.replicas if self.settings.nats.replicas > 1 else min(3, self.cluster_size)
+            self.env["BNML_NATS__REPLICAS"] = str(replicas)
+            self.info["nats_nodes"] = self.nats_cluster.urls
+            say(f"started an embedded NATS cluster of {self.cluster_size} (JetStream, R{replicas} streams, "
+                f"every write fsynced) at {nats_url}")
+        elif not nats_url:
             port = 4222 if _port_free(4222) else free_port()
             self.nats = EmbeddedNats(RUN_DIR / "nats", port=port, config_file=nats_config_file()).start()
             nats_url = self.nats.url
             say(f"started embedded NATS (JetStream) at {nats_url}")
+        elif self.cluster_size:
+            raise ConfigurationError("nats.url", f"set ({nats_url}): --nats-cluster starts an embedded cluster only "
+                                                 "when no NATS is configured")
         else:
             say(f"using NATS at {nats_url}")
         if not db_url:
@@ -96,7 +119,7 @@ class Suite:
         self.env.update(NATS_URL=nats_url, DATABASE_URL=db_url)
         self.info.update(nats_url=nats_url, database_url=db_url, embedded_database=self.pg is not None)
         if nats_config_file():  # opt-in NATS auth: the CLI (kill switch) connects as the `ops` user
-            self.info["nats_url"] = nats_url.replace("://", f"://ops:{ensure_nats_passwords()['ops']}@", 1)
+            self.info["nats_url"] = with_user(nats_url, "ops", ensure_nats_passwords()["ops"])
 
     def _pg_port(self) -> int:
         # Keep the same port across runs when possible (the journal persists in artifacts/run/postgres).
@@ -218,8 +241,18 @@ class Suite:
         if self.nats:
             self.nats.stop()
             say("embedded NATS stopped")
+        if self.nats_cluster:
+            self.nats_cluster.stop()
+            say("embedded NATS cluster stopped")
         SUITE_FILE.unlink(missing_ok=True)
         say("all stopped")
+
+
+def with_user(url: str, user: str, password: str) -> str:
+    """Credentials in every URL of a (comma-separated) NATS URL list."""
+    from libs.common.settings import split_urls
+
+    return ",".join(u.replace("://", f"://{user}:{password}@", 1) for u in split_urls(url))
 
 
 def say(text: str | Text) -> None:
@@ -264,7 +297,7 @@ def demo_rule_applies(settings: BotSettings, environ) -> bool:
             and DEMO_EDGE_ENV not in environ)
 
 
-def run(config: str | None = None, status_every_s: float = 3.0) -> int:
+def run(config: str | None = None, status_every_s: float = 3.0, nats_cluster: int = 0) -> int:
     try:
         settings = load_settings(config)
     except ConfigurationError as exc:
@@ -280,7 +313,11 @@ def run(config: str | None = None, status_every_s: float = 3.0) -> int:
         settings = load_settings(config)
         say(f"demo: paper mode on synthetic data; the bootstrap model trades noise to show the plumbing "
             f"(edge gate opened: {DEMO_EDGE_ENV}={DEMO_EDGE_BPS}; set it yourself to override)")
-    suite = Suite(settings=settings, config_file=config_path(config))
+    if nats_cluster and settings.nats.url:
+        print(f"bnml: --nats-cluster starts an embedded cluster, but nats.url is set ({settings.nats.url}); "
+              "unset NATS_URL or drop the flag", file=sys.stderr)
+        return 2
+    suite = Suite(settings=settings, config_file=config_path(config), cluster_size=nats_cluster)
     stopping = {"flag": False}
 
     def _stop(signum, frame):

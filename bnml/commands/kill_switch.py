@@ -53,7 +53,7 @@ async def _connect(config, *, provision: bool = True) -> Bus:
               user=nats.user if nats else "", password=nats.password.get_secret_value() if nats else "")
     await bus.connect(connect_timeout=3, retry_initial=False)
     if provision:
-        await bus.ensure_streams()
+        await bus.ensure_streams(replicas=load_settings(config).nats.replicas_for)
     return bus
 
 

@@ -14,6 +14,9 @@ from bnml.commands import add_json_option
 
 def register(sub) -> None:
     p = sub.add_parser("up", help="start NATS, Postgres (embedded unless configured) and the five services")
+    p.add_argument("--nats-cluster", type=int, default=0, choices=(3, 5), metavar="N",
+                   help="start an embedded NATS cluster of N nodes (3 or 5) on loopback instead of one server; "
+                        "streams at R3 (docs/deploy.md, \"NATS cluster\")")
     p.set_defaults(func=_up)
     p = sub.add_parser("status", help="state of the running suite (exit 1 when no suite answers)")
     add_json_option(p, help="one JSON object (its keys: docs/interfaces.md)")
@@ -23,7 +26,7 @@ def register(sub) -> None:
 def _up(args) -> int:
     from bnml.launcher import run
 
-    return run(args.config)
+    return run(args.config, nats_cluster=args.nats_cluster)
 
 
 def _status(args) -> int:
@@ -35,6 +38,9 @@ def _status(args) -> int:
         print(f"bnml status: {exc}", file=sys.stderr)
         return 1
     status["model"] = combine_model(status.get("model"), model_status(args.config, status.get("mode")))
+    nodes = nats_nodes()
+    if nodes:
+        status["nats_nodes"] = nodes
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -91,6 +97,33 @@ def render_status(status: dict, out: Console) -> None:
                     for name, svc in status["services"].items()])
     for k, v in status["urls"].items():
         out.print(Text(f"{k:<9} {v}"))
+    for node in status.get("nats_nodes") or []:
+        out.print(Text.assemble("nats node ", node["url"], " ",
+                                ui.styled("reachable", "green") if node["reachable"] else ui.styled("DOWN", "bold red")))
+
+
+def nats_nodes() -> list[dict]:
+    """A cluster's nodes (more than one URL in the suite's NATS URL) and whether each accepts a connection
+    (a TCP connect, 0.3 s each: cheap, and says nothing of JetStream); [] for a single server."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from bnml.client import suite_info
+    from libs.common.settings import split_urls
+
+    urls = split_urls(suite_info().get("nats_url") or "")
+    if len(urls) < 2:
+        return []
+    out = []
+    for url in urls:
+        parts = urlsplit(url)
+        try:
+            with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), timeout=0.3):
+                ok = True
+        except OSError:
+            ok = False
+        out.append({"url": f"{parts.scheme}://{parts.hostname}:{parts.port or 4222}", "reachable": ok})
+    return out
 
 
 def model_status(config: str | None, mode: str | None) -> dict:

@@ -21,15 +21,16 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from pydantic import ValidationError
 
 from libs.common import subjects
 from libs.common.conflate import Conflated
 from libs.common.contracts import DeadLetter, Message, utcnow
-from libs.common.errors import InvalidInputError, TemporaryError
+from libs.common.errors import ConfigurationError, InvalidInputError, TemporaryError
 from libs.common.logging import get_logger
 from libs.common.metrics import ServiceMetrics
+from libs.common.settings import split_urls
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[M, str], Awaitable[None]]
@@ -39,6 +40,30 @@ DLQ_PAYLOAD_LIMIT = 4096
 # refused before it is parsed, so a huge payload costs a length check, not a JSON parse.
 MAX_PAYLOAD_BYTES = 256 << 10
 DLQ_BURST = 200  # dead letters published (and logged) per second per service; the rest are counted only
+# JetStream's answers when a stream asks for more replicas than the servers can hold: not clustered (one server),
+# not enough servers in the cluster
+REPLICA_ERRORS = frozenset({10074, 10023})
+
+
+STREAM_FIELDS = ("subjects", "retention", "storage", "max_msgs_per_subject", "max_age", "max_bytes",
+                 "duplicate_window", "description", "num_replicas")
+
+
+def _unchanged(current: StreamConfig, wanted: StreamConfig) -> bool:
+    """The stream already has every setting `ensure_streams` sets (floats compared to the millisecond)."""
+    for name in STREAM_FIELDS:
+        a, b = getattr(current, name), getattr(wanted, name)
+        if name == "num_replicas":
+            a, b = a or 1, b or 1
+        if isinstance(a, float) or isinstance(b, float):
+            if a is None or b is None or abs(float(a) - float(b)) > 1e-3:
+                return False
+        elif name == "subjects":
+            if sorted(a or []) != sorted(b or []):
+                return False
+        elif a != b:
+            return False
+    return True
 
 
 class UnreadableEntry(InvalidInputError):
@@ -50,10 +75,13 @@ class UnreadableEntry(InvalidInputError):
 
 
 class Bus:
-    """One NATS connection per service, with JetStream, validation and dead-lettering."""
+    """One NATS connection per service, with JetStream, validation and dead-lettering. `url` is one server's
+    URL or a cluster's comma-separated URLs: the client connects to one of them and, when that server goes
+    away, reconnects to another (nats-py also learns the cluster's other members from the server it is on)."""
 
     def __init__(self, url: str, service: str, metrics: ServiceMetrics, *, user: str = "", password: str = ""):
         self.url = url
+        self.servers = split_urls(url)
         self.service = service
         self.metrics = metrics
         self.log = get_logger(service=service, component="bus")
@@ -83,7 +111,7 @@ class Bus:
         while True:
             try:
                 self.nc = await nats.connect(
-                    servers=[self.url],
+                    servers=self.servers,
                     name=f"bnml-{self.service}",
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.25,
@@ -105,7 +133,8 @@ class Bus:
                 delay = min(delay * 2, 3.0)
         self.js = self.nc.jetstream(timeout=5.0)
         self._connected_gauge.set(1)
-        self.log.info("nats connected", url=self.url)
+        self.log.info("nats connected", url=str(self.nc.connected_url.netloc if self.nc.connected_url else ""),
+                      servers=len(self.servers))
 
     @property
     def connected(self) -> bool:
@@ -142,10 +171,18 @@ class Bus:
             except Exception:  # a hook must never break the NATS client's callback loop
                 self.log.exception("bus hook failed")
 
-    async def ensure_streams(self, specs: tuple[subjects.StreamSpec, ...] = subjects.STREAMS) -> None:
-        """Create or update every stream; safe to call from every service at every start."""
+    async def ensure_streams(self, specs: tuple[subjects.StreamSpec, ...] = subjects.STREAMS,
+                             replicas: int | Callable[[str], int] = 1) -> None:
+        """Create or update every stream; safe to call from every service at every start.
+
+        `replicas` (a number, or a stream name -> number such as `settings.nats.replicas_for`) is each stream's
+        JetStream replica count. An existing stream with more replicas keeps them: a client with a default or
+        stale configuration (a CLI, a test tool) never scales the cluster's streams down; raising is applied
+        (JetStream moves an R1 stream to R3 in place, copying its messages to the new peers). More replicas
+        than the servers can hold (one server, or fewer servers than replicas) is a ConfigurationError."""
         assert self.js is not None
         for spec in specs:
+            want = replicas(spec.name) if callable(replicas) else replicas
             config = StreamConfig(
                 name=spec.name,
                 subjects=list(spec.subjects),
@@ -156,14 +193,63 @@ class Bus:
                 max_bytes=spec.max_bytes,
                 duplicate_window=spec.duplicate_window_s,
                 description=spec.description,
+                num_replicas=want,
             )
             try:
-                await self.js.stream_info(spec.name)
+                info = await self.js.stream_info(spec.name)
             except NotFoundError:
-                with contextlib.suppress(Exception):
+                try:
                     await self.js.add_stream(config)
                     continue
-            await self.js.update_stream(config)
+                except APIError as exc:
+                    self._refuse_replicas(spec.name, want, exc)
+                except Exception:  # noqa: S110 - another service created it first: updated below
+                    pass
+                info = await self.js.stream_info(spec.name)
+            have = info.config.num_replicas or 1
+            if have > want:
+                self.log.warning("stream keeps its replicas (never scaled down by a client)", stream=spec.name,
+                                 replicas=have, configured=want)
+                config.num_replicas = have
+            if _unchanged(info.config, config):
+                continue  # every service calls this at start: on a cluster an update is a meta-group proposal
+            for attempt in range(3):
+                try:
+                    await self.js.update_stream(config)
+                    break
+                except APIError as exc:
+                    self._refuse_replicas(spec.name, config.num_replicas or 1, exc)
+                    raise
+                except nats.errors.TimeoutError:  # a busy meta leader (several services starting at once)
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(0.5 * (attempt + 1))
+            if have < want:
+                await self._wait_replicated(spec.name, want)
+                self.log.info("stream scaled up", stream=spec.name, replicas=want, was=have)
+
+    async def _wait_replicated(self, stream: str, replicas: int, timeout_s: float = 30.0) -> None:
+        """After a scale-up the stream elects a leader again and its new peers catch up; until then its
+        publishes time out. Wait for a leader and every peer current."""
+        assert self.js is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            info = await self.js.stream_info(stream)
+            peers = (info.cluster.replicas or []) if info.cluster else []
+            if info.cluster and info.cluster.leader and len(peers) == replicas - 1 and all(p.current for p in peers):
+                return
+            if loop.time() > deadline:
+                raise TemporaryError(f"stream {stream} not replicated {replicas} times after {timeout_s}s: "
+                                     f"{info.cluster}")
+            await asyncio.sleep(0.05)
+
+    @staticmethod
+    def _refuse_replicas(stream: str, want: int, exc: APIError) -> None:
+        if exc.err_code in REPLICA_ERRORS:
+            raise ConfigurationError("nats.replicas", f"stream {stream} at {want} replicas refused by NATS "
+                                     f"({exc.description}); one server holds R1 only, R3 needs a cluster of "
+                                     "three (bnml up --nats-cluster 3)") from None
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Stop taking messages, let handlers finish, flush, close."""

@@ -163,7 +163,7 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
     rt: Runtime | None = None
     try:
         await bus.connect()
-        await bus.ensure_streams()
+        await bus.ensure_streams(replicas=settings.nats.replicas_for)
         if app.needs_db:
             url = settings.database.url.get_secret_value()
 

@@ -192,15 +192,20 @@ class StreamSpec:
     max_bytes: int = -1
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # an acknowledged write must survive nodes crashing together (docs/design.md, "Durability per stream"): never
+    # fewer replicas than the configured default (settings nats.replicas), and on a cluster the servers fsync
+    # every write before acknowledging it (deploy/nats/cluster.conf `sync_interval: always`)
+    critical: bool = False
 
 
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("KILL_SWITCH", (kill_switch(),), max_msgs_per_subject=1,
-               description="Last value: the standing kill-switch command"),
+               description="Last value: the standing kill-switch command", critical=True),
     StreamSpec("VERDICTS", (ALL_VERDICTS,), max_age_s=7 * 86400, max_bytes=1 << 30,
-               description="Risk verdicts, consumed by execution with explicit acks"),
-    StreamSpec("ORDERS", (ALL_ORDERS,), max_age_s=30 * 86400, max_bytes=1 << 30, description="Order events"),
-    StreamSpec("FILLS", (ALL_FILLS,), max_age_s=30 * 86400, max_bytes=1 << 30, description="Fills"),
+               description="Risk verdicts, consumed by execution with explicit acks", critical=True),
+    StreamSpec("ORDERS", (ALL_ORDERS,), max_age_s=30 * 86400, max_bytes=1 << 30, description="Order events",
+               critical=True),
+    StreamSpec("FILLS", (ALL_FILLS,), max_age_s=30 * 86400, max_bytes=1 << 30, description="Fills", critical=True),
     StreamSpec("RISK_EVENTS", ("risk.breaker.*", trading_state(), account()), max_age_s=30 * 86400,
                max_bytes=256 << 20, description="Breakers, trading state, account snapshots"),
     StreamSpec("MD_UNIVERSE", (universe(),), max_msgs_per_subject=1, description="Current universe"),

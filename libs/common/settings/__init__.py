@@ -27,10 +27,48 @@ DEFAULT_CONFIG = Path("configs/bot.yaml")
 PLACEHOLDER_PREFIX = "change-me"
 
 
+# The JetStream streams (libs/common/subjects.py STREAMS); repeated here so settings need not import the contracts.
+STREAM_NAMES = ("KILL_SWITCH", "VERDICTS", "ORDERS", "FILLS", "RISK_EVENTS", "MD_UNIVERSE", "SIGNAL_DRIFT", "ALERTS",
+                "DLQ")
+CRITICAL_STREAMS = ("KILL_SWITCH", "VERDICTS", "ORDERS", "FILLS")  # StreamSpec.critical
+
+
 class NatsSettings(Section):
-    url: str = Field(default="", description="nats:// URL; empty = the launcher's embedded server (env NATS_URL)")
+    url: str = Field(default="", description="nats:// URL, or a comma-separated list of a cluster's URLs; empty = "
+                                             "the launcher's embedded server (env NATS_URL)")
     user: str = ""
     password: SecretStr = SecretStr("")
+    replicas: int = Field(default=1, ge=1, le=5, description="JetStream replicas of every stream (1 = one server; "
+                                                             "3 on a three-node cluster)")
+    stream_replicas: dict[str, int] = Field(default_factory=dict, description="Per-stream replicas, overriding "
+                                            "`replicas` (e.g. {KILL_SWITCH: 3, DLQ: 1})")
+
+    @model_validator(mode="after")
+    def _urls_and_streams_known(self) -> NatsSettings:
+        for u in self.servers():
+            if not re.fullmatch(r"(nats|tls|ws|wss)://\S+", u):
+                raise ValueError(f"url: {u!r} is not a nats:// URL")
+        for name, n in self.stream_replicas.items():
+            if name not in STREAM_NAMES:
+                raise ValueError(f"stream_replicas: {name!r} is not a stream (one of {', '.join(STREAM_NAMES)})")
+            if not 1 <= n <= 5:
+                raise ValueError(f"stream_replicas.{name}: {n} replicas; JetStream allows 1 to 5")
+            if name in CRITICAL_STREAMS and n < self.replicas:
+                raise ValueError(f"stream_replicas.{name}: {n} is fewer than replicas ({self.replicas}); the kill "
+                                 "switch, verdicts, orders and fills never have fewer replicas than the rest")
+        return self
+
+    def servers(self) -> list[str]:
+        """The URLs in `url` (one, or a cluster's comma-separated list), in order."""
+        return split_urls(self.url)
+
+    def replicas_for(self, stream: str) -> int:
+        return self.stream_replicas.get(stream, self.replicas)
+
+
+def split_urls(url: str) -> list[str]:
+    """`nats://a:4222, nats://b:4222` -> both; one URL -> [it]; empty -> []."""
+    return [u.strip() for u in url.split(",") if u.strip()]
 
 
 class DatabaseSettings(Section):
@@ -170,7 +208,10 @@ __all__ = [
     "RiskSettings",
     "SignalSettings",
     "StorageSettings",
+    "CRITICAL_STREAMS",
+    "STREAM_NAMES",
     "load_settings",
     "mask_url",
     "refuse_placeholder_secrets",
+    "split_urls",
 ]
