@@ -158,13 +158,16 @@ def min_p_null(nulls: Sequence[np.ndarray], actuals: Sequence[float]) -> np.ndar
     every configuration the p-value `p_value` would give it there, the rank of its return among all 1 + shifts
     returns; a world's draw is the smallest over configurations. The actual world's p equals `p_value`'s
     (all nulls the same length)."""
-    best = None
+    if not nulls:
+        raise ValueError("min_p_null: no configurations")
+    best: np.ndarray | None = None
     for null, actual in zip(nulls, actuals, strict=True):
         world = np.concatenate([[actual], null])
         order = np.sort(world)
         # how many of the 1 + shifts returns are at least as good as each world's (itself included)
         p = (world.size - np.searchsorted(order, world - 1e-12, side="left")) / world.size
         best = p if best is None else np.minimum(best, p)
+    assert best is not None
     return best
 
 
@@ -177,13 +180,13 @@ def westfall_young(p: Sequence[float], minp_draws: np.ndarray) -> list[float]:
 
 def holm(p: Sequence[float]) -> list[float]:
     """Holm (Bonferroni step-down) adjusted p-values, in the input order."""
-    p = np.asarray(p, dtype=np.float64)
-    m = p.size
-    order = np.argsort(p, kind="stable")
+    pa = np.asarray(p, dtype=np.float64)
+    m = pa.size
+    order = np.argsort(pa, kind="stable")
     adj = np.empty(m)
     running = 0.0
     for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
+        running = max(running, min(1.0, (m - rank) * float(pa[i])))
         adj[i] = running
     return adj.tolist()
 
