@@ -24,11 +24,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from libs.common import subjects
-from libs.common.contracts import SERVICES, KillSwitchAcknowledged, KillSwitchCommand
+from libs.common.contracts import SERVICES, KillSwitchAcknowledged, KillSwitchCommand, ShardInfo
 from libs.common.errors import InvalidInputError
 from libs.common.kill_switch import KillSwitchLatch, sign
 from libs.common.service import Runtime
 from libs.common.settings import mask_url
+from libs.common.shard import InstanceShard, ownership
 from services.ops_api.auth import FailureThrottle, allows, role_for
 from services.ops_api.controls import ControlDesk
 from services.ops_api.events import EventHub
@@ -36,6 +37,7 @@ from services.ops_api.events import EventHub
 OPEN_STATUSES = ["SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN"]
 ORDER_STATUSES = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "UNKNOWN")
 ACKERS = ("risk", "execution")
+SHARDED_SERVICES = ("market_data", "signal")
 CONTROL_PATHS = ("/kill-switch", "/backup", "/control")
 
 
@@ -44,6 +46,8 @@ class OpsState:
     rt: Runtime
     latch: KillSwitchLatch
     last_seen: dict[str, tuple[float, str]] = field(default_factory=dict)  # service -> (monotonic, status)
+    # sharded services (signal, market_data): service -> instance -> (monotonic, its last heartbeat's shard, status)
+    shards: dict[str, dict[str, tuple[float, ShardInfo | None, str]]] = field(default_factory=dict)
     acks: dict[str, dict[str, tuple[KillSwitchAcknowledged, float]]] = field(default_factory=dict)
     ack_events: dict[str, asyncio.Event] = field(default_factory=dict)
     latched: dict[str, dict[str, float]] = field(default_factory=dict)  # command id -> service -> when latched
@@ -187,6 +191,18 @@ def create_app(state: OpsState) -> FastAPI:
             out[name] = {"heartbeat_age_s": age, "status": status}
         return out
 
+    def shards_view() -> dict[str, dict]:
+        """Who owns which symbols, per sharded service, from each instance's last heartbeat (libs/common/shard.py)."""
+        now, timeout = time.monotonic(), settings.monitoring.heartbeat_timeout_s
+        out = {}
+        for name in SHARDED_SERVICES:
+            insts = [InstanceShard(instance=inst, index=sh.index if sh else 0, count=sh.count if sh else 1,
+                                   symbols=tuple(sh.symbols) if sh else (), alive=now - seen <= timeout,
+                                   age_s=now - seen, status=st)
+                     for inst, (seen, sh, st) in state.shards.get(name, {}).items()]
+            out[name] = ownership(insts)
+        return out
+
     @app.get("/health", summary="Per-service heartbeat age and status (no token needed)")
     async def health() -> dict:
         svcs = services_view()
@@ -299,6 +315,7 @@ def create_app(state: OpsState) -> FastAPI:
                 "dlq": sum(v for (svc, name), v in counters.items() if name == "dlq"),
             },
             "services": services_view(),
+            "shards": shards_view(),
             "urls": {
                 "nats": settings.nats.url,
                 "database": mask_url(settings.database.url.get_secret_value()),

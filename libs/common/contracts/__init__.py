@@ -4,7 +4,7 @@ from libs.common.contracts.base import SERVICES, Message, Money, new_id, utcnow
 from libs.common.contracts.control import TradingControlCommand, TradingControlResult
 from libs.common.contracts.execution import Fill, OrderEvent, OrderStatus
 from libs.common.contracts.market import Candle, MarketStatus, Tick, UniverseChanged
-from libs.common.contracts.ops import Alert, DeadLetter, Heartbeat, Severity
+from libs.common.contracts.ops import Alert, DeadLetter, Heartbeat, Severity, ShardInfo
 from libs.common.contracts.risk import (
     AccountState,
     BreakerCleared,
@@ -37,6 +37,7 @@ __all__ = [
     "OrderStatus",
     "RiskVerdict",
     "Severity",
+    "ShardInfo",
     "Signal",
     "Tick",
     "TradingControlCommand",
