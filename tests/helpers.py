@@ -126,7 +126,7 @@ class ServiceFactory:
         return env
 
     def start(self, name: str, *, wait: bool = True, env: dict[str, str] | None = None,
-              label: str = "") -> ServiceProcess:
+              label: str = "", timeout: float = 30.0) -> ServiceProcess:
         """Start `python -m services.<name>`. Two instances of one service need their own `label` (their log
         files) and their own settings through `env`, e.g. a signal shard:
         `env=shard_env("signal", 1, 2), label="signal-1"`."""
@@ -134,7 +134,7 @@ class ServiceFactory:
         proc.start()
         self.started.append(proc)
         if wait:
-            proc.wait_started()
+            proc.wait_started(timeout)
         return proc
 
     def stop_all(self) -> None:

@@ -32,8 +32,9 @@ GRACE_S = 3.0  # a signal made just before the kill may still be decided and sen
 
 CONFIG = {
     "symbols": SYMBOLS,
-    "market_data": {"synthetic": {"ticks_per_s": 5}},
-    # measurement mode: a BUY/SELL every 7th tick an instance receives (odd, so both of shard 0's symbols get some)
+    "market_data": {"synthetic": {"ticks_per_s": 10}},
+    # measurement mode: a BUY/SELL every 7th tick an instance receives (odd, so both of shard 0's symbols get
+    # some): about 1.4 signals/s per symbol
     "signal": {"every_nth_tick": 7},
     "risk": {"cooldown_after_loss_s": 0, "cooldown_after_breaker_s": 0, "loss_streak_limit": 1000,
              "order_loop_trip_per_10s": 1000, "max_orders_per_10s": 49, "max_orders_per_10s_per_symbol": 49},
@@ -62,9 +63,12 @@ def status(url: str) -> dict:
 
 
 async def test_a_killed_signal_shard_holds_only_its_symbols_and_they_trade_again_when_it_returns(
-        services, database_url, bus):
+        services, database_url, bus, tmp_path):
     assert shard_of(DEAD, 2) == 1 and all(shard_of(s, 2) == 0 for s in LIVE)
-    services.configure(CONFIG)
+    # a registry of the test's own; the first shard trains a small bootstrap model into it (measurement mode
+    # decides without it), the second finds it there
+    services.configure({**CONFIG, "signal": {**CONFIG["signal"], "models_dir": str(tmp_path / "models"),
+                                             "train": {"synthetic_bars": 3000, "folds": 2}}})
     signals: list[tuple[float, Signal]] = []
     approved: list[tuple[float, RiskVerdict]] = []
     beats: dict[str, Heartbeat] = {}
@@ -84,11 +88,13 @@ async def test_a_killed_signal_shard_holds_only_its_symbols_and_they_trade_again
     await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
     await bus.subscribe(subjects.heartbeat("signal"), Heartbeat, on_beat)
 
-    ops = services.start("ops_api")
-    services.start("risk")
-    services.start("execution")
-    services.start("signal", env=shard_env("signal", 0, 2), label="signal-0")  # trains the bootstrap model
-    shard1 = services.start("signal", env=shard_env("signal", 1, 2), label="signal-1")
+    # started side by side (each takes seconds to import on a busy machine); shard 0 trains the model first
+    first = [services.start(n, wait=False) for n in ("ops_api", "risk", "execution")]
+    services.start("signal", env=shard_env("signal", 0, 2), label="signal-0", timeout=90)
+    shard1 = services.start("signal", env=shard_env("signal", 1, 2), label="signal-1", wait=False)
+    for p in (*first, shard1):
+        p.wait_started(60)
+    ops = first[0]
     services.start("market_data")
     url = ops_api_url(ops)
 
@@ -108,7 +114,7 @@ async def test_a_killed_signal_shard_holds_only_its_symbols_and_they_trade_again
     mark, quiet_from = last_request_id(database_url), time.monotonic()
     await wait_until(lambda: all(requests_by_symbol(database_url, mark).get(s, 0) >= 2 for s in LIVE), timeout=30,
                      message="the live shard's symbols keep getting orders (positive control)")
-    await asyncio.sleep(max(0.0, 6.0 - (time.monotonic() - quiet_from)))  # a window of 6 s at least
+    await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - quiet_from)))  # a window of 5 s at least
     during = requests_by_symbol(database_url, mark)
     assert during.get(DEAD, 0) == 0, f"{DEAD} was ordered while its shard was dead: {during}"
     assert not [s for t, s in signals if t > killed_at + GRACE_S and s.symbol == DEAD], "dead shard's symbol signalled"
