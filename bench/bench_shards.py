@@ -42,7 +42,7 @@ from bnml.embedded import EmbeddedNats
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = 1000
 SHARD_COUNTS = (1, 2, 4)
-RATES = (10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 150_000)
+RATES = (2_000, 5_000, 10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 150_000)
 RATE_REACHED = 0.95
 LAG_P99_MS = 50.0
 
@@ -61,6 +61,7 @@ def _config(path: Path, models: Path, rate: int, seconds: float) -> Path:
                                            max_steps=max(1, int(per_symbol * (seconds + 2))))
     cfg["signal"]["every_nth_tick"] = max(1, int(rate // 50))  # ~50 decisions/s in all (lag samples)
     cfg["signal"]["models_dir"] = str(models)
+    cfg["signal"]["train"].update(synthetic_bars=3000, folds=2)  # the bootstrap model: measurement mode skips it
     cfg.setdefault("storage", {})["artifacts_dir"] = str(path.parent / "artifacts")
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -176,11 +177,39 @@ def step(tmp: Path, models: Path, shards: int, rate: int, seconds: float, nats_u
     return out
 
 
+def risk_evaluate(symbols: int, rounds: int = 50) -> float:
+    """ms for one `RiskEngine.evaluate` (run before every decision and four times a second) with `symbols`
+    symbols priced: the per-symbol breakers (stale data, cooldown) are a loop over the universe. For
+    docs/scaling.md: what one risk process pays per decision at 5,000 symbols."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from libs.common.markets import load_markets
+    from libs.common.settings import RiskSettings
+    from services.market_data.synthetic import synthetic_symbols
+    from services.risk.core import RiskEngine
+
+    t = datetime(2026, 1, 7, 12, tzinfo=UTC)
+    syms = synthetic_symbols(["BTC/USDT", "ETH/USDT"], symbols)
+    e = RiskEngine(RiskSettings(stale_after_s=10, heartbeat_timeout_s=10), load_markets(), syms, t)
+    e.account_known = True
+    for s in syms:  # every symbol priced before the first evaluation: no breaker in force
+        e.on_tick(s, Decimal("1.5"), t, t)
+    e.set_kill_switch(False, True, t)
+    lat = []
+    for i in range(rounds):
+        now = t + timedelta(milliseconds=10 * (i + 1))
+        t0 = time.perf_counter()
+        e.evaluate(now)
+        lat.append((time.perf_counter() - t0) * 1000)
+    return sorted(lat)[len(lat) // 2]
+
+
 def run(quick: bool = False, nats_url: str | None = None) -> dict[str, float]:
     nats_url = nats_url or os.environ.get("BNML_BENCH_NATS_URL") or None
     seconds = 2.0 if quick else 6.0
-    rates = (10_000,) if quick else RATES
-    out: dict[str, float] = {}
+    rates = (2_000,) if quick else RATES
+    out: dict[str, float] = {f"capacity_risk_evaluate_ms_{n}sym": risk_evaluate(n) for n in (200, 1000, 5000)}
     with tempfile.TemporaryDirectory(prefix="bnml-shards-") as t:
         tmp = Path(t)
         models = tmp / "models"  # the first signal trains the bootstrap model once; every step reuses it
