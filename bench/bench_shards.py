@@ -141,6 +141,8 @@ def step(tmp: Path, models: Path, shards: int, rate: int, seconds: float, nats_u
         procs["market_data"] = _start("market_data", d / "market_data.log", _env(url, cfg, {}))
         _wait_log(d / "market_data.log", '"event": "started"', 60)
         watched = {n: psutil.Process(p.pid) for n, p in procs.items()}
+        if ns is not None:
+            watched["nats"] = psutil.Process(ns.proc.pid)
         cpu0 = {n: _cpu_s(w) for n, w in watched.items()}
         t0 = time.monotonic()
         lags = asyncio.run(_signal_lags(url, seconds, warmup_s=2))
@@ -166,13 +168,16 @@ def step(tmp: Path, models: Path, shards: int, rate: int, seconds: float, nats_u
     sig_cpu = sum(v for n, v in cpu.items() if n.startswith("signal"))
     tag = f"shards_{shards}_{rate}"
     out = {f"{tag}_loss": max(0.0, published - got), f"{tag}_extra": max(0.0, got - published),
-           f"{tag}_signal_lag_p99_ms": percentile(lags, 99), f"{tag}_achieved_ticks_per_s": achieved,
+           f"{tag}_signal_lag_p99_ms": percentile(lags, 99), f"{tag}_signal_lag_p50_ms": percentile(lags, 50),
+           f"{tag}_achieved_ticks_per_s": achieved,
            f"{tag}_signal_cpu_pct": 100 * sig_cpu / wall, f"{tag}_md_cpu_pct": 100 * cpu["market_data"] / wall,
            f"{tag}_signal_cpu_us_per_tick": 1e6 * sig_cpu / max(published, 1),
            f"{tag}_md_cpu_us_per_tick": 1e6 * cpu["market_data"] / max(published, 1)}
+    if "nats" in cpu:
+        out[f"{tag}_nats_cpu_pct"] = 100 * cpu["nats"] / wall
     print(f"   {shards} shard(s) at {rate:,}/s: published {published:.0f} at {achieved:,.0f}/s, received "
-          f"{got:.0f} ({', '.join(f'{n} {v:.0f}' for n, v in received.items())}), lag p99 "
-          f"{out[f'{tag}_signal_lag_p99_ms']:.1f} ms, cpu % "
+          f"{got:.0f} ({', '.join(f'{n} {v:.0f}' for n, v in received.items())}), lag p50 / p99 "
+          f"{out[f'{tag}_signal_lag_p50_ms']:.1f} / {out[f'{tag}_signal_lag_p99_ms']:.1f} ms, cpu % "
           f"{ {n: round(100 * v / wall) for n, v in cpu.items()} }", flush=True)
     return out
 
