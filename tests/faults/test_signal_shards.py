@@ -5,8 +5,9 @@ Two signal instances (`signal.shard {index, count: 2}`) share the universe BTC/U
 data is synthetic, risk and execution run on paper, the ops API reports the owners. Orders are counted
 where they arrive: the paper exchange's own record of every request (`paper_requests`), never through a
 journal constraint. Mutant: make every instance own every symbol (`self._accept = None` in
-services/signal/shell.py): shard 0 then keeps signalling and ordering BTC/USDT while shard 1 is dead, and
-both shards claim every symbol in their heartbeats.
+services/signal/shell.py): both shards then claim every symbol in their heartbeats (the first check fails),
+the status shows contested symbols, and with those checks taken out shard 0 keeps ordering BTC/USDT while
+shard 1 is dead (7 requests in the window, where 0 are allowed).
 """
 
 from __future__ import annotations
