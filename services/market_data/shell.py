@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from libs.common import subjects
 from libs.common.contracts import MarketStatus, ShardInfo, UniverseChanged, utcnow
+from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
 from libs.common.shard import Shard, digest
 from services.market_data.candles import CandleAggregator
@@ -64,6 +65,7 @@ class MarketDataService:
 
         if self.mode == "synthetic":
             symbols = self.shard.select(synthetic_symbols(s.symbols, md.synthetic.symbols_count))
+            self._refuse_empty_shard(symbols)
             aggregator = CandleAggregator(md.candle_timeframes)
             market = SyntheticMarket(symbols, md.synthetic.seed, SyntheticParams.from_settings(md.synthetic))
             self.source = SyntheticSource(market, md.synthetic.ticks_per_s, max_steps=md.synthetic.max_steps or None)
@@ -71,6 +73,7 @@ class MarketDataService:
         elif self.mode == "replay":
             series = load_replay(md.replay)  # refuses to start (ConfigurationError) naming the key
             symbols = self.shard.select(dict.fromkeys(md.replay.symbols or [md.replay.symbol]))
+            self._refuse_empty_shard(symbols)
             usable, unusable = coarser_timeframes(md.candle_timeframes, series.timeframe)
             if unusable:
                 rt.log.warning("replay cannot build these timeframes from its bars", file_timeframe=series.timeframe,
@@ -100,12 +103,15 @@ class MarketDataService:
                         scheme="crc32(exchange symbol) % count")
         if symbols:
             await self.set_universe(symbols, reason)
-        elif self.shard.sharded and self.mode != "live":
-            rt.log.warning("this shard owns none of the configured symbols", shard=self.shard.label())
         rt.log.info("market data source", mode=self.mode, symbols=len(symbols), timeframes=aggregator.timeframes)
         rt.spawn(self._status_loop(), "md-status")
         rt.spawn(self._last_loop(md.last_interval_ms / 2000), "md-last")
         rt.spawn(self._run_source(), f"md-source-{self.mode}")
+
+    def _refuse_empty_shard(self, symbols: list[str]) -> None:
+        if not symbols:
+            raise ConfigurationError("market_data.shard", f"shard {self.shard.label()} owns none of the configured "
+                                     "symbols (crc32 of the exchange symbol % count); use fewer shards")
 
     async def _run_source(self) -> None:
         assert self.source is not None
