@@ -53,8 +53,9 @@ def write_config(path: Path, overrides: dict | None = None) -> Path:
 class ServiceProcess:
     """`python -m services.<name>`, the same command as compose and the launcher, with a log file."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path):
-        self.name, self.env, self.log_path = name, env, log_dir / f"{name}.log"
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, label: str = ""):
+        # `label` names a second instance of one service (`signal-1`): its own log file
+        self.name, self.env, self.log_path = name, env, log_dir / f"{label or name}.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> ServiceProcess:
@@ -124,17 +125,26 @@ class ServiceFactory:
         env.update(self.extra_env)
         return env
 
-    def start(self, name: str, *, wait: bool = True, env: dict[str, str] | None = None) -> ServiceProcess:
-        proc = ServiceProcess(name, {**self.env(name), **(env or {})}, self.tmp_path)
+    def start(self, name: str, *, wait: bool = True, env: dict[str, str] | None = None,
+              label: str = "", timeout: float = 30.0) -> ServiceProcess:
+        """Start `python -m services.<name>`. Two instances of one service need their own `label` (their log
+        files) and their own settings through `env`, e.g. a signal shard:
+        `env=shard_env("signal", 1, 2), label="signal-1"`."""
+        proc = ServiceProcess(name, {**self.env(name), **(env or {})}, self.tmp_path, label)
         proc.start()
         self.started.append(proc)
         if wait:
-            proc.wait_started()
+            proc.wait_started(timeout)
         return proc
 
     def stop_all(self) -> None:
         for p in reversed(self.started):
             p.stop()
+
+
+def shard_env(service: str, index: int, count: int) -> dict[str, str]:
+    """The environment that makes an instance of `service` shard `index` of `count` (libs/common/shard.py)."""
+    return {f"BNML_{service.upper()}__SHARD__INDEX": str(index), f"BNML_{service.upper()}__SHARD__COUNT": str(count)}
 
 
 def free_tcp_port() -> int:

@@ -95,6 +95,7 @@ def render_status(status: dict, out: Console) -> None:
     ui.print_table(out, ["service", "status", "heartbeat age (s)"],
                    [[name, ui.styled(svc["status"]), svc.get("heartbeat_age_s")]
                     for name, svc in status["services"].items()])
+    render_shards(status.get("shards"), out)
     for k, v in status["urls"].items():
         out.print(Text(f"{k:<9} {v}"))
     for node in status.get("nats_nodes") or []:
@@ -124,6 +125,34 @@ def nats_nodes() -> list[dict]:
             ok = False
         out.append({"url": f"{parts.scheme}://{parts.hostname}:{parts.port or 4222}", "reachable": ok})
     return out
+
+
+def render_shards(shards: dict | None, out: Console) -> None:
+    """Who owns which symbols: one row per instance of a sharded service, and what has no live owner. An
+    unsharded service with one live instance is the usual case and prints nothing."""
+    if not isinstance(shards, dict):
+        return
+    for name, view in shards.items():
+        insts = view.get("instances") or []
+        if view.get("count", 1) <= 1 and view.get("ok") and len(insts) <= 1:
+            continue
+        out.print(Text.assemble(f"{name} shards {view.get('count')}: ", ui.styled("ok") if view.get("ok")
+                                else ui.styled("DEGRADED", "bold yellow"),
+                                f"  ({view.get('symbols', 0)} symbols)"))
+        ui.print_table(out, ["shard", "instance", "status", "symbols", "digest", "heartbeat age (s)", "e.g."],
+                       [[f"{i['index']}/{i['count']}", i["instance"], ui.styled(i["status"]), i["symbols"],
+                         i["digest"], i["heartbeat_age_s"], ", ".join(i.get("sample", [])[:3])] for i in insts])
+        if view.get("missing_shards"):
+            out.print(ui.styled(f"  no live instance for shard(s) {', '.join(map(str, view['missing_shards']))}",
+                                "bold yellow"))
+        if view.get("unowned"):
+            out.print(ui.styled(f"  {view['unowned']} symbol(s) without a live owner (risk holds them): "
+                                f"{', '.join(view.get('unowned_sample', []))}", "bold yellow"))
+        if view.get("contested"):
+            out.print(ui.styled(f"  {view['contested']} symbol(s) claimed by two live instances: "
+                                f"{', '.join(view.get('contested_sample', []))}", "bold red"))
+        if len(view.get("counts") or []) > 1:
+            out.print(ui.styled(f"  instances disagree on the shard count: {view['counts']}", "bold red"))
 
 
 def model_status(config: str | None, mode: str | None) -> dict:

@@ -348,15 +348,20 @@ class Bus:
 
     async def subscribe(self, subject: str, model: type[M], handler: Handler[M], *, queue: str = "",
                         fail_closed: bool = False, pending_msgs_limit: int = 500_000,
-                        on_invalid: Callable[[str], Any] | None = None) -> Any:
+                        on_invalid: Callable[[str], Any] | None = None,
+                        accept: Callable[[str], bool] | None = None) -> Any:
         """Core NATS subscription; each message is validated then handed to `handler(msg, subject)`.
 
         `on_invalid(reason)` runs after an invalid message is dead-lettered (e.g. the kill-switch latch
-        goes to unknown = engaged when its subject carries something unreadable).
+        goes to unknown = engaged when its subject carries something unreadable). `accept(subject)`, when
+        given, is asked first: a message it refuses is dropped before it is decoded (a shard's filter on the
+        symbols it does not own, libs/common/shard.py).
         """
         assert self.nc is not None
 
         async def _cb(raw: Msg) -> None:
+            if accept is not None and not accept(raw.subject):
+                return
             try:
                 msg = self.decode(model, raw.subject, raw.data)
             except InvalidInputError as exc:

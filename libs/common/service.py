@@ -30,6 +30,7 @@ from libs.common.settings import BotSettings, load_settings
 
 STOP_TIMEOUT_S = 10.0
 T = TypeVar("T")
+SHARD_PORT_STEP = 100  # shard i of a service serves /metrics on metrics_port + 100 * i (0 stays "any free port")
 
 
 class ServiceApp(Protocol):
@@ -43,6 +44,9 @@ class ServiceApp(Protocol):
     def health(self) -> tuple[str, str]:
         """(`ok` | `degraded` | `halted`, detail) for the heartbeat."""
         ...
+
+    # optional: `shard_info() -> ShardInfo | None`, the shard a sharded service (signal, market_data) serves,
+    # sent in every heartbeat (docs/interfaces.md)
 
 
 @dataclass
@@ -101,11 +105,13 @@ async def _heartbeat_loop(rt: Runtime, app: ServiceApp) -> None:
     while True:
         status, detail = app.health()
         # validated like any message: an app's health() outside Heartbeat's statuses fails here, loudly
+        shard_info = getattr(app, "shard_info", None)
         hb = Heartbeat.model_validate({
             "ts": utcnow(), "service": rt.name, "instance": rt.instance, "status": status,
             "uptime_s": time.monotonic() - rt.started_monotonic, "counters": dict(rt.metrics.totals),
             "detail": detail, "metrics_port": rt.metrics_port,
-            "model": app.served_model() if hasattr(app, "served_model") else None})
+            "model": app.served_model() if hasattr(app, "served_model") else None,
+            "shard": shard_info() if shard_info is not None else None})
         if rt.bus.connected:
             try:
                 await rt.bus.publish(subject, hb)
@@ -148,9 +154,14 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
     log.info("starting", mode=settings.mode, config=settings.effective())
 
     metrics = ServiceMetrics(app.name)
-    port_setting = getattr(getattr(settings, app.name, None), "metrics_port", 0)
+    section = getattr(settings, app.name, None)
+    port_setting = getattr(section, "metrics_port", 0)
     port_env = os.environ.get(f"BNML_{app.name.upper()}__METRICS_PORT")
-    metrics_port = metrics.serve(int(port_env) if port_env is not None else port_setting)
+    port = int(port_env) if port_env is not None else port_setting
+    shard = getattr(section, "shard", None)
+    if port and shard is not None:
+        port += SHARD_PORT_STEP * shard.index  # shards of one service side by side: 9102, 9202, 9302, ...
+    metrics_port = metrics.serve(port)
     bus = Bus(settings.nats.url, app.name, metrics, user=settings.nats.user,
               password=settings.nats.password.get_secret_value())
     pool: Pool | None = None

@@ -218,6 +218,7 @@ class BinanceSource:
                                   min_quote_volume=self.ucfg.min_quote_volume, exclude=self.ucfg.exclude)
             new, reason = res.symbols, f"scan: top {self.ucfg.top_n} {self.ucfg.quote} by 24h quote volume"
             rt.log.info("universe scan", considered=res.considered, kept=len(new), dropped=len(res.dropped))
+        new = self.svc.shard.select(new)  # a sharded market_data publishes only the symbols it owns
         self._universe_at = now
         if not new:
             await rt.alert("SEV-2", "empty market scan",

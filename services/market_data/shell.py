@@ -10,8 +10,10 @@ import time
 from datetime import UTC, datetime
 
 from libs.common import subjects
-from libs.common.contracts import MarketStatus, UniverseChanged, utcnow
+from libs.common.contracts import MarketStatus, ShardInfo, UniverseChanged, utcnow
+from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
+from libs.common.shard import Shard, digest
 from services.market_data.candles import CandleAggregator
 from services.market_data.publisher import Publisher
 from services.market_data.sources import ReplaySource, SyntheticSource, coarser_timeframes, load_replay
@@ -37,6 +39,8 @@ class MarketDataService:
         self._no_data_alerted = False
         self._started_mono = time.monotonic()
         self._replay_done = False
+        self.shard = Shard()
+        self._shard_digest: tuple[tuple[str, ...], str] = ((), digest(()))
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -45,6 +49,9 @@ class MarketDataService:
         md = s.market_data
         # Real-money trading always prices from the exchange; paper mode picks its source.
         self.mode = "live" if s.mode == "live" else s.paper_market_data_mode
+        # A sharded instance publishes only the symbols it owns (libs/common/shard.py): every symbol has exactly
+        # one publisher; a dead shard's symbols go stale (risk holds them) until it is back.
+        self.shard = md.shard.shard()
         self.tracker = StalenessTracker(md.stale_after_s, md.frozen_after_s)
         m = rt.metrics
         self.m_age = m.gauge("symbol_age_seconds", "Seconds since the last update, per symbol", ["symbol"])
@@ -57,14 +64,16 @@ class MarketDataService:
         self.m_backoff_wait = m.gauge("backoff_wait_seconds", "Seconds until the next request is allowed")
 
         if self.mode == "synthetic":
-            symbols = synthetic_symbols(s.symbols, md.synthetic.symbols_count)
+            symbols = self.shard.select(synthetic_symbols(s.symbols, md.synthetic.symbols_count))
+            self._refuse_empty_shard(symbols)
             aggregator = CandleAggregator(md.candle_timeframes)
             market = SyntheticMarket(symbols, md.synthetic.seed, md.synthetic)
             self.source = SyntheticSource(market, md.synthetic.ticks_per_s, max_steps=md.synthetic.max_steps or None)
             reason = "config (synthetic)"
         elif self.mode == "replay":
             series = load_replay(md.replay)  # refuses to start (ConfigurationError) naming the key
-            symbols = list(dict.fromkeys(md.replay.symbols or [md.replay.symbol]))
+            symbols = self.shard.select(dict.fromkeys(md.replay.symbols or [md.replay.symbol]))
+            self._refuse_empty_shard(symbols)
             usable, unusable = coarser_timeframes(md.candle_timeframes, series.timeframe)
             if unusable:
                 rt.log.warning("replay cannot build these timeframes from its bars", file_timeframe=series.timeframe,
@@ -83,17 +92,26 @@ class MarketDataService:
             from_klines, from_ticks = split_timeframes(md.candle_timeframes, md.binance.klines)
             aggregator = CandleAggregator(from_ticks)
             rt.log.info("live candles", from_exchange_klines=from_klines, from_ticks=from_ticks)
-            self.source = BinanceSource(self, md, s.symbols)
-            symbols = s.symbols if md.universe.mode == "fixed" else []
+            self.source = BinanceSource(self, md, self.shard.select(s.symbols))
+            symbols = self.shard.select(s.symbols) if md.universe.mode == "fixed" else []
             reason = "config (binance)"
         self.pub = Publisher(rt.bus, rt.metrics, aggregator, self.tracker,
                              last_interval_s=md.last_interval_ms / 1000)
+        if self.shard.sharded:
+            reason += f", shard {self.shard.label()}"
+            rt.log.info("market data shard", shard=self.shard.label(), owned=len(symbols),
+                        scheme="crc32(exchange symbol) % count")
         if symbols:
             await self.set_universe(symbols, reason)
         rt.log.info("market data source", mode=self.mode, symbols=len(symbols), timeframes=aggregator.timeframes)
         rt.spawn(self._status_loop(), "md-status")
         rt.spawn(self._last_loop(md.last_interval_ms / 2000), "md-last")
         rt.spawn(self._run_source(), f"md-source-{self.mode}")
+
+    def _refuse_empty_shard(self, symbols: list[str]) -> None:
+        if not symbols:
+            raise ConfigurationError("market_data.shard", f"shard {self.shard.label()} owns none of the configured "
+                                     "symbols (crc32 of the exchange symbol % count); use fewer shards")
 
     async def _run_source(self) -> None:
         assert self.source is not None
@@ -115,6 +133,14 @@ class MarketDataService:
         if stop is not None:
             await stop()
 
+    def shard_info(self) -> ShardInfo:
+        """This instance's shard for its heartbeat: index, count and the symbols it publishes."""
+        symbols = tuple(self.symbols)
+        if self._shard_digest[0] != symbols:
+            self._shard_digest = (symbols, digest(symbols))
+        return ShardInfo(index=self.shard.index, count=self.shard.count, symbols=list(symbols),
+                         digest=self._shard_digest[1])
+
     def health(self) -> tuple[str, str]:
         if not hasattr(self, "tracker"):
             return "ok", "starting"
@@ -135,7 +161,7 @@ class MarketDataService:
         rt = self.rt
         assert rt is not None
         previous = self.symbols
-        if not previous:
+        if not previous and not self.shard.sharded:  # shards share md.universe: another's list is no base
             try:
                 last = await rt.bus.last_value("MD_UNIVERSE", subjects.universe(), UniverseChanged)
                 previous = list(last.symbols) if last else []

@@ -30,18 +30,21 @@ from libs.common.contracts import (
     KillSwitchAcknowledged,
     KillSwitchCommand,
     OrderStatus,
+    ShardInfo,
     Side,
 )
 from libs.common.errors import InvalidInputError
 from libs.common.kill_switch import KillSwitchLatch, sign
 from libs.common.service import Runtime
 from libs.common.settings import mask_url
+from libs.common.shard import InstanceShard, ownership
 from services.ops_api.auth import FailureThrottle, allows, role_for
 from services.ops_api.controls import ControlDesk
 from services.ops_api.events import EventHub
 
 OPEN_STATUSES = list(OPEN_ORDER_STATUSES)  # a list: psycopg sends it as an array (`= ANY(%s)`)
 ACKERS = ("risk", "execution")
+SHARDED_SERVICES = ("market_data", "signal")
 CONTROL_PATHS = ("/kill-switch", "/backup", "/control")
 
 
@@ -67,6 +70,8 @@ class OpsState:
     last_seen: dict[str, tuple[float, str]] = field(default_factory=dict)  # service -> (monotonic, status)
     # signal instance -> (monotonic, the model its heartbeat says it serves)
     served_models: dict[str, tuple[float, dict]] = field(default_factory=dict)
+    # sharded services (signal, market_data): service -> instance -> (monotonic, its last heartbeat's shard, status)
+    shards: dict[str, dict[str, tuple[float, ShardInfo | None, str]]] = field(default_factory=dict)
     acks: dict[str, dict[str, tuple[KillSwitchAcknowledged, float]]] = field(default_factory=dict)
     ack_events: dict[str, asyncio.Event] = field(default_factory=dict)
     latched: dict[str, dict[str, float]] = field(default_factory=dict)  # command id -> service -> when latched
@@ -215,6 +220,18 @@ def create_app(state: OpsState) -> FastAPI:
                  if time.monotonic() - seen <= settings.monitoring.heartbeat_timeout_s]
         return served_model_view(fresh)
 
+    def shards_view() -> dict[str, dict]:
+        """Who owns which symbols, per sharded service, from each instance's last heartbeat (libs/common/shard.py)."""
+        now, timeout = time.monotonic(), settings.monitoring.heartbeat_timeout_s
+        out = {}
+        for name in SHARDED_SERVICES:
+            insts = [InstanceShard(instance=inst, index=sh.index if sh else 0, count=sh.count if sh else 1,
+                                   symbols=tuple(sh.symbols) if sh else (), alive=now - seen <= timeout,
+                                   age_s=now - seen, status=st)
+                     for inst, (seen, sh, st) in state.shards.get(name, {}).items()]
+            out[name] = ownership(insts)
+        return out
+
     @app.get("/health", summary="Per-service heartbeat age and status (no token needed)")
     async def health() -> dict:
         svcs = services_view()
@@ -328,6 +345,7 @@ def create_app(state: OpsState) -> FastAPI:
             },
             "services": services_view(),
             **({"model": served} if (served := served_model()) is not None else {}),
+            "shards": shards_view(),
             "urls": {
                 "nats": settings.nats.url,
                 "database": mask_url(settings.database.url.get_secret_value()),

@@ -38,7 +38,7 @@ from libs.common.kill_switch import (
 from libs.common.service import Runtime
 from libs.common.settings import refuse_placeholder_secrets
 from services.ops_api.alerting import Dispatcher
-from services.ops_api.app import OpsState, create_app
+from services.ops_api.app import SHARDED_SERVICES, OpsState, create_app
 from services.ops_api.book_metrics import BookMetrics
 from services.ops_api.dod_auto import DodAutomation, reports_path
 from services.ops_api.events import attach as attach_events
@@ -198,6 +198,12 @@ class OpsApiService:
             stale = 10 * self.rt.settings.monitoring.heartbeat_timeout_s  # restarted instances: forget them
             for inst in [i for i, (seen, _) in self.state.served_models.items() if now - seen > stale]:
                 del self.state.served_models[inst]
+        if hb.service in SHARDED_SERVICES:
+            now, seen = time.monotonic(), self.state.shards.setdefault(hb.service, {})
+            if hb.instance not in seen:  # a new instance: forget those silent for an hour (restarts pile up)
+                for inst in [i for i, (t, _, _) in seen.items() if now - t > 3600]:
+                    del seen[inst]
+            seen[hb.instance] = (now, hb.shard, hb.status)
         await self.recorder.record(hb)
 
     async def _on_market_status(self, ms: MarketStatus, subject: str) -> None:

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from libs.common import subjects
-from libs.common.contracts import Candle, DriftStatus, MarketStatus, Tick
+from libs.common.contracts import Candle, DriftStatus, MarketStatus, ShardInfo, Tick
 from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
+from libs.common.shard import Shard, SubjectOwnership, digest
 from services.signal.core import Bar, EngineConfig, SignalEngine
 from services.signal.features import timeframe_seconds
 from services.signal.gate import gate_passed as model_gate_passed
@@ -47,6 +48,10 @@ class SignalService:
         self._last_drift_publish = 0.0
         self._candles_since = time.monotonic()  # since when we wait for candles of the model's timeframe
         self._candle_seen = False
+        self.shard = Shard()
+        self._accept: SubjectOwnership | None = None  # sharded: the filter on subjects (None = owns every symbol)
+        self._served: set[str] = set()  # symbols this instance has had data for (its heartbeat lists them)
+        self._shard_digest: tuple[int, str] = (0, digest(()))
 
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
@@ -55,6 +60,12 @@ class SignalService:
         if refusal:
             raise ConfigurationError(refusal)
         self.root: Path = models_dir(rt.settings)
+        # A sharded instance decides only the symbols it owns (libs/common/shard.py); the others' messages are
+        # dropped by subject, before they are decoded. Two instances never signal one symbol.
+        self.shard = s.shard.shard()
+        self._accept = SubjectOwnership(self.shard) if self.shard.sharded else None
+        if self.shard.sharded:
+            rt.log.info("signal shard", shard=self.shard.label(), scheme="crc32(exchange symbol) % count")
         m = rt.metrics
         self.ticks_in = m.counter("ticks_received_total", "Ticks received")
         self.candles_in = m.counter("candles_received_total", "Closed candles received from market_data")
@@ -90,8 +101,8 @@ class SignalService:
             path = await asyncio.to_thread(ensure_model, rt.settings)
             rt.log.info("model trained", path=str(path))
         await self._load(initial=True)
-        await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick)
-        await rt.bus.subscribe(subjects.ALL_STATUS, MarketStatus, self.on_status)
+        await rt.bus.subscribe(subjects.ALL_TICKS, Tick, self.on_tick, accept=self._accept)
+        await rt.bus.subscribe(subjects.ALL_STATUS, MarketStatus, self.on_status, accept=self._accept)
         await self._subscribe_candles()
         rt.spawn(self._batcher(), "signal-batcher")
         rt.spawn(self._watch_model(), "model-watch")
@@ -102,7 +113,7 @@ class SignalService:
             await self._candle_sub.unsubscribe()
         # one timeframe, every symbol: md.candle.*.<tf>
         pattern = subjects.ALL_CANDLES.rsplit(".", 1)[0] + "." + self.engine.timeframe
-        self._candle_sub = await self.rt.bus.subscribe(pattern, Candle, self.on_candle)
+        self._candle_sub = await self.rt.bus.subscribe(pattern, Candle, self.on_candle, accept=self._accept)
         self._candle_tf = self.engine.timeframe
         self._candles_since, self._candle_seen = time.monotonic(), False
 
@@ -186,6 +197,8 @@ class SignalService:
     async def on_tick(self, tick: Tick, subject: str) -> None:
         assert self.engine is not None and self.rt is not None
         self.ticks_in.inc()
+        if tick.symbol not in self._served:
+            self._served.add(tick.symbol)
         self.rt.clock.observe(tick.ts)  # a data clock (replay) moves on the data; the wall clock ignores it
         bar, measure = self.engine.on_tick(tick, self.rt.clock.now())
         if measure is not None:
@@ -196,6 +209,8 @@ class SignalService:
     async def on_candle(self, candle: Candle, subject: str) -> None:
         assert self.engine is not None
         self.candles_in.inc()
+        if candle.symbol not in self._served:
+            self._served.add(candle.symbol)
         self.rt.clock.observe(candle.ts)
         bar = self.engine.on_candle(candle)
         if bar is not None:
@@ -297,6 +312,13 @@ class SignalService:
             return {"version": None, "gate_passed": False,
                     "warning": self._model_error or self._serving_refusal or "no model loaded"}
         return {"version": m.version, "gate_passed": model_gate_passed(m.metadata), "warning": self._serving_warning}
+
+    def shard_info(self) -> ShardInfo:
+        """This instance's shard for its heartbeat: index, count and the symbols it has served."""
+        served = sorted(self._served)
+        if self._shard_digest[0] != len(served):
+            self._shard_digest = (len(served), digest(served))
+        return ShardInfo(index=self.shard.index, count=self.shard.count, symbols=served, digest=self._shard_digest[1])
 
     def health(self) -> tuple[str, str]:
         if self.engine is None:

@@ -27,7 +27,7 @@ from libs.common.contracts.execution import (
     is_ours,
 )
 from libs.common.contracts.market import Candle, MarketStatus, Tick, UniverseChanged
-from libs.common.contracts.ops import Alert, DeadLetter, Heartbeat, Severity
+from libs.common.contracts.ops import Alert, DeadLetter, Heartbeat, Severity, ShardInfo
 from libs.common.contracts.risk import (
     AccountState,
     BreakerCleared,
@@ -73,6 +73,7 @@ __all__ = [
     "OrderStatus",
     "RiskVerdict",
     "Severity",
+    "ShardInfo",
     "Signal",
     "Tick",
     "TradingControlCommand",

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.contracts.base import Message
 
 Severity = Literal["SEV-1", "SEV-2", "SEV-3", "INFO"]
+
+
+class ShardInfo(BaseModel):
+    """A sharded instance's part of the universe (libs/common/shard.py): it owns the symbols whose
+    `shard_of(symbol, count) == index`; `symbols` are those it serves now (ccxt form), `digest` their fingerprint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=1)
+    symbols: list[str] = Field(default_factory=list, max_length=10_000)
+    digest: str = ""
 
 
 class Heartbeat(Message):
@@ -22,6 +34,7 @@ class Heartbeat(Message):
     model: dict[str, str | bool | None] | None = Field(
         default=None, description="signal only: the model this process serves {version, gate_passed, warning} "
                                   "(version null when it holds); not the registry's `current`")
+    shard: ShardInfo | None = Field(default=None, description="signal and market_data: the shard this instance owns")
 
 
 class Alert(Message):

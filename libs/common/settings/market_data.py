@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from libs.common.settings.base import Section
+from libs.common.settings.shard import ShardSettings
 
 TIMEFRAME_RE = re.compile(r"^[1-9]\d*[smhdw]$")
 SYMBOL_RE = re.compile(r"[A-Z0-9]{2,15}/[A-Z0-9]{2,10}")
@@ -104,7 +105,10 @@ class MarketDataSettings(Section):
     replay: ReplaySettings = ReplaySettings()
     binance: BinanceSettings = BinanceSettings()
     universe: UniverseSettings = UniverseSettings()
-    metrics_port: int = Field(default=9101, ge=0, le=65535, description="0 = any free port")
+    metrics_port: int = Field(default=9101, ge=0, le=65535,
+                              description="0 = any free port; sharded: each instance serves metrics_port + 100 x shard.index")
+    shard: ShardSettings = Field(default_factory=ShardSettings,
+                                 description="The part of the universe this instance publishes (libs/common/shard.py)")
     source_hint: Literal["auto"] = "auto"
 
     @field_validator("candle_timeframes")

@@ -13,6 +13,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from libs.common.settings.base import Section
+from libs.common.settings.shard import ShardSettings
 
 
 class FeatureSettings(Section):
@@ -128,4 +129,7 @@ class SignalSettings(Section):
     train: TrainSettings = TrainSettings()
     drift: DriftSettings = DriftSettings()
     gate: GateSettings = GateSettings()
-    metrics_port: int = Field(default=9102, ge=0, le=65535)
+    metrics_port: int = Field(default=9102, ge=0, le=65535,
+                              description="Sharded: each instance serves metrics_port + 100 x shard.index (0 = any free port)")
+    shard: ShardSettings = Field(default_factory=ShardSettings,
+                                 description="The part of the universe this instance signals (libs/common/shard.py)")
