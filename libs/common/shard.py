@@ -20,6 +20,7 @@ import hashlib
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 MAX_SHARDS = 256
 
@@ -110,7 +111,7 @@ class InstanceShard:
     status: str = "ok"
 
 
-def ownership(instances: Iterable[InstanceShard], sample: int = 20) -> dict:
+def ownership(instances: Iterable[InstanceShard], sample: int = 20) -> dict[str, Any]:
     """One service's shards, from its instances' heartbeats.
 
     `unowned`: symbols some instance (alive or dead) reported owning that no live instance owns now (a dead
