@@ -16,7 +16,9 @@ import pytest
 
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.integration
+# `bnml up` binds the default ports (API 8000, metrics 9101-9105): `make test` runs the suite on several
+# xdist workers, and every test that starts the launcher shares this group (one worker, one at a time).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("launcher-default-ports")]
 
 
 def _bnml(cwd: Path, *args: str, env: dict) -> subprocess.CompletedProcess:

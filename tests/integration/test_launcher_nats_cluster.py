@@ -20,7 +20,9 @@ from libs.common.metrics import ServiceMetrics
 from tests.helpers import ROOT
 from tests.integration.test_launcher import _bnml, _status
 
-pytestmark = pytest.mark.integration
+# `bnml up` binds the default ports (API 8000, metrics 9101-9105): `make test` runs the suite on several
+# xdist workers, and every test that starts the launcher shares this group (one worker, one at a time).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("launcher-default-ports")]
 
 
 async def _replicas(url: str) -> dict[str, int]:
