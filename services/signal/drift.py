@@ -116,25 +116,34 @@ class DriftMonitor:
         self._calm = 0
         self.last: DriftResult | None = None
 
+    def bin_index(self, x: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """The flat bin of every value of the feature rows (n, k) and prediction scores (n,): (n, k + 1), -1
+        where the value is not finite (dropped). Pure, row by row: the backtest bins a whole history at once."""
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        scores = np.atleast_1d(np.asarray(scores, dtype=np.float64))
+        vals = np.column_stack([x, scores])
+        with np.errstate(invalid="ignore"):
+            idx = (vals[:, :, None] >= self._pad[None, :, :]).sum(axis=2) + self._offsets
+        return np.where(np.isfinite(vals), idx, -1)
+
     def observe(self, x: np.ndarray, scores: np.ndarray, key: object = None) -> DriftResult | None:
         """Add the feature rows (n, k) and prediction scores (n,) of one bar time (`key`, e.g. the candle's
         open time; rows with the key of the previous call join that bar; None = a new bar). A check result
         when one is due: at most one per call, every `check_every` bars once `window` bars are held."""
-        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        scores = np.atleast_1d(np.asarray(scores, dtype=np.float64))
-        vals = np.column_stack([x, scores])
-        finite = np.isfinite(vals)
-        with np.errstate(invalid="ignore"):
-            idx = (vals[:, :, None] >= self._pad[None, :, :]).sum(axis=2) + self._offsets
-        flat = np.bincount(idx[finite], minlength=self._nbins)
-        self.rows_seen += x.shape[0]
-        self.rows_in_window += x.shape[0]
+        return self.observe_binned(self.bin_index(x, scores), key)
+
+    def observe_binned(self, idx: np.ndarray, key: object = None) -> DriftResult | None:
+        """`observe` of rows already binned by `bin_index` (n, k + 1)."""
+        flat = np.bincount(idx[idx >= 0], minlength=self._nbins)
+        rows = idx.shape[0]
+        self.rows_seen += rows
+        self.rows_in_window += rows
         self._window_flat += flat
         if key is not None and self._chunks and self._chunks[-1][0] == key:
             self._chunks[-1][3] += flat  # its per-column counts are views of it
-            self._chunks[-1][2] += x.shape[0]
+            self._chunks[-1][2] += rows
             return None
-        self._chunks.append([key, self._columns(flat), x.shape[0], flat])
+        self._chunks.append([key, self._columns(flat), rows, flat])
         while len(self._chunks) > self.thresholds.window:
             _, _, n, old = self._chunks.popleft()
             self._window_flat -= old
