@@ -40,10 +40,19 @@ def bin_counts(reference: dict, values: np.ndarray) -> np.ndarray:
 
 
 def psi_from_counts(reference: dict, counts: np.ndarray) -> float:
+    return psi_from_expected(expected_shares(reference), counts)
+
+
+def expected_shares(reference: dict) -> np.ndarray:
+    """The reference's bin shares as PSI reads them (floored at EPS)."""
+    return np.maximum(np.asarray(reference["proportions"], dtype=np.float64), EPS)
+
+
+def psi_from_expected(expected: np.ndarray, counts: np.ndarray) -> float:
+    """PSI of bin `counts` against `expected_shares` (computed once per reference by a monitor)."""
     total = counts.sum()
     if total == 0:
         return 0.0
-    expected = np.maximum(np.asarray(reference["proportions"], dtype=np.float64), EPS)
     actual = np.maximum(counts / total, EPS)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
@@ -91,6 +100,7 @@ class DriftMonitor:
     def __post_init__(self) -> None:
         t = self.thresholds
         self._refs = [self.feature_reference[n] for n in self.feature_names] + [self.prediction_reference]
+        self._expected = [expected_shares(r) for r in self._refs]
         # Every column's bins side by side in one flat array (column j at offsets[j]), so a bar is binned in
         # a few array operations whatever the number of features: bin_counts' rule (searchsorted, side
         # "right" = how many edges are <= the value; non-finite values dropped), on edges padded with +inf.
@@ -169,14 +179,14 @@ class DriftMonitor:
 
     def check(self) -> DriftResult:
         t = self.thresholds
-        scores = {name: psi_from_counts(self._refs[j], self._window_counts[j])
+        scores = {name: psi_from_expected(self._expected[j], self._window_counts[j])
                   for j, name in enumerate(self.feature_names)}
         worst = max(scores, key=scores.get)
         # The mean over features, not the max: one slow feature (a 24-bar volatility) barely moves inside a
         # short window, so its own PSI is noisy; a shift of the whole input distribution moves the mean.
         mean_psi = float(np.mean(list(scores.values())))
         scores["features_mean"] = mean_psi
-        scores["prediction"] = psi_from_counts(self._refs[-1], self._window_counts[-1])
+        scores["prediction"] = psi_from_expected(self._expected[-1], self._window_counts[-1])
         hr = self.hit_rate
         if hr is not None:
             scores["hit_rate"] = hr
