@@ -27,7 +27,7 @@ from decimal import Decimal
 import numpy as np
 
 from libs.common.clock import ManualClock
-from libs.common.contracts import BreakerTripped, Candle, Fill, Signal, Tick, TradingStateChanged
+from libs.common.contracts import BreakerTripped, Fill, Signal, TradingStateChanged
 from libs.common.markets import Markets
 from libs.common.ohlcv import Ohlcv
 from services.execution.core import client_order_id, may_send
@@ -44,7 +44,7 @@ from services.execution.paper import (
 from services.market_data.candles import Bar as MdBar
 from services.market_data.replay import bar_path
 from services.risk.core import RiskEngine
-from services.signal.core import EngineConfig, Precomputed, SignalEngine
+from services.signal.core import EngineConfig, Precomputed, SignalDraft, SignalEngine
 from services.signal.decision import BUY, HOLD, SELL
 from services.signal.registry import LoadedModel
 
@@ -80,6 +80,44 @@ def price_places(prices: np.ndarray, max_places: int = 12) -> int:
 
 def _dec(x: float) -> Decimal:
     return Decimal(repr(float(x)))
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayTick:
+    """A replay tick with the fields of the `Tick` contract the cores read (what market_data would publish
+    for this point of the bar's path), without the bus contract's validation: the backtest moves values
+    between cores in one process, it publishes nothing. Its values are the path's own (`bar_path`)."""
+
+    id: str
+    ts: datetime
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    last: Decimal
+    volume: Decimal
+    source_ts: datetime
+    source: str = "replay"
+    schema_version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayCandle:
+    """A closed replay candle with the fields of the `Candle` contract (see `ReplayTick`)."""
+
+    id: str
+    ts: datetime
+    symbol: str
+    timeframe: str
+    open_time: datetime
+    close_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    closed: bool = True
+    source: str = "replay"
+    schema_version: int = 1
 
 
 @dataclass
@@ -140,10 +178,11 @@ class Backtest:
         self.risk.set_kill_switch(False, True, now)
         self.risk.on_drift(None, False, "")
         self.signal = SignalEngine(EngineConfig.from_settings(settings.signal), model)
+        self.signal.signal_factory = SignalDraft  # validated into a `Signal` only when traded (`_step`)
         if model is not None and precompute and scripted is None:
             self.signal.precomputed = Precomputed(model, {
                 s.symbol: ([datetime.fromtimestamp(t / 1000, UTC) for t in s.open_ms.tolist()], s.ohlcv)
-                for s in series})
+                for s in series}, self.signal.cfg, self.signal.drift)
         ecfg = settings.execution
         self.ecfg = ecfg
         self.ledger = Ledger()
@@ -156,7 +195,7 @@ class Backtest:
         self.stale_after_s = settings.market_data.stale_after_s
         self.spread = Decimal(str(settings.market_data.replay.spread_bps))
         self.heartbeat_services = list(rcfg.heartbeat_services)
-        self.last_tick: dict[str, Tick] = {}
+        self.last_tick: dict[str, ReplayTick] = {}
         self.rec = Record()
         self._verdict_of: dict[str, str] = {}  # client order id -> verdict id (what order events carry)
         self._n = 0
@@ -186,62 +225,64 @@ class Backtest:
     def _step(self, here: list[tuple[Series, int]], closes: dict[str, float]) -> None:
         paths = []
         for s, i in here:
-            o, h, lo, c, v = (_dec(x) for x in s.ohlcv[i])
+            o, h, lo, c, v = (_dec(x) for x in s.ohlcv[i].tolist())
             t = int(s.open_ms[i])
             bar = MdBar(s.symbol, s.timeframe, t, t + s.tf_ms - 1, o, h, lo, c, v)
             paths.append((s, i, bar, bar_path(bar, 4, self.spread, s.price_places)))
         n_ticks = len(paths[0][3])
+        clock, signal, risk, paper = self.clock, self.signal, self.risk, self.paper
         for k in range(n_ticks):
             ticks = []
             for s, _i, _bar, path in paths:
                 pt = path[k]
                 ts = datetime.fromtimestamp(pt.ts_ms / 1000, UTC)
-                self.clock.set(max(ts, self.clock.now()))
-                now = self.clock.now()
+                if ts > clock.now():
+                    clock.set(ts)
+                now = clock.now()
                 self._n += 1
-                tick = Tick.model_construct(schema_version=1, id=f"bt{self._n:010d}", ts=ts, symbol=s.symbol,
-                                            bid=Decimal(pt.bid), ask=Decimal(pt.ask), last=pt.last_d,
-                                            volume=Decimal(pt.volume), source="replay", source_ts=ts)
+                tick = ReplayTick(f"bt{self._n:010d}", ts, s.symbol, Decimal(pt.bid), Decimal(pt.ask), pt.last_d,
+                                  Decimal(pt.volume), ts)
                 self.last_tick[s.symbol] = tick
-                self.signal.on_tick(tick, now)
-                self.risk.on_tick(s.symbol, tick.last, ts, now)
+                signal.on_tick(tick, now)  # type: ignore[arg-type]
+                risk.on_tick(s.symbol, tick.last, ts, now)
                 ticks.append(tick)
-            now = self.clock.now()
+            now = clock.now()
             for svc in self.heartbeat_services:  # the simulated services are alive
-                self.risk.on_heartbeat(svc, now)
-            if self.paper.book:
+                risk.on_heartbeat(svc, now)
+            if paper.book:
                 self._match(ticks, now)
-        now = self.clock.now()
+        now = clock.now()
         bars = []
         for s, _i, bar, _path in paths:
-            candle = Candle.model_construct(
-                schema_version=1, id=f"bc{self._n:010d}{s.symbol}", ts=now, symbol=s.symbol, timeframe=s.timeframe,
-                open_time=datetime.fromtimestamp(bar.open_time_ms / 1000, UTC),
-                close_time=datetime.fromtimestamp(bar.close_time_ms / 1000, UTC), open=bar.open, high=bar.high,
-                low=bar.low, close=bar.close, volume=bar.volume, closed=True, source="replay")
+            candle = ReplayCandle(
+                f"bc{self._n:010d}{s.symbol}", now, s.symbol, s.timeframe,
+                datetime.fromtimestamp(bar.open_time_ms / 1000, UTC), datetime.fromtimestamp(bar.close_time_ms / 1000, UTC),
+                bar.open, bar.high, bar.low, bar.close, bar.volume)
             closes[s.symbol] = float(bar.close)
-            b = self.signal.on_candle(candle)
+            b = signal.on_candle(candle)  # type: ignore[arg-type]
             if b is not None:
                 bars.append(b)
         if self.scripted is not None:
-            signals = self._scripted(paths, now)
+            signals: list = self._scripted(paths, now)
         else:
-            result = self.signal.on_bars(bars, now) if bars else None
+            result = signal.on_bars(bars, now) if bars else None
             signals = result.signals if result is not None else []
             if result is not None and result.drift is not None and result.drift.changed:
-                self.risk.on_drift(None, result.drift.detected, result.drift.reason)
-                self._events(self.risk.evaluate(now))
-        where = {s.symbol: i for s, i, _b, _p in paths}
-        if not any(sig.side != "HOLD" for sig in signals):
+                risk.on_drift(None, result.drift.detected, result.drift.reason)
+                self._events(risk.evaluate(now))
+        trading = [sig for sig in signals if sig.side != "HOLD"]
+        if not trading:
             # risk re-evaluates its breakers at every close (as its shell does on a timer); a decision at this
             # same instant evaluates first anyway, so once is enough (same inputs, same results)
-            self._events(self.risk.evaluate(now))
+            self._events(risk.evaluate(now))
+        counts = self.rec.signals
         for sig in signals:
-            self.rec.signals[sig.side] += 1
-            if sig.side == "HOLD":
-                continue
-            self.rec.sides[sig.symbol][where[sig.symbol]] = SIDE_CODE[sig.side]
-            self._trade(sig, now)
+            counts[sig.side] += 1
+        if trading:
+            where = {s.symbol: i for s, i, _b, _p in paths}
+            for sig in trading:
+                self.rec.sides[sig.symbol][where[sig.symbol]] = SIDE_CODE[sig.side]
+                self._trade(sig.to_signal() if isinstance(sig, SignalDraft) else sig, now)
         self._mark(closes)
 
     # -- risk, execution ----------------------------------------------------------------------
@@ -282,7 +323,7 @@ class Backtest:
         res = self.paper.submit(order, usable_tick(self.last_tick.get(v.symbol), now, self.stale_after_s), now)
         self._apply(res, now)
 
-    def _match(self, ticks: list[Tick], now: datetime) -> None:
+    def _match(self, ticks: list[ReplayTick], now: datetime) -> None:
         for res in self.paper.expire(now):
             self._apply(res, now)
         resting = {o.symbol for o in self.paper.book.values()}

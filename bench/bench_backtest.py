@@ -32,9 +32,14 @@ def _model(root: Path):
     # the bootstrap model's recipe (train.ensure_model), on 1-minute synthetic candles
     quick = sig.train.model_copy(update={"data": "synthetic", "synthetic_bars": 12_000, "folds": 3,
                                          "synthetic_timeframe": "1m"})
-    run_training(settings, train=quick, promote=True, progress=lambda m: None, version_prefix="bootstrap",
-                 drift_replay=False)
-    return settings, load_current(root)
+    # promoted as the bootstrap (the gate refuses it by design: without `bootstrap` nothing is `current`,
+    # and the bench would time a signal service with no model, which decides nothing)
+    run_training(settings, train=quick, promote=True, bootstrap=True, progress=lambda m: None,
+                 version_prefix="bootstrap", drift_replay=False)
+    model = load_current(root)
+    if model is None:
+        raise RuntimeError("the bootstrap model was not promoted: the bench would time a stack without a model")
+    return settings, model
 
 
 def _series(symbol: str, n: int, seed: int, price: float) -> Series:

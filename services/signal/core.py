@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,7 +17,7 @@ from decimal import Decimal
 import numpy as np
 
 from libs.common.contracts import Candle, Signal, Tick
-from services.signal.decision import BUY, HOLD, SELL, SIDE_NAMES, decide
+from services.signal.decision import BUY, HOLD, SELL, SIDE_NAMES, Decisions, decide
 from services.signal.drift import DriftMonitor, DriftResult, DriftThresholds, HitRateTracker
 from services.signal.features import last_row_features, timeframe_seconds
 from services.signal.registry import LoadedModel
@@ -40,6 +41,28 @@ class Bar:
     close_price: Decimal
     trigger_id: str | None
     trigger_ts: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalDraft:
+    """A decision with the fields of a `Signal`, unvalidated and without an id: what the backtest takes from
+    the engine (`SignalEngine.signal_factory`), which publishes nothing; `to_signal` is the validated contract."""
+
+    ts: datetime
+    symbol: str
+    side: str
+    probability: float
+    expected_edge_bps: float
+    model_version: str
+    price: Decimal
+    reason: str
+    tick_id: str | None
+    tick_ts: datetime | None
+
+    def to_signal(self) -> Signal:
+        return Signal(ts=self.ts, symbol=self.symbol, side=self.side, probability=self.probability,  # type: ignore[arg-type]
+                      expected_edge_bps=self.expected_edge_bps, model_version=self.model_version, price=self.price,
+                      reason=self.reason, tick_id=self.tick_id, tick_ts=self.tick_ts)
 
 
 class CandleBuilder:
@@ -157,14 +180,24 @@ def effective_rule(cfg: EngineConfig, model: LoadedModel) -> tuple[float, float 
 
 
 class Precomputed:
-    """Features and probabilities of every bar of a known history, computed in one batch by the same kernel
-    (`last_row_features` over each bar's last `warmup_bars` bars, exactly the live buffer) and the same model.
-    The backtest installs it so that a year of bars costs one model call instead of one per bar; a bar it
-    does not know (another history, a gap in the buffer) falls back to the live computation."""
+    """Features, probabilities, decisions and drift bins of every bar of a known history, computed in one
+    batch by the same kernels (`last_row_features` over each bar's last `warmup_bars` bars, exactly the live
+    buffer; the same model; `decide` under the engine's rule; the drift monitor's `bin_index`). The backtest
+    installs it so that a year of bars costs one call of each instead of one per bar; a bar it does not know
+    (another history, a gap in the buffer) or another rule falls back to the live computation."""
 
-    def __init__(self, model: LoadedModel, histories: dict[str, tuple[list[datetime], np.ndarray]]):
+    CHUNK = 65_536  # rows binned at once (bounds the temporary (rows, columns, edges) comparison)
+
+    def __init__(self, model: LoadedModel, histories: dict[str, tuple[list[datetime], np.ndarray]],
+                 cfg: EngineConfig | None = None, drift: DriftMonitor | None = None):
         self.version = model.version
+        self.rule = effective_rule(cfg, model) if cfg is not None else None
+        self._model = model
         self._rows: dict[str, tuple[dict[datetime, int], np.ndarray, np.ndarray]] = {}
+        self._complete: dict[str, np.ndarray] = {}
+        self._decisions: dict[tuple[str, bool], Decisions] = {}
+        self._bins: dict[str, np.ndarray] = {}
+        self._drift = drift
         warm = model.spec.warmup_bars
         for sym, (times, ohlcv) in histories.items():
             n = len(times)
@@ -177,18 +210,62 @@ class Precomputed:
             if complete.any():
                 proba[complete] = model.predict_proba(x[complete])
             self._rows[sym] = ({t: i for i, t in enumerate(times)}, x, proba)
+            self._complete[sym] = complete
+            if drift is not None:
+                score = prediction_score(proba)
+                self._bins[sym] = np.concatenate(
+                    [drift.bin_index(x[i:i + self.CHUNK], score[i:i + self.CHUNK]) for i in range(0, n, self.CHUNK)]
+                ) if n else np.zeros((0, len(model.spec.names) + 1), dtype=np.int64)
 
     def lookup(self, bars: list[Bar]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        idx = []
+        rows = self.rows(bars)
+        if rows is None:
+            return None
+        return self.arrays(rows)
+
+    def rows(self, bars: list[Bar]) -> list[tuple[str, int]] | None:
+        """(symbol, row) of each bar, or None if one is not in the known histories."""
+        out = []
         for b in bars:
             known = self._rows.get(b.symbol)
             i = known[0].get(b.open_time) if known is not None else None
             if i is None:
                 return None
-            idx.append((known, i))
-        x = np.stack([k[1][i] for k, i in idx])
-        proba = np.stack([k[2][i] for k, i in idx])
-        return x, proba, np.isfinite(x).all(axis=1)
+            out.append((b.symbol, i))
+        return out
+
+    def arrays(self, rows: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, probabilities, complete) of `rows`, as the live path computes them."""
+        if len(rows) == 1:
+            sym, i = rows[0]
+            _, x, proba = self._rows[sym]
+            return x[i:i + 1], proba[i:i + 1], self._complete[sym][i:i + 1]
+        x = np.stack([self._rows[s][1][i] for s, i in rows])
+        proba = np.stack([self._rows[s][2][i] for s, i in rows])
+        return x, proba, np.array([self._complete[s][i] for s, i in rows])
+
+    def decisions(self, rows: list[tuple[str, int]], allow_buy: bool) -> Decisions:
+        """`decide` of `rows` under `rule` (computed over each whole history once, on first use)."""
+        assert self.rule is not None
+        out = []
+        for sym, i in rows:
+            d = self._decisions.get((sym, allow_buy))
+            if d is None:
+                m = self._model
+                d = self._decisions[(sym, allow_buy)] = decide(self._rows[sym][2], m.class_mean_returns, m.fee_rate,
+                                                               self.rule[0], self.rule[1], allow_buy=allow_buy)
+            out.append((d, i))
+        if len(out) == 1:
+            d, i = out[0]
+            return Decisions(d.side[i:i + 1], d.probability[i:i + 1], d.edge_bps[i:i + 1], [d.reason[i]])
+        return Decisions(np.array([d.side[i] for d, i in out]), np.array([d.probability[i] for d, i in out]),
+                         np.array([d.edge_bps[i] for d, i in out]), [d.reason[i] for d, i in out])
+
+    def bins(self, rows: list[tuple[str, int]]) -> np.ndarray | None:
+        """The drift monitor's `bin_index` of `rows` (None without a monitor)."""
+        if self._drift is None:
+            return None
+        return np.stack([self._bins[s][i] for s, i in rows])
 
 
 class SignalEngine:
@@ -201,6 +278,11 @@ class SignalEngine:
         self.drift: DriftMonitor | None = None
         self.hits: HitRateTracker | None = None
         self.precomputed: Precomputed | None = None
+        # What a decision is handed out as: the bus contract, validated (the service publishes it). The
+        # backtest, which publishes nothing, takes a plain record of the same fields (`SignalDraft`) and
+        # validates only what it trades.
+        self.signal_factory: Callable[..., Signal] = Signal
+        self._tf_s: tuple[str, int] | None = None
         self.set_model(model)
 
     # -- model ---------------------------------------------------------------------------------
@@ -286,7 +368,10 @@ class SignalEngine:
     def _round(self, bars: list[Bar], now: datetime, out: BatchResult) -> None:
         model = self.model
         fresh: list[Bar] = []
-        tf_s = timeframe_seconds(self.timeframe)
+        tf = self.timeframe
+        if self._tf_s is None or self._tf_s[0] != tf:
+            self._tf_s = (tf, timeframe_seconds(tf))
+        tf_s = self._tf_s[1]
         for b in bars:
             st = self.state(b.symbol)
             if st.append(b, tf_s):
@@ -317,16 +402,25 @@ class SignalEngine:
         if not ready:
             return
         t0 = time.perf_counter()
-        x, proba, complete = self._infer(ready, model)
+        pre = self.precomputed
+        rows = pre.rows(ready) if pre is not None and pre.version == model.version else None
+        x, proba, complete = pre.arrays(rows) if rows is not None else self._infer(ready, model)  # type: ignore[union-attr]
         out.predicted += int(complete.sum())
         # expiry by the age of the data it learned from (not by when it was trained)
         model_fresh = model.data_age_h(now) <= self.cfg.max_model_age_h
         threshold, min_edge = effective_rule(self.cfg, model)
-        dec = decide(proba, model.class_mean_returns, model.fee_rate, threshold, min_edge, allow_buy=model_fresh)
+        if rows is not None and pre.rule == (threshold, min_edge):  # type: ignore[union-attr]
+            dec = pre.decisions(rows, model_fresh)  # type: ignore[union-attr]
+        else:
+            dec = decide(proba, model.class_mean_returns, model.fee_rate, threshold, min_edge, allow_buy=model_fresh)
         out.inference_s += time.perf_counter() - t0
         if complete.any() and self.drift is not None:
             key = max(b.open_time for b in ready)
-            res = self.drift.observe(x[complete], prediction_score(proba[complete]), key)
+            bins = pre.bins(rows) if rows is not None and pre._drift is self.drift else None  # type: ignore[union-attr]
+            if bins is not None:
+                res = self.drift.observe_binned(bins[complete], key)
+            else:
+                res = self.drift.observe(x[complete], prediction_score(proba[complete]), key)
             out.drift = res or out.drift
         for i, b in enumerate(ready):
             st = self.states[b.symbol]
@@ -347,18 +441,13 @@ class SignalEngine:
                 st.last_trade_at = now
                 if self.hits is not None:
                     self.hits.record(b.symbol, SIDE_NAMES[side], b.close)
-            out.signals.append(Signal(
+            out.signals.append(self.signal_factory(
                 ts=now, symbol=b.symbol, side=SIDE_NAMES[side], probability=min(1.0, max(0.0, float(dec.probability[i]))),
                 expected_edge_bps=float(dec.edge_bps[i]), model_version=model.version, price=b.close_price,
                 reason=reason, tick_id=b.trigger_id, tick_ts=b.trigger_ts))
 
     def _infer(self, ready: list[Bar], model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(features, probabilities, complete rows) of the newest bar of each symbol: from the buffers, or
-        from `precomputed` (the backtest's batch of the same kernel and model over its whole history)."""
-        if self.precomputed is not None and self.precomputed.version == model.version:
-            got = self.precomputed.lookup(ready)
-            if got is not None:
-                return got
+        """(features, probabilities, complete rows) of the newest bar of each symbol, from the buffers."""
         x = self.features_for([b.symbol for b in ready])
         complete = np.isfinite(x).all(axis=1)
         proba = np.zeros((len(ready), 3))
@@ -376,11 +465,10 @@ class SignalEngine:
             raise ValueError("features_for needs full buffers")
         return last_row_features(np.stack([self.states[s].buf for s in symbols]), spec)
 
-    @staticmethod
-    def _hold(b: Bar, now: datetime, reason: str, version: str) -> Signal:
-        return Signal(ts=now, symbol=b.symbol, side="HOLD", probability=0.0, expected_edge_bps=0.0,
+    def _hold(self, b: Bar, now: datetime, reason: str, version: str) -> Signal:
+        return self.signal_factory(ts=now, symbol=b.symbol, side="HOLD", probability=0.0, expected_edge_bps=0.0,
                       model_version=version, price=b.close_price, reason=reason, tick_id=b.trigger_id,
                       tick_ts=b.trigger_ts)
 
 
-__all__ = ["Bar", "CandleBuilder", "EngineConfig", "Precomputed", "SignalEngine", "SELL", "BUY", "HOLD"]
+__all__ = ["Bar", "CandleBuilder", "EngineConfig", "Precomputed", "SignalDraft", "SignalEngine", "SELL", "BUY", "HOLD"]

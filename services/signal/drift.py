@@ -44,10 +44,19 @@ def bin_counts(reference: dict[str, Any], values: np.ndarray) -> np.ndarray:
 
 
 def psi_from_counts(reference: dict[str, Any], counts: np.ndarray) -> float:
+    return psi_from_expected(expected_shares(reference), counts)
+
+
+def expected_shares(reference: dict[str, Any]) -> np.ndarray:
+    """The reference's bin shares as PSI reads them (floored at EPS)."""
+    return np.maximum(np.asarray(reference["proportions"], dtype=np.float64), EPS)
+
+
+def psi_from_expected(expected: np.ndarray, counts: np.ndarray) -> float:
+    """PSI of bin `counts` against `expected_shares` (computed once per reference by a monitor)."""
     total = counts.sum()
     if total == 0:
         return 0.0
-    expected = np.maximum(np.asarray(reference["proportions"], dtype=np.float64), EPS)
     actual = np.maximum(counts / total, EPS)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
@@ -90,6 +99,7 @@ class DriftMonitor:
     def __post_init__(self) -> None:
         t = self.thresholds
         self._refs = [self.feature_reference[n] for n in self.feature_names] + [self.prediction_reference]
+        self._expected = [expected_shares(r) for r in self._refs]
         # Every column's bins side by side in one flat array (column j at offsets[j]), so a bar is binned in
         # a few array operations whatever the number of features: bin_counts' rule (searchsorted, side
         # "right" = how many edges are <= the value; non-finite values dropped), on edges padded with +inf.
@@ -115,25 +125,34 @@ class DriftMonitor:
         self._calm = 0
         self.last: DriftResult | None = None
 
+    def bin_index(self, x: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """The flat bin of every value of the feature rows (n, k) and prediction scores (n,): (n, k + 1), -1
+        where the value is not finite (dropped). Pure, row by row: the backtest bins a whole history at once."""
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        scores = np.atleast_1d(np.asarray(scores, dtype=np.float64))
+        vals = np.column_stack([x, scores])
+        with np.errstate(invalid="ignore"):
+            idx = (vals[:, :, None] >= self._pad[None, :, :]).sum(axis=2) + self._offsets
+        return np.where(np.isfinite(vals), idx, -1)
+
     def observe(self, x: np.ndarray, scores: np.ndarray, key: object = None) -> DriftResult | None:
         """Add the feature rows (n, k) and prediction scores (n,) of one bar time (`key`, e.g. the candle's
         open time; rows with the key of the previous call join that bar; None = a new bar). A check result
         when one is due: at most one per call, every `check_every` bars once `window` bars are held."""
-        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        scores = np.atleast_1d(np.asarray(scores, dtype=np.float64))
-        vals = np.column_stack([x, scores])
-        finite = np.isfinite(vals)
-        with np.errstate(invalid="ignore"):
-            idx = (vals[:, :, None] >= self._pad[None, :, :]).sum(axis=2) + self._offsets
-        flat = np.bincount(idx[finite], minlength=self._nbins)
-        self.rows_seen += x.shape[0]
-        self.rows_in_window += x.shape[0]
+        return self.observe_binned(self.bin_index(x, scores), key)
+
+    def observe_binned(self, idx: np.ndarray, key: object = None) -> DriftResult | None:
+        """`observe` of rows already binned by `bin_index` (n, k + 1)."""
+        flat = np.bincount(idx[idx >= 0], minlength=self._nbins)
+        rows = idx.shape[0]
+        self.rows_seen += rows
+        self.rows_in_window += rows
         self._window_flat += flat
         if key is not None and self._chunks and self._chunks[-1][0] == key:
             self._chunks[-1][3] += flat  # its per-column counts are views of it
-            self._chunks[-1][2] += x.shape[0]
+            self._chunks[-1][2] += rows
             return None
-        self._chunks.append([key, self._columns(flat), x.shape[0], flat])
+        self._chunks.append([key, self._columns(flat), rows, flat])
         while len(self._chunks) > self.thresholds.window:
             _, _, n, old = self._chunks.popleft()
             self._window_flat -= old
@@ -159,14 +178,14 @@ class DriftMonitor:
 
     def check(self) -> DriftResult:
         t = self.thresholds
-        scores = {name: psi_from_counts(self._refs[j], self._window_counts[j])
+        scores = {name: psi_from_expected(self._expected[j], self._window_counts[j])
                   for j, name in enumerate(self.feature_names)}
         worst = max(scores, key=lambda name: scores[name])
         # The mean over features, not the max: one slow feature (a 24-bar volatility) barely moves inside a
         # short window, so its own PSI is noisy; a shift of the whole input distribution moves the mean.
         mean_psi = float(np.mean(list(scores.values())))
         scores["features_mean"] = mean_psi
-        scores["prediction"] = psi_from_counts(self._refs[-1], self._window_counts[-1])
+        scores["prediction"] = psi_from_expected(self._expected[-1], self._window_counts[-1])
         hr = self.hit_rate
         if hr is not None:
             scores["hit_rate"] = hr
