@@ -193,7 +193,6 @@ async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_r
         finally:
             _cont(first)
         await wait_until(lambda: not first.alive, timeout=15, message="the deposed execution writer stopping")
-        assert "is no longer current" in first.logs(), "the old writer never met the fence"
         later = await _publish(bus, 20)
         await wait_until(lambda: set(later) <= set(orders_by_verdict(database_url)), timeout=20,
                          message="the new writer journaling later verdicts (positive control)")
@@ -201,6 +200,7 @@ async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_r
     since = _senders_since(database_url, taken_at)
     assert since.get(x, 0) == 0, f"the deposed writer sent orders after the takeover: {since}"
     assert since.get(y, 0) > 0, f"the new writer sent nothing: {since}"
+    assert "is no longer current" in first.logs(), "the old writer never met the fence"
     assert not query(database_url, "SELECT client_order_id FROM orders WHERE sent_by = %s AND created_at > %s",
                      (x, taken_at)), "the deposed writer journaled orders after the takeover"
     assert_one_order_per_verdict(database_url, published + later)
