@@ -17,11 +17,13 @@ from decimal import Decimal
 import pytest
 
 from libs.common import subjects
-from libs.common.contracts import RiskVerdict, Signal
+from libs.common.contracts import AccountState, RiskVerdict, Signal
+from libs.common.settings.risk import RiskSettings
 from services.risk.shell import WRITER_CHECK_S
 from tests.faults.support import (
     EXECUTION_CONFIG,
     assert_one_order_per_verdict,
+    kill_switch,
     make_verdict,
     orders_by_verdict,
     paper_sends,
@@ -206,3 +208,80 @@ async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_r
     assert_one_order_per_verdict(database_url, published + later)
     counts = orders_by_verdict(database_url)
     assert all(counts.get(v, 0) <= 1 for v in paused)
+
+
+async def test_the_kill_switch_and_the_account_carry_over_a_takeover_from_a_paused_risk_writer(services, bus,
+                                                                                              database_url, tmp_path):
+    """Engaged while the old writer decides, then it is paused: the new writer starts with the kill switch
+    engaged (refusing everything, not approving once in between) and the old writer's account state; a
+    signed release then lets it approve (the positive control)."""
+    services.configure(RISK_CONFIG)
+    first = services.start("risk")
+    second = _second(services, tmp_path)
+    services.start("execution")
+    verdicts: list[RiskVerdict] = []
+    accounts: list[AccountState] = []
+
+    async def on_verdict(v: RiskVerdict, subject: str) -> None:
+        verdicts.append(v)
+
+    async def on_account(st: AccountState, subject: str) -> None:
+        accounts.append(st)
+
+    await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
+    await bus.subscribe(subjects.account(), AccountState, on_account)
+    a, b = _instance(first), _instance(second)
+    async with Feeder(bus):
+        await wait_until(lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
+                         timeout=20, interval=0.5, message="the writer approving")
+        traded = await _storm(bus, 6, gap_s=0.05)
+        await wait_until(lambda: {s.id for s in traded if s.id in {v.signal_id for v in verdicts if v.approved}}
+                         <= set(_per_signal(database_url)), timeout=15, message="the first writer's orders")
+        await kill_switch(bus, "engage", "takeover test")
+        async def refused_by_a() -> bool:
+            await _storm(bus, 1)
+            return any("kill_switch_engaged" in v.reasons for v in verdicts if v.issued_by == a)
+
+        await wait_until(refused_by_a, timeout=15, interval=0.3, message="the writer refusing under the kill switch")
+        await asyncio.sleep(1.5)  # its account state persisted (persist_interval_s) after the last fill
+        assert accounts, "the first writer published no account state"
+        last_a = accounts[-1]
+        epoch_a = _epoch(database_url, "risk")
+        _stop(first)
+        try:
+            await wait_until(lambda: (_epoch(database_url, "risk") or (0,))[0] > epoch_a[0],  # type: ignore[index]
+                             timeout=SESSION_TIMEOUT_S + WRITER_CHECK_S + SLACK_S, interval=0.2,
+                             message="the standby taking over from the paused writer")
+            taken_at = _epoch(database_url, "risk")[2]  # type: ignore[index]
+        finally:
+            _cont(first)
+        await wait_until(lambda: '"risk ready"' in second.logs(), timeout=30, message="the new writer subscribed")
+        seen = len(verdicts)
+        engaged: list[Signal] = []
+
+        async def refused_by_b() -> bool:
+            engaged.extend(await _storm(bus, 2))
+            return any(v.issued_by == b and "kill_switch_engaged" in v.reasons for v in verdicts[seen:])
+
+        await wait_until(refused_by_b, timeout=20, interval=0.4, message="the new writer refusing (kill switch)")
+        assert not [v for v in verdicts[seen:] if v.issued_by == b and v.approved], \
+            "the new writer approved while the kill switch it took over was engaged"
+        await kill_switch(bus, "release", "takeover test over")
+
+        async def approved_by_b() -> bool:
+            await _storm(bus, 2)
+            return any(v.approved and v.issued_by == b for v in verdicts)
+
+        await wait_until(approved_by_b, timeout=30, interval=0.4, message="the new writer approving after release")
+        # the budgets it decides with are the old writer's (restored, then persisted by the new writer), not
+        # the configured start: same equity (no fill since, same prices) and the same realized P&L
+        rows = query(database_url, "SELECT value FROM kv_state WHERE key = 'account_state' AND updated_at > %s",
+                     (taken_at,))
+        assert rows, "the new writer persisted no account state"
+        carried = AccountState.model_validate(rows[0][0])
+        assert carried.daily_realized_usdt == last_a.daily_realized_usdt
+        assert abs(carried.equity_usdt - last_a.equity_usdt) < Decimal("0.01"), (carried, last_a)
+        # meaningful only if the old writer's account moved off the configured start (fees of its fills)
+        assert last_a.equity_usdt != RiskSettings().starting_equity_usdt, "the first writer's account never moved"
+    per_signal = _per_signal(database_url)
+    assert not {s for s in (x.id for x in engaged) if s in per_signal}, "an order during the kill switch"
