@@ -19,6 +19,7 @@ own state writes also check the lock inside their transactions (`check_on`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import psycopg
@@ -133,6 +134,20 @@ class WriterLock:
         if not self.held:
             await self._drop()
         return self.held
+
+    async def keep_alive(self) -> None:
+        """Forever (a task of the holder's process): touch the lock session every third of the session
+        timeout while held, so that a live writer busy elsewhere (a long takeover sequence, a live start-up
+        that talks to the exchange) never idles out; a paused process runs no task, so its session does.
+        A failure is left to the writer's own `still_held` check."""
+        interval = min(1.0, (self.session_timeout_s or 3.0) / 3)
+        while True:
+            await asyncio.sleep(interval)
+            if self.held and self.conn is not None and not self.conn.closed:
+                try:
+                    await self.conn.execute("SELECT 1")
+                except Exception:
+                    pass
 
     async def check_on(self, conn: psycopg.AsyncConnection) -> None:
         """Inside another connection's transaction: raise LockLostError unless this process's lock session

@@ -127,6 +127,7 @@ class ExecutionService:
         rt.spawn(self._paper_loop(), "paper-book")
         self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value(), WRITER_LOCK_NAME, "execution",
                                       holder=rt.instance, session_timeout_s=self.cfg.writer_session_timeout_s)
+        rt.spawn(self.writer_lock.keep_alive(), "writer-lock-keepalive")
         if await self.writer_lock.try_acquire():
             await self._become_writer()
         else:

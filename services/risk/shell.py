@@ -116,6 +116,7 @@ class RiskService:
         # One writer (docs/design.md, safety rule 7): only the holder of the advisory lock decides; a standby waits.
         self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value(), WRITER_LOCK_NAME, "risk",
                                       holder=rt.instance, session_timeout_s=cfg.writer_session_timeout_s)
+        rt.spawn(self.writer_lock.keep_alive(), "risk-writer-lock-keepalive")
         if await self.writer_lock.try_acquire():
             await self._become_writer()
         else:
