@@ -1,21 +1,25 @@
-"""The order journal in Postgres (shell): orders, fills, positions, balances, and the single-writer lock.
+"""The order journal in Postgres (shell): orders, fills, positions, balances, fenced by the writer epochs.
 
 Every write that changes the books is one transaction: order totals, the fill (unique by exchange,
 symbol and trade id), the position and the balances it moved. Journal commits are durable (no synchronous_commit=off).
+
+Fencing (libs/common/writer_lock.py): with `epoch` set (the execution shell sets it to its writer lock's
+epoch), every write below checks in its own statement that this epoch is still execution's current one
+(`writer_epochs`) and raises LockLostError otherwise: a writer deposed while paused journals nothing, and so
+sends nothing (an order is journaled before it is sent; the paper exchange's record of a request is written
+by the same statement as its outcome). The order insert of a verdict also checks the verdict's `risk_epoch`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from libs.common.writer_lock import LockLostError
 from services.execution.core import OPEN_STATUSES
 from services.execution.ledger import Balance, Ledger, Position
 
@@ -23,13 +27,16 @@ from services.execution.ledger import Balance, Ledger, Position
 # the position, the balances and (paper) the paper exchange's record of the request it received. `inserted_trade_ids` says which fills are new; the order's columns follow
 # (NULL when no such order exists).
 _ORDER_UPDATE_SQL = """
-WITH f AS (
+WITH g AS (SELECT %(epoch)s::bigint IS NULL OR EXISTS (
+    SELECT 1 FROM writer_epochs WHERE role = 'execution' AND epoch = %(epoch)s::bigint) AS ok
+), f AS (
     INSERT INTO fills (exchange, trade_id, client_order_id, symbol, side, quantity, price, fee, fee_asset,
                        realized_pnl_usdt, ts, is_maker, fee_usdt)
     SELECT * FROM unnest(%(f_exchange)s::text[], %(f_trade_id)s::text[], %(f_coid)s::text[], %(f_symbol)s::text[],
                          %(f_side)s::text[], %(f_qty)s::numeric[], %(f_price)s::numeric[], %(f_fee)s::numeric[],
                          %(f_fee_asset)s::text[], %(f_pnl)s::numeric[], %(f_ts)s::timestamptz[],
                          %(f_maker)s::boolean[], %(f_fee_usdt)s::numeric[])
+    WHERE (SELECT ok FROM g)
     ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
     RETURNING trade_id
 ), o AS (
@@ -37,29 +44,54 @@ WITH f AS (
         average_price = COALESCE(%(avg)s, average_price), fee_usdt = fee_usdt + %(fee_add)s, locked = %(locked)s,
         trades = COALESCE(%(trades)s, trades), exchange_order_id = COALESCE(%(xid)s, exchange_order_id),
         resting_expires_at = COALESCE(%(rest)s, resting_expires_at), updated_at = now()
-    WHERE client_order_id = %(coid)s
+    WHERE client_order_id = %(coid)s AND (SELECT ok FROM g)
     RETURNING *
 ), p AS (
     INSERT INTO positions (symbol, quantity, average_cost, realized_pnl_usdt, cost, updated_at)
-    VALUES (%(p_symbol)s, %(p_qty)s, %(p_avg)s, %(p_pnl)s, %(p_cost)s, now())
+    SELECT %(p_symbol)s, %(p_qty)s, %(p_avg)s, %(p_pnl)s, %(p_cost)s, now() WHERE (SELECT ok FROM g)
     ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity, average_cost = EXCLUDED.average_cost,
         realized_pnl_usdt = EXCLUDED.realized_pnl_usdt, cost = EXCLUDED.cost, updated_at = now()
 ), r AS (
     INSERT INTO paper_requests (client_order_id, symbol, side, quantity, received_at, instance)
     SELECT * FROM unnest(%(r_coid)s::text[], %(r_symbol)s::text[], %(r_side)s::text[], %(r_qty)s::numeric[],
                          %(r_at)s::timestamptz[], %(r_instance)s::text[])
+    WHERE (SELECT ok FROM g)
 ), b AS (
     INSERT INTO balances (asset, free, locked, updated_at)
     SELECT a, fr, lo, now() FROM unnest(%(b_asset)s::text[], %(b_free)s::numeric[], %(b_locked)s::numeric[])
-        AS t (a, fr, lo)
+        AS t (a, fr, lo) WHERE (SELECT ok FROM g)
     ON CONFLICT (asset) DO UPDATE SET free = EXCLUDED.free, locked = EXCLUDED.locked, updated_at = now()
 )
-SELECT ids.inserted_trade_ids, o.*
+SELECT (SELECT ok FROM g) AS epoch_ok, ids.inserted_trade_ids, o.*
 FROM (SELECT array_agg(trade_id) AS inserted_trade_ids FROM f) AS ids LEFT JOIN o ON true
 """
 
-# One writer per database: every execution instance competes for this session-level advisory lock.
-WRITER_LOCK_KEY = int.from_bytes(hashlib.sha256(b"bnml.execution.writer").digest()[:8], "big", signed=True)
+# The order row of a verdict (or a flatten), committed before anything is sent, in one statement that checks
+# execution's epoch and (for a verdict) that the risk epoch it was issued under is still risk's current one
+# (0: no risk writer ever took the lock on this database). A verdict from a deposed risk writer is recorded in
+# `fenced_verdicts` instead, by the same statement.
+_INSERT_ORDER_SQL = """
+WITH g AS (
+    SELECT (%(epoch)s::bigint IS NULL OR EXISTS (
+                SELECT 1 FROM writer_epochs WHERE role = 'execution' AND epoch = %(epoch)s::bigint)) AS exec_ok,
+           COALESCE((SELECT epoch FROM writer_epochs WHERE role = 'risk'), 0) AS risk_now
+), i AS (
+    INSERT INTO orders (client_order_id, verdict_id, signal_id, symbol, side, order_type, quantity, price_limit,
+                        status, mode, exchange, tick_ts, expires_at, purpose, sent_by)
+    SELECT %(coid)s, %(vid)s, %(sid)s, %(symbol)s, %(side)s, %(otype)s, %(qty)s, %(limit)s, 'SUBMITTED', %(mode)s,
+           %(exchange)s, %(tick_ts)s, %(expires_at)s, %(purpose)s, %(instance)s
+    FROM g WHERE g.exec_ok AND (%(risk_epoch)s::bigint IS NULL OR g.risk_now = %(risk_epoch)s::bigint)
+    ON CONFLICT DO NOTHING RETURNING client_order_id
+), r AS (
+    INSERT INTO fenced_verdicts (verdict_id, signal_id, symbol, risk_epoch, current_epoch, issued_by, refused_by)
+    SELECT %(vid)s, %(sid)s, %(symbol)s, %(risk_epoch)s::bigint, g.risk_now, %(issued_by)s, %(instance)s
+    FROM g WHERE g.exec_ok AND %(risk_epoch)s::bigint IS NOT NULL AND g.risk_now <> %(risk_epoch)s::bigint
+)
+SELECT g.exec_ok, g.risk_now, (SELECT count(*) FROM i) AS inserted FROM g
+"""
+
+# One writer per database: every execution instance competes for this lock (libs/common/writer_lock.py).
+WRITER_LOCK_NAME = "bnml.execution.writer"
 LEDGER_MODE_KEY = "execution.ledger_mode"
 
 
@@ -77,6 +109,8 @@ class NewOrder:
     tick_ts: datetime | None = None
     expires_at: datetime | None = None
     purpose: str = "verdict"
+    risk_epoch: int | None = None  # the verdict's risk writer epoch; None: not from a verdict (a flatten)
+    issued_by: str = ""  # the risk instance that issued the verdict
 
 
 @dataclass(frozen=True)
@@ -108,44 +142,85 @@ class PaperRequest:
     instance: str
 
 
+class Insert(str):
+    """What became of an order insert: INSERTED, DUPLICATE (journaled already) or STALE_RISK_EPOCH."""
+
+
+INSERTED, DUPLICATE, STALE_RISK_EPOCH = Insert("inserted"), Insert("duplicate"), Insert("stale_risk_epoch")
+
+# appended to an UPDATE's WHERE clause: the statement changes nothing once this writer is deposed
+_EPOCH_GUARD = (" AND (%(epoch)s::bigint IS NULL OR EXISTS (SELECT 1 FROM writer_epochs WHERE role = 'execution'"
+                " AND epoch = %(epoch)s::bigint))")
+
+
 class Journal:
-    def __init__(self, pool, mode: str):
+    def __init__(self, pool, mode: str, epoch: int | None = None):
         self.pool = pool
         self.mode = mode
+        # this writer's execution epoch (None: unfenced, for tools and tests that write without the lock)
+        self.epoch = epoch
         self.last_row: dict[str, Any] | None = None  # the order row as the last commit_order_update left it
+        self.last_risk_epoch = 0  # risk's current epoch as the last refused insert saw it
+
+    def _deposed(self) -> LockLostError:
+        return LockLostError(f"execution epoch {self.epoch} is no longer current: another execution instance "
+                             "took the writer lock; journaling (and sending) nothing")
+
+    async def _check_epoch(self, conn) -> None:
+        """For a write that found nothing to change: was it the fence?"""
+        if self.epoch is None:
+            return
+        row = await (await conn.execute("SELECT epoch FROM writer_epochs WHERE role = 'execution'")).fetchone()
+        if row is None or int(row["epoch"]) != self.epoch:
+            raise self._deposed()
 
     # -- orders ---------------------------------------------------------------------------------
-    async def insert_order(self, o: NewOrder, instance: str) -> bool:
-        """Commit the order row before anything is sent; False if this verdict (or client id) is journaled already."""
+    async def insert_order(self, o: NewOrder, instance: str) -> Insert:
+        """Commit the order row before anything is sent: INSERTED, or DUPLICATE if this verdict (or client id)
+        is journaled already, or STALE_RISK_EPOCH if a later risk writer took over after the verdict's issuer
+        decided it (recorded in `fenced_verdicts`). Raises LockLostError once this writer is deposed."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO orders (client_order_id, verdict_id, signal_id, symbol, side, order_type, quantity,"
-                " price_limit, status, mode, exchange, tick_ts, expires_at, purpose, sent_by)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING RETURNING client_order_id",
-                (o.client_order_id, o.verdict_id, o.signal_id, o.symbol, o.side, o.order_type, o.quantity,
-                 o.price_limit, o.mode, "paper" if o.mode == "paper" else "binance", o.tick_ts, o.expires_at,
-                 o.purpose, instance))
-            return await cur.fetchone() is not None
+            row = await (await conn.execute(_INSERT_ORDER_SQL, {
+                "epoch": self.epoch, "coid": o.client_order_id, "vid": o.verdict_id, "sid": o.signal_id,
+                "symbol": o.symbol, "side": o.side, "otype": o.order_type, "qty": o.quantity, "limit": o.price_limit,
+                "mode": o.mode, "exchange": "paper" if o.mode == "paper" else "binance", "tick_ts": o.tick_ts,
+                "expires_at": o.expires_at, "purpose": o.purpose, "instance": instance, "risk_epoch": o.risk_epoch,
+                "issued_by": o.issued_by})).fetchone()
+        if not row["exec_ok"]:
+            raise self._deposed()
+        if row["inserted"]:
+            return INSERTED
+        if o.risk_epoch is not None and int(row["risk_now"]) != o.risk_epoch:
+            self.last_risk_epoch = int(row["risk_now"])
+            return STALE_RISK_EPOCH
+        return DUPLICATE
 
     async def mark_sent(self, coid: str, instance: str, sent: bool = True) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE orders SET sent_at = CASE WHEN %s THEN now() END, sent_by = %s, updated_at = now()"
-                " WHERE client_order_id = %s", (sent, instance, coid))
+            cur = await conn.execute(
+                "UPDATE orders SET sent_at = CASE WHEN %(sent)s THEN now() END, sent_by = %(instance)s,"
+                " updated_at = now() WHERE client_order_id = %(coid)s" + _EPOCH_GUARD,
+                {"sent": sent, "instance": instance, "coid": coid, "epoch": self.epoch})
+            if cur.rowcount == 0:
+                await self._check_epoch(conn)
 
     async def set_status(self, coid: str, status: str, *, reason: str | None = None,
                          exchange_order_id: str | None = None, filled: Decimal | None = None,
                          average_price: Decimal | None = None) -> dict[str, Any]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE orders SET status = %s, reason = COALESCE(%s, reason),"
-                " exchange_order_id = COALESCE(%s, exchange_order_id),"
-                " filled_quantity = COALESCE(%s, filled_quantity), average_price = COALESCE(%s, average_price),"
-                " locked = CASE WHEN %s IN ('FILLED', 'CANCELLED', 'REJECTED') THEN 0 ELSE locked END,"
-                " updated_at = now() WHERE client_order_id = %s RETURNING *",
-                (status, reason, exchange_order_id, filled, average_price, status, coid))
-            return await cur.fetchone()
+                "UPDATE orders SET status = %(status)s, reason = COALESCE(%(reason)s, reason),"
+                " exchange_order_id = COALESCE(%(xid)s, exchange_order_id),"
+                " filled_quantity = COALESCE(%(filled)s, filled_quantity),"
+                " average_price = COALESCE(%(avg)s, average_price),"
+                " locked = CASE WHEN %(status)s IN ('FILLED', 'CANCELLED', 'REJECTED') THEN 0 ELSE locked END,"
+                " updated_at = now() WHERE client_order_id = %(coid)s" + _EPOCH_GUARD + " RETURNING *",
+                {"status": status, "reason": reason, "xid": exchange_order_id, "filled": filled,
+                 "avg": average_price, "coid": coid, "epoch": self.epoch})
+            row = await cur.fetchone()
+            if row is None:
+                await self._check_epoch(conn)
+            return row
 
     async def get_order(self, coid: str) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:
@@ -226,16 +301,19 @@ class Journal:
             "r_side": [request.side] if request else [], "r_qty": [request.quantity] if request else [],
             "r_at": [request.received_at] if request else [], "r_instance": [request.instance] if request else [],
             "b_asset": [a for a, _ in balances], "b_free": [max(b.free, Decimal(0)) for _, b in balances],
-            "b_locked": [max(b.locked, Decimal(0)) for _, b in balances],
+            "b_locked": [max(b.locked, Decimal(0)) for _, b in balances], "epoch": self.epoch,
         }
         async with self.pool.connection() as conn:
             row = await (await conn.execute(_ORDER_UPDATE_SQL, params)).fetchone()
+        if not row.pop("epoch_ok"):
+            raise self._deposed()
         new_ids = set(row.pop("inserted_trade_ids") or ())
         self.last_row = row if row.get("client_order_id") is not None else None
         return [f for f in fills if f.trade_id in new_ids]
 
     async def write_books(self, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:
         async with self.pool.connection() as conn, conn.transaction():
+            await self._check_epoch(conn)  # the transaction's first statement; a successor's bump waits on no lock
             await self._write_books(conn, ledger, symbols, assets)
 
     async def _write_books(self, conn, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:
@@ -285,38 +363,3 @@ class Journal:
             await conn.execute("INSERT INTO exec_reconciliations (mode, instance, ok, findings) VALUES (%s, %s, %s, %s)",
                                (self.mode, instance, ok, Jsonb(findings)))
 
-
-class WriterLock:
-    """A session-level advisory lock held on a dedicated connection: only its holder may send orders."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.conn: psycopg.AsyncConnection | None = None
-        self.held = False
-
-    async def try_acquire(self) -> bool:
-        if self.conn is None or self.conn.closed:
-            self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, row_factory=dict_row)
-        row = await (await self.conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (WRITER_LOCK_KEY,))).fetchone()
-        self.held = bool(row["ok"])
-        return self.held
-
-    async def still_held(self) -> bool:
-        """Ask the server whether this session still holds the lock (False if the connection is gone)."""
-        if not self.held or self.conn is None or self.conn.closed:
-            return False
-        try:
-            # A session-level advisory lock lives as long as its session: a live session still holds it.
-            await self.conn.execute("SELECT 1")
-        except Exception:
-            self.held = False
-        return self.held
-
-    async def release(self) -> None:
-        if self.conn is not None and not self.conn.closed:
-            try:
-                if self.held:
-                    await self.conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK_KEY,))
-            finally:
-                await self.conn.close()
-        self.held = False

@@ -30,6 +30,7 @@ from libs.common.errors import ConfigurationError, OperationalError
 from libs.common.kill_switch import KillSwitchLatch, alert_unreadable, record_refusal, refresh_latch
 from libs.common.markets import Markets, load_markets
 from libs.common.service import Runtime
+from libs.common.writer_lock import WriterLock
 from services.execution.core import (
     client_order_id,
     fill_message_id,
@@ -37,7 +38,15 @@ from services.execution.core import (
     may_send,
 )
 from services.execution.fence import SendFence
-from services.execution.journal import FillRow, Journal, NewOrder, PaperRequest, WriterLock
+from services.execution.journal import (
+    DUPLICATE,
+    STALE_RISK_EPOCH,
+    WRITER_LOCK_NAME,
+    FillRow,
+    Journal,
+    NewOrder,
+    PaperRequest,
+)
 from services.execution.ledger import ZERO, Ledger, split_symbol
 from services.execution.paper import (
     FeeSchedule,
@@ -116,7 +125,9 @@ class ExecutionService:
         # PAPER_PERIOD_S
         self.ticks = await rt.bus.subscribe_conflated(subjects.ALL_LAST, Tick)
         rt.spawn(self._paper_loop(), "paper-book")
-        self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value())
+        self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value(), WRITER_LOCK_NAME, "execution",
+                                      holder=rt.instance, session_timeout_s=self.cfg.writer_session_timeout_s)
+        rt.spawn(self.writer_lock.keep_alive(), "writer-lock-keepalive")
         if await self.writer_lock.try_acquire():
             await self._become_writer()
         else:
@@ -166,7 +177,10 @@ class ExecutionService:
                     await self._become_writer()
 
     async def _become_writer(self) -> None:
-        self.rt.log.info("writer lock acquired; this instance sends orders")
+        assert self.writer_lock is not None
+        # every journal write from here on is fenced by this epoch (a successor's bump stops them all)
+        self.journal.epoch = self.writer_lock.epoch
+        self.rt.log.info("writer lock acquired; this instance sends orders", epoch=self.writer_lock.epoch)
         mode = await self.journal.ledger_mode()
         if mode is not None and mode != self.mode:
             raise ConfigurationError("mode", f"this database's books belong to {mode} mode; use a separate "
@@ -200,8 +214,24 @@ class ExecutionService:
         self.open_gauge.set(await self.journal.count_open())
         # fills a previous run journaled but never got acknowledged: to risk before any new order
         await self._outbox_once(older_than_s=0)
-        self.verdict_sub = await self.rt.bus.consume("VERDICTS", "execution", subjects.ALL_VERDICTS, RiskVerdict,
-                                                     self.on_verdict, fail_closed=True)
+        self.verdict_sub = await self._bind(lambda: self.rt.bus.consume(
+            "VERDICTS", "execution", subjects.ALL_VERDICTS, RiskVerdict, self.on_verdict, fail_closed=True))
+
+    async def _bind(self, subscribe):
+        """The durable verdict consumer, once a deposed predecessor has let go of it: one that was paused
+        (SIGSTOP) keeps it bound until it resumes and stops, or until NATS drops its silent connection. Nothing
+        is sent meanwhile; the lock session is kept alive (and checked) while waiting."""
+        assert self.writer_lock is not None
+        while True:
+            try:
+                return await subscribe()
+            except Exception as exc:
+                if "bound" not in str(exc):
+                    raise
+            if not await self.writer_lock.still_held():
+                raise OperationalError("execution lost the single-writer lock while waiting for its consumer")
+            self.standby_reason = "writer: waiting for the verdict consumer a previous writer still holds"
+            await asyncio.sleep(0.25)
 
     async def stop(self) -> None:
         if self.writer:
@@ -271,8 +301,17 @@ class ExecutionService:
         order = NewOrder(client_order_id=coid, verdict_id=verdict.id, signal_id=verdict.signal_id,
                          symbol=verdict.symbol, side=verdict.side, order_type=self.cfg.order_type.upper(),
                          quantity=verdict.quantity, price_limit=limit, mode=self.mode, tick_ts=verdict.tick_ts,
-                         expires_at=verdict.expires_at)
-        if not await self.journal.insert_order(order, self.rt.instance):
+                         expires_at=verdict.expires_at, risk_epoch=verdict.risk_epoch,
+                         issued_by=verdict.issued_by)
+        inserted = await self.journal.insert_order(order, self.rt.instance)
+        if inserted == STALE_RISK_EPOCH:
+            # decided by a risk writer deposed since (paused across a takeover): never sent (fenced_verdicts)
+            self.rt.log.warning("verdict from a deposed risk writer refused", verdict_id=verdict.id,
+                                risk_epoch=verdict.risk_epoch, current_risk_epoch=self.journal.last_risk_epoch,
+                                issued_by=verdict.issued_by)
+            self.refused.labels(reason="stale_risk_epoch").inc()
+            return
+        if inserted == DUPLICATE:
             self.rt.log.info("duplicate verdict ignored", verdict_id=verdict.id, client_order_id=coid)
             self.refused.labels(reason="duplicate").inc()
             return
@@ -513,7 +552,7 @@ class ExecutionService:
             order = NewOrder(client_order_id=client_order_id(key), verdict_id=key, signal_id=None, symbol=symbol,
                              side="SELL", order_type="MARKET", quantity=qty, price_limit=None, mode=self.mode,
                              purpose="flatten")
-            if not await self.journal.insert_order(order, self.rt.instance):
+            if await self.journal.insert_order(order, self.rt.instance) == DUPLICATE:
                 continue  # this command already flattened this symbol
             self.rt.metrics.count("orders")
             await self._publish_order(order, "SUBMITTED")

@@ -78,6 +78,7 @@ class RiskEngine:
     account_known: bool = False
     is_writer: bool = True  # the shell clears it when it loses the single-writer lock
     instance: str = ""  # stamped on every verdict (`issued_by`)
+    epoch: int = 0  # the writer lock's fencing epoch, stamped on every verdict (`risk_epoch`)
     account_source: str = "configured"  # "exchange" once live balances are the book
     last_breaker_clear_at: datetime | None = None
 
@@ -298,7 +299,7 @@ class RiskEngine:
                               side=sig.side, approved=True,  # type: ignore[arg-type]
                               quantity=qty, price_limit=limit, reasons=[], expires_at=expires,
                               trading_state=self.sm.state, tick_ts=sig.tick_ts,  # type: ignore[arg-type]
-                              issued_by=self.instance)
+                              issued_by=self.instance, risk_epoch=self.epoch)
         # Held against cash/exposure/position until its order is terminal and filled into the book; if no
         # order shows up, the journal is asked after its expiry (plus a grace) whether it ever became one.
         self.reservations.reserve(verdict.id, sig.symbol, sig.side, qty, limit,
@@ -396,7 +397,7 @@ class RiskEngine:
                            approved=False, quantity=ZERO, price_limit=ZERO, reasons=reasons,
                            expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
                            trading_state=self.sm.state, tick_ts=sig.tick_ts,  # type: ignore[arg-type]
-                           issued_by=self.instance)
+                           issued_by=self.instance, risk_epoch=self.epoch)
 
     def refusal_of(self, verdict: RiskVerdict, reasons: list[str]) -> RiskVerdict:
         """The verdict refused, under an id of its own (see `_refuse`: it must not shadow a successor's)."""

@@ -56,7 +56,8 @@ STATES = ("ACTIVE", "REDUCING", "HALTED")
 SEV1_BREAKERS = {"order_loop", "max_drawdown"}
 QUIET_BREAKERS = {"cooldown_after_loss"}
 WRITER_LOCK_NAME = "bnml.risk.writer"
-WRITER_CHECK_S = 1.0  # a standby's takeover delay and a writer's lock check (verdicts also check before publishing)
+WRITER_CHECK_S = 1.0  # a standby's takeover attempt and a writer's lock check (verdicts carry the epoch instead)
+BIND_WAIT_S = 0.25  # between attempts to bind a durable consumer a deposed predecessor still holds
 BREAKER_REASONS = frozenset(DEFAULT_EFFECTS) | {"trading_reducing", "trading_halted", "kill_switch_engaged"}
 
 
@@ -113,7 +114,9 @@ class RiskService:
         self._metrics(rt)
         self.latch.release_key = rt.settings.kill_switch.release_key.get_secret_value()
         # One writer (docs/design.md, safety rule 7): only the holder of the advisory lock decides; a standby waits.
-        self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value(), WRITER_LOCK_NAME)
+        self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value(), WRITER_LOCK_NAME, "risk",
+                                      holder=rt.instance, session_timeout_s=cfg.writer_session_timeout_s)
+        rt.spawn(self.writer_lock.keep_alive(), "risk-writer-lock-keepalive")
         if await self.writer_lock.try_acquire():
             await self._become_writer()
         else:
@@ -126,7 +129,9 @@ class RiskService:
         the state the same way."""
         rt, engine = self.rt, self.engine
         assert engine is not None
-        rt.log.info("writer lock acquired; this risk instance decides")
+        # every verdict from here on carries this epoch; execution journals no order for an older one
+        engine.epoch = self.writer_lock.epoch
+        rt.log.info("writer lock acquired; this risk instance decides", epoch=engine.epoch)
         self.writer = True
         self.standby_reason = ""
         self.m_writer.set(1)
@@ -177,16 +182,21 @@ class RiskService:
         rt.log.info("risk ready", trading_state=engine.sm.state, markets=self.markets_count,
                     kill_switch_engaged=self.latch.blocks)
 
-    async def _bind(self, subscribe, attempts: int = 40) -> None:
-        """A durable consumer, once a fenced predecessor has let go of it (it stops within WRITER_CHECK_S)."""
-        for i in range(attempts):
+    async def _bind(self, subscribe) -> None:
+        """A durable consumer, once a deposed predecessor has let go of it: a fenced one stops within
+        WRITER_CHECK_S of resuming, one still paused (SIGSTOP) holds it until NATS drops its silent connection.
+        Nothing is decided meanwhile (signals are subscribed after the consumers); the lock session is kept
+        alive (and checked) while waiting."""
+        while True:
             try:
                 await subscribe()
                 return
             except Exception as exc:
-                if "bound" not in str(exc) or i == attempts - 1:
+                if "bound" not in str(exc):
                     raise
-                await asyncio.sleep(0.25)
+            if not await self.writer_lock.still_held():
+                raise OperationalError("risk lost the single-writer lock while waiting for its durable consumers")
+            await asyncio.sleep(BIND_WAIT_S)
 
     async def _writer_loop(self) -> None:
         """Stand by until the lock is free. As the writer, check it every WRITER_CHECK_S; once lost, decide
@@ -560,12 +570,8 @@ class RiskService:
         decision = engine.decide(sig, self.rt.clock.now())
         self.m_decision.observe(time.perf_counter() - t0)
         verdict = decision.verdict
-        if verdict.approved and not await self.writer_lock.still_held():
-            # The fence: a writer paused across a takeover must not publish once it resumes. Its successor
-            # answers the same signal under the same verdict id (verdict_id_for).
-            engine.forget(verdict.id)
-            await self._lost_writer_lock("lock lost before publishing an approved verdict")
-            verdict = engine.refusal_of(verdict, ["not_writer"])  # answered, never approved
+        # No lock round trip here: the verdict carries this writer's epoch (risk_epoch), and execution's journal
+        # insert of its order refuses an epoch a successor has replaced, in the same statement.
         await self.rt.bus.publish(subjects.verdict(sig.symbol), verdict)
         self.m_signal_to_verdict.observe((verdict.ts - sig.ts).total_seconds())
         if verdict.tick_ts is not None:

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_one_holder_and_a_fence_once_its_session_is_cut(database_url):
-    a, b = WriterLock(database_url, "bnml.test.writer"), WriterLock(database_url, "bnml.test.writer")
+    a, b = WriterLock(database_url, "bnml.test.writer", "test"), WriterLock(database_url, "bnml.test.writer", "test")
     try:
         assert await a.try_acquire() and not await b.try_acquire()
         assert await a.still_held()
@@ -24,6 +24,7 @@ async def test_one_holder_and_a_fence_once_its_session_is_cut(database_url):
             with pytest.raises(LockLostError):
                 await a.check_on(conn)
         assert await b.try_acquire() and await b.still_held()  # the standby takes over
+        assert b.epoch == a.epoch + 1  # with a fencing epoch no earlier holder had
     finally:
         await a.release()
         await b.release()

@@ -38,6 +38,11 @@ class RiskVerdict(Message):
     tick_ts: AwareDatetime | None = Field(default=None, description="Event time of the originating tick")
     issued_by: str = Field(default="", max_length=64,
                            description="The risk instance that decided (the single writer at that moment)")
+    risk_epoch: int = Field(default=0, ge=0,
+                            description="The fencing epoch of the risk writer that decided (writer_epochs): "
+                                        "execution journals no order for an epoch that is no longer risk's "
+                                        "current one. 0 (older messages, tests): accepted only on a database "
+                                        "where no risk writer ever took the lock")
 
     @model_validator(mode="after")
     def _approved_is_sized(self) -> RiskVerdict:

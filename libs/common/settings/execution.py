@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from libs.common.settings.base import Section
 
@@ -56,4 +56,16 @@ class ExecutionSettings(Section):
                     "default (50). Tests against the fake exchange make it faster.")
     lock_check_interval_s: float = Field(default=1.0, gt=0, le=60,
                                          description="How often the writer checks its advisory-lock connection")
+    writer_session_timeout_s: float = Field(
+        default=5.0, ge=1, le=600,
+        description="The writer lock's session ends after this long without a query (Postgres "
+                    "idle_session_timeout): a writer paused (SIGSTOP) loses its lock and a standby takes over "
+                    "within this plus one lock_check_interval_s. At least 3 x lock_check_interval_s.")
     metrics_port: int = Field(default=9104, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _lock_session_outlives_checks(self) -> ExecutionSettings:
+        if self.writer_session_timeout_s < 3 * self.lock_check_interval_s:
+            raise ValueError("writer_session_timeout_s must be at least 3 x lock_check_interval_s (a live writer "
+                             "would lose its lock between two checks)")
+        return self

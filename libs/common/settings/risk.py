@@ -100,6 +100,11 @@ class RiskSettings(Section):
     markets_path: str = Field(default="configs/markets/binance_spot_markets.json",
                               description="ccxt-format markets JSON with the exchange filters")
     persist_interval_s: float = Field(default=1.0, gt=0, le=60, description="Account state write period")
+    writer_session_timeout_s: float = Field(
+        default=5.0, ge=3, le=600,
+        description="The writer lock's session ends after this long without a query (Postgres "
+                    "idle_session_timeout): a writer paused (SIGSTOP) loses its lock and a standby takes over "
+                    "within this plus one lock check (1 s). A live writer checks every second.")
     database_stale_after_s: float = Field(default=5.0, gt=0, description="No successful write for this long: HOLD")
     pnl_divergence_usdt: Decimal = Field(default=Decimal("1"), ge=0,
                                          description="Own vs execution's realized P&L gap that raises an alert")
