@@ -65,14 +65,20 @@ class Series:
     @classmethod
     def from_ohlcv(cls, data: Ohlcv, symbol: str) -> Series:
         arr = data.frame.select("open", "high", "low", "close", "volume").to_numpy().astype(np.float64)
-        return cls(symbol, data.timeframe, data.tf_ms, data.frame["open_time"].to_numpy().astype(np.int64), arr,
-                   price_places(arr[:, :4]))
+        return cls(
+            symbol,
+            data.timeframe,
+            data.tf_ms,
+            data.frame["open_time"].to_numpy().astype(np.int64),
+            arr,
+            price_places(arr[:, :4]),
+        )
 
 
 def price_places(prices: np.ndarray, max_places: int = 12) -> int:
     """The decimals the prices are written with (what market_data's replay reads from the file's text)."""
     for p in range(max_places + 1):
-        scaled = prices * 10.0 ** p
+        scaled = prices * 10.0**p
         if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled)) * 1e-3):
             return p
     return max_places
@@ -148,8 +154,16 @@ class Backtest:
     `scripted`: per symbol, a side per bar (BUY/SELL/HOLD codes) to trade instead of the model's signals
     (the null baseline: the model's own sides circularly shifted); risk and execution are unchanged."""
 
-    def __init__(self, settings, series: list[Series], model: LoadedModel | None, markets: Markets, *,
-                 precompute: bool = True, scripted: dict[str, np.ndarray] | None = None):
+    def __init__(
+        self,
+        settings,
+        series: list[Series],
+        model: LoadedModel | None,
+        markets: Markets,
+        *,
+        precompute: bool = True,
+        scripted: dict[str, np.ndarray] | None = None,
+    ):
         if not series:
             raise ValueError("no series to backtest")
         tfs = {s.timeframe for s in series}
@@ -157,8 +171,10 @@ class Backtest:
             raise ValueError(f"every series needs the same timeframe, got {sorted(tfs)}")
         self.tf = series[0].timeframe
         if model is not None and scripted is None and model.timeframe != self.tf:
-            raise ValueError(f"model {model.version} decides on {model.timeframe} candles but the data is {self.tf}; "
-                             f"train on this data first (bnml train --data <file>)")
+            raise ValueError(
+                f"model {model.version} decides on {model.timeframe} candles but the data is {self.tf}; "
+                f"train on this data first (bnml train --data <file>)"
+            )
         self.settings = settings
         self.series = series
         self.model = model
@@ -169,9 +185,12 @@ class Backtest:
         now = self.clock.now()
         rcfg = settings.risk
         # the risk shell resolves these two the same way (one source of truth for freshness)
-        rcfg = rcfg.model_copy(update={
-            "stale_after_s": rcfg.stale_after_s or settings.market_data.stale_after_s,
-            "heartbeat_timeout_s": rcfg.heartbeat_timeout_s or settings.monitoring.heartbeat_timeout_s})
+        rcfg = rcfg.model_copy(
+            update={
+                "stale_after_s": rcfg.stale_after_s or settings.market_data.stale_after_s,
+                "heartbeat_timeout_s": rcfg.heartbeat_timeout_s or settings.monitoring.heartbeat_timeout_s,
+            }
+        )
         self.risk = RiskEngine(rcfg, markets, [s.symbol for s in series], now)
         # a fresh suite: no standing kill switch, no account state yet (the configured equity), no drift
         self.risk.account_known = True
@@ -180,18 +199,27 @@ class Backtest:
         self.signal = SignalEngine(EngineConfig.from_settings(settings.signal), model)
         self.signal.signal_factory = SignalDraft  # validated into a `Signal` only when traded (`_step`)
         if model is not None and precompute and scripted is None:
-            self.signal.precomputed = Precomputed(model, {
-                s.symbol: ([datetime.fromtimestamp(t / 1000, UTC) for t in s.open_ms.tolist()], s.ohlcv)
-                for s in series}, self.signal.cfg, self.signal.drift)
+            self.signal.precomputed = Precomputed(
+                model,
+                {
+                    s.symbol: ([datetime.fromtimestamp(t / 1000, UTC) for t in s.open_ms.tolist()], s.ohlcv)
+                    for s in series
+                },
+                self.signal.cfg,
+                self.signal.drift,
+            )
         ecfg = settings.execution
         self.ecfg = ecfg
         self.ledger = Ledger()
         for asset, amount in ecfg.starting_balances.items():
             self.ledger.balance(asset).free = Decimal(amount)
-        self.paper = PaperExchange(self.ledger, FeeSchedule(ecfg.taker_fee_rate, ecfg.maker_fee_rate,
-                                                            ecfg.bnb_fee_discount),
-                                   SlippageModel(ecfg.slippage_bps, ecfg.slippage_bps_per_10k_usdt),
-                                   ecfg.limit_participation, exchange_rounder(markets))
+        self.paper = PaperExchange(
+            self.ledger,
+            FeeSchedule(ecfg.taker_fee_rate, ecfg.maker_fee_rate, ecfg.bnb_fee_discount),
+            SlippageModel(ecfg.slippage_bps, ecfg.slippage_bps_per_10k_usdt),
+            ecfg.limit_participation,
+            exchange_rounder(markets),
+        )
         self.stale_after_s = settings.market_data.stale_after_s
         self.spread = Decimal(str(settings.market_data.replay.spread_bps))
         self.heartbeat_services = list(rcfg.heartbeat_services)
@@ -240,8 +268,16 @@ class Backtest:
                     clock.set(ts)
                 now = clock.now()
                 self._n += 1
-                tick = ReplayTick(f"bt{self._n:010d}", ts, s.symbol, Decimal(pt.bid), Decimal(pt.ask), pt.last_d,
-                                  Decimal(pt.volume), ts)
+                tick = ReplayTick(
+                    f"bt{self._n:010d}",
+                    ts,
+                    s.symbol,
+                    Decimal(pt.bid),
+                    Decimal(pt.ask),
+                    pt.last_d,
+                    Decimal(pt.volume),
+                    ts,
+                )
                 self.last_tick[s.symbol] = tick
                 signal.on_tick(tick, now)  # type: ignore[arg-type]
                 risk.on_tick(s.symbol, tick.last, ts, now)
@@ -255,9 +291,18 @@ class Backtest:
         bars = []
         for s, _i, bar, _path in paths:
             candle = ReplayCandle(
-                f"bc{self._n:010d}{s.symbol}", now, s.symbol, s.timeframe,
-                datetime.fromtimestamp(bar.open_time_ms / 1000, UTC), datetime.fromtimestamp(bar.close_time_ms / 1000, UTC),
-                bar.open, bar.high, bar.low, bar.close, bar.volume)
+                f"bc{self._n:010d}{s.symbol}",
+                now,
+                s.symbol,
+                s.timeframe,
+                datetime.fromtimestamp(bar.open_time_ms / 1000, UTC),
+                datetime.fromtimestamp(bar.close_time_ms / 1000, UTC),
+                bar.open,
+                bar.high,
+                bar.low,
+                bar.close,
+                bar.volume,
+            )
             closes[s.symbol] = float(bar.close)
             b = signal.on_candle(candle)  # type: ignore[arg-type]
             if b is not None:
@@ -293,10 +338,22 @@ class Backtest:
             if side == HOLD:
                 continue
             tick = self.last_tick[s.symbol]
-            out.append(Signal.model_construct(
-                schema_version=1, id=f"bs{self._n:010d}{s.symbol}", ts=now, symbol=s.symbol,
-                side="BUY" if side == BUY else "SELL", probability=1.0, expected_edge_bps=0.0,
-                model_version="null-baseline", price=bar.close, reason="scripted", tick_id=tick.id, tick_ts=tick.ts))
+            out.append(
+                Signal.model_construct(
+                    schema_version=1,
+                    id=f"bs{self._n:010d}{s.symbol}",
+                    ts=now,
+                    symbol=s.symbol,
+                    side="BUY" if side == BUY else "SELL",
+                    probability=1.0,
+                    expected_edge_bps=0.0,
+                    model_version="null-baseline",
+                    price=bar.close,
+                    reason="scripted",
+                    tick_id=tick.id,
+                    tick_ts=tick.ts,
+                )
+            )
         return out
 
     def _trade(self, sig: Signal, now: datetime) -> None:
@@ -316,11 +373,30 @@ class Backtest:
             return
         coid = client_order_id(v.id)
         self._verdict_of[coid] = v.id
-        order = new_paper_order(coid, v.symbol, v.side, self.ecfg.order_type.upper(), v.quantity, v.price_limit, now,
-                                self.ecfg.limit_order_ttl_s)
-        self.rec.orders.append({"ts": now, "client_order_id": coid, "symbol": v.symbol, "side": v.side,
-                                "order_type": order.order_type, "quantity": v.quantity, "limit": v.price_limit})
-        res = self.paper.submit(order, usable_tick(self.last_tick.get(v.symbol), now, self.stale_after_s), now)
+        order = new_paper_order(
+            coid,
+            v.symbol,
+            v.side,
+            self.ecfg.order_type.upper(),
+            v.quantity,
+            v.price_limit,
+            now,
+            self.ecfg.limit_order_ttl_s,
+        )
+        self.rec.orders.append(
+            {
+                "ts": now,
+                "client_order_id": coid,
+                "symbol": v.symbol,
+                "side": v.side,
+                "order_type": order.order_type,
+                "quantity": v.quantity,
+                "limit": v.price_limit,
+            }
+        )
+        res = self.paper.submit(
+            order, usable_tick(self.last_tick.get(v.symbol), now, self.stale_after_s), now
+        )
         self._apply(res, now)
 
     def _match(self, ticks: list[ReplayTick], now: datetime) -> None:
@@ -337,29 +413,60 @@ class Backtest:
             self.rec.rejected[res.reason.split(":")[0]] += 1
         for t in res.trades:
             fill = Fill.model_construct(
-                schema_version=1, id=f"bf{t.trade_id}", ts=now, client_order_id=t.client_order_id, exchange="paper",
-                trade_id=t.trade_id, symbol=t.symbol, side=t.side, quantity=t.quantity, price=t.price, fee=t.fee,
-                fee_asset=t.fee_asset, is_maker=t.is_maker, realized_pnl_usdt=t.accounting.realized_pnl_usdt)
+                schema_version=1,
+                id=f"bf{t.trade_id}",
+                ts=now,
+                client_order_id=t.client_order_id,
+                exchange="paper",
+                trade_id=t.trade_id,
+                symbol=t.symbol,
+                side=t.side,
+                quantity=t.quantity,
+                price=t.price,
+                fee=t.fee,
+                fee_asset=t.fee_asset,
+                is_maker=t.is_maker,
+                realized_pnl_usdt=t.accounting.realized_pnl_usdt,
+            )
             _outcome, events = self.risk.on_fill(fill, now)
             self._events(events)
-            self.rec.fills.append({"ts": now, "client_order_id": t.client_order_id, "trade_id": t.trade_id,
-                                   "symbol": t.symbol, "side": t.side, "quantity": t.quantity, "price": t.price,
-                                   "fee": t.fee, "fee_asset": t.fee_asset, "is_maker": t.is_maker,
-                                   "realized_pnl_usdt": t.accounting.realized_pnl_usdt})
+            self.rec.fills.append(
+                {
+                    "ts": now,
+                    "client_order_id": t.client_order_id,
+                    "trade_id": t.trade_id,
+                    "symbol": t.symbol,
+                    "side": t.side,
+                    "quantity": t.quantity,
+                    "price": t.price,
+                    "fee": t.fee,
+                    "fee_asset": t.fee_asset,
+                    "is_maker": t.is_maker,
+                    "realized_pnl_usdt": t.accounting.realized_pnl_usdt,
+                }
+            )
         # what execution's order event tells the suite's risk: a reservation lives until its order is terminal
         o = res.order
-        self.risk.on_order(self._verdict_of.get(o.client_order_id), o.client_order_id, res.status, o.filled,
-                           o.quantity)
+        self.risk.on_order(
+            self._verdict_of.get(o.client_order_id), o.client_order_id, res.status, o.filled, o.quantity
+        )
 
     def _events(self, events) -> None:
         for ev in events:
             if isinstance(ev, TradingStateChanged):
-                self.rec.state_changes.append({"ts": ev.ts, "state": ev.state, "previous": ev.previous,
-                                               "reason": ev.reason})
+                self.rec.state_changes.append(
+                    {"ts": ev.ts, "state": ev.state, "previous": ev.previous, "reason": ev.reason}
+                )
             else:
-                self.rec.breaker_events.append({
-                    "ts": ev.ts, "event": "tripped" if isinstance(ev, BreakerTripped) else "cleared",
-                    "breaker": ev.breaker, "symbol": ev.symbol, "reason": ev.reason})
+                self.rec.breaker_events.append(
+                    {
+                        "ts": ev.ts,
+                        "event": "tripped" if isinstance(ev, BreakerTripped) else "cleared",
+                        "breaker": ev.breaker,
+                        "symbol": ev.symbol,
+                        "reason": ev.reason,
+                    }
+                )
 
     # -- marks --------------------------------------------------------------------------------
     def _equity(self, closes: dict[str, float]) -> float:

@@ -41,17 +41,42 @@ def traded_symbol(settings, path: Path | None) -> str:
     return settings.symbols[0]
 
 
-def fold_model(k: int, pipeline, means: np.ndarray, x_train: np.ndarray, spec: FeatureSpec, timeframe: str,
-               horizon: int, fee_rate: float, trained_at: datetime) -> LoadedModel:
+def fold_model(
+    k: int,
+    pipeline,
+    means: np.ndarray,
+    x_train: np.ndarray,
+    spec: FeatureSpec,
+    timeframe: str,
+    horizon: int,
+    fee_rate: float,
+    trained_at: datetime,
+) -> LoadedModel:
     """A fold's model as the signal core loads one (with its own drift reference)."""
     ref = reference_distributions(x_train, prediction_score(predict_proba(pipeline, x_train)), spec.names)
-    return LoadedModel(version=f"walk-forward-fold-{k}", path=Path("."), pipeline=pipeline,
-                       metadata={"reference": ref}, spec=spec, timeframe=timeframe, trained_at=trained_at,
-                       class_mean_returns=np.asarray(means, dtype=np.float64), horizon=horizon, fee_rate=fee_rate)
+    return LoadedModel(
+        version=f"walk-forward-fold-{k}",
+        path=Path("."),
+        pipeline=pipeline,
+        metadata={"reference": ref},
+        spec=spec,
+        timeframe=timeframe,
+        trained_at=trained_at,
+        class_mean_returns=np.asarray(means, dtype=np.float64),
+        horizon=horizon,
+        fee_rate=fee_rate,
+    )
 
 
-def fold_backtester(settings, candles: pl.DataFrame, symbol: str, spec: FeatureSpec, timeframe: str, horizon: int,
-                    fee_rate: float) -> FoldBacktest:
+def fold_backtester(
+    settings,
+    candles: pl.DataFrame,
+    symbol: str,
+    spec: FeatureSpec,
+    timeframe: str,
+    horizon: int,
+    fee_rate: float,
+) -> FoldBacktest:
     """`(k, pipeline, class means, train rows x, test row indices) -> {equity, summary, record}` for walk_forward.
 
     The test window is traded with the `warmup_bars - 1` bars before it fed first (the live buffer is full
@@ -72,17 +97,21 @@ def fold_backtester(settings, candles: pl.DataFrame, symbol: str, spec: FeatureS
         model = fold_model(k, pipeline, means, x_train, spec, timeframe, horizon, fee_rate, trained_at)
         rec = Backtest(settings, series, model, markets).run()
         eq = np.asarray(rec.equity)
-        test_eq = eq[int(te[0]) - lo:]
+        test_eq = eq[int(te[0]) - lo :]
         base = eq[int(te[0]) - lo - 1] if int(te[0]) > lo else rec.start_equity
         summary = strategy_figures(rec, tf_ms)
         sells = [f for f in rec.fills if f["side"] == "SELL"]
-        summary.update({
-            "total_return_pct": round((float(test_eq[-1]) / base - 1) * 100, 4),
-            "n_trades": len(sells), "hit_rate": round(sum(f["realized_pnl_usdt"] > 0 for f in sells) / len(sells), 4)
-            if sells else None,
-            "refusals_by_reason": dict(rec.refusals.most_common()),
-            "breaker_trips": dict(_trips(rec)),
-        })
+        summary.update(
+            {
+                "total_return_pct": round((float(test_eq[-1]) / base - 1) * 100, 4),
+                "n_trades": len(sells),
+                "hit_rate": round(sum(f["realized_pnl_usdt"] > 0 for f in sells) / len(sells), 4)
+                if sells
+                else None,
+                "refusals_by_reason": dict(rec.refusals.most_common()),
+                "breaker_trips": dict(_trips(rec)),
+            }
+        )
         return {"equity": test_eq / base, "summary": summary, "record": rec}
 
     return run

@@ -59,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         with run_directory():
             return _run(areas, args.quick, keep_others=bool(args.only))
     except Stopped as exc:
-        print(f"\nstopped by {signal.Signals(exc.signum).name}: the servers of this run are stopped; "
-              f"{RESULTS.relative_to(HERE.parent)} is unchanged", file=sys.stderr, flush=True)
+        print(
+            f"\nstopped by {signal.Signals(exc.signum).name}: the servers of this run are stopped; "
+            f"{RESULTS.relative_to(HERE.parent)} is unchanged",
+            file=sys.stderr,
+            flush=True,
+        )
         return 128 + exc.signum
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)

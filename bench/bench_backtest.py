@@ -30,23 +30,37 @@ def _model(root: Path):
     sig = base.signal.model_copy(update={"models_dir": str(root)})
     settings = base.model_copy(update={"signal": sig})
     # the bootstrap model's recipe (train.ensure_model), on 1-minute synthetic candles
-    quick = sig.train.model_copy(update={"data": "synthetic", "synthetic_bars": 12_000, "folds": 3,
-                                         "synthetic_timeframe": "1m"})
+    quick = sig.train.model_copy(
+        update={"data": "synthetic", "synthetic_bars": 12_000, "folds": 3, "synthetic_timeframe": "1m"}
+    )
     # promoted as the bootstrap (the gate refuses it by design: without `bootstrap` nothing is `current`,
     # and the bench would time a signal service with no model, which decides nothing)
-    run_training(settings, train=quick, promote=True, bootstrap=True, progress=lambda m: None,
-                 version_prefix="bootstrap", drift_replay=False)
+    run_training(
+        settings,
+        train=quick,
+        promote=True,
+        bootstrap=True,
+        progress=lambda m: None,
+        version_prefix="bootstrap",
+        drift_replay=False,
+    )
     model = load_current(root)
     if model is None:
-        raise RuntimeError("the bootstrap model was not promoted: the bench would time a stack without a model")
+        raise RuntimeError(
+            "the bootstrap model was not promoted: the bench would time a stack without a model"
+        )
     return settings, model
 
 
 def _series(symbol: str, n: int, seed: int, price: float) -> Series:
     df = synthetic_candles(n, seed=seed, timeframe="1m", start_price=price)
-    df = df.with_columns(*[pl.col(c).round(2) for c in ("open", "high", "low", "close")], pl.col("volume").round(4))
-    df = df.with_columns(pl.max_horizontal("open", "high", "close").alias("high"),
-                         pl.min_horizontal("open", "low", "close").alias("low"))
+    df = df.with_columns(
+        *[pl.col(c).round(2) for c in ("open", "high", "low", "close")], pl.col("volume").round(4)
+    )
+    df = df.with_columns(
+        pl.max_horizontal("open", "high", "close").alias("high"),
+        pl.min_horizontal("open", "low", "close").alias("low"),
+    )
     arr = df.select("open", "high", "low", "close", "volume").to_numpy().astype(np.float64)
     t = (df["open_time"].dt.epoch("ms")).to_numpy().astype(np.int64)
     return Series(symbol, "1m", timeframe_ms("1m"), t, arr, price_places(arr[:, :4]))
@@ -63,8 +77,9 @@ def _markets(n: int) -> tuple[Markets, list[str]]:
 
 def _rate(settings, series, model, markets) -> tuple[float, object]:
     t0 = time.perf_counter()
-    rec = Backtest(settings.model_copy(update={"symbols": [s.symbol for s in series]}), series, model,
-                   markets).run()
+    rec = Backtest(
+        settings.model_copy(update={"symbols": [s.symbol for s in series]}), series, model, markets
+    ).run()
     return rec.bars / (time.perf_counter() - t0), rec
 
 
@@ -82,8 +97,12 @@ def run(quick: bool = False) -> dict[str, float]:
     scripted = {"BTC/USDT": np.roll(rec.sides["BTC/USDT"], n // 3)}
     null = Backtest(settings, one, model, markets, scripted=scripted).run()
     null_rate = null.bars / (time.perf_counter() - t0)
-    return {"backtest_bars_per_s": rate1, "backtest_bars_per_s_10sym": rate10, "backtest_null_run_bars_per_s": null_rate,
-            "backtest_fills_per_1k_bars": len(rec.fills) / n * 1000}
+    return {
+        "backtest_bars_per_s": rate1,
+        "backtest_bars_per_s_10sym": rate10,
+        "backtest_null_run_bars_per_s": null_rate,
+        "backtest_fills_per_1k_bars": len(rec.fills) / n * 1000,
+    }
 
 
 if __name__ == "__main__":

@@ -18,8 +18,15 @@ from bench.bench_pipeline import ROOT, tick_to_order
 from bench.stack import embedded_stack
 from bnml.embedded import EmbeddedNatsCluster
 
-KEYS = ("tick_to_order_p50_ms", "tick_to_order_p99_ms", "tick_to_order_orders", "tick_to_verdict_p50_ms",
-        "tick_to_verdict_p99_ms", "tick_to_journaled_p50_ms", "tick_to_journaled_p99_ms")
+KEYS = (
+    "tick_to_order_p50_ms",
+    "tick_to_order_p99_ms",
+    "tick_to_order_orders",
+    "tick_to_verdict_p50_ms",
+    "tick_to_verdict_p99_ms",
+    "tick_to_journaled_p50_ms",
+    "tick_to_journaled_p99_ms",
+)
 
 
 def _provision(url: str, replicas: int) -> str:
@@ -55,14 +62,21 @@ def run(quick: bool = False) -> dict[str, float]:
     out: dict[str, float] = {}
     with embedded_stack("bnml-bench-cluster-") as st:
         (st.tmp / "single").mkdir()
-        single = tick_to_order(st.tmp / "single", _provision(st.fresh_nats("nats-single"), 1), st.fresh_db("single"), seconds)
+        single = tick_to_order(
+            st.tmp / "single", _provision(st.fresh_nats("nats-single"), 1), st.fresh_db("single"), seconds
+        )
         out.update(_tagged(single, "single"))
         st.ns.stop()  # one bus at a time on the two cores
         cluster = EmbeddedNatsCluster(st.tmp / "nats-cluster", size=3).start()
         try:
             (st.tmp / "cluster").mkdir()
-            clustered = tick_to_order(st.tmp / "cluster", _provision(cluster.url, 3), st.fresh_db("cluster"), seconds,
-                                      nats_replicas=3)
+            clustered = tick_to_order(
+                st.tmp / "cluster",
+                _provision(cluster.url, 3),
+                st.fresh_db("cluster"),
+                seconds,
+                nats_replicas=3,
+            )
         finally:
             cluster.stop()
         out.update(_tagged(clustered, "cluster"))

@@ -59,9 +59,17 @@ def _config(path: Path) -> Path:
 
 def _verdict(ttl_s: float = 60.0) -> RiskVerdict:
     now = utcnow()
-    return RiskVerdict(ts=now, signal_id="bench-signal-" + now.strftime("%f"), symbol=SYMBOL, side="BUY",
-                       approved=True, quantity=Decimal("0.001"), price_limit=Decimal("60000"),
-                       expires_at=now + timedelta(seconds=ttl_s), tick_ts=now)
+    return RiskVerdict(
+        ts=now,
+        signal_id="bench-signal-" + now.strftime("%f"),
+        symbol=SYMBOL,
+        side="BUY",
+        approved=True,
+        quantity=Decimal("0.001"),
+        price_limit=Decimal("60000"),
+        expires_at=now + timedelta(seconds=ttl_s),
+        tick_ts=now,
+    )
 
 
 async def _measure(nats_url: str, db_url: str, seconds: float, rate: int, burst: int) -> dict[str, float]:
@@ -84,8 +92,14 @@ async def _measure(nats_url: str, db_url: str, seconds: float, rate: int, burst:
 
     async def ticks() -> None:
         while not stop.is_set():
-            tick = Tick(ts=utcnow(), symbol=SYMBOL, bid=Decimal("50000"), ask=Decimal("50001"),
-                        last=Decimal("50000"), volume=Decimal("5"))
+            tick = Tick(
+                ts=utcnow(),
+                symbol=SYMBOL,
+                bid=Decimal("50000"),
+                ask=Decimal("50001"),
+                last=Decimal("50000"),
+                volume=Decimal("5"),
+            )
             for subject in (subjects.tick(SYMBOL), subjects.last(SYMBOL)):  # as market_data sends it
                 await bus.publish(subject, tick)
             await asyncio.sleep(0.5)
@@ -143,10 +157,12 @@ async def _measure(nats_url: str, db_url: str, seconds: float, rate: int, burst:
         stop.set()
         await tick_task
         await bus.drain()
-    return {"verdict_to_fill_p50_ms": statistics.median(lat) if lat else float("nan"),
-            "verdict_to_fill_p99_ms": percentile(lat, 99),
-            "verdict_to_fill_lost": float(len(sent) - len(lat)),
-            "execution_sustained_verdicts_per_s": done / elapsed if elapsed > 0 else float("nan")}
+    return {
+        "verdict_to_fill_p50_ms": statistics.median(lat) if lat else float("nan"),
+        "verdict_to_fill_p99_ms": percentile(lat, 99),
+        "verdict_to_fill_lost": float(len(sent) - len(lat)),
+        "execution_sustained_verdicts_per_s": done / elapsed if elapsed > 0 else float("nan"),
+    }
 
 
 async def _commit_round_trips(db_url: str, n: int) -> dict[str, float]:
@@ -154,7 +170,11 @@ async def _commit_round_trips(db_url: str, n: int) -> dict[str, float]:
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         await conn.execute("CREATE TABLE bench_commit_probe (id bigserial PRIMARY KEY, v integer NOT NULL)")
         # 20 ms: a busy moment; 200 ms: the gap between two orders at risk's throttle (at most 4.9 orders/s)
-        for label, idle_s, count in (("b2b", 0.0, n), ("after_idle", 0.02, n), ("after_idle_200ms", 0.2, n // 3)):
+        for label, idle_s, count in (
+            ("b2b", 0.0, n),
+            ("after_idle", 0.02, n),
+            ("after_idle_200ms", 0.2, n // 3),
+        ):
             lat: list[float] = []
             for i in range(count + 20):  # the first 20 warm up (prepared statement, caches)
                 if idle_s:
@@ -177,17 +197,30 @@ def run(quick: bool = False) -> dict[str, float]:
         try:
             migrate(pg.url)
             env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
-            env.update(NATS_URL=ns.url, DATABASE_URL=pg.url, BNML_CONFIG=str(_config(tmp / "bench.yaml")),
-                       BNML_LOG_FORMAT="json", BNML_LOG_LEVEL="WARNING", BNML_EXECUTION__METRICS_PORT="0")
+            env.update(
+                NATS_URL=ns.url,
+                DATABASE_URL=pg.url,
+                BNML_CONFIG=str(_config(tmp / "bench.yaml")),
+                BNML_LOG_FORMAT="json",
+                BNML_LOG_LEVEL="WARNING",
+                BNML_EXECUTION__METRICS_PORT="0",
+            )
             with open(tmp / "execution.log", "ab") as log:
-                proc = subprocess.Popen([sys.executable, "-m", "services.execution"], cwd=ROOT, env=env, stdout=log,
-                                        stderr=subprocess.STDOUT)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "services.execution"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             try:
                 out = asyncio.run(_measure(ns.url, pg.url, seconds, rate, burst))
                 out.update(asyncio.run(_commit_round_trips(pg.url, 50 if quick else 300)))
                 return out
             except RuntimeError as exc:
-                raise RuntimeError(f"{exc}; execution log: {(tmp / 'execution.log').read_text()[-2000:]}") from None
+                raise RuntimeError(
+                    f"{exc}; execution log: {(tmp / 'execution.log').read_text()[-2000:]}"
+                ) from None
         finally:
             if proc is not None:
                 proc.terminate()

@@ -27,13 +27,24 @@ PLAIN_INSERT_SQL = (
     "INSERT INTO orders (client_order_id, verdict_id, signal_id, symbol, side, order_type, quantity,"
     " price_limit, status, mode, exchange, tick_ts, expires_at, purpose, sent_by)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'SUBMITTED', %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT DO NOTHING RETURNING client_order_id")
+    " ON CONFLICT DO NOTHING RETURNING client_order_id"
+)
 
 
 def _order(i: int, tag: str, risk_epoch: int) -> NewOrder:
-    return NewOrder(client_order_id=f"bnml-{tag}-{i}", verdict_id=f"v-{tag}-{i}", signal_id=f"s-{tag}-{i}",
-                    symbol="BTC/USDT", side="BUY", order_type="MARKET", quantity=Decimal("0.001"),
-                    price_limit=Decimal("60000"), mode="paper", risk_epoch=risk_epoch, issued_by="bench")
+    return NewOrder(
+        client_order_id=f"bnml-{tag}-{i}",
+        verdict_id=f"v-{tag}-{i}",
+        signal_id=f"s-{tag}-{i}",
+        symbol="BTC/USDT",
+        side="BUY",
+        order_type="MARKET",
+        quantity=Decimal("0.001"),
+        price_limit=Decimal("60000"),
+        mode="paper",
+        risk_epoch=risk_epoch,
+        issued_by="bench",
+    )
 
 
 def _figures(name: str, lat_ms: list[float]) -> dict[str, float]:
@@ -61,9 +72,25 @@ async def _measure(url: str, n: int, gap_s: float) -> dict[str, float]:
             o = _order(i, "p", risk_lock.epoch)
             t0 = time.perf_counter()
             async with pool.connection() as conn:
-                cur = await conn.execute(PLAIN_INSERT_SQL, (
-                    o.client_order_id, o.verdict_id, o.signal_id, o.symbol, o.side, o.order_type, o.quantity,
-                    o.price_limit, o.mode, "paper", o.tick_ts, o.expires_at, o.purpose, "bench"))
+                cur = await conn.execute(
+                    PLAIN_INSERT_SQL,
+                    (
+                        o.client_order_id,
+                        o.verdict_id,
+                        o.signal_id,
+                        o.symbol,
+                        o.side,
+                        o.order_type,
+                        o.quantity,
+                        o.price_limit,
+                        o.mode,
+                        "paper",
+                        o.tick_ts,
+                        o.expires_at,
+                        o.purpose,
+                        "bench",
+                    ),
+                )
                 assert await cur.fetchone() is not None
             plain.append((time.perf_counter() - t0) * 1000)
     finally:

@@ -82,11 +82,21 @@ def _start_service(tmp: Path, url: str, overrides: dict) -> subprocess.Popen:
     path = tmp / "bot.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
-    env.update(NATS_URL=url, BNML_CONFIG=str(path), BNML_LOG_FORMAT="json", BNML_LOG_LEVEL="WARNING",
-               BNML_MARKET_DATA__METRICS_PORT="0")
-    return subprocess.Popen([sys.executable, "-m", "services.market_data"], cwd=ROOT, env=env,
-                            stdout=open(tmp / "market_data.log", "ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    env.update(
+        NATS_URL=url,
+        BNML_CONFIG=str(path),
+        BNML_LOG_FORMAT="json",
+        BNML_LOG_LEVEL="WARNING",
+        BNML_MARKET_DATA__METRICS_PORT="0",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.market_data"],
+        cwd=ROOT,
+        env=env,
+        stdout=open(tmp / "market_data.log", "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -112,14 +122,26 @@ async def _wait_quiet(c: Consumer, attr: str, quiet_s: float = 1.0, timeout: flo
             return
 
 
-async def _synthetic(url: str, tmp: Path, steps: int, ticks_per_s_per_symbol: float,
-                     quiet_s: float = 2.0) -> tuple[float, int, int]:
+async def _synthetic(
+    url: str, tmp: Path, steps: int, ticks_per_s_per_symbol: float, quiet_s: float = 2.0
+) -> tuple[float, int, int]:
     c = Consumer()
     nc = await c.attach(url)
-    proc = _start_service(tmp, url, {"paper_market_data_mode": "synthetic",
-                                     "market_data": {"synthetic": {"symbols_count": SYMBOLS, "seed": 1,
-                                                                   "ticks_per_s": ticks_per_s_per_symbol,
-                                                                   "max_steps": steps}}})
+    proc = _start_service(
+        tmp,
+        url,
+        {
+            "paper_market_data_mode": "synthetic",
+            "market_data": {
+                "synthetic": {
+                    "symbols_count": SYMBOLS,
+                    "seed": 1,
+                    "ticks_per_s": ticks_per_s_per_symbol,
+                    "max_steps": steps,
+                }
+            },
+        },
+    )
     try:
         await _wait_quiet(c, "ticks", quiet_s=quiet_s, timeout=60 + steps * SYMBOLS / 5_000)
     finally:
@@ -134,9 +156,14 @@ async def _replay(url: str, tmp: Path, window_s: float) -> tuple[float, float]:
     c = Consumer()
     nc = await c.attach(url)
     syms = [f"SYN{i:03d}/USDT" for i in range(1, SYMBOLS + 1)]
-    proc = _start_service(tmp, url, {"paper_market_data_mode": "replay",
-                                     "market_data": {"candle_timeframes": ["4h", "1d"],
-                                                     "replay": {"symbols": syms, "speed": 0}}})
+    proc = _start_service(
+        tmp,
+        url,
+        {
+            "paper_market_data_mode": "replay",
+            "market_data": {"candle_timeframes": ["4h", "1d"], "replay": {"symbols": syms, "speed": 0}},
+        },
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # noqa: ASYNC110 - polling a counter the callbacks bump
@@ -158,13 +185,20 @@ async def _main(quick: bool) -> dict[str, float]:
         server = EmbeddedNats(tmp / "nats").start()
         try:
             steps = 200 if quick else 1_500  # x 200 symbols
-            flat, loss, invalid = await _synthetic(server.url, tmp, steps, 1_000_000 / SYMBOLS,
-                                                   quiet_s=1.0 if quick else 2.0)
-            out = {"md_synthetic_ticks_per_s": flat, "md_synthetic_loss_ticks": float(loss),
-                   "md_synthetic_invalid_ticks": float(invalid)}
+            flat, loss, invalid = await _synthetic(
+                server.url, tmp, steps, 1_000_000 / SYMBOLS, quiet_s=1.0 if quick else 2.0
+            )
+            out = {
+                "md_synthetic_ticks_per_s": flat,
+                "md_synthetic_loss_ticks": float(loss),
+                "md_synthetic_invalid_ticks": float(invalid),
+            }
             if not quick:
                 paced, paced_loss, _ = await _synthetic(server.url, tmp, steps, TARGET_TICKS_PER_S / SYMBOLS)
-                out.update(md_synthetic_paced_20k_ticks_per_s=paced, md_synthetic_paced_20k_loss_ticks=float(paced_loss))
+                out.update(
+                    md_synthetic_paced_20k_ticks_per_s=paced,
+                    md_synthetic_paced_20k_loss_ticks=float(paced_loss),
+                )
             candles, ticks = await _replay(server.url, tmp, 3.0 if quick else 15.0)
             out.update(md_replay_candles_per_s=candles, md_replay_ticks_per_s=ticks)
             return out

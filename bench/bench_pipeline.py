@@ -92,8 +92,11 @@ def _hop_processes(module: str, argvs: list[tuple[str, ...]]) -> Iterator[None]:
     hops: list[subprocess.Popen] = []
     try:
         for argv in argvs:
-            hops.append(subprocess.Popen([sys.executable, "-m", module, *argv], cwd=ROOT, stdout=subprocess.PIPE,
-                                         text=True))
+            hops.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", module, *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True
+                )
+            )
         for p in hops:
             assert p.stdout is not None and p.stdout.readline().strip() == "ready", f"{module} did not start"
         yield
@@ -133,21 +136,35 @@ async def _path_floor_run(url: str, rate: int, seconds: float) -> list[float]:
     return lat
 
 
-def order_path_floor(nats_url: str, db_url: str, seconds: float, rate: int = 1000, decisions_per_s: int = 20,
-                     approved_every: int = 4) -> dict[str, float]:
+def order_path_floor(
+    nats_url: str,
+    db_url: str,
+    seconds: float,
+    rate: int = 1000,
+    decisions_per_s: int = 20,
+    approved_every: int = 4,
+) -> dict[str, float]:
     """The tick -> order path with none of the suite's code (`bench/path_hop.py`): ticks at `rate`; a core hop
     passes every Nth on (as signal decides, `decisions_per_s`); a hop passes every `approved_every`th through
     JetStream (as risk's throttle approves ~5 a second); a durable consumer makes two durable inserts (the
     order row, then the fill) and stamps the second commit. What the same transports, the same durable writes
     and the same idle gaps cost on this machine, so that tick -> order minus this is the suite's own code."""
     every = max(1, rate // decisions_per_s)
-    with _hop_processes("bench.path_hop", [("relay", nats_url, "pathfloor.s0", "pathfloor.s1", str(every)),
-                                           ("gate", nats_url, "pathfloor.s1", "pathfloor.s2", str(approved_every)),
-                                           ("journal", nats_url, "pathfloor.s2", "pathfloor.done", db_url)]):
+    with _hop_processes(
+        "bench.path_hop",
+        [
+            ("relay", nats_url, "pathfloor.s0", "pathfloor.s1", str(every)),
+            ("gate", nats_url, "pathfloor.s1", "pathfloor.s2", str(approved_every)),
+            ("journal", nats_url, "pathfloor.s2", "pathfloor.done", db_url),
+        ],
+    ):
         lat = asyncio.run(_path_floor_run(nats_url, rate, seconds))[5:]  # the first few warm up
     tag = "" if rate == 1000 else f"_{rate}"
-    return {f"path_floor_p50_ms{tag}": statistics.median(lat) if lat else float("nan"),
-            f"path_floor_p99_ms{tag}": percentile(lat, 99), f"path_floor_samples{tag}": float(len(lat))}
+    return {
+        f"path_floor_p50_ms{tag}": statistics.median(lat) if lat else float("nan"),
+        f"path_floor_p99_ms{tag}": percentile(lat, 99),
+        f"path_floor_samples{tag}": float(len(lat)),
+    }
 
 
 # -- suite ---------------------------------------------------------------------------------------
@@ -169,26 +186,48 @@ def suite_config(path: Path, ticks_per_s_total: int, every_nth: int, nats_replic
 
 # Paper-only relaxations so the benchmark measures the path, not the order-rate throttle.
 BENCH_OVERRIDES: dict[str, dict] = {
-    "risk": {"max_orders_per_10s": 49, "max_orders_per_10s_per_symbol": 49, "order_loop_trip_per_10s": 1000,
-             "max_exposure_per_symbol_usdt": 10_000_000, "max_total_exposure_usdt": 10_000_000,
-             "max_open_positions": 10, "cooldown_after_loss_s": 0, "loss_streak_limit": 1000},
+    "risk": {
+        "max_orders_per_10s": 49,
+        "max_orders_per_10s_per_symbol": 49,
+        "order_loop_trip_per_10s": 1000,
+        "max_exposure_per_symbol_usdt": 10_000_000,
+        "max_total_exposure_usdt": 10_000_000,
+        "max_open_positions": 10,
+        "cooldown_after_loss_s": 0,
+        "loss_streak_limit": 1000,
+    },
     "execution": {"starting_balances": {"USDT": 10_000_000}},
 }
 
 
-def start_suite(tmp: Path, nats_url: str, db_url: str, config: Path, names: tuple[str, ...]) -> list[subprocess.Popen]:
+def start_suite(
+    tmp: Path, nats_url: str, db_url: str, config: Path, names: tuple[str, ...]
+) -> list[subprocess.Popen]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
-    env.update(NATS_URL=nats_url, DATABASE_URL=db_url, BNML_CONFIG=str(config), BNML_LOG_FORMAT="json",
-               BNML_LOG_LEVEL="INFO", BNML_OPS_API__OPERATOR_TOKEN="bench-operator-token-000",
-               BNML_OPS_API__VIEWER_TOKEN="bench-viewer-token-0000",
-               BNML_KILL_SWITCH__RELEASE_KEY="bench-kill-switch-release-key-0000")  # releases are signed
+    env.update(
+        NATS_URL=nats_url,
+        DATABASE_URL=db_url,
+        BNML_CONFIG=str(config),
+        BNML_LOG_FORMAT="json",
+        BNML_LOG_LEVEL="INFO",
+        BNML_OPS_API__OPERATOR_TOKEN="bench-operator-token-000",
+        BNML_OPS_API__VIEWER_TOKEN="bench-viewer-token-0000",
+        BNML_KILL_SWITCH__RELEASE_KEY="bench-kill-switch-release-key-0000",
+    )  # releases are signed
     for n in ("market_data", "signal", "risk", "execution", "ops_api"):
         env[f"BNML_{n.upper()}__METRICS_PORT"] = str(METRICS_PORTS.setdefault(n, free_port()))
     procs = []
     for name in names:
         log = open(tmp / f"{name}.log", "ab")
-        procs.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log,
-                                      stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     return procs
 
 
@@ -235,8 +274,10 @@ class PathRecorder:
     async def _run(self) -> None:
         nc = await nats.connect(servers=[u.strip() for u in self.url.split(",")])  # one server or a cluster
         for subject, bucket in self.raw.items():
+
             async def keep(msg, bucket=bucket) -> None:
                 bucket.append(msg.data)
+
             await nc.subscribe(subject, cb=keep)
         await nc.flush()
         self._ready.set()
@@ -276,7 +317,9 @@ class PathRecorder:
             t = tick_ts.get(ev.client_order_id)
             if t is None:
                 continue
-            out["journaled" if ev.status == "SUBMITTED" else "filled"].append((ev.ts - t).total_seconds() * 1000)
+            out["journaled" if ev.status == "SUBMITTED" else "filled"].append(
+                (ev.ts - t).total_seconds() * 1000
+            )
             v = verdicts.get(ev.verdict_id or "")
             if ev.status == "SUBMITTED" and v is not None:
                 out["verdict"].append((v.ts - t).total_seconds() * 1000)
@@ -286,8 +329,15 @@ class PathRecorder:
         return out
 
 
-def tick_to_order(tmp: Path, nats_url: str, db_url: str, seconds: float, rate: int = 1000,
-                  decisions_per_s: int = 20, nats_replicas: int = 1) -> dict[str, float]:
+def tick_to_order(
+    tmp: Path,
+    nats_url: str,
+    db_url: str,
+    seconds: float,
+    rate: int = 1000,
+    decisions_per_s: int = 20,
+    nats_replicas: int = 1,
+) -> dict[str, float]:
     """tick published -> order journaled and paper-filled (the FILLED order event's time, stamped when the
     fill's transaction has committed), with each step on the way; only orders whose tick came in the window."""
     # the signal service in measurement mode: a decision every Nth tick received
@@ -313,7 +363,9 @@ def tick_to_order(tmp: Path, nats_url: str, db_url: str, seconds: float, rate: i
             rss = suite_rss_mib(procs)
             rows = conn.execute(
                 "SELECT client_order_id, tick_ts, EXTRACT(EPOCH FROM (created_at - tick_ts)) * 1000 FROM orders"
-                " WHERE tick_ts >= %s AND tick_ts < %s", (t0, t1)).fetchall()
+                " WHERE tick_ts >= %s AND tick_ts < %s",
+                (t0, t1),
+            ).fetchall()
     finally:
         for p in procs:
             p.terminate()
@@ -325,13 +377,19 @@ def tick_to_order(tmp: Path, nats_url: str, db_url: str, seconds: float, rate: i
     steps = recorder.hops({r[0]: r[1] for r in rows})
     lat = steps["filled"]
     if not lat:  # say why: the last breaker/state lines of risk
-        why = [ln[:300] for ln in (tmp / "risk.log").read_text(errors="replace").splitlines()
-               if "breaker tripped" in ln or "trading state changed" in ln or "refused" in ln][-5:]
+        why = [
+            ln[:300]
+            for ln in (tmp / "risk.log").read_text(errors="replace").splitlines()
+            if "breaker tripped" in ln or "trading state changed" in ln or "refused" in ln
+        ][-5:]
         print("   no order in the window; risk said:\n     " + "\n     ".join(why), flush=True)
     tag = "" if rate == 1000 else f"_{rate}"
-    out = {f"tick_to_order_p50_ms{tag}": statistics.median(lat) if lat else float("nan"),
-           f"tick_to_order_p99_ms{tag}": percentile(lat, 99), f"tick_to_order_orders{tag}": float(len(lat)),
-           f"suite_rss_mib{tag}": rss}
+    out = {
+        f"tick_to_order_p50_ms{tag}": statistics.median(lat) if lat else float("nan"),
+        f"tick_to_order_p99_ms{tag}": percentile(lat, 99),
+        f"tick_to_order_orders{tag}": float(len(lat)),
+        f"suite_rss_mib{tag}": rss,
+    }
     # the way there, step by step (each step's own event time minus the tick's); `created` is the order
     # row's created_at (its insert began), the figure earlier runs reported as tick_to_order
     steps["created"] = [float(r[2]) for r in rows]
@@ -372,11 +430,26 @@ def _wait_log(path: Path, needle: str, timeout: float) -> str:
         if needle in text:
             return text
         time.sleep(0.1)
-    raise RuntimeError(f"{path.name}: no {needle!r} after {timeout}s: {path.read_text()[-1500:] if path.exists() else ''}")
+    raise RuntimeError(
+        f"{path.name}: no {needle!r} after {timeout}s: {path.read_text()[-1500:] if path.exists() else ''}"
+    )
 
 
 RATE_REACHED = 0.95  # a step counts only if market_data really sent at (nearly) its rate
-INGEST_RATES = (2000, 5000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 100_000, 120_000, 150_000, 200_000)
+INGEST_RATES = (
+    2000,
+    5000,
+    10_000,
+    20_000,
+    30_000,
+    40_000,
+    60_000,
+    80_000,
+    100_000,
+    120_000,
+    150_000,
+    200_000,
+)
 
 
 def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: float) -> dict[str, float]:
@@ -397,8 +470,9 @@ def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: flo
         per_symbol = rate / 200
         cfg_path = suite_config(step / "bench.yaml", rate, 0)
         cfg = yaml.safe_load(cfg_path.read_text())
-        cfg["market_data"]["synthetic"].update(symbols_count=200, ticks_per_s=per_symbol,
-                                               max_steps=int(per_symbol * (seconds + 2)))
+        cfg["market_data"]["synthetic"].update(
+            symbols_count=200, ticks_per_s=per_symbol, max_steps=int(per_symbol * (seconds + 2))
+        )
         # ~50 decisions/s in all: enough lag samples without turning the test into a signal storm for risk
         cfg["signal"]["every_nth_tick"] = max(1, int(rate // 50))
         cfg_path.write_text(yaml.safe_dump(cfg))
@@ -439,8 +513,11 @@ def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: flo
             out[f"ingest_{rate}_cpu_pct_{n}"] = cpu[n]
             out[f"ingest_{rate}_rss_mib_{n}"] = rss[n]
         reached = achieved >= RATE_REACHED * rate
-        print(f"   ingest {rate}/s: published {published:.0f} at {achieved:,.0f}/s, received {received:.0f}, "
-              f"loss {loss:.0f}, signal lag p99 {p99:.1f} ms; cpu % {cpu}", flush=True)
+        print(
+            f"   ingest {rate}/s: published {published:.0f} at {achieved:,.0f}/s, received {received:.0f}, "
+            f"loss {loss:.0f}, signal lag p99 {p99:.1f} ms; cpu % {cpu}",
+            flush=True,
+        )
         if loss == 0 and p99 < 50 and reached:
             best = rate
             misses = 0
@@ -524,12 +601,14 @@ def kill_switch_latch(tmp: Path, nats_url: str, db_url: str, trials: int) -> dic
             p.terminate()
         for p in procs:
             p.wait(15)
-    return {"kill_switch_latch_p50_ms": statistics.median(server_side),
-            "kill_switch_latch_p99_ms": percentile(server_side, 99),
-            "kill_switch_latch_missing": float(no_latch_notice),
-            "kill_switch_swept_ack_p50_ms": statistics.median(swept),
-            "kill_switch_swept_ack_p99_ms": percentile(swept, 99),
-            "kill_switch_http_roundtrip_p99_ms": percentile(client_side, 99)}
+    return {
+        "kill_switch_latch_p50_ms": statistics.median(server_side),
+        "kill_switch_latch_p99_ms": percentile(server_side, 99),
+        "kill_switch_latch_missing": float(no_latch_notice),
+        "kill_switch_swept_ack_p50_ms": statistics.median(swept),
+        "kill_switch_swept_ack_p99_ms": percentile(swept, 99),
+        "kill_switch_http_roundtrip_p99_ms": percentile(client_side, 99),
+    }
 
 
 def run(quick: bool = False) -> dict[str, float]:
@@ -543,21 +622,30 @@ def run(quick: bool = False) -> dict[str, float]:
         for rate in (1000,) if quick else (1000, 5000):
             nats_url = st.fresh_nats(f"nats-t2o-{rate}")  # a clean bus for each phase
             (st.tmp / f"t2o-{rate}").mkdir()
-            out.update(tick_to_order(st.tmp / f"t2o-{rate}", nats_url, st.fresh_db(f"t2o{rate}"),
-                                     seconds if quick else 45.0, rate=rate))
+            out.update(
+                tick_to_order(
+                    st.tmp / f"t2o-{rate}",
+                    nats_url,
+                    st.fresh_db(f"t2o{rate}"),
+                    seconds if quick else 45.0,
+                    rate=rate,
+                )
+            )
         nats_url = st.fresh_nats("nats-path-floor")
         out.update(order_path_floor(nats_url, st.fresh_db("pathfloor"), seconds if quick else 45.0))
         for tag in ("", "_5000"):
             if f"tick_to_order_p99_ms{tag}" in out and f"floor_4hop_p99_ms{tag}" in out:
-                out[f"tick_to_order_p99_over_floor{tag}"] = (out[f"tick_to_order_p99_ms{tag}"]
-                                                             / out[f"floor_4hop_p99_ms{tag}"])
+                out[f"tick_to_order_p99_over_floor{tag}"] = (
+                    out[f"tick_to_order_p99_ms{tag}"] / out[f"floor_4hop_p99_ms{tag}"]
+                )
         if "path_floor_p99_ms" in out:  # what the suite's own code adds to the path's transports and writes
             out["tick_to_order_p99_over_path_floor"] = out["tick_to_order_p99_ms"] / out["path_floor_p99_ms"]
-            out["tick_to_order_p50_minus_path_floor_ms"] = out["tick_to_order_p50_ms"] - out["path_floor_p50_ms"]
+            out["tick_to_order_p50_minus_path_floor_ms"] = (
+                out["tick_to_order_p50_ms"] - out["path_floor_p50_ms"]
+            )
         nats_url = st.fresh_nats("nats-ks")
         (st.tmp / "ks").mkdir()
         out.update(kill_switch_latch(st.tmp / "ks", nats_url, st.fresh_db("ks"), 40 if quick else 400))
         st.ns.stop()  # ingest starts a bus of its own for each step
-        out.update(ingest(st.tmp, st.pg, (2000,) if quick else INGEST_RATES,
-                          seconds))
+        out.update(ingest(st.tmp, st.pg, (2000,) if quick else INGEST_RATES, seconds))
         return out

@@ -23,9 +23,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PRICES = {"BTC/USDT": Decimal("60000"), "ETH/USDT": Decimal("3000")}
-WIDE = {"max_orders_per_10s": 49, "max_orders_per_10s_per_symbol": 49, "order_loop_trip_per_10s": 1000,
-        "max_exposure_per_symbol_usdt": 10_000_000, "max_total_exposure_usdt": 10_000_000,
-        "starting_equity_usdt": 10_000_000, "max_notional_usdt": 100, "duplicate_signal_window_s": 60}
+WIDE = {
+    "max_orders_per_10s": 49,
+    "max_orders_per_10s_per_symbol": 49,
+    "order_loop_trip_per_10s": 1000,
+    "max_exposure_per_symbol_usdt": 10_000_000,
+    "max_total_exposure_usdt": 10_000_000,
+    "starting_equity_usdt": 10_000_000,
+    "max_notional_usdt": 100,
+    "duplicate_signal_window_s": 60,
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,12 +55,31 @@ def core(n: int) -> dict[str, float]:
     e.account_known = True
     e.set_kill_switch(False, True, t)
     for sym, px in PRICES.items():  # something to sell
-        e.on_fill(Fill(ts=t, client_order_id=f"b-{sym}", trade_id=f"b-{sym}", symbol=sym, side="BUY",
-                       quantity=Decimal("100") / px * 1000, price=px, fee=Decimal("0")), t)
+        e.on_fill(
+            Fill(
+                ts=t,
+                client_order_id=f"b-{sym}",
+                trade_id=f"b-{sym}",
+                symbol=sym,
+                side="BUY",
+                quantity=Decimal("100") / px * 1000,
+                price=px,
+                fee=Decimal("0"),
+            ),
+            t,
+        )
     syms = list(PRICES)
-    signals = [Signal(ts=t + timedelta(milliseconds=250 * (i + 1)), symbol=syms[i % 2],
-                      side="BUY" if (i // 2) % 2 == 0 else "SELL", probability=0.6, model_version="bench",
-                      price=PRICES[syms[i % 2]]) for i in range(n)]
+    signals = [
+        Signal(
+            ts=t + timedelta(milliseconds=250 * (i + 1)),
+            symbol=syms[i % 2],
+            side="BUY" if (i // 2) % 2 == 0 else "SELL",
+            probability=0.6,
+            model_version="bench",
+            price=PRICES[syms[i % 2]],
+        )
+        for i in range(n)
+    ]
     lat: list[float] = []
     approved = 0
     for sig in signals:
@@ -68,11 +94,25 @@ def core(n: int) -> dict[str, float]:
         if d.verdict.approved:  # execution's part: the market order fills at once and risk hears of it
             v, coid = d.verdict, f"c-{d.verdict.id}"
             e.on_order(v.id, coid, "FILLED", v.quantity, v.quantity)
-            e.on_fill(Fill(ts=now, client_order_id=coid, trade_id=coid, symbol=v.symbol, side=v.side,
-                           quantity=v.quantity, price=PRICES[v.symbol], fee=Decimal("0")), now)
-    warm = lat[len(lat) // 10:]  # drop the first 10 % (imports, caches)
-    return {"risk_decision_p50_us": statistics.median(warm), "risk_decision_p99_us": percentile(warm, 99),
-            "risk_decision_approved_share": approved / n}
+            e.on_fill(
+                Fill(
+                    ts=now,
+                    client_order_id=coid,
+                    trade_id=coid,
+                    symbol=v.symbol,
+                    side=v.side,
+                    quantity=v.quantity,
+                    price=PRICES[v.symbol],
+                    fee=Decimal("0"),
+                ),
+                now,
+            )
+    warm = lat[len(lat) // 10 :]  # drop the first 10 % (imports, caches)
+    return {
+        "risk_decision_p50_us": statistics.median(warm),
+        "risk_decision_p99_us": percentile(warm, 99),
+        "risk_decision_approved_share": approved / n,
+    }
 
 
 # -- through the bus -------------------------------------------------------------------------------
@@ -103,7 +143,9 @@ async def _bus_run(nats_url: str, rate: int, seconds: float) -> list[float]:
         while True:
             now = utcnow()
             for svc in ("market_data", "execution"):
-                await bus.publish(subjects.heartbeat(svc), Heartbeat(ts=now, service=svc, instance="b", uptime_s=1))
+                await bus.publish(
+                    subjects.heartbeat(svc), Heartbeat(ts=now, service=svc, instance="b", uptime_s=1)
+                )
             for sym, px in PRICES.items():
                 tick = Tick(ts=now, symbol=sym, bid=px, ask=px, last=px, volume=Decimal("1"))
                 for subject in (subjects.tick(sym), subjects.last(sym)):  # as market_data sends it
@@ -112,15 +154,31 @@ async def _bus_run(nats_url: str, rate: int, seconds: float) -> list[float]:
 
     feeder = asyncio.create_task(feed())
     for i, (sym, px) in enumerate(PRICES.items()):
-        await bus.publish(subjects.fill(sym), Fill(ts=utcnow(), client_order_id=f"bench-{i}", trade_id=f"bench-{i}",
-                                                   symbol=sym, side="BUY", quantity=Decimal("100") / px * 1000,
-                                                   price=px, fee=Decimal("0")))
+        await bus.publish(
+            subjects.fill(sym),
+            Fill(
+                ts=utcnow(),
+                client_order_id=f"bench-{i}",
+                trade_id=f"bench-{i}",
+                symbol=sym,
+                side="BUY",
+                quantity=Decimal("100") / px * 1000,
+                price=px,
+                fee=Decimal("0"),
+            ),
+        )
     syms = list(PRICES)
     # wait until risk approves (fresh data, heartbeats, fills applied)
     deadline = time.monotonic() + 60
     while True:
-        sig = Signal(ts=utcnow(), symbol="BTC/USDT", side="BUY", probability=0.6, model_version="bench",
-                     price=PRICES["BTC/USDT"])
+        sig = Signal(
+            ts=utcnow(),
+            symbol="BTC/USDT",
+            side="BUY",
+            probability=0.6,
+            model_version="bench",
+            price=PRICES["BTC/USDT"],
+        )
         sent_at[sig.id] = time.perf_counter_ns()
         await bus.publish(subjects.signal(sig.symbol), sig)
         await asyncio.sleep(0.3)
@@ -139,8 +197,14 @@ async def _bus_run(nats_url: str, rate: int, seconds: float) -> list[float]:
         if delay > 0:
             await asyncio.sleep(delay)
         sym = syms[i % 2]
-        sig = Signal(ts=utcnow(), symbol=sym, side="BUY" if (i // 2) % 2 == 0 else "SELL", probability=0.6,
-                     model_version="bench", price=PRICES[sym])
+        sig = Signal(
+            ts=utcnow(),
+            symbol=sym,
+            side="BUY" if (i // 2) % 2 == 0 else "SELL",
+            probability=0.6,
+            model_version="bench",
+            price=PRICES[sym],
+        )
         sent_at[sig.id] = time.perf_counter_ns()
         await bus.publish(subjects.signal(sym), sig)
     end = time.monotonic() + 10
@@ -163,17 +227,27 @@ def through_bus(tmp: Path, rate: int, seconds: float, ns, pg) -> dict[str, float
         config = tmp / "bench_risk.yaml"
         config.write_text(yaml.safe_dump(cfg))
         env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
-        env.update(NATS_URL=ns.url, DATABASE_URL=pg.url, BNML_CONFIG=str(config), BNML_LOG_FORMAT="json",
-                   BNML_LOG_LEVEL="WARNING", BNML_RISK__METRICS_PORT="0")
+        env.update(
+            NATS_URL=ns.url,
+            DATABASE_URL=pg.url,
+            BNML_CONFIG=str(config),
+            BNML_LOG_FORMAT="json",
+            BNML_LOG_LEVEL="WARNING",
+            BNML_RISK__METRICS_PORT="0",
+        )
         log = open(tmp / "risk.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "services.risk"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.risk"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
         lat = asyncio.run(_bus_run(ns.url, rate, seconds))
         if not lat:
             raise RuntimeError(f"no verdicts: {(tmp / 'risk.log').read_text()[-2000:]}")
-        return {"risk_bus_decision_p50_ms": statistics.median(lat), "risk_bus_decision_p99_ms": percentile(lat, 99),
-                "risk_bus_decisions": float(len(lat))}
+        return {
+            "risk_bus_decision_p50_ms": statistics.median(lat),
+            "risk_bus_decision_p99_ms": percentile(lat, 99),
+            "risk_bus_decisions": float(len(lat)),
+        }
     finally:
         if proc is not None:
             proc.terminate()
@@ -190,7 +264,9 @@ def run(quick: bool = False) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory(prefix="bnml-bench-risk-") as d, ThreadPoolExecutor(1) as pool:
         tmp = Path(d)
-        pg_started = pool.submit(lambda: EmbeddedPostgres(tmp / "pg", fsync=False).start())  # initdb meanwhile
+        pg_started = pool.submit(
+            lambda: EmbeddedPostgres(tmp / "pg", fsync=False).start()
+        )  # initdb meanwhile
         ns = EmbeddedNats(tmp / "nats").start()
         try:
             out = core(1_000 if quick else 20_000)

@@ -57,11 +57,14 @@ def percentile(values: list[float], q: float) -> float:
 def _config(path: Path, models: Path, rate: int, seconds: float) -> Path:
     cfg = yaml.safe_load((ROOT / "configs" / "bot.yaml").read_text())
     per_symbol = rate / SYMBOLS
-    cfg["market_data"]["synthetic"].update(symbols_count=SYMBOLS, ticks_per_s=per_symbol,
-                                           max_steps=max(1, int(per_symbol * (seconds + 2))))
+    cfg["market_data"]["synthetic"].update(
+        symbols_count=SYMBOLS, ticks_per_s=per_symbol, max_steps=max(1, int(per_symbol * (seconds + 2)))
+    )
     cfg["signal"]["every_nth_tick"] = max(1, int(rate // 50))  # ~50 decisions/s in all (lag samples)
     cfg["signal"]["models_dir"] = str(models)
-    cfg["signal"]["train"].update(synthetic_bars=3000, folds=2)  # the bootstrap model: measurement mode skips it
+    cfg["signal"]["train"].update(
+        synthetic_bars=3000, folds=2
+    )  # the bootstrap model: measurement mode skips it
     cfg.setdefault("storage", {})["artifacts_dir"] = str(path.parent / "artifacts")
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -69,15 +72,23 @@ def _config(path: Path, models: Path, rate: int, seconds: float) -> Path:
 
 def _env(nats_url: str, config: Path, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
-    env.update(NATS_URL=nats_url, BNML_CONFIG=str(config), BNML_LOG_FORMAT="json", BNML_LOG_LEVEL="INFO",
-               BNML_SIGNAL__METRICS_PORT="0", BNML_MARKET_DATA__METRICS_PORT="0", **extra)
+    env.update(
+        NATS_URL=nats_url,
+        BNML_CONFIG=str(config),
+        BNML_LOG_FORMAT="json",
+        BNML_LOG_LEVEL="INFO",
+        BNML_SIGNAL__METRICS_PORT="0",
+        BNML_MARKET_DATA__METRICS_PORT="0",
+        **extra,
+    )
     return env
 
 
 def _start(name: str, log: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(log, "ab") as f:
-        return subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=f,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT
+        )
 
 
 def _wait_log(path: Path, needle: str, timeout: float) -> dict:
@@ -89,14 +100,18 @@ def _wait_log(path: Path, needle: str, timeout: float) -> dict:
                 with contextlib.suppress(ValueError):
                     return json.loads(line)
         time.sleep(0.1)
-    raise RuntimeError(f"{path.name}: no {needle!r} after {timeout}s: "
-                       f"{path.read_text()[-1500:] if path.exists() else ''}")
+    raise RuntimeError(
+        f"{path.name}: no {needle!r} after {timeout}s: {path.read_text()[-1500:] if path.exists() else ''}"
+    )
 
 
 def _scrape(port: int, metric: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(metric) and line[len(metric)] in " {")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(metric) and line[len(metric)] in " {"
+    )
 
 
 async def _signal_lags(nats_url: str, seconds: float, warmup_s: float) -> list[float]:
@@ -124,7 +139,9 @@ def _cpu_s(p: psutil.Process) -> float:
     return t.user + t.system
 
 
-def step(tmp: Path, models: Path, shards: int, rate: int, seconds: float, nats_url: str | None) -> dict[str, float]:
+def step(
+    tmp: Path, models: Path, shards: int, rate: int, seconds: float, nats_url: str | None
+) -> dict[str, float]:
     d = tmp / f"s{shards}-{rate}"
     d.mkdir()
     ns = None if nats_url else EmbeddedNats(d / "nats").start()
@@ -135,8 +152,13 @@ def step(tmp: Path, models: Path, shards: int, rate: int, seconds: float, nats_u
         ports = {}
         for i in range(shards):
             name = f"signal-{i}"
-            procs[name] = _start("signal", d / f"{name}.log", _env(url, cfg, {
-                "BNML_SIGNAL__SHARD__INDEX": str(i), "BNML_SIGNAL__SHARD__COUNT": str(shards)}))
+            procs[name] = _start(
+                "signal",
+                d / f"{name}.log",
+                _env(
+                    url, cfg, {"BNML_SIGNAL__SHARD__INDEX": str(i), "BNML_SIGNAL__SHARD__COUNT": str(shards)}
+                ),
+            )
             ports[name] = _wait_log(d / f"{name}.log", '"event": "started"', 120)["metrics_port"]
         procs["market_data"] = _start("market_data", d / "market_data.log", _env(url, cfg, {}))
         _wait_log(d / "market_data.log", '"event": "started"', 60)
@@ -167,18 +189,26 @@ def step(tmp: Path, models: Path, shards: int, rate: int, seconds: float, nats_u
     got = sum(received.values())
     sig_cpu = sum(v for n, v in cpu.items() if n.startswith("signal"))
     tag = f"shards_{shards}_{rate}"
-    out = {f"{tag}_loss": max(0.0, published - got), f"{tag}_extra": max(0.0, got - published),
-           f"{tag}_signal_lag_p99_ms": percentile(lags, 99), f"{tag}_signal_lag_p50_ms": percentile(lags, 50),
-           f"{tag}_achieved_ticks_per_s": achieved,
-           f"{tag}_signal_cpu_pct": 100 * sig_cpu / wall, f"{tag}_md_cpu_pct": 100 * cpu["market_data"] / wall,
-           f"{tag}_signal_cpu_us_per_tick": 1e6 * sig_cpu / max(published, 1),
-           f"{tag}_md_cpu_us_per_tick": 1e6 * cpu["market_data"] / max(published, 1)}
+    out = {
+        f"{tag}_loss": max(0.0, published - got),
+        f"{tag}_extra": max(0.0, got - published),
+        f"{tag}_signal_lag_p99_ms": percentile(lags, 99),
+        f"{tag}_signal_lag_p50_ms": percentile(lags, 50),
+        f"{tag}_achieved_ticks_per_s": achieved,
+        f"{tag}_signal_cpu_pct": 100 * sig_cpu / wall,
+        f"{tag}_md_cpu_pct": 100 * cpu["market_data"] / wall,
+        f"{tag}_signal_cpu_us_per_tick": 1e6 * sig_cpu / max(published, 1),
+        f"{tag}_md_cpu_us_per_tick": 1e6 * cpu["market_data"] / max(published, 1),
+    }
     if "nats" in cpu:
         out[f"{tag}_nats_cpu_pct"] = 100 * cpu["nats"] / wall
-    print(f"   {shards} shard(s) at {rate:,}/s: published {published:.0f} at {achieved:,.0f}/s, received "
-          f"{got:.0f} ({', '.join(f'{n} {v:.0f}' for n, v in received.items())}), lag p50 / p99 "
-          f"{out[f'{tag}_signal_lag_p50_ms']:.1f} / {out[f'{tag}_signal_lag_p99_ms']:.1f} ms, cpu % "
-          f"{ {n: round(100 * v / wall) for n, v in cpu.items()} }", flush=True)
+    print(
+        f"   {shards} shard(s) at {rate:,}/s: published {published:.0f} at {achieved:,.0f}/s, received "
+        f"{got:.0f} ({', '.join(f'{n} {v:.0f}' for n, v in received.items())}), lag p50 / p99 "
+        f"{out[f'{tag}_signal_lag_p50_ms']:.1f} / {out[f'{tag}_signal_lag_p99_ms']:.1f} ms, cpu % "
+        f"{ {n: round(100 * v / wall) for n, v in cpu.items()} }",
+        flush=True,
+    )
     return out
 
 
@@ -224,9 +254,12 @@ def run(quick: bool = False, nats_url: str | None = None) -> dict[str, float]:
                 got = step(tmp, models, shards, rate, seconds, nats_url)
                 out.update(got)
                 tag = f"shards_{shards}_{rate}"
-                ok = (got[f"{tag}_loss"] == 0 and got[f"{tag}_extra"] == 0
-                      and got[f"{tag}_signal_lag_p99_ms"] < LAG_P99_MS
-                      and got[f"{tag}_achieved_ticks_per_s"] >= RATE_REACHED * rate)
+                ok = (
+                    got[f"{tag}_loss"] == 0
+                    and got[f"{tag}_extra"] == 0
+                    and got[f"{tag}_signal_lag_p99_ms"] < LAG_P99_MS
+                    and got[f"{tag}_achieved_ticks_per_s"] >= RATE_REACHED * rate
+                )
                 if not ok:
                     break
                 best = rate
@@ -242,7 +275,9 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(prog="python -m bench.bench_shards")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--nats-url", default=None, help="an existing NATS server (default: an embedded one per step)")
+    ap.add_argument(
+        "--nats-url", default=None, help="an existing NATS server (default: an embedded one per step)"
+    )
     a = ap.parse_args()
     for k, v in run(a.quick, a.nats_url).items():
         print(f"{k:<48} {v:,.4f}")

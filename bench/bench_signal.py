@@ -33,7 +33,9 @@ def run(quick: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bnml-bench-signal-") as d:
         root = Path(d)
         base = BotSettings()
-        settings = base.model_copy(update={"signal": base.signal.model_copy(update={"models_dir": str(root)})})
+        settings = base.model_copy(
+            update={"signal": base.signal.model_copy(update={"models_dir": str(root)})}
+        )
         train = settings.signal.train.model_copy(update={"data": BTC_FILE})
         t0 = time.perf_counter()
         run_training(settings, train=train, progress=lambda m: None)
@@ -44,15 +46,19 @@ def run(quick: bool = False) -> dict[str, float]:
     rounds = 60 if quick else 400
     warm = model.spec.warmup_bars
     n = warm + rounds
-    frames = [synthetic_candles(n, seed=100 + i, timeframe="1h", start_price=50.0 + i).to_numpy()
-              for i in range(SYMBOLS)]
+    frames = [
+        synthetic_candles(n, seed=100 + i, timeframe="1h", start_price=50.0 + i).to_numpy()
+        for i in range(SYMBOLS)
+    ]
     symbols = [f"S{i:03d}/USDT" for i in range(SYMBOLS)]
     t_start = datetime(2026, 1, 1, tzinfo=UTC)
     lat, inf = [], []
     for k in range(n):
         ts = t_start + timedelta(hours=k)
-        bars = [Bar(s, ts, *map(float, f[k, 1:6]), Decimal(f"{f[k, 4]:.6f}"), f"t{k}", ts)
-                for s, f in zip(symbols, frames, strict=True)]
+        bars = [
+            Bar(s, ts, *map(float, f[k, 1:6]), Decimal(f"{f[k, 4]:.6f}"), f"t{k}", ts)
+            for s, f in zip(symbols, frames, strict=True)
+        ]
         a = time.perf_counter()
         res = engine.on_bars(bars, model.trained_at)
         b = time.perf_counter()
@@ -61,11 +67,13 @@ def run(quick: bool = False) -> dict[str, float]:
             lat.append(b - a)
             inf.append(res.inference_s)
     ms, inf_ms = np.asarray(lat) * 1000, np.asarray(inf) * 1000
-    return {"signal_inference_p50_ms_200sym": float(np.percentile(inf_ms, 50)),
-            "signal_inference_p99_ms_200sym": float(np.percentile(inf_ms, 99)),
-            "signal_on_close_p50_ms_200sym": float(np.percentile(ms, 50)),
-            "signal_on_close_p99_ms_200sym": float(np.percentile(ms, 99)),
-            "train_btcusdt_1h_s": train_s}
+    return {
+        "signal_inference_p50_ms_200sym": float(np.percentile(inf_ms, 50)),
+        "signal_inference_p99_ms_200sym": float(np.percentile(inf_ms, 99)),
+        "signal_on_close_p50_ms_200sym": float(np.percentile(ms, 50)),
+        "signal_on_close_p99_ms_200sym": float(np.percentile(ms, 99)),
+        "train_btcusdt_1h_s": train_s,
+    }
 
 
 if __name__ == "__main__":

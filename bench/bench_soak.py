@@ -39,11 +39,14 @@ def run(quick: bool = False) -> dict[str, float]:
             cfg_path = suite_config(tmp / "soak.yaml", RATE, max(1, RATE // 20))
             cfg = yaml.safe_load(cfg_path.read_text())
             # the source stops by itself a little after the soak window, so its count is final
-            cfg["market_data"]["synthetic"].update(symbols_count=20, ticks_per_s=RATE / 20,
-                                                   max_steps=int(RATE / 20 * (soak_s + 30)))
+            cfg["market_data"]["synthetic"].update(
+                symbols_count=20, ticks_per_s=RATE / 20, max_steps=int(RATE / 20 * (soak_s + 30))
+            )
             cfg["ops_api"]["port"] = 0
-            cfg["storage"] = {"artifacts_dir": str(tmp / "artifacts"),
-                              "backup": {"enabled": False, "dir": str(tmp / "backups")}}
+            cfg["storage"] = {
+                "artifacts_dir": str(tmp / "artifacts"),
+                "backup": {"enabled": False, "dir": str(tmp / "backups")},
+            }
             cfg_path.write_text(yaml.safe_dump(cfg))
             db = st.fresh_db("soak")
             procs = start_suite(tmp, st.ns.url, db, cfg_path, NAMES[:-1])
@@ -59,7 +62,9 @@ def run(quick: bool = False) -> dict[str, float]:
             rss1 = {n: w.memory_info().rss / (1 << 20) for n, w in watched.items()}
             alive = all(p.poll() is None for p in procs)
             text = _wait_log(tmp / "market_data.log", '"event": "source finished"', 120)
-            md_out = float([json.loads(ln) for ln in text.splitlines() if '"source finished"' in ln][-1]["ticks"])
+            md_out = float(
+                [json.loads(ln) for ln in text.splitlines() if '"source finished"' in ln][-1]["ticks"]
+            )
             time.sleep(3)  # let the consumers drain
             c1 = _counts()
         finally:

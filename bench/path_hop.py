@@ -45,8 +45,10 @@ async def main(mode: str, url: str, src: str, dst: str, arg: str = "") -> None:
         import psycopg
 
         db = await psycopg.AsyncConnection.connect(arg, autocommit=True)
-        await db.execute("CREATE TABLE IF NOT EXISTS path_floor (id bigserial PRIMARY KEY, k text NOT NULL,"
-                         " at timestamptz NOT NULL DEFAULT now())")
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS path_floor (id bigserial PRIMARY KEY, k text NOT NULL,"
+            " at timestamptz NOT NULL DEFAULT now())"
+        )
 
         async def journal(msg):
             await db.execute("INSERT INTO path_floor (k) VALUES (%s)", ("order",))
@@ -57,8 +59,13 @@ async def main(mode: str, url: str, src: str, dst: str, arg: str = "") -> None:
 
         for attempt in range(100):  # the gate process creates the stream; it starts at the same time
             try:
-                await js.subscribe(src, durable="pathfloor", cb=journal, manual_ack=True,
-                                   config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT))
+                await js.subscribe(
+                    src,
+                    durable="pathfloor",
+                    cb=journal,
+                    manual_ack=True,
+                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT),
+                )
                 break
             except NotFoundError:
                 if attempt == 99:

@@ -58,25 +58,44 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("conflict_handler", "resolve")
         super().__init__(*args, **kwargs)
-        self.add_argument("--config", default=argparse.SUPPRESS, dest="config_after", metavar="FILE",
-                          help="YAML config (as `bnml --config FILE`)")
+        self.add_argument(
+            "--config",
+            default=argparse.SUPPRESS,
+            dest="config_after",
+            metavar="FILE",
+            help="YAML config (as `bnml --config FILE`)",
+        )
 
 
 def _epilog() -> str:
     codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
-    return ("Options --config and --json may be given before or after the subcommand.\n\n"
-            f"exit codes:\n{codes}\n\n"
-            "Design: docs/design.md. What tools rely on (status JSON, files, exit codes): docs/interfaces.md.")
+    return (
+        "Options --config and --json may be given before or after the subcommand.\n\n"
+        f"exit codes:\n{codes}\n\n"
+        "Design: docs/design.md. What tools rely on (status JSON, files, exit codes): docs/interfaces.md."
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bnml", description="BN-ML trading suite", epilog=_epilog(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bnml",
+        description="BN-ML trading suite",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"bnml {version()}")
-    parser.add_argument("--config", default=None, metavar="FILE",
-                        help="YAML config (default: $BNML_CONFIG, else configs/bot.yaml)")
-    parser.add_argument("--json", action="store_true", dest="json_first",
-                        help="machine-readable output, for the commands that have one (status, state, ...)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="YAML config (default: $BNML_CONFIG, else configs/bot.yaml)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        dest="json_first",
+        help="machine-readable output, for the commands that have one (status, state, ...)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for mod in COMMAND_MODULES:
         importlib.import_module(mod).register(sub)

@@ -34,7 +34,9 @@ def api_get(path: str, *, role: str = "viewer", timeout: float = 5.0, config: st
     info = from_config(suite_info(), config)
     url = info.get("ops_api_url")
     if not url:
-        raise NoSuite("no running suite: start it with `make run` (or set BNML_OPS_API_URL, or pass --config)")
+        raise NoSuite(
+            "no running suite: start it with `make run` (or set BNML_OPS_API_URL, or pass --config)"
+        )
     token = info.get(f"{role}_token") or info.get("operator_token") or ""
     try:
         r = httpx.get(url + path, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)

@@ -69,8 +69,14 @@ class EmbeddedNats:
     `config_text` (a cluster node's settings, `EmbeddedNatsCluster`) is written to `data_dir/node.conf` and
     given to the server; with `config_file` too (the opt-in auth config), the node file includes it first."""
 
-    def __init__(self, data_dir: Path, port: int = 0, monitor_port: int = 0, config_file: Path | None = None,
-                 config_text: str = ""):
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int = 0,
+        monitor_port: int = 0,
+        config_file: Path | None = None,
+        config_text: str = "",
+    ):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
@@ -99,8 +105,18 @@ class EmbeddedNats:
     def launch(self) -> EmbeddedNats:
         """Start the process without waiting for it to listen (`wait_listening`)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [_venv_bin("nats-server"), "-a", "127.0.0.1", "-p", str(self.port), "-js",
-               "-sd", str(self.data_dir / "jetstream"), "-m", str(self.monitor_port)]
+        cmd = [
+            _venv_bin("nats-server"),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.data_dir / "jetstream"),
+            "-m",
+            str(self.monitor_port),
+        ]
         config = self._config_path()
         if config:
             cmd += ["-c", str(config)]
@@ -162,8 +178,9 @@ class EmbeddedNatsCluster:
     store and config file under `data_dir/node-<i>`. Nodes are stopped and started one by one for the fault
     tests (`node(i).stop(kill=True)`, `restart(i)`); `url` is the comma-separated list clients take."""
 
-    def __init__(self, data_dir: Path, size: int = 3, ports: list[int] | None = None,
-                 config_file: Path | None = None):
+    def __init__(
+        self, data_dir: Path, size: int = 3, ports: list[int] | None = None, config_file: Path | None = None
+    ):
         if size < 1:
             raise ValueError("a cluster has at least one node")
         self.data_dir = Path(data_dir).resolve()
@@ -173,14 +190,22 @@ class EmbeddedNatsCluster:
         self.nodes: list[EmbeddedNats] = []
         for i in range(size):
             port = ports[i] if i < len(ports) else 0
-            self.nodes.append(EmbeddedNats(self.data_dir / f"node-{i + 1}", port=port, config_file=config_file,
-                                           config_text=self._node_config(i)))
+            self.nodes.append(
+                EmbeddedNats(
+                    self.data_dir / f"node-{i + 1}",
+                    port=port,
+                    config_file=config_file,
+                    config_text=self._node_config(i),
+                )
+            )
 
     def _node_config(self, i: int) -> str:
         routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.route_ports)
-        return (f"server_name: {CLUSTER_NAME}-{i + 1}\n"  # the store: -sd, per node (EmbeddedNats.launch)
-                f"jetstream {{ {CLUSTER_JETSTREAM} }}\n"
-                f"cluster {{ name: {CLUSTER_NAME}, listen: 127.0.0.1:{self.route_ports[i]}, routes: [{routes}] }}\n")
+        return (
+            f"server_name: {CLUSTER_NAME}-{i + 1}\n"  # the store: -sd, per node (EmbeddedNats.launch)
+            f"jetstream {{ {CLUSTER_JETSTREAM} }}\n"
+            f"cluster {{ name: {CLUSTER_NAME}, listen: 127.0.0.1:{self.route_ports[i]}, routes: [{routes}] }}\n"
+        )
 
     @property
     def urls(self) -> list[str]:
@@ -217,8 +242,10 @@ class EmbeddedNatsCluster:
         while not all(n.healthy() for n in wanted):
             if time.monotonic() > deadline:
                 down = [n.url for n in wanted if not n.healthy()]
-                raise RuntimeError(f"NATS cluster not healthy after {timeout_s}s: {down} "
-                                   f"(logs in {self.data_dir}/node-*/nats-server.log)")
+                raise RuntimeError(
+                    f"NATS cluster not healthy after {timeout_s}s: {down} "
+                    f"(logs in {self.data_dir}/node-*/nats-server.log)"
+                )
             time.sleep(0.1)
 
     def reachable(self) -> dict[str, bool]:
@@ -299,18 +326,45 @@ class EmbeddedPostgres:
         os.chmod(self.pgdata, 0o700)
         if not (self.pgdata / "PG_VERSION").exists():
             self._traversable()
-            subprocess.run([str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
-                            "--encoding=utf8", "--no-instructions"], check=True, capture_output=True,
-                           **self._run_kwargs())
+            subprocess.run(
+                [
+                    str(self.bin_dir / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--encoding=utf8",
+                    "--no-instructions",
+                ],
+                check=True,
+                capture_output=True,
+                **self._run_kwargs(),
+            )
         self._traversable()
         opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.pgdata} -c max_connections=200"
         if not self.fsync:
             opts += " -c fsync=off -c full_page_writes=off"
-        res = subprocess.run([str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-o", opts, "-l",
-                              str(self.pgdata / "server.log"), "-w", "-t", "60", "start"],
-                             capture_output=True, text=True, **self._run_kwargs())
+        res = subprocess.run(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-o",
+                opts,
+                "-l",
+                str(self.pgdata / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            capture_output=True,
+            text=True,
+            **self._run_kwargs(),
+        )
         if res.returncode != 0:
-            log = (self.pgdata / "server.log")
+            log = self.pgdata / "server.log"
             tail = log.read_text()[-1500:] if log.exists() else ""
             raise RuntimeError(f"postgres did not start on port {self.port}: {res.stderr.strip()} {tail}")
         self._ensure_database(self.database)
@@ -328,8 +382,12 @@ class EmbeddedPostgres:
         if not (self.pgdata / "postmaster.pid").exists():
             return
         self._traversable()
-        res = subprocess.run([str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "-t", "60",
-                              "stop"], capture_output=True, text=True, **self._run_kwargs())
+        res = subprocess.run(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "-t", "60", "stop"],
+            capture_output=True,
+            text=True,
+            **self._run_kwargs(),
+        )
         if res.returncode != 0 and (self.pgdata / "postmaster.pid").exists():
             raise RuntimeError(f"postgres did not stop: {res.stdout.strip()} {res.stderr.strip()}")
 

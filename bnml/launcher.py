@@ -90,22 +90,30 @@ class Suite:
         if not nats_url and self.cluster_size:
             # the cluster's own store (artifacts/run/nats-cluster/node-<i>): never the single server's
             ports = [p if _port_free(p) else free_port() for p in range(4222, 4222 + self.cluster_size)]
-            self.nats_cluster = EmbeddedNatsCluster(RUN_DIR / "nats-cluster", size=self.cluster_size, ports=ports,
-                                                    config_file=nats_config_file()).start()
+            self.nats_cluster = EmbeddedNatsCluster(
+                RUN_DIR / "nats-cluster", size=self.cluster_size, ports=ports, config_file=nats_config_file()
+            ).start()
             nats_url = self.nats_cluster.url
-            replicas = self.settings.nats.replicas if self.settings.nats.replicas > 1 else min(3, self.cluster_size)
+            replicas = (
+                self.settings.nats.replicas if self.settings.nats.replicas > 1 else min(3, self.cluster_size)
+            )
             self.env["BNML_NATS__REPLICAS"] = str(replicas)
             self.info["nats_nodes"] = self.nats_cluster.urls
-            say(f"started an embedded NATS cluster of {self.cluster_size} (JetStream, R{replicas} streams, "
-                f"every write fsynced) at {nats_url}")
+            say(
+                f"started an embedded NATS cluster of {self.cluster_size} (JetStream, R{replicas} streams, "
+                f"every write fsynced) at {nats_url}"
+            )
         elif not nats_url:
             port = 4222 if _port_free(4222) else free_port()
             self.nats = EmbeddedNats(RUN_DIR / "nats", port=port, config_file=nats_config_file()).start()
             nats_url = self.nats.url
             say(f"started embedded NATS (JetStream) at {nats_url}")
         elif self.cluster_size:
-            raise ConfigurationError("nats.url", f"set ({nats_url}): --nats-cluster starts an embedded cluster only "
-                                                 "when no NATS is configured")
+            raise ConfigurationError(
+                "nats.url",
+                f"set ({nats_url}): --nats-cluster starts an embedded cluster only "
+                "when no NATS is configured",
+            )
         else:
             say(f"using NATS at {nats_url}")
         if not db_url:
@@ -159,9 +167,15 @@ class Suite:
             self.env[f"BNML_{name.upper()}__METRICS_PORT"] = str(port)
         self.env["BNML_CONFIG"] = str(self.config_file)
         self.env.setdefault("BNML_LOG_FORMAT", "json")
-        self.info.update(ops_api_url=f"http://{ops.host}:{api_port}", operator_token=tokens["operator"],
-                         viewer_token=tokens["viewer"], release_key=release_key, launcher_pid=os.getpid(), mode=self.settings.mode,
-                         metrics_ports={n: int(self.env[f"BNML_{n.upper()}__METRICS_PORT"]) for n in SERVICE_ORDER})
+        self.info.update(
+            ops_api_url=f"http://{ops.host}:{api_port}",
+            operator_token=tokens["operator"],
+            viewer_token=tokens["viewer"],
+            release_key=release_key,
+            launcher_pid=os.getpid(),
+            mode=self.settings.mode,
+            metrics_ports={n: int(self.env[f"BNML_{n.upper()}__METRICS_PORT"]) for n in SERVICE_ORDER},
+        )
 
     # -- children ---------------------------------------------------------------------------
     def spawn(self, name: str) -> Child:
@@ -171,8 +185,14 @@ class Suite:
         if nats_config_file():  # opt-in NATS auth: each service gets only its own credentials
             env = {k: v for k, v in env.items() if not (k.startswith("NATS_") and k.endswith("_PASSWORD"))}
             env.update(BNML_NATS__USER=name, BNML_NATS__PASSWORD=ensure_nats_passwords()[name])
-        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True, preexec_fn=_pdeathsig)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_pdeathsig,
+        )
         log.close()
         child = self.children.get(name)
         if child:
@@ -186,7 +206,9 @@ class Suite:
         from services.signal.train import ensure_model
 
         path = ensure_model(self.settings, progress=lambda text: say(f"model: {text}"))
-        say(f"signal model: {path or 'none (live mode never trains one: signal holds until a gated model is promoted)'}")
+        say(
+            f"signal model: {path or 'none (live mode never trains one: signal holds until a gated model is promoted)'}"
+        )
 
     def start_services(self) -> None:
         for name in SERVICE_ORDER:
@@ -213,8 +235,10 @@ class Suite:
             if child.next_restart == 0.0:
                 delay = min(30.0, 2 ** min(child.restarts, 5))
                 child.next_restart = now + delay
-                say(f"!! {child.name} exited with code {code}; restarting in {delay:.0f}s "
-                    f"(see {LOG_DIR / (child.name + '.log')})")
+                say(
+                    f"!! {child.name} exited with code {code}; restarting in {delay:.0f}s "
+                    f"(see {LOG_DIR / (child.name + '.log')})"
+                )
             elif now >= child.next_restart:
                 child.restarts += 1
                 child.next_restart = 0.0
@@ -265,8 +289,11 @@ def say(text: str | Text) -> None:
 
 def _status_line(info: dict) -> Text:
     try:
-        r = httpx.get(info["ops_api_url"] + "/status", timeout=2,
-                      headers={"Authorization": f"Bearer {info['viewer_token']}"})
+        r = httpx.get(
+            info["ops_api_url"] + "/status",
+            timeout=2,
+            headers={"Authorization": f"Bearer {info['viewer_token']}"},
+        )
         r.raise_for_status()
         s = r.json()
     except Exception as exc:
@@ -277,11 +304,17 @@ def _status_line(info: dict) -> Text:
 def status_line_text(s: dict) -> Text:
     """The live view's one line from `/status`: mode, state, kill switch, counts, each service's status."""
     c = s["counts"]
-    line = Text.assemble(f"{s['mode']} ", ui.styled(s["trading_state"]), " kill-switch=",
-                         ui.styled("ENGAGED" if s["kill_switch"]["engaged"] else "off"))
-    line.append(f" | ticks={c['ticks']} signals={c['signals']} approved={c['verdicts_approved']} "
-                f"refused={c['verdicts_refused']} orders={c['orders']} fills={c['fills']} open={c['open_orders']} "
-                f"dlq={c['dlq']} |")
+    line = Text.assemble(
+        f"{s['mode']} ",
+        ui.styled(s["trading_state"]),
+        " kill-switch=",
+        ui.styled("ENGAGED" if s["kill_switch"]["engaged"] else "off"),
+    )
+    line.append(
+        f" | ticks={c['ticks']} signals={c['signals']} approved={c['verdicts_approved']} "
+        f"refused={c['verdicts_refused']} orders={c['orders']} fills={c['fills']} open={c['open_orders']} "
+        f"dlq={c['dlq']} |"
+    )
     for name, v in s["services"].items():
         line.append_text(Text.assemble(f" {name}:", ui.styled(v["status"])))
     return line
@@ -293,8 +326,11 @@ DEMO_EDGE_BPS = "-1000"
 
 def demo_rule_applies(settings: BotSettings, environ) -> bool:
     """The local demo (paper on synthetic data) opens the edge gate unless the user chose a value."""
-    return (settings.mode == "paper" and settings.paper_market_data_mode == "synthetic"
-            and DEMO_EDGE_ENV not in environ)
+    return (
+        settings.mode == "paper"
+        and settings.paper_market_data_mode == "synthetic"
+        and DEMO_EDGE_ENV not in environ
+    )
 
 
 def run(config: str | None = None, status_every_s: float = 3.0, nats_cluster: int = 0) -> int:
@@ -311,11 +347,16 @@ def run(config: str | None = None, status_every_s: float = 3.0, nats_cluster: in
         # synthetic data, not set by the user), visibly. Live never does this, and never serves such a model.
         os.environ[DEMO_EDGE_ENV] = DEMO_EDGE_BPS
         settings = load_settings(config)
-        say(f"demo: paper mode on synthetic data; the bootstrap model trades noise to show the plumbing "
-            f"(edge gate opened: {DEMO_EDGE_ENV}={DEMO_EDGE_BPS}; set it yourself to override)")
+        say(
+            f"demo: paper mode on synthetic data; the bootstrap model trades noise to show the plumbing "
+            f"(edge gate opened: {DEMO_EDGE_ENV}={DEMO_EDGE_BPS}; set it yourself to override)"
+        )
     if nats_cluster and settings.nats.url:
-        print(f"bnml: --nats-cluster starts an embedded cluster, but nats.url is set ({settings.nats.url}); "
-              "unset NATS_URL or drop the flag", file=sys.stderr)
+        print(
+            f"bnml: --nats-cluster starts an embedded cluster, but nats.url is set ({settings.nats.url}); "
+            "unset NATS_URL or drop the flag",
+            file=sys.stderr,
+        )
         return 2
     suite = Suite(settings=settings, config_file=config_path(config), cluster_size=nats_cluster)
     stopping = {"flag": False}
@@ -330,8 +371,10 @@ def run(config: str | None = None, status_every_s: float = 3.0, nats_cluster: in
         suite.start_servers()
         suite.ensure_model()
         suite.start_services()
-        say(f"ops API at {suite.info['ops_api_url']}; logs in {LOG_DIR}/; `bnml status --json` for the full view; "
-            "Ctrl-C stops everything")
+        say(
+            f"ops API at {suite.info['ops_api_url']}; logs in {LOG_DIR}/; `bnml status --json` for the full view; "
+            "Ctrl-C stops everything"
+        )
         next_status = time.monotonic() + status_every_s
         while not stopping["flag"]:
             time.sleep(0.2)

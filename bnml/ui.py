@@ -25,10 +25,22 @@ PIPE_WIDTH = 10_000
 
 # The colour of a value wherever it appears (service status, trading state, kill switch, check result).
 STYLES = {
-    "ok": "green", "ACTIVE": "green", "off": "green", "PASS": "green",
-    "stale": "yellow", "starting": "yellow", "REDUCING": "yellow", "PAUSED": "yellow", "degraded": "yellow",
-    "down": "red", "missing": "red", "HALTED": "red", "ENGAGED": "bold red", "FAIL": "bold red",
-    "FAILED": "bold red", "UNKNOWN": "bold red",
+    "ok": "green",
+    "ACTIVE": "green",
+    "off": "green",
+    "PASS": "green",
+    "stale": "yellow",
+    "starting": "yellow",
+    "REDUCING": "yellow",
+    "PAUSED": "yellow",
+    "degraded": "yellow",
+    "down": "red",
+    "missing": "red",
+    "HALTED": "red",
+    "ENGAGED": "bold red",
+    "FAIL": "bold red",
+    "FAILED": "bold red",
+    "UNKNOWN": "bold red",
 }
 
 
@@ -51,11 +63,25 @@ def console(stream: IO[str] | None = None) -> Console:
     if _isatty(stream):
         # NO_COLOR / TERM=dumb: no colour and no bold either (no escape codes at all); still boxed tables
         colour = colour_allowed(stream)
-        return Console(file=stream, highlight=False, soft_wrap=True, emoji=False, no_color=not colour,
-                       color_system="auto" if colour else None)
+        return Console(
+            file=stream,
+            highlight=False,
+            soft_wrap=True,
+            emoji=False,
+            no_color=not colour,
+            color_system="auto" if colour else None,
+        )
     # Not a terminal: plain text, never wrapped or cut at a guessed width; FORCE_COLOR does not apply.
-    return Console(file=stream, force_terminal=False, color_system=None, no_color=True, highlight=False,
-                   soft_wrap=True, emoji=False, width=PIPE_WIDTH)
+    return Console(
+        file=stream,
+        force_terminal=False,
+        color_system=None,
+        no_color=True,
+        highlight=False,
+        soft_wrap=True,
+        emoji=False,
+        width=PIPE_WIDTH,
+    )
 
 
 def styled(value: Any, style: str | None = None) -> Text:
@@ -64,11 +90,22 @@ def styled(value: Any, style: str | None = None) -> Text:
     return Text(s, style=style if style is not None else STYLES.get(s, ""))
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
-          plain: bool | None = None) -> Table:
+def table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: str | None = None,
+    plain: bool | None = None,
+) -> Table:
     """A table of `rows` (cells are values or `Text`); boxed on a terminal, aligned columns when `plain`."""
-    t = Table(title=title, title_justify="left", box=None if plain else box.SIMPLE_HEAD, header_style="bold",
-              pad_edge=False, padding=(0, 2, 0, 0) if plain else (0, 1))
+    t = Table(
+        title=title,
+        title_justify="left",
+        box=None if plain else box.SIMPLE_HEAD,
+        header_style="bold",
+        pad_edge=False,
+        padding=(0, 2, 0, 0) if plain else (0, 1),
+    )
     for c in columns:
         t.add_column(c, no_wrap=True, overflow="fold")
     for row in rows:
@@ -76,8 +113,9 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str |
     return t
 
 
-def print_table(out: Console, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
-                title: str | None = None) -> None:
+def print_table(
+    out: Console, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None
+) -> None:
     """Print a table on `out`: boxed and coloured on a terminal, plain aligned columns otherwise."""
     if out.is_terminal:
         out.print(table(columns, rows, title=title))
@@ -97,8 +135,13 @@ def progress(description: str, total: float | None = None, *, stream: IO[str] | 
     stream = stream or sys.stderr
     out = console(stream)
     if out.is_terminal:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[note]}")]
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+        ]
         with Progress(*columns, console=out, transient=False) as bar:
             task = bar.add_task(description, total=total, note="")
 
@@ -117,8 +160,9 @@ def progress(description: str, total: float | None = None, *, stream: IO[str] | 
     out.print(Text(f"{description}: done ({done['n']:g}" + (f"/{total:g})" if total else ")")))
 
 
-def track(items: Iterable[Any], description: str, total: float | None = None, *,
-          stream: IO[str] | None = None) -> Iterator[Any]:
+def track(
+    items: Iterable[Any], description: str, total: float | None = None, *, stream: IO[str] | None = None
+) -> Iterator[Any]:
     """Iterate over `items` with a progress bar on a terminal (see `progress`)."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]

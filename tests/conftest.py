@@ -137,8 +137,6 @@ def services(tmp_path: Path, nats_url: str, database_url: str) -> Iterator[Servi
     factory.stop_all()
 
 
-
-
 # -- servers a test owns, so that it can stop and restart them (fault tests) -----------------------
 @pytest.fixture
 def own_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
@@ -162,7 +160,9 @@ def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
 
 
 @pytest.fixture
-def own_services(tmp_path: Path, own_nats: EmbeddedNats, own_postgres: EmbeddedPostgres) -> Iterator[ServiceFactory]:
+def own_services(
+    tmp_path: Path, own_nats: EmbeddedNats, own_postgres: EmbeddedPostgres
+) -> Iterator[ServiceFactory]:
     """Like `services`, but on servers the test can stop and restart."""
     factory = ServiceFactory(tmp_path, own_nats.url, own_postgres.url)
     yield factory

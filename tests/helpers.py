@@ -42,9 +42,13 @@ def write_config(path: Path, overrides: dict | None = None) -> Path:
         return out
 
     # tests write their artifacts (models, backups, reports) next to their config, never into the repo
-    own = {"monitoring": {"heartbeat_interval_s": 0.2},
-           "storage": {"artifacts_dir": str(path.parent / "artifacts"),
-                       "backup": {"dir": str(path.parent / "artifacts" / "backups")}}}
+    own = {
+        "monitoring": {"heartbeat_interval_s": 0.2},
+        "storage": {
+            "artifacts_dir": str(path.parent / "artifacts"),
+            "backup": {"dir": str(path.parent / "artifacts" / "backups")},
+        },
+    }
     cfg = merge(merge(base, own), overrides or {})
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -60,8 +64,14 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", f"services.{self.name}"], cwd=ROOT, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         return self
 
@@ -115,18 +125,32 @@ class ServiceFactory:
     def env(self, name: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
         env.update(
-            NATS_URL=self.nats_url, DATABASE_URL=self.database_url, BNML_CONFIG=str(self.config_path),
-            BNML_LOG_FORMAT="json", BNML_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
-            BNML_OPS_API__OPERATOR_TOKEN=OPERATOR_TOKEN, BNML_OPS_API__VIEWER_TOKEN=VIEWER_TOKEN,
+            NATS_URL=self.nats_url,
+            DATABASE_URL=self.database_url,
+            BNML_CONFIG=str(self.config_path),
+            BNML_LOG_FORMAT="json",
+            BNML_LOG_LEVEL="INFO",
+            PYTHONUNBUFFERED="1",
+            BNML_OPS_API__OPERATOR_TOKEN=OPERATOR_TOKEN,
+            BNML_OPS_API__VIEWER_TOKEN=VIEWER_TOKEN,
             BNML_KILL_SWITCH__RELEASE_KEY=RELEASE_KEY,
-            **{f"BNML_{n.upper()}__METRICS_PORT": "0" for n in ("market_data", "signal", "risk", "execution",
-                                                                 "ops_api")},
+            **{
+                f"BNML_{n.upper()}__METRICS_PORT": "0"
+                for n in ("market_data", "signal", "risk", "execution", "ops_api")
+            },
         )
         env.update(self.extra_env)
         return env
 
-    def start(self, name: str, *, wait: bool = True, env: dict[str, str] | None = None,
-              label: str = "", timeout: float = 30.0) -> ServiceProcess:
+    def start(
+        self,
+        name: str,
+        *,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        label: str = "",
+        timeout: float = 30.0,
+    ) -> ServiceProcess:
         """Start `python -m services.<name>`. Two instances of one service need their own `label` (their log
         files) and their own settings through `env`, e.g. a signal shard:
         `env=shard_env("signal", 1, 2), label="signal-1"`."""
@@ -144,7 +168,10 @@ class ServiceFactory:
 
 def shard_env(service: str, index: int, count: int) -> dict[str, str]:
     """The environment that makes an instance of `service` shard `index` of `count` (libs/common/shard.py)."""
-    return {f"BNML_{service.upper()}__SHARD__INDEX": str(index), f"BNML_{service.upper()}__SHARD__COUNT": str(count)}
+    return {
+        f"BNML_{service.upper()}__SHARD__INDEX": str(index),
+        f"BNML_{service.upper()}__SHARD__COUNT": str(count),
+    }
 
 
 def free_tcp_port() -> int:

@@ -26,8 +26,11 @@ def _test(args) -> int:
     cfg = settings.monitoring.alerting
     channels = build_channels(cfg)
     if not channels:
-        print("bnml alert test: no channel enabled under monitoring.alerting (telegram, webhook, email); alerts are "
-              "only logged locally", file=sys.stderr)
+        print(
+            "bnml alert test: no channel enabled under monitoring.alerting (telegram, webhook, email); alerts are "
+            "only logged locally",
+            file=sys.stderr,
+        )
         return 1
     title, body = format_alert("INFO", "bnml", "test alert", args.message)
     results = asyncio.run(send_all(channels, title, body, cfg.timeout_s))

@@ -8,16 +8,29 @@ import sys
 
 def register(sub) -> None:
     p = sub.add_parser("backtest", help="backtest the model through the full risk and paper-execution stack")
-    p.add_argument("--data", nargs="*", default=[], metavar="FILE[=SYMBOL]",
-                   help="OHLCV files (csv/json/parquet; symbol from the file name unless given)")
+    p.add_argument(
+        "--data",
+        nargs="*",
+        default=[],
+        metavar="FILE[=SYMBOL]",
+        help="OHLCV files (csv/json/parquet; symbol from the file name unless given)",
+    )
     p.add_argument("--symbols", nargs="*", default=[], help="symbols downloaded by `bnml data download`")
     p.add_argument("--timeframe", default=None, help="timeframe of the data (checked against the files)")
     p.add_argument("--from", dest="start", default=None, help="first bar (UTC date or ISO time)")
     p.add_argument("--to", dest="end", default=None, help="end, exclusive (UTC)")
     p.add_argument("--model", default=None, help="model version (default: artifacts/models/current)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a setting, e.g. --set risk.max_notional_usdt=50 (repeatable)")
-    p.add_argument("--null-runs", type=int, default=None, help="circular shifts for the null baseline (default 20)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a setting, e.g. --set risk.max_notional_usdt=50 (repeatable)",
+    )
+    p.add_argument(
+        "--null-runs", type=int, default=None, help="circular shifts for the null baseline (default 20)"
+    )
     p.add_argument("--allow-gaps", action="store_true", help="accept files with missing bars (reported)")
     p.add_argument("--dir", default=None, help="data directory of downloaded files (default artifacts/data)")
     p.add_argument("--id", default=None, help="backtest id (directory name under artifacts/backtests/)")
@@ -52,24 +65,43 @@ def _backtest(args) -> int:
         settings = apply_overrides(load_settings(args.config), args.overrides)
         mpath = settings.risk.markets_path
         markets = Markets.load(mpath if mpath.startswith("/") else ROOT / mpath)
-        inputs = resolve_inputs(args.data, args.symbols, args.timeframe, data_dir(settings, args.dir), markets)
-        series = load_series(inputs, markets, timeframe=args.timeframe,
-                             start_ms=parse_time(args.start) if args.start else None,
-                             end_ms=parse_time(args.end) if args.end else None, allow_gaps=args.allow_gaps)
+        inputs = resolve_inputs(
+            args.data, args.symbols, args.timeframe, data_dir(settings, args.dir), markets
+        )
+        series = load_series(
+            inputs,
+            markets,
+            timeframe=args.timeframe,
+            start_ms=parse_time(args.start) if args.start else None,
+            end_ms=parse_time(args.end) if args.end else None,
+            allow_gaps=args.allow_gaps,
+        )
         settings = settings.model_copy(update={"symbols": [s.symbol for s in series]})
         model = load_model_for(settings, args.model)
     except (ConfigurationError, ValueError, OSError) as exc:
         err.print(f"backtest: {cli_error(exc)}")
         return 2
     total = sum(int(s.open_ms.size) for s in series)
-    columns = (TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"), TimeRemainingColumn())
+    columns = (
+        TextColumn("backtest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("bars"),
+        TimeRemainingColumn(),
+    )
     try:
         with Progress(*columns, console=err, disable=args.no_progress, transient=True) as progress:
             task = progress.add_task("bars", total=total)
-            out = run_backtest(settings, series, model, markets,
-                               null_runs=DEFAULT_NULL_RUNS if args.null_runs is None else args.null_runs,
-                               bt_id=args.id, on_bars=lambda n: progress.update(task, completed=n),
-                               progress=lambda msg: progress.console.log(msg) if not args.no_progress else None)
+            out = run_backtest(
+                settings,
+                series,
+                model,
+                markets,
+                null_runs=DEFAULT_NULL_RUNS if args.null_runs is None else args.null_runs,
+                bt_id=args.id,
+                on_bars=lambda n: progress.update(task, completed=n),
+                progress=lambda msg: progress.console.log(msg) if not args.no_progress else None,
+            )
     except ValueError as exc:
         err.print(f"backtest: {cli_error(exc)}")
         return 1

@@ -10,7 +10,9 @@ from bnml.commands import add_json_option
 
 
 def register(sub) -> None:
-    p = sub.add_parser("backup", help="pg_dump the Postgres state + model pointer into artifacts/backups/<ts>/")
+    p = sub.add_parser(
+        "backup", help="pg_dump the Postgres state + model pointer into artifacts/backups/<ts>/"
+    )
     add_json_option(p, help="accepted for uniformity: the result is always JSON (progress goes to stderr)")
     p.set_defaults(func=_backup)
     r = sub.add_parser("restore", help="restore a backup directory into an EMPTY database")
@@ -37,15 +39,21 @@ def _backup(args) -> int:
     res = make_backup(url, Path(b.dir), Path(b.models_dir), b.retention, timeout_s=b.timeout_s)
     try:
         with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
-            conn.execute("INSERT INTO backups (started_at, finished_at, ok, path, size_bytes, error, trigger)"
-                         " VALUES (%s, %s, %s, %s, %s, %s, 'cli')",
-                         (res.started_at, res.finished_at, res.ok, str(res.path or ""), res.size_bytes, res.error))
+            conn.execute(
+                "INSERT INTO backups (started_at, finished_at, ok, path, size_bytes, error, trigger)"
+                " VALUES (%s, %s, %s, %s, %s, %s, 'cli')",
+                (res.started_at, res.finished_at, res.ok, str(res.path or ""), res.size_bytes, res.error),
+            )
     except Exception as exc:
         print(f"warning: backup not recorded in the database ({type(exc).__name__})", file=sys.stderr)
     if not res.ok:
         print(f"bnml backup FAILED: {res.error}", file=sys.stderr)
         return 1
-    print(json.dumps({"ok": True, "path": str(res.path), "size_bytes": res.size_bytes, "pruned": res.pruned}, indent=2))
+    print(
+        json.dumps(
+            {"ok": True, "path": str(res.path), "size_bytes": res.size_bytes, "pruned": res.pruned}, indent=2
+        )
+    )
     return 0
 
 
@@ -65,6 +73,9 @@ def _restore(args) -> int:
         return 1
     print(json.dumps(out, indent=2))
     if out.get("models_current"):
-        print(f"note: the model pointer at backup time was {out['models_current']!r} "
-              "(artifacts/models/current is not changed by a restore)", file=sys.stderr)
+        print(
+            f"note: the model pointer at backup time was {out['models_current']!r} "
+            "(artifacts/models/current is not changed by a restore)",
+            file=sys.stderr,
+        )
     return 0

@@ -11,8 +11,11 @@ from bnml.commands import add_json_option
 def register(sub) -> None:
     p = sub.add_parser("contracts", help="print the JSON Schema of every bus message, keyed by subject")
     add_json_option(p, help="accepted for uniformity: the output is always JSON")
-    p.add_argument("--asyncapi", action="store_true",
-                   help="print the AsyncAPI 3.0 document of the bus (channels, messages, payload schemas)")
+    p.add_argument(
+        "--asyncapi",
+        action="store_true",
+        help="print the AsyncAPI 3.0 document of the bus (channels, messages, payload schemas)",
+    )
     p.set_defaults(func=_contracts)
 
 

@@ -35,7 +35,9 @@ def register(sub) -> None:
     d = dsub.add_parser("download", help="fetch OHLCV from Binance (resumable) into Parquet")
     d.add_argument("--symbols", nargs="+", required=True, help="ccxt symbols, e.g. BTC/USDT ETH/USDT")
     d.add_argument("--timeframe", default="1h", help="1m, 5m, 1h, 1d, ... (default 1h)")
-    d.add_argument("--from", dest="start", required=True, help="start (UTC), e.g. 2024-01-01 or 2024-01-01T06:00")
+    d.add_argument(
+        "--from", dest="start", required=True, help="start (UTC), e.g. 2024-01-01 or 2024-01-01T06:00"
+    )
     d.add_argument("--to", dest="end", default=None, help="end, exclusive (UTC; default: now)")
     d.add_argument("--dir", default=None, help="data directory (default: <storage.artifacts_dir>/data)")
     d.add_argument("--exchange", default="binance", choices=["binance"])
@@ -93,22 +95,30 @@ async def _fetch_range(ex, symbol: str, timeframe: str, tf_ms: int, a: int, b: i
         if not policy.allowed(now):
             await asyncio.sleep(policy.wait_s(now))
         try:
-            rows = await call(ex, lambda s=since: ex.fetch_ohlcv(symbol, timeframe, since=s, limit=PAGE_LIMIT,
-                                                                  params={"until": b - 1}),
-                              lambda: int(time.time() * 1000))
+            rows = await call(
+                ex,
+                lambda s=since: ex.fetch_ohlcv(
+                    symbol, timeframe, since=s, limit=PAGE_LIMIT, params={"until": b - 1}
+                ),
+                lambda: int(time.time() * 1000),
+            )
         except InvalidInputError as exc:
             raise DownloadError(f"{symbol}: the exchange refused the request: {exc}") from None
         except ExchangeBanned as exc:
             wait = exc.retry_after_s if exc.retry_after_s is not None else policy.ban_default_s
             if wait > MAX_BAN_WAIT_S:
-                raise DownloadError(f"{symbol}: IP banned by the exchange (418) for {wait:.0f}s; stopped, "
-                                    "run again after the ban (what was fetched is kept)") from None
+                raise DownloadError(
+                    f"{symbol}: IP banned by the exchange (418) for {wait:.0f}s; stopped, "
+                    "run again after the ban (what was fetched is kept)"
+                ) from None
             policy.on_error("banned", time.monotonic(), wait)
             continue
         except TemporaryError as exc:
             d = policy.on_error(error_kind(exc), time.monotonic(), getattr(exc, "retry_after_s", None))  # type: ignore[arg-type]
             if d.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
-                raise DownloadError(f"{symbol}: {d.consecutive_errors} errors in a row, last: {exc}") from None
+                raise DownloadError(
+                    f"{symbol}: {d.consecutive_errors} errors in a row, last: {exc}"
+                ) from None
             continue
         except OperationalError as exc:
             raise DownloadError(f"{symbol}: {exc}") from None
@@ -121,8 +131,16 @@ async def _fetch_range(ex, symbol: str, timeframe: str, tf_ms: int, a: int, b: i
         since = int(rows[-1][0]) + tf_ms
 
 
-async def download(settings, symbols: list[str], timeframe: str, start: int, end: int, root: Path,
-                   progress=None, exchange_id: str = "binance") -> dict[str, dict]:
+async def download(
+    settings,
+    symbols: list[str],
+    timeframe: str,
+    start: int,
+    end: int,
+    root: Path,
+    progress=None,
+    exchange_id: str = "binance",
+) -> dict[str, dict]:
     """Fetch what is missing for each symbol; returns per-symbol {path, fetched, rows, gaps, span}."""
     from libs.common import ohlcv
     from services.market_data.backoff import BackoffPolicy
@@ -145,14 +163,17 @@ async def download(settings, symbols: list[str], timeframe: str, start: int, end
                 raise DownloadError(f"{symbol}: not a market on {exchange_id}")
             path = ohlcv.data_path(root, exchange_id, symbol, timeframe)
             policy = BackoffPolicy(bcfg.backoff_initial_s, bcfg.backoff_max_s, bcfg.ban_default_s)
-            results[symbol] = await _download_symbol(ex, symbol, timeframe, start, end, path, policy, progress)
+            results[symbol] = await _download_symbol(
+                ex, symbol, timeframe, start, end, path, policy, progress
+            )
     finally:
         await ex.close()
     return results
 
 
-async def _download_symbol(ex, symbol: str, timeframe: str, start: int, end: int, path: Path, policy,
-                           progress) -> dict:
+async def _download_symbol(
+    ex, symbol: str, timeframe: str, start: int, end: int, path: Path, policy, progress
+) -> dict:
     import polars as pl
 
     from libs.common import ohlcv
@@ -172,8 +193,9 @@ async def _download_symbol(ex, symbol: str, timeframe: str, start: int, end: int
         if not pages:
             return
         new = pl.DataFrame([r[:6] for page in pages for r in page], orient="row", schema=list(ohlcv.COLUMNS))
-        new = new.with_columns(pl.col("open_time").cast(pl.Int64), *[pl.col(c).cast(pl.Float64)
-                                                                      for c in ohlcv.COLUMNS[1:]])
+        new = new.with_columns(
+            pl.col("open_time").cast(pl.Int64), *[pl.col(c).cast(pl.Float64) for c in ohlcv.COLUMNS[1:]]
+        )
         frame = pl.concat([frame, new]).unique("open_time", keep="last").sort("open_time")
         ohlcv.to_parquet(frame.with_columns((pl.col("open_time") + tf_ms - 1).alias("close_time")), path)
         pages.clear()
@@ -197,7 +219,13 @@ async def _download_symbol(ex, symbol: str, timeframe: str, start: int, end: int
     if frame.height == 0:
         raise DownloadError(f"{symbol}: the exchange has no {timeframe} bars in the range")
     inside = ohlcv.load(path, symbol=symbol, timeframe=timeframe, allow_gaps=True).between(start, end)
-    return {"path": str(path), "fetched": fetched, "rows": inside.rows, "gaps": inside.gaps, "span": inside.span()}
+    return {
+        "path": str(path),
+        "fetched": fetched,
+        "rows": inside.rows,
+        "gaps": inside.gaps,
+        "span": inside.span(),
+    }
 
 
 def _fmt_ms(ms: int) -> str:
@@ -221,24 +249,36 @@ def _download(args) -> int:
     except (ConfigurationError, ValueError) as exc:
         err.print(f"data download: {exc}")
         return 2
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("bars"),
+        TimeRemainingColumn(),
+    )
     try:
         with Progress(*columns, console=err, disable=args.no_progress) as progress:
-            results = asyncio.run(download(settings, list(args.symbols), args.timeframe, start, end, root,
-                                           progress, args.exchange))
+            results = asyncio.run(
+                download(
+                    settings, list(args.symbols), args.timeframe, start, end, root, progress, args.exchange
+                )
+            )
     except (DownloadError, OhlcvError, ValueError) as exc:
         err.print(f"data download: {exc}")
         return 1
     for sym, r in results.items():
         gaps = r["gaps"]
-        line = (f"{sym} {args.timeframe}: {r['rows']} bars {_fmt_ms(r['span'][0])} .. {_fmt_ms(r['span'][1])}, "
-                f"{r['fetched']} fetched now -> {r['path']}")
+        line = (
+            f"{sym} {args.timeframe}: {r['rows']} bars {_fmt_ms(r['span'][0])} .. {_fmt_ms(r['span'][1])}, "
+            f"{r['fetched']} fetched now -> {r['path']}"
+        )
         print(line)
         if gaps:
             first = ", ".join(f"{_fmt_ms(a)} .. {_fmt_ms(b)}" for a, b in gaps[:5])
-            print(f"  {len(gaps)} gap(s) the exchange has no bars for (kept as gaps): {first}"
-                  + (" ..." if len(gaps) > 5 else ""))
+            print(
+                f"  {len(gaps)} gap(s) the exchange has no bars for (kept as gaps): {first}"
+                + (" ..." if len(gaps) > 5 else "")
+            )
     return 0
 
 
@@ -250,11 +290,31 @@ def list_files(root: Path) -> list[dict]:
         try:
             s = ohlcv.load(path, allow_gaps=True)
             a, b = s.span()
-            out.append({"exchange": path.parent.name, "file": path.name, "timeframe": s.timeframe, "rows": s.rows,
-                        "from": _fmt_ms(a), "to": _fmt_ms(b), "gaps": len(s.gaps), "error": ""})
+            out.append(
+                {
+                    "exchange": path.parent.name,
+                    "file": path.name,
+                    "timeframe": s.timeframe,
+                    "rows": s.rows,
+                    "from": _fmt_ms(a),
+                    "to": _fmt_ms(b),
+                    "gaps": len(s.gaps),
+                    "error": "",
+                }
+            )
         except ohlcv.OhlcvError as exc:
-            out.append({"exchange": path.parent.name, "file": path.name, "timeframe": "", "rows": 0, "from": "",
-                        "to": "", "gaps": 0, "error": str(exc)})
+            out.append(
+                {
+                    "exchange": path.parent.name,
+                    "file": path.name,
+                    "timeframe": "",
+                    "rows": 0,
+                    "from": "",
+                    "to": "",
+                    "gaps": 0,
+                    "error": str(exc),
+                }
+            )
     return out
 
 
@@ -264,13 +324,17 @@ def _list(args) -> int:
     root = data_dir(load_settings(args.config), args.dir)
     rows = list_files(root)
     if not rows:
-        print(f"no data under {root} (bnml data download --symbols BTC/USDT --timeframe 1h --from 2024-01-01)")
+        print(
+            f"no data under {root} (bnml data download --symbols BTC/USDT --timeframe 1h --from 2024-01-01)"
+        )
         return 0
     print(f"{'exchange':<9} {'file':<26} {'tf':<4} {'bars':>8}  {'from':<16}  {'to':<16}  gaps")
     for r in rows:
         if r["error"]:
             print(f"{r['exchange']:<9} {r['file']:<26} unreadable: {r['error']}", file=sys.stdout)
             continue
-        print(f"{r['exchange']:<9} {r['file']:<26} {r['timeframe']:<4} {r['rows']:>8}  {r['from']:<16}  "
-              f"{r['to']:<16}  {r['gaps']}")
+        print(
+            f"{r['exchange']:<9} {r['file']:<26} {r['timeframe']:<4} {r['rows']:>8}  {r['from']:<16}  "
+            f"{r['to']:<16}  {r['gaps']}"
+        )
     return 0

@@ -30,8 +30,12 @@ def register(sub) -> None:
     n.add_argument("--id", type=int, default=None, help="incident id (default: the latest incident)")
     n.add_argument("--title", default=None, help="open a manual incident with this title instead")
     n.add_argument("--severity", default="SEV-2", choices=["SEV-1", "SEV-2", "SEV-3"])
-    n.add_argument("--hours", type=float, default=2.0, help="events this long before the incident (default 2)")
-    n.add_argument("--out", default=None, help="output directory (default monitoring.incidents.postmortem_dir)")
+    n.add_argument(
+        "--hours", type=float, default=2.0, help="events this long before the incident (default 2)"
+    )
+    n.add_argument(
+        "--out", default=None, help="output directory (default monitoring.incidents.postmortem_dir)"
+    )
     n.set_defaults(func=_new)
 
 
@@ -59,8 +63,10 @@ def _open(config, command: str):
         print(f"bnml {command}: {exc}", file=sys.stderr)
         return None, 2
     except Exception as exc:  # unreachable database: one line, password masked
-        print(f"bnml {command}: {mask_url(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}",
-              file=sys.stderr)
+        print(
+            f"bnml {command}: {mask_url(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}",
+            file=sys.stderr,
+        )
         return None, 1
 
 
@@ -69,12 +75,16 @@ def _list(args) -> int:
     if settings is None:
         return conn
     with conn:
-        rows = conn.execute("SELECT id, severity, kind, title, opened_at, resolved_at FROM incidents"
-                            + (" WHERE resolved_at IS NULL" if args.open else "")
-                            + " ORDER BY opened_at DESC LIMIT 50").fetchall()
+        rows = conn.execute(
+            "SELECT id, severity, kind, title, opened_at, resolved_at FROM incidents"
+            + (" WHERE resolved_at IS NULL" if args.open else "")
+            + " ORDER BY opened_at DESC LIMIT 50"
+        ).fetchall()
     for r in rows:
-        print(f"{r['id']:>5} {r['severity']} {r['opened_at']:%Y-%m-%d %H:%M:%S} "
-              f"{'open    ' if r['resolved_at'] is None else 'resolved'} {r['kind']:<18} {r['title']}")
+        print(
+            f"{r['id']:>5} {r['severity']} {r['opened_at']:%Y-%m-%d %H:%M:%S} "
+            f"{'open    ' if r['resolved_at'] is None else 'resolved'} {r['kind']:<18} {r['title']}"
+        )
     if not rows:
         print("no incident recorded")
     return 0
@@ -91,18 +101,27 @@ def _new(args) -> int:
         if args.title:
             incident = conn.execute(
                 "INSERT INTO incidents (severity, kind, key, title, opened_at) VALUES (%s, 'manual', %s, %s, %s)"
-                " RETURNING *", (args.severity, f"manual:{now.isoformat()}", args.title, now)).fetchone()
-            conn.execute("INSERT INTO incident_events (incident_id, ts, source, summary) VALUES (%s, %s, 'operator', %s)",
-                         (incident["id"], now, f"opened by hand: {args.title}"))
+                " RETURNING *",
+                (args.severity, f"manual:{now.isoformat()}", args.title, now),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO incident_events (incident_id, ts, source, summary) VALUES (%s, %s, 'operator', %s)",
+                (incident["id"], now, f"opened by hand: {args.title}"),
+            )
         elif args.id is not None:
             incident = conn.execute("SELECT * FROM incidents WHERE id = %s", (args.id,)).fetchone()
             if incident is None:
                 print(f"bnml incident new: no incident {args.id} (`bnml incident list`)", file=sys.stderr)
                 return 1
         else:
-            incident = conn.execute("SELECT * FROM incidents ORDER BY opened_at DESC, id DESC LIMIT 1").fetchone()
+            incident = conn.execute(
+                "SELECT * FROM incidents ORDER BY opened_at DESC, id DESC LIMIT 1"
+            ).fetchone()
             if incident is None:
-                print("bnml incident new: no incident recorded; use --title to open one by hand", file=sys.stderr)
+                print(
+                    "bnml incident new: no incident recorded; use --title to open one by hand",
+                    file=sys.stderr,
+                )
                 return 1
         lo = incident["opened_at"] - timedelta(hours=args.hours)
         hi = incident["resolved_at"] or now

@@ -49,8 +49,13 @@ async def _connect(config, *, provision: bool = True) -> Bus:
     url = _nats_url(config)
     # inside a compose container the URL has no credentials: use the container's own NATS user (BNML_NATS__*)
     nats = load_settings(config).nats if "@" not in url else None
-    bus = Bus(url, "cli", ServiceMetrics("cli", registry=_private_registry()),
-              user=nats.user if nats else "", password=nats.password.get_secret_value() if nats else "")
+    bus = Bus(
+        url,
+        "cli",
+        ServiceMetrics("cli", registry=_private_registry()),
+        user=nats.user if nats else "",
+        password=nats.password.get_secret_value() if nats else "",
+    )
     await bus.connect(connect_timeout=3, retry_initial=False)
     if provision:
         await bus.ensure_streams(replicas=load_settings(config).nats.replicas_for)
@@ -70,12 +75,14 @@ def _private_registry():
     return CollectorRegistry()
 
 
-async def send_command(config, action: str, reason: str, flatten: bool = False, actor: str | None = None,
-                       wait_s: float = 3.0) -> dict:
+async def send_command(
+    config, action: str, reason: str, flatten: bool = False, actor: str | None = None, wait_s: float = 3.0
+) -> dict:
     """Publish a kill-switch command and wait for risk and execution to acknowledge it. A release is signed
     with the release key (operator authority that risk and execution verify themselves)."""
-    cmd = KillSwitchCommand(ts=utcnow(), action=action, reason=reason, flatten=flatten,
-                            actor=actor or f"cli:{getpass.getuser()}")
+    cmd = KillSwitchCommand(
+        ts=utcnow(), action=action, reason=reason, flatten=flatten, actor=actor or f"cli:{getpass.getuser()}"
+    )
     if action == "release":
         cmd = sign(cmd, _release_key(config))
     bus = await _connect(config)
@@ -96,11 +103,15 @@ async def send_command(config, action: str, reason: str, flatten: bool = False, 
             await asyncio.wait_for(done.wait(), wait_s)
         except TimeoutError:
             pass
-        return {"command_id": cmd.id, "action": action, "acknowledged_by": sorted(acks),
-                "missing": [s for s in ACKERS if s not in acks],
-                "refused_by": sorted(s for s, a in acks.items() if action == "release" and a.engaged),
-                "detail": {s: a.detail for s, a in acks.items() if a.detail},
-                "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return {
+            "command_id": cmd.id,
+            "action": action,
+            "acknowledged_by": sorted(acks),
+            "missing": [s for s in ACKERS if s not in acks],
+            "refused_by": sorted(s for s, a in acks.items() if action == "release" and a.engaged),
+            "detail": {s: a.detail for s, a in acks.items() if a.detail},
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
     finally:
         await bus.drain()
 
@@ -111,8 +122,11 @@ def _report(result: dict) -> int:
         print(f"refused by {', '.join(result['refused_by'])}: the kill switch stays engaged", file=sys.stderr)
         return 3
     if result["missing"]:
-        print(f"warning: no acknowledgement from {', '.join(result['missing'])}; the command stands on the bus "
-              "and will be read by them at start-up", file=sys.stderr)
+        print(
+            f"warning: no acknowledgement from {', '.join(result['missing'])}; the command stands on the bus "
+            "and will be read by them at start-up",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -127,16 +141,24 @@ def _engage(args) -> int:
 def _release(args) -> int:
     from bnml.client import suite_info
 
-    expected = suite_info().get("operator_token") or load_settings(args.config).ops_api.operator_token.get_secret_value()
+    expected = (
+        suite_info().get("operator_token")
+        or load_settings(args.config).ops_api.operator_token.get_secret_value()
+    )
     given = args.token or suite_info().get("operator_token") or ""
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
-        print("bnml kill-switch release: refused: an operator token is required (--token or "
-              "BNML_OPS_API__OPERATOR_TOKEN)", file=sys.stderr)
+        print(
+            "bnml kill-switch release: refused: an operator token is required (--token or "
+            "BNML_OPS_API__OPERATOR_TOKEN)",
+            file=sys.stderr,
+        )
         return 3
     try:
         return _report(asyncio.run(send_command(args.config, "release", args.reason)))
     except InvalidInputError as exc:
-        print(f"bnml kill-switch release: refused: {exc} (set BNML_KILL_SWITCH__RELEASE_KEY)", file=sys.stderr)
+        print(
+            f"bnml kill-switch release: refused: {exc} (set BNML_KILL_SWITCH__RELEASE_KEY)", file=sys.stderr
+        )
         return 3
     except Exception as exc:
         print(f"bnml kill-switch release FAILED: {exc}", file=sys.stderr)
@@ -146,6 +168,7 @@ def _release(args) -> int:
 def _status(args) -> int:
     """Read-only: the standing command as the services apply it (an unauthorised release or something
     unreadable shows as engaged, known false). Creates and updates nothing."""
+
     async def _read():
         bus = await _connect(args.config, provision=False)
         try:

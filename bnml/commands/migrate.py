@@ -12,7 +12,9 @@ import time
 
 def register(sub) -> None:
     p = sub.add_parser("migrate", help="apply pending database migrations (DATABASE_URL) and exit")
-    p.add_argument("--wait", type=float, default=60.0, help="seconds to keep retrying an unreachable database")
+    p.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to keep retrying an unreachable database"
+    )
     p.set_defaults(func=_migrate)
 
 

@@ -20,9 +20,12 @@ EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_FORCE_REFUSED = 0, 1, 2
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="the model registry: list, show, promote, retire",
-                       epilog="exit codes: 0 done, 1 unknown or untrustworthy version, 2 bad configuration, "
-                              "3 the promotion gate refused, 4 --force refused in mode: live")
+    p = sub.add_parser(
+        "models",
+        help="the model registry: list, show, promote, retire",
+        epilog="exit codes: 0 done, 1 unknown or untrustworthy version, 2 bad configuration, "
+        "3 the promotion gate refused, 4 --force refused in mode: live",
+    )
     msub = p.add_subparsers(dest="models_command", required=True)
     q = msub.add_parser("list", help="every version, the current one marked, with its gate record")
     q.add_argument("--json", action="store_true")
@@ -32,7 +35,9 @@ def register(sub) -> None:
     q.set_defaults(func=_show)
     q = msub.add_parser("promote", help="make a version current if it passes the promotion gate")
     q.add_argument("version")
-    q.add_argument("--force", action="store_true", help="promote past a failed gate (paper mode only; audited)")
+    q.add_argument(
+        "--force", action="store_true", help="promote past a failed gate (paper mode only; audited)"
+    )
     q.add_argument("--reason", default="", help="why (recorded in the audit)")
     q.set_defaults(func=_promote)
     q = msub.add_parser("retire", help="mark a version retired (never served again)")
@@ -60,20 +65,30 @@ def _gate_text(meta: dict) -> str:
     if not isinstance(g, dict):
         return "no gate record"
     p = g.get("p_value")
-    return (f"{'PASS' if g.get('passed') else 'FAIL'} net {g.get('net_return', 0):+.2f}% "
-            f"p={'-' if p is None else f'{p:.3f}'}")
+    return (
+        f"{'PASS' if g.get('passed') else 'FAIL'} net {g.get('net_return', 0):+.2f}% "
+        f"p={'-' if p is None else f'{p:.3f}'}"
+    )
 
 
 def _summary(meta: dict, current: str | None) -> dict:
     from services.signal.gate import gate_passed
 
     span = meta.get("data_span") or {}
-    return {"version": meta.get("version"), "current": meta.get("version") == current,
-            "timeframe": meta.get("timeframe"), "symbols": meta.get("symbols"), "data": (meta.get("data") or {}).get("kind"),
-            "data_span": {"from": span.get("from"), "to": span.get("to")}, "trained_at": meta.get("trained_at"),
-            "gate_passed": gate_passed(meta), "gate": _gate_text(meta),
-            "promotion": (meta.get("promotion") or {}).get("kind"), "forced": bool((meta.get("promotion") or {}).get("forced")),
-            "retired": bool(meta.get("retired"))}
+    return {
+        "version": meta.get("version"),
+        "current": meta.get("version") == current,
+        "timeframe": meta.get("timeframe"),
+        "symbols": meta.get("symbols"),
+        "data": (meta.get("data") or {}).get("kind"),
+        "data_span": {"from": span.get("from"), "to": span.get("to")},
+        "trained_at": meta.get("trained_at"),
+        "gate_passed": gate_passed(meta),
+        "gate": _gate_text(meta),
+        "promotion": (meta.get("promotion") or {}).get("kind"),
+        "forced": bool((meta.get("promotion") or {}).get("forced")),
+        "retired": bool(meta.get("retired")),
+    }
 
 
 def _list(args) -> int:
@@ -106,9 +121,11 @@ def _list(args) -> int:
         if r["promotion"] == "bootstrap":
             flags.append("bootstrap")
         span = r["data_span"]
-        print(f"{'*' if r['current'] else ' '} {r['version']:<40} {r['timeframe']:<4} {','.join(r['symbols'] or ['?']):<10} "
-              f"{r['data']:<9} {str(span['from'])[:10]}..{str(span['to'])[:10]}  {r['gate']}"
-              f"{'  ' + ' '.join(flags) if flags else ''}")
+        print(
+            f"{'*' if r['current'] else ' '} {r['version']:<40} {r['timeframe']:<4} {','.join(r['symbols'] or ['?']):<10} "
+            f"{r['data']:<9} {str(span['from'])[:10]}..{str(span['to'])[:10]}  {r['gate']}"
+            f"{'  ' + ' '.join(flags) if flags else ''}"
+        )
     if current is None:
         print("current: none (the signal service holds; in paper mode it trains a synthetic bootstrap model)")
     return EXIT_OK
@@ -131,7 +148,9 @@ def _show(args) -> int:
     except ModelRefused as exc:
         print(f"bnml models show: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    shown = {k: v for k, v in meta.items() if k != "reference"}  # reference distributions: bulky, for drift only
+    shown = {
+        k: v for k, v in meta.items() if k != "reference"
+    }  # reference distributions: bulky, for drift only
     shown["current"] = version == current
     shown["serving"] = {m: vars(serving_decision(meta, m)) for m in ("paper", "live")}
     shown["audit"] = [e for e in read_audit(root) if e.get("version") == version]
@@ -160,39 +179,80 @@ def promote(settings, root, version: str, *, force: bool, reason: str, via: str)
     if meta.get("retired"):
         return EXIT_ERROR, f"{version} is retired; it cannot be promoted"
     g = settings.signal.gate
-    decision = regate(meta, min_excess_return_pct=g.min_excess_return_pct, max_p_value=g.max_p_value,
-                      min_trades=g.min_trades)
+    decision = regate(
+        meta,
+        min_excess_return_pct=g.min_excess_return_pct,
+        max_p_value=g.max_p_value,
+        min_trades=g.min_trades,
+    )
     now = datetime.now(UTC).isoformat()
     if not decision.passed and not force:
-        audit(root, "promote_refused", version, mode=settings.mode, reasons=decision.reasons, via=via, reason=reason)
+        audit(
+            root,
+            "promote_refused",
+            version,
+            mode=settings.mode,
+            reasons=decision.reasons,
+            via=via,
+            reason=reason,
+        )
         return EXIT_GATE_FAILED, f"{version} NOT promoted, the gate failed: " + "; ".join(decision.reasons)
     if not decision.passed and settings.mode == "live":
         audit(root, "force_promote_refused", version, mode=settings.mode, reasons=decision.reasons, via=via)
-        return EXIT_FORCE_REFUSED, "--force is refused in mode: live (only a model that passed the gate may be promoted)"
+        return (
+            EXIT_FORCE_REFUSED,
+            "--force is refused in mode: live (only a model that passed the gate may be promoted)",
+        )
     previous = read_current(root)
     if decision.passed:
         stored = meta.get("gate") or {}
-        update_metadata(root, version, gate={**stored, **decision.record(), "regated_at": now,
-                                             "config": g.model_dump()},
-                        promotion={"forced": False, "kind": "gate", "at": now, "mode": settings.mode, "via": via})
+        update_metadata(
+            root,
+            version,
+            gate={**stored, **decision.record(), "regated_at": now, "config": g.model_dump()},
+            promotion={"forced": False, "kind": "gate", "at": now, "mode": settings.mode, "via": via},
+        )
     else:
-        update_metadata(root, version, promotion={"forced": True, "kind": "force_promote", "at": now,
-                                                  "mode": settings.mode, "via": via, "reason": reason,
-                                                  "gate_reasons": decision.reasons})
+        update_metadata(
+            root,
+            version,
+            promotion={
+                "forced": True,
+                "kind": "force_promote",
+                "at": now,
+                "mode": settings.mode,
+                "via": via,
+                "reason": reason,
+                "gate_reasons": decision.reasons,
+            },
+        )
     set_current(root, version)
-    audit(root, "promote" if decision.passed else "force_promote", version, mode=settings.mode,
-          gate_passed=decision.passed, previous=previous, via=via, reason=reason, reasons=decision.reasons)
+    audit(
+        root,
+        "promote" if decision.passed else "force_promote",
+        version,
+        mode=settings.mode,
+        gate_passed=decision.passed,
+        previous=previous,
+        via=via,
+        reason=reason,
+        reasons=decision.reasons,
+    )
     if decision.passed:
         return EXIT_OK, f"{version} is current (gate passed)"
-    return EXIT_OK, (f"{version} is current WITHOUT passing the gate (forced, audited): paper trading only, live "
-                     f"mode refuses it: " + "; ".join(decision.reasons))
+    return EXIT_OK, (
+        f"{version} is current WITHOUT passing the gate (forced, audited): paper trading only, live "
+        f"mode refuses it: " + "; ".join(decision.reasons)
+    )
 
 
 def _promote(args) -> int:
     settings, root = _context(args)
     if settings is None:
         return EXIT_CONFIG
-    code, msg = promote(settings, root, args.version, force=args.force, reason=args.reason, via="bnml models promote")
+    code, msg = promote(
+        settings, root, args.version, force=args.force, reason=args.reason, via="bnml models promote"
+    )
     print(f"bnml models promote: {msg}", file=sys.stdout if code == EXIT_OK else sys.stderr)
     return code
 
@@ -220,8 +280,14 @@ def _retire(args) -> int:
         print("bnml models retire: --replace-with names the version being retired", file=sys.stderr)
         return EXIT_ERROR
     if current == args.version and args.replace_with:
-        code, msg = promote(settings, root, args.replace_with, force=False, reason=f"replaces retired {args.version}",
-                            via="bnml models retire --replace-with")
+        code, msg = promote(
+            settings,
+            root,
+            args.replace_with,
+            force=False,
+            reason=f"replaces retired {args.version}",
+            via="bnml models retire --replace-with",
+        )
         if code != EXIT_OK:
             print(f"bnml models retire: nothing changed; {msg}", file=sys.stderr)
             return code
@@ -231,11 +297,21 @@ def _retire(args) -> int:
     cleared = current == args.version and not args.replace_with
     if cleared:
         clear_current(root)
-    audit(root, "retire", args.version, mode=settings.mode, reason=args.reason, was_current=current == args.version,
-          current_cleared=cleared, replaced_by=args.replace_with if current == args.version else None)
+    audit(
+        root,
+        "retire",
+        args.version,
+        mode=settings.mode,
+        reason=args.reason,
+        was_current=current == args.version,
+        current_cleared=cleared,
+        replaced_by=args.replace_with if current == args.version else None,
+    )
     print(f"bnml models retire: {args.version} retired")
     if cleared:
-        print(f"bnml models retire: WARNING: {args.version} was current; `current` now names no model, so the signal "
-              f"service holds (every decision HOLD) until you promote one (`bnml models promote VERSION`)",
-              file=sys.stderr)
+        print(
+            f"bnml models retire: WARNING: {args.version} was current; `current` now names no model, so the signal "
+            f"service holds (every decision HOLD) until you promote one (`bnml models promote VERSION`)",
+            file=sys.stderr,
+        )
     return EXIT_OK

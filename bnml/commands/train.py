@@ -6,7 +6,9 @@ from __future__ import annotations
 def register(sub) -> None:
     from services.signal.cli_args import EPILOG, add_arguments
 
-    p = sub.add_parser("train", help="train the signal model and write artifacts/models/<version>/", epilog=EPILOG)
+    p = sub.add_parser(
+        "train", help="train the signal model and write artifacts/models/<version>/", epilog=EPILOG
+    )
     add_arguments(p)
     p.set_defaults(func=_train)
 

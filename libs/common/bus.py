@@ -45,8 +45,17 @@ DLQ_BURST = 200  # dead letters published (and logged) per second per service; t
 REPLICA_ERRORS = frozenset({10074, 10023})
 
 
-STREAM_FIELDS = ("subjects", "retention", "storage", "max_msgs_per_subject", "max_age", "max_bytes",
-                 "duplicate_window", "description", "num_replicas")
+STREAM_FIELDS = (
+    "subjects",
+    "retention",
+    "storage",
+    "max_msgs_per_subject",
+    "max_age",
+    "max_bytes",
+    "duplicate_window",
+    "description",
+    "num_replicas",
+)
 
 
 def _unchanged(current: StreamConfig, wanted: StreamConfig) -> bool:
@@ -79,7 +88,9 @@ class Bus:
     URL or a cluster's comma-separated URLs: the client connects to one of them and, when that server goes
     away, reconnects to another (nats-py also learns the cluster's other members from the server it is on)."""
 
-    def __init__(self, url: str, service: str, metrics: ServiceMetrics, *, user: str = "", password: str = ""):
+    def __init__(
+        self, url: str, service: str, metrics: ServiceMetrics, *, user: str = "", password: str = ""
+    ):
         self.url = url
         self.servers = split_urls(url)
         self.service = service
@@ -100,8 +111,9 @@ class Bus:
         self._slow = metrics.counter("nats_errors_total", "Errors reported by the NATS client", ["kind"])
 
     # -- connection ---------------------------------------------------------------------------
-    async def connect(self, *, connect_timeout: float = 5.0, retry_initial: bool = True,
-                      initial_deadline_s: float = 60.0) -> None:
+    async def connect(
+        self, *, connect_timeout: float = 5.0, retry_initial: bool = True, initial_deadline_s: float = 60.0
+    ) -> None:
         """Connect (retrying the first connection with backoff when `retry_initial`), then reconnect forever."""
         self.fatal = asyncio.get_running_loop().create_future()
         kwargs: dict[str, Any] = {}
@@ -133,8 +145,11 @@ class Bus:
                 delay = min(delay * 2, 3.0)
         self.js = self.nc.jetstream(timeout=5.0)
         self._connected_gauge.set(1)
-        self.log.info("nats connected", url=str(self.nc.connected_url.netloc if self.nc.connected_url else ""),
-                      servers=len(self.servers))
+        self.log.info(
+            "nats connected",
+            url=str(self.nc.connected_url.netloc if self.nc.connected_url else ""),
+            servers=len(self.servers),
+        )
 
     @property
     def connected(self) -> bool:
@@ -155,7 +170,10 @@ class Bus:
     async def _on_reconnected(self) -> None:
         self._connected_gauge.set(1)
         self._reconnects.inc()
-        self.log.info("nats reconnected", url=str(self.nc.connected_url.netloc if self.nc and self.nc.connected_url else ""))
+        self.log.info(
+            "nats reconnected",
+            url=str(self.nc.connected_url.netloc if self.nc and self.nc.connected_url else ""),
+        )
         await self._fire(self.on_reconnect)
 
     async def _on_closed(self) -> None:
@@ -171,8 +189,11 @@ class Bus:
             except Exception:  # a hook must never break the NATS client's callback loop
                 self.log.exception("bus hook failed")
 
-    async def ensure_streams(self, specs: tuple[subjects.StreamSpec, ...] = subjects.STREAMS,
-                             replicas: int | Callable[[str], int] = 1) -> None:
+    async def ensure_streams(
+        self,
+        specs: tuple[subjects.StreamSpec, ...] = subjects.STREAMS,
+        replicas: int | Callable[[str], int] = 1,
+    ) -> None:
         """Create or update every stream; safe to call from every service at every start.
 
         `replicas` (a number, or a stream name -> number such as `settings.nats.replicas_for`) is each stream's
@@ -208,8 +229,12 @@ class Bus:
                 info = await self.js.stream_info(spec.name)
             have = info.config.num_replicas or 1
             if have > want:
-                self.log.warning("stream keeps its replicas (never scaled down by a client)", stream=spec.name,
-                                 replicas=have, configured=want)
+                self.log.warning(
+                    "stream keeps its replicas (never scaled down by a client)",
+                    stream=spec.name,
+                    replicas=have,
+                    configured=want,
+                )
                 config.num_replicas = have
             if _unchanged(info.config, config):
                 continue  # every service calls this at start: on a cluster an update is a meta-group proposal
@@ -237,19 +262,28 @@ class Bus:
         while True:
             info = await self.js.stream_info(stream)
             peers = (info.cluster.replicas or []) if info.cluster else []
-            if info.cluster and info.cluster.leader and len(peers) == replicas - 1 and all(p.current for p in peers):
+            if (
+                info.cluster
+                and info.cluster.leader
+                and len(peers) == replicas - 1
+                and all(p.current for p in peers)
+            ):
                 return
             if loop.time() > deadline:
-                raise TemporaryError(f"stream {stream} not replicated {replicas} times after {timeout_s}s: "
-                                     f"{info.cluster}")
+                raise TemporaryError(
+                    f"stream {stream} not replicated {replicas} times after {timeout_s}s: {info.cluster}"
+                )
             await asyncio.sleep(0.05)
 
     @staticmethod
     def _refuse_replicas(stream: str, want: int, exc: APIError) -> None:
         if exc.err_code in REPLICA_ERRORS:
-            raise ConfigurationError("nats.replicas", f"stream {stream} at {want} replicas refused by NATS "
-                                     f"({exc.description}); one server holds R1 only, R3 needs a cluster of "
-                                     "three (bnml up --nats-cluster 3)") from None
+            raise ConfigurationError(
+                "nats.replicas",
+                f"stream {stream} at {want} replicas refused by NATS "
+                f"({exc.description}); one server holds R1 only, R3 needs a cluster of "
+                "three (bnml up --nats-cluster 3)",
+            ) from None
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Stop taking messages, let handlers finish, flush, close."""
@@ -270,13 +304,22 @@ class Bus:
             kept = self._kept[subject] = subjects.stream_for(subject) is not None
         return kept
 
-    async def publish(self, subject: str, msg: Message, *, timeout: float = 5.0, flush_now: bool = False) -> bool:
+    async def publish(
+        self, subject: str, msg: Message, *, timeout: float = 5.0, flush_now: bool = False
+    ) -> bool:
         """Publish a contract. Returns False if JetStream reports it as a duplicate of an earlier publish."""
         payload = msg.model_dump_json().encode()
         return await self.publish_raw(subject, payload, msg_id=msg.id, timeout=timeout, flush_now=flush_now)
 
-    async def publish_raw(self, subject: str, payload: bytes, *, msg_id: str | None = None,
-                          timeout: float = 5.0, flush_now: bool = False) -> bool:
+    async def publish_raw(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        msg_id: str | None = None,
+        timeout: float = 5.0,
+        flush_now: bool = False,
+    ) -> bool:
         """A core NATS publish only queues the bytes for nats-py's flusher task, which writes them when the
         publishing task next yields. A handler working through a burst of queued messages does not yield
         until the burst is done, so what it publishes waits for the whole burst. `flush_now` yields once
@@ -289,7 +332,11 @@ class Bus:
             headers = {"Nats-Msg-Id": msg_id} if msg_id else None
             try:
                 ack = await self.js.publish(subject, payload, headers=headers, timeout=timeout)
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as exc:
+            except (
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                nats.errors.ConnectionClosedError,
+            ) as exc:
                 raise TemporaryError(f"JetStream publish to {subject} failed: {type(exc).__name__}") from exc
             return not ack.duplicate
         await self.nc.publish(subject, payload)
@@ -308,7 +355,9 @@ class Bus:
         except ValidationError as exc:
             # unknown fields first: they say most plainly that the sender speaks another contract
             errs = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
-            reason = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in errs[:8])
+            reason = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in errs[:8]
+            )
             raise InvalidInputError(f"not a valid {model.__name__}: {reason}") from None
 
     async def dead_letter(self, subject: str, data: bytes, reason: str) -> None:
@@ -324,8 +373,11 @@ class Bus:
         now = asyncio.get_running_loop().time()
         if now - self._dlq_window_start >= 1.0:
             if self._dlq_dropped:
-                self.log.warning("dead-letter storm: letters not published", dropped=self._dlq_dropped,
-                                 window_s=round(now - self._dlq_window_start, 3))
+                self.log.warning(
+                    "dead-letter storm: letters not published",
+                    dropped=self._dlq_dropped,
+                    window_s=round(now - self._dlq_window_start, 3),
+                )
             self._dlq_window_start, self._dlq_in_window, self._dlq_dropped = now, 0, 0
         self._dlq_in_window += 1
         if self._dlq_in_window > DLQ_BURST:
@@ -337,8 +389,12 @@ class Bus:
     async def _send_letter(self, subject: str, data: bytes, reason: str) -> None:
         self.log.warning("invalid message dead-lettered", subject=subject, reason=reason[:300])
         letter = DeadLetter(
-            ts=utcnow(), subject=subject, service=self.service, reason=reason[:2000],
-            payload=data[:DLQ_PAYLOAD_LIMIT].decode("utf-8", errors="replace"), payload_size=len(data),
+            ts=utcnow(),
+            subject=subject,
+            service=self.service,
+            reason=reason[:2000],
+            payload=data[:DLQ_PAYLOAD_LIMIT].decode("utf-8", errors="replace"),
+            payload_size=len(data),
         )
         try:
             assert self.nc is not None
@@ -346,10 +402,18 @@ class Bus:
         except Exception as exc:  # the count and the log line above still record it
             self.log.error("dead-letter publish failed", subject=subject, error=str(exc))
 
-    async def subscribe(self, subject: str, model: type[M], handler: Handler[M], *, queue: str = "",
-                        fail_closed: bool = False, pending_msgs_limit: int = 500_000,
-                        on_invalid: Callable[[str], Any] | None = None,
-                        accept: Callable[[str], bool] | None = None) -> Any:
+    async def subscribe(
+        self,
+        subject: str,
+        model: type[M],
+        handler: Handler[M],
+        *,
+        queue: str = "",
+        fail_closed: bool = False,
+        pending_msgs_limit: int = 500_000,
+        on_invalid: Callable[[str], Any] | None = None,
+        accept: Callable[[str], bool] | None = None,
+    ) -> Any:
         """Core NATS subscription; each message is validated then handed to `handler(msg, subject)`.
 
         `on_invalid(reason)` runs after an invalid message is dead-lettered (e.g. the kill-switch latch
@@ -373,8 +437,13 @@ class Bus:
                 return
             await self._run_handler(handler, msg, raw.subject, fail_closed)
 
-        sub = await self.nc.subscribe(subject, queue=queue, cb=_cb, pending_msgs_limit=pending_msgs_limit,
-                                      pending_bytes_limit=256 * 1024 * 1024)
+        sub = await self.nc.subscribe(
+            subject,
+            queue=queue,
+            cb=_cb,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=256 * 1024 * 1024,
+        )
         self._subs.append(sub)
         return sub
 
@@ -388,14 +457,25 @@ class Bus:
         async def _cb(raw: Msg) -> None:
             put(raw.subject, raw.data)
 
-        sub = await self.nc.subscribe(subject, cb=_cb, pending_msgs_limit=500_000,
-                                      pending_bytes_limit=256 * 1024 * 1024)
+        sub = await self.nc.subscribe(
+            subject, cb=_cb, pending_msgs_limit=500_000, pending_bytes_limit=256 * 1024 * 1024
+        )
         self._subs.append(sub)
         return latest
 
-    async def consume(self, stream: str, durable: str, subject: str, model: type[M], handler: Handler[M], *,
-                      fail_closed: bool = True, ack_wait_s: float = 30.0, max_ack_pending: int = 1000,
-                      deliver_new_only: bool = False) -> Any:
+    async def consume(
+        self,
+        stream: str,
+        durable: str,
+        subject: str,
+        model: type[M],
+        handler: Handler[M],
+        *,
+        fail_closed: bool = True,
+        ack_wait_s: float = 30.0,
+        max_ack_pending: int = 1000,
+        deliver_new_only: bool = False,
+    ) -> Any:
         """Durable JetStream consumer with explicit acks. The message is acked only after the handler returns.
 
         With `fail_closed`, a handler exception leaves the message un-acked (it will be redelivered
@@ -424,14 +504,26 @@ class Bus:
             deliver_policy=DeliverPolicy.NEW if deliver_new_only else DeliverPolicy.ALL,
             filter_subject=subject,
         )
-        sub = await self.js.subscribe(subject, durable=durable, stream=stream, cb=_cb, manual_ack=True,
-                                      config=config, pending_msgs_limit=100_000)
+        sub = await self.js.subscribe(
+            subject,
+            durable=durable,
+            stream=stream,
+            cb=_cb,
+            manual_ack=True,
+            config=config,
+            pending_msgs_limit=100_000,
+        )
         self._subs.append(sub)
         return sub
 
-    async def follow(self, stream: str, subject: str, model: type[M],
-                     handler: Callable[[M, int], Awaitable[None]],
-                     on_invalid: Callable[[str, int], Any]) -> Any:
+    async def follow(
+        self,
+        stream: str,
+        subject: str,
+        model: type[M],
+        handler: Callable[[M, int], Awaitable[None]],
+        on_invalid: Callable[[str, int], Any],
+    ) -> Any:
         """Every message of `subject` from the stream's standing one on, in stream order, each with its stream
         sequence (`handler(msg, seq)`, `on_invalid(reason, seq)` for one that does not decode): an ordered
         JetStream consumer (ephemeral, no acks; re-created by nats-py after a gap or a server restart).
@@ -460,9 +552,15 @@ class Bus:
                 if self.fatal is not None and not self.fatal.done():
                     self.fatal.set_result(exc)
 
-        sub = await self.js.subscribe(subject, stream=stream, cb=_cb, ordered_consumer=True,
-                                      deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, idle_heartbeat=2.0,
-                                      pending_msgs_limit=10_000)
+        sub = await self.js.subscribe(
+            subject,
+            stream=stream,
+            cb=_cb,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            idle_heartbeat=2.0,
+            pending_msgs_limit=10_000,
+        )
         self._subs.append(sub)
         return sub
 

@@ -45,7 +45,9 @@ def header(headers: Mapping[str, Any] | None, name: str) -> str | None:
     return None
 
 
-def retry_after_s(headers: Mapping[str, Any] | None, message: str = "", now_ms: int | None = None) -> float | None:
+def retry_after_s(
+    headers: Mapping[str, Any] | None, message: str = "", now_ms: int | None = None
+) -> float | None:
     """Seconds to wait from a `Retry-After` header (seconds) or Binance's `banned until <epoch ms>` (when
     `now_ms` is given); None when neither says."""
     raw = header(headers, "Retry-After")

@@ -24,8 +24,12 @@ M = TypeVar("M", bound=Message)
 
 
 class Conflated(Generic[M]):
-    def __init__(self, model: type[M], decode: Callable[[type[M], str, bytes], M],
-                 dead_letter: Callable[[str, bytes, str], Any]):
+    def __init__(
+        self,
+        model: type[M],
+        decode: Callable[[type[M], str, bytes], M],
+        dead_letter: Callable[[str, bytes, str], Any],
+    ):
         self.model = model
         self._decode = decode
         self._dead_letter = dead_letter

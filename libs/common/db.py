@@ -23,7 +23,7 @@ Pool: TypeAlias = AsyncConnectionPool[DictConnection]
 def _yoyo_url(url: str) -> str:
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -48,17 +48,29 @@ async def migrate_async(url: str) -> int:
     return await asyncio.to_thread(migrate, url)
 
 
-async def open_pool(url: str, *, min_size: int = 1, max_size: int = 5, timeout: float = 10.0,
-                    name: str = "bnml") -> Pool:
+async def open_pool(
+    url: str, *, min_size: int = 1, max_size: int = 5, timeout: float = 10.0, name: str = "bnml"
+) -> Pool:
     """Open a pool and check one connection; raise TemporaryError if the database does not answer."""
 
     async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
         conn.row_factory = dict_row
 
     # the cast states what `_configure` makes true of every connection the pool hands out: dict rows
-    pool = cast(Pool, AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, timeout=timeout,
-                               name=name, configure=_configure, kwargs={"autocommit": True},
-                               reconnect_timeout=3600))
+    pool = cast(
+        Pool,
+        AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=timeout,
+            name=name,
+            configure=_configure,
+            kwargs={"autocommit": True},
+            reconnect_timeout=3600,
+        ),
+    )
     try:
         await pool.open(wait=True, timeout=timeout)
     except Exception as exc:

@@ -41,9 +41,11 @@ if TYPE_CHECKING:
 
 MIN_KEY_CHARS = 16
 KEY_PLACEHOLDER_PREFIX = "change-me"
-RESTORE_HINT = ("restore it with a fresh command: engage (`python3 -m scripts.kill_switch --config configs/bot.yaml`)"
-                " or release with operator authority (`bnml kill-switch release --reason ...`, or POST /kill-switch"
-                " with the operator token)")
+RESTORE_HINT = (
+    "restore it with a fresh command: engage (`python3 -m scripts.kill_switch --config configs/bot.yaml`)"
+    " or release with operator authority (`bnml kill-switch release --reason ...`, or POST /kill-switch"
+    " with the operator token)"
+)
 
 
 # -- operator authority ---------------------------------------------------------------------------
@@ -55,8 +57,10 @@ def key_usable(key: str) -> bool:
 def authority_payload(cmd: KillSwitchCommand) -> bytes:
     """What the authority covers; any change to these fields breaks it."""
     ts = cmd.ts.astimezone(UTC).isoformat(timespec="microseconds")
-    return json.dumps(["bnml-kill-switch-v1", cmd.id, ts, cmd.action, cmd.reason, cmd.actor, cmd.flatten],
-                      separators=(",", ":")).encode()
+    return json.dumps(
+        ["bnml-kill-switch-v1", cmd.id, ts, cmd.action, cmd.reason, cmd.actor, cmd.flatten],
+        separators=(",", ":"),
+    ).encode()
 
 
 def _mac(cmd: KillSwitchCommand, key: str) -> str:
@@ -66,8 +70,10 @@ def _mac(cmd: KillSwitchCommand, key: str) -> str:
 def sign(cmd: KillSwitchCommand, key: str) -> KillSwitchCommand:
     """The command with operator authority. Raises InvalidInputError if the key cannot sign."""
     if not key_usable(key):
-        raise InvalidInputError(f"kill_switch.release_key: unset, a placeholder or shorter than {MIN_KEY_CHARS} "
-                                "characters; no release can be authorised")
+        raise InvalidInputError(
+            f"kill_switch.release_key: unset, a placeholder or shorter than {MIN_KEY_CHARS} "
+            "characters; no release can be authorised"
+        )
     return cmd.model_copy(update={"authority": _mac(cmd, key)})
 
 
@@ -82,13 +88,15 @@ def check_authority(cmd: KillSwitchCommand, key: str) -> Authority:
     if cmd.action == "engage":
         return Authority(True, "engage needs no authority")
     if not key_usable(key):
-        return Authority(False, "release refused: no usable kill_switch.release_key here, so no release can be "
-                                "verified")
+        return Authority(
+            False, "release refused: no usable kill_switch.release_key here, so no release can be verified"
+        )
     if not cmd.authority:
         return Authority(False, "release refused: it carries no operator authority")
     if not hmac.compare_digest(cmd.authority, _mac(cmd, key)):
-        return Authority(False, "release refused: its operator authority does not verify (wrong key or altered "
-                                "command)")
+        return Authority(
+            False, "release refused: its operator authority does not verify (wrong key or altered command)"
+        )
     return Authority(True, "operator authority verified")
 
 
@@ -141,13 +149,17 @@ class KillSwitchLatch:
         verdict = check_authority(cmd, self.release_key)
         if not verdict.allowed:
             if not self.known:
-                self.reason = f"standing command not applied: {verdict.reason}; treated as engaged; " + RESTORE_HINT
+                self.reason = (
+                    f"standing command not applied: {verdict.reason}; treated as engaged; " + RESTORE_HINT
+                )
             return LatchOutcome("refused", False, verdict.reason)
         was = self.blocks
         changed = cmd.id != self.command_id or not self.known or (cmd.action == "engage") != self.engaged
         self.engaged, self.known = cmd.action == "engage", True
         self.since, self.reason, self.command_id, self.held_ts = cmd.ts, cmd.reason, cmd.id, cmd.ts
-        self.seq = seq  # lower only for a later engage on a recreated stream: its sequence is the new baseline
+        self.seq = (
+            seq  # lower only for a later engage on a recreated stream: its sequence is the new baseline
+        )
         return LatchOutcome("applied", changed or was != self.blocks, verdict.reason)
 
     def _later_engage(self, cmd: KillSwitchCommand) -> bool:
@@ -179,8 +191,12 @@ class KillSwitchLatch:
 
     def as_dict(self) -> dict[str, Any]:
         """What operators see: the effective state (unknown reads engaged), since when and why."""
-        return {"engaged": self.blocks, "known": self.known,
-                "since": self.since.isoformat() if self.since else None, "reason": self.reason}
+        return {
+            "engaged": self.blocks,
+            "known": self.known,
+            "since": self.since.isoformat() if self.since else None,
+            "reason": self.reason,
+        }
 
 
 # -- reading the standing state -------------------------------------------------------------------
@@ -189,7 +205,9 @@ async def read_standing(bus: Bus) -> KillSwitchCommand | None:
     return await bus.last_value("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand)
 
 
-async def refresh_latch(bus: Bus, latch: KillSwitchLatch, log: Logger, now: datetime | None = None) -> LatchOutcome:
+async def refresh_latch(
+    bus: Bus, latch: KillSwitchLatch, log: Logger, now: datetime | None = None
+) -> LatchOutcome:
     """Read the standing state into the latch; on failure leave it blocking (unknown = engaged)."""
     try:
         cmd, seq = await bus.last_entry("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand)
@@ -202,8 +220,14 @@ async def refresh_latch(bus: Bus, latch: KillSwitchLatch, log: Logger, now: date
         log.error("kill switch state unreadable; treating as engaged", error=str(exc))
         return LatchOutcome("unreadable", True, str(exc))
     out = latch.on_empty() if cmd is None else latch.on_command(cmd, seq)
-    log.info("kill switch state read", engaged=latch.blocks, known=latch.known, outcome=out.outcome,
-             seq=seq, reason=latch.reason)
+    log.info(
+        "kill switch state read",
+        engaged=latch.blocks,
+        known=latch.known,
+        outcome=out.outcome,
+        seq=seq,
+        reason=latch.reason,
+    )
     return out
 
 
@@ -219,14 +243,23 @@ async def record_refusal(rt: Runtime, cmd: KillSwitchCommand, why: str) -> None:
             await conn.execute(
                 "INSERT INTO kill_switch_refusals (command_id, ts, action, reason, actor, refused_by, why)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (command_id, refused_by) DO NOTHING",
-                (cmd.id, cmd.ts, cmd.action, cmd.reason[:500], cmd.actor[:100], rt.name, why[:500]))
+                (cmd.id, cmd.ts, cmd.action, cmd.reason[:500], cmd.actor[:100], rt.name, why[:500]),
+            )
     except Exception as exc:  # the refusal stands; the alert below still tells operators
         rt.log.error("kill-switch refusal not audited", error=str(exc))
-    await rt.alert("SEV-2", "kill-switch release refused: no valid operator authority",
-                   f"{why}; command {cmd.id} by {cmd.actor!r}: the kill switch stays as it was",
-                   dedup_key=f"kill_switch:release_refused:{cmd.id}")
+    await rt.alert(
+        "SEV-2",
+        "kill-switch release refused: no valid operator authority",
+        f"{why}; command {cmd.id} by {cmd.actor!r}: the kill switch stays as it was",
+        dedup_key=f"kill_switch:release_refused:{cmd.id}",
+    )
 
 
 async def alert_unreadable(rt: Runtime, latch: KillSwitchLatch) -> None:
     """The standing state became unreadable: trading is halted, and operators must hear it."""
-    await rt.alert("SEV-1", "kill switch state unknown: trading halted", latch.reason or "", dedup_key=UNREADABLE_ALERT_KEY)
+    await rt.alert(
+        "SEV-1",
+        "kill switch state unknown: trading halted",
+        latch.reason or "",
+        dedup_key=UNREADABLE_ALERT_KEY,
+    )

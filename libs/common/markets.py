@@ -104,15 +104,23 @@ class MarketFilters:
         for f in info.get("filters") or []:
             kind = f.get("filterType")
             if kind == "PRICE_FILTER":
-                kw.update(tick_size=_positive(_dec(f.get("tickSize"))), min_price=_positive(_dec(f.get("minPrice"))),
-                          max_price=_positive(_dec(f.get("maxPrice"))))
+                kw.update(
+                    tick_size=_positive(_dec(f.get("tickSize"))),
+                    min_price=_positive(_dec(f.get("minPrice"))),
+                    max_price=_positive(_dec(f.get("maxPrice"))),
+                )
             elif kind == "LOT_SIZE":
-                kw.update(step_size=_positive(_dec(f.get("stepSize"))), min_qty=_positive(_dec(f.get("minQty"))),
-                          max_qty=_positive(_dec(f.get("maxQty"))))
+                kw.update(
+                    step_size=_positive(_dec(f.get("stepSize"))),
+                    min_qty=_positive(_dec(f.get("minQty"))),
+                    max_qty=_positive(_dec(f.get("maxQty"))),
+                )
             elif kind == "MARKET_LOT_SIZE":
-                kw.update(market_step_size=_positive(_dec(f.get("stepSize"))),
-                          market_min_qty=_positive(_dec(f.get("minQty"))),
-                          market_max_qty=_positive(_dec(f.get("maxQty"))))
+                kw.update(
+                    market_step_size=_positive(_dec(f.get("stepSize"))),
+                    market_min_qty=_positive(_dec(f.get("minQty"))),
+                    market_max_qty=_positive(_dec(f.get("maxQty"))),
+                )
             elif kind in ("NOTIONAL", "MIN_NOTIONAL"):
                 kw["min_notional"] = _positive(_dec(f.get("minNotional")))
                 if kind == "NOTIONAL":
@@ -122,20 +130,32 @@ class MarketFilters:
             elif kind == "MAX_NUM_ORDERS":
                 kw["max_num_orders"] = int(f["maxNumOrders"]) if f.get("maxNumOrders") else None
             elif kind == "PERCENT_PRICE_BY_SIDE":
-                kw.update(bid_multiplier_up=_positive(_dec(f.get("bidMultiplierUp"))),
-                          bid_multiplier_down=_positive(_dec(f.get("bidMultiplierDown"))),
-                          ask_multiplier_up=_positive(_dec(f.get("askMultiplierUp"))),
-                          ask_multiplier_down=_positive(_dec(f.get("askMultiplierDown"))))
+                kw.update(
+                    bid_multiplier_up=_positive(_dec(f.get("bidMultiplierUp"))),
+                    bid_multiplier_down=_positive(_dec(f.get("bidMultiplierDown"))),
+                    ask_multiplier_up=_positive(_dec(f.get("askMultiplierUp"))),
+                    ask_multiplier_down=_positive(_dec(f.get("askMultiplierDown"))),
+                )
             elif kind == "PERCENT_PRICE":
                 up, down = _positive(_dec(f.get("multiplierUp"))), _positive(_dec(f.get("multiplierDown")))
-                kw.update(bid_multiplier_up=up, bid_multiplier_down=down, ask_multiplier_up=up,
-                          ask_multiplier_down=down)
+                kw.update(
+                    bid_multiplier_up=up,
+                    bid_multiplier_down=down,
+                    ask_multiplier_up=up,
+                    ask_multiplier_down=down,
+                )
         status = info.get("status")
         active = bool(market.get("active", True)) and (status is None or status == "TRADING")
-        return cls(symbol=market["symbol"], id=market.get("id") or market["symbol"].replace("/", ""),
-                   base=market.get("base") or market["symbol"].split("/")[0],
-                   quote=market.get("quote") or market["symbol"].split("/")[1].split(":")[0],
-                   active=active, taker_fee=_dec(market.get("taker")), maker_fee=_dec(market.get("maker")), **kw)
+        return cls(
+            symbol=market["symbol"],
+            id=market.get("id") or market["symbol"].replace("/", ""),
+            base=market.get("base") or market["symbol"].split("/")[0],
+            quote=market.get("quote") or market["symbol"].split("/")[1].split(":")[0],
+            active=active,
+            taker_fee=_dec(market.get("taker")),
+            maker_fee=_dec(market.get("maker")),
+            **kw,
+        )
 
 
 def _tick_from_precision(p: Any) -> Decimal | None:
@@ -253,8 +273,17 @@ class Markets:
         return q.quantize(step) if q > 0 else step
 
     # -- the exchange's view ----------------------------------------------------------------------
-    def check_order(self, symbol: str, side: Side, qty: Decimal, price: Decimal, *, order_type: str = "LIMIT",
-                    open_orders: int = 0, reference_price: Decimal | None = None) -> OrderCheck:
+    def check_order(
+        self,
+        symbol: str,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        *,
+        order_type: str = "LIMIT",
+        open_orders: int = 0,
+        reference_price: Decimal | None = None,
+    ) -> OrderCheck:
         """Every exchange filter this order breaks. `price` is the limit (or, for MARKET, the expected price);
         `reference_price` (the recent average) enables PERCENT_PRICE_BY_SIDE; `open_orders` MAX_NUM_ORDERS."""
         try:
@@ -301,9 +330,14 @@ class Markets:
         if f.max_num_orders is not None and open_orders >= f.max_num_orders:
             reasons.append("max_num_orders")
         if reference_price is not None and reference_price > 0 and not market:
-            up, down = ((f.bid_multiplier_up, f.bid_multiplier_down) if side == "BUY"
-                        else (f.ask_multiplier_up, f.ask_multiplier_down))
-            if (up is not None and price > reference_price * up) or (down is not None and price < reference_price * down):
+            up, down = (
+                (f.bid_multiplier_up, f.bid_multiplier_down)
+                if side == "BUY"
+                else (f.ask_multiplier_up, f.ask_multiplier_down)
+            )
+            if (up is not None and price > reference_price * up) or (
+                down is not None and price < reference_price * down
+            ):
                 reasons.append("percent_price")
         return OrderCheck(not reasons, tuple(reasons), notional)
 

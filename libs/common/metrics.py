@@ -22,8 +22,14 @@ RESTING_ORDER_BUCKETS = LATENCY_BUCKETS + (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 # Things every service measures the same way (libs/common/metrics.py and libs/common/bus.py declare them).
-SHARED = ("up", "nats_connected", "nats_reconnects_total", "nats_errors_total", "dlq_messages_total",
-          "handler_errors_total")
+SHARED = (
+    "up",
+    "nats_connected",
+    "nats_reconnects_total",
+    "nats_errors_total",
+    "dlq_messages_total",
+    "handler_errors_total",
+)
 
 
 class SharedNames:
@@ -42,11 +48,15 @@ class SharedNames:
                 if own is None:
                     continue
                 for metric in own.collect():
-                    name = "bnml_" + metric.name[len(prefix):]
+                    name = "bnml_" + metric.name[len(prefix) :]
                     family = families.setdefault(name, Metric(name, metric.documentation, metric.type))
                     for sample in metric.samples:
-                        family.add_sample("bnml_" + sample.name[len(prefix):],
-                                          {"service": sm.service, **sample.labels}, sample.value, sample.timestamp)
+                        family.add_sample(
+                            "bnml_" + sample.name[len(prefix) :],
+                            {"service": sm.service, **sample.labels},
+                            sample.value,
+                            sample.timestamp,
+                        )
         yield from families.values()
 
 
@@ -64,7 +74,9 @@ def _shared_names(registry: CollectorRegistry) -> SharedNames:
 class ServiceMetrics:
     """The metrics of one service, plus plain totals reported in heartbeats (for `bnml status`)."""
 
-    RESTING_ORDER_BUCKETS = RESTING_ORDER_BUCKETS  # for shells: `m.histogram(..., buckets=m.RESTING_ORDER_BUCKETS)`
+    RESTING_ORDER_BUCKETS = (
+        RESTING_ORDER_BUCKETS  # for shells: `m.histogram(..., buckets=m.RESTING_ORDER_BUCKETS)`
+    )
 
     def __init__(self, service: str, registry: CollectorRegistry = REGISTRY):
         self.service = service
@@ -75,8 +87,12 @@ class ServiceMetrics:
         self._histograms: dict[str, Histogram] = {}
         _shared_names(registry).services.append(self)
         self.up = self.gauge("up", "1 while the service runs")
-        self.dlq = self.counter("dlq_messages_total", "Invalid messages sent to the dead-letter queue", ["subject"])
-        self.handler_errors = self.counter("handler_errors_total", "Exceptions raised by message handlers", ["subject"])
+        self.dlq = self.counter(
+            "dlq_messages_total", "Invalid messages sent to the dead-letter queue", ["subject"]
+        )
+        self.handler_errors = self.counter(
+            "handler_errors_total", "Exceptions raised by message handlers", ["subject"]
+        )
         self.up.set(1)
 
     def name(self, thing: str) -> str:
@@ -92,11 +108,17 @@ class ServiceMetrics:
             self._gauges[thing] = Gauge(self.name(thing), doc, labels or [], registry=self.registry)
         return self._gauges[thing]
 
-    def histogram(self, thing: str, doc: str, labels: list[str] | None = None,
-                  buckets: tuple[float, ...] = LATENCY_BUCKETS) -> Histogram:
+    def histogram(
+        self,
+        thing: str,
+        doc: str,
+        labels: list[str] | None = None,
+        buckets: tuple[float, ...] = LATENCY_BUCKETS,
+    ) -> Histogram:
         if thing not in self._histograms:
-            self._histograms[thing] = Histogram(self.name(thing), doc, labels or [], buckets=buckets,
-                                                registry=self.registry)
+            self._histograms[thing] = Histogram(
+                self.name(thing), doc, labels or [], buckets=buckets, registry=self.registry
+            )
         return self._histograms[thing]
 
     def count(self, total: str, n: int = 1) -> None:

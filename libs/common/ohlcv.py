@@ -98,13 +98,25 @@ class Ohlcv:
             f = f.filter(pl.col("open_time") < end_ms)
         if f.height == 0:
             raise OhlcvError(self.name, "no bars in the requested date range")
-        return Ohlcv(self.name, self.symbol, self.timeframe, f, dict(self.repairs),
-                     [g for g in self.gaps if (start_ms is None or g[1] >= start_ms) and (end_ms is None or g[0] < end_ms)])
+        return Ohlcv(
+            self.name,
+            self.symbol,
+            self.timeframe,
+            f,
+            dict(self.repairs),
+            [
+                g
+                for g in self.gaps
+                if (start_ms is None or g[1] >= start_ms) and (end_ms is None or g[0] < end_ms)
+            ],
+        )
 
     def as_datetime_frame(self) -> pl.DataFrame:
         """open_time as a UTC datetime (what the feature code and training read)."""
-        return self.frame.select(pl.from_epoch(pl.col("open_time"), time_unit="ms").dt.replace_time_zone("UTC")
-                                 .alias("open_time"), *[pl.col(c) for c in COLUMNS[1:]])
+        return self.frame.select(
+            pl.from_epoch(pl.col("open_time"), time_unit="ms").dt.replace_time_zone("UTC").alias("open_time"),
+            *[pl.col(c) for c in COLUMNS[1:]],
+        )
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -136,7 +148,9 @@ def read_raw(path: str | Path, fmt: str = "auto") -> pl.DataFrame:
     except OhlcvError:
         raise
     except (OSError, ValueError, KeyError, IndexError, TypeError, pl.exceptions.PolarsError) as exc:
-        raise OhlcvError(path.name, f"cannot read as {kind}: {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise OhlcvError(
+            path.name, f"cannot read as {kind}: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
     if df.height == 0:
         raise OhlcvError(path.name, "no rows")
     return df
@@ -167,11 +181,19 @@ def _read_csv(path: Path) -> pl.DataFrame:
     df = df.rename({c: c.strip().lower() for c in df.columns})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        raise OhlcvError(path.name, f"header must name open_time, open, high, low, close, volume (missing {missing})")
-    ct = pl.col("close_time").str.strip_chars().cast(pl.Int64, strict=False) if "close_time" in df.columns \
+        raise OhlcvError(
+            path.name, f"header must name open_time, open, high, low, close, volume (missing {missing})"
+        )
+    ct = (
+        pl.col("close_time").str.strip_chars().cast(pl.Int64, strict=False)
+        if "close_time" in df.columns
         else pl.lit(None, pl.Int64)
-    return df.select(pl.col("open_time").str.strip_chars().str.to_integer().alias("open_time"),
-                     *[pl.col(c).str.strip_chars() for c in COLUMNS[1:]], ct.alias("close_time"))
+    )
+    return df.select(
+        pl.col("open_time").str.strip_chars().str.to_integer().alias("open_time"),
+        *[pl.col(c).str.strip_chars() for c in COLUMNS[1:]],
+        ct.alias("close_time"),
+    )
 
 
 def _read_parquet(path: Path) -> pl.DataFrame:
@@ -181,16 +203,23 @@ def _read_parquet(path: Path) -> pl.DataFrame:
     if tcol is None or not {"open", "high", "low", "close", "volume"} <= cols:
         raise OhlcvError(path.name, "needs open_time|timestamp, open, high, low, close, volume columns")
     t = pl.col(tcol).dt.epoch("ms") if df.schema[tcol].is_temporal() else pl.col(tcol).cast(pl.Int64)
-    ct = pl.col("close_time").cast(pl.Int64) if "close_time" in cols and df.schema["close_time"].is_integer() \
+    ct = (
+        pl.col("close_time").cast(pl.Int64)
+        if "close_time" in cols and df.schema["close_time"].is_integer()
         else pl.lit(None, pl.Int64)
+    )
     out = []
     for c in COLUMNS[1:]:
         e = pl.col(c)
         # floats through their shortest repr, so 43820.01 stays 43820.01 (exact decimals downstream)
-        out.append(e.cast(pl.Utf8) if not df.schema[c].is_float() else
-                   e.map_elements(repr, return_dtype=pl.Utf8))
-    return df.select(t.alias("open_time"), *[o.alias(c) for o, c in zip(out, COLUMNS[1:], strict=True)],
-                     ct.alias("close_time"))
+        out.append(
+            e.cast(pl.Utf8) if not df.schema[c].is_float() else e.map_elements(repr, return_dtype=pl.Utf8)
+        )
+    return df.select(
+        t.alias("open_time"),
+        *[o.alias(c) for o, c in zip(out, COLUMNS[1:], strict=True)],
+        ct.alias("close_time"),
+    )
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -202,7 +231,9 @@ def infer_step(open_times: np.ndarray, name: str) -> int:
     return int(Counter(diffs.tolist()).most_common(1)[0][0])
 
 
-def validate(raw: pl.DataFrame, name: str, *, timeframe: str | None = None, allow_gaps: bool = False) -> Ohlcv:
+def validate(
+    raw: pl.DataFrame, name: str, *, timeframe: str | None = None, allow_gaps: bool = False
+) -> Ohlcv:
     """Check a raw frame (see the module doc); returns the series with float columns, or raises OhlcvError."""
     t = raw["open_time"].to_numpy()
     if t.size >= 2:
@@ -222,7 +253,9 @@ def validate(raw: pl.DataFrame, name: str, *, timeframe: str | None = None, allo
         conflicting = [int(i) for i in dup if not np.array_equal(arr[i], arr[i - 1])]
         if conflicting:
             i = conflicting[0]
-            raise OhlcvError(name, f"duplicate open_time {t[i]} with different values (also row {i})", row=i + 1)
+            raise OhlcvError(
+                name, f"duplicate open_time {t[i]} with different values (also row {i})", row=i + 1
+            )
         keep = np.ones(t.size, dtype=bool)
         keep[dup] = False
         raw = raw.filter(pl.Series(keep))
@@ -237,19 +270,27 @@ def validate(raw: pl.DataFrame, name: str, *, timeframe: str | None = None, allo
     off = np.flatnonzero(t % step != 0) if step < _UNIT_MS["w"] else np.array([], dtype=np.int64)
     if off.size:
         i = int(off[0])
-        raise OhlcvError(name, f"open_time {t[i]} is not on the {timeframe} grid (wrong timeframe?)", row=i + 1)
+        raise OhlcvError(
+            name, f"open_time {t[i]} is not on the {timeframe} grid (wrong timeframe?)", row=i + 1
+        )
     gaps: list[tuple[int, int]] = []
     if t.size >= 2:
         d = np.diff(t)
         if (d < step).any():
             i = int(np.flatnonzero(d < step)[0]) + 1
-            raise OhlcvError(name, f"bars {d[i - 1]} ms apart, shorter than the {timeframe} timeframe", row=i + 1)
+            raise OhlcvError(
+                name, f"bars {d[i - 1]} ms apart, shorter than the {timeframe} timeframe", row=i + 1
+            )
         gap_at = np.flatnonzero(d > step)
         if gap_at.size and not allow_gaps:
             i = int(gap_at[0]) + 1
             missing = int(d[i - 1] // step) - 1
-            raise OhlcvError(name, f"gap: {missing} bar(s) missing between open_time {t[i - 1]} and {t[i]} "
-                                   f"({gap_at.size} gap(s) in all; allow gaps to load it anyway)", row=i + 1)
+            raise OhlcvError(
+                name,
+                f"gap: {missing} bar(s) missing between open_time {t[i - 1]} and {t[i]} "
+                f"({gap_at.size} gap(s) in all; allow gaps to load it anyway)",
+                row=i + 1,
+            )
         gaps = [(int(t[i]), int(t[i + 1])) for i in gap_at]
         if gaps:
             repairs["gaps"] = len(gaps)
@@ -263,7 +304,9 @@ def validate(raw: pl.DataFrame, name: str, *, timeframe: str | None = None, allo
     bounds = (lo > np.minimum(o, c)) | (h < np.maximum(o, c))
     if bounds.any():
         i = int(np.flatnonzero(bounds)[0])
-        raise OhlcvError(name, f"low/high do not bound open/close (o={o[i]} h={h[i]} l={lo[i]} c={c[i]})", row=i + 1)
+        raise OhlcvError(
+            name, f"low/high do not bound open/close (o={o[i]} h={h[i]} l={lo[i]} c={c[i]})", row=i + 1
+        )
     ct = raw["close_time"]
     if ct.null_count() < ct.len():
         n = int(((ct.to_numpy() != t + step - 1) & ct.is_not_null().to_numpy()).sum())
@@ -276,11 +319,20 @@ def validate(raw: pl.DataFrame, name: str, *, timeframe: str | None = None, allo
 def check_symbol(symbol: str, known: Iterable[str], name: str) -> None:
     known = set(known)
     if symbol not in known:
-        raise OhlcvError(name, f"symbol {symbol} is not in configs/markets (known: {', '.join(sorted(known))})")
+        raise OhlcvError(
+            name, f"symbol {symbol} is not in configs/markets (known: {', '.join(sorted(known))})"
+        )
 
 
-def load(path: str | Path, *, symbol: str | None = None, timeframe: str | None = None, fmt: str = "auto",
-         allow_gaps: bool = False, known_symbols: Iterable[str] | None = None) -> Ohlcv:
+def load(
+    path: str | Path,
+    *,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    fmt: str = "auto",
+    allow_gaps: bool = False,
+    known_symbols: Iterable[str] | None = None,
+) -> Ohlcv:
     """Read and validate one file (see the module doc). `known_symbols`: the markets universe to check against."""
     path = Path(path)
     if symbol is not None and known_symbols is not None:

@@ -11,8 +11,14 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def equity_png(times: Sequence[Any], lines: Sequence[tuple[Sequence[float], str, float]], title: str, *,
-               spans: Sequence[tuple[Any, Any]] = (), span_label: str = "") -> bytes:
+def equity_png(
+    times: Sequence[Any],
+    lines: Sequence[tuple[Sequence[float], str, float]],
+    title: str,
+    *,
+    spans: Sequence[tuple[Any, Any]] = (),
+    span_label: str = "",
+) -> bytes:
     """`lines`: (values, label, line width) over `times`; a dashed line at 1.0 ("no trade"); `spans`: (start, end)
     ranges shaded in red (labelled once with `span_label`)."""
     import matplotlib

@@ -30,7 +30,9 @@ from libs.common.settings import BotSettings, load_settings
 
 STOP_TIMEOUT_S = 10.0
 T = TypeVar("T")
-SHARD_PORT_STEP = 100  # shard i of a service serves /metrics on metrics_port + 100 * i (0 stays "any free port")
+SHARD_PORT_STEP = (
+    100  # shard i of a service serves /metrics on metrics_port + 100 * i (0 stays "any free port")
+)
 
 
 class ServiceApp(Protocol):
@@ -75,8 +77,14 @@ class Runtime:
     async def alert(self, severity: Severity, title: str, detail: str = "", dedup_key: str = "") -> None:
         """Raise an alert on the bus (ops_api delivers it) and log it locally whatever happens."""
         self.log.warning("alert", severity=severity, title=title, detail=detail)
-        msg = Alert(ts=utcnow(), severity=severity, source=self.name, title=title, detail=detail,
-                    dedup_key=dedup_key or f"{self.name}:{title}")
+        msg = Alert(
+            ts=utcnow(),
+            severity=severity,
+            source=self.name,
+            title=title,
+            detail=detail,
+            dedup_key=dedup_key or f"{self.name}:{title}",
+        )
         try:
             await self.bus.publish(subjects.alert(severity), msg)
         except Exception as exc:
@@ -106,12 +114,20 @@ async def _heartbeat_loop(rt: Runtime, app: ServiceApp) -> None:
         status, detail = app.health()
         # validated like any message: an app's health() outside Heartbeat's statuses fails here, loudly
         shard_info = getattr(app, "shard_info", None)
-        hb = Heartbeat.model_validate({
-            "ts": utcnow(), "service": rt.name, "instance": rt.instance, "status": status,
-            "uptime_s": time.monotonic() - rt.started_monotonic, "counters": dict(rt.metrics.totals),
-            "detail": detail, "metrics_port": rt.metrics_port,
-            "model": app.served_model() if hasattr(app, "served_model") else None,
-            "shard": shard_info() if shard_info is not None else None})
+        hb = Heartbeat.model_validate(
+            {
+                "ts": utcnow(),
+                "service": rt.name,
+                "instance": rt.instance,
+                "status": status,
+                "uptime_s": time.monotonic() - rt.started_monotonic,
+                "counters": dict(rt.metrics.totals),
+                "detail": detail,
+                "metrics_port": rt.metrics_port,
+                "model": app.served_model() if hasattr(app, "served_model") else None,
+                "shard": shard_info() if shard_info is not None else None,
+            }
+        )
         if rt.bus.connected:
             try:
                 await rt.bus.publish(subject, hb)
@@ -120,8 +136,9 @@ async def _heartbeat_loop(rt: Runtime, app: ServiceApp) -> None:
         await asyncio.sleep(interval)
 
 
-async def _connect_with_retry(what: str, log: Logger, attempt: Callable[[], Awaitable[T]],
-                              deadline_s: float = 60.0) -> T:
+async def _connect_with_retry(
+    what: str, log: Logger, attempt: Callable[[], Awaitable[T]], deadline_s: float = 60.0
+) -> T:
     """Retry a start-up connection with backoff; a configuration error is never retried."""
     delay, start = 0.2, time.monotonic()
     while True:
@@ -145,8 +162,10 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
         if app.needs_db and not settings.database.url.get_secret_value():
             raise ConfigurationError("database.url", "empty; set DATABASE_URL or start through `make run`")
         if getattr(app, "needs_exchange_keys", False) and settings.live_keys_missing():
-            raise ConfigurationError("live.api_key", "mode: live needs BNML_LIVE__API_KEY and BNML_LIVE__API_SECRET "
-                                     "in the environment")
+            raise ConfigurationError(
+                "live.api_key",
+                "mode: live needs BNML_LIVE__API_KEY and BNML_LIVE__API_SECRET in the environment",
+            )
     except ConfigurationError as exc:
         log.error("refusing to start", error=str(exc))
         print(f"{app.name}: {exc}", file=sys.stderr)
@@ -162,8 +181,13 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
     if port and shard is not None:
         port += SHARD_PORT_STEP * shard.index  # shards of one service side by side: 9102, 9202, 9302, ...
     metrics_port = metrics.serve(port)
-    bus = Bus(settings.nats.url, app.name, metrics, user=settings.nats.user,
-              password=settings.nats.password.get_secret_value())
+    bus = Bus(
+        settings.nats.url,
+        app.name,
+        metrics,
+        user=settings.nats.user,
+        password=settings.nats.password.get_secret_value(),
+    )
     pool: Pool | None = None
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -183,12 +207,24 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
                     await migrate_async(url)
                 except Exception as exc:
                     raise TemporaryError(f"migrations failed: {type(exc).__name__}: {exc}") from exc
-                return await open_pool(url, min_size=settings.database.pool_min,
-                                       max_size=settings.database.pool_max, name=app.name)
+                return await open_pool(
+                    url,
+                    min_size=settings.database.pool_min,
+                    max_size=settings.database.pool_max,
+                    name=app.name,
+                )
 
             pool = await _connect_with_retry("database", log, _db)
-        rt = Runtime(name=app.name, settings=settings, metrics=metrics, bus=bus, db_pool=pool, log=log,
-                     metrics_port=metrics_port, clock=clock_for(settings))
+        rt = Runtime(
+            name=app.name,
+            settings=settings,
+            metrics=metrics,
+            bus=bus,
+            db_pool=pool,
+            log=log,
+            metrics_port=metrics_port,
+            clock=clock_for(settings),
+        )
         await app.start(rt)
         rt.spawn(_heartbeat_loop(rt, app), "heartbeat")
         log.info("started", metrics_port=metrics_port, instance=rt.instance)

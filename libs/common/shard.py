@@ -48,7 +48,9 @@ class Shard:
         if not 1 <= self.count <= MAX_SHARDS:
             raise ValueError(f"shard count must be 1..{MAX_SHARDS}, got {self.count}")
         if not 0 <= self.index < self.count:
-            raise ValueError(f"shard index must be 0..{self.count - 1} (count {self.count}), got {self.index}")
+            raise ValueError(
+                f"shard index must be 0..{self.count - 1} (count {self.count}), got {self.index}"
+            )
 
     @property
     def sharded(self) -> bool:
@@ -134,14 +136,26 @@ def ownership(instances: Iterable[InstanceShard], sample: int = 20) -> dict[str,
     count = max(counts) if counts else (max((i.count for i in insts), default=1))
     missing = sorted(set(range(count)) - {i.index for i in live})
     served = {(i.index, i.count) for i in live}
-    shown = [i for i in insts if i.alive or (i.index, i.count) not in served]  # a restarted shard's old self goes
+    shown = [
+        i for i in insts if i.alive or (i.index, i.count) not in served
+    ]  # a restarted shard's old self goes
     return {
         "count": count,
         "counts": counts,
-        "instances": [{"instance": i.instance, "index": i.index, "count": i.count, "alive": i.alive,
-                       "status": i.status if i.alive else "down", "heartbeat_age_s": round(i.age_s, 3),
-                       "symbols": len(i.symbols), "digest": digest(i.symbols),
-                       "sample": list(i.symbols[:sample])} for i in shown],
+        "instances": [
+            {
+                "instance": i.instance,
+                "index": i.index,
+                "count": i.count,
+                "alive": i.alive,
+                "status": i.status if i.alive else "down",
+                "heartbeat_age_s": round(i.age_s, 3),
+                "symbols": len(i.symbols),
+                "digest": digest(i.symbols),
+                "sample": list(i.symbols[:sample]),
+            }
+            for i in shown
+        ],
         "symbols": len(known),
         "unowned": len(unowned),
         "unowned_sample": unowned[:sample],

@@ -199,15 +199,39 @@ class StreamSpec:
 
 
 STREAMS: tuple[StreamSpec, ...] = (
-    StreamSpec("KILL_SWITCH", (kill_switch(),), max_msgs_per_subject=1,
-               description="Last value: the standing kill-switch command", critical=True),
-    StreamSpec("VERDICTS", (ALL_VERDICTS,), max_age_s=7 * 86400, max_bytes=1 << 30,
-               description="Risk verdicts, consumed by execution with explicit acks", critical=True),
-    StreamSpec("ORDERS", (ALL_ORDERS,), max_age_s=30 * 86400, max_bytes=1 << 30, description="Order events",
-               critical=True),
-    StreamSpec("FILLS", (ALL_FILLS,), max_age_s=30 * 86400, max_bytes=1 << 30, description="Fills", critical=True),
-    StreamSpec("RISK_EVENTS", ("risk.breaker.*", trading_state(), account()), max_age_s=30 * 86400,
-               max_bytes=256 << 20, description="Breakers, trading state, account snapshots"),
+    StreamSpec(
+        "KILL_SWITCH",
+        (kill_switch(),),
+        max_msgs_per_subject=1,
+        description="Last value: the standing kill-switch command",
+        critical=True,
+    ),
+    StreamSpec(
+        "VERDICTS",
+        (ALL_VERDICTS,),
+        max_age_s=7 * 86400,
+        max_bytes=1 << 30,
+        description="Risk verdicts, consumed by execution with explicit acks",
+        critical=True,
+    ),
+    StreamSpec(
+        "ORDERS",
+        (ALL_ORDERS,),
+        max_age_s=30 * 86400,
+        max_bytes=1 << 30,
+        description="Order events",
+        critical=True,
+    ),
+    StreamSpec(
+        "FILLS", (ALL_FILLS,), max_age_s=30 * 86400, max_bytes=1 << 30, description="Fills", critical=True
+    ),
+    StreamSpec(
+        "RISK_EVENTS",
+        ("risk.breaker.*", trading_state(), account()),
+        max_age_s=30 * 86400,
+        max_bytes=256 << 20,
+        description="Breakers, trading state, account snapshots",
+    ),
     StreamSpec("MD_UNIVERSE", (universe(),), max_msgs_per_subject=1, description="Current universe"),
     StreamSpec("SIGNAL_DRIFT", (drift(),), max_msgs_per_subject=100, description="Drift status"),
     StreamSpec("ALERTS", (ALL_ALERTS,), max_age_s=30 * 86400, max_bytes=256 << 20, description="Alerts"),

@@ -25,15 +25,19 @@ import hashlib
 import psycopg
 from psycopg.rows import DictRow, dict_row
 
-HELD_SQL = ("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s"
-            " AND objsubid = 1 AND classid = ((%s::bigint >> 32) & 4294967295)::oid"
-            " AND objid = (%s::bigint & 4294967295)::oid")
+HELD_SQL = (
+    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s"
+    " AND objsubid = 1 AND classid = ((%s::bigint >> 32) & 4294967295)::oid"
+    " AND objid = (%s::bigint & 4294967295)::oid"
+)
 
 TRY_SQL = "SELECT pg_try_advisory_lock(%s) AS ok, pg_backend_pid() AS pid"
 # Run on the lock's session right after pg_try_advisory_lock succeeded: this holder's epoch.
-TAKE_EPOCH_SQL = ("INSERT INTO writer_epochs (role, epoch, holder, pid, taken_at) VALUES (%s, 1, %s, pg_backend_pid(),"
-                  " now()) ON CONFLICT (role) DO UPDATE SET epoch = writer_epochs.epoch + 1,"
-                  " holder = EXCLUDED.holder, pid = EXCLUDED.pid, taken_at = now() RETURNING epoch")
+TAKE_EPOCH_SQL = (
+    "INSERT INTO writer_epochs (role, epoch, holder, pid, taken_at) VALUES (%s, 1, %s, pg_backend_pid(),"
+    " now()) ON CONFLICT (role) DO UPDATE SET epoch = writer_epochs.epoch + 1,"
+    " holder = EXCLUDED.holder, pid = EXCLUDED.pid, taken_at = now() RETURNING epoch"
+)
 
 
 class LockLostError(Exception):
@@ -52,8 +56,16 @@ class WriterLock:
     and takes it again gets a new one.
     """
 
-    def __init__(self, url: str, name: str, role: str, *, holder: str = "", session_timeout_s: float | None = None,
-                 connect_timeout_s: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        role: str,
+        *,
+        holder: str = "",
+        session_timeout_s: float | None = None,
+        connect_timeout_s: float = 5.0,
+    ):
         self.url = url
         self.name = name
         self.role = role
@@ -69,7 +81,10 @@ class WriterLock:
     async def _connect(self) -> psycopg.AsyncConnection[DictRow]:
         # psycopg's stub says int; libpq has always been given the float's text (behaviour kept as it was)
         conn = await psycopg.AsyncConnection.connect(
-            self.url, autocommit=True, row_factory=dict_row, connect_timeout=self.connect_timeout_s  # type: ignore[arg-type]
+            self.url,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=self.connect_timeout_s,  # type: ignore[arg-type]
         )
         if self.session_timeout_s is not None:
             # A paused holder's session (and so its lock) ends after this long without a query.
@@ -77,8 +92,10 @@ class WriterLock:
                 await conn.execute(f"SET idle_session_timeout = {int(self.session_timeout_s * 1000)}")
             except psycopg.Error as exc:
                 await conn.close()
-                raise RuntimeError(f"{self.name}: cannot set idle_session_timeout (Postgres >= 14 is needed so "
-                                   f"that a paused writer loses its lock): {exc}") from None
+                raise RuntimeError(
+                    f"{self.name}: cannot set idle_session_timeout (Postgres >= 14 is needed so "
+                    f"that a paused writer loses its lock): {exc}"
+                ) from None
         return conn
 
     async def _drop(self) -> None:

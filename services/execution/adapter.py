@@ -23,8 +23,16 @@ import ccxt.async_support as ccxt
 from libs.common.ccxt_errors import ExchangeBanned, RateLimited, binance_reason, retry_after_s, scrub
 from libs.common.errors import InvalidInputError, OperationalError, TemporaryError
 
-__all__ = ["Banned", "ClockSkew", "ExchangeRejected", "NotFound", "OutcomeUnknown", "RateLimited", "map_ccxt_error",
-           "scrub"]
+__all__ = [
+    "Banned",
+    "ClockSkew",
+    "ExchangeRejected",
+    "NotFound",
+    "OutcomeUnknown",
+    "RateLimited",
+    "map_ccxt_error",
+    "scrub",
+]
 
 Banned = ExchangeBanned  # the kernel's 418 error (libs/common/ccxt_errors.py), under execution's name
 
@@ -47,8 +55,9 @@ class NotFound(InvalidInputError):
     pass
 
 
-def map_ccxt_error(exc: Exception, *, secrets: Iterable[str] = (),
-                   headers: Mapping[str, Any] | None = None) -> Exception:
+def map_ccxt_error(
+    exc: Exception, *, secrets: Iterable[str] = (), headers: Mapping[str, Any] | None = None
+) -> Exception:
     """ccxt exception -> BN-ML error (see the module docstring). Anything else is returned as it is."""
     msg = scrub(f"{type(exc).__name__}: {exc}", secrets)
     if isinstance(exc, ccxt.OrderNotFound):
@@ -69,7 +78,9 @@ def map_ccxt_error(exc: Exception, *, secrets: Iterable[str] = (),
     if isinstance(exc, ccxt.OperationFailed):  # network errors, timeouts, 5xx, -1006/-1007, bad responses
         return OutcomeUnknown(msg)
     if isinstance(exc, ccxt.ExchangeError):
-        if exc.__cause__ is not None:  # an HTTP client failure wrapped by ccxt: the request may have gone through
+        if (
+            exc.__cause__ is not None
+        ):  # an HTTP client failure wrapped by ccxt: the request may have gone through
             return OutcomeUnknown(msg)
         return ExchangeRejected(msg, binance_reason(exc, "exchange_error"))
     if isinstance(exc, ccxt.BaseError):

@@ -44,8 +44,14 @@ class Gate:
     reason: str = ""
 
 
-def may_send(verdict: RiskVerdict, *, kill_switch_blocks: bool, now: datetime, is_writer: bool = True,
-             symbol_held: str = "") -> Gate:
+def may_send(
+    verdict: RiskVerdict,
+    *,
+    kill_switch_blocks: bool,
+    now: datetime,
+    is_writer: bool = True,
+    symbol_held: str = "",
+) -> Gate:
     """The last check before an order leaves: writer, kill switch released, approved, not expired, symbol free."""
     if not is_writer:
         return Gate(False, "not_writer")

@@ -149,8 +149,10 @@ class Insert(str):
 INSERTED, DUPLICATE, STALE_RISK_EPOCH = Insert("inserted"), Insert("duplicate"), Insert("stale_risk_epoch")
 
 # appended to an UPDATE's WHERE clause: the statement changes nothing once this writer is deposed
-_EPOCH_GUARD = (" AND (%(epoch)s::bigint IS NULL OR EXISTS (SELECT 1 FROM writer_epochs WHERE role = 'execution'"
-                " AND epoch = %(epoch)s::bigint))")
+_EPOCH_GUARD = (
+    " AND (%(epoch)s::bigint IS NULL OR EXISTS (SELECT 1 FROM writer_epochs WHERE role = 'execution'"
+    " AND epoch = %(epoch)s::bigint))"
+)
 
 
 class Journal:
@@ -163,14 +165,18 @@ class Journal:
         self.last_risk_epoch = 0  # risk's current epoch as the last refused insert saw it
 
     def _deposed(self) -> LockLostError:
-        return LockLostError(f"execution epoch {self.epoch} is no longer current: another execution instance "
-                             "took the writer lock; journaling (and sending) nothing")
+        return LockLostError(
+            f"execution epoch {self.epoch} is no longer current: another execution instance "
+            "took the writer lock; journaling (and sending) nothing"
+        )
 
     async def _check_epoch(self, conn) -> None:
         """For a write that found nothing to change: was it the fence?"""
         if self.epoch is None:
             return
-        row = await (await conn.execute("SELECT epoch FROM writer_epochs WHERE role = 'execution'")).fetchone()
+        row = await (
+            await conn.execute("SELECT epoch FROM writer_epochs WHERE role = 'execution'")
+        ).fetchone()
         if row is None or int(row["epoch"]) != self.epoch:
             raise self._deposed()
 
@@ -180,12 +186,30 @@ class Journal:
         is journaled already, or STALE_RISK_EPOCH if a later risk writer took over after the verdict's issuer
         decided it (recorded in `fenced_verdicts`). Raises LockLostError once this writer is deposed."""
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(_INSERT_ORDER_SQL, {
-                "epoch": self.epoch, "coid": o.client_order_id, "vid": o.verdict_id, "sid": o.signal_id,
-                "symbol": o.symbol, "side": o.side, "otype": o.order_type, "qty": o.quantity, "limit": o.price_limit,
-                "mode": o.mode, "exchange": "paper" if o.mode == "paper" else "binance", "tick_ts": o.tick_ts,
-                "expires_at": o.expires_at, "purpose": o.purpose, "instance": instance, "risk_epoch": o.risk_epoch,
-                "issued_by": o.issued_by})).fetchone()
+            row = await (
+                await conn.execute(
+                    _INSERT_ORDER_SQL,
+                    {
+                        "epoch": self.epoch,
+                        "coid": o.client_order_id,
+                        "vid": o.verdict_id,
+                        "sid": o.signal_id,
+                        "symbol": o.symbol,
+                        "side": o.side,
+                        "otype": o.order_type,
+                        "qty": o.quantity,
+                        "limit": o.price_limit,
+                        "mode": o.mode,
+                        "exchange": "paper" if o.mode == "paper" else "binance",
+                        "tick_ts": o.tick_ts,
+                        "expires_at": o.expires_at,
+                        "purpose": o.purpose,
+                        "instance": instance,
+                        "risk_epoch": o.risk_epoch,
+                        "issued_by": o.issued_by,
+                    },
+                )
+            ).fetchone()
         if not row["exec_ok"]:
             raise self._deposed()
         if row["inserted"]:
@@ -200,13 +224,21 @@ class Journal:
             cur = await conn.execute(
                 "UPDATE orders SET sent_at = CASE WHEN %(sent)s THEN now() END, sent_by = %(instance)s,"
                 " updated_at = now() WHERE client_order_id = %(coid)s" + _EPOCH_GUARD,
-                {"sent": sent, "instance": instance, "coid": coid, "epoch": self.epoch})
+                {"sent": sent, "instance": instance, "coid": coid, "epoch": self.epoch},
+            )
             if cur.rowcount == 0:
                 await self._check_epoch(conn)
 
-    async def set_status(self, coid: str, status: str, *, reason: str | None = None,
-                         exchange_order_id: str | None = None, filled: Decimal | None = None,
-                         average_price: Decimal | None = None) -> dict[str, Any]:
+    async def set_status(
+        self,
+        coid: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        exchange_order_id: str | None = None,
+        filled: Decimal | None = None,
+        average_price: Decimal | None = None,
+    ) -> dict[str, Any]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "UPDATE orders SET status = %(status)s, reason = COALESCE(%(reason)s, reason),"
@@ -215,8 +247,16 @@ class Journal:
                 " average_price = COALESCE(%(avg)s, average_price),"
                 " locked = CASE WHEN %(status)s IN ('FILLED', 'CANCELLED', 'REJECTED') THEN 0 ELSE locked END,"
                 " updated_at = now() WHERE client_order_id = %(coid)s" + _EPOCH_GUARD + " RETURNING *",
-                {"status": status, "reason": reason, "xid": exchange_order_id, "filled": filled,
-                 "avg": average_price, "coid": coid, "epoch": self.epoch})
+                {
+                    "status": status,
+                    "reason": reason,
+                    "xid": exchange_order_id,
+                    "filled": filled,
+                    "avg": average_price,
+                    "coid": coid,
+                    "epoch": self.epoch,
+                },
+            )
             row = await cur.fetchone()
             if row is None:
                 await self._check_epoch(conn)
@@ -224,31 +264,46 @@ class Journal:
 
     async def get_order(self, coid: str) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:
-            return await (await conn.execute("SELECT * FROM orders WHERE client_order_id = %s", (coid,))).fetchone()
+            return await (
+                await conn.execute("SELECT * FROM orders WHERE client_order_id = %s", (coid,))
+            ).fetchone()
 
     async def open_orders(self) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT * FROM orders WHERE status = ANY(%s) AND mode = %s ORDER BY created_at",
-                                     (list(OPEN_STATUSES), self.mode))
+            cur = await conn.execute(
+                "SELECT * FROM orders WHERE status = ANY(%s) AND mode = %s ORDER BY created_at",
+                (list(OPEN_STATUSES), self.mode),
+            )
             return await cur.fetchall()
 
     async def count_open(self) -> int:
         async with self.pool.connection() as conn:
-            row = await (await conn.execute("SELECT count(*) AS n FROM orders WHERE status = ANY(%s) AND mode = %s",
-                                            (list(OPEN_STATUSES), self.mode))).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM orders WHERE status = ANY(%s) AND mode = %s",
+                    (list(OPEN_STATUSES), self.mode),
+                )
+            ).fetchone()
         return int(row["n"])
 
     async def known_trade_ids(self, exchange: str, coids: list[str]) -> set[str]:
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(
-                "SELECT trade_id FROM fills WHERE exchange = %s AND client_order_id = ANY(%s)",
-                (exchange, coids))).fetchall()
+            rows = await (
+                await conn.execute(
+                    "SELECT trade_id FROM fills WHERE exchange = %s AND client_order_id = ANY(%s)",
+                    (exchange, coids),
+                )
+            ).fetchall()
         return {r["trade_id"] for r in rows}
 
     async def find_by_exchange_id(self, exchange_order_id: str) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:
-            return await (await conn.execute("SELECT * FROM orders WHERE exchange_order_id = %s AND mode = %s",
-                                             (exchange_order_id, self.mode))).fetchone()
+            return await (
+                await conn.execute(
+                    "SELECT * FROM orders WHERE exchange_order_id = %s AND mode = %s",
+                    (exchange_order_id, self.mode),
+                )
+            ).fetchone()
 
     # -- the fill outbox ------------------------------------------------------------------------
     async def unpublished_fills(self, older_than_s: float, limit: int = 500) -> list[dict[str, Any]]:
@@ -258,7 +313,8 @@ class Journal:
             cur = await conn.execute(
                 "SELECT f.* FROM fills f JOIN orders o USING (client_order_id) WHERE f.published_at IS NULL"
                 " AND o.mode = %s AND f.ts < now() - make_interval(secs => %s) ORDER BY f.id LIMIT %s",
-                (self.mode, older_than_s, limit))
+                (self.mode, older_than_s, limit),
+            )
             return await cur.fetchall()
 
     async def mark_published(self, keys: list[tuple[str, str, str]]) -> None:
@@ -269,15 +325,29 @@ class Journal:
             await conn.execute(
                 "UPDATE fills SET published_at = now() WHERE published_at IS NULL AND (exchange, symbol, trade_id)"
                 " IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
-                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))
+                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+            )
 
     # -- the books ------------------------------------------------------------------------------
-    async def commit_order_update(self, coid: str, *, status: str, reason: str | None, filled: Decimal,
-                                  average_price: Decimal | None, fee_usdt_add: Decimal, locked: Decimal,
-                                  trades: int | None, fills: list[FillRow], ledger: Ledger, symbol: str,
-                                  assets: set[str], exchange_order_id: str | None = None,
-                                  resting_expires_at: datetime | None = None,
-                                  request: PaperRequest | None = None) -> list[FillRow]:
+    async def commit_order_update(
+        self,
+        coid: str,
+        *,
+        status: str,
+        reason: str | None,
+        filled: Decimal,
+        average_price: Decimal | None,
+        fee_usdt_add: Decimal,
+        locked: Decimal,
+        trades: int | None,
+        fills: list[FillRow],
+        ledger: Ledger,
+        symbol: str,
+        assets: set[str],
+        exchange_order_id: str | None = None,
+        resting_expires_at: datetime | None = None,
+        request: PaperRequest | None = None,
+    ) -> list[FillRow]:
         """One statement, so one round trip and one durable commit: the order's totals, its new fills, the
         position and the balances they moved (data-modifying CTEs; the statement is its own transaction).
 
@@ -286,22 +356,44 @@ class Journal:
         position = ledger.position(symbol)
         balances = [(a, ledger.balance(a)) for a in sorted(assets)]
         params = {
-            "f_exchange": [f.exchange for f in fills], "f_trade_id": [f.trade_id for f in fills],
-            "f_coid": [f.client_order_id for f in fills], "f_symbol": [f.symbol for f in fills],
-            "f_side": [f.side for f in fills], "f_qty": [f.quantity for f in fills],
-            "f_price": [f.price for f in fills], "f_fee": [f.fee for f in fills],
-            "f_fee_asset": [f.fee_asset for f in fills], "f_pnl": [f.realized_pnl_usdt for f in fills],
-            "f_ts": [f.ts for f in fills], "f_maker": [f.is_maker for f in fills],
+            "f_exchange": [f.exchange for f in fills],
+            "f_trade_id": [f.trade_id for f in fills],
+            "f_coid": [f.client_order_id for f in fills],
+            "f_symbol": [f.symbol for f in fills],
+            "f_side": [f.side for f in fills],
+            "f_qty": [f.quantity for f in fills],
+            "f_price": [f.price for f in fills],
+            "f_fee": [f.fee for f in fills],
+            "f_fee_asset": [f.fee_asset for f in fills],
+            "f_pnl": [f.realized_pnl_usdt for f in fills],
+            "f_ts": [f.ts for f in fills],
+            "f_maker": [f.is_maker for f in fills],
             "f_fee_usdt": [f.fee_usdt for f in fills],
-            "status": status, "reason": reason, "filled": filled, "avg": average_price, "fee_add": fee_usdt_add,
-            "locked": locked, "trades": trades, "xid": exchange_order_id, "rest": resting_expires_at, "coid": coid,
-            "p_symbol": symbol, "p_qty": position.quantity, "p_avg": position.average_cost,
-            "p_pnl": position.realized_pnl_usdt, "p_cost": position.cost,
-            "r_coid": [request.client_order_id] if request else [], "r_symbol": [request.symbol] if request else [],
-            "r_side": [request.side] if request else [], "r_qty": [request.quantity] if request else [],
-            "r_at": [request.received_at] if request else [], "r_instance": [request.instance] if request else [],
-            "b_asset": [a for a, _ in balances], "b_free": [max(b.free, Decimal(0)) for _, b in balances],
-            "b_locked": [max(b.locked, Decimal(0)) for _, b in balances], "epoch": self.epoch,
+            "status": status,
+            "reason": reason,
+            "filled": filled,
+            "avg": average_price,
+            "fee_add": fee_usdt_add,
+            "locked": locked,
+            "trades": trades,
+            "xid": exchange_order_id,
+            "rest": resting_expires_at,
+            "coid": coid,
+            "p_symbol": symbol,
+            "p_qty": position.quantity,
+            "p_avg": position.average_cost,
+            "p_pnl": position.realized_pnl_usdt,
+            "p_cost": position.cost,
+            "r_coid": [request.client_order_id] if request else [],
+            "r_symbol": [request.symbol] if request else [],
+            "r_side": [request.side] if request else [],
+            "r_qty": [request.quantity] if request else [],
+            "r_at": [request.received_at] if request else [],
+            "r_instance": [request.instance] if request else [],
+            "b_asset": [a for a, _ in balances],
+            "b_free": [max(b.free, Decimal(0)) for _, b in balances],
+            "b_locked": [max(b.locked, Decimal(0)) for _, b in balances],
+            "epoch": self.epoch,
         }
         async with self.pool.connection() as conn:
             row = await (await conn.execute(_ORDER_UPDATE_SQL, params)).fetchone()
@@ -313,7 +405,9 @@ class Journal:
 
     async def write_books(self, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:
         async with self.pool.connection() as conn, conn.transaction():
-            await self._check_epoch(conn)  # the transaction's first statement; a successor's bump waits on no lock
+            await self._check_epoch(
+                conn
+            )  # the transaction's first statement; a successor's bump waits on no lock
             await self._write_books(conn, ledger, symbols, assets)
 
     async def _write_books(self, conn, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:
@@ -324,13 +418,15 @@ class Journal:
                 " VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity,"
                 " average_cost = EXCLUDED.average_cost, realized_pnl_usdt = EXCLUDED.realized_pnl_usdt,"
                 " cost = EXCLUDED.cost, updated_at = now()",
-                (symbol, p.quantity, p.average_cost, p.realized_pnl_usdt, p.cost))
+                (symbol, p.quantity, p.average_cost, p.realized_pnl_usdt, p.cost),
+            )
         for asset in assets:
             b = ledger.balance(asset)
             await conn.execute(
                 "INSERT INTO balances (asset, free, locked, updated_at) VALUES (%s, %s, %s, now())"
                 " ON CONFLICT (asset) DO UPDATE SET free = EXCLUDED.free, locked = EXCLUDED.locked, updated_at = now()",
-                (asset, max(b.free, Decimal(0)), max(b.locked, Decimal(0))))
+                (asset, max(b.free, Decimal(0)), max(b.locked, Decimal(0))),
+            )
 
     async def load_ledger(self) -> tuple[Ledger, bool]:
         """The books as journaled; the flag says whether any balance was ever journaled."""
@@ -348,18 +444,22 @@ class Journal:
 
     async def ledger_mode(self) -> str | None:
         async with self.pool.connection() as conn:
-            row = await (await conn.execute("SELECT value FROM kv_state WHERE key = %s",
-                                            (LEDGER_MODE_KEY,))).fetchone()
+            row = await (
+                await conn.execute("SELECT value FROM kv_state WHERE key = %s", (LEDGER_MODE_KEY,))
+            ).fetchone()
         return row["value"].get("mode") if row else None
 
     async def set_ledger_mode(self, mode: str) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO kv_state (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value ="
-                " EXCLUDED.value, updated_at = now()", (LEDGER_MODE_KEY, Jsonb({"mode": mode})))
+                " EXCLUDED.value, updated_at = now()",
+                (LEDGER_MODE_KEY, Jsonb({"mode": mode})),
+            )
 
     async def record_reconciliation(self, instance: str, ok: bool, findings: list[dict]) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute("INSERT INTO exec_reconciliations (mode, instance, ok, findings) VALUES (%s, %s, %s, %s)",
-                               (self.mode, instance, ok, Jsonb(findings)))
-
+            await conn.execute(
+                "INSERT INTO exec_reconciliations (mode, instance, ok, findings) VALUES (%s, %s, %s, %s)",
+                (self.mode, instance, ok, Jsonb(findings)),
+            )

@@ -101,9 +101,19 @@ class Ledger:
         b.free += amount
 
     # -- fills --------------------------------------------------------------------------------------
-    def apply_fill(self, symbol: str, side: str, quantity: Decimal, price: Decimal, fee: Decimal, fee_asset: str,
-                   *, fee_quote_value: Decimal | None = None, quote_usdt: Decimal = Decimal("1"),
-                   from_locked: Decimal = ZERO) -> FillAccounting:
+    def apply_fill(
+        self,
+        symbol: str,
+        side: str,
+        quantity: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        fee_asset: str,
+        *,
+        fee_quote_value: Decimal | None = None,
+        quote_usdt: Decimal = Decimal("1"),
+        from_locked: Decimal = ZERO,
+    ) -> FillAccounting:
         """Book one fill. `from_locked`: amount of the paying asset taken from `locked` (resting orders)."""
         base, quote = split_symbol(symbol)
         if fee_asset == quote:
@@ -155,5 +165,10 @@ class Ledger:
                 b.locked -= take
                 delta += take
             b.free += delta
-        return FillAccounting(realized_pnl_usdt=realized, fee_quote=fee_quote, position_quantity=pos.quantity,
-                              average_cost=pos.average_cost, balance_changes=changes)
+        return FillAccounting(
+            realized_pnl_usdt=realized,
+            fee_quote=fee_quote,
+            position_quantity=pos.quantity,
+            average_cost=pos.average_cost,
+            balance_changes=changes,
+        )

@@ -47,7 +47,9 @@ EXCHANGE = "binance"
 
 # The gate of the order being sent by this task, read again by the HTTP layer right before each request
 # of `create_order` (after ccxt's rate limiter, which can hold a request for a while).
-_ORDER_GATE: contextvars.ContextVar[Callable[[], Any] | None] = contextvars.ContextVar("order_gate", default=None)
+_ORDER_GATE: contextvars.ContextVar[Callable[[], Any] | None] = contextvars.ContextVar(
+    "order_gate", default=None
+)
 
 
 class NotSent(Exception):
@@ -91,16 +93,29 @@ class LiveBroker:
         self.banned_until = 0.0
         self.resolvers: dict[str, asyncio.Task] = {}
         self.first_balance_sync = True
-        self.ex = ccxt.binance({
-            "apiKey": self._secrets[0], "secret": self._secrets[1], "enableRateLimit": True,
-            "timeout": self.cfg.request_timeout_ms,
-            **({"rateLimit": self.cfg.live_rate_limit_ms} if self.cfg.live_rate_limit_ms is not None else {}),
-        })
-        self.ex.options.update({
-            "fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False,
-            "recvWindow": self.cfg.recv_window_ms, "warnOnFetchOpenOrdersWithoutSymbol": False,
-            "defaultType": "spot",
-        })
+        self.ex = ccxt.binance(
+            {
+                "apiKey": self._secrets[0],
+                "secret": self._secrets[1],
+                "enableRateLimit": True,
+                "timeout": self.cfg.request_timeout_ms,
+                **(
+                    {"rateLimit": self.cfg.live_rate_limit_ms}
+                    if self.cfg.live_rate_limit_ms is not None
+                    else {}
+                ),
+            }
+        )
+        self.ex.options.update(
+            {
+                "fetchMarkets": {"types": ["spot"]},
+                "fetchCurrencies": False,
+                "fetchMargins": False,
+                "recvWindow": self.cfg.recv_window_ms,
+                "warnOnFetchOpenOrdersWithoutSymbol": False,
+                "defaultType": "spot",
+            }
+        )
         if self.cfg.live_api_url:
             self.ex.urls["api"] = rebase_urls(self.ex.urls["api"], self.cfg.live_api_url)
         self._guard_order_requests()
@@ -132,7 +147,9 @@ class LiveBroker:
         try:
             return await getattr(self.ex, method)(*args, **kwargs)
         except ccxt.BaseError as exc:
-            err = map_ccxt_error(exc, secrets=self._secrets, headers=getattr(self.ex, "last_response_headers", None))
+            err = map_ccxt_error(
+                exc, secrets=self._secrets, headers=getattr(self.ex, "last_response_headers", None)
+            )
             self.errors.labels(kind=type(err).__name__).inc()
             raise err from None
 
@@ -179,7 +196,9 @@ class LiveBroker:
         for row in await self.journal.open_orders():
             coid = row["client_order_id"]
             if row["status"] == "SUBMITTED" and row["sent_at"] is None:
-                await self.journal.set_status(coid, "REJECTED", reason="not sent: interrupted before the send (restart)")
+                await self.journal.set_status(
+                    coid, "REJECTED", reason="not sent: interrupted before the send (restart)"
+                )
                 await self.svc._publish_row(await self.journal.get_order(coid))
             elif row["status"] in ("SUBMITTED", "UNKNOWN"):
                 await self._unknown(row, "restart after the send; outcome unknown")
@@ -212,11 +231,14 @@ class LiveBroker:
                 await self.journal.mark_sent(coid, self.rt.instance, sent=False)
                 return await self._reject(coid, "ip_banned: not sent")
             try:
-                resp = await self._create_order(gate, order.symbol, otype, order.side.lower(), float(order.quantity),
-                                                price, dict(params))
+                resp = await self._create_order(
+                    gate, order.symbol, otype, order.side.lower(), float(order.quantity), price, dict(params)
+                )
             except NotSent as exc:
                 await self.journal.mark_sent(coid, self.rt.instance, sent=False)
-                return await self._reject(coid, f"{exc.reason}: not sent (closed while waiting for the rate limiter)")
+                return await self._reject(
+                    coid, f"{exc.reason}: not sent (closed while waiting for the rate limiter)"
+                )
             except RateLimited as exc:
                 wait = exc.retry_after_s if exc.retry_after_s is not None else 1.0
                 self.rt.log.warning("rate limited; waiting Retry-After", client_order_id=coid, wait_s=wait)
@@ -266,8 +288,11 @@ class LiveBroker:
             row = await self.journal.get_order(coid)
             if row is None or row["status"] != "SUBMITTED":
                 raise  # the exchange's answer is journaled; what failed came after (publishing)
-            self.rt.log.warning("order sent but its answer could not be applied; outcome unknown",
-                                client_order_id=coid, error=str(exc)[:300])
+            self.rt.log.warning(
+                "order sent but its answer could not be applied; outcome unknown",
+                client_order_id=coid,
+                error=str(exc)[:300],
+            )
             await self._unknown(row, f"sent; the exchange's answer could not be applied: {exc}"[:300])
             return "UNKNOWN"
 
@@ -299,7 +324,9 @@ class LiveBroker:
                 self.rt.log.info("unknown order not found yet", client_order_id=coid, error=str(exc)[:200])
             except ExchangeRejected as exc:
                 found = None
-                self.rt.log.warning("unknown order lookup refused", client_order_id=coid, error=str(exc)[:200])
+                self.rt.log.warning(
+                    "unknown order lookup refused", client_order_id=coid, error=str(exc)[:200]
+                )
             if found is not None:
                 seen = True
                 try:
@@ -308,14 +335,17 @@ class LiveBroker:
                         if self.svc.latch.blocks and status in ("ACCEPTED", "PARTIALLY_FILLED"):
                             # it surfaced after the kill switch engaged: it may not stay open
                             try:
-                                await self._apply(coid, await self.call("cancel_order", "", symbol,
-                                                                        {"origClientOrderId": coid}))
+                                await self._apply(
+                                    coid,
+                                    await self.call("cancel_order", "", symbol, {"origClientOrderId": coid}),
+                                )
                             except NotFound:
                                 pass
                 except (TemporaryError, ExchangeRejected, NotFound) as exc:
                     # found, but its trades or the cancel could not be read: still unknown, ask again
-                    self.rt.log.warning("unknown order found but not applied yet", client_order_id=coid,
-                                        error=str(exc)[:200])
+                    self.rt.log.warning(
+                        "unknown order found but not applied yet", client_order_id=coid, error=str(exc)[:200]
+                    )
                 else:
                     self._release(symbol, coid)
                     return
@@ -323,10 +353,16 @@ class LiveBroker:
                 async with self.svc.lock:
                     row = await self.journal.get_order(coid)
                     if row is not None and row["status"] == "UNKNOWN":
-                        await self._reject(coid, f"not at the exchange after {self.cfg.unknown_resolve_timeout_s:.0f}s:"
-                                                 " declared never placed")
-                await self.rt.alert("SEV-2", "order with unknown outcome declared never placed",
-                                    f"{coid} on {symbol}: the exchange kept answering 'does not exist'")
+                        await self._reject(
+                            coid,
+                            f"not at the exchange after {self.cfg.unknown_resolve_timeout_s:.0f}s:"
+                            " declared never placed",
+                        )
+                await self.rt.alert(
+                    "SEV-2",
+                    "order with unknown outcome declared never placed",
+                    f"{coid} on {symbol}: the exchange kept answering 'does not exist'",
+                )
                 self._release(symbol, coid)
                 return
             await asyncio.sleep(backoff_s(attempt, cap=self.cfg.unknown_backoff_max_s))
@@ -340,7 +376,9 @@ class LiveBroker:
     # -- applying the exchange's word -------------------------------------------------------------
     async def _refresh(self, row: dict) -> str:
         try:
-            o = await self.call_retrying("fetch_order", "", row["symbol"], {"origClientOrderId": row["client_order_id"]})
+            o = await self.call_retrying(
+                "fetch_order", "", row["symbol"], {"origClientOrderId": row["client_order_id"]}
+            )
         except NotFound:
             return row["status"]
         return await self._apply(row["client_order_id"], o)
@@ -362,10 +400,20 @@ class LiveBroker:
         base, quote = split_symbol(row["symbol"])
         avg = _d(o.get("average")) if o.get("average") else None
         inserted = await self.journal.commit_order_update(
-            coid, status=final, reason=None, filled=max(filled, _d(row["filled_quantity"])), average_price=avg,
-            fee_usdt_add=sum((f.fee_usdt for f in fills), ZERO), locked=ZERO, trades=None, fills=fills,
-            ledger=self.svc.ledger, symbol=row["symbol"], assets={base, quote} | {f.fee_asset for f in fills},
-            exchange_order_id=exchange_id)
+            coid,
+            status=final,
+            reason=None,
+            filled=max(filled, _d(row["filled_quantity"])),
+            average_price=avg,
+            fee_usdt_add=sum((f.fee_usdt for f in fills), ZERO),
+            locked=ZERO,
+            trades=None,
+            fills=fills,
+            ledger=self.svc.ledger,
+            symbol=row["symbol"],
+            assets={base, quote} | {f.fee_asset for f in fills},
+            exchange_order_id=exchange_id,
+        )
         await self.svc._after_update(coid, final, "", inserted)
         return final
 
@@ -375,7 +423,9 @@ class LiveBroker:
         trades = [t for t in (o.get("trades") or []) if t.get("id")]
         have = sum((_d(t.get("amount")) for t in trades), ZERO)
         if filled > 0 and have < filled and exchange_id is not None:
-            trades = await self.call_retrying("fetch_my_trades", row["symbol"], None, None, {"orderId": exchange_id})
+            trades = await self.call_retrying(
+                "fetch_my_trades", row["symbol"], None, None, {"orderId": exchange_id}
+            )
             trades = [t for t in trades if str(t.get("order")) == exchange_id]
         out: list[FillRow] = []
         seen: set[str] = set()
@@ -397,12 +447,25 @@ class LiveBroker:
         if fee_asset not in (base, quote):
             ref = self.svc.tick_for(f"{fee_asset}/{quote}")
             fee_quote_value = fee_cost * ref.last if ref is not None else ZERO
-        acc = self.svc.ledger.apply_fill(symbol, side, qty, price, fee_cost, fee_asset, fee_quote_value=fee_quote_value)
+        acc = self.svc.ledger.apply_fill(
+            symbol, side, qty, price, fee_cost, fee_asset, fee_quote_value=fee_quote_value
+        )
         ts = datetime.fromtimestamp(t["timestamp"] / 1000, UTC) if t.get("timestamp") else utcnow()
-        return FillRow(exchange=EXCHANGE, trade_id=str(t["id"]), client_order_id=row["client_order_id"], symbol=symbol,
-                       side=side, quantity=qty, price=price, fee=fee_cost, fee_asset=fee_asset, ts=ts,
-                       is_maker=t.get("takerOrMaker") == "maker", realized_pnl_usdt=acc.realized_pnl_usdt,
-                       fee_usdt=acc.fee_quote)
+        return FillRow(
+            exchange=EXCHANGE,
+            trade_id=str(t["id"]),
+            client_order_id=row["client_order_id"],
+            symbol=symbol,
+            side=side,
+            quantity=qty,
+            price=price,
+            fee=fee_cost,
+            fee_asset=fee_asset,
+            ts=ts,
+            is_maker=t.get("takerOrMaker") == "maker",
+            realized_pnl_usdt=acc.realized_pnl_usdt,
+            fee_usdt=acc.fee_quote,
+        )
 
     # -- the kill switch --------------------------------------------------------------------------
     def _symbols(self, rows: list[dict]) -> list[str]:
@@ -436,8 +499,11 @@ class LiveBroker:
                     if cid and await self.journal.get_order(cid) is not None:
                         await self._apply(cid, c)
                     else:
-                        await self.rt.alert("SEV-2", "kill switch cancelled an order the journal does not know",
-                                            f"{symbol} order {o['id']} client id {cid}")
+                        await self.rt.alert(
+                            "SEV-2",
+                            "kill switch cancelled an order the journal does not know",
+                            f"{symbol} order {o['id']} client id {cid}",
+                        )
             if not cancelled:
                 # nothing was open in the journal nor listed by the exchange just now (under the service lock
                 # and the latch, so nothing can have been placed since): that listing is the confirmation
@@ -460,11 +526,15 @@ class LiveBroker:
                 if row["status"] not in ("ACCEPTED", "PARTIALLY_FILLED"):
                     continue
                 status = await self._refresh(row)
-                if ttl and status in ("ACCEPTED", "PARTIALLY_FILLED") and \
-                        (utcnow() - row["created_at"]).total_seconds() > ttl:
+                if (
+                    ttl
+                    and status in ("ACCEPTED", "PARTIALLY_FILLED")
+                    and (utcnow() - row["created_at"]).total_seconds() > ttl
+                ):
                     try:  # a resting limit older than its time to live is cancelled (GTC emulating GTT)
-                        o = await self.call("cancel_order", "", row["symbol"],
-                                            {"origClientOrderId": row["client_order_id"]})
+                        o = await self.call(
+                            "cancel_order", "", row["symbol"], {"origClientOrderId": row["client_order_id"]}
+                        )
                         await self._apply(row["client_order_id"], o)
                     except NotFound:
                         await self._refresh(row)
@@ -475,8 +545,14 @@ class LiveBroker:
                     if row is None:
                         findings.append(await self._adopt_or_flag(symbol, o))
                     elif row["status"] not in ("ACCEPTED", "PARTIALLY_FILLED"):
-                        findings.append({"kind": "status", "client_order_id": cid, "journal": row["status"],
-                                         "exchange": o.get("status")})
+                        findings.append(
+                            {
+                                "kind": "status",
+                                "client_order_id": cid,
+                                "journal": row["status"],
+                                "exchange": o.get("status"),
+                            }
+                        )
                         await self._apply(cid, o)
                     if self.svc.latch.blocks:  # the kill switch is engaged: nothing may stay open
                         try:
@@ -489,12 +565,25 @@ class LiveBroker:
                     if row is None:
                         row = await self._match_by_client_id(symbol, oid)
                     if row is None:
-                        findings.append({"kind": "foreign_trade", "symbol": symbol, "order": oid,
-                                         "trade": str(t.get("id"))})
+                        findings.append(
+                            {
+                                "kind": "foreign_trade",
+                                "symbol": symbol,
+                                "order": oid,
+                                "trade": str(t.get("id")),
+                            }
+                        )
                         continue
-                    if str(t["id"]) not in await self.journal.known_trade_ids(EXCHANGE, [row["client_order_id"]]):
-                        findings.append({"kind": "missing_fill", "client_order_id": row["client_order_id"],
-                                         "trade": str(t["id"])})
+                    if str(t["id"]) not in await self.journal.known_trade_ids(
+                        EXCHANGE, [row["client_order_id"]]
+                    ):
+                        findings.append(
+                            {
+                                "kind": "missing_fill",
+                                "client_order_id": row["client_order_id"],
+                                "trade": str(t["id"]),
+                            }
+                        )
                         await self._refresh(row)
             findings += await self._sync_balances(first)
         ok = not [f for f in findings if f.get("kind") != "initial_balance"]
@@ -502,8 +591,11 @@ class LiveBroker:
         for f in findings:
             self.mismatches.labels(kind=f["kind"]).inc()
         if not ok:
-            await self.rt.alert("SEV-2", "reconciliation found mismatches",
-                                "; ".join(f"{f['kind']}: {f}" for f in findings)[:1500])
+            await self.rt.alert(
+                "SEV-2",
+                "reconciliation found mismatches",
+                "; ".join(f"{f['kind']}: {f}" for f in findings)[:1500],
+            )
         return findings
 
     async def _match_by_client_id(self, symbol: str, exchange_order_id: str) -> dict | None:
@@ -526,10 +618,21 @@ class LiveBroker:
             return {"kind": "foreign_order", "symbol": symbol, "order": str(o["id"]), "client_order_id": cid}
         # one of ours the journal lost: adopt it so that it is managed (and cancelled by the kill switch)
         key = f"adopted:{o['id']}"
-        await self.journal.insert_order(NewOrder(
-            client_order_id=cid, verdict_id=key, signal_id=None, symbol=symbol, side=str(o["side"]).upper(),
-            order_type=str(o.get("type") or "limit").upper(), quantity=_d(o.get("amount")),
-            price_limit=_d(o.get("price")) or None, mode="live", purpose="adopted"), self.rt.instance)
+        await self.journal.insert_order(
+            NewOrder(
+                client_order_id=cid,
+                verdict_id=key,
+                signal_id=None,
+                symbol=symbol,
+                side=str(o["side"]).upper(),
+                order_type=str(o.get("type") or "limit").upper(),
+                quantity=_d(o.get("amount")),
+                price_limit=_d(o.get("price")) or None,
+                mode="live",
+                purpose="adopted",
+            ),
+            self.rt.instance,
+        )
         await self.journal.mark_sent(cid, "adopted")
         await self._apply(cid, o)
         return {"kind": "adopted_order", "symbol": symbol, "order": str(o["id"]), "client_order_id": cid}
@@ -548,8 +651,14 @@ class LiveBroker:
             mine = ledger.balance(asset)
             if abs(mine.free + mine.locked - free - used) > Decimal("0.00000001"):
                 kind = "initial_balance" if first and self.first_balance_sync else "balance"
-                findings.append({"kind": kind, "asset": asset, "journal": str(mine.free + mine.locked),
-                                 "exchange": str(free + used)})
+                findings.append(
+                    {
+                        "kind": kind,
+                        "asset": asset,
+                        "journal": str(mine.free + mine.locked),
+                        "exchange": str(free + used),
+                    }
+                )
             mine.free, mine.locked = free, used  # the exchange is the truth for balances
         self.first_balance_sync = False
         await self.journal.write_books(ledger, set(), assets)

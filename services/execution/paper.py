@@ -80,12 +80,27 @@ def usable_tick(tick: Tick | None, now: datetime, stale_after_s: float) -> Tick 
     return tick
 
 
-def new_paper_order(client_order_id: str, symbol: str, side: str, order_type: str, quantity: Decimal,
-                    limit_price: Decimal | None, now: datetime, limit_order_ttl_s: float) -> PaperOrder:
+def new_paper_order(
+    client_order_id: str,
+    symbol: str,
+    side: str,
+    order_type: str,
+    quantity: Decimal,
+    limit_price: Decimal | None,
+    now: datetime,
+    limit_order_ttl_s: float,
+) -> PaperOrder:
     """The paper order for a journaled order; a resting limit is cancelled `limit_order_ttl_s` after now (0 = GTC)."""
-    return PaperOrder(client_order_id=client_order_id, symbol=symbol, side=side, order_type=order_type,
-                      quantity=quantity, limit_price=limit_price, created_at=now,
-                      expires_at=now + timedelta(seconds=limit_order_ttl_s) if limit_order_ttl_s else None)
+    return PaperOrder(
+        client_order_id=client_order_id,
+        symbol=symbol,
+        side=side,
+        order_type=order_type,
+        quantity=quantity,
+        limit_price=limit_price,
+        created_at=now,
+        expires_at=now + timedelta(seconds=limit_order_ttl_s) if limit_order_ttl_s else None,
+    )
 
 
 @dataclass
@@ -163,13 +178,20 @@ class PaperExchange:
         return self._rest(order)
 
     def _take(self, order: PaperOrder, tick: Tick, cap: Decimal | None, clamp: bool = False) -> PaperResult:
-        price = self.round_price(order.symbol, self.slippage.price(order.side, tick, order.quantity), order.side)
-        if cap is not None and ((order.side == "BUY" and price > cap) or (order.side == "SELL" and price < cap)):
+        price = self.round_price(
+            order.symbol, self.slippage.price(order.side, tick, order.quantity), order.side
+        )
+        if cap is not None and (
+            (order.side == "BUY" and price > cap) or (order.side == "SELL" and price < cap)
+        ):
             if not clamp:
                 return self._reject(order, "price_beyond_limit")
             price = cap
-        check = (self.ledger.check_buy(order.symbol, order.quantity, price, self.fees.rate(False))
-                 if order.side == "BUY" else self.ledger.check_sell(order.symbol, order.quantity))
+        check = (
+            self.ledger.check_buy(order.symbol, order.quantity, price, self.fees.rate(False))
+            if order.side == "BUY"
+            else self.ledger.check_sell(order.symbol, order.quantity)
+        )
         if not check.allowed:
             return self._reject(order, check.reason)
         trade = self._trade(order, order.quantity, price, is_maker=False, from_locked=ZERO)
@@ -180,8 +202,12 @@ class PaperExchange:
         assert order.limit_price is not None
         base, quote = split_symbol(order.symbol)
         if order.side == "BUY":
-            need = (order.quantity * order.limit_price * (1 + self.fees.rate(True))).quantize(Q8, rounding="ROUND_UP")
-            check = self.ledger.check_buy(order.symbol, order.quantity, order.limit_price, self.fees.rate(True))
+            need = (order.quantity * order.limit_price * (1 + self.fees.rate(True))).quantize(
+                Q8, rounding="ROUND_UP"
+            )
+            check = self.ledger.check_buy(
+                order.symbol, order.quantity, order.limit_price, self.fees.rate(True)
+            )
             asset = quote
         else:
             need = order.quantity
@@ -257,18 +283,30 @@ class PaperExchange:
         return out
 
     # -- helpers --------------------------------------------------------------------------------
-    def _trade(self, order: PaperOrder, qty: Decimal, price: Decimal, *, is_maker: bool,
-               from_locked: Decimal) -> PaperTrade:
+    def _trade(
+        self, order: PaperOrder, qty: Decimal, price: Decimal, *, is_maker: bool, from_locked: Decimal
+    ) -> PaperTrade:
         _, quote = split_symbol(order.symbol)
         fee = self.fees.fee(qty, price, is_maker)
-        acc = self.ledger.apply_fill(order.symbol, order.side, qty, price, fee, quote, from_locked=from_locked)
+        acc = self.ledger.apply_fill(
+            order.symbol, order.side, qty, price, fee, quote, from_locked=from_locked
+        )
         order.trades += 1
         order.filled += qty
         order.notional += qty * price
         order.fees += fee
-        return PaperTrade(trade_id=f"{order.client_order_id}-{order.trades}", client_order_id=order.client_order_id,
-                          symbol=order.symbol, side=order.side, quantity=qty, price=price, fee=fee,
-                          fee_asset=quote, is_maker=is_maker, accounting=acc)
+        return PaperTrade(
+            trade_id=f"{order.client_order_id}-{order.trades}",
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=qty,
+            price=price,
+            fee=fee,
+            fee_asset=quote,
+            is_maker=is_maker,
+            accounting=acc,
+        )
 
     def _release(self, order: PaperOrder) -> None:
         if order.locked > 0:

@@ -68,7 +68,9 @@ OUTBOX_GRACE_S = 2.0  # a fill younger than this is still being published by the
 class ExecutionService:
     name = "execution"
     needs_db = True
-    needs_exchange_keys = True  # signs live orders: refuses to start live without them (the others never hold them)
+    needs_exchange_keys = (
+        True  # signs live orders: refuses to start live without them (the others never hold them)
+    )
 
     def __init__(self) -> None:
         self.latch = KillSwitchLatch()
@@ -100,10 +102,14 @@ class ExecutionService:
         self.refused = m.counter("verdicts_refused_total", "Verdicts not sent", ["reason"])
         self.orders = m.counter("orders_total", "Order status changes journaled", ["status"])
         self.fills_metric = m.counter("fills_total", "Fills journaled", ["liquidity"])
-        self.latency = m.histogram("tick_to_order_seconds", "Tick event time to journaled paper fill",
-                                   buckets=m.RESTING_ORDER_BUCKETS)
-        self.v2f = m.histogram("verdict_to_fill_seconds", "Verdict event time to journaled fill",
-                               buckets=m.RESTING_ORDER_BUCKETS)
+        self.latency = m.histogram(
+            "tick_to_order_seconds",
+            "Tick event time to journaled paper fill",
+            buckets=m.RESTING_ORDER_BUCKETS,
+        )
+        self.v2f = m.histogram(
+            "verdict_to_fill_seconds", "Verdict event time to journaled fill", buckets=m.RESTING_ORDER_BUCKETS
+        )
         self.writer_gauge = m.gauge("writer", "1 while this instance holds the single-writer lock")
         self.open_gauge = m.gauge("open_orders", "Orders open in the journal")
         self.held_gauge = m.gauge("held_symbols", "Symbols held by an order with an unknown outcome")
@@ -118,15 +124,25 @@ class ExecutionService:
         rt.bus.on_disconnect.append(lambda: self.latch.set_unknown("lost NATS connection"))
         rt.bus.on_reconnect.append(self._on_reconnect)
         # in stream order with each command's sequence, from the standing one on (libs/common/kill_switch.py)
-        await rt.bus.follow("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch,
-                            self._on_unreadable_kill_switch)
+        await rt.bus.follow(
+            "KILL_SWITCH",
+            subjects.kill_switch(),
+            KillSwitchCommand,
+            self.on_kill_switch,
+            self._on_unreadable_kill_switch,
+        )
         # each symbol's newest tick (md.last, conflated by market_data and newest-only here, each payload
         # validated as it arrives): paper fills price against it, and resting paper orders meet it every
         # PAPER_PERIOD_S
         self.ticks = await rt.bus.subscribe_conflated(subjects.ALL_LAST, Tick)
         rt.spawn(self._paper_loop(), "paper-book")
-        self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value(), WRITER_LOCK_NAME, "execution",
-                                      holder=rt.instance, session_timeout_s=self.cfg.writer_session_timeout_s)
+        self.writer_lock = WriterLock(
+            rt.settings.database.url.get_secret_value(),
+            WRITER_LOCK_NAME,
+            "execution",
+            holder=rt.instance,
+            session_timeout_s=self.cfg.writer_session_timeout_s,
+        )
         rt.spawn(self.writer_lock.keep_alive(), "writer-lock-keepalive")
         if await self.writer_lock.try_acquire():
             await self._become_writer()
@@ -140,7 +156,9 @@ class ExecutionService:
         """Something unreadable on the kill-switch subject: the standing state is unknown, so block, and say so."""
         out = self.latch.on_unreadable(reason, seq, self.rt.clock.now())
         if out.outcome == "unreadable":
-            self.rt.log.error("unreadable kill-switch command; treating as engaged", reason=reason[:200], seq=seq)
+            self.rt.log.error(
+                "unreadable kill-switch command; treating as engaged", reason=reason[:200], seq=seq
+            )
             await alert_unreadable(self.rt, self.latch)
 
     async def _on_reconnect(self) -> None:
@@ -164,8 +182,11 @@ class ExecutionService:
                 if not await self.writer_lock.still_held():
                     self.writer = False
                     self.writer_gauge.set(0)
-                    await self.rt.alert("SEV-1", "execution lost its writer lock",
-                                        "the advisory-lock session ended; stopping so that no send is unguarded")
+                    await self.rt.alert(
+                        "SEV-1",
+                        "execution lost its writer lock",
+                        "the advisory-lock session ended; stopping so that no send is unguarded",
+                    )
                     raise OperationalError("execution lost the single-writer advisory lock")
             else:
                 try:
@@ -183,8 +204,10 @@ class ExecutionService:
         self.rt.log.info("writer lock acquired; this instance sends orders", epoch=self.writer_lock.epoch)
         mode = await self.journal.ledger_mode()
         if mode is not None and mode != self.mode:
-            raise ConfigurationError("mode", f"this database's books belong to {mode} mode; use a separate "
-                                             f"database for {self.mode} mode")
+            raise ConfigurationError(
+                "mode",
+                f"this database's books belong to {mode} mode; use a separate database for {self.mode} mode",
+            )
         await self.journal.set_ledger_mode(self.mode)
         self.ledger, has_balances = await self.journal.load_ledger()
         if self.mode == "paper":
@@ -193,9 +216,12 @@ class ExecutionService:
                     self.ledger.balance(asset).free = Decimal(amount)
                 await self.journal.write_books(self.ledger, set(), set(self.cfg.starting_balances))
             self.paper = PaperExchange(
-                self.ledger, FeeSchedule(self.cfg.taker_fee_rate, self.cfg.maker_fee_rate, self.cfg.bnb_fee_discount),
+                self.ledger,
+                FeeSchedule(self.cfg.taker_fee_rate, self.cfg.maker_fee_rate, self.cfg.bnb_fee_discount),
                 SlippageModel(self.cfg.slippage_bps, self.cfg.slippage_bps_per_10k_usdt),
-                self.cfg.limit_participation, self._round_fill_price)
+                self.cfg.limit_participation,
+                self._round_fill_price,
+            )
             await self._recover_paper()
         else:
             from services.execution.live import LiveBroker
@@ -210,12 +236,17 @@ class ExecutionService:
                 left = await self._sweep()
             cmd, self._unacked = self._unacked, None
             if cmd is not None and cmd.id == self.latch.command_id:
-                await self._ack(cmd, left, "zero open orders confirmed" if left == 0 else f"{left} open orders left")
+                await self._ack(
+                    cmd, left, "zero open orders confirmed" if left == 0 else f"{left} open orders left"
+                )
         self.open_gauge.set(await self.journal.count_open())
         # fills a previous run journaled but never got acknowledged: to risk before any new order
         await self._outbox_once(older_than_s=0)
-        self.verdict_sub = await self._bind(lambda: self.rt.bus.consume(
-            "VERDICTS", "execution", subjects.ALL_VERDICTS, RiskVerdict, self.on_verdict, fail_closed=True))
+        self.verdict_sub = await self._bind(
+            lambda: self.rt.bus.consume(
+                "VERDICTS", "execution", subjects.ALL_VERDICTS, RiskVerdict, self.on_verdict, fail_closed=True
+            )
+        )
 
     async def _bind(self, subscribe):
         """The durable verdict consumer, once a deposed predecessor has let go of it: one that was paused
@@ -283,13 +314,20 @@ class ExecutionService:
 
     # -- verdicts -------------------------------------------------------------------------------
     def gate(self, verdict: RiskVerdict):
-        return may_send(verdict, kill_switch_blocks=self.latch.blocks, now=self.rt.clock.now(), is_writer=self.writer,
-                        symbol_held=self.held.get(verdict.symbol, ""))
+        return may_send(
+            verdict,
+            kill_switch_blocks=self.latch.blocks,
+            now=self.rt.clock.now(),
+            is_writer=self.writer,
+            symbol_held=self.held.get(verdict.symbol, ""),
+        )
 
     async def on_verdict(self, verdict: RiskVerdict, subject: str) -> None:
         if not verdict.approved:
             return
-        self.rt.clock.observe(verdict.ts)  # a data clock (replay) moves on the data; the wall clock ignores it
+        self.rt.clock.observe(
+            verdict.ts
+        )  # a data clock (replay) moves on the data; the wall clock ignores it
         if not self.latch.known:
             await self._await_latch_known(verdict)
         gate = self.gate(verdict)
@@ -298,17 +336,31 @@ class ExecutionService:
             return
         coid = client_order_id(verdict.id)
         limit = verdict.price_limit
-        order = NewOrder(client_order_id=coid, verdict_id=verdict.id, signal_id=verdict.signal_id,
-                         symbol=verdict.symbol, side=verdict.side, order_type=self.cfg.order_type.upper(),
-                         quantity=verdict.quantity, price_limit=limit, mode=self.mode, tick_ts=verdict.tick_ts,
-                         expires_at=verdict.expires_at, risk_epoch=verdict.risk_epoch,
-                         issued_by=verdict.issued_by)
+        order = NewOrder(
+            client_order_id=coid,
+            verdict_id=verdict.id,
+            signal_id=verdict.signal_id,
+            symbol=verdict.symbol,
+            side=verdict.side,
+            order_type=self.cfg.order_type.upper(),
+            quantity=verdict.quantity,
+            price_limit=limit,
+            mode=self.mode,
+            tick_ts=verdict.tick_ts,
+            expires_at=verdict.expires_at,
+            risk_epoch=verdict.risk_epoch,
+            issued_by=verdict.issued_by,
+        )
         inserted = await self.journal.insert_order(order, self.rt.instance)
         if inserted == STALE_RISK_EPOCH:
             # decided by a risk writer deposed since (paused across a takeover): never sent (fenced_verdicts)
-            self.rt.log.warning("verdict from a deposed risk writer refused", verdict_id=verdict.id,
-                                risk_epoch=verdict.risk_epoch, current_risk_epoch=self.journal.last_risk_epoch,
-                                issued_by=verdict.issued_by)
+            self.rt.log.warning(
+                "verdict from a deposed risk writer refused",
+                verdict_id=verdict.id,
+                risk_epoch=verdict.risk_epoch,
+                current_risk_epoch=self.journal.last_risk_epoch,
+                issued_by=verdict.issued_by,
+            )
             self.refused.labels(reason="stale_risk_epoch").inc()
             return
         if inserted == DUPLICATE:
@@ -365,34 +417,88 @@ class ExecutionService:
                 await asyncio.sleep(self.cfg.paper_latency_ms / 1000)
             now = self.rt.clock.now()  # the instant the paper exchange receives the request
             tick = usable_tick(self.tick_for(order.symbol), now, self.settings.market_data.stale_after_s)
-            po = new_paper_order(order.client_order_id, order.symbol, order.side, order.order_type, order.quantity,
-                                 order.price_limit, now, self.cfg.limit_order_ttl_s)
+            po = new_paper_order(
+                order.client_order_id,
+                order.symbol,
+                order.side,
+                order.order_type,
+                order.quantity,
+                order.price_limit,
+                now,
+                self.cfg.limit_order_ttl_s,
+            )
             res = self.paper.submit(po, tick, now)
-        await self._journal_paper(res, verdict, request=PaperRequest(
-            client_order_id=order.client_order_id, symbol=order.symbol, side=order.side, quantity=order.quantity,
-            received_at=now, instance=self.rt.instance))
+        await self._journal_paper(
+            res,
+            verdict,
+            request=PaperRequest(
+                client_order_id=order.client_order_id,
+                symbol=order.symbol,
+                side=order.side,
+                quantity=order.quantity,
+                received_at=now,
+                instance=self.rt.instance,
+            ),
+        )
         return res
 
-    async def _journal_paper(self, res: PaperResult, verdict: RiskVerdict | None = None,
-                             request: PaperRequest | None = None) -> None:
+    async def _journal_paper(
+        self, res: PaperResult, verdict: RiskVerdict | None = None, request: PaperRequest | None = None
+    ) -> None:
         o = res.order
         base, quote = split_symbol(o.symbol)
         now = self.rt.clock.now()
-        rows = [FillRow(exchange="paper", trade_id=t.trade_id, client_order_id=t.client_order_id, symbol=t.symbol,
-                        side=t.side, quantity=t.quantity, price=t.price, fee=t.fee, fee_asset=t.fee_asset, ts=now,
-                        is_maker=t.is_maker, realized_pnl_usdt=t.accounting.realized_pnl_usdt,
-                        fee_usdt=t.accounting.fee_quote) for t in res.trades]
+        rows = [
+            FillRow(
+                exchange="paper",
+                trade_id=t.trade_id,
+                client_order_id=t.client_order_id,
+                symbol=t.symbol,
+                side=t.side,
+                quantity=t.quantity,
+                price=t.price,
+                fee=t.fee,
+                fee_asset=t.fee_asset,
+                ts=now,
+                is_maker=t.is_maker,
+                realized_pnl_usdt=t.accounting.realized_pnl_usdt,
+                fee_usdt=t.accounting.fee_quote,
+            )
+            for t in res.trades
+        ]
         await self.journal.commit_order_update(
-            o.client_order_id, status=res.status, reason=res.reason or None, filled=o.filled,
-            average_price=o.average_price, fee_usdt_add=sum((r.fee_usdt for r in rows), ZERO), locked=o.locked,
-            trades=o.trades, fills=rows, ledger=self.ledger, symbol=o.symbol, assets={base, quote},
-            resting_expires_at=o.expires_at if res.status == "ACCEPTED" else None, request=request)
-        await self._after_update(o.client_order_id, res.status, res.reason, rows, verdict, row=self.journal.last_row)
+            o.client_order_id,
+            status=res.status,
+            reason=res.reason or None,
+            filled=o.filled,
+            average_price=o.average_price,
+            fee_usdt_add=sum((r.fee_usdt for r in rows), ZERO),
+            locked=o.locked,
+            trades=o.trades,
+            fills=rows,
+            ledger=self.ledger,
+            symbol=o.symbol,
+            assets={base, quote},
+            resting_expires_at=o.expires_at if res.status == "ACCEPTED" else None,
+            request=request,
+        )
+        await self._after_update(
+            o.client_order_id, res.status, res.reason, rows, verdict, row=self.journal.last_row
+        )
 
-    async def _after_update(self, coid: str, status: str, reason: str, fills: list[FillRow],
-                            verdict: RiskVerdict | None = None, row: dict[str, Any] | None = None) -> None:
+    async def _after_update(
+        self,
+        coid: str,
+        status: str,
+        reason: str,
+        fills: list[FillRow],
+        verdict: RiskVerdict | None = None,
+        row: dict[str, Any] | None = None,
+    ) -> None:
         """Count, measure and publish a journaled change (the journal is already committed)."""
-        journaled_at = self.rt.clock.now()  # the event's time: when the change became durable, not when it is published
+        journaled_at = (
+            self.rt.clock.now()
+        )  # the event's time: when the change became durable, not when it is published
         self.orders.labels(status=status).inc()
         for f in fills:
             self.rt.metrics.count("fills")
@@ -406,8 +512,11 @@ class ExecutionService:
             self.v2f.observe((journaled_at - verdict.ts).total_seconds())
             if verdict.tick_ts is not None:
                 self.latency.observe((journaled_at - verdict.tick_ts).total_seconds())
-        done = await asyncio.gather(self._publish_row(row, journaled_at), *(self._publish_fill(f) for f in fills),
-                                    return_exceptions=True)
+        done = await asyncio.gather(
+            self._publish_row(row, journaled_at),
+            *(self._publish_fill(f) for f in fills),
+            return_exceptions=True,
+        )
         if isinstance(done[0], BaseException):
             raise done[0]
 
@@ -422,18 +531,34 @@ class ExecutionService:
             if row["status"] in ("ACCEPTED", "PARTIALLY_FILLED") and row["order_type"] == "LIMIT":
                 filled = Decimal(row["filled_quantity"])
                 avg = Decimal(row["average_price"]) if row["average_price"] is not None else ZERO
-                self.paper.restore(PaperOrder(
-                    client_order_id=row["client_order_id"], symbol=row["symbol"], side=row["side"],
-                    order_type="LIMIT", quantity=Decimal(row["quantity"]), limit_price=Decimal(row["price_limit"]),
-                    created_at=row["created_at"], expires_at=row["resting_expires_at"], filled=filled,
-                    notional=filled * avg, trades=int(row["trades"]), locked=Decimal(row["locked"]),
-                    status=row["status"]))
+                self.paper.restore(
+                    PaperOrder(
+                        client_order_id=row["client_order_id"],
+                        symbol=row["symbol"],
+                        side=row["side"],
+                        order_type="LIMIT",
+                        quantity=Decimal(row["quantity"]),
+                        limit_price=Decimal(row["price_limit"]),
+                        created_at=row["created_at"],
+                        expires_at=row["resting_expires_at"],
+                        filled=filled,
+                        notional=filled * avg,
+                        trades=int(row["trades"]),
+                        locked=Decimal(row["locked"]),
+                        status=row["status"],
+                    )
+                )
                 self.rt.log.info("resting paper order restored", client_order_id=row["client_order_id"])
             else:
-                await self.journal.set_status(row["client_order_id"], "REJECTED",
-                                              reason="interrupted before the paper match (restart); not sent")
-                self.rt.log.warning("paper order interrupted by a restart; marked not sent",
-                                    client_order_id=row["client_order_id"])
+                await self.journal.set_status(
+                    row["client_order_id"],
+                    "REJECTED",
+                    reason="interrupted before the paper match (restart); not sent",
+                )
+                self.rt.log.warning(
+                    "paper order interrupted by a restart; marked not sent",
+                    client_order_id=row["client_order_id"],
+                )
                 await self._publish_row(await self.journal.get_order(row["client_order_id"]))
 
     # -- the kill switch ------------------------------------------------------------------------
@@ -453,11 +578,18 @@ class ExecutionService:
             in_flight = await self.fence.drained()
             # then say so: from here no order is sent; the ack below confirms the cancel sweep
             try:
-                await self.rt.bus.publish(subjects.kill_switch_latched(self.name), KillSwitchAcknowledged(
-                    ts=self.rt.clock.now(), command_id=cmd.id, service=self.name, engaged=True,
-                    detail="latched: no order is sent from now on; "
-                           f"{in_flight} order request(s) already past the gate finished first; "
-                           "cancel sweep under way"))
+                await self.rt.bus.publish(
+                    subjects.kill_switch_latched(self.name),
+                    KillSwitchAcknowledged(
+                        ts=self.rt.clock.now(),
+                        command_id=cmd.id,
+                        service=self.name,
+                        engaged=True,
+                        detail="latched: no order is sent from now on; "
+                        f"{in_flight} order request(s) already past the gate finished first; "
+                        "cancel sweep under way",
+                    ),
+                )
             except Exception as exc:  # a lost notice must never stop the sweep
                 self.rt.log.warning("kill-switch latch notice not sent", error=str(exc))
         self.rt.log.warning("kill switch latched", action=cmd.action, reason=cmd.reason, writer=self.writer)
@@ -476,11 +608,16 @@ class ExecutionService:
                 details.append(await self._flatten(cmd))
                 left = await self._sweep()
         # only a live order can have an unknown outcome (the paper book always knows)
-        unknown = [] if self.live is None else [
-            r["client_order_id"] for r in await self.journal.open_orders() if r["status"] == "UNKNOWN"]
+        unknown = (
+            []
+            if self.live is None
+            else [r["client_order_id"] for r in await self.journal.open_orders() if r["status"] == "UNKNOWN"]
+        )
         if unknown:
-            details.append(f"{len(unknown)} orders with an unknown outcome still being resolved (cancelled if they "
-                           "surface)")
+            details.append(
+                f"{len(unknown)} orders with an unknown outcome still being resolved (cancelled if they "
+                "surface)"
+            )
         if left == 0:
             details.insert(0, "zero open orders confirmed")
         else:
@@ -490,10 +627,17 @@ class ExecutionService:
                 self.sweeper = self.rt.spawn(self._keep_sweeping(), "kill-switch-sweeper")
         await self._ack(cmd, left, "; ".join(d for d in details if d))
 
-    async def _ack(self, cmd: KillSwitchCommand, open_orders: int, detail: str, engaged: bool | None = None) -> None:
-        ack = KillSwitchAcknowledged(ts=self.rt.clock.now(), command_id=cmd.id, service=self.name,
-                                     engaged=cmd.action == "engage" if engaged is None else engaged,
-                                     open_orders=open_orders, detail=detail[:1000])
+    async def _ack(
+        self, cmd: KillSwitchCommand, open_orders: int, detail: str, engaged: bool | None = None
+    ) -> None:
+        ack = KillSwitchAcknowledged(
+            ts=self.rt.clock.now(),
+            command_id=cmd.id,
+            service=self.name,
+            engaged=cmd.action == "engage" if engaged is None else engaged,
+            open_orders=open_orders,
+            detail=detail[:1000],
+        )
         await self.rt.bus.publish(subjects.kill_switch_ack(self.name), ack)
 
     async def _sweep(self) -> int:
@@ -549,27 +693,52 @@ class ExecutionService:
             if qty <= 0:
                 continue
             key = flatten_order_key(cmd.id, symbol)
-            order = NewOrder(client_order_id=client_order_id(key), verdict_id=key, signal_id=None, symbol=symbol,
-                             side="SELL", order_type="MARKET", quantity=qty, price_limit=None, mode=self.mode,
-                             purpose="flatten")
+            order = NewOrder(
+                client_order_id=client_order_id(key),
+                verdict_id=key,
+                signal_id=None,
+                symbol=symbol,
+                side="SELL",
+                order_type="MARKET",
+                quantity=qty,
+                price_limit=None,
+                mode=self.mode,
+                purpose="flatten",
+            )
             if await self.journal.insert_order(order, self.rt.instance) == DUPLICATE:
                 continue  # this command already flattened this symbol
             self.rt.metrics.count("orders")
             await self._publish_order(order, "SUBMITTED")
             if self.paper is not None:
                 res = await self._send_paper(order, None)
-                done.append(f"{symbol} {res.status.lower()} {qty}" + (f" ({res.reason})" if res.reason else ""))
+                done.append(
+                    f"{symbol} {res.status.lower()} {qty}" + (f" ({res.reason})" if res.reason else "")
+                )
             else:
                 status = await self.live.place(order, None)
                 done.append(f"{symbol} {str(status).lower()} {qty}")
         return "flattened: " + (", ".join(done) if done else "nothing held")
 
     # -- publishing -----------------------------------------------------------------------------
-    async def _publish_order(self, o: NewOrder, status: str, reason: str = "", ts: datetime | None = None) -> None:
-        await self.rt.bus.publish(subjects.order(o.symbol), OrderEvent(
-            ts=ts or self.rt.clock.now(), client_order_id=o.client_order_id, verdict_id=o.verdict_id, symbol=o.symbol, side=o.side,
-            order_type=o.order_type, status=status, quantity=o.quantity, price=o.price_limit, mode=self.mode,
-            reason=reason))
+    async def _publish_order(
+        self, o: NewOrder, status: str, reason: str = "", ts: datetime | None = None
+    ) -> None:
+        await self.rt.bus.publish(
+            subjects.order(o.symbol),
+            OrderEvent(
+                ts=ts or self.rt.clock.now(),
+                client_order_id=o.client_order_id,
+                verdict_id=o.verdict_id,
+                symbol=o.symbol,
+                side=o.side,
+                order_type=o.order_type,
+                status=status,
+                quantity=o.quantity,
+                price=o.price_limit,
+                mode=self.mode,
+                reason=reason,
+            ),
+        )
 
     async def _publish_fill(self, f: FillRow | dict[str, Any]) -> bool:
         """Publish one journaled fill (the outbox: until JetStream acknowledges it, it stays unpublished in the
@@ -577,14 +746,31 @@ class ExecutionService:
         g = f.get if isinstance(f, dict) else lambda k: getattr(f, k)
         key = (g("exchange"), g("symbol"), g("trade_id"))
         try:
-            await self.rt.bus.publish(subjects.fill(key[1]), Fill(
-                id=fill_message_id(*key), ts=g("ts"), client_order_id=g("client_order_id"), exchange=key[0],
-                trade_id=key[2], symbol=key[1], side=g("side"), quantity=g("quantity"), price=g("price"),
-                fee=g("fee"), fee_asset=g("fee_asset"), is_maker=g("is_maker"),
-                realized_pnl_usdt=g("realized_pnl_usdt")))
+            await self.rt.bus.publish(
+                subjects.fill(key[1]),
+                Fill(
+                    id=fill_message_id(*key),
+                    ts=g("ts"),
+                    client_order_id=g("client_order_id"),
+                    exchange=key[0],
+                    trade_id=key[2],
+                    symbol=key[1],
+                    side=g("side"),
+                    quantity=g("quantity"),
+                    price=g("price"),
+                    fee=g("fee"),
+                    fee_asset=g("fee_asset"),
+                    is_maker=g("is_maker"),
+                    realized_pnl_usdt=g("realized_pnl_usdt"),
+                ),
+            )
         except Exception as exc:
-            self.rt.log.warning("fill publish failed; the outbox sends it again", trade_id=key[2], symbol=key[1],
-                                error=str(exc)[:200])
+            self.rt.log.warning(
+                "fill publish failed; the outbox sends it again",
+                trade_id=key[2],
+                symbol=key[1],
+                error=str(exc)[:200],
+            )
             return False
         self._acked_fills.add(key)
         return True
@@ -606,8 +792,11 @@ class ExecutionService:
         rows = await self.journal.unpublished_fills(older_than_s)
         sent = [r for r in rows if await self._publish_fill(r)]
         if rows:
-            self.rt.log.warning("fill outbox: journaled fills published again", published=len(sent),
-                                failed=len(rows) - len(sent))
+            self.rt.log.warning(
+                "fill outbox: journaled fills published again",
+                published=len(sent),
+                failed=len(rows) - len(sent),
+            )
         await self._record_acked_fills()
         return len(sent)
 
@@ -623,8 +812,22 @@ class ExecutionService:
     async def _publish_row(self, row: dict[str, Any] | None, ts: datetime | None = None) -> None:
         if row is None:
             return
-        await self.rt.bus.publish(subjects.order(row["symbol"]), OrderEvent(
-            ts=ts or self.rt.clock.now(), client_order_id=row["client_order_id"], verdict_id=row["verdict_id"], symbol=row["symbol"],
-            side=row["side"], order_type=row["order_type"], status=row["status"], quantity=row["quantity"],
-            price=row["price_limit"], filled_quantity=row["filled_quantity"], average_price=row["average_price"],
-            exchange_order_id=row["exchange_order_id"], mode=row["mode"], reason=row["reason"][:500]))
+        await self.rt.bus.publish(
+            subjects.order(row["symbol"]),
+            OrderEvent(
+                ts=ts or self.rt.clock.now(),
+                client_order_id=row["client_order_id"],
+                verdict_id=row["verdict_id"],
+                symbol=row["symbol"],
+                side=row["side"],
+                order_type=row["order_type"],
+                status=row["status"],
+                quantity=row["quantity"],
+                price=row["price_limit"],
+                filled_quantity=row["filled_quantity"],
+                average_price=row["average_price"],
+                exchange_order_id=row["exchange_order_id"],
+                mode=row["mode"],
+                reason=row["reason"][:500],
+            ),
+        )

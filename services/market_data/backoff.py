@@ -31,8 +31,14 @@ class RetryDecision:
 
 
 class BackoffPolicy:
-    def __init__(self, initial_s: float = 1.0, max_s: float = 60.0, ban_default_s: float = 120.0,
-                 factor: float = 2.0, rng: random.Random | None = None):
+    def __init__(
+        self,
+        initial_s: float = 1.0,
+        max_s: float = 60.0,
+        ban_default_s: float = 120.0,
+        factor: float = 2.0,
+        rng: random.Random | None = None,
+    ):
         self.initial_s, self.max_s, self.ban_default_s, self.factor = initial_s, max_s, ban_default_s, factor
         self._rng = rng or random.Random()
         self.consecutive_errors = 0
@@ -72,4 +78,6 @@ class BackoffPolicy:
             state = "banned"  # a ban stays a ban until it ends, whatever else fails meanwhile
         # a wait already promised (Retry-After, ban) is never shortened by a later error
         self.state, self.until = state, max(self.until, now + wait)
-        return RetryDecision(self.state, max(0.0, self.until - now), self.until, new_ban, self.consecutive_errors)
+        return RetryDecision(
+            self.state, max(0.0, self.until - now), self.until, new_ban, self.consecutive_errors
+        )

@@ -112,19 +112,47 @@ class CandleAggregator:
         for s in self.series:
             if s.tf_ms <= bar_ms or s.tf_ms % bar_ms:
                 continue
-            out += self._update_series(s, bar.symbol, bar.open_time_ms, bar.close_time_ms, bar.open, bar.high,
-                                       bar.low, bar.close, bar.volume)
+            out += self._update_series(
+                s,
+                bar.symbol,
+                bar.open_time_ms,
+                bar.close_time_ms,
+                bar.open,
+                bar.high,
+                bar.low,
+                bar.close,
+                bar.volume,
+            )
         return out
 
-    def _update(self, symbol: str, ts_ms: int, end_ms: int, o: Decimal, h: Decimal, low: Decimal, c: Decimal,
-                v: Decimal) -> list[Bar]:
+    def _update(
+        self,
+        symbol: str,
+        ts_ms: int,
+        end_ms: int,
+        o: Decimal,
+        h: Decimal,
+        low: Decimal,
+        c: Decimal,
+        v: Decimal,
+    ) -> list[Bar]:
         out: list[Bar] = []
         for s in self.series:
             out += self._update_series(s, symbol, ts_ms, end_ms, o, h, low, c, v)
         return out
 
-    def _update_series(self, s: _Series, symbol: str, ts_ms: int, end_ms: int, o: Decimal, h: Decimal,
-                       low: Decimal, c: Decimal, v: Decimal) -> list[Bar]:
+    def _update_series(
+        self,
+        s: _Series,
+        symbol: str,
+        ts_ms: int,
+        end_ms: int,
+        o: Decimal,
+        h: Decimal,
+        low: Decimal,
+        c: Decimal,
+        v: Decimal,
+    ) -> list[Bar]:
         start = bucket_start(ts_ms, s.tf_ms)
         bar = s.bars.get(symbol)
         closed: list[Bar] = []

@@ -27,24 +27,34 @@ from libs.common.ccxt_errors import ExchangeBanned, RateLimited, http_status, re
 from libs.common.errors import BnmlError, InvalidInputError, OperationalError, TemporaryError
 from libs.common.settings.market_data import BinanceSettings
 
-__all__ = ["ExchangeBanned", "RateLimited", "call", "error_kind", "http_status", "make_exchange", "map_error",
-           "retry_after_s"]
+__all__ = [
+    "ExchangeBanned",
+    "RateLimited",
+    "call",
+    "error_kind",
+    "http_status",
+    "make_exchange",
+    "map_error",
+    "retry_after_s",
+]
 
 T = TypeVar("T")
 
 
 def make_exchange(cfg: BinanceSettings) -> Any:
     """A `ccxt.pro.binance` (REST and websockets) for public spot data, rate limited, URLs overridable."""
-    ex = ccxtpro.binance({
-        "enableRateLimit": True,
-        "timeout": int(cfg.timeout_s * 1000),
-        "options": {
-            "defaultType": "spot",
-            "fetchMarkets": {"types": ["spot"]},
-            "fetchCurrencies": False,
-            "warnOnFetchOpenOrdersWithoutSymbol": False,
-        },
-    })
+    ex = ccxtpro.binance(
+        {
+            "enableRateLimit": True,
+            "timeout": int(cfg.timeout_s * 1000),
+            "options": {
+                "defaultType": "spot",
+                "fetchMarkets": {"types": ["spot"]},
+                "fetchCurrencies": False,
+                "warnOnFetchOpenOrdersWithoutSymbol": False,
+            },
+        }
+    )
     if cfg.rest_url:
         base = cfg.rest_url.rstrip("/")
         api = ex.urls["api"]
@@ -58,7 +68,9 @@ def make_exchange(cfg: BinanceSettings) -> Any:
     return ex
 
 
-def map_error(exc: BaseException, headers: Mapping[str, Any] | None = None, now_ms: int | None = None) -> BnmlError:
+def map_error(
+    exc: BaseException, headers: Mapping[str, Any] | None = None, now_ms: int | None = None
+) -> BnmlError:
     """A ccxt (or network) exception as a BN-ML error; the message never carries credentials."""
     if isinstance(exc, BnmlError):
         return exc

@@ -38,8 +38,17 @@ def iso_ts_ms(ts_ms: int) -> str:
     return iso_ts(datetime.fromtimestamp(ts_ms / 1000, UTC))
 
 
-def tick_json(ts_iso: str, symbol: str, bid: str, ask: str, last: str, volume: str, source: str,
-              source_ts_iso: str | None = None, msg_id: str | None = None) -> bytes:
+def tick_json(
+    ts_iso: str,
+    symbol: str,
+    bid: str,
+    ask: str,
+    last: str,
+    volume: str,
+    source: str,
+    source_ts_iso: str | None = None,
+    msg_id: str | None = None,
+) -> bytes:
     """`symbol` must be a plain ccxt symbol (letters, digits, `/`): it is written without escaping."""
     sts = f'"{source_ts_iso}"' if source_ts_iso else "null"
     return (
@@ -49,8 +58,20 @@ def tick_json(ts_iso: str, symbol: str, bid: str, ask: str, last: str, volume: s
     ).encode()
 
 
-def candle_json(ts_iso: str, symbol: str, timeframe: str, open_time_iso: str, close_time_iso: str, o: str,
-                h: str, low: str, c: str, volume: str, source: str, msg_id: str | None = None) -> bytes:
+def candle_json(
+    ts_iso: str,
+    symbol: str,
+    timeframe: str,
+    open_time_iso: str,
+    close_time_iso: str,
+    o: str,
+    h: str,
+    low: str,
+    c: str,
+    volume: str,
+    source: str,
+    msg_id: str | None = None,
+) -> bytes:
     """A closed `Candle`, byte for byte as `model_dump_json()` writes it."""
     return (
         f'{{"schema_version":1,"id":"{msg_id or fast_id()}","ts":"{ts_iso}","symbol":"{symbol}",'

@@ -42,7 +42,23 @@ from services.market_data.universe import market_tradable, select_universe
 
 # Kline intervals Binance serves (others, like 5s, are aggregated from ticks).
 BACKFILL_BARS = 100  # closed klines published at first contact: covers a model's warm-up (25 bars) with room
-BINANCE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
+BINANCE_INTERVALS = (
+    "1s",
+    "1m",
+    "3m",
+    "5m",
+    "15m",
+    "30m",
+    "1h",
+    "2h",
+    "4h",
+    "6h",
+    "8h",
+    "12h",
+    "1d",
+    "3d",
+    "1w",
+)
 
 
 def _now_ms() -> int:
@@ -53,7 +69,9 @@ def split_timeframes(timeframes: list[str], klines: bool) -> tuple[list[str], li
     """(from exchange klines, aggregated from ticks)."""
     if not klines:
         return [], list(timeframes)
-    return [tf for tf in timeframes if tf in BINANCE_INTERVALS], [tf for tf in timeframes if tf not in BINANCE_INTERVALS]
+    return [tf for tf in timeframes if tf in BINANCE_INTERVALS], [
+        tf for tf in timeframes if tf not in BINANCE_INTERVALS
+    ]
 
 
 def _dec_str(x: Any) -> str | None:
@@ -79,7 +97,9 @@ class BinanceSource:
         self.ucfg = md.universe
         self.config_symbols = list(config_symbols)
         self.monotonic = monotonic
-        self.backoff = BackoffPolicy(self.cfg.backoff_initial_s, self.cfg.backoff_max_s, self.cfg.ban_default_s)
+        self.backoff = BackoffPolicy(
+            self.cfg.backoff_initial_s, self.cfg.backoff_max_s, self.cfg.ban_default_s
+        )
         self.exchange: Any = None
         self.markets: dict[str, Any] = {}
         self._markets_at = float("-inf")
@@ -118,8 +138,12 @@ class BinanceSource:
         m = rt.metrics
         self.m_transport = m.gauge("source_websocket", "1 while prices come from the websocket, 0 from REST")
         self.m_requests = m.counter("exchange_requests_total", "Requests sent to the exchange", ["what"])
-        self.m_gaps = m.counter("kline_gaps_total", "Missing klines between two published ones", ["timeframe"])
-        self.m_backfill = m.counter("klines_backfilled_total", "Closed klines published from a backfill", ["timeframe"])
+        self.m_gaps = m.counter(
+            "kline_gaps_total", "Missing klines between two published ones", ["timeframe"]
+        )
+        self.m_backfill = m.counter(
+            "klines_backfilled_total", "Closed klines published from a backfill", ["timeframe"]
+        )
         self.exchange = make_exchange(self.cfg)
         if self.kline_tfs:
             await rt.bus.subscribe(subjects.heartbeat("signal"), Heartbeat, self._on_signal_heartbeat)
@@ -160,25 +184,40 @@ class BinanceSource:
 
     async def _on_error(self, exc: BaseException) -> None:
         rt = self.svc.rt
-        err = exc if isinstance(exc, BnmlError) else map_error(exc, getattr(self.exchange, "last_response_headers",
-                                                                            None), _now_ms())
+        err = (
+            exc
+            if isinstance(exc, BnmlError)
+            else map_error(exc, getattr(self.exchange, "last_response_headers", None), _now_ms())
+        )
         kind = error_kind(err)
         self.svc.m_errors.labels(kind=kind).inc()
         policy_kind = kind if kind in ("banned", "rate_limited") else "temporary"
         retry_after = getattr(err, "retry_after_s", None)
         d = self.backoff.on_error(policy_kind, self.monotonic(), retry_after)  # type: ignore[arg-type]
         self.svc.m_backoff.set(STATE_CODE[d.state])
-        rt.log.warning("exchange error; backing off", kind=kind, error=str(err)[:300], wait_s=round(d.wait_s, 2),
-                       state=d.state, consecutive=d.consecutive_errors)
+        rt.log.warning(
+            "exchange error; backing off",
+            kind=kind,
+            error=str(err)[:300],
+            wait_s=round(d.wait_s, 2),
+            state=d.state,
+            consecutive=d.consecutive_errors,
+        )
         if d.new_ban:
-            await rt.alert("SEV-2", "Binance banned this IP (HTTP 418)",
-                           f"no request to Binance for {d.wait_s:.0f}s; market data goes stale meanwhile",
-                           dedup_key="market_data:binance_ban")
+            await rt.alert(
+                "SEV-2",
+                "Binance banned this IP (HTTP 418)",
+                f"no request to Binance for {d.wait_s:.0f}s; market data goes stale meanwhile",
+                dedup_key="market_data:binance_ban",
+            )
         if d.consecutive_errors >= self.cfg.errors_before_alert and not self._errors_alerted:
             self._errors_alerted = True
-            await rt.alert("SEV-2", "repeated exchange errors",
-                           f"{d.consecutive_errors} consecutive errors from Binance, last {kind}: {str(err)[:200]}",
-                           dedup_key="market_data:exchange_errors")
+            await rt.alert(
+                "SEV-2",
+                "repeated exchange errors",
+                f"{d.consecutive_errors} consecutive errors from Binance, last {kind}: {str(err)[:200]}",
+                dedup_key="market_data:exchange_errors",
+            )
 
     # -- markets and universe ----------------------------------------------------------------------
     async def _refresh_markets_if_due(self) -> None:
@@ -214,16 +253,25 @@ class BinanceSource:
             self.m_requests.labels(what="tickers_all").inc()
             tickers = await call(ex, lambda: ex.fetch_tickers(), _now_ms)
             self._ok()
-            res = select_universe(self.markets, tickers, top_n=self.ucfg.top_n, quote=self.ucfg.quote,
-                                  min_quote_volume=self.ucfg.min_quote_volume, exclude=self.ucfg.exclude)
+            res = select_universe(
+                self.markets,
+                tickers,
+                top_n=self.ucfg.top_n,
+                quote=self.ucfg.quote,
+                min_quote_volume=self.ucfg.min_quote_volume,
+                exclude=self.ucfg.exclude,
+            )
             new, reason = res.symbols, f"scan: top {self.ucfg.top_n} {self.ucfg.quote} by 24h quote volume"
             rt.log.info("universe scan", considered=res.considered, kept=len(new), dropped=len(res.dropped))
         new = self.svc.shard.select(new)  # a sharded market_data publishes only the symbols it owns
         self._universe_at = now
         if not new:
-            await rt.alert("SEV-2", "empty market scan",
-                           f"universe {self.ucfg.mode} found no tradable symbol; keeping {len(self.symbols)} symbol(s)",
-                           dedup_key="market_data:empty_scan")
+            await rt.alert(
+                "SEV-2",
+                "empty market scan",
+                f"universe {self.ucfg.mode} found no tradable symbol; keeping {len(self.symbols)} symbol(s)",
+                dedup_key="market_data:empty_scan",
+            )
             # retry the scan sooner than the schedule
             self._universe_at = now - self.ucfg.refresh_s + max(self.cfg.poll_interval_s * 5, 10.0)
             return
@@ -235,7 +283,10 @@ class BinanceSource:
 
     def _refresh_due(self) -> bool:
         now = self.monotonic()
-        return now - self._markets_at >= self.cfg.markets_refresh_s or now - self._universe_at >= self.ucfg.refresh_s
+        return (
+            now - self._markets_at >= self.cfg.markets_refresh_s
+            or now - self._universe_at >= self.ucfg.refresh_s
+        )
 
     # -- prices -----------------------------------------------------------------------------------
     async def _stream(self, pub: Publisher) -> None:
@@ -256,7 +307,13 @@ class BinanceSource:
                     tk = cache.get(s)
                     if tk is None:
                         continue
-                    key = (tk.get("timestamp"), tk.get("bid"), tk.get("ask"), tk.get("last"), tk.get("baseVolume"))
+                    key = (
+                        tk.get("timestamp"),
+                        tk.get("bid"),
+                        tk.get("ask"),
+                        tk.get("last"),
+                        tk.get("baseVolume"),
+                    )
                     if self._ws_seen.get(s) != key:
                         self._ws_seen[s] = key
                         tickers[s] = tk
@@ -298,7 +355,9 @@ class BinanceSource:
                     if rows:
                         await self._publish_klines(pub, s, tf, list(rows), closed_before=rows[-1][0])
 
-    async def _publish_klines(self, pub: Publisher, symbol: str, tf: str, rows: list, closed_before: int) -> None:
+    async def _publish_klines(
+        self, pub: Publisher, symbol: str, tf: str, rows: list, closed_before: int
+    ) -> None:
         """Publish, once each, the bars that opened before `closed_before` (the newest bar is still open)."""
         key = (symbol, tf)
         last = self._kline_published.get(key)
@@ -310,8 +369,13 @@ class BinanceSource:
             if t0 >= closed_before or (last is not None and t0 <= last):
                 continue
             o, h, low, c, v = (_dec_str(x) for x in r[1:6])
-            if None in (o, h, low, c, v) or Decimal(low) <= 0 or not (
-                    Decimal(low) <= min(Decimal(o), Decimal(c)) and Decimal(h) >= max(Decimal(o), Decimal(c))):
+            if (
+                None in (o, h, low, c, v)
+                or Decimal(low) <= 0
+                or not (
+                    Decimal(low) <= min(Decimal(o), Decimal(c)) and Decimal(h) >= max(Decimal(o), Decimal(c))
+                )
+            ):
                 self.svc.m_errors.labels(kind="malformed").inc()
                 continue
             if last is None and t0 < closed_before - tf_ms:
@@ -321,8 +385,20 @@ class BinanceSource:
                 last = await self._fill_gap(pub, symbol, tf, last, t0)
                 if t0 <= last:
                     continue
-            await pub.bar(Bar(symbol, tf, t0, t0 + tf_ms - 1, Decimal(o), Decimal(h), Decimal(low), Decimal(c),
-                              Decimal(v)), "binance")
+            await pub.bar(
+                Bar(
+                    symbol,
+                    tf,
+                    t0,
+                    t0 + tf_ms - 1,
+                    Decimal(o),
+                    Decimal(h),
+                    Decimal(low),
+                    Decimal(c),
+                    Decimal(v),
+                ),
+                "binance",
+            )
             self._kline_published[key] = last = t0
 
     # -- kline history ------------------------------------------------------------------------------
@@ -350,8 +426,11 @@ class BinanceSource:
         self._ok()
         tf_ms = timeframe_ms(tf)
         current_open = _now_ms() // tf_ms * tf_ms
-        closed = [r for r in rows or [] if isinstance(r, list | tuple) and len(r) >= 6 and r[0] is not None
-                  and int(r[0]) < current_open][-BACKFILL_BARS:]
+        closed = [
+            r
+            for r in rows or []
+            if isinstance(r, list | tuple) and len(r) >= 6 and r[0] is not None and int(r[0]) < current_open
+        ][-BACKFILL_BARS:]
         key = (symbol, tf)
         if key in self._kline_published:
             # a replay for a new consumer: the whole window again, then carry on from where we were
@@ -370,18 +449,27 @@ class BinanceSource:
         tf_ms = timeframe_ms(tf)
         missing = (upto - last) // tf_ms - 1
         self.m_gaps.labels(timeframe=tf).inc(missing)
-        self.svc.rt.log.warning("kline gap: filling from REST", symbol=symbol, timeframe=tf, missing_bars=missing,
-                                after=iso_ts(datetime.fromtimestamp(last / 1000, UTC)))
+        self.svc.rt.log.warning(
+            "kline gap: filling from REST",
+            symbol=symbol,
+            timeframe=tf,
+            missing_bars=missing,
+            after=iso_ts(datetime.fromtimestamp(last / 1000, UTC)),
+        )
         ex = self.exchange
         try:
             self.m_requests.labels(what="klines_gap").inc()
-            rows = await call(ex, lambda: ex.fetch_ohlcv(symbol, tf, since=last + tf_ms,
-                                                         limit=min(missing, 1000)), _now_ms)
+            rows = await call(
+                ex, lambda: ex.fetch_ohlcv(symbol, tf, since=last + tf_ms, limit=min(missing, 1000)), _now_ms
+            )
         except Exception as exc:  # the gap stays a gap: consumers see the jump
             self.svc.rt.log.warning("kline gap not filled", symbol=symbol, timeframe=tf, error=str(exc)[:200])
             return last
-        fill = [r for r in rows or [] if isinstance(r, list | tuple) and len(r) >= 6 and r[0] is not None
-                and last < int(r[0]) < upto]
+        fill = [
+            r
+            for r in rows or []
+            if isinstance(r, list | tuple) and len(r) >= 6 and r[0] is not None and last < int(r[0]) < upto
+        ]
         await self._publish_rows(pub, symbol, tf, fill, last)
         return self._kline_published.get((symbol, tf), last)
 
@@ -402,11 +490,16 @@ class BinanceSource:
 
     def _kline_bar(self, symbol: str, tf: str, t0: int, tf_ms: int, r) -> Bar | None:
         o, h, low, c, v = (_dec_str(x) for x in r[1:6])
-        if None in (o, h, low, c, v) or Decimal(low) <= 0 or not (
-                Decimal(low) <= min(Decimal(o), Decimal(c)) and Decimal(h) >= max(Decimal(o), Decimal(c))):
+        if (
+            None in (o, h, low, c, v)
+            or Decimal(low) <= 0
+            or not (Decimal(low) <= min(Decimal(o), Decimal(c)) and Decimal(h) >= max(Decimal(o), Decimal(c)))
+        ):
             self.svc.m_errors.labels(kind="malformed").inc()
             return None
-        return Bar(symbol, tf, t0, t0 + tf_ms - 1, Decimal(o), Decimal(h), Decimal(low), Decimal(c), Decimal(v))
+        return Bar(
+            symbol, tf, t0, t0 + tf_ms - 1, Decimal(o), Decimal(h), Decimal(low), Decimal(c), Decimal(v)
+        )
 
     async def _poll_klines(self, pub: Publisher) -> None:
         """REST fallback for exchange klines: one request per symbol and timeframe after each bar closes."""
@@ -424,11 +517,15 @@ class BinanceSource:
                 wall = _now_ms()
                 current_open = wall // tf_ms * tf_ms
                 await self._publish_klines(pub, s, tf, rows or [], closed_before=current_open)
-                self._kline_poll_at[key] = now + max(self.cfg.poll_interval_s, (current_open + tf_ms - wall) / 1000 + 0.2)
+                self._kline_poll_at[key] = now + max(
+                    self.cfg.poll_interval_s, (current_open + tf_ms - wall) / 1000 + 0.2
+                )
 
     async def _ws_down(self, why: str) -> None:
         self._ws_failures += 1
-        wait = min(self.cfg.ws_retry_s * 2 ** min(self._ws_failures - 1, 4), 300.0) * (0.8 + 0.4 * self._rng.random())
+        wait = min(self.cfg.ws_retry_s * 2 ** min(self._ws_failures - 1, 4), 300.0) * (
+            0.8 + 0.4 * self._rng.random()
+        )
         self._ws_retry_at = self.monotonic() + wait
         self.transport = "rest"
         self.m_transport.set(0)
@@ -463,8 +560,14 @@ class BinanceSource:
             if sym not in wanted or not isinstance(t, dict):
                 continue
             bid, ask, last = _dec_str(t.get("bid")), _dec_str(t.get("ask")), _dec_str(t.get("last"))
-            if bid is None or ask is None or last is None or Decimal(bid) <= 0 or Decimal(last) <= 0 \
-                    or Decimal(bid) > Decimal(ask):
+            if (
+                bid is None
+                or ask is None
+                or last is None
+                or Decimal(bid) <= 0
+                or Decimal(last) <= 0
+                or Decimal(bid) > Decimal(ask)
+            ):
                 self.svc.m_errors.labels(kind="malformed").inc()
                 continue
             volume = "0"
@@ -476,8 +579,17 @@ class BinanceSource:
                     volume = format(bv - prev, "f")
                 self._base_volume[sym] = bv
             src_ms = t.get("timestamp")
-            await pub.tick(sym, ts_iso, ts_ms, bid, ask, last, volume, "binance",
-                           source_ts_ms=int(src_ms) if isinstance(src_ms, int | float) and src_ms > 0 else None,
-                           mono=mono)
+            await pub.tick(
+                sym,
+                ts_iso,
+                ts_ms,
+                bid,
+                ask,
+                last,
+                volume,
+                "binance",
+                source_ts_ms=int(src_ms) if isinstance(src_ms, int | float) and src_ms > 0 else None,
+                mono=mono,
+            )
             n += 1
         return n

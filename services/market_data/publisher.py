@@ -26,8 +26,16 @@ from services.market_data.synthetic import Quote
 
 
 class Publisher:
-    def __init__(self, bus: Bus, metrics: ServiceMetrics, aggregator: CandleAggregator, tracker: StalenessTracker,
-                 *, monotonic: Callable[[], float] = time.monotonic, last_interval_s: float = 0.05):
+    def __init__(
+        self,
+        bus: Bus,
+        metrics: ServiceMetrics,
+        aggregator: CandleAggregator,
+        tracker: StalenessTracker,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        last_interval_s: float = 0.05,
+    ):
         self.bus = bus
         self.metrics = metrics
         self.aggregator = aggregator
@@ -40,14 +48,16 @@ class Publisher:
         self._tick_pending: dict[str, int] = {}
         self._candle_counter: dict[tuple[str, str], Counter] = {}
         self._ticks = metrics.counter("ticks_published_total", "Ticks published", ["symbol"])
-        self._candles = metrics.counter("candles_published_total", "Closed candles published",
-                                        ["symbol", "timeframe"])
+        self._candles = metrics.counter(
+            "candles_published_total", "Closed candles published", ["symbol", "timeframe"]
+        )
         self._late = metrics.counter("late_ticks_total", "Ticks older than the open candle (not aggregated)")
         self.ticks_published = 0
         self.candles_published = 0
         self._late_seen = 0
-        self._dropped = metrics.counter("publish_dropped_total", "Ticks/candles not sent (NATS unavailable)",
-                                        ["reason"])
+        self._dropped = metrics.counter(
+            "publish_dropped_total", "Ticks/candles not sent (NATS unavailable)", ["reason"]
+        )
         self.dropped = 0
         self._totals = metrics.totals  # heartbeat totals (`ticks`, `candles`)
 
@@ -62,13 +72,33 @@ class Publisher:
             self._tick_pending[symbol] = 0
         return subj
 
-    async def tick(self, symbol: str, ts_iso: str, ts_ms: int, bid: str, ask: str, last: str, volume: str,
-                   source: str, *, source_ts_ms: int | None = None, mono: float | None = None,
-                   aggregate: bool = True) -> None:
+    async def tick(
+        self,
+        symbol: str,
+        ts_iso: str,
+        ts_ms: int,
+        bid: str,
+        ask: str,
+        last: str,
+        volume: str,
+        source: str,
+        *,
+        source_ts_ms: int | None = None,
+        mono: float | None = None,
+        aggregate: bool = True,
+    ) -> None:
         """Publish one tick (strings are exact decimals), update freshness and, if asked, the candles."""
         subject = self._subject(symbol)
-        payload = tick_json(ts_iso, symbol, bid, ask, last, volume, source,
-                            iso_ts_ms(source_ts_ms) if source_ts_ms is not None else None)
+        payload = tick_json(
+            ts_iso,
+            symbol,
+            bid,
+            ask,
+            last,
+            volume,
+            source,
+            iso_ts_ms(source_ts_ms) if source_ts_ms is not None else None,
+        )
         if not await self._send(subject, payload):
             return
         now = self.monotonic() if mono is None else mono
@@ -80,8 +110,9 @@ class Publisher:
         self._totals["ticks"] += 1
         self.tracker.on_update(symbol, now, last)
         if aggregate:
-            closed = self.aggregator.on_tick(symbol, source_ts_ms if source_ts_ms is not None else ts_ms,
-                                             Decimal(last), Decimal(volume))
+            closed = self.aggregator.on_tick(
+                symbol, source_ts_ms if source_ts_ms is not None else ts_ms, Decimal(last), Decimal(volume)
+            )
             for bar in closed:
                 await self.candle(bar, source)
 
@@ -111,11 +142,18 @@ class Publisher:
                 self._tick_counter[sym].inc(n)
                 self._tick_pending[sym] = 0
 
-    async def quotes(self, quotes: Iterable[Quote], ts_iso: str, ts_ms: int, source: str, mono: float) -> None:
+    async def quotes(
+        self, quotes: Iterable[Quote], ts_iso: str, ts_ms: int, source: str, mono: float
+    ) -> None:
         """A whole synthetic step (one quote per symbol): the same as `tick()` for each, with less overhead.
         Every tick of the step goes out first; freshness and candles are updated after."""
         send, on_update, on_tick = self._send, self.tracker.on_update, self.aggregator.on_tick
-        pending, totals, offer, last_subject = self._tick_pending, self._totals, self.last.offer, self._last_subject
+        pending, totals, offer, last_subject = (
+            self._tick_pending,
+            self._totals,
+            self.last.offer,
+            self._last_subject,
+        )
         out = []
         for q in quotes:
             symbol = q.symbol
@@ -137,16 +175,27 @@ class Publisher:
         totals["ticks"] += sent
 
     async def candle(self, bar: Bar, source: str, ts_iso: str | None = None) -> None:
-        payload = candle_json(ts_iso or iso_ts(datetime.now(UTC)), bar.symbol, bar.timeframe,
-                              iso_ts_ms(bar.open_time_ms), iso_ts_ms(bar.close_time_ms), _s(bar.open),
-                              _s(bar.high), _s(bar.low), _s(bar.close), _s(bar.volume), source)
+        payload = candle_json(
+            ts_iso or iso_ts(datetime.now(UTC)),
+            bar.symbol,
+            bar.timeframe,
+            iso_ts_ms(bar.open_time_ms),
+            iso_ts_ms(bar.close_time_ms),
+            _s(bar.open),
+            _s(bar.high),
+            _s(bar.low),
+            _s(bar.close),
+            _s(bar.volume),
+            source,
+        )
         if not await self._send(subjects.candle(bar.symbol, bar.timeframe), payload):
             return
         key = (bar.symbol, bar.timeframe)
         c = self._candle_counter.get(key)
         if c is None:
-            c = self._candle_counter[key] = self._candles.labels(symbol=subjects.exchange_symbol(bar.symbol),
-                                                                 timeframe=bar.timeframe)
+            c = self._candle_counter[key] = self._candles.labels(
+                symbol=subjects.exchange_symbol(bar.symbol), timeframe=bar.timeframe
+            )
         c.inc()
         self.candles_published += 1
         self._totals["candles"] += 1

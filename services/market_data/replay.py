@@ -75,8 +75,10 @@ def load_ohlcv(path: str | Path, symbol: str, fmt: str = "auto", timeframe: str 
         raw = read_raw(path, fmt)
     except OhlcvError as exc:
         raise ReplayFileError(str(exc)) from None
-    rows = [(int(t), o, h, low, c, v, None if ct is None else int(ct))
-            for t, o, h, low, c, v, ct in raw.select(*COLUMNS, "close_time").iter_rows()]
+    rows = [
+        (int(t), o, h, low, c, v, None if ct is None else int(ct))
+        for t, o, h, low, c, v, ct in raw.select(*COLUMNS, "close_time").iter_rows()
+    ]
     return _build(rows, symbol, timeframe, path.name)
 
 
@@ -89,7 +91,9 @@ def _build(rows_in: Iterable[Sequence[Any]], symbol: str, timeframe: str, name: 
     else:
         diffs = Counter(b[0] - a[0] for a, b in zip(raw, raw[1:], strict=False) if b[0] > a[0])
         if not diffs:
-            raise ReplayFileError(f"{name}: cannot infer the timeframe from one row; set market_data.replay.timeframe")
+            raise ReplayFileError(
+                f"{name}: cannot infer the timeframe from one row; set market_data.replay.timeframe"
+            )
         tf_ms = diffs.most_common(1)[0][0]
         timeframe = timeframe_of_ms(tf_ms)
     rows, skipped, normalised, places, last_t = [], [], 0, 0, None

@@ -68,7 +68,9 @@ class MarketDataService:
             self._refuse_empty_shard(symbols)
             aggregator = CandleAggregator(md.candle_timeframes)
             market = SyntheticMarket(symbols, md.synthetic.seed, md.synthetic)
-            self.source = SyntheticSource(market, md.synthetic.ticks_per_s, max_steps=md.synthetic.max_steps or None)
+            self.source = SyntheticSource(
+                market, md.synthetic.ticks_per_s, max_steps=md.synthetic.max_steps or None
+            )
             reason = "config (synthetic)"
         elif self.mode == "replay":
             series = load_replay(md.replay)  # refuses to start (ConfigurationError) naming the key
@@ -76,15 +78,30 @@ class MarketDataService:
             self._refuse_empty_shard(symbols)
             usable, unusable = coarser_timeframes(md.candle_timeframes, series.timeframe)
             if unusable:
-                rt.log.warning("replay cannot build these timeframes from its bars", file_timeframe=series.timeframe,
-                               unusable=unusable)
+                rt.log.warning(
+                    "replay cannot build these timeframes from its bars",
+                    file_timeframe=series.timeframe,
+                    unusable=unusable,
+                )
             aggregator = CandleAggregator(usable)
-            self.source = ReplaySource(series, symbols, speed=md.replay.speed, loop=md.replay.loop,
-                                       ticks_per_candle=md.replay.ticks_per_candle, spread_bps=md.replay.spread_bps,
-                                       data_clock=md.replay.data_clock)
-            rt.log.info("replay loaded", rows=len(series.rows), timeframe=series.timeframe,
-                        normalised_close_times=series.normalised_close_times, skipped=len(series.skipped_rows),
-                        symbols=len(symbols), speed=md.replay.speed)
+            self.source = ReplaySource(
+                series,
+                symbols,
+                speed=md.replay.speed,
+                loop=md.replay.loop,
+                ticks_per_candle=md.replay.ticks_per_candle,
+                spread_bps=md.replay.spread_bps,
+                data_clock=md.replay.data_clock,
+            )
+            rt.log.info(
+                "replay loaded",
+                rows=len(series.rows),
+                timeframe=series.timeframe,
+                normalised_close_times=series.normalised_close_times,
+                skipped=len(series.skipped_rows),
+                symbols=len(symbols),
+                speed=md.replay.speed,
+            )
             reason = f"config (replay of {series.symbol} {series.timeframe})"
         else:
             from services.market_data.live import BinanceSource, split_timeframes
@@ -95,23 +112,33 @@ class MarketDataService:
             self.source = BinanceSource(self, md, self.shard.select(s.symbols))
             symbols = self.shard.select(s.symbols) if md.universe.mode == "fixed" else []
             reason = "config (binance)"
-        self.pub = Publisher(rt.bus, rt.metrics, aggregator, self.tracker,
-                             last_interval_s=md.last_interval_ms / 1000)
+        self.pub = Publisher(
+            rt.bus, rt.metrics, aggregator, self.tracker, last_interval_s=md.last_interval_ms / 1000
+        )
         if self.shard.sharded:
             reason += f", shard {self.shard.label()}"
-            rt.log.info("market data shard", shard=self.shard.label(), owned=len(symbols),
-                        scheme="crc32(exchange symbol) % count")
+            rt.log.info(
+                "market data shard",
+                shard=self.shard.label(),
+                owned=len(symbols),
+                scheme="crc32(exchange symbol) % count",
+            )
         if symbols:
             await self.set_universe(symbols, reason)
-        rt.log.info("market data source", mode=self.mode, symbols=len(symbols), timeframes=aggregator.timeframes)
+        rt.log.info(
+            "market data source", mode=self.mode, symbols=len(symbols), timeframes=aggregator.timeframes
+        )
         rt.spawn(self._status_loop(), "md-status")
         rt.spawn(self._last_loop(md.last_interval_ms / 2000), "md-last")
         rt.spawn(self._run_source(), f"md-source-{self.mode}")
 
     def _refuse_empty_shard(self, symbols: list[str]) -> None:
         if not symbols:
-            raise ConfigurationError("market_data.shard", f"shard {self.shard.label()} owns none of the configured "
-                                     "symbols (crc32 of the exchange symbol % count); use fewer shards")
+            raise ConfigurationError(
+                "market_data.shard",
+                f"shard {self.shard.label()} owns none of the configured "
+                "symbols (crc32 of the exchange symbol % count); use fewer shards",
+            )
 
     async def _run_source(self) -> None:
         assert self.source is not None
@@ -120,13 +147,22 @@ class MarketDataService:
         elapsed_s = round(time.monotonic() - started, 3)
         if self.mode == "replay":
             self._replay_done = True
-            self.rt.log.info("replay finished", bars=self.source.bars_done,  # type: ignore[union-attr]
-                             ticks=self.pub.ticks_published, candles=self.pub.candles_published)
+            self.rt.log.info(
+                "replay finished",
+                bars=self.source.bars_done,  # type: ignore[union-attr]
+                ticks=self.pub.ticks_published,
+                candles=self.pub.candles_published,
+            )
         else:
             # elapsed_s and skipped_steps say whether the configured rate was reached (benchmarks check it)
-            self.rt.log.info("source finished", mode=self.mode, ticks=self.pub.ticks_published,
-                             candles=self.pub.candles_published, elapsed_s=elapsed_s,
-                             skipped_steps=getattr(self.source, "skipped_steps", 0))
+            self.rt.log.info(
+                "source finished",
+                mode=self.mode,
+                ticks=self.pub.ticks_published,
+                candles=self.pub.candles_published,
+                elapsed_s=elapsed_s,
+                skipped_steps=getattr(self.source, "skipped_steps", 0),
+            )
 
     async def stop(self) -> None:
         stop = getattr(self.source, "close", None)
@@ -138,8 +174,12 @@ class MarketDataService:
         symbols = tuple(self.symbols)
         if self._shard_digest[0] != symbols:
             self._shard_digest = (symbols, digest(symbols))
-        return ShardInfo(index=self.shard.index, count=self.shard.count, symbols=list(symbols),
-                         digest=self._shard_digest[1])
+        return ShardInfo(
+            index=self.shard.index,
+            count=self.shard.count,
+            symbols=list(symbols),
+            digest=self._shard_digest[1],
+        )
 
     def health(self) -> tuple[str, str]:
         if not hasattr(self, "tracker"):
@@ -149,7 +189,10 @@ class MarketDataService:
         if state != "ok":
             details.append(f"source {state}")
         fresh, stale = self.tracker.counts()
-        if stale and (self._ever_fresh or time.monotonic() - self._started_mono > self.rt.settings.market_data.stale_after_s):
+        if stale and (
+            self._ever_fresh
+            or time.monotonic() - self._started_mono > self.rt.settings.market_data.stale_after_s
+        ):
             details.append(f"{stale}/{fresh + stale} symbols stale")
         if self._replay_done:
             details.append("replay finished")
@@ -181,14 +224,19 @@ class MarketDataService:
         self.symbols = list(symbols)
         self.m_universe.set(len(symbols))
         if first or added or removed:
-            msg = UniverseChanged(ts=utcnow(), symbols=list(symbols), added=added, removed=removed, reason=reason)
+            msg = UniverseChanged(
+                ts=utcnow(), symbols=list(symbols), added=added, removed=removed, reason=reason
+            )
             await rt.bus.publish(subjects.universe(), msg)
-            rt.log.info("universe changed", size=len(symbols), added=added[:50], removed=removed[:50], reason=reason)
+            rt.log.info(
+                "universe changed", size=len(symbols), added=added[:50], removed=removed[:50], reason=reason
+            )
 
     # -- freshness --------------------------------------------------------------------------------
     async def _publish_status(self, ch: StatusChange) -> None:
-        msg = MarketStatus(ts=utcnow(), symbol=ch.symbol, status=ch.status, age_s=round(ch.age_s, 3),
-                           reason=ch.reason)
+        msg = MarketStatus(
+            ts=utcnow(), symbol=ch.symbol, status=ch.status, age_s=round(ch.age_s, 3), reason=ch.reason
+        )
         await self.rt.bus.publish(subjects.market_status(ch.symbol), msg)
 
     async def _last_loop(self, period: float) -> None:
@@ -229,7 +277,9 @@ class MarketDataService:
         if aggregate_by_time:
             # live ticks carry the exchange's time: give them a moment to arrive before closing a bar
             grace_ms = 0 if self.mode == "synthetic" else CLOSE_GRACE_MS
-            await self.pub.close_due(int(datetime.now(UTC).timestamp() * 1000) - grace_ms, self._source_label())
+            await self.pub.close_due(
+                int(datetime.now(UTC).timestamp() * 1000) - grace_ms, self._source_label()
+            )
         src = self.source
         if src is not None and hasattr(src, "backoff"):
             self.m_backoff_wait.set(src.backoff.wait_s(mono))
@@ -252,8 +302,12 @@ class MarketDataService:
             rt.log.warning("symbol stale", symbol=ch.symbol, age_s=round(ch.age_s, 2), reason=ch.reason)
         if ch.frozen and ch.symbol not in self._frozen_alerted:
             self._frozen_alerted.add(ch.symbol)
-            await rt.alert("SEV-2", f"market data frozen: {ch.symbol}", ch.reason,
-                           dedup_key=f"market_data:frozen:{ch.symbol}")
+            await rt.alert(
+                "SEV-2",
+                f"market data frozen: {ch.symbol}",
+                ch.reason,
+                dedup_key=f"market_data:frozen:{ch.symbol}",
+            )
 
     async def _alert_on_staleness(self, stale: int, mono: float) -> None:
         rt = self.rt
@@ -261,16 +315,27 @@ class MarketDataService:
         stale_known = [s for s in self._ever_fresh if self.tracker.status(s) == "stale"]
         if stale_known and not self._stale_alerted:
             self._stale_alerted = True
-            await rt.alert("SEV-2", "market data stale",
-                           f"{len(stale_known)} symbol(s) without fresh data for > {md.stale_after_s:g}s "
-                           f"(e.g. {', '.join(sorted(stale_known)[:5])}); risk holds them",
-                           dedup_key="market_data:stale")
+            await rt.alert(
+                "SEV-2",
+                "market data stale",
+                f"{len(stale_known)} symbol(s) without fresh data for > {md.stale_after_s:g}s "
+                f"(e.g. {', '.join(sorted(stale_known)[:5])}); risk holds them",
+                dedup_key="market_data:stale",
+            )
         elif not stale_known and self._stale_alerted:
             self._stale_alerted = False
             rt.log.info("market data fresh again")
-        if (not self._ever_fresh and not self._no_data_alerted and self.symbols and not self._replay_done
-                and mono - self._started_mono > 3 * md.stale_after_s):
+        if (
+            not self._ever_fresh
+            and not self._no_data_alerted
+            and self.symbols
+            and not self._replay_done
+            and mono - self._started_mono > 3 * md.stale_after_s
+        ):
             self._no_data_alerted = True
-            await rt.alert("SEV-2", "no market data since start",
-                           f"mode {self.mode}: no symbol has had a fresh update in {mono - self._started_mono:.0f}s",
-                           dedup_key="market_data:no_data")
+            await rt.alert(
+                "SEV-2",
+                "no market data since start",
+                f"mode {self.mode}: no symbol has had a fresh update in {mono - self._started_mono:.0f}s",
+                dedup_key="market_data:no_data",
+            )

@@ -30,8 +30,14 @@ class SyntheticSource:
 
     name = "synthetic"
 
-    def __init__(self, market: SyntheticMarket, ticks_per_s: float, *, max_steps: int | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        market: SyntheticMarket,
+        ticks_per_s: float,
+        *,
+        max_steps: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.market = market
         self.period = 1.0 / ticks_per_s
         self.max_steps = max_steps
@@ -83,9 +89,19 @@ class ReplaySource:
 
     name = "replay"
 
-    def __init__(self, series: OhlcvSeries, symbols: list[str], *, speed: float = 0.0, loop: bool = False,
-                 ticks_per_candle: int = 4, spread_bps: float = 1.0, max_bars: int | None = None,
-                 clock: Callable[[], float] = time.monotonic, data_clock: bool = False):
+    def __init__(
+        self,
+        series: OhlcvSeries,
+        symbols: list[str],
+        *,
+        speed: float = 0.0,
+        loop: bool = False,
+        ticks_per_candle: int = 4,
+        spread_bps: float = 1.0,
+        max_bars: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        data_clock: bool = False,
+    ):
         self.series = series
         self.symbols = symbols
         self.speed = speed
@@ -94,7 +110,9 @@ class ReplaySource:
         self.spread_bps = Decimal(str(spread_bps))
         self.max_bars = max_bars
         self.clock = clock
-        self.data_clock = data_clock  # stamp ticks and candles with the data's time (services on the data clock)
+        self.data_clock = (
+            data_clock  # stamp ticks and candles with the data's time (services on the data clock)
+        )
         self.bars_done = 0
         self.finished = asyncio.Event()
 
@@ -111,13 +129,29 @@ class ReplaySource:
                     wait = start + clock.due_s(pt.ts_ms) - self.clock()
                     if wait > 0:
                         await asyncio.sleep(wait)
-                    now_wall = datetime.fromtimestamp(pt.ts_ms / 1000, UTC) if self.data_clock else datetime.now(UTC)
+                    now_wall = (
+                        datetime.fromtimestamp(pt.ts_ms / 1000, UTC) if self.data_clock else datetime.now(UTC)
+                    )
                     ts_iso, ts_ms, mono = iso_ts(now_wall), int(now_wall.timestamp() * 1000), self.clock()
                     for sym in self.symbols:
-                        await pub.tick(sym, ts_iso, ts_ms, pt.bid, pt.ask, pt.last, pt.volume, "replay",
-                                       source_ts_ms=pt.ts_ms, mono=mono, aggregate=False)
-                ts_iso = iso_ts(datetime.fromtimestamp(path[-1].ts_ms / 1000, UTC) if self.data_clock
-                                else datetime.now(UTC))
+                        await pub.tick(
+                            sym,
+                            ts_iso,
+                            ts_ms,
+                            pt.bid,
+                            pt.ask,
+                            pt.last,
+                            pt.volume,
+                            "replay",
+                            source_ts_ms=pt.ts_ms,
+                            mono=mono,
+                            aggregate=False,
+                        )
+                ts_iso = iso_ts(
+                    datetime.fromtimestamp(path[-1].ts_ms / 1000, UTC)
+                    if self.data_clock
+                    else datetime.now(UTC)
+                )
                 for sym in self.symbols:
                     await pub.bar(s.bar(i, sym), "replay", ts_iso)
                 self.bars_done += 1

@@ -77,7 +77,11 @@ class StalenessTracker:
         age = now - s.last_update
         if age > self.stale_after_s:
             return "stale", f"no update for {age:.1f}s (> {self.stale_after_s:g}s)", False
-        if self.frozen_after_s > 0 and s.price_since is not None and now - s.price_since > self.frozen_after_s:
+        if (
+            self.frozen_after_s > 0
+            and s.price_since is not None
+            and now - s.price_since > self.frozen_after_s
+        ):
             return "stale", f"price frozen for {now - s.price_since:.0f}s (> {self.frozen_after_s:g}s)", True
         return "fresh", "", False
 

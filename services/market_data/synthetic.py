@@ -25,8 +25,17 @@ from libs.common.contracts import Tick
 from libs.common.contracts.market import TickSource
 from libs.common.settings.market_data import SyntheticSettings
 
-BASE_PRICES = {"BTC": 60000.0, "ETH": 3000.0, "SOL": 150.0, "BNB": 550.0, "XRP": 0.6, "ADA": 0.45,
-               "DOGE": 0.12, "LTC": 80.0, "TRX": 0.11}
+BASE_PRICES = {
+    "BTC": 60000.0,
+    "ETH": 3000.0,
+    "SOL": 150.0,
+    "BNB": 550.0,
+    "XRP": 0.6,
+    "ADA": 0.45,
+    "DOGE": 0.12,
+    "LTC": 80.0,
+    "TRX": 0.11,
+}
 CALM, VOLATILE = 0, 1
 
 
@@ -72,7 +81,7 @@ class SyntheticMarket:
         fill = 10 ** self._rng.uniform(-1, 3, len(self.symbols))  # 0.1 .. 1000 for unknown bases
         self._log_price = np.log(np.where(init > 0, init, fill))
         self._decimals = [price_decimals(float(p)) for p in np.exp(self._log_price)]
-        self._tick = np.array([10.0 ** -d for d in self._decimals])
+        self._tick = np.array([10.0**-d for d in self._decimals])
         self._fmt = [f"{{:.{d}f}}" for d in self._decimals]
         # typical base volume per tick worth ~ 500 USDT, per symbol
         self._vol_scale = 500.0 / np.exp(self._log_price)
@@ -105,7 +114,9 @@ class SyntheticMarket:
         bl, al, ll, vl = bid.tolist(), ask.tolist(), last.tolist(), volume.tolist()
         for i, sym in enumerate(self.symbols):
             f = self._fmt[i]
-            out.append(Quote(sym, f.format(bl[i]), f.format(al[i]), f.format(ll[i]), f"{vl[i]:.6f}", ll[i], vl[i]))
+            out.append(
+                Quote(sym, f.format(bl[i]), f.format(al[i]), f.format(ll[i]), f"{vl[i]:.6f}", ll[i], vl[i])
+            )
         return out
 
     def ticks(self, now: datetime) -> list[Tick]:
@@ -114,5 +125,12 @@ class SyntheticMarket:
 
 
 def quote_to_tick(q: Quote, now: datetime, source: TickSource = "synthetic") -> Tick:
-    return Tick(ts=now, symbol=q.symbol, bid=Decimal(q.bid), ask=Decimal(q.ask), last=Decimal(q.last),
-                volume=Decimal(q.volume), source=source)
+    return Tick(
+        ts=now,
+        symbol=q.symbol,
+        bid=Decimal(q.bid),
+        ask=Decimal(q.ask),
+        last=Decimal(q.last),
+        volume=Decimal(q.volume),
+        source=source,
+    )

@@ -13,10 +13,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-STABLECOINS = frozenset({
-    "USDT", "USDC", "BUSD", "TUSD", "FDUSD", "USDP", "DAI", "PAX", "USDS", "USDD", "UST", "SUSD", "GUSD",
-    "EUR", "EURI", "AEUR", "EURT", "EURC", "GBP", "TRY", "BRL", "PYUSD", "USD1", "BFUSD", "XUSD", "USDE", "RLUSD",
-})
+STABLECOINS = frozenset(
+    {
+        "USDT",
+        "USDC",
+        "BUSD",
+        "TUSD",
+        "FDUSD",
+        "USDP",
+        "DAI",
+        "PAX",
+        "USDS",
+        "USDD",
+        "UST",
+        "SUSD",
+        "GUSD",
+        "EUR",
+        "EURI",
+        "AEUR",
+        "EURT",
+        "EURC",
+        "GBP",
+        "TRY",
+        "BRL",
+        "PYUSD",
+        "USD1",
+        "BFUSD",
+        "XUSD",
+        "USDE",
+        "RLUSD",
+    }
+)
 LEVERAGED_SUFFIXES = ("UP", "DOWN", "BULL", "BEAR")
 
 
@@ -46,9 +73,15 @@ class UniverseResult:
     dropped: dict[str, str]
 
 
-def select_universe(markets: Mapping[str, Mapping[str, Any]], tickers: Mapping[str, Mapping[str, Any]], *,
-                    top_n: int, quote: str = "USDT", min_quote_volume: float = 0.0,
-                    exclude: list[str] | tuple[str, ...] = ()) -> UniverseResult:
+def select_universe(
+    markets: Mapping[str, Mapping[str, Any]],
+    tickers: Mapping[str, Mapping[str, Any]],
+    *,
+    top_n: int,
+    quote: str = "USDT",
+    min_quote_volume: float = 0.0,
+    exclude: list[str] | tuple[str, ...] = (),
+) -> UniverseResult:
     """Top-N by 24h quote volume among tradable markets. `tickers` are ccxt tickers (`quoteVolume`)."""
     known: set[str] = {str(m["base"]) for m in markets.values() if m.get("base")}
     dropped: dict[str, str] = {}
@@ -95,4 +128,3 @@ def diff_universe(old: list[str], new: list[str]) -> tuple[list[str], list[str]]
     """(added, removed), each in the order of the list it comes from."""
     old_set, new_set = set(old), set(new)
     return [s for s in new if s not in old_set], [s for s in old if s not in new_set]
-

@@ -43,16 +43,26 @@ def build_channels(cfg: AlertingSettings) -> list[Channel]:
     if cfg.webhook.enabled:
         parts = urlsplit(cfg.webhook.url)
         scheme = {"http": "json", "https": "jsons"}.get(parts.scheme, parts.scheme)
-        out.append(Channel("webhook", f"{scheme}://{parts.netloc}{parts.path}{'?' + parts.query if parts.query else ''}",
-                           (parts.password or "",)))
+        out.append(
+            Channel(
+                "webhook",
+                f"{scheme}://{parts.netloc}{parts.path}{'?' + parts.query if parts.query else ''}",
+                (parts.password or "",),
+            )
+        )
     if cfg.email.enabled:
         e = cfg.email
         password = e.password.get_secret_value()
         auth = f"{quote(e.username, safe='')}:{quote(password, safe='')}@" if e.username else ""
         to = ",".join(e.recipients)
-        out.append(Channel("email", f"mailto://{auth}{e.smtp_host}:{e.smtp_port}?from={quote(e.sender, safe='@')}"
-                                    f"&to={quote(to, safe='@,')}&mode={e.secure_mode}&smtp={e.smtp_host}&format=text",
-                           (password,)))
+        out.append(
+            Channel(
+                "email",
+                f"mailto://{auth}{e.smtp_host}:{e.smtp_port}?from={quote(e.sender, safe='@')}"
+                f"&to={quote(to, safe='@,')}&mode={e.secure_mode}&smtp={e.smtp_host}&format=text",
+                (password,),
+            )
+        )
     return out
 
 
@@ -76,13 +86,17 @@ async def send(channel: Channel, title: str, body: str, timeout_s: float) -> tup
         return False, channel.scrub(f"{type(exc).__name__}: {exc}")
 
 
-async def send_all(channels: list[Channel], title: str, body: str, timeout_s: float) -> dict[str, tuple[bool, str]]:
+async def send_all(
+    channels: list[Channel], title: str, body: str, timeout_s: float
+) -> dict[str, tuple[bool, str]]:
     results = await asyncio.gather(*(send(c, title, body, timeout_s) for c in channels))
     return {c.name: r for c, r in zip(channels, results, strict=True)}
 
 
 def format_alert(severity: str, source: str, title: str, detail: str) -> tuple[str, str]:
-    return f"{TITLE_PREFIX} {severity} {title}"[:250], f"{severity} from {source}: {title}\n\n{detail}".strip()
+    return f"{TITLE_PREFIX} {severity} {title}"[
+        :250
+    ], f"{severity} from {source}: {title}\n\n{detail}".strip()
 
 
 class Dispatcher:
@@ -95,22 +109,41 @@ class Dispatcher:
         self.channels = build_channels(cfg)
         self.gate = AlertGate(cfg.dedup_window_s, cfg.rate_limit_per_min, cfg.min_severity)
         self.on_result = on_result
-        self.deliveries = metrics.counter("alert_deliveries_total", "Alert deliveries by channel and outcome",
-                                          ["channel", "outcome"])
-        self.failures = metrics.counter("alert_delivery_failures_total", "Failed alert deliveries", ["channel"])
+        self.deliveries = metrics.counter(
+            "alert_deliveries_total", "Alert deliveries by channel and outcome", ["channel", "outcome"]
+        )
+        self.failures = metrics.counter(
+            "alert_delivery_failures_total", "Failed alert deliveries", ["channel"]
+        )
         self.alerts_in = metrics.counter("alerts_total", "Alerts received", ["severity"])
 
     async def handle(self, alert, *, max_age_s: float = 900.0) -> str:
         """Returns what happened: duplicate_record | stale | suppressed:<why> | no_channel | sent | failed."""
         self.alerts_in.labels(severity=alert.severity).inc()
-        self.log.warning("alert", severity=alert.severity, source=alert.source, title=alert.title,
-                         detail=alert.detail[:500], alert_id=alert.id)
+        self.log.warning(
+            "alert",
+            severity=alert.severity,
+            source=alert.source,
+            title=alert.title,
+            detail=alert.detail[:500],
+            alert_id=alert.id,
+        )
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "INSERT INTO alerts (id, ts, severity, source, title, detail, dedup_key) VALUES (%s,%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT (id) DO NOTHING RETURNING id",
-                (alert.id, alert.ts, alert.severity, alert.source, alert.title, alert.detail, alert.dedup_key),
-            )).fetchone()
+            row = await (
+                await conn.execute(
+                    "INSERT INTO alerts (id, ts, severity, source, title, detail, dedup_key) VALUES (%s,%s,%s,%s,%s,%s,%s)"
+                    " ON CONFLICT (id) DO NOTHING RETURNING id",
+                    (
+                        alert.id,
+                        alert.ts,
+                        alert.severity,
+                        alert.source,
+                        alert.title,
+                        alert.detail,
+                        alert.dedup_key,
+                    ),
+                )
+            ).fetchone()
         if row is None:
             return "duplicate_record"
         from libs.common.contracts import utcnow
@@ -136,8 +169,10 @@ class Dispatcher:
         results = await send_all(allowed, title, body, self.cfg.timeout_s)
         async with self.pool.connection() as conn:
             for name, (ok, error) in results.items():
-                await conn.execute("INSERT INTO alert_deliveries (alert_id, channel, ok, error) VALUES (%s,%s,%s,%s)",
-                                   (alert.id, name, ok, error[:1000]))
+                await conn.execute(
+                    "INSERT INTO alert_deliveries (alert_id, channel, ok, error) VALUES (%s,%s,%s,%s)",
+                    (alert.id, name, ok, error[:1000]),
+                )
         for name, (ok, error) in results.items():
             self.deliveries.labels(channel=name, outcome="ok" if ok else "failed").inc()
             if not ok:

@@ -55,11 +55,17 @@ def served_model_view(models: list[dict]) -> dict | None:
         return None
     versions = sorted({str(m.get("version")) for m in models})
     first = models[0]
-    out = {"version": first.get("version"), "gate_passed": all(m.get("gate_passed") is True for m in models),
-           "warning": first.get("warning") or "", "source": "signal", "instances": len(models)}
+    out = {
+        "version": first.get("version"),
+        "gate_passed": all(m.get("gate_passed") is True for m in models),
+        "warning": first.get("warning") or "",
+        "source": "signal",
+        "instances": len(models),
+    }
     if len(versions) > 1:
-        out["warning"] = (f"signal instances serve different models ({', '.join(versions)})"
-                          + (f"; {out['warning']}" if out["warning"] else ""))
+        out["warning"] = f"signal instances serve different models ({', '.join(versions)})" + (
+            f"; {out['warning']}" if out["warning"] else ""
+        )
     return out
 
 
@@ -74,7 +80,9 @@ class OpsState:
     shards: dict[str, dict[str, tuple[float, ShardInfo | None, str]]] = field(default_factory=dict)
     acks: dict[str, dict[str, tuple[KillSwitchAcknowledged, float]]] = field(default_factory=dict)
     ack_events: dict[str, asyncio.Event] = field(default_factory=dict)
-    latched: dict[str, dict[str, float]] = field(default_factory=dict)  # command id -> service -> when latched
+    latched: dict[str, dict[str, float]] = field(
+        default_factory=dict
+    )  # command id -> service -> when latched
     public_url: str = ""
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     ks_results: dict[str, dict] = field(default_factory=dict)  # idempotency: command id -> answer
@@ -131,9 +139,12 @@ def _field_of(err: dict) -> str:
 
 
 def create_app(state: OpsState) -> FastAPI:
-    app = FastAPI(title="BN-ML ops API", version="1",
-                  description="Kill switch, state, journal, incidents, DoD reports and backups of BN-ML. "
-                              "What tools may rely on: docs/interfaces.md; the design: docs/design.md.")
+    app = FastAPI(
+        title="BN-ML ops API",
+        version="1",
+        description="Kill switch, state, journal, incidents, DoD reports and backups of BN-ML. "
+        "What tools may rely on: docs/interfaces.md; the design: docs/design.md.",
+    )
     settings = state.rt.settings
     cfg = settings.ops_api
     state.throttle = FailureThrottle(cfg.auth_max_failures, cfg.auth_window_s, cfg.auth_block_s)
@@ -143,15 +154,25 @@ def create_app(state: OpsState) -> FastAPI:
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "unknown"
 
-    async def audit(request: Request, role: str, action: str, outcome: str, status_code: int,
-                    detail: dict | None = None) -> None:
+    async def audit(
+        request: Request, role: str, action: str, outcome: str, status_code: int, detail: dict | None = None
+    ) -> None:
         try:
             async with state.rt.pool.connection() as conn:
                 await conn.execute(
                     "INSERT INTO api_audit (role, client, method, path, action, outcome, status_code, detail)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    (role, client_of(request), request.method, request.url.path, action, outcome, status_code,
-                     json.dumps(jsonable(detail or {}))))
+                    (
+                        role,
+                        client_of(request),
+                        request.method,
+                        request.url.path,
+                        action,
+                        outcome,
+                        status_code,
+                        json.dumps(jsonable(detail or {})),
+                    ),
+                )
         except Exception as exc:  # the refusal itself must still happen
             log.error("audit write failed", error=str(exc), path=request.url.path)
 
@@ -170,8 +191,11 @@ def create_app(state: OpsState) -> FastAPI:
             if not decision.allowed:
                 refused.labels(reason="throttled").inc()
                 await audit(request, "none", f"{request.method} {request.url.path}", "throttled", 429)
-                raise HTTPException(429, "too many failed attempts; retry later",
-                                    headers={"Retry-After": str(int(decision.retry_after_s) + 1)})
+                raise HTTPException(
+                    429,
+                    "too many failed attempts; retry later",
+                    headers={"Retry-After": str(int(decision.retry_after_s) + 1)},
+                )
             if allows(role, needed):
                 if needed == "operator":
                     state.throttle.success(client)
@@ -180,9 +204,16 @@ def create_app(state: OpsState) -> FastAPI:
             reason = "missing or wrong bearer token" if role is None else f"{needed} token required"
             state.throttle.failure(client, now)
             refused.labels(reason="unauthenticated" if role is None else "forbidden").inc()
-            await audit(request, role or "none", f"{request.method} {request.url.path}", "refused", code,
-                        {"reason": reason})
+            await audit(
+                request,
+                role or "none",
+                f"{request.method} {request.url.path}",
+                "refused",
+                code,
+                {"reason": reason},
+            )
             raise HTTPException(code, reason, headers={"WWW-Authenticate": "Bearer"} if code == 401 else None)
+
         return dep
 
     viewer, operator = requires("viewer"), requires("operator")
@@ -193,8 +224,11 @@ def create_app(state: OpsState) -> FastAPI:
         first = errors[0] if errors else {"loc": ("body",), "msg": "invalid"}
         field_name = _field_of(first)
         msg = f"{field_name}: {first.get('msg', 'invalid')}"
-        body = {"detail": msg, "field": field_name,
-                "errors": [{"field": _field_of(e), "message": e.get("msg", "")} for e in errors[:10]]}
+        body = {
+            "detail": msg,
+            "field": field_name,
+            "errors": [{"field": _field_of(e), "message": e.get("msg", "")} for e in errors[:10]],
+        }
         if request.url.path in CONTROL_PATHS and request.method == "POST":
             await audit(request, "operator", f"POST {request.url.path}", "invalid_input", 422, {"error": msg})
         return JSONResponse(body, status_code=422)
@@ -216,8 +250,11 @@ def create_app(state: OpsState) -> FastAPI:
         return out
 
     def served_model() -> dict | None:
-        fresh = [m for seen, m in state.served_models.values()
-                 if time.monotonic() - seen <= settings.monitoring.heartbeat_timeout_s]
+        fresh = [
+            m
+            for seen, m in state.served_models.values()
+            if time.monotonic() - seen <= settings.monitoring.heartbeat_timeout_s
+        ]
         return served_model_view(fresh)
 
     def shards_view() -> dict[str, dict]:
@@ -225,10 +262,18 @@ def create_app(state: OpsState) -> FastAPI:
         now, timeout = time.monotonic(), settings.monitoring.heartbeat_timeout_s
         out = {}
         for name in SHARDED_SERVICES:
-            insts = [InstanceShard(instance=inst, index=sh.index if sh else 0, count=sh.count if sh else 1,
-                                   symbols=tuple(sh.symbols) if sh else (), alive=now - seen <= timeout,
-                                   age_s=now - seen, status=st)
-                     for inst, (seen, sh, st) in state.shards.get(name, {}).items()]
+            insts = [
+                InstanceShard(
+                    instance=inst,
+                    index=sh.index if sh else 0,
+                    count=sh.count if sh else 1,
+                    symbols=tuple(sh.symbols) if sh else (),
+                    alive=now - seen <= timeout,
+                    age_s=now - seen,
+                    status=st,
+                )
+                for inst, (seen, sh, st) in state.shards.get(name, {}).items()
+            ]
             out[name] = ownership(insts)
         return out
 
@@ -247,25 +292,42 @@ def create_app(state: OpsState) -> FastAPI:
         return state.latch.as_dict()
 
     @app.post("/kill-switch", summary="Engage or release; answers when risk and execution acknowledged")
-    async def post_kill_switch(body: KillSwitchRequest, request: Request, role: str = Depends(operator),
-                               idempotency_key: str | None = Header(default=None, max_length=200)) -> JSONResponse:
-        cmd_id = hashlib.sha256(f"ks:{idempotency_key}".encode()).hexdigest()[:32] if idempotency_key else None
+    async def post_kill_switch(
+        body: KillSwitchRequest,
+        request: Request,
+        role: str = Depends(operator),
+        idempotency_key: str | None = Header(default=None, max_length=200),
+    ) -> JSONResponse:
+        cmd_id = (
+            hashlib.sha256(f"ks:{idempotency_key}".encode()).hexdigest()[:32] if idempotency_key else None
+        )
         if cmd_id and cmd_id in state.ks_results:
-            return JSONResponse({**state.ks_results[cmd_id], "replayed": True},
-                                status_code=200 if not state.ks_results[cmd_id]["missing"] else 202)
+            return JSONResponse(
+                {**state.ks_results[cmd_id], "replayed": True},
+                status_code=200 if not state.ks_results[cmd_id]["missing"] else 202,
+            )
         if cmd_id and cmd_id in state.ks_inflight:
             answer = await asyncio.shield(state.ks_inflight[cmd_id])
-            return JSONResponse({**answer, "replayed": True}, status_code=200 if not answer["missing"] else 202)
+            return JSONResponse(
+                {**answer, "replayed": True}, status_code=200 if not answer["missing"] else 202
+            )
         actor = f"{body.actor} via ops_api ({role}@{client_of(request)})"[:100]
-        cmd = KillSwitchCommand(ts=state.rt.clock.now(), action=body.action, reason=body.reason, actor=actor,
-                                flatten=body.flatten, **({"id": cmd_id} if cmd_id else {}))
+        cmd = KillSwitchCommand(
+            ts=state.rt.clock.now(),
+            action=body.action,
+            reason=body.reason,
+            actor=actor,
+            flatten=body.flatten,
+            **({"id": cmd_id} if cmd_id else {}),
+        )
         if cmd.action == "release":  # operator authority, verified by risk and execution themselves
             try:
                 cmd = sign(cmd, settings.kill_switch.release_key.get_secret_value())
             except InvalidInputError as exc:
                 await audit(request, role, "kill_switch.release", "no_release_key", 503, {"error": str(exc)})
-                raise HTTPException(503, f"{exc}; set BNML_KILL_SWITCH__RELEASE_KEY for ops_api, risk and "
-                                         "execution") from None
+                raise HTTPException(
+                    503, f"{exc}; set BNML_KILL_SWITCH__RELEASE_KEY for ops_api, risk and execution"
+                ) from None
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         state.ks_inflight[cmd.id] = fut
         ev = state.ack_events[cmd.id] = asyncio.Event()
@@ -274,10 +336,19 @@ def create_app(state: OpsState) -> FastAPI:
             try:
                 await state.rt.bus.publish(subjects.kill_switch(), cmd)
             except Exception as exc:
-                await audit(request, role, f"kill_switch.{body.action}", "publish_failed", 503,
-                            {"command_id": cmd.id, "reason": body.reason, "error": str(exc)})
-                raise HTTPException(503, f"could not publish the command ({type(exc).__name__}); nothing changed;"
-                                         " use `python3 -m scripts.kill_switch --config configs/bot.yaml`") from None
+                await audit(
+                    request,
+                    role,
+                    f"kill_switch.{body.action}",
+                    "publish_failed",
+                    503,
+                    {"command_id": cmd.id, "reason": body.reason, "error": str(exc)},
+                )
+                raise HTTPException(
+                    503,
+                    f"could not publish the command ({type(exc).__name__}); nothing changed;"
+                    " use `python3 -m scripts.kill_switch --config configs/bot.yaml`",
+                ) from None
             try:
                 await asyncio.wait_for(ev.wait(), cfg.kill_switch_ack_timeout_s)
             except TimeoutError:
@@ -287,21 +358,38 @@ def create_app(state: OpsState) -> FastAPI:
             latched = state.latched.pop(cmd.id, {})
             missing = [s for s in ACKERS if s not in acks]
             answer = {
-                "command_id": cmd.id, "action": cmd.action, "reason": cmd.reason, "actor": cmd.actor,
-                "flatten": cmd.flatten, "acknowledged_by": sorted(acks), "missing": missing,
+                "command_id": cmd.id,
+                "action": cmd.action,
+                "reason": cmd.reason,
+                "actor": cmd.actor,
+                "flatten": cmd.flatten,
+                "acknowledged_by": sorted(acks),
+                "missing": missing,
                 "elapsed_ms": elapsed_ms,
                 "ack_ms": {s: round((t - started) * 1000, 3) for s, (_, t) in acks.items()},
                 # engage: when execution's latch closed (no send after it), before the sweep's confirmation
                 "latched_ms": {s: round((t - started) * 1000, 3) for s, t in latched.items()},
-                "detail": "acknowledged" if not missing else
-                f"no acknowledgement from {', '.join(missing)} within {cfg.kill_switch_ack_timeout_s} s;"
+                "detail": "acknowledged"
+                if not missing
+                else f"no acknowledgement from {', '.join(missing)} within {cfg.kill_switch_ack_timeout_s} s;"
                 " the command stands on the bus and they apply it when they read it",
                 "acks": {s: a.model_dump(mode="json") for s, (a, _) in acks.items()},
             }
-            await audit(request, role, f"kill_switch.{body.action}", "acknowledged" if not missing else "unacknowledged",
-                        200 if not missing else 202, answer)
-            log.info("kill switch command via API", action=cmd.action, command_id=cmd.id, missing=missing,
-                     elapsed_ms=elapsed_ms)
+            await audit(
+                request,
+                role,
+                f"kill_switch.{body.action}",
+                "acknowledged" if not missing else "unacknowledged",
+                200 if not missing else 202,
+                answer,
+            )
+            log.info(
+                "kill switch command via API",
+                action=cmd.action,
+                command_id=cmd.id,
+                missing=missing,
+                elapsed_ms=elapsed_ms,
+            )
             if cmd_id:
                 state.ks_results[cmd_id] = answer
                 if len(state.ks_results) > 1000:
@@ -315,20 +403,32 @@ def create_app(state: OpsState) -> FastAPI:
             if not fut.done():
                 fut.cancel()
 
-    @app.get("/status", summary="The suite at a glance (the `bnml status --json` object of docs/interfaces.md)")
+    @app.get(
+        "/status", summary="The suite at a glance (the `bnml status --json` object of docs/interfaces.md)"
+    )
     async def status(_: str = Depends(viewer)) -> dict:
         async with state.rt.pool.connection() as conn:
-            counters = {(r["service"], r["name"]): int(r["value"]) for r in await (await conn.execute(
-                "SELECT service, name, value FROM service_counters")).fetchall()}
-            row = await (await conn.execute(
-                "SELECT (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM fills) AS fills,"
-                " (SELECT count(*) FROM orders WHERE status = ANY(%s)) AS open_orders,"
-                " (SELECT value FROM kv_state WHERE key = 'trading_state') AS trading_state", (OPEN_STATUSES,)
-            )).fetchone()
+            counters = {
+                (r["service"], r["name"]): int(r["value"])
+                for r in await (
+                    await conn.execute("SELECT service, name, value FROM service_counters")
+                ).fetchall()
+            }
+            row = await (
+                await conn.execute(
+                    "SELECT (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM fills) AS fills,"
+                    " (SELECT count(*) FROM orders WHERE status = ANY(%s)) AS open_orders,"
+                    " (SELECT value FROM kv_state WHERE key = 'trading_state') AS trading_state",
+                    (OPEN_STATUSES,),
+                )
+            ).fetchone()
         ks = state.latch.as_dict()
         stored_state = row["trading_state"]
-        trading_state = "HALTED" if ks["engaged"] else (
-            stored_state.get("state", "ACTIVE") if isinstance(stored_state, dict) else "ACTIVE")
+        trading_state = (
+            "HALTED"
+            if ks["engaged"]
+            else (stored_state.get("state", "ACTIVE") if isinstance(stored_state, dict) else "ACTIVE")
+        )
         return {
             "mode": settings.mode,
             "trading_state": trading_state,
@@ -359,20 +459,31 @@ def create_app(state: OpsState) -> FastAPI:
 
     @app.get("/state/account", summary="Risk's account state (kv_state.account_state) and trading state")
     async def account_state(_: str = Depends(viewer)) -> dict:
-        rows = await fetch("SELECT key, value, updated_at FROM kv_state WHERE key IN ('account_state', 'trading_state')")
+        rows = await fetch(
+            "SELECT key, value, updated_at FROM kv_state WHERE key IN ('account_state', 'trading_state')"
+        )
         by_key = {r["key"]: r for r in rows}
         if "account_state" not in by_key:
-            raise HTTPException(404, "no account state recorded yet (risk has not written kv_state.account_state)")
-        return {"account_state": by_key["account_state"]["value"],
-                "updated_at": by_key["account_state"]["updated_at"],
-                "trading_state": by_key.get("trading_state", {}).get("value")}
+            raise HTTPException(
+                404, "no account state recorded yet (risk has not written kv_state.account_state)"
+            )
+        return {
+            "account_state": by_key["account_state"]["value"],
+            "updated_at": by_key["account_state"]["updated_at"],
+            "trading_state": by_key.get("trading_state", {}).get("value"),
+        }
 
     @app.get("/breakers", summary="Active breakers and the latest breaker events")
     async def breakers(_: str = Depends(viewer), limit: int = Query(50, ge=1, le=500)) -> dict:
         rows = await fetch("SELECT value FROM kv_state WHERE key = 'account_state'")
-        active = rows[0]["value"].get("active_breakers", {}) if rows and isinstance(rows[0]["value"], dict) else {}
-        events = await fetch("SELECT kind, breaker, effect, symbol, reason, ts FROM breaker_log ORDER BY ts DESC, id DESC"
-                             " LIMIT %s", (limit,))
+        active = (
+            rows[0]["value"].get("active_breakers", {}) if rows and isinstance(rows[0]["value"], dict) else {}
+        )
+        events = await fetch(
+            "SELECT kind, breaker, effect, symbol, reason, ts FROM breaker_log ORDER BY ts DESC, id DESC"
+            " LIMIT %s",
+            (limit,),
+        )
         return {"active": active, "events": events}
 
     def _window(since: datetime | None, until: datetime | None) -> None:
@@ -382,8 +493,16 @@ def create_app(state: OpsState) -> FastAPI:
         if since and until and since > until:
             raise HTTPException(422, "since: after until")
 
-    async def page(table: str, equals: dict, time_col: str, since: datetime | None, until: datetime | None,
-                   order_by: str, limit: int, offset: int) -> dict:
+    async def page(
+        table: str,
+        equals: dict,
+        time_col: str,
+        since: datetime | None,
+        until: datetime | None,
+        order_by: str,
+        limit: int,
+        offset: int,
+    ) -> dict:
         """One page of a journal table: equality filters, a time window, newest first, `next_offset`."""
         _window(since, until)
         where, params = ["TRUE"], []
@@ -395,36 +514,70 @@ def create_app(state: OpsState) -> FastAPI:
             if bound is not None:
                 where.append(f"{time_col} {op} %s")
                 params.append(bound)
-        items = await fetch(f"SELECT * FROM {table} WHERE {' AND '.join(where)} ORDER BY {order_by}"
-                            " LIMIT %s OFFSET %s", (*params, limit + 1, offset))
+        items = await fetch(
+            f"SELECT * FROM {table} WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT %s OFFSET %s",
+            (*params, limit + 1, offset),
+        )
         more = len(items) > limit
-        return {"items": items[:limit], "limit": limit, "offset": offset,
-                "next_offset": offset + limit if more else None}
+        return {
+            "items": items[:limit],
+            "limit": limit,
+            "offset": offset,
+            "next_offset": offset + limit if more else None,
+        }
 
     @app.get("/orders", summary="The order journal, newest first (filters, pagination)")
-    async def orders(_: str = Depends(viewer),
-                     symbol: str | None = Query(None, min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/?[A-Z0-9]+$"),
-                     status: OrderStatus | None = Query(None),
-                     side: Side | None = Query(None),
-                     since: datetime | None = Query(None), until: datetime | None = Query(None),
-                     limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000)) -> dict:
-        return await page("orders", {"symbol": symbol, "status": status, "side": side}, "created_at", since, until,
-                          "created_at DESC, client_order_id DESC", limit, offset)
+    async def orders(
+        _: str = Depends(viewer),
+        symbol: str | None = Query(None, min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/?[A-Z0-9]+$"),
+        status: OrderStatus | None = Query(None),
+        side: Side | None = Query(None),
+        since: datetime | None = Query(None),
+        until: datetime | None = Query(None),
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=10_000_000),
+    ) -> dict:
+        return await page(
+            "orders",
+            {"symbol": symbol, "status": status, "side": side},
+            "created_at",
+            since,
+            until,
+            "created_at DESC, client_order_id DESC",
+            limit,
+            offset,
+        )
 
     @app.get("/fills", summary="Fills, newest first (filters, pagination)")
-    async def fills(_: str = Depends(viewer),
-                    symbol: str | None = Query(None, min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/?[A-Z0-9]+$"),
-                    side: Side | None = Query(None),
-                    client_order_id: str | None = Query(None, min_length=1, max_length=36),
-                    since: datetime | None = Query(None), until: datetime | None = Query(None),
-                    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000)) -> dict:
-        return await page("fills", {"symbol": symbol, "side": side, "client_order_id": client_order_id}, "ts",
-                          since, until, "ts DESC, id DESC", limit, offset)
+    async def fills(
+        _: str = Depends(viewer),
+        symbol: str | None = Query(None, min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/?[A-Z0-9]+$"),
+        side: Side | None = Query(None),
+        client_order_id: str | None = Query(None, min_length=1, max_length=36),
+        since: datetime | None = Query(None),
+        until: datetime | None = Query(None),
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=10_000_000),
+    ) -> dict:
+        return await page(
+            "fills",
+            {"symbol": symbol, "side": side, "client_order_id": client_order_id},
+            "ts",
+            since,
+            until,
+            "ts DESC, id DESC",
+            limit,
+            offset,
+        )
 
     @app.get("/incidents", summary="Incidents, newest first")
-    async def incidents(_: str = Depends(viewer), state_: Literal["open", "resolved", "all"] = Query("all", alias="state"),
-                        severity: Literal["SEV-1", "SEV-2", "SEV-3"] | None = Query(None),
-                        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000)) -> dict:
+    async def incidents(
+        _: str = Depends(viewer),
+        state_: Literal["open", "resolved", "all"] = Query("all", alias="state"),
+        severity: Literal["SEV-1", "SEV-2", "SEV-3"] | None = Query(None),
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=10_000_000),
+    ) -> dict:
         where, params = ["TRUE"], []
         if state_ == "open":
             where.append("resolved_at IS NULL")
@@ -433,8 +586,11 @@ def create_app(state: OpsState) -> FastAPI:
         if severity:
             where.append("severity = %s")
             params.append(severity)
-        items = await fetch(f"SELECT * FROM incidents WHERE {' AND '.join(where)} ORDER BY opened_at DESC, id DESC"
-                            " LIMIT %s OFFSET %s", (*params, limit, offset))
+        items = await fetch(
+            f"SELECT * FROM incidents WHERE {' AND '.join(where)} ORDER BY opened_at DESC, id DESC"
+            " LIMIT %s OFFSET %s",
+            (*params, limit, offset),
+        )
         return {"items": items, "limit": limit, "offset": offset}
 
     @app.get("/incidents/{incident_id}", summary="One incident with its events")
@@ -442,8 +598,10 @@ def create_app(state: OpsState) -> FastAPI:
         rows = await fetch("SELECT * FROM incidents WHERE id = %s", (incident_id,))
         if not rows:
             raise HTTPException(404, f"incident_id: no incident {incident_id}")
-        events = await fetch("SELECT ts, source, summary FROM incident_events WHERE incident_id = %s ORDER BY ts, id",
-                             (incident_id,))
+        events = await fetch(
+            "SELECT ts, source, summary FROM incident_events WHERE incident_id = %s ORDER BY ts, id",
+            (incident_id,),
+        )
         return {**rows[0], "events": events}
 
     async def dod_reports(days: int, last_day: date | None) -> list:
@@ -461,9 +619,20 @@ def create_app(state: OpsState) -> FastAPI:
     async def dod_summary(days: int = Query(7, ge=1, le=90), _: str = Depends(viewer)) -> dict:
         reports = await dod_reports(days, None)
         now = datetime.now(UTC)
-        return {"days": days, "passed": sum(1 for r in reports if r.passed),
-                "reports": [{"day": r.day.isoformat(), "status": r.status, "violations": r.violations,
-                             "figures": r.figures} for r in reports], "generated_at": now.isoformat()}
+        return {
+            "days": days,
+            "passed": sum(1 for r in reports if r.passed),
+            "reports": [
+                {
+                    "day": r.day.isoformat(),
+                    "status": r.status,
+                    "violations": r.violations,
+                    "figures": r.figures,
+                }
+                for r in reports
+            ],
+            "generated_at": now.isoformat(),
+        }
 
     @app.post("/backup", summary="Force a backup now (pg_dump + model pointer)")
     async def post_backup(request: Request, role: str = Depends(operator)) -> JSONResponse:
@@ -487,7 +656,15 @@ def create_app(state: OpsState) -> FastAPI:
     app.include_router(journal_router(viewer, fetch, state.rt.clock.now, settings.risk.dust_usdt))
     app.include_router(events_router(viewer, state.hub))
     app.include_router(console_router(health, settings.mode))
-    app.include_router(controls_router(operator, audit, state.controls, lambda: state.rt.bus, state.rt.clock.now,
-                                       cfg.kill_switch_ack_timeout_s))
+    app.include_router(
+        controls_router(
+            operator,
+            audit,
+            state.controls,
+            lambda: state.rt.bus,
+            state.rt.clock.now,
+            cfg.kill_switch_ack_timeout_s,
+        )
+    )
     app.mount("/console", static_files(), name="console")
     return app

@@ -106,8 +106,10 @@ def find_tool(tool: str, server_major: int) -> tuple[str, str]:
         seen.append(f"{c}: {v}")
         if major is not None and major >= server_major:
             return c, v
-    raise BackupError(f"no {tool} for PostgreSQL server {server_major} (found: {'; '.join(seen) or 'none'}); "
-                      f"set BNML_{tool.upper()} to a {tool} >= {server_major}")
+    raise BackupError(
+        f"no {tool} for PostgreSQL server {server_major} (found: {'; '.join(seen) or 'none'}); "
+        f"set BNML_{tool.upper()} to a {tool} >= {server_major}"
+    )
 
 
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -142,8 +144,15 @@ class BackupResult:
     pruned: list[str]
 
 
-def make_backup(url: str, backup_dir: Path, models_dir: Path, retention: int, *, timeout_s: float = 600.0,
-                now: datetime | None = None) -> BackupResult:
+def make_backup(
+    url: str,
+    backup_dir: Path,
+    models_dir: Path,
+    retention: int,
+    *,
+    timeout_s: float = 600.0,
+    now: datetime | None = None,
+) -> BackupResult:
     """Dump the database and the model pointer into a new backup directory, then prune. Never raises."""
     started = now or datetime.now(UTC)
     name = backup_name(started)
@@ -155,8 +164,13 @@ def make_backup(url: str, backup_dir: Path, models_dir: Path, retention: int, *,
         major, server_version = server_major(url)
         pg_dump, dump_version = find_tool("pg_dump", major)
         conninfo, env = _split_url(url)
-        res = subprocess.run([pg_dump, "--format=custom", "--no-owner", "--file", str(partial / DUMP),
-                              "--dbname", conninfo], capture_output=True, text=True, env=env, timeout=timeout_s)
+        res = subprocess.run(
+            [pg_dump, "--format=custom", "--no-owner", "--file", str(partial / DUMP), "--dbname", conninfo],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout_s,
+        )
         if res.returncode != 0:
             raise BackupError(f"pg_dump failed ({res.returncode}): {res.stderr.strip()[-500:]}")
         pointer = _copy_models_pointer(models_dir, partial / MODELS_POINTER)
@@ -164,9 +178,13 @@ def make_backup(url: str, backup_dir: Path, models_dir: Path, retention: int, *,
         for f in sorted(partial.iterdir()):
             files[f.name] = {"sha256": sha256_file(f), "size": f.stat().st_size}
         manifest = {
-            "created_at": started.isoformat(), "database": mask_url(url), "server_version": server_version,
-            "pg_dump": dump_version, "format": "pg_dump custom (restore with `bnml restore <dir>`)",
-            "models_current": pointer, "files": files,
+            "created_at": started.isoformat(),
+            "database": mask_url(url),
+            "server_version": server_version,
+            "pg_dump": dump_version,
+            "format": "pg_dump custom (restore with `bnml restore <dir>`)",
+            "models_current": pointer,
+            "files": files,
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         partial.rename(final)
@@ -224,14 +242,29 @@ def restore(backup: Path, url: str, *, timeout_s: float = 600.0) -> dict:
 
     manifest = verify(backup)
     with psycopg.connect(url, connect_timeout=5) as conn:
-        n = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'").fetchone()[0]
+        n = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()[0]
     if n:
         raise BackupError(f"target database has {n} table(s); restore only into an empty database")
     major, _ = server_major(url)
     pg_restore, version = find_tool("pg_restore", major)
     conninfo, env = _split_url(url)
-    res = subprocess.run([pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", conninfo,
-                          str(backup / DUMP)], capture_output=True, text=True, env=env, timeout=timeout_s)
+    res = subprocess.run(
+        [
+            pg_restore,
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--dbname",
+            conninfo,
+            str(backup / DUMP),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout_s,
+    )
     if res.returncode != 0:
         raise BackupError(f"pg_restore failed ({res.returncode}): {res.stderr.strip()[-500:]}")
     return {"restored": str(backup), "pg_restore": version, "models_current": manifest.get("models_current")}

@@ -23,12 +23,20 @@ class BookMetrics:
     def __init__(self, metrics) -> None:
         m = metrics
         self.qty = m.gauge("position_quantity", "Base quantity held, from the journal", ["symbol"])
-        self.exposure = m.gauge("position_exposure_usdt", "Position value at the last price, USDT", ["symbol"])
-        self.unrealized = m.gauge("position_unrealized_pnl_usdt", "Unrealized P&L at the last price, USDT", ["symbol"])
-        self.realized = m.gauge("realized_pnl_usdt", "Realized P&L since the journal began, net of fees", ["symbol"])
+        self.exposure = m.gauge(
+            "position_exposure_usdt", "Position value at the last price, USDT", ["symbol"]
+        )
+        self.unrealized = m.gauge(
+            "position_unrealized_pnl_usdt", "Unrealized P&L at the last price, USDT", ["symbol"]
+        )
+        self.realized = m.gauge(
+            "realized_pnl_usdt", "Realized P&L since the journal began, net of fees", ["symbol"]
+        )
         self.fees = m.gauge("fees_usdt", "Fees paid since the journal began, USDT", ["symbol"])
         self.balance = m.gauge("balance_total", "Free + locked, in the asset", ["asset"])
-        self.balance_value = m.gauge("balance_value_usdt", "Balance valued at the last price, USDT", ["asset"])
+        self.balance_value = m.gauge(
+            "balance_value_usdt", "Balance valued at the last price, USDT", ["asset"]
+        )
         self.kill = m.gauge("kill_switch_engaged", "1 while the kill switch is engaged or unknown, else 0")
         self.state = m.gauge("trading_state", "1 for the current trading state", ["state"])
         self._symbols: set[str] = set()
@@ -38,7 +46,9 @@ class BookMetrics:
             positions = await (await conn.execute(ledger_sql.POSITIONS, {"symbol": None})).fetchall()
             balances = await (await conn.execute(ledger_sql.BALANCES)).fetchall()
             per_symbol = await (await conn.execute(PER_SYMBOL)).fetchall()
-            row = await (await conn.execute("SELECT value FROM kv_state WHERE key = 'trading_state'")).fetchone()
+            row = await (
+                await conn.execute("SELECT value FROM kv_state WHERE key = 'trading_state'")
+            ).fetchone()
         held = {p["symbol"] for p in positions}
         for sym in self._symbols - held:  # closed since the last refresh: flat, not stale
             for g in (self.qty, self.exposure, self.unrealized):

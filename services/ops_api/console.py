@@ -17,9 +17,13 @@ from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).with_name("console")
 # The page loads only its own files and talks only to this server.
-HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none';"
-                                      " base-uri 'none'; frame-ancestors 'none'",
-           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none';"
+    " base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def state_class(state: str) -> str:
@@ -30,12 +34,16 @@ def render(template: str, health: dict, mode: str, base_url: str) -> str:
     """The page with its no-token facts filled in (every value escaped)."""
     ks = health.get("kill_switch", {})
     engaged = bool(ks.get("engaged"))
-    rows = "".join(f"<tr><td>{escape(name)}</td><td>{escape(str(s.get('status')))}</td>"
-                   f"<td class=\"num\">{escape(str(s.get('heartbeat_age_s') if s.get('heartbeat_age_s') is not None else '—'))}</td></tr>"
-                   for name, s in health.get("services", {}).items())
+    rows = "".join(
+        f"<tr><td>{escape(name)}</td><td>{escape(str(s.get('status')))}</td>"
+        f'<td class="num">{escape(str(s.get("heartbeat_age_s") if s.get("heartbeat_age_s") is not None else "—"))}</td></tr>'
+        for name, s in health.get("services", {}).items()
+    )
     values = {
-        "mode": mode, "trading_state": "HALTED" if engaged else "state: needs a token",
-        "state_class": "bad" if engaged else "", "kill_switch": "KILL SWITCH ENGAGED" if engaged else "kill switch off",
+        "mode": mode,
+        "trading_state": "HALTED" if engaged else "state: needs a token",
+        "state_class": "bad" if engaged else "",
+        "kill_switch": "KILL SWITCH ENGAGED" if engaged else "kill switch off",
         "ks_class": "bad" if engaged else "ok",
         "ks_reason": f"since {ks.get('since')} ({ks.get('reason')})" if engaged else "",
         "base_url": base_url,

@@ -27,8 +27,13 @@ Audit = Callable[..., Awaitable[None]]
 class ControlRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: Literal["pause", "resume", "exit"]
-    symbol: str | None = Field(default=None, min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$",
-                               description="exit only, ccxt form (BTC/USDT)")
+    symbol: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=32,
+        pattern=r"^[A-Z0-9]+/[A-Z0-9]+$",
+        description="exit only, ccxt form (BTC/USDT)",
+    )
     reason: str = Field(min_length=1, max_length=500)
     actor: str = Field(default="ops_api", min_length=1, max_length=100, pattern=r"^[\w.@:\- ]+$")
 
@@ -60,35 +65,66 @@ class ControlDesk:
             self.answers.pop(next(iter(self.answers)))
 
 
-def controls_router(operator: Callable, audit: Audit, desk: ControlDesk, bus_of: Callable, now: Callable,
-                    timeout_s: float) -> APIRouter:
+def controls_router(
+    operator: Callable, audit: Audit, desk: ControlDesk, bus_of: Callable, now: Callable, timeout_s: float
+) -> APIRouter:
     r = APIRouter(tags=["control"])
 
     @r.post("/control", summary="Pause or resume new entries, or exit one symbol's position (through risk)")
-    async def post_control(body: ControlRequest, request: Request, role: str = Depends(operator),
-                           idempotency_key: str | None = Header(default=None, max_length=200)) -> JSONResponse:
-        cmd_id = hashlib.sha256(f"ctl:{idempotency_key}".encode()).hexdigest()[:32] if idempotency_key else None
+    async def post_control(
+        body: ControlRequest,
+        request: Request,
+        role: str = Depends(operator),
+        idempotency_key: str | None = Header(default=None, max_length=200),
+    ) -> JSONResponse:
+        cmd_id = (
+            hashlib.sha256(f"ctl:{idempotency_key}".encode()).hexdigest()[:32] if idempotency_key else None
+        )
         if cmd_id and cmd_id in desk.answers:
-            return JSONResponse({**desk.answers[cmd_id], "replayed": True}, status_code=desk.answers[cmd_id]["code"])
+            return JSONResponse(
+                {**desk.answers[cmd_id], "replayed": True}, status_code=desk.answers[cmd_id]["code"]
+            )
         if cmd_id and cmd_id in desk.waiting:  # the same request again while the first waits: one command
             try:
                 res = await asyncio.wait_for(asyncio.shield(desk.waiting[cmd_id]), timeout_s)
             except TimeoutError:
-                raise HTTPException(409, "the same request (Idempotency-Key) is still waiting for risk") from None
-            return JSONResponse({**res.model_dump(mode="json", exclude={"schema_version", "id", "ts"}),
-                                 "symbol": body.symbol, "replayed": True}, status_code=200 if res.accepted else 409)
+                raise HTTPException(
+                    409, "the same request (Idempotency-Key) is still waiting for risk"
+                ) from None
+            return JSONResponse(
+                {
+                    **res.model_dump(mode="json", exclude={"schema_version", "id", "ts"}),
+                    "symbol": body.symbol,
+                    "replayed": True,
+                },
+                status_code=200 if res.accepted else 409,
+            )
         client = request.client.host if request.client else "unknown"
         actor = f"{body.actor} via ops_api ({role}@{client})"[:100]
-        cmd = TradingControlCommand(ts=now(), action=body.action, symbol=body.symbol, reason=body.reason,
-                                    actor=actor, **({"id": cmd_id} if cmd_id else {}))
+        cmd = TradingControlCommand(
+            ts=now(),
+            action=body.action,
+            symbol=body.symbol,
+            reason=body.reason,
+            actor=actor,
+            **({"id": cmd_id} if cmd_id else {}),
+        )
         fut = desk.waiting[cmd.id] = asyncio.get_running_loop().create_future()
         try:
             try:
                 await bus_of().publish(subjects.trading_control(), cmd)
             except Exception as exc:
-                await audit(request, role, f"control.{body.action}", "publish_failed", 503,
-                            {"command_id": cmd.id, "error": str(exc)})
-                raise HTTPException(503, f"could not publish the command ({type(exc).__name__}); nothing changed") from None
+                await audit(
+                    request,
+                    role,
+                    f"control.{body.action}",
+                    "publish_failed",
+                    503,
+                    {"command_id": cmd.id, "error": str(exc)},
+                )
+                raise HTTPException(
+                    503, f"could not publish the command ({type(exc).__name__}); nothing changed"
+                ) from None
             try:
                 res: TradingControlResult | None = await asyncio.wait_for(fut, timeout_s)
             except TimeoutError:
@@ -97,12 +133,20 @@ def controls_router(operator: Callable, audit: Audit, desk: ControlDesk, bus_of:
             desk.waiting.pop(cmd.id, None)
         if res is None:
             code, outcome = 202, "unanswered"
-            answer = {"command_id": cmd.id, "action": body.action, "symbol": body.symbol, "accepted": None,
-                      "detail": f"risk did not answer within {timeout_s} s; the command is not kept, so check "
-                                "/status and send it again if needed"}
+            answer = {
+                "command_id": cmd.id,
+                "action": body.action,
+                "symbol": body.symbol,
+                "accepted": None,
+                "detail": f"risk did not answer within {timeout_s} s; the command is not kept, so check "
+                "/status and send it again if needed",
+            }
         else:
             code, outcome = (200, "applied") if res.accepted else (409, "refused")
-            answer = {**res.model_dump(mode="json", exclude={"schema_version", "id", "ts"}), "symbol": body.symbol}
+            answer = {
+                **res.model_dump(mode="json", exclude={"schema_version", "id", "ts"}),
+                "symbol": body.symbol,
+            }
             if not res.accepted:
                 answer["detail"] = f"risk refused {body.action}: {res.detail}"
         answer["code"] = code

@@ -70,7 +70,12 @@ class Check:
     detail: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "value": self.value, "threshold": self.threshold, "detail": self.detail}
+        return {
+            "passed": self.passed,
+            "value": self.value,
+            "threshold": self.threshold,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -122,8 +127,9 @@ def minutes_in(start: datetime, end: datetime) -> int:
     return math.ceil(end.timestamp() / 60) - math.floor(start.timestamp() / 60)
 
 
-def stale_union(transitions: Iterable[tuple[datetime, str, str]], initial: dict[str, str], start: datetime,
-                end: datetime) -> list[tuple[datetime, datetime]]:
+def stale_union(
+    transitions: Iterable[tuple[datetime, str, str]], initial: dict[str, str], start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
     """Intervals inside [start, end) when at least one symbol was stale.
 
     `transitions` are (ts, symbol, status) sorted by ts, all inside the window; `initial` is each symbol's
@@ -195,60 +201,140 @@ def evaluate(f: DayFacts, t: Thresholds) -> DayReport:
         covered = min(f.covered_minutes.get(svc, 0), expected)
         pct = _pct(covered, expected)
         ok = pct >= t.heartbeat_coverage_min_pct
-        checks.append(Check(f"heartbeat_coverage.{svc}", ok, pct, f">= {t.heartbeat_coverage_min_pct} %",
-                            f"{svc} heartbeats in {covered}/{expected} minutes ({pct} %)"))
+        checks.append(
+            Check(
+                f"heartbeat_coverage.{svc}",
+                ok,
+                pct,
+                f">= {t.heartbeat_coverage_min_pct} %",
+                f"{svc} heartbeats in {covered}/{expected} minutes ({pct} %)",
+            )
+        )
 
     window_s = (f.window_end - f.window_start).total_seconds()
     stale_s = sum((b - a).total_seconds() for a, b in f.stale_intervals)
     share = _pct(stale_s, window_s)
-    checks.append(Check("stale_share", share <= t.stale_share_max_pct, share, f"<= {t.stale_share_max_pct} %",
-                        f"market data stale {stale_s:.0f} s of {window_s:.0f} s ({share} %)"))
+    checks.append(
+        Check(
+            "stale_share",
+            share <= t.stale_share_max_pct,
+            share,
+            f"<= {t.stale_share_max_pct} %",
+            f"market data stale {stale_s:.0f} s of {window_s:.0f} s ({share} %)",
+        )
+    )
     longest = max(((b - a).total_seconds() for a, b in f.stale_intervals), default=0.0)
-    checks.append(Check("stale_gap", longest <= t.stale_gap_max_s, round(longest, 3), f"<= {t.stale_gap_max_s} s",
-                        f"longest stale stretch {longest:.0f} s"))
+    checks.append(
+        Check(
+            "stale_gap",
+            longest <= t.stale_gap_max_s,
+            round(longest, 3),
+            f"<= {t.stale_gap_max_s} s",
+            f"longest stale stretch {longest:.0f} s",
+        )
+    )
 
     if f.orders_total:
         rate = _pct(f.orders_error, f.orders_total)
-        checks.append(Check("order_error_rate", rate <= t.order_error_rate_max_pct, rate,
-                            f"<= {t.order_error_rate_max_pct} %",
-                            f"{f.orders_error} of {f.orders_total} orders rejected or unknown ({rate} %)"))
+        checks.append(
+            Check(
+                "order_error_rate",
+                rate <= t.order_error_rate_max_pct,
+                rate,
+                f"<= {t.order_error_rate_max_pct} %",
+                f"{f.orders_error} of {f.orders_total} orders rejected or unknown ({rate} %)",
+            )
+        )
     else:
-        checks.append(Check("order_error_rate", None, None, f"<= {t.order_error_rate_max_pct} %", "no orders"))
+        checks.append(
+            Check("order_error_rate", None, None, f"<= {t.order_error_rate_max_pct} %", "no orders")
+        )
 
-    checks.append(Check("no_sev1_incident", not f.sev1_incidents, len(f.sev1_incidents), "0",
-                        "SEV-1: " + "; ".join(f.sev1_incidents[:5]) if f.sev1_incidents else "none"))
+    checks.append(
+        Check(
+            "no_sev1_incident",
+            not f.sev1_incidents,
+            len(f.sev1_incidents),
+            "0",
+            "SEV-1: " + "; ".join(f.sev1_incidents[:5]) if f.sev1_incidents else "none",
+        )
+    )
 
     if f.loss_breach_at is None:
-        checks.append(Check("daily_loss_budget", True, str(f.realized_pnl_usdt),
-                            f">= -{t.daily_loss_budget_usdt} USDT", "within budget"))
+        checks.append(
+            Check(
+                "daily_loss_budget",
+                True,
+                str(f.realized_pnl_usdt),
+                f">= -{t.daily_loss_budget_usdt} USDT",
+                "within budget",
+            )
+        )
     else:
         lo = f.loss_breach_at - timedelta(seconds=t.halt_grace_s)
         hi = f.loss_breach_at + timedelta(seconds=t.halt_grace_s)
         halted = any(lo <= h <= hi for h in f.halt_events)
         ok = halted and f.buys_after_breach == 0
-        why = ("budget breached; trading halted in time" if ok else
-               f"budget breached at {f.loss_breach_at.isoformat()} and "
-               + ("no halt within the grace period" if not halted else
-                  f"{f.buys_after_breach} buy order(s) after the halt"))
-        checks.append(Check("daily_loss_budget", ok, str(f.realized_pnl_usdt),
-                            f">= -{t.daily_loss_budget_usdt} USDT or halted", why))
+        why = (
+            "budget breached; trading halted in time"
+            if ok
+            else f"budget breached at {f.loss_breach_at.isoformat()} and "
+            + (
+                "no halt within the grace period"
+                if not halted
+                else f"{f.buys_after_breach} buy order(s) after the halt"
+            )
+        )
+        checks.append(
+            Check(
+                "daily_loss_budget",
+                ok,
+                str(f.realized_pnl_usdt),
+                f">= -{t.daily_loss_budget_usdt} USDT or halted",
+                why,
+            )
+        )
 
     if t.backups_enabled:
-        checks.append(Check("backup_done", f.backups_ok >= 1, f.backups_ok, ">= 1",
-                            f"{f.backups_ok} successful, {f.backups_failed} failed backup(s)"))
+        checks.append(
+            Check(
+                "backup_done",
+                f.backups_ok >= 1,
+                f.backups_ok,
+                ">= 1",
+                f"{f.backups_ok} successful, {f.backups_failed} failed backup(s)",
+            )
+        )
     else:
-        checks.append(Check("backup_done", None, f.backups_ok, ">= 1 (backups off)", "storage.backup.enabled is off"))
+        checks.append(
+            Check("backup_done", None, f.backups_ok, ">= 1 (backups off)", "storage.backup.enabled is off")
+        )
 
     if f.deliveries_total:
         rate = _pct(f.deliveries_ok, f.deliveries_total)
-        checks.append(Check("alert_delivery", rate >= t.alert_delivery_min_pct, rate,
-                            f">= {t.alert_delivery_min_pct} %",
-                            f"{f.deliveries_ok} of {f.deliveries_total} deliveries succeeded ({rate} %)"))
+        checks.append(
+            Check(
+                "alert_delivery",
+                rate >= t.alert_delivery_min_pct,
+                rate,
+                f">= {t.alert_delivery_min_pct} %",
+                f"{f.deliveries_ok} of {f.deliveries_total} deliveries succeeded ({rate} %)",
+            )
+        )
     else:
-        checks.append(Check("alert_delivery", None, None, f">= {t.alert_delivery_min_pct} %", "nothing to deliver"))
+        checks.append(
+            Check("alert_delivery", None, None, f">= {t.alert_delivery_min_pct} %", "nothing to deliver")
+        )
 
-    checks.append(Check("no_unresolved_mismatch", f.unresolved_mismatches == 0, f.unresolved_mismatches, "0",
-                        f"{f.unresolved_mismatches} unresolved journal/exchange mismatch(es)"))
+    checks.append(
+        Check(
+            "no_unresolved_mismatch",
+            f.unresolved_mismatches == 0,
+            f.unresolved_mismatches,
+            "0",
+            f"{f.unresolved_mismatches} unresolved journal/exchange mismatch(es)",
+        )
+    )
 
     status = "fail" if any(c.passed is False for c in checks) else "pass"
     return DayReport(f.day, status, tuple(checks), figures, (f.window_start, f.window_end))
@@ -256,15 +342,22 @@ def evaluate(f: DayFacts, t: Thresholds) -> DayReport:
 
 def summary_markdown(reports: list[dict[str, Any]], generated_at: datetime) -> str:
     """`artifacts/reports/dod/dod_v1_summary.md` from the daily report dicts (oldest first)."""
-    lines = ["# DoD v1 summary", "", f"Generated {generated_at.isoformat()} from Postgres; "
-             f"{len(reports)} day(s). One JSON per day in `daily/`.", "",
-             "| day | status | violations | realized P&L (USDT) | fees | trades | win rate % | max DD | p99 tick->order ms |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# DoD v1 summary",
+        "",
+        f"Generated {generated_at.isoformat()} from Postgres; "
+        f"{len(reports)} day(s). One JSON per day in `daily/`.",
+        "",
+        "| day | status | violations | realized P&L (USDT) | fees | trades | win rate % | max DD | p99 tick->order ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in reports:
         fig = r["figures"]
-        lines.append(f"| {r['day']} | {r['status'].upper()} | {len(r['violations'])} | {fig['realized_pnl_usdt']} | "
-                     f"{fig['fees_usdt']} | {fig['trades']} | {fig['win_rate_pct'] if fig['win_rate_pct'] is not None else '-'} | "
-                     f"{fig['max_drawdown_usdt']} | {fig['tick_to_order_p99_ms'] if fig['tick_to_order_p99_ms'] is not None else '-'} |")
+        lines.append(
+            f"| {r['day']} | {r['status'].upper()} | {len(r['violations'])} | {fig['realized_pnl_usdt']} | "
+            f"{fig['fees_usdt']} | {fig['trades']} | {fig['win_rate_pct'] if fig['win_rate_pct'] is not None else '-'} | "
+            f"{fig['max_drawdown_usdt']} | {fig['tick_to_order_p99_ms'] if fig['tick_to_order_p99_ms'] is not None else '-'} |"
+        )
     passed = sum(1 for r in reports if r["status"] == "pass")
     lines += ["", f"**{passed}/{len(reports)} day(s) pass.**", ""]
     for r in reports:

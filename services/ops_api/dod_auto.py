@@ -14,7 +14,9 @@ from pathlib import Path
 CATCH_UP_DAYS = 7
 
 
-def due_days(now: datetime, first_seen: date | None, done: set[date], catch_up: int = CATCH_UP_DAYS) -> list[date]:
+def due_days(
+    now: datetime, first_seen: date | None, done: set[date], catch_up: int = CATCH_UP_DAYS
+) -> list[date]:
     """Closed UTC days since the suite first ran that have no report made after they closed, oldest first."""
     if first_seen is None:
         return []
@@ -69,18 +71,29 @@ class DodAutomation:
 
         now = self.rt.clock.now()
         async with self.rt.pool.connection() as conn:
-            first = await (await conn.execute("SELECT min(minute) AS first FROM heartbeat_minutes")).fetchone()
-            done = {r["day"] for r in await (await conn.execute(
-                "SELECT day FROM dod_reports WHERE generated_at >= ((day + 1)::timestamp AT TIME ZONE 'UTC')"
-            )).fetchall()}
+            first = await (
+                await conn.execute("SELECT min(minute) AS first FROM heartbeat_minutes")
+            ).fetchone()
+            done = {
+                r["day"]
+                for r in await (
+                    await conn.execute(
+                        "SELECT day FROM dod_reports WHERE generated_at >= ((day + 1)::timestamp AT TIME ZONE 'UTC')"
+                    )
+                ).fetchall()
+            }
             first_day = first["first"].astimezone(UTC).date() if first and first["first"] else None
             days = due_days(now, first_day, done)
             for day in days:
                 (report,) = await build_reports(conn, 1, thresholds_from(self.rt.settings), now, day)
                 await store_reports(conn, [report], now)
                 write_files([report], self.reports_dir, now, summary=False)
-                self.rt.log.info("DoD report written", day=day.isoformat(), status=report.status,
-                                 violations=len(report.violations))
+                self.rt.log.info(
+                    "DoD report written",
+                    day=day.isoformat(),
+                    status=report.status,
+                    violations=len(report.violations),
+                )
                 if self.deliver:
                     severity, title, detail = announcement(report.as_dict(now))
                     await self.rt.alert(severity, title, detail, dedup_key=f"ops_api:dod:{day.isoformat()}")

@@ -24,12 +24,19 @@ ERROR_STATUSES = ["REJECTED", "UNKNOWN"]
 
 def thresholds_from(settings: BotSettings) -> Thresholds:
     d = settings.monitoring.dod
-    budget = Decimal(str(d.daily_loss_budget_usdt)) if d.daily_loss_budget_usdt else Decimal(
-        str(settings.risk.daily_loss_budget_usdt))
+    budget = (
+        Decimal(str(d.daily_loss_budget_usdt))
+        if d.daily_loss_budget_usdt
+        else Decimal(str(settings.risk.daily_loss_budget_usdt))
+    )
     return Thresholds(
-        heartbeat_coverage_min_pct=d.heartbeat_coverage_min_pct, stale_share_max_pct=d.stale_share_max_pct,
-        stale_gap_max_s=d.stale_gap_max_s, order_error_rate_max_pct=d.order_error_rate_max_pct,
-        alert_delivery_min_pct=d.alert_delivery_min_pct, daily_loss_budget_usdt=budget, halt_grace_s=d.halt_grace_s,
+        heartbeat_coverage_min_pct=d.heartbeat_coverage_min_pct,
+        stale_share_max_pct=d.stale_share_max_pct,
+        stale_gap_max_s=d.stale_gap_max_s,
+        order_error_rate_max_pct=d.order_error_rate_max_pct,
+        alert_delivery_min_pct=d.alert_delivery_min_pct,
+        daily_loss_budget_usdt=budget,
+        halt_grace_s=d.halt_grace_s,
         backups_enabled=settings.storage.backup.enabled,
     )
 
@@ -65,15 +72,24 @@ async def optional_tables(conn) -> set[str]:
     return out
 
 
-async def day_facts(conn, day: date, t: Thresholds, now: datetime, first_seen: datetime | None,
-                    services: tuple[str, ...] = SERVICES, tables: set[str] | None = None) -> DayFacts:
+async def day_facts(
+    conn,
+    day: date,
+    t: Thresholds,
+    now: datetime,
+    first_seen: datetime | None,
+    services: tuple[str, ...] = SERVICES,
+    tables: set[str] | None = None,
+) -> DayFacts:
     start, end = day_bounds(day)
     f = DayFacts(day=day, window_start=None, window_end=None, services=services)
     if first_seen is not None and first_seen < min(end, now):
         f.window_start, f.window_end = max(start, first_seen), min(end, now)
     grace = timedelta(seconds=t.halt_grace_s)
 
-    (scalars,) = await _rows(conn, """
+    (scalars,) = await _rows(
+        conn,
+        """
         SELECT
           (SELECT count(*) FROM orders WHERE created_at >= %(s)s AND created_at < %(e)s) AS orders_total,
           (SELECT count(*) FROM orders WHERE created_at >= %(s)s AND created_at < %(e)s
@@ -95,7 +111,9 @@ async def day_facts(conn, day: date, t: Thresholds, now: datetime, first_seen: d
           (SELECT count(*) FROM fills WHERE ts >= %(s)s AND ts < %(e)s) AS trades,
           (SELECT count(*) FROM fills WHERE ts >= %(s)s AND ts < %(e)s AND realized_pnl_usdt > 0) AS wins,
           (SELECT count(*) FROM fills WHERE ts >= %(s)s AND ts < %(e)s AND realized_pnl_usdt <> 0) AS closes
-    """, {"s": start, "e": end, "err": ERROR_STATUSES})
+    """,
+        {"s": start, "e": end, "err": ERROR_STATUSES},
+    )
     f.orders_total, f.orders_error = int(scalars["orders_total"]), int(scalars["orders_error"])
     f.tick_to_order_p99_ms = float(scalars["p99_ms"]) if scalars["p99_ms"] is not None else None
     f.orders_with_latency = int(scalars["with_latency"])
@@ -104,59 +122,124 @@ async def day_facts(conn, day: date, t: Thresholds, now: datetime, first_seen: d
     f.unresolved_mismatches = int(scalars["mismatches"])
     if "exec_reconciliations" in (tables or set()):
         # the last reconciliation with the exchange before the day ended found mismatches: unresolved
-        (rec,) = await _rows(conn, "SELECT count(*) AS n FROM (SELECT ok FROM exec_reconciliations WHERE ts < %s"
-                                   " ORDER BY ts DESC, id DESC LIMIT 1) last WHERE NOT ok", (end,))
+        (rec,) = await _rows(
+            conn,
+            "SELECT count(*) AS n FROM (SELECT ok FROM exec_reconciliations WHERE ts < %s"
+            " ORDER BY ts DESC, id DESC LIMIT 1) last WHERE NOT ok",
+            (end,),
+        )
         f.unresolved_mismatches += int(rec["n"])
     f.realized_pnl_usdt = Decimal(scalars["pnl"]).normalize() if scalars["pnl"] else Decimal("0")
-    f.fees_usdt = Decimal(scalars["fees"]).quantize(Decimal("0.00000001")).normalize() if scalars["fees"] else Decimal(0)
-    f.trades, f.winning_closes, f.closing_trades = int(scalars["trades"]), int(scalars["wins"]), int(scalars["closes"])
+    f.fees_usdt = (
+        Decimal(scalars["fees"]).quantize(Decimal("0.00000001")).normalize()
+        if scalars["fees"]
+        else Decimal(0)
+    )
+    f.trades, f.winning_closes, f.closing_trades = (
+        int(scalars["trades"]),
+        int(scalars["wins"]),
+        int(scalars["closes"]),
+    )
 
-    for r in await _rows(conn, "SELECT service, count(*) AS n FROM heartbeat_minutes WHERE minute >= %s AND minute < %s"
-                               " AND beats > 0 GROUP BY service", (start, end)):
+    for r in await _rows(
+        conn,
+        "SELECT service, count(*) AS n FROM heartbeat_minutes WHERE minute >= %s AND minute < %s"
+        " AND beats > 0 GROUP BY service",
+        (start, end),
+    ):
         f.covered_minutes[r["service"]] = int(r["n"])
 
     if f.window_start is not None:
-        initial = {r["symbol"]: r["status"] for r in await _rows(
-            conn, "SELECT DISTINCT ON (symbol) symbol, status FROM market_status_events WHERE ts < %s"
-                  " ORDER BY symbol, ts DESC, id DESC", (f.window_start,))}
-        transitions = [(r["ts"], r["symbol"], r["status"]) for r in await _rows(
-            conn, "SELECT ts, symbol, status FROM market_status_events WHERE ts >= %s AND ts < %s ORDER BY ts, id",
-            (f.window_start, f.window_end))]
+        initial = {
+            r["symbol"]: r["status"]
+            for r in await _rows(
+                conn,
+                "SELECT DISTINCT ON (symbol) symbol, status FROM market_status_events WHERE ts < %s"
+                " ORDER BY symbol, ts DESC, id DESC",
+                (f.window_start,),
+            )
+        }
+        transitions = [
+            (r["ts"], r["symbol"], r["status"])
+            for r in await _rows(
+                conn,
+                "SELECT ts, symbol, status FROM market_status_events WHERE ts >= %s AND ts < %s ORDER BY ts, id",
+                (f.window_start, f.window_end),
+            )
+        ]
         f.stale_intervals = stale_union(transitions, initial, f.window_start, f.window_end)
 
-    pnls = [(r["ts"], Decimal(r["p"])) for r in await _rows(
-        conn, "SELECT ts, realized_pnl_usdt AS p FROM fills WHERE ts >= %s AND ts < %s AND realized_pnl_usdt <> 0"
-              " ORDER BY ts, id", (start, end))]
+    pnls = [
+        (r["ts"], Decimal(r["p"]))
+        for r in await _rows(
+            conn,
+            "SELECT ts, realized_pnl_usdt AS p FROM fills WHERE ts >= %s AND ts < %s AND realized_pnl_usdt <> 0"
+            " ORDER BY ts, id",
+            (start, end),
+        )
+    ]
     f.loss_breach_at, f.max_drawdown_usdt = loss_breach(pnls, t.daily_loss_budget_usdt)
     f.max_drawdown_usdt = f.max_drawdown_usdt.normalize()
     if f.loss_breach_at is not None:
         lo, hi = f.loss_breach_at - grace, f.loss_breach_at + grace
-        f.halt_events = [r["ts"] for r in await _rows(conn, """
+        f.halt_events = [
+            r["ts"]
+            for r in await _rows(
+                conn,
+                """
             SELECT ts FROM trading_state_log WHERE state = 'HALTED' AND ts BETWEEN %(lo)s AND %(hi)s
             UNION ALL SELECT ts FROM breaker_log WHERE kind = 'tripped' AND effect = 'HALTED' AND ts BETWEEN %(lo)s AND %(hi)s
             UNION ALL SELECT ts FROM kill_switch_log WHERE action = 'engage' AND ts BETWEEN %(lo)s AND %(hi)s
             UNION ALL SELECT ts FROM kill_switch_audit WHERE action = 'engage' AND ts BETWEEN %(lo)s AND %(hi)s
-        """ + (" UNION ALL SELECT ts FROM risk_trading_state_events WHERE state = 'HALTED'"
-               " AND ts BETWEEN %(lo)s AND %(hi)s" if "risk_trading_state_events" in (tables or set()) else ""),
-            {"lo": lo, "hi": hi})]
-        (row,) = await _rows(conn, "SELECT count(*) AS n FROM orders WHERE side = 'BUY' AND created_at > %s"
-                                   " AND created_at < %s", (hi, end))
+        """
+                + (
+                    " UNION ALL SELECT ts FROM risk_trading_state_events WHERE state = 'HALTED'"
+                    " AND ts BETWEEN %(lo)s AND %(hi)s"
+                    if "risk_trading_state_events" in (tables or set())
+                    else ""
+                ),
+                {"lo": lo, "hi": hi},
+            )
+        ]
+        (row,) = await _rows(
+            conn,
+            "SELECT count(*) AS n FROM orders WHERE side = 'BUY' AND created_at > %s AND created_at < %s",
+            (hi, end),
+        )
         f.buys_after_breach = int(row["n"])
 
-    f.sev1_incidents = [r["title"] for r in await _rows(
-        conn, "SELECT title FROM incidents WHERE severity = 'SEV-1' AND opened_at >= %s AND opened_at < %s"
-              " ORDER BY opened_at", (start, end))]
-    f.breaker_trips = {r["breaker"]: int(r["n"]) for r in await _rows(
-        conn, "SELECT breaker, count(*) AS n FROM breaker_log WHERE kind = 'tripped' AND ts >= %s AND ts < %s"
-              " GROUP BY breaker", (start, end))}
-    f.refusals = {r["reason"]: int(r["n"]) for r in await _rows(
-        conn, "SELECT reason, sum(n) AS n FROM refusal_minutes WHERE minute >= %s AND minute < %s GROUP BY reason",
-        (start, end))}
+    f.sev1_incidents = [
+        r["title"]
+        for r in await _rows(
+            conn,
+            "SELECT title FROM incidents WHERE severity = 'SEV-1' AND opened_at >= %s AND opened_at < %s"
+            " ORDER BY opened_at",
+            (start, end),
+        )
+    ]
+    f.breaker_trips = {
+        r["breaker"]: int(r["n"])
+        for r in await _rows(
+            conn,
+            "SELECT breaker, count(*) AS n FROM breaker_log WHERE kind = 'tripped' AND ts >= %s AND ts < %s"
+            " GROUP BY breaker",
+            (start, end),
+        )
+    }
+    f.refusals = {
+        r["reason"]: int(r["n"])
+        for r in await _rows(
+            conn,
+            "SELECT reason, sum(n) AS n FROM refusal_minutes WHERE minute >= %s AND minute < %s GROUP BY reason",
+            (start, end),
+        )
+    }
     return f
 
 
-async def build_reports(conn, days: int, t: Thresholds, now: datetime, last_day: date | None = None,
-                        progress=None) -> list[DayReport]:
+async def build_reports(
+    conn, days: int, t: Thresholds, now: datetime, last_day: date | None = None, progress=None
+) -> list[DayReport]:
     """Reports for `days` UTC days ending with `last_day` (default: today, partial), oldest first."""
     last_day = last_day or now.astimezone(UTC).date()
     first_seen = await first_heartbeat(conn)
@@ -177,10 +260,13 @@ async def store_reports(conn, reports: list[DayReport], generated_at: datetime) 
             "INSERT INTO dod_reports (day, passed, report, generated_at) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (day) DO UPDATE SET passed = EXCLUDED.passed, report = EXCLUDED.report,"
             " generated_at = EXCLUDED.generated_at",
-            (r.day, r.passed, json.dumps(r.as_dict(generated_at)), generated_at))
+            (r.day, r.passed, json.dumps(r.as_dict(generated_at)), generated_at),
+        )
 
 
-def write_files(reports: list[DayReport], out_dir: Path, generated_at: datetime, summary: bool = True) -> list[Path]:
+def write_files(
+    reports: list[DayReport], out_dir: Path, generated_at: datetime, summary: bool = True
+) -> list[Path]:
     """`<out_dir>/daily/<YYYY-MM-DD>.json` per day and `<out_dir>/dod_v1_summary.md` (atomic writes)."""
     from services.ops_api.dod import summary_markdown
 

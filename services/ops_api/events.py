@@ -82,7 +82,7 @@ class EventHub:
             return None
         client = Client(asyncio.Queue(self.queue_size))
         if last_event_id is not None:
-            for ev in [e for e in self.recent if e.id > last_event_id][-self.queue_size:]:
+            for ev in [e for e in self.recent if e.id > last_event_id][-self.queue_size :]:
                 client.queue.put_nowait(ev)
         self.clients.add(client)
         return client
@@ -122,6 +122,7 @@ class EventHub:
 async def attach(bus, hub: EventHub) -> None:
     """Subscribe the feeds (plain subscriptions: live events only; the journal endpoints have the history)."""
     for subject, type_, model in FEEDS:
+
         async def on_msg(msg, subject: str, type_: str = type_) -> None:
             hub.publish(type_, {"subject": subject, **msg.model_dump(mode="json")})
 
@@ -151,8 +152,9 @@ def events_router(viewer: Callable, hub: EventHub) -> APIRouter:
 
     # Out of the OpenAPI schema: an endless stream cannot be fuzzed request by request (its auth is tested).
     @r.get("/events", include_in_schema=False)
-    async def events(_: str = Depends(viewer),
-                     last_event_id: str | None = Header(default=None, max_length=20)) -> StreamingResponse:
+    async def events(
+        _: str = Depends(viewer), last_event_id: str | None = Header(default=None, max_length=20)
+    ) -> StreamingResponse:
         last = None
         if last_event_id:
             if not last_event_id.isdigit():
@@ -161,7 +163,10 @@ def events_router(viewer: Callable, hub: EventHub) -> APIRouter:
         client = hub.join(last)
         if client is None:
             raise HTTPException(503, f"too many live clients ({hub.max_clients}); use the JSON endpoints")
-        return StreamingResponse(frames(hub, client), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            frames(hub, client),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     return r

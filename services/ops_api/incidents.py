@@ -45,8 +45,9 @@ class IncidentBook:
     _breakers_since: dict[str, datetime] = field(default_factory=dict)
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _open(self, kind: str, key: str, severity: str, title: str, summary: str, ts: datetime,
-              source: str) -> IncidentAction:
+    def _open(
+        self, kind: str, key: str, severity: str, title: str, summary: str, ts: datetime, source: str
+    ) -> IncidentAction:
         if (kind, key) in self.open_keys:
             return IncidentAction("note", kind, key, self.open_keys[(kind, key)], title, summary, ts, source)
         self.open_keys[(kind, key)] = severity
@@ -64,22 +65,47 @@ class IncidentBook:
     # -- rules ------------------------------------------------------------------------------
     def on_kill_switch(self, action: str, reason: str, actor: str, ts: datetime) -> list[IncidentAction]:
         if action == "engage":
-            return [self._open("kill_switch", "global", "SEV-1", f"kill switch engaged: {reason}",
-                               f"engaged by {actor}: {reason}", ts, "control.kill_switch")]
-        return self._resolve("kill_switch", "global", f"released by {actor}: {reason}", ts, "control.kill_switch")
+            return [
+                self._open(
+                    "kill_switch",
+                    "global",
+                    "SEV-1",
+                    f"kill switch engaged: {reason}",
+                    f"engaged by {actor}: {reason}",
+                    ts,
+                    "control.kill_switch",
+                )
+            ]
+        return self._resolve(
+            "kill_switch", "global", f"released by {actor}: {reason}", ts, "control.kill_switch"
+        )
 
     def on_kill_switch_readable(self, action: str, actor: str, ts: datetime) -> list[IncidentAction]:
         """A valid command after an unreadable one: the "state unknown" incident is over."""
-        return self._resolve("alert", "kill_switch:unreadable", f"state known again: {action} by {actor}", ts,
-                             "control.kill_switch")
+        return self._resolve(
+            "alert",
+            "kill_switch:unreadable",
+            f"state known again: {action} by {actor}",
+            ts,
+            "control.kill_switch",
+        )
 
-    def on_order(self, client_order_id: str, symbol: str, status: str, quantity: Decimal, filled: Decimal,
-                 ts: datetime) -> list[IncidentAction]:
+    def on_order(
+        self, client_order_id: str, symbol: str, status: str, quantity: Decimal, filled: Decimal, ts: datetime
+    ) -> list[IncidentAction]:
         out: list[IncidentAction] = []
         if filled > quantity:
-            out.append(self._open("incoherent_orders", client_order_id, "SEV-1",
-                                  f"incoherent order {client_order_id}: filled {filled} > quantity {quantity}",
-                                  f"{symbol} {status} filled {filled} of {quantity}", ts, "exec.order"))
+            out.append(
+                self._open(
+                    "incoherent_orders",
+                    client_order_id,
+                    "SEV-1",
+                    f"incoherent order {client_order_id}: filled {filled} > quantity {quantity}",
+                    f"{symbol} {status} filled {filled} of {quantity}",
+                    ts,
+                    "exec.order",
+                )
+            )
         if status == "SUBMITTED" and client_order_id not in self._seen_orders:
             self._seen_orders[client_order_id] = ts
             window = self._orders.setdefault(symbol, deque())
@@ -88,20 +114,38 @@ class IncidentBook:
             while window and window[0] < horizon:
                 window.popleft()
             if len(window) > self.rules.order_loop_max_orders:
-                out.append(self._open("order_loop", symbol, "SEV-1",
-                                      f"order loop on {symbol}: {len(window)} orders in "
-                                      f"{self.rules.order_loop_window_s:.0f} s",
-                                      f"{len(window)} orders submitted on {symbol} within the window", ts, "exec.order"))
+                out.append(
+                    self._open(
+                        "order_loop",
+                        symbol,
+                        "SEV-1",
+                        f"order loop on {symbol}: {len(window)} orders in "
+                        f"{self.rules.order_loop_window_s:.0f} s",
+                        f"{len(window)} orders submitted on {symbol} within the window",
+                        ts,
+                        "exec.order",
+                    )
+                )
         if len(self._seen_orders) > 50_000:  # bounded memory: forget the oldest half
             for k in list(self._seen_orders)[:25_000]:
                 del self._seen_orders[k]
         return out
 
-    def on_fill(self, symbol: str, realized_pnl: Decimal, client_order_id: str, ts: datetime) -> list[IncidentAction]:
+    def on_fill(
+        self, symbol: str, realized_pnl: Decimal, client_order_id: str, ts: datetime
+    ) -> list[IncidentAction]:
         if realized_pnl < -self.rules.abnormal_loss_usdt:
-            return [self._open("abnormal_loss", symbol, "SEV-1",
-                               f"abnormal loss on {symbol}: {realized_pnl} USDT on one fill",
-                               f"fill of {client_order_id} realized {realized_pnl} USDT", ts, "exec.fill")]
+            return [
+                self._open(
+                    "abnormal_loss",
+                    symbol,
+                    "SEV-1",
+                    f"abnormal loss on {symbol}: {realized_pnl} USDT on one fill",
+                    f"fill of {client_order_id} realized {realized_pnl} USDT",
+                    ts,
+                    "exec.fill",
+                )
+            ]
         return []
 
     def on_market_status(self, symbol: str, status: str, ts: datetime) -> list[IncidentAction]:
@@ -111,8 +155,9 @@ class IncidentBook:
         self._stale_since.pop(symbol, None)
         return self._resolve("stale_data", symbol, f"{symbol} fresh again", ts, "md.status")
 
-    def on_breaker(self, tripped: bool, breaker: str, symbol: str | None, reason: str,
-                   ts: datetime) -> list[IncidentAction]:
+    def on_breaker(
+        self, tripped: bool, breaker: str, symbol: str | None, reason: str, ts: datetime
+    ) -> list[IncidentAction]:
         key = f"{breaker}:{symbol}" if symbol else breaker
         if tripped:
             self._breakers_since.setdefault(key, ts)
@@ -120,8 +165,9 @@ class IncidentBook:
         self._breakers_since.pop(key, None)
         return self._resolve("breaker_stuck", key, f"breaker {key} cleared: {reason}", ts, "risk.breaker")
 
-    def on_alert(self, severity: str, source: str, title: str, detail: str, dedup_key: str,
-                 ts: datetime) -> list[IncidentAction]:
+    def on_alert(
+        self, severity: str, source: str, title: str, detail: str, dedup_key: str, ts: datetime
+    ) -> list[IncidentAction]:
         if severity not in ("SEV-1", "SEV-2", "SEV-3"):
             return []
         key = dedup_key or f"{source}:{title}"
@@ -136,7 +182,11 @@ class IncidentBook:
             kind, severity = "dashboard_down", "SEV-3"
         else:
             kind = "alert"
-        return [self._open(kind, key, severity, title, f"{source}: {title} {detail}".strip(), ts, f"alert:{source}")]
+        return [
+            self._open(
+                kind, key, severity, title, f"{source}: {title} {detail}".strip(), ts, f"alert:{source}"
+            )
+        ]
 
     def on_mismatch_resolved(self, key: str, ts: datetime, summary: str) -> list[IncidentAction]:
         return self._resolve("journal_mismatch", key, summary, ts, "operator")
@@ -145,8 +195,17 @@ class IncidentBook:
         key = f"ops_api:alerting_down:{channel}"
         if ok:
             return self._resolve("alerting_down", key, f"{channel} delivers again", ts, "ops_api")
-        return [self._open("alerting_down", key, "SEV-2", f"alerting externe KO: {channel}",
-                           f"{channel} delivery failed: {error}", ts, "ops_api")]
+        return [
+            self._open(
+                "alerting_down",
+                key,
+                "SEV-2",
+                f"alerting externe KO: {channel}",
+                f"{channel} delivery failed: {error}",
+                ts,
+                "ops_api",
+            )
+        ]
 
     def on_backup(self, ok: bool, detail: str, ts: datetime) -> list[IncidentAction]:
         if ok:
@@ -159,11 +218,29 @@ class IncidentBook:
         for symbol, since in self._stale_since.items():
             age = (now - since).total_seconds()
             if age >= self.rules.stale_incident_s and ("stale_data", symbol) not in self.open_keys:
-                out.append(self._open("stale_data", symbol, "SEV-2", f"market data stale on {symbol}",
-                                      f"stale for {age:.0f} s since {since.isoformat()}", now, "md.status"))
+                out.append(
+                    self._open(
+                        "stale_data",
+                        symbol,
+                        "SEV-2",
+                        f"market data stale on {symbol}",
+                        f"stale for {age:.0f} s since {since.isoformat()}",
+                        now,
+                        "md.status",
+                    )
+                )
         for key, since in self._breakers_since.items():
             age = (now - since).total_seconds()
             if age >= self.rules.breaker_stuck_s and ("breaker_stuck", key) not in self.open_keys:
-                out.append(self._open("breaker_stuck", key, "SEV-2", f"breaker {key} on for {age / 60:.0f} min",
-                                      f"tripped at {since.isoformat()}", now, "risk.breaker"))
+                out.append(
+                    self._open(
+                        "breaker_stuck",
+                        key,
+                        "SEV-2",
+                        f"breaker {key} on for {age / 60:.0f} min",
+                        f"tripped at {since.isoformat()}",
+                        now,
+                        "risk.breaker",
+                    )
+                )
         return out

@@ -84,7 +84,9 @@ b AS (SELECT *, coalesce(lag(pos_after) OVER (PARTITION BY symbol ORDER BY ts, i
 o AS (SELECT *, (side = 'BUY' AND pos_before * price <= %(dust)s) AS opens FROM b),
 tf AS (SELECT *, sum(CASE WHEN opens THEN 1 ELSE 0 END) OVER (PARTITION BY symbol ORDER BY ts, id) AS trip FROM o)"""
 
-TRIPS = TRIP_FILLS + """,
+TRIPS = (
+    TRIP_FILLS
+    + """,
 trips AS (
   SELECT symbol, trip, min(id) AS trade_id, min(ts) AS opened_at, max(ts) AS last_fill_at, count(*) AS fills,
          (array_agg(pos_after ORDER BY ts DESC, id DESC))[1] AS quantity_open,
@@ -105,8 +107,12 @@ t AS (
          CASE WHEN quantity_open * last_fill_price <= %(dust)s THEN last_fill_at END AS closed_at
     FROM trips
 )"""
+)
 
-TRADES = "WITH " + TRIPS.lstrip() + """
+TRADES = (
+    "WITH "
+    + TRIPS.lstrip()
+    + """
 SELECT t.trade_id, t.symbol, t.opened_at, t.closed_at, NOT t.closed AS is_open, t.fills, t.entry_quantity,
        t.entry_price, t.exit_quantity, t.exit_price, t.quantity_open, t.fees_usdt, t.realized_pnl_usdt,
        CASE WHEN t.entry_cost > 0 THEN t.realized_pnl_usdt / t.entry_cost END AS realized_pnl_ratio,
@@ -118,10 +124,14 @@ SELECT t.trade_id, t.symbol, t.opened_at, t.closed_at, NOT t.closed AS is_open, 
    AND (%(since)s::timestamptz IS NULL OR coalesce(t.closed_at, t.last_fill_at) >= %(since)s)
  ORDER BY t.opened_at DESC, t.trade_id DESC
  LIMIT %(limit)s OFFSET %(offset)s"""
+)
 
 # Realized curve since `since`: the drawdown is the largest fall of cumulative realized P&L from its peak
 # (the peak starts at 0, the window's opening level).
-PROFIT = "WITH " + TRIPS.lstrip() + """,
+PROFIT = (
+    "WITH "
+    + TRIPS.lstrip()
+    + """,
 win AS (SELECT * FROM fills WHERE %(since)s::timestamptz IS NULL OR ts >= %(since)s),
 curve AS (SELECT ts, id, sum(realized_pnl_usdt) OVER (ORDER BY ts, id) AS cum FROM win),
 peaks AS (SELECT ts, cum, greatest(0, max(cum) OVER (ORDER BY ts, id)) AS peak FROM curve),
@@ -150,8 +160,12 @@ SELECT
   (SELECT coalesce(max(drawdown), 0) FROM dd) AS max_drawdown_usdt,
   (SELECT peak FROM dd) AS drawdown_peak_usdt,
   (SELECT ts FROM dd WHERE drawdown > 0) AS drawdown_trough_at"""
+)
 
-PERFORMANCE = "WITH " + TRIPS.lstrip() + """,
+PERFORMANCE = (
+    "WITH "
+    + TRIPS.lstrip()
+    + """,
 win AS (SELECT * FROM fills WHERE %(since)s::timestamptz IS NULL OR ts >= %(since)s),
 per_fill AS (SELECT symbol, sum(realized_pnl_usdt) AS realized_pnl_usdt, sum(fee_usdt) AS fees_usdt,
                     count(*) AS fills, sum(quantity * price) AS volume_quote, max(ts) AS last_fill_at
@@ -167,9 +181,13 @@ SELECT pf.symbol, pf.realized_pnl_usdt, pf.fees_usdt, pf.fills, pf.volume_quote,
        pt.best_trade_pnl_usdt, pt.worst_trade_pnl_usdt
   FROM per_fill pf LEFT JOIN per_trip pt ON pt.symbol = pf.symbol
  ORDER BY pf.realized_pnl_usdt DESC, pf.symbol"""
+)
 
 # One row per period (empty periods included), the newest last. `unit`: day | week | month.
-PERIODS = "WITH " + TRIPS.lstrip() + """,
+PERIODS = (
+    "WITH "
+    + TRIPS.lstrip()
+    + """,
 p AS (SELECT generate_series(date_trunc(%(unit)s, %(until)s::timestamptz, 'UTC')
                                - (%(count)s - 1) * (('1 ' || %(unit)s)::interval),
                              date_trunc(%(unit)s, %(until)s::timestamptz, 'UTC'),
@@ -186,6 +204,7 @@ SELECT (p.start AT TIME ZONE 'UTC')::date AS period_start,
        coalesce(pt.trades_closed, 0) AS trades_closed, coalesce(pt.wins, 0) AS wins
   FROM p LEFT JOIN pf ON pf.start = p.start LEFT JOIN pt ON pt.start = p.start
  ORDER BY p.start"""
+)
 
 # Same as POSITIONS' totals, for /profit's unrealized part.
 UNREALIZED = f"""

@@ -22,8 +22,11 @@ def render(incident: dict[str, Any], timeline: list[dict[str, Any]], generated_a
         "",
     ]
     if timeline:
-        lines += [f"- {r['ts'].isoformat() if isinstance(r['ts'], datetime) else r['ts']} [{r['source']}] "
-                  f"{r['summary']}" for r in timeline]
+        lines += [
+            f"- {r['ts'].isoformat() if isinstance(r['ts'], datetime) else r['ts']} [{r['source']}] "
+            f"{r['summary']}"
+            for r in timeline
+        ]
     else:
         lines.append("- (no recorded event in the window; add what operators saw)")
     lines += [

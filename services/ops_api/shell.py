@@ -73,21 +73,34 @@ class OpsApiService:
         self.recorder = HeartbeatRecorder(rt.pool)
         self.events = EventRecorder(rt.pool)
         inc = rt.settings.monitoring.incidents
-        self.book = IncidentBook(Rules(inc.order_loop_max_orders, inc.order_loop_window_s,
-                                       Decimal(str(inc.abnormal_loss_usdt)), inc.stale_incident_s, inc.breaker_stuck_s))
+        self.book = IncidentBook(
+            Rules(
+                inc.order_loop_max_orders,
+                inc.order_loop_window_s,
+                Decimal(str(inc.abnormal_loss_usdt)),
+                inc.stale_incident_s,
+                inc.breaker_stuck_s,
+            )
+        )
         self.book.load_open(await self.events.open_incidents())
-        self.dispatcher = Dispatcher(rt.settings.monitoring.alerting, rt.pool, rt.log, rt.metrics,
-                                     on_result=self._on_delivery)
-        self.incidents_opened = rt.metrics.counter("incidents_opened_total", "Incidents opened", ["severity", "kind"])
-        self.backup_last_ok = rt.metrics.gauge("backup_last_success_timestamp_seconds",
-                                               "Unix time of the last successful backup")
+        self.dispatcher = Dispatcher(
+            rt.settings.monitoring.alerting, rt.pool, rt.log, rt.metrics, on_result=self._on_delivery
+        )
+        self.incidents_opened = rt.metrics.counter(
+            "incidents_opened_total", "Incidents opened", ["severity", "kind"]
+        )
+        self.backup_last_ok = rt.metrics.gauge(
+            "backup_last_success_timestamp_seconds", "Unix time of the last successful backup"
+        )
         self.backups_total = rt.metrics.counter("backups_total", "Backups by outcome", ["outcome"])
         # what the backup-overdue alert compares the last success with (0 while backups are off)
         b = rt.settings.storage.backup
         rt.metrics.gauge("backup_interval_seconds", "storage.backup.interval_s; 0 when backups are off").set(
-            b.interval_s if b.enabled else 0)
-        self.record_errors = rt.metrics.counter("record_errors_total", "Bus events that could not be recorded",
-                                                ["kind"])
+            b.interval_s if b.enabled else 0
+        )
+        self.record_errors = rt.metrics.counter(
+            "record_errors_total", "Bus events that could not be recorded", ["kind"]
+        )
 
         # the same latch as risk and execution (same order, same authority check): what operators see is
         # the state they apply
@@ -98,14 +111,25 @@ class OpsApiService:
         try:
             standing = await read_standing(rt.bus)
             if standing is not None and check_authority(standing, self.latch.release_key).allowed:
-                await self.events.kill_switch(standing.id, standing.action, standing.reason, standing.actor,
-                                              standing.flatten, standing.ts)
+                await self.events.kill_switch(
+                    standing.id,
+                    standing.action,
+                    standing.reason,
+                    standing.actor,
+                    standing.flatten,
+                    standing.ts,
+                )
         except Exception as exc:
             rt.log.warning("standing kill switch not recorded", error=str(exc))
 
         bus = rt.bus
-        await bus.follow("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand, self._on_kill_switch,
-                         self._on_unreadable_kill_switch)
+        await bus.follow(
+            "KILL_SWITCH",
+            subjects.kill_switch(),
+            KillSwitchCommand,
+            self._on_kill_switch,
+            self._on_unreadable_kill_switch,
+        )
         await bus.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, self._on_ack)
         await bus.subscribe(subjects.ALL_KILL_SWITCH_LATCHED, KillSwitchAcknowledged, self._on_latched)
         await bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, self._on_heartbeat)
@@ -114,13 +138,33 @@ class OpsApiService:
         await bus.subscribe(subjects.ALL_ORDERS, OrderEvent, self._on_order)
         await bus.subscribe(subjects.ALL_FILLS, Fill, self._on_fill)
         # Durable consumers: what happens while ops_api is down is recorded when it is back.
-        await bus.consume("RISK_EVENTS", "ops_api_breaker_tripped", subjects.breaker_tripped(), BreakerTripped,
-                          self._on_breaker_tripped, fail_closed=False)
-        await bus.consume("RISK_EVENTS", "ops_api_breaker_cleared", subjects.breaker_cleared(), BreakerCleared,
-                          self._on_breaker_cleared, fail_closed=False)
-        await bus.consume("RISK_EVENTS", "ops_api_trading_state", subjects.trading_state(), TradingStateChanged,
-                          self._on_trading_state, fail_closed=False)
-        await bus.consume("ALERTS", "ops_api_alerts", subjects.ALL_ALERTS, Alert, self._on_alert, fail_closed=False)
+        await bus.consume(
+            "RISK_EVENTS",
+            "ops_api_breaker_tripped",
+            subjects.breaker_tripped(),
+            BreakerTripped,
+            self._on_breaker_tripped,
+            fail_closed=False,
+        )
+        await bus.consume(
+            "RISK_EVENTS",
+            "ops_api_breaker_cleared",
+            subjects.breaker_cleared(),
+            BreakerCleared,
+            self._on_breaker_cleared,
+            fail_closed=False,
+        )
+        await bus.consume(
+            "RISK_EVENTS",
+            "ops_api_trading_state",
+            subjects.trading_state(),
+            TradingStateChanged,
+            self._on_trading_state,
+            fail_closed=False,
+        )
+        await bus.consume(
+            "ALERTS", "ops_api_alerts", subjects.ALL_ALERTS, Alert, self._on_alert, fail_closed=False
+        )
         await attach_events(bus, self.state.hub)  # live updates for the console (GET /events)
         await self.state.controls.attach(bus)  # risk's answers to POST /control
 
@@ -132,15 +176,21 @@ class OpsApiService:
         while not self.server.started and time.monotonic() < ready_by:
             await asyncio.sleep(0.01)
         rt.spawn(self._housekeeping(), "housekeeping")
-        rt.spawn(BookMetrics(rt.metrics).run(rt.pool, self.latch, rt.log), "book-metrics")  # gauges per symbol
+        rt.spawn(
+            BookMetrics(rt.metrics).run(rt.pool, self.latch, rt.log), "book-metrics"
+        )  # gauges per symbol
         if rt.settings.storage.backup.enabled:
             rt.spawn(self._backup_loop(), "backups")
         dod = rt.settings.monitoring.dod
         if dod.auto_daily:  # the daily DoD report appears without any command
             out = reports_path(dod.reports_dir, rt.settings.storage.artifacts_dir)
             rt.spawn(DodAutomation(rt, out, dod.auto_grace_s, dod.deliver).run(), "dod-daily")
-        rt.log.info("ops api listening", url=self.state.public_url, docs=f"{self.state.public_url}/docs",
-                    alert_channels=[c.name for c in self.dispatcher.channels])
+        rt.log.info(
+            "ops api listening",
+            url=self.state.public_url,
+            docs=f"{self.state.public_url}/docs",
+            alert_channels=[c.name for c in self.dispatcher.channels],
+        )
 
     # -- incidents ------------------------------------------------------------------------------
     async def _incidents(self, actions: list[IncidentAction]) -> None:
@@ -150,8 +200,14 @@ class OpsApiService:
         for a in actions:
             if a.op == "open":
                 self.incidents_opened.labels(severity=a.severity, kind=a.kind).inc()
-                self.rt.log.warning("incident opened", severity=a.severity, kind=a.kind, key=a.key, title=a.title,
-                                    incident_ids=opened)
+                self.rt.log.warning(
+                    "incident opened",
+                    severity=a.severity,
+                    kind=a.kind,
+                    key=a.key,
+                    title=a.title,
+                    incident_ids=opened,
+                )
 
     @staticmethod
     def _fresh(ts: datetime) -> bool:
@@ -162,8 +218,12 @@ class OpsApiService:
         """Garbage on the subject: risk and execution now treat the switch as engaged; say so, loudly."""
         out = self.latch.on_unreadable(reason, seq, self.rt.clock.now())
         if out.outcome == "unreadable":
-            await self.rt.alert("SEV-1", "kill switch state unknown: trading halted", self.latch.reason or "",
-                                dedup_key=UNREADABLE_ALERT_KEY)
+            await self.rt.alert(
+                "SEV-1",
+                "kill switch state unknown: trading halted",
+                self.latch.reason or "",
+                dedup_key=UNREADABLE_ALERT_KEY,
+            )
 
     async def _on_kill_switch(self, cmd: KillSwitchCommand, seq: int) -> None:
         was_unknown = not self.latch.known
@@ -177,7 +237,9 @@ class OpsApiService:
         # the KILL_SWITCH stream and start-up records it
         await asyncio.sleep(RECORD_KILL_SWITCH_AFTER_S)
         try:
-            new = await self.events.kill_switch(cmd.id, cmd.action, cmd.reason, cmd.actor, cmd.flatten, cmd.ts)
+            new = await self.events.kill_switch(
+                cmd.id, cmd.action, cmd.reason, cmd.actor, cmd.flatten, cmd.ts
+            )
             if new:
                 await self._incidents(self.book.on_kill_switch(cmd.action, cmd.reason, cmd.actor, cmd.ts))
         except Exception as exc:
@@ -215,8 +277,11 @@ class OpsApiService:
             self.events.refusal(v.reasons, v.ts)
 
     async def _on_order(self, ev: OrderEvent, subject: str) -> None:
-        await self._incidents(self.book.on_order(ev.client_order_id, ev.symbol, ev.status, ev.quantity,
-                                                 ev.filled_quantity, ev.ts))
+        await self._incidents(
+            self.book.on_order(
+                ev.client_order_id, ev.symbol, ev.status, ev.quantity, ev.filled_quantity, ev.ts
+            )
+        )
 
     async def _on_fill(self, f: Fill, subject: str) -> None:
         await self._incidents(self.book.on_fill(f.symbol, f.realized_pnl_usdt, f.client_order_id, f.ts))
@@ -236,15 +301,22 @@ class OpsApiService:
     async def _on_alert(self, alert: Alert, subject: str) -> None:
         outcome = await self.dispatcher.handle(alert)
         if outcome != "duplicate_record" and self._fresh(alert.ts):
-            await self._incidents(self.book.on_alert(alert.severity, alert.source, alert.title, alert.detail,
-                                                     alert.dedup_key, alert.ts))
+            await self._incidents(
+                self.book.on_alert(
+                    alert.severity, alert.source, alert.title, alert.detail, alert.dedup_key, alert.ts
+                )
+            )
 
     async def _on_delivery(self, channel: str, ok: bool, error: str, alert: Alert) -> None:
         await self._incidents(self.book.on_delivery(channel, ok, error, utcnow()))
         if not ok and not alert.dedup_key.startswith("ops_api:alerting_down"):
             self._degraded = f"alert delivery failing on {channel}"
-            await self.rt.alert("SEV-2", f"alerting externe KO: {channel}", f"delivery of '{alert.title}' failed: "
-                                f"{error}", dedup_key=f"ops_api:alerting_down:{channel}")
+            await self.rt.alert(
+                "SEV-2",
+                f"alerting externe KO: {channel}",
+                f"delivery of '{alert.title}' failed: {error}",
+                dedup_key=f"ops_api:alerting_down:{channel}",
+            )
         elif ok:
             self._degraded = ""
 
@@ -265,19 +337,29 @@ class OpsApiService:
         if not any(kind == "journal_mismatch" for kind, _ in self.book.open_keys):
             return
         async with self.rt.pool.connection() as conn:
-            present = await (await conn.execute("SELECT to_regclass('exec_reconciliations') IS NOT NULL AS p")).fetchone()
+            present = await (
+                await conn.execute("SELECT to_regclass('exec_reconciliations') IS NOT NULL AS p")
+            ).fetchone()
             if not present["p"]:
                 return
-            last = await (await conn.execute(
-                "SELECT ts, ok FROM exec_reconciliations ORDER BY ts DESC, id DESC LIMIT 1")).fetchone()
+            last = await (
+                await conn.execute(
+                    "SELECT ts, ok FROM exec_reconciliations ORDER BY ts DESC, id DESC LIMIT 1"
+                )
+            ).fetchone()
             if last is None or not last["ok"]:
                 return
-            rows = await (await conn.execute(
-                "SELECT key FROM incidents WHERE kind = 'journal_mismatch' AND resolved_at IS NULL AND opened_at < %s",
-                (last["ts"],))).fetchall()
+            rows = await (
+                await conn.execute(
+                    "SELECT key FROM incidents WHERE kind = 'journal_mismatch' AND resolved_at IS NULL AND opened_at < %s",
+                    (last["ts"],),
+                )
+            ).fetchall()
         actions = []
         for r in rows:
-            actions += self.book.on_mismatch_resolved(r["key"], last["ts"], "clean reconciliation with the exchange")
+            actions += self.book.on_mismatch_resolved(
+                r["key"], last["ts"], "clean reconciliation with the exchange"
+            )
         await self._incidents(actions)
 
     async def _last_backup_ok(self) -> datetime | None:
@@ -303,24 +385,50 @@ class OpsApiService:
         from services.ops_api.backup import make_backup
 
         b = self.rt.settings.storage.backup
-        result = await asyncio.to_thread(make_backup, self.rt.settings.database.url.get_secret_value(), Path(b.dir),
-                                         Path(b.models_dir), b.retention, timeout_s=b.timeout_s)
+        result = await asyncio.to_thread(
+            make_backup,
+            self.rt.settings.database.url.get_secret_value(),
+            Path(b.dir),
+            Path(b.models_dir),
+            b.retention,
+            timeout_s=b.timeout_s,
+        )
         async with self.rt.pool.connection() as conn:
-            await conn.execute("INSERT INTO backups (started_at, finished_at, ok, path, size_bytes, error, trigger)"
-                               " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                               (result.started_at, result.finished_at, result.ok, str(result.path or ""),
-                                result.size_bytes, result.error, trigger))
+            await conn.execute(
+                "INSERT INTO backups (started_at, finished_at, ok, path, size_bytes, error, trigger)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    result.started_at,
+                    result.finished_at,
+                    result.ok,
+                    str(result.path or ""),
+                    result.size_bytes,
+                    result.error,
+                    trigger,
+                ),
+            )
         self.backups_total.labels(outcome="ok" if result.ok else "failed").inc()
         if result.ok:
             self.backup_last_ok.set(result.finished_at.timestamp())
-            self.rt.log.info("backup done", path=str(result.path), size_bytes=result.size_bytes, pruned=result.pruned)
+            self.rt.log.info(
+                "backup done", path=str(result.path), size_bytes=result.size_bytes, pruned=result.pruned
+            )
         else:
             self.rt.log.error("backup failed", error=result.error)
             await self.rt.alert("SEV-3", "backup failed", result.error, dedup_key="ops_api:backup_failed")
-        await self._incidents(self.book.on_backup(result.ok, result.error or str(result.path), result.finished_at))
-        return {"ok": result.ok, "path": str(result.path) if result.path else None, "size_bytes": result.size_bytes,
-                "error": result.error, "started_at": result.started_at.isoformat(),
-                "finished_at": result.finished_at.isoformat(), "pruned": result.pruned, "trigger": trigger}
+        await self._incidents(
+            self.book.on_backup(result.ok, result.error or str(result.path), result.finished_at)
+        )
+        return {
+            "ok": result.ok,
+            "path": str(result.path) if result.path else None,
+            "size_bytes": result.size_bytes,
+            "error": result.error,
+            "started_at": result.started_at.isoformat(),
+            "finished_at": result.finished_at.isoformat(),
+            "pruned": result.pruned,
+            "trigger": trigger,
+        }
 
     async def stop(self) -> None:
         if hasattr(self, "events"):
@@ -334,4 +442,3 @@ class OpsApiService:
 
     def health(self) -> tuple[str, str]:
         return ("degraded", self._degraded) if self._degraded else ("ok", "")
-

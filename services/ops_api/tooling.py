@@ -35,7 +35,9 @@ def resolve_database_url(settings: BotSettings | None = None) -> str:
         return url
     if settings is not None and settings.database.url.get_secret_value():
         return settings.database.url.get_secret_value()
-    raise NoDatabase("no database: set DATABASE_URL, start the suite (`make run`), or set database.url in the config")
+    raise NoDatabase(
+        "no database: set DATABASE_URL, start the suite (`make run`), or set database.url in the config"
+    )
 
 
 def load(config: str | None) -> BotSettings:
@@ -53,29 +55,44 @@ class DodRun:
 
 
 def _progress(i: int, n: int, report) -> None:
-    print(f"[{i}/{n}] {report.day.isoformat()} {report.status.upper()}"
-          + (f" ({len(report.violations)} violation(s))" if report.violations else ""), file=sys.stderr, flush=True)
+    print(
+        f"[{i}/{n}] {report.day.isoformat()} {report.status.upper()}"
+        + (f" ({len(report.violations)} violation(s))" if report.violations else ""),
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 async def _connect(url: str) -> psycopg.AsyncConnection:
     try:
-        return await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=5)
+        return await psycopg.AsyncConnection.connect(
+            url, autocommit=True, row_factory=dict_row, connect_timeout=5
+        )
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NoDatabase(f"database at {mask_url(url)} unreachable: {first}") from None
 
 
-async def generate(settings: BotSettings, url: str, days: int, *, last_day: date | None = None,
-                   out_dir: Path | None = None, now: datetime | None = None, progress: bool = True,
-                   summary: bool = True) -> DodRun:
+async def generate(
+    settings: BotSettings,
+    url: str,
+    days: int,
+    *,
+    last_day: date | None = None,
+    out_dir: Path | None = None,
+    now: datetime | None = None,
+    progress: bool = True,
+    summary: bool = True,
+) -> DodRun:
     """Compute `days` daily reports from Postgres, store them there and write the files."""
     from services.ops_api.dod_store import build_reports, store_reports, thresholds_from, write_files
 
     now = now or datetime.now(UTC)
     conn = await _connect(url)
     try:
-        reports = await build_reports(conn, days, thresholds_from(settings), now, last_day,
-                                      _progress if progress else None)
+        reports = await build_reports(
+            conn, days, thresholds_from(settings), now, last_day, _progress if progress else None
+        )
         await store_reports(conn, reports, now)
     finally:
         await conn.close()
@@ -108,8 +125,10 @@ def run_report(config: str | None, days: int, last_day: str | None = None) -> in
         print(f"dod report: {exc}", file=sys.stderr)
         return 2
     passed = sum(1 for r in run.reports if r.passed)
-    print(f"{passed}/{len(run.reports)} day(s) pass; wrote {run.files[-1]} and {len(run.files) - 1} daily report(s)"
-          f" in {run.files[0].parent}; stored in Postgres ({run.database})")
+    print(
+        f"{passed}/{len(run.reports)} day(s) pass; wrote {run.files[-1]} and {len(run.files) - 1} daily report(s)"
+        f" in {run.files[0].parent}; stored in Postgres ({run.database})"
+    )
     return 0
 
 
@@ -121,9 +140,13 @@ def run_check(config: str | None, day: str | None, fail_on_violation: bool) -> i
         run = asyncio.run(generate(settings, url, 1, last_day=d, progress=False, summary=False))
         if day is None and run.reports[0].status == "no_data":
             # the suite first ran today: judge today so far rather than a day it did not exist
-            print(f"note: no records for {d.isoformat()} (the suite first ran later); checking today so far",
-                  file=sys.stderr)
-            run = asyncio.run(generate(settings, url, 1, last_day=parse_day("today"), progress=False, summary=False))
+            print(
+                f"note: no records for {d.isoformat()} (the suite first ran later); checking today so far",
+                file=sys.stderr,
+            )
+            run = asyncio.run(
+                generate(settings, url, 1, last_day=parse_day("today"), progress=False, summary=False)
+            )
     except NoDatabase as exc:
         print(f"dod check: {exc}", file=sys.stderr)
         return 2

@@ -89,7 +89,9 @@ class Book:
         if fill.side == "BUY":
             got = fill.quantity - (fill.fee if fill.fee_asset == base else ZERO)
             new_qty = held + got
-            self.avg_cost[fill.symbol] = ((held * avg + fill.quantity * fill.price) / new_qty) if new_qty > 0 else ZERO
+            self.avg_cost[fill.symbol] = (
+                ((held * avg + fill.quantity * fill.price) / new_qty) if new_qty > 0 else ZERO
+            )
             self.positions[fill.symbol] = new_qty
             self.cash -= fill.quantity * fill.price + (fee if fill.fee_asset != base else ZERO)
             realized, closed, losing = -fee, ZERO, False
@@ -106,7 +108,9 @@ class Book:
             if losing:
                 self.loss_streak += 1
                 self.last_loss_at[fill.symbol] = fill.ts
-                self.last_loss_any = fill.ts if self.last_loss_any is None else max(self.last_loss_any, fill.ts)
+                self.last_loss_any = (
+                    fill.ts if self.last_loss_any is None else max(self.last_loss_any, fill.ts)
+                )
             else:
                 self.loss_streak = 0
         # Execution's own figure: it capitalises a BUY's fee (realized 0) and realizes at the SELL. A SELL

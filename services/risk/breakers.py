@@ -35,7 +35,9 @@ def day_window(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """[start, end) of the calendar day containing `now` in zone `tz`, as aware datetimes."""
     local = now.astimezone(tz)
     start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    end = (start + timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=tz)  # wall-clock midnight (DST-safe)
+    end = (
+        (start + timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=tz)
+    )  # wall-clock midnight (DST-safe)
     return start, end
 
 
@@ -48,12 +50,16 @@ def week_window(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 # -- the breakers --------------------------------------------------------------------------------
-def loss_budget(name: str, realized: Decimal, budget: Decimal, window_end: datetime, now: datetime,
-                prev: Prev | None) -> BreakerResult:
+def loss_budget(
+    name: str, realized: Decimal, budget: Decimal, window_end: datetime, now: datetime, prev: Prev | None
+) -> BreakerResult:
     """Realized P&L in the window at or below -budget trips; it latches until the window rolls over."""
     if prev is not None and prev.until is not None and now < prev.until:
-        return BreakerResult(False, f"{name} realized {realized:.2f} USDT; budget {budget} spent until the window "
-                                    "rolls over", prev.until)
+        return BreakerResult(
+            False,
+            f"{name} realized {realized:.2f} USDT; budget {budget} spent until the window rolls over",
+            prev.until,
+        )
     if realized <= -budget:
         return BreakerResult(False, f"{name} realized {realized:.2f} USDT <= -{budget} budget", window_end)
     return OK
@@ -71,12 +77,15 @@ def drawdown(equity: Decimal, peak: Decimal, max_pct: float, prev: Prev | None) 
     return OK
 
 
-def volatility(ratio: float | None, trip: float, clear: float, min_hold_s: float, now: datetime,
-               prev: Prev | None) -> BreakerResult:
+def volatility(
+    ratio: float | None, trip: float, clear: float, min_hold_s: float, now: datetime, prev: Prev | None
+) -> BreakerResult:
     """Short/long realized vol at or above `trip` trips; it clears only below `clear` and after `min_hold_s`."""
     if prev is None:
         if ratio is not None and ratio >= trip:
-            return BreakerResult(False, f"volatility ratio {ratio:.2f} >= {trip}", now + timedelta(seconds=min_hold_s))
+            return BreakerResult(
+                False, f"volatility ratio {ratio:.2f} >= {trip}", now + timedelta(seconds=min_hold_s)
+            )
         return OK
     hold_until = prev.since + timedelta(seconds=min_hold_s)
     if now < hold_until:
@@ -87,11 +96,14 @@ def volatility(ratio: float | None, trip: float, clear: float, min_hold_s: float
 
 
 def drift(detected: bool, reason: str) -> BreakerResult:
-    return BreakerResult(False, f"drift detected: {reason}" if reason else "drift detected") if detected else OK
+    return (
+        BreakerResult(False, f"drift detected: {reason}" if reason else "drift detected") if detected else OK
+    )
 
 
-def stale_data(last_tick_at: datetime | None, status_stale: bool, status_reason: str, now: datetime,
-               stale_after_s: float) -> BreakerResult:
+def stale_data(
+    last_tick_at: datetime | None, status_stale: bool, status_reason: str, now: datetime, stale_after_s: float
+) -> BreakerResult:
     """No tick yet, no tick for `stale_after_s`, or market_data itself says stale."""
     if last_tick_at is None:
         return BreakerResult(False, "no market data yet")
@@ -99,13 +111,16 @@ def stale_data(last_tick_at: datetime | None, status_stale: bool, status_reason:
     if age > stale_after_s:
         return BreakerResult(False, f"last tick {age:.1f}s ago > {stale_after_s}s")
     if status_stale:
-        return BreakerResult(False, f"market_data reports stale: {status_reason}" if status_reason else
-                             "market_data reports stale")
+        return BreakerResult(
+            False,
+            f"market_data reports stale: {status_reason}" if status_reason else "market_data reports stale",
+        )
     return OK
 
 
-def heartbeat_missing(service: str, last_seen: datetime | None, started_at: datetime, now: datetime,
-                      timeout_s: float) -> BreakerResult:
+def heartbeat_missing(
+    service: str, last_seen: datetime | None, started_at: datetime, now: datetime, timeout_s: float
+) -> BreakerResult:
     """Silent for `timeout_s` (counted from risk's own start when never heard: a grace period)."""
     ref = last_seen or started_at
     age = (now - ref).total_seconds()
@@ -124,8 +139,9 @@ def cooldown(what: str, last_at: datetime | None, duration_s: float, now: dateti
     return OK
 
 
-def loss_streak(streak: int, limit: int, last_loss_at: datetime | None, lock_s: float,
-                now: datetime) -> BreakerResult:
+def loss_streak(
+    streak: int, limit: int, last_loss_at: datetime | None, lock_s: float, now: datetime
+) -> BreakerResult:
     if streak < limit or last_loss_at is None:
         return OK
     until = last_loss_at + timedelta(seconds=lock_s)

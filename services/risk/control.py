@@ -62,7 +62,9 @@ def pause(engine: RiskEngine, cmd: TradingControlCommand, now: datetime) -> Cont
 def resume(engine: RiskEngine, cmd: TradingControlCommand, now: datetime) -> ControlOutcome:
     if PAUSE not in engine.board.active:
         return ControlOutcome(True, "not paused")
-    events: list[Event] = list(engine.board.apply([Evaluated(PAUSE, PAUSE, "REDUCING", BreakerResult(True))], now))
+    events: list[Event] = list(
+        engine.board.apply([Evaluated(PAUSE, PAUSE, "REDUCING", BreakerResult(True))], now)
+    )
     events = _state_events(engine, events, now)
     state, reason = engine.sm.state, engine.sm.reason
     detail = "entries resumed" if state == "ACTIVE" else f"pause lifted; trading stays {state}: {reason}"
@@ -77,24 +79,40 @@ def exit_position(engine: RiskEngine, cmd: TradingControlCommand, now: datetime)
         return ControlOutcome(False, f"no_position: risk's book holds no {symbol}")
     if last is None:
         return ControlOutcome(False, f"no_market_data: no price for {symbol} yet")
-    sig = Signal(ts=now, id=cmd.id, symbol=symbol, side="SELL", probability=1.0, model_version=EXIT_MODEL,
-                 price=last, reason=f"operator exit by {cmd.actor}: {cmd.reason}"[:500])
+    sig = Signal(
+        ts=now,
+        id=cmd.id,
+        symbol=symbol,
+        side="SELL",
+        probability=1.0,
+        model_version=EXIT_MODEL,
+        price=last,
+        reason=f"operator exit by {cmd.actor}: {cmd.reason}"[:500],
+    )
     decision = engine.decide(sig, now)
     v = decision.verdict
     if not v.approved:
         return ControlOutcome(False, ", ".join(v.reasons), decision.events, v, held)
     remaining = held - v.quantity
     detail = f"SELL {v.quantity} {symbol} at worst {v.price_limit}" + (
-        f"; {remaining} left (one order is capped by max_notional): exit again" if remaining > 0 else "")
+        f"; {remaining} left (one order is capped by max_notional): exit again" if remaining > 0 else ""
+    )
     return ControlOutcome(True, detail, decision.events, v, remaining)
 
 
-def control_result(service: str, cmd: TradingControlCommand, out: ControlOutcome, trading_state: TradingState,
-                   now: datetime) -> TradingControlResult:
+def control_result(
+    service: str, cmd: TradingControlCommand, out: ControlOutcome, trading_state: TradingState, now: datetime
+) -> TradingControlResult:
     v = out.verdict
-    return TradingControlResult(ts=now, command_id=cmd.id, service=service, action=cmd.action,
-                                accepted=out.accepted, detail=out.detail[:1000],
-                                trading_state=trading_state,
-                                verdict_id=v.id if v is not None and v.approved else None,
-                                quantity=v.quantity if v is not None and v.approved else None,
-                                remaining=out.remaining)
+    return TradingControlResult(
+        ts=now,
+        command_id=cmd.id,
+        service=service,
+        action=cmd.action,
+        accepted=out.accepted,
+        detail=out.detail[:1000],
+        trading_state=trading_state,
+        verdict_id=v.id if v is not None and v.approved else None,
+        quantity=v.quantity if v is not None and v.approved else None,
+        remaining=out.remaining,
+    )

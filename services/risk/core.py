@@ -44,8 +44,9 @@ BPS = Decimal("0.0001")
 RATE_WINDOW_S = 10.0
 DEFAULT_FEE = Decimal("0.001")
 # breakers after whose clearing trading stays REDUCING for `cooldown_after_breaker_s`
-COOLDOWN_ON_CLEAR = frozenset({"daily_loss", "weekly_loss", "max_drawdown", "volatility", "drift", "loss_streak",
-                               "order_loop"})
+COOLDOWN_ON_CLEAR = frozenset(
+    {"daily_loss", "weekly_loss", "max_drawdown", "volatility", "drift", "loss_streak", "order_loop"}
+)
 
 Event = BreakerTripped | BreakerCleared | TradingStateChanged
 
@@ -72,7 +73,7 @@ class RiskEngine:
     book: Book = field(init=False)
     board: BreakerBoard = field(default_factory=BreakerBoard)
     sm: TradingStateMachine = field(default_factory=TradingStateMachine)
-    kill_engaged: bool = True   # unknown = engaged until the shell has read the standing state
+    kill_engaged: bool = True  # unknown = engaged until the shell has read the standing state
     kill_known: bool = False
     db_ok: bool = True
     account_known: bool = False
@@ -85,8 +86,12 @@ class RiskEngine:
     def __post_init__(self) -> None:
         self.tz = ZoneInfo(self.cfg.timezone)
         self.book = Book(cash=self.cfg.starting_equity_usdt, peak_equity=self.cfg.starting_equity_usdt)
-        self.vol = VolatilityRatio(self.cfg.vol_sample_s, self.cfg.vol_short_samples, self.cfg.vol_long_samples,
-                                   self.cfg.vol_min_samples)
+        self.vol = VolatilityRatio(
+            self.cfg.vol_sample_s,
+            self.cfg.vol_short_samples,
+            self.cfg.vol_long_samples,
+            self.cfg.vol_min_samples,
+        )
         self.last_tick_at: dict[str, datetime] = {}
         self.status_stale: dict[str, tuple[bool, str]] = {}
         self.heartbeats: dict[str, datetime] = {}
@@ -126,8 +131,14 @@ class RiskEngine:
         self.reservations.on_fill(fill.client_order_id, fill.quantity)  # now in the book, no longer pending
         return out, self.evaluate(now)
 
-    def on_order(self, verdict_id: str | None, client_order_id: str, status: str, filled: Decimal,
-                 quantity: Decimal | None = None) -> bool:
+    def on_order(
+        self,
+        verdict_id: str | None,
+        client_order_id: str,
+        status: str,
+        filled: Decimal,
+        quantity: Decimal | None = None,
+    ) -> bool:
         """Execution's news of an order (`exec.order.*` or its journal row): a terminal order releases what
         did not fill. True if it was one of risk's reservations."""
         return self.reservations.on_order(verdict_id, client_order_id, status, filled, quantity)
@@ -184,8 +195,9 @@ class RiskEngine:
             return "REDUCING_SYMBOL"
         return eff
 
-    def _ev(self, name: str, result: B.BreakerResult, symbol: str | None = None,
-            scope: str | None = None) -> Evaluated | None:
+    def _ev(
+        self, name: str, result: B.BreakerResult, symbol: str | None = None, scope: str | None = None
+    ) -> Evaluated | None:
         """The result as the board needs it; None for a breaker that allows and is not in force (most of them)."""
         ident = (name, symbol, scope)
         cached = self._keys.get(ident)
@@ -213,34 +225,88 @@ class RiskEngine:
         equity = book.mark()
         self._prune(now)
         res = [
-            self._ev("daily_loss", B.loss_budget("daily", book.daily_realized, cfg.daily_loss_budget_usdt, day_end,
-                                                 now, board.prev("daily_loss"))),
-            self._ev("weekly_loss", B.loss_budget("weekly", book.weekly_realized, cfg.weekly_loss_budget_usdt,
-                                                  week_end, now, board.prev("weekly_loss"))),
-            self._ev("max_drawdown", B.drawdown(equity, book.peak_equity, cfg.max_drawdown_pct,
-                                                board.prev("max_drawdown"))),
-            self._ev("volatility", B.volatility(self.vol.market_ratio(), cfg.vol_trip_ratio, cfg.vol_clear_ratio,
-                                                cfg.vol_min_hold_s, now, board.prev("volatility"))),
-            self._ev("loss_streak", B.loss_streak(book.loss_streak, cfg.loss_streak_limit, book.last_loss_any,
-                                                  cfg.loss_streak_lock_s, now)),
-            self._ev("order_loop", B.order_loop(len(self.attempts), cfg.order_loop_trip_per_10s, RATE_WINDOW_S)),
+            self._ev(
+                "daily_loss",
+                B.loss_budget(
+                    "daily",
+                    book.daily_realized,
+                    cfg.daily_loss_budget_usdt,
+                    day_end,
+                    now,
+                    board.prev("daily_loss"),
+                ),
+            ),
+            self._ev(
+                "weekly_loss",
+                B.loss_budget(
+                    "weekly",
+                    book.weekly_realized,
+                    cfg.weekly_loss_budget_usdt,
+                    week_end,
+                    now,
+                    board.prev("weekly_loss"),
+                ),
+            ),
+            self._ev(
+                "max_drawdown",
+                B.drawdown(equity, book.peak_equity, cfg.max_drawdown_pct, board.prev("max_drawdown")),
+            ),
+            self._ev(
+                "volatility",
+                B.volatility(
+                    self.vol.market_ratio(),
+                    cfg.vol_trip_ratio,
+                    cfg.vol_clear_ratio,
+                    cfg.vol_min_hold_s,
+                    now,
+                    board.prev("volatility"),
+                ),
+            ),
+            self._ev(
+                "loss_streak",
+                B.loss_streak(
+                    book.loss_streak, cfg.loss_streak_limit, book.last_loss_any, cfg.loss_streak_lock_s, now
+                ),
+            ),
+            self._ev(
+                "order_loop", B.order_loop(len(self.attempts), cfg.order_loop_trip_per_10s, RATE_WINDOW_S)
+            ),
         ]
         for sym in self._known_symbols:
             stale, why = self.status_stale.get(sym, (False, ""))
-            res.append(self._ev("stale_data", B.stale_data(self.last_tick_at.get(sym), stale, why, now,
-                                                           cfg.stale_after_s or 10.0), sym))
-            res.append(self._ev("cooldown_after_loss", B.cooldown("a losing trade", book.last_loss_at.get(sym),
-                                                                  cfg.cooldown_after_loss_s, now), sym))
+            res.append(
+                self._ev(
+                    "stale_data",
+                    B.stale_data(self.last_tick_at.get(sym), stale, why, now, cfg.stale_after_s or 10.0),
+                    sym,
+                )
+            )
+            res.append(
+                self._ev(
+                    "cooldown_after_loss",
+                    B.cooldown("a losing trade", book.last_loss_at.get(sym), cfg.cooldown_after_loss_s, now),
+                    sym,
+                )
+            )
         for svc in cfg.heartbeat_services:
-            res.append(self._ev("heartbeat_missing", B.heartbeat_missing(
-                svc, self.heartbeats.get(svc), self.started_at, now, cfg.heartbeat_timeout_s or 10.0), scope=svc))
+            res.append(
+                self._ev(
+                    "heartbeat_missing",
+                    B.heartbeat_missing(
+                        svc, self.heartbeats.get(svc), self.started_at, now, cfg.heartbeat_timeout_s or 10.0
+                    ),
+                    scope=svc,
+                )
+            )
         for sym, (detected, why) in self.drift.items():
             res.append(self._ev("drift", B.drift(detected, why), sym))
         events: list[Event] = list(board.apply([r for r in res if r is not None], now))
         if any(isinstance(e, BreakerCleared) and e.breaker in COOLDOWN_ON_CLEAR for e in events):
             self.last_breaker_clear_at = now
-        cd = self._ev("cooldown_after_breaker", B.cooldown(
-            "a breaker cleared", self.last_breaker_clear_at, cfg.cooldown_after_breaker_s, now))
+        cd = self._ev(
+            "cooldown_after_breaker",
+            B.cooldown("a breaker cleared", self.last_breaker_clear_at, cfg.cooldown_after_breaker_s, now),
+        )
         if cd is not None:
             events += board.apply([cd], now)
         st = self.sm.evaluate(self.kill_engaged, board, now)
@@ -273,7 +339,9 @@ class RiskEngine:
         self.seen_signals[sig.id] = now + timedelta(seconds=self.cfg.duplicate_signal_window_s)
         origin = sig.tick_ts or sig.ts
         if (now - origin).total_seconds() > min(self.cfg.max_signal_age_s, self.cfg.verdict_ttl_s):
-            return Decision(self._refuse(sig, now, ["stale_signal"]), events)  # it waited too long to be traded
+            return Decision(
+                self._refuse(sig, now, ["stale_signal"]), events
+            )  # it waited too long to be traded
         reasons = self._gates(sig)
         if reasons:
             return Decision(self._refuse(sig, now, reasons), events)
@@ -285,8 +353,12 @@ class RiskEngine:
         if len(self.attempts) >= self.cfg.order_loop_trip_per_10s:
             events += self.evaluate(now)
         if self.sm.state == "HALTED":
-            return Decision(self._refuse(sig, now, ["order_loop" if "order_loop" in self.board.active
-                                                    else "trading_halted"]), events)
+            return Decision(
+                self._refuse(
+                    sig, now, ["order_loop" if "order_loop" in self.board.active else "trading_halted"]
+                ),
+                events,
+            )
         if len(self.approvals) >= self.cfg.max_orders_per_10s:
             return Decision(self._refuse(sig, now, ["order_rate_limited"]), events)
         per_sym = self.approvals_by_symbol.setdefault(sig.symbol, deque())
@@ -295,15 +367,32 @@ class RiskEngine:
         self.approvals.append((now, sig.symbol))
         per_sym.append(now)
         expires = now + timedelta(seconds=self.cfg.verdict_ttl_s)
-        verdict = RiskVerdict(id=verdict_id_for(sig.id), ts=now, signal_id=sig.id, symbol=sig.symbol,
-                              side=sig.side, approved=True,  # type: ignore[arg-type]
-                              quantity=qty, price_limit=limit, reasons=[], expires_at=expires,
-                              trading_state=self.sm.state, tick_ts=sig.tick_ts,  # type: ignore[arg-type]
-                              issued_by=self.instance, risk_epoch=self.epoch)
+        verdict = RiskVerdict(
+            id=verdict_id_for(sig.id),
+            ts=now,
+            signal_id=sig.id,
+            symbol=sig.symbol,
+            side=sig.side,
+            approved=True,  # type: ignore[arg-type]
+            quantity=qty,
+            price_limit=limit,
+            reasons=[],
+            expires_at=expires,
+            trading_state=self.sm.state,
+            tick_ts=sig.tick_ts,  # type: ignore[arg-type]
+            issued_by=self.instance,
+            risk_epoch=self.epoch,
+        )
         # Held against cash/exposure/position until its order is terminal and filled into the book; if no
         # order shows up, the journal is asked after its expiry (plus a grace) whether it ever became one.
-        self.reservations.reserve(verdict.id, sig.symbol, sig.side, qty, limit,
-                                  expires + timedelta(seconds=max(5.0, self.cfg.verdict_ttl_s)))
+        self.reservations.reserve(
+            verdict.id,
+            sig.symbol,
+            sig.side,
+            qty,
+            limit,
+            expires + timedelta(seconds=max(5.0, self.cfg.verdict_ttl_s)),
+        )
         return Decision(verdict, events)
 
     def _gates(self, sig: Signal) -> list[str]:
@@ -392,17 +481,34 @@ class RiskEngine:
         # A fenced instance's refusal must not take the signal's verdict id: published first, JetStream would
         # drop its successor's answer to the same signal as a duplicate.
         vid = verdict_id_for(sig.id) if self.is_writer else new_id()
-        return RiskVerdict(id=vid, ts=now, signal_id=sig.id, symbol=sig.symbol,
-                           side=sig.side,  # type: ignore[arg-type]
-                           approved=False, quantity=ZERO, price_limit=ZERO, reasons=reasons,
-                           expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
-                           trading_state=self.sm.state, tick_ts=sig.tick_ts,  # type: ignore[arg-type]
-                           issued_by=self.instance, risk_epoch=self.epoch)
+        return RiskVerdict(
+            id=vid,
+            ts=now,
+            signal_id=sig.id,
+            symbol=sig.symbol,
+            side=sig.side,  # type: ignore[arg-type]
+            approved=False,
+            quantity=ZERO,
+            price_limit=ZERO,
+            reasons=reasons,
+            expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
+            trading_state=self.sm.state,
+            tick_ts=sig.tick_ts,  # type: ignore[arg-type]
+            issued_by=self.instance,
+            risk_epoch=self.epoch,
+        )
 
     def refusal_of(self, verdict: RiskVerdict, reasons: list[str]) -> RiskVerdict:
         """The verdict refused, under an id of its own (see `_refuse`: it must not shadow a successor's)."""
-        return verdict.model_copy(update={"id": new_id(), "approved": False, "quantity": ZERO, "price_limit": ZERO,
-                                          "reasons": reasons})
+        return verdict.model_copy(
+            update={
+                "id": new_id(),
+                "approved": False,
+                "quantity": ZERO,
+                "price_limit": ZERO,
+                "reasons": reasons,
+            }
+        )
 
     def position_mismatches(self, external: dict[str, Decimal]) -> dict[str, tuple[Decimal, Decimal]]:
         """Symbols where risk's book and execution's positions differ by more than dust: {sym: (risk, exec)}."""
@@ -418,22 +524,36 @@ class RiskEngine:
         b = self.book
         exposures = b.exposures()
         return AccountState(
-            ts=now, equity_usdt=b.equity(), peak_equity_usdt=b.peak_equity, drawdown_pct=round(b.drawdown_pct(), 6),
-            daily_realized_usdt=b.daily_realized, weekly_realized_usdt=b.weekly_realized,
+            ts=now,
+            equity_usdt=b.equity(),
+            peak_equity_usdt=b.peak_equity,
+            drawdown_pct=round(b.drawdown_pct(), 6),
+            daily_realized_usdt=b.daily_realized,
+            weekly_realized_usdt=b.weekly_realized,
             market_volatility_ratio=round(self.vol.market_ratio() or 0.0, 6),
-            market_drift_detected=any(d for d, _ in self.drift.values()) or any(
-                k.startswith("drift") for k in self.board.active),
-            positions={s: q for s, q in b.positions.items() if q > 0}, exposure_usdt=exposures,
+            market_drift_detected=any(d for d, _ in self.drift.values())
+            or any(k.startswith("drift") for k in self.board.active),
+            positions={s: q for s, q in b.positions.items() if q > 0},
+            exposure_usdt=exposures,
             active_breakers={k: a.reason for k, a in self.board.active.items()},
             trading_state=self.sm.state,  # type: ignore[arg-type]
-            cash_usdt=b.cash, average_cost=dict(b.avg_cost), last_prices=dict(b.last_price),
+            cash_usdt=b.cash,
+            average_cost=dict(b.avg_cost),
+            last_prices=dict(b.last_price),
             total_exposure_usdt=sum(exposures.values(), ZERO),
-            open_positions=len(b.open_positions(self.cfg.dust_usdt)), realized_total_usdt=b.realized_total,
-            reported_daily_realized_usdt=b.daily_reported, reported_weekly_realized_usdt=b.weekly_reported,
-            day_start=b.day_start, week_start=b.week_start, loss_streak=b.loss_streak,
-            last_loss_at=dict(b.last_loss_at), last_breaker_clear_at=self.last_breaker_clear_at,
-            breakers=list(self.board.active.values()), trading_state_reason=self.sm.reason,
-            trading_state_since=self.sm.since, fills_applied=b.fills_applied,
+            open_positions=len(b.open_positions(self.cfg.dust_usdt)),
+            realized_total_usdt=b.realized_total,
+            reported_daily_realized_usdt=b.daily_reported,
+            reported_weekly_realized_usdt=b.weekly_reported,
+            day_start=b.day_start,
+            week_start=b.week_start,
+            loss_streak=b.loss_streak,
+            last_loss_at=dict(b.last_loss_at),
+            last_breaker_clear_at=self.last_breaker_clear_at,
+            breakers=list(self.board.active.values()),
+            trading_state_reason=self.sm.reason,
+            trading_state_since=self.sm.since,
+            fills_applied=b.fills_applied,
             account_source=self.account_source,  # type: ignore[arg-type]
         )
 
@@ -458,5 +578,9 @@ class RiskEngine:
         self.account_source = st.account_source
         self.last_breaker_clear_at = st.last_breaker_clear_at
         self.board.active = {breaker_key(a.breaker, a.symbol, a.scope): a for a in st.breakers}
-        self.sm.state, self.sm.reason, self.sm.since = st.trading_state, st.trading_state_reason, st.trading_state_since
+        self.sm.state, self.sm.reason, self.sm.since = (
+            st.trading_state,
+            st.trading_state_reason,
+            st.trading_state_since,
+        )
         self.account_known = True

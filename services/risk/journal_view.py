@@ -44,16 +44,28 @@ class JournalOrder:
 
 
 def _order(row: dict[str, Any]) -> JournalOrder:
-    return JournalOrder(row["verdict_id"], row["client_order_id"], row["symbol"], row["side"], Decimal(row["quantity"]),
-                        Decimal(row["price_limit"]) if row["price_limit"] is not None else None, row["status"],
-                        Decimal(row["filled_quantity"]), Decimal(row.get("applied") or 0))
+    return JournalOrder(
+        row["verdict_id"],
+        row["client_order_id"],
+        row["symbol"],
+        row["side"],
+        Decimal(row["quantity"]),
+        Decimal(row["price_limit"]) if row["price_limit"] is not None else None,
+        row["status"],
+        Decimal(row["filled_quantity"]),
+        Decimal(row.get("applied") or 0),
+    )
 
 
 async def orders_for(conn, verdict_ids: list[str]) -> dict[str, JournalOrder]:
     """The journal's rows for these verdicts (a verdict with no row was never journaled)."""
-    rows = await (await conn.execute(
-        "SELECT verdict_id, client_order_id, symbol, side, quantity, price_limit, status, filled_quantity"
-        " FROM orders WHERE verdict_id = ANY(%s)", (verdict_ids,))).fetchall()
+    rows = await (
+        await conn.execute(
+            "SELECT verdict_id, client_order_id, symbol, side, quantity, price_limit, status, filled_quantity"
+            " FROM orders WHERE verdict_id = ANY(%s)",
+            (verdict_ids,),
+        )
+    ).fetchall()
     return {r["verdict_id"]: _order(r) for r in rows}
 
 
@@ -69,7 +81,7 @@ class ExchangeAccount:
     """The exchange's balances as execution last reconciled them (live mode)."""
 
     balances: dict[str, Decimal]  # asset -> free + locked
-    age_s: float                  # the oldest row's age: the account is as fresh as its stalest asset
+    age_s: float  # the oldest row's age: the account is as fresh as its stalest asset
 
 
 # Journaled fills risk has not applied yet: while there are any, the balances (which include them) and
@@ -85,11 +97,16 @@ WHERE f.ts > now() - interval '2 days'
 async def exchange_account(conn) -> tuple[ExchangeAccount | None, float, int]:
     """(the balances, their age in seconds by the database's clock, journaled fills risk has not applied).
     Read in one snapshot so the three agree."""
-    rows = await (await conn.execute(
-        "SELECT asset, free, locked, extract(epoch FROM now() - updated_at) AS age FROM balances")).fetchall()
+    rows = await (
+        await conn.execute(
+            "SELECT asset, free, locked, extract(epoch FROM now() - updated_at) AS age FROM balances"
+        )
+    ).fetchall()
     unapplied = (await (await conn.execute(UNAPPLIED_FILLS_SQL)).fetchone())["n"]
     if not rows:
         return None, float("inf"), unapplied
-    account = ExchangeAccount({r["asset"]: Decimal(r["free"]) + Decimal(r["locked"]) for r in rows},
-                              max(float(r["age"]) for r in rows))
+    account = ExchangeAccount(
+        {r["asset"]: Decimal(r["free"]) + Decimal(r["locked"]) for r in rows},
+        max(float(r["age"]) for r in rows),
+    )
     return account, account.age_s, unapplied

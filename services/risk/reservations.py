@@ -29,13 +29,13 @@ class Reservation:
     verdict_id: str
     symbol: str
     side: str
-    quantity: Decimal      # the approved quantity
-    price: Decimal         # the verdict's limit: what one unit holds against the caps
-    confirm_by: datetime   # no order seen by then: ask the journal whether it was ever journaled
+    quantity: Decimal  # the approved quantity
+    price: Decimal  # the verdict's limit: what one unit holds against the caps
+    confirm_by: datetime  # no order seen by then: ask the journal whether it was ever journaled
     client_order_id: str | None = None
-    status: str | None = None   # execution's last status (None: not known to be journaled yet)
+    status: str | None = None  # execution's last status (None: not known to be journaled yet)
     exec_filled: Decimal = ZERO  # filled quantity by execution's account
-    applied: Decimal = ZERO      # fills applied to risk's book
+    applied: Decimal = ZERO  # fills applied to risk's book
 
     @property
     def terminal(self) -> bool:
@@ -71,8 +71,9 @@ class Reservations:
     def values(self) -> list[Reservation]:
         return list(self.by_verdict.values())
 
-    def reserve(self, verdict_id: str, symbol: str, side: str, quantity: Decimal, price: Decimal,
-                confirm_by: datetime) -> None:
+    def reserve(
+        self, verdict_id: str, symbol: str, side: str, quantity: Decimal, price: Decimal, confirm_by: datetime
+    ) -> None:
         self.by_verdict[verdict_id] = Reservation(verdict_id, symbol, side, quantity, price, confirm_by)
 
     def forget(self, verdict_id: str) -> None:
@@ -81,8 +82,14 @@ class Reservations:
         if r is not None and r.client_order_id:
             self.verdict_by_coid.pop(r.client_order_id, None)
 
-    def on_order(self, verdict_id: str | None, client_order_id: str, status: str, filled: Decimal,
-                 quantity: Decimal | None = None) -> bool:
+    def on_order(
+        self,
+        verdict_id: str | None,
+        client_order_id: str,
+        status: str,
+        filled: Decimal,
+        quantity: Decimal | None = None,
+    ) -> bool:
         """Execution's news of an order (event or journal row). Monotonic: a terminal order never reopens and
         the filled quantity never shrinks, so a replayed or reordered event changes nothing. True if it was ours."""
         r = self.by_verdict.get(verdict_id or "")

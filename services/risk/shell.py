@@ -56,14 +56,18 @@ STATES = ("ACTIVE", "REDUCING", "HALTED")
 SEV1_BREAKERS = {"order_loop", "max_drawdown"}
 QUIET_BREAKERS = {"cooldown_after_loss"}
 WRITER_LOCK_NAME = "bnml.risk.writer"
-WRITER_CHECK_S = 1.0  # a standby's takeover attempt and a writer's lock check (verdicts carry the epoch instead)
+WRITER_CHECK_S = (
+    1.0  # a standby's takeover attempt and a writer's lock check (verdicts carry the epoch instead)
+)
 BIND_WAIT_S = 0.25  # between attempts to bind a durable consumer a deposed predecessor still holds
 BREAKER_REASONS = frozenset(DEFAULT_EFFECTS) | {"trading_reducing", "trading_halted", "kill_switch_engaged"}
 
 
 def _kv_sql() -> str:
-    return ("INSERT INTO kv_state (key, value, updated_at) VALUES (%s, %s::jsonb, now())"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()")
+    return (
+        "INSERT INTO kv_state (key, value, updated_at) VALUES (%s, %s::jsonb, now())"
+        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+    )
 
 
 class RiskService:
@@ -91,17 +95,23 @@ class RiskService:
         self.rt = rt
         cfg = rt.settings.risk
         # one source of truth for freshness: market_data's staleness and monitoring's heartbeat timeout
-        cfg = cfg.model_copy(update={
-            "stale_after_s": cfg.stale_after_s or rt.settings.market_data.stale_after_s,
-            "heartbeat_timeout_s": cfg.heartbeat_timeout_s or rt.settings.monitoring.heartbeat_timeout_s})
+        cfg = cfg.model_copy(
+            update={
+                "stale_after_s": cfg.stale_after_s or rt.settings.market_data.stale_after_s,
+                "heartbeat_timeout_s": cfg.heartbeat_timeout_s or rt.settings.monitoring.heartbeat_timeout_s,
+            }
+        )
         self.live = rt.settings.mode == "live"
         if self.live and cfg.account_stale_after_s is None:
-            cfg = cfg.model_copy(update={"account_stale_after_s": 3 * rt.settings.execution.reconcile_interval_s})
+            cfg = cfg.model_copy(
+                update={"account_stale_after_s": 3 * rt.settings.execution.reconcile_interval_s}
+            )
         self.cfg = cfg
         if rt.settings.mode == "live" and cfg.order_loop_trip_per_10s >= 50:
             # the wide values exist for paper benchmarks only; live keeps the breaker below Binance's limit
-            raise ConfigurationError("risk.order_loop_trip_per_10s", "must be below 50 (Binance's 50 orders / 10 s) "
-                                     "in live mode")
+            raise ConfigurationError(
+                "risk.order_loop_trip_per_10s", "must be below 50 (Binance's 50 orders / 10 s) in live mode"
+            )
         path = Path(cfg.markets_path)
         path = path if path.is_absolute() else ROOT / path
         try:
@@ -114,8 +124,13 @@ class RiskService:
         self._metrics(rt)
         self.latch.release_key = rt.settings.kill_switch.release_key.get_secret_value()
         # One writer (docs/design.md, safety rule 7): only the holder of the advisory lock decides; a standby waits.
-        self.writer_lock = WriterLock(rt.settings.database.url.get_secret_value(), WRITER_LOCK_NAME, "risk",
-                                      holder=rt.instance, session_timeout_s=cfg.writer_session_timeout_s)
+        self.writer_lock = WriterLock(
+            rt.settings.database.url.get_secret_value(),
+            WRITER_LOCK_NAME,
+            "risk",
+            holder=rt.instance,
+            session_timeout_s=cfg.writer_session_timeout_s,
+        )
         rt.spawn(self.writer_lock.keep_alive(), "risk-writer-lock-keepalive")
         if await self.writer_lock.try_acquire():
             await self._become_writer()
@@ -143,7 +158,9 @@ class RiskService:
         if self._subscribed:  # the lock came back (Postgres was away): state re-read, subscriptions kept
             await self._rebuild_reservations()
             await self._reconcile_kill_switch()
-            await self._handle(engine.set_kill_switch(self.latch.engaged, self.latch.known, self.rt.clock.now()))
+            await self._handle(
+                engine.set_kill_switch(self.latch.engaged, self.latch.known, self.rt.clock.now())
+            )
             engine.is_writer, self._fenced = True, ""
             rt.log.info("risk writer again", trading_state=engine.sm.state)
             return
@@ -157,8 +174,13 @@ class RiskService:
         rt.bus.on_disconnect.append(self._on_bus_lost)
         rt.bus.on_reconnect.append(self._on_bus_back)
         # in stream order with each command's sequence, from the standing one on (libs/common/kill_switch.py)
-        await rt.bus.follow("KILL_SWITCH", subjects.kill_switch(), KillSwitchCommand, self.on_kill_switch,
-                            self._on_unreadable_kill_switch)
+        await rt.bus.follow(
+            "KILL_SWITCH",
+            subjects.kill_switch(),
+            KillSwitchCommand,
+            self.on_kill_switch,
+            self._on_unreadable_kill_switch,
+        )
         # the last price per symbol is all risk needs: md.last (each symbol's newest tick, conflated by
         # market_data), kept newest-only here too and applied every TICKS_PERIOD_S (and the signal's own
         # symbol right before its decision)
@@ -170,17 +192,41 @@ class RiskService:
         # one fill in flight at a time: after a crash, a fill delivered to the dead process is redelivered
         # (after ack_wait) before any later one, so risk's book applies fills in the journal's order (a SELL
         # applied before its BUY would be booked as an oversell and the BUY as a position never closed)
-        await self._bind(lambda: rt.bus.consume("FILLS", "risk", subjects.ALL_FILLS, Fill, self.on_fill,
-                                                fail_closed=False, ack_wait_s=10.0, max_ack_pending=1))
+        await self._bind(
+            lambda: rt.bus.consume(
+                "FILLS",
+                "risk",
+                subjects.ALL_FILLS,
+                Fill,
+                self.on_fill,
+                fail_closed=False,
+                ack_wait_s=10.0,
+                max_ack_pending=1,
+            )
+        )
         # what became of each approved verdict (its reservation lives until the order is terminal); new
         # events only on first creation: the journal rebuild above covers the past
-        await self._bind(lambda: rt.bus.consume("ORDERS", "risk", subjects.ALL_ORDERS, OrderEvent, self.on_order,
-                                                fail_closed=False, ack_wait_s=10.0, deliver_new_only=True))
+        await self._bind(
+            lambda: rt.bus.consume(
+                "ORDERS",
+                "risk",
+                subjects.ALL_ORDERS,
+                OrderEvent,
+                self.on_order,
+                fail_closed=False,
+                ack_wait_s=10.0,
+                deliver_new_only=True,
+            )
+        )
         await rt.bus.subscribe(subjects.ALL_SIGNALS, Signal, self.on_signal)
         await rt.bus.subscribe(subjects.trading_control(), TradingControlCommand, self.on_trading_control)
         rt.spawn(self._loop(), "risk-evaluate-persist")
-        rt.log.info("risk ready", trading_state=engine.sm.state, markets=self.markets_count,
-                    kill_switch_engaged=self.latch.blocks)
+        rt.log.info(
+            "risk ready",
+            trading_state=engine.sm.state,
+            markets=self.markets_count,
+            kill_switch_engaged=self.latch.blocks,
+        )
 
     async def _bind(self, subscribe) -> None:
         """A durable consumer, once a deposed predecessor has let go of it: a fenced one stops within
@@ -195,7 +241,9 @@ class RiskService:
                 if "bound" not in str(exc):
                     raise
             if not await self.writer_lock.still_held():
-                raise OperationalError("risk lost the single-writer lock while waiting for its durable consumers")
+                raise OperationalError(
+                    "risk lost the single-writer lock while waiting for its durable consumers"
+                )
             await asyncio.sleep(BIND_WAIT_S)
 
     async def _writer_loop(self) -> None:
@@ -216,7 +264,9 @@ class RiskService:
             if got:
                 await self._become_writer()
             elif self._fenced:
-                raise OperationalError(f"risk lost the single-writer lock to another instance: {self._fenced}")
+                raise OperationalError(
+                    f"risk lost the single-writer lock to another instance: {self._fenced}"
+                )
 
     async def _lost_writer_lock(self, why: str) -> None:
         """Fenced: approve nothing, write nothing (the lock check in each write rolls it back)."""
@@ -228,17 +278,23 @@ class RiskService:
         self.standby_reason = f"fenced: {why}"
         self.m_writer.set(0)
         self.rt.log.error("risk lost its writer lock; approving nothing", reason=why)
-        await self.rt.alert("SEV-1", "risk lost its writer lock", f"{self.rt.instance}: {why}",
-                            dedup_key="risk:writer-lock-lost")
+        await self.rt.alert(
+            "SEV-1",
+            "risk lost its writer lock",
+            f"{self.rt.instance}: {why}",
+            dedup_key="risk:writer-lock-lost",
+        )
 
     def _metrics(self, rt: Runtime) -> None:
         m = rt.metrics
         self.m_verdicts = m.counter("verdicts_total", "Verdicts published", ["outcome", "reason"])
         self.m_decision = m.histogram("decision_seconds", "Time to decide one signal (core)")
-        self.m_signal_to_verdict = m.histogram("signal_to_verdict_seconds",
-                                               "Signal made to its verdict made (queueing in risk included)")
-        self.m_tick_to_verdict = m.histogram("tick_to_verdict_seconds",
-                                             "Event time of the signal's tick to its verdict made")
+        self.m_signal_to_verdict = m.histogram(
+            "signal_to_verdict_seconds", "Signal made to its verdict made (queueing in risk included)"
+        )
+        self.m_tick_to_verdict = m.histogram(
+            "tick_to_verdict_seconds", "Event time of the signal's tick to its verdict made"
+        )
         self.m_state = m.gauge("trading_state", "1 for the current trading state", ["state"])
         self.m_state_changes = m.counter("trading_state_changes_total", "Trading-state changes", ["state"])
         self.m_trips = m.counter("breaker_trips_total", "Breaker trips", ["breaker"])
@@ -247,12 +303,17 @@ class RiskService:
         self.m_drawdown = m.gauge("drawdown_pct", "Drawdown from peak equity, percent")
         self.m_daily = m.gauge("daily_realized_usdt", "Realized P&L today, USDT")
         self.m_weekly = m.gauge("weekly_realized_usdt", "Realized P&L this week, USDT")
-        self.m_vol = m.gauge("market_volatility_ratio", "Short over long realized volatility (highest symbol)")
+        self.m_vol = m.gauge(
+            "market_volatility_ratio", "Short over long realized volatility (highest symbol)"
+        )
         self.m_exposure = m.gauge("exposure_usdt", "Total position value, USDT")
         self.m_db_ok = m.gauge("database_ok", "1 while the last state write succeeded")
-        self.m_kill = m.gauge("kill_switch_engaged", "1 while the kill switch blocks trading (engaged or unknown)")
-        m.gauge("daily_loss_budget_usdt", "risk.daily_loss_budget_usdt (the daily-loss breaker's budget)").set(
-            float(self.cfg.daily_loss_budget_usdt))
+        self.m_kill = m.gauge(
+            "kill_switch_engaged", "1 while the kill switch blocks trading (engaged or unknown)"
+        )
+        m.gauge(
+            "daily_loss_budget_usdt", "risk.daily_loss_budget_usdt (the daily-loss breaker's budget)"
+        ).set(float(self.cfg.daily_loss_budget_usdt))
         self.m_fills = m.counter("fills_applied_total", "Fills applied to risk's book", ["side"])
         self.m_writer = m.gauge("writer", "1 while this instance holds the single-writer lock")
 
@@ -260,26 +321,38 @@ class RiskService:
         """Read `kv_state.account_state`; a fresh database starts from the configured equity."""
         assert self.engine is not None
         async with self.rt.pool.connection() as conn:
-            row = await (await conn.execute("SELECT value, extract(epoch FROM now() - updated_at) AS age"
-                                            " FROM kv_state WHERE key = 'account_state'")).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT value, extract(epoch FROM now() - updated_at) AS age"
+                    " FROM kv_state WHERE key = 'account_state'"
+                )
+            ).fetchone()
         self._prev_state_age_s = float(row["age"]) if row is not None else None
         if row is not None:
             self.engine.restore(AccountState.model_validate(row["value"]))
-            self.rt.log.info("account state restored", state=self.engine.sm.state,
-                             breakers=sorted(self.engine.board.active), daily=str(self.engine.book.daily_realized))
+            self.rt.log.info(
+                "account state restored",
+                state=self.engine.sm.state,
+                breakers=sorted(self.engine.board.active),
+                daily=str(self.engine.book.daily_realized),
+            )
         else:
             self.engine.account_known = True
-            self.rt.log.info("no account state yet; starting from configured equity",
-                             equity=str(self.cfg.starting_equity_usdt))
+            self.rt.log.info(
+                "no account state yet; starting from configured equity",
+                equity=str(self.cfg.starting_equity_usdt),
+            )
         await self._persist(force=True)
 
     async def _reconcile_kill_switch(self) -> None:
         """Postgres audit and the bus must agree. Engaged in the audit but not on the bus: re-assert it.
         A command given while risk was down: audit it now (and acknowledge it)."""
         async with self.rt.pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT command_id, action, reason, actor, ts FROM kill_switch_audit ORDER BY id DESC LIMIT 1"
-            )).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT command_id, action, reason, actor, ts FROM kill_switch_audit ORDER BY id DESC LIMIT 1"
+                )
+            ).fetchone()
         if row and row["action"] == "engage" and not self.latch.engaged:
             cmd = KillSwitchCommand(ts=row["ts"], action="engage", reason=row["reason"], actor=row["actor"])
             self.rt.log.warning("kill switch engaged in audit but not on the bus; re-asserting")
@@ -298,8 +371,11 @@ class RiskService:
             await self._audit(standing)
             if standing.action == "engage":
                 await self._ack(standing)
-            elif self.engine and self.engine.sm.state == "HALTED" and (
-                    self.engine.sm.since is None or standing.ts > self.engine.sm.since):
+            elif (
+                self.engine
+                and self.engine.sm.state == "HALTED"
+                and (self.engine.sm.since is None or standing.ts > self.engine.sm.since)
+            ):
                 self.engine.set_kill_switch(False, True, self.rt.clock.now())
                 events, refused = self.engine.release(self.rt.clock.now())
                 await self._handle(events)
@@ -335,7 +411,9 @@ class RiskService:
     async def _on_bus_back(self) -> None:
         await refresh_latch(self.rt.bus, self.latch, self.rt.log, self.rt.clock.now())
         if self.engine:
-            await self._handle(self.engine.set_kill_switch(self.latch.engaged, self.latch.known, self.rt.clock.now()))
+            await self._handle(
+                self.engine.set_kill_switch(self.latch.engaged, self.latch.known, self.rt.clock.now())
+            )
 
     # -- kill switch ----------------------------------------------------------------------------
     async def _audit(self, cmd: KillSwitchCommand) -> None:
@@ -347,8 +425,13 @@ class RiskService:
             )
 
     async def _ack(self, cmd: KillSwitchCommand, detail: str = "", engaged: bool | None = None) -> None:
-        ack = KillSwitchAcknowledged(ts=self.rt.clock.now(), command_id=cmd.id, service=self.name,
-                                     engaged=cmd.action == "engage" if engaged is None else engaged, detail=detail[:1000])
+        ack = KillSwitchAcknowledged(
+            ts=self.rt.clock.now(),
+            command_id=cmd.id,
+            service=self.name,
+            engaged=cmd.action == "engage" if engaged is None else engaged,
+            detail=detail[:1000],
+        )
         await self.rt.bus.publish(subjects.kill_switch_ack(self.name), ack)
 
     async def on_kill_switch(self, cmd: KillSwitchCommand, seq: int) -> None:
@@ -411,14 +494,22 @@ class RiskService:
         assert engine is not None
         async with self._db_lock:
             async with self.rt.pool.connection() as conn:
-                seen = await (await conn.execute(
-                    "SELECT 1 FROM risk_fill_ledger WHERE exchange = %s AND symbol = %s AND trade_id = %s",
-                    (fill.exchange, fill.symbol, fill.trade_id))).fetchone()
+                seen = await (
+                    await conn.execute(
+                        "SELECT 1 FROM risk_fill_ledger WHERE exchange = %s AND symbol = %s AND trade_id = %s",
+                        (fill.exchange, fill.symbol, fill.trade_id),
+                    )
+                ).fetchone()
             if seen:
                 self.rt.log.info("fill already applied", trade_id=fill.trade_id)
                 return
-            saved = (copy.deepcopy(engine.book), copy.deepcopy(engine.reservations), dict(engine.board.active),
-                     (engine.sm.state, engine.sm.reason, engine.sm.since), engine.last_breaker_clear_at)
+            saved = (
+                copy.deepcopy(engine.book),
+                copy.deepcopy(engine.reservations),
+                dict(engine.board.active),
+                (engine.sm.state, engine.sm.reason, engine.sm.since),
+                engine.last_breaker_clear_at,
+            )
             now = self.rt.clock.now()
             outcome, events = engine.on_fill(fill, now)
             snap = engine.snapshot(now)
@@ -429,35 +520,68 @@ class RiskService:
                         "INSERT INTO risk_fill_ledger (exchange, trade_id, client_order_id, symbol, side, quantity,"
                         " price, fee, fee_asset, realized_own_usdt, realized_reported_usdt, ts)"
                         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                        (fill.exchange, fill.trade_id, fill.client_order_id, fill.symbol, fill.side, fill.quantity,
-                         fill.price, fill.fee, fill.fee_asset, outcome.realized_own, outcome.realized_reported,
-                         fill.ts))
+                        (
+                            fill.exchange,
+                            fill.trade_id,
+                            fill.client_order_id,
+                            fill.symbol,
+                            fill.side,
+                            fill.quantity,
+                            fill.price,
+                            fill.fee,
+                            fill.fee_asset,
+                            outcome.realized_own,
+                            outcome.realized_reported,
+                            fill.ts,
+                        ),
+                    )
                     await conn.execute(_kv_sql(), ("account_state", snap.model_dump_json()))
             except Exception:
-                engine.book, engine.reservations, engine.board.active, sm, engine.last_breaker_clear_at = saved
+                engine.book, engine.reservations, engine.board.active, sm, engine.last_breaker_clear_at = (
+                    saved
+                )
                 engine.sm.state, engine.sm.reason, engine.sm.since = sm
                 self._db_failed("fill not applied: database write failed")
                 raise  # not acked: JetStream redelivers it
             self._db_succeeded()
         self.m_fills.labels(side=fill.side).inc()
-        self.rt.log.info("fill applied", symbol=fill.symbol, side=fill.side, qty=str(fill.quantity),
-                         realized=str(outcome.realized_own), losing=outcome.losing_trade)
+        self.rt.log.info(
+            "fill applied",
+            symbol=fill.symbol,
+            side=fill.side,
+            qty=str(fill.quantity),
+            realized=str(outcome.realized_own),
+            losing=outcome.losing_trade,
+        )
         if outcome.oversold > 0:
-            await self.rt.alert("SEV-1", "SELL fill above the held quantity",
-                                f"{fill.symbol}: sold {fill.quantity}, risk held {outcome.closed_qty}")
-        if fill.realized_pnl_usdt != 0 and abs(fill.realized_pnl_usdt - outcome.realized_own) > \
-                self.cfg.pnl_divergence_usdt:
-            await self.rt.alert("SEV-2", "realized P&L disagrees with execution",
-                                f"{fill.trade_id}: risk {outcome.realized_own}, execution {fill.realized_pnl_usdt}",
-                                dedup_key="risk:pnl-divergence")
+            await self.rt.alert(
+                "SEV-1",
+                "SELL fill above the held quantity",
+                f"{fill.symbol}: sold {fill.quantity}, risk held {outcome.closed_qty}",
+            )
+        if (
+            fill.realized_pnl_usdt != 0
+            and abs(fill.realized_pnl_usdt - outcome.realized_own) > self.cfg.pnl_divergence_usdt
+        ):
+            await self.rt.alert(
+                "SEV-2",
+                "realized P&L disagrees with execution",
+                f"{fill.trade_id}: risk {outcome.realized_own}, execution {fill.realized_pnl_usdt}",
+                dedup_key="risk:pnl-divergence",
+            )
         await self._handle(events)
         await self._publish_account(snap)
 
     # -- orders and reservations ----------------------------------------------------------------
     async def on_order(self, ev: OrderEvent, subject: str) -> None:
         """Execution's order events: a reservation follows its order until the order is terminal."""
-        self.engine.on_order(ev.verdict_id, ev.client_order_id, ev.status, ev.filled_quantity,  # type: ignore[union-attr]
-                             ev.quantity)
+        self.engine.on_order(
+            ev.verdict_id,
+            ev.client_order_id,
+            ev.status,
+            ev.filled_quantity,  # type: ignore[union-attr]
+            ev.quantity,
+        )
 
     async def _rebuild_reservations(self) -> None:
         """After a (re)start or a takeover: the journal's open orders (and terminal ones whose fills are still
@@ -474,8 +598,10 @@ class RiskService:
         if recent:  # also on taking the lock back: another writer may have decided meanwhile
             engine.account_known = False
             self._hold_until = time.monotonic() + self.cfg.verdict_ttl_s + 1.0
-            self.rt.log.warning("a previous risk writer was deciding moments ago; holding until its verdicts "
-                                "have expired", hold_s=self.cfg.verdict_ttl_s + 1.0)
+            self.rt.log.warning(
+                "a previous risk writer was deciding moments ago; holding until its verdicts have expired",
+                hold_s=self.cfg.verdict_ttl_s + 1.0,
+            )
         self.rt.log.info("reservations rebuilt from the journal", orders=len(orders))
 
     def _adopt(self, orders) -> None:
@@ -484,7 +610,9 @@ class RiskService:
         for o in orders:
             if o.verdict_id not in engine.reservations:
                 price = o.price_limit or engine.book.price_of(o.symbol)
-                engine.reservations.reserve(o.verdict_id, o.symbol, o.side, o.quantity, price, self.rt.clock.now())
+                engine.reservations.reserve(
+                    o.verdict_id, o.symbol, o.side, o.quantity, price, self.rt.clock.now()
+                )
                 engine.reservations.by_verdict[o.verdict_id].applied = o.applied
             engine.on_order(o.verdict_id, o.client_order_id, o.status, o.filled, o.quantity)
 
@@ -513,7 +641,12 @@ class RiskService:
                     await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     account, age, unapplied = await exchange_account(conn)
             except Exception as exc:
-                account, age, unapplied, why = None, float("inf"), 0, f"balances unreadable: {type(exc).__name__}"
+                account, age, unapplied, why = (
+                    None,
+                    float("inf"),
+                    0,
+                    f"balances unreadable: {type(exc).__name__}",
+                )
             if account is None:
                 why = why or "no exchange balances journaled yet"
             elif age > (self.cfg.account_stale_after_s or 0):
@@ -525,8 +658,12 @@ class RiskService:
                 engine.account_known = False
                 if why != self._account_why:
                     self.rt.log.error("live account state unknown: refusing every verdict", reason=why)
-                    await self.rt.alert("SEV-2", "risk: exchange account state unknown (HOLD)", why,
-                                        dedup_key="risk:account-unknown")
+                    await self.rt.alert(
+                        "SEV-2",
+                        "risk: exchange account state unknown (HOLD)",
+                        why,
+                        dedup_key="risk:account-unknown",
+                    )
                 self._account_why = why
                 return
             engine.sync_account(account.balances)  # type: ignore[union-attr]
@@ -580,12 +717,21 @@ class RiskService:
         self.m_verdicts.labels(outcome=outcome, reason=verdict.reasons[0] if verdict.reasons else "").inc()
         self.rt.metrics.count(f"verdicts_{outcome}")
         if verdict.approved:
-            self.rt.log.info("verdict approved", symbol=sig.symbol, side=sig.side, qty=str(verdict.quantity),
-                             limit=str(verdict.price_limit), verdict_id=verdict.id)
+            self.rt.log.info(
+                "verdict approved",
+                symbol=sig.symbol,
+                side=sig.side,
+                qty=str(verdict.quantity),
+                limit=str(verdict.price_limit),
+                verdict_id=verdict.id,
+            )
         elif BREAKER_REASONS.intersection(verdict.reasons):
             # the runbook's symptom line ("Skip ... risk budget/circuit breaker active")
-            self.rt.log.info(f"Skip {sig.side} {sig.symbol}: risk budget/circuit breaker active",
-                             reasons=verdict.reasons, trading_state=verdict.trading_state)
+            self.rt.log.info(
+                f"Skip {sig.side} {sig.symbol}: risk budget/circuit breaker active",
+                reasons=verdict.reasons,
+                trading_state=verdict.trading_state,
+            )
         else:
             self.rt.log.info("verdict refused", symbol=sig.symbol, side=sig.side, reasons=verdict.reasons)
         if decision.events:
@@ -602,12 +748,21 @@ class RiskService:
         out = control.apply_control(engine, cmd, self.rt.clock.now())
         if out.verdict is not None:
             await self.rt.bus.publish(subjects.verdict(out.verdict.symbol), out.verdict)
-        self.rt.log.warning("operator control", action=cmd.action, symbol=cmd.symbol, actor=cmd.actor,
-                            reason=cmd.reason, accepted=out.accepted, detail=out.detail)
+        self.rt.log.warning(
+            "operator control",
+            action=cmd.action,
+            symbol=cmd.symbol,
+            actor=cmd.actor,
+            reason=cmd.reason,
+            accepted=out.accepted,
+            detail=out.detail,
+        )
         await self._handle(out.events)
         await self._persist(force=True)
-        await self.rt.bus.publish(subjects.trading_control_result(self.name),
-                                  control.control_result(self.name, cmd, out, engine.sm.state, self.rt.clock.now()))
+        await self.rt.bus.publish(
+            subjects.trading_control_result(self.name),
+            control.control_result(self.name, cmd, out, engine.sm.state, self.rt.clock.now()),
+        )
 
     # -- events: bus, Postgres, metric, alert ---------------------------------------------------
     async def _handle(self, events: list[Event]) -> None:
@@ -622,15 +777,25 @@ class RiskService:
                             await conn.execute(
                                 "INSERT INTO risk_trading_state_events (event_id, ts, state, previous, reason)"
                                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
-                                (ev.id, ev.ts, ev.state, ev.previous, ev.reason))
+                                (ev.id, ev.ts, ev.state, ev.previous, ev.reason),
+                            )
                         else:
                             tripped = isinstance(ev, BreakerTripped)
                             await conn.execute(
                                 "INSERT INTO risk_breaker_events (event_id, ts, breaker, symbol, event, effect,"
                                 " reason, until) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
                                 " ON CONFLICT (event_id) DO NOTHING",
-                                (ev.id, ev.ts, ev.breaker, ev.symbol, "tripped" if tripped else "cleared",
-                                 ev.effect if tripped else None, ev.reason, ev.until if tripped else None))
+                                (
+                                    ev.id,
+                                    ev.ts,
+                                    ev.breaker,
+                                    ev.symbol,
+                                    "tripped" if tripped else "cleared",
+                                    ev.effect if tripped else None,
+                                    ev.reason,
+                                    ev.until if tripped else None,
+                                ),
+                            )
                     await conn.execute(_kv_sql(), ("trading_state", json.dumps(self._trading_state_value())))
                     snap = self.engine.snapshot(self.rt.clock.now())  # type: ignore[union-attr]
                     await conn.execute(_kv_sql(), ("account_state", snap.model_dump_json()))
@@ -659,21 +824,41 @@ class RiskService:
             for s in STATES:
                 self.m_state.labels(state=s).set(1 if s == ev.state else 0)
             rt.log.warning("trading state changed", state=ev.state, previous=ev.previous, reason=ev.reason)
-            sev = "INFO" if ev.state == "ACTIVE" else (
-                "SEV-1" if ev.state == "HALTED" and any(b in ev.reason for b in SEV1_BREAKERS) else "SEV-2")
-            await rt.alert(sev, f"trading {ev.state}", f"{ev.previous} -> {ev.state}: {ev.reason}",  # type: ignore[arg-type]
-                           dedup_key=f"risk:trading_state:{ev.state}")
+            sev = (
+                "INFO"
+                if ev.state == "ACTIVE"
+                else (
+                    "SEV-1"
+                    if ev.state == "HALTED" and any(b in ev.reason for b in SEV1_BREAKERS)
+                    else "SEV-2"
+                )
+            )
+            await rt.alert(
+                sev,
+                f"trading {ev.state}",
+                f"{ev.previous} -> {ev.state}: {ev.reason}",  # type: ignore[arg-type]
+                dedup_key=f"risk:trading_state:{ev.state}",
+            )
         elif isinstance(ev, BreakerTripped):
             self.m_trips.labels(breaker=ev.breaker).inc()
-            rt.log.warning("breaker tripped", breaker=ev.breaker, effect=ev.effect, symbol=ev.symbol, reason=ev.reason)
+            rt.log.warning(
+                "breaker tripped", breaker=ev.breaker, effect=ev.effect, symbol=ev.symbol, reason=ev.reason
+            )
             if ev.breaker == "order_loop":
-                await rt.alert("SEV-1", "order loop: trading HALTED (boucle ordres)", ev.reason,
-                               dedup_key="risk:order_loop")
+                await rt.alert(
+                    "SEV-1",
+                    "order loop: trading HALTED (boucle ordres)",
+                    ev.reason,
+                    dedup_key="risk:order_loop",
+                )
             elif ev.breaker not in QUIET_BREAKERS and ev.reason != "no market data yet":
                 sev = "SEV-1" if ev.breaker in SEV1_BREAKERS else "SEV-2"
-                await rt.alert(sev, f"breaker {ev.breaker} tripped ({ev.effect})",  # type: ignore[arg-type]
-                               f"{ev.symbol or 'all symbols'}: {ev.reason}",
-                               dedup_key=f"risk:breaker:{ev.breaker}:{ev.symbol or ''}")
+                await rt.alert(
+                    sev,
+                    f"breaker {ev.breaker} tripped ({ev.effect})",  # type: ignore[arg-type]
+                    f"{ev.symbol or 'all symbols'}: {ev.reason}",
+                    dedup_key=f"risk:breaker:{ev.breaker}:{ev.symbol or ''}",
+                )
         else:
             rt.log.info("breaker cleared", breaker=ev.breaker, symbol=ev.symbol, reason=ev.reason)
 
@@ -751,8 +936,12 @@ class RiskService:
         if persistent:
             detail = "; ".join(f"{s}: risk {a}, execution {b}" for s, (a, b) in sorted(persistent.items()))
             self.rt.log.error("positions disagree with execution", detail=detail)
-            await self.rt.alert("SEV-2", "risk and execution disagree on positions", detail,
-                                dedup_key="risk:positions-mismatch")
+            await self.rt.alert(
+                "SEV-2",
+                "risk and execution disagree on positions",
+                detail,
+                dedup_key="risk:positions-mismatch",
+            )
 
     async def _loop(self) -> None:
         """Re-evaluate the breakers on time alone (staleness, heartbeats, rollovers) and persist."""

@@ -42,24 +42,43 @@ class BreakerBoard:
         b = self.active.get(key)
         return Prev(b.since, b.until) if b else None
 
-    def apply(self, results: list[Evaluated], now: datetime, evaluated_keys: set[str] | None = None
-              ) -> list[BreakerTripped | BreakerCleared]:
+    def apply(
+        self, results: list[Evaluated], now: datetime, evaluated_keys: set[str] | None = None
+    ) -> list[BreakerTripped | BreakerCleared]:
         """Trip what newly refuses, clear what now allows; a key not evaluated this round is left alone."""
         events: list[BreakerTripped | BreakerCleared] = []
         for ev in results:
             cur = self.active.get(ev.key)
             if not ev.result.allowed:
                 if cur is None:
-                    self.active[ev.key] = ActiveBreaker(breaker=ev.name, effect=ev.effect, reason=ev.result.reason,
-                                                        symbol=ev.symbol, scope=ev.scope, since=now,
-                                                        until=ev.result.until)
-                    events.append(BreakerTripped(ts=now, breaker=ev.name, effect=ev.effect, reason=ev.result.reason,
-                                                 symbol=ev.symbol, until=ev.result.until))
+                    self.active[ev.key] = ActiveBreaker(
+                        breaker=ev.name,
+                        effect=ev.effect,
+                        reason=ev.result.reason,
+                        symbol=ev.symbol,
+                        scope=ev.scope,
+                        since=now,
+                        until=ev.result.until,
+                    )
+                    events.append(
+                        BreakerTripped(
+                            ts=now,
+                            breaker=ev.name,
+                            effect=ev.effect,
+                            reason=ev.result.reason,
+                            symbol=ev.symbol,
+                            until=ev.result.until,
+                        )
+                    )
                 elif cur.reason != ev.result.reason or cur.until != ev.result.until:
-                    self.active[ev.key] = cur.model_copy(update={"reason": ev.result.reason, "until": ev.result.until})
+                    self.active[ev.key] = cur.model_copy(
+                        update={"reason": ev.result.reason, "until": ev.result.until}
+                    )
             elif cur is not None:
                 del self.active[ev.key]
-                events.append(BreakerCleared(ts=now, breaker=ev.name, symbol=ev.symbol, reason=f"cleared: {cur.reason}"))
+                events.append(
+                    BreakerCleared(ts=now, breaker=ev.name, symbol=ev.symbol, reason=f"cleared: {cur.reason}")
+                )
         return events
 
     def global_effect(self) -> str | None:
@@ -99,8 +118,9 @@ class TradingStateMachine:
             return None
         return self._move(state, reason, now)
 
-    def release(self, kill_engaged: bool, board: BreakerBoard, now: datetime
-                ) -> tuple[TradingStateChanged | None, str]:
+    def release(
+        self, kill_engaged: bool, board: BreakerBoard, now: datetime
+    ) -> tuple[TradingStateChanged | None, str]:
         """An operator release: leave HALTED if nothing halting is in force. Returns (event, refusal reason)."""
         state, reason = self.desired(kill_engaged, board)
         if state == "HALTED":
@@ -111,6 +131,8 @@ class TradingStateMachine:
         if state == self.state:
             self.reason = reason or self.reason
             return None
-        ev = TradingStateChanged(ts=now, state=state, previous=self.state, reason=reason or "conditions cleared")
+        ev = TradingStateChanged(
+            ts=now, state=state, previous=self.state, reason=reason or "conditions cleared"
+        )
         self.state, self.reason, self.since = state, ev.reason, now
         return ev

@@ -60,9 +60,18 @@ class SignalDraft:
     tick_ts: datetime | None
 
     def to_signal(self) -> Signal:
-        return Signal(ts=self.ts, symbol=self.symbol, side=self.side, probability=self.probability,  # type: ignore[arg-type]
-                      expected_edge_bps=self.expected_edge_bps, model_version=self.model_version, price=self.price,
-                      reason=self.reason, tick_id=self.tick_id, tick_ts=self.tick_ts)
+        return Signal(
+            ts=self.ts,
+            symbol=self.symbol,
+            side=self.side,
+            probability=self.probability,  # type: ignore[arg-type]
+            expected_edge_bps=self.expected_edge_bps,
+            model_version=self.model_version,
+            price=self.price,
+            reason=self.reason,
+            tick_id=self.tick_id,
+            tick_ts=self.tick_ts,
+        )
 
 
 class CandleBuilder:
@@ -82,8 +91,18 @@ class CandleBuilder:
         if self.start is not None and bucket < self.start:
             return None  # late tick for a bar already closed
         if self.start is not None and bucket > self.start:
-            closed = Bar(tick.symbol, datetime.fromtimestamp(self.start, UTC), self.o, self.h, self.l, self.c, self.v,
-                         self.c_dec, tick.id, tick.ts)
+            closed = Bar(
+                tick.symbol,
+                datetime.fromtimestamp(self.start, UTC),
+                self.o,
+                self.h,
+                self.l,
+                self.c,
+                self.v,
+                self.c_dec,
+                tick.id,
+                tick.ts,
+            )
             self.start = None
         if self.start is None:
             self.start, self.o, self.h, self.l, self.v = bucket, price, price, price, 0.0
@@ -112,6 +131,7 @@ class SymbolState:
         bid, ask = self.quote
         mid = (bid + ask) / 2
         return float((ask - bid) / mid) * 1e4 if mid > 0 else None
+
     ticks: int = 0
     gaps: int = 0
     last_measure_side: str = "SELL"
@@ -123,8 +143,11 @@ class SymbolState:
     def append(self, bar: Bar, tf_s: float | None = None) -> bool:
         if self.last_open is not None and bar.open_time <= self.last_open:
             return False  # duplicate or out of order
-        if (tf_s is not None and self.last_open is not None
-                and (bar.open_time - self.last_open).total_seconds() > tf_s * 1.5):
+        if (
+            tf_s is not None
+            and self.last_open is not None
+            and (bar.open_time - self.last_open).total_seconds() > tf_s * 1.5
+        ):
             # a gap: features over the buffer would span missing time, so start over (never glue)
             self.n = 0
             self.gaps += 1
@@ -156,9 +179,17 @@ class EngineConfig:
 
     @classmethod
     def from_settings(cls, s, bars_from_ticks: bool = True) -> EngineConfig:
-        return cls(s.probability_threshold, s.min_expected_edge_bps, s.max_model_age_h, s.max_spread_bps,
-                   s.min_interval_s, s.every_nth_tick, s.train.synthetic_timeframe, DriftThresholds.from_settings(s.drift),
-                   bars_from_ticks)
+        return cls(
+            s.probability_threshold,
+            s.min_expected_edge_bps,
+            s.max_model_age_h,
+            s.max_spread_bps,
+            s.min_interval_s,
+            s.every_nth_tick,
+            s.train.synthetic_timeframe,
+            DriftThresholds.from_settings(s.drift),
+            bars_from_ticks,
+        )
 
 
 @dataclass
@@ -166,15 +197,20 @@ class BatchResult:
     signals: list[Signal]
     drift: DriftResult | None
     outcomes: list[bool]
-    inference_s: float = 0.0  # features + predict + decide, summed over the rounds (for metrics and benchmarks)
+    inference_s: float = (
+        0.0  # features + predict + decide, summed over the rounds (for metrics and benchmarks)
+    )
     predicted: int = 0
 
 
 def effective_rule(cfg: EngineConfig, model: LoadedModel) -> tuple[float, float | None]:
     """(probability threshold, minimum edge bps) to serve `model` with: the model's own rule, which the
     configuration may only tighten (the stricter of the two wins)."""
-    threshold = cfg.threshold if model.probability_threshold is None else max(cfg.threshold,
-                                                                               model.probability_threshold)
+    threshold = (
+        cfg.threshold
+        if model.probability_threshold is None
+        else max(cfg.threshold, model.probability_threshold)
+    )
     edges = [e for e in (cfg.min_edge_bps, model.min_expected_edge_bps) if e is not None]
     return threshold, (max(edges) if edges else None)
 
@@ -188,8 +224,13 @@ class Precomputed:
 
     CHUNK = 65_536  # rows binned at once (bounds the temporary (rows, columns, edges) comparison)
 
-    def __init__(self, model: LoadedModel, histories: dict[str, tuple[list[datetime], np.ndarray]],
-                 cfg: EngineConfig | None = None, drift: DriftMonitor | None = None):
+    def __init__(
+        self,
+        model: LoadedModel,
+        histories: dict[str, tuple[list[datetime], np.ndarray]],
+        cfg: EngineConfig | None = None,
+        drift: DriftMonitor | None = None,
+    ):
         self.version = model.version
         self.rule = effective_rule(cfg, model) if cfg is not None else None
         self._model = model
@@ -203,8 +244,10 @@ class Precomputed:
             n = len(times)
             x = np.full((n, len(model.spec.names)), np.nan)
             if n >= warm:
-                windows = np.lib.stride_tricks.sliding_window_view(ohlcv, (warm, 5)).reshape(n - warm + 1, warm, 5)
-                x[warm - 1:] = last_row_features(np.ascontiguousarray(windows), model.spec)
+                windows = np.lib.stride_tricks.sliding_window_view(ohlcv, (warm, 5)).reshape(
+                    n - warm + 1, warm, 5
+                )
+                x[warm - 1 :] = last_row_features(np.ascontiguousarray(windows), model.spec)
             complete = np.isfinite(x).all(axis=1)
             proba = np.zeros((n, 3))
             if complete.any():
@@ -213,9 +256,16 @@ class Precomputed:
             self._complete[sym] = complete
             if drift is not None:
                 score = prediction_score(proba)
-                self._bins[sym] = np.concatenate(
-                    [drift.bin_index(x[i:i + self.CHUNK], score[i:i + self.CHUNK]) for i in range(0, n, self.CHUNK)]
-                ) if n else np.zeros((0, len(model.spec.names) + 1), dtype=np.int64)
+                self._bins[sym] = (
+                    np.concatenate(
+                        [
+                            drift.bin_index(x[i : i + self.CHUNK], score[i : i + self.CHUNK])
+                            for i in range(0, n, self.CHUNK)
+                        ]
+                    )
+                    if n
+                    else np.zeros((0, len(model.spec.names) + 1), dtype=np.int64)
+                )
 
     def lookup(self, bars: list[Bar]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         rows = self.rows(bars)
@@ -239,7 +289,7 @@ class Precomputed:
         if len(rows) == 1:
             sym, i = rows[0]
             _, x, proba = self._rows[sym]
-            return x[i:i + 1], proba[i:i + 1], self._complete[sym][i:i + 1]
+            return x[i : i + 1], proba[i : i + 1], self._complete[sym][i : i + 1]
         x = np.stack([self._rows[s][1][i] for s, i in rows])
         proba = np.stack([self._rows[s][2][i] for s, i in rows])
         return x, proba, np.array([self._complete[s][i] for s, i in rows])
@@ -252,14 +302,26 @@ class Precomputed:
             d = self._decisions.get((sym, allow_buy))
             if d is None:
                 m = self._model
-                d = self._decisions[(sym, allow_buy)] = decide(self._rows[sym][2], m.class_mean_returns, m.fee_rate,
-                                                               self.rule[0], self.rule[1], allow_buy=allow_buy)
+                d = self._decisions[(sym, allow_buy)] = decide(
+                    self._rows[sym][2],
+                    m.class_mean_returns,
+                    m.fee_rate,
+                    self.rule[0],
+                    self.rule[1],
+                    allow_buy=allow_buy,
+                )
             out.append((d, i))
         if len(out) == 1:
             d, i = out[0]
-            return Decisions(d.side[i:i + 1], d.probability[i:i + 1], d.edge_bps[i:i + 1], [d.reason[i]])
-        return Decisions(np.array([d.side[i] for d, i in out]), np.array([d.probability[i] for d, i in out]),
-                         np.array([d.edge_bps[i] for d, i in out]), [d.reason[i] for d, i in out])
+            return Decisions(
+                d.side[i : i + 1], d.probability[i : i + 1], d.edge_bps[i : i + 1], [d.reason[i]]
+            )
+        return Decisions(
+            np.array([d.side[i] for d, i in out]),
+            np.array([d.probability[i] for d, i in out]),
+            np.array([d.edge_bps[i] for d, i in out]),
+            [d.reason[i] for d, i in out],
+        )
 
     def bins(self, rows: list[tuple[str, int]]) -> np.ndarray | None:
         """The drift monitor's `bin_index` of `rows` (None without a monitor)."""
@@ -299,8 +361,12 @@ class SignalEngine:
         None every decision is HOLD, with `reason` (why no model is served) as the signals' reason."""
         self.no_model_reason = reason or "no trusted model loaded"
         old = self.model
-        same_inputs = (old is not None and model is not None and old.timeframe == model.timeframe
-                       and old.spec == model.spec)
+        same_inputs = (
+            old is not None
+            and model is not None
+            and old.timeframe == model.timeframe
+            and old.spec == model.spec
+        )
         self.model = model
         if not same_inputs:
             self.states = {}
@@ -314,7 +380,9 @@ class SignalEngine:
     def state(self, symbol: str) -> SymbolState:
         st = self.states.get(symbol)
         if st is None:
-            st = self.states[symbol] = SymbolState(max(self.warmup, 1), CandleBuilder(timeframe_seconds(self.timeframe)))
+            st = self.states[symbol] = SymbolState(
+                max(self.warmup, 1), CandleBuilder(timeframe_seconds(self.timeframe))
+            )
         return st
 
     # -- inputs --------------------------------------------------------------------------------
@@ -330,10 +398,18 @@ class SignalEngine:
             self.ticks_seen += 1
             if self.ticks_seen % self.cfg.every_nth_tick == 0:
                 st.last_measure_side = "BUY" if st.last_measure_side == "SELL" else "SELL"
-                measure = Signal(ts=now, symbol=tick.symbol, side=st.last_measure_side, probability=1.0,
-                                 expected_edge_bps=0.0, model_version=MEASUREMENT_VERSION, price=tick.last,
-                                 reason=f"measurement mode: every {self.cfg.every_nth_tick}th tick",
-                                 tick_id=tick.id, tick_ts=tick.ts)
+                measure = Signal(
+                    ts=now,
+                    symbol=tick.symbol,
+                    side=st.last_measure_side,
+                    probability=1.0,
+                    expected_edge_bps=0.0,
+                    model_version=MEASUREMENT_VERSION,
+                    price=tick.last,
+                    reason=f"measurement mode: every {self.cfg.every_nth_tick}th tick",
+                    tick_id=tick.id,
+                    tick_ts=tick.ts,
+                )
             return None, measure  # measurement mode bypasses the model entirely
         bar = None if st.from_bus or not self.cfg.bars_from_ticks else st.builder.on_tick(tick)
         return bar, measure
@@ -344,8 +420,18 @@ class SignalEngine:
             return None
         st = self.state(candle.symbol)
         st.from_bus = True
-        return Bar(candle.symbol, candle.open_time, float(candle.open), float(candle.high), float(candle.low),
-                   float(candle.close), float(candle.volume), candle.close, candle.id, candle.ts)
+        return Bar(
+            candle.symbol,
+            candle.open_time,
+            float(candle.open),
+            float(candle.high),
+            float(candle.low),
+            float(candle.close),
+            float(candle.volume),
+            candle.close,
+            candle.id,
+            candle.ts,
+        )
 
     def set_stale(self, symbol: str, stale: bool) -> None:
         self.state(symbol).stale = stale
@@ -391,9 +477,15 @@ class SignalEngine:
         for b in fresh:
             st = self.states[b.symbol]
             if not model.covers(b.symbol):
-                out.signals.append(self._hold(b, now, f"model {model.version} was not evaluated on {b.symbol} "
-                                                      f"(only {', '.join(sorted(model.symbols or ()))})",
-                                              model.version))
+                out.signals.append(
+                    self._hold(
+                        b,
+                        now,
+                        f"model {model.version} was not evaluated on {b.symbol} "
+                        f"(only {', '.join(sorted(model.symbols or ()))})",
+                        model.version,
+                    )
+                )
             elif st.n < warm:
                 why = " after a gap in candles" if st.gaps else ""
                 out.signals.append(self._hold(b, now, f"warming up{why} ({st.n}/{warm} bars)", model.version))
@@ -412,7 +504,9 @@ class SignalEngine:
         if rows is not None and pre.rule == (threshold, min_edge):  # type: ignore[union-attr]
             dec = pre.decisions(rows, model_fresh)  # type: ignore[union-attr]
         else:
-            dec = decide(proba, model.class_mean_returns, model.fee_rate, threshold, min_edge, allow_buy=model_fresh)
+            dec = decide(
+                proba, model.class_mean_returns, model.fee_rate, threshold, min_edge, allow_buy=model_fresh
+            )
         out.inference_s += time.perf_counter() - t0
         if complete.any() and self.drift is not None:
             key = max(b.open_time for b in ready)
@@ -430,21 +524,39 @@ class SignalEngine:
             elif st.stale:
                 side, reason = HOLD, "market data stale"
             elif side == BUY and not model_fresh:
-                side, reason = HOLD, (f"model data {model.data_age_h(now):.0f} h old (limit "
-                                      f"{self.cfg.max_model_age_h:g} h): no BUY")
+                side, reason = (
+                    HOLD,
+                    (
+                        f"model data {model.data_age_h(now):.0f} h old (limit "
+                        f"{self.cfg.max_model_age_h:g} h): no BUY"
+                    ),
+                )
             elif side != HOLD and (spread := st.spread_bps) is not None and spread > self.cfg.max_spread_bps:
                 side, reason = HOLD, f"spread {spread:.1f} bps above {self.cfg.max_spread_bps:g}"
-            elif (side != HOLD and st.last_trade_at is not None
-                  and (now - st.last_trade_at).total_seconds() < self.cfg.min_interval_s):
+            elif (
+                side != HOLD
+                and st.last_trade_at is not None
+                and (now - st.last_trade_at).total_seconds() < self.cfg.min_interval_s
+            ):
                 side, reason = HOLD, f"within min_interval_s {self.cfg.min_interval_s:g}"
             if side != HOLD:
                 st.last_trade_at = now
                 if self.hits is not None:
                     self.hits.record(b.symbol, SIDE_NAMES[side], b.close)
-            out.signals.append(self.signal_factory(
-                ts=now, symbol=b.symbol, side=SIDE_NAMES[side], probability=min(1.0, max(0.0, float(dec.probability[i]))),
-                expected_edge_bps=float(dec.edge_bps[i]), model_version=model.version, price=b.close_price,
-                reason=reason, tick_id=b.trigger_id, tick_ts=b.trigger_ts))
+            out.signals.append(
+                self.signal_factory(
+                    ts=now,
+                    symbol=b.symbol,
+                    side=SIDE_NAMES[side],
+                    probability=min(1.0, max(0.0, float(dec.probability[i]))),
+                    expected_edge_bps=float(dec.edge_bps[i]),
+                    model_version=model.version,
+                    price=b.close_price,
+                    reason=reason,
+                    tick_id=b.trigger_id,
+                    tick_ts=b.trigger_ts,
+                )
+            )
 
     def _infer(self, ready: list[Bar], model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, probabilities, complete rows) of the newest bar of each symbol, from the buffers."""
@@ -466,9 +578,28 @@ class SignalEngine:
         return last_row_features(np.stack([self.states[s].buf for s in symbols]), spec)
 
     def _hold(self, b: Bar, now: datetime, reason: str, version: str) -> Signal:
-        return self.signal_factory(ts=now, symbol=b.symbol, side="HOLD", probability=0.0, expected_edge_bps=0.0,
-                      model_version=version, price=b.close_price, reason=reason, tick_id=b.trigger_id,
-                      tick_ts=b.trigger_ts)
+        return self.signal_factory(
+            ts=now,
+            symbol=b.symbol,
+            side="HOLD",
+            probability=0.0,
+            expected_edge_bps=0.0,
+            model_version=version,
+            price=b.close_price,
+            reason=reason,
+            tick_id=b.trigger_id,
+            tick_ts=b.trigger_ts,
+        )
 
 
-__all__ = ["Bar", "CandleBuilder", "EngineConfig", "Precomputed", "SignalDraft", "SignalEngine", "SELL", "BUY", "HOLD"]
+__all__ = [
+    "Bar",
+    "CandleBuilder",
+    "EngineConfig",
+    "Precomputed",
+    "SignalDraft",
+    "SignalEngine",
+    "SELL",
+    "BUY",
+    "HOLD",
+]

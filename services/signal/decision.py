@@ -31,8 +31,14 @@ class Decisions:
     reason: list[str]
 
 
-def decide(proba: np.ndarray, class_mean_returns: np.ndarray, fee_rate: float, threshold: float,
-           min_edge_bps: float | None = None, allow_buy: bool = True) -> Decisions:
+def decide(
+    proba: np.ndarray,
+    class_mean_returns: np.ndarray,
+    fee_rate: float,
+    threshold: float,
+    min_edge_bps: float | None = None,
+    allow_buy: bool = True,
+) -> Decisions:
     """Decide for each row of `proba` (n, 3: down, flat, up)."""
     proba = np.atleast_2d(proba)
     p_down, p_up = proba[:, 0], proba[:, 2]

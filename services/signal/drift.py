@@ -110,12 +110,16 @@ class DriftMonitor:
         self._nbins = int(sum(sizes))
         self._pad = np.full((len(edges), max(1, max(e.size for e in edges))), np.inf)
         for j, e in enumerate(edges):
-            self._pad[j, :e.size] = e
+            self._pad[j, : e.size] = e
         # Bin counts per bar time, and their running sum over the window: a check costs O(features x bins)
         # whatever the number of symbols, and each bar only bins its own rows.
-        self._chunks: deque[list[Any]] = deque()  # [key, bin counts per feature + prediction, rows, flat counts]
+        self._chunks: deque[list[Any]] = (
+            deque()
+        )  # [key, bin counts per feature + prediction, rows, flat counts]
         self._window_flat = np.zeros(self._nbins, dtype=np.int64)
-        self._bounds = list(zip([0, *self._splits.tolist()], [*self._splits.tolist(), self._nbins], strict=True))
+        self._bounds = list(
+            zip([0, *self._splits.tolist()], [*self._splits.tolist(), self._nbins], strict=True)
+        )
         self._window_counts = self._columns(self._window_flat)  # views: per column
         self._since_check = 0
         self.rows_seen = 0
@@ -178,8 +182,10 @@ class DriftMonitor:
 
     def check(self) -> DriftResult:
         t = self.thresholds
-        scores = {name: psi_from_expected(self._expected[j], self._window_counts[j])
-                  for j, name in enumerate(self.feature_names)}
+        scores = {
+            name: psi_from_expected(self._expected[j], self._window_counts[j])
+            for j, name in enumerate(self.feature_names)
+        }
         worst = max(scores, key=lambda name: scores[name])
         # The mean over features, not the max: one slow feature (a 24-bar volatility) barely moves inside a
         # short window, so its own PSI is noisy; a shift of the whole input distribution moves the mean.
@@ -196,8 +202,11 @@ class DriftMonitor:
             alarms.append(f"prediction PSI {scores['prediction']:.2f}")
         if hr is not None and hr < t.hit_rate_min:
             alarms.append(f"hit rate {hr:.2f} < {t.hit_rate_min:.2f}")
-        calm = (mean_psi < t.psi_clear and scores["prediction"] < t.prediction_psi_clear
-                and (hr is None or hr >= t.hit_rate_min))
+        calm = (
+            mean_psi < t.psi_clear
+            and scores["prediction"] < t.prediction_psi_clear
+            and (hr is None or hr >= t.hit_rate_min)
+        )
         changed = False
         if not self.detected and alarms:
             self.detected, changed, self._calm = True, True, 0
@@ -208,8 +217,10 @@ class DriftMonitor:
         if alarms:
             reason = "; ".join(alarms)
         elif self.detected:
-            reason = (f"still drifting (calm checks {self._calm}/{t.clear_after_checks}, "
-                      f"mean feature PSI {mean_psi:.2f})")
+            reason = (
+                f"still drifting (calm checks {self._calm}/{t.clear_after_checks}, "
+                f"mean feature PSI {mean_psi:.2f})"
+            )
         else:
             reason = f"within reference (mean feature PSI {mean_psi:.2f}, worst {worst}={scores[worst]:.2f})"
         self.last = DriftResult(self.detected, changed, {k: round(v, 6) for k, v in scores.items()}, reason)

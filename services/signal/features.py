@@ -48,8 +48,16 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         names = [f"ret_{h}" for h in self.return_horizons]
-        names += [f"rvol_{self.vol_short}", f"rvol_{self.vol_long}", "vol_ratio", f"rsi_{self.rsi}",
-                  f"ma_z_{self.ma}", f"volume_z_{self.volume}", "hl_range", "close_pos"]
+        names += [
+            f"rvol_{self.vol_short}",
+            f"rvol_{self.vol_long}",
+            "vol_ratio",
+            f"rsi_{self.rsi}",
+            f"ma_z_{self.ma}",
+            f"volume_z_{self.volume}",
+            "hl_range",
+            "close_pos",
+        ]
         for k in self.context:
             names += [f"ctx{k}_ret", f"ctx{k}_rvol", f"ctx{k}_trend"]
         object.__setattr__(self, "names", tuple(names))
@@ -65,13 +73,23 @@ class FeatureSpec:
             if coarse % base or coarse <= base:
                 raise ValueError(f"context timeframe {ctx} is not a multiple (> 1) of the data's {timeframe}")
             factors.append(coarse // base)
-        return cls(tuple(s.return_horizons), s.vol_short, s.vol_long, s.rsi, s.ma, s.volume,
-                   tuple(sorted(set(factors))), getattr(s, "context_bars", 6))
+        return cls(
+            tuple(s.return_horizons),
+            s.vol_short,
+            s.vol_long,
+            s.rsi,
+            s.ma,
+            s.volume,
+            tuple(sorted(set(factors))),
+            getattr(s, "context_bars", 6),
+        )
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureSpec:
         d = {k: v for k, v in d.items() if k != "names"}
-        return cls(**{**d, "return_horizons": tuple(d["return_horizons"]), "context": tuple(d.get("context", ()))})
+        return cls(
+            **{**d, "return_horizons": tuple(d["return_horizons"]), "context": tuple(d.get("context", ()))}
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -83,8 +101,14 @@ class FeatureSpec:
     @property
     def warmup_bars(self) -> int:
         """Bars of history needed before every feature is defined (the live buffer length)."""
-        needed_index = max(max(self.return_horizons), self.vol_long, self.rsi, self.ma - 1, self.volume - 1,
-                           *(k * self.context_bars for k in self.context))
+        needed_index = max(
+            max(self.return_horizons),
+            self.vol_long,
+            self.rsi,
+            self.ma - 1,
+            self.volume - 1,
+            *(k * self.context_bars for k in self.context),
+        )
         return needed_index + 1
 
 
@@ -103,6 +127,7 @@ def compute_features(candles: pl.DataFrame, spec: FeatureSpec, by: str | None = 
 
     Rows whose history is shorter than the warm-up have null features.
     """
+
     def w(expr: pl.Expr) -> pl.Expr:
         return expr.over(by) if by else expr
 
@@ -139,8 +164,11 @@ def compute_features(candles: pl.DataFrame, spec: FeatureSpec, by: str | None = 
         lagged = [rk] + [w(rk.shift(i * k)) for i in range(1, n)]
         mean = pl.sum_horizontal(lagged) / n
         std = (pl.sum_horizontal([(x - mean) ** 2 for x in lagged]) / (n - 1)).sqrt()
-        exprs += [rk.alias(f"ctx{k}_ret"), std.alias(f"ctx{k}_rvol"),
-                  _safe_div(mean * math.sqrt(n), std, 0.0, EPS_RET).alias(f"ctx{k}_trend")]
+        exprs += [
+            rk.alias(f"ctx{k}_ret"),
+            std.alias(f"ctx{k}_rvol"),
+            _safe_div(mean * math.sqrt(n), std, 0.0, EPS_RET).alias(f"ctx{k}_trend"),
+        ]
     df = df.with_columns(exprs)
     ready = pl.col("_i") >= spec.warmup_bars - 1
     df = df.with_columns([pl.when(ready).then(pl.col(n)).otherwise(None).alias(n) for n in spec.names])
@@ -191,19 +219,20 @@ def last_row_features(bufs: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     out = []
     for hz in spec.return_horizons:
         out.append(logc[:, -1] - logc[:, -1 - hz])
-    rv_s = lr[:, -spec.vol_short:].std(axis=1, ddof=1)
-    rv_l = lr[:, -spec.vol_long:].std(axis=1, ddof=1)
-    gain = np.maximum(lr[:, -spec.rsi:], 0.0).mean(axis=1)
-    loss = np.maximum(-lr[:, -spec.rsi:], 0.0).mean(axis=1)
+    rv_s = lr[:, -spec.vol_short :].std(axis=1, ddof=1)
+    rv_l = lr[:, -spec.vol_long :].std(axis=1, ddof=1)
+    gain = np.maximum(lr[:, -spec.rsi :], 0.0).mean(axis=1)
+    loss = np.maximum(-lr[:, -spec.rsi :], 0.0).mean(axis=1)
     total = gain + loss
-    cw = c[:, -spec.ma:]
+    cw = c[:, -spec.ma :]
     ma_mean, ma_std = cw.mean(axis=1), cw.std(axis=1, ddof=1)
-    lv = np.log(v[:, -spec.volume:] + 1.0)
+    lv = np.log(v[:, -spec.volume :] + 1.0)
     lv_mean, lv_std = lv.mean(axis=1), lv.std(axis=1, ddof=1)
     rng = h[:, -1] - lo[:, -1]
     with np.errstate(divide="ignore", invalid="ignore"):
         out += [
-            rv_s, rv_l,
+            rv_s,
+            rv_l,
             np.where(rv_l > EPS_RET, rv_s / rv_l, 1.0),
             np.where(total > EPS_RET, 100.0 * gain / total, 50.0),
             np.where(ma_std > ma_mean * EPS_REL, (c[:, -1] - ma_mean) / ma_std, 0.0),

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-GATE_BASIS = "walk-forward, net of fees; p-value: circular-shift null over the simplified simulation (training.py)"
+GATE_BASIS = (
+    "walk-forward, net of fees; p-value: circular-shift null over the simplified simulation (training.py)"
+)
 
 
 def gate_basis(evaluation: str) -> str:
@@ -34,9 +36,17 @@ class GateDecision:
         return {"passed": self.passed, "reasons": list(self.reasons), "checks": self.checks, **extra}
 
 
-def evaluate_gate(*, net_return_pct: float, no_trade_return_pct: float, p_value: float | None, n_trades: int,
-                  data_kind: str, min_excess_return_pct: float, max_p_value: float,
-                  min_trades: int) -> GateDecision:
+def evaluate_gate(
+    *,
+    net_return_pct: float,
+    no_trade_return_pct: float,
+    p_value: float | None,
+    n_trades: int,
+    data_kind: str,
+    min_excess_return_pct: float,
+    max_p_value: float,
+    min_trades: int,
+) -> GateDecision:
     """Every check runs (so every reason is reported); the gate passes only when all pass."""
     checks: dict[str, dict] = {}
     reasons: list[str] = []
@@ -47,16 +57,37 @@ def evaluate_gate(*, net_return_pct: float, no_trade_return_pct: float, p_value:
             reasons.append(why)
 
     excess = net_return_pct - no_trade_return_pct
-    check("market_data", data_kind == "file", data_kind, "file",
-          f"trained and evaluated on {data_kind} data, not on a market")
-    check("net_return_above_no_trade", excess > min_excess_return_pct, round(excess, 4), min_excess_return_pct,
-          f"out-of-sample net return {net_return_pct:+.2f}% does not beat not trading "
-          f"({no_trade_return_pct:+.2f}%) by more than {min_excess_return_pct:g}%")
-    check("null_p_value", p_value is not None and p_value < max_p_value, p_value, max_p_value,
-          "no null p-value" if p_value is None else
-          f"null p-value {p_value:.3f} is not below {max_p_value:g} (timing indistinguishable from chance)")
-    check("min_trades", n_trades >= min_trades, n_trades, min_trades,
-          f"{n_trades} out-of-sample trades, fewer than {min_trades}")
+    check(
+        "market_data",
+        data_kind == "file",
+        data_kind,
+        "file",
+        f"trained and evaluated on {data_kind} data, not on a market",
+    )
+    check(
+        "net_return_above_no_trade",
+        excess > min_excess_return_pct,
+        round(excess, 4),
+        min_excess_return_pct,
+        f"out-of-sample net return {net_return_pct:+.2f}% does not beat not trading "
+        f"({no_trade_return_pct:+.2f}%) by more than {min_excess_return_pct:g}%",
+    )
+    check(
+        "null_p_value",
+        p_value is not None and p_value < max_p_value,
+        p_value,
+        max_p_value,
+        "no null p-value"
+        if p_value is None
+        else f"null p-value {p_value:.3f} is not below {max_p_value:g} (timing indistinguishable from chance)",
+    )
+    check(
+        "min_trades",
+        n_trades >= min_trades,
+        n_trades,
+        min_trades,
+        f"{n_trades} out-of-sample trades, fewer than {min_trades}",
+    )
     return GateDecision(passed=not reasons, reasons=reasons, checks=checks)
 
 
@@ -71,9 +102,12 @@ class ServingDecision:
 def gate_passed(meta: dict) -> bool:
     """The stored gate record passed, on market data, without a forced promotion."""
     gate = meta.get("gate")
-    return (isinstance(gate, dict) and gate.get("passed") is True
-            and (meta.get("data") or {}).get("kind") == "file"
-            and not (meta.get("promotion") or {}).get("forced", False))
+    return (
+        isinstance(gate, dict)
+        and gate.get("passed") is True
+        and (meta.get("data") or {}).get("kind") == "file"
+        and not (meta.get("promotion") or {}).get("forced", False)
+    )
 
 
 def serving_decision(meta: dict, mode: str) -> ServingDecision:
@@ -81,15 +115,22 @@ def serving_decision(meta: dict, mode: str) -> ServingDecision:
     version = meta.get("version", "?")
     passed = gate_passed(meta)
     if meta.get("retired"):
-        return ServingDecision(False, passed, f"model {version} is retired ({meta['retired'].get('reason') or '-'})")
+        return ServingDecision(
+            False, passed, f"model {version} is retired ({meta['retired'].get('reason') or '-'})"
+        )
     if passed:
         return ServingDecision(True, True)
     why = _why_ungated(meta)
     if mode == "live":
-        return ServingDecision(False, False, f"live mode serves only a model that passed the promotion gate; "
-                                             f"{version}: {why}")
-    return ServingDecision(True, False, warning=f"model {version} has not passed the promotion gate ({why}); "
-                                                f"paper trading only, live mode would refuse it")
+        return ServingDecision(
+            False, False, f"live mode serves only a model that passed the promotion gate; {version}: {why}"
+        )
+    return ServingDecision(
+        True,
+        False,
+        warning=f"model {version} has not passed the promotion gate ({why}); "
+        f"paper trading only, live mode would refuse it",
+    )
 
 
 def _why_ungated(meta: dict) -> str:
@@ -97,8 +138,11 @@ def _why_ungated(meta: dict) -> str:
     if kind != "file":
         return f"trained on {kind} data"
     if (meta.get("promotion") or {}).get("forced"):
-        return "force-promoted past a failed gate" if not (meta.get("gate") or {}).get("passed") else \
-            "force-promoted"
+        return (
+            "force-promoted past a failed gate"
+            if not (meta.get("gate") or {}).get("passed")
+            else "force-promoted"
+        )
     gate = meta.get("gate")
     if not isinstance(gate, dict):
         return "no gate record (trained before the gate existed)"
@@ -111,11 +155,16 @@ def regate(meta: dict, *, min_excess_return_pct: float, max_p_value: float, min_
     gate = meta.get("gate")
     if not isinstance(gate, dict) or "net_return" not in gate:
         return GateDecision(False, ["no gate record (trained before the gate existed): retrain it"], {})
-    return evaluate_gate(net_return_pct=float(gate["net_return"]),
-                         no_trade_return_pct=float(gate.get("no_trade_return", 0.0)),
-                         p_value=gate.get("p_value"), n_trades=int(gate.get("n_trades", 0)),
-                         data_kind=str((meta.get("data") or {}).get("kind", "unknown")),
-                         min_excess_return_pct=min_excess_return_pct, max_p_value=max_p_value, min_trades=min_trades)
+    return evaluate_gate(
+        net_return_pct=float(gate["net_return"]),
+        no_trade_return_pct=float(gate.get("no_trade_return", 0.0)),
+        p_value=gate.get("p_value"),
+        n_trades=int(gate.get("n_trades", 0)),
+        data_kind=str((meta.get("data") or {}).get("kind", "unknown")),
+        min_excess_return_pct=min_excess_return_pct,
+        max_p_value=max_p_value,
+        min_trades=min_trades,
+    )
 
 
 def live_config_refusal(mode: str, every_nth_tick: int) -> str:

@@ -60,10 +60,15 @@ def quality_vs_prior(proba: np.ndarray, prior_rows: np.ndarray, y: np.ndarray) -
         return {"rows": 0}
     pp = prior_rows
     m_ll, p_ll, m_b, p_b = log_loss(proba, y), log_loss(pp, y), brier(proba, y), brier(pp, y)
-    return {"rows": int(n), "log_loss": round(m_ll, 6), "log_loss_prior": round(p_ll, 6),
-            "brier": round(m_b, 6), "brier_prior": round(p_b, 6),
-            "log_loss_skill": round(1 - m_ll / p_ll, 6) if p_ll > 0 else None,
-            "brier_skill": round(1 - m_b / p_b, 6) if p_b > 0 else None}
+    return {
+        "rows": int(n),
+        "log_loss": round(m_ll, 6),
+        "log_loss_prior": round(p_ll, 6),
+        "brier": round(m_b, 6),
+        "brier_prior": round(p_b, 6),
+        "log_loss_skill": round(1 - m_ll / p_ll, 6) if p_ll > 0 else None,
+        "brier_skill": round(1 - m_b / p_b, 6) if p_b > 0 else None,
+    }
 
 
 def reliability_table(p: np.ndarray, outcome: np.ndarray, bins: int = 10) -> dict:
@@ -80,8 +85,14 @@ def reliability_table(p: np.ndarray, outcome: np.ndarray, bins: int = 10) -> dic
             continue
         mp, of = float(p[sel].mean()), float(o[sel].mean())
         ece += n * abs(of - mp)
-        rows.append({"bin": [round(b / bins, 4), round((b + 1) / bins, 4)], "n": n,
-                     "mean_predicted": round(mp, 6), "observed": round(of, 6)})
+        rows.append(
+            {
+                "bin": [round(b / bins, 4), round((b + 1) / bins, 4)],
+                "n": n,
+                "mean_predicted": round(mp, 6),
+                "observed": round(of, 6),
+            }
+        )
     return {"rows": rows, "ece": round(ece / p.size, 6) if p.size else None, "n": int(p.size)}
 
 
@@ -102,8 +113,13 @@ def _neg_log_loss(model, x: np.ndarray, y: np.ndarray) -> float:
     return -log_loss(predict_proba(model, x), y)
 
 
-def permutation_importance_oos(folds: Sequence[tuple[object, np.ndarray, np.ndarray]], names: Sequence[str], *,
-                               repeats: int = 5, seed: int = 7) -> list[dict]:
+def permutation_importance_oos(
+    folds: Sequence[tuple[object, np.ndarray, np.ndarray]],
+    names: Sequence[str],
+    *,
+    repeats: int = 5,
+    seed: int = 7,
+) -> list[dict]:
     """Permutation importance on the out-of-sample folds: for each fold (its model, its labelled test rows x, y),
     `sklearn.inspection.permutation_importance` with the out-of-sample log-loss as the score (the rise in
     log-loss when a feature's column is shuffled), then the row-weighted mean over folds. Sorted, largest first.
@@ -116,15 +132,18 @@ def permutation_importance_oos(folds: Sequence[tuple[object, np.ndarray, np.ndar
     for model, x, y in folds:
         if len(y) < 2:
             continue
-        res = permutation_importance(model, x, y.astype(np.int64), scoring=_neg_log_loss, n_repeats=repeats,
-                                     random_state=seed)
+        res = permutation_importance(
+            model, x, y.astype(np.int64), scoring=_neg_log_loss, n_repeats=repeats, random_state=seed
+        )
         total += res.importances_mean * len(y)
         sq += res.importances_std * len(y)
         rows += len(y)
     if rows == 0:
         return []
-    out = [{"feature": n, "importance": round(float(total[j] / rows), 6), "std": round(float(sq[j] / rows), 6)}
-           for j, n in enumerate(names)]
+    out = [
+        {"feature": n, "importance": round(float(total[j] / rows), 6), "std": round(float(sq[j] / rows), 6)}
+        for j, n in enumerate(names)
+    ]
     return sorted(out, key=lambda r: -r["importance"])
 
 
@@ -143,12 +162,19 @@ def git_commit(where: Path) -> str:
     """`git rev-parse HEAD` in `where` (with `-dirty` when the tree has changes), else "unknown": outside a git
     checkout, without git, or on any error."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
         if head.returncode != 0 or not head.stdout.strip():
             return "unknown"
         commit = head.stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError, ValueError):
         return "unknown"
@@ -162,5 +188,9 @@ def feature_code_sha256() -> str:
 
 
 def provenance(repo_root: Path) -> dict:
-    return {"git_commit": git_commit(repo_root), "feature_code_sha256": feature_code_sha256(),
-            "feature_code": "services/signal/features.py", "libraries": library_versions()}
+    return {
+        "git_commit": git_commit(repo_root),
+        "feature_code_sha256": feature_code_sha256(),
+        "feature_code": "services/signal/features.py",
+        "libraries": library_versions(),
+    }

@@ -87,8 +87,14 @@ class LoadedModel:
         return predict_proba(self.pipeline, x)  # type: ignore[arg-type]
 
 
-def save_model(root: Path, version: str, pipeline: object, metadata: dict, extra_files: dict[str, bytes] | None = None,
-               promote: bool = True) -> Path:
+def save_model(
+    root: Path,
+    version: str,
+    pipeline: object,
+    metadata: dict,
+    extra_files: dict[str, bytes] | None = None,
+    promote: bool = True,
+) -> Path:
     """Write a new version atomically (temp dir, then rename) with the sha256 in its metadata."""
     if not _VERSION.match(version):
         raise ValueError(f"invalid model version {version!r}")
@@ -155,7 +161,13 @@ def audit(root: Path, action: str, version: str | None, **detail) -> dict:
         actor = getpass.getuser()
     except (KeyError, OSError):
         actor = f"uid {os.getuid()}"
-    entry = {"ts": datetime.now(UTC).isoformat(), "action": action, "version": version, "actor": actor, **detail}
+    entry = {
+        "ts": datetime.now(UTC).isoformat(),
+        "action": action,
+        "version": version,
+        "actor": actor,
+        **detail,
+    }
     root.mkdir(parents=True, exist_ok=True)
     with open(root / AUDIT_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry, default=str) + "\n")
@@ -214,8 +226,10 @@ def load_model(root: Path, version: str) -> LoadedModel:
         raise ModelRefused(f"model {version}: artefact unreadable ({exc})") from None
     expected, actual = str(meta.get("sha256", "")), sha256_bytes(blob)
     if not expected or expected != actual:
-        raise ModelRefused(f"model {version}: sha256 mismatch (metadata {expected[:16] or 'missing'}..., "
-                           f"file {actual[:16]}...); refusing to unpickle it")
+        raise ModelRefused(
+            f"model {version}: sha256 mismatch (metadata {expected[:16] or 'missing'}..., "
+            f"file {actual[:16]}...); refusing to unpickle it"
+        )
     try:
         pipeline = pickle.loads(blob)  # noqa: S301 - verified against the registry's hash just above
         spec = FeatureSpec.from_dict(meta["features"]["spec"])
@@ -228,17 +242,27 @@ def load_model(root: Path, version: str) -> LoadedModel:
         if data_end is not None and data_end.tzinfo is None:
             data_end = data_end.replace(tzinfo=UTC)
         threshold, min_edge = decision.get("probability_threshold"), decision.get("min_expected_edge_bps")
-        return LoadedModel(version=version, path=d, pipeline=pipeline, metadata=meta, spec=spec,
-                           timeframe=meta["timeframe"], trained_at=datetime.fromisoformat(meta["trained_at"]),
-                           class_mean_returns=np.asarray(meta["label"]["class_mean_returns"], dtype=np.float64),
-                           horizon=int(meta["label"]["horizon_bars"]), fee_rate=float(meta["label"]["fee_rate_per_side"]),
-                           probability_threshold=None if threshold is None else float(threshold),
-                           min_expected_edge_bps=None if min_edge is None else float(min_edge),
-                           symbols=None if symbols is None else frozenset(str(x).replace("/", "").upper()
-                                                                           for x in symbols),
-                           data_kind=str((meta.get("data") or {}).get("kind", "unknown")), data_end=data_end)
+        return LoadedModel(
+            version=version,
+            path=d,
+            pipeline=pipeline,
+            metadata=meta,
+            spec=spec,
+            timeframe=meta["timeframe"],
+            trained_at=datetime.fromisoformat(meta["trained_at"]),
+            class_mean_returns=np.asarray(meta["label"]["class_mean_returns"], dtype=np.float64),
+            horizon=int(meta["label"]["horizon_bars"]),
+            fee_rate=float(meta["label"]["fee_rate_per_side"]),
+            probability_threshold=None if threshold is None else float(threshold),
+            min_expected_edge_bps=None if min_edge is None else float(min_edge),
+            symbols=None if symbols is None else frozenset(str(x).replace("/", "").upper() for x in symbols),
+            data_kind=str((meta.get("data") or {}).get("kind", "unknown")),
+            data_end=data_end,
+        )
     except (KeyError, ValueError, TypeError, pickle.UnpicklingError) as exc:
-        raise ModelRefused(f"model {version}: metadata or artefact malformed ({type(exc).__name__}: {exc})") from None
+        raise ModelRefused(
+            f"model {version}: metadata or artefact malformed ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def load_current(root: Path) -> LoadedModel | None:

@@ -44,8 +44,15 @@ def horizon_return_labels(close: np.ndarray, horizon: int) -> np.ndarray:
     return y
 
 
-def triple_barrier_labels(high: np.ndarray, low: np.ndarray, close: np.ndarray, horizon: int, fee_rate: float,
-                          k: float = 1.0, vol_window: int = 24) -> np.ndarray:
+def triple_barrier_labels(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    horizon: int,
+    fee_rate: float,
+    k: float = 1.0,
+    vol_window: int = 24,
+) -> np.ndarray:
     """Triple barrier: from each close, an upper barrier at +max(k * sigma * sqrt(h), round-trip cost) and a lower
     one at -k * sigma * sqrt(h) (sigma: std of the last `vol_window` 1-bar log returns, known at the bar), and a
     vertical one after `horizon` bars. 1 = the upper is touched first (a bar's high), -1 = the lower first (a
@@ -56,7 +63,7 @@ def triple_barrier_labels(high: np.ndarray, low: np.ndarray, close: np.ndarray, 
     r = np.diff(np.log(close), prepend=np.nan)
     sigma = np.full(n, np.nan)
     for t in range(vol_window, n):
-        sigma[t] = np.std(r[t - vol_window + 1: t + 1], ddof=1)
+        sigma[t] = np.std(r[t - vol_window + 1 : t + 1], ddof=1)
     width = k * sigma * np.sqrt(horizon)
     up = close * np.exp(np.maximum(width, round_trip_cost(fee_rate)))
     dn = close * np.exp(-width)
@@ -73,12 +80,13 @@ def triple_barrier_labels(high: np.ndarray, low: np.ndarray, close: np.ndarray, 
         y[hit_up] = 1.0
         decided |= hit_dn | hit_up
     y[np.isnan(sigma)] = np.nan
-    y[n - horizon:] = np.nan
+    y[n - horizon :] = np.nan
     return y
 
 
-def labels_for(kind: str, high: np.ndarray, low: np.ndarray, close: np.ndarray, horizon: int,
-               fee_rate: float) -> np.ndarray:
+def labels_for(
+    kind: str, high: np.ndarray, low: np.ndarray, close: np.ndarray, horizon: int, fee_rate: float
+) -> np.ndarray:
     if kind == "horizon_return":
         return horizon_return_labels(close, horizon)
     if kind == "cost_aware":
@@ -117,8 +125,9 @@ def final_level(close: np.ndarray, side: np.ndarray, horizon: int, fee_rate: flo
     return level, trades
 
 
-def chained(close_segments: Sequence[np.ndarray], side_segments: Sequence[np.ndarray], horizon: int,
-            fee_rate: float) -> tuple[float, int]:
+def chained(
+    close_segments: Sequence[np.ndarray], side_segments: Sequence[np.ndarray], horizon: int, fee_rate: float
+) -> tuple[float, int]:
     level, trades = 1.0, 0
     for c, s in zip(close_segments, side_segments, strict=True):
         lv, tr = final_level(c, s, horizon, fee_rate)
@@ -137,12 +146,21 @@ def rotation_offsets(fold_sizes: Sequence[int], shifts: int, margin: int, seed: 
     return out
 
 
-def null_returns(close_segments: Sequence[np.ndarray], side_segments: Sequence[np.ndarray], offsets: np.ndarray,
-                 horizon: int, fee_rate: float) -> np.ndarray:
+def null_returns(
+    close_segments: Sequence[np.ndarray],
+    side_segments: Sequence[np.ndarray],
+    offsets: np.ndarray,
+    horizon: int,
+    fee_rate: float,
+) -> np.ndarray:
     out = np.empty(offsets.shape[0])
     for i, row in enumerate(offsets):
-        out[i] = chained(close_segments, [np.roll(s, int(k)) for s, k in zip(side_segments, row, strict=True)],
-                         horizon, fee_rate)[0]
+        out[i] = chained(
+            close_segments,
+            [np.roll(s, int(k)) for s, k in zip(side_segments, row, strict=True)],
+            horizon,
+            fee_rate,
+        )[0]
     return out
 
 
@@ -227,9 +245,21 @@ class FoldSignals:
     fold_sizes: list[int] = field(default_factory=list)
 
 
-def walk_forward_signals(test: Series, extra_train: Sequence[Series], *, label: str, model: str, horizon: int,
-                         thresholds: Sequence[float], fee_rate: float, folds: int, initial_fraction: float,
-                         seed: int = 7, min_edge_bps: float | None = 0.0, calibrate: bool = True) -> FoldSignals:
+def walk_forward_signals(
+    test: Series,
+    extra_train: Sequence[Series],
+    *,
+    label: str,
+    model: str,
+    horizon: int,
+    thresholds: Sequence[float],
+    fee_rate: float,
+    folds: int,
+    initial_fraction: float,
+    seed: int = 7,
+    min_edge_bps: float | None = 0.0,
+    calibrate: bool = True,
+) -> FoldSignals:
     """Expanding-window folds over `test` (the splits of `training.walk_forward`); each fold's model learns
     from the earlier rows of `test` and from every row of `extra_train` (markets that end before `test`
     starts, so nothing is learned from the future), then decides on the fold's rows at each threshold.
@@ -251,8 +281,11 @@ def walk_forward_signals(test: Series, extra_train: Sequence[Series], *, label: 
         tr = np.arange(first, first + sp.train_end)
         tr = tr[ok[tr]]
         te = np.arange(first + sp.test_start, first + sp.test_end)
-        xs, ys, fs = np.concatenate([test.x[tr], *extra_x]), np.concatenate([y[tr], *extra_y]), \
-            np.concatenate([fwd[tr], *extra_f])
+        xs, ys, fs = (
+            np.concatenate([test.x[tr], *extra_x]),
+            np.concatenate([y[tr], *extra_y]),
+            np.concatenate([fwd[tr], *extra_f]),
+        )
         m = fit_model(xs, ys, model, 0.5, seed, calibrate=calibrate)
         means = class_mean_returns(fs, ys)
         proba = predict_proba(m, test.x[te])
@@ -284,8 +317,13 @@ def evaluate(config: Config, signals: FoldSignals, offsets: np.ndarray, fee_rate
     return Outcome(config, round(ret * 100, 4), trades, p_value(ret, null), null, ret)
 
 
-def correct(outcomes: list[Outcome], *, min_excess_return_pct: float = 0.0, max_p_value: float = 0.05,
-            min_trades: int = 10) -> dict:
+def correct(
+    outcomes: list[Outcome],
+    *,
+    min_excess_return_pct: float = 0.0,
+    max_p_value: float = 0.05,
+    min_trades: int = 10,
+) -> dict:
     """Adjust every outcome's p-value for the search (in place) and apply the gate's thresholds before and after;
     returns the summary (count, method, best configuration, min-p null quantiles)."""
     if not outcomes:
@@ -298,12 +336,18 @@ def correct(outcomes: list[Outcome], *, min_excess_return_pct: float = 0.0, max_
         o.gate_raw = base and o.p_value < max_p_value
         o.gate_corrected = base and o.adjusted_p < max_p_value
     best = min(outcomes, key=lambda o: (o.p_value, -o.net_return_pct))
-    return {"configurations": len(outcomes), "method": "Westfall-Young single-step min-p over shared fold rotations "
-            "(Holm beside it)", "shifts": int(draws.size - 1), "best": best.config.name,
-            "best_p_raw": best.p_value, "best_p_adjusted": best.adjusted_p, "best_p_holm": best.holm_p,
-            "passed_raw": sum(o.gate_raw for o in outcomes),
-            "passed_corrected": sum(o.gate_corrected for o in outcomes),
-            "min_p_null_quantiles": {f"p{q}": round(float(np.percentile(draws, q)), 6) for q in (1, 5, 50)}}
+    return {
+        "configurations": len(outcomes),
+        "method": "Westfall-Young single-step min-p over shared fold rotations (Holm beside it)",
+        "shifts": int(draws.size - 1),
+        "best": best.config.name,
+        "best_p_raw": best.p_value,
+        "best_p_adjusted": best.adjusted_p,
+        "best_p_holm": best.holm_p,
+        "passed_raw": sum(o.gate_raw for o in outcomes),
+        "passed_corrected": sum(o.gate_corrected for o in outcomes),
+        "min_p_null_quantiles": {f"p{q}": round(float(np.percentile(draws, q)), 6) for q in (1, 5, 50)},
+    }
 
 
 Progress = Callable[[str], None]

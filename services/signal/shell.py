@@ -49,7 +49,9 @@ class SignalService:
         self._candles_since = time.monotonic()  # since when we wait for candles of the model's timeframe
         self._candle_seen = False
         self.shard = Shard()
-        self._accept: SubjectOwnership | None = None  # sharded: the filter on subjects (None = owns every symbol)
+        self._accept: SubjectOwnership | None = (
+            None  # sharded: the filter on subjects (None = owns every symbol)
+        )
         self._served: set[str] = set()  # symbols this instance has had data for (its heartbeat lists them)
         self._shard_digest: tuple[int, str] = (0, digest(()))
 
@@ -70,25 +72,42 @@ class SignalService:
         self.ticks_in = m.counter("ticks_received_total", "Ticks received")
         self.candles_in = m.counter("candles_received_total", "Closed candles received from market_data")
         self.signals_out = m.counter("signals_published_total", "Signals published", ["side"])
-        self.inference = m.histogram("inference_seconds", "Features + predict + decide for one batch of closes",
-                                     buckets=INFERENCE_BUCKETS)
-        self.batch_seconds = m.histogram("batch_seconds", "A whole batch of closes: append, infer, drift, messages",
-                                         buckets=INFERENCE_BUCKETS)
-        self.tick_to_signal = m.histogram("tick_to_signal_seconds",
-                                          "Event time of the triggering tick to the BUY/SELL signal made")
-        self.batch_size = m.histogram("inference_batch_symbols", "Symbols per inference batch",
-                                      buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
-        self.drift_score = m.gauge("drift_score", "Latest drift scores (PSI per feature, prediction, hit rate)",
-                                   ["score"])
+        self.inference = m.histogram(
+            "inference_seconds",
+            "Features + predict + decide for one batch of closes",
+            buckets=INFERENCE_BUCKETS,
+        )
+        self.batch_seconds = m.histogram(
+            "batch_seconds",
+            "A whole batch of closes: append, infer, drift, messages",
+            buckets=INFERENCE_BUCKETS,
+        )
+        self.tick_to_signal = m.histogram(
+            "tick_to_signal_seconds", "Event time of the triggering tick to the BUY/SELL signal made"
+        )
+        self.batch_size = m.histogram(
+            "inference_batch_symbols",
+            "Symbols per inference batch",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+        )
+        self.drift_score = m.gauge(
+            "drift_score", "Latest drift scores (PSI per feature, prediction, hit rate)", ["score"]
+        )
         self.drift_detected = m.gauge("drift_detected", "1 while drift is detected")
         self.model_age = m.gauge("model_age_seconds", "Age of the loaded model")
         self.model_loaded = m.gauge("model_loaded", "1 while a verified model is loaded")
         self.refusals = m.counter("model_refusals_total", "Model artefacts refused (hash or metadata)")
-        self.serving_refusals = m.counter("model_serving_refused_total",
-                                          "Models not served in this mode (live: gate not passed, retired)")
-        self.gate_passed = m.gauge("model_gate_passed", "1 while the served model passed the promotion gate, "
-                                                        "0 while it did not (paper only) or none is served")
-        self.ungated = m.gauge("model_ungated", "1 while a model that has NOT passed the promotion gate is served")
+        self.serving_refusals = m.counter(
+            "model_serving_refused_total", "Models not served in this mode (live: gate not passed, retired)"
+        )
+        self.gate_passed = m.gauge(
+            "model_gate_passed",
+            "1 while the served model passed the promotion gate, "
+            "0 while it did not (paper only) or none is served",
+        )
+        self.ungated = m.gauge(
+            "model_ungated", "1 while a model that has NOT passed the promotion gate is served"
+        )
         self.hits = m.counter("signal_outcomes_total", "Resolved BUY/SELL signals by outcome", ["outcome"])
         synthetic_ticks = rt.settings.mode == "paper" and rt.settings.paper_market_data_mode == "synthetic"
         self.engine = SignalEngine(EngineConfig.from_settings(s, bars_from_ticks=synthetic_ticks))
@@ -97,7 +116,9 @@ class SignalService:
         except ModelRefused:
             missing = False  # a `current` we cannot trust is reported by _load, never trained over
         if missing and rt.settings.mode != "live":
-            rt.log.info("no model yet: training a small synthetic one (paper only)", models_dir=str(self.root))
+            rt.log.info(
+                "no model yet: training a small synthetic one (paper only)", models_dir=str(self.root)
+            )
             path = await asyncio.to_thread(ensure_model, rt.settings)
             rt.log.info("model trained", path=str(path))
         await self._load(initial=True)
@@ -125,9 +146,15 @@ class SignalService:
             version = read_current(self.root)
             if version is None:
                 self._seen_current = None
-                await self._unserve("no model: `current` names none" + (
-                    " (live mode never trains one; promote a model that passed the gate)"
-                    if rt.settings.mode == "live" else ""), initial)
+                await self._unserve(
+                    "no model: `current` names none"
+                    + (
+                        " (live mode never trains one; promote a model that passed the gate)"
+                        if rt.settings.mode == "live"
+                        else ""
+                    ),
+                    initial,
+                )
                 return
             seen = (version, self._metadata_mtime(version))
             if seen == self._seen_current:
@@ -139,7 +166,9 @@ class SignalService:
             if detail != self._model_error:
                 self._model_error = detail
                 rt.log.error("model refused", error=detail)
-                await rt.alert("SEV-1" if self.engine.model is None else "SEV-2", "model artefact refused", detail)
+                await rt.alert(
+                    "SEV-1" if self.engine.model is None else "SEV-2", "model artefact refused", detail
+                )
             return
         self._seen_current = seen
         verdict = serving_decision(model.metadata, rt.settings.mode)
@@ -153,8 +182,15 @@ class SignalService:
         self.gate_passed.set(1 if verdict.gate_passed else 0)
         self.ungated.set(0 if verdict.gate_passed else 1)
         self.model_age.set(model.age_h(self.rt.clock.now()) * 3600)
-        rt.log.info("model loaded", version=model.version, timeframe=model.timeframe, gate_passed=verdict.gate_passed,
-                    warmup_bars=model.spec.warmup_bars, trained_at=model.trained_at.isoformat(), initial=initial)
+        rt.log.info(
+            "model loaded",
+            version=model.version,
+            timeframe=model.timeframe,
+            gate_passed=verdict.gate_passed,
+            warmup_bars=model.spec.warmup_bars,
+            trained_at=model.trained_at.isoformat(),
+            initial=initial,
+        )
         if verdict.warning:
             rt.log.warning("serving an ungated model", version=model.version, warning=verdict.warning)
         if not initial and getattr(self, "_candle_tf", None) != self.engine.timeframe:
@@ -179,7 +215,9 @@ class SignalService:
         self.ungated.set(0)
         self.serving_refusals.inc()
         self.rt.log.error("no model served: every decision HOLD", reason=reason, was_serving=had)
-        await self.rt.alert("SEV-2", "signal holds: no servable model", reason, dedup_key="signal:no_servable_model")
+        await self.rt.alert(
+            "SEV-2", "signal holds: no servable model", reason, dedup_key="signal:no_servable_model"
+        )
         if not initial and getattr(self, "_candle_tf", None) != self.engine.timeframe:
             await self._subscribe_candles()
 
@@ -222,7 +260,9 @@ class SignalService:
         was = self.engine.state(status.symbol).stale
         self.engine.set_stale(status.symbol, status.status == "stale")
         if was != (status.status == "stale"):
-            self.rt.log.info("market status", symbol=status.symbol, status=status.status, reason=status.reason)
+            self.rt.log.info(
+                "market status", symbol=status.symbol, status=status.status, reason=status.reason
+            )
 
     def _enqueue(self, bar: Bar) -> None:
         self._queue.append(bar)
@@ -262,8 +302,15 @@ class SignalService:
         if sig.side != "HOLD":
             if sig.tick_ts is not None:
                 self.tick_to_signal.observe((sig.ts - sig.tick_ts).total_seconds())
-            self.rt.log.info("signal", symbol=sig.symbol, side=sig.side, probability=round(sig.probability, 4),
-                             edge_bps=round(sig.expected_edge_bps, 1), model=sig.model_version, reason=sig.reason)
+            self.rt.log.info(
+                "signal",
+                symbol=sig.symbol,
+                side=sig.side,
+                probability=round(sig.probability, 4),
+                edge_bps=round(sig.expected_edge_bps, 1),
+                model=sig.model_version,
+                reason=sig.reason,
+            )
 
     async def _on_drift(self, res) -> None:
         assert self.rt is not None
@@ -277,9 +324,16 @@ class SignalService:
     async def _publish_drift(self, res) -> None:
         assert self.rt is not None and self.engine is not None
         model = self.engine.model
-        await self.rt.bus.publish(subjects.drift(), DriftStatus(
-            ts=self.rt.clock.now(), detected=res.detected, model_version=model.version if model else "",
-            scores=res.scores, reason=res.reason))
+        await self.rt.bus.publish(
+            subjects.drift(),
+            DriftStatus(
+                ts=self.rt.clock.now(),
+                detected=res.detected,
+                model_version=model.version if model else "",
+                scores=res.scores,
+                reason=res.reason,
+            ),
+        )
         self._last_drift_publish = time.monotonic()
 
     async def _maybe_republish_drift(self) -> None:
@@ -302,23 +356,34 @@ class SignalService:
         tf = self.engine.timeframe
         if time.monotonic() - self._candles_since < 2 * timeframe_seconds(tf) + 60:
             return ""
-        return (f"no md.candle.*.{tf} received: the model decides on exchange klines only (market_data: "
-                f"binance.klines true and {tf} in candle_timeframes)")
+        return (
+            f"no md.candle.*.{tf} received: the model decides on exchange klines only (market_data: "
+            f"binance.klines true and {tf} in candle_timeframes)"
+        )
 
     def served_model(self) -> dict:
         """The heartbeat's `model`: what this process serves now (not the registry's `current`)."""
         m = self.engine.model if self.engine is not None else None
         if m is None:
-            return {"version": None, "gate_passed": False,
-                    "warning": self._model_error or self._serving_refusal or "no model loaded"}
-        return {"version": m.version, "gate_passed": model_gate_passed(m.metadata), "warning": self._serving_warning}
+            return {
+                "version": None,
+                "gate_passed": False,
+                "warning": self._model_error or self._serving_refusal or "no model loaded",
+            }
+        return {
+            "version": m.version,
+            "gate_passed": model_gate_passed(m.metadata),
+            "warning": self._serving_warning,
+        }
 
     def shard_info(self) -> ShardInfo:
         """This instance's shard for its heartbeat: index, count and the symbols it has served."""
         served = sorted(self._served)
         if self._shard_digest[0] != len(served):
             self._shard_digest = (len(served), digest(served))
-        return ShardInfo(index=self.shard.index, count=self.shard.count, symbols=served, digest=self._shard_digest[1])
+        return ShardInfo(
+            index=self.shard.index, count=self.shard.count, symbols=served, digest=self._shard_digest[1]
+        )
 
     def health(self) -> tuple[str, str]:
         if self.engine is None:
@@ -327,7 +392,10 @@ class SignalService:
             why = self._model_error or self._serving_refusal or "none loaded"
             return "degraded", f"holding, no servable model: {why}"
         if self._model_error:
-            return "degraded", f"serving {self.engine.model.version}; newer model refused: {self._model_error}"
+            return (
+                "degraded",
+                f"serving {self.engine.model.version}; newer model refused: {self._model_error}",
+            )
         detail = f"model {self.engine.model.version}"
         starved = self._no_candles()
         if starved:

@@ -21,8 +21,14 @@ SWITCH_PROB = 0.04  # per bar
 JUMP_PROB, JUMP_SIZE = 0.01, 0.015
 
 
-def synthetic_candles(n: int, seed: int = 7, timeframe: str = "1s", start_price: float = 100.0,
-                      start: datetime | None = None, mirrored: bool = True) -> pl.DataFrame:
+def synthetic_candles(
+    n: int,
+    seed: int = 7,
+    timeframe: str = "1s",
+    start_price: float = 100.0,
+    start: datetime | None = None,
+    mirrored: bool = True,
+) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     half = (n + 1) // 2 if mirrored else n
     regime = np.empty(half, dtype=np.int64)
@@ -48,5 +54,6 @@ def synthetic_candles(n: int, seed: int = 7, timeframe: str = "1s", start_price:
     t0 = start or datetime(2024, 1, 1, tzinfo=UTC)
     step = timedelta(seconds=timeframe_seconds(timeframe))
     times = [t0 + i * step for i in range(n)]
-    return pl.DataFrame({"open_time": times, "open": open_, "high": high, "low": low, "close": close,
-                         "volume": volume})
+    return pl.DataFrame(
+        {"open_time": times, "open": open_, "high": high, "low": low, "close": close, "volume": volume}
+    )

@@ -59,7 +59,9 @@ def walk_forward_splits(n: int, folds: int, initial_fraction: float, horizon: in
     start = int(n * initial_fraction)
     fold_len = (n - start) // folds
     if start <= horizon + 1 or fold_len < 2:
-        raise ValueError(f"not enough rows ({n}) for {folds} folds after {initial_fraction:.0%} initial training")
+        raise ValueError(
+            f"not enough rows ({n}) for {folds} folds after {initial_fraction:.0%} initial training"
+        )
     splits = []
     for k in range(folds):
         ts = start + k * fold_len
@@ -72,8 +74,14 @@ def walk_forward_splits(n: int, folds: int, initial_fraction: float, horizon: in
 CALIBRATION_SPLITS = 3
 
 
-def fit_model(x: np.ndarray, y: np.ndarray, kind: str = "logistic", c: float = 0.5, seed: int = 7,
-              calibrate: bool = True):
+def fit_model(
+    x: np.ndarray,
+    y: np.ndarray,
+    kind: str = "logistic",
+    c: float = 0.5,
+    seed: int = 7,
+    calibrate: bool = True,
+):
     """Scaler + classifier; calibrated (sigmoid, per class) on time-ordered folds of `x` itself.
 
     Calibration matters because the decision rule reads the probabilities as probabilities (threshold,
@@ -85,8 +93,9 @@ def fit_model(x: np.ndarray, y: np.ndarray, kind: str = "logistic", c: float = 0
     if kind == "logistic":
         clf = LogisticRegression(C=c, max_iter=1000)
     elif kind == "hgb":
-        clf = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15,
-                                             l2_regularization=1.0, random_state=seed)
+        clf = HistGradientBoostingClassifier(
+            max_iter=150, learning_rate=0.05, max_leaf_nodes=15, l2_regularization=1.0, random_state=seed
+        )
     else:
         raise ValueError(f"unknown model kind {kind!r}")
     pipe = Pipeline([("scale", StandardScaler()), ("clf", clf)])
@@ -165,8 +174,10 @@ def max_drawdown(equity: np.ndarray) -> float:
 
 
 def summarize(equity: np.ndarray, trades: list[float] | None = None) -> dict:
-    out = {"total_return_pct": round((float(equity[-1]) - 1.0) * 100, 4),
-           "max_drawdown_pct": round(max_drawdown(equity) * 100, 4)}
+    out = {
+        "total_return_pct": round((float(equity[-1]) - 1.0) * 100, 4),
+        "max_drawdown_pct": round(max_drawdown(equity) * 100, 4),
+    }
     if trades is not None:
         out["n_trades"] = len(trades)
         out["hit_rate"] = round(sum(r > 0 for r in trades) / len(trades), 4) if trades else None
@@ -193,8 +204,14 @@ class Dataset:
 def build_dataset(candles: pl.DataFrame, spec: FeatureSpec, horizon: int, fee_rate: float) -> Dataset:
     frame = compute_features(candles, spec)
     close = frame["close"].to_numpy()
-    return Dataset(frame, feature_matrix(frame, spec), make_labels(close, horizon, fee_rate),
-                   forward_returns(close, horizon), close, frame["open_time"].to_list())
+    return Dataset(
+        frame,
+        feature_matrix(frame, spec),
+        make_labels(close, horizon, fee_rate),
+        forward_returns(close, horizon),
+        close,
+        frame["open_time"].to_list(),
+    )
 
 
 # -- walk-forward evaluation -------------------------------------------------------------------
@@ -208,23 +225,41 @@ class Evaluation:
     fold_close: list[np.ndarray] = field(default_factory=list)  # out-of-sample closes, per fold
     fold_side: list[np.ndarray] = field(default_factory=list)  # the model's decisions on them, per fold
     fold_models: list = field(default_factory=list)  # each fold's fitted model
-    fold_test: list[np.ndarray] = field(default_factory=list)  # each fold's test row indices (into the dataset)
+    fold_test: list[np.ndarray] = field(
+        default_factory=list
+    )  # each fold's test row indices (into the dataset)
     fold_proba: list[np.ndarray] = field(default_factory=list)  # its (n, 3) out-of-sample probabilities
     fold_prior: list[np.ndarray] = field(default_factory=list)  # its training rows' class frequencies
 
 
 FoldBacktest = Callable[[int, Pipeline, np.ndarray, np.ndarray, np.ndarray], dict]
-SIMPLIFIED = ("simplified simulation (not the traded policy): spot long-only, all-in; BUY enters at the close "
-              "when flat; exit after the label horizon, on SELL or at the fold end; fees both sides; no risk "
-              "rules, no slippage")
-FULL_STACK = ("full stack (the traded policy): each fold's model through the backtest, i.e. the signal core, "
-              "every risk rule (sizing, breakers, budgets, throttles) and the paper broker (fees, slippage, "
-              "fills), in simulated time")
+SIMPLIFIED = (
+    "simplified simulation (not the traded policy): spot long-only, all-in; BUY enters at the close "
+    "when flat; exit after the label horizon, on SELL or at the fold end; fees both sides; no risk "
+    "rules, no slippage"
+)
+FULL_STACK = (
+    "full stack (the traded policy): each fold's model through the backtest, i.e. the signal core, "
+    "every risk rule (sizing, breakers, budgets, throttles) and the paper broker (fees, slippage, "
+    "fills), in simulated time"
+)
 
 
-def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float, min_edge_bps: float | None,
-                 folds: int, initial_fraction: float, kind: str, c: float, seed: int,
-                 progress: Progress = lambda s: None, full_stack: FoldBacktest | None = None) -> Evaluation:
+def walk_forward(
+    ds: Dataset,
+    *,
+    horizon: int,
+    fee_rate: float,
+    threshold: float,
+    min_edge_bps: float | None,
+    folds: int,
+    initial_fraction: float,
+    kind: str,
+    c: float,
+    seed: int,
+    progress: Progress = lambda s: None,
+    full_stack: FoldBacktest | None = None,
+) -> Evaluation:
     """Expanding-window walk-forward. With `full_stack` (the backtest, one call per fold: fold number, model,
     class means, training features, test rows), the `model` figures are the traded policy's; the quick
     simplified simulation is kept beside them as `simplified_simulation`, labelled as such."""
@@ -262,9 +297,13 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
             stack_summaries.append(fold_summary)
         else:
             fold_eq, fold_summary = sim.equity, summarize(sim.equity, sim.trade_returns)
-            fold_summary.update({"gross_return_pct": round((float(gross.equity[-1]) - 1) * 100, 4),
-                                 "exposure_time_pct": round(float(np.mean(sim.held)) * 100, 4),
-                                 "turnover": round(2.0 * len(sim.trade_returns), 6)})
+            fold_summary.update(
+                {
+                    "gross_return_pct": round((float(gross.equity[-1]) - 1) * 100, 4),
+                    "exposure_time_pct": round(float(np.mean(sim.held)) * 100, 4),
+                    "turnover": round(2.0 * len(sim.trade_returns), 6),
+                }
+            )
         gross_level *= 1 + fold_summary.get("gross_return_pct", 0.0) / 100
         held_bars += fold_summary.get("exposure_time_pct", 0.0) / 100 * te.size
         fold_models.append(model)
@@ -278,16 +317,24 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
         all_side.append(dec.side)
         all_y.append(ds.y[te])
         all_trades += sim.trade_returns
-        fold = {"fold": k, "train": [str(ds.times[tr[0]]), str(ds.times[tr[-1]])],
-                "test": [str(ds.times[te[0]]), str(ds.times[te[-1]])], "train_rows": int(tr.size),
-                "test_rows": int(te.size), "model": fold_summary,
-                "buy_and_hold": summarize(bh), "quality": quality}
+        fold = {
+            "fold": k,
+            "train": [str(ds.times[tr[0]]), str(ds.times[tr[-1]])],
+            "test": [str(ds.times[te[0]]), str(ds.times[te[-1]])],
+            "train_rows": int(tr.size),
+            "test_rows": int(te.size),
+            "model": fold_summary,
+            "buy_and_hold": summarize(bh),
+            "quality": quality,
+        }
         if full_stack is not None:
             fold["simplified_simulation"] = summarize(sim.equity, sim.trade_returns)
         fold_reports.append(fold)
-        progress(f"fold {k}/{len(splits)}: test {fold['test'][0]} .. {fold['test'][1]}, "
-                 f"model {fold['model']['total_return_pct']:+.2f}% ({fold['model']['n_trades']} trades), "
-                 f"buy&hold {fold['buy_and_hold']['total_return_pct']:+.2f}%")
+        progress(
+            f"fold {k}/{len(splits)}: test {fold['test'][0]} .. {fold['test'][1]}, "
+            f"model {fold['model']['total_return_pct']:+.2f}% ({fold['model']['n_trades']} trades), "
+            f"buy&hold {fold['buy_and_hold']['total_return_pct']:+.2f}%"
+        )
     equity_model, equity_bh = np.concatenate(eq_model), np.concatenate(eq_bh)
     side, y = np.concatenate(all_side), np.concatenate(all_y)
     labelled = ~np.isnan(y)
@@ -299,46 +346,81 @@ def walk_forward(ds: Dataset, *, horizon: int, fee_rate: float, threshold: float
         model_summary = summarize(equity_model)
         closed = sum(f["n_trades"] for f in stack_summaries)
         hits = sum((f["hit_rate"] or 0) * f["n_trades"] for f in stack_summaries)
-        model_summary.update({
-            "n_trades": closed, "hit_rate": round(hits / closed, 4) if closed else None, "avg_trade_net_bps": None,
-            "fills": sum(f["fills"] for f in stack_summaries),
-            "fees_usdt": round(sum(f["fees_usdt"] for f in stack_summaries), 6),
-            "turnover": round(sum(f["turnover"] for f in stack_summaries), 6),
-            "exposure_avg_pct": round(sum(f["exposure_avg_pct"] * te.size for f, te in
-                                          zip(stack_summaries, fold_test, strict=True)) / oos_rows, 4),
-        })
+        model_summary.update(
+            {
+                "n_trades": closed,
+                "hit_rate": round(hits / closed, 4) if closed else None,
+                "avg_trade_net_bps": None,
+                "fills": sum(f["fills"] for f in stack_summaries),
+                "fees_usdt": round(sum(f["fees_usdt"] for f in stack_summaries), 6),
+                "turnover": round(sum(f["turnover"] for f in stack_summaries), 6),
+                "exposure_avg_pct": round(
+                    sum(
+                        f["exposure_avg_pct"] * te.size
+                        for f, te in zip(stack_summaries, fold_test, strict=True)
+                    )
+                    / oos_rows,
+                    4,
+                ),
+            }
+        )
     else:
         model_summary = simple_summary
-    model_summary.update({
-        "gross_return_pct": round((gross_level - 1) * 100, 4),
-        "exposure_time_pct": round(held_bars / oos_rows * 100, 4),
-        "turnover": model_summary.get("turnover", round(2.0 * len(all_trades), 6)),
-    })
-    model_summary.update({
-        "precision_buy": round(float(np.mean(y[buys] == 1)), 4) if buys.any() else None,
-        "precision_sell": round(float(np.mean(y[sells] == -1)), 4) if sells.any() else None,
-        "buy_signals": int((side == BUY).sum()), "sell_signals": int((side == SELL).sum()),
-        "base_rate_up": round(float(np.mean(y[labelled] == 1)), 4),
-    })
+    model_summary.update(
+        {
+            "gross_return_pct": round((gross_level - 1) * 100, 4),
+            "exposure_time_pct": round(held_bars / oos_rows * 100, 4),
+            "turnover": model_summary.get("turnover", round(2.0 * len(all_trades), 6)),
+        }
+    )
+    model_summary.update(
+        {
+            "precision_buy": round(float(np.mean(y[buys] == 1)), 4) if buys.any() else None,
+            "precision_sell": round(float(np.mean(y[sells] == -1)), 4) if sells.any() else None,
+            "buy_signals": int((side == BUY).sum()),
+            "sell_signals": int((side == SELL).sum()),
+            "base_rate_up": round(float(np.mean(y[labelled] == 1)), 4),
+        }
+    )
     report = {
         "model": model_summary,
         "buy_and_hold": summarize(equity_bh),
         "no_trade": {"total_return_pct": 0.0, "max_drawdown_pct": 0.0, "n_trades": 0},
-        "out_of_sample": {"bars": int(equity_model.size), "folds": len(splits),
-                          "from": str(ds.times[oos[0][0]]), "to": str(ds.times[oos[-1][-1]]),
-                          "evaluation": FULL_STACK if full_stack is not None else SIMPLIFIED},
+        "out_of_sample": {
+            "bars": int(equity_model.size),
+            "folds": len(splits),
+            "from": str(ds.times[oos[0][0]]),
+            "to": str(ds.times[oos[-1][-1]]),
+            "evaluation": FULL_STACK if full_stack is not None else SIMPLIFIED,
+        },
         "folds": fold_reports,
     }
     if full_stack is not None:
         report["simplified_simulation"] = {**simple_summary, "what": SIMPLIFIED}
     lab = ~np.isnan(y)
     proba_all = np.concatenate(fold_proba)
-    prior_all = np.concatenate([np.tile(p, (te.size, 1)) for p, te in zip(fold_prior, fold_test, strict=True)])
+    prior_all = np.concatenate(
+        [np.tile(p, (te.size, 1)) for p, te in zip(fold_prior, fold_test, strict=True)]
+    )
     quality = quality_vs_prior(proba_all[lab], prior_all[lab], y[lab])
-    report["quality"] = {**quality, "prior": "each fold's training-label class frequencies",
-                         "reliability_up": reliability_table(proba_all[lab, 2], (y[lab] == 1).astype(float))}
-    return Evaluation(report, np.concatenate(oos), equity_model, equity_bh, fold_reports,
-                      [ds.close[te] for te in oos], all_side, fold_models, fold_test, fold_proba, fold_prior)
+    report["quality"] = {
+        **quality,
+        "prior": "each fold's training-label class frequencies",
+        "reliability_up": reliability_table(proba_all[lab, 2], (y[lab] == 1).astype(float)),
+    }
+    return Evaluation(
+        report,
+        np.concatenate(oos),
+        equity_model,
+        equity_bh,
+        fold_reports,
+        [ds.close[te] for te in oos],
+        all_side,
+        fold_models,
+        fold_test,
+        fold_proba,
+        fold_prior,
+    )
 
 
 # -- the null baseline (simplified simulation) -----------------------------------------------------
@@ -350,12 +432,15 @@ class NullResult:
     p_value: float
     shifts: int
     null_quantiles_pct: dict[str, float]  # 5/25/50/75/95 % of the null returns
-    basis: str = ("simplified walk-forward simulation (long-only, close to close, fees both sides); "
-                  "not the full-stack backtest")
+    basis: str = (
+        "simplified walk-forward simulation (long-only, close to close, fees both sides); "
+        "not the full-stack backtest"
+    )
 
 
-def chained_return(close_segments: list[np.ndarray], side_segments: list[np.ndarray], horizon: int,
-                   fee_rate: float) -> float:
+def chained_return(
+    close_segments: list[np.ndarray], side_segments: list[np.ndarray], horizon: int, fee_rate: float
+) -> float:
     """Net simple return of trading each segment in turn (equity carried from one to the next)."""
     level = 1.0
     for close, side in zip(close_segments, side_segments, strict=True):
@@ -363,8 +448,15 @@ def chained_return(close_segments: list[np.ndarray], side_segments: list[np.ndar
     return level - 1.0
 
 
-def circular_shift_null(close_segments: list[np.ndarray], side_segments: list[np.ndarray], *, horizon: int,
-                        fee_rate: float, shifts: int = 200, seed: int = 7) -> NullResult:
+def circular_shift_null(
+    close_segments: list[np.ndarray],
+    side_segments: list[np.ndarray],
+    *,
+    horizon: int,
+    fee_rate: float,
+    shifts: int = 200,
+    seed: int = 7,
+) -> NullResult:
     """p-value of the model's timing: its out-of-sample decisions, each fold's rotated by a random offset
     (at least `horizon` bars, so no shifted signal lands on its own trade), traded the same way.
 
@@ -390,8 +482,10 @@ def circular_shift_null(close_segments: list[np.ndarray], side_segments: list[np
 
 
 def reference_distributions(x: np.ndarray, scores: np.ndarray, names: tuple[str, ...]) -> dict:
-    return {"features": {n: reference_bins(x[:, j]) for j, n in enumerate(names)},
-            "prediction": reference_bins(scores)}
+    return {
+        "features": {n: reference_bins(x[:, j]) for j, n in enumerate(names)},
+        "prediction": reference_bins(scores),
+    }
 
 
 def prediction_score(proba: np.ndarray) -> np.ndarray:
@@ -400,8 +494,17 @@ def prediction_score(proba: np.ndarray) -> np.ndarray:
 
 
 # -- drift replay ------------------------------------------------------------------------------
-def drift_replay(ds: Dataset, spec: FeatureSpec, *, train_fraction: float, kind: str, c: float, seed: int,
-                 thresholds: DriftThresholds, horizon: int) -> dict:
+def drift_replay(
+    ds: Dataset,
+    spec: FeatureSpec,
+    *,
+    train_fraction: float,
+    kind: str,
+    c: float,
+    seed: int,
+    thresholds: DriftThresholds,
+    horizon: int,
+) -> dict:
     """Train on the first `train_fraction` of the rows, then replay the rest through the drift monitor
     as the live service would. Returns the detection periods (time ranges where drift was flagged)."""
     ok = ds.usable
@@ -421,21 +524,38 @@ def drift_replay(ds: Dataset, spec: FeatureSpec, *, train_fraction: float, kind:
         if res is None:
             continue
         ts = str(ds.times[row])
-        checks.append({"ts": ts, "detected": res.detected, "max_feature_psi": max(
-            v for k, v in res.scores.items() if k not in ("prediction", "hit_rate")),
-            "prediction_psi": res.scores["prediction"]})
+        checks.append(
+            {
+                "ts": ts,
+                "detected": res.detected,
+                "max_feature_psi": max(
+                    v for k, v in res.scores.items() if k not in ("prediction", "hit_rate")
+                ),
+                "prediction_psi": res.scores["prediction"],
+            }
+        )
         if res.changed and res.detected:
             periods.append({"from": ts, "to": None, "reason": res.reason})
         elif res.changed and periods:
             periods[-1]["to"] = ts
-    return {"train": [str(ds.times[int(tr[0])]), str(ds.times[int(tr[-1])])],
-            "replay": [str(ds.times[int(live[0])]), str(ds.times[int(live[-1])])],
-            "periods": periods, "checks": checks}
+    return {
+        "train": [str(ds.times[int(tr[0])]), str(ds.times[int(tr[-1])])],
+        "replay": [str(ds.times[int(live[0])]), str(ds.times[int(live[-1])])],
+        "periods": periods,
+        "checks": checks,
+    }
 
 
 def label_definition(horizon: int, fee_rate: float) -> dict:
-    return {"kind": "forward_log_return_3class", "horizon_bars": horizon, "fee_rate_per_side": fee_rate,
-            "round_trip_cost_bps": round(round_trip_cost(fee_rate) * 1e4, 4),
-            "classes": {"1": "long beats round-trip fees", "0": "fees eat the move",
-                        "-1": "exit beats holding by more than round-trip fees"},
-            "cost_formula": "-2*ln(1-fee_rate)"}
+    return {
+        "kind": "forward_log_return_3class",
+        "horizon_bars": horizon,
+        "fee_rate_per_side": fee_rate,
+        "round_trip_cost_bps": round(round_trip_cost(fee_rate) * 1e4, 4),
+        "classes": {
+            "1": "long beats round-trip fees",
+            "0": "fees eat the move",
+            "-1": "exit beats holding by more than round-trip fees",
+        },
+        "cost_formula": "-2*ln(1-fee_rate)",
+    }

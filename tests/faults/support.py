@@ -24,20 +24,35 @@ QTY = Decimal("0.0002")  # 12 USDT: above Binance's 5 USDT minimum notional, on 
 EXECUTION_CONFIG = {"execution": {"starting_balances": {"USDT": "100000000", "BTC": "1000"}}}
 
 
-def make_verdict(side: str = "BUY", *, ttl_s: float = 60.0, qty: Decimal = QTY, symbol: str = SYMBOL,
-                 approved: bool = True) -> RiskVerdict:
+def make_verdict(
+    side: str = "BUY", *, ttl_s: float = 60.0, qty: Decimal = QTY, symbol: str = SYMBOL, approved: bool = True
+) -> RiskVerdict:
     now = utcnow()
     limit = PRICE * (Decimal("1.01") if side == "BUY" else Decimal("0.99"))
-    return RiskVerdict(ts=now, signal_id=f"sig-{now.timestamp():.6f}-{id(object())}", symbol=symbol, side=side,
-                       approved=approved, quantity=qty if approved else Decimal(0),
-                       price_limit=limit if approved else Decimal(0),
-                       reasons=[] if approved else ["test_refusal"], expires_at=now + timedelta(seconds=ttl_s),
-                       tick_ts=now)
+    return RiskVerdict(
+        ts=now,
+        signal_id=f"sig-{now.timestamp():.6f}-{id(object())}",
+        symbol=symbol,
+        side=side,
+        approved=approved,
+        quantity=qty if approved else Decimal(0),
+        price_limit=limit if approved else Decimal(0),
+        reasons=[] if approved else ["test_refusal"],
+        expires_at=now + timedelta(seconds=ttl_s),
+        tick_ts=now,
+    )
 
 
 def make_tick(symbol: str = SYMBOL, price: Decimal = PRICE) -> Tick:
-    return Tick(ts=utcnow(), symbol=symbol, bid=price - Decimal("0.5"), ask=price + Decimal("0.5"), last=price,
-                volume=Decimal("5"), source="synthetic")
+    return Tick(
+        ts=utcnow(),
+        symbol=symbol,
+        bid=price - Decimal("0.5"),
+        ask=price + Decimal("0.5"),
+        last=price,
+        volume=Decimal("5"),
+        source="synthetic",
+    )
 
 
 async def publish_with_retry(bus: Bus, subject: str, msg, attempts: int = 100) -> None:
@@ -94,13 +109,17 @@ class Acks:
                 return got
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                raise AssertionError(f"no ack for {command_id} from {services}: {self.by_command.get(command_id)}")
+                raise AssertionError(
+                    f"no ack for {command_id} from {services}: {self.by_command.get(command_id)}"
+                )
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
 
 
-async def kill_switch(bus: Bus, action: str, reason: str = "fault test", signed: bool = True) -> KillSwitchCommand:
+async def kill_switch(
+    bus: Bus, action: str, reason: str = "fault test", signed: bool = True
+) -> KillSwitchCommand:
     """Publish a command as the operators' tools do: a release carries operator authority unless `signed` is False."""
     cmd = KillSwitchCommand(ts=utcnow(), action=action, reason=reason, actor="fault-test")
     if action == "release" and signed:
@@ -124,7 +143,9 @@ def orders_by_verdict(database_url: str) -> dict[str, int]:
 
 def paper_sends(database_url: str) -> dict[str, int]:
     """Order requests the paper exchange received, per client order id (its own record, no unique key)."""
-    return dict(query(database_url, "SELECT client_order_id, count(*) FROM paper_requests GROUP BY client_order_id"))
+    return dict(
+        query(database_url, "SELECT client_order_id, count(*) FROM paper_requests GROUP BY client_order_id")
+    )
 
 
 def exchange_sends(fake) -> dict[str, int]:
@@ -132,8 +153,12 @@ def exchange_sends(fake) -> dict[str, int]:
     before execution (429, -1021, a ban) is not a send: the same order may be retried after one."""
     out: dict[str, int] = {}
     for r in list(fake.requests):
-        if r.method == "POST" and r.path == "/api/v3/order" and r.status not in (418, 429) and r.fault not in (
-                "clock_skew", "banned", "weight_limit", "order_limit", "429", "418", "5xx"):
+        if (
+            r.method == "POST"
+            and r.path == "/api/v3/order"
+            and r.status not in (418, 429)
+            and r.fault not in ("clock_skew", "banned", "weight_limit", "order_limit", "429", "418", "5xx")
+        ):
             coid = r.params.get("newClientOrderId", "")
             out[coid] = out.get(coid, 0) + 1
     return out
@@ -155,27 +180,39 @@ def assert_one_order_per_verdict(database_url: str, verdict_ids: list[str], fake
     filled = [c for (c,) in query(database_url, "SELECT client_order_id FROM orders WHERE status = 'FILLED'")]
     unsent = [c for c in filled if c in coids and sends.get(c, 0) != 1]
     assert not unsent, f"orders journaled FILLED that the exchange never received: {unsent[:3]}"
-    fills_per_order = query(database_url, "SELECT o.client_order_id, count(f.id), sum(f.quantity), o.quantity"
-                                          " FROM orders o LEFT JOIN fills f USING (client_order_id)"
-                                          " WHERE o.status = 'FILLED' GROUP BY o.client_order_id, o.quantity")
+    fills_per_order = query(
+        database_url,
+        "SELECT o.client_order_id, count(f.id), sum(f.quantity), o.quantity"
+        " FROM orders o LEFT JOIN fills f USING (client_order_id)"
+        " WHERE o.status = 'FILLED' GROUP BY o.client_order_id, o.quantity",
+    )
     overfilled = [r for r in fills_per_order if r[2] is not None and r[2] > r[3]]
     assert not overfilled, f"orders filled beyond their quantity: {overfilled[:3]}"
 
 
 # -- risk's book against the journal ------------------------------------------------------------------
 # Execution starts with USDT only and risk with the same equity, so their cash can be compared as it is.
-BOOK_CONFIG = {"execution": {"starting_balances": {"USDT": "10000"}}, "risk": {"starting_equity_usdt": "10000"}}
+BOOK_CONFIG = {
+    "execution": {"starting_balances": {"USDT": "10000"}},
+    "risk": {"starting_equity_usdt": "10000"},
+}
 BOOK_TOLERANCE = Decimal("0.000001")
 
 
 def journal_book(database_url: str) -> dict:
     """Execution's journal: positions, USDT cash, realized P&L, and the identity of every fill."""
-    positions = {s: Decimal(q) for s, q in query(database_url, "SELECT symbol, quantity FROM positions") if q != 0}
+    positions = {
+        s: Decimal(q) for s, q in query(database_url, "SELECT symbol, quantity FROM positions") if q != 0
+    }
     cash = query(database_url, "SELECT free + locked FROM balances WHERE asset = 'USDT'")
     realized = scalar(database_url, "SELECT coalesce(sum(realized_pnl_usdt), 0) FROM fills")
     fills = set(query(database_url, "SELECT exchange, symbol, trade_id FROM fills"))
-    return {"positions": positions, "cash": Decimal(cash[0][0]) if cash else Decimal(0),
-            "realized": Decimal(realized), "fills": fills}
+    return {
+        "positions": positions,
+        "cash": Decimal(cash[0][0]) if cash else Decimal(0),
+        "realized": Decimal(realized),
+        "fills": fills,
+    }
 
 
 def risk_book(database_url: str) -> dict:
@@ -184,9 +221,13 @@ def risk_book(database_url: str) -> dict:
     state = rows[0][0] if rows else {}
     positions = {s: Decimal(q) for s, q in (state.get("positions") or {}).items() if Decimal(q) != 0}
     fills = set(query(database_url, "SELECT exchange, symbol, trade_id FROM risk_fill_ledger"))
-    return {"positions": positions, "cash": Decimal(state.get("cash_usdt") or 0),
-            "realized": Decimal(state.get("realized_total_usdt") or 0),
-            "daily": Decimal(state.get("daily_realized_usdt") or 0), "fills": fills}
+    return {
+        "positions": positions,
+        "cash": Decimal(state.get("cash_usdt") or 0),
+        "realized": Decimal(state.get("realized_total_usdt") or 0),
+        "daily": Decimal(state.get("daily_realized_usdt") or 0),
+        "fills": fills,
+    }
 
 
 def book_differences(database_url: str) -> list[str]:
@@ -194,8 +235,10 @@ def book_differences(database_url: str) -> list[str]:
     j, r = journal_book(database_url), risk_book(database_url)
     out = []
     if j["fills"] != r["fills"]:
-        out.append(f"fills: journal only {sorted(j['fills'] - r['fills'])[:3]}, risk only "
-                   f"{sorted(r['fills'] - j['fills'])[:3]}")
+        out.append(
+            f"fills: journal only {sorted(j['fills'] - r['fills'])[:3]}, risk only "
+            f"{sorted(r['fills'] - j['fills'])[:3]}"
+        )
     for s in set(j["positions"]) | set(r["positions"]):
         if abs(j["positions"].get(s, Decimal(0)) - r["positions"].get(s, Decimal(0))) > BOOK_TOLERANCE:
             out.append(f"position {s}: journal {j['positions'].get(s)}, risk {r['positions'].get(s)}")

@@ -16,8 +16,14 @@ SERVICES = ("market_data", "signal", "risk", "execution", "ops_api")
 
 
 def _run(name: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", f"services.{name}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _env(services, config) -> dict:

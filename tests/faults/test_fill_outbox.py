@@ -37,30 +37,44 @@ def _status(database_url: str, verdict_id: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-async def test_a_fill_whose_publish_failed_reaches_risk_after_restarts(services, bus, database_url, nats_server):
+async def test_a_fill_whose_publish_failed_reaches_risk_after_restarts(
+    services, bus, database_url, nats_server
+):
     proxy = TcpProxy(nats_server.port).start()
     try:
-        services.configure({**BOOK_CONFIG, "execution": {**BOOK_CONFIG["execution"], "paper_latency_ms": 1500}})
+        services.configure(
+            {**BOOK_CONFIG, "execution": {**BOOK_CONFIG["execution"], "paper_latency_ms": 1500}}
+        )
         env = {"NATS_URL": proxy.url}
         execution = services.start("execution", env=env)
         risk = services.start("risk")
         async with ticking(bus, every_s=0.1):
             buy = make_verdict("BUY", qty=QTY, ttl_s=120)
             await bus.publish(subjects.verdict(buy.symbol), buy)
-            await wait_until(lambda: _status(database_url, buy.id) == "FILLED", timeout=20, message="the BUY filled")
+            await wait_until(
+                lambda: _status(database_url, buy.id) == "FILLED", timeout=20, message="the BUY filled"
+            )
             await wait_books_agree(database_url)  # positive control: a fill that is published arrives
             assert risk_book(database_url)["positions"] == {"BTC/USDT": QTY}
 
             sell = make_verdict("SELL", qty=QTY, ttl_s=120)  # the spread and two fees: a loss
             await bus.publish(subjects.verdict(sell.symbol), sell)
-            await wait_until(lambda: _status(database_url, sell.id) == "SUBMITTED", timeout=20,
-                             message="the SELL journaled, its paper latency running")
+            await wait_until(
+                lambda: _status(database_url, sell.id) == "SUBMITTED",
+                timeout=20,
+                message="the SELL journaled, its paper latency running",
+            )
             proxy.cut()
-            await wait_until(lambda: _status(database_url, sell.id) == "FILLED", timeout=20,
-                             message="the SELL's fill journaled while NATS is cut off")
+            await wait_until(
+                lambda: _status(database_url, sell.id) == "FILLED",
+                timeout=20,
+                message="the SELL's fill journaled while NATS is cut off",
+            )
             execution.kill()
             risk.kill()
-            assert risk_book(database_url)["positions"] == {"BTC/USDT": QTY}, "the fill reached risk: no fault"
+            assert risk_book(database_url)["positions"] == {"BTC/USDT": QTY}, (
+                "the fill reached risk: no fault"
+            )
             proxy.restore()
             services.start("execution", env=env)
             services.start("risk")

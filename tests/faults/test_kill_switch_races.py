@@ -36,9 +36,12 @@ async def test_kill_switch_engaged_while_orders_in_flight_1000_times(services, b
         cmd = await kill_switch(bus, "release")
         await acks.wait(cmd.id, ("execution",))
         for i in range(ROUNDS):
-            in_flight = [asyncio.create_task(bus.publish(subjects.verdict("BTC/USDT"),
-                                                         make_verdict("BUY" if (i + k) % 2 else "SELL")))
-                         for k in range(rng.randint(1, 4))]
+            in_flight = [
+                asyncio.create_task(
+                    bus.publish(subjects.verdict("BTC/USDT"), make_verdict("BUY" if (i + k) % 2 else "SELL"))
+                )
+                for k in range(rng.randint(1, 4))
+            ]
             await asyncio.sleep(rng.uniform(0, 0.004))
             engage = await kill_switch(bus, "engage", f"race {i}")
             ack = (await acks.wait(engage.id, ("execution",)))["execution"]
@@ -53,8 +56,14 @@ async def test_kill_switch_engaged_while_orders_in_flight_1000_times(services, b
     violations = [ts for ts in sends if any(lo < ts < hi for lo, hi in windows)]
     assert sends, "the race never let an order through: the test exercised nothing"
     assert not violations, f"{len(violations)} orders sent after the engage was acknowledged"
-    assert scalar(database_url, "SELECT count(*) FROM orders WHERE status IN"
-                                " ('SUBMITTED', 'ACCEPTED', 'PARTIALLY_FILLED', 'UNKNOWN')") == 0
+    assert (
+        scalar(
+            database_url,
+            "SELECT count(*) FROM orders WHERE status IN"
+            " ('SUBMITTED', 'ACCEPTED', 'PARTIALLY_FILLED', 'UNKNOWN')",
+        )
+        == 0
+    )
 
 
 async def _verdicts_settled(bus) -> bool:
@@ -65,7 +74,8 @@ async def _verdicts_settled(bus) -> bool:
 
 
 async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_any_send(
-        services, bus, database_url, nats_server):
+    services, bus, database_url, nats_server
+):
     proxy = TcpProxy(nats_server.port).start()
     try:
         services.configure(EXECUTION_CONFIG)
@@ -73,8 +83,11 @@ async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_an
         async with ticking(bus):
             first = make_verdict()
             await bus.publish(subjects.verdict(first.symbol), first)
-            await wait_until(lambda: scalar(database_url, "SELECT count(*) FROM orders") == 1, timeout=20,
-                             message="a first order through the proxy")
+            await wait_until(
+                lambda: scalar(database_url, "SELECT count(*) FROM orders") == 1,
+                timeout=20,
+                message="a first order through the proxy",
+            )
             # and all its events out (a cut during them stops execution: fail closed, and "0 orders" by accident)
             await wait_until(lambda: _verdicts_settled(bus), timeout=20, message="the first verdict settled")
             # positive control: the same cut with the same queued verdicts, without the switch, sends them
@@ -84,9 +97,18 @@ async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_an
             for v in control:
                 await bus.publish(subjects.verdict(v.symbol), v)
             proxy.restore()
-            await wait_until(lambda: scalar(database_url, "SELECT count(*) FROM paper_requests WHERE client_order_id"
-                                                          " = ANY(%s)", ([client_order_id(v.id) for v in control],))
-                             == len(control), timeout=30, message="the control's queued verdicts sent after the cut")
+            await wait_until(
+                lambda: (
+                    scalar(
+                        database_url,
+                        "SELECT count(*) FROM paper_requests WHERE client_order_id = ANY(%s)",
+                        ([client_order_id(v.id) for v in control],),
+                    )
+                    == len(control)
+                ),
+                timeout=30,
+                message="the control's queued verdicts sent after the cut",
+            )
             await wait_until(lambda: _verdicts_settled(bus), timeout=20, message="the control settled")
             sent_before = scalar(database_url, "SELECT count(*) FROM paper_requests")
             proxy.cut()
@@ -97,16 +119,28 @@ async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_an
                 await bus.publish(subjects.verdict(v.symbol), v)
             proxy.restore()
             # reconnect (backoff), the standing state read, every queued verdict redelivered and decided
-            await wait_until(lambda: _verdicts_settled(bus), timeout=30, message="the queued verdicts decided")
-        assert scalar(database_url, "SELECT count(*) FROM orders WHERE verdict_id = ANY(%s)",
-                      ([v.id for v in queued],)) == 0
-        assert scalar(database_url, "SELECT count(*) FROM paper_requests") == sent_before, "sent while engaged"
+            await wait_until(
+                lambda: _verdicts_settled(bus), timeout=30, message="the queued verdicts decided"
+            )
+        assert (
+            scalar(
+                database_url,
+                "SELECT count(*) FROM orders WHERE verdict_id = ANY(%s)",
+                ([v.id for v in queued],),
+            )
+            == 0
+        )
+        assert scalar(database_url, "SELECT count(*) FROM paper_requests") == sent_before, (
+            "sent while engaged"
+        )
     finally:
         services.stop_all()  # while the proxy still passes their goodbyes (else each waits out its stop timeout)
         proxy.close()
 
 
-async def test_garbage_on_the_kill_switch_subject_blocks_sends_until_a_valid_command(services, bus, database_url):
+async def test_garbage_on_the_kill_switch_subject_blocks_sends_until_a_valid_command(
+    services, bus, database_url
+):
     services.configure(EXECUTION_CONFIG)
     services.start("execution")
     acks = await Acks().attach(bus)
@@ -118,10 +152,15 @@ async def test_garbage_on_the_kill_switch_subject_blocks_sends_until_a_valid_com
         blocked = make_verdict()
         await bus.publish(subjects.verdict(blocked.symbol), blocked)
         await asyncio.sleep(2)
-        assert scalar(database_url, "SELECT count(*) FROM orders") == 0, "sent while the standing state was unreadable"
+        assert scalar(database_url, "SELECT count(*) FROM orders") == 0, (
+            "sent while the standing state was unreadable"
+        )
         release = await kill_switch(bus, "release", "a valid command again")
         await acks.wait(release.id, ("execution",))
         ok = make_verdict()
         await bus.publish(subjects.verdict(ok.symbol), ok)
-        await wait_until(lambda: scalar(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s",
-                                        (ok.id,)) == 1, timeout=20, message="an order once the state is known")
+        await wait_until(
+            lambda: scalar(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", (ok.id,)) == 1,
+            timeout=20,
+            message="an order once the state is known",
+        )

@@ -36,9 +36,12 @@ async def _race(bus, acks: Acks, notices: Acks, rounds: int, seed: int) -> tuple
     cmd = await kill_switch(bus, "release", "race start")
     await acks.wait(cmd.id, ("execution",))
     for i in range(rounds):
-        in_flight = [asyncio.create_task(bus.publish(subjects.verdict("BTC/USDT"),
-                                                     make_verdict("BUY" if (i + k) % 2 else "SELL")))
-                     for k in range(rng.randint(1, 3))]
+        in_flight = [
+            asyncio.create_task(
+                bus.publish(subjects.verdict("BTC/USDT"), make_verdict("BUY" if (i + k) % 2 else "SELL"))
+            )
+            for k in range(rng.randint(1, 3))
+        ]
         await asyncio.sleep(rng.uniform(0, 0.008))
         engage = await kill_switch(bus, "engage", f"race {i}")
         notice = (await notices.wait(engage.id, ("execution",)))["execution"]
@@ -59,14 +62,26 @@ def _inside(ts: datetime, windows: list[tuple[datetime, datetime]]) -> bool:
 async def test_live_no_order_request_reaches_the_exchange_after_the_latched_notice(services, bus):
     fake = FakeBinance.run_in_thread(balances={"USDT": "10000000", "BTC": "1000"})
     try:
-        fake.set_book("BTCUSDT", PRICE - Decimal("0.5"), PRICE + Decimal("0.5"), bid_qty="1000", ask_qty="1000")
-        services.configure({
-            "mode": "live", "live": {"confirm": True}, "symbols": ["BTC/USDT"],
-            # a fast limiter (the fake answers in a millisecond) that reconcile, every 0.25 s, keeps drained:
-            # order requests wait in it behind reconcile's look-ups
-            "execution": {"live_api_url": fake.http_url, "request_timeout_ms": 3000, "live_rate_limit_ms": 0.5,
-                          "reconcile_interval_s": 0.25, "cancel_retry_interval_s": 0.05,
-                          "unknown_backoff_max_s": 0.5}})
+        fake.set_book(
+            "BTCUSDT", PRICE - Decimal("0.5"), PRICE + Decimal("0.5"), bid_qty="1000", ask_qty="1000"
+        )
+        services.configure(
+            {
+                "mode": "live",
+                "live": {"confirm": True},
+                "symbols": ["BTC/USDT"],
+                # a fast limiter (the fake answers in a millisecond) that reconcile, every 0.25 s, keeps drained:
+                # order requests wait in it behind reconcile's look-ups
+                "execution": {
+                    "live_api_url": fake.http_url,
+                    "request_timeout_ms": 3000,
+                    "live_rate_limit_ms": 0.5,
+                    "reconcile_interval_s": 0.25,
+                    "cancel_retry_interval_s": 0.05,
+                    "unknown_backoff_max_s": 0.5,
+                },
+            }
+        )
         services.extra_env.update(BNML_LIVE__API_KEY=fake.api_key, BNML_LIVE__API_SECRET=fake.secret)
         execution = services.start("execution")
         acks = await Acks().attach(bus)
@@ -76,17 +91,25 @@ async def test_live_no_order_request_reaches_the_exchange_after_the_latched_noti
         posts = [r for r in list(fake.requests) if r.method == "POST" and r.path == "/api/v3/order"]
         late = [r for r in posts if _inside(datetime.fromtimestamp(r.received_at, UTC), windows)]
         assert execution.alive, execution.logs()[-3000:]
-        assert len(posts) > LIVE_ROUNDS // 10, f"only {len(posts)} orders reached the fake: the race exercised nothing"
-        assert not late, (f"{len(late)} of {len(posts)} order requests reached the exchange after the latched notice"
-                          f" (first: {late[0]})")
+        assert len(posts) > LIVE_ROUNDS // 10, (
+            f"only {len(posts)} orders reached the fake: the race exercised nothing"
+        )
+        assert not late, (
+            f"{len(late)} of {len(posts)} order requests reached the exchange after the latched notice"
+            f" (first: {late[0]})"
+        )
         assert waited > 0, "no notice ever had a send in flight: the race never hit the gap"
         assert not fake.internal_errors, fake.internal_errors
     finally:
         fake.close()
 
 
-async def test_paper_with_latency_no_order_reaches_the_book_after_the_latched_notice(services, bus, database_url):
-    services.configure({**EXECUTION_CONFIG, "execution": {**EXECUTION_CONFIG["execution"], "paper_latency_ms": 4}})
+async def test_paper_with_latency_no_order_reaches_the_book_after_the_latched_notice(
+    services, bus, database_url
+):
+    services.configure(
+        {**EXECUTION_CONFIG, "execution": {**EXECUTION_CONFIG["execution"], "paper_latency_ms": 4}}
+    )
     services.start("execution")
     acks = await Acks().attach(bus)
     notices = await Acks(subjects.kill_switch_latched("execution")).attach(bus)

@@ -60,10 +60,20 @@ async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_servi
             sent += 1
     await bus.nc.flush()
     # every subject that some service listens to yields at least one dead letter per bad message
-    listened = {subjects.tick("BTC/USDT"), subjects.last("BTC/USDT"), subjects.signal("BTC/USDT"), subjects.verdict("BTC/USDT"),
-                subjects.heartbeat("market_data"), subjects.fill("BTC/USDT"), subjects.market_status("BTC/USDT")}
-    await wait_until(lambda: listened <= {lt.subject for lt in letters}, timeout=30,
-                     message=f"dead letters from every listened subject {sorted(listened)}")
+    listened = {
+        subjects.tick("BTC/USDT"),
+        subjects.last("BTC/USDT"),
+        subjects.signal("BTC/USDT"),
+        subjects.verdict("BTC/USDT"),
+        subjects.heartbeat("market_data"),
+        subjects.fill("BTC/USDT"),
+        subjects.market_status("BTC/USDT"),
+    }
+    await wait_until(
+        lambda: listened <= {lt.subject for lt in letters},
+        timeout=30,
+        message=f"dead letters from every listened subject {sorted(listened)}",
+    )
     await asyncio.sleep(1.0)
     assert all(lt.reason for lt in letters)
     assert all(lt.payload_size > 0 for lt in letters)
@@ -106,12 +116,21 @@ async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_servi
     await wait_until(lambda: got, timeout=15, message="an order event for a valid verdict")
 
 
-STORM_SUBJECTS = [subjects.last("BTC/USDT"), subjects.market_status("BTC/USDT"), subjects.signal("BTC/USDT"),
-                  subjects.verdict("BTC/USDT"), subjects.fill("BTC/USDT"), subjects.order("BTC/USDT"),
-                  subjects.heartbeat("market_data"), subjects.alert("SEV-3")]
+STORM_SUBJECTS = [
+    subjects.last("BTC/USDT"),
+    subjects.market_status("BTC/USDT"),
+    subjects.signal("BTC/USDT"),
+    subjects.verdict("BTC/USDT"),
+    subjects.fill("BTC/USDT"),
+    subjects.order("BTC/USDT"),
+    subjects.heartbeat("market_data"),
+    subjects.alert("SEV-3"),
+]
 
 
-async def test_a_storm_of_malformed_messages_stalls_no_heartbeat_and_not_the_kill_switch(services, bus, tmp_path):
+async def test_a_storm_of_malformed_messages_stalls_no_heartbeat_and_not_the_kill_switch(
+    services, bus, tmp_path
+):
     """800 malformed messages on eight subjects, one in six of 900 KiB, on a running suite: every service's
     heartbeat keeps flowing (never older than the heartbeat timeout, as seen by this test and by ops_api), no
     service is cut off by NATS as a slow consumer, and a kill-switch round trip through ops_api works."""
@@ -122,8 +141,13 @@ async def test_a_storm_of_malformed_messages_stalls_no_heartbeat_and_not_the_kil
 
     from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN
 
-    services.configure({**EXECUTION_CONFIG, "ops_api": {"port": 0, "kill_switch_ack_timeout_s": 5},
-                        "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "b")}}})
+    services.configure(
+        {
+            **EXECUTION_CONFIG,
+            "ops_api": {"port": 0, "kill_switch_ack_timeout_s": 5},
+            "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "b")}},
+        }
+    )
     ops = services.start("ops_api")
     procs = [ops] + [services.start(n) for n in ("risk", "execution", "signal", "market_data")]
     url = re.search(r'"url": "(http://[^"]+)"', ops.logs()).group(1)
@@ -169,14 +193,20 @@ async def test_a_storm_of_malformed_messages_stalls_no_heartbeat_and_not_the_kil
         await flood
         started = time.monotonic()
         # the services work through what they were sent; heartbeats keep coming meanwhile
-        await wait_until(lambda: all(last[s] > started + 2 for s in ("ops_api", "risk", "execution")), timeout=60,
-                         message="heartbeats after the storm")
-        assert (await c.get("/kill-switch", headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})).json()["engaged"]
+        await wait_until(
+            lambda: all(last[s] > started + 2 for s in ("ops_api", "risk", "execution")),
+            timeout=60,
+            message="heartbeats after the storm",
+        )
+        assert (await c.get("/kill-switch", headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})).json()[
+            "engaged"
+        ]
         r = await c.post("/kill-switch", json={"action": "release", "reason": "storm over"}, headers=op)
         assert r.status_code == 200, r.text
         watcher.cancel()
-    assert seen_by_ops and all(age <= timeout_s for age in seen_by_ops.values()), \
+    assert seen_by_ops and all(age <= timeout_s for age in seen_by_ops.values()), (
         f"heartbeat ages ops_api saw during the storm: {seen_by_ops}"
+    )
     assert all(p.alive for p in procs), [p.name for p in procs if not p.alive]
     # nobody fell so far behind that NATS cut it off as a slow consumer (that halts it: unknown = engaged)
     assert not [p.name for p in procs if "nats disconnected" in p.logs()], "a service lost NATS in the storm"

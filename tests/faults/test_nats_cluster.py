@@ -75,7 +75,9 @@ def pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
 
 
 @pytest.fixture
-def on_cluster(tmp_path: Path, cluster: EmbeddedNatsCluster, pg: EmbeddedPostgres) -> Iterator[ServiceFactory]:
+def on_cluster(
+    tmp_path: Path, cluster: EmbeddedNatsCluster, pg: EmbeddedPostgres
+) -> Iterator[ServiceFactory]:
     factory = ServiceFactory(tmp_path, cluster.url, pg.url)
     factory.configure({**BOOK_CONFIG, "nats": {"replicas": REPLICAS}})
     yield factory
@@ -102,8 +104,9 @@ def _monitor(cluster: EmbeddedNatsCluster, i: int, path: str) -> dict:
 def node_of_connection(cluster: EmbeddedNatsCluster, name: str) -> int:
     """The node a client (by its connection name, `bnml-<service>`) is connected to."""
     for i in range(cluster.size):
-        if cluster.node(i).running and any(c.get("name") == name
-                                           for c in _monitor(cluster, i, "/connz?limit=1024")["connections"]):
+        if cluster.node(i).running and any(
+            c.get("name") == name for c in _monitor(cluster, i, "/connz?limit=1024")["connections"]
+        ):
             return i
     raise AssertionError(f"no node has a connection named {name}")
 
@@ -115,12 +118,16 @@ async def leader_of(bus: Bus, stream: str) -> str:
 
 async def move_leader(bus: Bus, stream: str, server: str) -> None:
     """Ask the stream's leader to step down in favour of `server` until it leads."""
+
     async def there() -> bool:
         if await leader_of(bus, stream) == server:
             return True
         with contextlib.suppress(Exception):
-            await bus.nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}",
-                                 json.dumps({"placement": {"preferred": server}}).encode(), timeout=2)
+            await bus.nc.request(
+                f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}",
+                json.dumps({"placement": {"preferred": server}}).encode(),
+                timeout=2,
+            )
         await asyncio.sleep(0.3)
         return await leader_of(bus, stream) == server
 
@@ -131,8 +138,12 @@ async def replicated(bus: Bus, stream: str) -> bool:
     """Leader elected and both followers current (the restarted node caught up)."""
     info = await bus.js.stream_info(stream)
     peers = info.cluster.replicas or [] if info.cluster else []
-    return bool(info.cluster and info.cluster.leader and len(peers) == REPLICAS - 1
-                and all(p.current and not p.offline for p in peers))
+    return bool(
+        info.cluster
+        and info.cluster.leader
+        and len(peers) == REPLICAS - 1
+        and all(p.current and not p.offline for p in peers)
+    )
 
 
 async def stream_ids(bus: Bus, stream: str, subject: str, key) -> Counter:
@@ -196,7 +207,8 @@ async def supervised(factory: ServiceFactory) -> AsyncIterator[list[str]]:
 
 
 async def test_one_node_sigkilled_and_restarted_at_r3_loses_and_duplicates_nothing_and_the_switch_latches(
-        on_cluster, cluster, pg, cbus):
+    on_cluster, cluster, pg, cbus
+):
     on_cluster.start("execution")
     on_cluster.start("risk")
     acks = await Acks().attach(cbus)
@@ -216,8 +228,11 @@ async def test_one_node_sigkilled_and_restarted_at_r3_loses_and_duplicates_nothi
         await _publish(cbus, 40, 0.02, before)
         await asyncio.to_thread(cluster.node(victim).stop, True)  # SIGKILL mid-stream
         await _publish(cbus, 40, 0.02, during)
-        await wait_until(lambda: set(before + during) <= set(orders_by_verdict(pg.url)), timeout=45,
-                         message="every verdict journaled with one node down")
+        await wait_until(
+            lambda: set(before + during) <= set(orders_by_verdict(pg.url)),
+            timeout=45,
+            message="every verdict journaled with one node down",
+        )
         assert set(paper_sends(pg.url)) >= {client_order_id(v) for v in before + during}, "positive control"
 
         # the kill switch engaged while the node is down latches everyone who trades
@@ -225,21 +240,30 @@ async def test_one_node_sigkilled_and_restarted_at_r3_loses_and_duplicates_nothi
         got = await acks.wait(engage.id, ("risk", "execution"), timeout=30)
         assert all(a.engaged for a in got.values()), got
         assert got["execution"].open_orders == 0, got["execution"]
-        await wait_until(lambda: all(beats.last.get(s) and beats.last[s].status == "halted"
-                                     for s in ("risk", "execution")), timeout=10,
-                         message="risk and execution heartbeats halted")
+        await wait_until(
+            lambda: all(
+                beats.last.get(s) and beats.last[s].status == "halted" for s in ("risk", "execution")
+            ),
+            timeout=10,
+            message="risk and execution heartbeats halted",
+        )
         sent_before = scalar(pg.url, "SELECT count(*) FROM paper_requests")
         for _ in range(5):
             v = make_verdict(ttl_s=120)
             await publish_with_retry(cbus, subjects.verdict(v.symbol), v)
             while_engaged.append(v.id)
-        await wait_until(lambda: _settled(cbus), timeout=30, message="the verdicts sent while engaged decided")
+        await wait_until(
+            lambda: _settled(cbus), timeout=30, message="the verdicts sent while engaged decided"
+        )
 
         await asyncio.to_thread(cluster.restart, victim)
         await asyncio.to_thread(cluster.wait_healthy, 60)
         for stream in CRITICAL:
-            await wait_until(lambda stream=stream: replicated(cbus, stream), timeout=60,
-                             message=f"{stream} replicated on the restarted node again")
+            await wait_until(
+                lambda stream=stream: replicated(cbus, stream),
+                timeout=60,
+                message=f"{stream} replicated on the restarted node again",
+            )
         assert scalar(pg.url, "SELECT count(*) FROM paper_requests") == sent_before, "sent while engaged"
         assert scalar(pg.url, "SELECT count(*) FROM orders WHERE verdict_id = ANY(%s)", (while_engaged,)) == 0
 
@@ -247,19 +271,29 @@ async def test_one_node_sigkilled_and_restarted_at_r3_loses_and_duplicates_nothi
         await acks.wait(release.id, ("risk", "execution"), timeout=30)
         await _publish(cbus, 20, 0.02, after)
         traded = before + during + after
-        await wait_until(lambda: set(traded) <= set(orders_by_verdict(pg.url)), timeout=45,
-                         message="every verdict after the restart journaled")
+        await wait_until(
+            lambda: set(traded) <= set(orders_by_verdict(pg.url)),
+            timeout=45,
+            message="every verdict after the restart journaled",
+        )
         await wait_books_agree(pg.url)
 
     assert_one_order_per_verdict(pg.url, traded)
     # counted in the streams themselves (read back after the restart): each verdict and each fill once
-    verdicts = await stream_ids(cbus, "VERDICTS", subjects.ALL_VERDICTS,
-                                lambda d: RiskVerdict.model_validate_json(d).id)
+    verdicts = await stream_ids(
+        cbus, "VERDICTS", subjects.ALL_VERDICTS, lambda d: RiskVerdict.model_validate_json(d).id
+    )
     lost = [v for v in traded + while_engaged if v not in verdicts]
     assert not lost, f"{len(lost)} acknowledged verdicts missing from the stream, e.g. {lost[:3]}"
-    assert max(verdicts.values()) == 1, f"verdicts stored twice: {[v for v, n in verdicts.items() if n > 1][:3]}"
-    fills = await stream_ids(cbus, "FILLS", subjects.ALL_FILLS,
-                             lambda d: (lambda f: (f.exchange, f.symbol, f.trade_id))(Fill.model_validate_json(d)))
+    assert max(verdicts.values()) == 1, (
+        f"verdicts stored twice: {[v for v, n in verdicts.items() if n > 1][:3]}"
+    )
+    fills = await stream_ids(
+        cbus,
+        "FILLS",
+        subjects.ALL_FILLS,
+        lambda d: (lambda f: (f.exchange, f.symbol, f.trade_id))(Fill.model_validate_json(d)),
+    )
     journal_fills = scalar(pg.url, "SELECT count(*) FROM fills")
     assert journal_fills > 0, "nothing filled: the fill counts compared nothing"
     assert max(fills.values()) == 1, f"fills stored twice: {[f for f, n in fills.items() if n > 1][:3]}"

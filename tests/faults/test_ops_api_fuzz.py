@@ -26,9 +26,15 @@ def _api_url(proc) -> str:
 
 @pytest.fixture
 def ops(services, tmp_path):
-    services.configure({"ops_api": {"port": 0},
-                        "storage": {"artifacts_dir": str(tmp_path / "artifacts"),
-                                    "backup": {"enabled": False, "dir": str(tmp_path / "backups")}}})
+    services.configure(
+        {
+            "ops_api": {"port": 0},
+            "storage": {
+                "artifacts_dir": str(tmp_path / "artifacts"),
+                "backup": {"enabled": False, "dir": str(tmp_path / "backups")},
+            },
+        }
+    )
     for name in ("risk", "execution"):
         services.start(name)
     return _api_url(services.start("ops_api"))
@@ -42,25 +48,53 @@ def _st() -> str:
 def test_fuzzing_the_ops_api_from_its_openapi_schema_finds_no_server_error(ops, tmp_path):
     token = OPERATOR_TOKEN  # the widest access: every endpoint is reached
     res = subprocess.run(
-        [_st(), "run", f"{ops}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "12",
-         "-H", f"Authorization: Bearer {token}", "--request-timeout", "10", "--no-color"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        [
+            _st(),
+            "run",
+            f"{ops}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "12",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "--request-timeout",
+            "10",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
 
 
 def test_every_control_endpoint_refuses_missing_or_wrong_token_and_audits_it(ops, database_url):
     schema = httpx.get(f"{ops}/openapi.json", timeout=10).json()
-    controls = [(path, method) for path, ops_ in schema["paths"].items() for method in ops_
-                if method in ("post", "put", "patch", "delete")]
+    controls = [
+        (path, method)
+        for path, ops_ in schema["paths"].items()
+        for method in ops_
+        if method in ("post", "put", "patch", "delete")
+    ]
     assert ("/kill-switch", "post") in controls and ("/backup", "post") in controls
     with psycopg.connect(database_url) as conn:
         before = conn.execute("SELECT count(*) FROM api_audit").fetchone()[0]
     attempts = 0
     for path, method in controls:
-        for headers in ({}, {"Authorization": "Bearer not-the-token-at-all"},
-                        {"Authorization": f"Bearer {VIEWER_TOKEN}"}):
-            r = httpx.request(method.upper(), f"{ops}{path}", headers=headers, timeout=10,
-                              json={"action": "engage", "reason": "fuzz"})
+        for headers in (
+            {},
+            {"Authorization": "Bearer not-the-token-at-all"},
+            {"Authorization": f"Bearer {VIEWER_TOKEN}"},
+        ):
+            r = httpx.request(
+                method.upper(),
+                f"{ops}{path}",
+                headers=headers,
+                timeout=10,
+                json={"action": "engage", "reason": "fuzz"},
+            )
             attempts += 1
             assert r.status_code in (401, 403, 429), (path, method, headers, r.status_code, r.text)
     with psycopg.connect(database_url) as conn:

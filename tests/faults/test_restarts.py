@@ -42,7 +42,9 @@ async def _publish_stream(bus, n: int, every_s: float, out: list[str], fault_at:
         await asyncio.sleep(every_s)
 
 
-async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(own_services, own_nats, own_postgres, bus_own):
+async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(
+    own_services, own_nats, own_postgres, bus_own
+):
     own_services.configure(BOOK_CONFIG)
     own_services.start("execution")
     own_services.start("risk")
@@ -55,14 +57,21 @@ async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(own_services
 
     async with ticking(bus_own):
         await _publish_stream(bus_own, 120, 0.02, published, fault_at=60, fault=restart_nats)
-        await wait_until(lambda: len(orders_by_verdict(own_postgres.url)) >= len(published), timeout=60,
-                         message="every published verdict journaled")
+        await wait_until(
+            lambda: len(orders_by_verdict(own_postgres.url)) >= len(published),
+            timeout=60,
+            message="every published verdict journaled",
+        )
         await wait_books_agree(own_postgres.url)
     assert_one_order_per_verdict(own_postgres.url, published)
-    assert scalar(own_postgres.url, "SELECT count(*) FROM fills") > 0, "nothing filled: the books compared nothing"
+    assert scalar(own_postgres.url, "SELECT count(*) FROM fills") > 0, (
+        "nothing filled: the books compared nothing"
+    )
 
 
-async def test_postgres_restart_mid_stream_sends_nothing_unjournaled_then_resumes(own_services, own_postgres, bus_own):
+async def test_postgres_restart_mid_stream_sends_nothing_unjournaled_then_resumes(
+    own_services, own_postgres, bus_own
+):
     own_services.configure(EXECUTION_CONFIG)
     execution = own_services.start("execution")
     published: list[str] = []
@@ -76,12 +85,17 @@ async def test_postgres_restart_mid_stream_sends_nothing_unjournaled_then_resume
         await _publish_stream(bus_own, 80, 0.02, published, fault_at=40, fault=crash_postgres)
         if not execution.alive:  # fail closed is allowed: the supervisor (compose, launcher) restarts it
             own_services.start("execution")
-        await wait_until(lambda: len(orders_by_verdict(own_postgres.url)) >= len(published), timeout=90,
-                         message="every published verdict journaled after Postgres came back")
+        await wait_until(
+            lambda: len(orders_by_verdict(own_postgres.url)) >= len(published),
+            timeout=90,
+            message="every published verdict journaled after Postgres came back",
+        )
     assert_one_order_per_verdict(own_postgres.url, published)
 
 
-async def test_execution_sigkilled_mid_flow_reconciles_to_one_order_per_verdict(own_services, own_postgres, bus_own):
+async def test_execution_sigkilled_mid_flow_reconciles_to_one_order_per_verdict(
+    own_services, own_postgres, bus_own
+):
     own_services.configure(BOOK_CONFIG)
     proc = own_services.start("execution")
     own_services.start("risk")
@@ -90,17 +104,25 @@ async def test_execution_sigkilled_mid_flow_reconciles_to_one_order_per_verdict(
 
     async with ticking(bus_own):
         # SIGKILL somewhere between journal, send and acknowledgement
-        await _kill_while_publishing(own_services, proc, bus_own, rounds=4, per_round=30, rng=rng, out=published)
-        await wait_until(lambda: len(orders_by_verdict(own_postgres.url)) >= len(published), timeout=60,
-                         message="every verdict journaled after the restarts")
+        await _kill_while_publishing(
+            own_services, proc, bus_own, rounds=4, per_round=30, rng=rng, out=published
+        )
+        await wait_until(
+            lambda: len(orders_by_verdict(own_postgres.url)) >= len(published),
+            timeout=60,
+            message="every verdict journaled after the restarts",
+        )
         await wait_until(lambda: not _stuck(own_postgres.url), timeout=20, message="no order left unresolved")
         assert_one_order_per_verdict(own_postgres.url, published)
         await wait_books_agree(own_postgres.url)
-    assert scalar(own_postgres.url, "SELECT count(*) FROM fills") > 0, "nothing filled: the books compared nothing"
+    assert scalar(own_postgres.url, "SELECT count(*) FROM fills") > 0, (
+        "nothing filled: the books compared nothing"
+    )
 
 
-async def _kill_while_publishing(factory, proc, bus, *, rounds: int, per_round: int, rng: random.Random,
-                                 out: list[str]) -> None:
+async def _kill_while_publishing(
+    factory, proc, bus, *, rounds: int, per_round: int, rng: random.Random, out: list[str]
+) -> None:
     """Each round: a burst of verdicts, the service SIGKILLed at a random moment inside it, then restarted."""
     for _round in range(rounds):
         batch: list[str] = []
@@ -125,9 +147,16 @@ async def test_risk_sigkilled_mid_flow_its_book_still_equals_the_journal(own_ser
 
     async with ticking(bus_own):
         # SIGKILL between a fill's arrival, its ledger row and its ack
-        await _kill_while_publishing(own_services, risk, bus_own, rounds=3, per_round=20, rng=rng, out=published)
-        await wait_until(lambda: len(orders_by_verdict(own_postgres.url)) >= len(published), timeout=60,
-                         message="every verdict journaled")
+        await _kill_while_publishing(
+            own_services, risk, bus_own, rounds=3, per_round=20, rng=rng, out=published
+        )
+        await wait_until(
+            lambda: len(orders_by_verdict(own_postgres.url)) >= len(published),
+            timeout=60,
+            message="every verdict journaled",
+        )
         await wait_books_agree(own_postgres.url)
     assert_one_order_per_verdict(own_postgres.url, published)
-    assert scalar(own_postgres.url, "SELECT count(*) FROM fills") > 0, "nothing filled: the books compared nothing"
+    assert scalar(own_postgres.url, "SELECT count(*) FROM fills") > 0, (
+        "nothing filled: the books compared nothing"
+    )

@@ -37,8 +37,14 @@ CONFIG = {
     # measurement mode: a BUY/SELL every 7th tick an instance receives (odd, so both of shard 0's symbols get
     # some): about 1.4 signals/s per symbol
     "signal": {"every_nth_tick": 7},
-    "risk": {"cooldown_after_loss_s": 0, "cooldown_after_breaker_s": 0, "loss_streak_limit": 1000,
-             "order_loop_trip_per_10s": 1000, "max_orders_per_10s": 49, "max_orders_per_10s_per_symbol": 49},
+    "risk": {
+        "cooldown_after_loss_s": 0,
+        "cooldown_after_breaker_s": 0,
+        "loss_streak_limit": 1000,
+        "order_loop_trip_per_10s": 1000,
+        "max_orders_per_10s": 49,
+        "max_orders_per_10s_per_symbol": 49,
+    },
     "execution": {"starting_balances": {"USDT": "1000000"}},
     "monitoring": {"heartbeat_timeout_s": 2.0},
     "ops_api": {"port": 0},
@@ -47,8 +53,9 @@ CONFIG = {
 
 def requests_by_symbol(database_url: str, after_id: int = 0) -> dict[str, int]:
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute("SELECT symbol, count(*) FROM paper_requests WHERE id > %s GROUP BY symbol",
-                            (after_id,)).fetchall()
+        rows = conn.execute(
+            "SELECT symbol, count(*) FROM paper_requests WHERE id > %s GROUP BY symbol", (after_id,)
+        ).fetchall()
     return {sym: n for sym, n in rows}
 
 
@@ -64,12 +71,21 @@ def status(url: str) -> dict:
 
 
 async def test_a_killed_signal_shard_holds_only_its_symbols_and_they_trade_again_when_it_returns(
-        services, database_url, bus, tmp_path):
+    services, database_url, bus, tmp_path
+):
     assert shard_of(DEAD, 2) == 1 and all(shard_of(s, 2) == 0 for s in LIVE)
     # a registry of the test's own; the first shard trains a small bootstrap model into it (measurement mode
     # decides without it), the second finds it there
-    services.configure({**CONFIG, "signal": {**CONFIG["signal"], "models_dir": str(tmp_path / "models"),
-                                             "train": {"synthetic_bars": 3000, "folds": 2}}})
+    services.configure(
+        {
+            **CONFIG,
+            "signal": {
+                **CONFIG["signal"],
+                "models_dir": str(tmp_path / "models"),
+                "train": {"synthetic_bars": 3000, "folds": 2},
+            },
+        }
+    )
     signals: list[tuple[float, Signal]] = []
     approved: list[tuple[float, RiskVerdict]] = []
     beats: dict[str, Heartbeat] = {}
@@ -100,9 +116,14 @@ async def test_a_killed_signal_shard_holds_only_its_symbols_and_they_trade_again
     url = ops_api_url(ops)
 
     # -- both shards trade, each on its own symbols --------------------------------------------------
-    await wait_until(lambda: all(requests_by_symbol(database_url).get(s, 0) >= 2 for s in SYMBOLS), timeout=60,
-                     message="two paper order requests on every symbol")
-    owned = {(hb.shard.index, tuple(hb.shard.symbols)) for hb in beats.values() if hb.shard and hb.shard.symbols}
+    await wait_until(
+        lambda: all(requests_by_symbol(database_url).get(s, 0) >= 2 for s in SYMBOLS),
+        timeout=60,
+        message="two paper order requests on every symbol",
+    )
+    owned = {
+        (hb.shard.index, tuple(hb.shard.symbols)) for hb in beats.values() if hb.shard and hb.shard.symbols
+    }
     assert owned == {(0, tuple(LIVE)), (1, (DEAD,))}, owned  # every symbol exactly one owner
     await wait_until(lambda: status(url)["shards"]["signal"]["ok"], timeout=10, message="status: shards ok")
     view = status(url)["shards"]["signal"]
@@ -113,14 +134,23 @@ async def test_a_killed_signal_shard_holds_only_its_symbols_and_they_trade_again
     killed_at = time.monotonic()
     await asyncio.sleep(GRACE_S)
     mark, quiet_from = last_request_id(database_url), time.monotonic()
-    await wait_until(lambda: all(requests_by_symbol(database_url, mark).get(s, 0) >= 2 for s in LIVE), timeout=30,
-                     message="the live shard's symbols keep getting orders (positive control)")
+    await wait_until(
+        lambda: all(requests_by_symbol(database_url, mark).get(s, 0) >= 2 for s in LIVE),
+        timeout=30,
+        message="the live shard's symbols keep getting orders (positive control)",
+    )
     await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - quiet_from)))  # a window of 5 s at least
     during = requests_by_symbol(database_url, mark)
     assert during.get(DEAD, 0) == 0, f"{DEAD} was ordered while its shard was dead: {during}"
-    assert not [s for t, s in signals if t > killed_at + GRACE_S and s.symbol == DEAD], "dead shard's symbol signalled"
-    assert not [v for t, v in approved if t > quiet_from and v.symbol == DEAD], "approved while its shard was dead"
-    assert [s for t, s in signals if t > quiet_from and s.symbol in LIVE], "positive control: live shard signals"
+    assert not [s for t, s in signals if t > killed_at + GRACE_S and s.symbol == DEAD], (
+        "dead shard's symbol signalled"
+    )
+    assert not [v for t, v in approved if t > quiet_from and v.symbol == DEAD], (
+        "approved while its shard was dead"
+    )
+    assert [s for t, s in signals if t > quiet_from and s.symbol in LIVE], (
+        "positive control: live shard signals"
+    )
     view = status(url)["shards"]["signal"]
     assert not view["ok"] and view["missing_shards"] == [1]
     assert view["unowned"] == 1 and view["unowned_sample"] == [DEAD] and view["contested"] == 0
@@ -128,10 +158,15 @@ async def test_a_killed_signal_shard_holds_only_its_symbols_and_they_trade_again
     # -- shard 1 back: BTC/USDT trades again ---------------------------------------------------------
     back_mark = last_request_id(database_url)
     services.start("signal", env=shard_env("signal", 1, 2), label="signal-1")
-    await wait_until(lambda: requests_by_symbol(database_url, back_mark).get(DEAD, 0) >= 2, timeout=30,
-                     message=f"{DEAD} ordered again once its shard is back")
+    await wait_until(
+        lambda: requests_by_symbol(database_url, back_mark).get(DEAD, 0) >= 2,
+        timeout=30,
+        message=f"{DEAD} ordered again once its shard is back",
+    )
     assert all(requests_by_symbol(database_url, back_mark).get(s, 0) >= 1 for s in LIVE)
-    await wait_until(lambda: status(url)["shards"]["signal"]["ok"], timeout=10, message="status: shards ok again")
+    await wait_until(
+        lambda: status(url)["shards"]["signal"]["ok"], timeout=10, message="status: shards ok again"
+    )
     view = status(url)["shards"]["signal"]
     assert [(i["index"], i["status"]) for i in view["instances"]] == [(0, "ok"), (1, "ok")]
     # never two signals for one tick: one owner per symbol throughout

@@ -33,8 +33,16 @@ async def _last_price(bus, symbol: str) -> Decimal:
 
 def _signal(symbol: str, price: Decimal, side: str = "BUY") -> Signal:
     now = utcnow()
-    return Signal(ts=now, symbol=symbol, side=side, probability=0.9, expected_edge_bps=50, model_version="storm",
-                  price=price, tick_ts=now)
+    return Signal(
+        ts=now,
+        symbol=symbol,
+        side=side,
+        probability=0.9,
+        expected_edge_bps=50,
+        model_version="storm",
+        price=price,
+        tick_ts=now,
+    )
 
 
 async def _collect(bus, subject: str, model):
@@ -59,7 +67,9 @@ async def test_signal_storm_is_throttled_below_binance_limits_and_trips_sev1(ser
     sent = 0
     while asyncio.get_running_loop().time() - started < 2.0:  # a few thousand signals per second
         for _ in range(200):
-            await bus.publish(subjects.signal("BTC/USDT"), _signal("BTC/USDT", price, "BUY" if sent % 2 else "SELL"))
+            await bus.publish(
+                subjects.signal("BTC/USDT"), _signal("BTC/USDT", price, "BUY" if sent % 2 else "SELL")
+            )
             sent += 1
         await asyncio.sleep(0.01)
     await wait_until(lambda: alerts, timeout=20, message="a SEV-1 alert for the order loop")

@@ -60,7 +60,9 @@ async def test_two_execution_instances_only_one_sends_and_the_standby_takes_over
     roles = Roles()
     await bus.subscribe(subjects.heartbeat("execution"), Heartbeat, roles.on)
     first = services.start("execution")
-    await wait_until(lambda: len(roles.writers()) == 1, timeout=20, message="the first instance is the writer")
+    await wait_until(
+        lambda: len(roles.writers()) == 1, timeout=20, message="the first instance is the writer"
+    )
     (writer,) = roles.writers()
     services.start("execution")
     await wait_until(lambda: len(roles.standbys()) == 1, timeout=20, message="the second instance stands by")
@@ -68,19 +70,28 @@ async def test_two_execution_instances_only_one_sends_and_the_standby_takes_over
     assert standby != writer
     async with ticking(bus):
         published = await _publish(bus, 40)
-        await wait_until(lambda: len(orders_by_verdict(database_url)) >= len(published), timeout=30,
-                         message="all verdicts journaled")
+        await wait_until(
+            lambda: len(orders_by_verdict(database_url)) >= len(published),
+            timeout=30,
+            message="all verdicts journaled",
+        )
         assert_one_order_per_verdict(database_url, published)
         before = _senders(database_url)
         assert before.get(writer, 0) > 0, f"the writer sent nothing: {before}"
         assert before.get(standby, 0) == 0, f"the standby sent before it took over: {before}"
         # the writer dies; the standby must take over (its heartbeat says so) and keep the one-order rule
         first.kill()
-        await wait_until(lambda: roles.detail.get(standby, "").startswith("writer"), timeout=30,
-                         message="the standby took over the writer lock")
+        await wait_until(
+            lambda: roles.detail.get(standby, "").startswith("writer"),
+            timeout=30,
+            message="the standby took over the writer lock",
+        )
         more = await _publish(bus, 20)
-        await wait_until(lambda: len(orders_by_verdict(database_url)) >= len(published) + len(more), timeout=60,
-                         message="the new writer journaled the later verdicts")
+        await wait_until(
+            lambda: len(orders_by_verdict(database_url)) >= len(published) + len(more),
+            timeout=60,
+            message="the new writer journaled the later verdicts",
+        )
     assert_one_order_per_verdict(database_url, published + more)
     after = _senders(database_url)
     assert after.get(standby, 0) > 0, f"the new writer sent nothing: {after}"

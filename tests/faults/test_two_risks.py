@@ -24,11 +24,18 @@ from tests.integration.risk_support import PRICES, RISK_TEST_CONFIG, Feeder
 pytestmark = pytest.mark.faults
 
 CONFIG = {
-    **EXECUTION_CONFIG, "symbols": RISK_TEST_CONFIG["symbols"],
+    **EXECUTION_CONFIG,
+    "symbols": RISK_TEST_CONFIG["symbols"],
     # room for many approvals (paper): the storm must be able to produce duplicates if anything lets it
-    "risk": {**RISK_TEST_CONFIG["risk"], "max_orders_per_10s": 49, "max_orders_per_10s_per_symbol": 49,
-             "order_loop_trip_per_10s": 1000, "max_exposure_per_symbol_usdt": "100000",
-             "max_total_exposure_usdt": "100000", "order_fraction_of_equity": "0.001"},
+    "risk": {
+        **RISK_TEST_CONFIG["risk"],
+        "max_orders_per_10s": 49,
+        "max_orders_per_10s_per_symbol": 49,
+        "order_loop_trip_per_10s": 1000,
+        "max_exposure_per_symbol_usdt": "100000",
+        "max_total_exposure_usdt": "100000",
+        "order_fraction_of_equity": "0.001",
+    },
 }
 
 
@@ -45,8 +52,15 @@ async def _storm(bus, n: int, gap_s: float = 0.005, side: str = "BUY") -> list[S
     for i in range(n):
         sym = "BTC/USDT" if i % 2 == 0 else "ETH/USDT"
         now = utcnow()
-        s = Signal(ts=now, symbol=sym, side=side, probability=0.9, model_version="storm", price=PRICES[sym],
-                   tick_ts=now)
+        s = Signal(
+            ts=now,
+            symbol=sym,
+            side=side,
+            probability=0.9,
+            model_version="storm",
+            price=PRICES[sym],
+            tick_ts=now,
+        )
         await bus.publish(subjects.signal(sym), s)
         await bus.publish(subjects.signal(sym), s)
         sigs.append(s)
@@ -56,9 +70,12 @@ async def _storm(bus, n: int, gap_s: float = 0.005, side: str = "BUY") -> list[S
 
 def _per_signal(database_url: str) -> dict[str, tuple[int, int, Decimal, Decimal]]:
     """signal id -> (orders, paper fills, filled quantity, largest order quantity)."""
-    rows = query(database_url, "SELECT o.signal_id, count(DISTINCT o.client_order_id), count(f.id),"
-                               " coalesce(sum(f.quantity), 0), max(o.quantity)"
-                               " FROM orders o LEFT JOIN fills f USING (client_order_id) GROUP BY o.signal_id")
+    rows = query(
+        database_url,
+        "SELECT o.signal_id, count(DISTINCT o.client_order_id), count(f.id),"
+        " coalesce(sum(f.quantity), 0), max(o.quantity)"
+        " FROM orders o LEFT JOIN fills f USING (client_order_id) GROUP BY o.signal_id",
+    )
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
 
@@ -70,8 +87,9 @@ def _second(services, tmp_path) -> ServiceProcess:
     return proc.wait_started()
 
 
-async def _two_risks_and_execution(services, bus, tmp_path) -> tuple[ServiceProcess, ServiceProcess,
-                                                                     list[RiskVerdict]]:
+async def _two_risks_and_execution(
+    services, bus, tmp_path
+) -> tuple[ServiceProcess, ServiceProcess, list[RiskVerdict]]:
     """Risk (the first to start takes the writer lock), a second risk, execution; and every verdict seen."""
     first = services.start("risk")
     second = _second(services, tmp_path)
@@ -85,8 +103,9 @@ async def _two_risks_and_execution(services, bus, tmp_path) -> tuple[ServiceProc
     return first, second, verdicts
 
 
-async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal(services, bus, database_url,
-                                                                                 tmp_path):
+async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal(
+    services, bus, database_url, tmp_path
+):
     services.configure(CONFIG)
     first, second, verdicts = await _two_risks_and_execution(services, bus, tmp_path)
     a, b = _instance(first), _instance(second)
@@ -94,12 +113,19 @@ async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal
         await wait_until(lambda: '"writer lock acquired' in first.logs(), timeout=15, message="a risk writer")
         assert '"writer lock acquired' not in second.logs(), "two risk instances took the writer lock"
         # fresh data reaches the writer: wait for its first approval
-        await wait_until(lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
-                         timeout=20, interval=0.5, message="the writer approving")
+        await wait_until(
+            lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
+            timeout=20,
+            interval=0.5,
+            message="the writer approving",
+        )
         # ~5 s of signals (under risk's 49 approvals / 10 s): longer than any start-up hold of a second instance
         before = await _storm(bus, 40, gap_s=0.12)
-        await wait_until(lambda: all(any(v.signal_id == s.id for v in verdicts) for s in before), timeout=20,
-                         message="a verdict for every signal of the storm")
+        await wait_until(
+            lambda: all(any(v.signal_id == s.id for v in verdicts) for s in before),
+            timeout=20,
+            message="a verdict for every signal of the storm",
+        )
         issuers = {v.issued_by for v in verdicts}
         assert issuers == {a}, f"verdicts from {issuers}; only the writer {a} may decide (standby {b})"
         # the writer dies; the standby takes over (the lock's session ends with the process)
@@ -114,11 +140,17 @@ async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal
         await wait_until(approved_by_b, timeout=30, interval=0.3, message="the new writer approving")
         after = await _storm(bus, 40)
         signals = before + during + after
-        await wait_until(lambda: all(any(v.signal_id == s.id for v in verdicts) for s in after), timeout=20,
-                         message="a verdict for every signal after the takeover")
+        await wait_until(
+            lambda: all(any(v.signal_id == s.id for v in verdicts) for s in after),
+            timeout=20,
+            message="a verdict for every signal after the takeover",
+        )
         approved = {v.signal_id for v in verdicts if v.approved}
-        await wait_until(lambda: approved <= set(_per_signal(database_url)), timeout=30,
-                         message="every approved signal journaled")
+        await wait_until(
+            lambda: approved <= set(_per_signal(database_url)),
+            timeout=30,
+            message="every approved signal journaled",
+        )
         await asyncio.sleep(1.0)  # let a second order of any signal, if one were coming, land
     per_signal = _per_signal(database_url)
     doubled = {s: r for s, r in per_signal.items() if r[0] > 1 or r[2] > r[3]}
@@ -128,29 +160,45 @@ async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal
     assert set(per_signal) <= {s.id for s in signals} | {v.signal_id for v in verdicts}
 
 
-async def test_a_paused_writer_whose_lock_was_taken_over_gets_no_approval_acted_on(services, bus, database_url,
-                                                                             tmp_path):
+async def test_a_paused_writer_whose_lock_was_taken_over_gets_no_approval_acted_on(
+    services, bus, database_url, tmp_path
+):
     services.configure({**CONFIG, "risk": {**CONFIG["risk"], "verdict_ttl_s": 5, "max_signal_age_s": 5}})
     first, second, verdicts = await _two_risks_and_execution(services, bus, tmp_path)
     a, b = _instance(first), _instance(second)
     async with Feeder(bus):
-        await wait_until(lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
-                         timeout=20, interval=0.5, message="the writer approving (positive control)")
+        await wait_until(
+            lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
+            timeout=20,
+            interval=0.5,
+            message="the writer approving (positive control)",
+        )
         assert {v.issued_by for v in verdicts} == {a}
         # the writer hangs, and meanwhile its lock session is cut (a network cut, an admin, a Postgres restart)
         os.kill(first.proc.pid, signal.SIGSTOP)
         try:
-            pids = query(database_url, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                                       " AND objid = (%s::bigint & 4294967295)::oid", (lock_key(WRITER_LOCK_NAME),))
+            pids = query(
+                database_url,
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND objid = (%s::bigint & 4294967295)::oid",
+                (lock_key(WRITER_LOCK_NAME),),
+            )
             assert len(pids) == 1
             query(database_url, "SELECT pg_terminate_backend(%s)", (pids[0][0],))
-            await wait_until(lambda: '"writer lock acquired' in second.logs(), timeout=15, message="the takeover")
+            await wait_until(
+                lambda: '"writer lock acquired' in second.logs(), timeout=15, message="the takeover"
+            )
             paused = await _storm(bus, 10)  # fresh signals queued at the paused old writer
         finally:
             os.kill(first.proc.pid, signal.SIGCONT)
-        await wait_until(lambda: all(any(v.signal_id == s.id and v.issued_by == a for v in verdicts)
-                                     for s in paused) or not first.alive, timeout=15,
-                         message="the old writer answering what it had queued")
+        await wait_until(
+            lambda: (
+                all(any(v.signal_id == s.id and v.issued_by == a for v in verdicts) for s in paused)
+                or not first.alive
+            ),
+            timeout=15,
+            message="the old writer answering what it had queued",
+        )
         from_old = [v for v in verdicts if v.issued_by == a and v.signal_id in {s.id for s in paused}]
         assert from_old, "the old writer answered nothing after resuming: the fence was not exercised"
         # it may publish an approval or two before its own checks fence it (database_unavailable, not_writer):
@@ -162,11 +210,16 @@ async def test_a_paused_writer_whose_lock_was_taken_over_gets_no_approval_acted_
             later.extend(await _storm(bus, 2))
             return any(v.approved and v.issued_by == b for v in verdicts)
 
-        await wait_until(approved_by_b, timeout=30, interval=0.5, message="the new writer approving (positive control)")
-    assert not [v for v in verdicts if v.issued_by == a and v.approved and v.signal_id in {s.id for s in later}]
+        await wait_until(
+            approved_by_b, timeout=30, interval=0.5, message="the new writer approving (positive control)"
+        )
+    assert not [
+        v for v in verdicts if v.issued_by == a and v.approved and v.signal_id in {s.id for s in later}
+    ]
     per_signal = _per_signal(database_url)
     assert not {s: r for s, r in per_signal.items() if r[0] > 1}
     old_approved = {v.signal_id for v in from_old if v.approved}
     assert not old_approved & set(per_signal), "an approval of the deposed writer became an order"
-    assert {v.id for v in from_old if v.approved} <= {r[0] for r in query(database_url,
-                                                                          "SELECT verdict_id FROM fenced_verdicts")}
+    assert {v.id for v in from_old if v.approved} <= {
+        r[0] for r in query(database_url, "SELECT verdict_id FROM fenced_verdicts")
+    }

@@ -27,8 +27,11 @@ async def test_same_verdict_many_ways_gives_one_order(services, bus, database_ur
         # replayed as if after the duplicate window (a new Nats-Msg-Id): the journal must stop it
         await bus.publish_raw(subject, payload, msg_id="replay-1")
         await bus.publish_raw(subject, payload, msg_id="replay-2")
-        await wait_until(lambda: orders_by_verdict(database_url).get(v.id) == 1, timeout=20,
-                         message="the order for the verdict")
+        await wait_until(
+            lambda: orders_by_verdict(database_url).get(v.id) == 1,
+            timeout=20,
+            message="the order for the verdict",
+        )
         # redelivered after a restart of execution (its consumer starts from where it acked)
         execution.stop()
         await bus.publish_raw(subject, payload, msg_id="replay-3")
@@ -36,5 +39,6 @@ async def test_same_verdict_many_ways_gives_one_order(services, bus, database_ur
         await asyncio.sleep(3)
     assert orders_by_verdict(database_url) == {v.id: 1}
     assert scalar(database_url, "SELECT count(DISTINCT trade_id) FROM fills") == scalar(
-        database_url, "SELECT count(*) FROM fills")
+        database_url, "SELECT count(*) FROM fills"
+    )
     assert scalar(database_url, "SELECT coalesce(sum(quantity), 0) FROM fills") <= v.quantity

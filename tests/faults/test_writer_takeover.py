@@ -42,11 +42,17 @@ SLACK_S = 8.0  # a loaded test machine: start-up of the takeover sequence, not t
 
 RISK_CONFIG = {
     **TWO_RISKS_CONFIG,
-    "risk": {**TWO_RISKS_CONFIG["risk"], "writer_session_timeout_s": SESSION_TIMEOUT_S,
-             # the paused writer must still be willing to approve when it resumes (so that only the fence
-             # stops it): its database, heartbeat and market-data freshness outlast the pause
-             "database_stale_after_s": 60, "heartbeat_timeout_s": 60, "stale_after_s": 60,
-             "verdict_ttl_s": 3, "max_signal_age_s": 3},
+    "risk": {
+        **TWO_RISKS_CONFIG["risk"],
+        "writer_session_timeout_s": SESSION_TIMEOUT_S,
+        # the paused writer must still be willing to approve when it resumes (so that only the fence
+        # stops it): its database, heartbeat and market-data freshness outlast the pause
+        "database_stale_after_s": 60,
+        "heartbeat_timeout_s": 60,
+        "stale_after_s": 60,
+        "verdict_ttl_s": 3,
+        "max_signal_age_s": 3,
+    },
 }
 
 
@@ -64,7 +70,9 @@ def _cont(proc: ServiceProcess) -> None:
         os.kill(proc.proc.pid, signal.SIGCONT)
 
 
-async def test_a_paused_risk_writer_is_replaced_and_fenced_once_it_resumes(services, bus, database_url, tmp_path):
+async def test_a_paused_risk_writer_is_replaced_and_fenced_once_it_resumes(
+    services, bus, database_url, tmp_path
+):
     services.configure(RISK_CONFIG)
     first = services.start("risk")
     second = _second(services, tmp_path)
@@ -77,19 +85,29 @@ async def test_a_paused_risk_writer_is_replaced_and_fenced_once_it_resumes(servi
     await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
     a, b = _instance(first), _instance(second)
     async with Feeder(bus):
-        await wait_until(lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
-                         timeout=20, interval=0.5, message="the writer approving")
+        await wait_until(
+            lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
+            timeout=20,
+            interval=0.5,
+            message="the writer approving",
+        )
         before = await _storm(bus, 16, gap_s=0.05)
-        await wait_until(lambda: {s.id for s in before} <= {v.signal_id for v in verdicts}, timeout=15,
-                         message="a verdict for every signal before the pause")
+        await wait_until(
+            lambda: {s.id for s in before} <= {v.signal_id for v in verdicts},
+            timeout=15,
+            message="a verdict for every signal before the pause",
+        )
         epoch_a = _epoch(database_url, "risk")
         assert epoch_a is not None and epoch_a[1] == a and all(v.risk_epoch == epoch_a[0] for v in verdicts)
         _stop(first)
         try:
             # the standby takes over within the bound: the paused writer's lock session idles out
-            await wait_until(lambda: (_epoch(database_url, "risk") or (0,))[0] > epoch_a[0],
-                             timeout=SESSION_TIMEOUT_S + WRITER_CHECK_S + SLACK_S, interval=0.2,
-                             message="the standby taking the risk writer lock from the paused writer")
+            await wait_until(
+                lambda: (_epoch(database_url, "risk") or (0,))[0] > epoch_a[0],
+                timeout=SESSION_TIMEOUT_S + WRITER_CHECK_S + SLACK_S,
+                interval=0.2,
+                message="the standby taking the risk writer lock from the paused writer",
+            )
             epoch_b, holder, taken_at = _epoch(database_url, "risk")  # type: ignore[misc]
             assert holder == b
             # signals only the paused writer hears (its successor subscribes once the old one lets go of risk's
@@ -97,8 +115,14 @@ async def test_a_paused_risk_writer_is_replaced_and_fenced_once_it_resumes(servi
             paused = await _storm(bus, 20, gap_s=0.01)
         finally:
             _cont(first)
-        await wait_until(lambda: {s.id for s in paused} <= {v.signal_id for v in verdicts if v.issued_by == a}
-                         or not first.alive, timeout=15, message="the old writer answering what it had queued")
+        await wait_until(
+            lambda: (
+                {s.id for s in paused} <= {v.signal_id for v in verdicts if v.issued_by == a}
+                or not first.alive
+            ),
+            timeout=15,
+            message="the old writer answering what it had queued",
+        )
         later: list[Signal] = []
 
         async def approved_by_b() -> bool:
@@ -107,22 +131,32 @@ async def test_a_paused_risk_writer_is_replaced_and_fenced_once_it_resumes(servi
 
         await wait_until(approved_by_b, timeout=30, interval=0.4, message="the new writer approving")
         after = await _storm(bus, 16, gap_s=0.05)
-        await wait_until(lambda: {s.id for s in after} <= {v.signal_id for v in verdicts}, timeout=15,
-                         message="a verdict for every signal after the takeover")
+        await wait_until(
+            lambda: {s.id for s in after} <= {v.signal_id for v in verdicts},
+            timeout=15,
+            message="a verdict for every signal after the takeover",
+        )
         # Deterministic too: whatever the resumed writer approved before its own checks refused the rest
         # (database_unavailable, not_writer), an approval under its epoch published now is refused, and the
         # same approval under the current epoch is journaled (the control)
         forged = make_verdict("BUY", symbol="BTC/USDT", qty=Decimal("0.0002"))
         deposed = forged.model_copy(update={"issued_by": a, "risk_epoch": epoch_a[0]})
         current = make_verdict("BUY", symbol="BTC/USDT", qty=Decimal("0.0002")).model_copy(
-            update={"issued_by": b, "risk_epoch": epoch_b})
+            update={"issued_by": b, "risk_epoch": epoch_b}
+        )
         await bus.publish(subjects.verdict(deposed.symbol), deposed)
         await bus.publish(subjects.verdict(current.symbol), current)
-        await wait_until(lambda: current.id in orders_by_verdict(database_url), timeout=15,
-                         message="an approval under the current risk epoch journaled (control)")
+        await wait_until(
+            lambda: current.id in orders_by_verdict(database_url),
+            timeout=15,
+            message="an approval under the current risk epoch journaled (control)",
+        )
         approved_b = {v.signal_id for v in verdicts if v.approved and v.issued_by == b}
-        await wait_until(lambda: approved_b <= set(_per_signal(database_url)), timeout=20,
-                         message="every approval of the new writer journaled")
+        await wait_until(
+            lambda: approved_b <= set(_per_signal(database_url)),
+            timeout=20,
+            message="every approval of the new writer journaled",
+        )
         await asyncio.sleep(1.0)  # let an order of the old writer's approvals, if one were coming, land
     await wait_until(lambda: not first.alive, timeout=15, message="the fenced old writer stopping")
     # what the resumed writer approved itself (usually its first one or two, before its own checks fenced it)
@@ -133,12 +167,26 @@ async def test_a_paused_risk_writer_is_replaced_and_fenced_once_it_resumes(servi
     acted = {v.signal_id: per_signal[v.signal_id] for v in stale if v.signal_id in per_signal}
     assert not acted, f"approvals of the deposed risk writer became orders: {acted}"
     sends = paper_sends(database_url)
-    coids_of_stale = {r[0] for r in query(database_url, "SELECT client_order_id FROM orders WHERE verdict_id ="
-                                                        " ANY(%s)", ([v.id for v in stale],))}
+    coids_of_stale = {
+        r[0]
+        for r in query(
+            database_url,
+            "SELECT client_order_id FROM orders WHERE verdict_id = ANY(%s)",
+            ([v.id for v in stale],),
+        )
+    }
     assert not coids_of_stale & set(sends), "the paper exchange received an order of the deposed risk writer"
-    fenced = {r[0] for r in query(database_url, "SELECT verdict_id FROM fenced_verdicts WHERE issued_by = %s"
-                                                " AND risk_epoch = %s", (a, epoch_a[0]))}
-    assert {v.id for v in stale} <= fenced, "execution did not record every deposed writer's approval it refused"
+    fenced = {
+        r[0]
+        for r in query(
+            database_url,
+            "SELECT verdict_id FROM fenced_verdicts WHERE issued_by = %s AND risk_epoch = %s",
+            (a, epoch_a[0]),
+        )
+    }
+    assert {v.id for v in stale} <= fenced, (
+        "execution did not record every deposed writer's approval it refused"
+    )
     # one order per signal, at most one send per order (the paper exchange's own record)
     doubled = {s: r for s, r in per_signal.items() if r[0] > 1 or r[2] > r[3]}
     assert not doubled, f"signals that became more than one order (orders, fills, filled, qty): {doubled}"
@@ -151,8 +199,13 @@ async def test_a_paused_risk_writer_is_replaced_and_fenced_once_it_resumes(servi
 
 
 def _senders_since(database_url: str, since: datetime) -> dict[str, int]:
-    return dict(query(database_url, "SELECT instance, count(*) FROM paper_requests WHERE received_at > %s"
-                                    " GROUP BY instance", (since,)))
+    return dict(
+        query(
+            database_url,
+            "SELECT instance, count(*) FROM paper_requests WHERE received_at > %s GROUP BY instance",
+            (since,),
+        )
+    )
 
 
 async def _publish(bus, n: int) -> list[str]:
@@ -165,12 +218,19 @@ async def _publish(bus, n: int) -> list[str]:
     return out
 
 
-async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_resumes(services, bus, database_url,
-                                                                                   tmp_path):
-    services.configure({**EXECUTION_CONFIG, "execution": {**EXECUTION_CONFIG["execution"],
-                                                          "writer_session_timeout_s": SESSION_TIMEOUT_S}})
+async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_resumes(
+    services, bus, database_url, tmp_path
+):
+    services.configure(
+        {
+            **EXECUTION_CONFIG,
+            "execution": {**EXECUTION_CONFIG["execution"], "writer_session_timeout_s": SESSION_TIMEOUT_S},
+        }
+    )
     first = services.start("execution")
-    await wait_until(lambda: _epoch(database_url, "execution") is not None, timeout=20, message="an execution writer")
+    await wait_until(
+        lambda: _epoch(database_url, "execution") is not None, timeout=20, message="an execution writer"
+    )
     (tmp_path / "second").mkdir()
     second = ServiceProcess("execution", services.env("execution"), tmp_path / "second").start()
     services.started.append(second)
@@ -180,13 +240,19 @@ async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_r
     assert epoch_x is not None and epoch_x[1] == x
     async with ticking(bus):
         published = await _publish(bus, 20)
-        await wait_until(lambda: set(published) <= set(orders_by_verdict(database_url)), timeout=20,
-                         message="the writer journaling the first verdicts (positive control)")
+        await wait_until(
+            lambda: set(published) <= set(orders_by_verdict(database_url)),
+            timeout=20,
+            message="the writer journaling the first verdicts (positive control)",
+        )
         _stop(first)
         try:
-            await wait_until(lambda: (_epoch(database_url, "execution") or (0,))[0] > epoch_x[0],
-                             timeout=SESSION_TIMEOUT_S + 1.0 + SLACK_S, interval=0.2,
-                             message="the standby taking the execution writer lock from the paused writer")
+            await wait_until(
+                lambda: (_epoch(database_url, "execution") or (0,))[0] > epoch_x[0],
+                timeout=SESSION_TIMEOUT_S + 1.0 + SLACK_S,
+                interval=0.2,
+                message="the standby taking the execution writer lock from the paused writer",
+            )
             _, holder, taken_at = _epoch(database_url, "execution")  # type: ignore[misc]
             assert holder == y
             # verdicts delivered to the paused writer's consumer (its successor binds once it lets go)
@@ -196,22 +262,29 @@ async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_r
             _cont(first)
         await wait_until(lambda: not first.alive, timeout=15, message="the deposed execution writer stopping")
         later = await _publish(bus, 20)
-        await wait_until(lambda: set(later) <= set(orders_by_verdict(database_url)), timeout=20,
-                         message="the new writer journaling later verdicts (positive control)")
+        await wait_until(
+            lambda: set(later) <= set(orders_by_verdict(database_url)),
+            timeout=20,
+            message="the new writer journaling later verdicts (positive control)",
+        )
         await asyncio.sleep(0.5)
     since = _senders_since(database_url, taken_at)
     assert since.get(x, 0) == 0, f"the deposed writer sent orders after the takeover: {since}"
     assert since.get(y, 0) > 0, f"the new writer sent nothing: {since}"
     assert "is no longer current" in first.logs(), "the old writer never met the fence"
-    assert not query(database_url, "SELECT client_order_id FROM orders WHERE sent_by = %s AND created_at > %s",
-                     (x, taken_at)), "the deposed writer journaled orders after the takeover"
+    assert not query(
+        database_url,
+        "SELECT client_order_id FROM orders WHERE sent_by = %s AND created_at > %s",
+        (x, taken_at),
+    ), "the deposed writer journaled orders after the takeover"
     assert_one_order_per_verdict(database_url, published + later)
     counts = orders_by_verdict(database_url)
     assert all(counts.get(v, 0) <= 1 for v in paused)
 
 
-async def test_the_kill_switch_and_the_account_carry_over_a_takeover_from_a_paused_risk_writer(services, bus,
-                                                                                              database_url, tmp_path):
+async def test_the_kill_switch_and_the_account_carry_over_a_takeover_from_a_paused_risk_writer(
+    services, bus, database_url, tmp_path
+):
     """Engaged while the old writer decides, then it is paused: the new writer starts with the kill switch
     engaged (refusing everything, not approving once in between) and the old writer's account state; a
     signed release then lets it approve (the positive control)."""
@@ -232,30 +305,48 @@ async def test_the_kill_switch_and_the_account_carry_over_a_takeover_from_a_paus
     await bus.subscribe(subjects.account(), AccountState, on_account)
     a, b = _instance(first), _instance(second)
     async with Feeder(bus):
-        await wait_until(lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
-                         timeout=20, interval=0.5, message="the writer approving")
+        await wait_until(
+            lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
+            timeout=20,
+            interval=0.5,
+            message="the writer approving",
+        )
         traded = await _storm(bus, 6, gap_s=0.05)
-        await wait_until(lambda: {s.id for s in traded if s.id in {v.signal_id for v in verdicts if v.approved}}
-                         <= set(_per_signal(database_url)), timeout=15, message="the first writer's orders")
+        await wait_until(
+            lambda: (
+                {s.id for s in traded if s.id in {v.signal_id for v in verdicts if v.approved}}
+                <= set(_per_signal(database_url))
+            ),
+            timeout=15,
+            message="the first writer's orders",
+        )
         await kill_switch(bus, "engage", "takeover test")
+
         async def refused_by_a() -> bool:
             await _storm(bus, 1)
             return any("kill_switch_engaged" in v.reasons for v in verdicts if v.issued_by == a)
 
-        await wait_until(refused_by_a, timeout=15, interval=0.3, message="the writer refusing under the kill switch")
+        await wait_until(
+            refused_by_a, timeout=15, interval=0.3, message="the writer refusing under the kill switch"
+        )
         await asyncio.sleep(1.5)  # its account state persisted (persist_interval_s) after the last fill
         assert accounts, "the first writer published no account state"
         last_a = accounts[-1]
         epoch_a = _epoch(database_url, "risk")
         _stop(first)
         try:
-            await wait_until(lambda: (_epoch(database_url, "risk") or (0,))[0] > epoch_a[0],  # type: ignore[index]
-                             timeout=SESSION_TIMEOUT_S + WRITER_CHECK_S + SLACK_S, interval=0.2,
-                             message="the standby taking over from the paused writer")
+            await wait_until(
+                lambda: (_epoch(database_url, "risk") or (0,))[0] > epoch_a[0],  # type: ignore[index]
+                timeout=SESSION_TIMEOUT_S + WRITER_CHECK_S + SLACK_S,
+                interval=0.2,
+                message="the standby taking over from the paused writer",
+            )
             taken_at = _epoch(database_url, "risk")[2]  # type: ignore[index]
         finally:
             _cont(first)
-        await wait_until(lambda: '"risk ready"' in second.logs(), timeout=30, message="the new writer subscribed")
+        await wait_until(
+            lambda: '"risk ready"' in second.logs(), timeout=30, message="the new writer subscribed"
+        )
         seen = len(verdicts)
         engaged: list[Signal] = []
 
@@ -263,25 +354,35 @@ async def test_the_kill_switch_and_the_account_carry_over_a_takeover_from_a_paus
             engaged.extend(await _storm(bus, 2))
             return any(v.issued_by == b and "kill_switch_engaged" in v.reasons for v in verdicts[seen:])
 
-        await wait_until(refused_by_b, timeout=20, interval=0.4, message="the new writer refusing (kill switch)")
-        assert not [v for v in verdicts[seen:] if v.issued_by == b and v.approved], \
+        await wait_until(
+            refused_by_b, timeout=20, interval=0.4, message="the new writer refusing (kill switch)"
+        )
+        assert not [v for v in verdicts[seen:] if v.issued_by == b and v.approved], (
             "the new writer approved while the kill switch it took over was engaged"
+        )
         await kill_switch(bus, "release", "takeover test over")
 
         async def approved_by_b() -> bool:
             await _storm(bus, 2)
             return any(v.approved and v.issued_by == b for v in verdicts)
 
-        await wait_until(approved_by_b, timeout=30, interval=0.4, message="the new writer approving after release")
+        await wait_until(
+            approved_by_b, timeout=30, interval=0.4, message="the new writer approving after release"
+        )
         # the budgets it decides with are the old writer's (restored, then persisted by the new writer), not
         # the configured start: same equity (no fill since, same prices) and the same realized P&L
-        rows = query(database_url, "SELECT value FROM kv_state WHERE key = 'account_state' AND updated_at > %s",
-                     (taken_at,))
+        rows = query(
+            database_url,
+            "SELECT value FROM kv_state WHERE key = 'account_state' AND updated_at > %s",
+            (taken_at,),
+        )
         assert rows, "the new writer persisted no account state"
         carried = AccountState.model_validate(rows[0][0])
         assert carried.daily_realized_usdt == last_a.daily_realized_usdt
         assert abs(carried.equity_usdt - last_a.equity_usdt) < Decimal("0.01"), (carried, last_a)
         # meaningful only if the old writer's account moved off the configured start (fees of its fills)
-        assert last_a.equity_usdt != RiskSettings().starting_equity_usdt, "the first writer's account never moved"
+        assert last_a.equity_usdt != RiskSettings().starting_equity_usdt, (
+            "the first writer's account never moved"
+        )
     per_signal = _per_signal(database_url)
     assert not {s for s in (x.id for x in engaged) if s in per_signal}, "an order during the kill switch"

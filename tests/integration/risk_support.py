@@ -41,10 +41,21 @@ class Feeder:
         while True:
             now = utcnow()
             for svc in ("market_data", "execution"):
-                await self.bus.publish(subjects.heartbeat(svc), Heartbeat(ts=now, service=svc, instance="t", uptime_s=1))
+                await self.bus.publish(
+                    subjects.heartbeat(svc), Heartbeat(ts=now, service=svc, instance="t", uptime_s=1)
+                )
             for sym, px in PRICES.items():
-                await publish_tick(self.bus, Tick(ts=now, symbol=sym, bid=px - self.spread, ask=px + self.spread,
-                                                  last=px, volume=Decimal("1")))
+                await publish_tick(
+                    self.bus,
+                    Tick(
+                        ts=now,
+                        symbol=sym,
+                        bid=px - self.spread,
+                        ask=px + self.spread,
+                        last=px,
+                        volume=Decimal("1"),
+                    ),
+                )
             await asyncio.sleep(0.2)
 
     async def __aenter__(self) -> Feeder:
@@ -85,14 +96,18 @@ class Collector:
         return self
 
     async def ask(self, bus, symbol: str = "BTC/USDT", side: str = "BUY", timeout: float = 15) -> RiskVerdict:
-        sig = Signal(ts=utcnow(), symbol=symbol, side=side, probability=0.7, model_version="test",
-                     price=PRICES[symbol])
+        sig = Signal(
+            ts=utcnow(), symbol=symbol, side=side, probability=0.7, model_version="test", price=PRICES[symbol]
+        )
         await bus.publish(subjects.signal(symbol), sig)
-        await wait_until(lambda: sig.id in self.verdicts, timeout=timeout, message=f"a verdict for {side} {symbol}")
+        await wait_until(
+            lambda: sig.id in self.verdicts, timeout=timeout, message=f"a verdict for {side} {symbol}"
+        )
         return self.verdicts[sig.id]
 
-    async def ask_until(self, bus, predicate, symbol: str = "BTC/USDT", side: str = "BUY",
-                        timeout: float = 20) -> RiskVerdict:
+    async def ask_until(
+        self, bus, predicate, symbol: str = "BTC/USDT", side: str = "BUY", timeout: float = 20
+    ) -> RiskVerdict:
         """Ask again (fresh signal ids) until a verdict satisfies `predicate` (risk needs fresh data first)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -107,8 +122,17 @@ class Collector:
 
 def fill(symbol: str, side: str, qty: str, price: str, n: int) -> Fill:
     q, p = Decimal(qty), Decimal(price)
-    return Fill(ts=utcnow(), client_order_id=f"test-{n}", trade_id=f"test-trade-{n}", symbol=symbol, side=side,
-                quantity=q, price=p, fee=q * p * Decimal("0.001"), fee_asset="USDT")
+    return Fill(
+        ts=utcnow(),
+        client_order_id=f"test-{n}",
+        trade_id=f"test-trade-{n}",
+        symbol=symbol,
+        side=side,
+        quantity=q,
+        price=p,
+        fee=q * p * Decimal("0.001"),
+        fee_asset="USDT",
+    )
 
 
 def kv(database_url: str, key: str) -> dict | None:

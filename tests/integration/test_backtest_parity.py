@@ -27,35 +27,52 @@ pytestmark = pytest.mark.integration
 DATA = Path(__file__).resolve().parents[2] / "data" / "ohlcv" / "BTCUSDT-1h.csv"
 BARS = 55  # 25 of warm-up, then 30 decisions
 SPEED = 6000.0
-SYMBOLS = ["BTC/USDT", "ETH/USDT"]  # 1h bars: a tick every 0.2 s of wall time, well above md.last's 100 ms conflation
+SYMBOLS = [
+    "BTC/USDT",
+    "ETH/USDT",
+]  # 1h bars: a tick every 0.2 s of wall time, well above md.last's 100 ms conflation
 
 
 def _window_file(tmp: Path, start: int) -> Path:
     raw = DATA.read_text().splitlines()
     path = tmp / "window.csv"
-    path.write_text("\n".join([raw[0], *raw[1 + start:1 + start + BARS]]) + "\n")
+    path.write_text("\n".join([raw[0], *raw[1 + start : 1 + start + BARS]]) + "\n")
     return path
 
 
 def _journal(url: str) -> tuple[list[tuple], list[tuple]]:
     with psycopg.connect(url) as conn:
-        orders = conn.execute("SELECT symbol, side, quantity, price_limit, status FROM orders ORDER BY created_at"
-                              ).fetchall()
+        orders = conn.execute(
+            "SELECT symbol, side, quantity, price_limit, status FROM orders ORDER BY created_at"
+        ).fetchall()
         fills = conn.execute("SELECT symbol, side, quantity, price, fee FROM fills ORDER BY id").fetchall()
     return orders, fills
 
 
 def _norm(rows) -> list[tuple]:
-    return [tuple(Decimal(str(v)).normalize() if isinstance(v, Decimal | int | float) and not isinstance(v, bool)
-                  else v for v in r) for r in rows]
+    return [
+        tuple(
+            Decimal(str(v)).normalize()
+            if isinstance(v, Decimal | int | float) and not isinstance(v, bool)
+            else v
+            for v in r
+        )
+        for r in rows
+    ]
 
 
-async def test_the_suite_and_the_backtest_make_the_same_orders_and_fills(services, database_url, bus, tmp_path):
+async def test_the_suite_and_the_backtest_make_the_same_orders_and_fills(
+    services, database_url, bus, tmp_path
+):
     models = tmp_path / "models"
     overrides = {
-        "symbols": SYMBOLS, "paper_market_data_mode": "replay",
-        "market_data": {"candle_timeframes": ["1h"], "stale_after_s": 3600,
-                        "replay": {"symbol": "BTC/USDT", "symbols": SYMBOLS, "speed": SPEED, "data_clock": True}},
+        "symbols": SYMBOLS,
+        "paper_market_data_mode": "replay",
+        "market_data": {
+            "candle_timeframes": ["1h"],
+            "stale_after_s": 3600,
+            "replay": {"symbol": "BTC/USDT", "symbols": SYMBOLS, "speed": SPEED, "data_clock": True},
+        },
         # parity is about the code, not the model: no edge gate, so that this model trades in a short window
         "signal": {"models_dir": str(models), "min_expected_edge_bps": None},
         # heartbeats are wall-clock facts (once a second), the breaker counts data time: not compared here
@@ -66,7 +83,9 @@ async def test_the_suite_and_the_backtest_make_the_same_orders_and_fills(service
     train = settings.signal.train.model_copy(update={"data": str(DATA), "folds": 2})
     # the gate refuses this model (it has no edge); paper may serve it when forced (audited), which is what
     # the suite then loads as `current`
-    path = run_training(settings, train=train, progress=lambda m: None, drift_replay=False, force_promote=True)
+    path = run_training(
+        settings, train=train, progress=lambda m: None, drift_replay=False, force_promote=True
+    )
     # the one file is replayed as both symbols, so the bars it was evaluated on are those of both
     update_metadata(models, path.name, symbols=SYMBOLS)
     model = load_current(models)
@@ -76,8 +95,12 @@ async def test_the_suite_and_the_backtest_make_the_same_orders_and_fills(service
     # the first window (from 2022) in which the model trades at least 6 times through the backtest
     start = None
     for s in range(5000, 9000, 150):
-        series = [Series.from_ohlcv(full.between(int(full.frame["open_time"][s]),
-                                                 int(full.frame["open_time"][s + BARS - 1]) + 1), "BTC/USDT")]
+        series = [
+            Series.from_ohlcv(
+                full.between(int(full.frame["open_time"][s]), int(full.frame["open_time"][s + BARS - 1]) + 1),
+                "BTC/USDT",
+            )
+        ]
         if len(Backtest(settings, series, model, markets).run().orders) >= 6:
             start = s
             break
@@ -104,13 +127,19 @@ async def test_the_suite_and_the_backtest_make_the_same_orders_and_fills(service
     for name in ("risk", "execution", "signal"):
         services.start(name)
     services.start("market_data")
-    await wait_until(lambda: len(candles) >= BARS * len(SYMBOLS), timeout=BARS * 4 / SPEED * 3600 * 3 + 30,
-                     message=f"{BARS} replayed candles")
+    await wait_until(
+        lambda: len(candles) >= BARS * len(SYMBOLS),
+        timeout=BARS * 4 / SPEED * 3600 * 3 + 30,
+        message=f"{BARS} replayed candles",
+    )
 
     def settled() -> bool:
         orders, fills = _journal(database_url)
-        return len(orders) >= len(want_orders) and len(fills) >= len(want_fills) and all(
-            o[4] in ("FILLED", "CANCELLED", "REJECTED") for o in orders)
+        return (
+            len(orders) >= len(want_orders)
+            and len(fills) >= len(want_fills)
+            and all(o[4] in ("FILLED", "CANCELLED", "REJECTED") for o in orders)
+        )
 
     with contextlib.suppress(AssertionError):  # compare either way: a difference shows as a diff below
         await wait_until(settled, timeout=20, message="every order of the backtest journaled and final")

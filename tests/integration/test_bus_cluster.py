@@ -54,8 +54,11 @@ async def test_streams_at_r3_over_a_url_list_and_reconnect_when_a_node_dies(clus
             assert info.config.num_replicas == 3, spec.name
         on = next(i for i, n in enumerate(cluster.nodes) if n.port == bus.nc.connected_url.port)
         cluster.node(on).stop(kill=True)
-        await wait_until(lambda: bus.connected and bus.nc.connected_url.port != cluster.node(on).port,
-                         timeout=15, message="reconnected to another node")
+        await wait_until(
+            lambda: bus.connected and bus.nc.connected_url.port != cluster.node(on).port,
+            timeout=15,
+            message="reconnected to another node",
+        )
         v = make_verdict()
 
         async def accepted() -> bool:  # the stream may be electing a new leader for a few seconds

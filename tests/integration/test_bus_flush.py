@@ -59,12 +59,20 @@ class Watcher:
 
 
 def _signal() -> Signal:
-    return Signal(ts=utcnow(), symbol="BTC/USDT", side="BUY", probability=0.7, model_version="test",
-                  price=Decimal("60000"))
+    return Signal(
+        ts=utcnow(),
+        symbol="BTC/USDT",
+        side="BUY",
+        probability=0.7,
+        model_version="test",
+        price=Decimal("60000"),
+    )
 
 
 @pytest.mark.parametrize("flush_now", [True, False])
-async def test_flush_now_sends_before_the_handler_yields_and_without_it_the_message_waits(bus, nats_url, flush_now):
+async def test_flush_now_sends_before_the_handler_yields_and_without_it_the_message_waits(
+    bus, nats_url, flush_now
+):
     subject = subjects.signal("BTC/USDT")
     with Watcher(nats_url, subject) as watcher:
         await bus.publish(subject, _signal(), flush_now=flush_now)

@@ -18,15 +18,29 @@ from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN, ops_api_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
 def suite(services, tmp_path):
-    services.configure({"ops_api": {"port": 0, "auth_max_failures": 50},
-                        "storage": {"artifacts_dir": str(tmp_path / "artifacts"),
-                                    "backup": {"enabled": False, "dir": str(tmp_path / "backups")}}})
+    services.configure(
+        {
+            "ops_api": {"port": 0, "auth_max_failures": 50},
+            "storage": {
+                "artifacts_dir": str(tmp_path / "artifacts"),
+                "backup": {"enabled": False, "dir": str(tmp_path / "backups")},
+            },
+        }
+    )
     for name in ("risk", "execution"):
         services.start(name)
     return ops_api_url(services.start("ops_api"))
@@ -42,9 +56,13 @@ def chromium() -> str:
 async def page(chromium, tmp_path):
     async with playwright_api.async_playwright() as pw:
         # a fresh profile per test (Playwright passes it as --user-data-dir)
-        ctx = await pw.chromium.launch_persistent_context(str(tmp_path / "chromium"), executable_path=chromium,
-                                                          headless=True, args=FLAGS,
-                                                          viewport={"width": 412, "height": 915})  # a phone
+        ctx = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium"),
+            executable_path=chromium,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 412, "height": 915},
+        )  # a phone
         try:
             yield ctx.pages[0] if ctx.pages else await ctx.new_page()
         finally:
@@ -69,10 +87,14 @@ async def login(page, token: str) -> None:
     await page.click("#token-form button[type=submit]")
 
 
-async def test_the_console_shows_a_live_fill_and_engages_the_kill_switch_for_the_operator_only(suite, page, bus):
+async def test_the_console_shows_a_live_fill_and_engages_the_kill_switch_for_the_operator_only(
+    suite, page, bus
+):
     expect = playwright_api.expect
     await page.goto(suite + "/")
-    await expect(page.locator("#kill-switch")).to_have_text("kill switch off")  # server-rendered, no token yet
+    await expect(page.locator("#kill-switch")).to_have_text(
+        "kill switch off"
+    )  # server-rendered, no token yet
 
     await login(page, "not-the-token-1234")
     await expect(page.locator("#auth-message")).to_contain_text("wrong or missing token")
@@ -83,8 +105,16 @@ async def test_the_console_shows_a_live_fill_and_engages_the_kill_switch_for_the
     await expect(page.locator("#services-table")).to_contain_text("execution")
     await expect(page.locator("#fills")).to_contain_text("nothing yet")
 
-    fill = Fill(ts=utcnow(), client_order_id="c-console-1", trade_id="console-1", symbol="BTC/USDT", side="BUY",
-                quantity=Decimal("0.01"), price=Decimal("50123.5"), fee=Decimal("0.5"))
+    fill = Fill(
+        ts=utcnow(),
+        client_order_id="c-console-1",
+        trade_id="console-1",
+        symbol="BTC/USDT",
+        side="BUY",
+        quantity=Decimal("0.01"),
+        price=Decimal("50123.5"),
+        fee=Decimal("0.5"),
+    )
     await bus.publish(subjects.fill("BTCUSDT"), fill)
     await expect(page.locator("#fills")).to_contain_text("c-console-1")  # pushed, no reload
     await expect(page.locator("#events")).to_contain_text("fill BTC/USDT BUY 0.01 @ 50123.5")
@@ -112,7 +142,9 @@ async def test_the_console_shows_a_live_fill_and_engages_the_kill_switch_for_the
     await page.fill("#ks-reason", "browser test")
     started = time.monotonic()
     await page.click("#ks-confirm-go")
-    await expect(page.locator("#ks-result")).to_contain_text("HALTED: acknowledged by execution, risk", timeout=2000)
+    await expect(page.locator("#ks-result")).to_contain_text(
+        "HALTED: acknowledged by execution, risk", timeout=2000
+    )
     await expect(page.locator("#kill-switch")).to_have_text("KILL SWITCH ENGAGED", timeout=2000)
     await expect(page.locator("#trading-state")).to_have_text("HALTED", timeout=2000)
     print(f"console: click to HALTED with acknowledgements in {time.monotonic() - started:.3f} s")
@@ -126,7 +158,10 @@ def test_the_first_paint_reads_without_javascript_and_names_the_other_ways_to_st
     assert r.status_code == 200 and "default-src 'self'" in r.headers["content-security-policy"]
     html = r.text
     assert "kill switch off" in html and "<td>execution</td>" in html and "{{" not in html
-    assert "python3 -m scripts.kill_switch --config configs/bot.yaml" in html and "bnml kill-switch engage" in html
+    assert (
+        "python3 -m scripts.kill_switch --config configs/bot.yaml" in html
+        and "bnml kill-switch engage" in html
+    )
     assert VIEWER_TOKEN not in html and OPERATOR_TOKEN not in html
     for asset in ("/console/console.js", "/console/console.css"):
         assert httpx.get(suite + asset, timeout=10).status_code == 200

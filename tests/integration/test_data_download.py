@@ -26,8 +26,9 @@ async def fake_binance():
 
 def _settings(fake):
     s = load_settings()
-    bcfg = s.market_data.binance.model_copy(update={"rest_url": fake.http_url, "backoff_initial_s": 0.05,
-                                                    "backoff_max_s": 0.2})
+    bcfg = s.market_data.binance.model_copy(
+        update={"rest_url": fake.http_url, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
+    )
     return s.model_copy(update={"market_data": s.market_data.model_copy(update={"binance": bcfg})})
 
 
@@ -41,7 +42,9 @@ def test_missing_ranges_are_head_holes_and_tail():
     assert missing_ranges([0, H, 2 * H], 0, 3 * H, H) == []
 
 
-async def test_download_pages_of_1000_equals_the_real_file_and_resumes_without_refetching(fake_binance, tmp_path):
+async def test_download_pages_of_1000_equals_the_real_file_and_resumes_without_refetching(
+    fake_binance, tmp_path
+):
     settings, end = _settings(fake_binance), START + 2500 * H
     res = await download(settings, ["BTC/USDT"], "1h", START, end, tmp_path)
     r = res["BTC/USDT"]
@@ -102,10 +105,17 @@ async def test_an_unknown_symbol_is_refused_before_any_kline_request(fake_binanc
     assert _klines(fake_binance) == []
 
 
-async def test_a_run_stopped_by_a_ban_keeps_its_pages_and_the_next_run_fetches_only_the_rest(fake_binance, tmp_path):
+async def test_a_run_stopped_by_a_ban_keeps_its_pages_and_the_next_run_fetches_only_the_rest(
+    fake_binance, tmp_path
+):
     settings, end = _settings(fake_binance), START + 2500 * H
-    fake_binance.faults.next("/api/v3/klines", "418", count=1, retry_after=3600,
-                             where=lambda p: int(p.get("startTime") or 0) > START)
+    fake_binance.faults.next(
+        "/api/v3/klines",
+        "418",
+        count=1,
+        retry_after=3600,
+        where=lambda p: int(p.get("startTime") or 0) > START,
+    )
     with pytest.raises(DownloadError, match="418"):
         await download(settings, ["BTC/USDT"], "1h", START, end, tmp_path)
     kept = ohlcv.load(tmp_path / "binance" / "BTCUSDT-1h.parquet")

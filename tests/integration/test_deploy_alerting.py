@@ -55,8 +55,12 @@ class Webhook:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def alerts(self, name: str, status: str = "firing") -> list[tuple[float, dict]]:
-        return [(t, a) for t, n in self.received for a in n["alerts"]
-                if a["labels"].get("alertname") == name and a["status"] == status]
+        return [
+            (t, a)
+            for t, n in self.received
+            for a in n["alerts"]
+            if a["labels"].get("alertname") == name and a["status"] == status
+        ]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -122,9 +126,13 @@ def alertmanager_config(tmp_path: Path, webhook_url: str) -> Path:
     fast = tmp_path / "alertmanager.template.yml"
     fast.write_text(yaml.safe_dump(template))
     out = tmp_path / "alertmanager.yml"
-    res = subprocess.run([sys.executable, str(DEPLOY / "alertmanager/render.py"), "--template", str(fast),
-                          "--out", str(out)], capture_output=True, text=True, timeout=60,
-                         env={"PATH": "/usr/bin:/bin", "ALERTMANAGER_WEBHOOK_URL": webhook_url})
+    res = subprocess.run(
+        [sys.executable, str(DEPLOY / "alertmanager/render.py"), "--template", str(fast), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "ALERTMANAGER_WEBHOOK_URL": webhook_url},
+    )
     assert res.returncode == 0, res.stderr
     return out
 
@@ -138,14 +146,33 @@ async def test_a_stopped_service_is_alerted_at_the_webhook_within_for_plus_a_mar
     procs: list[subprocess.Popen] = []
     try:
         market_data = services.start("market_data", env={"BNML_MARKET_DATA__METRICS_PORT": str(metrics_port)})
-        procs.append(start([alertmanager, f"--config.file={alertmanager_config(tmp_path, hook.url)}",
-                            f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                            "--cluster.listen-address="], tmp_path / "alertmanager.log"))
-        procs.append(start([prometheus, f"--config.file={prometheus_config(tmp_path, metrics_port, am_port)}",
-                            f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                           tmp_path / "prometheus.log"))
+        procs.append(
+            start(
+                [
+                    alertmanager,
+                    f"--config.file={alertmanager_config(tmp_path, hook.url)}",
+                    f"--storage.path={tmp_path / 'am'}",
+                    f"--web.listen-address=127.0.0.1:{am_port}",
+                    "--cluster.listen-address=",
+                ],
+                tmp_path / "alertmanager.log",
+            )
+        )
+        procs.append(
+            start(
+                [
+                    prometheus,
+                    f"--config.file={prometheus_config(tmp_path, metrics_port, am_port)}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
+                tmp_path / "prometheus.log",
+            )
+        )
         api = f"http://127.0.0.1:{prom_port}/api/v1"
-        await wait_until(lambda: ready(f"http://127.0.0.1:{am_port}/-/ready"), timeout=30, message="alertmanager")
+        await wait_until(
+            lambda: ready(f"http://127.0.0.1:{am_port}/-/ready"), timeout=30, message="alertmanager"
+        )
         await wait_until(lambda: ready(f"{api}/targets"), timeout=30, message="prometheus")
 
         def query(expr: str) -> list[dict]:
@@ -153,22 +180,38 @@ async def test_a_stopped_service_is_alerted_at_the_webhook_within_for_plus_a_mar
             with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 (local)
                 return json.loads(r.read())["data"]["result"]
 
-        await wait_until(lambda: query('up{service="market_data"} == 1'), timeout=30, interval=0.5,
-                         message="market_data scraped up")
+        await wait_until(
+            lambda: query('up{service="market_data"} == 1'),
+            timeout=30,
+            interval=0.5,
+            message="market_data scraped up",
+        )
         # the control: scraped up for longer than the rule's `for:` (as Prometheus itself records it), and
         # nothing has been delivered
         window = f"{FOR_S + 3}s"
-        await wait_until(lambda: query(f'count_over_time(up{{service="market_data"}}[{window}]) >= {FOR_S + 1} '
-                                       f'and min_over_time(up{{service="market_data"}}[{window}]) == 1'),
-                         timeout=30, interval=0.5, message=f"market_data up for {window}")
+        await wait_until(
+            lambda: query(
+                f'count_over_time(up{{service="market_data"}}[{window}]) >= {FOR_S + 1} '
+                f'and min_over_time(up{{service="market_data"}}[{window}]) == 1'
+            ),
+            timeout=30,
+            interval=0.5,
+            message=f"market_data up for {window}",
+        )
         assert hook.alerts("BnmlServiceDown") == [], "a running service must not be reported down"
 
         stopped_at = time.monotonic()
         market_data.stop()
-        await wait_until(lambda: hook.alerts("BnmlServiceDown"), timeout=FOR_S + MARGIN_S + 10, interval=0.2,
-                         message="BnmlServiceDown at the webhook")
+        await wait_until(
+            lambda: hook.alerts("BnmlServiceDown"),
+            timeout=FOR_S + MARGIN_S + 10,
+            interval=0.2,
+            message="BnmlServiceDown at the webhook",
+        )
         arrived, alert = hook.alerts("BnmlServiceDown")[0]
-        assert arrived - stopped_at <= FOR_S + MARGIN_S, f"delivered {arrived - stopped_at:.1f} s after the stop"
+        assert arrived - stopped_at <= FOR_S + MARGIN_S, (
+            f"delivered {arrived - stopped_at:.1f} s after the stop"
+        )
         assert arrived - stopped_at >= FOR_S, "not before the rule's for:"
         assert alert["labels"]["service"] == "market_data" and alert["labels"]["severity"] == "SEV-2"
         assert "market_data is down" in alert["annotations"]["summary"]

@@ -31,12 +31,34 @@ def _start(tmp: Path, passwords: dict[str, str]) -> tuple[list[subprocess.Popen]
         d = tmp / f"nats-{i + 1}"
         d.mkdir()
         log = open(d / "log", "ab")
-        procs.append(subprocess.Popen(
-            [_venv_bin("nats-server"), "-c", str(CLUSTER_CONFIG), "-js", "-sd", str(d), "--name", f"nats-{i + 1}",
-             "-a", "127.0.0.1", "-p", str(ports[i]), "-m", str(monitors[i]),
-             "--cluster", f"nats://127.0.0.1:{routes[i]}",
-             "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in routes)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    _venv_bin("nats-server"),
+                    "-c",
+                    str(CLUSTER_CONFIG),
+                    "-js",
+                    "-sd",
+                    str(d),
+                    "--name",
+                    f"nats-{i + 1}",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(ports[i]),
+                    "-m",
+                    str(monitors[i]),
+                    "--cluster",
+                    f"nats://127.0.0.1:{routes[i]}",
+                    "--routes",
+                    ",".join(f"nats://127.0.0.1:{p}" for p in routes),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        )
         log.close()
     for p in ports:
         wait_for_port(p, timeout=30)
@@ -80,8 +102,13 @@ async def test_the_shipped_cluster_config_forms_a_cluster_with_auth_and_r3_strea
         finally:
             await bus.drain()
         errors: list[Exception] = []
-        ex = Bus(",".join(url_with_user(f"nats://127.0.0.1:{p}", "execution", passwords["execution"])
-                          for p in ports), "execution", ServiceMetrics("execution", registry=CollectorRegistry()))
+        ex = Bus(
+            ",".join(
+                url_with_user(f"nats://127.0.0.1:{p}", "execution", passwords["execution"]) for p in ports
+            ),
+            "execution",
+            ServiceMetrics("execution", registry=CollectorRegistry()),
+        )
         await ex.connect(initial_deadline_s=30)
 
         async def keep(exc: Exception) -> None:

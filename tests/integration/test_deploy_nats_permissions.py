@@ -36,7 +36,9 @@ PUBLISH_RULES: dict[str, set[str]] = {
     subjects.heartbeat("execution"): {"execution"},
     subjects.kill_switch_ack("execution"): {"execution"},
     subjects.kill_switch_latched("execution"): {"execution"},
-    subjects.trading_control(): {"ops_api"},  # pause / resume / exit: the operator's HTTP call, applied by risk
+    subjects.trading_control(): {
+        "ops_api"
+    },  # pause / resume / exit: the operator's HTTP call, applied by risk
     subjects.trading_control_result("risk"): {"risk"},
     subjects.alert("SEV-1"): {"market_data", "signal", "risk", "execution", "ops_api", "ops"},
     "$JS.API.STREAM.DELETE.VERDICTS": set(),
@@ -69,8 +71,9 @@ async def _connect(url: str, user: str, password: str, errors: list[Exception]):
     async def on_error(exc: Exception) -> None:
         errors.append(exc)
 
-    return await nats.connect(url, user=user, password=password, error_cb=on_error, allow_reconnect=False,
-                              connect_timeout=5)
+    return await nats.connect(
+        url, user=user, password=password, error_cb=on_error, allow_reconnect=False, connect_timeout=5
+    )
 
 
 async def test_each_user_publishes_only_its_own_subjects(secure_nats, passwords):
@@ -95,13 +98,19 @@ async def test_each_user_publishes_only_its_own_subjects(secure_nats, passwords)
                     await nc.flush()
                     if user in allowed:
                         await observer.flush()
-                        await wait_until(lambda s=subject: s in seen, timeout=5,
-                                         message=f"{user}'s publish to {subject} reaching the observer")
+                        await wait_until(
+                            lambda s=subject: s in seen,
+                            timeout=5,
+                            message=f"{user}'s publish to {subject} reaching the observer",
+                        )
                         if len(errors) > before:
                             wrong.append(f"{user} -> {subject}: allowed but got {errors[-1]}")
                     else:
-                        await wait_until(lambda b=before, e=errors: len(e) > b, timeout=5,
-                                         message=f"a permissions violation for {user} -> {subject}")
+                        await wait_until(
+                            lambda b=before, e=errors: len(e) > b,
+                            timeout=5,
+                            message=f"a permissions violation for {user} -> {subject}",
+                        )
                         if "permissions violation" not in str(errors[-1]).lower():
                             wrong.append(f"{user} -> {subject}: unexpected error {errors[-1]}")
                         await observer.flush()
@@ -117,8 +126,9 @@ async def test_each_user_publishes_only_its_own_subjects(secure_nats, passwords)
 async def test_connection_without_or_with_wrong_credentials_is_refused(secure_nats, passwords):
     for kwargs in ({}, {"user": "risk", "password": "not-the-password"}, {"user": "nobody", "password": "x"}):
         with pytest.raises((nats.errors.NoServersError, nats.errors.Error, OSError)):
-            await nats.connect(secure_nats.url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3,
-                               **kwargs)
+            await nats.connect(
+                secure_nats.url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3, **kwargs
+            )
 
 
 async def test_a_subscriber_cannot_read_what_its_user_is_not_allowed(secure_nats, passwords):

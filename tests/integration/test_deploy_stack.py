@@ -95,10 +95,14 @@ def build_image_tree(app: Path, compose: dict) -> None:
                 continue
             if not dst.startswith("/app"):
                 continue  # e.g. the requirements lock, installed into site-packages
-            target = app / dst[len("/app"):].lstrip("/")
+            target = app / dst[len("/app") :].lstrip("/")
             if (ROOT / src).is_dir():
-                shutil.copytree(ROOT / src, target, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                shutil.copytree(
+                    ROOT / src,
+                    target,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                )
             else:
                 target = target / (ROOT / src).name if dst.endswith("/") else target
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +112,8 @@ def build_image_tree(app: Path, compose: dict) -> None:
         source, _, rest = str(spec).partition(":")
         target = rest.split(":")[0]
         if target.startswith("/app/") and source.startswith("/"):
-            (app / target[len("/app/"):]).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, app / target[len("/app/"):])
+            (app / target[len("/app/") :]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, app / target[len("/app/") :])
 
 
 @dataclass
@@ -126,8 +130,11 @@ class Stack:
     migrate_output: str = ""
 
     def local_env(self, compose_service: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("BNML_", "NATS_")) and k not in ("DATABASE_URL", "PYTHONPATH")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("BNML_", "NATS_")) and k not in ("DATABASE_URL", "PYTHONPATH")
+        }
         env.update(image_env(self.app))
         for key, value in (self.compose["services"][compose_service].get("environment") or {}).items():
             value = "" if value is None else str(value)
@@ -138,7 +145,7 @@ class Stack:
                 assert "@postgres:5432/" in value
                 value = self.database_url
             elif key.endswith("__METRICS_PORT"):
-                value = str(self.metrics_ports[key[len("BNML_"):-len("__METRICS_PORT")].lower()])
+                value = str(self.metrics_ports[key[len("BNML_") : -len("__METRICS_PORT")].lower()])
             elif key == "BNML_OPS_API__PORT":
                 value = str(self.api_port)
             elif key == "BNML_OPS_API__HOST":
@@ -161,8 +168,14 @@ class Stack:
 
     def healthcheck(self, name: str) -> subprocess.CompletedProcess:
         test = self.compose["services"][COMPOSE_NAME[name]]["healthcheck"]["test"]
-        return subprocess.run(self.command(test), env=self.local_env(COMPOSE_NAME[name]), capture_output=True,
-                              text=True, timeout=30, cwd=self.tmp / "app")
+        return subprocess.run(
+            self.command(test),
+            env=self.local_env(COMPOSE_NAME[name]),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=self.tmp / "app",
+        )
 
     def log(self, name: str) -> str:
         p = self.tmp / f"{name}.log"
@@ -175,7 +188,9 @@ def stack(tmp_path_factory, pg_admin_url):
     python = build_image_venv(tmp / "image-venv")
     passwords = nats_passwords()
     compose = render_compose(filled_env_file(tmp / ".env", passwords))
-    build_image_tree(tmp / "app", compose)  # the container's /app and working directory (no artifacts/: a volume)
+    build_image_tree(
+        tmp / "app", compose
+    )  # the container's /app and working directory (no artifacts/: a volume)
     name = f"bnml_deploy_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -184,15 +199,26 @@ def stack(tmp_path_factory, pg_admin_url):
     s = Stack(tmp, nats, passwords, db_url, compose, python, {n: free_port() for n in SERVICES}, free_port())
     try:
         mig = compose["services"]["migrate"]
-        res = subprocess.run(s.command(mig["command"]), env=s.local_env("migrate"), capture_output=True, text=True,
-                             timeout=180, cwd=tmp / "app")
+        res = subprocess.run(
+            s.command(mig["command"]),
+            env=s.local_env("migrate"),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=tmp / "app",
+        )
         s.migrate_output = res.stdout + res.stderr
         assert res.returncode == 0, f"the migrate service failed:\n{s.migrate_output}"
         for svc in SERVICES:
             log = open(tmp / f"{svc}.log", "ab")
-            s.procs[svc] = subprocess.Popen(s.command(compose["services"][COMPOSE_NAME[svc]]["command"]),
-                                            env=s.local_env(COMPOSE_NAME[svc]), stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=tmp / "app", start_new_session=True)
+            s.procs[svc] = subprocess.Popen(
+                s.command(compose["services"][COMPOSE_NAME[svc]]["command"]),
+                env=s.local_env(COMPOSE_NAME[svc]),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp / "app",
+                start_new_session=True,
+            )
             log.close()
         yield s
     finally:
@@ -225,7 +251,9 @@ def wait_healthy(stack: Stack, timeout: float = 90.0) -> dict[str, str]:
                 pending.discard(svc)
         if pending:
             time.sleep(0.5)
-    assert not pending, "unhealthy: " + "; ".join(f"{s}: {last.get(s)}\n{stack.log(s)[-1500:]}" for s in pending)
+    assert not pending, "unhealthy: " + "; ".join(
+        f"{s}: {last.get(s)}\n{stack.log(s)[-1500:]}" for s in pending
+    )
     return last
 
 
@@ -250,14 +278,22 @@ def bnml_in_ops_api(stack: Stack, *args: str) -> subprocess.CompletedProcess:
     import pgserver._commands as pg
 
     env["BNML_PG_DUMP"] = str(Path(pg.POSTGRES_BIN_PATH) / "pg_dump")
-    return subprocess.run(["bnml", *args], env=env, capture_output=True, text=True, timeout=120, cwd=stack.app)
+    return subprocess.run(
+        ["bnml", *args], env=env, capture_output=True, text=True, timeout=120, cwd=stack.app
+    )
 
 
 def test_the_operators_bnml_commands_work_inside_the_ops_api_container(stack):
     wait_healthy(stack)
     outputs = {}
-    for args in (["status"], ["state"], ["dod", "report", "--days", "1"], ["backup"], ["incident", "list"],
-                 ["kill-switch", "status"]):
+    for args in (
+        ["status"],
+        ["state"],
+        ["dod", "report", "--days", "1"],
+        ["backup"],
+        ["incident", "list"],
+        ["kill-switch", "status"],
+    ):
         res = bnml_in_ops_api(stack, *args)
         out = res.stdout + res.stderr
         assert res.returncode == 0, f"bnml {' '.join(args)} -> {res.returncode}:\n{out[-2000:]}"
@@ -282,8 +318,13 @@ def test_the_read_only_role_logs_in_after_the_compose_one_shot_and_can_only_read
     host, port_db = host_port.split(":")
     port, db = port_db.split("/")
     script = script.replace("-h postgres", f"-h {host} -p {port}")
-    env = {"PATH": f"{pg.POSTGRES_BIN_PATH}:/usr/bin:/bin", "POSTGRES_USER": user.split(":")[0], "POSTGRES_DB": db,
-           "PGPASSWORD": "", "POSTGRES_READONLY_PASSWORD": "ro" + uuid.uuid4().hex}
+    env = {
+        "PATH": f"{pg.POSTGRES_BIN_PATH}:/usr/bin:/bin",
+        "POSTGRES_USER": user.split(":")[0],
+        "POSTGRES_DB": db,
+        "PGPASSWORD": "",
+        "POSTGRES_READONLY_PASSWORD": "ro" + uuid.uuid4().hex,
+    }
     with psycopg.connect(stack.database_url, autocommit=True) as conn:  # as after a restore: no privileges
         conn.execute("REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM bnml_readonly")
     res = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
@@ -294,8 +335,12 @@ def test_the_read_only_role_logs_in_after_the_compose_one_shot_and_can_only_read
         assert {"orders", "fills", "incidents", "kill_switch_audit"} <= set(tables)
         for table in tables:
             conn.execute(f'SELECT * FROM "{table}" LIMIT 1')  # every table readable
-        for sql in ("INSERT INTO kv_state (key, value) VALUES ('x', '{}')", "DELETE FROM orders",
-                    "CREATE TABLE ro_probe (x int)", "UPDATE kill_switch_audit SET reason = 'x'"):
+        for sql in (
+            "INSERT INTO kv_state (key, value) VALUES ('x', '{}')",
+            "DELETE FROM orders",
+            "CREATE TABLE ro_probe (x int)",
+            "UPDATE kill_switch_audit SET reason = 'x'",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(sql)
     # the control: the services' own user can write the same table
@@ -316,7 +361,7 @@ def local_prometheus_config(stack: Stack, prom_port: int) -> dict:
     cfg["global"].update(scrape_interval="1s", evaluation_interval="1s")
     cfg["rule_files"] = [str(PROM_DIR / f) for f in cfg["rule_files"]]
     cfg.pop("alerting", None)  # delivery is tests/integration/test_deploy_alerting.py's subject
-    host_port = {f"{COMPOSE_NAME[s]}:" : s for s in SERVICES}
+    host_port = {f"{COMPOSE_NAME[s]}:": s for s in SERVICES}
     jobs = []
     for job in cfg["scrape_configs"]:
         if job["job_name"] in ("nats", "alertmanager"):
@@ -341,9 +386,17 @@ def prometheus(stack):
     cfg_path = stack.tmp / "prometheus.yml"
     cfg_path.write_text(yaml.safe_dump(local_prometheus_config(stack, port)))
     log = open(stack.tmp / "prometheus.log", "ab")
-    proc = subprocess.Popen([binary, f"--config.file={cfg_path}", f"--storage.tsdb.path={stack.tmp / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={cfg_path}",
+            f"--storage.tsdb.path={stack.tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -353,7 +406,9 @@ def prometheus(stack):
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prometheus did not start:\n{(stack.tmp / 'prometheus.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"prometheus did not start:\n{(stack.tmp / 'prometheus.log').read_text()[-3000:]}"
+                )
             time.sleep(0.2)
     yield url
     proc.terminate()
@@ -369,7 +424,9 @@ def dashboard_queries() -> list[tuple[str, str, str]]:
     out = []
     for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
         for panel in json.loads(path.read_text())["panels"]:
-            for target in panel.get("targets", []) if panel.get("datasource", {}).get("type") == "prometheus" else []:
+            for target in (
+                panel.get("targets", []) if panel.get("datasource", {}).get("type") == "prometheus" else []
+            ):
                 expr = target["expr"].replace("$__rate_interval", RATE_INTERVAL).replace("$symbol", ".+")
                 out.append((path.name, panel["title"], expr))
     return out
@@ -404,8 +461,10 @@ def referenced_metrics(expr: str) -> tuple[set[str], set[str]]:
 
 # Declared only by the live broker (mode: live), so absent from this paper run: each must at least be declared in
 # the service's source (checked below), so a rename still fails this test.
-LIVE_ONLY = {"bnml_execution_reconcile_mismatches_total": ("services/execution", "reconcile_mismatches_total"),
-             "bnml_execution_exchange_errors_total": ("services/execution", "exchange_errors_total")}
+LIVE_ONLY = {
+    "bnml_execution_reconcile_mismatches_total": ("services/execution", "reconcile_mismatches_total"),
+    "bnml_execution_exchange_errors_total": ("services/execution", "exchange_errors_total"),
+}
 
 
 def declared_in_source(name: str) -> bool:
@@ -453,9 +512,20 @@ async def drive_traffic(stack: Stack) -> None:
                 if conn.execute("SELECT count(*) FROM orders").fetchone()[0] >= 1:
                     return True
             t = ticks["BTC/USDT"]  # a confident signal at the market, as the signal service would send
-            await as_signal.publish(subjects.signal(t.symbol), Signal(
-                ts=utcnow(), symbol=t.symbol, side="BUY", probability=0.9, expected_edge_bps=50,
-                model_version="deploy-test", price=t.last, tick_id=t.id, tick_ts=t.ts))
+            await as_signal.publish(
+                subjects.signal(t.symbol),
+                Signal(
+                    ts=utcnow(),
+                    symbol=t.symbol,
+                    side="BUY",
+                    probability=0.9,
+                    expected_edge_bps=50,
+                    model_version="deploy-test",
+                    price=t.last,
+                    tick_id=t.id,
+                    tick_ts=t.ts,
+                ),
+            )
             return False
 
         try:
@@ -463,32 +533,66 @@ async def drive_traffic(stack: Stack) -> None:
         except AssertionError:
             risk = metrics_text(stack, "risk")
             execution = metrics_text(stack, "execution")
-            pytest.fail("no order in 60 s of signals; risk and execution say:\n" + "\n".join(
-                x for x in (risk + execution).splitlines()
-                if x.startswith(("bnml_risk_verdicts_total", "bnml_execution_verdicts_refused_total"))))
-        await as_signal.nc.publish(subjects.signal("BTC/USDT"), b'{"not": "a signal"}')  # dead-lettered by risk
-        await ops.publish(subjects.alert("SEV-3"), Alert(ts=utcnow(), severity="SEV-3", source="deploy-test",
-                                                         title="deploy test alert", detail="observability check"))
+            pytest.fail(
+                "no order in 60 s of signals; risk and execution say:\n"
+                + "\n".join(
+                    x
+                    for x in (risk + execution).splitlines()
+                    if x.startswith(("bnml_risk_verdicts_total", "bnml_execution_verdicts_refused_total"))
+                )
+            )
+        await as_signal.nc.publish(
+            subjects.signal("BTC/USDT"), b'{"not": "a signal"}'
+        )  # dead-lettered by risk
+        await ops.publish(
+            subjects.alert("SEV-3"),
+            Alert(
+                ts=utcnow(),
+                severity="SEV-3",
+                source="deploy-test",
+                title="deploy test alert",
+                detail="observability check",
+            ),
+        )
         # engage with the operators' CLI, as docs/deploy.md says: NATS_URL with the `ops` user's credentials
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BNML_", "NATS_"))}
         env["NATS_URL"] = url_with_user(stack.nats.url, "ops", pw["ops"])
-        res = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bnml.cli", "kill-switch", "engage",
-                                                       "--reason", "deploy test"],
-                                      capture_output=True, text=True, env=env, cwd=stack.tmp, timeout=60)
+        res = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bnml.cli", "kill-switch", "engage", "--reason", "deploy test"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=stack.tmp,
+            timeout=60,
+        )
         assert res.returncode == 0, res.stdout + res.stderr
-        cli = json.loads(res.stdout[res.stdout.index("{"):])
+        cli = json.loads(res.stdout[res.stdout.index("{") :])
         assert {"risk", "execution"} <= set(cli["acknowledged_by"]), res.stdout + res.stderr
         # what BnmlKillSwitchEngaged reads: 1 while engaged, 0 once released (below)
-        await wait_until(lambda: "bnml_risk_kill_switch_engaged 1.0" in metrics_text(stack, "risk"), timeout=20,
-                         message="risk exports the kill switch engaged")
+        await wait_until(
+            lambda: "bnml_risk_kill_switch_engaged 1.0" in metrics_text(stack, "risk"),
+            timeout=20,
+            message="risk exports the kill switch engaged",
+        )
         key = stack.compose["services"]["risk"]["environment"]["BNML_KILL_SWITCH__RELEASE_KEY"]
-        cmd = sign(KillSwitchCommand(ts=utcnow(), action="release", reason="deploy observability test", actor="ops"),
-                   key)  # operator authority, made with the release key compose gives risk and execution
+        cmd = sign(
+            KillSwitchCommand(ts=utcnow(), action="release", reason="deploy observability test", actor="ops"),
+            key,
+        )  # operator authority, made with the release key compose gives risk and execution
         await ops.publish(subjects.kill_switch(), cmd)
-        await wait_until(lambda: {a.service for a in acks if a.command_id == cmd.id and not a.engaged}
-                         >= {"risk", "execution"}, timeout=20, message="kill switch release acknowledged")
-        await wait_until(lambda: "bnml_risk_kill_switch_engaged 0.0" in metrics_text(stack, "risk"), timeout=20,
-                         message="risk exports the kill switch released")
+        await wait_until(
+            lambda: (
+                {a.service for a in acks if a.command_id == cmd.id and not a.engaged} >= {"risk", "execution"}
+            ),
+            timeout=20,
+            message="kill switch release acknowledged",
+        )
+        await wait_until(
+            lambda: "bnml_risk_kill_switch_engaged 0.0" in metrics_text(stack, "risk"),
+            timeout=20,
+            message="risk exports the kill switch released",
+        )
     finally:
         await as_signal.drain()
         await ops.drain()
@@ -503,13 +607,21 @@ async def test_prometheus_scrapes_the_suite_and_every_dashboard_query_and_alert_
     for where, expr in [(f"{f} / {t}", e) for f, t, e in dashboard_queries()] + rule_exprs():
         names, regexes = referenced_metrics(expr)
         unknown += [f"{where}: {n}" for n in names if not is_declared(n, declared)]
-        unknown += [f"{where}: {{__name__=~{r}}}" for r in regexes
-                    if not any(re.fullmatch(r, d) for d in declared)]
+        unknown += [
+            f"{where}: {{__name__=~{r}}}" for r in regexes if not any(re.fullmatch(r, d) for d in declared)
+        ]
     assert not unknown, "metrics no service exports:\n" + "\n".join(unknown)
 
     api = prometheus + "/api/v1"
-    await wait_until(lambda: all(t["health"] == "up" for t in http_json(f"{api}/targets")["data"]["activeTargets"]
-                                 if t["labels"]["job"] == "bnml"), timeout=30, message="every bnml target up")
+    await wait_until(
+        lambda: all(
+            t["health"] == "up"
+            for t in http_json(f"{api}/targets")["data"]["activeTargets"]
+            if t["labels"]["job"] == "bnml"
+        ),
+        timeout=30,
+        message="every bnml target up",
+    )
 
     queries = dashboard_queries()
     empty: dict[str, str] = {}

@@ -41,25 +41,42 @@ def one(database_url: str, sql: str, *args):
 
 def verdict(side="BUY", qty="0.01", limit="60000", ttl_s=30.0, symbol="BTC/USDT") -> RiskVerdict:
     now = utcnow()
-    return RiskVerdict(ts=now, signal_id="sig-" + now.strftime("%H%M%S%f"), symbol=symbol, side=side, approved=True,
-                       quantity=D(qty), price_limit=D(limit), expires_at=now + timedelta(seconds=ttl_s), tick_ts=now)
+    return RiskVerdict(
+        ts=now,
+        signal_id="sig-" + now.strftime("%H%M%S%f"),
+        symbol=symbol,
+        side=side,
+        approved=True,
+        quantity=D(qty),
+        price_limit=D(limit),
+        expires_at=now + timedelta(seconds=ttl_s),
+        tick_ts=now,
+    )
 
 
 async def send_tick(bus, bid="50000", ask="50001", volume="5", symbol="BTC/USDT") -> None:
-    await publish_tick(bus, Tick(ts=utcnow(), symbol=symbol, bid=D(bid), ask=D(ask), last=D(bid), volume=D(volume)))
+    await publish_tick(
+        bus, Tick(ts=utcnow(), symbol=symbol, bid=D(bid), ask=D(ask), last=D(bid), volume=D(volume))
+    )
 
 
 async def release(bus) -> None:
-    await bus.publish(subjects.kill_switch(), sign(KillSwitchCommand(ts=utcnow(), action="release", reason="test",
-                                                                     actor="test"), RELEASE_KEY))
+    await bus.publish(
+        subjects.kill_switch(),
+        sign(KillSwitchCommand(ts=utcnow(), action="release", reason="test", actor="test"), RELEASE_KEY),
+    )
 
 
 async def start_execution(services, bus, overrides: dict | None = None):
-    services.configure({"execution": {"slippage_bps": 0, "slippage_bps_per_10k_usdt": 0, **(overrides or {})}})
+    services.configure(
+        {"execution": {"slippage_bps": 0, "slippage_bps_per_10k_usdt": 0, **(overrides or {})}}
+    )
     return services.start("execution")
 
 
-async def test_approved_verdict_becomes_one_journaled_paper_fill_with_books_updated(services, database_url, bus):
+async def test_approved_verdict_becomes_one_journaled_paper_fill_with_books_updated(
+    services, database_url, bus
+):
     fills: list[Fill] = []
 
     async def on_fill(f: Fill, subject: str) -> None:
@@ -71,7 +88,9 @@ async def test_approved_verdict_becomes_one_journaled_paper_fill_with_books_upda
     await asyncio.sleep(0.2)
     v = verdict()
     await bus.publish(subjects.verdict("BTC/USDT"), v)
-    await wait_until(lambda: one(database_url, "SELECT count(*) FROM fills") == 1, timeout=20, message="one fill")
+    await wait_until(
+        lambda: one(database_url, "SELECT count(*) FROM fills") == 1, timeout=20, message="one fill"
+    )
     order = rows(database_url, "SELECT * FROM orders")[0]
     assert order["client_order_id"] == client_order_id(v.id) and order["status"] == "FILLED"
     fill = rows(database_url, "SELECT * FROM fills")[0]
@@ -95,8 +114,11 @@ async def test_redelivered_or_republished_verdict_makes_one_order(services, data
     await bus.publish_raw(subjects.verdict("BTC/USDT"), v.model_dump_json().encode(), msg_id="republish-2")
     marker = verdict(qty="0.02")
     await bus.publish(subjects.verdict("BTC/USDT"), marker)
-    await wait_until(lambda: one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", marker.id) == 1,
-                     timeout=20, message="the marker verdict journaled (all earlier ones handled)")
+    await wait_until(
+        lambda: one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", marker.id) == 1,
+        timeout=20,
+        message="the marker verdict journaled (all earlier ones handled)",
+    )
     assert one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", v.id) == 1
     assert one(database_url, "SELECT count(*) FROM fills") == 2
 
@@ -108,8 +130,11 @@ async def test_expired_verdict_makes_no_order(services, database_url, bus):
     await bus.publish(subjects.verdict("BTC/USDT"), stale)
     marker = verdict()
     await bus.publish(subjects.verdict("BTC/USDT"), marker)
-    await wait_until(lambda: one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", marker.id) == 1,
-                     timeout=20, message="the fresh verdict journaled")
+    await wait_until(
+        lambda: one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", marker.id) == 1,
+        timeout=20,
+        message="the fresh verdict journaled",
+    )
     assert one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", stale.id) == 0
 
 
@@ -119,8 +144,11 @@ async def test_sell_beyond_holdings_is_rejected_with_reason(services, database_u
     await asyncio.sleep(0.2)
     v = verdict(side="SELL", qty="1", limit="40000")
     await bus.publish(subjects.verdict("BTC/USDT"), v)
-    await wait_until(lambda: one(database_url, "SELECT status FROM orders") == "REJECTED", timeout=20,
-                     message="a rejected order")
+    await wait_until(
+        lambda: one(database_url, "SELECT status FROM orders") == "REJECTED",
+        timeout=20,
+        message="a rejected order",
+    )
     assert one(database_url, "SELECT reason FROM orders").startswith("insufficient_balance")
     assert one(database_url, "SELECT count(*) FROM fills") == 0
 
@@ -137,12 +165,17 @@ async def test_kill_switch_cancels_resting_limits_and_refuses_verdicts_after_it(
     await asyncio.sleep(0.2)
     resting = verdict(limit="49000")  # below the ask: rests
     await bus.publish(subjects.verdict("BTC/USDT"), resting)
-    await wait_until(lambda: one(database_url, "SELECT status FROM orders") == "ACCEPTED", timeout=20,
-                     message="a resting limit order")
+    await wait_until(
+        lambda: one(database_url, "SELECT status FROM orders") == "ACCEPTED",
+        timeout=20,
+        message="a resting limit order",
+    )
     assert one(database_url, "SELECT locked FROM balances WHERE asset = 'USDT'") > 0
     cmd = KillSwitchCommand(ts=utcnow(), action="engage", reason="test", actor="test")
     await bus.publish(subjects.kill_switch(), cmd)
-    await wait_until(lambda: any(a.command_id == cmd.id for a in acks), timeout=20, message="the execution ack")
+    await wait_until(
+        lambda: any(a.command_id == cmd.id for a in acks), timeout=20, message="the execution ack"
+    )
     ack = next(a for a in acks if a.command_id == cmd.id)
     assert ack.open_orders == 0 and "zero open orders confirmed" in ack.detail
     assert one(database_url, "SELECT status FROM orders") == "CANCELLED"
@@ -167,19 +200,28 @@ async def test_kill_switch_with_flatten_sells_the_position(services, database_ur
     await send_tick(bus)
     await asyncio.sleep(0.2)
     await bus.publish(subjects.verdict("BTC/USDT"), verdict(qty="0.02"))
-    await wait_until(lambda: one(database_url, "SELECT count(*) FROM fills") == 1, timeout=20, message="a buy")
+    await wait_until(
+        lambda: one(database_url, "SELECT count(*) FROM fills") == 1, timeout=20, message="a buy"
+    )
     cmd = KillSwitchCommand(ts=utcnow(), action="engage", reason="flatten test", actor="test", flatten=True)
     await bus.publish(subjects.kill_switch(), cmd)
-    await wait_until(lambda: any(a.command_id == cmd.id for a in acks), timeout=20, message="the execution ack")
+    await wait_until(
+        lambda: any(a.command_id == cmd.id for a in acks), timeout=20, message="the execution ack"
+    )
     ack = next(a for a in acks if a.command_id == cmd.id)
     assert ack.open_orders == 0 and "flattened: BTC/USDT filled" in ack.detail
     assert one(database_url, "SELECT quantity FROM positions WHERE symbol = 'BTC/USDT'") == 0
     sell = rows(database_url, "SELECT * FROM orders WHERE purpose = 'flatten'")[0]
     assert sell["side"] == "SELL" and sell["status"] == "FILLED"
-    realized = one(database_url, "SELECT realized_pnl_usdt FROM fills WHERE client_order_id = %s",
-                   sell["client_order_id"])
+    realized = one(
+        database_url,
+        "SELECT realized_pnl_usdt FROM fills WHERE client_order_id = %s",
+        sell["client_order_id"],
+    )
     # bought at 50001, sold at 50000, fees 0.1 % each way
-    assert realized == D("0.02") * (D("50000") - D("50001")) - D("0.02") * (D("50001") + D("50000")) * D("0.001")
+    assert realized == D("0.02") * (D("50000") - D("50001")) - D("0.02") * (D("50001") + D("50000")) * D(
+        "0.001"
+    )
 
 
 async def test_restart_between_journal_and_send_reconciles_without_duplicate(services, database_url, bus):
@@ -187,16 +229,24 @@ async def test_restart_between_journal_and_send_reconciles_without_duplicate(ser
     coid = client_order_id(v.id)
     # A previous run journaled this verdict and died before the paper match (and before acking it).
     with psycopg.connect(database_url) as conn:
-        conn.execute("INSERT INTO orders (client_order_id, verdict_id, symbol, side, quantity, price_limit, status,"
-                     " mode) VALUES (%s, %s, 'BTC/USDT', 'BUY', 0.01, 60000, 'SUBMITTED', 'paper')", (coid, v.id))
+        conn.execute(
+            "INSERT INTO orders (client_order_id, verdict_id, symbol, side, quantity, price_limit, status,"
+            " mode) VALUES (%s, %s, 'BTC/USDT', 'BUY', 0.01, 60000, 'SUBMITTED', 'paper')",
+            (coid, v.id),
+        )
     await bus.publish(subjects.verdict("BTC/USDT"), v)  # still in the stream: it will be redelivered
     await start_execution(services, bus)
     await send_tick(bus)
     marker = verdict()
     await bus.publish(subjects.verdict("BTC/USDT"), marker)
-    await wait_until(lambda: one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", marker.id) == 1,
-                     timeout=20, message="the next verdict journaled")
-    assert rows(database_url, "SELECT status FROM orders WHERE verdict_id = %s", v.id) == [{"status": "REJECTED"}]
+    await wait_until(
+        lambda: one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", marker.id) == 1,
+        timeout=20,
+        message="the next verdict journaled",
+    )
+    assert rows(database_url, "SELECT status FROM orders WHERE verdict_id = %s", v.id) == [
+        {"status": "REJECTED"}
+    ]
     assert one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", v.id) == 1
     assert one(database_url, "SELECT count(*) FROM fills WHERE client_order_id = %s", coid) == 0
 
@@ -206,19 +256,28 @@ async def test_resting_paper_order_survives_a_restart_and_fills_after_it(service
     await send_tick(bus, bid="50000", ask="50010")
     await asyncio.sleep(0.2)
     await bus.publish(subjects.verdict("BTC/USDT"), verdict(qty="0.03", limit="49000"))
-    await wait_until(lambda: one(database_url, "SELECT status FROM orders") == "ACCEPTED", timeout=20,
-                     message="a resting limit order")
+    await wait_until(
+        lambda: one(database_url, "SELECT status FROM orders") == "ACCEPTED",
+        timeout=20,
+        message="a resting limit order",
+    )
     assert proc.stop() == 0
     again = services.start("execution", wait=False)
     await wait_until(lambda: again.logs().count('"event": "started"') == 2, timeout=30, message="restarted")
     await send_tick(bus, bid="48990", ask="48995", volume="0.01")  # crosses; volume allows 0.01 of 0.03
-    await wait_until(lambda: one(database_url, "SELECT status FROM orders") == "PARTIALLY_FILLED", timeout=20,
-                     message="a partial fill after the restart")
+    await wait_until(
+        lambda: one(database_url, "SELECT status FROM orders") == "PARTIALLY_FILLED",
+        timeout=20,
+        message="a partial fill after the restart",
+    )
     await send_tick(bus, bid="48990", ask="48995", volume="1")
-    await wait_until(lambda: one(database_url, "SELECT status FROM orders") == "FILLED", timeout=20,
-                     message="filled")
+    await wait_until(
+        lambda: one(database_url, "SELECT status FROM orders") == "FILLED", timeout=20, message="filled"
+    )
     fills = rows(database_url, "SELECT * FROM fills ORDER BY id")
-    assert [f["quantity"] for f in fills] == [D("0.01"), D("0.02")] and all(f["price"] == D("49000") for f in fills)
+    assert [f["quantity"] for f in fills] == [D("0.01"), D("0.02")] and all(
+        f["price"] == D("49000") for f in fills
+    )
     assert one(database_url, "SELECT locked FROM balances WHERE asset = 'USDT'") == 0
     assert one(database_url, "SELECT free FROM balances WHERE asset = 'BTC'") == D("0.03")
 
@@ -240,26 +299,36 @@ async def test_two_instances_only_one_sends_and_the_standby_takes_over(services,
     first = services.start("execution")
     second = services.start("execution")
     await send_tick(bus)
-    await wait_until(lambda: "standby" in second.logs(), timeout=20, message="the second instance standing by")
+    await wait_until(
+        lambda: "standby" in second.logs(), timeout=20, message="the second instance standing by"
+    )
     await wait_until(lambda: len(beats) == 2, timeout=20, message="heartbeats from both instances")
     assert sorted(hb.detail.split(":")[0] for hb in beats.values()) == ["standby", "writer (paper)"]
     for _ in range(3):
         await bus.publish(subjects.verdict("BTC/USDT"), verdict())
-    await wait_until(lambda: one(database_url, "SELECT count(*) FROM fills") == 3, timeout=20, message="3 fills")
+    await wait_until(
+        lambda: one(database_url, "SELECT count(*) FROM fills") == 3, timeout=20, message="3 fills"
+    )
     senders = {r["sent_by"] for r in rows(database_url, "SELECT sent_by FROM orders")}
     assert len(senders) == 1
     first.kill()  # the writer dies; its lock session ends with it
-    await wait_until(lambda: "writer lock acquired" in second.logs(), timeout=30, message="the standby taking over")
+    await wait_until(
+        lambda: "writer lock acquired" in second.logs(), timeout=30, message="the standby taking over"
+    )
     await send_tick(bus)
     await bus.publish(subjects.verdict("BTC/USDT"), verdict())
-    await wait_until(lambda: one(database_url, "SELECT count(*) FROM fills") == 4, timeout=30,
-                     message="the fourth fill by the new writer")
+    await wait_until(
+        lambda: one(database_url, "SELECT count(*) FROM fills") == 4,
+        timeout=30,
+        message="the fourth fill by the new writer",
+    )
     senders2 = {r["sent_by"] for r in rows(database_url, "SELECT sent_by FROM orders")}
     assert len(senders2) == 2
 
 
 async def test_kill_switch_during_an_in_flight_order_waits_for_it_then_confirms_zero_open(
-        services, database_url, bus):
+    services, database_url, bus
+):
     acks: list[KillSwitchAcknowledged] = []
 
     async def on_ack(ack: KillSwitchAcknowledged, subject: str) -> None:
@@ -272,8 +341,13 @@ async def test_kill_switch_during_an_in_flight_order_waits_for_it_then_confirms_
     in_flight, queued = verdict(limit="49000"), verdict(limit="49000")
     await bus.publish(subjects.verdict("BTC/USDT"), in_flight)
     await bus.publish(subjects.verdict("BTC/USDT"), queued)
-    await wait_until(lambda: one(database_url, "SELECT status FROM orders WHERE verdict_id = %s", in_flight.id)
-                     == "SUBMITTED", timeout=20, message="the first order in flight")
+    await wait_until(
+        lambda: (
+            one(database_url, "SELECT status FROM orders WHERE verdict_id = %s", in_flight.id) == "SUBMITTED"
+        ),
+        timeout=20,
+        message="the first order in flight",
+    )
     cmd = KillSwitchCommand(ts=utcnow(), action="engage", reason="race", actor="test")
     await bus.publish(subjects.kill_switch(), cmd)
     await wait_until(lambda: any(a.command_id == cmd.id for a in acks), timeout=20, message="the ack")
@@ -282,6 +356,12 @@ async def test_kill_switch_during_an_in_flight_order_waits_for_it_then_confirms_
     assert ack.open_orders == 0
     assert one(database_url, "SELECT status FROM orders WHERE verdict_id = %s", in_flight.id) == "CANCELLED"
     await asyncio.sleep(1.0)
-    assert one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s AND status <> 'REJECTED'",
-               queued.id) == 0
+    assert (
+        one(
+            database_url,
+            "SELECT count(*) FROM orders WHERE verdict_id = %s AND status <> 'REJECTED'",
+            queued.id,
+        )
+        == 0
+    )
     assert one(database_url, "SELECT count(*) FROM orders WHERE status IN ('ACCEPTED', 'SUBMITTED')") == 0

@@ -42,8 +42,11 @@ async def test_order_rate_limit_refuses_new_orders_beyond_the_ten_second_budget(
 
 
 async def test_muted_streams_stay_connected_but_silent_then_resume():
-    async with FakeBinance() as fake, aiohttp.ClientSession() as s, \
-            s.ws_connect(f"{fake.ws_url}/ws/btcusdt@bookTicker") as ws:
+    async with (
+        FakeBinance() as fake,
+        aiohttp.ClientSession() as s,
+        s.ws_connect(f"{fake.ws_url}/ws/btcusdt@bookTicker") as ws,
+    ):
         await fake.wait_subscribed("btcusdt@bookTicker")
         fake.mute_streams = True
         fake.set_book("BTCUSDT", "20000.00", "20000.01")
@@ -57,17 +60,27 @@ async def test_muted_streams_stay_connected_but_silent_then_resume():
 
 async def test_module_entry_point_serves_another_process_and_obeys_http_control(tmp_path):
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.fakes.binance", "--port", "0", cwd=str(ROOT),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "tests.fakes.binance",
+        "--port",
+        "0",
+        cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert proc.stdout is not None
         info = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
         async with aiohttp.ClientSession() as s:
-            async with s.post(info["http"] + "/fake/book", json={"symbol": "ETHUSDT", "bid": "1500.00",
-                                                                 "ask": "1500.02"}) as r:
+            async with s.post(
+                info["http"] + "/fake/book", json={"symbol": "ETHUSDT", "bid": "1500.00", "ask": "1500.02"}
+            ) as r:
                 assert r.status == 200
-            async with s.post(info["http"] + "/fake/faults", json={"endpoint": "POST /api/v3/order",
-                                                                   "kind": "insufficient_balance"}) as r:
+            async with s.post(
+                info["http"] + "/fake/faults",
+                json={"endpoint": "POST /api/v3/order", "kind": "insufficient_balance"},
+            ) as r:
                 assert r.status == 200
             ex = make_exchange(None, http_base=info["http"], api_key=info["api_key"], secret=info["secret"])
             try:

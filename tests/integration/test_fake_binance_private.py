@@ -63,7 +63,11 @@ async def test_limit_order_rests_then_fills_partially_and_fully_when_the_book_cr
     fake.set_book("BTCUSDT", "19989.00", "19989.50", bid_qty="1", ask_qty="0.05")
     got = await ex.fetch_order(None, "BTC/USDT", params={"clientOrderId": "v-2"})
     assert (got["status"], got["filled"], got["remaining"], got["info"]["status"]) == (
-        "open", 0.05, 0.15, "PARTIALLY_FILLED")
+        "open",
+        0.05,
+        0.15,
+        "PARTIALLY_FILLED",
+    )
     fake.set_book("BTCUSDT", "19980.00", "19985.00", bid_qty="1", ask_qty="1")
     got = await ex.fetch_order(o["id"], "BTC/USDT")
     assert (got["status"], got["filled"], got["average"]) == ("closed", 0.2, 19990.0)
@@ -201,12 +205,20 @@ async def test_order_not_found_for_the_first_queries_after_an_accept(fake, ex):
 
 
 async def test_injected_rejections_map_to_the_right_ccxt_errors_and_place_nothing(fake, ex):
-    cases = [("429", {}, ccxt.DDoSProtection), ("418", {"retry_after": 2}, ccxt.DDoSProtection),
-             ("5xx", {"status": 500}, ccxt.ExchangeNotAvailable), ("clock_skew", {}, ccxt.InvalidNonce),
-             ("insufficient_balance", {}, ccxt.InsufficientFunds), ("filter_failure", {}, ccxt.InvalidOrder),
-             ("disconnect", {}, ccxt.NetworkError),
-             ("error", {"code": -1003, "msg": "Too many requests. Please try again later.", "status": 400},
-              ccxt.RateLimitExceeded)]
+    cases = [
+        ("429", {}, ccxt.DDoSProtection),
+        ("418", {"retry_after": 2}, ccxt.DDoSProtection),
+        ("5xx", {"status": 500}, ccxt.ExchangeNotAvailable),
+        ("clock_skew", {}, ccxt.InvalidNonce),
+        ("insufficient_balance", {}, ccxt.InsufficientFunds),
+        ("filter_failure", {}, ccxt.InvalidOrder),
+        ("disconnect", {}, ccxt.NetworkError),
+        (
+            "error",
+            {"code": -1003, "msg": "Too many requests. Please try again later.", "status": 400},
+            ccxt.RateLimitExceeded,
+        ),
+    ]
     for kind, params, exc in cases:
         fake.faults.next("POST /api/v3/order", kind, **params)
         with pytest.raises(exc):
@@ -217,7 +229,9 @@ async def test_injected_rejections_map_to_the_right_ccxt_errors_and_place_nothin
 
 
 async def test_where_narrows_a_fault_to_one_client_order_id(fake, ex):
-    fake.faults.next("POST /api/v3/order", "insufficient_balance", where=lambda p: p.get("newClientOrderId") == "w-2")
+    fake.faults.next(
+        "POST /api/v3/order", "insufficient_balance", where=lambda p: p.get("newClientOrderId") == "w-2"
+    )
     await ex.create_order("BTC/USDT", "market", "buy", 0.01, params={"clientOrderId": "w-1"})
     with pytest.raises(ccxt.InsufficientFunds):
         await ex.create_order("BTC/USDT", "market", "buy", 0.01, params={"clientOrderId": "w-2"})

@@ -93,8 +93,14 @@ async def test_fetch_ohlcv_btcusdt_1h_serves_the_real_candles_of_the_vendored_cs
     candles = await exchange.fetch_ohlcv("BTC/USDT", "1h", since=since, limit=50)
     assert len(candles) == 50
     for c, r in zip(candles, rows[100:150], strict=True):
-        assert c == [int(r["open_time"]), float(r["open"]), float(r["high"]), float(r["low"]),
-                     float(r["close"]), float(r["volume"])]
+        assert c == [
+            int(r["open_time"]),
+            float(r["open"]),
+            float(r["high"]),
+            float(r["low"]),
+            float(r["close"]),
+            float(r["volume"]),
+        ]
     latest = await exchange.fetch_ohlcv("BTC/USDT", "1h", limit=3)
     assert latest[-1][0] == int(rows[-1]["open_time"])
     assert await exchange.fetch_ohlcv("BTC/USDT", "1h", since=int(rows[-1]["open_time"]) + 3_600_000) == []
@@ -226,7 +232,9 @@ def test_run_in_thread_serves_sync_callers_and_stops():
     fake = FakeBinance.run_in_thread()
     try:
         fake.set_book("BTCUSDT", "25000.00", "25000.02")
-        with urllib.request.urlopen(fake.http_url + "/api/v3/ticker/bookTicker?symbol=BTCUSDT", timeout=5) as r:
+        with urllib.request.urlopen(
+            fake.http_url + "/api/v3/ticker/bookTicker?symbol=BTCUSDT", timeout=5
+        ) as r:
             body = json.loads(r.read())
         assert body["bidPrice"] == "25000.00000000" and body["askPrice"] == "25000.02000000"
     finally:

@@ -19,14 +19,35 @@ D = Decimal
 
 
 def _order(coid: str, symbol: str) -> NewOrder:
-    return NewOrder(client_order_id=coid, verdict_id=f"v-{coid}", signal_id=None, symbol=symbol, side="BUY",
-                    order_type="MARKET", quantity=D("1"), price_limit=None, mode="live")
+    return NewOrder(
+        client_order_id=coid,
+        verdict_id=f"v-{coid}",
+        signal_id=None,
+        symbol=symbol,
+        side="BUY",
+        order_type="MARKET",
+        quantity=D("1"),
+        price_limit=None,
+        mode="live",
+    )
 
 
 def _fill(coid: str, symbol: str, trade_id: str) -> FillRow:
-    return FillRow(exchange="binance", trade_id=trade_id, client_order_id=coid, symbol=symbol, side="BUY",
-                   quantity=D("1"), price=D("10"), fee=D("0.01"), fee_asset="USDT", ts=utcnow(), is_maker=False,
-                   realized_pnl_usdt=D("0"), fee_usdt=D("0.01"))
+    return FillRow(
+        exchange="binance",
+        trade_id=trade_id,
+        client_order_id=coid,
+        symbol=symbol,
+        side="BUY",
+        quantity=D("1"),
+        price=D("10"),
+        fee=D("0.01"),
+        fee_asset="USDT",
+        ts=utcnow(),
+        is_maker=False,
+        realized_pnl_usdt=D("0"),
+        fee_usdt=D("0.01"),
+    )
 
 
 async def test_the_same_trade_id_on_two_symbols_is_two_fills_and_once_on_one_symbol(database_url):
@@ -38,22 +59,44 @@ async def test_the_same_trade_id_on_two_symbols_is_two_fills_and_once_on_one_sym
         for coid, symbol in (("bnml-a", "ETH/USDT"), ("bnml-b", "XRP/USDT")):
             assert await journal.insert_order(_order(coid, symbol), "test")
             got[symbol] = await journal.commit_order_update(
-                coid, status="FILLED", reason=None, filled=D("1"), average_price=D("10"), fee_usdt_add=D("0.01"),
-                locked=D("0"), trades=1, fills=[_fill(coid, symbol, "12345")], ledger=ledger, symbol=symbol,
-                assets={"USDT"})
+                coid,
+                status="FILLED",
+                reason=None,
+                filled=D("1"),
+                average_price=D("10"),
+                fee_usdt_add=D("0.01"),
+                locked=D("0"),
+                trades=1,
+                fills=[_fill(coid, symbol, "12345")],
+                ledger=ledger,
+                symbol=symbol,
+                assets={"USDT"},
+            )
         assert [len(v) for v in got.values()] == [1, 1], "a trade id seen on another symbol was dropped"
         again = await journal.commit_order_update(
-            "bnml-a", status="FILLED", reason=None, filled=D("1"), average_price=D("10"), fee_usdt_add=D("0"),
-            locked=D("0"), trades=1, fills=[_fill("bnml-a", "ETH/USDT", "12345")], ledger=ledger,
-            symbol="ETH/USDT", assets={"USDT"})
+            "bnml-a",
+            status="FILLED",
+            reason=None,
+            filled=D("1"),
+            average_price=D("10"),
+            fee_usdt_add=D("0"),
+            locked=D("0"),
+            trades=1,
+            fills=[_fill("bnml-a", "ETH/USDT", "12345")],
+            ledger=ledger,
+            symbol="ETH/USDT",
+            assets={"USDT"},
+        )
         assert again == [], "the same trade of the same symbol was journaled twice"
     finally:
         await pool.close()
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM fills WHERE trade_id = '12345'").fetchone()[0] == 2
-        insert = ("INSERT INTO risk_fill_ledger (exchange, trade_id, client_order_id, symbol, side, quantity, price,"
-                  " fee, fee_asset, realized_own_usdt, realized_reported_usdt, ts)"
-                  " VALUES ('binance', '777', %s, %s, 'BUY', 1, 10, 0, 'USDT', 0, 0, now())")
+        insert = (
+            "INSERT INTO risk_fill_ledger (exchange, trade_id, client_order_id, symbol, side, quantity, price,"
+            " fee, fee_asset, realized_own_usdt, realized_reported_usdt, ts)"
+            " VALUES ('binance', '777', %s, %s, 'BUY', 1, 10, 0, 'USDT', 0, 0, now())"
+        )
         conn.execute(insert, ("bnml-a", "ETH/USDT"))
         conn.execute(insert, ("bnml-b", "XRP/USDT"))  # another symbol: a different fill
         with pytest.raises(psycopg.errors.UniqueViolation):

@@ -13,8 +13,7 @@ from tests.helpers import wait_heartbeat, wait_until
 
 pytestmark = pytest.mark.integration
 
-FAST = {"market_data": {"synthetic": {"ticks_per_s": 50}},
-        "signal": {"every_nth_tick": 10}}
+FAST = {"market_data": {"synthetic": {"ticks_per_s": 50}}, "signal": {"every_nth_tick": 10}}
 
 
 def count(database_url: str, sql: str) -> int:
@@ -26,12 +25,16 @@ async def test_synthetic_ticks_become_journaled_paper_fills(services, database_u
     services.configure(FAST)
     for name in ("risk", "execution", "signal", "market_data"):
         services.start(name)
-    await wait_until(lambda: count(database_url, "SELECT count(*) FROM fills") >= 3, timeout=30,
-                     message="three paper fills in the journal")
+    await wait_until(
+        lambda: count(database_url, "SELECT count(*) FROM fills") >= 3,
+        timeout=30,
+        message="three paper fills in the journal",
+    )
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             "SELECT o.status, o.quantity, f.price, f.fee, f.quantity * f.price * 0.001 AS expected_fee"
-            " FROM orders o JOIN fills f USING (client_order_id) LIMIT 3").fetchall()
+            " FROM orders o JOIN fills f USING (client_order_id) LIMIT 3"
+        ).fetchall()
     for status, qty, price, fee, expected_fee in rows:
         assert status == "FILLED"
         assert qty > 0 and price > 0
@@ -66,8 +69,9 @@ async def test_kill_switch_stops_new_orders(services, database_url, bus):
     services.configure(FAST)
     for name in ("risk", "execution", "signal", "market_data"):
         services.start(name)
-    await wait_until(lambda: count(database_url, "SELECT count(*) FROM orders") >= 1, timeout=30,
-                     message="a first order")
+    await wait_until(
+        lambda: count(database_url, "SELECT count(*) FROM orders") >= 1, timeout=30, message="a first order"
+    )
     acks: dict[str, KillSwitchAcknowledged] = {}
 
     async def on_ack(ack: KillSwitchAcknowledged, subject: str) -> None:

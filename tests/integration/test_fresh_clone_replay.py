@@ -25,7 +25,9 @@ pytestmark = pytest.mark.integration
 def fresh_clone(dest: Path) -> Path:
     """The tracked files of the repository, alone in `dest/bn-ml` (no sibling directory, no untracked file)."""
     clone = dest / "bn-ml"
-    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
+    names = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
     for name in filter(None, names.split("\0")):
         src = ROOT / name
         if src.is_file():  # a file deleted in the working tree is not in the clone either
@@ -42,20 +44,43 @@ def clone(tmp_path: Path) -> Path:
 
 def _clone_env(clone: Path, nats_url: str) -> dict[str, str]:
     """Only NATS and the mode are given; everything else is the clone's own default."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_") and k not in ("DATABASE_URL", "PYTHONPATH")}
-    env.update(NATS_URL=nats_url, PYTHONPATH=str(clone), PYTHONUNBUFFERED="1", BNML_LOG_FORMAT="json",
-               BNML_LOG_LEVEL="INFO", BNML_PAPER_MARKET_DATA_MODE="replay", BNML_MARKET_DATA__METRICS_PORT="0")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BNML_") and k not in ("DATABASE_URL", "PYTHONPATH")
+    }
+    env.update(
+        NATS_URL=nats_url,
+        PYTHONPATH=str(clone),
+        PYTHONUNBUFFERED="1",
+        BNML_LOG_FORMAT="json",
+        BNML_LOG_LEVEL="INFO",
+        BNML_PAPER_MARKET_DATA_MODE="replay",
+        BNML_MARKET_DATA__METRICS_PORT="0",
+    )
     return env
 
 
 def _start_in(clone: Path, env: dict[str, str], log_dir: Path) -> ServiceProcess:
-    where = subprocess.run([sys.executable, "-c", "import services; print(services.__file__)"], cwd=clone, env=env,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [sys.executable, "-c", "import services; print(services.__file__)"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(where).is_relative_to(clone), where  # the clone's code runs, not this checkout's
     md = ServiceProcess("market_data", env, log_dir)
     with open(md.log_path, "ab") as log:
-        md.proc = subprocess.Popen([sys.executable, "-m", "services.market_data"], cwd=clone, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        md.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.market_data"],
+            cwd=clone,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return md
 
 

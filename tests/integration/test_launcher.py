@@ -22,8 +22,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("launcher-default
 
 
 def _bnml(cwd: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bnml.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bnml.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _status(cwd: Path, env: dict) -> dict | None:
@@ -39,14 +45,22 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 
 def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_") and k not in ("NATS_URL", "DATABASE_URL")}
-    env.update(BNML_CONFIG=str(ROOT / "configs" / "bot.yaml"), PYTHONUNBUFFERED="1",
-               # what a newcomer runs: no edge setting, so the launcher applies its demo rule (the shipped 0 bps
-               # edge gate would make the synthetic bootstrap model abstain); it trades noise under UNGATED
-               BNML_SIGNAL__MODELS_DIR=str(tmp_path / "models"))  # not the clone's registry: this rule is a demo
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BNML_") and k not in ("NATS_URL", "DATABASE_URL")
+    }
+    env.update(
+        BNML_CONFIG=str(ROOT / "configs" / "bot.yaml"),
+        PYTHONUNBUFFERED="1",
+        # what a newcomer runs: no edge setting, so the launcher applies its demo rule (the shipped 0 bps
+        # edge gate would make the synthetic bootstrap model abstain); it trades noise under UNGATED
+        BNML_SIGNAL__MODELS_DIR=str(tmp_path / "models"),
+    )  # not the clone's registry: this rule is a demo
     out = open(tmp_path / "launcher.out", "w")
-    launcher = subprocess.Popen([sys.executable, "-m", "bnml.cli", "up"], cwd=tmp_path, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "bnml.cli", "up"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+    )
     children: list[psutil.Process] = []
     try:
         # Within a minute of start, the status shows paper fills.
@@ -70,7 +84,9 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
         human = _bnml(tmp_path, "status", env=env)  # the same facts for a person; piped here, so plain text
         assert human.returncode == 0, human.stderr
         assert human.stdout.startswith("mode paper  trading ") and "\x1b[" not in human.stdout
-        assert {line.split()[0] for line in human.stdout.splitlines()[1:] if line.split()} >= set(status["services"])
+        assert {line.split()[0] for line in human.stdout.splitlines()[1:] if line.split()} >= set(
+            status["services"]
+        )
         children = _descendants(launcher.pid)
 
         engaged = _bnml(tmp_path, "kill-switch", "engage", "--reason", "launcher test", env=env)
@@ -92,12 +108,17 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
         out.close()
     assert code == 0, (tmp_path / "launcher.out").read_text()
     launcher_out = (tmp_path / "launcher.out").read_text()
-    assert "| ticks=" in launcher_out and "\x1b[" not in launcher_out  # the status line, plain when not a terminal
+    assert (
+        "| ticks=" in launcher_out and "\x1b[" not in launcher_out
+    )  # the status line, plain when not a terminal
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
     # postgres daemonizes (not a descendant): look for anything still running on this test's data dir
     time.sleep(1)
-    leftovers = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
-                 if p.info["cmdline"] and any(str(tmp_path) in part for part in p.info["cmdline"])]
+    leftovers = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and any(str(tmp_path) in part for part in p.info["cmdline"])
+    ]
     assert not leftovers, f"left behind: {leftovers}"
     assert _status(tmp_path, env) is None  # no running suite any more: status exits non-zero

@@ -29,19 +29,33 @@ async def _replicas(url: str) -> dict[str, int]:
     bus = Bus(url, "test", ServiceMetrics("test", registry=CollectorRegistry()))
     await bus.connect(retry_initial=False)
     try:
-        return {name: (await bus.js.stream_info(name)).config.num_replicas for name in ("KILL_SWITCH", "VERDICTS",
-                                                                                      "ORDERS", "FILLS")}
+        return {
+            name: (await bus.js.stream_info(name)).config.num_replicas
+            for name in ("KILL_SWITCH", "VERDICTS", "ORDERS", "FILLS")
+        }
     finally:
         await bus.drain()
 
 
 def test_bnml_up_on_a_three_node_cluster(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_") and k not in ("NATS_URL", "DATABASE_URL")}
-    env.update(BNML_CONFIG=str(ROOT / "configs" / "bot.yaml"), PYTHONUNBUFFERED="1",
-               BNML_SIGNAL__MODELS_DIR=str(tmp_path / "models"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BNML_") and k not in ("NATS_URL", "DATABASE_URL")
+    }
+    env.update(
+        BNML_CONFIG=str(ROOT / "configs" / "bot.yaml"),
+        PYTHONUNBUFFERED="1",
+        BNML_SIGNAL__MODELS_DIR=str(tmp_path / "models"),
+    )
     out = open(tmp_path / "launcher.out", "w")
-    launcher = subprocess.Popen([sys.executable, "-m", "bnml.cli", "up", "--nats-cluster", "3"], cwd=tmp_path,
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "bnml.cli", "up", "--nats-cluster", "3"],
+        cwd=tmp_path,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 120
         status = None
@@ -55,9 +69,12 @@ def test_bnml_up_on_a_three_node_cluster(tmp_path):
         nodes = status["nats_nodes"]
         assert len(nodes) == 3 and all(n["reachable"] for n in nodes), nodes
         suite = json.loads((tmp_path / "artifacts" / "run" / "suite.json").read_text())
-        assert asyncio.run(_replicas(suite["nats_url"])) == dict.fromkeys(("KILL_SWITCH", "VERDICTS", "ORDERS",
-                                                                           "FILLS"), 3)
-        servers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if p.name() == "nats-server"]
+        assert asyncio.run(_replicas(suite["nats_url"])) == dict.fromkeys(
+            ("KILL_SWITCH", "VERDICTS", "ORDERS", "FILLS"), 3
+        )
+        servers = [
+            p for p in psutil.Process(launcher.pid).children(recursive=True) if p.name() == "nats-server"
+        ]
         assert len(servers) == 3, [p.cmdline() for p in servers]
         port = nodes[2]["url"].rsplit(":", 1)[1]
         victim = next(p for p in servers if port in p.cmdline())
@@ -83,6 +100,9 @@ def test_bnml_up_on_a_three_node_cluster(tmp_path):
     assert code == 0, (tmp_path / "launcher.out").read_text()
     assert "embedded NATS cluster stopped" in (tmp_path / "launcher.out").read_text()
     time.sleep(1)
-    leftovers = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
-                 if p.info["cmdline"] and any(str(tmp_path) in part for part in p.info["cmdline"])]
+    leftovers = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and any(str(tmp_path) in part for part in p.info["cmdline"])
+    ]
     assert not leftovers, f"left behind: {leftovers}"

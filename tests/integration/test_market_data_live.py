@@ -61,12 +61,26 @@ class Watch:
 
 
 def _config(fake, **binance) -> dict:
-    return {"paper_market_data_mode": "live",
-            "market_data": {"stale_after_s": 1.5, "status_interval_s": 1, "candle_timeframes": ["1s"],
-                            "binance": {"rest_url": fake.http_url, "ws_url": fake.ws_url, "ws_retry_s": 0.5,
-                                        "ws_silence_s": 2, "poll_interval_s": 0.2, "backoff_initial_s": 0.2,
-                                        "backoff_max_s": 2, "errors_before_alert": 3, **binance},
-                            "universe": {"mode": "fixed"}}}
+    return {
+        "paper_market_data_mode": "live",
+        "market_data": {
+            "stale_after_s": 1.5,
+            "status_interval_s": 1,
+            "candle_timeframes": ["1s"],
+            "binance": {
+                "rest_url": fake.http_url,
+                "ws_url": fake.ws_url,
+                "ws_retry_s": 0.5,
+                "ws_silence_s": 2,
+                "poll_interval_s": 0.2,
+                "backoff_initial_s": 0.2,
+                "backoff_max_s": 2,
+                "errors_before_alert": 3,
+                **binance,
+            },
+            "universe": {"mode": "fixed"},
+        },
+    }
 
 
 def _polls(fake) -> list:
@@ -97,7 +111,9 @@ async def test_universe_scan_then_websocket_then_rest_fallback_then_websocket_ag
     for s in chosen:
         await fake.wait_subscribed(f"{subjects.exchange_symbol(s).lower()}@ticker", timeout=20)
     sym = chosen[0]
-    await wait_until(lambda: all(w.count(s) >= 3 for s in chosen), timeout=20, message="ticks for the universe")
+    await wait_until(
+        lambda: all(w.count(s) >= 3 for s in chosen), timeout=20, message="ticks for the universe"
+    )
     assert all(t.source == "binance" for s in chosen for t in w.ticks[s])
     assert _polls(fake) == []
 
@@ -105,15 +121,21 @@ async def test_universe_scan_then_websocket_then_rest_fallback_then_websocket_ag
     fake.refuse_websockets = True
     fake.drop_websockets()
     before = w.count(sym)
-    await wait_until(lambda: len(_polls(fake)) >= 3 and w.count(sym) >= before + 3, timeout=20,
-                     message="ticks from REST polling")
+    await wait_until(
+        lambda: len(_polls(fake)) >= 3 and w.count(sym) >= before + 3,
+        timeout=20,
+        message="ticks from REST polling",
+    )
     assert w.status[sym][-1].status == "fresh"
 
     # the socket comes back: the service returns to it by itself
     connections = fake.ws_connections_total
     fake.refuse_websockets = False
-    await wait_until(lambda: fake.ws_connections_total > connections and fake.subscriptions(), timeout=20,
-                     message="websocket reconnected")
+    await wait_until(
+        lambda: fake.ws_connections_total > connections and fake.subscriptions(),
+        timeout=20,
+        message="websocket reconnected",
+    )
     await fake.wait_subscribed(f"{subjects.exchange_symbol(sym).lower()}@ticker", timeout=20)
     polls = len(_polls(fake))
     await asyncio.sleep(1.0)
@@ -129,8 +151,11 @@ async def test_rate_limit_429_retry_after_is_honoured(services, bus, fake):
     fake.faults.next("/api/v3/ticker/24hr", "429", retry_after=3)
     await wait_until(lambda: any(r.status == 429 for r in fake.requests), timeout=15, message="a 429")
     limited = next(r for r in fake.requests if r.status == 429)
-    await wait_until(lambda: any(r.monotonic > limited.monotonic for r in list(fake.requests)), timeout=15,
-                     message="a request after the 429")
+    await wait_until(
+        lambda: any(r.monotonic > limited.monotonic for r in list(fake.requests)),
+        timeout=15,
+        message="a request after the 429",
+    )
     after = [r for r in list(fake.requests) if r.monotonic > limited.monotonic]
     assert after[0].monotonic - limited.monotonic >= 2.9  # nothing sent before Retry-After passed
     n = w.count("BTC/USDT")
@@ -142,16 +167,25 @@ async def test_ban_418_stops_every_request_alerts_goes_stale_and_recovers(servic
     w = await Watch().attach(bus)
     services.configure(_config(fake, use_websocket=False))
     md = services.start("market_data")
-    await wait_until(lambda: w.status["BTC/USDT"] and w.status["BTC/USDT"][-1].status == "fresh", timeout=30,
-                     message="BTC/USDT fresh")
+    await wait_until(
+        lambda: w.status["BTC/USDT"] and w.status["BTC/USDT"][-1].status == "fresh",
+        timeout=30,
+        message="BTC/USDT fresh",
+    )
     fake.faults.next("*", "418", retry_after=4, ban_seconds=4)
-    await wait_until(lambda: any(a.severity == "SEV-2" and "418" in a.title for a in w.alerts), timeout=15,
-                     message="a SEV-2 alert for the ban")
+    await wait_until(
+        lambda: any(a.severity == "SEV-2" and "418" in a.title for a in w.alerts),
+        timeout=15,
+        message="a SEV-2 alert for the ban",
+    )
     await wait_until(lambda: w.status["BTC/USDT"][-1].status == "stale", timeout=15, message="BTC/USDT stale")
     hb = await wait_heartbeat(bus, "market_data")
     assert hb.status == "degraded" and "banned" in hb.detail  # the suite sees why
-    await wait_until(lambda: w.status["BTC/USDT"][-1].status == "fresh", timeout=20,
-                     message="BTC/USDT fresh again after the ban")
+    await wait_until(
+        lambda: w.status["BTC/USDT"][-1].status == "fresh",
+        timeout=20,
+        message="BTC/USDT fresh again after the ban",
+    )
     banned = [r for r in fake.requests if r.status == 418]
     assert len(banned) == 1  # not one request during the ban
     after = [r for r in fake.requests if r.monotonic > banned[0].monotonic]
@@ -165,8 +199,11 @@ async def test_repeated_exchange_errors_raise_a_sev2_alert_and_the_service_keeps
     md = services.start("market_data")
     await wait_until(lambda: w.count("ETH/USDT") >= 2, timeout=30, message="ticks")
     fake.faults.always("/api/v3/ticker/24hr", "5xx", status=503)
-    await wait_until(lambda: any(a.title == "repeated exchange errors" for a in w.alerts), timeout=20,
-                     message="a SEV-2 alert for repeated errors")
+    await wait_until(
+        lambda: any(a.title == "repeated exchange errors" for a in w.alerts),
+        timeout=20,
+        message="a SEV-2 alert for repeated errors",
+    )
     await wait_until(lambda: w.status["ETH/USDT"][-1].status == "stale", timeout=15, message="ETH/USDT stale")
     fake.faults.clear()
     await wait_until(lambda: w.status["ETH/USDT"][-1].status == "fresh", timeout=20, message="fresh again")
@@ -179,14 +216,19 @@ async def test_frozen_price_marks_the_symbol_stale_with_a_sev2_alert_until_it_mo
     cfg["market_data"]["frozen_after_s"] = 2  # the fake re-pushes an unchanged ticker 4 times a second
     services.configure(cfg)
     md = services.start("market_data")
-    await wait_until(lambda: any(a.title == "market data frozen: BTC/USDT" for a in w.alerts), timeout=30,
-                     message="a SEV-2 alert for the frozen price")
+    await wait_until(
+        lambda: any(a.title == "market data frozen: BTC/USDT" for a in w.alerts),
+        timeout=30,
+        message="a SEV-2 alert for the frozen price",
+    )
     frozen = w.status["BTC/USDT"][-1]
     assert frozen.status == "stale" and "frozen" in frozen.reason
     n = w.count("BTC/USDT")
     assert n >= 4  # updates kept arriving: it is the price that froze, not the feed
     fake.set_price("BTCUSDT", "61234.5")
-    await wait_until(lambda: w.status["BTC/USDT"][-1].status == "fresh", timeout=20, message="fresh once it moves")
+    await wait_until(
+        lambda: w.status["BTC/USDT"][-1].status == "fresh", timeout=20, message="fresh once it moves"
+    )
     assert md.alive
 
 
@@ -196,8 +238,11 @@ async def test_empty_scan_raises_a_sev2_alert_and_the_service_keeps_running(serv
     cfg["market_data"]["universe"] = {"mode": "top_volume", "top_n": 5, "min_quote_volume": 1e18}
     services.configure(cfg)
     md = services.start("market_data")
-    await wait_until(lambda: any(a.title == "empty market scan" and a.severity == "SEV-2" for a in w.alerts),
-                     timeout=30, message="a SEV-2 alert for the empty scan")
+    await wait_until(
+        lambda: any(a.title == "empty market scan" and a.severity == "SEV-2" for a in w.alerts),
+        timeout=30,
+        message="a SEV-2 alert for the empty scan",
+    )
     assert w.universe == [] and md.alive
 
 
@@ -212,28 +257,40 @@ async def test_exchange_klines_are_published_from_the_socket_and_from_rest_when_
     await bus.subscribe(subjects.ALL_CANDLES, Candle, on_candle)
     await bus.nc.flush()
     cfg = _config(fake, klines=True)
-    cfg["market_data"]["candle_timeframes"] = ["1s", "5s"]  # 1s: Binance klines; 5s: no such interval, from ticks
+    cfg["market_data"]["candle_timeframes"] = [
+        "1s",
+        "5s",
+    ]  # 1s: Binance klines; 5s: no such interval, from ticks
     services.configure(cfg)
     md = services.start("market_data")
     await fake.wait_subscribed("btcusdt@kline_1s", timeout=20)
-    await wait_until(lambda: len(candles[("BTC/USDT", "1s")]) >= 3 and candles[("BTC/USDT", "5s")], timeout=30,
-                     message="1s klines and 5s aggregated candles")
+    await wait_until(
+        lambda: len(candles[("BTC/USDT", "1s")]) >= 3 and candles[("BTC/USDT", "5s")],
+        timeout=30,
+        message="1s klines and 5s aggregated candles",
+    )
     opens = [c.open_time for c in candles[("BTC/USDT", "1s")]]
     assert opens == sorted(set(opens))  # each bar once, in order
     assert all(c.closed and c.source == "binance" for c in candles[("BTC/USDT", "1s")])
     fake.refuse_websockets = True
     fake.drop_websockets()
-    await wait_until(lambda: len(fake.requests_to("/api/v3/klines")) >= 2, timeout=20, message="klines over REST")
+    await wait_until(
+        lambda: len(fake.requests_to("/api/v3/klines")) >= 2, timeout=20, message="klines over REST"
+    )
     n = len(candles[("BTC/USDT", "1s")])
-    await wait_until(lambda: len(candles[("BTC/USDT", "1s")]) >= n + 2, timeout=20,
-                     message="1s candles keep coming over REST")
+    await wait_until(
+        lambda: len(candles[("BTC/USDT", "1s")]) >= n + 2,
+        timeout=20,
+        message="1s candles keep coming over REST",
+    )
     opens = [c.open_time for c in candles[("BTC/USDT", "1s")]]
     assert opens == sorted(set(opens))
     assert md.alive
 
 
 async def test_recorded_btcusdt_1h_feed_gives_candles_equal_to_the_exchange_klines_backfilled_at_start(
-        services, bus, fake):
+    services, bus, fake
+):
     """The fake serves the vendored BTCUSDT-1h.csv as its 1h klines: what market_data publishes for a 1h model is
     those klines, bar for bar (open time, OHLC, volume), backfilled at start, not bars rebuilt from ticker
     snapshots; and a new signal process (a heartbeat with a new instance) gets the history again."""
@@ -260,8 +317,13 @@ async def test_recorded_btcusdt_1h_feed_gives_candles_equal_to_the_exchange_klin
     await wait_until(lambda: len(candles) >= BACKFILL_BARS, timeout=30, message="the 1h backfill")
     text = (vendored_data_dir() / "ohlcv" / "BTCUSDT-1h.csv").read_text()
     rows = list(csv.DictReader(text.splitlines()))
-    expected = [(datetime.fromtimestamp(int(r["open_time"]) / 1000, UTC), *(Decimal(r[k]) for k in
-                 ("open", "high", "low", "close", "volume"))) for r in rows[-BACKFILL_BARS:]]
+    expected = [
+        (
+            datetime.fromtimestamp(int(r["open_time"]) / 1000, UTC),
+            *(Decimal(r[k]) for k in ("open", "high", "low", "close", "volume")),
+        )
+        for r in rows[-BACKFILL_BARS:]
+    ]
     got = [(c.open_time, c.open, c.high, c.low, c.close, c.volume) for c in candles[:BACKFILL_BARS]]
     assert got == expected
     assert all(c.closed and c.source == "binance" and c.timeframe == "1h" for c in candles)
@@ -269,10 +331,12 @@ async def test_recorded_btcusdt_1h_feed_gives_candles_equal_to_the_exchange_klin
 
     # a signal process that starts later announces itself by its heartbeat: the history is sent again
     n = len(candles)
-    await bus.publish(subjects.heartbeat("signal"), Heartbeat(ts=datetime.now(UTC), service="signal",
-                                                              instance="signal-a", uptime_s=1.0))
+    await bus.publish(
+        subjects.heartbeat("signal"),
+        Heartbeat(ts=datetime.now(UTC), service="signal", instance="signal-a", uptime_s=1.0),
+    )
     await wait_until(lambda: len(candles) >= n + BACKFILL_BARS, timeout=30, message="the backfill again")
-    again = [(c.open_time, c.open, c.high, c.low, c.close, c.volume) for c in candles[n:n + BACKFILL_BARS]]
+    again = [(c.open_time, c.open, c.high, c.low, c.close, c.volume) for c in candles[n : n + BACKFILL_BARS]]
     assert again == expected
     assert md.alive
 
@@ -299,12 +363,21 @@ async def test_a_gap_in_klines_is_filled_with_the_exchanges_own_bars_never_glued
             self.bars.append(bar)
 
     metrics = ServiceMetrics("market_data", CollectorRegistry())
-    md = BotSettings().market_data.model_copy(update={"candle_timeframes": ["1h"], "binance": BotSettings(
-        ).market_data.binance.model_copy(update={"rest_url": fake.http_url, "klines": True})})
+    md = BotSettings().market_data.model_copy(
+        update={
+            "candle_timeframes": ["1h"],
+            "binance": BotSettings().market_data.binance.model_copy(
+                update={"rest_url": fake.http_url, "klines": True}
+            ),
+        }
+    )
     log = SimpleNamespace(info=lambda *a, **k: None, warning=lambda *a, **k: None)
-    svc = SimpleNamespace(rt=SimpleNamespace(log=log, metrics=metrics), symbols=["BTC/USDT"],
-                          m_errors=metrics.counter("source_errors_total", "e", ["kind"]),
-                          m_backoff=metrics.gauge("backoff_state", "b"))
+    svc = SimpleNamespace(
+        rt=SimpleNamespace(log=log, metrics=metrics),
+        symbols=["BTC/USDT"],
+        m_errors=metrics.counter("source_errors_total", "e", ["kind"]),
+        m_backoff=metrics.gauge("backoff_state", "b"),
+    )
     src = BinanceSource(svc, md, ["BTC/USDT"])
     src.exchange = md_exchange(md.binance)
     src.m_requests = metrics.counter("exchange_requests_total", "r", ["what"])
@@ -316,7 +389,8 @@ async def test_a_gap_in_klines_is_filled_with_the_exchanges_own_bars_never_glued
         await src._publish_klines(pub, "BTC/USDT", "1h", [rows[15]], closed_before=rows[-1][0])
         assert [b.open_time_ms for b in pub.bars] == [r[0] for r in rows[11:16]]
         assert [(b.open, b.high, b.low, b.close, b.volume) for b in pub.bars[:4]] == [
-            tuple(Decimal(repr(x)) for x in r[1:6]) for r in rows[11:15]]
+            tuple(Decimal(repr(x)) for x in r[1:6]) for r in rows[11:15]
+        ]
         assert src.m_gaps.labels(timeframe="1h")._value.get() == 4
         gap_requests = [r for r in fake.requests_to("/api/v3/klines") if r.params.get("startTime")]
         assert gap_requests and int(gap_requests[-1].params["startTime"]) == rows[11][0]

@@ -59,9 +59,16 @@ def _candle_content(c: Candle) -> tuple:
     return (c.symbol, c.timeframe, c.open_time, c.close_time, c.open, c.high, c.low, c.close, c.volume)
 
 
-SYNTH = {"paper_market_data_mode": "synthetic", "symbols": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
-         "market_data": {"synthetic": {"ticks_per_s": 40, "seed": 123}, "candle_timeframes": ["1s", "5s"],
-                         "stale_after_s": 2, "status_interval_s": 1}}
+SYNTH = {
+    "paper_market_data_mode": "synthetic",
+    "symbols": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
+    "market_data": {
+        "synthetic": {"ticks_per_s": 40, "seed": 123},
+        "candle_timeframes": ["1s", "5s"],
+        "stale_after_s": 2,
+        "status_interval_s": 1,
+    },
+}
 
 
 async def test_synthetic_service_publishes_ticks_candles_status_and_universe(services, bus):
@@ -69,10 +76,16 @@ async def test_synthetic_service_publishes_ticks_candles_status_and_universe(ser
     services.configure(SYNTH)
     md = services.start("market_data")
     syms = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
-    await wait_until(lambda: all(len(rec.candles[(s, "1s")]) >= 2 for s in syms), timeout=30,
-                     message="two closed 1s candles per symbol")
-    await wait_until(lambda: all(rec.status[s] and rec.status[s][-1].status == "fresh" for s in syms), timeout=15,
-                     message="every symbol published fresh")
+    await wait_until(
+        lambda: all(len(rec.candles[(s, "1s")]) >= 2 for s in syms),
+        timeout=30,
+        message="two closed 1s candles per symbol",
+    )
+    await wait_until(
+        lambda: all(rec.status[s] and rec.status[s][-1].status == "fresh" for s in syms),
+        timeout=15,
+        message="every symbol published fresh",
+    )
     assert rec.universe and rec.universe[0].symbols == syms
     for s in syms:
         ticks = rec.ticks[s]
@@ -90,10 +103,15 @@ async def test_synthetic_ticks_through_the_bus_are_the_same_for_the_same_seed(se
         rec = await Recorder().attach(bus)
         services.configure(SYNTH)
         md = services.start("market_data")
-        await wait_until(lambda rec=rec: all(len(rec.ticks[s]) >= 30 for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")),
-                         timeout=30, message="30 ticks per symbol")
+        await wait_until(
+            lambda rec=rec: all(len(rec.ticks[s]) >= 30 for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")),
+            timeout=30,
+            message="30 ticks per symbol",
+        )
         md.stop()
-        runs.append({s: [_content(t) for t in rec.ticks[s][:30]] for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")})
+        runs.append(
+            {s: [_content(t) for t in rec.ticks[s][:30]] for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")}
+        )
         await asyncio.sleep(0.3)  # late messages of this run land in this recorder, not the next
         for sub in list(bus._subs):
             await sub.unsubscribe()
@@ -119,22 +137,33 @@ def _small_json(tmp: Path, rows: int = 200) -> Path:
 async def test_replay_through_the_bus_is_deterministic(services, bus, tmp_path, kind):
     path = _small_csv(tmp_path) if kind == "csv" else _small_json(tmp_path)
     n_bars = 120 if kind == "csv" else 200
-    cfg = {"paper_market_data_mode": "replay",
-           "market_data": {"replay": {"path": str(path), "symbols": ["BTC/USDT", "ETH/USDT"], "speed": 0},
-                           "candle_timeframes": ["4h", "1h", "1s"] if kind == "csv" else ["15m"]}}
+    cfg = {
+        "paper_market_data_mode": "replay",
+        "market_data": {
+            "replay": {"path": str(path), "symbols": ["BTC/USDT", "ETH/USDT"], "speed": 0},
+            "candle_timeframes": ["4h", "1h", "1s"] if kind == "csv" else ["15m"],
+        },
+    }
     tf = "1h" if kind == "csv" else "5m"
     results = []
     for _ in range(2):
         rec = await Recorder().attach(bus)
         services.configure(cfg)
         md = services.start("market_data")
-        await wait_until(lambda rec=rec: all(len(rec.candles[(s, tf)]) >= n_bars for s in ("BTC/USDT", "ETH/USDT")),
-                         timeout=60, message=f"{n_bars} replayed candles per symbol")
+        await wait_until(
+            lambda rec=rec: all(len(rec.candles[(s, tf)]) >= n_bars for s in ("BTC/USDT", "ETH/USDT")),
+            timeout=60,
+            message=f"{n_bars} replayed candles per symbol",
+        )
         await wait_until(lambda md=md: "replay finished" in md.logs(), timeout=30, message="replay finished")
         await asyncio.sleep(0.3)
         md.stop()
-        results.append(({s: [_content(t) for t in v] for s, v in rec.ticks.items()},
-                         {k: [_candle_content(c) for c in v] for k, v in rec.candles.items()}))
+        results.append(
+            (
+                {s: [_content(t) for t in v] for s, v in rec.ticks.items()},
+                {k: [_candle_content(c) for c in v] for k, v in rec.candles.items()},
+            )
+        )
         for sub in list(bus._subs):
             await sub.unsubscribe()
         bus._subs.clear()
@@ -151,8 +180,12 @@ async def test_replay_through_the_bus_is_deterministic(services, bus, tmp_path, 
 
 
 async def test_missing_replay_file_refuses_to_start_naming_the_key(services, tmp_path):
-    services.configure({"paper_market_data_mode": "replay",
-                        "market_data": {"replay": {"path": str(tmp_path / "missing.csv")}}})
+    services.configure(
+        {
+            "paper_market_data_mode": "replay",
+            "market_data": {"replay": {"path": str(tmp_path / "missing.csv")}},
+        }
+    )
     md = services.start("market_data", wait=False)
     await wait_until(lambda: not md.alive, timeout=30, message="market_data exits")
     assert md.proc.returncode == 2

@@ -16,23 +16,36 @@ import pytest
 from services.ops_api.backup import BackupError, make_backup, restore
 from tests.helpers import OPERATOR_TOKEN, ROOT, VIEWER_TOKEN, wait_until, write_config
 
-JOURNAL = ("SELECT * FROM orders ORDER BY client_order_id", "SELECT * FROM fills ORDER BY id",
-           "SELECT * FROM kill_switch_audit ORDER BY id", "SELECT * FROM api_audit ORDER BY id")
+JOURNAL = (
+    "SELECT * FROM orders ORDER BY client_order_id",
+    "SELECT * FROM fills ORDER BY id",
+    "SELECT * FROM kill_switch_audit ORDER BY id",
+    "SELECT * FROM api_audit ORDER BY id",
+)
 
 
 def seed(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for i in range(50):
-            conn.execute("INSERT INTO orders (client_order_id, verdict_id, symbol, side, quantity, status, fee_usdt,"
-                         " tick_ts) VALUES (%s, %s, 'BTC/USDT', 'BUY', 0.00123, 'FILLED', 0.0512345678, now())",
-                         (f"c{i:03d}", f"v{i}"))
-            conn.execute("INSERT INTO fills (exchange, trade_id, client_order_id, symbol, side, quantity, price, fee,"
-                         " fee_asset, realized_pnl_usdt, ts) VALUES ('paper', %s, %s, 'BTC/USDT', 'BUY', 0.00123,"
-                         " 50123.45, 0.0616, 'USDT', -0.01, now())", (f"t{i}", f"c{i:03d}"))
-        conn.execute("INSERT INTO kill_switch_audit (command_id, ts, action, engaged, reason, actor, recorded_by)"
-                     " VALUES ('k1', now(), 'engage', true, 'drill', 'alice', 'risk')")
-        conn.execute("INSERT INTO api_audit (role, client, method, path, action, outcome, status_code)"
-                     " VALUES ('operator', '127.0.0.1', 'POST', '/backup', 'backup', 'ok', 200)")
+            conn.execute(
+                "INSERT INTO orders (client_order_id, verdict_id, symbol, side, quantity, status, fee_usdt,"
+                " tick_ts) VALUES (%s, %s, 'BTC/USDT', 'BUY', 0.00123, 'FILLED', 0.0512345678, now())",
+                (f"c{i:03d}", f"v{i}"),
+            )
+            conn.execute(
+                "INSERT INTO fills (exchange, trade_id, client_order_id, symbol, side, quantity, price, fee,"
+                " fee_asset, realized_pnl_usdt, ts) VALUES ('paper', %s, %s, 'BTC/USDT', 'BUY', 0.00123,"
+                " 50123.45, 0.0616, 'USDT', -0.01, now())",
+                (f"t{i}", f"c{i:03d}"),
+            )
+        conn.execute(
+            "INSERT INTO kill_switch_audit (command_id, ts, action, engaged, reason, actor, recorded_by)"
+            " VALUES ('k1', now(), 'engage', true, 'drill', 'alice', 'risk')"
+        )
+        conn.execute(
+            "INSERT INTO api_audit (role, client, method, path, action, outcome, status_code)"
+            " VALUES ('operator', '127.0.0.1', 'POST', '/backup', 'backup', 'ok', 200)"
+        )
 
 
 def snapshot(url: str) -> list[list[tuple]]:
@@ -54,11 +67,19 @@ def empty_db(pg_admin_url):
 def cli(args: list[str], url: str, cwd) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
     env.update(DATABASE_URL=url, PYTHONPATH=str(ROOT), BNML_CONFIG=str(write_config(cwd / "bot.yaml")))
-    return subprocess.run([sys.executable, "-m", "bnml.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "bnml.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
-def test_bnml_backup_then_restore_into_an_empty_database_gives_the_same_journal(database_url, empty_db, tmp_path):
+def test_bnml_backup_then_restore_into_an_empty_database_gives_the_same_journal(
+    database_url, empty_db, tmp_path
+):
     seed(database_url)
     (tmp_path / "artifacts" / "models").mkdir(parents=True)
     (tmp_path / "artifacts" / "models" / "current").write_text("20261120T000000Z-abc\n")
@@ -66,7 +87,10 @@ def test_bnml_backup_then_restore_into_an_empty_database_gives_the_same_journal(
     assert res.returncode == 0, res.stderr
     path = tmp_path / json.loads(res.stdout)["path"]
     manifest = json.loads((path / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"db.dump", "models_current"} and manifest["models_current"] == "20261120T000000Z-abc"
+    assert (
+        set(manifest["files"]) == {"db.dump", "models_current"}
+        and manifest["models_current"] == "20261120T000000Z-abc"
+    )
     assert re.fullmatch(r"[0-9a-f]{64}", manifest["files"]["db.dump"]["sha256"])
     assert manifest["pg_dump"].startswith("pg_dump (PostgreSQL)") and manifest["server_version"][0].isdigit()
     with psycopg.connect(database_url) as conn:
@@ -106,11 +130,16 @@ def test_a_backup_to_an_unwritable_place_fails_cleanly_without_raising(database_
 
 
 async def test_post_backup_needs_the_operator_and_records_the_run(services, database_url, tmp_path):
-    services.configure({"ops_api": {"port": 0}, "storage": {"backup": {"enabled": True, "interval_s": 86400,
-                                                                       "dir": str(tmp_path / "backups")}}})
+    services.configure(
+        {
+            "ops_api": {"port": 0},
+            "storage": {"backup": {"enabled": True, "interval_s": 86400, "dir": str(tmp_path / "backups")}},
+        }
+    )
     proc = services.start("ops_api")
     url = re.search(r'"url": "(http://[^"]+)"', proc.logs()).group(1)
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+
         async def accepting() -> bool:  # the URL is logged as the server starts
             try:
                 await c.get("/health")
@@ -129,4 +158,6 @@ async def test_post_backup_needs_the_operator_and_records_the_run(services, data
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT ok, trigger FROM backups").fetchall() == [(True, "api")]
         assert conn.execute("SELECT action, outcome FROM api_audit ORDER BY id").fetchall() == [
-            ("POST /backup", "refused"), ("backup", "ok")]
+            ("POST /backup", "refused"),
+            ("backup", "ok"),
+        ]

@@ -26,11 +26,24 @@ def fake() -> Iterator[FakeBinance]:
 
 
 async def test_live_risk_sizes_exposes_and_draws_down_on_the_1000_usdt_exchange_account(services, bus, fake):
-    services.configure({
-        **RISK_TEST_CONFIG, "mode": "live", "live": {"confirm": True},
-        # configured (paper) equity stays at its 10,000 default: live risk must not use it
-        "risk": {**RISK_TEST_CONFIG["risk"], "order_fraction_of_equity": "0.02", "account_stale_after_s": 4},
-        "execution": {"live_api_url": fake.http_url, "request_timeout_ms": 1500, "reconcile_interval_s": 1}})
+    services.configure(
+        {
+            **RISK_TEST_CONFIG,
+            "mode": "live",
+            "live": {"confirm": True},
+            # configured (paper) equity stays at its 10,000 default: live risk must not use it
+            "risk": {
+                **RISK_TEST_CONFIG["risk"],
+                "order_fraction_of_equity": "0.02",
+                "account_stale_after_s": 4,
+            },
+            "execution": {
+                "live_api_url": fake.http_url,
+                "request_timeout_ms": 1500,
+                "reconcile_interval_s": 1,
+            },
+        }
+    )
     keys = {"BNML_LIVE__API_KEY": fake.api_key, "BNML_LIVE__API_SECRET": fake.secret}
     execution = services.start("execution", env=keys)
     services.start("risk", env=keys)
@@ -39,15 +52,26 @@ async def test_live_risk_sizes_exposes_and_draws_down_on_the_1000_usdt_exchange_
         v = await seen.ask_until(bus, lambda v: v.approved, timeout=30)
         notional = v.quantity * v.price_limit
         assert notional <= D("20.2"), f"sized {notional} USDT: not 2 % of the 1,000 USDT account"
-        state = await wait_until(lambda: (kv(services.database_url, "account_state") or {}).get(
-            "account_source") == "exchange" and kv(services.database_url, "account_state"), timeout=15,
-            message="risk's book from the exchange")
+        state = await wait_until(
+            lambda: (
+                (kv(services.database_url, "account_state") or {}).get("account_source") == "exchange"
+                and kv(services.database_url, "account_state")
+            ),
+            timeout=15,
+            message="risk's book from the exchange",
+        )
         assert D("980") <= D(state["equity_usdt"]) <= D("1000") and D(state["peak_equity_usdt"]) <= D("1000")
         # the account loses 150 USDT at the exchange: the 10 % drawdown breaker trips on 1,000, not 10,000
         usdt, _ = fake.engine.balance("USDT")
         fake.engine.set_balance("USDT", usdt - D("150"))
-        await wait_until(lambda: "max_drawdown" in (kv(services.database_url, "account_state") or {}).get(
-            "active_breakers", {}), timeout=20, message="max_drawdown tripped on the real account")
+        await wait_until(
+            lambda: (
+                "max_drawdown"
+                in (kv(services.database_url, "account_state") or {}).get("active_breakers", {})
+            ),
+            timeout=20,
+            message="max_drawdown tripped on the real account",
+        )
         # execution stops reconciling: the balances go stale and the account is unknown (HOLD)
         execution.stop()
         refused = await seen.ask_until(bus, lambda v: "account_state_unknown" in v.reasons, timeout=30)

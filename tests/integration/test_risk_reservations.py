@@ -19,16 +19,27 @@ CONFIG = {
     **RISK_TEST_CONFIG,
     # 60 USDT per BUY (10,000 * 0.006) against a 100 USDT per-symbol cap; a limit at the last price, under the
     # ask (the feeder's spread), so every order rests in the paper book until its TTL
-    "risk": {**RISK_TEST_CONFIG["risk"], "max_exposure_per_symbol_usdt": str(CAP),
-             "order_fraction_of_equity": "0.006", "limit_slippage_bps": 0, "verdict_ttl_s": 0.5,
-             "max_signal_age_s": 0.5, "duplicate_signal_window_s": 60},
+    "risk": {
+        **RISK_TEST_CONFIG["risk"],
+        "max_exposure_per_symbol_usdt": str(CAP),
+        "order_fraction_of_equity": "0.006",
+        "limit_slippage_bps": 0,
+        "verdict_ttl_s": 0.5,
+        "max_signal_age_s": 0.5,
+        "duplicate_signal_window_s": 60,
+    },
     "execution": {"order_type": "limit", "limit_order_ttl_s": LIMIT_TTL_S},
 }
 
 
 def _open_notional(database_url: str) -> Decimal:
-    return Decimal(count(database_url, "SELECT coalesce(sum(quantity * price_limit), 0) FROM orders"
-                                       " WHERE status IN ('SUBMITTED', 'ACCEPTED', 'PARTIALLY_FILLED', 'UNKNOWN')"))
+    return Decimal(
+        count(
+            database_url,
+            "SELECT coalesce(sum(quantity * price_limit), 0) FROM orders"
+            " WHERE status IN ('SUBMITTED', 'ACCEPTED', 'PARTIALLY_FILLED', 'UNKNOWN')",
+        )
+    )
 
 
 async def test_five_resting_60_usdt_buys_never_hold_more_than_the_100_usdt_cap(services, bus, database_url):
@@ -38,8 +49,11 @@ async def test_five_resting_60_usdt_buys_never_hold_more_than_the_100_usdt_cap(s
     seen = await Collector().attach(bus)
     async with Feeder(bus, spread=Decimal("5")):
         first = await seen.ask_until(bus, lambda v: v.approved)
-        await wait_until(lambda: count(database_url, "SELECT count(*) FROM orders WHERE status = 'ACCEPTED'") >= 1,
-                         timeout=15, message="the first BUY resting in the paper book")
+        await wait_until(
+            lambda: count(database_url, "SELECT count(*) FROM orders WHERE status = 'ACCEPTED'") >= 1,
+            timeout=15,
+            message="the first BUY resting in the paper book",
+        )
         asks = [await seen.ask(bus) for _ in range(4)]
         # past the old reservation timer (verdict TTL + 5 s): the limits still rest, so still no more room
         await asyncio.sleep(6.5)
@@ -49,18 +63,25 @@ async def test_five_resting_60_usdt_buys_never_hold_more_than_the_100_usdt_cap(s
         assert held <= CAP, f"{len(approved)} BUYs approved for {held} USDT against a {CAP} USDT cap"
         assert _open_notional(database_url) <= CAP  # what actually rests at the (paper) exchange
         late = asks[4:]
-        assert all(not v.approved and "max_exposure_symbol" in v.reasons for v in late), [v.reasons for v in late]
+        assert all(not v.approved and "max_exposure_symbol" in v.reasons for v in late), [
+            v.reasons for v in late
+        ]
         # risk restarts: the resting orders are reserved again from the journal (nothing in memory survives)
         risk.stop()
         restarted = services.start("risk", wait=False)
-        await wait_until(lambda: restarted.logs().count('"event": "risk ready"') >= 2, timeout=30,
-                         message="risk restarted")
+        await wait_until(
+            lambda: restarted.logs().count('"event": "risk ready"') >= 2, timeout=30, message="risk restarted"
+        )
         after = await seen.ask_until(  # past the start-up hold and the first fresh ticks: a sizing answer
-            bus, lambda v: v.approved or "max_exposure_symbol" in v.reasons, timeout=20)
+            bus, lambda v: v.approved or "max_exposure_symbol" in v.reasons, timeout=20
+        )
         assert not after.approved and "max_exposure_symbol" in after.reasons, after.reasons
         # positive control: once the resting orders expire (CANCELLED, nothing filled) the room comes back
-        await wait_until(lambda: count(database_url, "SELECT count(*) FROM orders WHERE status = 'ACCEPTED'") == 0,
-                         timeout=LIMIT_TTL_S + 10, message="the resting orders expired")
+        await wait_until(
+            lambda: count(database_url, "SELECT count(*) FROM orders WHERE status = 'ACCEPTED'") == 0,
+            timeout=LIMIT_TTL_S + 10,
+            message="the resting orders expired",
+        )
         again = await seen.ask_until(bus, lambda v: v.approved, timeout=10)
         assert again.quantity * again.price_limit <= Decimal("60.5")
 

@@ -13,7 +13,10 @@ pytestmark = pytest.mark.integration
 
 
 async def test_one_holder_and_a_fence_once_its_session_is_cut(database_url):
-    a, b = WriterLock(database_url, "bnml.test.writer", "test"), WriterLock(database_url, "bnml.test.writer", "test")
+    a, b = (
+        WriterLock(database_url, "bnml.test.writer", "test"),
+        WriterLock(database_url, "bnml.test.writer", "test"),
+    )
     try:
         assert await a.try_acquire() and not await b.try_acquire()
         assert await a.still_held()

@@ -21,9 +21,19 @@ D = Decimal
 
 
 def _order(coid: str, risk_epoch: int | None) -> NewOrder:
-    return NewOrder(client_order_id=coid, verdict_id=f"v-{coid}", signal_id=f"s-{coid}", symbol="BTC/USDT",
-                    side="BUY", order_type="MARKET", quantity=D("0.001"), price_limit=D("60000"), mode="paper",
-                    risk_epoch=risk_epoch, issued_by="risk-old")
+    return NewOrder(
+        client_order_id=coid,
+        verdict_id=f"v-{coid}",
+        signal_id=f"s-{coid}",
+        symbol="BTC/USDT",
+        side="BUY",
+        order_type="MARKET",
+        quantity=D("0.001"),
+        price_limit=D("60000"),
+        mode="paper",
+        risk_epoch=risk_epoch,
+        issued_by="risk-old",
+    )
 
 
 def _rows(url: str, sql: str) -> list[tuple]:
@@ -63,7 +73,9 @@ async def test_the_journal_refuses_a_deposed_execution_epoch_and_a_deposed_risk_
         journal.epoch = old_exec.epoch
         assert await journal.insert_order(_order("bnml-0", 0), "x1") == INSERTED
         assert await risk_a.try_acquire()
-        assert await journal.insert_order(_order("bnml-1", risk_a.epoch), "x1") == INSERTED  # positive control
+        assert (
+            await journal.insert_order(_order("bnml-1", risk_a.epoch), "x1") == INSERTED
+        )  # positive control
         assert await journal.insert_order(_order("bnml-1", risk_a.epoch), "x1") == DUPLICATE
         assert await journal.insert_order(_order("bnml-2", 0), "x1") == STALE_RISK_EPOCH
         await risk_a.release()
@@ -79,24 +91,41 @@ async def test_the_journal_refuses_a_deposed_execution_epoch_and_a_deposed_risk_
         with pytest.raises(LockLostError):
             await journal.insert_order(_order("bnml-5", risk_b.epoch), "x1")
         with pytest.raises(LockLostError):
-            await journal.commit_order_update("bnml-4", status="FILLED", reason=None, filled=D("0.001"),
-                                              average_price=D("60000"), fee_usdt_add=D("0"), locked=D("0"),
-                                              trades=1, fills=[], ledger=Ledger(), symbol="BTC/USDT",
-                                              assets={"USDT"})
+            await journal.commit_order_update(
+                "bnml-4",
+                status="FILLED",
+                reason=None,
+                filled=D("0.001"),
+                average_price=D("60000"),
+                fee_usdt_add=D("0"),
+                locked=D("0"),
+                trades=1,
+                fills=[],
+                ledger=Ledger(),
+                symbol="BTC/USDT",
+                assets={"USDT"},
+            )
         with pytest.raises(LockLostError):
             await journal.set_status("bnml-4", "CANCELLED", reason="old writer")
         with pytest.raises(LockLostError):
             await journal.mark_sent("bnml-4", "x1")
         successor = Journal(pool, "paper", epoch=new_exec.epoch)
         assert await successor.insert_order(_order("bnml-5", risk_b.epoch), "x2") == INSERTED
-        assert (await successor.set_status("bnml-4", "CANCELLED", reason="new writer"))["status"] == "CANCELLED"
+        assert (await successor.set_status("bnml-4", "CANCELLED", reason="new writer"))[
+            "status"
+        ] == "CANCELLED"
     finally:
         for lock in (old_exec, new_exec, risk_a, risk_b):
             await lock.release()
         await pool.close()
     orders = dict(_rows(database_url, "SELECT client_order_id, sent_by FROM orders"))
     assert orders == {"bnml-0": "x1", "bnml-1": "x1", "bnml-4": "x1", "flatten": "x1", "bnml-5": "x2"}
-    fenced = _rows(database_url, "SELECT verdict_id, risk_epoch, current_epoch, issued_by, refused_by"
-                                 " FROM fenced_verdicts ORDER BY id")
+    fenced = _rows(
+        database_url,
+        "SELECT verdict_id, risk_epoch, current_epoch, issued_by, refused_by"
+        " FROM fenced_verdicts ORDER BY id",
+    )
     assert fenced == [("v-bnml-2", 0, 1, "risk-old", "x1"), ("v-bnml-3", 1, 2, "risk-old", "x1")]
-    assert _rows(database_url, "SELECT status FROM orders WHERE client_order_id = 'bnml-4'") == [("CANCELLED",)]
+    assert _rows(database_url, "SELECT status FROM orders WHERE client_order_id = 'bnml-4'") == [
+        ("CANCELLED",)
+    ]

@@ -10,11 +10,15 @@ from tests.helpers import ROOT
 
 DOC_REF = re.compile(r"\bdocs/([A-Za-z0-9_.-]+\.md)\b")
 # bare names of notes that were never part of the repository (built from parts: this file must not match)
-OUTSIDE = re.compile(r"(?<![/\w])(" + "|".join(n + r"\.md" for n in ("DESIGN", "INTERFACES", "STYLE")) + r")\b")
+OUTSIDE = re.compile(
+    r"(?<![/\w])(" + "|".join(n + r"\.md" for n in ("DESIGN", "INTERFACES", "STYLE")) + r")\b"
+)
 
 
 def _tracked_text() -> dict[str, str]:
-    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
+    names = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
     out = {}
     for name in filter(None, names.split("\0")):
         path = ROOT / name
@@ -24,13 +28,21 @@ def _tracked_text() -> dict[str, str]:
 
 
 def test_every_doc_a_file_points_to_exists():
-    missing = sorted({f"{name}: docs/{doc}" for name, text in _tracked_text().items()
-                      for doc in DOC_REF.findall(text) if not (ROOT / "docs" / doc).is_file()})
+    missing = sorted(
+        {
+            f"{name}: docs/{doc}"
+            for name, text in _tracked_text().items()
+            for doc in DOC_REF.findall(text)
+            if not (ROOT / "docs" / doc).is_file()
+        }
+    )
     assert not missing, "pointers to docs that are not in the repository:\n" + "\n".join(missing)
 
 
 def test_no_file_sends_readers_to_notes_outside_the_repository():
-    offenders = sorted(f"{name}: {m}" for name, text in _tracked_text().items() for m in OUTSIDE.findall(text))
+    offenders = sorted(
+        f"{name}: {m}" for name, text in _tracked_text().items() for m in OUTSIDE.findall(text)
+    )
     assert not offenders, "\n".join(offenders)
 
 

@@ -27,5 +27,10 @@ def test_no_tracked_file_names_a_path_outside_the_repository():
 
 
 def test_vendored_data_is_present():
-    for name in ("binance_markets_ccxt.json", "ohlcv/BTCUSDT-1h.csv", "ohlcv/XRP_ETH-1m.json", "ohlcv/XRP_ETH-5m.json"):
+    for name in (
+        "binance_markets_ccxt.json",
+        "ohlcv/BTCUSDT-1h.csv",
+        "ohlcv/XRP_ETH-1m.json",
+        "ohlcv/XRP_ETH-5m.json",
+    ):
         assert (ROOT / "data" / name).is_file(), name

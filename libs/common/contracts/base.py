@@ -44,7 +44,9 @@ Side = Literal["BUY", "SELL"]
 SignalSide = Literal["BUY", "SELL", "HOLD"]
 """What a signal may say: a side, or HOLD (a decision too)."""
 OrderType = Literal["MARKET", "LIMIT"]
-OrderStatus = Literal["SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "UNKNOWN"]
+OrderStatus = Literal[
+    "SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "UNKNOWN"
+]
 """An order's status in the journal and on `exec.order.<SYM>` (the state machine: `services/execution/core.py`)."""
 ORDER_STATUSES: tuple[OrderStatus, ...] = get_args(OrderStatus)
 OPEN_ORDER_STATUSES: tuple[OrderStatus, ...] = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN")

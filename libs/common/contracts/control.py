@@ -27,8 +27,13 @@ class TradingControlCommand(Message):
     (`exit`, through risk's gates). Sent by an operator through ops_api; answered by `TradingControlResult`."""
 
     action: Literal["pause", "resume", "exit"]
-    symbol: str | None = Field(default=None, min_length=3, max_length=32, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$",
-                               description="ccxt form (BTC/USDT); exit only")
+    symbol: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=32,
+        pattern=r"^[A-Z0-9]+/[A-Z0-9]+$",
+        description="ccxt form (BTC/USDT); exit only",
+    )
     reason: str = Field(min_length=1, max_length=500)
     actor: str = Field(min_length=1, max_length=100, description="Who asked: operator name or tool")
 

@@ -21,8 +21,16 @@ from libs.common.contracts.base import (
 )
 
 __all__ = [
-    "CLIENT_ORDER_ID_PREFIX", "CLIENT_ORDER_ID_RE", "OPEN_ORDER_STATUSES", "ORDER_STATUSES",
-    "TERMINAL_ORDER_STATUSES", "Fill", "OrderEvent", "OrderStatus", "client_order_id", "is_ours",
+    "CLIENT_ORDER_ID_PREFIX",
+    "CLIENT_ORDER_ID_RE",
+    "OPEN_ORDER_STATUSES",
+    "ORDER_STATUSES",
+    "TERMINAL_ORDER_STATUSES",
+    "Fill",
+    "OrderEvent",
+    "OrderStatus",
+    "client_order_id",
+    "is_ours",
 ]
 
 # The client-order-id rule: the one id an approved verdict's order can ever have (so a retry, a redelivery
@@ -73,4 +81,6 @@ class Fill(Message):
     fee: Money = Field(ge=0)
     fee_asset: str = "USDT"
     is_maker: bool = False
-    realized_pnl_usdt: Money = Field(default=Decimal("0"), description="Realized P&L of this fill, net of fees")
+    realized_pnl_usdt: Money = Field(
+        default=Decimal("0"), description="Realized P&L of this fill, net of fees"
+    )

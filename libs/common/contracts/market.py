@@ -22,7 +22,9 @@ class Tick(Message):
     volume: Money = Field(ge=0, description="Base-asset volume traded since the previous tick")
     source: TickSource = "synthetic"
     source_ts: AwareDatetime | None = Field(
-        default=None, description="Time the exchange or the replayed file gives the data (ts = when published)")
+        default=None,
+        description="Time the exchange or the replayed file gives the data (ts = when published)",
+    )
 
     @model_validator(mode="after")
     def _bid_not_above_ask(self) -> Tick:

@@ -32,9 +32,13 @@ class Heartbeat(Message):
     detail: str = ""
     metrics_port: int | None = None
     model: dict[str, str | bool | None] | None = Field(
-        default=None, description="signal only: the model this process serves {version, gate_passed, warning} "
-                                  "(version null when it holds); not the registry's `current`")
-    shard: ShardInfo | None = Field(default=None, description="signal and market_data: the shard this instance owns")
+        default=None,
+        description="signal only: the model this process serves {version, gate_passed, warning} "
+        "(version null when it holds); not the registry's `current`",
+    )
+    shard: ShardInfo | None = Field(
+        default=None, description="signal and market_data: the shard this instance owns"
+    )
 
 
 class Alert(Message):

@@ -36,13 +36,19 @@ class RiskVerdict(Message):
     expires_at: AwareDatetime = Field(description="No order may be sent for this verdict after this instant")
     trading_state: TradingState = "ACTIVE"
     tick_ts: AwareDatetime | None = Field(default=None, description="Event time of the originating tick")
-    issued_by: str = Field(default="", max_length=64,
-                           description="The risk instance that decided (the single writer at that moment)")
-    risk_epoch: int = Field(default=0, ge=0,
-                            description="The fencing epoch of the risk writer that decided (writer_epochs): "
-                                        "execution journals no order for an epoch that is no longer risk's "
-                                        "current one. 0 (older messages, tests): accepted only on a database "
-                                        "where no risk writer ever took the lock")
+    issued_by: str = Field(
+        default="",
+        max_length=64,
+        description="The risk instance that decided (the single writer at that moment)",
+    )
+    risk_epoch: int = Field(
+        default=0,
+        ge=0,
+        description="The fencing epoch of the risk writer that decided (writer_epochs): "
+        "execution journals no order for an epoch that is no longer risk's "
+        "current one. 0 (older messages, tests): accepted only on a database "
+        "where no risk writer ever took the lock",
+    )
 
     @model_validator(mode="after")
     def _approved_is_sized(self) -> RiskVerdict:
@@ -84,7 +90,9 @@ class ActiveBreaker(BaseModel):
     effect: BreakerEffect
     reason: str
     symbol: str | None = None
-    scope: str | None = Field(default=None, description="What it watches besides a symbol, e.g. a service name")
+    scope: str | None = Field(
+        default=None, description="What it watches besides a symbol, e.g. a service name"
+    )
     since: AwareDatetime
     until: AwareDatetime | None = None
 
@@ -114,19 +122,26 @@ class AccountState(Message):
     total_exposure_usdt: Money = Decimal("0")
     open_positions: int = 0
     realized_total_usdt: Money = Decimal("0")
-    reported_daily_realized_usdt: Money = Field(default=Decimal("0"), description="Sum of execution's own figures")
+    reported_daily_realized_usdt: Money = Field(
+        default=Decimal("0"), description="Sum of execution's own figures"
+    )
     reported_weekly_realized_usdt: Money = Decimal("0")
     day_start: AwareDatetime | None = None
     week_start: AwareDatetime | None = None
     loss_streak: int = 0
-    last_loss_at: dict[str, AwareDatetime] = Field(default_factory=dict, description="symbol -> last losing trade")
+    last_loss_at: dict[str, AwareDatetime] = Field(
+        default_factory=dict, description="symbol -> last losing trade"
+    )
     last_breaker_clear_at: AwareDatetime | None = None
-    breakers: list[ActiveBreaker] = Field(default_factory=list, description="Breakers in force, with since/until")
+    breakers: list[ActiveBreaker] = Field(
+        default_factory=list, description="Breakers in force, with since/until"
+    )
     trading_state_reason: str = ""
     trading_state_since: AwareDatetime | None = None
     fills_applied: int = 0
     account_source: Literal["configured", "exchange"] = Field(
-        default="configured", description="configured: paper equity from settings; exchange: live balances")
+        default="configured", description="configured: paper equity from settings; exchange: live balances"
+    )
 
 
 class KillSwitchCommand(Message):
@@ -137,10 +152,12 @@ class KillSwitchCommand(Message):
     actor: str = Field(min_length=1, max_length=100, description="Who asked: operator name or tool")
     flatten: bool = Field(default=False, description="Also close positions (engage only)")
     authority: str | None = Field(
-        default=None, pattern=r"^[0-9a-f]{64}$",
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
         description="Operator authority: HMAC-SHA256 (hex) over id, ts, action, reason, actor and flatten with the "
-                    "kill-switch release key (libs.common.kill_switch.sign). A release without a valid one is "
-                    "refused where it is applied; an engage needs none")
+        "kill-switch release key (libs.common.kill_switch.sign). A release without a valid one is "
+        "refused where it is applied; an engage needs none",
+    )
 
 
 class KillSwitchAcknowledged(Message):

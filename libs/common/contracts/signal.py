@@ -19,7 +19,9 @@ class Signal(Message):
     model_version: str = Field(min_length=1, max_length=64)
     price: Money = Field(gt=0, description="Reference price (last) the signal was computed at")
     reason: str = ""
-    tick_id: str | None = Field(default=None, description="Id of the tick that triggered it (latency tracing)")
+    tick_id: str | None = Field(
+        default=None, description="Id of the tick that triggered it (latency tracing)"
+    )
     tick_ts: AwareDatetime | None = Field(default=None, description="Event time of that tick")
 
 
@@ -29,5 +31,7 @@ class DriftStatus(Message):
     detected: bool
     symbol: str | None = Field(default=None, description="None when the drift is global")
     model_version: str = ""
-    scores: dict[str, float] = Field(default_factory=dict, description="PSI per feature, prediction shift, hit rate")
+    scores: dict[str, float] = Field(
+        default_factory=dict, description="PSI per feature, prediction shift, hit rate"
+    )
     reason: str = ""

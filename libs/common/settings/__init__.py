@@ -28,20 +28,38 @@ PLACEHOLDER_PREFIX = "change-me"
 
 
 # The JetStream streams (libs/common/subjects.py STREAMS); repeated here so settings need not import the contracts.
-STREAM_NAMES = ("KILL_SWITCH", "VERDICTS", "ORDERS", "FILLS", "RISK_EVENTS", "MD_UNIVERSE", "SIGNAL_DRIFT", "ALERTS",
-                "DLQ")
+STREAM_NAMES = (
+    "KILL_SWITCH",
+    "VERDICTS",
+    "ORDERS",
+    "FILLS",
+    "RISK_EVENTS",
+    "MD_UNIVERSE",
+    "SIGNAL_DRIFT",
+    "ALERTS",
+    "DLQ",
+)
 CRITICAL_STREAMS = ("KILL_SWITCH", "VERDICTS", "ORDERS", "FILLS")  # StreamSpec.critical
 
 
 class NatsSettings(Section):
-    url: str = Field(default="", description="nats:// URL, or a comma-separated list of a cluster's URLs; empty = "
-                                             "the launcher's embedded server (env NATS_URL)")
+    url: str = Field(
+        default="",
+        description="nats:// URL, or a comma-separated list of a cluster's URLs; empty = "
+        "the launcher's embedded server (env NATS_URL)",
+    )
     user: str = ""
     password: SecretStr = SecretStr("")
-    replicas: int = Field(default=1, ge=1, le=5, description="JetStream replicas of every stream (1 = one server; "
-                                                             "3 on a three-node cluster)")
-    stream_replicas: dict[str, int] = Field(default_factory=dict, description="Per-stream replicas, overriding "
-                                            "`replicas` (e.g. {KILL_SWITCH: 3, DLQ: 1})")
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="JetStream replicas of every stream (1 = one server; 3 on a three-node cluster)",
+    )
+    stream_replicas: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-stream replicas, overriding `replicas` (e.g. {KILL_SWITCH: 3, DLQ: 1})",
+    )
 
     @model_validator(mode="after")
     def _urls_and_streams_known(self) -> NatsSettings:
@@ -50,12 +68,16 @@ class NatsSettings(Section):
                 raise ValueError(f"url: {u!r} is not a nats:// URL")
         for name, n in self.stream_replicas.items():
             if name not in STREAM_NAMES:
-                raise ValueError(f"stream_replicas: {name!r} is not a stream (one of {', '.join(STREAM_NAMES)})")
+                raise ValueError(
+                    f"stream_replicas: {name!r} is not a stream (one of {', '.join(STREAM_NAMES)})"
+                )
             if not 1 <= n <= 5:
                 raise ValueError(f"stream_replicas.{name}: {n} replicas; JetStream allows 1 to 5")
             if name in CRITICAL_STREAMS and n < self.replicas:
-                raise ValueError(f"stream_replicas.{name}: {n} is fewer than replicas ({self.replicas}); the kill "
-                                 "switch, verdicts, orders and fills never have fewer replicas than the rest")
+                raise ValueError(
+                    f"stream_replicas.{name}: {n} is fewer than replicas ({self.replicas}); the kill "
+                    "switch, verdicts, orders and fills never have fewer replicas than the rest"
+                )
         return self
 
     def servers(self) -> list[str]:
@@ -72,7 +94,9 @@ def split_urls(url: str) -> list[str]:
 
 
 class DatabaseSettings(Section):
-    url: SecretStr = Field(default=SecretStr(""), description="postgresql:// URL; empty = embedded (env DATABASE_URL)")
+    url: SecretStr = Field(
+        default=SecretStr(""), description="postgresql:// URL; empty = embedded (env DATABASE_URL)"
+    )
     pool_min: int = Field(default=1, ge=1)
     pool_max: int = Field(default=5, ge=1)
 
@@ -85,7 +109,10 @@ class LiveSettings(Section):
 
 class BotSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="BNML_", env_nested_delimiter="__", extra="forbid", validate_default=True,
+        env_prefix="BNML_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
         case_sensitive=False,
     )
 
@@ -121,15 +148,19 @@ class BotSettings(BaseSettings):
     def live_keys_missing(self) -> bool:
         """True in live mode without both exchange keys. Only the service that signs orders needs them (and
         refuses to start without them, libs/common/service.py); the others run live without ever holding them."""
-        return self.mode == "live" and not (self.live.api_key.get_secret_value()
-                                            and self.live.api_secret.get_secret_value())
+        return self.mode == "live" and not (
+            self.live.api_key.get_secret_value() and self.live.api_secret.get_secret_value()
+        )
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the YAML file (passed as init kwargs), which beats the defaults.
         return env_settings, init_settings
 
@@ -188,10 +219,14 @@ def _apply_conventional_env(data: dict[str, Any]) -> dict[str, Any]:
 
 def refuse_placeholder_secrets(settings: BotSettings) -> None:
     """Tokens left at their `change-me` placeholder refuse to start (ops_api calls this)."""
-    for key, value in (("ops_api.operator_token", settings.ops_api.operator_token),
-                       ("ops_api.viewer_token", settings.ops_api.viewer_token)):
+    for key, value in (
+        ("ops_api.operator_token", settings.ops_api.operator_token),
+        ("ops_api.viewer_token", settings.ops_api.viewer_token),
+    ):
         if value.get_secret_value().startswith(PLACEHOLDER_PREFIX) or len(value.get_secret_value()) < 12:
-            raise ConfigurationError(key, "still a placeholder or shorter than 12 characters; set a real token")
+            raise ConfigurationError(
+                key, "still a placeholder or shorter than 12 characters; set a real token"
+            )
 
 
 __all__ = [

@@ -9,9 +9,15 @@ from libs.common.shard import MAX_SHARDS, Shard
 
 
 class ShardSettings(Section):
-    index: int = Field(default=0, ge=0, description="This instance's shard, 0 .. count-1 (env BNML_<SERVICE>__SHARD__INDEX)")
-    count: int = Field(default=1, ge=1, le=MAX_SHARDS,
-                       description="Instances the universe is split over; 1 = unsharded (owns every symbol)")
+    index: int = Field(
+        default=0, ge=0, description="This instance's shard, 0 .. count-1 (env BNML_<SERVICE>__SHARD__INDEX)"
+    )
+    count: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_SHARDS,
+        description="Instances the universe is split over; 1 = unsharded (owns every symbol)",
+    )
 
     @model_validator(mode="after")
     def _index_below_count(self) -> ShardSettings:

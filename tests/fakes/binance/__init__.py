@@ -5,5 +5,13 @@ from tests.fakes.binance.engine import BinanceError, Order
 from tests.fakes.binance.faults import Faults
 from tests.fakes.binance.server import DEFAULT_API_KEY, DEFAULT_SECRET, FakeBinance
 
-__all__ = ["DEFAULT_API_KEY", "DEFAULT_SECRET", "BinanceError", "FakeBinance", "Faults", "Order", "make_exchange",
-           "override_urls"]
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_SECRET",
+    "BinanceError",
+    "FakeBinance",
+    "Faults",
+    "Order",
+    "make_exchange",
+    "override_urls",
+]

@@ -17,8 +17,12 @@ from tests.fakes.binance.server import FakeBinance
 async def _main(host: str, port: int, stream_interval: float | None) -> None:
     fake = FakeBinance(host=host, port=port, stream_interval=stream_interval)
     await fake.start()
-    print(json.dumps({"http": fake.http_url, "ws": fake.ws_url, "api_key": fake.api_key, "secret": fake.secret}),
-          flush=True)
+    print(
+        json.dumps(
+            {"http": fake.http_url, "ws": fake.ws_url, "api_key": fake.api_key, "secret": fake.secret}
+        ),
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-_REST_HOSTS = ("api.binance.com", "fapi.binance.com", "dapi.binance.com", "eapi.binance.com", "papi.binance.com")
+_REST_HOSTS = (
+    "api.binance.com",
+    "fapi.binance.com",
+    "dapi.binance.com",
+    "eapi.binance.com",
+    "papi.binance.com",
+)
 
 
 def _rebase(url: str, http_base: str, ws_base: str) -> str:
@@ -34,9 +40,18 @@ def override_urls(urls_api: dict, http_base: str, ws_base: str | None = None) ->
     return out
 
 
-def make_exchange(fake=None, *, pro: bool = False, api_key: str | None = None, secret: str | None = None,
-                  http_base: str | None = None, ws_base: str | None = None, timeout_ms: int | None = None,
-                  config: dict | None = None, **options: Any):
+def make_exchange(
+    fake=None,
+    *,
+    pro: bool = False,
+    api_key: str | None = None,
+    secret: str | None = None,
+    http_base: str | None = None,
+    ws_base: str | None = None,
+    timeout_ms: int | None = None,
+    config: dict | None = None,
+    **options: Any,
+):
     """A real `ccxt.async_support.binance` (or `ccxt.pro.binance` with pro=True) pointed at `fake`.
 
     - api_key/secret: `make_exchange(fake, api_key=fake.api_key, secret=fake.secret)` for signed calls.

@@ -29,9 +29,21 @@ ZERO = D(0)
 FEE_RATE = D("0.001")
 
 INTERVALS_MS = {
-    "1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
-    "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000, "1w": 604_800_000,
+    "1s": 1_000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
 }
 
 
@@ -54,8 +66,11 @@ def decimal_param(p: dict, name: str) -> Decimal:
     """A decimal request parameter, validated the way Binance does (-1100 on anything but digits[.digits])."""
     v = str(p.get(name, ""))
     if not DECIMAL_RE.match(v):
-        raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
-                                  "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
+        raise BinanceError(
+            -1100,
+            f"Illegal characters found in parameter '{name}'; legal range is "
+            "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
+        )
     return D(v)
 
 
@@ -169,30 +184,64 @@ class Order:
     def as_query(self) -> dict:
         """GET /api/v3/order shape."""
         return {
-            "symbol": self.symbol, "orderId": self.order_id, "orderListId": -1,
-            "clientOrderId": self.client_order_id, "price": fmt(self.price), "origQty": fmt(self.orig_qty),
-            "executedQty": fmt(self.executed_qty), "cummulativeQuoteQty": fmt(self.cum_quote),
-            "status": self.status, "timeInForce": self.time_in_force, "type": self.type, "side": self.side,
-            "stopPrice": fmt(ZERO), "icebergQty": fmt(ZERO), "time": self.time, "updateTime": self.update_time,
+            "symbol": self.symbol,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "clientOrderId": self.client_order_id,
+            "price": fmt(self.price),
+            "origQty": fmt(self.orig_qty),
+            "executedQty": fmt(self.executed_qty),
+            "cummulativeQuoteQty": fmt(self.cum_quote),
+            "status": self.status,
+            "timeInForce": self.time_in_force,
+            "type": self.type,
+            "side": self.side,
+            "stopPrice": fmt(ZERO),
+            "icebergQty": fmt(ZERO),
+            "time": self.time,
+            "updateTime": self.update_time,
             "isWorking": self.status in ("NEW", "PARTIALLY_FILLED", "FILLED") and self.type != "MARKET",
-            "workingTime": self.time, "origQuoteOrderQty": fmt(self.orig_quote_qty),
+            "workingTime": self.time,
+            "origQuoteOrderQty": fmt(self.orig_quote_qty),
             "selfTradePreventionMode": "EXPIRE_MAKER",
         }
 
     def as_new_order_response(self, resp_type: str) -> dict:
         """POST /api/v3/order shape for newOrderRespType ACK / RESULT / FULL."""
-        ack = {"symbol": self.symbol, "orderId": self.order_id, "orderListId": -1,
-               "clientOrderId": self.client_order_id, "transactTime": self.time}
+        ack = {
+            "symbol": self.symbol,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "clientOrderId": self.client_order_id,
+            "transactTime": self.time,
+        }
         if resp_type == "ACK":
             return ack
-        res = {**ack, "price": fmt(self.price), "origQty": fmt(self.orig_qty),
-               "executedQty": fmt(self.executed_qty), "origQuoteOrderQty": fmt(self.orig_quote_qty),
-               "cummulativeQuoteQty": fmt(self.cum_quote), "status": self.status,
-               "timeInForce": self.time_in_force, "type": self.type, "side": self.side,
-               "workingTime": self.time, "selfTradePreventionMode": "EXPIRE_MAKER"}
+        res = {
+            **ack,
+            "price": fmt(self.price),
+            "origQty": fmt(self.orig_qty),
+            "executedQty": fmt(self.executed_qty),
+            "origQuoteOrderQty": fmt(self.orig_quote_qty),
+            "cummulativeQuoteQty": fmt(self.cum_quote),
+            "status": self.status,
+            "timeInForce": self.time_in_force,
+            "type": self.type,
+            "side": self.side,
+            "workingTime": self.time,
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+        }
         if resp_type == "FULL":
-            res["fills"] = [{"price": fmt(f.price), "qty": fmt(f.qty), "commission": fmt(f.commission),
-                             "commissionAsset": f.commission_asset, "tradeId": f.trade_id} for f in self.fills]
+            res["fills"] = [
+                {
+                    "price": fmt(f.price),
+                    "qty": fmt(f.qty),
+                    "commission": fmt(f.commission),
+                    "commissionAsset": f.commission_asset,
+                    "tradeId": f.trade_id,
+                }
+                for f in self.fills
+            ]
         return res
 
 
@@ -215,9 +264,14 @@ def _noise(*parts: object) -> float:
 
 
 class Engine:
-    def __init__(self, specs: dict[str, SymbolSpec] | None = None, data_dir: Path | None = None,
-                 balances: dict[str, Decimal | str | float] | None = None, book_levels: int = 20,
-                 real_klines: bool = True) -> None:
+    def __init__(
+        self,
+        specs: dict[str, SymbolSpec] | None = None,
+        data_dir: Path | None = None,
+        balances: dict[str, Decimal | str | float] | None = None,
+        book_levels: int = 20,
+        real_klines: bool = True,
+    ) -> None:
         self.lock = threading.RLock()
         self.clock = Clock()
         self.data_dir = data_dir or vendored_data_dir()
@@ -252,15 +306,28 @@ class Engine:
         tick = spec.tick
         gap = max(tick, spec.round_price(price * D("0.0002")))
         qty = max(spec.step, spec.round_qty(D(2000) / price)) if price > 0 else D(1)
-        self.books[sym] = Book(bid=price - tick, ask=price + tick if price - tick > 0 else price + 2 * tick,
-                               bid_qty=qty, ask_qty=qty, gap=gap, levels=self.book_levels)
+        self.books[sym] = Book(
+            bid=price - tick,
+            ask=price + tick if price - tick > 0 else price + 2 * tick,
+            bid_qty=qty,
+            ask_qty=qty,
+            gap=gap,
+            levels=self.book_levels,
+        )
         if self.books[sym].bid <= 0:
             self.books[sym].bid = tick
         open_ = spec.round_price(price * D("0.98"))
         vol = (spec.quote_volume / price).quantize(D("0.00000001")) if price > 0 else ZERO
-        self.tickers[sym] = Ticker24(open=open_, high=max(price, spec.round_price(price * D("1.015"))),
-                                     low=min(open_, spec.round_price(price * D("0.975"))), last=price,
-                                     last_qty=qty, volume=vol, quote_volume=spec.quote_volume, count=12345)
+        self.tickers[sym] = Ticker24(
+            open=open_,
+            high=max(price, spec.round_price(price * D("1.015"))),
+            low=min(open_, spec.round_price(price * D("0.975"))),
+            last=price,
+            last_qty=qty,
+            volume=vol,
+            quote_volume=spec.quote_volume,
+            count=12345,
+        )
 
     def spec(self, symbol: str) -> SymbolSpec:
         try:
@@ -305,10 +372,17 @@ class Engine:
         self._flush()
         self.add_trade(symbol, p, qty if qty is not None else self.books[symbol].bid_qty)
 
-    def add_trade(self, symbol: str, price, qty, buyer_maker: bool = False, ts: int | None = None) -> PublicTrade:
+    def add_trade(
+        self, symbol: str, price, qty, buyer_maker: bool = False, ts: int | None = None
+    ) -> PublicTrade:
         with self.lock:
-            t = PublicTrade(next(self._trade_ids), D(str(price)), D(str(qty)),
-                            self.clock.now_ms() if ts is None else ts, buyer_maker)
+            t = PublicTrade(
+                next(self._trade_ids),
+                D(str(price)),
+                D(str(qty)),
+                self.clock.now_ms() if ts is None else ts,
+                buyer_maker,
+            )
             self._record_public_trade(symbol, t)
         self._flush()
         return t
@@ -346,27 +420,48 @@ class Engine:
             wavg = (tk.quote_volume / tk.volume) if tk.volume else tk.last
             ids = self.trades[symbol]
             return {
-                "symbol": spec.symbol, "priceChange": fmt(change), "priceChangePercent": fmt(pct, 3),
-                "weightedAvgPrice": fmt(wavg), "prevClosePrice": fmt(tk.open), "lastPrice": fmt(tk.last),
-                "lastQty": fmt(tk.last_qty), "bidPrice": fmt(book.bid), "bidQty": fmt(book.bid_qty),
-                "askPrice": fmt(book.ask), "askQty": fmt(book.ask_qty), "openPrice": fmt(tk.open),
-                "highPrice": fmt(tk.high), "lowPrice": fmt(tk.low), "volume": fmt(tk.volume),
-                "quoteVolume": fmt(tk.quote_volume), "openTime": now - 86_400_000, "closeTime": now,
-                "firstId": ids[0].id if ids else -1, "lastId": ids[-1].id if ids else -1, "count": tk.count,
+                "symbol": spec.symbol,
+                "priceChange": fmt(change),
+                "priceChangePercent": fmt(pct, 3),
+                "weightedAvgPrice": fmt(wavg),
+                "prevClosePrice": fmt(tk.open),
+                "lastPrice": fmt(tk.last),
+                "lastQty": fmt(tk.last_qty),
+                "bidPrice": fmt(book.bid),
+                "bidQty": fmt(book.bid_qty),
+                "askPrice": fmt(book.ask),
+                "askQty": fmt(book.ask_qty),
+                "openPrice": fmt(tk.open),
+                "highPrice": fmt(tk.high),
+                "lowPrice": fmt(tk.low),
+                "volume": fmt(tk.volume),
+                "quoteVolume": fmt(tk.quote_volume),
+                "openTime": now - 86_400_000,
+                "closeTime": now,
+                "firstId": ids[0].id if ids else -1,
+                "lastId": ids[-1].id if ids else -1,
+                "count": tk.count,
             }
 
     def book_ticker(self, symbol: str) -> dict:
         with self.lock:
             b = self.books[self.spec(symbol).symbol]
-            return {"symbol": symbol, "bidPrice": fmt(b.bid), "bidQty": fmt(b.bid_qty),
-                    "askPrice": fmt(b.ask), "askQty": fmt(b.ask_qty)}
+            return {
+                "symbol": symbol,
+                "bidPrice": fmt(b.bid),
+                "bidQty": fmt(b.bid_qty),
+                "askPrice": fmt(b.ask),
+                "askQty": fmt(b.ask_qty),
+            }
 
     def depth(self, symbol: str, limit: int = 100) -> dict:
         with self.lock:
             b = self.books[self.spec(symbol).symbol]
-            return {"lastUpdateId": b.update_id,
-                    "bids": [[fmt(p), fmt(q)] for p, q in b.side("bids")[:limit]],
-                    "asks": [[fmt(p), fmt(q)] for p, q in b.side("asks")[:limit]]}
+            return {
+                "lastUpdateId": b.update_id,
+                "bids": [[fmt(p), fmt(q)] for p, q in b.side("bids")[:limit]],
+                "asks": [[fmt(p), fmt(q)] for p, q in b.side("asks")[:limit]],
+            }
 
     # -- klines ---------------------------------------------------------------------------------------
     def _load_real_klines(self) -> list[list]:
@@ -376,8 +471,19 @@ class Engine:
                 for r in csv.DictReader(f):
                     o, h, low, c, v = (D(r[k]) for k in ("open", "high", "low", "close", "volume"))
                     mid = (o + c) / 2
-                    rows.append([int(r["open_time"]), o, h, low, c, v, int(r["close_time"]),
-                                 (v * mid).quantize(D("0.00000001")), 1000 + int(v) % 5000])
+                    rows.append(
+                        [
+                            int(r["open_time"]),
+                            o,
+                            h,
+                            low,
+                            c,
+                            v,
+                            int(r["close_time"]),
+                            (v * mid).quantize(D("0.00000001")),
+                            1000 + int(v) % 5000,
+                        ]
+                    )
             self._real_klines = rows
         return self._real_klines
 
@@ -387,12 +493,17 @@ class Engine:
         base = float(spec.price)
 
         def g(i: int) -> float:
-            return (0.03 * math.sin(i / 37.0) + 0.012 * math.sin(i / 7.3)
-                    + 0.004 * (_noise(symbol, interval, i) - 0.5))
+            return (
+                0.03 * math.sin(i / 37.0)
+                + 0.012 * math.sin(i / 7.3)
+                + 0.004 * (_noise(symbol, interval, i) - 0.5)
+            )
 
         if self.kline_anchor_ms is None:
             self.kline_anchor_ms = now
-        g0 = g(self.kline_anchor_ms // step)  # the path passes through the initial price when the fake started
+        g0 = g(
+            self.kline_anchor_ms // step
+        )  # the path passes through the initial price when the fake started
 
         def path(i: int) -> float:
             return base * math.exp(g(i) - g0)
@@ -406,13 +517,31 @@ class Engine:
         if open_ms <= now <= close_ms:  # the live candle ends at the current last price
             last = self.tickers[symbol].last
             c_, hi_, lo_ = last, max(hi_, last, o_), min(lo_, last, o_)
-        vol = spec.round_qty(D(repr(float(spec.quote_volume) / base / (86_400_000 / step)
-                                    * (0.5 + _noise(symbol, interval, i, "v")))))
-        return [open_ms, o_, hi_, lo_, c_, vol, close_ms, (vol * (o_ + c_) / 2).quantize(D("0.00000001")),
-                100 + int(_noise(symbol, interval, i, "n") * 900)]
+        vol = spec.round_qty(
+            D(
+                repr(
+                    float(spec.quote_volume)
+                    / base
+                    / (86_400_000 / step)
+                    * (0.5 + _noise(symbol, interval, i, "v"))
+                )
+            )
+        )
+        return [
+            open_ms,
+            o_,
+            hi_,
+            lo_,
+            c_,
+            vol,
+            close_ms,
+            (vol * (o_ + c_) / 2).quantize(D("0.00000001")),
+            100 + int(_noise(symbol, interval, i, "n") * 900),
+        ]
 
-    def klines(self, symbol: str, interval: str, start: int | None = None, end: int | None = None,
-               limit: int = 500) -> list[list]:
+    def klines(
+        self, symbol: str, interval: str, start: int | None = None, end: int | None = None, limit: int = 500
+    ) -> list[list]:
         """Binance /api/v3/klines rows. BTCUSDT 1h: the real candles of BTCUSDT-1h.csv (2021-10 .. 2022-10);
         anything else: deterministic synthetic candles aligned to the server clock."""
         with self.lock:
@@ -424,12 +553,12 @@ class Engine:
                 rows = self._load_real_klines()
                 if start is not None:
                     lo = bisect.bisect_left(rows, start, key=lambda r: r[0])
-                    sel = rows[lo:lo + limit]
+                    sel = rows[lo : lo + limit]
                     if end is not None:
                         sel = [r for r in sel if r[0] <= end]
                 elif end is not None:
                     hi = bisect.bisect_right(rows, end, key=lambda r: r[0])
-                    sel = rows[max(0, hi - limit):hi]
+                    sel = rows[max(0, hi - limit) : hi]
                 else:
                     sel = rows[-limit:]
             else:
@@ -447,8 +576,20 @@ class Engine:
     @staticmethod
     def _kline_row(r: list) -> list:
         vol, qv = r[5], r[7]
-        return [r[0], fmt(r[1]), fmt(r[2]), fmt(r[3]), fmt(r[4]), fmt(vol), r[6], fmt(qv), r[8],
-                fmt((vol / 2).quantize(D("0.00000001"))), fmt((qv / 2).quantize(D("0.00000001"))), "0"]
+        return [
+            r[0],
+            fmt(r[1]),
+            fmt(r[2]),
+            fmt(r[3]),
+            fmt(r[4]),
+            fmt(vol),
+            r[6],
+            fmt(qv),
+            r[8],
+            fmt((vol / 2).quantize(D("0.00000001"))),
+            fmt((qv / 2).quantize(D("0.00000001"))),
+            "0",
+        ]
 
     def live_kline(self, symbol: str, interval: str) -> list:
         """The candle containing 'now' as raw values (for the kline stream)."""
@@ -471,14 +612,29 @@ class Engine:
     def account(self) -> dict:
         with self.lock:
             return {
-                "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
-                "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000",
-                                    "seller": "0.00000000"},
-                "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
-                "requireSelfTradePrevention": False, "preventSor": False,
-                "updateTime": self.account_update_time, "accountType": "SPOT",
-                "balances": [{"asset": a, "free": fmt(f), "locked": fmt(lk)} for a, (f, lk) in self.balances.items()],
-                "permissions": ["SPOT"], "uid": 354937868,
+                "makerCommission": 10,
+                "takerCommission": 10,
+                "buyerCommission": 0,
+                "sellerCommission": 0,
+                "commissionRates": {
+                    "maker": "0.00100000",
+                    "taker": "0.00100000",
+                    "buyer": "0.00000000",
+                    "seller": "0.00000000",
+                },
+                "canTrade": True,
+                "canWithdraw": True,
+                "canDeposit": True,
+                "brokered": False,
+                "requireSelfTradePrevention": False,
+                "preventSor": False,
+                "updateTime": self.account_update_time,
+                "accountType": "SPOT",
+                "balances": [
+                    {"asset": a, "free": fmt(f), "locked": fmt(lk)} for a, (f, lk) in self.balances.items()
+                ],
+                "permissions": ["SPOT"],
+                "uid": 354937868,
             }
 
     def _bal(self, asset: str) -> list[Decimal]:
@@ -498,7 +654,8 @@ class Engine:
                 if o.symbol != symbol:
                     continue
                 if (order_id is not None and o.order_id == order_id) or (
-                        order_id is None and client_id is not None and o.client_order_id == client_id):
+                    order_id is None and client_id is not None and o.client_order_id == client_id
+                ):
                     return o
             raise BinanceError(-2013, "Order does not exist.")
 
@@ -506,8 +663,15 @@ class Engine:
         with self.lock:
             return [o for o in self.orders if o.is_open and (symbol is None or o.symbol == symbol)]
 
-    def _check_filters(self, spec: SymbolSpec, otype: str, price: Decimal | None, qty: Decimal,
-                       ref_price: Decimal, side: str = "BUY") -> None:
+    def _check_filters(
+        self,
+        spec: SymbolSpec,
+        otype: str,
+        price: Decimal | None,
+        qty: Decimal,
+        ref_price: Decimal,
+        side: str = "BUY",
+    ) -> None:
         f = spec.filters
 
         def fail(name: str) -> BinanceError:
@@ -537,22 +701,29 @@ class Engine:
             raise fail("MIN_NOTIONAL")
         pp = f.get("PERCENT_PRICE_BY_SIDE")
         if pp and price is not None and otype != "MARKET":
-            up, down = (("bidMultiplierUp", "bidMultiplierDown") if side == "BUY"
-                        else ("askMultiplierUp", "askMultiplierDown"))
+            up, down = (
+                ("bidMultiplierUp", "bidMultiplierDown")
+                if side == "BUY"
+                else ("askMultiplierUp", "askMultiplierDown")
+            )
             if price > ref_price * D(pp[up]) or price < ref_price * D(pp[down]):
                 raise fail("PERCENT_PRICE_BY_SIDE")
         mno = f.get("MAX_NUM_ORDERS")
         if mno and otype != "MARKET" and len(self.open_orders(spec.symbol)) >= int(mno["maxNumOrders"]):
             raise fail("MAX_NUM_ORDERS")
 
-    def _walk(self, symbol: str, side: str, qty: Decimal, limit_price: Decimal | None) -> list[tuple[Decimal, Decimal]]:
+    def _walk(
+        self, symbol: str, side: str, qty: Decimal, limit_price: Decimal | None
+    ) -> list[tuple[Decimal, Decimal]]:
         """Taker fills for `qty` against the opposite side, best first, not beyond `limit_price`."""
         levels = self.books[symbol].side("asks" if side == "BUY" else "bids")
         out, left = [], qty
         for p, q in levels:
             if left <= 0:
                 break
-            if limit_price is not None and ((side == "BUY" and p > limit_price) or (side == "SELL" and p < limit_price)):
+            if limit_price is not None and (
+                (side == "BUY" and p > limit_price) or (side == "SELL" and p < limit_price)
+            ):
                 break
             take = min(left, q)
             out.append((p, take))
@@ -576,8 +747,11 @@ class Engine:
                 raise BinanceError(-1013, "Market is closed.")
             cid = p.get("newClientOrderId") or ("x-" + secrets.token_hex(10))
             if not CLIENT_ID_RE.match(cid):
-                raise BinanceError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range "
-                                          "is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+                raise BinanceError(
+                    -1100,
+                    "Illegal characters found in parameter 'newClientOrderId'; legal range "
+                    "is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+                )
             if any(o.is_open and o.client_order_id == cid for o in self.orders):
                 raise BinanceError(-2010, "Duplicate order sent.")
             tif = p.get("timeInForce", "GTC" if otype != "MARKET" else "")
@@ -594,7 +768,9 @@ class Engine:
                     tif = "GTC"
             book = self.books[symbol]
             ref = book.ask if side == "BUY" else book.bid
-            quote_qty = decimal_param(p, "quoteOrderQty") if otype == "MARKET" and p.get("quoteOrderQty") else None
+            quote_qty = (
+                decimal_param(p, "quoteOrderQty") if otype == "MARKET" and p.get("quoteOrderQty") else None
+            )
             if p.get("quantity"):
                 qty = decimal_param(p, "quantity")
             elif quote_qty is not None:
@@ -617,10 +793,21 @@ class Engine:
                 lock_asset, lock = spec.base, qty
             self._lock_funds(lock_asset, lock)
             now = self.clock.now_ms()
-            order = Order(order_id=next(self._order_ids), client_order_id=cid, symbol=symbol, side=side,
-                          type=otype, time_in_force=tif, price=price if price is not None else ZERO,
-                          orig_qty=qty, time=now, update_time=now, lock_asset=lock_asset, locked=lock,
-                          orig_quote_qty=quote_qty or ZERO)
+            order = Order(
+                order_id=next(self._order_ids),
+                client_order_id=cid,
+                symbol=symbol,
+                side=side,
+                type=otype,
+                time_in_force=tif,
+                price=price if price is not None else ZERO,
+                orig_qty=qty,
+                time=now,
+                update_time=now,
+                lock_asset=lock_asset,
+                locked=lock,
+                orig_quote_qty=quote_qty or ZERO,
+            )
             self.orders.append(order)
             self._report(order, "NEW")
             for fp, fq in fills:
@@ -663,36 +850,82 @@ class Engine:
         if order.status == "FILLED":
             self._release(order)
         order.fills.append(Fill(trade_id, price, qty, commission, fee_asset, now, maker))
-        self.my_trades.append({
-            "symbol": order.symbol, "id": trade_id, "orderId": order.order_id, "orderListId": -1,
-            "price": fmt(price), "qty": fmt(qty), "quoteQty": fmt(cost), "commission": fmt(commission),
-            "commissionAsset": fee_asset, "time": now, "isBuyer": order.side == "BUY", "isMaker": maker,
-            "isBestMatch": True,
-        })
+        self.my_trades.append(
+            {
+                "symbol": order.symbol,
+                "id": trade_id,
+                "orderId": order.order_id,
+                "orderListId": -1,
+                "price": fmt(price),
+                "qty": fmt(qty),
+                "quoteQty": fmt(cost),
+                "commission": fmt(commission),
+                "commissionAsset": fee_asset,
+                "time": now,
+                "isBuyer": order.side == "BUY",
+                "isMaker": maker,
+                "isBestMatch": True,
+            }
+        )
         self._record_public_trade(order.symbol, PublicTrade(trade_id, price, qty, now, order.side == "SELL"))
         self._report(order, "TRADE", order.fills[-1])
 
     def _report(self, o: Order, exec_type: str, fill: Fill | None = None) -> None:
         """Queue a user-data `executionReport` (a snapshot: the order keeps changing after this)."""
-        self._notify("order", o.symbol, {
-            "e": "executionReport", "s": o.symbol, "c": o.client_order_id, "S": o.side, "o": o.type,
-            "f": o.time_in_force or "GTC", "q": fmt(o.orig_qty), "p": fmt(o.price), "P": fmt(ZERO),
-            "F": fmt(ZERO), "g": -1, "C": o.client_order_id if exec_type == "CANCELED" else "", "x": exec_type,
-            "X": o.status, "r": "NONE", "i": o.order_id, "l": fmt(fill.qty if fill else ZERO),
-            "z": fmt(o.executed_qty), "L": fmt(fill.price if fill else ZERO),
-            "n": fmt(fill.commission if fill else ZERO), "N": fill.commission_asset if fill else None,
-            "T": fill.time if fill else o.update_time, "t": fill.trade_id if fill else -1,
-            "I": 0, "w": o.is_open, "m": bool(fill and fill.maker), "M": False, "O": o.time,
-            "Z": fmt(o.cum_quote), "Y": fmt(fill.price * fill.qty if fill else ZERO),
-            "Q": fmt(o.orig_quote_qty), "W": o.time, "V": "EXPIRE_MAKER",
-        })
+        self._notify(
+            "order",
+            o.symbol,
+            {
+                "e": "executionReport",
+                "s": o.symbol,
+                "c": o.client_order_id,
+                "S": o.side,
+                "o": o.type,
+                "f": o.time_in_force or "GTC",
+                "q": fmt(o.orig_qty),
+                "p": fmt(o.price),
+                "P": fmt(ZERO),
+                "F": fmt(ZERO),
+                "g": -1,
+                "C": o.client_order_id if exec_type == "CANCELED" else "",
+                "x": exec_type,
+                "X": o.status,
+                "r": "NONE",
+                "i": o.order_id,
+                "l": fmt(fill.qty if fill else ZERO),
+                "z": fmt(o.executed_qty),
+                "L": fmt(fill.price if fill else ZERO),
+                "n": fmt(fill.commission if fill else ZERO),
+                "N": fill.commission_asset if fill else None,
+                "T": fill.time if fill else o.update_time,
+                "t": fill.trade_id if fill else -1,
+                "I": 0,
+                "w": o.is_open,
+                "m": bool(fill and fill.maker),
+                "M": False,
+                "O": o.time,
+                "Z": fmt(o.cum_quote),
+                "Y": fmt(fill.price * fill.qty if fill else ZERO),
+                "Q": fmt(o.orig_quote_qty),
+                "W": o.time,
+                "V": "EXPIRE_MAKER",
+            },
+        )
 
     def _account_event(self, spec: SymbolSpec) -> None:
         """Queue a user-data `outboundAccountPosition` for the two assets of a symbol."""
-        self._notify("account", spec.symbol, {
-            "e": "outboundAccountPosition", "u": self.clock.now_ms(),
-            "B": [{"a": a, "f": fmt(self._bal(a)[0]), "l": fmt(self._bal(a)[1])} for a in (spec.base, spec.quote)],
-        })
+        self._notify(
+            "account",
+            spec.symbol,
+            {
+                "e": "outboundAccountPosition",
+                "u": self.clock.now_ms(),
+                "B": [
+                    {"a": a, "f": fmt(self._bal(a)[0]), "l": fmt(self._bal(a)[1])}
+                    for a in (spec.base, spec.quote)
+                ],
+            },
+        )
 
     def _release(self, order: Order) -> None:
         if order.locked > 0:
@@ -738,7 +971,11 @@ class Engine:
 
     def trades_for(self, symbol: str, order_id: int | None = None) -> list[dict]:
         with self.lock:
-            return [t for t in self.my_trades if t["symbol"] == symbol and (order_id is None or t["orderId"] == order_id)]
+            return [
+                t
+                for t in self.my_trades
+                if t["symbol"] == symbol and (order_id is None or t["orderId"] == order_id)
+            ]
 
     # -- inspection helpers for tests -------------------------------------------------------------------
     def orders_for(self, client_order_id: str) -> list[Order]:

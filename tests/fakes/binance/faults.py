@@ -31,8 +31,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 KINDS = {
-    "429", "418", "5xx", "delay", "malformed", "accept_timeout", "accept_5xx", "disconnect", "clock_skew",
-    "unknown_status", "insufficient_balance", "filter_failure", "order_not_found", "error", "result_only",
+    "429",
+    "418",
+    "5xx",
+    "delay",
+    "malformed",
+    "accept_timeout",
+    "accept_5xx",
+    "disconnect",
+    "clock_skew",
+    "unknown_status",
+    "insufficient_balance",
+    "filter_failure",
+    "order_not_found",
+    "error",
+    "result_only",
 }
 
 
@@ -65,8 +78,15 @@ class Faults:
         self.fired: list[tuple[str, str, str]] = []  # (kind, method, path) of every fault that fired
         self.banned_until_ms = 0
 
-    def next(self, endpoint: str, kind: str, count: int | None = 1, *,
-             where: Callable[[dict], bool] | None = None, **params) -> Fault:
+    def next(
+        self,
+        endpoint: str,
+        kind: str,
+        count: int | None = 1,
+        *,
+        where: Callable[[dict], bool] | None = None,
+        **params,
+    ) -> Fault:
         kind = str(kind)
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(KINDS)}")

@@ -1,6 +1,6 @@
 """Pytest fixtures for the fake. Import them into a test module (or a conftest) to use them:
 
-    from tests.fakes.binance.fixtures import fake_binance, fake_binance_thread  # noqa: F401
+from tests.fakes.binance.fixtures import fake_binance, fake_binance_thread  # noqa: F401
 """
 
 from __future__ import annotations

@@ -149,7 +149,9 @@ def load_specs(data_dir: Path | None = None) -> dict[str, SymbolSpec]:
     return specs
 
 
-def exchange_info(specs: dict[str, SymbolSpec], server_time_ms: int, symbols: list[str] | None = None) -> dict:
+def exchange_info(
+    specs: dict[str, SymbolSpec], server_time_ms: int, symbols: list[str] | None = None
+) -> dict:
     chosen = [specs[s].info for s in symbols] if symbols else [s.info for s in specs.values()]
     return {
         "timezone": "UTC",

@@ -33,7 +33,9 @@ from tests.fakes.binance.markets import exchange_info
 DEFAULT_API_KEY = "fake-binance-api-key-0123456789"
 DEFAULT_SECRET = "fake-binance-secret-0123456789"
 
-GATEWAY_5XX_BODY = "<html><head><title>{s} Error</title></head><body><center><h1>{s} Error</h1></center></body></html>"
+GATEWAY_5XX_BODY = (
+    "<html><head><title>{s} Error</title></head><body><center><h1>{s} Error</h1></center></body></html>"
+)
 
 
 def request_weight(method: str, path: str, params: dict) -> int:
@@ -83,7 +85,9 @@ class RequestRecord:
     params: dict
     status: int = 0
     fault: str | None = None
-    received_at: float = field(default_factory=time.time)  # wall clock (s): compare with a service's timestamps
+    received_at: float = field(
+        default_factory=time.time
+    )  # wall clock (s): compare with a service's timestamps
 
 
 class _WsClient:
@@ -106,12 +110,24 @@ def _norm_stream(s: str) -> str:
 
 
 class FakeBinance:
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, balances: dict | None = None,
-                 api_key: str = DEFAULT_API_KEY, secret: str = DEFAULT_SECRET, data_dir: Path | None = None,
-                 stream_interval: float | None = None, book_levels: int = 20,
-                 weight_limit_1m: int | None = None, order_limit_10s: int | None = None,
-                 real_klines: bool = True) -> None:
-        self.engine = Engine(data_dir=data_dir, balances=balances, book_levels=book_levels, real_klines=real_klines)
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        balances: dict | None = None,
+        api_key: str = DEFAULT_API_KEY,
+        secret: str = DEFAULT_SECRET,
+        data_dir: Path | None = None,
+        stream_interval: float | None = None,
+        book_levels: int = 20,
+        weight_limit_1m: int | None = None,
+        order_limit_10s: int | None = None,
+        real_klines: bool = True,
+    ) -> None:
+        self.engine = Engine(
+            data_dir=data_dir, balances=balances, book_levels=book_levels, real_klines=real_klines
+        )
         self.engine.listener = self._on_event
         self.faults = Faults()
         self.api_keys: dict[str, str] = {api_key: secret}
@@ -281,7 +297,9 @@ class FakeBinance:
         deadline = time.monotonic() + timeout
         while want not in self.subscriptions():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nobody subscribed to {want}; subscriptions: {sorted(self.subscriptions())}")
+                raise TimeoutError(
+                    f"nobody subscribed to {want}; subscriptions: {sorted(self.subscriptions())}"
+                )
             await asyncio.sleep(0.02)
 
     def drop_websockets(self, abrupt: bool = True) -> int:
@@ -352,46 +370,85 @@ class FakeBinance:
         now = self.clock.now_ms()
         if self.faults.banned_until_ms > now:
             rec.fault = "banned"
-            return answer(418, self._ban_body(self.faults.banned_until_ms),
-                          {"Retry-After": str(max(1, (self.faults.banned_until_ms - now + 999) // 1000))})
+            return answer(
+                418,
+                self._ban_body(self.faults.banned_until_ms),
+                {"Retry-After": str(max(1, (self.faults.banned_until_ms - now + 999) // 1000))},
+            )
         if self.weight_limit_1m is not None and weight > self.weight_limit_1m:
             rec.fault = "weight_limit"
             retry = max(1, int(60 - (time.monotonic() - self._weight[0][0])) + 1)
-            return answer(429, {"code": -1003, "msg": f"Too much request weight used; current limit is "
-                                f"{self.weight_limit_1m} request weight per 1 MINUTE. Please use WebSocket Streams "
-                                "for live updates to avoid polling the API."}, {"Retry-After": str(retry)})
-        if is_new_order and self.order_limit_10s is not None and len(self._order_times) > self.order_limit_10s:
+            return answer(
+                429,
+                {
+                    "code": -1003,
+                    "msg": f"Too much request weight used; current limit is "
+                    f"{self.weight_limit_1m} request weight per 1 MINUTE. Please use WebSocket Streams "
+                    "for live updates to avoid polling the API.",
+                },
+                {"Retry-After": str(retry)},
+            )
+        if (
+            is_new_order
+            and self.order_limit_10s is not None
+            and len(self._order_times) > self.order_limit_10s
+        ):
             rec.fault = "order_limit"
-            return answer(429, {"code": -1015, "msg": f"Too many new orders; current limit is "
-                                f"{self.order_limit_10s} orders per TEN_SECONDS."}, {"Retry-After": "10"})
+            return answer(
+                429,
+                {
+                    "code": -1015,
+                    "msg": f"Too many new orders; current limit is "
+                    f"{self.order_limit_10s} orders per TEN_SECONDS.",
+                },
+                {"Retry-After": "10"},
+            )
         fault = self.faults.take(method, path, params)
         post_fault: Fault | None = None
         if fault is not None:
             rec.fault = fault.kind
             fp, k = fault.params, fault.kind
             if k == "429":
-                return answer(429, {"code": -1003, "msg": "Too many requests; current limit of IP(127.0.0.1) is 6000 "
-                                    "requests per minute. Please use WebSocket Streams for live updates to avoid "
-                                    "polling the API."}, {"Retry-After": str(fp.get("retry_after", 1))})
+                return answer(
+                    429,
+                    {
+                        "code": -1003,
+                        "msg": "Too many requests; current limit of IP(127.0.0.1) is 6000 "
+                        "requests per minute. Please use WebSocket Streams for live updates to avoid "
+                        "polling the API.",
+                    },
+                    {"Retry-After": str(fp.get("retry_after", 1))},
+                )
             if k == "418":
                 ban = int(fp.get("ban_seconds", 0))
                 until = now + max(ban, int(fp.get("retry_after", 1))) * 1000
                 if ban:
                     self.faults.banned_until_ms = until
-                return answer(418, self._ban_body(until), {"Retry-After": str(fp.get("retry_after", max(ban, 1)))})
+                return answer(
+                    418, self._ban_body(until), {"Retry-After": str(fp.get("retry_after", max(ban, 1)))}
+                )
             if k == "5xx":
                 return self._answer_5xx(answer, fp)
             if k == "clock_skew":
-                return answer(400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."})
+                return answer(
+                    400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."}
+                )
             if k == "insufficient_balance":
-                return answer(400, {"code": -2010, "msg": "Account has insufficient balance for requested action."})
+                return answer(
+                    400, {"code": -2010, "msg": "Account has insufficient balance for requested action."}
+                )
             if k == "filter_failure":
                 return answer(400, {"code": -1013, "msg": f"Filter failure: {fp.get('filter', 'LOT_SIZE')}"})
             if k == "order_not_found":
                 return answer(400, {"code": -2013, "msg": "Order does not exist."})
             if k == "error":
-                return answer(int(fp.get("status", 400)), {"code": int(fp.get("code", -1000)),
-                                                           "msg": fp.get("msg", "An unknown error occurred while processing the request.")})
+                return answer(
+                    int(fp.get("status", 400)),
+                    {
+                        "code": int(fp.get("code", -1000)),
+                        "msg": fp.get("msg", "An unknown error occurred while processing the request."),
+                    },
+                )
             if k == "delay":
                 await self._sleep(float(fp.get("seconds", 2)))
             elif k == "disconnect" and not fp.get("accept", False):
@@ -408,7 +465,10 @@ class FakeBinance:
             status, body = 400, {"code": -1100, "msg": f"Illegal characters found in a parameter. ({e})"}
         except Exception as e:  # a bug in the fake: visible to tests through fake.internal_errors
             self.internal_errors.append(f"{method} {path}: {e!r}")
-            status, body = 500, {"code": -1000, "msg": "An unknown error occurred while processing the request."}
+            status, body = (
+                500,
+                {"code": -1000, "msg": "An unknown error occurred while processing the request."},
+            )
         if post_fault is not None:
             k, fp = post_fault.kind, post_fault.params
             if k == "malformed":
@@ -429,15 +489,19 @@ class FakeBinance:
     async def _control(self, request: web.Request) -> web.Response:
         """Control endpoints for a fake running in another process (`python -m tests.fakes.binance`)."""
         body = await request.json() if request.can_read_body else {}
-        name, m = request.path[len("/fake/"):], request.method
+        name, m = request.path[len("/fake/") :], request.method
         out: object = {"ok": True}
         try:
             if (m, name) == ("POST", "book"):
-                self.set_book(body["symbol"], body["bid"], body["ask"], body.get("bid_qty"), body.get("ask_qty"))
+                self.set_book(
+                    body["symbol"], body["bid"], body["ask"], body.get("bid_qty"), body.get("ask_qty")
+                )
             elif (m, name) == ("POST", "price"):
                 self.set_price(body["symbol"], body["price"], body.get("qty"))
             elif (m, name) == ("POST", "trade"):
-                self.add_trade(body["symbol"], body["price"], body["qty"], bool(body.get("buyer_maker", False)))
+                self.add_trade(
+                    body["symbol"], body["price"], body["qty"], bool(body.get("buyer_maker", False))
+                )
             elif (m, name) == ("POST", "ticker"):
                 self.set_ticker(body.pop("symbol"), **body)
             elif (m, name) == ("POST", "balance"):
@@ -462,8 +526,17 @@ class FakeBinance:
             elif (m, name) == ("GET", "orders_received"):
                 out = list(self.orders_received)
             elif (m, name) == ("GET", "requests"):
-                out = [{"ts_ms": r.ts_ms, "method": r.method, "path": r.path, "status": r.status, "fault": r.fault,
-                        "received_at": r.received_at} for r in list(self.requests)]
+                out = [
+                    {
+                        "ts_ms": r.ts_ms,
+                        "method": r.method,
+                        "path": r.path,
+                        "status": r.status,
+                        "fault": r.fault,
+                        "received_at": r.received_at,
+                    }
+                    for r in list(self.requests)
+                ]
             else:
                 return web.json_response({"error": f"no control endpoint {m} /fake/{name}"}, status=404)
         except (KeyError, ValueError, AttributeError, BinanceError) as e:
@@ -482,14 +555,20 @@ class FakeBinance:
 
     def _answer_unknown(self, answer, fp: dict) -> web.Response:
         code = int(fp.get("code", -1006))
-        msg = ("Timeout waiting for response from backend server. Send status unknown; execution status unknown."
-               if code == -1007 else "An unexpected response was received from the message bus. Execution status unknown.")
+        msg = (
+            "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
+            if code == -1007
+            else "An unexpected response was received from the message bus. Execution status unknown."
+        )
         return answer(int(fp.get("status", 503)), {"code": code, "msg": msg})
 
     @staticmethod
     def _ban_body(until_ms: int) -> dict:
-        return {"code": -1003, "msg": f"Way too much request weight used; IP banned until {until_ms}. "
-                                      "Please use WebSocket Streams for live updates to avoid bans."}
+        return {
+            "code": -1003,
+            "msg": f"Way too much request weight used; IP banned until {until_ms}. "
+            "Please use WebSocket Streams for live updates to avoid bans.",
+        }
 
     def _disconnect(self, request: web.Request, rec: RequestRecord) -> web.Response:
         rec.status = -1
@@ -510,8 +589,9 @@ class FakeBinance:
         return sum(x for _, x in self._weight)
 
     # -- REST routes ----------------------------------------------------------------------------------
-    async def _dispatch_rest(self, request: web.Request, method: str, path: str, params: dict,
-                             raw_query: str, raw_body: str) -> tuple[int, object]:
+    async def _dispatch_rest(
+        self, request: web.Request, method: str, path: str, params: dict, raw_query: str, raw_body: str
+    ) -> tuple[int, object]:
         e = self.engine
         route = (method, path)
         public = PUBLIC_ROUTES.get(route)
@@ -522,8 +602,15 @@ class FakeBinance:
             self._authenticate(request, params, raw_query, raw_body)
             return 200, private(self, params)
         if path.startswith(("/fapi/", "/dapi/", "/eapi/")) and path.endswith("/exchangeInfo"):
-            return 200, {"timezone": "UTC", "serverTime": e.clock.now_ms(), "rateLimits": [],
-                         "exchangeFilters": [], "assets": [], "symbols": [], "optionSymbols": []}
+            return 200, {
+                "timezone": "UTC",
+                "serverTime": e.clock.now_ms(),
+                "rateLimits": [],
+                "exchangeFilters": [],
+                "assets": [],
+                "symbols": [],
+                "optionSymbols": [],
+            }
         return 404, {"code": -1000, "msg": f"fake binance: no route for {method} {path}"}
 
     def _authenticate(self, request: web.Request, params: dict, raw_query: str, raw_body: str) -> None:
@@ -570,8 +657,11 @@ class FakeBinance:
                 syms = json.loads(p["symbols"])
                 assert isinstance(syms, list)
             except Exception:
-                raise BinanceError(-1100, "Illegal characters found in parameter 'symbols'; legal range is "
-                                   "'^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'.") from None
+                raise BinanceError(
+                    -1100,
+                    "Illegal characters found in parameter 'symbols'; legal range is "
+                    '\'^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$\'.',
+                ) from None
             for s in syms:
                 self.engine.spec(s)
             return syms
@@ -631,9 +721,18 @@ class FakeBinance:
             raise mandatory("symbol")
         sym = self.engine.spec(p["symbol"]).symbol
         limit = min(int(p.get("limit") or 500), 1000)
-        return [{"id": t.id, "price": fmt(t.price), "qty": fmt(t.qty), "quoteQty": fmt(t.price * t.qty),
-                 "time": t.time, "isBuyerMaker": t.buyer_maker, "isBestMatch": True}
-                for t in self.engine.trades[sym][-limit:]]
+        return [
+            {
+                "id": t.id,
+                "price": fmt(t.price),
+                "qty": fmt(t.qty),
+                "quoteQty": fmt(t.price * t.qty),
+                "time": t.time,
+                "isBuyerMaker": t.buyer_maker,
+                "isBestMatch": True,
+            }
+            for t in self.engine.trades[sym][-limit:]
+        ]
 
     def _agg_trades(self, p: dict) -> object:
         if not p.get("symbol"):
@@ -645,37 +744,91 @@ class FakeBinance:
             rows = [t for t in rows if t.time >= int(p["startTime"])]
         if p.get("endTime"):
             rows = [t for t in rows if t.time <= int(p["endTime"])]
-        return [{"a": t.id, "p": fmt(t.price), "q": fmt(t.qty), "f": t.id, "l": t.id, "T": t.time,
-                 "m": t.buyer_maker, "M": True} for t in rows[-limit:]]
+        return [
+            {
+                "a": t.id,
+                "p": fmt(t.price),
+                "q": fmt(t.qty),
+                "f": t.id,
+                "l": t.id,
+                "T": t.time,
+                "m": t.buyer_maker,
+                "M": True,
+            }
+            for t in rows[-limit:]
+        ]
 
     def _system_status(self, p: dict) -> object:
         return {"status": 0, "msg": "normal"}
 
     # private
     def _coins(self, p: dict) -> object:
-        assets = sorted({s.base for s in self.engine.specs.values()} | {s.quote for s in self.engine.specs.values()})
+        assets = sorted(
+            {s.base for s in self.engine.specs.values()} | {s.quote for s in self.engine.specs.values()}
+        )
         out = []
         for a in assets:
             free, locked = self.engine.balance(a)
-            out.append({
-                "coin": a, "depositAllEnable": True, "withdrawAllEnable": True, "name": a, "free": fmt(free),
-                "locked": fmt(locked), "freeze": "0", "withdrawing": "0", "ipoing": "0", "ipoable": "0",
-                "storage": "0", "isLegalMoney": False, "trading": True,
-                "networkList": [{
-                    "network": a, "coin": a, "withdrawIntegerMultiple": "0.00000001", "isDefault": True,
-                    "depositEnable": True, "withdrawEnable": True, "depositDesc": "", "withdrawDesc": "",
-                    "specialTips": "", "name": a, "resetAddressStatus": False, "addressRegex": "",
-                    "memoRegex": "", "withdrawFee": "0.0001", "withdrawMin": "0.001", "withdrawMax": "10000000",
-                    "minConfirm": 1, "unLockConfirm": 1, "sameAddress": False, "estimatedArrivalTime": 5,
-                    "busy": False, "contractAddressUrl": "", "contractAddress": "",
-                }],
-            })
+            out.append(
+                {
+                    "coin": a,
+                    "depositAllEnable": True,
+                    "withdrawAllEnable": True,
+                    "name": a,
+                    "free": fmt(free),
+                    "locked": fmt(locked),
+                    "freeze": "0",
+                    "withdrawing": "0",
+                    "ipoing": "0",
+                    "ipoable": "0",
+                    "storage": "0",
+                    "isLegalMoney": False,
+                    "trading": True,
+                    "networkList": [
+                        {
+                            "network": a,
+                            "coin": a,
+                            "withdrawIntegerMultiple": "0.00000001",
+                            "isDefault": True,
+                            "depositEnable": True,
+                            "withdrawEnable": True,
+                            "depositDesc": "",
+                            "withdrawDesc": "",
+                            "specialTips": "",
+                            "name": a,
+                            "resetAddressStatus": False,
+                            "addressRegex": "",
+                            "memoRegex": "",
+                            "withdrawFee": "0.0001",
+                            "withdrawMin": "0.001",
+                            "withdrawMax": "10000000",
+                            "minConfirm": 1,
+                            "unLockConfirm": 1,
+                            "sameAddress": False,
+                            "estimatedArrivalTime": 5,
+                            "busy": False,
+                            "contractAddressUrl": "",
+                            "contractAddress": "",
+                        }
+                    ],
+                }
+            )
         return out
 
     def _margin_pairs(self, p: dict) -> object:
-        return [{"id": 351637150141315861 + i, "symbol": s.symbol, "base": s.base, "quote": s.quote,
-                 "isMarginTrade": True, "isBuyAllowed": True, "isSellAllowed": True}
-                for i, s in enumerate(self.engine.specs.values()) if s.info.get("isMarginTradingAllowed")]
+        return [
+            {
+                "id": 351637150141315861 + i,
+                "symbol": s.symbol,
+                "base": s.base,
+                "quote": s.quote,
+                "isMarginTrade": True,
+                "isBuyAllowed": True,
+                "isSellAllowed": True,
+            }
+            for i, s in enumerate(self.engine.specs.values())
+            if s.info.get("isMarginTradingAllowed")
+        ]
 
     def _order_ref(self, p: dict, id_key: str = "origClientOrderId") -> tuple[str, int | None, str | None]:
         if not p.get("symbol"):
@@ -684,7 +837,9 @@ class FakeBinance:
         oid = int(p["orderId"]) if p.get("orderId") else None
         cid = p.get(id_key) or None
         if oid is None and cid is None:
-            raise BinanceError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+            raise BinanceError(
+                -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+            )
         return sym, oid, cid
 
     def _new_order(self, p: dict) -> object:
@@ -703,13 +858,24 @@ class FakeBinance:
         sym, oid, cid = self._order_ref(p)
         o = self.engine.cancel_order(sym, oid, cid)
         q = o.as_query()
-        return {"symbol": o.symbol, "origClientOrderId": o.client_order_id, "orderId": o.order_id,
-                "orderListId": -1, "clientOrderId": p.get("newClientOrderId") or ("cancel-" + str(o.order_id)),
-                "transactTime": o.update_time, "price": q["price"], "origQty": q["origQty"],
-                "executedQty": q["executedQty"], "origQuoteOrderQty": q["origQuoteOrderQty"],
-                "cummulativeQuoteQty": q["cummulativeQuoteQty"], "status": o.status,
-                "timeInForce": o.time_in_force, "type": o.type, "side": o.side,
-                "selfTradePreventionMode": "EXPIRE_MAKER"}
+        return {
+            "symbol": o.symbol,
+            "origClientOrderId": o.client_order_id,
+            "orderId": o.order_id,
+            "orderListId": -1,
+            "clientOrderId": p.get("newClientOrderId") or ("cancel-" + str(o.order_id)),
+            "transactTime": o.update_time,
+            "price": q["price"],
+            "origQty": q["origQty"],
+            "executedQty": q["executedQty"],
+            "origQuoteOrderQty": q["origQuoteOrderQty"],
+            "cummulativeQuoteQty": q["cummulativeQuoteQty"],
+            "status": o.status,
+            "timeInForce": o.time_in_force,
+            "type": o.type,
+            "side": o.side,
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+        }
 
     def _open_orders(self, p: dict) -> object:
         sym = self.engine.spec(p["symbol"]).symbol if p.get("symbol") else None
@@ -742,7 +908,7 @@ class FakeBinance:
             rows = [t for t in rows if t["time"] <= int(p["endTime"])]
         if p.get("fromId"):
             rows = [t for t in rows if t["id"] >= int(p["fromId"])]
-        return rows[-min(int(p.get("limit") or 500), 1000):]
+        return rows[-min(int(p.get("limit") or 500), 1000) :]
 
     def _account(self, p: dict) -> object:
         acc = self.engine.account()
@@ -764,7 +930,7 @@ class FakeBinance:
         if combined:
             initial = [s for s in request.query.get("streams", "").split("/") if s]
         elif request.path.startswith("/ws/"):
-            tail = request.path[len("/ws/"):]
+            tail = request.path[len("/ws/") :]
             initial = [s for s in tail.split("/") if "@" in s or s.startswith("!")]
         self._subscribe(client, initial)
         self._clients.add(client)
@@ -772,7 +938,9 @@ class FakeBinance:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    reply = self._ws_api_method(client, msg.data) if api else self._ws_method(client, msg.data)
+                    reply = (
+                        self._ws_api_method(client, msg.data) if api else self._ws_method(client, msg.data)
+                    )
                     if reply is not None:
                         client.queue.put_nowait(json.dumps(reply))
                 elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
@@ -853,7 +1021,9 @@ class FakeBinance:
             if method == "userDataStream.unsubscribe":
                 client.user_sub = None
                 return ok({})
-            raise BinanceError(-1100, f"Illegal characters found in parameter 'method'; unknown method {method!r}.")
+            raise BinanceError(
+                -1100, f"Illegal characters found in parameter 'method'; unknown method {method!r}."
+            )
         except BinanceError as e:
             return {"id": mid, "status": e.status, "error": e.body(), "rateLimits": []}
 
@@ -874,8 +1044,11 @@ class FakeBinance:
 
     def _remember_depth(self, symbol: str) -> None:
         b = self.engine.books[symbol]
-        self._depth_state[symbol] = (b.update_id, {fmt(p): fmt(q) for p, q in b.side("bids")},
-                                     {fmt(p): fmt(q) for p, q in b.side("asks")})
+        self._depth_state[symbol] = (
+            b.update_id,
+            {fmt(p): fmt(q) for p, q in b.side("bids")},
+            {fmt(p): fmt(q) for p, q in b.side("asks")},
+        )
 
     def _depth_update(self, symbol: str, now: int) -> dict | None:
         with self.engine.lock:
@@ -891,38 +1064,95 @@ class FakeBinance:
             out += [[p, fmt(Decimal(0))] for p in old if p not in new]
             return out
 
-        return {"e": "depthUpdate", "E": now, "s": symbol, "U": prev_id + 1, "u": new_id,
-                "b": diff(prev_b, new_b), "a": diff(prev_a, new_a)}
+        return {
+            "e": "depthUpdate",
+            "E": now,
+            "s": symbol,
+            "U": prev_id + 1,
+            "u": new_id,
+            "b": diff(prev_b, new_b),
+            "a": diff(prev_a, new_a),
+        }
 
     def _ticker_event(self, symbol: str, now: int) -> dict:
         t = self.engine.ticker_24hr(symbol)
-        return {"e": "24hrTicker", "E": now, "s": symbol, "p": t["priceChange"], "P": t["priceChangePercent"],
-                "w": t["weightedAvgPrice"], "x": t["prevClosePrice"], "c": t["lastPrice"], "Q": t["lastQty"],
-                "b": t["bidPrice"], "B": t["bidQty"], "a": t["askPrice"], "A": t["askQty"], "o": t["openPrice"],
-                "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"],
-                "O": t["openTime"], "C": t["closeTime"], "F": t["firstId"], "L": t["lastId"], "n": t["count"]}
+        return {
+            "e": "24hrTicker",
+            "E": now,
+            "s": symbol,
+            "p": t["priceChange"],
+            "P": t["priceChangePercent"],
+            "w": t["weightedAvgPrice"],
+            "x": t["prevClosePrice"],
+            "c": t["lastPrice"],
+            "Q": t["lastQty"],
+            "b": t["bidPrice"],
+            "B": t["bidQty"],
+            "a": t["askPrice"],
+            "A": t["askQty"],
+            "o": t["openPrice"],
+            "h": t["highPrice"],
+            "l": t["lowPrice"],
+            "v": t["volume"],
+            "q": t["quoteVolume"],
+            "O": t["openTime"],
+            "C": t["closeTime"],
+            "F": t["firstId"],
+            "L": t["lastId"],
+            "n": t["count"],
+        }
 
     def _mini_ticker_event(self, symbol: str, now: int) -> dict:
         t = self.engine.ticker_24hr(symbol)
-        return {"e": "24hrMiniTicker", "E": now, "s": symbol, "c": t["lastPrice"], "o": t["openPrice"],
-                "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"]}
+        return {
+            "e": "24hrMiniTicker",
+            "E": now,
+            "s": symbol,
+            "c": t["lastPrice"],
+            "o": t["openPrice"],
+            "h": t["highPrice"],
+            "l": t["lowPrice"],
+            "v": t["volume"],
+            "q": t["quoteVolume"],
+        }
 
     def _kline_event(self, symbol: str, interval: str, now: int) -> dict:
         r = self.engine.live_kline(symbol, interval)
         trades = self.engine.trades[symbol]
-        return {"e": "kline", "E": now, "s": symbol, "k": {
-            "t": r[0], "T": r[6], "s": symbol, "i": interval, "f": trades[0].id if trades else -1,
-            "L": trades[-1].id if trades else -1, "o": fmt(r[1]), "c": fmt(r[4]), "h": fmt(r[2]), "l": fmt(r[3]),
-            "v": fmt(r[5]), "n": r[8], "x": False, "q": fmt(r[7]), "V": fmt(r[5] / 2), "Q": fmt(r[7] / 2), "B": "0"}}
+        return {
+            "e": "kline",
+            "E": now,
+            "s": symbol,
+            "k": {
+                "t": r[0],
+                "T": r[6],
+                "s": symbol,
+                "i": interval,
+                "f": trades[0].id if trades else -1,
+                "L": trades[-1].id if trades else -1,
+                "o": fmt(r[1]),
+                "c": fmt(r[4]),
+                "h": fmt(r[2]),
+                "l": fmt(r[3]),
+                "v": fmt(r[5]),
+                "n": r[8],
+                "x": False,
+                "q": fmt(r[7]),
+                "V": fmt(r[5] / 2),
+                "Q": fmt(r[7] / 2),
+                "B": "0",
+            },
+        }
 
     def _dispatch(self, kind: str, symbol: str, payload: object) -> None:
         if kind in ("order", "account"):  # user data: to every subscribed WebSocket API session
             text = None
             for c in list(self._clients):
                 if c.user_sub is not None:
-                    text = json.dumps({"subscriptionId": c.user_sub,
-                                       "event": {**payload, "E": self.clock.now_ms()}},  # type: ignore[dict-item]
-                                      separators=(",", ":"))
+                    text = json.dumps(
+                        {"subscriptionId": c.user_sub, "event": {**payload, "E": self.clock.now_ms()}},  # type: ignore[dict-item]
+                        separators=(",", ":"),
+                    )
                     c.queue.put_nowait(text)
             return
         if self.mute_streams:  # sockets stay open but go silent (a frozen feed); depth diffs resume gap-free
@@ -937,11 +1167,17 @@ class FakeBinance:
                 return cache[stream]
             ev: object | None = None
             if stream.startswith(lower + "@"):
-                ch = stream[len(lower) + 1:]
+                ch = stream[len(lower) + 1 :]
                 if ch == "bookTicker" and kind in ("book", "tick"):
                     bt = self.engine.book_ticker(symbol)
-                    ev = {"u": self.engine.books[symbol].update_id, "s": symbol, "b": bt["bidPrice"],
-                          "B": bt["bidQty"], "a": bt["askPrice"], "A": bt["askQty"]}
+                    ev = {
+                        "u": self.engine.books[symbol].update_id,
+                        "s": symbol,
+                        "b": bt["bidPrice"],
+                        "B": bt["bidQty"],
+                        "a": bt["askPrice"],
+                        "A": bt["askQty"],
+                    }
                 elif ch == "depth" and depth_ev is not None:
                     ev = depth_ev
                 elif ch.startswith("depth") and ch[5:].isdigit() and kind == "book":
@@ -949,13 +1185,35 @@ class FakeBinance:
                     ev = {"lastUpdateId": d["lastUpdateId"], "bids": d["bids"], "asks": d["asks"]}
                 elif ch == "trade" and kind == "trade" and isinstance(payload, PublicTrade):
                     t = payload
-                    ev = {"e": "trade", "E": now, "s": symbol, "t": t.id, "p": fmt(t.price), "q": fmt(t.qty),
-                          "T": t.time, "m": t.buyer_maker, "M": True}
+                    ev = {
+                        "e": "trade",
+                        "E": now,
+                        "s": symbol,
+                        "t": t.id,
+                        "p": fmt(t.price),
+                        "q": fmt(t.qty),
+                        "T": t.time,
+                        "m": t.buyer_maker,
+                        "M": True,
+                    }
                 elif ch == "aggTrade" and kind == "trade" and isinstance(payload, PublicTrade):
                     t = payload
-                    ev = {"e": "aggTrade", "E": now, "s": symbol, "a": t.id, "p": fmt(t.price), "q": fmt(t.qty),
-                          "f": t.id, "l": t.id, "T": t.time, "m": t.buyer_maker, "M": True}
-                elif ch.startswith("kline_") and ch[6:] in INTERVALS_MS and kind in ("trade", "tick", "ticker"):
+                    ev = {
+                        "e": "aggTrade",
+                        "E": now,
+                        "s": symbol,
+                        "a": t.id,
+                        "p": fmt(t.price),
+                        "q": fmt(t.qty),
+                        "f": t.id,
+                        "l": t.id,
+                        "T": t.time,
+                        "m": t.buyer_maker,
+                        "M": True,
+                    }
+                elif (
+                    ch.startswith("kline_") and ch[6:] in INTERVALS_MS and kind in ("trade", "tick", "ticker")
+                ):
                     ev = self._kline_event(symbol, ch[6:], now)
                 elif ch == "ticker" and kind in ("book", "trade", "tick", "ticker"):
                     ev = self._ticker_event(symbol, now)
@@ -975,8 +1233,9 @@ class FakeBinance:
                     continue
                 key = ("C:" if c.combined else "R:") + stream
                 if key not in cache:
-                    cache[key] = json.dumps({"stream": stream, "data": ev} if c.combined else ev,
-                                            separators=(",", ":"))
+                    cache[key] = json.dumps(
+                        {"stream": stream, "data": ev} if c.combined else ev, separators=(",", ":")
+                    )
                 c.queue.put_nowait(cache[key])  # type: ignore[arg-type]
 
     async def _ticker_loop(self) -> None:
@@ -1002,8 +1261,11 @@ class FakeBinance:
                 ev = [make(sym, now) for sym, spec in self.engine.specs.items() if spec.status == "TRADING"]
                 for c in list(self._clients):
                     if stream in c.streams:
-                        c.queue.put_nowait(json.dumps({"stream": stream, "data": ev} if c.combined else ev,
-                                                      separators=(",", ":")))
+                        c.queue.put_nowait(
+                            json.dumps(
+                                {"stream": stream, "data": ev} if c.combined else ev, separators=(",", ":")
+                            )
+                        )
 
 
 PUBLIC_ROUTES = {

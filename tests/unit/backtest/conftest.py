@@ -21,8 +21,9 @@ def settings_for(models_dir: Path, **risk) -> BotSettings:
     sig = base.signal.model_copy(update={"models_dir": str(models_dir)})
     train = sig.train.model_copy(update={"data": str(BTC_1H), "folds": 2})
     sig = sig.model_copy(update={"train": train})
-    return base.model_copy(update={"signal": sig, "symbols": ["BTC/USDT"],
-                                   "risk": base.risk.model_copy(update=risk)})
+    return base.model_copy(
+        update={"signal": sig, "symbols": ["BTC/USDT"], "risk": base.risk.model_copy(update=risk)}
+    )
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,9 @@ def test_wall_and_manual_clocks_ignore_data_times():
 def test_clock_for_picks_the_data_clock_only_in_replay_with_the_switch():
     base = BotSettings()
     assert clock_for(base) is WALL
-    md = base.market_data.model_copy(update={"replay": base.market_data.replay.model_copy(update={"data_clock": True})})
+    md = base.market_data.model_copy(
+        update={"replay": base.market_data.replay.model_copy(update={"data_clock": True})}
+    )
     assert clock_for(base.model_copy(update={"market_data": md})) is WALL  # synthetic mode: wall clock
     replay = base.model_copy(update={"market_data": md, "paper_market_data_mode": "replay"})
     assert isinstance(clock_for(replay), DataClock)

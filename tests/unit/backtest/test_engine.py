@@ -39,9 +39,24 @@ def test_price_places_match_the_file():
 def _record(rec) -> dict:
     """Everything a run recorded, the order ids aside (they derive from uuid signal ids)."""
     drop = ("client_order_id", "trade_id")
-    out = {k: getattr(rec, k) for k in ("times", "equity", "exposure", "signals", "approved", "refusals",
-                                         "refusals_first", "not_sent", "rejected", "breaker_events",
-                                         "state_changes", "start_equity", "bars")}
+    out = {
+        k: getattr(rec, k)
+        for k in (
+            "times",
+            "equity",
+            "exposure",
+            "signals",
+            "approved",
+            "refusals",
+            "refusals_first",
+            "not_sent",
+            "rejected",
+            "breaker_events",
+            "state_changes",
+            "start_equity",
+            "bars",
+        )
+    }
     out["orders"] = [{k: v for k, v in o.items() if k not in drop} for o in rec.orders]
     out["fills"] = [{k: v for k, v in f.items() if k not in drop} for f in rec.fills]
     out["sides"] = {s: a.tolist() for s, a in rec.sides.items()}
@@ -78,13 +93,17 @@ def test_risk_sizing_and_caps_of_the_config_bind_every_order(btc_model, btc_1h, 
 
 def test_a_tiny_daily_budget_trips_the_breaker_and_refuses_by_reason(btc_model, btc_1h, markets):
     settings, model = btc_model
-    tight = apply_overrides(settings, ["risk.daily_loss_budget_usdt=0.01", "risk.cooldown_after_loss_s=0",
-                                       "risk.loss_streak_limit=1000"])
+    tight = apply_overrides(
+        settings,
+        ["risk.daily_loss_budget_usdt=0.01", "risk.cooldown_after_loss_s=0", "risk.loss_streak_limit=1000"],
+    )
     rec = Backtest(tight, _series(btc_1h), model, markets).run()
     trips = Counter(e["breaker"] for e in rec.breaker_events if e["event"] == "tripped")
     assert trips["daily_loss"] >= 1
     assert rec.refusals["daily_loss"] >= 1 or rec.refusals["trading_reducing"] >= 1
-    loose = Backtest(settings, _series(btc_1h), model, markets).run()  # positive control: same data, default budget
+    loose = Backtest(
+        settings, _series(btc_1h), model, markets
+    ).run()  # positive control: same data, default budget
     assert not any(e["breaker"] == "daily_loss" for e in loose.breaker_events)
     assert len(loose.fills) > len(rec.fills)
 
@@ -94,7 +113,9 @@ def test_fees_are_the_paper_brokers_own(btc_model, btc_1h, markets):
     rec = Backtest(settings, _series(btc_1h), model, markets).run()
     assert rec.fills
     for f in rec.fills:
-        assert f["fee"] == (f["quantity"] * f["price"] * Decimal("0.001")).quantize(Decimal("0.00000001"), ROUND_HALF_UP)
+        assert f["fee"] == (f["quantity"] * f["price"] * Decimal("0.001")).quantize(
+            Decimal("0.00000001"), ROUND_HALF_UP
+        )
     free = apply_overrides(settings, ["execution.taker_fee_rate=0", "execution.maker_fee_rate=0"])
     rec0 = Backtest(free, _series(btc_1h), model, markets).run()
     assert all(f["fee"] == 0 for f in rec0.fills)
@@ -109,13 +130,28 @@ def test_null_shifts_and_p_value():
 
 def test_run_writes_the_report_files_with_every_figure(btc_model, btc_1h, markets, tmp_path):
     settings, model = btc_model
-    out = run_backtest(settings, _series(btc_1h, (WINDOW[0], WINDOW[0] + 400 * 3_600_000)), model, markets,
-                       null_runs=3, bt_id="t1", out_root=tmp_path)
+    out = run_backtest(
+        settings,
+        _series(btc_1h, (WINDOW[0], WINDOW[0] + 400 * 3_600_000)),
+        model,
+        markets,
+        null_runs=3,
+        bt_id="t1",
+        out_root=tmp_path,
+    )
     d = tmp_path / "t1"
     assert {p.name for p in d.iterdir()} == {"report.json", "report.md", "equity.png", "trades.csv"}
     r = json.loads((d / "report.json").read_text())
-    for k in ("net_return_pct", "gross_return_pct", "fees_usdt", "turnover", "exposure_avg_pct", "max_drawdown_pct",
-              "sharpe", "sortino"):
+    for k in (
+        "net_return_pct",
+        "gross_return_pct",
+        "fees_usdt",
+        "turnover",
+        "exposure_avg_pct",
+        "max_drawdown_pct",
+        "sharpe",
+        "sortino",
+    ):
         assert k in r["model"]
     assert r["buy_and_hold"]["net_return_pct"] != 0 and r["no_trade"]["net_return_pct"] == 0
     assert r["null_baseline"]["runs"] == 3 and 0 < r["null_baseline"]["p_value"] <= 1
@@ -158,7 +194,9 @@ def test_training_walk_forward_folds_are_traded_by_the_full_stack(tmp_path):
     assert simple["what"].startswith("simplified simulation (not the traded policy)")
     assert simple["total_return_pct"] != m["total_return_pct"]
     quick = run_training(settings, progress=lambda m: None, drift_replay=False, promote=False)
-    assert _json.loads((quick / "report.json").read_text())["out_of_sample"]["evaluation"].startswith("simplified")
+    assert _json.loads((quick / "report.json").read_text())["out_of_sample"]["evaluation"].startswith(
+        "simplified"
+    )
 
 
 def test_training_refuses_a_file_with_gaps_unless_allowed(tmp_path):
@@ -172,6 +210,7 @@ def test_training_refuses_a_file_with_gaps_unless_allowed(tmp_path):
     train = settings.signal.train.model_copy(update={"data": str(holed)})
     with pytest.raises(OhlcvError, match=r"BTCUSDT-1h.csv: row 1500: gap: 10 bar\(s\) missing"):
         run_training(settings, train=train, progress=lambda m: None, drift_replay=False, promote=False)
-    path = run_training(settings, train=train, progress=lambda m: None, drift_replay=False, promote=False,
-                        allow_gaps=True)
+    path = run_training(
+        settings, train=train, progress=lambda m: None, drift_replay=False, promote=False, allow_gaps=True
+    )
     assert (path / "report.json").exists()

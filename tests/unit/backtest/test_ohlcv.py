@@ -64,7 +64,9 @@ def test_conflicting_duplicates_are_an_error(tmp_path):
 def test_a_gap_is_an_error_unless_allowed_then_counted(tmp_path):
     rows = _bars(3) + _bars(3, start=5 * 60_000)
     path = _csv(tmp_path, rows)
-    with pytest.raises(OhlcvError, match=r"row 4: gap: 2 bar\(s\) missing between open_time 120000 and 300000"):
+    with pytest.raises(
+        OhlcvError, match=r"row 4: gap: 2 bar\(s\) missing between open_time 120000 and 300000"
+    ):
         load(path)
     s = load(path, allow_gaps=True)
     assert s.gaps == [(120_000, 300_000)] and s.repairs["gaps"] == 1
@@ -74,7 +76,11 @@ def test_a_wrong_timeframe_is_an_error(tmp_path):
     path = _csv(tmp_path, _bars(5))
     with pytest.raises(OhlcvError, match="not on the 5m grid"):
         load(path, timeframe="5m")
-    hourly_with_a_short_step = [(0, 10, 12, 9, 11, 1), (3_600_000, 10, 12, 9, 11, 1), (3_660_000, 10, 12, 9, 11, 1)]
+    hourly_with_a_short_step = [
+        (0, 10, 12, 9, 11, 1),
+        (3_600_000, 10, 12, 9, 11, 1),
+        (3_660_000, 10, 12, 9, 11, 1),
+    ]
     with pytest.raises(OhlcvError, match="row 3: open_time 3660000 is not on the 1h grid"):
         load(_csv(tmp_path, hourly_with_a_short_step, "h.csv"), timeframe="1h")
 

@@ -19,14 +19,23 @@ F_SETPIPE_SZ = 1031  # Linux fcntl: shrink a pipe's buffer so that a reader that
 
 def _env() -> dict[str, str]:
     """No running suite, no database, no NATS: what a user has before `bnml up`."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("BNML_") and k not in ("NATS_URL", "DATABASE_URL", "NO_COLOR", "FORCE_COLOR")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BNML_") and k not in ("NATS_URL", "DATABASE_URL", "NO_COLOR", "FORCE_COLOR")
+    }
 
 
 def bnml(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`bnml ARGS` as a process, from a directory with no `artifacts/run/suite.json` (no suite running)."""
-    return subprocess.run([sys.executable, "-m", "bnml.cli", *args], cwd=tmp_path, env=env or _env(),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bnml.cli", *args],
+        cwd=tmp_path,
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _config(tmp_path: Path, text: str = "") -> Path:
@@ -41,12 +50,22 @@ def test_version_prints_the_installed_version_and_exits_0(tmp_path):
     assert res.stdout.strip() == f"bnml {cli.version()}" and cli.version()[0].isdigit()
 
 
-@pytest.mark.parametrize("argv", [
-    ["--config", "x.yaml", "status"],
-    ["status", "--config", "x.yaml"],
-    ["kill-switch", "status", "--config", "x.yaml"],
-    ["--config", "other.yaml", "dod", "check", "--config", "x.yaml"],  # the later one wins, as argparse does
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "x.yaml", "status"],
+        ["status", "--config", "x.yaml"],
+        ["kill-switch", "status", "--config", "x.yaml"],
+        [
+            "--config",
+            "other.yaml",
+            "dod",
+            "check",
+            "--config",
+            "x.yaml",
+        ],  # the later one wins, as argparse does
+    ],
+)
 def test_config_is_the_same_before_or_after_the_subcommand(argv):
     assert cli.parse(argv).config == "x.yaml"
 
@@ -57,7 +76,9 @@ def test_config_before_the_subcommand_is_not_reset_by_the_subcommand_parser():
     assert cli.parse(["status"]).config is None
 
 
-@pytest.mark.parametrize("argv", [["--json", "status"], ["status", "--json"], ["--json", "state", "--events", "0"]])
+@pytest.mark.parametrize(
+    "argv", [["--json", "status"], ["status", "--json"], ["--json", "state", "--events", "0"]]
+)
 def test_json_is_accepted_before_or_after_the_subcommand(argv):
     assert cli.parse(argv).json is True
     assert cli.parse([a for a in argv if a != "--json"]).json is False
@@ -118,8 +139,13 @@ def test_a_closed_pipe_ends_quietly_without_a_traceback(tmp_path):
     # a pipe shrunk to one page, so the write is still going on when head goes).
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
-    producer = subprocess.Popen([sys.executable, "-m", "bnml.cli", "contracts"], cwd=tmp_path, env=_env(),
-                                stdout=write_end, stderr=subprocess.PIPE)
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "bnml.cli", "contracts"],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+    )
     head = subprocess.Popen(["head", "-c1"], stdin=read_end, stdout=subprocess.PIPE)
     os.close(read_end)
     os.close(write_end)
@@ -137,8 +163,18 @@ def test_contracts_complete_output_is_json_and_exits_0(tmp_path):
     assert "md.tick.<SYM>" in json.loads(res.stdout)
 
 
-@pytest.mark.parametrize("argv", [["state"], ["incident", "list"], ["incident", "new"], ["backup"],
-                                  ["restore", "nowhere"], ["dod", "check"], ["migrate", "--wait", "0"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["state"],
+        ["incident", "list"],
+        ["incident", "new"],
+        ["backup"],
+        ["restore", "nowhere"],
+        ["dod", "check"],
+        ["migrate", "--wait", "0"],
+    ],
+)
 def test_a_command_with_no_database_configured_exits_2_with_one_line(tmp_path, argv):
     res = bnml(tmp_path, *argv, "--config", str(_config(tmp_path)))
     assert res.returncode == 2, (res.stdout, res.stderr)

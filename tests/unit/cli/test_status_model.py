@@ -9,11 +9,19 @@ from bnml.commands.suite import combine_model, render_status
 from services.ops_api.app import served_model_view
 
 REGISTRY = {"version": "btcusdt-1h-new", "gate_passed": True, "warning": ""}
-SERVED = {"version": "bootstrap-1s-old", "gate_passed": False,
-          "warning": "model bootstrap-1s-old has not passed the promotion gate (trained on synthetic data)"}
-STATUS = {"mode": "paper", "trading_state": "ACTIVE",
-          "kill_switch": {"engaged": False, "known": True, "since": None, "reason": None},
-          "counts": {"ticks": 1}, "services": {"signal": {"status": "ok", "heartbeat_age_s": 0.5}}, "urls": {}}
+SERVED = {
+    "version": "bootstrap-1s-old",
+    "gate_passed": False,
+    "warning": "model bootstrap-1s-old has not passed the promotion gate (trained on synthetic data)",
+}
+STATUS = {
+    "mode": "paper",
+    "trading_state": "ACTIVE",
+    "kill_switch": {"engaged": False, "known": True, "since": None, "reason": None},
+    "counts": {"ticks": 1},
+    "services": {"signal": {"status": "ok", "heartbeat_age_s": 0.5}},
+    "urls": {},
+}
 
 
 def _render(model: dict) -> str:
@@ -38,7 +46,9 @@ def test_same_model_no_difference_and_no_heartbeat_falls_back_to_the_registry():
     assert "WARNING" not in _render(same)
     fallback = combine_model(None, {**REGISTRY, "gate_passed": False, "warning": "ungated"})
     assert fallback["source"] == "registry" and fallback["version"] == "btcusdt-1h-new"
-    unreadable = combine_model(served_model_view([SERVED]), {"version": None, "gate_passed": None, "warning": "x"})
+    unreadable = combine_model(
+        served_model_view([SERVED]), {"version": None, "gate_passed": None, "warning": "x"}
+    )
     assert "differs" not in unreadable and unreadable["warning"] == SERVED["warning"]
 
 

@@ -28,14 +28,28 @@ def _no_colour_env(monkeypatch):
 
 
 STATUS = {
-    "mode": "paper", "trading_state": "HALTED",
+    "mode": "paper",
+    "trading_state": "HALTED",
     "kill_switch": {"engaged": True, "since": "2026-12-01T10:00:00+00:00", "reason": "drill"},
-    "counts": {"ticks": 120, "signals": 7, "verdicts_approved": 3, "verdicts_refused": 4, "orders": 3, "fills": 2,
-               "open_orders": 1, "dlq": 0},
-    "services": {"market_data": {"heartbeat_age_s": 0.4, "status": "ok"},
-                 "risk": {"heartbeat_age_s": 31.0, "status": "stale"}},
-    "urls": {"nats": "nats://127.0.0.1:4222", "database": "postgresql://bnml:***@db/bnml",
-             "ops_api": "http://127.0.0.1:8000"},
+    "counts": {
+        "ticks": 120,
+        "signals": 7,
+        "verdicts_approved": 3,
+        "verdicts_refused": 4,
+        "orders": 3,
+        "fills": 2,
+        "open_orders": 1,
+        "dlq": 0,
+    },
+    "services": {
+        "market_data": {"heartbeat_age_s": 0.4, "status": "ok"},
+        "risk": {"heartbeat_age_s": 31.0, "status": "stale"},
+    },
+    "urls": {
+        "nats": "nats://127.0.0.1:4222",
+        "database": "postgresql://bnml:***@db/bnml",
+        "ops_api": "http://127.0.0.1:8000",
+    },
 }
 
 
@@ -49,7 +63,10 @@ def test_piped_output_is_plain_text_without_escape_codes_or_boxes():
     assert ESC not in text and "─" not in text
     assert "mode paper  trading HALTED  kill switch ENGAGED since 2026-12-01T10:00:00+00:00 (drill)" in text
     lines = text.splitlines()
-    assert lines[1] == "counts  ticks=120  signals=7  verdicts_approved=3  verdicts_refused=4  orders=3  fills=2  open_orders=1  dlq=0"
+    assert (
+        lines[1]
+        == "counts  ticks=120  signals=7  verdicts_approved=3  verdicts_refused=4  orders=3  fills=2  open_orders=1  dlq=0"
+    )
     assert any(line.split() == ["risk", "stale", "31.0"] for line in lines)
     assert all(line == line.rstrip() for line in lines)  # no padding after the last column
 
@@ -99,8 +116,10 @@ def test_model_is_shown_when_the_status_has_it():
 def test_launcher_status_line_is_one_plain_line_when_piped():
     out = io.StringIO()
     ui.console(out).print(status_line_text(STATUS))
-    assert out.getvalue() == ("paper HALTED kill-switch=ENGAGED | ticks=120 signals=7 approved=3 refused=4 orders=3 "
-                              "fills=2 open=1 dlq=0 | market_data:ok risk:stale\n")
+    assert out.getvalue() == (
+        "paper HALTED kill-switch=ENGAGED | ticks=120 signals=7 approved=3 refused=4 orders=3 "
+        "fills=2 open=1 dlq=0 | market_data:ok risk:stale\n"
+    )
     term = Terminal()
     ui.console(term).print(status_line_text(STATUS))
     assert ESC in term.getvalue()
@@ -109,16 +128,39 @@ def test_launcher_status_line_is_one_plain_line_when_piped():
 def test_state_tables_list_positions_and_breakers():
     state = {
         "account_state": {
-            "equity_usdt": "1000", "peak_equity_usdt": "1010", "drawdown_pct": 0.99, "cash_usdt": "900",
-            "daily_realized_usdt": "-12.5", "weekly_realized_usdt": "-12.5", "market_volatility_ratio": 1.0,
-            "market_drift_detected": False, "positions": {"ETH/USDT": "0.01"}, "average_cost": {"ETH/USDT": "3000"},
-            "exposure_usdt": {"ETH/USDT": "30"}, "breakers": [
-                {"breaker": "daily_loss", "effect": "reduce_only", "scope": "global", "since": "t0", "until": None,
-                 "reason": "daily realized -12.5 below -10"}],
-            "ts": "t1"},
+            "equity_usdt": "1000",
+            "peak_equity_usdt": "1010",
+            "drawdown_pct": 0.99,
+            "cash_usdt": "900",
+            "daily_realized_usdt": "-12.5",
+            "weekly_realized_usdt": "-12.5",
+            "market_volatility_ratio": 1.0,
+            "market_drift_detected": False,
+            "positions": {"ETH/USDT": "0.01"},
+            "average_cost": {"ETH/USDT": "3000"},
+            "exposure_usdt": {"ETH/USDT": "30"},
+            "breakers": [
+                {
+                    "breaker": "daily_loss",
+                    "effect": "reduce_only",
+                    "scope": "global",
+                    "since": "t0",
+                    "until": None,
+                    "reason": "daily realized -12.5 below -10",
+                }
+            ],
+            "ts": "t1",
+        },
         "trading_state": {"state": "REDUCING", "since": "t0", "reason": "daily loss"},
-        "recent_events": [{"ts": "t0", "kind": "breaker tripped", "name": "daily_loss", "symbol": None,
-                           "detail": "daily realized -12.5 below -10"}],
+        "recent_events": [
+            {
+                "ts": "t0",
+                "kind": "breaker tripped",
+                "name": "daily_loss",
+                "symbol": None,
+                "detail": "daily realized -12.5 below -10",
+            }
+        ],
     }
     lines = _render(io.StringIO(), render_state, state).splitlines()
     assert lines[0] == "trading REDUCING  since t0  daily loss"

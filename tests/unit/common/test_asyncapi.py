@@ -119,8 +119,14 @@ def test_a_real_message_validates_against_its_payload(doc):
 
     from libs.common.contracts import Tick
 
-    tick = Tick(ts=datetime(2026, 1, 1, tzinfo=UTC), symbol="BTC/USDT", bid=Decimal("1"), ask=Decimal("2"),
-                last=Decimal("1.5"), volume=Decimal("0"))
+    tick = Tick(
+        ts=datetime(2026, 1, 1, tzinfo=UTC),
+        symbol="BTC/USDT",
+        bid=Decimal("1"),
+        ask=Decimal("2"),
+        last=Decimal("1.5"),
+        volume=Decimal("0"),
+    )
     payload = _deref(doc["components"]["messages"]["Tick"]["payload"], doc)
     jsonschema.validate(json.loads(tick.model_dump_json()), payload)
     with pytest.raises(jsonschema.ValidationError):
@@ -128,12 +134,20 @@ def test_a_real_message_validates_against_its_payload(doc):
 
 
 def test_committed_document_is_up_to_date(doc):
-    assert COMMITTED.is_file(), "docs/asyncapi.json is missing: bnml contracts --asyncapi > docs/asyncapi.json"
+    assert COMMITTED.is_file(), (
+        "docs/asyncapi.json is missing: bnml contracts --asyncapi > docs/asyncapi.json"
+    )
     committed = json.loads(COMMITTED.read_text())
     assert committed == doc, "docs/asyncapi.json is stale: bnml contracts --asyncapi > docs/asyncapi.json"
 
 
 def test_cli_prints_the_document(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "bnml.cli", "contracts", "--asyncapi"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "bnml.cli", "contracts", "--asyncapi"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert json.loads(out) == asyncapi.document()

@@ -16,8 +16,13 @@ T0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
 
 def tick(symbol: str, last: str) -> bytes:
-    return Tick(ts=T0, symbol=symbol, bid=Decimal(last), ask=Decimal(last), last=Decimal(last),
-                volume=Decimal(1)).model_dump_json().encode()
+    return (
+        Tick(
+            ts=T0, symbol=symbol, bid=Decimal(last), ask=Decimal(last), last=Decimal(last), volume=Decimal(1)
+        )
+        .model_dump_json()
+        .encode()
+    )
 
 
 def make() -> tuple[Conflated[Tick], list[tuple[str, str]], list[int]]:

@@ -15,8 +15,14 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def make_tick(**kw) -> Tick:
-    base = dict(ts=NOW, symbol="BTC/USDT", bid=Decimal("100.1"), ask=Decimal("100.2"), last=Decimal("100.15"),
-                volume=Decimal("0.5"))
+    base = dict(
+        ts=NOW,
+        symbol="BTC/USDT",
+        bid=Decimal("100.1"),
+        ask=Decimal("100.2"),
+        last=Decimal("100.15"),
+        volume=Decimal("0.5"),
+    )
     return Tick(**{**base, **kw})
 
 
@@ -54,7 +60,9 @@ def test_contracts_are_frozen():
 
 
 def test_refused_verdict_needs_a_reason_and_approved_needs_a_size():
-    common = dict(ts=NOW, signal_id="s" * 16, symbol="BTC/USDT", side="BUY", expires_at=NOW + timedelta(seconds=2))
+    common = dict(
+        ts=NOW, signal_id="s" * 16, symbol="BTC/USDT", side="BUY", expires_at=NOW + timedelta(seconds=2)
+    )
     with pytest.raises(ValidationError, match="reason"):
         RiskVerdict(approved=False, quantity=Decimal(0), price_limit=Decimal(0), **common)
     with pytest.raises(ValidationError, match="positive quantity"):
@@ -66,8 +74,10 @@ def test_kill_switch_command_requires_a_reason():
         KillSwitchCommand(ts=NOW, action="engage", reason="", actor="me")
 
 
-@given(price=st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("1000000"), places=8),
-       prob=st.floats(min_value=0, max_value=1))
+@given(
+    price=st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("1000000"), places=8),
+    prob=st.floats(min_value=0, max_value=1),
+)
 def test_signal_round_trip_property(price, prob):
     sig = Signal(ts=NOW, symbol="ETH/USDT", side="BUY", probability=prob, model_version="m1", price=price)
     assert Signal.model_validate_json(sig.model_dump_json()) == sig

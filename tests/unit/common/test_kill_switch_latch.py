@@ -33,8 +33,12 @@ def test_a_signed_release_verifies_and_any_change_breaks_it():
     rel = cmd("release", 1)
     assert check_authority(rel, KEY).allowed
     assert not check_authority(rel, KEY + "x").allowed
-    for change in ({"reason": "other"}, {"actor": "mallory"}, {"ts": rel.ts + timedelta(seconds=1)},
-                   {"id": "someotherid0"}):
+    for change in (
+        {"reason": "other"},
+        {"actor": "mallory"},
+        {"ts": rel.ts + timedelta(seconds=1)},
+        {"id": "someotherid0"},
+    ):
         assert not check_authority(rel.model_copy(update=change), KEY).allowed, change
     assert not check_authority(cmd("release", 2, signed=False), KEY).allowed
     assert check_authority(cmd("engage", 3), "").allowed  # anyone may stop trading
@@ -128,8 +132,25 @@ class World:
     connected: bool = True
 
 
-ACTIONS = st.lists(st.sampled_from(["engage", "release", "unsigned", "garbage", "store", "deliver", "deliver",
-                                    "serve", "land_first", "land_last", "disconnect", "reconnect"]), max_size=50)
+ACTIONS = st.lists(
+    st.sampled_from(
+        [
+            "engage",
+            "release",
+            "unsigned",
+            "garbage",
+            "store",
+            "deliver",
+            "deliver",
+            "serve",
+            "land_first",
+            "land_last",
+            "disconnect",
+            "reconnect",
+        ]
+    ),
+    max_size=50,
+)
 
 
 def _give(la: KillSwitchLatch, w: World, seq: int) -> None:
@@ -152,8 +173,13 @@ def test_no_older_command_changes_the_latch_and_no_unsigned_release_opens_it(act
         before = (la.engaged, la.known, la.command_id)
         given_seq = None
         if act in ("engage", "release", "unsigned", "garbage"):
-            item: object = (b"garbage" if act == "garbage" else
-                            cmd("release", i, signed=False) if act == "unsigned" else cmd(act, i))
+            item: object = (
+                b"garbage"
+                if act == "garbage"
+                else cmd("release", i, signed=False)
+                if act == "unsigned"
+                else cmd(act, i)
+            )
             w.stream.append(item)
             if act == "release":
                 signed.add(item.id)  # type: ignore[attr-defined]

@@ -27,13 +27,16 @@ def test_env_overrides_yaml(tmp_path, monkeypatch):
     assert s.nats.url == "nats://example:4222"
 
 
-@pytest.mark.parametrize("text,key", [
-    ("risk: {max_notional_usdt: -5}\n", "risk.max_notional_usdt"),
-    ("risk: {max_notionl_usdt: 5}\n", "risk.max_notionl_usdt"),
-    ("mode: yolo\n", "mode"),
-    ("market_data: {synthetic: {ticks_per_s: abc}}\n", "market_data.synthetic.ticks_per_s"),
-    ("symbols: [BTCUSDT]\n", "<root>"),
-])
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        ("risk: {max_notional_usdt: -5}\n", "risk.max_notional_usdt"),
+        ("risk: {max_notionl_usdt: 5}\n", "risk.max_notionl_usdt"),
+        ("mode: yolo\n", "mode"),
+        ("market_data: {synthetic: {ticks_per_s: abc}}\n", "market_data.synthetic.ticks_per_s"),
+        ("symbols: [BTCUSDT]\n", "<root>"),
+    ],
+)
 def test_bad_value_names_the_key(tmp_path, text, key):
     cfg = tmp_path / "bot.yaml"
     cfg.write_text(text)

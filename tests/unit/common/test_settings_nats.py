@@ -30,13 +30,16 @@ def test_a_cluster_url_list_and_per_stream_replicas(tmp_path, monkeypatch):
     assert s.nats.replicas_for("KILL_SWITCH") == 5
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("nats: {stream_replicas: {VERDICT: 3}}\n", "not a stream"),
-    ("nats: {replicas: 3, stream_replicas: {FILLS: 1}}\n", "fewer than replicas"),
-    ("nats: {stream_replicas: {DLQ: 7}}\n", "1 to 5"),
-    ("nats: {replicas: 0}\n", "greater than or equal to 1"),
-    ("nats: {url: 'nats://a:4222,localhost:4222'}\n", "not a nats:// URL"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("nats: {stream_replicas: {VERDICT: 3}}\n", "not a stream"),
+        ("nats: {replicas: 3, stream_replicas: {FILLS: 1}}\n", "fewer than replicas"),
+        ("nats: {stream_replicas: {DLQ: 7}}\n", "1 to 5"),
+        ("nats: {replicas: 0}\n", "greater than or equal to 1"),
+        ("nats: {url: 'nats://a:4222,localhost:4222'}\n", "not a nats:// URL"),
+    ],
+)
 def test_bad_nats_settings_refuse_to_start_naming_the_section(tmp_path, text, needle):
     with pytest.raises(ConfigurationError) as err:
         _load(tmp_path, text)

@@ -38,7 +38,8 @@ def test_ownership_is_stable_across_processes_and_forms():
     # CRC-32 of the exchange id: a fixed function, not Python's salted hash (same answer in every process)
     assert shard_of("BTC/USDT", 4) == zlib.crc32(b"BTCUSDT") % 4 == shard_of("BTCUSDT", 4)
     assert [shard_of(s, 2) for s in ("BTC/USDT", "ETH/USDT", "XRP/USDT")] == [
-        zlib.crc32(s.encode()) % 2 for s in ("BTCUSDT", "ETHUSDT", "XRPUSDT")]
+        zlib.crc32(s.encode()) % 2 for s in ("BTCUSDT", "ETHUSDT", "XRPUSDT")
+    ]
     assert shard_of("btc/usdt", 3) == shard_of("BTC/USDT", 3)
     assert all(shard_of(s, 1) == 0 for s in UNIVERSE[:50])
 
@@ -79,7 +80,9 @@ def test_subject_filter_reads_the_symbol_token():
 
 
 def _inst(name, index, count, symbols, alive=True, age=0.5):
-    return InstanceShard(instance=name, index=index, count=count, symbols=tuple(symbols), alive=alive, age_s=age)
+    return InstanceShard(
+        instance=name, index=index, count=count, symbols=tuple(symbols), alive=alive, age_s=age
+    )
 
 
 def test_ownership_flags_a_dead_shards_symbols():
@@ -97,7 +100,9 @@ def test_ownership_flags_a_dead_shards_symbols():
 
 def test_ownership_after_a_restart_forgets_the_old_instance():
     p0, p1 = partition(UNIVERSE[:40], 2)
-    view = ownership([_inst("a", 0, 2, p0), _inst("b", 1, 2, p1, alive=False, age=30.0), _inst("c", 1, 2, p1)])
+    view = ownership(
+        [_inst("a", 0, 2, p0), _inst("b", 1, 2, p1, alive=False, age=30.0), _inst("c", 1, 2, p1)]
+    )
     assert view["ok"] and [i["instance"] for i in view["instances"]] == ["a", "c"]
 
 
@@ -105,17 +110,26 @@ def test_ownership_flags_two_owners_and_count_disagreement():
     everything = UNIVERSE[:40]
     view = ownership([_inst("a", 0, 2, everything), _inst("b", 1, 2, everything)])
     assert not view["ok"] and view["contested"] == 40
-    mixed = ownership([_inst("a", 0, 2, partition(everything, 2)[0]), _inst("b", 0, 3, partition(everything, 3)[0])])
+    mixed = ownership(
+        [_inst("a", 0, 2, partition(everything, 2)[0]), _inst("b", 0, 3, partition(everything, 3)[0])]
+    )
     assert not mixed["ok"] and mixed["counts"] == [2, 3]
 
 
 def test_status_prints_owners_and_what_has_no_live_owner():
     p0, p1 = partition(UNIVERSE[:40], 2)
-    status = {"mode": "paper", "trading_state": "ACTIVE", "kill_switch": {"engaged": False},
-              "counts": {"ticks": 1}, "services": {"signal": {"heartbeat_age_s": 0.2, "status": "ok"}},
-              "shards": {"signal": ownership([_inst("aaa", 0, 2, p0), _inst("bbb", 1, 2, p1, alive=False, age=9)]),
-                         "market_data": ownership([_inst("md1", 0, 1, UNIVERSE[:40])])},
-              "urls": {}}
+    status = {
+        "mode": "paper",
+        "trading_state": "ACTIVE",
+        "kill_switch": {"engaged": False},
+        "counts": {"ticks": 1},
+        "services": {"signal": {"heartbeat_age_s": 0.2, "status": "ok"}},
+        "shards": {
+            "signal": ownership([_inst("aaa", 0, 2, p0), _inst("bbb", 1, 2, p1, alive=False, age=9)]),
+            "market_data": ownership([_inst("md1", 0, 1, UNIVERSE[:40])]),
+        },
+        "urls": {},
+    }
     out = io.StringIO()
     render_status(status, ui.console(out))
     text = out.getvalue()

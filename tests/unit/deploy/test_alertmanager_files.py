@@ -25,8 +25,13 @@ ALL_CHANNELS = {
 
 
 def render(tmp_path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(AM_DIR / "render.py"), "--out", str(tmp_path / "am.yml")],
-                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", **env})
+    return subprocess.run(
+        [sys.executable, str(AM_DIR / "render.py"), "--out", str(tmp_path / "am.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
 
 
 def amtool_check(path) -> subprocess.CompletedProcess:
@@ -47,18 +52,28 @@ def test_the_template_and_a_config_with_every_channel_pass_amtool(tmp_path):
     assert receiver["webhook_configs"][0]["url"] == ALL_CHANNELS["ALERTMANAGER_WEBHOOK_URL"]
     assert receiver["telegram_configs"][0]["chat_id"] == -1001234
     assert receiver["email_configs"][0]["smarthost"] == "smtp.example.org:587"
-    assert all(c[0]["send_resolved"] for c in (receiver["webhook_configs"], receiver["telegram_configs"],
-                                                 receiver["email_configs"]))
+    assert all(
+        c[0]["send_resolved"]
+        for c in (receiver["webhook_configs"], receiver["telegram_configs"], receiver["email_configs"])
+    )
 
 
-@pytest.mark.parametrize("env, named", [
-    ({}, "no receiver"),
-    ({"ALERTMANAGER_TELEGRAM_BOT_TOKEN": "123:abc"}, "ALERTMANAGER_TELEGRAM_CHAT_ID is empty"),
-    ({"ALERTMANAGER_TELEGRAM_BOT_TOKEN": "123:abc", "ALERTMANAGER_TELEGRAM_CHAT_ID": "@ops"},
-     "ALERTMANAGER_TELEGRAM_CHAT_ID: not an integer"),
-    ({"ALERTMANAGER_EMAIL_TO": "ops@example.org"}, "ALERTMANAGER_EMAIL_FROM, ALERTMANAGER_SMTP_SMARTHOST is empty"),
-    ({"ALERTMANAGER_WEBHOOK_URL": "hooks.example.org"}, "ALERTMANAGER_WEBHOOK_URL: not an http(s) URL"),
-])
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({}, "no receiver"),
+        ({"ALERTMANAGER_TELEGRAM_BOT_TOKEN": "123:abc"}, "ALERTMANAGER_TELEGRAM_CHAT_ID is empty"),
+        (
+            {"ALERTMANAGER_TELEGRAM_BOT_TOKEN": "123:abc", "ALERTMANAGER_TELEGRAM_CHAT_ID": "@ops"},
+            "ALERTMANAGER_TELEGRAM_CHAT_ID: not an integer",
+        ),
+        (
+            {"ALERTMANAGER_EMAIL_TO": "ops@example.org"},
+            "ALERTMANAGER_EMAIL_FROM, ALERTMANAGER_SMTP_SMARTHOST is empty",
+        ),
+        ({"ALERTMANAGER_WEBHOOK_URL": "hooks.example.org"}, "ALERTMANAGER_WEBHOOK_URL: not an http(s) URL"),
+    ],
+)
 def test_no_receiver_or_a_half_configured_one_is_refused_naming_the_variable(tmp_path, env, named):
     res = render(tmp_path, env)
     assert res.returncode == 2 and named in res.stderr, res.stderr
@@ -75,8 +90,20 @@ def test_one_channel_is_enough(tmp_path):
 
 def _routes_to(labels: dict[str, str], config) -> str:
     binary = require_binary("amtool", "prometheus-alertmanager")
-    res = subprocess.run([binary, "config", "routes", "test", f"--config.file={config}", "--verify.receivers=operators",
-                          *[f"{k}={v}" for k, v in labels.items()]], capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [
+            binary,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={config}",
+            "--verify.receivers=operators",
+            *[f"{k}={v}" for k, v in labels.items()],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     return res.stdout.strip()
 
@@ -94,8 +121,11 @@ def test_every_severity_reaches_the_operators_and_sev1_is_sooner_and_repeated(tm
 
 def test_the_kill_switch_inhibits_its_consequences_and_a_down_service_its_own():
     rules = yaml.safe_load((AM_DIR / "alertmanager.yml").read_text())["inhibit_rules"]
-    alerts = {r["alert"] for g in yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())["groups"]
-              for r in g["rules"]}
+    alerts = {
+        r["alert"]
+        for g in yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+    }
 
     def inhibited(source: dict[str, str], target: dict[str, str]) -> bool:
         import re
@@ -108,16 +138,24 @@ def test_the_kill_switch_inhibits_its_consequences_and_a_down_service_its_own():
                     return False
             return True
 
-        return any(match(r["source_matchers"], source) and match(r["target_matchers"], target)
-                   and all(source.get(k) == target.get(k) for k in r.get("equal", [])) for r in rules)
+        return any(
+            match(r["source_matchers"], source)
+            and match(r["target_matchers"], target)
+            and all(source.get(k) == target.get(k) for k in r.get("equal", []))
+            for r in rules
+        )
 
     ks = {"alertname": "BnmlKillSwitchEngaged", "severity": "SEV-1"}
     assert inhibited(ks, {"alertname": "BnmlTradingHalted", "severity": "SEV-2"})
-    assert not inhibited(ks, {"alertname": "BnmlOrderOutcomeUnknown", "severity": "SEV-1"}), "not its consequence"
+    assert not inhibited(ks, {"alertname": "BnmlOrderOutcomeUnknown", "severity": "SEV-1"}), (
+        "not its consequence"
+    )
     down = {"alertname": "BnmlServiceDown", "service": "risk"}
     assert inhibited(down, {"alertname": "BnmlServiceNatsDisconnected", "service": "risk"})
     assert not inhibited(down, {"alertname": "BnmlServiceNatsDisconnected", "service": "signal"})
-    assert inhibited({"alertname": "BnmlServiceDown", "service": "execution"}, {"alertname": "BnmlExecutionWriterNotOne"})
+    assert inhibited(
+        {"alertname": "BnmlServiceDown", "service": "execution"}, {"alertname": "BnmlExecutionWriterNotOne"}
+    )
     named = set()
     for r in rules:
         for m in r["source_matchers"] + r["target_matchers"]:

@@ -34,8 +34,18 @@ def test_compose_config_is_valid_and_complete(tmp_path):
     passwords = nats_passwords()
     cfg = render_compose(filled_env_file(tmp_path / ".env", passwords))
     svcs = cfg["services"]
-    assert set(svcs) == {"nats", "nats-exporter", "postgres", "migrate", "postgres-readonly", "prometheus",
-                         "alertmanager-config", "alertmanager", "grafana", *COMPOSE_NAME.values()}
+    assert set(svcs) == {
+        "nats",
+        "nats-exporter",
+        "postgres",
+        "migrate",
+        "postgres-readonly",
+        "prometheus",
+        "alertmanager-config",
+        "alertmanager",
+        "grafana",
+        *COMPOSE_NAME.values(),
+    }
     for name, cname in COMPOSE_NAME.items():
         s = svcs[cname]
         assert s["command"] == ["python", "-m", f"services.{name}"]
@@ -49,7 +59,9 @@ def test_compose_config_is_valid_and_complete(tmp_path):
         env = s["environment"]
         assert env["NATS_URL"] == "nats://nats:4222"
         if name in DB_SERVICES:
-            assert env["DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["DATABASE_URL"]
+            assert (
+                env["DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["DATABASE_URL"]
+            )
         else:
             assert "DATABASE_URL" not in env, f"{cname} has no database and must not get its password"
         assert env["BNML_NATS__USER"] == name
@@ -58,15 +70,21 @@ def test_compose_config_is_valid_and_complete(tmp_path):
         assert int(env[f"BNML_{name.upper()}__METRICS_PORT"]) == METRICS_PORT[name]
         assert s["build"]["dockerfile"] == "Dockerfile"
     assert svcs["ops-api"]["environment"]["BNML_OPS_API__HOST"] == "0.0.0.0"
-    assert all(len(svcs["ops-api"]["environment"][f"BNML_OPS_API__{r}_TOKEN"]) >= 12 for r in ("OPERATOR", "VIEWER"))
+    assert all(
+        len(svcs["ops-api"]["environment"][f"BNML_OPS_API__{r}_TOKEN"]) >= 12 for r in ("OPERATOR", "VIEWER")
+    )
 
 
 def test_each_secret_reaches_only_the_containers_that_use_it(tmp_path):
     env_file = filled_env_file(tmp_path / ".env")
     text = env_file.read_text()
     text = re.sub(r"^BNML_LIVE__API_KEY=.*$", "BNML_LIVE__API_KEY=kLIVEKEY0123456789", text, flags=re.M)
-    text = re.sub(r"^BNML_LIVE__API_SECRET=.*$", "BNML_LIVE__API_SECRET=sLIVESECRET0123456789", text, flags=re.M)
-    text = re.sub(r"^ALERTMANAGER_SMTP_PASSWORD=.*$", "ALERTMANAGER_SMTP_PASSWORD=smtpSECRET0123", text, flags=re.M)
+    text = re.sub(
+        r"^BNML_LIVE__API_SECRET=.*$", "BNML_LIVE__API_SECRET=sLIVESECRET0123456789", text, flags=re.M
+    )
+    text = re.sub(
+        r"^ALERTMANAGER_SMTP_PASSWORD=.*$", "ALERTMANAGER_SMTP_PASSWORD=smtpSECRET0123", text, flags=re.M
+    )
     env_file.write_text(text)
     values = env_file_values(env_file)
     svcs = render_compose(env_file)["services"]
@@ -83,8 +101,11 @@ def test_each_secret_reaches_only_the_containers_that_use_it(tmp_path):
     for secret, who in allowed.items():
         value = values[secret]
         assert value, secret
-        holders = {name for name, s in svcs.items()
-                   if any(value in str(v) for v in (s.get("environment") or {}).values())}
+        holders = {
+            name
+            for name, s in svcs.items()
+            if any(value in str(v) for v in (s.get("environment") or {}).values())
+        }
         assert holders == who, f"{secret} reaches {sorted(holders)}, should reach only {sorted(who)}"
 
 
@@ -92,7 +113,9 @@ def test_every_container_rotates_its_logs_has_limits_and_an_exact_image(tmp_path
     svcs = render_compose(filled_env_file(tmp_path / ".env"))["services"]
     for name, s in svcs.items():
         log = s.get("logging") or {}
-        assert log.get("driver") == "json-file" and log["options"]["max-size"] and log["options"]["max-file"], name
+        assert (
+            log.get("driver") == "json-file" and log["options"]["max-size"] and log["options"]["max-file"]
+        ), name
         assert s.get("mem_limit") and float(s.get("cpus", 0)) > 0, f"{name}: memory and CPU limits"
         image = s["image"]
         if "build" in s:
@@ -108,15 +131,20 @@ def test_configuration_is_mounted_from_the_env_file_not_baked(tmp_path):
     env_file = filled_env_file(tmp_path / ".env")
     mine = tmp_path / "my-bot.yaml"
     mine.write_text((ROOT / "configs/bot.yaml").read_text())
-    env_file.write_text(env_file.read_text().replace("BNML_CONFIG_FILE=../configs/bot.yaml",
-                                                     f"BNML_CONFIG_FILE={mine}"))
+    env_file.write_text(
+        env_file.read_text().replace("BNML_CONFIG_FILE=../configs/bot.yaml", f"BNML_CONFIG_FILE={mine}")
+    )
     svcs = render_compose(env_file)["services"]
     for name, s in svcs.items():
         if "build" not in s or name == "alertmanager-config":
             continue
-        mounts = [_volume(v) + (str(v).endswith(":ro") or (isinstance(v, dict) and v.get("read_only")),)
-                  for v in s["volumes"]]
-        assert (str(mine), "/app/configs/bot.yaml", True) in mounts, f"{name} must mount BNML_CONFIG_FILE read-only"
+        mounts = [
+            _volume(v) + (str(v).endswith(":ro") or (isinstance(v, dict) and v.get("read_only")),)
+            for v in s["volumes"]
+        ]
+        assert (str(mine), "/app/configs/bot.yaml", True) in mounts, (
+            f"{name} must mount BNML_CONFIG_FILE read-only"
+        )
     default = render_compose(filled_env_file(tmp_path / ".env"))["services"]["risk"]["volumes"]
     assert any(_volume(v) == (str(ROOT / "configs/bot.yaml"), "/app/configs/bot.yaml") for v in default)
 
@@ -197,7 +225,9 @@ def test_infrastructure_services_have_healthchecks_volumes_and_local_ports(tmp_p
             if source.startswith("/"):
                 assert Path(source).exists() and ROOT in Path(source).parents, f"{name}: bind mount {source}"
             else:
-                assert source in yaml.safe_load(COMPOSE_FILE.read_text())["volumes"], f"{name}: volume {source}"
+                assert source in yaml.safe_load(COMPOSE_FILE.read_text())["volumes"], (
+                    f"{name}: volume {source}"
+                )
 
 
 def _volume(spec) -> tuple[str, str]:
@@ -212,8 +242,13 @@ def test_a_missing_secret_stops_compose_with_its_name(tmp_path):
     binary = require_binary("docker-compose", "docker-compose")
     env = filled_env_file(tmp_path / ".env")
     env.write_text(re.sub(r"^NATS_RISK_PASSWORD=.*$", "NATS_RISK_PASSWORD=", env.read_text(), flags=re.M))
-    res = subprocess.run([binary, "--env-file", str(env), "-f", str(COMPOSE_FILE), "config"], capture_output=True,
-                         text=True, timeout=60, cwd=DEPLOY)
+    res = subprocess.run(
+        [binary, "--env-file", str(env), "-f", str(COMPOSE_FILE), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=DEPLOY,
+    )
     assert res.returncode != 0 and "NATS_RISK_PASSWORD" in res.stderr
 
 

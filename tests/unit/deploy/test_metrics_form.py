@@ -15,11 +15,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from libs.common.metrics import SHARED, ServiceMetrics
 from tests.unit.deploy.tooling import GRAFANA_DIR, PROM_DIR, ROOT, SERVICES
 
-RESTING = ("tick_to_order_seconds", "verdict_to_fill_seconds")  # execution: a live limit order can rest minutes
+RESTING = (
+    "tick_to_order_seconds",
+    "verdict_to_fill_seconds",
+)  # execution: a live limit order can rest minutes
 
 
 def bucket_counts(registry: CollectorRegistry, name: str) -> dict[str, float]:
-    return {s.labels["le"]: s.value for m in registry.collect() for s in m.samples if s.name == f"{name}_bucket"}
+    return {
+        s.labels["le"]: s.value for m in registry.collect() for s in m.samples if s.name == f"{name}_bucket"
+    }
 
 
 def test_the_resting_order_buckets_reach_300_s_and_keep_the_fine_ones():
@@ -38,8 +43,13 @@ def test_executions_order_latency_histograms_use_the_resting_order_buckets():
     tree = ast.parse((ROOT / "services/execution/shell.py").read_text())
     found = {}
     for call in ast.walk(tree):
-        if isinstance(call, ast.Call) and getattr(call.func, "attr", "") == "histogram" and call.args \
-                and isinstance(call.args[0], ast.Constant) and call.args[0].value in RESTING:
+        if (
+            isinstance(call, ast.Call)
+            and getattr(call.func, "attr", "") == "histogram"
+            and call.args
+            and isinstance(call.args[0], ast.Constant)
+            and call.args[0].value in RESTING
+        ):
             buckets = next((k.value for k in call.keywords if k.arg == "buckets"), None)
             found[call.args[0].value] = ast.unparse(buckets) if buckets is not None else None
     assert set(found) == set(RESTING), found
@@ -49,8 +59,11 @@ def test_executions_order_latency_histograms_use_the_resting_order_buckets():
 def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
     """The registry as Prometheus parses its /metrics: (sample name, sorted labels) -> value."""
     text = generate_latest(registry).decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
 
 
 def test_what_every_service_measures_is_also_one_name_with_a_service_label():
@@ -75,15 +88,21 @@ def test_what_every_service_measures_is_also_one_name_with_a_service_label():
     assert shared("bnml_dlq_messages_total", "risk", subject="signal.BTCUSDT") == 2
     assert shared("bnml_handler_errors_total", "signal", subject="md.tick.BTCUSDT") == 1
     assert shared("bnml_nats_connected", "risk") == 1 and shared("bnml_nats_connected", "signal") == 0
-    assert shared("bnml_nats_reconnects_total", "signal") == 3 and shared("bnml_nats_reconnects_total", "risk") == 0
+    assert (
+        shared("bnml_nats_reconnects_total", "signal") == 3
+        and shared("bnml_nats_reconnects_total", "risk") == 0
+    )
     assert shared("bnml_nats_errors_total", "signal", kind="slow_consumer") == 1
     # the old names, kept for one release, say the same
     assert got[("bnml_risk_up", ())] == 1 and got[("bnml_signal_nats_reconnects_total", ())] == 3
     assert got[("bnml_risk_dlq_messages_total", (("subject", "signal.BTCUSDT"),))] == 2
     # only the shared things get a shared name
     assert not any(name == "bnml_equity_usdt" for name, _ in got)
-    assert {n.removeprefix("bnml_") for n, _ in got if not n.startswith(("bnml_risk_", "bnml_signal_"))
-            and not n.endswith("_created")} == set(SHARED)
+    assert {
+        n.removeprefix("bnml_")
+        for n, _ in got
+        if not n.startswith(("bnml_risk_", "bnml_signal_")) and not n.endswith("_created")
+    } == set(SHARED)
 
 
 def test_the_shared_names_follow_later_changes_and_each_registry_exports_them_once():
@@ -101,9 +120,15 @@ def prom_exprs() -> list[tuple[str, str]]:
     out = []
     for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
         board = json.loads(path.read_text())
-        out += [(f"{path.name} / {p['title']}", t["expr"]) for p in board["panels"] for t in p.get("targets", [])
-                if "expr" in t]
-        out += [(f"{path.name} / variable {v['name']}", v["query"]["query"]) for v in board["templating"]["list"]]
+        out += [
+            (f"{path.name} / {p['title']}", t["expr"])
+            for p in board["panels"]
+            for t in p.get("targets", [])
+            if "expr" in t
+        ]
+        out += [
+            (f"{path.name} / variable {v['name']}", v["query"]["query"]) for v in board["templating"]["list"]
+        ]
     rules = yaml.safe_load((PROM_DIR / "alerts.yml").read_text())["groups"]
     return out + [(f"alerts.yml / {r['alert']}", r["expr"]) for g in rules for r in g["rules"]]
 

@@ -11,10 +11,20 @@ from tests.unit.deploy.tooling import ROOT
 
 
 def run_migrate(database_url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_") and k not in ("DATABASE_URL", "NATS_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BNML_") and k not in ("DATABASE_URL", "NATS_URL")
+    }
     env.update(DATABASE_URL=database_url, BNML_CONFIG=str(ROOT / "configs" / "bot.yaml"))
-    return subprocess.run([sys.executable, "-m", "bnml.cli", "migrate", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bnml.cli", "migrate", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
 
 
 def test_an_unreachable_database_is_retried_then_fails_nonzero():

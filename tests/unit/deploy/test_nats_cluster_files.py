@@ -24,8 +24,13 @@ NODES = ("nats", "nats-2", "nats-3")
 
 
 def _check(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([_venv_bin("nats-server"), "-c", str(CLUSTER_CONFIG), "-t"], capture_output=True,
-                          text=True, env=env, timeout=30)
+    return subprocess.run(
+        [_venv_bin("nats-server"), "-c", str(CLUSTER_CONFIG), "-t"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
 
 
 def test_cluster_config_is_valid_and_keeps_the_auth_config():
@@ -47,8 +52,13 @@ def test_cluster_config_fsyncs_every_write_as_the_embedded_cluster_does():
 def test_cluster_override_renders_three_nodes_and_r3_for_every_service(tmp_path):
     binary = require_binary("docker-compose", "docker-compose")
     env_file = filled_env_file(tmp_path / ".env")
-    res = subprocess.run([binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "-f", str(CLUSTER_COMPOSE),
-                          "config"], capture_output=True, text=True, timeout=60, cwd=DEPLOY)
+    res = subprocess.run(
+        [binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "-f", str(CLUSTER_COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=DEPLOY,
+    )
     assert res.returncode == 0, f"docker-compose config failed:\n{res.stderr}"
     svcs = yaml.safe_load(res.stdout)["services"]
     names = []
@@ -57,7 +67,12 @@ def test_cluster_override_renders_three_nodes_and_r3_for_every_service(tmp_path)
         assert s["command"][:2] == ["-c", "/etc/nats/cluster.conf"] and "-js" in s["command"], node
         names.append(s["command"][s["command"].index("--name") + 1])
         mounts = {v.split(":")[1] for v in s["volumes"]}
-        assert {"/etc/nats/cluster.conf", "/etc/nats/nats-server.conf", "/etc/nats/auth.conf", "/data"} <= mounts
+        assert {
+            "/etc/nats/cluster.conf",
+            "/etc/nats/nats-server.conf",
+            "/etc/nats/auth.conf",
+            "/data",
+        } <= mounts
         assert set(s["environment"]) == {f"NATS_{u.upper()}_PASSWORD" for u in nats_passwords()}, node
         # healthy once JetStream's meta group has a leader (the services create R3 streams right away)
         assert s["healthcheck"]["test"][-1] == "http://127.0.0.1:8222/healthz", node

@@ -63,7 +63,11 @@ def test_every_runbook_scenario_has_an_alert_with_severity_and_runbook():
 
 
 def test_every_rule_has_a_firing_case_and_a_quiet_case_in_the_promtool_tests():
-    names = {r["alert"] for g in yaml.safe_load((PROM_DIR / "alerts.yml").read_text())["groups"] for r in g["rules"]}
+    names = {
+        r["alert"]
+        for g in yaml.safe_load((PROM_DIR / "alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+    }
     fires, quiet = set(), set()
     for test in yaml.safe_load((PROM_DIR / "alerts.test.yml").read_text())["tests"]:
         for case in test.get("alert_rule_test", []):
@@ -88,18 +92,34 @@ def test_grafana_datasource_has_a_fixed_uid_and_dashboards_use_it():
         uids.add(board["uid"])
         panels = [p for p in board["panels"] if p["type"] != "row"]
         assert panels, path.name
-        sql_uids = {d["uid"] for d in yaml.safe_load(
-            (GRAFANA_DIR / "provisioning/datasources/postgres.yml").read_text())["datasources"]}
+        sql_uids = {
+            d["uid"]
+            for d in yaml.safe_load((GRAFANA_DIR / "provisioning/datasources/postgres.yml").read_text())[
+                "datasources"
+            ]
+        }
         for p in panels:
-            if p["datasource"]["type"] == "grafana-postgresql-datasource":  # the read-only journal (test_dashboards)
+            if (
+                p["datasource"]["type"] == "grafana-postgresql-datasource"
+            ):  # the read-only journal (test_dashboards)
                 assert p["datasource"]["uid"] in sql_uids, (path.name, p["title"])
-                assert p["targets"] and all(t["rawSql"].strip() for t in p["targets"]), (path.name, p["title"])
+                assert p["targets"] and all(t["rawSql"].strip() for t in p["targets"]), (
+                    path.name,
+                    p["title"],
+                )
                 continue
-            assert p["datasource"] == {"type": "prometheus", "uid": "bnml-prometheus"}, (path.name, p["title"])
+            assert p["datasource"] == {"type": "prometheus", "uid": "bnml-prometheus"}, (
+                path.name,
+                p["title"],
+            )
             assert p["targets"] and all(t["expr"].strip() for t in p["targets"]), (path.name, p["title"])
 
 
 def test_dashboard_json_is_what_the_builder_produces():
-    res = subprocess.run([sys.executable, str(GRAFANA_DIR / "build_dashboards.py"), "--check"], capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, str(GRAFANA_DIR / "build_dashboards.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stdout + res.stderr

@@ -20,7 +20,14 @@ def compose_section() -> str:
 
 def test_the_compose_section_covers_start_stop_kill_switch_reports_backups_and_logs():
     section = compose_section()
-    for topic in ("### Start and stop", "### Kill switch", "### Reports", "### Backups", "### Logs", "### Alerts"):
+    for topic in (
+        "### Start and stop",
+        "### Kill switch",
+        "### Reports",
+        "### Backups",
+        "### Logs",
+        "### Alerts",
+    ):
         assert topic in section, topic
     assert "alias dc='docker compose -f deploy/docker-compose.yml'" in section
     assert "pkill" not in section and "killall" not in section
@@ -50,7 +57,15 @@ def test_every_bnml_command_of_the_section_parses():
     assert len(commands) >= 8
     for cmd in commands:
         words = cmd.split()
-        argv = words[:2] if len(words) > 1 and words[0] in ("kill-switch", "dod", "incident", "alert") else words[:1]
-        extra = {"engage": ["--reason", "x"], "release": ["--reason", "x"], "new": ["--id", "1"],
-                 "restore": ["/tmp/x"]}.get(argv[-1], [])
+        argv = (
+            words[:2]
+            if len(words) > 1 and words[0] in ("kill-switch", "dod", "incident", "alert")
+            else words[:1]
+        )
+        extra = {
+            "engage": ["--reason", "x"],
+            "release": ["--reason", "x"],
+            "new": ["--id", "1"],
+            "restore": ["/tmp/x"],
+        }.get(argv[-1], [])
         parser.parse_args(argv + extra)  # SystemExit (a test error) on an unknown subcommand

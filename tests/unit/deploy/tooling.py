@@ -66,7 +66,7 @@ def filled_env_file(path: Path, passwords: dict[str, str] | None = None) -> Path
     for line in ENV_EXAMPLE.read_text().splitlines():
         key, sep, value = line.partition("=")
         if sep and not line.startswith("#") and not value:
-            user = key[len("NATS_"):-len("_PASSWORD")].lower() if key.startswith("NATS_") else ""
+            user = key[len("NATS_") : -len("_PASSWORD")].lower() if key.startswith("NATS_") else ""
             if user in passwords:
                 value = passwords[user]
             elif key == "ALERTMANAGER_WEBHOOK_URL":
@@ -94,8 +94,13 @@ def render_compose(env_file: Path) -> dict:
     import yaml
 
     binary = require_binary("docker-compose", "docker-compose")
-    res = subprocess.run([binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config"],
-                         capture_output=True, text=True, timeout=60, cwd=DEPLOY)
+    res = subprocess.run(
+        [binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=DEPLOY,
+    )
     assert res.returncode == 0, f"docker-compose config failed:\n{res.stderr}"
     return yaml.safe_load(res.stdout)
 
@@ -120,8 +125,28 @@ def build_image_venv(dest: Path) -> Path:
     subprocess.run([base, "-m", "venv", str(dest)], check=True, timeout=120)
     python = dest / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
-    res = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index",
-                          "--isolated", "--no-compile", "--find-links", str(WHEELHOUSE), "--require-hashes", "--only-binary=:all:",
-                          "-r", str(LOCK)], capture_output=True, text=True, timeout=600, env=env)
+    res = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--isolated",
+            "--no-compile",
+            "--find-links",
+            str(WHEELHOUSE),
+            "--require-hashes",
+            "--only-binary=:all:",
+            "-r",
+            str(LOCK),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert res.returncode == 0, f"the lock does not install in a clean venv:\n{res.stdout}\n{res.stderr}"
     return python

@@ -20,24 +20,34 @@ from services.execution.adapter import (
 KEY, SECRET = "k" * 40, "s" * 40
 
 
-@pytest.mark.parametrize(("exc", "expected"), [
-    (ccxt.RequestTimeout("binance POST https://api.binance.com/api/v3/order"), OutcomeUnknown),
-    (ccxt.ExchangeNotAvailable("binance 503"), OutcomeUnknown),
-    (ccxt.OperationFailed('binance {"code":-1006,"msg":"An unexpected response"}'), OutcomeUnknown),
-    (ccxt.NetworkError("connection reset"), OutcomeUnknown),
-    (ccxt.BadResponse("truncated"), OutcomeUnknown),
-    (ccxt.InsufficientFunds('binance {"code":-2010,"msg":"Account has insufficient balance"}'), ExchangeRejected),
-    (ccxt.InvalidOrder('binance {"code":-1013,"msg":"Filter failure: LOT_SIZE"}'), ExchangeRejected),
-    (ccxt.BadRequest('binance {"code":-1013,"msg":"Filter failure: NOTIONAL"}'), ExchangeRejected),
-    (ccxt.BadSymbol("binance does not have market symbol FOO/BAR"), ExchangeRejected),
-    (ccxt.OrderNotFound('binance {"code":-2013,"msg":"Order does not exist."}'), NotFound),
-    (ccxt.InvalidNonce('binance {"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}'),
-     ClockSkew),
-    (ccxt.DDoSProtection("binance 429 Too Many Requests {}"), RateLimited),
-    (ccxt.DDoSProtection("binance 418 I'm a Teapot {}"), Banned),
-    (ccxt.AuthenticationError('binance {"code":-2015,"msg":"Invalid API-key"}'), OperationalError),
-    (ccxt.ExchangeError('binance {"code":-1100,"msg":"Illegal characters"}'), ExchangeRejected),
-])
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (ccxt.RequestTimeout("binance POST https://api.binance.com/api/v3/order"), OutcomeUnknown),
+        (ccxt.ExchangeNotAvailable("binance 503"), OutcomeUnknown),
+        (ccxt.OperationFailed('binance {"code":-1006,"msg":"An unexpected response"}'), OutcomeUnknown),
+        (ccxt.NetworkError("connection reset"), OutcomeUnknown),
+        (ccxt.BadResponse("truncated"), OutcomeUnknown),
+        (
+            ccxt.InsufficientFunds('binance {"code":-2010,"msg":"Account has insufficient balance"}'),
+            ExchangeRejected,
+        ),
+        (ccxt.InvalidOrder('binance {"code":-1013,"msg":"Filter failure: LOT_SIZE"}'), ExchangeRejected),
+        (ccxt.BadRequest('binance {"code":-1013,"msg":"Filter failure: NOTIONAL"}'), ExchangeRejected),
+        (ccxt.BadSymbol("binance does not have market symbol FOO/BAR"), ExchangeRejected),
+        (ccxt.OrderNotFound('binance {"code":-2013,"msg":"Order does not exist."}'), NotFound),
+        (
+            ccxt.InvalidNonce(
+                'binance {"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}'
+            ),
+            ClockSkew,
+        ),
+        (ccxt.DDoSProtection("binance 429 Too Many Requests {}"), RateLimited),
+        (ccxt.DDoSProtection("binance 418 I'm a Teapot {}"), Banned),
+        (ccxt.AuthenticationError('binance {"code":-2015,"msg":"Invalid API-key"}'), OperationalError),
+        (ccxt.ExchangeError('binance {"code":-1100,"msg":"Illegal characters"}'), ExchangeRejected),
+    ],
+)
 def test_ccxt_exceptions_map_onto_bnml_errors(exc, expected):
     assert isinstance(map_ccxt_error(exc), expected)
 
@@ -56,15 +66,19 @@ def test_rate_limit_carries_retry_after_header():
 
 
 def test_rejection_reason_is_binance_message_and_short():
-    err = map_ccxt_error(ccxt.InsufficientFunds('binance {"code":-2010,"msg":"Account has insufficient balance"}'))
+    err = map_ccxt_error(
+        ccxt.InsufficientFunds('binance {"code":-2010,"msg":"Account has insufficient balance"}')
+    )
     assert err.reason == "insufficient_funds"
     err = map_ccxt_error(ccxt.InvalidOrder('binance {"code":-1013,"msg":"Filter failure: LOT_SIZE"}'))
     assert err.reason == "invalid_order: Filter failure: LOT_SIZE"
 
 
 def test_secrets_and_signatures_never_survive_in_messages():
-    raw = (f"binance POST https://api.binance.com/api/v3/order?symbol=BTCUSDT&timestamp=1&signature="
-           f"{'ab' * 32} apiKey={KEY} secret={SECRET}")
+    raw = (
+        f"binance POST https://api.binance.com/api/v3/order?symbol=BTCUSDT&timestamp=1&signature="
+        f"{'ab' * 32} apiKey={KEY} secret={SECRET}"
+    )
     err = map_ccxt_error(ccxt.RequestTimeout(raw), secrets=(KEY, SECRET))
     text = str(err)
     assert KEY not in text and SECRET not in text and "ab" * 32 not in text and "signature=***" in text

@@ -25,8 +25,16 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def verdict(**kw) -> RiskVerdict:
-    base = dict(ts=NOW, signal_id="signal-0001", symbol="BTC/USDT", side="BUY", approved=True,
-                quantity=Decimal("0.001"), price_limit=Decimal("50000"), expires_at=NOW + timedelta(seconds=2))
+    base = dict(
+        ts=NOW,
+        signal_id="signal-0001",
+        symbol="BTC/USDT",
+        side="BUY",
+        approved=True,
+        quantity=Decimal("0.001"),
+        price_limit=Decimal("50000"),
+        expires_at=NOW + timedelta(seconds=2),
+    )
     base.update(kw)
     return RiskVerdict(**base)
 
@@ -41,7 +49,9 @@ def test_client_order_id_is_deterministic_and_within_binance_format(verdict_id):
 
 def test_different_verdicts_get_different_client_order_ids():
     assert client_order_id("a" * 32) != client_order_id("b" * 32)
-    assert client_order_id(flatten_order_key("cmd1", "BTC/USDT")) != client_order_id(flatten_order_key("cmd1", "ETH/USDT"))
+    assert client_order_id(flatten_order_key("cmd1", "BTC/USDT")) != client_order_id(
+        flatten_order_key("cmd1", "ETH/USDT")
+    )
 
 
 def test_gate_allows_fresh_approved_verdict():
@@ -60,7 +70,10 @@ def test_gate_refuses_expired_verdict_at_the_expiry_instant():
 
 def test_gate_refuses_when_not_writer_or_symbol_held():
     assert may_send(verdict(), kill_switch_blocks=False, now=NOW, is_writer=False).reason == "not_writer"
-    assert may_send(verdict(), kill_switch_blocks=False, now=NOW, symbol_held="unknown order").reason == "symbol_held"
+    assert (
+        may_send(verdict(), kill_switch_blocks=False, now=NOW, symbol_held="unknown order").reason
+        == "symbol_held"
+    )
 
 
 def test_gate_refuses_refused_verdict():

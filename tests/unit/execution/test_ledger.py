@@ -47,11 +47,15 @@ def test_fee_in_bnb_is_debited_from_bnb_and_counted_in_pnl():
 
 
 fills = st.lists(
-    st.tuples(st.sampled_from(["BUY", "SELL"]),
-              st.decimals(min_value=D("0.001"), max_value=D("5"), places=3),
-              st.decimals(min_value=D("1"), max_value=D("1000"), places=2),
-              st.decimals(min_value=D("0"), max_value=D("0.002"), places=4)),
-    min_size=1, max_size=40)
+    st.tuples(
+        st.sampled_from(["BUY", "SELL"]),
+        st.decimals(min_value=D("0.001"), max_value=D("5"), places=3),
+        st.decimals(min_value=D("1"), max_value=D("1000"), places=2),
+        st.decimals(min_value=D("0"), max_value=D("0.002"), places=4),
+    ),
+    min_size=1,
+    max_size=40,
+)
 
 
 @settings(max_examples=200, deadline=None)

@@ -26,8 +26,15 @@ def exchange(usdt="10000", btc="0", **kw) -> PaperExchange:
 
 
 def order(side="BUY", qty="1", limit=None, order_type="MARKET", coid="c1") -> PaperOrder:
-    return PaperOrder(client_order_id=coid, symbol="BTC/USDT", side=side, order_type=order_type, quantity=D(qty),
-                      limit_price=D(limit) if limit else None, created_at=NOW)
+    return PaperOrder(
+        client_order_id=coid,
+        symbol="BTC/USDT",
+        side=side,
+        order_type=order_type,
+        quantity=D(qty),
+        limit_price=D(limit) if limit else None,
+        created_at=NOW,
+    )
 
 
 def test_market_buy_fills_at_ask_plus_slippage_with_taker_fee():
@@ -107,8 +114,10 @@ def test_limit_sell_locks_base_and_cancel_releases_it():
     ex = exchange(btc="2")
     res = ex.submit(order(side="SELL", qty="2", limit="105", order_type="LIMIT"), tick(), NOW)
     assert res.status == "ACCEPTED" and ex.ledger.balance("BTC").locked == D("2")
-    assert ex.submit(order(side="SELL", qty="1", limit="105", order_type="LIMIT", coid="c2"), tick(), NOW).status \
+    assert (
+        ex.submit(order(side="SELL", qty="1", limit="105", order_type="LIMIT", coid="c2"), tick(), NOW).status
         == "REJECTED"
+    )
     cancelled = ex.cancel_all()
     assert [r.status for r in cancelled] == ["CANCELLED"] and not ex.book
     assert ex.ledger.balance("BTC").free == D("2") and ex.ledger.balance("BTC").locked == 0
@@ -138,14 +147,24 @@ def test_trade_ids_are_unique_per_order():
     assert ids == ["c1-1", "c1-2"]
 
 
-ops = st.lists(st.one_of(
-    st.tuples(st.just("order"), st.sampled_from(["BUY", "SELL"]), st.sampled_from(["MARKET", "LIMIT"]),
-              st.decimals(min_value=D("0.1"), max_value=D("30"), places=1),
-              st.decimals(min_value=D("90"), max_value=D("110"), places=0)),
-    st.tuples(st.just("tick"), st.decimals(min_value=D("90"), max_value=D("110"), places=0),
-              st.decimals(min_value=D("0"), max_value=D("5"), places=1)),
-    st.tuples(st.just("cancel_all")),
-), max_size=40)
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("order"),
+            st.sampled_from(["BUY", "SELL"]),
+            st.sampled_from(["MARKET", "LIMIT"]),
+            st.decimals(min_value=D("0.1"), max_value=D("30"), places=1),
+            st.decimals(min_value=D("90"), max_value=D("110"), places=0),
+        ),
+        st.tuples(
+            st.just("tick"),
+            st.decimals(min_value=D("90"), max_value=D("110"), places=0),
+            st.decimals(min_value=D("0"), max_value=D("5"), places=1),
+        ),
+        st.tuples(st.just("cancel_all")),
+    ),
+    max_size=40,
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -159,8 +178,13 @@ def test_balances_never_go_negative_and_locks_match_resting_orders(seq):
         results = []
         if op[0] == "order":
             _, side, otype, qty, limit = op
-            results = [ex.submit(order(side=side, qty=str(qty), limit=str(limit), order_type=otype, coid=f"c{n}"),
-                                 last, NOW)]
+            results = [
+                ex.submit(
+                    order(side=side, qty=str(qty), limit=str(limit), order_type=otype, coid=f"c{n}"),
+                    last,
+                    NOW,
+                )
+            ]
         elif op[0] == "tick":
             last = tick(bid=str(op[1]), ask=str(op[1] + 1), volume=str(op[2]))
             results = ex.on_tick(last, NOW)

@@ -33,10 +33,16 @@ def order(e: Engine, **p) -> object:
 
 def test_signature_matches_binance_documented_examples():
     q = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"
-    assert expected_signature(DOC_SECRET, q) == "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
+    assert (
+        expected_signature(DOC_SECRET, q)
+        == "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
+    )
     assert expected_signature(DOC_SECRET, "", q) == expected_signature(DOC_SECRET, q)
-    mixed = expected_signature(DOC_SECRET, "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC",
-                               "quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559")
+    mixed = expected_signature(
+        DOC_SECRET,
+        "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC",
+        "quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559",
+    )
     assert mixed == "0fd168b8ddb4876a0358a8d14d0c9f3da0e9b20c5d52b2a00fcf7d1c602f9a77"
     assert signed_payload("a=1&signature=abc", "") == "a=1"
 
@@ -50,14 +56,17 @@ def test_specs_hold_the_real_markets_and_the_synthetic_universe():
         assert s.round_price(s.price) == s.price, s.symbol
 
 
-@pytest.mark.parametrize(("params", "filter_name"), [
-    ({"price": "20000.001", "quantity": "0.001"}, "PRICE_FILTER"),
-    ({"price": "20000.00", "quantity": "0.000015"}, "LOT_SIZE"),
-    ({"price": "20000.00", "quantity": "0.00001"}, "NOTIONAL"),
-    ({"price": "20000.00", "quantity": "9000.1"}, "LOT_SIZE"),
-    ({"type": "MARKET", "quantity": "129"}, "MARKET_LOT_SIZE"),
-    ({"type": "MARKET", "quantity": "0.0001"}, "NOTIONAL"),
-])
+@pytest.mark.parametrize(
+    ("params", "filter_name"),
+    [
+        ({"price": "20000.001", "quantity": "0.001"}, "PRICE_FILTER"),
+        ({"price": "20000.00", "quantity": "0.000015"}, "LOT_SIZE"),
+        ({"price": "20000.00", "quantity": "0.00001"}, "NOTIONAL"),
+        ({"price": "20000.00", "quantity": "9000.1"}, "LOT_SIZE"),
+        ({"type": "MARKET", "quantity": "129"}, "MARKET_LOT_SIZE"),
+        ({"type": "MARKET", "quantity": "0.0001"}, "NOTIONAL"),
+    ],
+)
 def test_filter_failures_name_the_filter(params, filter_name):
     e = engine(USDT="10000000", BTC="1000")
     p = dict(params)
@@ -87,10 +96,18 @@ def test_time_in_force_ioc_fok_and_limit_maker():
     fok = order(e, price="20000.02", quantity="0.8", timeInForce="FOK")
     assert (fok.status, fok.executed_qty) == ("EXPIRED", D(0))
     with pytest.raises(BinanceError, match="immediately match"):
-        e.place_order({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT_MAKER", "price": "20000.02",
-                       "quantity": "0.01"})
-    mk = e.place_order({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT_MAKER", "price": "19999.00",
-                        "quantity": "0.01"})
+        e.place_order(
+            {
+                "symbol": "BTCUSDT",
+                "side": "BUY",
+                "type": "LIMIT_MAKER",
+                "price": "20000.02",
+                "quantity": "0.01",
+            }
+        )
+    mk = e.place_order(
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT_MAKER", "price": "19999.00", "quantity": "0.01"}
+    )
     assert mk.status == "NEW"
     assert e.balance("USDT")[1] == D("199.99")
 
@@ -124,12 +141,18 @@ def test_events_are_emitted_for_book_and_trades():
     assert ("book", "ETHUSDT") in seen and ("trade", "BTCUSDT") in seen
 
 
-ops = st.lists(st.one_of(
-    st.tuples(st.just("market"), st.sampled_from(["BUY", "SELL"]), st.integers(1, 80)),
-    st.tuples(st.just("limit"), st.sampled_from(["BUY", "SELL"]), st.integers(1, 80), st.integers(-30, 30)),
-    st.tuples(st.just("book"), st.integers(-40, 40), st.integers(1, 50)),
-    st.tuples(st.just("cancel"), st.integers(0, 50)),
-), min_size=1, max_size=40)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("market"), st.sampled_from(["BUY", "SELL"]), st.integers(1, 80)),
+        st.tuples(
+            st.just("limit"), st.sampled_from(["BUY", "SELL"]), st.integers(1, 80), st.integers(-30, 30)
+        ),
+        st.tuples(st.just("book"), st.integers(-40, 40), st.integers(1, 50)),
+        st.tuples(st.just("cancel"), st.integers(0, 50)),
+    ),
+    min_size=1,
+    max_size=40,
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,7 +164,9 @@ def test_balances_never_go_negative_and_locks_match_open_orders(seq):
     for op in seq:
         try:
             if op[0] == "market":
-                e.place_order({"symbol": "BTCUSDT", "side": op[1], "type": "MARKET", "quantity": str(D(op[2]) / 1000)})
+                e.place_order(
+                    {"symbol": "BTCUSDT", "side": op[1], "type": "MARKET", "quantity": str(D(op[2]) / 1000)}
+                )
             elif op[0] == "limit":
                 order(e, side=op[1], quantity=str(D(op[2]) / 1000), price=str(mid + op[3]))
             elif op[0] == "book":
@@ -170,13 +195,16 @@ def test_balances_never_go_negative_and_locks_match_open_orders(seq):
     assert spent_usdt == paid + fees_usdt
 
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({"newClientOrderId": "bad id"}, -1100),
-    ({"newClientOrderId": "a" * 37}, -1100),
-    ({"quantity": "1e-3"}, -1100),
-    ({"quantity": "-1"}, -1100),
-    ({"price": "abc"}, -1100),
-])
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"newClientOrderId": "bad id"}, -1100),
+        ({"newClientOrderId": "a" * 37}, -1100),
+        ({"quantity": "1e-3"}, -1100),
+        ({"quantity": "-1"}, -1100),
+        ({"price": "abc"}, -1100),
+    ],
+)
 def test_malformed_order_parameters_are_refused_with_1100(params, code):
     e = engine()
     with pytest.raises(BinanceError) as err:

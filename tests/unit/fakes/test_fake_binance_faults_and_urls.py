@@ -55,7 +55,9 @@ def test_override_urls_leaves_no_binance_host_behind():
         assert ex.urls["api"]["public"] == "http://127.0.0.1:1/api/v3"
         assert ex_pro.urls["api"]["ws"]["spot"] == "ws://127.0.0.1:1/ws"
         assert ex_pro.urls["api"]["ws"]["ws-api"]["spot"] == "ws://127.0.0.1:1/ws-api/v3"
-        assert override_urls({"x": "https://fapi.binance.com/fapi/v1"}, "http://h:2") == {"x": "http://h:2/fapi/v1"}
+        assert override_urls({"x": "https://fapi.binance.com/fapi/v1"}, "http://h:2") == {
+            "x": "http://h:2/fapi/v1"
+        }
     finally:
         asyncio.run(ex.close())
         asyncio.run(ex_pro.close())

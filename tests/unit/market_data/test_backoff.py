@@ -18,7 +18,7 @@ def test_temporary_errors_back_off_exponentially_with_jitter_and_a_cap():
         d = p.on_error("temporary", now)
         waits.append(d.wait_s)
         now = d.until
-    ceilings = [min(30.0, 2.0 ** i) for i in range(10)]
+    ceilings = [min(30.0, 2.0**i) for i in range(10)]
     for w, c in zip(waits, ceilings, strict=True):
         assert 0.1 * c <= w <= c
     assert len(set(waits)) == len(waits)  # jittered
@@ -83,8 +83,10 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
-@given(st.lists(st.sampled_from(["temporary", "rate_limited", "banned", "ok"]), min_size=1, max_size=40),
-       st.integers(0, 2**32))
+@given(
+    st.lists(st.sampled_from(["temporary", "rate_limited", "banned", "ok"]), min_size=1, max_size=40),
+    st.integers(0, 2**32),
+)
 def test_next_request_is_never_allowed_before_the_last_retry_after_or_ban(events, seed):
     """Invariant: after any error sequence, nothing is allowed before the latest Retry-After/ban ends."""
     p = BackoffPolicy(initial_s=0.5, max_s=20.0, ban_default_s=60.0, rng=random.Random(seed))

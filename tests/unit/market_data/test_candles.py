@@ -14,7 +14,11 @@ T0 = 1_700_000_000_000  # a whole minute (and second)
 
 def test_timeframes_parse_and_name():
     assert timeframe_ms("1s") == 1000 and timeframe_ms("5s") == 5000 and timeframe_ms("1h") == 3_600_000
-    assert timeframe_of_ms(3_600_000) == "1h" and timeframe_of_ms(300_000) == "5m" and timeframe_of_ms(5000) == "5s"
+    assert (
+        timeframe_of_ms(3_600_000) == "1h"
+        and timeframe_of_ms(300_000) == "5m"
+        and timeframe_of_ms(5000) == "5s"
+    )
     with pytest.raises(ValueError):
         timeframe_ms("1x")
     with pytest.raises(ValueError):
@@ -102,8 +106,11 @@ def test_finer_bars_build_coarser_bars():
     assert first.close_time_ms - first.open_time_ms == 14_399_999
 
 
-@given(st.lists(st.tuples(st.integers(0, 20_000), st.integers(1, 1000), st.integers(0, 50)), min_size=1,
-                max_size=200))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 20_000), st.integers(1, 1000), st.integers(0, 50)), min_size=1, max_size=200
+    )
+)
 def test_every_tick_lands_in_exactly_one_published_or_open_bar(ticks):
     """Volume is conserved and every bar bounds its open/close, whatever the tick times."""
     agg = CandleAggregator(["1s"])

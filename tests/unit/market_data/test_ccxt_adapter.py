@@ -16,7 +16,7 @@ from services.market_data.ccxt_adapter import (
 
 
 def test_http_418_is_a_ban_with_retry_after():
-    err = map_error(ccxt.DDoSProtection("binance 418 I'm a teapot {\"code\":-1003}"), {"Retry-After": "120"})
+    err = map_error(ccxt.DDoSProtection('binance 418 I\'m a teapot {"code":-1003}'), {"Retry-After": "120"})
     assert isinstance(err, ExchangeBanned) and isinstance(err, OperationalError)
     assert err.retry_after_s == 120 and error_kind(err) == "banned"
 
@@ -27,17 +27,27 @@ def test_ban_until_in_the_body_gives_the_wait_when_no_header():
     assert isinstance(err, ExchangeBanned) and err.retry_after_s == 60
 
 
-@pytest.mark.parametrize("exc", [ccxt.DDoSProtection("binance 429 Too Many Requests"),
-                                 ccxt.RateLimitExceeded("binance {\"code\":-1003}")])
+@pytest.mark.parametrize(
+    "exc",
+    [ccxt.DDoSProtection("binance 429 Too Many Requests"), ccxt.RateLimitExceeded('binance {"code":-1003}')],
+)
 def test_rate_limits_are_temporary_with_retry_after(exc):
     err = map_error(exc, {"retry-after": "7"})
     assert isinstance(err, RateLimited) and isinstance(err, TemporaryError)
     assert err.retry_after_s == 7 and error_kind(err) == "rate_limited"
 
 
-@pytest.mark.parametrize("exc", [ccxt.NetworkError("x"), ccxt.ExchangeNotAvailable("binance 503"),
-                                 ccxt.RequestTimeout("t"), ccxt.BadResponse("not json"), ccxt.ExchangeError("e"),
-                                 OSError("reset")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ccxt.NetworkError("x"),
+        ccxt.ExchangeNotAvailable("binance 503"),
+        ccxt.RequestTimeout("t"),
+        ccxt.BadResponse("not json"),
+        ccxt.ExchangeError("e"),
+        OSError("reset"),
+    ],
+)
 def test_network_and_availability_errors_are_temporary(exc):
     err = map_error(exc)
     assert type(err) is TemporaryError and error_kind(err) == "temporary"
@@ -64,9 +74,21 @@ async def test_exchange_points_at_the_configured_urls_and_is_rate_limited():
         await ex.close()
 
 
-@pytest.mark.parametrize("raw,want", [(43820.01, "43820.01"), ("0.00141342", "0.00141342"), (1e-05, "0.00001"),
-                                      (100.0, "100"), (0, "0"), (None, None), ("nan", None), (-1.0, None),
-                                      (True, None), ("abc", None)])
+@pytest.mark.parametrize(
+    "raw,want",
+    [
+        (43820.01, "43820.01"),
+        ("0.00141342", "0.00141342"),
+        (1e-05, "0.00001"),
+        (100.0, "100"),
+        (0, "0"),
+        (None, None),
+        ("nan", None),
+        (-1.0, None),
+        (True, None),
+        ("abc", None),
+    ],
+)
 def test_ccxt_numbers_become_exact_decimal_strings_or_are_rejected(raw, want):
     from services.market_data.live import _dec_str
 

@@ -57,15 +57,22 @@ class RecordingBus:
 def test_the_publisher_sends_every_tick_on_md_tick_and_the_newest_on_md_last():
     bus = RecordingBus()
     clock = [0.0]
-    pub = Publisher(bus, ServiceMetrics("md_last_test"), CandleAggregator(["1s"]), StalenessTracker(10.0),  # type: ignore[arg-type]
-                    monotonic=lambda: clock[0], last_interval_s=0.05)
+    pub = Publisher(
+        bus,
+        ServiceMetrics("md_last_test"),
+        CandleAggregator(["1s"]),
+        StalenessTracker(10.0),  # type: ignore[arg-type]
+        monotonic=lambda: clock[0],
+        last_interval_s=0.05,
+    )
     market = SyntheticMarket(["BTC/USDT", "ETH/USDT"])
 
     async def run() -> None:
         for step in range(10):  # 10 steps, 10 ms apart
             clock[0] = step * 0.01
-            await pub.quotes(market.step(), "2026-01-05T12:00:00Z", 1_767_614_400_000 + step * 10, "synthetic",
-                             clock[0])
+            await pub.quotes(
+                market.step(), "2026-01-05T12:00:00Z", 1_767_614_400_000 + step * 10, "synthetic", clock[0]
+            )
             await pub.flush_last()
 
     asyncio.run(run())

@@ -17,15 +17,27 @@ CSV = OHLCV / "BTCUSDT-1h.csv"
 
 
 def _path_of(series, n=50):
-    return [[(p.ts_ms, p.bid, p.ask, p.last, p.volume) for p in bar_path(series.bar(i), 4, D(1), series.price_places)]
-            for i in range(n)]
+    return [
+        [
+            (p.ts_ms, p.bid, p.ask, p.last, p.volume)
+            for p in bar_path(series.bar(i), 4, D(1), series.price_places)
+        ]
+        for i in range(n)
+    ]
 
 
 def test_binance_csv_loads_every_row_and_normalises_the_odd_close_time():
     s = load_ohlcv(CSV, "BTC/USDT")
     assert s.timeframe == "1h" and len(s.rows) == 9504 and s.skipped_rows == []
     assert s.normalised_close_times == 1
-    assert s.rows[0] == (1633046400000, D("43820.01"), D("44059"), D("43661.63"), D("43694.48"), D("2001.56071"))
+    assert s.rows[0] == (
+        1633046400000,
+        D("43820.01"),
+        D("44059"),
+        D("43661.63"),
+        D("43694.48"),
+        D("2001.56071"),
+    )
     assert s.price_places == 2
     odd = next(i for i, r in enumerate(s.rows) if r[0] == 1640318400000)
     assert s.bar(odd).close_time_ms == 1640318400000 + 3_599_999
@@ -40,8 +52,16 @@ def test_ccxt_json_loads_with_exact_decimals(name, tf, rows):
 
 
 def test_parquet_loads_the_same_bars_as_the_csv(tmp_path):
-    df = pl.read_csv(CSV, schema_overrides={"open": pl.Utf8, "high": pl.Utf8, "low": pl.Utf8, "close": pl.Utf8,
-                                            "volume": pl.Utf8})
+    df = pl.read_csv(
+        CSV,
+        schema_overrides={
+            "open": pl.Utf8,
+            "high": pl.Utf8,
+            "low": pl.Utf8,
+            "close": pl.Utf8,
+            "volume": pl.Utf8,
+        },
+    )
     pq = tmp_path / "btc.parquet"
     df.write_parquet(pq)
     a, b = load_ohlcv(CSV, "BTC/USDT"), load_ohlcv(pq, "BTC/USDT")
@@ -49,7 +69,9 @@ def test_parquet_loads_the_same_bars_as_the_csv(tmp_path):
 
 
 def test_parquet_with_float_columns_and_datetime_index_loads(tmp_path):
-    df = pl.read_csv(CSV).head(100).with_columns(pl.from_epoch("open_time", time_unit="ms").alias("timestamp"))
+    df = (
+        pl.read_csv(CSV).head(100).with_columns(pl.from_epoch("open_time", time_unit="ms").alias("timestamp"))
+    )
     pq = tmp_path / "f.parquet"
     df.drop("open_time", "close_time").write_parquet(pq)
     s = load_ohlcv(pq, "BTC/USDT")
@@ -79,7 +101,9 @@ def test_bar_path_visits_open_extremes_close_in_order_and_splits_volume():
 
 
 def test_bar_path_spread_is_rounded_outward_and_never_crossed():
-    bar = Bar("B/U", "1h", 0, 3_599_999, D("0.00141342"), D("0.00141557"), D("0.00141266"), D("0.00141418"), D(1))
+    bar = Bar(
+        "B/U", "1h", 0, 3_599_999, D("0.00141342"), D("0.00141557"), D("0.00141266"), D("0.00141418"), D(1)
+    )
     for x in bar_path(bar, 4, D(1), 8):
         assert D(x.bid) < D(x.ask) and D(x.bid) <= D(x.last) <= D(x.ask)
 
@@ -112,8 +136,10 @@ def test_garbage_file_is_a_clear_error(tmp_path):
 
 def test_invalid_rows_are_skipped_and_reported(tmp_path):
     f = tmp_path / "k.csv"
-    f.write_text("open_time,open,high,low,close,volume,close_time\n"
-                 "0,10,12,9,11,1,59999\n60000,10,9,12,11,1,119999\n120000,-1,1,1,1,1,179999\n180000,10,12,9,11,1,239999\n")
+    f.write_text(
+        "open_time,open,high,low,close,volume,close_time\n"
+        "0,10,12,9,11,1,59999\n60000,10,9,12,11,1,119999\n120000,-1,1,1,1,1,179999\n180000,10,12,9,11,1,239999\n"
+    )
     s = load_ohlcv(f, "X/Y", timeframe="1m")
     assert [r[0] for r in s.rows] == [0, 180000] and len(s.skipped_rows) == 2
 

@@ -95,5 +95,5 @@ def test_status_is_always_what_the_last_update_and_the_last_price_change_say(eve
             t.on_update("A/USDT", now, p)
             last_update = now
         t.evaluate(now)
-        expect_fresh = (last_update is not None and now - last_update <= 3 and now - last_move <= 8)
+        expect_fresh = last_update is not None and now - last_update <= 3 and now - last_move <= 8
         assert t.status("A/USDT") == ("fresh" if expect_fresh else "stale")

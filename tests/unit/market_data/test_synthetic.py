@@ -30,8 +30,9 @@ def test_ticks_do_not_depend_on_the_time_passed_in():
     a, b = SyntheticMarket(SYMS, 3), SyntheticMarket(SYMS, 3)
     ta = [t for _ in range(20) for t in a.ticks(datetime(2020, 1, 1, tzinfo=UTC))]
     tb = [t for _ in range(20) for t in b.ticks(datetime.now(UTC))]
-    assert [(t.symbol, t.bid, t.ask, t.last, t.volume) for t in ta] == [(t.symbol, t.bid, t.ask, t.last, t.volume)
-                                                                       for t in tb]
+    assert [(t.symbol, t.bid, t.ask, t.last, t.volume) for t in ta] == [
+        (t.symbol, t.bid, t.ask, t.last, t.volume) for t in tb
+    ]
 
 
 def test_generated_symbols_fill_up_to_the_count_after_the_configured_ones():
@@ -56,20 +57,29 @@ def _returns(m: SyntheticMarket, steps: int) -> np.ndarray:
 
 
 def test_returns_are_correlated_as_configured():
-    m = SyntheticMarket(["AAA/USDT", "BBB/USDT"], 5, SyntheticSettings(correlation=0.8, jump_prob=0, spread_bps=0.01,
-                                                                     regime_switch_prob=0))
+    m = SyntheticMarket(
+        ["AAA/USDT", "BBB/USDT"],
+        5,
+        SyntheticSettings(correlation=0.8, jump_prob=0, spread_bps=0.01, regime_switch_prob=0),
+    )
     r = _returns(m, 4000)
     corr = np.corrcoef(r[:, 0], r[:, 1])[0, 1]
     assert 0.6 < corr < 0.95
-    m0 = SyntheticMarket(["AAA/USDT", "BBB/USDT"], 5, SyntheticSettings(correlation=0.0, jump_prob=0, spread_bps=0.01,
-                                                                      regime_switch_prob=0))
+    m0 = SyntheticMarket(
+        ["AAA/USDT", "BBB/USDT"],
+        5,
+        SyntheticSettings(correlation=0.0, jump_prob=0, spread_bps=0.01, regime_switch_prob=0),
+    )
     r0 = _returns(m0, 4000)
     assert abs(np.corrcoef(r0[:, 0], r0[:, 1])[0, 1]) < 0.15
 
 
 def test_volatility_regimes_switch_and_the_volatile_one_moves_more():
-    m = SyntheticMarket(["AAA/USDT"], 9, SyntheticSettings(regime_switch_prob=0.01, volatile_multiplier=4, jump_prob=0,
-                                                         spread_bps=0.01))
+    m = SyntheticMarket(
+        ["AAA/USDT"],
+        9,
+        SyntheticSettings(regime_switch_prob=0.01, volatile_multiplier=4, jump_prob=0, spread_bps=0.01),
+    )
     regimes, moves, last = [], [], None
     for _ in range(6000):
         p = m.step()[0].last_f

@@ -13,7 +13,11 @@ NOW = datetime(2026, 12, 3, 0, 2, tzinfo=UTC)
 def test_every_closed_day_since_the_suite_first_ran_is_due_once():
     assert due_days(NOW, None, set()) == []  # never ran: nothing to report
     assert due_days(NOW, date(2026, 12, 3), set()) == []  # first ran today: today is not closed yet
-    assert due_days(NOW, date(2026, 11, 30), set()) == [date(2026, 11, 30), date(2026, 12, 1), date(2026, 12, 2)]
+    assert due_days(NOW, date(2026, 11, 30), set()) == [
+        date(2026, 11, 30),
+        date(2026, 12, 1),
+        date(2026, 12, 2),
+    ]
     assert due_days(NOW, date(2026, 11, 30), {date(2026, 12, 1)}) == [date(2026, 11, 30), date(2026, 12, 2)]
     assert due_days(NOW, date(2026, 1, 1), set(), catch_up=2) == [date(2026, 12, 1), date(2026, 12, 2)]
 
@@ -25,7 +29,10 @@ def test_the_next_run_is_the_next_utc_midnight_plus_the_grace():
 
 
 def test_the_announcement_says_pass_fail_or_no_data():
-    assert announcement({"day": "2026-12-02", "status": "pass", "violations": []})[:2] == ("INFO", "DoD 2026-12-02: PASS")
+    assert announcement({"day": "2026-12-02", "status": "pass", "violations": []})[:2] == (
+        "INFO",
+        "DoD 2026-12-02: PASS",
+    )
     sev, title, detail = announcement({"day": "2026-12-02", "status": "fail", "violations": ["a", "b"]})
     assert (sev, title, detail) == ("SEV-3", "DoD 2026-12-02: FAIL (2 violation(s))", "a; b")
     assert announcement({"day": "2026-12-02", "status": "no_data"})[1] == "DoD 2026-12-02: no data"

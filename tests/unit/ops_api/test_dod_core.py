@@ -25,9 +25,18 @@ SERVICES = ("market_data", "risk")
 
 
 def healthy(**over) -> DayFacts:
-    f = DayFacts(day=DAY, window_start=START, window_end=END, services=SERVICES,
-                 covered_minutes={"market_data": 1440, "risk": 1440}, orders_total=100, orders_error=1,
-                 backups_ok=1, deliveries_total=10, deliveries_ok=10)
+    f = DayFacts(
+        day=DAY,
+        window_start=START,
+        window_end=END,
+        services=SERVICES,
+        covered_minutes={"market_data": 1440, "risk": 1440},
+        orders_total=100,
+        orders_error=1,
+        backups_ok=1,
+        deliveries_total=10,
+        deliveries_ok=10,
+    )
     for k, v in over.items():
         setattr(f, k, v)
     return f
@@ -72,7 +81,10 @@ def test_stale_share_and_longest_gap_are_judged_separately():
 
 
 def test_order_error_rate_over_2_pct_fails_and_no_orders_is_not_applicable():
-    assert checks(evaluate(healthy(orders_total=100, orders_error=3), Thresholds()))["order_error_rate"].passed is False
+    assert (
+        checks(evaluate(healthy(orders_total=100, orders_error=3), Thresholds()))["order_error_rate"].passed
+        is False
+    )
     c = checks(evaluate(healthy(orders_total=0, orders_error=0), Thresholds()))["order_error_rate"]
     assert c.passed is None
 
@@ -106,7 +118,10 @@ def test_alert_delivery_below_99_pct_fails():
 
 
 def test_an_unresolved_mismatch_fails():
-    assert checks(evaluate(healthy(unresolved_mismatches=1), Thresholds()))["no_unresolved_mismatch"].passed is False
+    assert (
+        checks(evaluate(healthy(unresolved_mismatches=1), Thresholds()))["no_unresolved_mismatch"].passed
+        is False
+    )
 
 
 def test_minutes_in_counts_touched_minute_buckets():
@@ -118,15 +133,25 @@ def test_minutes_in_counts_touched_minute_buckets():
 
 def test_stale_union_merges_overlapping_symbols_and_carries_initial_state():
     t = lambda m: START + timedelta(minutes=m)  # noqa: E731
-    events = [(t(10), "BTC/USDT", "stale"), (t(12), "ETH/USDT", "stale"), (t(15), "BTC/USDT", "fresh"),
-              (t(20), "ETH/USDT", "fresh")]
+    events = [
+        (t(10), "BTC/USDT", "stale"),
+        (t(12), "ETH/USDT", "stale"),
+        (t(15), "BTC/USDT", "fresh"),
+        (t(20), "ETH/USDT", "fresh"),
+    ]
     assert stale_union(events, {}, START, END) == [(t(10), t(20))]
     assert stale_union([(t(5), "SOL/USDT", "fresh")], {"SOL/USDT": "stale"}, START, END) == [(START, t(5))]
     assert stale_union([(t(5), "SOL/USDT", "stale")], {}, START, t(8)) == [(t(5), t(8))]
 
 
-@given(st.lists(st.tuples(st.integers(0, 1439), st.sampled_from(["A", "B", "C"]), st.sampled_from(["stale", "fresh"])),
-                max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 1439), st.sampled_from(["A", "B", "C"]), st.sampled_from(["stale", "fresh"])
+        ),
+        max_size=40,
+    )
+)
 def test_stale_intervals_are_disjoint_sorted_and_inside_the_window(raw):
     events = sorted((START + timedelta(minutes=m), s, st_) for m, s, st_ in raw)
     out = stale_union(events, {}, START, END)
@@ -153,6 +178,10 @@ def test_drawdown_is_never_negative_and_breach_is_the_first_crossing(pnls):
 def test_report_dict_and_summary_name_each_day_and_violation():
     r = evaluate(healthy(orders_total=10, orders_error=5), Thresholds())
     d = r.as_dict(datetime(2026, 11, 21, tzinfo=UTC))
-    assert d["schema"] == "dod_v1" and d["day"] == "2026-11-20" and d["checks"]["order_error_rate"]["passed"] is False
+    assert (
+        d["schema"] == "dod_v1"
+        and d["day"] == "2026-11-20"
+        and d["checks"]["order_error_rate"]["passed"] is False
+    )
     md = summary_markdown([d], datetime(2026, 11, 21, tzinfo=UTC))
     assert "| 2026-11-20 | FAIL | 1 |" in md and "order_error_rate" in md

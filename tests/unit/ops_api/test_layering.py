@@ -22,8 +22,14 @@ print(",".join(sorted(n for n in sys.modules if n == "bnml" or n.startswith("bnm
 
 
 def _bnml_modules_loaded(extra: str = "") -> str:
-    out = subprocess.run([sys.executable, "-c", _PROBE.format(extra=extra)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(extra=extra)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
 
 
@@ -31,16 +37,24 @@ def _bnml_imports(source: str) -> list[int]:
     """Lines of every import of `bnml` in a module's source, wherever it stands (lazy ones included)."""
     lines = []
     for node in ast.walk(ast.parse(source)):
-        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+            else []
+        )
         if any(n == "bnml" or n.startswith("bnml.") for n in names):
             lines.append(node.lineno)
     return lines
 
 
 def test_no_ops_api_module_names_bnml_in_an_import():
-    offenders = [f"{path.relative_to(ROOT)}:{line}" for path in sorted((ROOT / "services" / "ops_api").rglob("*.py"))
-                 for line in _bnml_imports(path.read_text())]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "services" / "ops_api").rglob("*.py"))
+        for line in _bnml_imports(path.read_text())
+    ]
     assert not offenders, "services/ops_api imports bnml:\n" + "\n".join(offenders)
 
 

@@ -81,7 +81,9 @@ def test_breaker_stuck_on_opens_sev2_and_clearing_resolves():
 def test_alerts_map_to_incident_kinds_and_info_is_ignored():
     book = IncidentBook()
     assert book.on_alert("INFO", "signal", "model reloaded", "", "", at(0)) == []
-    (m,) = book.on_alert("SEV-2", "execution", "journal/exchange mismatch", "", "execution:mismatch:c1", at(0))
+    (m,) = book.on_alert(
+        "SEV-2", "execution", "journal/exchange mismatch", "", "execution:mismatch:c1", at(0)
+    )
     assert (m.kind, m.severity) == ("journal_mismatch", "SEV-1")
     (b,) = book.on_alert("SEV-3", "ops_api", "backup failed", "disk full", "ops_api:backup_failed", at(0))
     assert (b.kind, b.severity) == ("backup_failed", "SEV-3")
@@ -155,7 +157,10 @@ def test_failures_outside_the_window_do_not_add_up():
 
 # -- backups ------------------------------------------------------------------------------------
 def test_retention_keeps_the_newest_complete_backups():
-    names = [backup_name(T0 + timedelta(hours=h)) for h in range(5)] + ["junk", "20260101T000000000000Z.partial"]
+    names = [backup_name(T0 + timedelta(hours=h)) for h in range(5)] + [
+        "junk",
+        "20260101T000000000000Z.partial",
+    ]
     doomed = to_prune(names, 3)
     assert doomed == sorted(names[:5])[:2]
     assert to_prune(names[:2], 3) == []
@@ -182,9 +187,19 @@ def test_pg_tool_major_version():
 
 # -- postmortem ---------------------------------------------------------------------------------
 def test_postmortem_has_every_section_and_the_events():
-    md = render({"id": 7, "severity": "SEV-1", "title": "kill switch engaged", "kind": "kill_switch", "key": "global",
-                 "opened_at": T0, "resolved_at": None},
-                [{"ts": T0, "source": "kill_switch", "summary": "engage by alice: drill"}], T0)
+    md = render(
+        {
+            "id": 7,
+            "severity": "SEV-1",
+            "title": "kill switch engaged",
+            "kind": "kill_switch",
+            "key": "global",
+            "opened_at": T0,
+            "resolved_at": None,
+        },
+        [{"ts": T0, "source": "kill_switch", "summary": "engage by alice: drill"}],
+        T0,
+    )
     for section in ("## Timeline", "## Impact", "## Cause", "## Corrective action", "## Preventive action"):
         assert section in md
     assert "engage by alice: drill" in md and "not yet" in md

@@ -33,21 +33,45 @@ def feed(e: RiskEngine, now: datetime, prices: dict[str, Decimal] | None = None)
         e.on_tick(sym, px, now, now)
 
 
-def signal(symbol: str = "BTC/USDT", side: str = "BUY", price: Decimal | None = None, ts: datetime = T0) -> Signal:
-    return Signal(ts=ts, symbol=symbol, side=side, probability=0.6, model_version="test",
-                  price=price if price is not None else PRICES[symbol])
+def signal(
+    symbol: str = "BTC/USDT", side: str = "BUY", price: Decimal | None = None, ts: datetime = T0
+) -> Signal:
+    return Signal(
+        ts=ts,
+        symbol=symbol,
+        side=side,
+        probability=0.6,
+        model_version="test",
+        price=price if price is not None else PRICES[symbol],
+    )
 
 
 _trade = iter(range(1, 10**9))
 
 
-def fill(symbol: str, side: str, qty: str, price: str, ts: datetime = T0, fee: str | None = None,
-         reported: str = "0") -> Fill:
+def fill(
+    symbol: str,
+    side: str,
+    qty: str,
+    price: str,
+    ts: datetime = T0,
+    fee: str | None = None,
+    reported: str = "0",
+) -> Fill:
     q, p = Decimal(qty), Decimal(price)
     n = next(_trade)
-    return Fill(ts=ts, client_order_id=f"c{n}", trade_id=f"t{n}", symbol=symbol, side=side, quantity=q, price=p,
-                fee=Decimal(fee) if fee is not None else (q * p * Decimal("0.001")), fee_asset="USDT",
-                realized_pnl_usdt=Decimal(reported))
+    return Fill(
+        ts=ts,
+        client_order_id=f"c{n}",
+        trade_id=f"t{n}",
+        symbol=symbol,
+        side=side,
+        quantity=q,
+        price=p,
+        fee=Decimal(fee) if fee is not None else (q * p * Decimal("0.001")),
+        fee_asset="USDT",
+        realized_pnl_usdt=Decimal(reported),
+    )
 
 
 @pytest.fixture

@@ -50,11 +50,16 @@ def test_a_sell_never_takes_the_position_below_zero():
     assert out.oversold == Decimal("0.5") and "ETH/USDT" not in b.positions
 
 
-trades = st.lists(st.tuples(st.integers(min_value=0, max_value=14 * 24 * 60),   # minutes after T0
-                            st.sampled_from(["BUY", "SELL"]),
-                            st.decimals(min_value=Decimal("0.01"), max_value=Decimal("2"), places=2),
-                            st.decimals(min_value=Decimal("2500"), max_value=Decimal("3500"), places=2)),
-                  min_size=1, max_size=25)
+trades = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=14 * 24 * 60),  # minutes after T0
+        st.sampled_from(["BUY", "SELL"]),
+        st.decimals(min_value=Decimal("0.01"), max_value=Decimal("2"), places=2),
+        st.decimals(min_value=Decimal("2500"), max_value=Decimal("3500"), places=2),
+    ),
+    min_size=1,
+    max_size=25,
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -80,5 +85,7 @@ def test_window_budgets_equal_the_pnl_of_fills_inside_the_current_windows(trades
     assert b.realized_total == sum((r for _, r in applied), Decimal(0))
     # cash + positions at cost == starting cash + realized P&L (fees included)
     at_cost = sum((q * b.avg_cost[s] for s, q in b.positions.items()), Decimal(0))
-    assert abs(b.cash + at_cost - (Decimal("100000") + b.realized_total)) < Decimal("1e-18")  # Decimal division
+    assert abs(b.cash + at_cost - (Decimal("100000") + b.realized_total)) < Decimal(
+        "1e-18"
+    )  # Decimal division
     assert all(q >= 0 for q in b.positions.values())

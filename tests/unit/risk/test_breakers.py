@@ -13,12 +13,15 @@ from services.risk import breakers as B
 
 UTC_Z = ZoneInfo("UTC")
 PARIS = ZoneInfo("Europe/Paris")
-instants = st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31),
-                        timezones=st.just(UTC))
+instants = st.datetimes(
+    min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC)
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(now=instants, zone=st.sampled_from([UTC_Z, PARIS, ZoneInfo("America/New_York"), ZoneInfo("Asia/Tokyo")]))
+@given(
+    now=instants, zone=st.sampled_from([UTC_Z, PARIS, ZoneInfo("America/New_York"), ZoneInfo("Asia/Tokyo")])
+)
 def test_calendar_windows_contain_now_and_start_at_local_midnight_monday(now, zone):
     d0, d1 = B.day_window(now, zone)
     w0, w1 = B.week_window(now, zone)
@@ -35,8 +38,11 @@ def test_paris_day_starts_at_local_midnight_not_utc():
 
 
 @settings(max_examples=300, deadline=None)
-@given(realized=st.decimals(min_value=-1000, max_value=1000, places=2), later=st.decimals(min_value=-1000,
-       max_value=1000, places=2), minutes=st.integers(min_value=0, max_value=3 * 24 * 60))
+@given(
+    realized=st.decimals(min_value=-1000, max_value=1000, places=2),
+    later=st.decimals(min_value=-1000, max_value=1000, places=2),
+    minutes=st.integers(min_value=0, max_value=3 * 24 * 60),
+)
 def test_loss_budget_latches_until_the_window_ends_whatever_pnl_does(realized, later, minutes):
     now = datetime(2026, 1, 7, 10, tzinfo=UTC)
     _, end = B.day_window(now, UTC_Z)
@@ -46,7 +52,9 @@ def test_loss_budget_latches_until_the_window_ends_whatever_pnl_does(realized, l
         return
     assert first.until == end
     t = now + timedelta(minutes=minutes)
-    again = B.loss_budget("daily", later, Decimal("200"), B.day_window(t, UTC_Z)[1], t, B.Prev(now, first.until))
+    again = B.loss_budget(
+        "daily", later, Decimal("200"), B.day_window(t, UTC_Z)[1], t, B.Prev(now, first.until)
+    )
     if t < end:
         assert not again.allowed  # a winning trade inside the window does not reopen it
     else:
@@ -64,7 +72,9 @@ def test_volatility_has_hysteresis_and_minimum_hold():
     assert not trip.allowed and trip.until == t + timedelta(seconds=300)
     prev = B.Prev(t, trip.until)
     assert not B.volatility(1.0, 2.5, 1.5, 300, t + timedelta(seconds=299), prev).allowed  # minimum hold
-    assert not B.volatility(2.0, 2.5, 1.5, 300, t + timedelta(seconds=301), prev).allowed  # between clear and trip
+    assert not B.volatility(
+        2.0, 2.5, 1.5, 300, t + timedelta(seconds=301), prev
+    ).allowed  # between clear and trip
     assert not B.volatility(None, 2.5, 1.5, 300, t + timedelta(seconds=301), prev).allowed  # unknown: stay
     assert B.volatility(1.4, 2.5, 1.5, 300, t + timedelta(seconds=301), prev).allowed
     assert B.volatility(2.0, 2.5, 1.5, 300, t, None).allowed  # below trip: never tripped
@@ -82,7 +92,9 @@ def test_heartbeat_has_a_start_up_grace_then_needs_a_beat():
     t = datetime(2026, 1, 7, tzinfo=UTC)
     assert B.heartbeat_missing("execution", None, t, t + timedelta(seconds=5), 10).allowed
     assert not B.heartbeat_missing("execution", None, t, t + timedelta(seconds=11), 10).allowed
-    assert B.heartbeat_missing("execution", t + timedelta(seconds=10), t, t + timedelta(seconds=11), 10).allowed
+    assert B.heartbeat_missing(
+        "execution", t + timedelta(seconds=10), t, t + timedelta(seconds=11), 10
+    ).allowed
 
 
 def test_cooldown_and_loss_streak_expire():

@@ -23,7 +23,9 @@ def test_pause_refuses_new_entries_allows_exits_and_resume_restores_active(engin
     assert [type(e) for e in out.events] == [BreakerTripped, TradingStateChanged]
     refused = engine.decide(signal("XRP/USDT", "BUY"), T0).verdict
     assert not refused.approved and "trading_reducing" in refused.reasons
-    assert engine.decide(signal("ETH/USDT", "SELL"), T0).verdict.approved  # reducing exposure is still allowed
+    assert engine.decide(
+        signal("ETH/USDT", "SELL"), T0
+    ).verdict.approved  # reducing exposure is still allowed
     assert apply_control(engine, cmd("pause"), T0).detail.startswith("already paused")
     engine.evaluate(T0 + timedelta(seconds=5))
     assert PAUSE in engine.board.active and engine.sm.state == "REDUCING"  # no breaker round lifts it
@@ -31,8 +33,9 @@ def test_pause_refuses_new_entries_allows_exits_and_resume_restores_active(engin
     back = apply_control(engine, cmd("resume"), T0 + timedelta(seconds=5))
     assert back.accepted and engine.sm.state == "ACTIVE" and back.detail == "entries resumed"
     assert [type(e) for e in back.events] == [BreakerCleared, TradingStateChanged]
-    assert engine.decide(signal("XRP/USDT", "BUY", ts=T0 + timedelta(seconds=5)), T0 + timedelta(seconds=5)
-                         ).verdict.approved
+    assert engine.decide(
+        signal("XRP/USDT", "BUY", ts=T0 + timedelta(seconds=5)), T0 + timedelta(seconds=5)
+    ).verdict.approved
 
 
 def test_a_pause_survives_a_restart_of_risk(engine):

@@ -82,8 +82,11 @@ def test_stale_symbol_is_held_and_fresh_data_releases_it(engine):
 
 
 def test_exposure_caps_and_free_balance_bind_the_size():
-    e = make_engine(max_exposure_per_symbol_usdt=Decimal("60"), max_notional_usdt=Decimal("1000"),
-                    order_fraction_of_equity=Decimal("0.5"))
+    e = make_engine(
+        max_exposure_per_symbol_usdt=Decimal("60"),
+        max_notional_usdt=Decimal("1000"),
+        order_fraction_of_equity=Decimal("0.5"),
+    )
     v = e.decide(signal(), T0).verdict
     assert v.approved and v.quantity * v.price_limit <= Decimal("60")
     assert e.decide(signal(), T0).verdict.reasons == ["max_exposure_symbol"]  # headroom below min notional
@@ -100,8 +103,13 @@ def test_max_open_positions(engine):
 
 
 def test_order_rate_is_throttled_per_symbol_then_globally():
-    e = make_engine(max_orders_per_10s=3, max_orders_per_10s_per_symbol=2, order_loop_trip_per_10s=100,
-                    max_exposure_per_symbol_usdt=Decimal("10000"), max_total_exposure_usdt=Decimal("10000"))
+    e = make_engine(
+        max_orders_per_10s=3,
+        max_orders_per_10s_per_symbol=2,
+        order_loop_trip_per_10s=100,
+        max_exposure_per_symbol_usdt=Decimal("10000"),
+        max_total_exposure_usdt=Decimal("10000"),
+    )
     out = [e.decide(signal(), T0 + timedelta(milliseconds=i)).verdict for i in range(3)]
     assert [v.approved for v in out] == [True, True, False]
     assert out[2].reasons == ["order_rate_limited_symbol"]
@@ -113,15 +121,20 @@ def test_order_rate_is_throttled_per_symbol_then_globally():
 
 
 def test_order_loop_halts_and_only_a_release_after_it_clears_resumes():
-    e = make_engine(order_loop_trip_per_10s=5, max_exposure_per_symbol_usdt=Decimal("10000"),
-                    max_total_exposure_usdt=Decimal("10000"))
+    e = make_engine(
+        order_loop_trip_per_10s=5,
+        max_exposure_per_symbol_usdt=Decimal("10000"),
+        max_total_exposure_usdt=Decimal("10000"),
+    )
     events = []
     for i in range(5):
         d = e.decide(signal(), T0 + timedelta(milliseconds=i))
         events += d.events
     assert d.verdict.reasons == ["order_loop"] and e.sm.state == "HALTED"
-    assert any(isinstance(ev, BreakerTripped) and ev.breaker == "order_loop" and ev.effect == "HALTED"
-               for ev in events)
+    assert any(
+        isinstance(ev, BreakerTripped) and ev.breaker == "order_loop" and ev.effect == "HALTED"
+        for ev in events
+    )
     _, refused = e.release(T0 + timedelta(seconds=1))
     assert refused and e.sm.state == "HALTED"  # the loop is still in the window
     later = T0 + timedelta(seconds=11)
@@ -175,8 +188,15 @@ def test_drift_and_volatility_reduce():
         px *= 1.0001 if i % 2 else 0.9999
         if i >= 100:
             px *= 1.02 if i % 2 else 0.98
-        feed(e, t, {"ETH/USDT": Decimal(str(round(px, 2))), "BTC/USDT": PRICES["BTC/USDT"],
-                    "XRP/USDT": PRICES["XRP/USDT"]})
+        feed(
+            e,
+            t,
+            {
+                "ETH/USDT": Decimal(str(round(px, 2))),
+                "BTC/USDT": PRICES["BTC/USDT"],
+                "XRP/USDT": PRICES["XRP/USDT"],
+            },
+        )
     e.evaluate(t)
     assert "volatility" in e.board.active and e.sm.state == "REDUCING"
 
@@ -206,13 +226,17 @@ def test_snapshot_restores_breakers_budgets_and_state():
 
 # -- property: sizing ------------------------------------------------------------------------------
 @settings(max_examples=150, deadline=None)
-@given(symbol=st.sampled_from(list(PRICES)), side=st.sampled_from(["BUY", "SELL"]),
-       equity=st.decimals(min_value=10, max_value=1_000_000, places=2),
-       fraction=st.decimals(min_value=Decimal("0.0001"), max_value=1, places=4),
-       held=st.decimals(min_value=0, max_value=100, places=6),
-       drift_bps=st.integers(min_value=-90, max_value=90))
-def test_approved_orders_are_on_filters_within_caps_and_never_sell_more_than_held(symbol, side, equity, fraction,
-                                                                                    held, drift_bps):
+@given(
+    symbol=st.sampled_from(list(PRICES)),
+    side=st.sampled_from(["BUY", "SELL"]),
+    equity=st.decimals(min_value=10, max_value=1_000_000, places=2),
+    fraction=st.decimals(min_value=Decimal("0.0001"), max_value=1, places=4),
+    held=st.decimals(min_value=0, max_value=100, places=6),
+    drift_bps=st.integers(min_value=-90, max_value=90),
+)
+def test_approved_orders_are_on_filters_within_caps_and_never_sell_more_than_held(
+    symbol, side, equity, fraction, held, drift_bps
+):
     e = make_engine(starting_equity_usdt=equity, order_fraction_of_equity=fraction)
     price = PRICES[symbol]
     if held > 0:
@@ -234,15 +258,25 @@ def test_approved_orders_are_on_filters_within_caps_and_never_sell_more_than_hel
 
 
 # -- property: the trading-state machine -------------------------------------------------------------
-ops = st.lists(st.sampled_from(["kill", "release", "loop", "loss", "win", "drift", "calm", "wait", "wait_long",
-                                "stale", "signal"]), min_size=1, max_size=40)
+ops = st.lists(
+    st.sampled_from(
+        ["kill", "release", "loop", "loss", "win", "drift", "calm", "wait", "wait_long", "stale", "signal"]
+    ),
+    min_size=1,
+    max_size=40,
+)
 
 
 @settings(max_examples=200, deadline=None)
 @given(ops=ops)
 def test_no_sequence_of_events_leaves_halted_without_a_release(ops):
-    e = make_engine(order_loop_trip_per_10s=3, daily_loss_budget_usdt=Decimal("1"), max_drawdown_pct=1.0,
-                    max_exposure_per_symbol_usdt=Decimal("10000"), max_total_exposure_usdt=Decimal("10000"))
+    e = make_engine(
+        order_loop_trip_per_10s=3,
+        daily_loss_budget_usdt=Decimal("1"),
+        max_drawdown_pct=1.0,
+        max_exposure_per_symbol_usdt=Decimal("10000"),
+        max_total_exposure_usdt=Decimal("10000"),
+    )
     t = T0
     for op in ops:
         before = e.sm.state
@@ -308,8 +342,13 @@ def test_a_signal_older_than_its_useful_life_is_refused(engine):
 @settings(max_examples=60, deadline=None)
 @given(ops=ops)
 def test_a_restored_engine_holds_the_same_account_breakers_and_state(ops):
-    e = make_engine(order_loop_trip_per_10s=3, daily_loss_budget_usdt=Decimal("1"), max_drawdown_pct=1.0,
-                    max_exposure_per_symbol_usdt=Decimal("10000"), max_total_exposure_usdt=Decimal("10000"))
+    e = make_engine(
+        order_loop_trip_per_10s=3,
+        daily_loss_budget_usdt=Decimal("1"),
+        max_drawdown_pct=1.0,
+        max_exposure_per_symbol_usdt=Decimal("10000"),
+        max_total_exposure_usdt=Decimal("10000"),
+    )
     t = T0
     for n, op in enumerate(ops):
         t += timedelta(seconds=1)
@@ -376,7 +415,9 @@ def test_silent_execution_reduces_after_the_grace_and_clears_on_a_heartbeat():
 def test_a_sell_uses_the_smaller_of_risk_and_execution_positions(engine):
     engine.on_fill(fill("ETH/USDT", "BUY", "0.02", "3000"), T0)
     engine.external_positions = {"ETH/USDT": Decimal("0.015")}
-    assert engine.position_mismatches(engine.external_positions) == {"ETH/USDT": (Decimal("0.02"), Decimal("0.015"))}
+    assert engine.position_mismatches(engine.external_positions) == {
+        "ETH/USDT": (Decimal("0.02"), Decimal("0.015"))
+    }
     v = engine.decide(signal("ETH/USDT", "SELL"), T0).verdict
     assert v.approved and v.quantity == Decimal("0.015")
     assert engine.position_mismatches({"ETH/USDT": Decimal("0.02")}) == {}

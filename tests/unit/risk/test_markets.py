@@ -55,10 +55,12 @@ def test_check_order_names_every_broken_filter():
 
 
 def test_max_num_orders_and_percent_price_by_side():
-    assert MARKETS.check_order("BTC/USDT", "BUY", Decimal("0.001"), Decimal("60000"),
-                               open_orders=200).reasons == ("max_num_orders",)
-    fat = MARKETS.check_order("BTC/USDT", "BUY", Decimal("0.001"), Decimal("60000"),
-                              reference_price=Decimal("10000"))
+    assert MARKETS.check_order(
+        "BTC/USDT", "BUY", Decimal("0.001"), Decimal("60000"), open_orders=200
+    ).reasons == ("max_num_orders",)
+    fat = MARKETS.check_order(
+        "BTC/USDT", "BUY", Decimal("0.001"), Decimal("60000"), reference_price=Decimal("10000")
+    )
     assert fat.reasons == ("percent_price",)
 
 

@@ -10,13 +10,27 @@ from decimal import Decimal
 from libs.common.contracts import Fill
 from tests.unit.risk.conftest import PRICES, T0, feed, make_engine, signal
 
-CAP = {"max_exposure_per_symbol_usdt": Decimal("100"), "order_fraction_of_equity": Decimal("0.006"),  # 60 USDT
-       "max_orders_per_10s": 49, "max_orders_per_10s_per_symbol": 49, "order_loop_trip_per_10s": 1000}
+CAP = {
+    "max_exposure_per_symbol_usdt": Decimal("100"),
+    "order_fraction_of_equity": Decimal("0.006"),  # 60 USDT
+    "max_orders_per_10s": 49,
+    "max_orders_per_10s_per_symbol": 49,
+    "order_loop_trip_per_10s": 1000,
+}
 
 
 def _fill(coid: str, qty: Decimal, price: Decimal, n: int, side: str = "BUY") -> Fill:
-    return Fill(ts=T0, client_order_id=coid, trade_id=f"tr-{coid}-{n}", symbol="BTC/USDT", side=side, quantity=qty,
-                price=price, fee=Decimal("0"), fee_asset="USDT")
+    return Fill(
+        ts=T0,
+        client_order_id=coid,
+        trade_id=f"tr-{coid}-{n}",
+        symbol="BTC/USDT",
+        side=side,
+        quantity=qty,
+        price=price,
+        fee=Decimal("0"),
+        fee_asset="USDT",
+    )
 
 
 def _notional(verdicts) -> Decimal:
@@ -30,7 +44,9 @@ def test_five_resting_60_usdt_buys_against_a_100_usdt_cap_never_hold_more_than_t
         if v.approved:  # execution rests each one as a limit order
             e.on_order(v.id, f"c{i}", "ACCEPTED", Decimal("0"))
     approved = [v for v in verdicts if v.approved]
-    assert approved[0].quantity * approved[0].price_limit <= Decimal("60.5")  # the first gets its full 60 USDT
+    assert approved[0].quantity * approved[0].price_limit <= Decimal(
+        "60.5"
+    )  # the first gets its full 60 USDT
     assert _notional(verdicts) <= Decimal("100"), "more than the per-symbol cap was approved"
     assert all(v.reasons == ["max_exposure_symbol"] for v in verdicts[2:])
     # a minute later (the old reservation timer was ~7 s) the limits still rest: still nothing more

@@ -39,7 +39,19 @@ def bar_rounds(n: int, symbols: list[str], seed: int = 5, start: datetime | None
         row = []
         for s, df in frames.items():
             r = df.row(k, named=True)
-            row.append(Bar(s, r["open_time"], r["open"], r["high"], r["low"], r["close"], r["volume"],
-                           Decimal(f"{r['close']:.6f}"), f"tick-{s}-{k}", r["open_time"]))
+            row.append(
+                Bar(
+                    s,
+                    r["open_time"],
+                    r["open"],
+                    r["high"],
+                    r["low"],
+                    r["close"],
+                    r["volume"],
+                    Decimal(f"{r['close']:.6f}"),
+                    f"tick-{s}-{k}",
+                    r["open_time"],
+                )
+            )
         out.append(row)
     return out

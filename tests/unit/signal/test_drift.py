@@ -55,6 +55,7 @@ def test_the_window_counts_bar_times_not_rows():
         mon.observe(RNG.normal(size=(30, 1)), RNG.normal(size=30), key=k)
     assert mon.rows_in_window == 139 * 35 + 61 * 30  # bars 0..59 left the window
 
+
 def test_incremental_window_psi_equals_psi_of_the_window_rows():
     mon = _monitor()
     rows = []
@@ -109,16 +110,32 @@ def test_stationary_data_raises_no_drift():
     spec = FeatureSpec()
     candles = synthetic_candles(12_000, seed=11)
     ds = build_dataset(candles, spec, 10, 0.001)
-    out = drift_replay(ds, spec, train_fraction=0.5, kind="logistic", c=0.5, seed=7,
-                       thresholds=DriftSettings(window=2000, check_every=200), horizon=10)
+    out = drift_replay(
+        ds,
+        spec,
+        train_fraction=0.5,
+        kind="logistic",
+        c=0.5,
+        seed=7,
+        thresholds=DriftSettings(window=2000, check_every=200),
+        horizon=10,
+    )
     assert out["periods"] == []
 
 
 def test_replaying_real_btcusdt_flags_drift_in_the_2022_crash():
     spec = FeatureSpec()
     ds = build_dataset(load_ohlcv(DATA / "ohlcv" / "BTCUSDT-1h.csv"), spec, 10, 0.001)
-    out = drift_replay(ds, spec, train_fraction=0.3, kind="logistic", c=0.5, seed=7,
-                       thresholds=DriftSettings(window=300, check_every=10), horizon=10)
+    out = drift_replay(
+        ds,
+        spec,
+        train_fraction=0.3,
+        kind="logistic",
+        c=0.5,
+        seed=7,
+        thresholds=DriftSettings(window=300, check_every=10),
+        horizon=10,
+    )
     assert out["train"][1] < "2022-02-01"  # trained on Oct 2021 - Jan 2022 only
     crash = [c for c in out["checks"] if "2022-05-01" <= c["ts"] < "2022-07-01"]
     assert crash and any(c["detected"] for c in crash)

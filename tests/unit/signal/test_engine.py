@@ -18,8 +18,14 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def _tick(sym: str, t: datetime, price: str, vol: str = "1", spread: str = "0.01") -> Tick:
     p = Decimal(price)
-    return Tick(ts=t, symbol=sym, bid=p - Decimal(spread) / 2, ask=p + Decimal(spread) / 2, last=p,
-                volume=Decimal(vol))
+    return Tick(
+        ts=t,
+        symbol=sym,
+        bid=p - Decimal(spread) / 2,
+        ask=p + Decimal(spread) / 2,
+        last=p,
+        volume=Decimal(vol),
+    )
 
 
 def test_candle_builder_closes_a_bar_on_the_first_tick_of_the_next_interval():
@@ -41,8 +47,9 @@ def _bars(n: int, symbols: list[str], seed: int = 5) -> list[list[Bar]]:
 def _any_side_engine(settings, model, **cfg) -> SignalEngine:
     """Threshold 0 and no edge gate, in the configuration and in the model's own rule: always a side."""
     loose = replace(model, probability_threshold=0.0, min_expected_edge_bps=None)
-    return SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0, min_edge_bps=None, **cfg),
-                        loose)
+    return SignalEngine(
+        replace(EngineConfig.from_settings(settings.signal), threshold=0.0, min_edge_bps=None, **cfg), loose
+    )
 
 
 def _run(engine, rounds, now=T0):
@@ -138,18 +145,37 @@ def test_measurement_mode_counts_ticks_over_all_symbols_so_decisions_do_not_burs
     engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), every_nth_tick=4), model)
     symbols = ["A/USDT", "B/USDT", "C/USDT"]
     # the symbols tick together (one step = one tick each): decisions still come every 4th tick received
-    ticks = [_tick(sym, T0 + timedelta(milliseconds=10 * step), "100") for step in range(8) for sym in symbols]
+    ticks = [
+        _tick(sym, T0 + timedelta(milliseconds=10 * step), "100") for step in range(8) for sym in symbols
+    ]
     sigs = [(i, s) for i, t in enumerate(ticks) if (s := engine.on_tick(t, T0)[1]) is not None]
     assert [i for i, _ in sigs] == [3, 7, 11, 15, 19, 23]
     assert [s.symbol for _, s in sigs] == ["A/USDT", "B/USDT", "C/USDT", "A/USDT", "B/USDT", "C/USDT"]
-    assert [s.side for _, s in sigs] == ["BUY", "BUY", "BUY", "SELL", "SELL", "SELL"]  # per symbol alternation
+    assert [s.side for _, s in sigs] == [
+        "BUY",
+        "BUY",
+        "BUY",
+        "SELL",
+        "SELL",
+        "SELL",
+    ]  # per symbol alternation
 
 
 def test_candles_from_market_data_replace_bars_built_from_ticks(trained):
     settings, model = trained
     engine = SignalEngine(EngineConfig.from_settings(settings.signal), model)
-    c = Candle(ts=T0, symbol="A/USDT", timeframe=model.timeframe, open_time=T0, close_time=T0 + timedelta(seconds=1),
-               open=Decimal(1), high=Decimal(2), low=Decimal(1), close=Decimal(2), volume=Decimal(3))
+    c = Candle(
+        ts=T0,
+        symbol="A/USDT",
+        timeframe=model.timeframe,
+        open_time=T0,
+        close_time=T0 + timedelta(seconds=1),
+        open=Decimal(1),
+        high=Decimal(2),
+        low=Decimal(1),
+        close=Decimal(2),
+        volume=Decimal(3),
+    )
     bar = engine.on_candle(c)
     assert bar.trigger_id == c.id and bar.close == 2.0
     assert engine.on_tick(_tick("A/USDT", T0 + timedelta(seconds=5), "1"), T0)[0] is None
@@ -167,8 +193,11 @@ def test_drift_monitor_sees_every_predicted_row(trained):
     assert all(c.sum() == 2 for c in engine.drift._chunks[-1][1])  # every row binned, no NaN dropped
 
 
-@given(steps=st.lists(st.tuples(st.integers(1, 700), st.integers(1, 10_000), st.integers(0, 1000)), min_size=1,
-                      max_size=60))
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(1, 700), st.integers(1, 10_000), st.integers(0, 1000)), min_size=1, max_size=60
+    )
+)
 def test_candle_builder_conserves_volume_and_keeps_ohlc_consistent(steps):
     b = CandleBuilder(1)
     t, bars, total = T0, [], 0
@@ -204,7 +233,9 @@ def test_a_gap_in_candles_is_not_glued_the_symbol_warms_up_again(trained):
 
 def test_live_ticker_snapshots_never_become_the_models_bars(trained):
     settings, model = trained
-    live = SignalEngine(replace(EngineConfig.from_settings(settings.signal, bars_from_ticks=False), threshold=0.0), model)
+    live = SignalEngine(
+        replace(EngineConfig.from_settings(settings.signal, bars_from_ticks=False), threshold=0.0), model
+    )
     demo = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0), model)
     closed = {"live": 0, "demo": 0}
     for k in range(30):

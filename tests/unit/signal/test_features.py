@@ -25,8 +25,9 @@ from services.signal.synthetic import synthetic_candles
 from tests.helpers import DATA
 
 SPEC = FeatureSpec()
-SMALL = FeatureSpec(return_horizons=(1, 2), vol_short=2, vol_long=4, rsi=3, ma=3, volume=3, context=(2, 3),
-                    context_bars=3)
+SMALL = FeatureSpec(
+    return_horizons=(1, 2), vol_short=2, vol_long=4, rsi=3, ma=3, volume=3, context=(2, 3), context_bars=3
+)
 CTX = FeatureSpec(context=(4,), context_bars=5)  # warm-up 25 bars either way
 
 
@@ -57,15 +58,30 @@ def test_context_timeframes_are_bar_multiples_of_the_data_timeframe():
 
 def test_flat_prices_give_defined_neutral_features_not_nan():
     n = 40
-    flat = pl.DataFrame({"open_time": [datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=i) for i in range(n)],
-                         "open": [10.0] * n, "high": [10.0] * n, "low": [10.0] * n, "close": [10.0] * n,
-                         "volume": [1.0] * n})
+    flat = pl.DataFrame(
+        {
+            "open_time": [datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=i) for i in range(n)],
+            "open": [10.0] * n,
+            "high": [10.0] * n,
+            "low": [10.0] * n,
+            "close": [10.0] * n,
+            "volume": [1.0] * n,
+        }
+    )
     row = compute_features(flat, SPEC).row(n - 1, named=True)
-    assert row["rsi_14"] == 50.0 and row["ma_z_20"] == 0.0 and row["vol_ratio"] == 1.0 and row["close_pos"] == 0.5
+    assert (
+        row["rsi_14"] == 50.0
+        and row["ma_z_20"] == 0.0
+        and row["vol_ratio"] == 1.0
+        and row["close_pos"] == 0.5
+    )
 
 
-candle_values = st.lists(st.tuples(st.floats(0.5, 2.0), st.floats(0.0, 0.05), st.floats(0.0, 0.05),
-                                   st.floats(0.0, 100.0)), min_size=12, max_size=40)
+candle_values = st.lists(
+    st.tuples(st.floats(0.5, 2.0), st.floats(0.0, 0.05), st.floats(0.0, 0.05), st.floats(0.0, 100.0)),
+    min_size=12,
+    max_size=40,
+)
 
 
 def _frame(values) -> pl.DataFrame:
@@ -73,8 +89,9 @@ def _frame(values) -> pl.DataFrame:
     open_ = np.concatenate([[100.0], close[:-1]])
     high = np.maximum(open_, close) * (1 + np.array([v[1] for v in values]))
     low = np.minimum(open_, close) * (1 - np.array([v[2] for v in values]))
-    return pl.DataFrame({"open": open_, "high": high, "low": low, "close": close,
-                         "volume": [v[3] for v in values]})
+    return pl.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": [v[3] for v in values]}
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -83,8 +100,12 @@ def test_changing_candles_after_t_never_changes_a_feature_at_or_before_t(values,
     df = _frame(values)
     t = data.draw(st.integers(0, df.height - 2))
     factor = data.draw(st.floats(0.3, 3.0))
-    changed = df.with_columns([pl.when(pl.int_range(pl.len()) > t).then(pl.col(c) * factor).otherwise(pl.col(c))
-                               .alias(c) for c in ("open", "high", "low", "close", "volume")])
+    changed = df.with_columns(
+        [
+            pl.when(pl.int_range(pl.len()) > t).then(pl.col(c) * factor).otherwise(pl.col(c)).alias(c)
+            for c in ("open", "high", "low", "close", "volume")
+        ]
+    )
     before = feature_matrix(compute_features(df, SMALL), SMALL)[: t + 1]
     after = feature_matrix(compute_features(changed, SMALL), SMALL)[: t + 1]
     np.testing.assert_array_equal(np.nan_to_num(before, nan=-999.0), np.nan_to_num(after, nan=-999.0))
@@ -96,22 +117,39 @@ def test_grouped_features_equal_features_of_each_symbol_alone(spec):
     both = pl.concat([a.with_columns(sym=pl.lit("A")), b.with_columns(sym=pl.lit("B"))])
     grouped = compute_features(both, spec, by="sym")
     for name, alone in (("A", a), ("B", b)):
-        np.testing.assert_allclose(feature_matrix(grouped.filter(pl.col("sym") == name), spec),
-                                   feature_matrix(compute_features(alone, spec), spec), equal_nan=True)
+        np.testing.assert_allclose(
+            feature_matrix(grouped.filter(pl.col("sym") == name), spec),
+            feature_matrix(compute_features(alone, spec), spec),
+            equal_nan=True,
+        )
 
 
 def test_live_engine_features_equal_training_features_bar_by_bar(trained):
     settings_, model = trained
     engine = SignalEngine(EngineConfig.from_settings(settings_.signal), model)
-    candles = {s: synthetic_candles(90, seed=i + 3) for i, s in enumerate(("AAA/USDT", "BBB/USDT", "CCC/USDT"))}
+    candles = {
+        s: synthetic_candles(90, seed=i + 3) for i, s in enumerate(("AAA/USDT", "BBB/USDT", "CCC/USDT"))
+    }
     expected = {s: feature_matrix(compute_features(df, model.spec), model.spec) for s, df in candles.items()}
     warm = model.spec.warmup_bars
     for k in range(90):
         bars = []
         for s, df in candles.items():
             r = df.row(k, named=True)
-            bars.append(Bar(s, r["open_time"], r["open"], r["high"], r["low"], r["close"], r["volume"],
-                            Decimal(f"{r['close']:.8f}"), None, None))
+            bars.append(
+                Bar(
+                    s,
+                    r["open_time"],
+                    r["open"],
+                    r["high"],
+                    r["low"],
+                    r["close"],
+                    r["volume"],
+                    Decimal(f"{r['close']:.8f}"),
+                    None,
+                    None,
+                )
+            )
         engine.on_bars(bars, r["open_time"])
         if k >= warm - 1:
             live = engine.features_for(list(candles))
@@ -134,19 +172,32 @@ def test_unsupported_file_type_is_refused(tmp_path):
 
 
 @settings(max_examples=60, deadline=None)
-@given(values=st.lists(st.tuples(st.floats(0.9, 1.1), st.floats(0.0, 0.02), st.floats(0.0, 0.02),
-                                 st.sampled_from([0.0, 1.0, 5.5, 1000.0])), min_size=25, max_size=60),
-       flat_tail=st.integers(0, 25))
+@given(
+    values=st.lists(
+        st.tuples(
+            st.floats(0.9, 1.1),
+            st.floats(0.0, 0.02),
+            st.floats(0.0, 0.02),
+            st.sampled_from([0.0, 1.0, 5.5, 1000.0]),
+        ),
+        min_size=25,
+        max_size=60,
+    ),
+    flat_tail=st.integers(0, 25),
+)
 def test_numpy_live_kernel_equals_polars_training_features_on_the_last_row(values, flat_tail):
     df = _frame(values)
     if flat_tail:  # degenerate windows: constant prices and volumes
         n = df.height
         last = df.row(n - flat_tail - 1, named=True)["close"]
-        df = df.with_columns([pl.when(pl.int_range(pl.len()) >= n - flat_tail).then(pl.lit(v)).otherwise(pl.col(c))
-                              .alias(c) for c, v in (("open", last), ("high", last), ("low", last),
-                                                     ("close", last), ("volume", 1.0))])
+        df = df.with_columns(
+            [
+                pl.when(pl.int_range(pl.len()) >= n - flat_tail).then(pl.lit(v)).otherwise(pl.col(c)).alias(c)
+                for c, v in (("open", last), ("high", last), ("low", last), ("close", last), ("volume", 1.0))
+            ]
+        )
     for spec in (SPEC, CTX):
         expected = feature_matrix(compute_features(df, spec), spec)[-1]
-        buf = df.select("open", "high", "low", "close", "volume").to_numpy()[-spec.warmup_bars:]
+        buf = df.select("open", "high", "low", "close", "volume").to_numpy()[-spec.warmup_bars :]
         live = last_row_features(buf[None, :, :], spec)[0]
         np.testing.assert_allclose(live, expected, rtol=1e-7, atol=1e-9)

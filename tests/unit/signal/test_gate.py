@@ -21,14 +21,24 @@ GATE = {"min_excess_return_pct": 0.0, "max_p_value": 0.05, "min_trades": 10}
 
 
 def _gate(**kw):
-    args = {"net_return_pct": 12.0, "no_trade_return_pct": 0.0, "p_value": 0.01, "n_trades": 40, "data_kind": "file",
-            **GATE, **kw}
+    args = {
+        "net_return_pct": 12.0,
+        "no_trade_return_pct": 0.0,
+        "p_value": 0.01,
+        "n_trades": 40,
+        "data_kind": "file",
+        **GATE,
+        **kw,
+    }
     return evaluate_gate(**args)
 
 
 def test_gate_passes_only_when_every_check_passes_and_names_every_failure():
     assert _gate().passed and _gate().reasons == []
-    assert not _gate(net_return_pct=-3.0).passed and "does not beat not trading" in _gate(net_return_pct=-3.0).reasons[0]
+    assert (
+        not _gate(net_return_pct=-3.0).passed
+        and "does not beat not trading" in _gate(net_return_pct=-3.0).reasons[0]
+    )
     assert not _gate(net_return_pct=0.0).passed  # equal to not trading is not above it
     assert not _gate(p_value=0.05).passed and "p-value" in _gate(p_value=0.05).reasons[0]
     assert not _gate(p_value=None).passed
@@ -39,8 +49,10 @@ def test_gate_passes_only_when_every_check_passes_and_names_every_failure():
 
 
 def test_regate_runs_the_same_checks_on_the_stored_figures_under_todays_thresholds():
-    meta = {"data": {"kind": "file"}, "gate": {"passed": True, "net_return": 5.0, "no_trade_return": 0.0,
-                                               "p_value": 0.03, "n_trades": 50}}
+    meta = {
+        "data": {"kind": "file"},
+        "gate": {"passed": True, "net_return": 5.0, "no_trade_return": 0.0, "p_value": 0.03, "n_trades": 50},
+    }
     assert regate(meta, **GATE).passed
     assert not regate(meta, **{**GATE, "max_p_value": 0.01}).passed
     assert not regate({"data": {"kind": "file"}}, **GATE).passed  # no record: fails
@@ -70,8 +82,12 @@ def test_null_p_value_is_small_for_real_timing_and_large_for_none():
 
 
 def _meta(**kw) -> dict:
-    base = {"version": "v1", "data": {"kind": "file"}, "gate": {"passed": True, "reasons": []},
-            "promotion": {"forced": False, "kind": "gate"}}
+    base = {
+        "version": "v1",
+        "data": {"kind": "file"},
+        "gate": {"passed": True, "reasons": []},
+        "promotion": {"forced": False, "kind": "gate"},
+    }
     return {**base, **kw}
 
 
@@ -81,16 +97,23 @@ def test_live_serves_only_a_gated_market_model_paper_serves_the_rest_with_a_warn
     cases = {
         "synthetic": _meta(data={"kind": "synthetic"}),
         "failed": _meta(gate={"passed": False, "reasons": ["null p-value 0.46 is not below 0.05"]}),
-        "forced": _meta(gate={"passed": False, "reasons": ["x"]}, promotion={"forced": True, "kind": "force_promote"}),
+        "forced": _meta(
+            gate={"passed": False, "reasons": ["x"]}, promotion={"forced": True, "kind": "force_promote"}
+        ),
         "no gate record": _meta(gate=None),
-        "bootstrap": _meta(data={"kind": "synthetic"}, gate={"passed": False, "reasons": []},
-                           promotion={"forced": True, "kind": "bootstrap"}),
+        "bootstrap": _meta(
+            data={"kind": "synthetic"},
+            gate={"passed": False, "reasons": []},
+            promotion={"forced": True, "kind": "bootstrap"},
+        ),
     }
     for name, meta in cases.items():
         live = serving_decision(meta, "live")
         assert not live.allowed and not live.gate_passed and "promotion gate" in live.reason, name
         paper = serving_decision(meta, "paper")
-        assert paper.allowed and not paper.gate_passed and "has not passed the promotion gate" in paper.warning, name
+        assert (
+            paper.allowed and not paper.gate_passed and "has not passed the promotion gate" in paper.warning
+        ), name
     retired = _meta(retired={"reason": "superseded"})
     assert not serving_decision(retired, "live").allowed and not serving_decision(retired, "paper").allowed
 
@@ -136,15 +159,19 @@ def test_a_model_trained_at_0_6_served_with_0_42_in_the_yaml_decides_at_0_6(trai
     assert between and all(s.side == "HOLD" for s in between)  # 0.42 would have traded these
     assert all(s.probability >= 0.6 for s in traded)
     # control: the same model with its rule at 0.42 does trade in that band
-    control = _signals(SignalEngine(cfg, replace(loose, probability_threshold=0.42)), _rounds(400, ["A/USDT", "B/USDT"]))
+    control = _signals(
+        SignalEngine(cfg, replace(loose, probability_threshold=0.42)), _rounds(400, ["A/USDT", "B/USDT"])
+    )
     assert any(s.side != "HOLD" and 0.42 <= s.probability < 0.6 for s in control)
 
 
 def test_the_yaml_may_tighten_the_models_rule(trained):
     settings, model = trained
     cfg = replace(EngineConfig.from_settings(settings.signal), threshold=0.55, min_edge_bps=None)
-    sigs = _signals(SignalEngine(cfg, replace(model, probability_threshold=0.3, min_expected_edge_bps=None)),
-                    _rounds(300, ["A/USDT"]))
+    sigs = _signals(
+        SignalEngine(cfg, replace(model, probability_threshold=0.3, min_expected_edge_bps=None)),
+        _rounds(300, ["A/USDT"]),
+    )
     assert all(s.probability >= 0.55 for s in sigs if s.side != "HOLD")
 
 
@@ -163,8 +190,9 @@ def test_a_model_trained_today_on_data_ending_in_2022_produces_no_buy(trained):
     cfg = replace(EngineConfig.from_settings(settings.signal), threshold=0.0, min_edge_bps=None)
     end_2022 = datetime(2022, 10, 31, 23, tzinfo=UTC)
     now = datetime.now(UTC)
-    served = _market_model(model, probability_threshold=0.0, min_expected_edge_bps=None, data_end=end_2022,
-                           trained_at=now)
+    served = _market_model(
+        model, probability_threshold=0.0, min_expected_edge_bps=None, data_end=end_2022, trained_at=now
+    )
     assert served.age_h(now) < 1  # trained today: the wall-clock age would call it fresh
     sigs = _signals(SignalEngine(cfg, served), _rounds(80, ["BTC/USDT"], start=now), now=now)
     assert "BUY" not in {s.side for s in sigs} and "SELL" in {s.side for s in sigs}
@@ -187,15 +215,19 @@ def test_no_buy_is_published_with_a_negative_expected_edge_by_default(trained):
     assert buys and all(s.expected_edge_bps >= 0 for s in buys)
     # control: without the edge gate (config and model) the same bars do give BUYs with a negative edge
     open_cfg = replace(cfg, min_edge_bps=None)
-    loose = _signals(SignalEngine(open_cfg, replace(served, min_expected_edge_bps=None)),
-                     _rounds(600, ["A/USDT", "B/USDT", "C/USDT"]))
+    loose = _signals(
+        SignalEngine(open_cfg, replace(served, min_expected_edge_bps=None)),
+        _rounds(600, ["A/USDT", "B/USDT", "C/USDT"]),
+    )
     assert any(s.side == "BUY" and s.expected_edge_bps < 0 for s in loose)
 
 
 def test_fit_model_calibrates_on_time_ordered_folds():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2000, 3))
-    y = np.where(x[:, 0] + rng.standard_normal(2000) > 1, 1, np.where(x[:, 0] + rng.standard_normal(2000) < -1, -1, 0))
+    y = np.where(
+        x[:, 0] + rng.standard_normal(2000) > 1, 1, np.where(x[:, 0] + rng.standard_normal(2000) < -1, -1, 0)
+    )
     model = fit_model(x, y.astype(float))
     assert type(model).__name__ == "CalibratedClassifierCV"
     assert type(model.cv).__name__ == "TimeSeriesSplit"

@@ -56,11 +56,15 @@ def test_log_loss_and_brier_match_sklearn_and_the_prior_has_no_skill():
     prior = class_prior(y)
     assert prior == pytest.approx([np.mean(y == -1), np.mean(y == 0), np.mean(y == 1)])
     same = scores_vs_prior(np.tile(prior, (y.size, 1)), y, prior)
-    assert same["log_loss_skill"] == pytest.approx(0, abs=1e-9) and same["brier_skill"] == pytest.approx(0, abs=1e-9)
+    assert same["log_loss_skill"] == pytest.approx(0, abs=1e-9) and same["brier_skill"] == pytest.approx(
+        0, abs=1e-9
+    )
     onehot = np.stack([(y == c).astype(float) for c in (-1, 0, 1)], axis=1)
     perfect = scores_vs_prior(onehot, y, prior)
     assert perfect["brier"] == 0 and perfect["brier_skill"] == 1 and perfect["log_loss_skill"] > 0.99
-    assert scores_vs_prior(raw, y, prior)["log_loss_skill"] < 0  # random probabilities are worse than the prior
+    assert (
+        scores_vs_prior(raw, y, prior)["log_loss_skill"] < 0
+    )  # random probabilities are worse than the prior
 
 
 def test_sharpe_sign_and_scale():
@@ -78,8 +82,11 @@ def _leaky_dataset(n: int = 2400, seed: int = 4) -> Dataset:
     leak = np.nan_to_num(y) + rng.normal(0, 0.3, n)  # tomorrow's label, barely blurred
     noise = rng.normal(0, 1, n)
     x = np.column_stack([noise, leak, rng.normal(0, 1, n)])
-    times = list(pl.datetime_range(pl.datetime(2024, 1, 1), pl.datetime(2024, 1, 1) + pl.duration(hours=n - 1),
-                                   "1h", eager=True))
+    times = list(
+        pl.datetime_range(
+            pl.datetime(2024, 1, 1), pl.datetime(2024, 1, 1) + pl.duration(hours=n - 1), "1h", eager=True
+        )
+    )
     fwd = np.full(n, np.nan)
     fwd[:-horizon] = np.log(close[horizon:] / close[:-horizon])
     return Dataset(pl.DataFrame({"close": close}), x, y, fwd, close, times)
@@ -87,8 +94,18 @@ def _leaky_dataset(n: int = 2400, seed: int = 4) -> Dataset:
 
 def test_permutation_importance_ranks_a_leak_first_and_noise_near_zero():
     ds = _leaky_dataset()
-    ev = walk_forward(ds, horizon=5, fee_rate=0.001, threshold=0.42, min_edge_bps=0.0, folds=3, initial_fraction=0.4,
-                      kind="logistic", c=0.5, seed=7)
+    ev = walk_forward(
+        ds,
+        horizon=5,
+        fee_rate=0.001,
+        threshold=0.42,
+        min_edge_bps=0.0,
+        folds=3,
+        initial_fraction=0.4,
+        kind="logistic",
+        c=0.5,
+        seed=7,
+    )
     sets = []
     for m, te in zip(ev.fold_models, ev.fold_test, strict=True):
         lab = ~np.isnan(ds.y[te])
@@ -99,7 +116,9 @@ def test_permutation_importance_ranks_a_leak_first_and_noise_near_zero():
     assert abs(by["noise"]) < 0.01 and abs(by["noise2"]) < 0.01
     # the walk-forward's own quality figures see the leak too: far better than the prior, and calibrated-ish
     q = ev.report["quality"]
-    assert q["log_loss_skill"] > 0.3 and q["rows"] == sum(int((~np.isnan(ds.y[te])).sum()) for te in ev.fold_test)
+    assert q["log_loss_skill"] > 0.3 and q["rows"] == sum(
+        int((~np.isnan(ds.y[te])).sum()) for te in ev.fold_test
+    )
     assert sum(r["n"] for r in q["reliability_up"]["rows"]) == q["rows"]
     assert all(f["quality"]["log_loss"] < f["quality"]["log_loss_prior"] for f in ev.report["folds"])
 
@@ -123,8 +142,15 @@ def test_report_md_carries_every_section_of_the_model_card(trained):
     meta = model.metadata
     report_md = (model.path / "report.md").read_text()
     report = json.loads((model.path / "report.json").read_text())
-    for heading in ("## Out of sample", "### Per fold", "## Null distribution", "## Probabilistic quality",
-                    "### Reliability, BUY class", "## Permutation feature importance", "## Provenance"):
+    for heading in (
+        "## Out of sample",
+        "### Per fold",
+        "## Null distribution",
+        "## Probabilistic quality",
+        "### Reliability, BUY class",
+        "## Permutation feature importance",
+        "## Provenance",
+    ):
         assert heading in report_md, heading
     assert "gross return %" in report_md and "Sharpe" in report_md and "turnover" in report_md
     for name in meta["features"]["names"]:

@@ -11,9 +11,14 @@ from services.signal.registry import read_audit, read_current, read_metadata, sa
 def _store(trained, root, version: str, *, passed: bool) -> None:
     _, model = trained
     meta = {k: v for k, v in model.metadata.items() if k not in ("version", "sha256", "promotion")}
-    meta["gate"] = {"passed": passed, "reasons": [] if passed else ["null p-value 0.460 is not below 0.05"],
-                    "net_return": 4.0 if passed else -78.0, "no_trade_return": 0.0,
-                    "p_value": 0.01 if passed else 0.46, "n_trades": 40}
+    meta["gate"] = {
+        "passed": passed,
+        "reasons": [] if passed else ["null p-value 0.460 is not below 0.05"],
+        "net_return": 4.0 if passed else -78.0,
+        "no_trade_return": 0.0,
+        "p_value": 0.01 if passed else 0.46,
+        "n_trades": 40,
+    }
     meta["data"] = {"kind": "file", "path": "x.csv", "sha256": "-"}
     save_model(root, version, model.pipeline, meta, promote=False)
 
@@ -40,20 +45,31 @@ def test_promote_runs_the_gate_refuses_a_failing_model_and_audits(trained, tmp_p
     assert _run(tmp_path, "promote", "good", config=cfg) == 0
     assert read_current(root) == "good"
     assert read_metadata(root, "good")["promotion"]["forced"] is False
-    assert [(e["action"], e["version"]) for e in read_audit(root)] == [("promote_refused", "bad"), ("promote", "good")]
+    assert [(e["action"], e["version"]) for e in read_audit(root)] == [
+        ("promote_refused", "bad"),
+        ("promote", "good"),
+    ]
     capsys.readouterr()
 
     assert _run(tmp_path, "list", "--json", config=cfg) == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed["current"] == "good"
     assert {m["version"]: (m["gate_passed"], m["current"]) for m in listed["models"]} == {
-        "bad": (False, False), "good": (True, True)}
+        "bad": (False, False),
+        "good": (True, True),
+    }
     assert _run(tmp_path, "show", config=cfg) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["version"] == "good" and shown["serving"]["live"]["allowed"] is True and "reference" not in shown
+    assert (
+        shown["version"] == "good"
+        and shown["serving"]["live"]["allowed"] is True
+        and "reference" not in shown
+    )
 
 
-def test_force_promote_works_in_paper_is_recorded_and_is_refused_in_live(trained, tmp_path, monkeypatch, capsys):
+def test_force_promote_works_in_paper_is_recorded_and_is_refused_in_live(
+    trained, tmp_path, monkeypatch, capsys
+):
     root = tmp_path / "models"
     _store(trained, root, "bad", passed=False)
     monkeypatch.setenv("BNML_LIVE__API_KEY", "k")
@@ -96,7 +112,10 @@ def test_status_model_part_names_the_current_model_and_warns_when_it_is_ungated(
 
     root, cfg = tmp_path / "models", _cfg(tmp_path)
     assert model_status(str(cfg), "paper") == {
-        "version": None, "gate_passed": False, "warning": "no current model: the signal service holds (every decision HOLD)"}
+        "version": None,
+        "gate_passed": False,
+        "warning": "no current model: the signal service holds (every decision HOLD)",
+    }
     _store(trained, root, "bad", passed=False)
     _store(trained, root, "good", passed=True)
     set_current(root, "bad")

@@ -81,7 +81,9 @@ def test_ensure_model_never_trains_over_a_tampered_model(trained, tmp_path):
 def test_bnml_train_on_synthetic_data_writes_the_artefact_but_refuses_to_promote_it(tmp_path, capsys):
     from bnml.cli import build_parser
 
-    args = build_parser().parse_args(["train", "--folds", "2", "--models-dir", str(tmp_path), "--horizon", "5"])
+    args = build_parser().parse_args(
+        ["train", "--folds", "2", "--models-dir", str(tmp_path), "--horizon", "5"]
+    )
     assert args.func(args) == 3  # written, not promoted: the gate failed
     out, err = capsys.readouterr()
     assert "fold 1/2" in err and "fold 2/2" in err and "buy&hold" in err
@@ -96,14 +98,18 @@ def test_bnml_train_on_synthetic_data_writes_the_artefact_but_refuses_to_promote
 def test_force_promote_is_recorded_in_the_metadata_and_audited(tmp_path, capsys):
     from bnml.cli import build_parser
 
-    args = build_parser().parse_args(["train", "--folds", "2", "--models-dir", str(tmp_path), "--force-promote"])
+    args = build_parser().parse_args(
+        ["train", "--folds", "2", "--models-dir", str(tmp_path), "--force-promote"]
+    )
     assert args.func(args) == 0
     version = read_current(tmp_path)
     meta = json.loads((tmp_path / version / "metadata.json").read_text())
     assert meta["gate"]["passed"] is False
     assert meta["promotion"]["forced"] is True and meta["promotion"]["kind"] == "force_promote"
     entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
-    assert [(e["action"], e["version"], e["gate_passed"]) for e in entries] == [("force_promote", version, False)]
+    assert [(e["action"], e["version"], e["gate_passed"]) for e in entries] == [
+        ("force_promote", version, False)
+    ]
     assert "WARNING: promoted without passing the gate" in capsys.readouterr().err
 
 
@@ -114,8 +120,9 @@ def test_force_promote_is_refused_in_live_mode(tmp_path, monkeypatch, capsys):
     cfg.write_text("mode: live\nlive:\n  confirm: true\n")
     monkeypatch.setenv("BNML_LIVE__API_KEY", "k")
     monkeypatch.setenv("BNML_LIVE__API_SECRET", "s")
-    args = build_parser().parse_args(["--config", str(cfg), "train", "--models-dir", str(tmp_path / "m"),
-                                      "--force-promote"])
+    args = build_parser().parse_args(
+        ["--config", str(cfg), "train", "--models-dir", str(tmp_path / "m"), "--force-promote"]
+    )
     assert args.func(args) == 4
     assert "refused in mode: live" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()  # nothing trained, nothing written

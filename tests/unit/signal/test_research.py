@@ -58,7 +58,9 @@ def test_identical_configurations_cost_nothing_independent_ones_cost_sidak():
     p = p_value(actual, null)
     # ten copies of one configuration: one test in fact, the search costs nothing
     same = westfall_young([p] * 10, min_p_null([null] * 10, [actual] * 10))
-    assert same == pytest.approx([p] * 10, abs=1e-12)  # (Bonferroni would say 10 p: it ignores the dependence)
+    assert same == pytest.approx(
+        [p] * 10, abs=1e-12
+    )  # (Bonferroni would say 10 p: it ignores the dependence)
     # ten independent configurations, one of them at p ~ 0.01: ~ 1 - 0.99 ** 10 ~ 0.096 (Sidak)
     nulls = [null] + [rng.normal(0, 1, s) for _ in range(9)]
     actuals = [actual] + [float(rng.normal()) for _ in range(9)]
@@ -70,8 +72,15 @@ def test_identical_configurations_cost_nothing_independent_ones_cost_sidak():
 
 
 def test_a_tiny_search_counts_every_configuration_and_corrects_its_p_values():
-    grid = Grid(datasets=(Dataset("BTC-slice", BTC, rows=2200),), labels=("cost_aware",), models=("logistic",),
-                horizons=(6, 12), thresholds=(0.45, 0.5), folds=3, shifts=99)
+    grid = Grid(
+        datasets=(Dataset("BTC-slice", BTC, rows=2200),),
+        labels=("cost_aware",),
+        models=("logistic",),
+        horizons=(6, 12),
+        thresholds=(0.45, 0.5),
+        folds=3,
+        shifts=99,
+    )
     assert grid.size == 4
     out = run_search(grid, FeatureSpec(), gate=GATE)
     rows, s = out["configurations"], out["summary"]
@@ -80,7 +89,9 @@ def test_a_tiny_search_counts_every_configuration_and_corrects_its_p_values():
     for r in rows:
         assert r["p_value"] - 1e-9 <= r["adjusted_p"] <= 1 and r["holm_p"] >= r["p_value"] - 1e-9
         assert r["gate_corrected"] <= r["gate_raw"]  # the correction can only take a pass away
-        assert r["gate_corrected"] == (r["net_return_pct"] > 0 and r["n_trades"] >= 10 and r["adjusted_p"] < 0.05)
+        assert r["gate_corrected"] == (
+            r["net_return_pct"] > 0 and r["n_trades"] >= 10 and r["adjusted_p"] < 0.05
+        )
     best = min(rows, key=lambda r: (r["p_value"], -r["net_return_pct"]))
     assert s["best"] == best["config"] and s["best_p_adjusted"] == pytest.approx(best["adjusted_p"], abs=1e-6)
     md = render_markdown(out, grid)

@@ -108,7 +108,9 @@ def test_training_on_real_btcusdt_writes_the_report_against_buy_and_hold_and_no_
     # the decision rule and what it was evaluated on belong to the artefact
     assert meta["decision"] == {"probability_threshold": 0.42, "min_expected_edge_bps": 0.0}
     assert meta["symbols"] == ["BTC/USDT"]
-    assert meta["data_span"]["from"].startswith("2021-10-01") and meta["data_span"]["to"].startswith("2022-10-31")
+    assert meta["data_span"]["from"].startswith("2021-10-01") and meta["data_span"]["to"].startswith(
+        "2022-10-31"
+    )
     gate = meta["gate"]
     assert {"passed", "p_value", "net_return", "reasons", "checks", "basis", "null"} <= set(gate)
     assert gate["net_return"] == report["model"]["total_return_pct"] and 0 < gate["p_value"] <= 1
@@ -120,8 +122,11 @@ def test_training_on_real_btcusdt_writes_the_report_against_buy_and_hold_and_no_
     assert any(p["from"] < "2022-07-01" and (p["to"] is None or p["to"] > "2022-05-01") for p in periods)
 
 
-probas = st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)).filter(lambda t: sum(t) > 0),
-                  min_size=1, max_size=20).map(lambda rows: np.array([np.array(r) / sum(r) for r in rows]))
+probas = st.lists(
+    st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)).filter(lambda t: sum(t) > 0),
+    min_size=1,
+    max_size=20,
+).map(lambda rows: np.array([np.array(r) / sum(r) for r in rows]))
 
 
 @given(proba=probas, threshold=st.floats(0, 1), allow_buy=st.booleans())
