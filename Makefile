@@ -57,11 +57,11 @@ run: $(STAMP) ## start the whole suite locally in paper mode (embedded NATS + Po
 	$(VENV)/bin/bnml up
 
 # The suite mostly waits (servers starting, breakers timing out), so it runs on TEST_WORKERS xdist workers; each
-# worker has its own Postgres and every test its own NATS and database. Tests bound to fixed ports share an
-# xdist_group (one worker). TEST_WORKERS=0 runs it in one process.
+# worker has its own Postgres and every test its own NATS and database. Tests bound to the default ports take a
+# file lock (the `default_ports` fixture). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
 test: $(STAMP) $(WHEELS)/.done ## run the whole test suite (unit, integration, faults)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-unit: $(STAMP) ## unit tests only (fast)
 	$(PY) -m pytest -q tests/unit

@@ -7,11 +7,13 @@ be stopped and started again on the same port and data directory, which the faul
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -342,7 +344,7 @@ class EmbeddedPostgres:
                 **self._run_kwargs(),
             )
         self._traversable()
-        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.pgdata} -c max_connections=200"
+        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self._socket_dir()} -c max_connections=200"
         if not self.fsync:
             opts += " -c fsync=off -c full_page_writes=off"
         res = subprocess.run(
@@ -369,6 +371,21 @@ class EmbeddedPostgres:
             raise RuntimeError(f"postgres did not start on port {self.port}: {res.stderr.strip()} {tail}")
         self._ensure_database(self.database)
         return self
+
+    def _socket_dir(self) -> Path:
+        """Where the server's Unix socket goes: its data dir, unless that path is too long for a socket path
+        (107 bytes; deep test or checkout dirs), then a short dir under the temp dir, named by the data dir so
+        a restart finds the same one. Clients connect over TCP; pg_ctl's readiness check uses the socket."""
+        if len(str(self.pgdata)) + len("/.s.PGSQL.65535") <= 100:
+            return self.pgdata
+        short = Path(tempfile.gettempdir()) / f"bnml-pg-{hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]}"
+        short.mkdir(mode=0o700, exist_ok=True)
+        if os.geteuid() == 0:  # the server runs as SYSTEM_USER (see _run_kwargs): the socket dir is its
+            import pwd
+
+            pw = pwd.getpwnam(self.SYSTEM_USER)
+            os.chown(short, pw.pw_uid, pw.pw_gid)
+        return short
 
     def _ensure_database(self, name: str) -> None:
         import psycopg

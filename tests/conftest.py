@@ -137,6 +137,20 @@ def services(tmp_path: Path, nats_url: str, database_url: str) -> Iterator[Servi
     factory.stop_all()
 
 
+@pytest.fixture
+def default_ports() -> Iterator[None]:
+    """For a test that binds the suite's default ports (`bnml up`): one at a time across every pytest process
+    on this machine (`make test` runs xdist workers), by an exclusive lock on a file in the temp dir."""
+    import fcntl
+
+    with open(Path(tempfile.gettempdir()) / "bnml-tests-default-ports.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 # -- servers a test owns, so that it can stop and restart them (fault tests) -----------------------
 @pytest.fixture
 def own_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:

@@ -24,9 +24,36 @@ QTY = Decimal("0.0002")  # 12 USDT: above Binance's 5 USDT minimum notional, on 
 EXECUTION_CONFIG = {"execution": {"starting_balances": {"USDT": "100000000", "BTC": "1000"}}}
 
 
+def risk_epoch(database_url: str, timeout_s: float = 30.0) -> int:
+    """The fencing epoch of the risk writer that holds the lock now (`writer_epochs`), waiting until one does.
+
+    A test that plays risk while a real risk service runs (for its book) stamps this on the verdicts it
+    publishes, as that writer would: execution refuses a verdict of an earlier epoch (docs/design.md, rule 7)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT epoch FROM writer_epochs WHERE role = 'risk'").fetchone()
+        if row is not None:
+            return int(row[0])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no risk writer took the lock within {timeout_s}s (writer_epochs is empty)")
+        time.sleep(0.05)
+
+
 def make_verdict(
-    side: str = "BUY", *, ttl_s: float = 60.0, qty: Decimal = QTY, symbol: str = SYMBOL, approved: bool = True
+    side: str = "BUY",
+    *,
+    ttl_s: float = 60.0,
+    qty: Decimal = QTY,
+    symbol: str = SYMBOL,
+    approved: bool = True,
+    epoch_of: str | None = None,
 ) -> RiskVerdict:
+    """A verdict as risk would publish it. `epoch_of`: the database whose current risk writer it impersonates
+    (its `risk_epoch`; needed whenever a risk service runs beside the test); else epoch 0, which execution
+    accepts only where no risk writer ever took the lock."""
     now = utcnow()
     limit = PRICE * (Decimal("1.01") if side == "BUY" else Decimal("0.99"))
     return RiskVerdict(
@@ -40,6 +67,7 @@ def make_verdict(
         reasons=[] if approved else ["test_refusal"],
         expires_at=now + timedelta(seconds=ttl_s),
         tick_ts=now,
+        risk_epoch=risk_epoch(epoch_of) if epoch_of else 0,
     )
 
 

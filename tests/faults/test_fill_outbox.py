@@ -49,7 +49,7 @@ async def test_a_fill_whose_publish_failed_reaches_risk_after_restarts(
         execution = services.start("execution", env=env)
         risk = services.start("risk")
         async with ticking(bus, every_s=0.1):
-            buy = make_verdict("BUY", qty=QTY, ttl_s=120)
+            buy = make_verdict("BUY", qty=QTY, ttl_s=120, epoch_of=database_url)
             await bus.publish(subjects.verdict(buy.symbol), buy)
             await wait_until(
                 lambda: _status(database_url, buy.id) == "FILLED", timeout=20, message="the BUY filled"
@@ -57,7 +57,9 @@ async def test_a_fill_whose_publish_failed_reaches_risk_after_restarts(
             await wait_books_agree(database_url)  # positive control: a fill that is published arrives
             assert risk_book(database_url)["positions"] == {"BTC/USDT": QTY}
 
-            sell = make_verdict("SELL", qty=QTY, ttl_s=120)  # the spread and two fees: a loss
+            sell = make_verdict(
+                "SELL", qty=QTY, ttl_s=120, epoch_of=database_url
+            )  # the spread and two fees: a loss
             await bus.publish(subjects.verdict(sell.symbol), sell)
             await wait_until(
                 lambda: _status(database_url, sell.id) == "SUBMITTED",

@@ -44,7 +44,9 @@ def payloads() -> dict[str, bytes]:
     }
 
 
-async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_serving(services, bus):
+async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_serving(
+    services, bus, database_url
+):
     services.configure(EXECUTION_CONFIG)
     procs = [services.start(n) for n in ("ops_api", "risk", "execution", "signal", "market_data")]
     letters: list[DeadLetter] = []
@@ -103,7 +105,7 @@ async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_servi
     # and keeps serving: a valid verdict still becomes an order
     await publish_tick(bus, make_tick())
     await asyncio.sleep(0.2)
-    v = make_verdict()
+    v = make_verdict(epoch_of=database_url)
     got: list = []
     from libs.common.contracts import OrderEvent
 

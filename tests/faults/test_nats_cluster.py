@@ -174,9 +174,9 @@ class Heartbeats:
         return self
 
 
-async def _publish(bus: Bus, n: int, every_s: float, out: list[str]) -> None:
+async def _publish(bus: Bus, n: int, every_s: float, out: list[str], database_url: str) -> None:
     for i in range(n):
-        v = make_verdict("BUY" if i % 2 == 0 else "SELL", ttl_s=120)
+        v = make_verdict("BUY" if i % 2 == 0 else "SELL", ttl_s=120, epoch_of=database_url)
         await publish_with_retry(bus, subjects.verdict(v.symbol), v)
         out.append(v.id)
         await asyncio.sleep(every_s)
@@ -225,9 +225,9 @@ async def test_one_node_sigkilled_and_restarted_at_r3_loses_and_duplicates_nothi
 
     before, during, after, while_engaged = [], [], [], []
     async with ticking(cbus), supervised(on_cluster) as restarts:
-        await _publish(cbus, 40, 0.02, before)
+        await _publish(cbus, 40, 0.02, before, pg.url)
         await asyncio.to_thread(cluster.node(victim).stop, True)  # SIGKILL mid-stream
-        await _publish(cbus, 40, 0.02, during)
+        await _publish(cbus, 40, 0.02, during, pg.url)
         await wait_until(
             lambda: set(before + during) <= set(orders_by_verdict(pg.url)),
             timeout=45,
@@ -249,7 +249,7 @@ async def test_one_node_sigkilled_and_restarted_at_r3_loses_and_duplicates_nothi
         )
         sent_before = scalar(pg.url, "SELECT count(*) FROM paper_requests")
         for _ in range(5):
-            v = make_verdict(ttl_s=120)
+            v = make_verdict(ttl_s=120, epoch_of=pg.url)
             await publish_with_retry(cbus, subjects.verdict(v.symbol), v)
             while_engaged.append(v.id)
         await wait_until(
@@ -269,7 +269,7 @@ async def test_one_node_sigkilled_and_restarted_at_r3_loses_and_duplicates_nothi
 
         release = await kill_switch(cbus, "release", "node back")
         await acks.wait(release.id, ("risk", "execution"), timeout=30)
-        await _publish(cbus, 20, 0.02, after)
+        await _publish(cbus, 20, 0.02, after, pg.url)
         traded = before + during + after
         await wait_until(
             lambda: set(traded) <= set(orders_by_verdict(pg.url)),

@@ -32,11 +32,14 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.faults
 
 
-async def _publish_stream(bus, n: int, every_s: float, out: list[str], fault_at: int, fault) -> None:
+async def _publish_stream(
+    bus, n: int, every_s: float, out: list[str], fault_at: int, fault, epoch_of: str | None = None
+) -> None:
+    """`epoch_of`: the database of the real risk running beside; each verdict carries its current epoch."""
     for i in range(n):
         if i == fault_at:
             await fault()
-        v = make_verdict("BUY" if i % 2 == 0 else "SELL", ttl_s=120)
+        v = make_verdict("BUY" if i % 2 == 0 else "SELL", ttl_s=120, epoch_of=epoch_of)
         await publish_with_retry(bus, subjects.verdict(v.symbol), v)
         out.append(v.id)
         await asyncio.sleep(every_s)
@@ -56,7 +59,9 @@ async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(
         await asyncio.to_thread(own_nats.start)
 
     async with ticking(bus_own):
-        await _publish_stream(bus_own, 120, 0.02, published, fault_at=60, fault=restart_nats)
+        await _publish_stream(
+            bus_own, 120, 0.02, published, fault_at=60, fault=restart_nats, epoch_of=own_postgres.url
+        )
         await wait_until(
             lambda: len(orders_by_verdict(own_postgres.url)) >= len(published),
             timeout=60,
@@ -105,7 +110,14 @@ async def test_execution_sigkilled_mid_flow_reconciles_to_one_order_per_verdict(
     async with ticking(bus_own):
         # SIGKILL somewhere between journal, send and acknowledgement
         await _kill_while_publishing(
-            own_services, proc, bus_own, rounds=4, per_round=30, rng=rng, out=published
+            own_services,
+            proc,
+            bus_own,
+            rounds=4,
+            per_round=30,
+            rng=rng,
+            out=published,
+            epoch_of=own_postgres.url,
         )
         await wait_until(
             lambda: len(orders_by_verdict(own_postgres.url)) >= len(published),
@@ -121,17 +133,23 @@ async def test_execution_sigkilled_mid_flow_reconciles_to_one_order_per_verdict(
 
 
 async def _kill_while_publishing(
-    factory, proc, bus, *, rounds: int, per_round: int, rng: random.Random, out: list[str]
+    factory, proc, bus, *, rounds: int, per_round: int, rng: random.Random, out: list[str], epoch_of: str
 ) -> None:
     """Each round: a burst of verdicts, the service SIGKILLed at a random moment inside it, then restarted."""
     for _round in range(rounds):
         batch: list[str] = []
-        task = asyncio.create_task(_publish_stream(bus, per_round, 0.005, batch, fault_at=-1, fault=None))
+        task = asyncio.create_task(
+            _publish_stream(bus, per_round, 0.005, batch, fault_at=-1, fault=None, epoch_of=epoch_of)
+        )
         await asyncio.sleep(rng.uniform(0.02, 0.15))
         proc.kill()
         await task
         out += batch
         proc = factory.start(proc.name)
+
+
+def _fenced(url: str) -> set[str]:
+    return {r[0] for r in query(url, "SELECT verdict_id FROM fenced_verdicts")}
 
 
 def _stuck(url: str) -> list[tuple]:
@@ -148,15 +166,29 @@ async def test_risk_sigkilled_mid_flow_its_book_still_equals_the_journal(own_ser
     async with ticking(bus_own):
         # SIGKILL between a fill's arrival, its ledger row and its ack
         await _kill_while_publishing(
-            own_services, risk, bus_own, rounds=3, per_round=20, rng=rng, out=published
+            own_services,
+            risk,
+            bus_own,
+            rounds=3,
+            per_round=20,
+            rng=rng,
+            out=published,
+            epoch_of=own_postgres.url,
         )
+        # A verdict still in flight when a new risk writer took over carries the old epoch: execution refuses
+        # it (fenced_verdicts) instead of sending it. Every verdict ends as exactly one of the two.
         await wait_until(
-            lambda: len(orders_by_verdict(own_postgres.url)) >= len(published),
+            lambda: (
+                len(set(orders_by_verdict(own_postgres.url)) | _fenced(own_postgres.url)) >= len(published)
+            ),
             timeout=60,
-            message="every verdict journaled",
+            message="every verdict journaled or fenced",
         )
         await wait_books_agree(own_postgres.url)
-    assert_one_order_per_verdict(own_postgres.url, published)
+    fenced = _fenced(own_postgres.url)
+    assert not fenced & set(orders_by_verdict(own_postgres.url)), "a fenced verdict was also journaled"
+    assert len(fenced) < len(published), "everything fenced: the positive control traded nothing"
+    assert_one_order_per_verdict(own_postgres.url, [v for v in published if v not in fenced])
     assert scalar(own_postgres.url, "SELECT count(*) FROM fills") > 0, (
         "nothing filled: the books compared nothing"
     )

@@ -20,9 +20,9 @@ from libs.common.metrics import ServiceMetrics
 from tests.helpers import ROOT
 from tests.integration.test_launcher import _bnml, _status
 
-# `bnml up` binds the default ports (API 8000, metrics 9101-9105): `make test` runs the suite on several
-# xdist workers, and every test that starts the launcher shares this group (one worker, one at a time).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("launcher-default-ports")]
+# `bnml up` binds the default ports (API 8000, metrics 9101-9105, Postgres 5433): the `default_ports` fixture
+# lets one such test run at a time across the xdist workers of `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_ports")]
 
 
 async def _replicas(url: str) -> dict[str, int]:

@@ -145,7 +145,7 @@ async def test_a_release_published_on_nats_without_operator_authority_changes_no
         )
         await bus.publish(subjects.kill_switch(), wrong)
         await acks.wait(wrong.id, ("risk", "execution"))
-        blocked = make_verdict()
+        blocked = make_verdict(epoch_of=database_url)
         await bus.publish(subjects.verdict(blocked.symbol), blocked)
         ks = (await c.get("/kill-switch", headers=VIEW)).json()
         assert ks["engaged"] is True and ks["reason"] == "halt before the forged release", ks
@@ -165,7 +165,7 @@ async def test_a_release_published_on_nats_without_operator_authority_changes_no
         )
         assert r.status_code == 200, r.text
         assert all(not a["engaged"] for a in r.json()["acks"].values()), r.json()
-        ok = make_verdict()
+        ok = make_verdict(epoch_of=database_url)
         await bus.publish(subjects.verdict(ok.symbol), ok)
         await wait_until(
             lambda: _orders_for(database_url, ok.id) == 1, timeout=20, message="an order after release"
