@@ -378,7 +378,10 @@ class EmbeddedPostgres:
         a restart finds the same one. Clients connect over TCP; pg_ctl's readiness check uses the socket."""
         if len(str(self.pgdata)) + len("/.s.PGSQL.65535") <= 100:
             return self.pgdata
-        short = Path(tempfile.gettempdir()) / f"bnml-pg-{hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]}"
+        short = (
+            Path(tempfile.gettempdir())
+            / f"bnml-pg-{hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]}"
+        )
         short.mkdir(mode=0o700, exist_ok=True)
         if os.geteuid() == 0:  # the server runs as SYSTEM_USER (see _run_kwargs): the socket dir is its
             import pwd
