@@ -17,7 +17,7 @@ from decimal import Decimal
 import pytest
 
 from libs.common import subjects
-from libs.common.contracts import AccountState, RiskVerdict, Signal
+from libs.common.contracts import OPEN_ORDER_STATUSES, AccountState, RiskVerdict, Signal
 from libs.common.settings.risk import RiskSettings
 from services.risk.shell import WRITER_CHECK_S
 from tests.faults.support import (
@@ -28,6 +28,7 @@ from tests.faults.support import (
     orders_by_verdict,
     paper_sends,
     query,
+    scalar,
     ticking,
 )
 from tests.faults.test_two_risks import CONFIG as TWO_RISKS_CONFIG
@@ -329,8 +330,23 @@ async def test_the_kill_switch_and_the_account_carry_over_a_takeover_from_a_paus
         await wait_until(
             refused_by_a, timeout=15, interval=0.3, message="the writer refusing under the kill switch"
         )
-        await asyncio.sleep(1.5)  # its account state persisted (persist_interval_s) after the last fill
-        assert accounts, "the first writer published no account state"
+        # its account state has applied every journaled fill (an approval just before the engage may still
+        # have been filling) and no order is open: the state the new writer must start from
+        await wait_until(
+            lambda: (
+                bool(accounts)
+                and accounts[-1].fills_applied == scalar(database_url, "SELECT count(*) FROM fills")
+                and scalar(
+                    database_url,
+                    "SELECT count(*) FROM orders WHERE status = ANY(%s)",
+                    (list(OPEN_ORDER_STATUSES),),
+                )
+                == 0
+            ),
+            timeout=15,
+            interval=0.2,
+            message="the first writer's account caught up with the journal",
+        )
         last_a = accounts[-1]
         epoch_a = _epoch(database_url, "risk")
         _stop(first)
