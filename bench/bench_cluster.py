@@ -55,7 +55,7 @@ def _tagged(figures: dict[str, float], tag: str) -> dict[str, float]:
 
 def run(quick: bool = False) -> dict[str, float]:
     from libs.common.settings import load_settings
-    from services.signal.registry import ensure_model
+    from services.signal.train import ensure_model
 
     ensure_model(load_settings(ROOT / "configs" / "bot.yaml"))  # a fresh clone: signal would train at start
     seconds = 4.0 if quick else 30.0

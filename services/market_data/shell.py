@@ -69,7 +69,10 @@ class MarketDataService:
             aggregator = CandleAggregator(md.candle_timeframes)
             market = SyntheticMarket(symbols, md.synthetic.seed, md.synthetic)
             self.source = SyntheticSource(
-                market, md.synthetic.ticks_per_s, max_steps=md.synthetic.max_steps or None
+                market,
+                md.synthetic.ticks_per_s,
+                max_steps=md.synthetic.max_steps or None,
+                slices=md.synthetic.slices_per_step,
             )
             reason = "config (synthetic)"
         elif self.mode == "replay":

@@ -43,6 +43,13 @@ class SyntheticSettings(Section):
     max_steps: int = Field(
         default=0, ge=0, description="Stop after this many steps (0 = never); benchmarks, tests"
     )
+    slices_per_step: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Send each step in this many slices spread over its period, each stamped when sent "
+        "(1 = every symbol at once; many symbols: a real feed's ticks do not all arrive together)",
+    )
 
 
 class ReplaySettings(Section):
