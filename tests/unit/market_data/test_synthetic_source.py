@@ -22,7 +22,9 @@ class RecordingPublisher:
 
 def _run(slices: int, symbols: int = 10, steps: int = 3, rate: float = 10.0) -> RecordingPublisher:
     syms = synthetic_symbols(["BTC/USDT"], symbols)
-    source = SyntheticSource(SyntheticMarket(syms, 7, SyntheticSettings()), rate, max_steps=steps, slices=slices)
+    source = SyntheticSource(
+        SyntheticMarket(syms, 7, SyntheticSettings()), rate, max_steps=steps, slices=slices
+    )
     pub = RecordingPublisher()
     asyncio.run(source.run(pub))  # type: ignore[arg-type]  # only `quotes` is called
     return pub
