@@ -1,5 +1,5 @@
-"""risk shell (wiring): the writer lock, start-up and the bus subscriptions; the inputs are handled by
-`services/risk/handlers.py`. Decisions are the core's (`core.py`, `control.py`) and the pure rules'
+"""risk shell (wiring): the writer lock, start-up and the bus subscriptions. The inputs are handled by
+`handlers.py`, the writes by `writer.py`, the time-driven upkeep by `upkeep.py`. Decisions are the core's (`core.py`, `control.py`) and the pure rules'
 (`alerts.py`, `reconcile.py`, `health.py`); every SQL statement is in `store.py`.
 
 Fail closed: the engine starts with the kill switch unknown (= engaged) and the account unknown; a
