@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from libs.common.contracts import TERMINAL_ORDER_STATUSES
+
 ZERO = Decimal("0")
-TERMINAL = frozenset({"FILLED", "CANCELLED", "REJECTED"})  # UNKNOWN is not: it may still fill
+TERMINAL = frozenset(TERMINAL_ORDER_STATUSES)  # UNKNOWN is not: it may still fill
 MAX_ORPHANS = 2000  # fills of orders risk never approved (flatten orders, tests), remembered briefly
 
 
