@@ -124,6 +124,11 @@ class RiskEngine:
             self._known_set.add(symbol)
             self._known_symbols.append(symbol)
 
+    def on_passing_tick(self, symbol: str, last: float, now: datetime) -> None:
+        """A tick whose price and time a later tick of the same symbol replaces before anything reads them (the
+        backtest's ticks inside a bar while no order rests): of `on_tick`, only its volatility sample stays."""
+        self.vol.on_price(symbol, last, now)
+
     def on_market_status(self, symbol: str, stale: bool, reason: str) -> None:
         self.status_stale[symbol] = (stale, reason)
 
