@@ -228,6 +228,8 @@ class Backtest:
         self.rec = Record()
         self._verdict_of: dict[str, str] = {}  # client order id -> verdict id (what order events carry)
         self._n = 0
+        self.fold_ticks = True  # False: every tick through every core (the tests hold both runs equal)
+        self.folded = 0  # steps whose ticks before the close were folded
 
     # -- the run -------------------------------------------------------------------------------
     def run(self, on_progress: Callable[[int], None] | None = None, progress_every: int = 2000) -> Record:
@@ -260,7 +262,8 @@ class Backtest:
         # Nothing rests on the paper book and the signal core builds no bar from ticks: then the ticks before
         # the close change nothing that the close's tick does not overwrite (the last price, its time, the
         # quote, the heartbeats), except risk's volatility samples, which they get (`_passing_ticks`).
-        fold = not self.paper.book and self._ticks_fold(here)
+        fold = self.fold_ticks and not self.paper.book and self._ticks_fold(here)
+        self.folded += fold
         for s, i in here:
             o, h, lo, c, v = (_dec(x) for x in s.ohlcv[i].tolist())
             t = int(s.open_ms[i])
