@@ -42,13 +42,14 @@ from services.execution.paper import (
     usable_tick,
 )
 from services.market_data.candles import Bar as MdBar
-from services.market_data.replay import bar_path
+from services.market_data.replay import bar_path, bar_path_last, path_arrays
 from services.risk.core import RiskEngine
 from services.signal.core import EngineConfig, Precomputed, SignalDraft, SignalEngine
 from services.signal.decision import BUY, HOLD, SELL
 from services.signal.registry import LoadedModel
 
 SIDE_CODE = {"BUY": BUY, "SELL": SELL, "HOLD": HOLD}
+N_TICKS = 4  # market_data's replay ticks per bar
 
 
 @dataclass
@@ -227,6 +228,8 @@ class Backtest:
         self.rec = Record()
         self._verdict_of: dict[str, str] = {}  # client order id -> verdict id (what order events carry)
         self._n = 0
+        self.fold_ticks = True  # False: every tick through every core (the tests hold both runs equal)
+        self.folded = 0  # steps whose ticks before the close were folded
 
     # -- the run -------------------------------------------------------------------------------
     def run(self, on_progress: Callable[[int], None] | None = None, progress_every: int = 2000) -> Record:
@@ -237,6 +240,10 @@ class Backtest:
         for s in self.series:
             rec.sides[s.symbol] = np.zeros(s.open_ms.size, dtype=np.int8)
         closes: dict[str, float] = {}
+        self._paths = {
+            s.symbol: path_arrays(s.open_ms, s.open_ms + (s.tf_ms - 1), s.ohlcv[:, :4], N_TICKS)
+            for s in self.series
+        }
         done = 0
         for t in grid.tolist():
             here = [(s, idx[t]) for s, idx in zip(self.series, index, strict=True) if t in idx]
@@ -252,11 +259,27 @@ class Backtest:
 
     def _step(self, here: list[tuple[Series, int]], closes: dict[str, float]) -> None:
         paths = []
+        # Nothing rests on the paper book and the signal core builds no bar from ticks: then the ticks before
+        # the close change nothing that the close's tick does not overwrite (the last price, its time, the
+        # quote, the heartbeats), except risk's volatility samples, which they get (`_passing_ticks`).
+        fold = self.fold_ticks and not self.paper.book and self._ticks_fold(here)
+        self.folded += fold
         for s, i in here:
             o, h, lo, c, v = (_dec(x) for x in s.ohlcv[i].tolist())
             t = int(s.open_ms[i])
             bar = MdBar(s.symbol, s.timeframe, t, t + s.tf_ms - 1, o, h, lo, c, v)
-            paths.append((s, i, bar, bar_path(bar, 4, self.spread, s.price_places)))
+            paths.append(
+                (
+                    s,
+                    i,
+                    bar,
+                    [bar_path_last(bar, N_TICKS, self.spread, s.price_places)]
+                    if fold
+                    else bar_path(bar, N_TICKS, self.spread, s.price_places),
+                )
+            )
+        if fold:
+            self._passing_ticks(here)
         n_ticks = len(paths[0][3])
         clock, signal, risk, paper = self.clock, self.signal, self.risk, self.paper
         for k in range(n_ticks):
@@ -329,6 +352,26 @@ class Backtest:
                 self.rec.sides[sig.symbol][where[sig.symbol]] = SIDE_CODE[sig.side]
                 self._trade(sig.to_signal() if isinstance(sig, SignalDraft) else sig, now)
         self._mark(closes)
+
+    def _ticks_fold(self, here: list[tuple[Series, int]]) -> bool:
+        """The signal core takes each tick only as its quote (no measurement mode, candles from market_data)."""
+        if self.signal.cfg.every_nth_tick > 0:
+            return False
+        states = self.signal.states
+        return all((st := states.get(s.symbol)) is not None and st.from_bus for s, _i in here)
+
+    def _passing_ticks(self, here: list[tuple[Series, int]]) -> None:
+        """The bar's ticks before its close, in the suite's order (every symbol's tick k before any tick k+1),
+        as what they leave behind: the clock, the tick ids, risk's volatility samples (`on_passing_tick`)."""
+        clock, risk = self.clock, self.risk
+        paths = [(s.symbol, self._paths[s.symbol], i) for s, i in here]
+        for k in range(N_TICKS - 1):
+            for sym, (times, prices), i in paths:
+                ts = datetime.fromtimestamp(int(times[i, k]) / 1000, UTC)
+                if ts > clock.now():
+                    clock.set(ts)
+                self._n += 1
+                risk.on_passing_tick(sym, float(prices[i, k]), clock.now())
 
     # -- risk, execution ----------------------------------------------------------------------
     def _scripted(self, paths, now: datetime) -> list[Signal]:

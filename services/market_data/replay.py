@@ -23,6 +23,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from libs.common.ohlcv import COLUMNS, OhlcvError, read_raw
 from services.market_data.candles import Bar, timeframe_ms, timeframe_of_ms
 
@@ -136,28 +138,55 @@ class PathTick:
 
 def bar_path(bar: Bar, n_ticks: int, spread_bps: Decimal, places: int) -> list[PathTick]:
     """The deterministic ticks through one bar (see the module doc)."""
-    if n_ticks == 1:
-        prices = [bar.close]
-        times = [bar.close_time_ms]
-    else:
-        mids = (bar.low, bar.high) if bar.close >= bar.open else (bar.high, bar.low)
-        prices = [bar.open, *mids, bar.close]
-        span = bar.close_time_ms - bar.open_time_ms
-        times = [bar.open_time_ms + span * k // 3 for k in range(4)]
+    prices, times = _path_points(bar, n_ticks)
     vol = bar.volume / len(prices)
+    return [_path_tick(ts, p, vol, spread_bps, places) for ts, p in zip(times, prices, strict=True)]
+
+
+def bar_path_last(bar: Bar, n_ticks: int, spread_bps: Decimal, places: int) -> PathTick:
+    """`bar_path(...)[-1]` (the close) without the ticks before it."""
+    prices, times = _path_points(bar, n_ticks)
+    return _path_tick(times[-1], prices[-1], bar.volume / len(prices), spread_bps, places)
+
+
+def _path_points(bar: Bar, n_ticks: int) -> tuple[list[Decimal], list[int]]:
+    if n_ticks == 1:
+        return [bar.close], [bar.close_time_ms]
+    mids = (bar.low, bar.high) if bar.close >= bar.open else (bar.high, bar.low)
+    span = bar.close_time_ms - bar.open_time_ms
+    return [bar.open, *mids, bar.close], [bar.open_time_ms + span * k // 3 for k in range(4)]
+
+
+def _path_tick(ts: int, p: Decimal, vol: Decimal, spread_bps: Decimal, places: int) -> PathTick:
     quantum = Decimal(1).scaleb(-places)
     half = spread_bps / Decimal(20_000)
-    out = []
-    for ts, p in zip(times, prices, strict=True):
-        bid = (p * (1 - half)).quantize(quantum, rounding=ROUND_FLOOR)
-        ask = (p * (1 + half)).quantize(quantum, rounding=ROUND_CEILING)
-        if bid <= 0:
-            bid = min(p, quantum)
-        if ask <= bid:
-            ask = bid + quantum
-        last = p.quantize(quantum) if _places(p) <= places else p
-        out.append(PathTick(ts, _plain(bid), _plain(ask), _plain(last), _plain(vol.normalize()), last))
-    return out
+    bid = (p * (1 - half)).quantize(quantum, rounding=ROUND_FLOOR)
+    ask = (p * (1 + half)).quantize(quantum, rounding=ROUND_CEILING)
+    if bid <= 0:
+        bid = min(p, quantum)
+    if ask <= bid:
+        ask = bid + quantum
+    last = p.quantize(quantum) if _places(p) <= places else p
+    return PathTick(ts, _plain(bid), _plain(ask), _plain(last), _plain(vol.normalize()), last)
+
+
+def path_arrays(
+    open_ms: np.ndarray, close_ms: np.ndarray, ohlc: np.ndarray, n_ticks: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """`bar_path`'s times (epoch ms, int64) and last prices (the bars' own values, float) of every bar of a
+    series at once, each (n, n_ticks): the same path (open, the nearer extreme, the other, close; or the
+    close alone), for consumers that need a tick's time and price but not its quote (the backtest's ticks
+    inside a bar, when nothing rests on the book)."""
+    open_ms = np.asarray(open_ms, dtype=np.int64)
+    close_ms = np.asarray(close_ms, dtype=np.int64)
+    o, h, lo, c = (np.asarray(ohlc[:, j], dtype=np.float64) for j in range(4))
+    if n_ticks == 1:
+        return close_ms[:, None].copy(), c[:, None].copy()
+    up = c >= o
+    prices = np.column_stack([o, np.where(up, lo, h), np.where(up, h, lo), c])
+    span = close_ms - open_ms
+    times = np.column_stack([open_ms + span * k // 3 for k in range(4)])
+    return times, prices
 
 
 def _plain(d: Decimal) -> str:

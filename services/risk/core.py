@@ -82,6 +82,10 @@ class RiskEngine:
     epoch: int = 0  # the writer lock's fencing epoch, stamped on every verdict (`risk_epoch`)
     account_source: str = "configured"  # "exchange" once live balances are the book
     last_breaker_clear_at: datetime | None = None
+    # `evaluate` may answer "nothing changed" from the breakers that move with time and prices alone when
+    # nothing is in force and no other input has changed since the last full evaluation (see `_quiet_still`);
+    # False always runs every breaker (the tests hold both equal)
+    quiet_path: bool = True
 
     def __post_init__(self) -> None:
         self.tz = ZoneInfo(self.cfg.timezone)
@@ -107,6 +111,9 @@ class RiskEngine:
         self._known_set = set(self._known_symbols)
         self._windows: tuple[datetime, datetime, datetime, datetime] | None = None
         self._keys: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
+        # (time of the last full evaluation, its day window's end, the inputs it saw) while it left nothing in
+        # force; None otherwise
+        self._quiet: tuple[datetime, datetime, tuple] | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
     def on_tick(self, symbol: str, last: Decimal, event_ts: datetime, now: datetime) -> None:
@@ -116,6 +123,11 @@ class RiskEngine:
         if symbol not in self._known_set:
             self._known_set.add(symbol)
             self._known_symbols.append(symbol)
+
+    def on_passing_tick(self, symbol: str, last: float, now: datetime) -> None:
+        """A tick whose price and time a later tick of the same symbol replaces before anything reads them (the
+        backtest's ticks inside a bar while no order rests): of `on_tick`, only its volatility sample stays."""
+        self.vol.on_price(symbol, last, now)
 
     def on_market_status(self, symbol: str, stale: bool, reason: str) -> None:
         self.status_stale[symbol] = (stale, reason)
@@ -219,6 +231,107 @@ class RiskEngine:
 
     def evaluate(self, now: datetime) -> list[Event]:
         """Run every breaker at `now`, apply the results, move the trading state. Returns what changed."""
+        if self.quiet_path and self._quiet_still(now):
+            return []
+        events = self._evaluate(now)
+        b = self.book
+        self._quiet = (
+            (now, self.windows(now)[1], self._quiet_inputs())
+            if not self.board.active and self.sm.state == "ACTIVE" and not b.positions and not self.attempts
+            else None
+        )
+        return events
+
+    def _quiet_inputs(self) -> tuple:
+        """Every input of the breakers other than time, prices and liveness (`_quiet_still`)."""
+        b = self.book
+        return (
+            self.cfg,
+            self.kill_engaged,
+            self.kill_known,
+            self.started_at,
+            b.cash,
+            b.peak_equity,
+            b.fills_applied,
+            b.loss_streak,
+            b.last_loss_any,
+            tuple(b.last_loss_at.items()),
+            b.day_start,
+            b.week_start,
+            b.daily_own,
+            b.daily_reported,
+            b.weekly_own,
+            b.weekly_reported,
+            self.last_breaker_clear_at,
+            tuple(self.drift.items()),
+            tuple(self.status_stale.items()),
+            tuple(self._known_symbols),
+        )
+
+    def _quiet_still(self, now: datetime) -> bool:
+        """True when a full `evaluate` at `now` would change nothing and return no event, known without running
+        every breaker: the last full evaluation left nothing in force (no breaker, ACTIVE, no position, no
+        order attempt in the window) and since then no input but time, prices and liveness has changed, in
+        the same calendar day, with time not going back. Then every breaker that allowed stays allowed (the
+        loss budgets, drawdown, loss streak, order loop and drift do not depend on time once they allow; the
+        cooldowns only expire), except those that move with time, prices and liveness: volatility,
+        stale data and heartbeats, which are run here by the same methods `evaluate` runs (any of them
+        refusing means a full evaluation)."""
+        q = self._quiet
+        if (
+            q is None
+            or self.board.active
+            or self.sm.state != "ACTIVE"
+            or self.book.positions
+            or self.attempts
+        ):
+            return False
+        since, day_end, inputs = q
+        if not (since <= now < day_end) or inputs != self._quiet_inputs():
+            return False
+        if self._volatility(now) is not None:
+            return False
+        for sym in self._known_symbols:
+            if self._stale(sym, now) is not None:
+                return False
+        for svc in self.cfg.heartbeat_services:
+            if self._heartbeat(svc, now) is not None:
+                return False
+        self._prune(now)
+        return True
+
+    def _volatility(self, now: datetime) -> Evaluated | None:
+        cfg = self.cfg
+        return self._ev(
+            "volatility",
+            B.volatility(
+                self.vol.market_ratio(),
+                cfg.vol_trip_ratio,
+                cfg.vol_clear_ratio,
+                cfg.vol_min_hold_s,
+                now,
+                self.board.prev("volatility"),
+            ),
+        )
+
+    def _stale(self, sym: str, now: datetime) -> Evaluated | None:
+        stale, why = self.status_stale.get(sym, (False, ""))
+        return self._ev(
+            "stale_data",
+            B.stale_data(self.last_tick_at.get(sym), stale, why, now, self.cfg.stale_after_s or 10.0),
+            sym,
+        )
+
+    def _heartbeat(self, svc: str, now: datetime) -> Evaluated | None:
+        return self._ev(
+            "heartbeat_missing",
+            B.heartbeat_missing(
+                svc, self.heartbeats.get(svc), self.started_at, now, self.cfg.heartbeat_timeout_s or 10.0
+            ),
+            scope=svc,
+        )
+
+    def _evaluate(self, now: datetime) -> list[Event]:
         cfg, book, board = self.cfg, self.book, self.board
         day_start, day_end, week_start, week_end = self.windows(now)
         book.roll_to(day_start, week_start)
@@ -251,17 +364,7 @@ class RiskEngine:
                 "max_drawdown",
                 B.drawdown(equity, book.peak_equity, cfg.max_drawdown_pct, board.prev("max_drawdown")),
             ),
-            self._ev(
-                "volatility",
-                B.volatility(
-                    self.vol.market_ratio(),
-                    cfg.vol_trip_ratio,
-                    cfg.vol_clear_ratio,
-                    cfg.vol_min_hold_s,
-                    now,
-                    board.prev("volatility"),
-                ),
-            ),
+            self._volatility(now),
             self._ev(
                 "loss_streak",
                 B.loss_streak(
@@ -273,14 +376,7 @@ class RiskEngine:
             ),
         ]
         for sym in self._known_symbols:
-            stale, why = self.status_stale.get(sym, (False, ""))
-            res.append(
-                self._ev(
-                    "stale_data",
-                    B.stale_data(self.last_tick_at.get(sym), stale, why, now, cfg.stale_after_s or 10.0),
-                    sym,
-                )
-            )
+            res.append(self._stale(sym, now))
             res.append(
                 self._ev(
                     "cooldown_after_loss",
@@ -289,15 +385,7 @@ class RiskEngine:
                 )
             )
         for svc in cfg.heartbeat_services:
-            res.append(
-                self._ev(
-                    "heartbeat_missing",
-                    B.heartbeat_missing(
-                        svc, self.heartbeats.get(svc), self.started_at, now, cfg.heartbeat_timeout_s or 10.0
-                    ),
-                    scope=svc,
-                )
-            )
+            res.append(self._heartbeat(svc, now))
         for sym, (detected, why) in self.drift.items():
             res.append(self._ev("drift", B.drift(detected, why), sym))
         events: list[Event] = list(board.apply([r for r in res if r is not None], now))

@@ -327,6 +327,9 @@ class Precomputed:
         """The drift monitor's `bin_index` of `rows` (None without a monitor)."""
         if self._drift is None:
             return None
+        if len(rows) == 1:
+            sym, i = rows[0]
+            return self._bins[sym][i : i + 1]
         return np.stack([self._bins[s][i] for s, i in rows])
 
 
