@@ -30,6 +30,7 @@ __all__ = [
     "NotFound",
     "OutcomeUnknown",
     "RateLimited",
+    "is_retryable",
     "map_ccxt_error",
     "scrub",
 ]
@@ -86,3 +87,9 @@ def map_ccxt_error(
     if isinstance(exc, ccxt.BaseError):
         return OutcomeUnknown(msg)
     return exc
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """May a query (never an order send) be asked again after this mapped error? The temporary ones (a
+    timeout, a 5xx, 429, -1021 after a resync); never a refusal, a ban (418) or an authentication problem."""
+    return isinstance(exc, TemporaryError) and not isinstance(exc, ExchangeBanned)

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt
+import tenacity
 
 from libs.common.contracts import utcnow
 from libs.common.errors import OperationalError, TemporaryError
@@ -37,6 +38,7 @@ from services.execution.adapter import (
     NotFound,
     OutcomeUnknown,
     RateLimited,
+    is_retryable,
     map_ccxt_error,
 )
 from services.execution.core import backoff_s, is_ours, status_from_exchange, transition
@@ -154,17 +156,35 @@ class LiveBroker:
             raise err from None
 
     async def call_retrying(self, method: str, *args: Any, attempts: int = 5, **kwargs: Any) -> Any:
-        """For queries (never for sending an order): retry temporary errors with backoff."""
-        for i in range(attempts):
+        """For queries (never for sending an order): retry temporary errors (`adapter.is_retryable`) with
+        exponential backoff and jitter, or the server's Retry-After; -1021 resynchronises the clock first."""
+
+        async def once() -> Any:
             try:
                 return await self.call(method, *args, **kwargs)
             except ClockSkew:
                 await self.call("load_time_difference")
-            except TemporaryError as exc:
-                if i == attempts - 1:
-                    raise
-                await asyncio.sleep(exc.retry_after_s or backoff_s(i, cap=self.cfg.unknown_backoff_max_s))
-        raise TemporaryError(f"{method} failed after {attempts} attempts")
+                raise
+
+        async for attempt in tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=self._query_wait,
+            retry=tenacity.retry_if_exception(is_retryable),
+            reraise=True,
+        ):
+            with attempt:
+                return await once()
+        raise TemporaryError(f"{method} failed after {attempts} attempts")  # pragma: no cover (reraise)
+
+    def _query_wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, ClockSkew):
+            return 0.0  # resynchronised already: ask again at once
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after:
+            return float(retry_after)
+        cap = self.cfg.unknown_backoff_max_s
+        return tenacity.wait_exponential_jitter(initial=0.25, max=cap, jitter=0.25)(state)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -320,6 +320,7 @@ class ExecutionService:
             now=self.rt.clock.now(),
             is_writer=self.writer,
             symbol_held=self.held.get(verdict.symbol, ""),
+            require_risk_epoch=self.mode == "live" or not self.cfg.paper_accepts_unfenced_verdicts,
         )
 
     async def on_verdict(self, verdict: RiskVerdict, subject: str) -> None:

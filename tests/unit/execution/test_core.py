@@ -81,6 +81,18 @@ def test_gate_refuses_refused_verdict():
     assert may_send(v, kill_switch_blocks=False, now=NOW).reason == "not_approved"
 
 
+def test_gate_refuses_a_verdict_no_fenced_risk_writer_stamped_where_required():
+    unfenced = verdict()  # risk_epoch 0: no risk writer lock stood behind it
+    assert may_send(unfenced, kill_switch_blocks=False, now=NOW).allowed  # paper's default: accepted
+    gate = may_send(unfenced, kill_switch_blocks=False, now=NOW, require_risk_epoch=True)
+    assert not gate.allowed and gate.reason == "unfenced_verdict"
+    # positive control: the same verdict stamped by a risk writer passes
+    assert may_send(verdict(risk_epoch=3), kill_switch_blocks=False, now=NOW, require_risk_epoch=True).allowed
+    # the kill switch still wins first
+    blocked = may_send(unfenced, kill_switch_blocks=True, now=NOW, require_risk_epoch=True)
+    assert blocked.reason == "kill_switch_engaged"
+
+
 def test_terminal_statuses_do_not_move_except_rejected_by_adoption():
     for status in ("FILLED", "CANCELLED"):
         for new in OPEN_STATUSES + TERMINAL_STATUSES:
