@@ -21,6 +21,7 @@ from libs.common.contracts import (
     client_order_id,
     is_ours,
 )
+from services.execution.records import NewOrder
 
 __all__ = [
     "CLIENT_ORDER_ID_PREFIX",
@@ -35,6 +36,7 @@ __all__ = [
     "flatten_order_key",
     "is_ours",
     "may_send",
+    "order_for",
     "status_from_exchange",
     "transition",
 ]
@@ -49,6 +51,25 @@ def fill_message_id(exchange: str, symbol: str, trade_id: str) -> str:
 def flatten_order_key(command_id: str, symbol: str) -> str:
     """The journal key (in place of a verdict id) of the order that flattens `symbol` for one kill-switch command."""
     return f"flatten:{command_id}:{symbol}"
+
+
+def order_for(verdict: RiskVerdict, *, order_type: str, mode: str) -> NewOrder:
+    """The journal's order for an approved verdict: its one client order id, the verdict's size and limit."""
+    return NewOrder(
+        client_order_id=client_order_id(verdict.id),
+        verdict_id=verdict.id,
+        signal_id=verdict.signal_id,
+        symbol=verdict.symbol,
+        side=verdict.side,
+        order_type=order_type.upper(),
+        quantity=verdict.quantity,
+        price_limit=verdict.price_limit,
+        mode=mode,
+        tick_ts=verdict.tick_ts,
+        expires_at=verdict.expires_at,
+        risk_epoch=verdict.risk_epoch,
+        issued_by=verdict.issued_by,
+    )
 
 
 # -- the gate ---------------------------------------------------------------------------------------
