@@ -37,6 +37,7 @@ __all__ = [
     "is_ours",
     "may_send",
     "order_for",
+    "requires_risk_epoch",
     "status_from_exchange",
     "transition",
 ]
@@ -77,6 +78,12 @@ def order_for(verdict: RiskVerdict, *, order_type: str, mode: str) -> NewOrder:
 class Gate:
     allowed: bool
     reason: str = ""
+
+
+def requires_risk_epoch(mode: str, paper_accepts_unfenced: bool) -> bool:
+    """Must a verdict carry a fenced risk writer's epoch (> 0) to be sent? Live: always (fail closed: no
+    setting loosens it). Paper: unless `execution.paper_accepts_unfenced_verdicts` (the default)."""
+    return mode != "paper" or not paper_accepts_unfenced
 
 
 def may_send(

@@ -20,7 +20,7 @@ from libs.common.markets import Markets, load_markets
 from libs.common.service import Runtime
 from libs.common.writer_lock import WriterLock
 from services.execution.broker import Broker, BrokerPorts, Holds
-from services.execution.core import Gate, may_send, order_for
+from services.execution.core import Gate, may_send, order_for, requires_risk_epoch
 from services.execution.fence import SendFence
 from services.execution.journal import DUPLICATE, STALE_RISK_EPOCH, WRITER_LOCK_NAME, Journal, NewOrder
 from services.execution.kill import KillSwitch
@@ -182,7 +182,7 @@ class ExecutionService:
             now=self.rt.clock.now(),
             is_writer=self.writer,
             symbol_held=self.holds.why(verdict.symbol),
-            require_risk_epoch=self.mode == "live" or not self.cfg.paper_accepts_unfenced_verdicts,
+            require_risk_epoch=requires_risk_epoch(self.mode, self.cfg.paper_accepts_unfenced_verdicts),
         )
 
     async def on_verdict(self, verdict: RiskVerdict, subject: str) -> None:

@@ -93,6 +93,13 @@ def test_gate_refuses_a_verdict_no_fenced_risk_writer_stamped_where_required():
     assert blocked.reason == "kill_switch_engaged"
 
 
+def test_live_always_requires_a_fenced_risk_epoch_and_paper_only_when_configured():
+    from services.execution.core import requires_risk_epoch
+
+    assert requires_risk_epoch("live", True) and requires_risk_epoch("live", False)
+    assert not requires_risk_epoch("paper", True) and requires_risk_epoch("paper", False)
+
+
 def test_terminal_statuses_do_not_move_except_rejected_by_adoption():
     for status in ("FILLED", "CANCELLED"):
         for new in OPEN_STATUSES + TERMINAL_STATUSES:
