@@ -29,6 +29,7 @@ from libs.common.contracts import RiskVerdict
 from libs.common.errors import OperationalError, TemporaryError
 from libs.common.markets import Markets
 from libs.common.settings import LiveSettings
+from services.execution import rules
 from services.execution.adapter import (
     Banned,
     ClockSkew,
@@ -48,7 +49,7 @@ from services.execution.broker import BrokerPorts, GateCheck
 from services.execution.core import backoff_s, status_from_exchange, transition
 from services.execution.journal import FillRow, NewOrder, OrderRow
 from services.execution.ledger import ZERO, split_symbol
-from services.execution.rules import Divergence, diff_balances, diff_open_order, diff_trade
+from services.execution.rules import Divergence, diff_balances, diff_trade
 
 EXCHANGE = "binance"
 
@@ -563,17 +564,21 @@ class LiveBroker:
                     except NotFound:
                         await self._refresh(row)
             for symbol in self._symbols(rows):
-                for o in await self._open_orders(symbol):
-                    cid = o.client_order_id
-                    journaled = await self.journal.get_order(cid) if cid else None
-                    d = diff_open_order(symbol, o, journaled)
-                    if d is not None and d.kind == "adopted_order":
-                        await self._adopt(symbol, o)
-                    elif d is not None and d.kind == "status" and cid:
-                        await self._apply(cid, o)
-                    if d is not None:
-                        findings.append(d)
-                    if self.p.kill_switch_blocks():  # the kill switch is engaged: nothing may stay open
+                listed = await self._open_orders(symbol)
+                journaled = {
+                    o.client_order_id: await self.journal.get_order(o.client_order_id)
+                    for o in listed
+                    if o.client_order_id
+                }
+                by_coid = {o.client_order_id: o for o in listed if o.client_order_id}
+                for d in rules.reconcile(symbol, journaled, listed):
+                    findings.append(d)
+                    if d.kind == "adopted_order":
+                        await self._adopt(symbol, by_coid[d.client_order_id or ""])
+                    elif d.kind == "status" and d.client_order_id:
+                        await self._apply(d.client_order_id, by_coid[d.client_order_id])
+                if self.p.kill_switch_blocks():  # the kill switch is engaged: nothing may stay open
+                    for o in listed:
                         try:
                             await self.call("cancel_order", str(o.id), symbol)
                         except NotFound:
