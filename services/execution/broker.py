@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from libs.common.clock import Clock
-from libs.common.contracts import RiskVerdict, Tick
+from libs.common.contracts import RiskVerdict, Severity, Tick
 from libs.common.markets import Markets
 from libs.common.settings.execution import ExecutionSettings
 from services.execution.core import Gate
@@ -65,7 +65,7 @@ class BrokerPorts:
     fence: SendFence
     publisher: Publisher
     holds: Holds
-    alert: Callable[[str, str, str], Awaitable[None]]
+    alert: Callable[[Severity, str, str], Awaitable[None]]
     spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
     metrics: Any  # the service's ServiceMetrics (brokers declare their own counters on it)
     kill_switch_blocks: Callable[[], bool]

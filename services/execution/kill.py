@@ -23,7 +23,13 @@ from services.execution.fence import SendFence
 from services.execution.journal import DUPLICATE, Journal, NewOrder
 from services.execution.ledger import Ledger
 from services.execution.publish import Publisher
-from services.execution.rules import flatten_sizes, standing_sweep_report, sweep_report
+from services.execution.rules import (
+    OPEN_ORDERS_REMAIN,
+    SWEEP_CONFIRMED,
+    flatten_sizes,
+    standing_sweep_report,
+    sweep_report,
+)
 
 NAME = "execution"
 
@@ -153,7 +159,7 @@ class KillSwitch:
         )
         report = sweep_report(left, unknown, flattened)
         if report.orders_remain:
-            await self.rt.alert("SEV-1", "kill switch: open orders remain", report.headline)
+            await self.rt.alert(*OPEN_ORDERS_REMAIN, report.headline)
             if self.sweeper is None or self.sweeper.done():
                 self.sweeper = self.rt.spawn(self._keep_sweeping(), "kill-switch-sweeper")
         await self.ack(cmd, left, report.detail)
@@ -188,13 +194,13 @@ class KillSwitch:
     async def sweep_locked(self) -> None:
         async with self.lock:
             if await self.sweep() != 0:
-                await self.rt.alert("SEV-1", "kill switch: open orders remain", "after a NATS reconnect")
+                await self.rt.alert(*OPEN_ORDERS_REMAIN, "after a NATS reconnect")
 
     async def _keep_sweeping(self) -> None:
         while self.latch.engaged:
             async with self.lock:
                 if await self.sweep() == 0:
-                    await self.rt.alert("INFO", "kill switch: zero open orders confirmed", "after retries")
+                    await self.rt.alert(*SWEEP_CONFIRMED, "after retries")
                     return
             await asyncio.sleep(self.cfg.cancel_retry_interval_s)
 

@@ -49,7 +49,16 @@ from services.execution.broker import BrokerPorts, GateCheck
 from services.execution.core import backoff_s, status_from_exchange, transition
 from services.execution.journal import FillRow, NewOrder, OrderRow
 from services.execution.ledger import ZERO, split_symbol
-from services.execution.rules import Divergence, diff_balances, diff_trade
+from services.execution.rules import (
+    CREDENTIALS_REFUSED,
+    FOREIGN_ORDER_CANCELLED,
+    IP_BANNED,
+    NEVER_PLACED,
+    RECONCILIATION_MISMATCH,
+    Divergence,
+    diff_balances,
+    diff_trade,
+)
 
 EXCHANGE = "binance"
 
@@ -291,7 +300,7 @@ class LiveBroker:
                 continue
             except Banned as exc:
                 self.banned_until = self.p.clock.now() + timedelta(seconds=exc.retry_after_s or 60.0)
-                await self.p.alert("SEV-1", "exchange banned this IP (418)", str(exc))
+                await self.p.alert(*IP_BANNED, str(exc))
                 return await self._reject(coid, "ip_banned")
             except ExchangeRejected as exc:
                 return await self._reject(coid, exc.reason)
@@ -303,7 +312,7 @@ class LiveBroker:
                 await self._unknown(row, str(exc))
                 return "UNKNOWN"
             except OperationalError as exc:
-                await self.p.alert("SEV-1", "exchange refused our credentials", str(exc))
+                await self.p.alert(*CREDENTIALS_REFUSED, str(exc))
                 raise
             return await self._after_send(coid, resp)
         return await self._reject(coid, "send attempts exhausted (rate limit / clock)")
@@ -397,8 +406,7 @@ class LiveBroker:
                             " declared never placed",
                         )
                 await self.p.alert(
-                    "SEV-2",
-                    "order with unknown outcome declared never placed",
+                    *NEVER_PLACED,
                     f"{coid} on {symbol}: the exchange kept answering 'does not exist'",
                 )
                 self.p.holds.release(symbol, coid)
@@ -527,8 +535,7 @@ class LiveBroker:
                         await self._apply(cid, c)
                     else:
                         await self.p.alert(
-                            "SEV-2",
-                            "kill switch cancelled an order the journal does not know",
+                            *FOREIGN_ORDER_CANCELLED,
                             f"{symbol} order {o.id} client id {cid}",
                         )
             if not cancelled:
@@ -605,8 +612,7 @@ class LiveBroker:
             self.mismatches.labels(kind=f.kind).inc()
         if not ok:
             await self.p.alert(
-                "SEV-2",
-                "reconciliation found mismatches",
+                *RECONCILIATION_MISMATCH,
                 "; ".join(f"{f.kind}: {f.as_finding()}" for f in findings)[:1500],
             )
         return findings

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from libs.common.contracts import is_ours
+from libs.common.contracts import Severity, is_ours
 from libs.common.markets import Markets
 from services.execution.adapter import ExchangeOrder, ExchangeTrade
 from services.execution.journal import OrderRow
@@ -20,6 +20,22 @@ from services.execution.ledger import ZERO, Balance, Ledger, split_symbol
 from services.execution.paper import PaperOrder
 
 RESTING = ("ACCEPTED", "PARTIALLY_FILLED")
+
+
+# -- alerts: what execution raises, and how loud (`rt.alert(*KIND, detail)`) -----------------------------
+class AlertKind(NamedTuple):
+    severity: Severity
+    title: str
+
+
+WRITER_LOCK_LOST = AlertKind("SEV-1", "execution lost its writer lock")
+OPEN_ORDERS_REMAIN = AlertKind("SEV-1", "kill switch: open orders remain")
+SWEEP_CONFIRMED = AlertKind("INFO", "kill switch: zero open orders confirmed")
+IP_BANNED = AlertKind("SEV-1", "exchange banned this IP (418)")
+CREDENTIALS_REFUSED = AlertKind("SEV-1", "exchange refused our credentials")
+NEVER_PLACED = AlertKind("SEV-2", "order with unknown outcome declared never placed")
+FOREIGN_ORDER_CANCELLED = AlertKind("SEV-2", "kill switch cancelled an order the journal does not know")
+RECONCILIATION_MISMATCH = AlertKind("SEV-2", "reconciliation found mismatches")
 BALANCE_TOLERANCE = Decimal("0.00000001")  # one satoshi-sized unit: below it a balance matches
 NOT_SENT_AFTER_RESTART = "interrupted before the paper match (restart); not sent"
 

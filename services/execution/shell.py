@@ -25,6 +25,7 @@ from services.execution.fence import SendFence
 from services.execution.journal import DUPLICATE, STALE_RISK_EPOCH, WRITER_LOCK_NAME, Journal, NewOrder
 from services.execution.kill import KillSwitch
 from services.execution.publish import Meters, Publisher
+from services.execution.rules import WRITER_LOCK_LOST
 from services.execution.writer import bind_when_free, hold_writer_seat
 
 WAITING_FOR_CONSUMER = "writer: waiting for the verdict consumer a previous writer still holds"
@@ -106,11 +107,8 @@ class ExecutionService:
     async def _lost_writer_lock(self) -> None:
         self.writer = False
         self.writer_gauge.set(0)
-        await self.rt.alert(
-            "SEV-1",
-            "execution lost its writer lock",
-            "the advisory-lock session ended; stopping so that no send is unguarded",
-        )
+        detail = "the advisory-lock session ended; stopping so that no send is unguarded"
+        await self.rt.alert(*WRITER_LOCK_LOST, detail)
 
     async def _count_open(self) -> None:
         self.open_gauge.set(await self.journal.count_open())
