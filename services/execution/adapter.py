@@ -16,6 +16,8 @@ What each class means for an order that was being placed:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -25,13 +27,19 @@ from libs.common.errors import InvalidInputError, OperationalError, TemporaryErr
 
 __all__ = [
     "Banned",
+    "ExchangeOrder",
+    "ExchangeTrade",
+    "balances_from_ccxt",
     "ClockSkew",
     "ExchangeRejected",
     "NotFound",
     "OutcomeUnknown",
     "RateLimited",
+    "is_retryable",
     "map_ccxt_error",
+    "order_from_ccxt",
     "scrub",
+    "trade_from_ccxt",
 ]
 
 Banned = ExchangeBanned  # the kernel's 418 error (libs/common/ccxt_errors.py), under execution's name
@@ -86,3 +94,84 @@ def map_ccxt_error(
     if isinstance(exc, ccxt.BaseError):
         return OutcomeUnknown(msg)
     return exc
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """May a query (never an order send) be asked again after this mapped error? The temporary ones (a
+    timeout, a 5xx, 429, -1021 after a resync); never a refusal, a ban (418) or an authentication problem."""
+    return isinstance(exc, TemporaryError) and not isinstance(exc, ExchangeBanned)
+
+
+# -- ccxt's answers, normalised once into typed values ----------------------------------------------
+ZERO = Decimal(0)
+
+
+def _d(x: Any) -> Decimal:
+    return Decimal(str(x)) if x is not None else ZERO
+
+
+@dataclass(frozen=True)
+class ExchangeTrade:
+    """One trade (fill) as the exchange reports it."""
+
+    id: str
+    order: str | None  # the exchange's order id
+    amount: Decimal
+    price: Decimal
+    fee_cost: Decimal
+    fee_currency: str | None
+    timestamp_ms: int | None
+    is_maker: bool
+
+
+@dataclass(frozen=True)
+class ExchangeOrder:
+    """One order as the exchange reports it (ccxt's unified order, typed)."""
+
+    id: str | None
+    client_order_id: str | None
+    symbol: str | None
+    side: str  # BUY | SELL ("" when ccxt did not say)
+    type: str  # MARKET | LIMIT
+    status: str | None  # ccxt's unified status: open, closed, canceled, expired, rejected
+    amount: Decimal
+    filled: Decimal
+    price: Decimal | None
+    average: Decimal | None
+    trades: tuple[ExchangeTrade, ...] = ()
+
+
+def trade_from_ccxt(t: Mapping[str, Any]) -> ExchangeTrade:
+    fee = t.get("fee") or {}
+    return ExchangeTrade(
+        id=str(t["id"]),
+        order=str(t["order"]) if t.get("order") is not None else None,
+        amount=_d(t.get("amount")),
+        price=_d(t.get("price")),
+        fee_cost=_d(fee.get("cost")),
+        fee_currency=fee.get("currency") or None,
+        timestamp_ms=int(t["timestamp"]) if t.get("timestamp") else None,
+        is_maker=t.get("takerOrMaker") == "maker",
+    )
+
+
+def order_from_ccxt(o: Mapping[str, Any]) -> ExchangeOrder:
+    return ExchangeOrder(
+        id=str(o["id"]) if o.get("id") is not None else None,
+        client_order_id=o.get("clientOrderId") or None,
+        symbol=o.get("symbol"),
+        side=str(o.get("side") or "").upper(),
+        type=str(o.get("type") or "limit").upper(),
+        status=o.get("status"),
+        amount=_d(o.get("amount")),
+        filled=_d(o.get("filled")),
+        price=_d(o.get("price")) or None,
+        average=_d(o.get("average")) if o.get("average") else None,
+        trades=tuple(trade_from_ccxt(t) for t in (o.get("trades") or []) if t.get("id")),
+    )
+
+
+def balances_from_ccxt(bal: Mapping[str, Any]) -> dict[str, tuple[Decimal, Decimal]]:
+    """asset -> (free, used) for every asset the exchange lists with a non-zero total."""
+    total, free, used = bal.get("total") or {}, bal.get("free") or {}, bal.get("used") or {}
+    return {a: (_d(free.get(a)), _d(used.get(a))) for a in total if _d(total[a]) != 0}

@@ -6,20 +6,41 @@ No I/O and no clock: time is passed in. The paper exchange lives in `paper.py`, 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from libs.common.contracts import RiskVerdict
+# The client-order-id rule and the order statuses are the contracts' (defined once there); re-exported here
+# under execution's names, which the backtest and the tests import.
+from libs.common.contracts import (
+    CLIENT_ORDER_ID_PREFIX,
+    CLIENT_ORDER_ID_RE,
+    OPEN_ORDER_STATUSES,
+    TERMINAL_ORDER_STATUSES,
+    RiskVerdict,
+    client_order_id,
+    is_ours,
+)
+from services.execution.records import NewOrder
 
-CLIENT_ORDER_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
-CLIENT_ORDER_ID_PREFIX = "bnml-"
-
-
-def client_order_id(verdict_id: str) -> str:
-    """Deterministic from the verdict id, within Binance's `^[.A-Z:/a-z0-9_-]{1,36}$` (32 characters)."""
-    return CLIENT_ORDER_ID_PREFIX + hashlib.sha256(verdict_id.encode()).hexdigest()[:27]
+__all__ = [
+    "CLIENT_ORDER_ID_PREFIX",
+    "CLIENT_ORDER_ID_RE",
+    "OPEN_STATUSES",
+    "TERMINAL_STATUSES",
+    "Gate",
+    "Transition",
+    "backoff_s",
+    "client_order_id",
+    "fill_message_id",
+    "flatten_order_key",
+    "is_ours",
+    "may_send",
+    "order_for",
+    "requires_risk_epoch",
+    "status_from_exchange",
+    "transition",
+]
 
 
 def fill_message_id(exchange: str, symbol: str, trade_id: str) -> str:
@@ -33,8 +54,23 @@ def flatten_order_key(command_id: str, symbol: str) -> str:
     return f"flatten:{command_id}:{symbol}"
 
 
-def is_ours(client_id: str | None) -> bool:
-    return bool(client_id) and client_id.startswith(CLIENT_ORDER_ID_PREFIX)
+def order_for(verdict: RiskVerdict, *, order_type: str, mode: str) -> NewOrder:
+    """The journal's order for an approved verdict: its one client order id, the verdict's size and limit."""
+    return NewOrder(
+        client_order_id=client_order_id(verdict.id),
+        verdict_id=verdict.id,
+        signal_id=verdict.signal_id,
+        symbol=verdict.symbol,
+        side=verdict.side,
+        order_type=order_type.upper(),
+        quantity=verdict.quantity,
+        price_limit=verdict.price_limit,
+        mode=mode,
+        tick_ts=verdict.tick_ts,
+        expires_at=verdict.expires_at,
+        risk_epoch=verdict.risk_epoch,
+        issued_by=verdict.issued_by,
+    )
 
 
 # -- the gate ---------------------------------------------------------------------------------------
@@ -44,6 +80,12 @@ class Gate:
     reason: str = ""
 
 
+def requires_risk_epoch(mode: str, paper_accepts_unfenced: bool) -> bool:
+    """Must a verdict carry a fenced risk writer's epoch (> 0) to be sent? Live: always (fail closed: no
+    setting loosens it). Paper: unless `execution.paper_accepts_unfenced_verdicts` (the default)."""
+    return mode != "paper" or not paper_accepts_unfenced
+
+
 def may_send(
     verdict: RiskVerdict,
     *,
@@ -51,14 +93,19 @@ def may_send(
     now: datetime,
     is_writer: bool = True,
     symbol_held: str = "",
+    require_risk_epoch: bool = False,
 ) -> Gate:
-    """The last check before an order leaves: writer, kill switch released, approved, not expired, symbol free."""
+    """The last check before an order leaves: writer, kill switch released, approved, stamped by a fenced risk
+    writer (`require_risk_epoch`: live always; epoch 0 means no risk writer lock stood behind the verdict),
+    not expired, symbol free."""
     if not is_writer:
         return Gate(False, "not_writer")
     if kill_switch_blocks:
         return Gate(False, "kill_switch_engaged")
     if not verdict.approved:
         return Gate(False, "not_approved")
+    if require_risk_epoch and verdict.risk_epoch <= 0:
+        return Gate(False, "unfenced_verdict")
     if now >= verdict.expires_at:
         return Gate(False, "verdict_expired")
     if symbol_held:
@@ -67,8 +114,8 @@ def may_send(
 
 
 # -- the order state machine ------------------------------------------------------------------------
-OPEN_STATUSES: tuple[str, ...] = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "UNKNOWN")
-TERMINAL_STATUSES: tuple[str, ...] = ("FILLED", "CANCELLED", "REJECTED")
+OPEN_STATUSES: tuple[str, ...] = OPEN_ORDER_STATUSES
+TERMINAL_STATUSES: tuple[str, ...] = TERMINAL_ORDER_STATUSES
 
 _TRANSITIONS: dict[str, frozenset[str]] = {
     # SUBMITTED: journaled; it may or may not have left yet.

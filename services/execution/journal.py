@@ -12,16 +12,31 @@ by the same statement as its outcome). The order insert of a verdict also checks
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from libs.common.errors import ConfigurationError
 from libs.common.writer_lock import LockLostError
 from services.execution.core import OPEN_STATUSES
 from services.execution.ledger import Balance, Ledger, Position
+from services.execution.records import FillRow, NewOrder, OrderRow, PaperRequest, fill_from_db, row_from_db
+
+__all__ = [
+    "DUPLICATE",
+    "INSERTED",
+    "STALE_RISK_EPOCH",
+    "WRITER_LOCK_NAME",
+    "FillRow",
+    "Insert",
+    "Journal",
+    "NewOrder",
+    "OrderRow",
+    "PaperRequest",
+]
 
 # An order's journaled change, as one statement: fills (skipping any already journaled), the order's totals,
 # the position, the balances and (paper) the paper exchange's record of the request it received. `inserted_trade_ids` says which fills are new; the order's columns follow
@@ -95,53 +110,6 @@ WRITER_LOCK_NAME = "bnml.execution.writer"
 LEDGER_MODE_KEY = "execution.ledger_mode"
 
 
-@dataclass(frozen=True)
-class NewOrder:
-    client_order_id: str
-    verdict_id: str
-    signal_id: str | None
-    symbol: str
-    side: str
-    order_type: str
-    quantity: Decimal
-    price_limit: Decimal | None
-    mode: str
-    tick_ts: datetime | None = None
-    expires_at: datetime | None = None
-    purpose: str = "verdict"
-    risk_epoch: int | None = None  # the verdict's risk writer epoch; None: not from a verdict (a flatten)
-    issued_by: str = ""  # the risk instance that issued the verdict
-
-
-@dataclass(frozen=True)
-class FillRow:
-    exchange: str
-    trade_id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    quantity: Decimal
-    price: Decimal
-    fee: Decimal
-    fee_asset: str
-    ts: datetime
-    is_maker: bool
-    realized_pnl_usdt: Decimal
-    fee_usdt: Decimal
-
-
-@dataclass(frozen=True)
-class PaperRequest:
-    """An order request as the paper exchange received it (its own record, `paper_requests`)."""
-
-    client_order_id: str
-    symbol: str
-    side: str
-    quantity: Decimal
-    received_at: datetime
-    instance: str
-
-
 class Insert(str):
     """What became of an order insert: INSERTED, DUPLICATE (journaled already) or STALE_RISK_EPOCH."""
 
@@ -161,7 +129,7 @@ class Journal:
         self.mode = mode
         # this writer's execution epoch (None: unfenced, for tools and tests that write without the lock)
         self.epoch = epoch
-        self.last_row: dict[str, Any] | None = None  # the order row as the last commit_order_update left it
+        self.last_row: OrderRow | None = None  # the order row as the last commit_order_update left it
         self.last_risk_epoch = 0  # risk's current epoch as the last refused insert saw it
 
     def _deposed(self) -> LockLostError:
@@ -262,19 +230,21 @@ class Journal:
                 await self._check_epoch(conn)
             return row
 
-    async def get_order(self, coid: str) -> dict[str, Any] | None:
+    async def get_order(self, coid: str) -> OrderRow | None:
         async with self.pool.connection() as conn:
-            return await (
-                await conn.execute("SELECT * FROM orders WHERE client_order_id = %s", (coid,))
-            ).fetchone()
+            return row_from_db(
+                await (
+                    await conn.execute("SELECT * FROM orders WHERE client_order_id = %s", (coid,))
+                ).fetchone()
+            )
 
-    async def open_orders(self) -> list[dict[str, Any]]:
+    async def open_orders(self) -> list[OrderRow]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT * FROM orders WHERE status = ANY(%s) AND mode = %s ORDER BY created_at",
                 (list(OPEN_STATUSES), self.mode),
             )
-            return await cur.fetchall()
+            return [OrderRow.from_db(r) for r in await cur.fetchall()]
 
     async def count_open(self) -> int:
         async with self.pool.connection() as conn:
@@ -296,17 +266,19 @@ class Journal:
             ).fetchall()
         return {r["trade_id"] for r in rows}
 
-    async def find_by_exchange_id(self, exchange_order_id: str) -> dict[str, Any] | None:
+    async def find_by_exchange_id(self, exchange_order_id: str) -> OrderRow | None:
         async with self.pool.connection() as conn:
-            return await (
-                await conn.execute(
-                    "SELECT * FROM orders WHERE exchange_order_id = %s AND mode = %s",
-                    (exchange_order_id, self.mode),
-                )
-            ).fetchone()
+            return row_from_db(
+                await (
+                    await conn.execute(
+                        "SELECT * FROM orders WHERE exchange_order_id = %s AND mode = %s",
+                        (exchange_order_id, self.mode),
+                    )
+                ).fetchone()
+            )
 
     # -- the fill outbox ------------------------------------------------------------------------
-    async def unpublished_fills(self, older_than_s: float, limit: int = 500) -> list[dict[str, Any]]:
+    async def unpublished_fills(self, older_than_s: float, limit: int = 500) -> list[FillRow]:
         """Journaled fills JetStream has not acknowledged yet (oldest first), journaled at least
         `older_than_s` ago (younger ones are still being published by the path that journaled them)."""
         async with self.pool.connection() as conn:
@@ -315,7 +287,7 @@ class Journal:
                 " AND o.mode = %s AND f.ts < now() - make_interval(secs => %s) ORDER BY f.id LIMIT %s",
                 (self.mode, older_than_s, limit),
             )
-            return await cur.fetchall()
+            return [fill_from_db(r) for r in await cur.fetchall()]
 
     async def mark_published(self, keys: list[tuple[str, str, str]]) -> None:
         """Record JetStream's acknowledgement of these fills, by (exchange, symbol, trade_id)."""
@@ -400,7 +372,7 @@ class Journal:
         if not row.pop("epoch_ok"):
             raise self._deposed()
         new_ids = set(row.pop("inserted_trade_ids") or ())
-        self.last_row = row if row.get("client_order_id") is not None else None
+        self.last_row = OrderRow.from_db(row) if row.get("client_order_id") is not None else None
         return [f for f in fills if f.trade_id in new_ids]
 
     async def write_books(self, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:
@@ -442,6 +414,24 @@ class Journal:
                 ledger.positions[r["symbol"]] = Position(qty, cost, Decimal(r["realized_pnl_usdt"]))
         return ledger, bool(ledger.balances)
 
+    async def open_books(self, starting_balances: Mapping[str, Decimal] | None) -> Ledger:
+        """The books of this database for this mode: refuses (ConfigurationError) a database whose books
+        belong to the other mode, records the mode, and seeds `starting_balances` (paper) when no balance
+        was ever journaled."""
+        mode = await self.ledger_mode()
+        if mode is not None and mode != self.mode:
+            raise ConfigurationError(
+                "mode",
+                f"this database's books belong to {mode} mode; use a separate database for {self.mode} mode",
+            )
+        await self.set_ledger_mode(self.mode)
+        ledger, has_balances = await self.load_ledger()
+        if starting_balances is not None and not has_balances:
+            for asset, amount in starting_balances.items():
+                ledger.balance(asset).free = Decimal(amount)
+            await self.write_books(ledger, set(), set(starting_balances))
+        return ledger
+
     async def ledger_mode(self) -> str | None:
         async with self.pool.connection() as conn:
             row = await (
@@ -457,7 +447,7 @@ class Journal:
                 (LEDGER_MODE_KEY, Jsonb({"mode": mode})),
             )
 
-    async def record_reconciliation(self, instance: str, ok: bool, findings: list[dict]) -> None:
+    async def record_reconciliation(self, instance: str, ok: bool, findings: list[dict[str, Any]]) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO exec_reconciliations (mode, instance, ok, findings) VALUES (%s, %s, %s, %s)",

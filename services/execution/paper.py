@@ -15,7 +15,7 @@ from services.execution.ledger import ZERO, FillAccounting, Ledger, split_symbol
 
 Q8 = Decimal("0.00000001")
 BNB_DISCOUNT = Decimal("0.75")
-BPS = Decimal("10000")
+BPS_PER_UNIT = Decimal("10000")  # basis points in one (1 bp = 0.0001)
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,11 @@ class SlippageModel:
     bps_per_10k_usdt: Decimal = Decimal("2")
 
     def total_bps(self, notional: Decimal) -> Decimal:
-        return self.bps + self.bps_per_10k_usdt * notional / BPS
+        return self.bps + self.bps_per_10k_usdt * notional / BPS_PER_UNIT
 
     def price(self, side: str, tick: Tick, quantity: Decimal) -> Decimal:
         touch = tick.ask if side == "BUY" else tick.bid
-        s = self.total_bps(quantity * touch) / BPS
+        s = self.total_bps(quantity * touch) / BPS_PER_UNIT
         return touch * (1 + s) if side == "BUY" else touch * (1 - s)
 
 

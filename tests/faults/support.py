@@ -25,6 +25,10 @@ EXECUTION_CONFIG = {"execution": {"starting_balances": {"USDT": "100000000", "BT
 
 
 def risk_epoch(database_url: str, timeout_s: float = 30.0) -> int:
+    return _current_risk_epoch(database_url, timeout_s)
+
+
+def _current_risk_epoch(database_url: str, timeout_s: float = 30.0) -> int:
     """The fencing epoch of the risk writer that holds the lock now (`writer_epochs`), waiting until one does.
 
     A test that plays risk while a real risk service runs (for its book) stamps this on the verdicts it
@@ -42,6 +46,18 @@ def risk_epoch(database_url: str, timeout_s: float = 30.0) -> int:
         time.sleep(0.05)
 
 
+def stamp_risk_writer(database_url: str) -> int:
+    """Take risk's next fencing epoch in `writer_epochs` as a risk writer taking its lock would (the same
+    statement as `libs/common/writer_lock.py`), for a test that plays risk with no risk service running: live
+    execution refuses a verdict no fenced risk writer stamped (risk_epoch 0). Returns the epoch to stamp."""
+    from libs.common.writer_lock import TAKE_EPOCH_SQL
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(TAKE_EPOCH_SQL, ("risk", "test-plays-risk")).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def make_verdict(
     side: str = "BUY",
     *,
@@ -50,10 +66,12 @@ def make_verdict(
     symbol: str = SYMBOL,
     approved: bool = True,
     epoch_of: str | None = None,
+    risk_epoch: int | None = None,
 ) -> RiskVerdict:
     """A verdict as risk would publish it. `epoch_of`: the database whose current risk writer it impersonates
     (its `risk_epoch`; needed whenever a risk service runs beside the test); else epoch 0, which execution
-    accepts only where no risk writer ever took the lock."""
+    accepts only where no risk writer ever took the lock (and only on paper). `risk_epoch`: stamp this epoch
+    (from `stamp_risk_writer`) without asking the database."""
     now = utcnow()
     limit = PRICE * (Decimal("1.01") if side == "BUY" else Decimal("0.99"))
     return RiskVerdict(
@@ -67,7 +85,9 @@ def make_verdict(
         reasons=[] if approved else ["test_refusal"],
         expires_at=now + timedelta(seconds=ttl_s),
         tick_ts=now,
-        risk_epoch=risk_epoch(epoch_of) if epoch_of else 0,
+        risk_epoch=risk_epoch
+        if risk_epoch is not None
+        else (_current_risk_epoch(epoch_of) if epoch_of else 0),
     )
 
 

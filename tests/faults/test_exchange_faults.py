@@ -14,7 +14,7 @@ import pytest
 
 from libs.common import subjects
 from tests.fakes.binance import FakeBinance
-from tests.faults.support import PRICE, make_verdict, query
+from tests.faults.support import PRICE, make_verdict, query, stamp_risk_writer
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.faults
@@ -69,6 +69,7 @@ async def test_every_exchange_fault_ends_with_at_most_one_order_and_the_right_st
         }
     )
     services.extra_env.update(BNML_LIVE__API_KEY=fake.api_key, BNML_LIVE__API_SECRET=fake.secret)
+    stamp_risk_writer(database_url)  # the test plays a fenced risk writer (live refuses epoch 0)
     execution = services.start("execution")
     for kind, params, expected, at_exchange in CASES:
         fake.faults.clear()
@@ -76,7 +77,7 @@ async def test_every_exchange_fault_ends_with_at_most_one_order_and_the_right_st
         fake.faults.next("POST /api/v3/order", kind, count=count, **params)
         if kind == "accept_timeout":  # Binance's eventual consistency: not found for the first look-ups
             fake.faults.next("GET /api/v3/order", "order_not_found", count=2)
-        v = make_verdict("BUY", ttl_s=60)
+        v = make_verdict("BUY", ttl_s=60, epoch_of=database_url)
         await bus.publish(subjects.verdict(v.symbol), v)
         await wait_until(
             lambda v=v: (j := _journal(database_url, v.id)) and j[1] not in OPEN,
@@ -124,6 +125,7 @@ async def test_a_definite_refusal_after_a_successful_send_is_an_unknown_outcome_
         }
     )
     services.extra_env.update(BNML_LIVE__API_KEY=fake.api_key, BNML_LIVE__API_SECRET=fake.secret)
+    stamp_risk_writer(database_url)  # the test plays a fenced risk writer (live refuses epoch 0)
     execution = services.start("execution")
     dead: list[DeadLetter] = []
     held: list[str] = []
@@ -137,7 +139,7 @@ async def test_a_definite_refusal_after_a_successful_send_is_an_unknown_outcome_
 
     await bus.subscribe(subjects.ALL_DLQ, DeadLetter, on_dead)
     await bus.subscribe(subjects.ALL_HEARTBEATS, Heartbeat, on_heartbeat)
-    v = make_verdict("BUY", ttl_s=60)
+    v = make_verdict("BUY", ttl_s=60, epoch_of=database_url)
     coid = client_order_id(v.id)
     fake.faults.next("POST /api/v3/order", "result_only", where=lambda p: p.get("newClientOrderId") == coid)
     fake.faults.next(

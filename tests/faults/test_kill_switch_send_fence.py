@@ -19,7 +19,16 @@ import pytest
 
 from libs.common import subjects
 from tests.fakes.binance import FakeBinance
-from tests.faults.support import EXECUTION_CONFIG, PRICE, Acks, kill_switch, make_verdict, query, ticking
+from tests.faults.support import (
+    EXECUTION_CONFIG,
+    PRICE,
+    Acks,
+    kill_switch,
+    make_verdict,
+    query,
+    stamp_risk_writer,
+    ticking,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -28,7 +37,9 @@ PAPER_ROUNDS = 300
 IN_FLIGHT = re.compile(r"(\d+) order request\(s\) already past the gate")
 
 
-async def _race(bus, acks: Acks, notices: Acks, rounds: int, seed: int) -> tuple[list[tuple], int]:
+async def _race(
+    bus, acks: Acks, notices: Acks, rounds: int, seed: int, risk_epoch: int = 0
+) -> tuple[list[tuple], int]:
     """Run the rounds; returns the (notice ts, release ts) windows and how many notices waited for a send."""
     rng = random.Random(seed)
     windows: list[tuple[datetime, datetime]] = []
@@ -38,7 +49,10 @@ async def _race(bus, acks: Acks, notices: Acks, rounds: int, seed: int) -> tuple
     for i in range(rounds):
         in_flight = [
             asyncio.create_task(
-                bus.publish(subjects.verdict("BTC/USDT"), make_verdict("BUY" if (i + k) % 2 else "SELL"))
+                bus.publish(
+                    subjects.verdict("BTC/USDT"),
+                    make_verdict("BUY" if (i + k) % 2 else "SELL", risk_epoch=risk_epoch),
+                )
             )
             for k in range(rng.randint(1, 3))
         ]
@@ -59,7 +73,9 @@ def _inside(ts: datetime, windows: list[tuple[datetime, datetime]]) -> bool:
     return any(lo < ts < hi for lo, hi in windows)
 
 
-async def test_live_no_order_request_reaches_the_exchange_after_the_latched_notice(services, bus):
+async def test_live_no_order_request_reaches_the_exchange_after_the_latched_notice(
+    services, bus, database_url
+):
     fake = FakeBinance.run_in_thread(balances={"USDT": "10000000", "BTC": "1000"})
     try:
         fake.set_book(
@@ -83,11 +99,12 @@ async def test_live_no_order_request_reaches_the_exchange_after_the_latched_noti
             }
         )
         services.extra_env.update(BNML_LIVE__API_KEY=fake.api_key, BNML_LIVE__API_SECRET=fake.secret)
+        epoch = stamp_risk_writer(database_url)  # the test plays a fenced risk writer (live refuses epoch 0)
         execution = services.start("execution")
         acks = await Acks().attach(bus)
         notices = await Acks(subjects.kill_switch_latched("execution")).attach(bus)
         async with ticking(bus, every_s=0.05):
-            windows, waited = await _race(bus, acks, notices, LIVE_ROUNDS, seed=16)
+            windows, waited = await _race(bus, acks, notices, LIVE_ROUNDS, seed=16, risk_epoch=epoch)
         posts = [r for r in list(fake.requests) if r.method == "POST" and r.path == "/api/v3/order"]
         late = [r for r in posts if _inside(datetime.fromtimestamp(r.received_at, UTC), windows)]
         assert execution.alive, execution.logs()[-3000:]

@@ -16,6 +16,7 @@ from libs.common import subjects
 from libs.common.contracts import Alert, KillSwitchAcknowledged, KillSwitchCommand, RiskVerdict, utcnow
 from services.execution.core import client_order_id
 from tests.fakes.binance import FakeBinance, make_exchange
+from tests.faults.support import stamp_risk_writer
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,19 @@ def status_of(database_url: str, coid: str) -> str | None:
     return r[0]["status"] if r else None
 
 
+# The epoch the test's risk writer stamps (`risk_writer` below): live execution refuses a verdict no fenced
+# risk writer stamped.
+RISK_EPOCH = 1
+
+
+@pytest.fixture(autouse=True)
+def risk_writer(database_url: str) -> int:
+    """The test plays risk: one risk writer took the lock on this database (epoch RISK_EPOCH)."""
+    epoch = stamp_risk_writer(database_url)
+    assert epoch == RISK_EPOCH
+    return epoch
+
+
 def verdict(side="BUY", qty="0.001", limit="51000", ttl_s=60.0) -> RiskVerdict:
     now = utcnow()
     return RiskVerdict(
@@ -44,6 +58,7 @@ def verdict(side="BUY", qty="0.001", limit="51000", ttl_s=60.0) -> RiskVerdict:
         quantity=D(qty),
         price_limit=D(limit),
         expires_at=now + timedelta(seconds=ttl_s),
+        risk_epoch=RISK_EPOCH,
     )
 
 
@@ -329,3 +344,26 @@ async def test_crash_while_the_send_is_unanswered_resolves_after_restart_without
     ]
     assert len(posts) == 1
     assert rows(database_url, "SELECT count(*) AS n FROM fills WHERE client_order_id = %s", coid)[0]["n"] == 1
+
+
+async def test_live_never_sends_a_verdict_no_fenced_risk_writer_stamped(services, database_url, bus, fake):
+    """risk_epoch 0 (no risk writer lock behind it) is refused in live mode, even on a database where the
+    journal's epoch check would let it through; the stamped verdict after it (positive control) is sent."""
+    with psycopg.connect(database_url) as conn:  # no risk writer ever took the lock here: the journal's
+        conn.execute("DELETE FROM writer_epochs WHERE role = 'risk'")  # own check would accept epoch 0
+    start_live(services, fake)
+    unfenced = verdict().model_copy(update={"risk_epoch": 0})
+    await bus.publish(subjects.verdict("BTC/USDT"), unfenced)
+    stamp_risk_writer(database_url)  # now a risk writer takes the lock (epoch 1 again) and stamps one
+    stamped = verdict()
+    await bus.publish(subjects.verdict("BTC/USDT"), stamped)
+    await wait_until(
+        lambda: status_of(database_url, client_order_id(stamped.id)) == "FILLED",
+        timeout=30,
+        message="the stamped verdict filled",
+    )
+    assert status_of(database_url, client_order_id(unfenced.id)) is None  # never journaled
+    assert fake.orders_for(client_order_id(unfenced.id)) == []  # never sent
+    # refused by the gate before the journal (were it left to the journal's epoch check, it would be a
+    # journaled order, or, processed after the stamp, a row of fenced_verdicts)
+    assert rows(database_url, "SELECT 1 FROM fenced_verdicts WHERE verdict_id = %s", unfenced.id) == []

@@ -51,6 +51,11 @@ class ExecutionSettings(Section):
         default_factory=lambda: {"USDT": Decimal("10000")},
         description="Paper balances per asset (seeded once, journaled)",
     )
+    paper_accepts_unfenced_verdicts: bool = Field(
+        default=True,
+        description="Paper: send a verdict with risk_epoch 0 (no fenced risk writer stamped it; tests, older "
+        "producers) where no risk writer ever took the lock. Live always refuses such a verdict",
+    )
     flatten_on_kill_switch: bool = Field(
         default=False, description="Close positions when the kill switch engages"
     )

@@ -81,6 +81,25 @@ def test_gate_refuses_refused_verdict():
     assert may_send(v, kill_switch_blocks=False, now=NOW).reason == "not_approved"
 
 
+def test_gate_refuses_a_verdict_no_fenced_risk_writer_stamped_where_required():
+    unfenced = verdict()  # risk_epoch 0: no risk writer lock stood behind it
+    assert may_send(unfenced, kill_switch_blocks=False, now=NOW).allowed  # paper's default: accepted
+    gate = may_send(unfenced, kill_switch_blocks=False, now=NOW, require_risk_epoch=True)
+    assert not gate.allowed and gate.reason == "unfenced_verdict"
+    # positive control: the same verdict stamped by a risk writer passes
+    assert may_send(verdict(risk_epoch=3), kill_switch_blocks=False, now=NOW, require_risk_epoch=True).allowed
+    # the kill switch still wins first
+    blocked = may_send(unfenced, kill_switch_blocks=True, now=NOW, require_risk_epoch=True)
+    assert blocked.reason == "kill_switch_engaged"
+
+
+def test_live_always_requires_a_fenced_risk_epoch_and_paper_only_when_configured():
+    from services.execution.core import requires_risk_epoch
+
+    assert requires_risk_epoch("live", True) and requires_risk_epoch("live", False)
+    assert not requires_risk_epoch("paper", True) and requires_risk_epoch("paper", False)
+
+
 def test_terminal_statuses_do_not_move_except_rejected_by_adoption():
     for status in ("FILLED", "CANCELLED"):
         for new in OPEN_STATUSES + TERMINAL_STATUSES:
