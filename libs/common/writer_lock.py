@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
+from collections.abc import Callable
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
@@ -65,6 +67,7 @@ class WriterLock:
         holder: str = "",
         session_timeout_s: float | None = None,
         connect_timeout_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.url = url
         self.name = name
@@ -77,6 +80,9 @@ class WriterLock:
         self.held = False
         self.epoch = 0
         self.pid: int | None = None  # the lock session's backend pid, for fencing other connections' writes
+        # real time (never a data clock): when the server last showed this session alive and holding the lock
+        self._monotonic = monotonic
+        self.confirmed_at: float | None = None
 
     async def _connect(self) -> psycopg.AsyncConnection[DictRow]:
         # psycopg's stub says int; libpq has always been given the float's text (behaviour kept as it was)
@@ -137,6 +143,7 @@ class WriterLock:
             await self._drop()  # a broken session (e.g. ended by the server) is reconnected on the next try
             raise
         self.held = True
+        self.confirmed_at = self._monotonic()
         return True
 
     async def still_held(self) -> bool:
@@ -156,7 +163,19 @@ class WriterLock:
             self.held = False
         if not self.held:
             await self._drop()
+        else:
+            self.confirmed_at = self._monotonic()
         return self.held
+
+    def unconfirmed_for(self) -> float:
+        """Seconds since the server last showed this session alive and holding the lock (inf if never).
+
+        The periodic check and the keep-alive confirm it about every second. Much longer means this process
+        did not run (paused by SIGSTOP, starved, a long GC): a successor may have taken over meanwhile, so a
+        writer asks the server (`still_held`) before it decides anything again."""
+        if not self.held or self.confirmed_at is None:
+            return float("inf")
+        return self._monotonic() - self.confirmed_at
 
     async def keep_alive(self) -> None:
         """Forever (a task of the holder's process): touch the lock session every third of the session
@@ -169,6 +188,7 @@ class WriterLock:
             if self.held and self.conn is not None and not self.conn.closed:
                 try:
                     await self.conn.execute("SELECT 1")
+                    self.confirmed_at = self._monotonic()  # the session lives, so its session-level lock does
                 except Exception:
                     pass
 

@@ -25,6 +25,9 @@ from services.risk.checkpoint import Checkpoint
 from services.risk.upkeep import Upkeep
 
 TICKS_PERIOD_S = 0.1  # volatility samples once a second and staleness counts in seconds
+# The lock is confirmed about every second (the writer's check, the keep-alive). Older than this, the process
+# has not run for a while, and it asks the server before deciding a signal (no round trip otherwise).
+LOCK_CONFIRM_MAX_S = 2.5
 
 
 class Handlers(Upkeep):
@@ -142,6 +145,10 @@ class Handlers(Upkeep):
         if sig.side == "HOLD":
             return
         engine, rt = self.engine, self.rt
+        if self.writer and self.writer_lock.unconfirmed_for() > LOCK_CONFIRM_MAX_S:
+            # this process did not run for a while (paused, starved): a successor may hold the lock by now
+            if not await self.writer_lock.still_held():
+                await self._lost_writer_lock("the writer lock's session is gone (found after a stall)")
         engine.db_ok = self.db.fresh(rt.clock.monotonic())
         tick = self.ticks.take(subjects.last(sig.symbol))  # the freshest price of this symbol
         rt.clock.observe(sig.ts)

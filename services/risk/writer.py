@@ -32,6 +32,7 @@ class Writer:
     db: DbHealth
     account_watch: AccountWatch
     ticks: Conflated[Tick]
+    writer: bool  # this instance holds the single-writer lock (the shell's)
 
     def __init__(self) -> None:
         self.latch = KillSwitchLatch()
@@ -40,6 +41,10 @@ class Writer:
         self.positions = PositionWatch()
         self._prev_state_age_s: float | None = None
         self._hold_until: float | None = None
+
+    async def _lost_writer_lock(self, why: str) -> None:
+        """Fence this instance (the shell's: it owns the writer seat)."""
+        raise NotImplementedError
 
     async def _alert(self, a: alerts.AlertAction) -> None:
         await self.rt.alert(a.severity, a.title, a.detail, dedup_key=a.dedup_key)

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from libs.common import subjects
-from libs.common.contracts import RiskVerdict, Signal, utcnow
+from libs.common.contracts import Heartbeat, RiskVerdict, Signal, utcnow
 from libs.common.writer_lock import lock_key
 from services.risk.shell import WRITER_LOCK_NAME
 from tests.faults.support import EXECUTION_CONFIG, query
@@ -166,6 +166,12 @@ async def test_a_paused_writer_whose_lock_was_taken_over_gets_no_approval_acted_
     services.configure({**CONFIG, "risk": {**CONFIG["risk"], "verdict_ttl_s": 5, "max_signal_age_s": 5}})
     first, second, verdicts = await _two_risks_and_execution(services, bus, tmp_path)
     a, b = _instance(first), _instance(second)
+    fenced_beats: dict[str, bool] = {}
+
+    async def on_beat(hb: Heartbeat, subject: str) -> None:
+        fenced_beats[hb.instance] = hb.detail.startswith("fenced")
+
+    await bus.subscribe(subjects.heartbeat("risk"), Heartbeat, on_beat)
     async with Feeder(bus):
         await wait_until(
             lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
@@ -174,6 +180,7 @@ async def test_a_paused_writer_whose_lock_was_taken_over_gets_no_approval_acted_
             message="the writer approving (positive control)",
         )
         assert {v.issued_by for v in verdicts} == {a}
+        assert fenced_beats.get(a) is False  # its heartbeats arrive, and say it is not fenced (yet)
         # the writer hangs, and meanwhile its lock session is cut (a network cut, an admin, a Postgres restart)
         os.kill(first.proc.pid, signal.SIGSTOP)
         try:
@@ -204,6 +211,11 @@ async def test_a_paused_writer_whose_lock_was_taken_over_gets_no_approval_acted_
         # it may publish an approval or two before its own checks fence it (database_unavailable, not_writer):
         # they carry its deposed epoch, and execution journals no order for them (fenced_verdicts says why)
         assert {v.risk_epoch for v in from_old if v.approved} <= {min(v.risk_epoch for v in verdicts)}
+        # "later" means after the old writer has found out: its heartbeat says fenced (or it stopped). Before
+        # that it may still approve (within WRITER_CHECK_S of resuming), and only the epoch fence stops those.
+        await wait_until(
+            lambda: not first.alive or fenced_beats.get(a, False), timeout=15, message="the old writer fenced"
+        )
         later: list[Signal] = []
 
         async def approved_by_b() -> bool:
