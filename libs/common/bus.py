@@ -221,6 +221,9 @@ class Bus:
             except NotFoundError:
                 try:
                     await self.js.add_stream(config)
+                    # on a cluster a new stream elects its leader first; a publish before that gets "no
+                    # response from stream" (seen under load right after creation)
+                    await self._wait_replicated(spec.name, want)
                     continue
                 except APIError as exc:
                     self._refuse_replicas(spec.name, want, exc)
@@ -254,14 +257,17 @@ class Bus:
                 self.log.info("stream scaled up", stream=spec.name, replicas=want, was=have)
 
     async def _wait_replicated(self, stream: str, replicas: int, timeout_s: float = 30.0) -> None:
-        """After a scale-up the stream elects a leader again and its new peers catch up; until then its
-        publishes time out. Wait for a leader and every peer current."""
+        """After a creation or a scale-up the stream elects a leader (again) and its new peers catch up;
+        until then its publishes time out. Wait for a leader and every peer current (on a single server,
+        which reports no cluster, an R1 stream is ready at once)."""
         assert self.js is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
             info = await self.js.stream_info(stream)
             peers = (info.cluster.replicas or []) if info.cluster else []
+            if replicas == 1 and (info.cluster is None or info.cluster.leader):
+                return
             if (
                 info.cluster
                 and info.cluster.leader
