@@ -28,7 +28,7 @@ from libs.common import subjects
 from libs.common.conflate import Conflated
 from libs.common.contracts import DeadLetter, Message, utcnow
 from libs.common.errors import ConfigurationError, InvalidInputError, TemporaryError
-from libs.common.logging import get_logger
+from libs.common.logging import get_logger, handling
 from libs.common.metrics import ServiceMetrics
 from libs.common.settings import split_urls
 
@@ -545,10 +545,12 @@ class Bus:
                     await res
                 return
             try:
-                await handler(msg, seq)
+                with handling(raw.subject, msg.id):
+                    await handler(msg, seq)
             except Exception as exc:
                 self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
-                self.log.exception("handler failed", subject=subject, msg_id=msg.id)
+                with handling(raw.subject, msg.id):
+                    self.log.exception("handler failed")
                 if self.fatal is not None and not self.fatal.done():
                     self.fatal.set_result(exc)
 
@@ -565,18 +567,19 @@ class Bus:
         return sub
 
     async def _run_handler(self, handler: Handler[M], msg: M, subject: str, fail_closed: bool) -> bool:
-        try:
-            await handler(msg, subject)
-            return True
-        except InvalidInputError as exc:
-            await self.dead_letter(subject, msg.model_dump_json().encode(), str(exc))
-            return True
-        except Exception as exc:
-            self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
-            self.log.exception("handler failed", subject=subject, msg_id=msg.id)
-            if fail_closed and self.fatal is not None and not self.fatal.done():
-                self.fatal.set_result(exc)
-            return False
+        with handling(subject, msg.id):  # the handler's log lines carry subject and msg_id
+            try:
+                await handler(msg, subject)
+                return True
+            except InvalidInputError as exc:
+                await self.dead_letter(subject, msg.model_dump_json().encode(), str(exc))
+                return True
+            except Exception as exc:
+                self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
+                self.log.exception("handler failed")
+                if fail_closed and self.fatal is not None and not self.fatal.done():
+                    self.fatal.set_result(exc)
+                return False
 
     async def last_entry(self, stream: str, subject: str, model: type[M]) -> tuple[M | None, int]:
         """The last message kept for `subject` and its stream sequence ((None, 0) if the stream has none).
