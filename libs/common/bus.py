@@ -25,6 +25,7 @@ from nats.js.errors import APIError, NotFoundError
 from pydantic import ValidationError
 
 from libs.common import subjects
+from libs.common.backoff import connect_retrying
 from libs.common.conflate import Conflated
 from libs.common.contracts import DeadLetter, Message, utcnow
 from libs.common.errors import ConfigurationError, InvalidInputError, TemporaryError
@@ -119,35 +120,43 @@ class Bus:
         kwargs: dict[str, Any] = {}
         if self._user:
             kwargs.update(user=self._user, password=self._password)
-        delay, deadline = 0.2, asyncio.get_running_loop().time() + initial_deadline_s
-        while True:
-            try:
-                self.nc = await nats.connect(
-                    servers=self.servers,
-                    name=f"bnml-{self.service}",
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    connect_timeout=connect_timeout,
-                    allow_reconnect=True,
-                    pending_size=64 * 1024 * 1024,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected,
-                    closed_cb=self._on_closed,
-                    **kwargs,
-                )
-                break
-            except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
-                if not retry_initial or asyncio.get_running_loop().time() > deadline:
-                    raise TemporaryError(f"cannot connect to NATS at {self.url}: {exc}") from exc
-                self.log.warning("nats not reachable yet; retrying", url=self.url, retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 3.0)
-        self.js = self.nc.jetstream(timeout=5.0)
+
+        async def attempt() -> NatsClient:
+            return await nats.connect(
+                servers=self.servers,
+                name=f"bnml-{self.service}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                connect_timeout=connect_timeout,
+                allow_reconnect=True,
+                pending_size=64 * 1024 * 1024,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+                closed_cb=self._on_closed,
+                **kwargs,
+            )
+
+        unreachable = (OSError, nats.errors.NoServersError, TimeoutError)
+        retrying = connect_retrying(
+            unreachable,
+            first_s=0.2,
+            max_s=3.0,
+            deadline_s=initial_deadline_s if retry_initial else 0.0,
+            on_retry=lambda exc, wait: self.log.warning(
+                "nats not reachable yet; retrying", url=self.url, retry_in_s=round(wait, 3)
+            ),
+        )
+        try:
+            nc: NatsClient = await retrying(attempt)
+        except unreachable as exc:
+            raise TemporaryError(f"cannot connect to NATS at {self.url}: {exc}") from exc
+        self.nc = nc
+        self.js = nc.jetstream(timeout=5.0)
         self._connected_gauge.set(1)
         self.log.info(
             "nats connected",
-            url=str(self.nc.connected_url.netloc if self.nc.connected_url else ""),
+            url=str(nc.connected_url.netloc if nc.connected_url else ""),
             servers=len(self.servers),
         )
 
