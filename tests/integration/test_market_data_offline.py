@@ -11,7 +11,7 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import Candle, MarketStatus, Tick, UniverseChanged
-from tests.helpers import DATA, wait_until
+from tests.helpers import DATA, wait_heartbeat, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,7 @@ async def test_replay_through_the_bus_is_deterministic(services, bus, tmp_path, 
             timeout=60,
             message=f"{n_bars} replayed candles per symbol",
         )
-        await wait_until(lambda md=md: "replay finished" in md.logs(), timeout=30, message="replay finished")
+        await wait_heartbeat(bus, "market_data", timeout=30, where=lambda hb: "replay finished" in hb.detail)
         await asyncio.sleep(0.3)
         md.stop()
         results.append(
