@@ -273,6 +273,14 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, m
         await asyncio.sleep(interval)
 
 
+async def barrier(bus: Bus, subject: str, marker, arrived, timeout: float = 10.0) -> None:
+    """A marker barrier instead of a "let it land" sleep: publish `marker` on `subject` after the thing and wait
+    until `arrived()` (the recorder holds it). One subscription hands its messages over in order, so what reached
+    this connection on it before the marker (from a publisher that has flushed or exited) has been handled."""
+    await bus.publish(subject, marker)
+    await wait_until(arrived, timeout=timeout, message=f"the marker on {subject}")
+
+
 async def wait_heartbeat(bus: Bus, service: str, timeout: float = 15.0, where=None) -> Heartbeat:
     """The service's next heartbeat (the next one `where(hb)` accepts, when given): readiness and state from
     the bus, not from a log line."""
