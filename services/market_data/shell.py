@@ -6,7 +6,7 @@ md.universe; raises SEV-2 alerts when data goes stale or freezes.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from libs.common import subjects
 from libs.common.contracts import Heartbeat, MarketStatus, ShardInfo, UniverseChanged
@@ -25,6 +25,9 @@ from services.market_data.staleness import (
 )
 from services.market_data.synthetic import SyntheticMarket, synthetic_symbols
 from services.market_data.universe import diff_universe
+
+if TYPE_CHECKING:
+    from services.market_data.live import SourcePorts
 
 CLOSE_GRACE_MS = 500
 
@@ -136,7 +139,9 @@ class MarketDataService:
         rt.spawn(self._last_loop(md.last_interval_ms / 2000), "md-last")
         rt.spawn(self._run_source(), f"md-source-{self.mode}")
 
-    def _source_ports(self, rt: Runtime) -> Any:
+    def _source_ports(self, rt: Runtime) -> SourcePorts:
+        """What the Binance source is given: the runtime's clock, logger, alerts and metrics, this service's
+        universe and shard, and the signal heartbeats (it replays kline history to a new signal process)."""
         from services.market_data.live import SourcePorts
 
         async def subscribe_heartbeats(handler: Any) -> Any:
