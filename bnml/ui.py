@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -164,8 +164,8 @@ def track(
     items: Iterable[Any], description: str, total: float | None = None, *, stream: IO[str] | None = None
 ) -> Iterator[Any]:
     """Iterate over `items` with a progress bar on a terminal (see `progress`)."""
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
+    if total is None and isinstance(items, Sized):
+        total = len(items)
     with progress(description, total, stream=stream) as advance:
         for item in items:
             yield item

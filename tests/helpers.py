@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -61,9 +64,13 @@ class ServiceProcess:
         # `label` names a second instance of one service (`signal-1`): its own log file
         self.name, self.env, self.log_path = name, env, log_dir / f"{label or name}.log"
         self.proc: subprocess.Popen | None = None
+        self.started_at = (
+            0.0  # wall-clock time of the launch (heartbeats from earlier processes are not ours)
+        )
 
     def start(self) -> ServiceProcess:
         log = open(self.log_path, "ab")
+        self.started_at = time.time()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{self.name}"],
             cwd=ROOT,
@@ -79,14 +86,36 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def wait_started(self, timeout: float = 30.0) -> ServiceProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if '"event": "started"' in self.logs():
-                return self
-            if self.proc and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.name} did not start in {timeout}s:\n{self.logs()[-3000:]}")
+        """Ready when this process's first heartbeat is on the bus (sent once `start` has returned), not when a
+        log line says so. (The log is read only to explain a failure.)"""
+        watch = HeartbeatWatch(
+            self.env["NATS_URL"],
+            self.name,
+            self._mine,
+            user=self.env.get("BNML_NATS__USER", ""),
+            password=self.env.get("BNML_NATS__PASSWORD", ""),
+        ).start()
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if watch.seen.wait(0.05):
+                    return self
+                if self.proc and self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.proc.returncode}:\n{self.logs()[-3000:]}"
+                    )
+            raise TimeoutError(f"{self.name} did not start in {timeout}s:\n{self.logs()[-3000:]}")
+        finally:
+            watch.stop()
+
+    def _mine(self, hb: dict) -> bool:
+        """A heartbeat from this process: its runtime began after our launch and, for a shard, its index."""
+        began = datetime.fromisoformat(hb["ts"]).timestamp() - float(hb["uptime_s"])
+        if began < self.started_at - 0.05:
+            return False
+        index = self.env.get(f"BNML_{self.name.upper()}__SHARD__INDEX")
+        shard = hb.get("shard")
+        return index is None or shard is None or int(shard["index"]) == int(index)
 
     @property
     def alive(self) -> bool:
@@ -108,6 +137,58 @@ class ServiceProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+
+class HeartbeatWatch:
+    """Watches `svc.heartbeat.<service>` on its own thread and loop (callers may be sync or inside a loop);
+    `seen` is set at the first heartbeat `accept(heartbeat_dict)` takes."""
+
+    def __init__(self, nats_url: str, service: str, accept, user: str = "", password: str = "") -> None:
+        self.url, self.subject, self.accept = nats_url, subjects.heartbeat(service), accept
+        self.auth = {"user": user, "password": password} if user else {}
+        self.seen = threading.Event()
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self) -> HeartbeatWatch:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    async def _run(self) -> None:
+        import nats
+
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        try:
+            nc = await nats.connect(
+                servers=[u.strip() for u in self.url.split(",") if u.strip()],
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.1,
+                **self.auth,
+            )
+        except Exception:
+            self._ready.set()
+            raise
+
+        async def cb(msg) -> None:
+            try:
+                if self.accept(json.loads(msg.data)):
+                    self.seen.set()
+            except (ValueError, KeyError, TypeError):
+                pass  # not a heartbeat we can read: not ours
+
+        await nc.subscribe(self.subject, cb=cb)
+        await nc.flush()
+        self._ready.set()
+        await self._stop.wait()
+        await nc.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(5)
 
 
 class ServiceFactory:
@@ -192,13 +273,23 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, m
         await asyncio.sleep(interval)
 
 
-async def wait_heartbeat(bus: Bus, service: str, timeout: float = 15.0) -> Heartbeat:
+async def barrier(bus: Bus, subject: str, marker, arrived, timeout: float = 10.0) -> None:
+    """A marker barrier instead of a "let it land" sleep: publish `marker` on `subject` after the thing and wait
+    until `arrived()` (the recorder holds it). One subscription hands its messages over in order, so what reached
+    this connection on it before the marker (from a publisher that has flushed or exited) has been handled."""
+    await bus.publish(subject, marker)
+    await wait_until(arrived, timeout=timeout, message=f"the marker on {subject}")
+
+
+async def wait_heartbeat(bus: Bus, service: str, timeout: float = 15.0, where=None) -> Heartbeat:
+    """The service's next heartbeat (the next one `where(hb)` accepts, when given): readiness and state from
+    the bus, not from a log line."""
     from libs.common import subjects
 
     got: asyncio.Future[Heartbeat] = asyncio.get_running_loop().create_future()
 
     async def on_hb(hb: Heartbeat, subject: str) -> None:
-        if not got.done():
+        if not got.done() and (where is None or where(hb)):
             got.set_result(hb)
 
     sub = await bus.subscribe(subjects.heartbeat(service), Heartbeat, on_hb)
@@ -206,6 +297,8 @@ async def wait_heartbeat(bus: Bus, service: str, timeout: float = 15.0) -> Heart
         return await asyncio.wait_for(got, timeout)
     finally:
         await sub.unsubscribe()
+        if sub in bus._subs:
+            bus._subs.remove(sub)
 
 
 def ops_api_url(proc: ServiceProcess) -> str:

@@ -87,7 +87,8 @@ class DownloadError(RuntimeError):
 async def _fetch_range(ex, symbol: str, timeframe: str, tf_ms: int, a: int, b: int, policy, on_page) -> None:
     """Pages of up to 1000 bars over [a, b); `on_page(rows)` gets each page's rows (open < b)."""
     from libs.common.errors import InvalidInputError, OperationalError, TemporaryError
-    from services.market_data.ccxt_adapter import ExchangeBanned, call, error_kind
+    from services.market_data.backoff import backoff_kind
+    from services.market_data.ccxt_adapter import ExchangeBanned, call
 
     since = a
     while since < b:
@@ -114,7 +115,7 @@ async def _fetch_range(ex, symbol: str, timeframe: str, tf_ms: int, a: int, b: i
             policy.on_error("banned", time.monotonic(), wait)
             continue
         except TemporaryError as exc:
-            d = policy.on_error(error_kind(exc), time.monotonic(), getattr(exc, "retry_after_s", None))  # type: ignore[arg-type]
+            d = policy.on_error(backoff_kind(exc), time.monotonic(), getattr(exc, "retry_after_s", None))
             if d.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
                 raise DownloadError(
                     f"{symbol}: {d.consecutive_errors} errors in a row, last: {exc}"

@@ -25,10 +25,11 @@ from nats.js.errors import APIError, NotFoundError
 from pydantic import ValidationError
 
 from libs.common import subjects
+from libs.common.backoff import connect_retrying
 from libs.common.conflate import Conflated
 from libs.common.contracts import DeadLetter, Message, utcnow
 from libs.common.errors import ConfigurationError, InvalidInputError, TemporaryError
-from libs.common.logging import get_logger
+from libs.common.logging import get_logger, handling
 from libs.common.metrics import ServiceMetrics
 from libs.common.settings import split_urls
 
@@ -119,35 +120,43 @@ class Bus:
         kwargs: dict[str, Any] = {}
         if self._user:
             kwargs.update(user=self._user, password=self._password)
-        delay, deadline = 0.2, asyncio.get_running_loop().time() + initial_deadline_s
-        while True:
-            try:
-                self.nc = await nats.connect(
-                    servers=self.servers,
-                    name=f"bnml-{self.service}",
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    connect_timeout=connect_timeout,
-                    allow_reconnect=True,
-                    pending_size=64 * 1024 * 1024,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected,
-                    closed_cb=self._on_closed,
-                    **kwargs,
-                )
-                break
-            except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
-                if not retry_initial or asyncio.get_running_loop().time() > deadline:
-                    raise TemporaryError(f"cannot connect to NATS at {self.url}: {exc}") from exc
-                self.log.warning("nats not reachable yet; retrying", url=self.url, retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 3.0)
-        self.js = self.nc.jetstream(timeout=5.0)
+
+        async def attempt() -> NatsClient:
+            return await nats.connect(
+                servers=self.servers,
+                name=f"bnml-{self.service}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                connect_timeout=connect_timeout,
+                allow_reconnect=True,
+                pending_size=64 * 1024 * 1024,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+                closed_cb=self._on_closed,
+                **kwargs,
+            )
+
+        unreachable = (OSError, nats.errors.NoServersError, TimeoutError)
+        retrying = connect_retrying(
+            unreachable,
+            first_s=0.2,
+            max_s=3.0,
+            deadline_s=initial_deadline_s if retry_initial else 0.0,
+            on_retry=lambda exc, wait: self.log.warning(
+                "nats not reachable yet; retrying", url=self.url, retry_in_s=round(wait, 3)
+            ),
+        )
+        try:
+            nc: NatsClient = await retrying(attempt)
+        except unreachable as exc:
+            raise TemporaryError(f"cannot connect to NATS at {self.url}: {exc}") from exc
+        self.nc = nc
+        self.js = nc.jetstream(timeout=5.0)
         self._connected_gauge.set(1)
         self.log.info(
             "nats connected",
-            url=str(self.nc.connected_url.netloc if self.nc.connected_url else ""),
+            url=str(nc.connected_url.netloc if nc.connected_url else ""),
             servers=len(self.servers),
         )
 
@@ -551,10 +560,12 @@ class Bus:
                     await res
                 return
             try:
-                await handler(msg, seq)
+                with handling(raw.subject, msg.id):
+                    await handler(msg, seq)
             except Exception as exc:
                 self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
-                self.log.exception("handler failed", subject=subject, msg_id=msg.id)
+                with handling(raw.subject, msg.id):
+                    self.log.exception("handler failed")
                 if self.fatal is not None and not self.fatal.done():
                     self.fatal.set_result(exc)
 
@@ -571,18 +582,19 @@ class Bus:
         return sub
 
     async def _run_handler(self, handler: Handler[M], msg: M, subject: str, fail_closed: bool) -> bool:
-        try:
-            await handler(msg, subject)
-            return True
-        except InvalidInputError as exc:
-            await self.dead_letter(subject, msg.model_dump_json().encode(), str(exc))
-            return True
-        except Exception as exc:
-            self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
-            self.log.exception("handler failed", subject=subject, msg_id=msg.id)
-            if fail_closed and self.fatal is not None and not self.fatal.done():
-                self.fatal.set_result(exc)
-            return False
+        with handling(subject, msg.id):  # the handler's log lines carry subject and msg_id
+            try:
+                await handler(msg, subject)
+                return True
+            except InvalidInputError as exc:
+                await self.dead_letter(subject, msg.model_dump_json().encode(), str(exc))
+                return True
+            except Exception as exc:
+                self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
+                self.log.exception("handler failed")
+                if fail_closed and self.fatal is not None and not self.fatal.done():
+                    self.fatal.set_result(exc)
+                return False
 
     async def last_entry(self, stream: str, subject: str, model: type[M]) -> tuple[M | None, int]:
         """The last message kept for `subject` and its stream sequence ((None, 0) if the stream has none).

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
-from libs.common.errors import OperationalError, TemporaryError
+from libs.common.errors import InvalidInputError, OperationalError, TemporaryError
 
 _STATUS_RE = re.compile(r"^\s*binance\s+(\d{3})\b")
 _BANNED_UNTIL_RE = re.compile(r"banned until (\d{12,14})")
@@ -33,6 +33,23 @@ class ExchangeBanned(OperationalError):
     def __init__(self, message: str, retry_after_s: float | None = None):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+ErrorKind = Literal["banned", "rate_limited", "temporary", "invalid", "operational"]
+
+
+def error_kind(err: BaseException) -> ErrorKind:
+    """The classification of a mapped BN-ML error (a metric label; services' retry predicates decide on it):
+    banned (418), rate_limited (429), temporary (retry later), invalid (do not retry as is), operational."""
+    if isinstance(err, ExchangeBanned):
+        return "banned"
+    if isinstance(err, RateLimited):
+        return "rate_limited"
+    if isinstance(err, TemporaryError):
+        return "temporary"
+    if isinstance(err, InvalidInputError):
+        return "invalid"
+    return "operational"
 
 
 def header(headers: Mapping[str, Any] | None, name: str) -> str | None:

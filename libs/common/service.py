@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from libs.common import subjects
+from libs.common.backoff import connect_retrying
 from libs.common.bus import Bus
 from libs.common.clock import WALL, Clock, clock_for
 from libs.common.contracts import Alert, Heartbeat, Severity, utcnow
@@ -139,17 +140,18 @@ async def _heartbeat_loop(rt: Runtime, app: ServiceApp) -> None:
 async def _connect_with_retry(
     what: str, log: Logger, attempt: Callable[[], Awaitable[T]], deadline_s: float = 60.0
 ) -> T:
-    """Retry a start-up connection with backoff; a configuration error is never retried."""
-    delay, start = 0.2, time.monotonic()
-    while True:
-        try:
-            return await attempt()
-        except TemporaryError as exc:
-            if time.monotonic() - start > deadline_s:
-                raise
-            log.warning(f"{what} not ready; retrying", error=str(exc), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    """Retry a start-up connection with backoff (0.2 s doubling to 5 s, for `deadline_s`); only a temporary
+    error is retried (a configuration error never is)."""
+    retrying = connect_retrying(
+        TemporaryError,
+        first_s=0.2,
+        max_s=5.0,
+        deadline_s=deadline_s,
+        on_retry=lambda exc, wait: log.warning(
+            f"{what} not ready; retrying", error=str(exc), retry_in_s=round(wait, 3)
+        ),
+    )
+    return await retrying(attempt)
 
 
 async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> int:

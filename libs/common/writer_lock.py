@@ -90,7 +90,7 @@ class WriterLock:
             self.url,
             autocommit=True,
             row_factory=dict_row,
-            connect_timeout=self.connect_timeout_s,  # type: ignore[arg-type]
+            connect_timeout=self.connect_timeout_s,  # type: ignore[arg-type]  # float kept on purpose (above)
         )
         if self.session_timeout_s is not None:
             # A paused holder's session (and so its lock) ends after this long without a query.

@@ -6,20 +6,28 @@ md.universe; raises SEV-2 alerts when data goes stale or freezes.
 from __future__ import annotations
 
 import asyncio
-import time
-from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from libs.common import subjects
-from libs.common.contracts import MarketStatus, ShardInfo, UniverseChanged, utcnow
+from libs.common.contracts import Heartbeat, MarketStatus, ShardInfo, UniverseChanged
 from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
 from libs.common.shard import Shard, digest
 from services.market_data.candles import CandleAggregator
 from services.market_data.publisher import Publisher
 from services.market_data.sources import ReplaySource, SyntheticSource, coarser_timeframes, load_replay
-from services.market_data.staleness import StalenessTracker, StatusChange
+from services.market_data.staleness import (
+    StaleAction,
+    StaleAlert,
+    StalenessAlerts,
+    StalenessTracker,
+    StatusChange,
+)
 from services.market_data.synthetic import SyntheticMarket, synthetic_symbols
 from services.market_data.universe import diff_universe
+
+if TYPE_CHECKING:
+    from services.market_data.live import SourcePorts
 
 CLOSE_GRACE_MS = 500
 
@@ -32,12 +40,7 @@ class MarketDataService:
         self.rt: Runtime | None = None
         self.symbols: list[str] = []
         self.mode = "synthetic"
-        self.source = None
-        self._ever_fresh: set[str] = set()
-        self._stale_alerted = False
-        self._frozen_alerted: set[str] = set()
-        self._no_data_alerted = False
-        self._started_mono = time.monotonic()
+        self.source: Any = None
         self._replay_done = False
         self.shard = Shard()
         self._shard_digest: tuple[tuple[str, ...], str] = ((), digest(()))
@@ -53,6 +56,7 @@ class MarketDataService:
         # one publisher; a dead shard's symbols go stale (risk holds them) until it is back.
         self.shard = md.shard.shard()
         self.tracker = StalenessTracker(md.stale_after_s, md.frozen_after_s)
+        self.alerts = StalenessAlerts(md.stale_after_s, rt.clock.monotonic(), self.mode)
         m = rt.metrics
         self.m_age = m.gauge("symbol_age_seconds", "Seconds since the last update, per symbol", ["symbol"])
         self.m_stale = m.gauge("symbol_stale", "1 while the symbol is stale", ["symbol"])
@@ -112,7 +116,7 @@ class MarketDataService:
             from_klines, from_ticks = split_timeframes(md.candle_timeframes, md.binance.klines)
             aggregator = CandleAggregator(from_ticks)
             rt.log.info("live candles", from_exchange_klines=from_klines, from_ticks=from_ticks)
-            self.source = BinanceSource(self, md, self.shard.select(s.symbols))
+            self.source = BinanceSource(self._source_ports(rt), md, self.shard.select(s.symbols))
             symbols = self.shard.select(s.symbols) if md.universe.mode == "fixed" else []
             reason = "config (binance)"
         self.pub = Publisher(
@@ -135,6 +139,27 @@ class MarketDataService:
         rt.spawn(self._last_loop(md.last_interval_ms / 2000), "md-last")
         rt.spawn(self._run_source(), f"md-source-{self.mode}")
 
+    def _source_ports(self, rt: Runtime) -> SourcePorts:
+        """What the Binance source is given: the runtime's clock, logger, alerts and metrics, this service's
+        universe and shard, and the signal heartbeats (it replays kline history to a new signal process)."""
+        from services.market_data.live import SourcePorts
+
+        async def subscribe_heartbeats(handler: Any) -> Any:
+            return await rt.bus.subscribe(subjects.heartbeat("signal"), Heartbeat, handler)
+
+        return SourcePorts(
+            clock=rt.clock,
+            log=rt.log,
+            metrics=rt.metrics,
+            alert=rt.alert,
+            subscribe_heartbeats=subscribe_heartbeats,
+            symbols=lambda: self.symbols,
+            set_universe=self.set_universe,
+            owned=self.shard.select,
+            errors=self.m_errors,
+            backoff_state=self.m_backoff,
+        )
+
     def _refuse_empty_shard(self, symbols: list[str]) -> None:
         if not symbols:
             raise ConfigurationError(
@@ -145,14 +170,15 @@ class MarketDataService:
 
     async def _run_source(self) -> None:
         assert self.source is not None
-        started = time.monotonic()
+        clock = self.rt.clock
+        started = clock.monotonic()
         await self.source.run(self.pub)
-        elapsed_s = round(time.monotonic() - started, 3)
+        elapsed_s = round(clock.monotonic() - started, 3)
         if self.mode == "replay":
             self._replay_done = True
             self.rt.log.info(
                 "replay finished",
-                bars=self.source.bars_done,  # type: ignore[union-attr]
+                bars=self.source.bars_done,
                 ticks=self.pub.ticks_published,
                 candles=self.pub.candles_published,
             )
@@ -185,21 +211,11 @@ class MarketDataService:
         )
 
     def health(self) -> tuple[str, str]:
-        if not hasattr(self, "tracker"):
+        if not hasattr(self, "alerts") or self.rt is None:
             return "ok", "starting"
-        details = []
-        state = getattr(self.source, "backoff_state", "ok")
-        if state != "ok":
-            details.append(f"source {state}")
         fresh, stale = self.tracker.counts()
-        if stale and (
-            self._ever_fresh
-            or time.monotonic() - self._started_mono > self.rt.settings.market_data.stale_after_s
-        ):
-            details.append(f"{stale}/{fresh + stale} symbols stale")
-        if self._replay_done:
-            details.append("replay finished")
-        return ("degraded" if (state != "ok" or (stale and self._ever_fresh)) else "ok"), "; ".join(details)
+        state = getattr(self.source, "backoff_state", "ok")
+        return self.alerts.health(fresh, stale, self.rt.clock.monotonic(), state, self._replay_done)
 
     # -- universe ---------------------------------------------------------------------------------
     async def set_universe(self, symbols: list[str], reason: str) -> None:
@@ -214,21 +230,21 @@ class MarketDataService:
             except Exception as exc:  # the change is still published, just diffed against nothing
                 rt.log.warning("cannot read the previous universe", error=str(exc))
         added, removed = diff_universe(previous, symbols)
-        now = time.monotonic()
+        now = rt.clock.monotonic()
         for sym in symbols:
             self.tracker.track(sym, now)
         for sym in set(self.symbols) - set(symbols):
             self.tracker.untrack(sym)
             self.pub.aggregator.drop(sym)
             self.pub.last.forget(sym)
-            self._ever_fresh.discard(sym)
+            self.alerts.forget(sym)
             await self._publish_status(StatusChange(sym, "stale", 0.0, "left the universe"))
         first = not self.symbols
         self.symbols = list(symbols)
         self.m_universe.set(len(symbols))
         if first or added or removed:
             msg = UniverseChanged(
-                ts=utcnow(), symbols=list(symbols), added=added, removed=removed, reason=reason
+                ts=rt.clock.now(), symbols=list(symbols), added=added, removed=removed, reason=reason
             )
             await rt.bus.publish(subjects.universe(), msg)
             rt.log.info(
@@ -238,7 +254,11 @@ class MarketDataService:
     # -- freshness --------------------------------------------------------------------------------
     async def _publish_status(self, ch: StatusChange) -> None:
         msg = MarketStatus(
-            ts=utcnow(), symbol=ch.symbol, status=ch.status, age_s=round(ch.age_s, 3), reason=ch.reason
+            ts=self.rt.clock.now(),
+            symbol=ch.symbol,
+            status=ch.status,
+            age_s=round(ch.age_s, 3),
+            reason=ch.reason,
         )
         await self.rt.bus.publish(subjects.market_status(ch.symbol), msg)
 
@@ -264,7 +284,7 @@ class MarketDataService:
             await asyncio.sleep(interval)
 
     async def _status_once(self, md, last_snapshot: float, aggregate_by_time: bool) -> float:
-        mono = time.monotonic()
+        mono = self.rt.clock.monotonic()
         for ch in self.tracker.evaluate(mono):
             await self._on_change(ch)
         if mono - last_snapshot >= md.status_interval_s:
@@ -276,12 +296,17 @@ class MarketDataService:
         self.m_stale_count.set(stale)
         for sym in self.tracker.symbols:
             self.m_age.labels(symbol=subjects.exchange_symbol(sym)).set(self.tracker.age(sym, mono))
-        await self._alert_on_staleness(stale, mono)
+        stale_now = [sym for sym in self.tracker.symbols if self.tracker.status(sym) == "stale"]
+        await self._act(
+            self.alerts.on_pass(
+                stale_now, mono, has_symbols=bool(self.symbols), replay_done=self._replay_done
+            )
+        )
         if aggregate_by_time:
             # live ticks carry the exchange's time: give them a moment to arrive before closing a bar
             grace_ms = 0 if self.mode == "synthetic" else CLOSE_GRACE_MS
             await self.pub.close_due(
-                int(datetime.now(UTC).timestamp() * 1000) - grace_ms, self._source_label()
+                int(self.rt.clock.now().timestamp() * 1000) - grace_ms, self._source_label()
             )
         src = self.source
         if src is not None and hasattr(src, "backoff"):
@@ -292,53 +317,19 @@ class MarketDataService:
         return {"synthetic": "synthetic", "replay": "replay"}.get(self.mode, "binance")
 
     async def _on_change(self, ch: StatusChange) -> None:
-        rt = self.rt
         await self._publish_status(ch)
         exch = subjects.exchange_symbol(ch.symbol)
         self.m_stale.labels(symbol=exch).set(1 if ch.status == "stale" else 0)
         self.m_status.labels(status=ch.status).inc()
-        if ch.status == "fresh":
-            self._ever_fresh.add(ch.symbol)
-            self._frozen_alerted.discard(ch.symbol)
-            rt.log.info("symbol fresh", symbol=ch.symbol)
-        else:
-            rt.log.warning("symbol stale", symbol=ch.symbol, age_s=round(ch.age_s, 2), reason=ch.reason)
-        if ch.frozen and ch.symbol not in self._frozen_alerted:
-            self._frozen_alerted.add(ch.symbol)
-            await rt.alert(
-                "SEV-2",
-                f"market data frozen: {ch.symbol}",
-                ch.reason,
-                dedup_key=f"market_data:frozen:{ch.symbol}",
-            )
+        await self._act(self.alerts.on_change(ch))
 
-    async def _alert_on_staleness(self, stale: int, mono: float) -> None:
+    async def _act(self, actions: list[StaleAction]) -> None:
+        """Carry out what the staleness rules decided: raise the alerts, write the lines."""
         rt = self.rt
-        md = rt.settings.market_data
-        stale_known = [s for s in self._ever_fresh if self.tracker.status(s) == "stale"]
-        if stale_known and not self._stale_alerted:
-            self._stale_alerted = True
-            await rt.alert(
-                "SEV-2",
-                "market data stale",
-                f"{len(stale_known)} symbol(s) without fresh data for > {md.stale_after_s:g}s "
-                f"(e.g. {', '.join(sorted(stale_known)[:5])}); risk holds them",
-                dedup_key="market_data:stale",
-            )
-        elif not stale_known and self._stale_alerted:
-            self._stale_alerted = False
-            rt.log.info("market data fresh again")
-        if (
-            not self._ever_fresh
-            and not self._no_data_alerted
-            and self.symbols
-            and not self._replay_done
-            and mono - self._started_mono > 3 * md.stale_after_s
-        ):
-            self._no_data_alerted = True
-            await rt.alert(
-                "SEV-2",
-                "no market data since start",
-                f"mode {self.mode}: no symbol has had a fresh update in {mono - self._started_mono:.0f}s",
-                dedup_key="market_data:no_data",
-            )
+        for a in actions:
+            if isinstance(a, StaleAlert):
+                await rt.alert(a.severity, a.title, a.detail, dedup_key=a.dedup_key)
+            elif a.level == "info":
+                rt.log.info(a.event, **dict(a.fields))
+            else:
+                rt.log.warning(a.event, **dict(a.fields))

@@ -109,3 +109,125 @@ class StalenessTracker:
         """(fresh, stale)."""
         fresh = sum(1 for s in self._syms.values() if s.status == "fresh")
         return fresh, len(self._syms) - fresh
+
+
+# -- alerting (pure): status changes and counts in, alert/log actions out --------------------------------------
+@dataclass(frozen=True)
+class StaleAlert:
+    """An alert the shell raises (`rt.alert`)."""
+
+    severity: Literal["SEV-2"]
+    title: str
+    detail: str
+    dedup_key: str
+
+
+@dataclass(frozen=True)
+class StaleNote:
+    """A line the shell logs (`level` is `info` or `warning`), with its fields."""
+
+    level: Literal["info", "warning"]
+    event: str
+    fields: tuple[tuple[str, object], ...] = ()
+
+
+StaleAction = StaleAlert | StaleNote
+
+
+class StalenessAlerts:
+    """When market data's freshness deserves an alert (SEV-2, each once until it clears):
+
+    - a symbol's price froze (once per symbol until it is fresh again);
+    - symbols that had been fresh went stale (once until none of them is stale; then an info line);
+    - no symbol at all has been fresh `3 * stale_after_s` after the start (once; not after a replay ended).
+
+    Also what `health()` reports: degraded while a known symbol is stale, the stale count once any symbol has
+    been fresh or the start grace has passed. Time is a monotonic number of seconds passed in."""
+
+    def __init__(self, stale_after_s: float, started: float, mode: str) -> None:
+        self.stale_after_s = stale_after_s
+        self.started = started
+        self.mode = mode
+        self.ever_fresh: set[str] = set()
+        self._stale_alerted = False
+        self._frozen_alerted: set[str] = set()
+        self._no_data_alerted = False
+
+    def forget(self, symbol: str) -> None:
+        """The symbol left the universe."""
+        self.ever_fresh.discard(symbol)
+
+    def on_change(self, ch: StatusChange) -> list[StaleAction]:
+        out: list[StaleAction] = []
+        if ch.status == "fresh":
+            self.ever_fresh.add(ch.symbol)
+            self._frozen_alerted.discard(ch.symbol)
+            out.append(StaleNote("info", "symbol fresh", (("symbol", ch.symbol),)))
+        else:
+            out.append(
+                StaleNote(
+                    "warning",
+                    "symbol stale",
+                    (("symbol", ch.symbol), ("age_s", round(ch.age_s, 2)), ("reason", ch.reason)),
+                )
+            )
+        if ch.frozen and ch.symbol not in self._frozen_alerted:
+            self._frozen_alerted.add(ch.symbol)
+            out.append(
+                StaleAlert(
+                    "SEV-2", f"market data frozen: {ch.symbol}", ch.reason, f"market_data:frozen:{ch.symbol}"
+                )
+            )
+        return out
+
+    def on_pass(
+        self, stale_now: list[str], now: float, *, has_symbols: bool, replay_done: bool
+    ) -> list[StaleAction]:
+        """After a status pass: `stale_now` the symbols currently stale."""
+        out: list[StaleAction] = []
+        stale_known = [s for s in stale_now if s in self.ever_fresh]
+        if stale_known and not self._stale_alerted:
+            self._stale_alerted = True
+            out.append(
+                StaleAlert(
+                    "SEV-2",
+                    "market data stale",
+                    f"{len(stale_known)} symbol(s) without fresh data for > {self.stale_after_s:g}s "
+                    f"(e.g. {', '.join(sorted(stale_known)[:5])}); risk holds them",
+                    "market_data:stale",
+                )
+            )
+        elif not stale_known and self._stale_alerted:
+            self._stale_alerted = False
+            out.append(StaleNote("info", "market data fresh again"))
+        if (
+            not self.ever_fresh
+            and not self._no_data_alerted
+            and has_symbols
+            and not replay_done
+            and now - self.started > 3 * self.stale_after_s
+        ):
+            self._no_data_alerted = True
+            out.append(
+                StaleAlert(
+                    "SEV-2",
+                    "no market data since start",
+                    f"mode {self.mode}: no symbol has had a fresh update in {now - self.started:.0f}s",
+                    "market_data:no_data",
+                )
+            )
+        return out
+
+    def health(
+        self, fresh: int, stale: int, now: float, source_state: str, replay_done: bool
+    ) -> tuple[str, str]:
+        """(`ok` | `degraded`, detail) for the heartbeat."""
+        details = []
+        if source_state != "ok":
+            details.append(f"source {source_state}")
+        if stale and (self.ever_fresh or now - self.started > self.stale_after_s):
+            details.append(f"{stale}/{fresh + stale} symbols stale")
+        if replay_done:
+            details.append("replay finished")
+        degraded = source_state != "ok" or (stale and self.ever_fresh)
+        return ("degraded" if degraded else "ok"), "; ".join(details)

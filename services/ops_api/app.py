@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -87,7 +88,7 @@ class OpsState:
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     ks_results: dict[str, dict] = field(default_factory=dict)  # idempotency: command id -> answer
     ks_inflight: dict[str, asyncio.Future] = field(default_factory=dict)
-    backup_runner: object = None  # async () -> dict, set by the shell
+    backup_runner: Callable[[str], Awaitable[dict]] | None = None  # set by the shell
     backup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     hub: EventHub = field(default_factory=EventHub)  # live updates (GET /events)
     controls: ControlDesk = field(default_factory=ControlDesk)  # pause / resume / exit (POST /control)
@@ -183,10 +184,10 @@ def create_app(state: OpsState) -> FastAPI:
             header = request.headers.get("authorization", "")
             token = header[7:].strip() if header.lower().startswith("bearer ") else ""
             role = role_for(token, cfg.operator_token.get_secret_value(), cfg.viewer_token.get_secret_value())
-            if request.url.path == "/kill-switch" and allows(role, needed):
+            if role is not None and request.url.path == "/kill-switch" and allows(role, needed):
                 # the kill switch stays reachable: a valid token is never throttled here (behind a port proxy
                 # every client may share one address, so someone else's failures must not lock operators out)
-                return role  # type: ignore[return-value]
+                return role
             decision = state.throttle.check(client, now)
             if not decision.allowed:
                 refused.labels(reason="throttled").inc()
@@ -196,10 +197,10 @@ def create_app(state: OpsState) -> FastAPI:
                     "too many failed attempts; retry later",
                     headers={"Retry-After": str(int(decision.retry_after_s) + 1)},
                 )
-            if allows(role, needed):
+            if role is not None and allows(role, needed):  # (allows() is False for None; mypy narrows here)
                 if needed == "operator":
                     state.throttle.success(client)
-                return role  # type: ignore[return-value]
+                return role
             code = 401 if role is None else 403
             reason = "missing or wrong bearer token" if role is None else f"{needed} token required"
             state.throttle.failure(client, now)
@@ -642,7 +643,7 @@ def create_app(state: OpsState) -> FastAPI:
             await audit(request, role, "backup", "busy", 409)
             raise HTTPException(409, "a backup is already running")
         async with state.backup_lock:
-            result = await state.backup_runner("api")  # type: ignore[misc]
+            result = await state.backup_runner("api")
         code = 200 if result["ok"] else 500
         await audit(request, role, "backup", "ok" if result["ok"] else "failed", code, result)
         return JSONResponse(result, status_code=code)

@@ -354,6 +354,7 @@ async def test_a_gap_in_klines_is_filled_with_the_exchanges_own_bars_never_glued
     from libs.common.settings import BotSettings
     from services.market_data.ccxt_adapter import make_exchange as md_exchange
     from services.market_data.live import BinanceSource
+    from tests.kit.market_data import source_ports
 
     class Recorder:
         def __init__(self):
@@ -372,16 +373,15 @@ async def test_a_gap_in_klines_is_filled_with_the_exchanges_own_bars_never_glued
         }
     )
     log = SimpleNamespace(info=lambda *a, **k: None, warning=lambda *a, **k: None)
-    svc = SimpleNamespace(
-        rt=SimpleNamespace(log=log, metrics=metrics),
-        symbols=["BTC/USDT"],
-        m_errors=metrics.counter("source_errors_total", "e", ["kind"]),
-        m_backoff=metrics.gauge("backoff_state", "b"),
+    ports = source_ports(
+        metrics,
+        log=log,
+        symbols=lambda: ["BTC/USDT"],
+        errors=metrics.counter("source_errors_total", "e", ["kind"]),
+        backoff_state=metrics.gauge("backoff_state", "b"),
     )
-    src = BinanceSource(svc, md, ["BTC/USDT"])
+    src = BinanceSource(ports, md, ["BTC/USDT"])
     src.exchange = md_exchange(md.binance)
-    src.m_requests = metrics.counter("exchange_requests_total", "r", ["what"])
-    src.m_gaps = metrics.counter("kline_gaps_total", "g", ["timeframe"])
     try:
         rows = await src.exchange.fetch_ohlcv("BTC/USDT", "1h", limit=40)
         pub = Recorder()

@@ -11,7 +11,8 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import Candle, MarketStatus, Tick, UniverseChanged
-from tests.helpers import DATA, wait_until
+from tests.helpers import DATA, barrier, wait_heartbeat, wait_until
+from tests.kit.builders import marker_candle, marker_tick
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +58,21 @@ def _content(t: Tick) -> tuple:
 
 def _candle_content(c: Candle) -> tuple:
     return (c.symbol, c.timeframe, c.open_time, c.close_time, c.open, c.high, c.low, c.close, c.volume)
+
+
+async def _tick_barrier(bus, rec: Recorder) -> None:
+    mk = marker_tick()
+    await barrier(bus, subjects.tick(mk.symbol), mk, lambda: any(t.id == mk.id for t in rec.ticks[mk.symbol]))
+
+
+async def _candle_barrier(bus, rec: Recorder) -> None:
+    mk = marker_candle()
+    await barrier(
+        bus,
+        subjects.candle(mk.symbol, mk.timeframe),
+        mk,
+        lambda: any(c.id == mk.id for c in rec.candles[(mk.symbol, mk.timeframe)]),
+    )
 
 
 SYNTH = {
@@ -112,7 +128,8 @@ async def test_synthetic_ticks_through_the_bus_are_the_same_for_the_same_seed(se
         runs.append(
             {s: [_content(t) for t in rec.ticks[s][:30]] for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")}
         )
-        await asyncio.sleep(0.3)  # late messages of this run land in this recorder, not the next
+        # late messages of this run land in this recorder, not the next
+        await _tick_barrier(bus, rec)
         for sub in list(bus._subs):
             await sub.unsubscribe()
         bus._subs.clear()
@@ -155,8 +172,9 @@ async def test_replay_through_the_bus_is_deterministic(services, bus, tmp_path, 
             timeout=60,
             message=f"{n_bars} replayed candles per symbol",
         )
-        await wait_until(lambda md=md: "replay finished" in md.logs(), timeout=30, message="replay finished")
-        await asyncio.sleep(0.3)
+        await wait_heartbeat(bus, "market_data", timeout=30, where=lambda hb: "replay finished" in hb.detail)
+        await _tick_barrier(bus, rec)
+        await _candle_barrier(bus, rec)
         md.stop()
         results.append(
             (

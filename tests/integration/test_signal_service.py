@@ -19,7 +19,7 @@ from services.signal.registry import read_current, set_current, update_metadata
 from services.signal.synthetic import synthetic_candles
 from services.signal.train import ensure_model, run_training
 from tests.helpers import wait_heartbeat, wait_until
-from tests.unit.signal.conftest import make_settings
+from tests.kit.signal import make_settings
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -1,29 +1,24 @@
-"""Fixtures for the backtest tests: the settings, the markets, a model trained on the real BTCUSDT 1h bars."""
+"""Fixtures for the backtest tests: the settings, the markets, a model trained on the real BTCUSDT 1h bars.
+The builders are in tests/kit/backtest.py."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from libs.common import ohlcv
 from libs.common.markets import DEFAULT_MARKETS_PATH, Markets
-from libs.common.settings import BotSettings
 from services.signal.registry import load_model
 from services.signal.train import run_training
+from tests.kit.backtest import BTC_1H, DATA, settings_for
 
-DATA = Path(__file__).resolve().parents[3] / "data" / "ohlcv"
-BTC_1H = DATA / "BTCUSDT-1h.csv"
-
-
-def settings_for(models_dir: Path, **risk) -> BotSettings:
-    base = BotSettings()
-    sig = base.signal.model_copy(update={"models_dir": str(models_dir)})
-    train = sig.train.model_copy(update={"data": str(BTC_1H), "folds": 2})
-    sig = sig.model_copy(update={"train": train})
-    return base.model_copy(
-        update={"signal": sig, "symbols": ["BTC/USDT"], "risk": base.risk.model_copy(update=risk)}
-    )
+__all__ = [
+    "BTC_1H",
+    "DATA",
+    "btc_1h",
+    "btc_model",
+    "markets",
+    "settings_for",
+]  # builders importable from here
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from backtest.engine import Backtest, Series, price_places
 from backtest.report import null_p_value
 from backtest.run import BacktestError, apply_overrides, load_series, null_shifts, run_backtest
 from libs.common.ohlcv import OhlcvError
-from tests.unit.backtest.conftest import BTC_1H, DATA
+from tests.kit.backtest import BTC_1H, DATA
 
 WINDOW = (1_633_046_400_000 + 2000 * 3_600_000, 1_633_046_400_000 + 2800 * 3_600_000)  # 800 bars of 2021-22
 
@@ -178,7 +178,7 @@ def test_training_walk_forward_folds_are_traded_by_the_full_stack(tmp_path):
     import json as _json
 
     from services.signal.train import run_training
-    from tests.unit.backtest.conftest import settings_for
+    from tests.kit.backtest import settings_for
 
     settings = settings_for(tmp_path)
     path = run_training(settings, progress=lambda m: None, drift_replay=False, full_stack=True, promote=False)
@@ -201,7 +201,7 @@ def test_training_walk_forward_folds_are_traded_by_the_full_stack(tmp_path):
 
 def test_training_refuses_a_file_with_gaps_unless_allowed(tmp_path):
     from services.signal.train import run_training
-    from tests.unit.backtest.conftest import settings_for
+    from tests.kit.backtest import settings_for
 
     rows = BTC_1H.read_text().splitlines()
     holed = tmp_path / "BTCUSDT-1h.csv"

@@ -104,3 +104,64 @@ def test_next_request_is_never_allowed_before_the_last_retry_after_or_ban(events
         assert p.until >= must_wait_until  # a promised wait is never shortened
         assert not p.allowed(must_wait_until - 1e-6) or must_wait_until <= now
         now += d.wait_s / 2  # the next error comes before the wait is over (a concurrent request)
+
+
+# -- tenacity wiring: the retry predicate and the pass retrier -------------------------------------------------
+import asyncio  # noqa: E402
+
+from libs.common.ccxt_errors import ExchangeBanned, RateLimited  # noqa: E402
+from libs.common.errors import InvalidInputError, OperationalError, TemporaryError  # noqa: E402
+from services.market_data.backoff import backoff_kind, retries  # noqa: E402
+
+
+def test_policy_kind_of_each_classified_error():
+    assert backoff_kind(ExchangeBanned("418", 5)) == "banned"
+    assert backoff_kind(RateLimited("429")) == "rate_limited"
+    for err in (TemporaryError("t"), InvalidInputError("i"), OperationalError("o"), ValueError("v")):
+        assert backoff_kind(err) == "temporary"  # the loop never dies: anything else backs off
+
+
+def test_everything_but_a_cancellation_is_retried():
+    assert retries(TemporaryError("t")) and retries(OperationalError("o")) and retries(KeyError("k"))
+    assert not retries(asyncio.CancelledError())
+
+
+def test_the_retrier_records_reports_waits_and_reruns_until_the_pass_succeeds():
+    p = _policy()
+    now = [0.0]
+    seen, slept = [], []
+
+    def record(exc):
+        return p.on_error(backoff_kind(exc), now[0], getattr(exc, "retry_after_s", None))
+
+    async def report(exc, d):
+        seen.append((type(exc).__name__, d.state, d.consecutive_errors))
+
+    async def sleep(s):
+        slept.append(s)
+        now[0] = p.until
+
+    outcomes = [RateLimited("429"), TemporaryError("t")]
+
+    async def one_pass():
+        if outcomes:
+            raise outcomes.pop(0)
+        return "done"
+
+    assert asyncio.run(p.retrying(record, report, sleep)(one_pass)) == "done"
+    assert seen == [("RateLimited", "rate_limited", 1), ("TemporaryError", "backoff", 2)]
+    assert len(slept) == 2 and slept[0] == 1.0
+
+
+def test_the_retrier_lets_a_cancellation_through():
+    p = _policy()
+
+    async def cancelled():
+        raise asyncio.CancelledError
+
+    async def noop(*a):
+        return None
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(p.retrying(lambda e: p.on_error("temporary", 0.0), noop, noop)(cancelled))
+    assert p.consecutive_errors == 0

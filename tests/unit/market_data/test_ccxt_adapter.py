@@ -90,6 +90,6 @@ async def test_exchange_points_at_the_configured_urls_and_is_rate_limited():
     ],
 )
 def test_ccxt_numbers_become_exact_decimal_strings_or_are_rejected(raw, want):
-    from services.market_data.live import _dec_str
+    from services.market_data.ccxt_adapter import dec_str as _dec_str
 
     assert _dec_str(raw) == want

@@ -1,24 +1,15 @@
-"""Fixtures for the signal unit tests: settings pointing at a temporary registry, a small trained model."""
+"""Fixtures for the signal unit tests: settings pointing at a temporary registry, a small trained model.
+The builders are in tests/kit/signal.py."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-from pathlib import Path
-
 import pytest
 
-from libs.common.settings import BotSettings
-from services.signal.core import Bar
 from services.signal.registry import load_current
-from services.signal.synthetic import synthetic_candles
 from services.signal.train import run_training
+from tests.kit.signal import bar_rounds, make_settings
 
-
-def make_settings(models_dir: Path, **signal) -> BotSettings:
-    base = BotSettings()
-    sig = base.signal.model_copy(update={"models_dir": str(models_dir), **signal})
-    return base.model_copy(update={"signal": sig})
+__all__ = ["bar_rounds", "make_settings", "trained"]  # the builders stay importable from here
 
 
 @pytest.fixture(scope="session")
@@ -29,29 +20,3 @@ def trained(tmp_path_factory):
     quick = settings.signal.train.model_copy(update={"synthetic_bars": 3000, "folds": 2})
     run_training(settings, train=quick, progress=lambda m: None, drift_replay=False, bootstrap=True)
     return settings, load_current(root)
-
-
-def bar_rounds(n: int, symbols: list[str], seed: int = 5, start: datetime | None = None) -> list[list[Bar]]:
-    """`n` rounds of closed synthetic bars, one per symbol per round (trigger id `tick-<SYM>-<k>`)."""
-    frames = {s: synthetic_candles(n, seed=seed + i, start=start) for i, s in enumerate(symbols)}
-    out = []
-    for k in range(n):
-        row = []
-        for s, df in frames.items():
-            r = df.row(k, named=True)
-            row.append(
-                Bar(
-                    s,
-                    r["open_time"],
-                    r["open"],
-                    r["high"],
-                    r["low"],
-                    r["close"],
-                    r["volume"],
-                    Decimal(f"{r['close']:.6f}"),
-                    f"tick-{s}-{k}",
-                    r["open_time"],
-                )
-            )
-        out.append(row)
-    return out

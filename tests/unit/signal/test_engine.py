@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from libs.common.contracts import Candle, Tick
 from services.signal.core import Bar, CandleBuilder, EngineConfig, SignalEngine
-from tests.unit.signal.conftest import bar_rounds
+from tests.kit.signal import bar_rounds
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

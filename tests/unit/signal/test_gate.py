@@ -15,7 +15,7 @@ from services.signal.gate import evaluate_gate, regate, serving_decision
 from services.signal.registry import load_current
 from services.signal.train import run_training
 from services.signal.training import circular_shift_null, fit_model
-from tests.unit.signal.conftest import bar_rounds, make_settings
+from tests.kit.signal import bar_rounds, make_settings
 
 GATE = {"min_excess_return_pct": 0.0, "max_p_value": 0.05, "min_trades": 10}
 

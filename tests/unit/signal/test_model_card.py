@@ -174,7 +174,7 @@ def test_the_bootstrap_model_skips_importance_and_says_so(tmp_path):
     """ensure_model's bootstrap (the paper demo's first start) must stay quick: no permutation importance."""
     from libs.common.settings import BotSettings
     from services.signal.train import ensure_model
-    from tests.unit.signal.conftest import make_settings
+    from tests.kit.signal import make_settings
 
     small = BotSettings().signal.train.model_copy(update={"synthetic_bars": 2000, "folds": 2})
     path = ensure_model(make_settings(tmp_path, train=small))

@@ -16,7 +16,7 @@ from services.signal.registry import (
     set_current,
 )
 from services.signal.train import ensure_model
-from tests.unit.signal.conftest import make_settings
+from tests.kit.signal import make_settings
 
 
 def _copy_model(trained, root, version="v-test"):

@@ -19,7 +19,7 @@ from services.signal.training import (
     simulate_long_only,
     walk_forward_splits,
 )
-from tests.unit.signal.conftest import make_settings
+from tests.kit.signal import make_settings
 
 
 def test_label_needs_the_move_to_beat_fees_on_both_sides():
