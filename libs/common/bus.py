@@ -226,7 +226,7 @@ class Bus:
                 num_replicas=want,
             )
             try:
-                info = await self.js.stream_info(spec.name)
+                info = await self._stream_info(spec.name)
             except NotFoundError:
                 try:
                     await self.js.add_stream(config)
@@ -265,6 +265,19 @@ class Bus:
                 await self._wait_replicated(spec.name, want)
                 self.log.info("stream scaled up", stream=spec.name, replicas=want, was=have)
 
+    async def _stream_info(self, stream: str, attempts: int = 4) -> Any:
+        """`stream_info`, asked again on a timeout: a cluster electing leaders after a node died (or several
+        services starting at once) can leave the meta leader silent for a few seconds."""
+        assert self.js is not None
+        for attempt in range(attempts):
+            try:
+                return await self.js.stream_info(stream)
+            except nats.errors.TimeoutError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     async def _wait_replicated(self, stream: str, replicas: int, timeout_s: float = 30.0) -> None:
         """After a creation or a scale-up the stream elects a leader (again) and its new peers catch up;
         until then its publishes time out. Wait for a leader and every peer current (on a single server,
@@ -273,7 +286,13 @@ class Bus:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            info = await self.js.stream_info(stream)
+            try:
+                info = await self.js.stream_info(stream)
+            except NotFoundError:  # just created: the cluster's meta layer may not answer for it yet
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+                continue
             peers = (info.cluster.replicas or []) if info.cluster else []
             if replicas == 1 and (info.cluster is None or info.cluster.leader):
                 return

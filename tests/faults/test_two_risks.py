@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from decimal import Decimal
 
 import pytest
@@ -39,11 +40,17 @@ CONFIG = {
 }
 
 
-def _instance(proc) -> str:
-    for line in proc.logs().splitlines():
-        if '"event": "started"' in line:
-            return json.loads(line)["instance"]
-    raise AssertionError(f"no start line in {proc.name}'s log")
+def _instance(proc, timeout: float = 10.0) -> str:
+    """The process's instance id, from its start line (written just before its first heartbeat; under load the
+    line can reach the file a moment after the heartbeat reached us)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in proc.logs().splitlines():
+            if '"event": "started"' in line:
+                return json.loads(line)["instance"]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no start line in {proc.name}'s log")
+        time.sleep(0.05)
 
 
 async def _storm(bus, n: int, gap_s: float = 0.005, side: str = "BUY") -> list[Signal]:
