@@ -184,15 +184,7 @@ class Backtest:
         first = min(int(s.open_ms[0]) for s in series)
         self.clock = ManualClock(datetime.fromtimestamp(first / 1000, UTC))
         now = self.clock.now()
-        rcfg = settings.risk
-        # the risk shell resolves these two the same way (one source of truth for freshness)
-        rcfg = rcfg.model_copy(
-            update={
-                "stale_after_s": rcfg.stale_after_s or settings.market_data.stale_after_s,
-                "heartbeat_timeout_s": rcfg.heartbeat_timeout_s or settings.monitoring.heartbeat_timeout_s,
-            }
-        )
-        self.risk = RiskEngine(rcfg, markets, [s.symbol for s in series], now)
+        self.risk = RiskEngine(settings.risk, markets, [s.symbol for s in series], now)
         # a fresh suite: no standing kill switch, no account state yet (the configured equity), no drift
         self.risk.account_known = True
         self.risk.set_kill_switch(False, True, now)
@@ -223,7 +215,7 @@ class Backtest:
         )
         self.stale_after_s = settings.market_data.stale_after_s
         self.spread = Decimal(str(settings.market_data.replay.spread_bps))
-        self.heartbeat_services = list(rcfg.heartbeat_services)
+        self.heartbeat_services = list(settings.risk.heartbeat_services)
         self.last_tick: dict[str, ReplayTick] = {}
         self.rec = Record()
         self._verdict_of: dict[str, str] = {}  # client order id -> verdict id (what order events carry)
