@@ -44,7 +44,7 @@ from services.execution.paper import (
 from services.market_data.candles import Bar as MdBar
 from services.market_data.replay import bar_path, bar_path_last, path_arrays
 from services.risk.core import RiskEngine
-from services.signal.core import EngineConfig, Precomputed, SignalDraft, SignalEngine
+from services.signal.core import Precomputed, SignalDraft, SignalEngine
 from services.signal.decision import BUY, HOLD, SELL
 from services.signal.registry import LoadedModel
 
@@ -189,7 +189,7 @@ class Backtest:
         self.risk.account_known = True
         self.risk.set_kill_switch(False, True, now)
         self.risk.on_drift(None, False, "")
-        self.signal = SignalEngine(EngineConfig.from_settings(settings.signal), model)
+        self.signal = SignalEngine(settings.signal, model)
         self.signal.signal_factory = SignalDraft  # validated into a `Signal` only when traded (`_step`)
         if model is not None and precompute and scripted is None:
             self.signal.precomputed = Precomputed(
