@@ -44,7 +44,7 @@ from services.execution.paper import (
 from services.market_data.candles import Bar as MdBar
 from services.market_data.replay import bar_path, bar_path_last, path_arrays
 from services.risk.core import RiskEngine
-from services.signal.core import EngineConfig, Precomputed, SignalDraft, SignalEngine
+from services.signal.core import Precomputed, SignalDraft, SignalEngine
 from services.signal.decision import BUY, HOLD, SELL
 from services.signal.registry import LoadedModel
 
@@ -184,20 +184,12 @@ class Backtest:
         first = min(int(s.open_ms[0]) for s in series)
         self.clock = ManualClock(datetime.fromtimestamp(first / 1000, UTC))
         now = self.clock.now()
-        rcfg = settings.risk
-        # the risk shell resolves these two the same way (one source of truth for freshness)
-        rcfg = rcfg.model_copy(
-            update={
-                "stale_after_s": rcfg.stale_after_s or settings.market_data.stale_after_s,
-                "heartbeat_timeout_s": rcfg.heartbeat_timeout_s or settings.monitoring.heartbeat_timeout_s,
-            }
-        )
-        self.risk = RiskEngine(rcfg, markets, [s.symbol for s in series], now)
+        self.risk = RiskEngine(settings.risk, markets, [s.symbol for s in series], now)
         # a fresh suite: no standing kill switch, no account state yet (the configured equity), no drift
         self.risk.account_known = True
         self.risk.set_kill_switch(False, True, now)
         self.risk.on_drift(None, False, "")
-        self.signal = SignalEngine(EngineConfig.from_settings(settings.signal), model)
+        self.signal = SignalEngine(settings.signal, model)
         self.signal.signal_factory = SignalDraft  # validated into a `Signal` only when traded (`_step`)
         if model is not None and precompute and scripted is None:
             self.signal.precomputed = Precomputed(
@@ -223,7 +215,7 @@ class Backtest:
         )
         self.stale_after_s = settings.market_data.stale_after_s
         self.spread = Decimal(str(settings.market_data.replay.spread_bps))
-        self.heartbeat_services = list(rcfg.heartbeat_services)
+        self.heartbeat_services = list(settings.risk.heartbeat_services)
         self.last_tick: dict[str, ReplayTick] = {}
         self.rec = Record()
         self._verdict_of: dict[str, str] = {}  # client order id -> verdict id (what order events carry)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from libs.common.settings import BotSettings
-from services.signal.core import Bar, EngineConfig, SignalEngine
+from services.signal.core import Bar, SignalEngine
 from services.signal.registry import load_current
 from services.signal.synthetic import synthetic_candles
 from services.signal.train import run_training
@@ -42,7 +42,7 @@ def run(quick: bool = False) -> dict[str, float]:
         train_s = time.perf_counter() - t0
         model = load_current(root)
 
-    engine = SignalEngine(EngineConfig.from_settings(settings.signal), model)
+    engine = SignalEngine(settings.signal, model)
     rounds = 60 if quick else 400
     warm = model.spec.warmup_bars
     n = warm + rounds

@@ -24,11 +24,9 @@ ERROR_STATUSES = ["REJECTED", "UNKNOWN"]
 
 def thresholds_from(settings: BotSettings) -> Thresholds:
     d = settings.monitoring.dod
-    budget = (
-        Decimal(str(d.daily_loss_budget_usdt))
-        if d.daily_loss_budget_usdt
-        else Decimal(str(settings.risk.daily_loss_budget_usdt))
-    )
+    budget = d.daily_loss_budget_usdt  # unset: risk's budget (resolved by BotSettings)
+    if budget is None:
+        raise ValueError("monitoring.dod.daily_loss_budget_usdt is unresolved: read it from a BotSettings")
     return Thresholds(
         heartbeat_coverage_min_pct=d.heartbeat_coverage_min_pct,
         stale_share_max_pct=d.stale_share_max_pct,

@@ -40,7 +40,7 @@ from services.risk.state import BreakerBoard, Evaluated, TradingStateMachine, br
 from services.risk.volatility import VolatilityRatio
 
 ZERO = Decimal("0")
-BPS = Decimal("0.0001")
+BPS_TO_FRACTION = Decimal("0.0001")  # basis points x this = a fraction (100 bps = 0.01)
 RATE_WINDOW_S = 10.0
 DEFAULT_FEE = Decimal("0.001")
 # breakers after whose clearing trading stays REDUCING for `cooldown_after_breaker_s`
@@ -88,6 +88,9 @@ class RiskEngine:
     quiet_path: bool = True
 
     def __post_init__(self) -> None:
+        for key in ("stale_after_s", "heartbeat_timeout_s"):
+            if getattr(self.cfg, key) is None:  # fail closed: no freshness limit is made up here
+                raise ValueError(f"risk.{key} is unresolved: take risk's section from a BotSettings")
         self.tz = ZoneInfo(self.cfg.timezone)
         self.book = Book(cash=self.cfg.starting_equity_usdt, peak_equity=self.cfg.starting_equity_usdt)
         self.vol = VolatilityRatio(
@@ -318,7 +321,7 @@ class RiskEngine:
         stale, why = self.status_stale.get(sym, (False, ""))
         return self._ev(
             "stale_data",
-            B.stale_data(self.last_tick_at.get(sym), stale, why, now, self.cfg.stale_after_s or 10.0),
+            B.stale_data(self.last_tick_at.get(sym), stale, why, now, self.cfg.stale_after_s),
             sym,
         )
 
@@ -326,7 +329,7 @@ class RiskEngine:
         return self._ev(
             "heartbeat_missing",
             B.heartbeat_missing(
-                svc, self.heartbeats.get(svc), self.started_at, now, self.cfg.heartbeat_timeout_s or 10.0
+                svc, self.heartbeats.get(svc), self.started_at, now, self.cfg.heartbeat_timeout_s
             ),
             scope=svc,
         )
@@ -508,7 +511,7 @@ class RiskEngine:
         last = self.book.last_price.get(sig.symbol)
         if last is None:
             reasons.append("no_market_data")
-        elif abs(sig.price - last) / last > Decimal(str(self.cfg.price_collar_bps)) * BPS:
+        elif abs(sig.price - last) / last > Decimal(str(self.cfg.price_collar_bps)) * BPS_TO_FRACTION:
             reasons.append("price_collar")
         return list(dict.fromkeys(reasons))
 
@@ -522,7 +525,7 @@ class RiskEngine:
         except UnknownMarketError:
             return ZERO, ZERO, ["unknown_market"]
         last = book.last_price[sym]
-        slip = Decimal(str(cfg.limit_slippage_bps)) * BPS
+        slip = Decimal(str(cfg.limit_slippage_bps)) * BPS_TO_FRACTION
         _, _, open_orders = self._pending(sym, sig.side)
         if sig.side == "BUY":
             limit = mk.round_price(sym, last * (1 + slip), "BUY")

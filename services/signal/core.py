@@ -17,8 +17,9 @@ from decimal import Decimal
 import numpy as np
 
 from libs.common.contracts import Candle, Signal, Tick
+from libs.common.settings import SignalSettings
 from services.signal.decision import BUY, HOLD, SELL, SIDE_NAMES, Decisions, decide
-from services.signal.drift import DriftMonitor, DriftResult, DriftThresholds, HitRateTracker
+from services.signal.drift import DriftMonitor, DriftResult, HitRateTracker
 from services.signal.features import last_row_features, timeframe_seconds
 from services.signal.registry import LoadedModel
 from services.signal.training import prediction_score
@@ -162,36 +163,6 @@ class SymbolState:
         return True
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    threshold: float = 0.42
-    min_edge_bps: float | None = None
-    max_model_age_h: float = 168.0
-    max_spread_bps: float = 50.0
-    min_interval_s: float = 0.0
-    every_nth_tick: int = 0
-    default_timeframe: str = "1s"
-    drift: DriftThresholds = DriftThresholds()
-    # Build the model's bars from ticks until market_data sends candles? Only where ticks carry the real
-    # traded volume (the synthetic feed). Live ticker snapshots carry a rolling 24h volume: there the
-    # model's bars are the exchange's klines, published by market_data, or nothing.
-    bars_from_ticks: bool = True
-
-    @classmethod
-    def from_settings(cls, s, bars_from_ticks: bool = True) -> EngineConfig:
-        return cls(
-            s.probability_threshold,
-            s.min_expected_edge_bps,
-            s.max_model_age_h,
-            s.max_spread_bps,
-            s.min_interval_s,
-            s.every_nth_tick,
-            s.train.synthetic_timeframe,
-            DriftThresholds.from_settings(s.drift),
-            bars_from_ticks,
-        )
-
-
 @dataclass
 class BatchResult:
     signals: list[Signal]
@@ -203,15 +174,15 @@ class BatchResult:
     predicted: int = 0
 
 
-def effective_rule(cfg: EngineConfig, model: LoadedModel) -> tuple[float, float | None]:
+def effective_rule(cfg: SignalSettings, model: LoadedModel) -> tuple[float, float | None]:
     """(probability threshold, minimum edge bps) to serve `model` with: the model's own rule, which the
     configuration may only tighten (the stricter of the two wins)."""
     threshold = (
-        cfg.threshold
+        cfg.probability_threshold
         if model.probability_threshold is None
-        else max(cfg.threshold, model.probability_threshold)
+        else max(cfg.probability_threshold, model.probability_threshold)
     )
-    edges = [e for e in (cfg.min_edge_bps, model.min_expected_edge_bps) if e is not None]
+    edges = [e for e in (cfg.min_expected_edge_bps, model.min_expected_edge_bps) if e is not None]
     return threshold, (max(edges) if edges else None)
 
 
@@ -228,7 +199,7 @@ class Precomputed:
         self,
         model: LoadedModel,
         histories: dict[str, tuple[list[datetime], np.ndarray]],
-        cfg: EngineConfig | None = None,
+        cfg: SignalSettings | None = None,
         drift: DriftMonitor | None = None,
     ):
         self.version = model.version
@@ -334,8 +305,13 @@ class Precomputed:
 
 
 class SignalEngine:
-    def __init__(self, cfg: EngineConfig, model: LoadedModel | None = None):
+    def __init__(self, cfg: SignalSettings, model: LoadedModel | None = None, bars_from_ticks: bool = True):
+        """`cfg` is the frozen `signal` settings section itself (what is logged is what decides).
+        `bars_from_ticks`: build the model's bars from ticks until market_data sends candles? Only where ticks
+        carry the real traded volume (the synthetic feed). Live ticker snapshots carry a rolling 24h volume:
+        there the model's bars are the exchange's klines, published by market_data, or nothing."""
         self.cfg = cfg
+        self.bars_from_ticks = bars_from_ticks
         self.model: LoadedModel | None = None
         self.no_model_reason = "no trusted model loaded"
         self.states: dict[str, SymbolState] = {}
@@ -353,7 +329,7 @@ class SignalEngine:
     # -- model ---------------------------------------------------------------------------------
     @property
     def timeframe(self) -> str:
-        return self.model.timeframe if self.model else self.cfg.default_timeframe
+        return self.model.timeframe if self.model else self.cfg.train.synthetic_timeframe
 
     @property
     def warmup(self) -> int:
@@ -414,7 +390,7 @@ class SignalEngine:
                     tick_ts=tick.ts,
                 )
             return None, measure  # measurement mode bypasses the model entirely
-        bar = None if st.from_bus or not self.cfg.bars_from_ticks else st.builder.on_tick(tick)
+        bar = None if st.from_bus or not self.bars_from_ticks else st.builder.on_tick(tick)
         return bar, measure
 
     def on_candle(self, candle: Candle) -> Bar | None:
@@ -598,7 +574,6 @@ class SignalEngine:
 __all__ = [
     "Bar",
     "CandleBuilder",
-    "EngineConfig",
     "Precomputed",
     "SignalDraft",
     "SignalEngine",

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import ConfigDict
 
 from libs.common.settings.signal import DriftSettings
 
@@ -75,19 +74,6 @@ def psi_rows(expected: np.ndarray, counts: np.ndarray) -> np.ndarray:
 def psi(reference: dict[str, Any], values: np.ndarray) -> float:
     """PSI of `values` against a reference from `reference_bins` (0 = same distribution; > 0.25 = shifted)."""
     return psi_from_counts(reference, bin_counts(reference, values))
-
-
-class DriftThresholds(DriftSettings):
-    """Transitional name for the drift core's settings, which are the frozen settings section itself
-    (`signal.drift`, `libs/common/settings/signal.py:DriftSettings`): no mirror of its fields or defaults.
-    `from_settings` carries every value of the section over, validated again, so what is logged is what is
-    used. Remove once `services/signal/{core,train,training}.py` pass `settings.signal.drift` directly."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
-
-    @classmethod
-    def from_settings(cls, s: DriftSettings) -> DriftThresholds:
-        return cls.model_validate(s.model_dump())
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from libs.common.contracts import Candle, DriftStatus, MarketStatus, ShardInfo, 
 from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
 from libs.common.shard import Shard, SubjectOwnership, digest
-from services.signal.core import Bar, EngineConfig, SignalEngine
+from services.signal.core import Bar, SignalEngine
 from services.signal.features import timeframe_seconds
 from services.signal.gate import gate_passed as model_gate_passed
 from services.signal.gate import live_config_refusal, serving_decision
@@ -110,7 +110,7 @@ class SignalService:
         )
         self.hits = m.counter("signal_outcomes_total", "Resolved BUY/SELL signals by outcome", ["outcome"])
         synthetic_ticks = rt.settings.mode == "paper" and rt.settings.paper_market_data_mode == "synthetic"
-        self.engine = SignalEngine(EngineConfig.from_settings(s, bars_from_ticks=synthetic_ticks))
+        self.engine = SignalEngine(s, bars_from_ticks=synthetic_ticks)
         try:
             missing = read_current(self.root) is None
         except ModelRefused:
@@ -351,7 +351,7 @@ class SignalService:
         """Where bars come only from market_data's candles: say so when none of the model's timeframe came
         within two bar lengths (plus a minute), instead of silently deciding nothing."""
         assert self.engine is not None
-        if self.engine.cfg.bars_from_ticks or self._candle_seen or self.engine.cfg.every_nth_tick:
+        if self.engine.bars_from_ticks or self._candle_seen or self.engine.cfg.every_nth_tick:
             return ""
         tf = self.engine.timeframe
         if time.monotonic() - self._candles_since < 2 * timeframe_seconds(tf) + 60:

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from services.signal.cli_args import EPILOG, add_arguments
-from services.signal.drift import DriftThresholds
 from services.signal.features import FeatureSpec, infer_timeframe, load_ohlcv, timeframe_seconds
 from services.signal.gate import evaluate_gate, gate_basis
 from services.signal.model_card import permutation_importance_oos, provenance, sharpe
@@ -190,7 +189,7 @@ def run_training(
             kind=tcfg.model,
             c=tcfg.c,
             seed=tcfg.seed,
-            thresholds=DriftThresholds.from_settings(s.drift),
+            thresholds=s.drift,
             horizon=horizon,
         )
         for p in replay["periods"]:

@@ -17,8 +17,9 @@ from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from libs.common.settings.signal import DriftSettings
 from services.signal.decision import BUY, CLASSES, SELL, decide, round_trip_cost
-from services.signal.drift import DriftMonitor, DriftThresholds, reference_bins
+from services.signal.drift import DriftMonitor, reference_bins
 from services.signal.features import FeatureSpec, complete_rows, compute_features, feature_matrix
 from services.signal.model_card import class_prior, quality_vs_prior, reliability_table, scores_vs_prior
 
@@ -502,7 +503,7 @@ def drift_replay(
     kind: str,
     c: float,
     seed: int,
-    thresholds: DriftThresholds,
+    thresholds: DriftSettings,
     horizon: int,
 ) -> dict:
     """Train on the first `train_fraction` of the rows, then replay the rest through the drift monitor

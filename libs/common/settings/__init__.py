@@ -145,6 +145,34 @@ class BotSettings(BaseSettings):
                 raise ValueError("mode: live needs live.confirm: true")
         return self
 
+    @model_validator(mode="after")
+    def _resolve_cross_section_fallbacks(self) -> BotSettings:
+        """Every setting that falls back on another section's is resolved here, once: the sections the services
+        and cores read, and the configuration logged at start (`effective`), hold the values in use.
+
+        - `risk.stale_after_s` unset: `market_data.stale_after_s` (one source of truth for freshness);
+        - `risk.heartbeat_timeout_s` unset: `monitoring.heartbeat_timeout_s`;
+        - live, `risk.account_stale_after_s` unset: three of `execution.reconcile_interval_s` (paper: unused);
+        - `monitoring.dod.daily_loss_budget_usdt` unset: `risk.daily_loss_budget_usdt`.
+
+        A copy made with `model_copy(update=...)` is not validated again: build a new `BotSettings` (or
+        `model_validate` the dump) to resolve against changed sections."""
+        risk = self.risk
+        update: dict[str, Any] = {}
+        if risk.stale_after_s is None:
+            update["stale_after_s"] = self.market_data.stale_after_s
+        if risk.heartbeat_timeout_s is None:
+            update["heartbeat_timeout_s"] = self.monitoring.heartbeat_timeout_s
+        if self.mode == "live" and risk.account_stale_after_s is None:
+            update["account_stale_after_s"] = 3 * self.execution.reconcile_interval_s
+        if update:
+            self.risk = risk.model_copy(update=update)
+        dod = self.monitoring.dod
+        if dod.daily_loss_budget_usdt is None:
+            budget = dod.model_copy(update={"daily_loss_budget_usdt": risk.daily_loss_budget_usdt})
+            self.monitoring = self.monitoring.model_copy(update={"dod": budget})
+        return self
+
     def live_keys_missing(self) -> bool:
         """True in live mode without both exchange keys. Only the service that signs orders needs them (and
         refuses to start without them, libs/common/service.py); the others run live without ever holding them."""

@@ -1,4 +1,5 @@
-"""The base every settings section derives from: unknown keys are rejected."""
+"""The base every settings section derives from: unknown keys are rejected, and a section is frozen (the cores
+take their section itself, read-only; `model_copy(update=...)` makes a changed copy)."""
 
 from __future__ import annotations
 
@@ -6,4 +7,4 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pydantic import Field, SecretStr
 
 from libs.common.settings.base import Section
@@ -99,8 +101,8 @@ class DodSettings(Section):
     halt_grace_s: float = Field(
         default=60.0, gt=0, description="A loss-budget breach must be followed by a halt within this, s"
     )
-    daily_loss_budget_usdt: float | None = Field(
-        default=None, gt=0, description="Default: risk.daily_loss_budget_usdt"
+    daily_loss_budget_usdt: Decimal | None = Field(
+        default=None, gt=0, description="USDT (None: risk.daily_loss_budget_usdt)"
     )
     reports_dir: str = Field(
         default="artifacts/reports/dod", description="daily/<date>.json + dod_v1_summary.md"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.signal.drift import DriftMonitor, DriftThresholds, bin_counts, reference_bins
+from libs.common.settings.signal import DriftSettings
+from services.signal.drift import DriftMonitor, bin_counts, reference_bins
 
 
 def test_window_counts_equal_bin_counts_per_column():
@@ -14,7 +15,7 @@ def test_window_counts_equal_bin_counts_per_column():
     ref_x = rng.normal(size=(500, 3))
     refs = {n: reference_bins(ref_x[:, j]) for j, n in enumerate(names)}
     pred = reference_bins(rng.normal(size=500))
-    mon = DriftMonitor(names, refs, pred, DriftThresholds(window=1000, check_every=1000))
+    mon = DriftMonitor(names, refs, pred, DriftSettings(window=1000, check_every=1000))
     xs, ss = [], []
     for k in range(60):
         x = rng.normal(size=(2, 3))

@@ -9,7 +9,7 @@ import pytest
 
 from libs.common.contracts import Fill, Signal
 from libs.common.markets import load_markets
-from libs.common.settings import RiskSettings
+from libs.common.settings import BotSettings
 from services.risk.core import RiskEngine
 
 T0 = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)  # a Wednesday
@@ -17,7 +17,7 @@ PRICES = {"BTC/USDT": Decimal("60000"), "ETH/USDT": Decimal("3000"), "XRP/USDT":
 
 
 def make_engine(now: datetime = T0, **overrides) -> RiskEngine:
-    cfg = RiskSettings(**overrides)
+    cfg = BotSettings(risk=overrides).risk  # risk's section as the suite resolves it (freshness fallbacks)
     e = RiskEngine(cfg, load_markets(), list(PRICES), now)
     e.account_known = True
     e.set_kill_switch(False, True, now)

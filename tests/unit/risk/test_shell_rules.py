@@ -63,8 +63,9 @@ def test_effective_settings_fall_back_on_market_data_and_monitoring():
 
 
 def live(**risk: object) -> BotSettings:
-    """Live settings without the live start-up checks (keys, confirmation): only risk's section matters."""
-    return BotSettings(risk=risk).model_copy(update={"mode": "live"})
+    """Live settings, confirmed, without keys (only risk's section matters), validated as loaded: its
+    cross-section fallbacks resolve for live."""
+    return BotSettings(mode="live", live={"confirm": True}, risk=risk)
 
 
 def test_live_refuses_an_order_loop_trip_at_binances_limit():

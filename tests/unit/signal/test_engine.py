@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from libs.common.contracts import Candle, Tick
-from services.signal.core import Bar, CandleBuilder, EngineConfig, SignalEngine
+from services.signal.core import Bar, CandleBuilder, SignalEngine
 from tests.kit.signal import bar_rounds
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -48,7 +48,10 @@ def _any_side_engine(settings, model, **cfg) -> SignalEngine:
     """Threshold 0 and no edge gate, in the configuration and in the model's own rule: always a side."""
     loose = replace(model, probability_threshold=0.0, min_expected_edge_bps=None)
     return SignalEngine(
-        replace(EngineConfig.from_settings(settings.signal), threshold=0.0, min_edge_bps=None, **cfg), loose
+        settings.signal.model_copy(
+            update={"probability_threshold": 0.0, "min_expected_edge_bps": None, **cfg}
+        ),
+        loose,
     )
 
 
@@ -91,7 +94,7 @@ def test_old_model_produces_no_buy(trained):
 
 def test_without_a_model_everything_holds(trained):
     settings, _ = trained
-    engine = SignalEngine(EngineConfig.from_settings(settings.signal), None)
+    engine = SignalEngine(settings.signal, None)
     sigs = _run(engine, _bars(3, ["A/USDT"]))
     assert [s.side for s in sigs] == ["HOLD"] * 3 and "no trusted model" in sigs[0].reason
 
@@ -106,7 +109,7 @@ def test_wide_spread_holds(trained):
 
 def test_batch_of_many_symbols_is_one_model_call(trained, monkeypatch):
     settings, model = trained
-    engine = SignalEngine(EngineConfig.from_settings(settings.signal), model)
+    engine = SignalEngine(settings.signal, model)
     symbols = [f"S{i:03d}/USDT" for i in range(50)]
     rounds = _bars(30, symbols)
     calls = []
@@ -121,7 +124,7 @@ def test_batch_of_many_symbols_is_one_model_call(trained, monkeypatch):
 
 def test_duplicate_and_repeated_bars_in_one_batch_are_handled_in_order(trained):
     settings, model = trained
-    engine = SignalEngine(EngineConfig.from_settings(settings.signal), model)
+    engine = SignalEngine(settings.signal, model)
     rounds = _bars(30, ["A/USDT"])
     flat = [b[0] for b in rounds]
     res = engine.on_bars(flat + [flat[-1]], T0)  # 30 bars of one symbol in one batch, plus a duplicate
@@ -131,7 +134,7 @@ def test_duplicate_and_repeated_bars_in_one_batch_are_handled_in_order(trained):
 
 def test_measurement_mode_alternates_sides_every_nth_tick_with_the_tick_ids(trained):
     settings, model = trained
-    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), every_nth_tick=3), model)
+    engine = SignalEngine(settings.signal.model_copy(update={"every_nth_tick": 3}), model)
     ticks = [_tick("A/USDT", T0 + timedelta(milliseconds=10 * i), "100") for i in range(9)]
     out = [engine.on_tick(t, T0)[1] for t in ticks]
     sigs = [s for s in out if s is not None]
@@ -142,7 +145,7 @@ def test_measurement_mode_alternates_sides_every_nth_tick_with_the_tick_ids(trai
 
 def test_measurement_mode_counts_ticks_over_all_symbols_so_decisions_do_not_burst(trained):
     settings, model = trained
-    engine = SignalEngine(replace(EngineConfig.from_settings(settings.signal), every_nth_tick=4), model)
+    engine = SignalEngine(settings.signal.model_copy(update={"every_nth_tick": 4}), model)
     symbols = ["A/USDT", "B/USDT", "C/USDT"]
     # the symbols tick together (one step = one tick each): decisions still come every 4th tick received
     ticks = [
@@ -163,7 +166,7 @@ def test_measurement_mode_counts_ticks_over_all_symbols_so_decisions_do_not_burs
 
 def test_candles_from_market_data_replace_bars_built_from_ticks(trained):
     settings, model = trained
-    engine = SignalEngine(EngineConfig.from_settings(settings.signal), model)
+    engine = SignalEngine(settings.signal, model)
     c = Candle(
         ts=T0,
         symbol="A/USDT",
@@ -185,7 +188,7 @@ def test_candles_from_market_data_replace_bars_built_from_ticks(trained):
 
 def test_drift_monitor_sees_every_predicted_row(trained):
     settings, model = trained
-    engine = SignalEngine(EngineConfig.from_settings(settings.signal), model)
+    engine = SignalEngine(settings.signal, model)
     _run(engine, _bars(40, ["A/USDT", "B/USDT"]))
     assert engine.drift.rows_seen == 2 * (40 - model.spec.warmup_bars + 1)
     assert engine.drift.rows_in_window == engine.drift.rows_seen
@@ -234,9 +237,9 @@ def test_a_gap_in_candles_is_not_glued_the_symbol_warms_up_again(trained):
 def test_live_ticker_snapshots_never_become_the_models_bars(trained):
     settings, model = trained
     live = SignalEngine(
-        replace(EngineConfig.from_settings(settings.signal, bars_from_ticks=False), threshold=0.0), model
+        settings.signal.model_copy(update={"probability_threshold": 0.0}), model, bars_from_ticks=False
     )
-    demo = SignalEngine(replace(EngineConfig.from_settings(settings.signal), threshold=0.0), model)
+    demo = SignalEngine(settings.signal.model_copy(update={"probability_threshold": 0.0}), model)
     closed = {"live": 0, "demo": 0}
     for k in range(30):
         t = _tick("A/USDT", T0 + timedelta(milliseconds=400 * k), str(100 + k % 3))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.signal.core import Bar, EngineConfig, SignalEngine
+from services.signal.core import Bar, SignalEngine
 from services.signal.features import (
     FeatureSpec,
     complete_rows,
@@ -126,7 +126,7 @@ def test_grouped_features_equal_features_of_each_symbol_alone(spec):
 
 def test_live_engine_features_equal_training_features_bar_by_bar(trained):
     settings_, model = trained
-    engine = SignalEngine(EngineConfig.from_settings(settings_.signal), model)
+    engine = SignalEngine(settings_.signal, model)
     candles = {
         s: synthetic_candles(90, seed=i + 3) for i, s in enumerate(("AAA/USDT", "BBB/USDT", "CCC/USDT"))
     }

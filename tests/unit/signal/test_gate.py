@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from services.signal.core import Bar, EngineConfig, SignalEngine
+from services.signal.core import Bar, SignalEngine
 from services.signal.decision import BUY, HOLD, SELL
 from services.signal.gate import evaluate_gate, regate, serving_decision
 from services.signal.registry import load_current
@@ -151,7 +151,7 @@ def trained_at_06(tmp_path_factory):
 def test_a_model_trained_at_0_6_served_with_0_42_in_the_yaml_decides_at_0_6(trained_at_06, trained):
     assert trained_at_06.metadata["decision"]["probability_threshold"] == 0.6
     settings, _ = trained
-    cfg = replace(EngineConfig.from_settings(settings.signal), threshold=0.42, min_edge_bps=None)
+    cfg = settings.signal.model_copy(update={"probability_threshold": 0.42, "min_expected_edge_bps": None})
     loose = replace(trained_at_06, min_expected_edge_bps=None)
     sigs = _signals(SignalEngine(cfg, loose), _rounds(400, ["A/USDT", "B/USDT"]))
     traded = [s for s in sigs if s.side != "HOLD"]
@@ -167,7 +167,7 @@ def test_a_model_trained_at_0_6_served_with_0_42_in_the_yaml_decides_at_0_6(trai
 
 def test_the_yaml_may_tighten_the_models_rule(trained):
     settings, model = trained
-    cfg = replace(EngineConfig.from_settings(settings.signal), threshold=0.55, min_edge_bps=None)
+    cfg = settings.signal.model_copy(update={"probability_threshold": 0.55, "min_expected_edge_bps": None})
     sigs = _signals(
         SignalEngine(cfg, replace(model, probability_threshold=0.3, min_expected_edge_bps=None)),
         _rounds(300, ["A/USDT"]),
@@ -177,7 +177,7 @@ def test_the_yaml_may_tighten_the_models_rule(trained):
 
 def test_a_model_evaluated_on_btcusdt_holds_on_other_symbols(trained):
     settings, model = trained
-    cfg = replace(EngineConfig.from_settings(settings.signal), threshold=0.0, min_edge_bps=None)
+    cfg = settings.signal.model_copy(update={"probability_threshold": 0.0, "min_expected_edge_bps": None})
     served = _market_model(model, probability_threshold=0.0, min_expected_edge_bps=None, data_end=T0)
     sigs = _signals(SignalEngine(cfg, served), _rounds(60, ["BTC/USDT", "ETH/USDT"]))
     eth = [s for s in sigs if s.symbol == "ETH/USDT"]
@@ -187,7 +187,7 @@ def test_a_model_evaluated_on_btcusdt_holds_on_other_symbols(trained):
 
 def test_a_model_trained_today_on_data_ending_in_2022_produces_no_buy(trained):
     settings, model = trained
-    cfg = replace(EngineConfig.from_settings(settings.signal), threshold=0.0, min_edge_bps=None)
+    cfg = settings.signal.model_copy(update={"probability_threshold": 0.0, "min_expected_edge_bps": None})
     end_2022 = datetime(2022, 10, 31, 23, tzinfo=UTC)
     now = datetime.now(UTC)
     served = _market_model(
@@ -206,7 +206,7 @@ def test_a_model_trained_today_on_data_ending_in_2022_produces_no_buy(trained):
 def test_no_buy_is_published_with_a_negative_expected_edge_by_default(trained):
     settings, model = trained
     assert settings.signal.min_expected_edge_bps == 0.0 and model.min_expected_edge_bps == 0.0
-    cfg = replace(EngineConfig.from_settings(settings.signal), threshold=0.0)
+    cfg = settings.signal.model_copy(update={"probability_threshold": 0.0})
     # up moves a little larger than down moves: a few BUYs are worth the fees, most are not (on symmetric
     # synthetic data the trained class means give no BUY worth the fees at all, which proves nothing here)
     served = replace(model, probability_threshold=0.0, class_mean_returns=np.array([-0.0105, 0.0, 0.014]))
@@ -214,7 +214,7 @@ def test_no_buy_is_published_with_a_negative_expected_edge_by_default(trained):
     buys = [s for s in sigs if s.side == "BUY"]
     assert buys and all(s.expected_edge_bps >= 0 for s in buys)
     # control: without the edge gate (config and model) the same bars do give BUYs with a negative edge
-    open_cfg = replace(cfg, min_edge_bps=None)
+    open_cfg = cfg.model_copy(update={"min_expected_edge_bps": None})
     loose = _signals(
         SignalEngine(open_cfg, replace(served, min_expected_edge_bps=None)),
         _rounds(600, ["A/USDT", "B/USDT", "C/USDT"]),
