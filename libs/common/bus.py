@@ -29,7 +29,7 @@ from libs.common.backoff import connect_retrying
 from libs.common.conflate import Conflated
 from libs.common.contracts import DeadLetter, Message, utcnow
 from libs.common.errors import ConfigurationError, InvalidInputError, TemporaryError
-from libs.common.logging import get_logger, handling
+from libs.common.logging import begin_handling, end_handling, get_logger, handling
 from libs.common.metrics import ServiceMetrics
 from libs.common.settings import split_urls
 
@@ -601,19 +601,21 @@ class Bus:
         return sub
 
     async def _run_handler(self, handler: Handler[M], msg: M, subject: str, fail_closed: bool) -> bool:
-        with handling(subject, msg.id):  # the handler's log lines carry subject and msg_id
-            try:
-                await handler(msg, subject)
-                return True
-            except InvalidInputError as exc:
-                await self.dead_letter(subject, msg.model_dump_json().encode(), str(exc))
-                return True
-            except Exception as exc:
-                self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
-                self.log.exception("handler failed")
-                if fail_closed and self.fatal is not None and not self.fatal.done():
-                    self.fatal.set_result(exc)
-                return False
+        token = begin_handling(subject, msg.id)  # the handler's log lines carry subject and msg_id
+        try:
+            await handler(msg, subject)
+            return True
+        except InvalidInputError as exc:
+            await self.dead_letter(subject, msg.model_dump_json().encode(), str(exc))
+            return True
+        except Exception as exc:
+            self.metrics.handler_errors.labels(subject=subject.split(".")[0]).inc()
+            self.log.exception("handler failed")
+            if fail_closed and self.fatal is not None and not self.fatal.done():
+                self.fatal.set_result(exc)
+            return False
+        finally:
+            end_handling(token)
 
     async def last_entry(self, stream: str, subject: str, model: type[M]) -> tuple[M | None, int]:
         """The last message kept for `subject` and its stream sequence ((None, 0) if the stream has none).

@@ -6,10 +6,10 @@ import asyncio
 from decimal import Decimal
 
 import pytest
-import structlog
 
 from libs.common import subjects
 from libs.common.contracts import Signal, utcnow
+from libs.common.logging import current_handling
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ async def test_a_handler_runs_with_the_subject_and_msg_id_bound(bus):
     done = asyncio.Event()
 
     async def handler(msg: Signal, subject: str) -> None:
-        seen.append(dict(structlog.contextvars.get_contextvars()))
+        seen.append(current_handling())
         done.set()
 
     subject = subjects.signal("BTC/USDT")
@@ -30,4 +30,4 @@ async def test_a_handler_runs_with_the_subject_and_msg_id_bound(bus):
     await bus.publish(subject, sig)
     await asyncio.wait_for(done.wait(), 5.0)
     assert seen == [{"subject": subject, "msg_id": str(sig.id)}]
-    assert "msg_id" not in structlog.contextvars.get_contextvars()  # unbound once the handler is done
+    assert current_handling() == {}  # unset once the handler is done
