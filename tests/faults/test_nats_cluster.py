@@ -194,7 +194,9 @@ async def supervised(factory: ServiceFactory) -> AsyncIterator[list[str]]:
                 if p.proc is not None and not p.alive:
                     factory.started.remove(p)
                     restarts.append(p.name)
-                    await asyncio.to_thread(factory.start, p.name)
+                    # not waited for: a restart that dies again (its start-up can time out while the
+                    # streams still elect) is seen on the next pass and restarted again, as compose does
+                    await asyncio.to_thread(factory.start, p.name, wait=False)
             await asyncio.sleep(0.3)
 
     task = asyncio.create_task(loop())
