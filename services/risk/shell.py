@@ -53,6 +53,7 @@ class RiskService(Handlers):
         self.writer = False
         self._fenced = ""
         self._subscribed = False
+        self._taking_work = False  # subscribed as the writer: what `writer_epoch` reports in the heartbeat
         self.standby_reason = "standby: another risk instance holds the writer lock; deciding nothing"
 
     # -- start ----------------------------------------------------------------------------------
@@ -107,6 +108,7 @@ class RiskService(Handlers):
         await self._handle(engine.set_kill_switch(self.latch.engaged, self.latch.known, rt.clock.now()))
         if self._subscribed:  # the lock came back (Postgres was away): state re-read, subscriptions kept
             engine.is_writer, self._fenced = True, ""
+            self._taking_work = True
             rt.log.info("risk writer again", trading_state=engine.sm.state)
             return
         self._subscribed = True
@@ -149,6 +151,7 @@ class RiskService(Handlers):
         await rt.bus.subscribe(subjects.ALL_SIGNALS, Signal, self.on_signal)
         await rt.bus.subscribe(subjects.trading_control(), TradingControlCommand, self.on_trading_control)
         rt.spawn(self._loop(), "risk-evaluate-persist")
+        self._taking_work = True
         rt.log.info(
             "risk ready",
             trading_state=engine.sm.state,
@@ -200,7 +203,7 @@ class RiskService(Handlers):
         """Fenced: approve nothing, write nothing (the lock check in each write rolls it back)."""
         if not self.writer:
             return
-        self.writer, self._fenced = False, why
+        self.writer, self._fenced, self._taking_work = False, why, False
         self.engine.is_writer = False
         self.standby_reason = f"fenced: {why}"
         self.m.writer.set(0)
@@ -217,6 +220,10 @@ class RiskService(Handlers):
         lock = getattr(self, "writer_lock", None)
         if lock is not None:
             await lock.release()  # a standby takes over at once, not when the session times out
+
+    def writer_epoch(self) -> int | None:
+        """The heartbeat's readiness fact: the epoch this instance decides under, once it is subscribed."""
+        return self.engine.epoch if self.writer and self._taking_work else None
 
     def health(self) -> tuple[str, str]:
         engine = getattr(self, "engine", None)
