@@ -19,7 +19,7 @@ import pytest
 
 from libs.common import subjects
 from tests.fakes.binance import FakeBinance
-from tests.faults.support import (
+from tests.kit.execution import (
     EXECUTION_CONFIG,
     PRICE,
     Acks,

@@ -47,7 +47,6 @@ CONFIG = {
     },
     "execution": {"starting_balances": {"USDT": "1000000"}},
     "monitoring": {"heartbeat_timeout_s": 2.0},
-    "ops_api": {"port": 0},
 }
 
 

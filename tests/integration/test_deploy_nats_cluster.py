@@ -17,7 +17,7 @@ from bnml.embedded import _venv_bin, free_port, wait_for_port
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.metrics import ServiceMetrics
-from tests.faults.support import make_verdict
+from tests.kit.execution import make_verdict
 from tests.unit.deploy.tooling import DEPLOY, nats_passwords, password_env, url_with_user
 
 CLUSTER_CONFIG = DEPLOY / "nats" / "cluster.conf"
