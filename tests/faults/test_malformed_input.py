@@ -185,7 +185,7 @@ async def test_a_storm_of_malformed_messages_stalls_no_heartbeat_and_not_the_kil
                 for name, svc in (await c.get("/health", timeout=5)).json()["services"].items():
                     if svc["heartbeat_age_s"] is not None:
                         seen_by_ops[name] = max(seen_by_ops.get(name, 0.0), svc["heartbeat_age_s"])
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.25)  # the watcher's poll interval
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
         watcher = asyncio.create_task(watch(c))

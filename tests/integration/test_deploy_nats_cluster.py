@@ -65,7 +65,7 @@ def _start(tmp: Path, passwords: dict[str, str]) -> tuple[list[subprocess.Popen]
     deadline = time.monotonic() + 30
     while not all(_healthy(m) for m in monitors):  # JetStream's meta group has its leader
         assert time.monotonic() < deadline, "the cluster did not become healthy"
-        time.sleep(0.1)
+        time.sleep(0.1)  # a poll's interval
     return procs, ports, monitors
 
 

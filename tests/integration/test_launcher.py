@@ -71,7 +71,7 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
             status = _status(tmp_path, env)
             if status and status["counts"]["fills"] > 0:
                 break
-            time.sleep(1)
+            time.sleep(1)  # a poll's interval
         assert status and status["counts"]["fills"] > 0, (tmp_path / "launcher.out").read_text()
         assert status["mode"] == "paper"
         assert status["model"]["version"].startswith("bootstrap-") and status["model"]["gate_passed"] is False
@@ -94,7 +94,7 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
         assert json.loads(engaged.stdout)["missing"] == []
         time.sleep(1.5)  # let in-flight counters reach Postgres
         orders_after_engage = _status(tmp_path, env)["counts"]["orders"]
-        time.sleep(4)
+        time.sleep(4)  # a window of flowing signals with the switch engaged (still a fixed window)
         status = _status(tmp_path, env)
         assert status["kill_switch"]["engaged"] is True and status["trading_state"] == "HALTED"
         assert status["counts"]["orders"] == orders_after_engage
@@ -114,7 +114,7 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
     # postgres daemonizes (not a descendant): look for anything still running on this test's data dir
-    time.sleep(1)
+    time.sleep(1)  # still a fixed wait: postgres (daemonized) finishing its shutdown
     leftovers = [
         p.info["cmdline"]
         for p in psutil.process_iter(["cmdline"])

@@ -440,7 +440,7 @@ async def test_pause_resume_and_exit_go_through_risk_and_are_audited(trading, bu
                     volume=Decimal("1"),
                 ),
             )
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # a price feed's pace
 
     await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
     feeder = asyncio.create_task(prices())
