@@ -145,7 +145,7 @@ def wait_heartbeat(
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 hb = json.loads(msg.data)
                 began = datetime.fromisoformat(hb["ts"]).timestamp() - float(hb["uptime_s"])
-                if not got.done() and began >= since - 0.05 and (where is None or where(hb)):
+                if not got.done() and began >= since and (where is None or where(hb)):
                     got.set_result(hb)
 
         await nc.subscribe(f"svc.heartbeat.{service}", cb=cb)

@@ -117,9 +117,12 @@ class ServiceProcess:
             watch.stop()
 
     def _mine(self, hb: dict) -> bool:
-        """A heartbeat from this process: its runtime began after our launch and, for a shard, its index."""
+        """A heartbeat from this process: its runtime began after our launch and, for a shard, its index. No
+        slack: a runtime begins well after its launch (the interpreter starts, imports), while the previous
+        instance's began before its first heartbeat, which came before this launch; with 50 ms of slack a
+        process launched right after another's first heartbeat took that one for its own."""
         began = datetime.fromisoformat(hb["ts"]).timestamp() - float(hb["uptime_s"])
-        if began < self.started_at - 0.05:
+        if began < self.started_at:
             return False
         index = self.env.get(f"BNML_{self.name.upper()}__SHARD__INDEX")
         shard = hb.get("shard")

@@ -280,7 +280,8 @@ async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_r
             timeout=20,
             message="the new writer journaling later verdicts (positive control)",
         )
-        await wait_until(lambda: verdicts_settled(bus), timeout=20, message="every verdict decided")
+        # no wait here: the deposed writer has stopped (above), so nothing more can come from it; what it held
+        # unacknowledged is redelivered to the new writer only after ack_wait, and counted once at most below
     since = _senders_since(database_url, taken_at)
     assert since.get(x, 0) == 0, f"the deposed writer sent orders after the takeover: {since}"
     assert since.get(y, 0) > 0, f"the new writer sent nothing: {since}"
