@@ -92,10 +92,14 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
         engaged = _bnml(tmp_path, "kill-switch", "engage", "--reason", "launcher test", env=env)
         assert engaged.returncode == 0, engaged.stderr
         assert json.loads(engaged.stdout)["missing"] == []
-        time.sleep(1.5)  # let in-flight counters reach Postgres
-        orders_after_engage = _status(tmp_path, env)["counts"]["orders"]
-        time.sleep(4)  # a window of flowing signals with the switch engaged (still a fixed window)
-        status = _status(tmp_path, env)
+        # acknowledged by execution: what was in flight is journaled (it waits for it), nothing after it is sent
+        after = _status(tmp_path, env)["counts"]
+        orders_after_engage = after["orders"]
+        # signals keep flowing and risk refuses them (its heartbeat's total, in the status): then no new order
+        deadline = time.monotonic() + 60
+        while (status := _status(tmp_path, env))["counts"]["verdicts_refused"] <= after["verdicts_refused"]:
+            assert time.monotonic() < deadline, f"risk refused nothing after the engage: {status['counts']}"
+            time.sleep(0.5)  # a poll's interval
         assert status["kill_switch"]["engaged"] is True and status["trading_state"] == "HALTED"
         assert status["counts"]["orders"] == orders_after_engage
     finally:
