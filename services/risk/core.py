@@ -29,7 +29,7 @@ from libs.common.contracts import (
     Signal,
     TradingStateChanged,
 )
-from libs.common.contracts.base import new_id
+from libs.common.contracts.base import AccountSource, Side, new_id
 from libs.common.contracts.risk import verdict_id_for
 from libs.common.markets import Markets, UnknownMarketError
 from libs.common.settings import RiskSettings
@@ -49,6 +49,14 @@ COOLDOWN_ON_CLEAR = frozenset(
 )
 
 Event = BreakerTripped | BreakerCleared | TradingStateChanged
+
+
+def order_side(sig: Signal) -> Side:
+    """The side of the order `sig` asks for (a HOLD asks for none: `RiskEngine.decide` takes BUY and SELL)."""
+    side = sig.side
+    if side == "HOLD":
+        raise ValueError(f"signal {sig.id} is a HOLD: it carries no order")
+    return side
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,7 @@ class RiskEngine:
     is_writer: bool = True  # the shell clears it when it loses the single-writer lock
     instance: str = ""  # stamped on every verdict (`issued_by`)
     epoch: int = 0  # the writer lock's fencing epoch, stamped on every verdict (`risk_epoch`)
-    account_source: str = "configured"  # "exchange" once live balances are the book
+    account_source: AccountSource = "configured"  # "exchange" once live balances are the book
     last_breaker_clear_at: datetime | None = None
     # `evaluate` may answer "nothing changed" from the breakers that move with time and prices alone when
     # nothing is in force and no other input has changed since the last full evaluation (see `_quiet_still`);
@@ -116,7 +124,7 @@ class RiskEngine:
         self._keys: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
         # (time of the last full evaluation, its day window's end, the inputs it saw) while it left nothing in
         # force; None otherwise
-        self._quiet: tuple[datetime, datetime, tuple] | None = None
+        self._quiet: tuple[datetime, datetime, tuple[object, ...]] | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
     def on_tick(self, symbol: str, last: Decimal, event_ts: datetime, now: datetime) -> None:
@@ -245,7 +253,7 @@ class RiskEngine:
         )
         return events
 
-    def _quiet_inputs(self) -> tuple:
+    def _quiet_inputs(self) -> tuple[object, ...]:
         """Every input of the breakers other than time, prices and liveness (`_quiet_still`)."""
         b = self.book
         return (
@@ -319,6 +327,7 @@ class RiskEngine:
 
     def _stale(self, sym: str, now: datetime) -> Evaluated | None:
         stale, why = self.status_stale.get(sym, (False, ""))
+        assert self.cfg.stale_after_s is not None  # `__post_init__` refuses a section without it
         return self._ev(
             "stale_data",
             B.stale_data(self.last_tick_at.get(sym), stale, why, now, self.cfg.stale_after_s),
@@ -326,6 +335,7 @@ class RiskEngine:
         )
 
     def _heartbeat(self, svc: str, now: datetime) -> Evaluated | None:
+        assert self.cfg.heartbeat_timeout_s is not None  # `__post_init__` refuses a section without it
         return self._ev(
             "heartbeat_missing",
             B.heartbeat_missing(
@@ -389,8 +399,8 @@ class RiskEngine:
             )
         for svc in cfg.heartbeat_services:
             res.append(self._heartbeat(svc, now))
-        for sym, (detected, why) in self.drift.items():
-            res.append(self._ev("drift", B.drift(detected, why), sym))
+        for drift_sym, (detected, why) in self.drift.items():  # None: drift of the whole market
+            res.append(self._ev("drift", B.drift(detected, why), drift_sym))
         events: list[Event] = list(board.apply([r for r in res if r is not None], now))
         if any(isinstance(e, BreakerCleared) and e.breaker in COOLDOWN_ON_CLEAR for e in events):
             self.last_breaker_clear_at = now
@@ -464,13 +474,13 @@ class RiskEngine:
             signal_id=sig.id,
             symbol=sig.symbol,
             side=sig.side,
-            approved=True,  # type: ignore[arg-type]
+            approved=True,
             quantity=qty,
             price_limit=limit,
             reasons=[],
             expires_at=expires,
             trading_state=self.sm.state,
-            tick_ts=sig.tick_ts,  # type: ignore[arg-type]
+            tick_ts=sig.tick_ts,
             issued_by=self.instance,
             risk_epoch=self.epoch,
         )
@@ -560,7 +570,9 @@ class RiskEngine:
                 return ZERO, ZERO, ["no_position"]
             binding = "max_notional" if available * limit > cfg.max_notional_usdt else "position_dust"
             qty = mk.round_quantity(sym, min(available, cfg.max_notional_usdt / limit))
-        check = mk.check_order(sym, sig.side, qty, limit, open_orders=open_orders, reference_price=last)  # type: ignore[arg-type]
+        check = mk.check_order(
+            sym, order_side(sig), qty, limit, open_orders=open_orders, reference_price=last
+        )
         if check.allowed:
             return qty, limit, []
         too_small = {"quantity_not_positive", "quantity_below_min", "notional_below_min"}
@@ -577,14 +589,14 @@ class RiskEngine:
             ts=now,
             signal_id=sig.id,
             symbol=sig.symbol,
-            side=sig.side,  # type: ignore[arg-type]
+            side=order_side(sig),
             approved=False,
             quantity=ZERO,
             price_limit=ZERO,
             reasons=reasons,
             expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
             trading_state=self.sm.state,
-            tick_ts=sig.tick_ts,  # type: ignore[arg-type]
+            tick_ts=sig.tick_ts,
             issued_by=self.instance,
             risk_epoch=self.epoch,
         )
@@ -627,7 +639,7 @@ class RiskEngine:
             positions={s: q for s, q in b.positions.items() if q > 0},
             exposure_usdt=exposures,
             active_breakers={k: a.reason for k, a in self.board.active.items()},
-            trading_state=self.sm.state,  # type: ignore[arg-type]
+            trading_state=self.sm.state,
             cash_usdt=b.cash,
             average_cost=dict(b.avg_cost),
             last_prices=dict(b.last_price),
@@ -645,7 +657,7 @@ class RiskEngine:
             trading_state_reason=self.sm.reason,
             trading_state_since=self.sm.since,
             fills_applied=b.fills_applied,
-            account_source=self.account_source,  # type: ignore[arg-type]
+            account_source=self.account_source,
         )
 
     def restore(self, st: AccountState) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from libs.common.contracts import BreakerCleared, BreakerTripped, TradingStateChanged
+from libs.common.contracts import BreakerCleared, BreakerTripped, TradingState, TradingStateChanged
 from libs.common.contracts.risk import ActiveBreaker
 from services.risk.breakers import BreakerResult, Prev
 
@@ -94,11 +94,11 @@ class BreakerBoard:
 
 @dataclass
 class TradingStateMachine:
-    state: str = "ACTIVE"
+    state: TradingState = "ACTIVE"
     reason: str = ""
     since: datetime | None = None
 
-    def desired(self, kill_engaged: bool, board: BreakerBoard) -> tuple[str, str]:
+    def desired(self, kill_engaged: bool, board: BreakerBoard) -> tuple[TradingState, str]:
         if kill_engaged:
             return "HALTED", "kill switch engaged"
         halting = board.halting()
@@ -127,7 +127,7 @@ class TradingStateMachine:
             return None, reason
         return self._move(state, reason or "released by operator", now), ""
 
-    def _move(self, state: str, reason: str, now: datetime) -> TradingStateChanged | None:
+    def _move(self, state: TradingState, reason: str, now: datetime) -> TradingStateChanged | None:
         if state == self.state:
             self.reason = reason or self.reason
             return None

@@ -17,6 +17,7 @@ from decimal import Decimal
 import numpy as np
 
 from libs.common.contracts import Candle, Signal, Tick
+from libs.common.contracts.base import SignalSide
 from libs.common.settings import SignalSettings
 from services.signal.decision import BUY, HOLD, SELL, SIDE_NAMES, Decisions, decide
 from services.signal.drift import DriftMonitor, DriftResult, HitRateTracker
@@ -51,7 +52,7 @@ class SignalDraft:
 
     ts: datetime
     symbol: str
-    side: str
+    side: SignalSide
     probability: float
     expected_edge_bps: float
     model_version: str
@@ -65,7 +66,7 @@ class SignalDraft:
             ts=self.ts,
             symbol=self.symbol,
             side=self.side,
-            probability=self.probability,  # type: ignore[arg-type]
+            probability=self.probability,
             expected_edge_bps=self.expected_edge_bps,
             model_version=self.model_version,
             price=self.price,
@@ -79,6 +80,13 @@ class CandleBuilder:
     """The running candle of one symbol, built from ticks in O(1); a bar closes on the first later tick."""
 
     __slots__ = ("tf_s", "start", "o", "h", "l", "c", "v", "c_dec")
+    # the running bar, set by its first tick (read only once `start` is set)
+    o: float
+    h: float
+    l: float  # noqa: E741 (the L of OHLC, as the slot is named)
+    c: float
+    v: float
+    c_dec: Decimal
 
     def __init__(self, tf_s: int):
         self.tf_s = tf_s
@@ -135,7 +143,7 @@ class SymbolState:
 
     ticks: int = 0
     gaps: int = 0
-    last_measure_side: str = "SELL"
+    last_measure_side: SignalSide = "SELL"
     last_trade_at: datetime | None = None
 
     def __post_init__(self) -> None:
@@ -422,7 +430,8 @@ class SignalEngine:
         pending = list(bars)
         while pending:
             seen: set[str] = set()
-            this_round, later = [], []
+            this_round: list[Bar] = []
+            later: list[Bar] = []
             for b in pending:
                 (later if b.symbol in seen else this_round).append(b)
                 seen.add(b.symbol)
@@ -475,13 +484,15 @@ class SignalEngine:
         t0 = time.perf_counter()
         pre = self.precomputed
         rows = pre.rows(ready) if pre is not None and pre.version == model.version else None
-        x, proba, complete = pre.arrays(rows) if rows is not None else self._infer(ready, model)  # type: ignore[union-attr]
+        x, proba, complete = (
+            pre.arrays(rows) if pre is not None and rows is not None else self._infer(ready, model)
+        )
         out.predicted += int(complete.sum())
         # expiry by the age of the data it learned from (not by when it was trained)
         model_fresh = model.data_age_h(now) <= self.cfg.max_model_age_h
         threshold, min_edge = effective_rule(self.cfg, model)
-        if rows is not None and pre.rule == (threshold, min_edge):  # type: ignore[union-attr]
-            dec = pre.decisions(rows, model_fresh)  # type: ignore[union-attr]
+        if pre is not None and rows is not None and pre.rule == (threshold, min_edge):
+            dec = pre.decisions(rows, model_fresh)
         else:
             dec = decide(
                 proba, model.class_mean_returns, model.fee_rate, threshold, min_edge, allow_buy=model_fresh
@@ -489,7 +500,9 @@ class SignalEngine:
         out.inference_s += time.perf_counter() - t0
         if complete.any() and self.drift is not None:
             key = max(b.open_time for b in ready)
-            bins = pre.bins(rows) if rows is not None and pre._drift is self.drift else None  # type: ignore[union-attr]
+            bins = (
+                pre.bins(rows) if pre is not None and rows is not None and pre._drift is self.drift else None
+            )
             if bins is not None:
                 res = self.drift.observe_binned(bins[complete], key)
             else:
