@@ -5,7 +5,6 @@ the writer seat's (`writer.py`), the reconciliations and the prices `upkeep.py`'
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 
 from libs.common import subjects
 from libs.common.contracts import (
@@ -17,7 +16,6 @@ from libs.common.contracts import (
     OrderEvent,
     Signal,
     TradingControlCommand,
-    TradingState,
 )
 from libs.common.kill_switch import alert_unreadable, record_refusal, refresh_latch
 from services.risk import alerts, control
@@ -211,7 +209,5 @@ class Handlers:
         )
         await self.seat.handle(out.events)
         await self.seat.persist(force=True)
-        result = control.control_result(
-            self.name, cmd, out, cast(TradingState, engine.sm.state), rt.clock.now()
-        )
+        result = control.control_result(self.name, cmd, out, engine.sm.state, rt.clock.now())
         await rt.bus.publish(subjects.trading_control_result(self.name), result)
