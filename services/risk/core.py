@@ -29,7 +29,7 @@ from libs.common.contracts import (
     Signal,
     TradingStateChanged,
 )
-from libs.common.contracts.base import AccountSource, Side, new_id
+from libs.common.contracts.base import AccountSource, BreakerEffect, Side, new_id
 from libs.common.contracts.risk import verdict_id_for
 from libs.common.markets import Markets, UnknownMarketError
 from libs.common.settings import RiskSettings
@@ -121,7 +121,7 @@ class RiskEngine:
         self._known_symbols = list(dict.fromkeys(self.symbols))
         self._known_set = set(self._known_symbols)
         self._windows: tuple[datetime, datetime, datetime, datetime] | None = None
-        self._keys: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
+        self._keys: dict[tuple[str, str | None, str | None], tuple[str, BreakerEffect]] = {}
         # (time of the last full evaluation, its day window's end, the inputs it saw) while it left nothing in
         # force; None otherwise
         self._quiet: tuple[datetime, datetime, tuple[object, ...]] | None = None
@@ -210,7 +210,7 @@ class RiskEngine:
         return events, refused
 
     # -- breakers -------------------------------------------------------------------------------
-    def _effect(self, name: str, symbol: str | None) -> str:
+    def _effect(self, name: str, symbol: str | None) -> BreakerEffect:
         eff = self.cfg.effect(name)
         if symbol is None and eff.endswith("_SYMBOL"):
             return "REDUCING"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from libs.common.contracts import BreakerCleared, BreakerTripped, TradingState, TradingStateChanged
+from libs.common.contracts.base import BreakerEffect
 from libs.common.contracts.risk import ActiveBreaker
 from services.risk.breakers import BreakerResult, Prev
 
@@ -28,7 +29,7 @@ class Evaluated:
 
     key: str
     name: str
-    effect: str
+    effect: BreakerEffect
     result: BreakerResult
     symbol: str | None = None
     scope: str | None = None
@@ -81,7 +82,7 @@ class BreakerBoard:
                 )
         return events
 
-    def global_effect(self) -> str | None:
+    def global_effect(self) -> TradingState | None:
         effects = {b.effect for b in self.active.values() if b.effect in GLOBAL_EFFECTS}
         return "HALTED" if "HALTED" in effects else ("REDUCING" if "REDUCING" in effects else None)
 
