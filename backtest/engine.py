@@ -38,6 +38,7 @@ from services.execution.paper import (
     PaperResult,
     SlippageModel,
     exchange_rounder,
+    fill_row,
     new_paper_order,
     usable_tick,
 )
@@ -50,6 +51,20 @@ from services.signal.registry import LoadedModel
 
 SIDE_CODE = {"BUY": BUY, "SELL": SELL, "HOLD": HOLD}
 N_TICKS = 4  # market_data's replay ticks per bar
+# a recorded fill's columns (trades.csv), from the paper broker's journal row
+FILL_COLUMNS = (
+    "ts",
+    "client_order_id",
+    "trade_id",
+    "symbol",
+    "side",
+    "quantity",
+    "price",
+    "fee",
+    "fee_asset",
+    "is_maker",
+    "realized_pnl_usdt",
+)
 
 
 @dataclass
@@ -447,39 +462,26 @@ class Backtest:
         if res.status == "REJECTED":
             self.rec.rejected[res.reason.split(":")[0]] += 1
         for t in res.trades:
+            row = fill_row(t, now)  # what the paper broker journals
             fill = Fill.model_construct(
                 schema_version=1,
-                id=f"bf{t.trade_id}",
-                ts=now,
-                client_order_id=t.client_order_id,
-                exchange="paper",
-                trade_id=t.trade_id,
-                symbol=t.symbol,
-                side=t.side,
-                quantity=t.quantity,
-                price=t.price,
-                fee=t.fee,
-                fee_asset=t.fee_asset,
-                is_maker=t.is_maker,
-                realized_pnl_usdt=t.accounting.realized_pnl_usdt,
+                id=f"bf{row.trade_id}",
+                ts=row.ts,
+                client_order_id=row.client_order_id,
+                exchange=row.exchange,
+                trade_id=row.trade_id,
+                symbol=row.symbol,
+                side=row.side,
+                quantity=row.quantity,
+                price=row.price,
+                fee=row.fee,
+                fee_asset=row.fee_asset,
+                is_maker=row.is_maker,
+                realized_pnl_usdt=row.realized_pnl_usdt,
             )
             _outcome, events = self.risk.on_fill(fill, now)
             self._events(events)
-            self.rec.fills.append(
-                {
-                    "ts": now,
-                    "client_order_id": t.client_order_id,
-                    "trade_id": t.trade_id,
-                    "symbol": t.symbol,
-                    "side": t.side,
-                    "quantity": t.quantity,
-                    "price": t.price,
-                    "fee": t.fee,
-                    "fee_asset": t.fee_asset,
-                    "is_maker": t.is_maker,
-                    "realized_pnl_usdt": t.accounting.realized_pnl_usdt,
-                }
-            )
+            self.rec.fills.append({k: getattr(row, k) for k in FILL_COLUMNS})
         # what execution's order event tells the suite's risk: a reservation lives until its order is terminal
         o = res.order
         self.risk.on_order(

@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from libs.common.contracts import Tick
 from services.execution.ledger import ZERO, FillAccounting, Ledger, split_symbol
+from services.execution.records import FillRow
 
 Q8 = Decimal("0.00000001")
 BNB_DISCOUNT = Decimal("0.75")
@@ -141,6 +142,26 @@ class PaperTrade:
     fee_asset: str
     is_maker: bool
     accounting: FillAccounting
+
+
+def fill_row(trade: PaperTrade, ts: datetime) -> FillRow:
+    """The journal's fill row of a paper trade booked at `ts`: the one mapping the paper broker journals and the
+    backtest records (and hands to risk), so both read the same quantity, price, fee and realized P&L."""
+    return FillRow(
+        exchange="paper",
+        trade_id=trade.trade_id,
+        client_order_id=trade.client_order_id,
+        symbol=trade.symbol,
+        side=trade.side,
+        quantity=trade.quantity,
+        price=trade.price,
+        fee=trade.fee,
+        fee_asset=trade.fee_asset,
+        ts=ts,
+        is_maker=trade.is_maker,
+        realized_pnl_usdt=trade.accounting.realized_pnl_usdt,
+        fee_usdt=trade.accounting.fee_quote,
+    )
 
 
 @dataclass(frozen=True)
