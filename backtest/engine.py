@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -49,6 +50,7 @@ from services.signal.core import Precomputed, SignalDraft, SignalEngine
 from services.signal.decision import BUY, HOLD, SELL
 from services.signal.registry import LoadedModel
 
+Side = Literal["BUY", "SELL"]
 SIDE_CODE = {"BUY": BUY, "SELL": SELL, "HOLD": HOLD}
 N_TICKS = 4  # market_data's replay ticks per bar
 # a recorded fill's columns (trades.csv), from the paper broker's journal row
@@ -205,7 +207,9 @@ class Backtest:
         self.risk.set_kill_switch(False, True, now)
         self.risk.on_drift(None, False, "")
         self.signal = SignalEngine(settings.signal, model)
-        self.signal.signal_factory = SignalDraft  # validated into a `Signal` only when traded (`_step`)
+        # validated into a `Signal` only when traded (`_step`); a draft has every field of a `Signal` the
+        # engine reads
+        self.signal.signal_factory = SignalDraft  # type: ignore[assignment]  # reason: a draft stands in for a Signal
         if model is not None and precompute and scripted is None:
             self.signal.precomputed = Precomputed(
                 model,
@@ -309,7 +313,7 @@ class Backtest:
                     ts,
                 )
                 self.last_tick[s.symbol] = tick
-                signal.on_tick(tick, now)  # type: ignore[arg-type]
+                signal.on_tick(tick, now)  # type: ignore[arg-type]  # reason: a ReplayTick has the Tick fields it reads
                 risk.on_tick(s.symbol, tick.last, ts, now)
                 ticks.append(tick)
             now = clock.now()
@@ -334,7 +338,7 @@ class Backtest:
                 bar.volume,
             )
             closes[s.symbol] = float(bar.close)
-            b = signal.on_candle(candle)  # type: ignore[arg-type]
+            b = signal.on_candle(candle)  # type: ignore[arg-type]  # reason: a ReplayCandle has the Candle fields
             if b is not None:
                 bars.append(b)
         if self.scripted is not None:
@@ -382,9 +386,11 @@ class Backtest:
 
     # -- risk, execution ----------------------------------------------------------------------
     def _scripted(self, paths, now: datetime) -> list[Signal]:
+        scripted = self.scripted
+        assert scripted is not None  # called only for a scripted run
         out = []
         for s, i, bar, _path in paths:
-            side = int(self.scripted[s.symbol][i])  # type: ignore[index]
+            side = int(scripted[s.symbol][i])
             if side == HOLD:
                 continue
             tick = self.last_tick[s.symbol]
@@ -471,7 +477,7 @@ class Backtest:
                 exchange=row.exchange,
                 trade_id=row.trade_id,
                 symbol=row.symbol,
-                side=row.side,
+                side=cast(Side, row.side),  # a paper trade is a BUY or a SELL
                 quantity=row.quantity,
                 price=row.price,
                 fee=row.fee,
