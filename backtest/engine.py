@@ -300,9 +300,10 @@ class Backtest:
     def _quiet_steps(self, p: int, closes: dict[str, float]) -> int:
         """Take the steps from `p` on that change nothing but what time and prices move (`RiskEngine.quiet_run`,
         `SignalEngine.quiet_bars`: every decision HOLD, no breaker moving, nothing on the paper book, no
-        drift change), at once, and return how many. Runs only over steps every series has a bar at, in
-        steps of one bar, and never to the last of them: the step after a run goes tick by tick, and its ticks
-        set what the run does not (the last prices, quotes and ticks, which nothing reads before them)."""
+        drift change), at once, and return how many. Runs only over steps every series has a bar at (a
+        gap's silence is risk's to judge, its restart of the buffers the signal core's), and never to the
+        last of them: the step after a run goes tick by tick, and its ticks set what the run does not (the
+        last prices, quotes and ticks, which nothing reads before them)."""
         end = int(self._stretch_end[p]) - 1 if p < self._grid.size else p
         end = min(end, p + QUIET_RUN_MAX)
         if (
@@ -315,9 +316,6 @@ class Backtest:
             return 0
         grid, series = self._grid, self.series
         steps = grid[p:end]
-        tf = series[0].tf_ms
-        if p == 0 or int(grid[p - 1]) + tf != int(steps[0]) or np.any(np.diff(steps) != tf):
-            return 0  # steps of one bar, after a bar (the gaps' own rules run tick by tick)
         rows = self._rows[p:end]
         sl = [rows[:, j] for j in range(len(series))]
         symbols = [s.symbol for s in series]

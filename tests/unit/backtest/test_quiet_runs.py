@@ -216,3 +216,77 @@ def test_risk_quiet_run_takes_nothing_while_something_is_in_force():
     ms = int((e.started_at + timedelta(seconds=2)).timestamp() * 1000)
     times, px = _bar_ticks(random.Random(1), ms, {s: float(p) for s, p in PRICES.items()})
     assert e.quiet_run([SYMS[c % 3] for c in range(times.size)], times[None], px[None]) == 0
+
+
+# -- the signal core -------------------------------------------------------------------------------
+def _signal_state(e) -> tuple:
+    d = e.drift
+    return (
+        {s: (st.buf.tolist(), st.n, st.last_open, st.last_trade_at, st.gaps) for s, st in e.states.items()},
+        None
+        if d is None
+        else (
+            d._window_flat.tolist(),
+            [(k, rows, flat.tolist()) for k, _c, rows, flat in list(d._chunks)[-3:]],
+            len(d._chunks),
+            d.rows_seen,
+            d.rows_in_window,
+            d._since_check,
+            d.detected,
+            d._calm,
+            d.last,
+        ),
+        {k: list(map(tuple, q)) for k, q in e.hits._pending.items()} if e.hits is not None else None,
+    )
+
+
+def test_signal_quiet_bars_take_exactly_the_bars_that_decide_hold_and_change_no_drift(btc_model, btc_1h):
+    """The real BTCUSDT 1h bars through a model trained on them (BUY/SELL about one bar in seven, drift
+    detected and cleared): from every bar, `quiet_bars` + `take_quiet` against `on_candle` + `on_bars`."""
+    from backtest.engine import ReplayCandle, Series
+    from services.signal.core import Precomputed, SignalDraft, SignalEngine
+
+    settings, model = btc_model
+    s = Series.from_ohlcv(btc_1h, "BTC/USDT")
+    times = [datetime.fromtimestamp(t / 1000, UTC) for t in s.open_ms.tolist()]
+    engines = []
+    for _ in range(2):
+        e = SignalEngine(settings.signal, model)
+        e.signal_factory = SignalDraft  # type: ignore[assignment]  # reason: a draft stands in for a Signal
+        e.precomputed = Precomputed(model, {"BTC/USDT": (times, s.ohlcv)}, e.cfg, e.drift)
+        engines.append(e)
+    fast, full = engines
+
+    def one(e, i):
+        o, h, lo, c, v = (Decimal(repr(x)) for x in s.ohlcv[i].tolist())
+        now = times[i] + timedelta(hours=1)
+        cd = ReplayCandle(f"c{i}", now, "BTC/USDT", "1h", times[i], now, o, h, lo, c, v)
+        return e.on_bars([e.on_candle(cd)], now)  # type: ignore[arg-type]  # reason: a ReplayCandle has the fields
+
+    i, taken, stops, n_bars = 0, 0, 0, min(s.open_ms.size, 4000)
+    while i < n_bars - 1:
+        L = min(n_bars - 1 - i, 200)
+        first, last = times[i] + timedelta(hours=1), times[i + L - 1] + timedelta(hours=1)
+        plan = fast.quiet_bars(["BTC/USDT"], s.open_ms[i : i + L], [s.ohlcv[i : i + L]], first, last)
+        before = _signal_state(fast)
+        n = plan.n if plan is not None else 0
+        assert _signal_state(fast) == before  # asking changes nothing
+        if plan is not None:
+            fast.take_quiet(plan, n)
+        for j in range(i, i + n):
+            res = one(full, j)
+            assert [x.side for x in res.signals] == ["HOLD"] and not (res.drift and res.drift.changed)
+        assert _signal_state(fast) == _signal_state(full)
+        taken += n
+        i += n
+        # the bar that stops a run (or any bar, when there is none), one by one on both
+        a, b = one(fast, i), one(full, i)
+        assert [(x.side, x.reason) for x in a.signals] == [(x.side, x.reason) for x in b.signals]
+        assert (a.drift and (a.drift.changed, a.drift.detected)) == (
+            b.drift and (b.drift.changed, b.drift.detected)
+        )
+        if plan is not None and n < L:  # a run stops only at a decision or a drift change
+            assert b.signals[0].side != "HOLD" or (b.drift is not None and b.drift.changed)
+            stops += 1
+        i += 1
+    assert taken > n_bars // 4 and stops > 10
