@@ -220,6 +220,7 @@ class Precomputed:
         self._complete: dict[str, np.ndarray] = {}
         self._decisions: dict[tuple[str, bool], Decisions] = {}
         self._bins: dict[str, np.ndarray] = {}
+        self._open_ms: dict[str, np.ndarray] = {}  # `open_ms`, built on first use
         self._drift = drift
         warm = model.spec.warmup_bars
         for sym, (times, ohlcv) in histories.items():
@@ -251,11 +252,12 @@ class Precomputed:
 
     def open_ms(self, symbol: str) -> np.ndarray | None:
         """The open times (epoch ms) of `symbol`'s known history, row by row (None: not known)."""
-        cache: dict[str, np.ndarray] = self.__dict__.setdefault("_open_ms", {})
-        out = cache.get(symbol)
+        out = self._open_ms.get(symbol)
         known = self._rows.get(symbol)
         if out is None and known is not None:
-            out = cache[symbol] = np.array([round(t.timestamp() * 1000) for t in known[0]], dtype=np.int64)
+            out = self._open_ms[symbol] = np.array(
+                [round(t.timestamp() * 1000) for t in known[0]], dtype=np.int64
+            )
         return out
 
     def quiet_rows(self, symbol: str, first: int, n: int, allow_buy: bool) -> np.ndarray:
