@@ -14,11 +14,15 @@ No I/O and no clock here: the shell passes `now` and does the publishing and per
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from libs.common.contracts import (
     AccountState,
@@ -300,6 +304,14 @@ class RiskEngine:
         since, day_end, inputs = q
         if not (since <= now < day_end) or inputs != self._quiet_inputs():
             return False
+        if not self._moving_allow(now):
+            return False
+        self._prune(now)
+        return True
+
+    def _moving_allow(self, now: datetime) -> bool:
+        """The breakers that move with time, prices and liveness alone (volatility, stale data, heartbeats) all
+        allow at `now` and none is in force: the part of `_quiet_still` that must run at every close."""
         if self._volatility(now) is not None:
             return False
         for sym in self._known_symbols:
@@ -308,8 +320,76 @@ class RiskEngine:
         for svc in self.cfg.heartbeat_services:
             if self._heartbeat(svc, now) is not None:
                 return False
-        self._prune(now)
         return True
+
+    def may_run_quiet(self) -> bool:
+        """Whether `quiet_run` may take any bar: the last full evaluation left nothing in force (the cheap
+        part of its test, for a caller to ask before preparing a run)."""
+        return (
+            self.quiet_path
+            and self._quiet is not None
+            and not self.board.active
+            and self.sm.state == "ACTIVE"
+            and not self.book.positions
+            and not self.attempts
+        )
+
+    def quiet_run(
+        self, symbols: Sequence[str], times_ms: np.ndarray, prices: np.ndarray, alive: Sequence[str] = ()
+    ) -> int:
+        """How many of these bars `evaluate` answers from the quiet path at their closes, with what they leave
+        applied: a run of bars taken at once instead of tick by tick (the backtest's bars between events).
+
+        Bar j is its ticks, in the suite's order: column c of `times_ms[j]` / `prices[j]` (epoch ms, in time
+        order, none before the last input; float prices) is a tick of `symbols[c]`, the last ticks of a bar its
+        closes (the ticked symbols' last columns); then the `alive` services heard at the close; then
+        `evaluate` at the close. Every tick gives its volatility sample (`on_passing_tick`), each close tick
+        its time (`on_tick`), the heartbeats their time; each close must pass `_quiet_still`'s test, whose
+        inputs other than time, prices and liveness cannot change here (no fill, decision or message comes in
+        between), so it is compared once. Stops before the first bar whose close needs a full evaluation (a
+        breaker moving, a midnight): that bar is the caller's, tick by tick. What it does not apply: the last
+        prices (`book.last_price`, read by decisions and fills only); the caller's next bar, sent through
+        `on_tick`, sets them before anything reads them."""
+        q = self._quiet
+        if q is None or len(times_ms) == 0 or not self.may_run_quiet():
+            return 0
+        since, day_end, inputs = q
+        if inputs != self._quiet_inputs() or any(sym not in self._known_set for sym in symbols):
+            return 0
+        saved = (copy.deepcopy(self.vol), dict(self.last_tick_at), dict(self.heartbeats))
+        done, last = 0, None
+        rows_t, rows_p = times_ms.tolist(), prices.tolist()
+        for row_t, row_p in zip(rows_t, rows_p, strict=True):
+            now = self._ticks_of(symbols, row_t, row_p, alive)
+            if not (since <= now < day_end) or not self._moving_allow(now):
+                break
+            done, last = done + 1, now
+        if done < len(rows_t):  # the bar that broke the run is the caller's: undo it, keep the ones before
+            self.vol, self.last_tick_at, self.heartbeats = saved
+            for row_t, row_p in zip(rows_t[:done], rows_p[:done], strict=True):
+                self._ticks_of(symbols, row_t, row_p, alive)
+        if last is not None:
+            self._prune(last)
+        return done
+
+    def _ticks_of(
+        self,
+        symbols: Sequence[str],
+        row_t: list[int],
+        row_p: list[float],
+        alive: Sequence[str],
+    ) -> datetime:
+        """One bar of `quiet_run`: its ticks' samples, its symbols' last tick times (their closes: `on_tick`'s
+        min(tick time, now) is the tick's time, ticks coming in time order), the heartbeats; its close time."""
+        vol, last_at = self.vol, self.last_tick_at
+        now = self.started_at
+        for sym, t, p in zip(symbols, row_t, row_p, strict=True):
+            now = datetime.fromtimestamp(t / 1000, UTC)
+            vol.on_price(sym, p, now)
+            last_at[sym] = now
+        for svc in alive:
+            self.heartbeats[svc] = now
+        return now
 
     def _volatility(self, now: datetime) -> Evaluated | None:
         cfg = self.cfg

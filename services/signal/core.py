@@ -194,6 +194,17 @@ def effective_rule(cfg: SignalSettings, model: LoadedModel) -> tuple[float, floa
     return threshold, (max(edges) if edges else None)
 
 
+@dataclass(frozen=True)
+class QuietBars:
+    """A run of bars `SignalEngine.quiet_bars` found quiet: the first `n` of them."""
+
+    symbols: list[str]
+    open_ms: np.ndarray
+    ohlcv: list[np.ndarray]
+    bins: np.ndarray | None
+    n: int
+
+
 class Precomputed:
     """Features, probabilities, decisions and drift bins of every bar of a known history, computed in one
     batch by the same kernels (`last_row_features` over each bar's last `warmup_bars` bars, exactly the live
@@ -217,6 +228,7 @@ class Precomputed:
         self._complete: dict[str, np.ndarray] = {}
         self._decisions: dict[tuple[str, bool], Decisions] = {}
         self._bins: dict[str, np.ndarray] = {}
+        self._open_ms: dict[str, np.ndarray] = {}  # `open_ms`, built on first use
         self._drift = drift
         warm = model.spec.warmup_bars
         for sym, (times, ohlcv) in histories.items():
@@ -245,6 +257,23 @@ class Precomputed:
                     if n
                     else np.zeros((0, len(model.spec.names) + 1), dtype=np.int64)
                 )
+
+    def open_ms(self, symbol: str) -> np.ndarray | None:
+        """The open times (epoch ms) of `symbol`'s known history, row by row (None: not known)."""
+        out = self._open_ms.get(symbol)
+        known = self._rows.get(symbol)
+        if out is None and known is not None:
+            out = self._open_ms[symbol] = np.array(
+                [round(t.timestamp() * 1000) for t in known[0]], dtype=np.int64
+            )
+        return out
+
+    def quiet_rows(self, symbol: str, first: int, n: int, allow_buy: bool) -> np.ndarray:
+        """Which of rows first..first+n of `symbol` decide HOLD on complete features (`decisions`' side)."""
+        self.decisions([(symbol, first)], allow_buy)  # the whole history's decisions, computed once
+        side = self._decisions[(symbol, allow_buy)].side[first : first + n]
+        quiet: np.ndarray = (side == HOLD) & self._complete[symbol][first : first + n]
+        return quiet
 
     def lookup(self, bars: list[Bar]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         rows = self.rows(bars)
@@ -549,6 +578,88 @@ class SignalEngine:
                     tick_ts=b.trigger_ts,
                 )
             )
+
+    def quiet_bars(
+        self,
+        symbols: list[str],
+        open_ms: np.ndarray,
+        ohlcv: list[np.ndarray],
+        first: datetime,
+        last: datetime,
+    ) -> QuietBars | None:
+        """How many of these bars `on_candle` + `on_bars` would take deciding HOLD and changing nothing but the
+        candle buffers and the drift window (no check changing the drift state, no hit to resolve, no gate
+        to pass): a run the caller may hand over at once (`take_quiet`). The bars: every one of `symbols`
+        closing at each of `open_ms` (epoch ms, each a bar time, the batches of one round), their OHLCV rows
+        (`ohlcv`, per symbol (bars, 5), what their candles carry), decided between `first` and `last` (the
+        first and last closes). Known only from the precomputed rows; None: take them one by one. Changes
+        nothing."""
+        model, pre = self.model, self.precomputed
+        m = len(open_ms)
+        if (
+            model is None
+            or pre is None
+            or pre.version != model.version
+            or self.cfg.every_nth_tick > 0
+            or m == 0
+        ):
+            return None
+        if pre.rule != effective_rule(self.cfg, model) or (
+            self.drift is not None and pre._drift is not self.drift
+        ):
+            return None
+        # model age grows with time: fresh (BUY allowed) at both ends means fresh throughout
+        fresh = model.data_age_h(first) <= self.cfg.max_model_age_h
+        if fresh != (model.data_age_h(last) <= self.cfg.max_model_age_h):
+            return None
+        tf_ms = int(timeframe_seconds(self.timeframe)) * 1000
+        starts, quiet = [], np.ones(m, dtype=bool)
+        for sym in symbols:
+            st = self.states.get(sym)
+            hist = pre.open_ms(sym)
+            if (
+                st is None
+                or not st.from_bus
+                or st.n < model.spec.warmup_bars
+                or st.last_open is None
+                or not model.covers(sym)
+                or (self.hits is not None and self.hits.pending(sym))
+                or hist is None
+            ):
+                return None
+            # each bar one timeframe after the one before (after the buffer's last): neither a repeat nor a
+            # gap for `SymbolState.append`, so each is appended to a full buffer
+            if round(st.last_open.timestamp() * 1000) + tf_ms != int(open_ms[0]) or np.any(
+                np.diff(open_ms) != tf_ms
+            ):
+                return None
+            i = int(np.searchsorted(hist, open_ms[0]))
+            if i + m > hist.size or not np.array_equal(hist[i : i + m], open_ms):
+                return None
+            starts.append(i)
+            quiet &= pre.quiet_rows(sym, i, m, fresh)
+        n = m if quiet.all() else int(np.argmin(quiet))
+        bins = None
+        if n and self.drift is not None:
+            bins = np.stack(
+                [pre._bins[sym][i : i + n] for sym, i in zip(symbols, starts, strict=True)], axis=1
+            )
+            n = self.drift.quiet_bars(bins)
+        return QuietBars(symbols, open_ms[:n], [rows[:n] for rows in ohlcv], bins, n)
+
+    def take_quiet(self, run: QuietBars, n: int) -> None:
+        """What the first `n` bars of `run` (from `quiet_bars`) leave: each symbol's candle buffer and last bar
+        time, the drift window (its due checks run and change nothing)."""
+        if n <= 0:
+            return
+        last_open = datetime.fromtimestamp(int(run.open_ms[n - 1]) / 1000, UTC)
+        for sym, rows in zip(run.symbols, run.ohlcv, strict=True):
+            st = self.states[sym]
+            st.buf[:] = np.concatenate([st.buf[: st.n], rows[:n]])[-st.cap :]
+            st.last_open = last_open
+        if self.drift is not None and run.bins is not None:
+            keys: list[object] = [datetime.fromtimestamp(t / 1000, UTC) for t in run.open_ms[:n].tolist()]
+            self.drift.observe_quiet(run.bins[:n], keys)
 
     def _infer(self, ready: list[Bar], model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, probabilities, complete rows) of the newest bar of each symbol, from the buffers."""
