@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -313,13 +313,14 @@ def create_app(state: OpsState) -> FastAPI:
                 {**answer, "replayed": True}, status_code=200 if not answer["missing"] else 202
             )
         actor = f"{body.actor} via ops_api ({role}@{client_of(request)})"[:100]
+        same_id: dict[str, Any] = {"id": cmd_id} if cmd_id else {}  # a retried request keeps its command id
         cmd = KillSwitchCommand(
             ts=state.rt.clock.now(),
             action=body.action,
             reason=body.reason,
             actor=actor,
             flatten=body.flatten,
-            **({"id": cmd_id} if cmd_id else {}),
+            **same_id,
         )
         if cmd.action == "release":  # operator authority, verified by risk and execution themselves
             try:
@@ -423,6 +424,7 @@ def create_app(state: OpsState) -> FastAPI:
                     (OPEN_STATUSES,),
                 )
             ).fetchone()
+        assert row is not None  # a SELECT of scalar subqueries always answers one row
         ks = state.latch.as_dict()
         stored_state = row["trading_state"]
         trading_state = (

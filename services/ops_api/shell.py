@@ -107,7 +107,11 @@ class OpsApiService:
         self.latch.release_key = rt.settings.kill_switch.release_key.get_secret_value()
         await refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now())
         rt.bus.on_disconnect.append(lambda: self.latch.set_unknown("lost NATS connection"))
-        rt.bus.on_reconnect.append(lambda: refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now()))
+
+        async def reread_latch() -> None:
+            await refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now())
+
+        rt.bus.on_reconnect.append(reread_latch)
         try:
             standing = await read_standing(rt.bus)
             if standing is not None and check_authority(standing, self.latch.release_key).allowed:
@@ -340,7 +344,7 @@ class OpsApiService:
             present = await (
                 await conn.execute("SELECT to_regclass('exec_reconciliations') IS NOT NULL AS p")
             ).fetchone()
-            if not present["p"]:
+            if present is None or not present["p"]:
                 return
             last = await (
                 await conn.execute(
@@ -365,7 +369,7 @@ class OpsApiService:
     async def _last_backup_ok(self) -> datetime | None:
         async with self.rt.pool.connection() as conn:
             row = await (await conn.execute("SELECT max(finished_at) AS t FROM backups WHERE ok")).fetchone()
-        return row["t"]
+        return row["t"] if row is not None else None
 
     async def _backup_loop(self) -> None:
         interval = self.rt.settings.storage.backup.interval_s

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -63,7 +64,7 @@ def _progress(i: int, n: int, report) -> None:
     )
 
 
-async def _connect(url: str) -> psycopg.AsyncConnection:
+async def _connect(url: str) -> psycopg.AsyncConnection[dict[str, Any]]:
     try:
         return await psycopg.AsyncConnection.connect(
             url, autocommit=True, row_factory=dict_row, connect_timeout=5
