@@ -88,7 +88,7 @@ async def generate(
     """Compute `days` daily reports from Postgres, store them there and write the files."""
     from services.ops_api.dod_store import build_reports, store_reports, thresholds_from, write_files
 
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(UTC)  # wall time by design: a CLI run (`bnml dod`) has no runtime clock
     conn = await _connect(url)
     try:
         reports = await build_reports(
@@ -104,7 +104,7 @@ async def generate(
 
 def parse_day(value: str | None, now: datetime | None = None) -> date:
     """`YYYY-MM-DD`, `today`, or (default) yesterday: the last complete UTC day."""
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(UTC)  # wall time by design: the operator's "today"
     if not value:
         return (now - timedelta(days=1)).date()
     if value == "today":
