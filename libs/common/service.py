@@ -157,7 +157,7 @@ async def _connect_with_retry(
     return await retrying(attempt)
 
 
-def _check_settings(app: ServiceApp, settings: BotSettings) -> None:
+def check_settings(app: ServiceApp, settings: BotSettings) -> None:
     """Refuse to start on settings the service cannot run with (a ConfigurationError names the key)."""
     if not settings.nats.url:
         raise ConfigurationError("nats.url", "empty; set NATS_URL or start through `make run`")
@@ -249,7 +249,7 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
     log = configure_logging(app.name)
     try:
         settings = settings or load_settings()
-        _check_settings(app, settings)
+        check_settings(app, settings)
     except ConfigurationError as exc:
         log.error("refusing to start", error=str(exc))
         print(f"{app.name}: {exc}", file=sys.stderr)

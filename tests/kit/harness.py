@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from libs.common.clock import ManualClock
 from libs.common.logging import configure_logging
 from libs.common.metrics import ServiceMetrics
-from libs.common.service import Runtime, ServiceApp, _check_settings, running
+from libs.common.service import Runtime, ServiceApp, check_settings, running
 from libs.common.settings import BotSettings, load_settings
 from tests.helpers import OPERATOR_TOKEN, RELEASE_KEY, VIEWER_TOKEN, write_config
 
@@ -81,7 +81,7 @@ async def in_process(
     Its metrics live in a registry of their own (several shells in one test process) and are not served. On
     leaving, the service is stopped as on SIGTERM; a service that died of a fatal error during the test fails
     the test unless `may_die`."""
-    _check_settings(app, settings)
+    check_settings(app, settings)
     clock = clock or ManualClock(START)
     metrics = ServiceMetrics(app.name, registry=CollectorRegistry())
     async with running(app, settings, clock=clock, metrics=metrics, log=configure_logging(app.name)) as rt:
