@@ -11,8 +11,6 @@ import pytest
 from libs.common.settings import BotSettings
 from tests.kit.harness import shell_settings
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def settings_for(tmp_path: Path, nats_url: str, database_url: str) -> Callable[..., BotSettings]:

@@ -6,12 +6,16 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+
 from libs.common import subjects
 from libs.common.contracts import RiskVerdict, Tick
 from services.execution.shell import ExecutionService
 from tests.faults.support import EXECUTION_CONFIG, PRICE, QTY, SYMBOL, query
 from tests.helpers import publish_tick, wait_until
 from tests.kit.harness import Shell, in_process
+
+pytestmark = pytest.mark.integration  # on this test's NATS and Postgres
 
 TTL_S = 30.0
 

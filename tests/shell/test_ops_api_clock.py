@@ -4,12 +4,15 @@ once the runtime's clock passes `monitoring.heartbeat_timeout_s`, and back when 
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from libs.common import subjects
 from libs.common.contracts import Heartbeat
 from services.ops_api.shell import OpsApiService
 from tests.helpers import VIEWER_TOKEN, wait_until
 from tests.kit.harness import in_process
+
+pytestmark = pytest.mark.integration  # on this test's NATS and Postgres
 
 TIMEOUT_S = 300.0  # five minutes: out of reach of any wall-clock wait in this test
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.clock import ManualClock
@@ -16,6 +18,8 @@ from libs.common.contracts import BreakerTripped, Heartbeat, RiskVerdict, Signal
 from services.risk.shell import RiskService
 from tests.helpers import publish_tick, wait_until
 from tests.kit.harness import in_process
+
+pytestmark = pytest.mark.integration  # on this test's NATS and Postgres
 
 PRICES = {"BTC/USDT": Decimal("60000"), "ETH/USDT": Decimal("3000")}
 LIMIT_S = 600.0  # ten minutes: no wall-clock wait in these tests could reach it

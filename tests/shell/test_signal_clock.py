@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from libs.common import subjects
 from services.signal.features import timeframe_seconds
 from services.signal.shell import SignalService
@@ -13,6 +15,8 @@ from services.signal.train import ensure_model
 from tests.helpers import wait_heartbeat, wait_until
 from tests.kit.builders import marker_candle
 from tests.kit.harness import in_process
+
+pytestmark = pytest.mark.integration  # on this test's NATS and Postgres
 
 
 async def test_no_candles_for_two_bars_and_a_minute_on_the_clock_degrades_and_a_candle_clears_it(
