@@ -58,7 +58,9 @@ async def test_a_verdict_past_its_ttl_on_the_clock_is_refused_and_a_fresh_one_is
             px = PRICE
             tick = Tick(ts=shell.clock.now(), symbol=SYMBOL, bid=px, ask=px, last=px, volume=Decimal("5"))
             await publish_tick(bus, tick)
-            await wait_until(lambda: shell.app.tick_for(SYMBOL) == tick, message="execution has the tick")
+            await wait_until(
+                lambda: shell.app.tick_for(SYMBOL) == tick, timeout=30, message="execution has the tick"
+            )
 
         def refused(reason: str) -> float:
             value = shell.rt.metrics.registry.get_sample_value(
@@ -73,7 +75,7 @@ async def test_a_verdict_past_its_ttl_on_the_clock_is_refused_and_a_fresh_one_is
         await fresh_tick()
         await bus.publish(subjects.verdict(inside.symbol), inside)
         await wait_until(
-            lambda: inside.id in filled(), timeout=15, message="the verdict inside its TTL filled"
+            lambda: inside.id in filled(), timeout=30, message="the verdict inside its TTL filled"
         )
 
         # made now, arriving exactly when its TTL runs out on the test clock -> refused, nothing sent
@@ -84,6 +86,8 @@ async def test_a_verdict_past_its_ttl_on_the_clock_is_refused_and_a_fresh_one_is
         # barrier: a fresh verdict behind it on the same stream; once it is sent, the expired one was handled
         behind = verdict_at(shell, 3)
         await bus.publish(subjects.verdict(behind.symbol), behind)
-        await wait_until(lambda: behind.id in filled(), timeout=15, message="the verdict behind it filled")
-        await wait_until(lambda: refused("verdict_expired") == 1.0, message="the expired verdict refused")
+        await wait_until(lambda: behind.id in filled(), timeout=30, message="the verdict behind it filled")
+        await wait_until(
+            lambda: refused("verdict_expired") == 1.0, timeout=30, message="the expired verdict refused"
+        )
         assert expired.id not in journaled(), "an expired verdict became an order"

@@ -39,7 +39,7 @@ async def test_a_silent_service_is_down_once_the_clock_passes_the_heartbeat_time
         async def up() -> bool:
             return (await risk_view())["status"] == "ok"
 
-        await wait_until(up, message="risk up after its heartbeat")
+        await wait_until(up, timeout=30, message="risk up after its heartbeat")
 
         shell.advance(TIMEOUT_S)  # exactly at the timeout: still up
         view = await risk_view()
@@ -50,4 +50,4 @@ async def test_a_silent_service_is_down_once_the_clock_passes_the_heartbeat_time
         assert view["status"] == "down" and view["heartbeat_age_s"] == TIMEOUT_S + 1, view
 
         await beat()
-        await wait_until(up, message="risk up again on a new heartbeat")
+        await wait_until(up, timeout=30, message="risk up again on a new heartbeat")

@@ -65,13 +65,13 @@ class Seen:
             price=PRICES[symbol],
         )
         await bus.publish(subjects.signal(sig.symbol), sig)
-        return await wait_until(lambda: self.verdicts.get(sig.id), timeout=15, message="a verdict")
+        return await wait_until(lambda: self.verdicts.get(sig.id), timeout=30, message="a verdict")
 
     async def approved(self, bus: Bus, clock: ManualClock, symbol: str = "BTC/USDT") -> None:
         async def ok() -> bool:
             return (await self.ask(bus, clock, symbol)).approved
 
-        await wait_until(ok, timeout=20, message=f"an approval for {symbol} on fresh data")
+        await wait_until(ok, timeout=45, message=f"an approval for {symbol} on fresh data")
 
 
 async def beat(bus: Bus, clock: ManualClock) -> None:
@@ -111,13 +111,13 @@ async def test_heartbeat_missing_trips_when_the_clock_passes_the_timeout_and_not
         shell.advance(2)  # past it: the breaker trips on time alone (the upkeep loop), no message prompts it
         await wait_until(
             lambda: seen.tripped("heartbeat_missing"),
-            timeout=15,
+            timeout=30,
             message="heartbeat_missing tripped on the bus",
         )
         trip = seen.tripped("heartbeat_missing")
         assert trip is not None and trip.effect == "REDUCING" and "601.0s ago" in trip.reason, trip
         await wait_until(
-            lambda: any(s.state == "REDUCING" for s in seen.states), timeout=15, message="REDUCING on the bus"
+            lambda: any(s.state == "REDUCING" for s in seen.states), timeout=30, message="REDUCING on the bus"
         )
         assert shell.app.engine.sm.state == "REDUCING"  # buys now stop; a sell would still pass
 
@@ -145,7 +145,7 @@ async def test_stale_data_holds_the_silent_symbol_once_the_clock_passes_stale_af
         shell.advance(2)
         await ticks(bus, clock, ["ETH/USDT"])
         await wait_until(
-            lambda: seen.tripped("stale_data", "BTC/USDT", mark), timeout=15, message="stale_data on BTC/USDT"
+            lambda: seen.tripped("stale_data", "BTC/USDT", mark), timeout=30, message="stale_data on BTC/USDT"
         )
         trip = seen.tripped("stale_data", "BTC/USDT", mark)
         assert trip is not None and trip.effect == "HOLD_SYMBOL" and "601.0s ago" in trip.reason, trip

@@ -40,9 +40,11 @@ async def test_no_candles_for_two_bars_and_a_minute_on_the_clock_degrades_and_a_
         shell.advance(2)
         status, detail = app.health()
         assert status == "degraded" and f"no md.candle.*.{tf} received" in detail, detail
-        hb = await wait_heartbeat(bus, "signal", where=lambda h: h.status == "degraded")
+        hb = await wait_heartbeat(bus, "signal", where=lambda h: h.status == "degraded", timeout=30)
         assert f"no md.candle.*.{tf}" in hb.detail
 
         candle = marker_candle(tf)
         await bus.publish(subjects.candle(candle.symbol, tf), candle)
-        await wait_until(lambda: app.health()[0] == "ok", message="the first candle clears the starvation")
+        await wait_until(
+            lambda: app.health()[0] == "ok", timeout=30, message="the first candle clears the starvation"
+        )
