@@ -119,7 +119,7 @@ async def test_heartbeat_missing_trips_when_the_clock_passes_the_timeout_and_not
         await wait_until(
             lambda: any(s.state == "REDUCING" for s in seen.states), timeout=30, message="REDUCING on the bus"
         )
-        assert shell.app.engine.sm.state == "REDUCING"  # buys now stop; a sell would still pass
+        assert shell.app.p.engine.sm.state == "REDUCING"  # buys now stop; a sell would still pass
 
 
 async def test_stale_data_holds_the_silent_symbol_once_the_clock_passes_stale_after(settings_for, bus):
