@@ -4,6 +4,10 @@ Start order (docs/design.md, "The shape of a service"): load settings (refuse to
 /metrics, connect NATS and provision streams, migrate and open the Postgres pool, let the service read its
 retained state and subscribe (`start`), then heartbeat until SIGTERM/SIGINT or a fatal handler error. Stop
 order: the service's own `stop`, drain NATS subscriptions, close the pool, all within a bounded time.
+
+`running` is the one place a Runtime is built and a service started and stopped; `run_service` (the process
+entry, `python -m services.<name>`) runs through it with the clock `clock_for(settings)` picks, and the
+in-process test harness (tests/kit/harness.py) runs the same service class through it with a ManualClock.
 """
 
 from __future__ import annotations
