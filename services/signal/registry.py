@@ -162,6 +162,7 @@ def audit(root: Path, action: str, version: str | None, **detail) -> dict:
     except (KeyError, OSError):
         actor = f"uid {os.getuid()}"
     entry = {
+        # wall time by design: when a person or tool changed the registry
         "ts": datetime.now(UTC).isoformat(),
         "action": action,
         "version": version,
@@ -272,4 +273,5 @@ def load_current(root: Path) -> LoadedModel | None:
 
 
 def utc_now() -> datetime:
+    """Wall time by design: for the registry's tools (promote, retire), which run outside any service runtime."""
     return datetime.now(UTC)
