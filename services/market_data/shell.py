@@ -77,6 +77,8 @@ class MarketDataService:
                 md.synthetic.ticks_per_s,
                 max_steps=md.synthetic.max_steps or None,
                 slices=md.synthetic.slices_per_step,
+                clock=rt.clock.monotonic,
+                now=rt.clock.now,
             )
             reason = "config (synthetic)"
         elif self.mode == "replay":
@@ -99,6 +101,8 @@ class MarketDataService:
                 ticks_per_candle=md.replay.ticks_per_candle,
                 spread_bps=md.replay.spread_bps,
                 data_clock=md.replay.data_clock,
+                clock=rt.clock.monotonic,
+                now=rt.clock.now,
             )
             rt.log.info(
                 "replay loaded",
@@ -120,7 +124,12 @@ class MarketDataService:
             symbols = self.shard.select(s.symbols) if md.universe.mode == "fixed" else []
             reason = "config (binance)"
         self.pub = Publisher(
-            rt.bus, rt.metrics, aggregator, self.tracker, last_interval_s=md.last_interval_ms / 1000
+            rt.bus,
+            rt.metrics,
+            aggregator,
+            self.tracker,
+            last_interval_s=md.last_interval_ms / 1000,
+            clock=rt.clock,
         )
         if self.shard.sharded:
             reason += f", shard {self.shard.label()}"
