@@ -413,7 +413,7 @@ class Backtest:
                     ts,
                 )
                 self.last_tick[s.symbol] = tick
-                signal.on_tick(tick, now)  # type: ignore[arg-type]  # reason: a ReplayTick has the Tick fields it reads
+                signal.on_tick(tick, now)
                 risk.on_tick(s.symbol, tick.last, ts, now)
                 ticks.append(tick)
             now = clock.now()
@@ -438,7 +438,7 @@ class Backtest:
                 bar.volume,
             )
             closes[s.symbol] = float(bar.close)
-            b = signal.on_candle(candle)  # type: ignore[arg-type]  # reason: a ReplayCandle has the Candle fields
+            b = signal.on_candle(candle)
             if b is not None:
                 bars.append(b)
         if self.scripted is not None:

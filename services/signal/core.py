@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 import numpy as np
 
-from libs.common.contracts import Candle, Signal, Tick
+from libs.common.contracts import Signal
 from libs.common.contracts.base import SignalSide
 from libs.common.settings import SignalSettings
 from services.signal.decision import BUY, HOLD, SELL, SIDE_NAMES, Decisions, decide
@@ -27,6 +28,53 @@ from services.signal.training import prediction_score
 
 MEASUREMENT_VERSION = "measurement-every-nth-tick"
 NO_MODEL_VERSION = "no-model"
+
+
+class TickView(Protocol):
+    """The fields of a tick the engine reads: the bus `Tick` contract has them, and so has the backtest's
+    unvalidated replay tick (one process, nothing published)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def bid(self) -> Decimal: ...
+    @property
+    def ask(self) -> Decimal: ...
+    @property
+    def last(self) -> Decimal: ...
+    @property
+    def volume(self) -> Decimal: ...
+
+
+class CandleView(Protocol):
+    """The fields of a candle the engine reads (the bus `Candle` contract, the backtest's replay candle)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def timeframe(self) -> str: ...
+    @property
+    def open_time(self) -> datetime: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def open(self) -> Decimal: ...
+    @property
+    def high(self) -> Decimal: ...
+    @property
+    def low(self) -> Decimal: ...
+    @property
+    def close(self) -> Decimal: ...
+    @property
+    def volume(self) -> Decimal: ...
 
 
 @dataclass
@@ -92,7 +140,7 @@ class CandleBuilder:
         self.tf_s = tf_s
         self.start: float | None = None
 
-    def on_tick(self, tick: Tick) -> Bar | None:
+    def on_tick(self, tick: TickView) -> Bar | None:
         t = tick.ts.timestamp()
         bucket = math.floor(t / self.tf_s) * self.tf_s
         price, vol = float(tick.last), float(tick.volume)
@@ -402,7 +450,7 @@ class SignalEngine:
         return st
 
     # -- inputs --------------------------------------------------------------------------------
-    def on_tick(self, tick: Tick, now: datetime) -> tuple[Bar | None, Signal | None]:
+    def on_tick(self, tick: TickView, now: datetime) -> tuple[Bar | None, Signal | None]:
         """O(1): the running candle, the spread, measurement mode. Returns (closed bar, measurement signal)."""
         st = self.state(tick.symbol)
         st.quote = (tick.bid, tick.ask)  # the spread is computed only when a decision needs it
@@ -430,7 +478,7 @@ class SignalEngine:
         bar = None if st.from_bus or not self.bars_from_ticks else st.builder.on_tick(tick)
         return bar, measure
 
-    def on_candle(self, candle: Candle) -> Bar | None:
+    def on_candle(self, candle: CandleView) -> Bar | None:
         """A closed candle from market_data for the model's timeframe (then ticks no longer build bars)."""
         if candle.timeframe != self.timeframe or not candle.closed or self.cfg.every_nth_tick > 0:
             return None
