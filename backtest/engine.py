@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -38,6 +39,7 @@ from services.execution.paper import (
     PaperResult,
     SlippageModel,
     exchange_rounder,
+    fill_row,
     new_paper_order,
     usable_tick,
 )
@@ -48,8 +50,25 @@ from services.signal.core import Precomputed, SignalDraft, SignalEngine
 from services.signal.decision import BUY, HOLD, SELL
 from services.signal.registry import LoadedModel
 
+Side = Literal["BUY", "SELL"]
 SIDE_CODE = {"BUY": BUY, "SELL": SELL, "HOLD": HOLD}
 N_TICKS = 4  # market_data's replay ticks per bar
+# the most steps one run of quiet bars takes (bounds the arrays a run prepares; a step by step follows)
+QUIET_RUN_MAX = 2048
+# a recorded fill's columns (trades.csv), from the paper broker's journal row
+FILL_COLUMNS = (
+    "ts",
+    "client_order_id",
+    "trade_id",
+    "symbol",
+    "side",
+    "quantity",
+    "price",
+    "fee",
+    "fee_asset",
+    "is_maker",
+    "realized_pnl_usdt",
+)
 
 
 @dataclass
@@ -190,7 +209,9 @@ class Backtest:
         self.risk.set_kill_switch(False, True, now)
         self.risk.on_drift(None, False, "")
         self.signal = SignalEngine(settings.signal, model)
-        self.signal.signal_factory = SignalDraft  # validated into a `Signal` only when traded (`_step`)
+        # validated into a `Signal` only when traded (`_step`); a draft has every field of a `Signal` the
+        # engine reads
+        self.signal.signal_factory = SignalDraft  # type: ignore[assignment]  # reason: a draft stands in for a Signal
         if model is not None and precompute and scripted is None:
             self.signal.precomputed = Precomputed(
                 model,
@@ -222,6 +243,10 @@ class Backtest:
         self._n = 0
         self.fold_ticks = True  # False: every tick through every core (the tests hold both runs equal)
         self.folded = 0  # steps whose ticks before the close were folded
+        # False: every step through the cores one by one (the tests hold both equal); `quiet` counts the steps
+        # taken in runs (`_quiet_steps`)
+        self.quiet_runs = True
+        self.quiet = 0
 
     # -- the run -------------------------------------------------------------------------------
     def run(self, on_progress: Callable[[int], None] | None = None, progress_every: int = 2000) -> Record:
@@ -236,18 +261,112 @@ class Backtest:
             s.symbol: path_arrays(s.open_ms, s.open_ms + (s.tf_ms - 1), s.ohlcv[:, :4], N_TICKS)
             for s in self.series
         }
+        # the grid steps every series has a bar at (the runs of quiet bars are taken only there), each series'
+        # row at each step
+        rows = np.stack([np.searchsorted(s.open_ms, grid) for s in self.series], axis=1)
+        full = np.ones(grid.size, dtype=bool)
+        for j, s in enumerate(self.series):
+            r = np.minimum(rows[:, j], s.open_ms.size - 1)
+            full &= s.open_ms[r] == grid
+        self._grid, self._rows, self._full = grid, rows, full
+        # for each step, the first step at or after it that not every series has (the end of a full stretch)
+        breaks = np.flatnonzero(~full)
+        self._stretch_end = np.append(breaks, grid.size)[np.searchsorted(breaks, np.arange(grid.size))]
         done = 0
-        for t in grid.tolist():
+        grid_ms = grid.tolist()
+        p = 0
+        while p < len(grid_ms):
+            t = grid_ms[p]
             here = [(s, idx[t]) for s, idx in zip(self.series, index, strict=True) if t in idx]
             self._step(here, closes)
             rec.times.append(t)
             done += len(here)
+            p += 1
             if on_progress is not None and len(rec.times) % progress_every == 0:
                 on_progress(done)
+            k = self._quiet_steps(p, closes) if self.quiet_runs else 0
+            if k:
+                before = len(rec.times)
+                rec.times.extend(grid_ms[p : p + k])
+                done += k * len(self.series)
+                p += k
+                if on_progress is not None and len(rec.times) // progress_every > before // progress_every:
+                    on_progress(done)
         rec.bars = done
         if on_progress is not None:
             on_progress(done)
         return rec
+
+    def _quiet_steps(self, p: int, closes: dict[str, float]) -> int:
+        """Take the steps from `p` on that change nothing but what time and prices move (`RiskEngine.quiet_run`,
+        `SignalEngine.quiet_bars`: every decision HOLD, no breaker moving, nothing on the paper book, no
+        drift change), at once, and return how many. Runs only over steps every series has a bar at (a
+        gap's silence is risk's to judge, its restart of the buffers the signal core's), and never to the
+        last of them: the step after a run goes tick by tick, and its ticks set what the run does not (the
+        last prices, quotes and ticks, which nothing reads before them)."""
+        end = int(self._stretch_end[p]) - 1 if p < self._grid.size else p
+        end = min(end, p + QUIET_RUN_MAX)
+        if (
+            end - p < 1
+            or self.paper.book
+            or not self.fold_ticks
+            or not self.risk.may_run_quiet()
+            or not self._ticks_fold_all()
+        ):
+            return 0
+        grid, series = self._grid, self.series
+        steps = grid[p:end]
+        rows = self._rows[p:end]
+        sl = [rows[:, j] for j in range(len(series))]
+        symbols = [s.symbol for s in series]
+        n = len(steps)
+        close_ms = [self._paths[sym][0][r, N_TICKS - 1] for sym, r in zip(symbols, sl, strict=True)]
+        first = datetime.fromtimestamp(int(max(c[0] for c in close_ms)) / 1000, UTC)
+        last = datetime.fromtimestamp(int(max(c[-1] for c in close_ms)) / 1000, UTC)
+        if self.scripted is not None:  # the null baseline's sides, not the model's: HOLD is no trade
+            hold = np.all([self.scripted[sym][r] == HOLD for sym, r in zip(symbols, sl, strict=True)], axis=0)
+            n = n if hold.all() else int(np.argmin(hold))
+            plan = None
+        else:
+            plan = self.signal.quiet_bars(
+                symbols, steps, [s.ohlcv[r] for s, r in zip(series, sl, strict=True)], first, last
+            )
+            if plan is None:
+                return 0
+            n = plan.n
+        if n == 0:
+            return 0
+        # the ticks, in the suite's order: every symbol's tick k before any symbol's tick k + 1
+        times = np.stack([self._paths[sym][0][r[:n]] for sym, r in zip(symbols, sl, strict=True)], axis=2)
+        prices = np.stack([self._paths[sym][1][r[:n]] for sym, r in zip(symbols, sl, strict=True)], axis=2)
+        times, prices = times.reshape(n, -1), prices.reshape(n, -1)
+        if int(times[0, 0]) < self._clock_ms() or np.any(np.diff(times.ravel()) < 0):
+            return 0
+        n = self.risk.quiet_run(
+            [sym for _k in range(N_TICKS) for sym in symbols], times, prices, self.heartbeat_services
+        )
+        if n == 0:
+            return 0
+        if plan is not None:
+            self.signal.take_quiet(plan, n)
+        self.clock.set(datetime.fromtimestamp(int(times[n - 1, -1]) / 1000, UTC))
+        self._n += N_TICKS * len(symbols) * n
+        if plan is not None:  # the model's HOLDs are counted (a script's sides are not signals)
+            self.rec.signals["HOLD"] += len(symbols) * n
+        marks = {s.symbol: s.ohlcv[r[:n], 3] for s, r in zip(series, sl, strict=True)}
+        self._mark(marks, n)
+        closes.update({sym: float(c[-1]) for sym, c in marks.items()})
+        self.quiet += n
+        return n
+
+    def _clock_ms(self) -> int:
+        return round(self.clock.now().timestamp() * 1000)
+
+    def _ticks_fold_all(self) -> bool:
+        if self.signal.cfg.every_nth_tick > 0:
+            return False
+        states = self.signal.states
+        return all((st := states.get(s.symbol)) is not None and st.from_bus for s in self.series)
 
     def _step(self, here: list[tuple[Series, int]], closes: dict[str, float]) -> None:
         paths = []
@@ -294,7 +413,7 @@ class Backtest:
                     ts,
                 )
                 self.last_tick[s.symbol] = tick
-                signal.on_tick(tick, now)  # type: ignore[arg-type]
+                signal.on_tick(tick, now)
                 risk.on_tick(s.symbol, tick.last, ts, now)
                 ticks.append(tick)
             now = clock.now()
@@ -319,7 +438,7 @@ class Backtest:
                 bar.volume,
             )
             closes[s.symbol] = float(bar.close)
-            b = signal.on_candle(candle)  # type: ignore[arg-type]
+            b = signal.on_candle(candle)
             if b is not None:
                 bars.append(b)
         if self.scripted is not None:
@@ -367,9 +486,11 @@ class Backtest:
 
     # -- risk, execution ----------------------------------------------------------------------
     def _scripted(self, paths, now: datetime) -> list[Signal]:
+        scripted = self.scripted
+        assert scripted is not None  # called only for a scripted run
         out = []
         for s, i, bar, _path in paths:
-            side = int(self.scripted[s.symbol][i])  # type: ignore[index]
+            side = int(scripted[s.symbol][i])
             if side == HOLD:
                 continue
             tick = self.last_tick[s.symbol]
@@ -447,39 +568,26 @@ class Backtest:
         if res.status == "REJECTED":
             self.rec.rejected[res.reason.split(":")[0]] += 1
         for t in res.trades:
+            row = fill_row(t, now)  # what the paper broker journals
             fill = Fill.model_construct(
                 schema_version=1,
-                id=f"bf{t.trade_id}",
-                ts=now,
-                client_order_id=t.client_order_id,
-                exchange="paper",
-                trade_id=t.trade_id,
-                symbol=t.symbol,
-                side=t.side,
-                quantity=t.quantity,
-                price=t.price,
-                fee=t.fee,
-                fee_asset=t.fee_asset,
-                is_maker=t.is_maker,
-                realized_pnl_usdt=t.accounting.realized_pnl_usdt,
+                id=f"bf{row.trade_id}",
+                ts=row.ts,
+                client_order_id=row.client_order_id,
+                exchange=row.exchange,
+                trade_id=row.trade_id,
+                symbol=row.symbol,
+                side=cast(Side, row.side),  # a paper trade is a BUY or a SELL
+                quantity=row.quantity,
+                price=row.price,
+                fee=row.fee,
+                fee_asset=row.fee_asset,
+                is_maker=row.is_maker,
+                realized_pnl_usdt=row.realized_pnl_usdt,
             )
             _outcome, events = self.risk.on_fill(fill, now)
             self._events(events)
-            self.rec.fills.append(
-                {
-                    "ts": now,
-                    "client_order_id": t.client_order_id,
-                    "trade_id": t.trade_id,
-                    "symbol": t.symbol,
-                    "side": t.side,
-                    "quantity": t.quantity,
-                    "price": t.price,
-                    "fee": t.fee,
-                    "fee_asset": t.fee_asset,
-                    "is_maker": t.is_maker,
-                    "realized_pnl_usdt": t.accounting.realized_pnl_usdt,
-                }
-            )
+            self.rec.fills.append({k: getattr(row, k) for k in FILL_COLUMNS})
         # what execution's order event tells the suite's risk: a reservation lives until its order is terminal
         o = res.order
         self.risk.on_order(
@@ -504,7 +612,7 @@ class Backtest:
                 )
 
     # -- marks --------------------------------------------------------------------------------
-    def _equity(self, closes: dict[str, float]) -> float:
+    def _equity(self, closes: dict[str, Any]) -> Any:
         eq = 0.0
         for asset, bal in self.ledger.balances.items():
             if asset == "USDT":
@@ -516,8 +624,14 @@ class Backtest:
                 eq += float(qty.total) * closes[s.symbol]
         return eq
 
-    def _mark(self, closes: dict[str, float]) -> None:
+    def _mark(self, closes: dict[str, Any], n: int = 0) -> None:
+        """Equity and exposure at the closes: one step's (float closes), or `n` steps' (arrays of closes)."""
         eq = self._equity(closes)
         cash = float(self.ledger.balances["USDT"].total) if "USDT" in self.ledger.balances else 0.0
-        self.rec.equity.append(eq)
-        self.rec.exposure.append(eq - cash)
+        if not n:
+            self.rec.equity.append(eq)
+            self.rec.exposure.append(eq - cash)
+            return
+        eqs = np.broadcast_to(np.asarray(eq, dtype=np.float64), (n,))
+        self.rec.equity.extend(eqs.tolist())
+        self.rec.exposure.extend((eqs - cash).tolist())

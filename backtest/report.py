@@ -315,5 +315,10 @@ def equity_png(rec: Record, series: list[Series], fee_rate: float, title: str) -
         bh += e[pos]
     bh /= len(series)
     return render(
-        times, [(eq, "model, full stack (net of fees)", 1.2), (bh, "buy and hold (net of fees)", 1.0)], title
+        times,
+        [
+            (eq.tolist(), "model, full stack (net of fees)", 1.2),
+            (bh.tolist(), "buy and hold (net of fees)", 1.0),
+        ],
+        title,
     )

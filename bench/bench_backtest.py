@@ -5,7 +5,8 @@
   run only (the null baseline's shifted runs are timed apart: `backtest_null_run_bars_per_s`).
 - `backtest_bars_per_s_10sym`: the same over 10 symbols closing together (bars summed over symbols).
 - The bootstrap model holds on every bar of those series (`backtest_fills_per_1k_bars` is 0), so they time a
-  stack that never trades. `backtest_bars_per_s_trading` times one that does: the real BTCUSDT 1h bars
+  stack that never trades: mostly runs of quiet bars taken at once (`Backtest._quiet_steps`), and the bars
+  tick by tick while a breaker (drift, a cooldown, volatility) is in force. `backtest_bars_per_s_trading` times one that does: the real BTCUSDT 1h bars
   (`data/ohlcv/`, 9,504 bars), a model trained on them (the backtest tests' recipe: logistic, 2 folds),
   the default settings: decisions go through risk's approval path, orders to the paper broker, fills back
   (`backtest_trading_fills_per_1k_bars`, `backtest_trading_decisions_per_1k_bars`: BUY/SELL signals risk

@@ -18,6 +18,7 @@ OHLCV reader (`libs.common.ohlcv`), which replay, training and the backtest use 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import time
 from datetime import UTC, datetime
@@ -98,8 +99,8 @@ async def _fetch_range(ex, symbol: str, timeframe: str, tf_ms: int, a: int, b: i
         try:
             rows = await call(
                 ex,
-                lambda s=since: ex.fetch_ohlcv(
-                    symbol, timeframe, since=s, limit=PAGE_LIMIT, params={"until": b - 1}
+                functools.partial(
+                    ex.fetch_ohlcv, symbol, timeframe, since=since, limit=PAGE_LIMIT, params={"until": b - 1}
                 ),
                 lambda: int(time.time() * 1000),
             )

@@ -12,6 +12,7 @@ import time
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, utcnow
+from libs.common.contracts.base import KillSwitchAction
 from libs.common.errors import ConfigurationError, InvalidInputError
 from libs.common.kill_switch import KillSwitchLatch, sign
 from libs.common.metrics import ServiceMetrics
@@ -76,7 +77,12 @@ def _private_registry():
 
 
 async def send_command(
-    config, action: str, reason: str, flatten: bool = False, actor: str | None = None, wait_s: float = 3.0
+    config,
+    action: KillSwitchAction,
+    reason: str,
+    flatten: bool = False,
+    actor: str | None = None,
+    wait_s: float = 3.0,
 ) -> dict:
     """Publish a kill-switch command and wait for risk and execution to acknowledge it. A release is signed
     with the release key (operator authority that risk and execution verify themselves)."""

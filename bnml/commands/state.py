@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -42,7 +43,7 @@ def read_state(url: str, events: int = 10) -> dict:
     import psycopg
 
     with psycopg.connect(url, connect_timeout=5) as conn:
-        rows = dict(
+        rows: dict[str, Any] = dict(
             conn.execute(
                 "SELECT key, value FROM kv_state WHERE key IN ('account_state', 'trading_state')"
             ).fetchall()

@@ -4,6 +4,10 @@ Start order (docs/design.md, "The shape of a service"): load settings (refuse to
 /metrics, connect NATS and provision streams, migrate and open the Postgres pool, let the service read its
 retained state and subscribe (`start`), then heartbeat until SIGTERM/SIGINT or a fatal handler error. Stop
 order: the service's own `stop`, drain NATS subscriptions, close the pool, all within a bounded time.
+
+`running` is the one place a Runtime is built and a service started and stopped; `run_service` (the process
+entry, `python -m services.<name>`) runs through it with the clock `clock_for(settings)` picks, and the
+in-process test harness (tests/kit/harness.py) runs the same service class through it with a ManualClock.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -80,7 +85,7 @@ class Runtime:
         """Raise an alert on the bus (ops_api delivers it) and log it locally whatever happens."""
         self.log.warning("alert", severity=severity, title=title, detail=detail)
         msg = Alert(
-            ts=utcnow(),
+            ts=utcnow(),  # wall time by design: ops_api ages and delivers alerts on the wall clock
             severity=severity,
             source=self.name,
             title=title,
@@ -119,6 +124,8 @@ async def _heartbeat_loop(rt: Runtime, app: ServiceApp) -> None:
         writer_epoch = getattr(app, "writer_epoch", None)
         hb = Heartbeat.model_validate(
             {
+                # wall time by design: a heartbeat says the process is alive now (watchers compute when it
+                # began from ts - uptime_s and compare with their own launch time), whatever clock it trades on
                 "ts": utcnow(),
                 "service": rt.name,
                 "instance": rt.instance,
@@ -157,35 +164,36 @@ async def _connect_with_retry(
     return await retrying(attempt)
 
 
-async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> int:
-    """Run one service until SIGTERM/SIGINT (exit 0) or a fatal error (exit 1)."""
-    log = configure_logging(app.name)
-    try:
-        settings = settings or load_settings()
-        if not settings.nats.url:
-            raise ConfigurationError("nats.url", "empty; set NATS_URL or start through `make run`")
-        if app.needs_db and not settings.database.url.get_secret_value():
-            raise ConfigurationError("database.url", "empty; set DATABASE_URL or start through `make run`")
-        if getattr(app, "needs_exchange_keys", False) and settings.live_keys_missing():
-            raise ConfigurationError(
-                "live.api_key",
-                "mode: live needs BNML_LIVE__API_KEY and BNML_LIVE__API_SECRET in the environment",
-            )
-    except ConfigurationError as exc:
-        log.error("refusing to start", error=str(exc))
-        print(f"{app.name}: {exc}", file=sys.stderr)
-        return 2
-    log.info("starting", mode=settings.mode, config=settings.effective())
+def check_settings(app: ServiceApp, settings: BotSettings) -> None:
+    """Refuse to start on settings the service cannot run with (a ConfigurationError names the key)."""
+    if not settings.nats.url:
+        raise ConfigurationError("nats.url", "empty; set NATS_URL or start through `make run`")
+    if app.needs_db and not settings.database.url.get_secret_value():
+        raise ConfigurationError("database.url", "empty; set DATABASE_URL or start through `make run`")
+    if getattr(app, "needs_exchange_keys", False) and settings.live_keys_missing():
+        raise ConfigurationError(
+            "live.api_key",
+            "mode: live needs BNML_LIVE__API_KEY and BNML_LIVE__API_SECRET in the environment",
+        )
 
-    metrics = ServiceMetrics(app.name)
-    section = getattr(settings, app.name, None)
-    port_setting = getattr(section, "metrics_port", 0)
-    port_env = os.environ.get(f"BNML_{app.name.upper()}__METRICS_PORT")
-    port = int(port_env) if port_env is not None else port_setting
-    shard = getattr(section, "shard", None)
-    if port and shard is not None:
-        port += SHARD_PORT_STEP * shard.index  # shards of one service side by side: 9102, 9202, 9302, ...
-    metrics_port = metrics.serve(port)
+
+@asynccontextmanager
+async def running(
+    app: ServiceApp,
+    settings: BotSettings,
+    *,
+    clock: Clock,
+    metrics: ServiceMetrics,
+    log: Logger,
+    metrics_port: int | None = None,
+) -> AsyncIterator[Runtime]:
+    """The service started on its runtime, for as long as the `async with` body runs; then stopped in order.
+
+    The one place a Runtime is built: the process entry (`run_service`) runs its service through it, and so
+    does the in-process test harness (tests/kit/harness.py) with a test clock, so both start the same way:
+    connect NATS and provision streams, migrate and open the pool, `app.start`, heartbeat. On leaving (normally
+    or by an exception, which propagates): the app's `stop`, its tasks cancelled, NATS drained, the pool closed.
+    Process matters (settings loading, /metrics serving, signal handlers, exit codes) stay in `run_service`."""
     bus = Bus(
         settings.nats.url,
         app.name,
@@ -194,12 +202,6 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
         password=settings.nats.password.get_secret_value(),
     )
     pool: Pool | None = None
-    stop_event = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop_event.set)
-
-    exit_code = 0
     rt: Runtime | None = None
     try:
         await bus.connect()
@@ -228,26 +230,12 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
             db_pool=pool,
             log=log,
             metrics_port=metrics_port,
-            clock=clock_for(settings),
+            clock=clock,
         )
         await app.start(rt)
         rt.spawn(_heartbeat_loop(rt, app), "heartbeat")
         log.info("started", metrics_port=metrics_port, instance=rt.instance)
-        assert bus.fatal is not None
-        stopper = asyncio.create_task(stop_event.wait())
-        waiters: set[asyncio.Future[Any]] = {stopper, bus.fatal}
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if bus.fatal in done:
-            log.error("fatal error; stopping (fail closed)", error=repr(bus.fatal.result()))
-            exit_code = 1
-        stopper.cancel()
-    except ConfigurationError as exc:
-        log.error("refusing to start", error=str(exc))
-        print(f"{app.name}: {exc}", file=sys.stderr)
-        exit_code = 2
-    except Exception as exc:
-        log.exception("service failed", error=repr(exc))
-        exit_code = 1
+        yield rt
     finally:
         log.info("stopping")
         try:
@@ -261,7 +249,56 @@ async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> i
         if pool is not None:
             await pool.close()
         metrics.up.set(0)
-        log.info("stopped", exit_code=exit_code)
+
+
+async def run_service(app: ServiceApp, settings: BotSettings | None = None) -> int:
+    """Run one service until SIGTERM/SIGINT (exit 0) or a fatal error (exit 1)."""
+    log = configure_logging(app.name)
+    try:
+        settings = settings or load_settings()
+        check_settings(app, settings)
+    except ConfigurationError as exc:
+        log.error("refusing to start", error=str(exc))
+        print(f"{app.name}: {exc}", file=sys.stderr)
+        return 2
+    log.info("starting", mode=settings.mode, config=settings.effective())
+
+    metrics = ServiceMetrics(app.name)
+    section = getattr(settings, app.name, None)
+    port_setting = getattr(section, "metrics_port", 0)
+    port_env = os.environ.get(f"BNML_{app.name.upper()}__METRICS_PORT")
+    port = int(port_env) if port_env is not None else port_setting
+    shard = getattr(section, "shard", None)
+    if port and shard is not None:
+        port += SHARD_PORT_STEP * shard.index  # shards of one service side by side: 9102, 9202, 9302, ...
+    metrics_port = metrics.serve(port)
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_event.set)
+
+    exit_code = 0
+    try:
+        async with running(
+            app, settings, clock=clock_for(settings), metrics=metrics, log=log, metrics_port=metrics_port
+        ) as rt:
+            fatal = rt.bus.fatal
+            assert fatal is not None
+            stopper = asyncio.create_task(stop_event.wait())
+            waiters: set[asyncio.Future[Any]] = {stopper, fatal}
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if fatal in done:
+                log.error("fatal error; stopping (fail closed)", error=repr(fatal.result()))
+                exit_code = 1
+            stopper.cancel()
+    except ConfigurationError as exc:
+        log.error("refusing to start", error=str(exc))
+        print(f"{app.name}: {exc}", file=sys.stderr)
+        exit_code = 2
+    except Exception as exc:
+        log.exception("service failed", error=repr(exc))
+        exit_code = 1
+    log.info("stopped", exit_code=exit_code)
     return exit_code
 
 

@@ -9,13 +9,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Protocol, TypeVar
 
-from libs.common.contracts import Tick
 from services.execution.ledger import ZERO, FillAccounting, Ledger, split_symbol
+from services.execution.records import FillRow
 
 Q8 = Decimal("0.00000001")
 BNB_DISCOUNT = Decimal("0.75")
 BPS_PER_UNIT = Decimal("10000")  # basis points in one (1 bp = 0.0001)
+
+
+class Quote(Protocol):
+    """The fields of a tick the paper exchange reads: the bus's `Tick` has them, and so has the backtest's
+    unvalidated replay tick (which publishes nothing)."""
+
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def bid(self) -> Decimal: ...
+    @property
+    def ask(self) -> Decimal: ...
+    @property
+    def volume(self) -> Decimal: ...
+
+
+Q = TypeVar("Q", bound=Quote)
 
 
 @dataclass(frozen=True)
@@ -43,7 +63,7 @@ class SlippageModel:
     def total_bps(self, notional: Decimal) -> Decimal:
         return self.bps + self.bps_per_10k_usdt * notional / BPS_PER_UNIT
 
-    def price(self, side: str, tick: Tick, quantity: Decimal) -> Decimal:
+    def price(self, side: str, tick: Quote, quantity: Decimal) -> Decimal:
         touch = tick.ask if side == "BUY" else tick.bid
         s = self.total_bps(quantity * touch) / BPS_PER_UNIT
         return touch * (1 + s) if side == "BUY" else touch * (1 - s)
@@ -73,7 +93,7 @@ def exchange_rounder(markets) -> PriceRounder:
     return rnd
 
 
-def usable_tick(tick: Tick | None, now: datetime, stale_after_s: float) -> Tick | None:
+def usable_tick(tick: Q | None, now: datetime, stale_after_s: float) -> Q | None:
     """The tick a paper order prices against: a stale price is no price."""
     if tick is not None and (now - tick.ts).total_seconds() > stale_after_s:
         return None
@@ -143,6 +163,26 @@ class PaperTrade:
     accounting: FillAccounting
 
 
+def fill_row(trade: PaperTrade, ts: datetime) -> FillRow:
+    """The journal's fill row of a paper trade booked at `ts`: the one mapping the paper broker journals and the
+    backtest records (and hands to risk), so both read the same quantity, price, fee and realized P&L."""
+    return FillRow(
+        exchange="paper",
+        trade_id=trade.trade_id,
+        client_order_id=trade.client_order_id,
+        symbol=trade.symbol,
+        side=trade.side,
+        quantity=trade.quantity,
+        price=trade.price,
+        fee=trade.fee,
+        fee_asset=trade.fee_asset,
+        ts=ts,
+        is_maker=trade.is_maker,
+        realized_pnl_usdt=trade.accounting.realized_pnl_usdt,
+        fee_usdt=trade.accounting.fee_quote,
+    )
+
+
 @dataclass(frozen=True)
 class PaperResult:
     """What happened to one order: its new status, the trades it made, why (when it did not fill)."""
@@ -163,7 +203,7 @@ class PaperExchange:
     book: dict[str, PaperOrder] = field(default_factory=dict)  # resting orders by client order id
 
     # -- orders ---------------------------------------------------------------------------------
-    def submit(self, order: PaperOrder, tick: Tick | None, now: datetime) -> PaperResult:
+    def submit(self, order: PaperOrder, tick: Quote | None, now: datetime) -> PaperResult:
         """Match a new order against the last tick: fill, rest, or reject with a reason."""
         if order.quantity <= 0:
             return self._reject(order, "quantity_not_positive")
@@ -177,7 +217,7 @@ class PaperExchange:
             return self._take(order, tick, cap=order.limit_price, clamp=True)
         return self._rest(order)
 
-    def _take(self, order: PaperOrder, tick: Tick, cap: Decimal | None, clamp: bool = False) -> PaperResult:
+    def _take(self, order: PaperOrder, tick: Quote, cap: Decimal | None, clamp: bool = False) -> PaperResult:
         price = self.round_price(
             order.symbol, self.slippage.price(order.side, tick, order.quantity), order.side
         )
@@ -251,7 +291,7 @@ class PaperExchange:
         return out
 
     # -- market events --------------------------------------------------------------------------
-    def on_tick(self, tick: Tick, now: datetime) -> list[PaperResult]:
+    def on_tick(self, tick: Quote, now: datetime) -> list[PaperResult]:
         """Fill resting orders the tick crosses, each limited by the tick's volume (partial fills)."""
         out: list[PaperResult] = []
         available = tick.volume * self.participation

@@ -12,7 +12,7 @@ from libs.common.conflate import Conflated
 from libs.common.contracts import RiskVerdict, Tick
 from libs.common.markets import Markets
 from services.execution.broker import BrokerPorts, GateCheck
-from services.execution.journal import FillRow, NewOrder, PaperRequest
+from services.execution.journal import NewOrder, PaperRequest
 from services.execution.ledger import ZERO, split_symbol
 from services.execution.paper import (
     FeeSchedule,
@@ -20,6 +20,7 @@ from services.execution.paper import (
     PaperResult,
     SlippageModel,
     exchange_rounder,
+    fill_row,
     new_paper_order,
     usable_tick,
 )
@@ -123,24 +124,7 @@ class PaperBroker:
         p, o = self.p, res.order
         base, quote = split_symbol(o.symbol)
         now = p.clock.now()
-        rows = [
-            FillRow(
-                exchange="paper",
-                trade_id=t.trade_id,
-                client_order_id=t.client_order_id,
-                symbol=t.symbol,
-                side=t.side,
-                quantity=t.quantity,
-                price=t.price,
-                fee=t.fee,
-                fee_asset=t.fee_asset,
-                ts=now,
-                is_maker=t.is_maker,
-                realized_pnl_usdt=t.accounting.realized_pnl_usdt,
-                fee_usdt=t.accounting.fee_quote,
-            )
-            for t in res.trades
-        ]
+        rows = [fill_row(t, now) for t in res.trades]
         await p.journal.commit_order_update(
             o.client_order_id,
             status=res.status,

@@ -20,6 +20,36 @@ OUTBOX_PERIOD_S = 1.0  # the fill outbox: record acks and resend unacknowledged 
 OUTBOX_GRACE_S = 2.0  # a fill younger than this is still being published by the path that journaled it
 
 
+def order_event(o: NewOrder | OrderRow, ts: datetime, status: str, mode: str, reason: str) -> OrderEvent:
+    """The one builder of an order's event: a new order (not journaled yet) has nothing filled, so only a
+    journal row carries its fills, average price and exchange id."""
+    journaled = (
+        dict(
+            filled_quantity=o.filled_quantity,
+            average_price=o.average_price,
+            exchange_order_id=o.exchange_order_id,
+        )
+        if isinstance(o, OrderRow)
+        else {}
+    )
+    return OrderEvent.model_validate(
+        dict(
+            ts=ts,
+            client_order_id=o.client_order_id,
+            verdict_id=o.verdict_id,
+            symbol=o.symbol,
+            side=o.side,
+            order_type=o.order_type,
+            status=status,
+            quantity=o.quantity,
+            price=o.price_limit,
+            mode=mode,
+            reason=reason,
+            **journaled,
+        )
+    )
+
+
 @dataclass
 class Meters:
     """The execution metrics the publisher moves (declared by the shell)."""
@@ -46,48 +76,14 @@ class Publisher:
 
     async def order(self, o: NewOrder, status: str, reason: str = "", ts: datetime | None = None) -> None:
         await self.bus.publish(
-            subjects.order(o.symbol),
-            OrderEvent.model_validate(
-                dict(
-                    ts=ts or self.clock.now(),
-                    client_order_id=o.client_order_id,
-                    verdict_id=o.verdict_id,
-                    symbol=o.symbol,
-                    side=o.side,
-                    order_type=o.order_type,
-                    status=status,
-                    quantity=o.quantity,
-                    price=o.price_limit,
-                    mode=self.mode,
-                    reason=reason,
-                )
-            ),
+            subjects.order(o.symbol), order_event(o, ts or self.clock.now(), status, self.mode, reason)
         )
 
     async def row(self, row: OrderRow | None, ts: datetime | None = None) -> None:
         if row is None:
             return
-        await self.bus.publish(
-            subjects.order(row.symbol),
-            OrderEvent.model_validate(
-                dict(
-                    ts=ts or self.clock.now(),
-                    client_order_id=row.client_order_id,
-                    verdict_id=row.verdict_id,
-                    symbol=row.symbol,
-                    side=row.side,
-                    order_type=row.order_type,
-                    status=row.status,
-                    quantity=row.quantity,
-                    price=row.price_limit,
-                    filled_quantity=row.filled_quantity,
-                    average_price=row.average_price,
-                    exchange_order_id=row.exchange_order_id,
-                    mode=row.mode,
-                    reason=row.reason[:500],
-                )
-            ),
-        )
+        event = order_event(row, ts or self.clock.now(), row.status, row.mode, row.reason[:500])
+        await self.bus.publish(subjects.order(row.symbol), event)
 
     async def fill(self, f: FillRow) -> bool:
         """Publish one journaled fill (until JetStream acknowledges it, it stays unpublished in the journal and

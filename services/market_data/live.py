@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
@@ -295,7 +296,8 @@ class BinanceSource:
         if now - self._universe_at < self.ucfg.refresh_s and self.symbols:
             return
         if self.ucfg.mode == "fixed":
-            keep, dropped = [], []
+            keep: list[str] = []
+            dropped: list[str] = []
             for s in self.config_symbols:
                 mk = self.markets.get(s)
                 (keep if mk is not None and market_tradable(mk, mk.get("quote")) else dropped).append(s)
@@ -521,7 +523,7 @@ class BinanceSource:
                     continue
                 await self._gate()
                 self.m_requests.labels(what="klines").inc()
-                rows = await call(ex, lambda s=s, tf=tf: ex.fetch_ohlcv(s, tf, limit=3), self._now_ms)
+                rows = await call(ex, partial(ex.fetch_ohlcv, s, tf, limit=3), self._now_ms)
                 tf_ms = timeframe_ms(tf)
                 wall = self._now_ms()
                 current_open = wall // tf_ms * tf_ms

@@ -6,9 +6,7 @@ candle aggregation and the staleness bookkeeping are the same whatever the sourc
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from nats import errors as nats_errors
@@ -16,6 +14,7 @@ from prometheus_client import Counter
 
 from libs.common import subjects
 from libs.common.bus import Bus
+from libs.common.clock import WALL, Clock
 from libs.common.errors import TemporaryError
 from libs.common.metrics import ServiceMetrics
 from services.market_data.candles import Bar, CandleAggregator
@@ -33,14 +32,18 @@ class Publisher:
         aggregator: CandleAggregator,
         tracker: StalenessTracker,
         *,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock = WALL,
+        monotonic: Callable[[], float] | None = None,
         last_interval_s: float = 0.05,
     ):
+        """`clock`: the runtime's (the shell passes `rt.clock`), for the publish time of candles given none and
+        for the `md.last` conflation's monotonic seconds (`monotonic` overrides the latter)."""
         self.bus = bus
+        self.clock = clock
         self.metrics = metrics
         self.aggregator = aggregator
         self.tracker = tracker
-        self.monotonic = monotonic
+        self.monotonic = monotonic or clock.monotonic
         self._tick_subject: dict[str, str] = {}
         self._last_subject: dict[str, str] = {}
         self.last = LastTicks(last_interval_s)
@@ -176,7 +179,7 @@ class Publisher:
 
     async def candle(self, bar: Bar, source: str, ts_iso: str | None = None) -> None:
         payload = candle_json(
-            ts_iso or iso_ts(datetime.now(UTC)),
+            ts_iso or iso_ts(self.clock.now()),
             bar.symbol,
             bar.timeframe,
             iso_ts_ms(bar.open_time_ms),
@@ -202,7 +205,7 @@ class Publisher:
 
     async def bar(self, bar: Bar, source: str, ts_iso: str | None = None) -> None:
         """A closed bar from the source itself (replay, exchange kline), plus the coarser bars it completes."""
-        ts_iso = ts_iso or iso_ts(datetime.now(UTC))
+        ts_iso = ts_iso or iso_ts(self.clock.now())
         await self.candle(bar, source, ts_iso)
         for coarser in self.aggregator.on_bar(bar):
             await self.candle(coarser, source, ts_iso)
@@ -210,7 +213,7 @@ class Publisher:
     async def close_due(self, now_ms: int, source: str) -> int:
         """Publish candles whose interval has ended (for sources whose ticks may pause)."""
         bars = self.aggregator.close_due(now_ms)
-        ts_iso = iso_ts(datetime.now(UTC)) if bars else ""
+        ts_iso = iso_ts(self.clock.now()) if bars else ""
         for bar in bars:
             await self.candle(bar, source, ts_iso)
         if self.aggregator.late_updates != self._late_seen:

@@ -12,7 +12,9 @@ from libs.common import subjects
 from libs.common.contracts import Heartbeat, MarketStatus, ShardInfo, UniverseChanged
 from libs.common.errors import ConfigurationError
 from libs.common.service import Runtime
+from libs.common.settings import MarketDataSettings
 from libs.common.shard import Shard, digest
+from services.market_data import cadence
 from services.market_data.candles import CandleAggregator
 from services.market_data.publisher import Publisher
 from services.market_data.sources import ReplaySource, SyntheticSource, coarser_timeframes, load_replay
@@ -29,15 +31,13 @@ from services.market_data.universe import diff_universe
 if TYPE_CHECKING:
     from services.market_data.live import SourcePorts
 
-CLOSE_GRACE_MS = 500
-
 
 class MarketDataService:
     name = "market_data"
     needs_db = False
+    rt: Runtime  # set by start
 
     def __init__(self) -> None:
-        self.rt: Runtime | None = None
         self.symbols: list[str] = []
         self.mode = "synthetic"
         self.source: Any = None
@@ -77,6 +77,8 @@ class MarketDataService:
                 md.synthetic.ticks_per_s,
                 max_steps=md.synthetic.max_steps or None,
                 slices=md.synthetic.slices_per_step,
+                clock=rt.clock.monotonic,
+                now=rt.clock.now,
             )
             reason = "config (synthetic)"
         elif self.mode == "replay":
@@ -99,6 +101,8 @@ class MarketDataService:
                 ticks_per_candle=md.replay.ticks_per_candle,
                 spread_bps=md.replay.spread_bps,
                 data_clock=md.replay.data_clock,
+                clock=rt.clock.monotonic,
+                now=rt.clock.now,
             )
             rt.log.info(
                 "replay loaded",
@@ -120,7 +124,12 @@ class MarketDataService:
             symbols = self.shard.select(s.symbols) if md.universe.mode == "fixed" else []
             reason = "config (binance)"
         self.pub = Publisher(
-            rt.bus, rt.metrics, aggregator, self.tracker, last_interval_s=md.last_interval_ms / 1000
+            rt.bus,
+            rt.metrics,
+            aggregator,
+            self.tracker,
+            last_interval_s=md.last_interval_ms / 1000,
+            clock=rt.clock,
         )
         if self.shard.sharded:
             reason += f", shard {self.shard.label()}"
@@ -211,7 +220,7 @@ class MarketDataService:
         )
 
     def health(self) -> tuple[str, str]:
-        if not hasattr(self, "alerts") or self.rt is None:
+        if not hasattr(self, "alerts"):  # not started
             return "ok", "starting"
         fresh, stale = self.tracker.counts()
         state = getattr(self.source, "backoff_state", "ok")
@@ -221,7 +230,6 @@ class MarketDataService:
     async def set_universe(self, symbols: list[str], reason: str) -> None:
         """Adopt a new symbol list: track freshness, forget removed symbols, publish and log the change."""
         rt = self.rt
-        assert rt is not None
         previous = self.symbols
         if not previous and not self.shard.sharded:  # shards share md.universe: another's list is no base
             try:
@@ -271,9 +279,9 @@ class MarketDataService:
     async def _status_loop(self) -> None:
         rt = self.rt
         md = rt.settings.market_data
-        interval = min(0.25, md.stale_after_s / 4)
+        interval = cadence.status_period_s(md.stale_after_s)
         last_snapshot = float("-inf")
-        aggregate_by_time = self.mode != "replay"
+        aggregate_by_time = cadence.closes_on_time(self.mode)
         while True:
             try:
                 last_snapshot = await self._status_once(md, last_snapshot, aggregate_by_time)
@@ -283,7 +291,9 @@ class MarketDataService:
                 rt.log.warning("status pass failed", error=repr(exc)[:300])
             await asyncio.sleep(interval)
 
-    async def _status_once(self, md, last_snapshot: float, aggregate_by_time: bool) -> float:
+    async def _status_once(
+        self, md: MarketDataSettings, last_snapshot: float, aggregate_by_time: bool
+    ) -> float:
         mono = self.rt.clock.monotonic()
         for ch in self.tracker.evaluate(mono):
             await self._on_change(ch)
@@ -304,17 +314,14 @@ class MarketDataService:
         )
         if aggregate_by_time:
             # live ticks carry the exchange's time: give them a moment to arrive before closing a bar
-            grace_ms = 0 if self.mode == "synthetic" else CLOSE_GRACE_MS
+            now_ms = int(self.rt.clock.now().timestamp() * 1000)
             await self.pub.close_due(
-                int(self.rt.clock.now().timestamp() * 1000) - grace_ms, self._source_label()
+                cadence.close_before_ms(now_ms, self.mode), cadence.source_label(self.mode)
             )
         src = self.source
         if src is not None and hasattr(src, "backoff"):
             self.m_backoff_wait.set(src.backoff.wait_s(mono))
         return last_snapshot
-
-    def _source_label(self) -> str:
-        return {"synthetic": "synthetic", "replay": "replay"}.get(self.mode, "binance")
 
     async def _on_change(self, ch: StatusChange) -> None:
         await self._publish_status(ch)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from libs.common.clock import WALL
 from libs.common.errors import ConfigurationError
 from libs.common.settings.market_data import ReplaySettings
 from services.market_data.candles import timeframe_ms
@@ -23,6 +24,10 @@ from services.market_data.synthetic import SyntheticMarket
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_CATCH_UP_S = 1.0
+
+
+def _wall_now() -> datetime:
+    return WALL.now()
 
 
 class SyntheticSource:
@@ -42,12 +47,16 @@ class SyntheticSource:
         max_steps: int | None = None,
         slices: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _wall_now,
     ):
+        """`clock`: monotonic seconds that pace the steps; `now`: the ticks' event time (the shell passes its
+        runtime clock's `now`)."""
         self.market = market
         self.period = 1.0 / ticks_per_s
         self.max_steps = max_steps
         self.slices = max(1, slices)
         self.clock = clock
+        self.now = now
         self.skipped_steps = 0
         self.done = asyncio.Event()
 
@@ -59,8 +68,8 @@ class SyntheticSource:
             for i in range(0, len(quotes), size):
                 if i:
                     await asyncio.sleep(max(0.0, t0 + (k + i / len(quotes)) * self.period - self.clock()))
-                now_wall = datetime.now(UTC)  # the ticks' event time: made now, published right after
-                ts_iso, ts_ms = iso_ts(now_wall), int(now_wall.timestamp() * 1000)
+                made = self.now()  # the ticks' event time: made now, published right after
+                ts_iso, ts_ms = iso_ts(made), int(made.timestamp() * 1000)
                 await pub.quotes(quotes[i : i + size], ts_iso, ts_ms, "synthetic", self.clock())
             k += 1
             due = t0 + k * self.period
@@ -110,7 +119,10 @@ class ReplaySource:
         max_bars: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         data_clock: bool = False,
+        now: Callable[[], datetime] = _wall_now,
     ):
+        """`clock`: monotonic seconds that pace the replay; `now`: the publish time stamped on ticks and bars
+        unless `data_clock` (then the data's own time)."""
         self.series = series
         self.symbols = symbols
         self.speed = speed
@@ -119,6 +131,7 @@ class ReplaySource:
         self.spread_bps = Decimal(str(spread_bps))
         self.max_bars = max_bars
         self.clock = clock
+        self.now = now
         self.data_clock = (
             data_clock  # stamp ticks and candles with the data's time (services on the data clock)
         )
@@ -138,9 +151,7 @@ class ReplaySource:
                     wait = start + clock.due_s(pt.ts_ms) - self.clock()
                     if wait > 0:
                         await asyncio.sleep(wait)
-                    now_wall = (
-                        datetime.fromtimestamp(pt.ts_ms / 1000, UTC) if self.data_clock else datetime.now(UTC)
-                    )
+                    now_wall = datetime.fromtimestamp(pt.ts_ms / 1000, UTC) if self.data_clock else self.now()
                     ts_iso, ts_ms, mono = iso_ts(now_wall), int(now_wall.timestamp() * 1000), self.clock()
                     for sym in self.symbols:
                         await pub.tick(
@@ -157,9 +168,7 @@ class ReplaySource:
                             aggregate=False,
                         )
                 ts_iso = iso_ts(
-                    datetime.fromtimestamp(path[-1].ts_ms / 1000, UTC)
-                    if self.data_clock
-                    else datetime.now(UTC)
+                    datetime.fromtimestamp(path[-1].ts_ms / 1000, UTC) if self.data_clock else self.now()
                 )
                 for sym in self.symbols:
                     await pub.bar(s.bar(i, sym), "replay", ts_iso)

@@ -148,6 +148,7 @@ class Dispatcher:
             return "duplicate_record"
         from libs.common.contracts import utcnow
 
+        # wall time by design: alerts are stamped on the wall clock (Runtime.alert), so they age on it
         if (utcnow() - alert.ts).total_seconds() > max_age_s:
             return await self._mark(alert.id, "stale")
         decision = self.gate.admit(alert.dedup_key, alert.severity, self.clock())

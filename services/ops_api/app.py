@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -180,7 +180,7 @@ def create_app(state: OpsState) -> FastAPI:
     def requires(needed: str):
         async def dep(request: Request) -> str:
             client = client_of(request)
-            now = time.monotonic()
+            now = state.rt.clock.monotonic()
             header = request.headers.get("authorization", "")
             token = header[7:].strip() if header.lower().startswith("bearer ") else ""
             role = role_for(token, cfg.operator_token.get_secret_value(), cfg.viewer_token.get_secret_value())
@@ -235,7 +235,7 @@ def create_app(state: OpsState) -> FastAPI:
         return JSONResponse(body, status_code=422)
 
     def services_view() -> dict[str, dict]:
-        now = time.monotonic()
+        now = state.rt.clock.monotonic()  # the clock the shell stamps heartbeats' arrival on
         out = {}
         for name in SERVICES:
             if name == "ops_api":
@@ -254,13 +254,13 @@ def create_app(state: OpsState) -> FastAPI:
         fresh = [
             m
             for seen, m in state.served_models.values()
-            if time.monotonic() - seen <= settings.monitoring.heartbeat_timeout_s
+            if state.rt.clock.monotonic() - seen <= settings.monitoring.heartbeat_timeout_s
         ]
         return served_model_view(fresh)
 
     def shards_view() -> dict[str, dict]:
         """Who owns which symbols, per sharded service, from each instance's last heartbeat (libs/common/shard.py)."""
-        now, timeout = time.monotonic(), settings.monitoring.heartbeat_timeout_s
+        now, timeout = state.rt.clock.monotonic(), settings.monitoring.heartbeat_timeout_s
         out = {}
         for name in SHARDED_SERVICES:
             insts = [
@@ -313,13 +313,14 @@ def create_app(state: OpsState) -> FastAPI:
                 {**answer, "replayed": True}, status_code=200 if not answer["missing"] else 202
             )
         actor = f"{body.actor} via ops_api ({role}@{client_of(request)})"[:100]
+        same_id: dict[str, Any] = {"id": cmd_id} if cmd_id else {}  # a retried request keeps its command id
         cmd = KillSwitchCommand(
             ts=state.rt.clock.now(),
             action=body.action,
             reason=body.reason,
             actor=actor,
             flatten=body.flatten,
-            **({"id": cmd_id} if cmd_id else {}),
+            **same_id,
         )
         if cmd.action == "release":  # operator authority, verified by risk and execution themselves
             try:
@@ -423,6 +424,7 @@ def create_app(state: OpsState) -> FastAPI:
                     (OPEN_STATUSES,),
                 )
             ).fetchone()
+        assert row is not None  # a SELECT of scalar subqueries always answers one row
         ks = state.latch.as_dict()
         stored_state = row["trading_state"]
         trading_state = (
@@ -609,17 +611,18 @@ def create_app(state: OpsState) -> FastAPI:
         from services.ops_api.dod_store import build_reports, thresholds_from
 
         async with state.rt.pool.connection() as conn:
+            # wall time by design: DoD counts the machine's real days from wall-stamped heartbeat minutes
             return await build_reports(conn, days, thresholds_from(settings), datetime.now(UTC), last_day)
 
     @app.get("/dod/daily/{day}", summary="DoD v1 report of one UTC day, computed now from Postgres")
     async def dod_daily(day: date = Path(description="YYYY-MM-DD"), _: str = Depends(viewer)) -> dict:
         (report,) = await dod_reports(1, day)
-        return report.as_dict(datetime.now(UTC))
+        return report.as_dict(datetime.now(UTC))  # wall time by design (DoD: real days)
 
     @app.get("/dod/summary", summary="DoD v1 over the last N UTC days (today included)")
     async def dod_summary(days: int = Query(7, ge=1, le=90), _: str = Depends(viewer)) -> dict:
         reports = await dod_reports(days, None)
-        now = datetime.now(UTC)
+        now = datetime.now(UTC)  # wall time by design (DoD: real days)
         return {
             "days": days,
             "passed": sum(1 for r in reports if r.passed),

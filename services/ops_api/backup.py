@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from libs.common.settings import mask_url
 
@@ -128,9 +129,16 @@ def server_major(url: str) -> tuple[int, str]:
     import psycopg
 
     with psycopg.connect(url, connect_timeout=5) as conn:
-        num = int(conn.execute("SHOW server_version_num").fetchone()[0])
-        text = conn.execute("SHOW server_version").fetchone()[0]
+        num = int(_scalar(conn.execute("SHOW server_version_num").fetchone()))
+        text = str(_scalar(conn.execute("SHOW server_version").fetchone()))
     return num // 10000, text
+
+
+def _scalar(row: tuple[Any, ...] | None) -> Any:
+    """The one value of a one-row, one-column answer (a missing row is a server that did not answer it)."""
+    if row is None:
+        raise BackupError("the server returned no row")
+    return row[0]
 
 
 @dataclass
@@ -154,6 +162,7 @@ def make_backup(
     now: datetime | None = None,
 ) -> BackupResult:
     """Dump the database and the model pointer into a new backup directory, then prune. Never raises."""
+    # wall time by design: a backup's name and timestamps say when the machine wrote it (never a data clock)
     started = now or datetime.now(UTC)
     name = backup_name(started)
     partial = backup_dir / f"{name}.partial"
@@ -174,7 +183,7 @@ def make_backup(
         if res.returncode != 0:
             raise BackupError(f"pg_dump failed ({res.returncode}): {res.stderr.strip()[-500:]}")
         pointer = _copy_models_pointer(models_dir, partial / MODELS_POINTER)
-        files = {}
+        files: dict[str, dict[str, Any]] = {}
         for f in sorted(partial.iterdir()):
             files[f.name] = {"sha256": sha256_file(f), "size": f.stat().st_size}
         manifest = {
@@ -219,7 +228,7 @@ def prune(backup_dir: Path, retention: int) -> list[str]:
         shutil.rmtree(backup_dir / n, ignore_errors=True)
     # leftovers of interrupted backups (older than an hour)
     for p in backup_dir.glob("*.partial"):
-        if time.time() - p.stat().st_mtime > 3600:
+        if time.time() - p.stat().st_mtime > 3600:  # wall time by design: compared with a file's mtime
             shutil.rmtree(p, ignore_errors=True)
     return doomed
 
@@ -242,9 +251,11 @@ def restore(backup: Path, url: str, *, timeout_s: float = 600.0) -> dict:
 
     manifest = verify(backup)
     with psycopg.connect(url, connect_timeout=5) as conn:
-        n = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-        ).fetchone()[0]
+        n = _scalar(
+            conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchone()
+        )
     if n:
         raise BackupError(f"target database has {n} table(s); restore only into an empty database")
     major, _ = server_major(url)

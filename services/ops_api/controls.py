@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -86,28 +86,29 @@ def controls_router(
             )
         if cmd_id and cmd_id in desk.waiting:  # the same request again while the first waits: one command
             try:
-                res = await asyncio.wait_for(asyncio.shield(desk.waiting[cmd_id]), timeout_s)
+                first = await asyncio.wait_for(asyncio.shield(desk.waiting[cmd_id]), timeout_s)
             except TimeoutError:
                 raise HTTPException(
                     409, "the same request (Idempotency-Key) is still waiting for risk"
                 ) from None
             return JSONResponse(
                 {
-                    **res.model_dump(mode="json", exclude={"schema_version", "id", "ts"}),
+                    **first.model_dump(mode="json", exclude={"schema_version", "id", "ts"}),
                     "symbol": body.symbol,
                     "replayed": True,
                 },
-                status_code=200 if res.accepted else 409,
+                status_code=200 if first.accepted else 409,
             )
         client = request.client.host if request.client else "unknown"
         actor = f"{body.actor} via ops_api ({role}@{client})"[:100]
+        same_id: dict[str, Any] = {"id": cmd_id} if cmd_id else {}  # a retried request keeps its command id
         cmd = TradingControlCommand(
             ts=now(),
             action=body.action,
             symbol=body.symbol,
             reason=body.reason,
             actor=actor,
-            **({"id": cmd_id} if cmd_id else {}),
+            **same_id,
         )
         fut = desk.waiting[cmd.id] = asyncio.get_running_loop().create_future()
         try:
@@ -131,6 +132,7 @@ def controls_router(
                 res = None
         finally:
             desk.waiting.pop(cmd.id, None)
+        answer: dict[str, Any]
         if res is None:
             code, outcome = 202, "unanswered"
             answer = {

@@ -50,7 +50,7 @@ def _get(row, key):
     return row[key] if isinstance(row, dict) else row[0]
 
 
-async def _rows(conn, sql: str, params: tuple = ()) -> list[dict]:
+async def _rows(conn, sql: str, params: tuple | dict = ()) -> list[dict]:
     cur = conn.cursor()
     await cur.execute(sql, params)
     cols = [d.name for d in cur.description]
@@ -147,7 +147,7 @@ async def day_facts(
     ):
         f.covered_minutes[r["service"]] = int(r["n"])
 
-    if f.window_start is not None:
+    if f.window_start is not None and f.window_end is not None:
         initial = {
             r["symbol"]: r["status"]
             for r in await _rows(

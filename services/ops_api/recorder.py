@@ -8,9 +8,8 @@ import json
 from collections import Counter
 from datetime import datetime
 
-from psycopg_pool import AsyncConnectionPool
-
 from libs.common.contracts import Heartbeat
+from libs.common.db import Pool
 from services.ops_api.counters import counter_deltas
 from services.ops_api.incidents import IncidentAction
 
@@ -20,7 +19,7 @@ def minute_of(ts: datetime) -> datetime:
 
 
 class HeartbeatRecorder:
-    def __init__(self, pool: AsyncConnectionPool):
+    def __init__(self, pool: Pool):
         self.pool = pool
         self._last: dict[tuple[str, str], dict[str, int]] = {}
 
@@ -63,7 +62,7 @@ class HeartbeatRecorder:
 class EventRecorder:
     """Everything else ops_api keeps from the bus. Idempotent on redelivery (message ids are unique keys)."""
 
-    def __init__(self, pool: AsyncConnectionPool):
+    def __init__(self, pool: Pool):
         self.pool = pool
         self._md_status: dict[str, str] = {}
         self._refusals: Counter[tuple[datetime, str]] = Counter()
@@ -162,7 +161,7 @@ class EventRecorder:
 
     async def apply_incidents(self, actions: list[IncidentAction]) -> list[int]:
         """Open / note / resolve in Postgres; returns ids of incidents opened."""
-        opened = []
+        opened: list[int] = []
         if not actions:
             return opened
         async with self.pool.connection() as conn, conn.transaction():

@@ -84,7 +84,12 @@ class OpsApiService:
         )
         self.book.load_open(await self.events.open_incidents())
         self.dispatcher = Dispatcher(
-            rt.settings.monitoring.alerting, rt.pool, rt.log, rt.metrics, on_result=self._on_delivery
+            rt.settings.monitoring.alerting,
+            rt.pool,
+            rt.log,
+            rt.metrics,
+            on_result=self._on_delivery,
+            clock=rt.clock.monotonic,  # dedup windows and rate limits on the runtime's clock
         )
         self.incidents_opened = rt.metrics.counter(
             "incidents_opened_total", "Incidents opened", ["severity", "kind"]
@@ -107,7 +112,11 @@ class OpsApiService:
         self.latch.release_key = rt.settings.kill_switch.release_key.get_secret_value()
         await refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now())
         rt.bus.on_disconnect.append(lambda: self.latch.set_unknown("lost NATS connection"))
-        rt.bus.on_reconnect.append(lambda: refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now()))
+
+        async def reread_latch() -> None:
+            await refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now())
+
+        rt.bus.on_reconnect.append(reread_latch)
         try:
             standing = await read_standing(rt.bus)
             if standing is not None and check_authority(standing, self.latch.release_key).allowed:
@@ -172,6 +181,7 @@ class OpsApiService:
         self.server = uvicorn.Server(config)
         rt.spawn(self.server.serve(sockets=[sock]), "http")
         # "started" (what launchers and tests wait for) only once requests are answered
+        # the machine's clock by design: a real socket and thread come up (a test clock would never move here)
         ready_by = time.monotonic() + 10.0
         while not self.server.started and time.monotonic() < ready_by:
             await asyncio.sleep(0.01)
@@ -209,9 +219,9 @@ class OpsApiService:
                     incident_ids=opened,
                 )
 
-    @staticmethod
-    def _fresh(ts: datetime) -> bool:
-        return (utcnow() - ts).total_seconds() <= RULES_MAX_AGE_S
+    def _fresh(self, ts: datetime) -> bool:
+        assert self.rt is not None
+        return (self.rt.clock.now() - ts).total_seconds() <= RULES_MAX_AGE_S
 
     # -- handlers -------------------------------------------------------------------------------
     async def _on_unreadable_kill_switch(self, reason: str, seq: int) -> None:
@@ -253,15 +263,16 @@ class OpsApiService:
         self.state.on_latched(ack)
 
     async def _on_heartbeat(self, hb: Heartbeat, subject: str) -> None:
-        self.state.last_seen[hb.service] = (time.monotonic(), hb.status)
+        clock = self.rt.clock  # received when, on the clock app.py reads these against
+        self.state.last_seen[hb.service] = (clock.monotonic(), hb.status)
         if hb.service == "signal" and hb.model is not None:
-            now = time.monotonic()
+            now = clock.monotonic()
             self.state.served_models[hb.instance] = (now, dict(hb.model))
             stale = 10 * self.rt.settings.monitoring.heartbeat_timeout_s  # restarted instances: forget them
             for inst in [i for i, (seen, _) in self.state.served_models.items() if now - seen > stale]:
                 del self.state.served_models[inst]
         if hb.service in SHARDED_SERVICES:
-            now, seen = time.monotonic(), self.state.shards.setdefault(hb.service, {})
+            now, seen = clock.monotonic(), self.state.shards.setdefault(hb.service, {})
             if hb.instance not in seen:  # a new instance: forget those silent for an hour (restarts pile up)
                 for inst in [i for i, (t, _, _) in seen.items() if now - t > 3600]:
                     del seen[inst]
@@ -308,7 +319,7 @@ class OpsApiService:
             )
 
     async def _on_delivery(self, channel: str, ok: bool, error: str, alert: Alert) -> None:
-        await self._incidents(self.book.on_delivery(channel, ok, error, utcnow()))
+        await self._incidents(self.book.on_delivery(channel, ok, error, self.rt.clock.now()))
         if not ok and not alert.dedup_key.startswith("ops_api:alerting_down"):
             self._degraded = f"alert delivery failing on {channel}"
             await self.rt.alert(
@@ -326,7 +337,7 @@ class OpsApiService:
             await asyncio.sleep(5.0)
             try:
                 await self.events.flush_refusals()
-                await self._incidents(self.book.tick(utcnow()))
+                await self._incidents(self.book.tick(self.rt.clock.now()))
                 await self._resolve_reconciled_mismatches()
             except Exception as exc:  # the database may be restarting; try again next round
                 self.record_errors.labels(kind="housekeeping").inc()
@@ -340,7 +351,7 @@ class OpsApiService:
             present = await (
                 await conn.execute("SELECT to_regclass('exec_reconciliations') IS NOT NULL AS p")
             ).fetchone()
-            if not present["p"]:
+            if present is None or not present["p"]:
                 return
             last = await (
                 await conn.execute(
@@ -365,13 +376,14 @@ class OpsApiService:
     async def _last_backup_ok(self) -> datetime | None:
         async with self.rt.pool.connection() as conn:
             row = await (await conn.execute("SELECT max(finished_at) AS t FROM backups WHERE ok")).fetchone()
-        return row["t"]
+        return row["t"] if row is not None else None
 
     async def _backup_loop(self) -> None:
         interval = self.rt.settings.storage.backup.interval_s
         last = await self._last_backup_ok()
         if last is not None:
             self.backup_last_ok.set(last.timestamp())
+        # wall time by design: backups are stamped (finished_at, their names) with the machine's time
         due = (last + timedelta(seconds=interval)) if last else utcnow()
         delay = max(FIRST_BACKUP_DELAY_S if last is None else 0.0, (due - utcnow()).total_seconds())
         while True:

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -63,7 +64,7 @@ def _progress(i: int, n: int, report) -> None:
     )
 
 
-async def _connect(url: str) -> psycopg.AsyncConnection:
+async def _connect(url: str) -> psycopg.AsyncConnection[dict[str, Any]]:
     try:
         return await psycopg.AsyncConnection.connect(
             url, autocommit=True, row_factory=dict_row, connect_timeout=5
@@ -87,7 +88,7 @@ async def generate(
     """Compute `days` daily reports from Postgres, store them there and write the files."""
     from services.ops_api.dod_store import build_reports, store_reports, thresholds_from, write_files
 
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(UTC)  # wall time by design: a CLI run (`bnml dod`) has no runtime clock
     conn = await _connect(url)
     try:
         reports = await build_reports(
@@ -103,7 +104,7 @@ async def generate(
 
 def parse_day(value: str | None, now: datetime | None = None) -> date:
     """`YYYY-MM-DD`, `today`, or (default) yesterday: the last complete UTC day."""
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(UTC)  # wall time by design: the operator's "today"
     if not value:
         return (now - timedelta(days=1)).date()
     if value == "today":

@@ -14,11 +14,15 @@ No I/O and no clock here: the shell passes `now` and does the publishing and per
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from libs.common.contracts import (
     AccountState,
@@ -29,7 +33,7 @@ from libs.common.contracts import (
     Signal,
     TradingStateChanged,
 )
-from libs.common.contracts.base import new_id
+from libs.common.contracts.base import AccountSource, BreakerEffect, Side, new_id
 from libs.common.contracts.risk import verdict_id_for
 from libs.common.markets import Markets, UnknownMarketError
 from libs.common.settings import RiskSettings
@@ -49,6 +53,14 @@ COOLDOWN_ON_CLEAR = frozenset(
 )
 
 Event = BreakerTripped | BreakerCleared | TradingStateChanged
+
+
+def order_side(sig: Signal) -> Side:
+    """The side of the order `sig` asks for (a HOLD asks for none: `RiskEngine.decide` takes BUY and SELL)."""
+    side = sig.side
+    if side == "HOLD":
+        raise ValueError(f"signal {sig.id} is a HOLD: it carries no order")
+    return side
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,7 @@ class RiskEngine:
     is_writer: bool = True  # the shell clears it when it loses the single-writer lock
     instance: str = ""  # stamped on every verdict (`issued_by`)
     epoch: int = 0  # the writer lock's fencing epoch, stamped on every verdict (`risk_epoch`)
-    account_source: str = "configured"  # "exchange" once live balances are the book
+    account_source: AccountSource = "configured"  # "exchange" once live balances are the book
     last_breaker_clear_at: datetime | None = None
     # `evaluate` may answer "nothing changed" from the breakers that move with time and prices alone when
     # nothing is in force and no other input has changed since the last full evaluation (see `_quiet_still`);
@@ -113,10 +125,10 @@ class RiskEngine:
         self._known_symbols = list(dict.fromkeys(self.symbols))
         self._known_set = set(self._known_symbols)
         self._windows: tuple[datetime, datetime, datetime, datetime] | None = None
-        self._keys: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
+        self._keys: dict[tuple[str, str | None, str | None], tuple[str, BreakerEffect]] = {}
         # (time of the last full evaluation, its day window's end, the inputs it saw) while it left nothing in
         # force; None otherwise
-        self._quiet: tuple[datetime, datetime, tuple] | None = None
+        self._quiet: tuple[datetime, datetime, tuple[object, ...]] | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
     def on_tick(self, symbol: str, last: Decimal, event_ts: datetime, now: datetime) -> None:
@@ -202,7 +214,7 @@ class RiskEngine:
         return events, refused
 
     # -- breakers -------------------------------------------------------------------------------
-    def _effect(self, name: str, symbol: str | None) -> str:
+    def _effect(self, name: str, symbol: str | None) -> BreakerEffect:
         eff = self.cfg.effect(name)
         if symbol is None and eff.endswith("_SYMBOL"):
             return "REDUCING"
@@ -245,7 +257,7 @@ class RiskEngine:
         )
         return events
 
-    def _quiet_inputs(self) -> tuple:
+    def _quiet_inputs(self) -> tuple[object, ...]:
         """Every input of the breakers other than time, prices and liveness (`_quiet_still`)."""
         b = self.book
         return (
@@ -292,6 +304,14 @@ class RiskEngine:
         since, day_end, inputs = q
         if not (since <= now < day_end) or inputs != self._quiet_inputs():
             return False
+        if not self._moving_allow(now):
+            return False
+        self._prune(now)
+        return True
+
+    def _moving_allow(self, now: datetime) -> bool:
+        """The breakers that move with time, prices and liveness alone (volatility, stale data, heartbeats) all
+        allow at `now` and none is in force: the part of `_quiet_still` that must run at every close."""
         if self._volatility(now) is not None:
             return False
         for sym in self._known_symbols:
@@ -300,8 +320,76 @@ class RiskEngine:
         for svc in self.cfg.heartbeat_services:
             if self._heartbeat(svc, now) is not None:
                 return False
-        self._prune(now)
         return True
+
+    def may_run_quiet(self) -> bool:
+        """Whether `quiet_run` may take any bar: the last full evaluation left nothing in force (the cheap
+        part of its test, for a caller to ask before preparing a run)."""
+        return (
+            self.quiet_path
+            and self._quiet is not None
+            and not self.board.active
+            and self.sm.state == "ACTIVE"
+            and not self.book.positions
+            and not self.attempts
+        )
+
+    def quiet_run(
+        self, symbols: Sequence[str], times_ms: np.ndarray, prices: np.ndarray, alive: Sequence[str] = ()
+    ) -> int:
+        """How many of these bars `evaluate` answers from the quiet path at their closes, with what they leave
+        applied: a run of bars taken at once instead of tick by tick (the backtest's bars between events).
+
+        Bar j is its ticks, in the suite's order: column c of `times_ms[j]` / `prices[j]` (epoch ms, in time
+        order, none before the last input; float prices) is a tick of `symbols[c]`, the last ticks of a bar its
+        closes (the ticked symbols' last columns); then the `alive` services heard at the close; then
+        `evaluate` at the close. Every tick gives its volatility sample (`on_passing_tick`), each close tick
+        its time (`on_tick`), the heartbeats their time; each close must pass `_quiet_still`'s test, whose
+        inputs other than time, prices and liveness cannot change here (no fill, decision or message comes in
+        between), so it is compared once. Stops before the first bar whose close needs a full evaluation (a
+        breaker moving, a midnight): that bar is the caller's, tick by tick. What it does not apply: the last
+        prices (`book.last_price`, read by decisions and fills only); the caller's next bar, sent through
+        `on_tick`, sets them before anything reads them."""
+        q = self._quiet
+        if q is None or len(times_ms) == 0 or not self.may_run_quiet():
+            return 0
+        since, day_end, inputs = q
+        if inputs != self._quiet_inputs() or any(sym not in self._known_set for sym in symbols):
+            return 0
+        saved = (copy.deepcopy(self.vol), dict(self.last_tick_at), dict(self.heartbeats))
+        done, last = 0, None
+        rows_t, rows_p = times_ms.tolist(), prices.tolist()
+        for row_t, row_p in zip(rows_t, rows_p, strict=True):
+            now = self._ticks_of(symbols, row_t, row_p, alive)
+            if not (since <= now < day_end) or not self._moving_allow(now):
+                break
+            done, last = done + 1, now
+        if done < len(rows_t):  # the bar that broke the run is the caller's: undo it, keep the ones before
+            self.vol, self.last_tick_at, self.heartbeats = saved
+            for row_t, row_p in zip(rows_t[:done], rows_p[:done], strict=True):
+                self._ticks_of(symbols, row_t, row_p, alive)
+        if last is not None:
+            self._prune(last)
+        return done
+
+    def _ticks_of(
+        self,
+        symbols: Sequence[str],
+        row_t: list[int],
+        row_p: list[float],
+        alive: Sequence[str],
+    ) -> datetime:
+        """One bar of `quiet_run`: its ticks' samples, its symbols' last tick times (their closes: `on_tick`'s
+        min(tick time, now) is the tick's time, ticks coming in time order), the heartbeats; its close time."""
+        vol, last_at = self.vol, self.last_tick_at
+        now = self.started_at
+        for sym, t, p in zip(symbols, row_t, row_p, strict=True):
+            now = datetime.fromtimestamp(t / 1000, UTC)
+            vol.on_price(sym, p, now)
+            last_at[sym] = now
+        for svc in alive:
+            self.heartbeats[svc] = now
+        return now
 
     def _volatility(self, now: datetime) -> Evaluated | None:
         cfg = self.cfg
@@ -319,6 +407,7 @@ class RiskEngine:
 
     def _stale(self, sym: str, now: datetime) -> Evaluated | None:
         stale, why = self.status_stale.get(sym, (False, ""))
+        assert self.cfg.stale_after_s is not None  # `__post_init__` refuses a section without it
         return self._ev(
             "stale_data",
             B.stale_data(self.last_tick_at.get(sym), stale, why, now, self.cfg.stale_after_s),
@@ -326,6 +415,7 @@ class RiskEngine:
         )
 
     def _heartbeat(self, svc: str, now: datetime) -> Evaluated | None:
+        assert self.cfg.heartbeat_timeout_s is not None  # `__post_init__` refuses a section without it
         return self._ev(
             "heartbeat_missing",
             B.heartbeat_missing(
@@ -389,8 +479,8 @@ class RiskEngine:
             )
         for svc in cfg.heartbeat_services:
             res.append(self._heartbeat(svc, now))
-        for sym, (detected, why) in self.drift.items():
-            res.append(self._ev("drift", B.drift(detected, why), sym))
+        for drift_sym, (detected, why) in self.drift.items():  # None: drift of the whole market
+            res.append(self._ev("drift", B.drift(detected, why), drift_sym))
         events: list[Event] = list(board.apply([r for r in res if r is not None], now))
         if any(isinstance(e, BreakerCleared) and e.breaker in COOLDOWN_ON_CLEAR for e in events):
             self.last_breaker_clear_at = now
@@ -464,13 +554,13 @@ class RiskEngine:
             signal_id=sig.id,
             symbol=sig.symbol,
             side=sig.side,
-            approved=True,  # type: ignore[arg-type]
+            approved=True,
             quantity=qty,
             price_limit=limit,
             reasons=[],
             expires_at=expires,
             trading_state=self.sm.state,
-            tick_ts=sig.tick_ts,  # type: ignore[arg-type]
+            tick_ts=sig.tick_ts,
             issued_by=self.instance,
             risk_epoch=self.epoch,
         )
@@ -560,7 +650,9 @@ class RiskEngine:
                 return ZERO, ZERO, ["no_position"]
             binding = "max_notional" if available * limit > cfg.max_notional_usdt else "position_dust"
             qty = mk.round_quantity(sym, min(available, cfg.max_notional_usdt / limit))
-        check = mk.check_order(sym, sig.side, qty, limit, open_orders=open_orders, reference_price=last)  # type: ignore[arg-type]
+        check = mk.check_order(
+            sym, order_side(sig), qty, limit, open_orders=open_orders, reference_price=last
+        )
         if check.allowed:
             return qty, limit, []
         too_small = {"quantity_not_positive", "quantity_below_min", "notional_below_min"}
@@ -577,14 +669,14 @@ class RiskEngine:
             ts=now,
             signal_id=sig.id,
             symbol=sig.symbol,
-            side=sig.side,  # type: ignore[arg-type]
+            side=order_side(sig),
             approved=False,
             quantity=ZERO,
             price_limit=ZERO,
             reasons=reasons,
             expires_at=now + timedelta(seconds=self.cfg.verdict_ttl_s),
             trading_state=self.sm.state,
-            tick_ts=sig.tick_ts,  # type: ignore[arg-type]
+            tick_ts=sig.tick_ts,
             issued_by=self.instance,
             risk_epoch=self.epoch,
         )
@@ -627,7 +719,7 @@ class RiskEngine:
             positions={s: q for s, q in b.positions.items() if q > 0},
             exposure_usdt=exposures,
             active_breakers={k: a.reason for k, a in self.board.active.items()},
-            trading_state=self.sm.state,  # type: ignore[arg-type]
+            trading_state=self.sm.state,
             cash_usdt=b.cash,
             average_cost=dict(b.avg_cost),
             last_prices=dict(b.last_price),
@@ -645,7 +737,7 @@ class RiskEngine:
             trading_state_reason=self.sm.reason,
             trading_state_since=self.sm.since,
             fills_applied=b.fills_applied,
-            account_source=self.account_source,  # type: ignore[arg-type]
+            account_source=self.account_source,
         )
 
     def restore(self, st: AccountState) -> None:

@@ -1,11 +1,10 @@
 """risk's inputs (wiring): signals in, verdicts out; fills, orders, ticks, heartbeats, drift, market status,
 operator controls and the kill switch in. What to do is the core's (`core.py`, `control.py`); the writes are
-`writer.py`'s, the reconciliations `upkeep.py`'s."""
+the writer seat's (`writer.py`), the reconciliations and the prices `upkeep.py`'s: both given, not inherited."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 
 from libs.common import subjects
 from libs.common.contracts import (
@@ -17,12 +16,13 @@ from libs.common.contracts import (
     OrderEvent,
     Signal,
     TradingControlCommand,
-    TradingState,
 )
 from libs.common.kill_switch import alert_unreadable, record_refusal, refresh_latch
 from services.risk import alerts, control
 from services.risk.checkpoint import Checkpoint
+from services.risk.ports import RiskPorts
 from services.risk.upkeep import Upkeep
+from services.risk.writer import WriterSeat
 
 TICKS_PERIOD_S = 0.1  # volatility samples once a second and staleness counts in seconds
 # The lock is confirmed about every second (the writer's check, the keep-alive). Older than this, the process
@@ -30,8 +30,12 @@ TICKS_PERIOD_S = 0.1  # volatility samples once a second and staleness counts in
 LOCK_CONFIRM_MAX_S = 2.5
 
 
-class Handlers(Upkeep):
-    async def _read_drift(self) -> None:
+class Handlers:
+    def __init__(self, p: RiskPorts, seat: WriterSeat, upkeep: Upkeep, name: str) -> None:
+        self.p, self.seat, self.upkeep, self.name = p, seat, upkeep, name
+        self.rt, self.engine, self.latch = p.rt, p.engine, p.latch
+
+    async def read_drift(self) -> None:
         try:
             st = await self.rt.bus.last_value("SIGNAL_DRIFT", subjects.drift(), DriftStatus)
         except Exception as exc:
@@ -43,11 +47,11 @@ class Handlers(Upkeep):
             self.engine.on_drift(None, False, "")
 
     # -- bus connection and the kill switch -----------------------------------------------------
-    async def _on_bus_lost(self) -> None:
+    async def on_bus_lost(self) -> None:
         self.latch.set_unknown("lost NATS connection")
         self.engine.kill_known = False
 
-    async def _on_unreadable_kill_switch(self, reason: str, seq: int) -> None:
+    async def on_unreadable_kill_switch(self, reason: str, seq: int) -> None:
         out = self.latch.on_unreadable(reason, seq, self.rt.clock.now())
         if out.outcome != "unreadable":
             return  # older than the command held
@@ -55,9 +59,9 @@ class Handlers(Upkeep):
         self.rt.log.error("unreadable kill-switch command; treating as engaged", reason=reason[:200], seq=seq)
         await alert_unreadable(self.rt, self.latch)
 
-    async def _on_bus_back(self) -> None:
+    async def on_bus_back(self) -> None:
         await refresh_latch(self.rt.bus, self.latch, self.rt.log, self.rt.clock.now())
-        await self._handle(
+        await self.seat.handle(
             self.engine.set_kill_switch(self.latch.engaged, self.latch.known, self.rt.clock.now())
         )
 
@@ -66,7 +70,7 @@ class Handlers(Upkeep):
         out = self.latch.on_command(cmd, seq)
         if out.outcome == "refused":  # a release without operator authority: nothing changed
             await record_refusal(self.rt, cmd, out.reason)
-            await self._ack(cmd, detail=out.reason, engaged=self.latch.blocks)
+            await self.upkeep.ack(cmd, detail=out.reason, engaged=self.latch.blocks)
             return
         if out.outcome == "confirmed":
             engine.set_kill_switch(self.latch.engaged, self.latch.known, self.rt.clock.now())
@@ -79,18 +83,18 @@ class Handlers(Upkeep):
             events = engine.set_kill_switch(False, True, now)
             more, refused = engine.release(now)
             events += more
-        await self.store.audit(cmd)
+        await self.p.store.audit(cmd)
         self.rt.log.warning("kill switch", action=cmd.action, reason=cmd.reason, actor=cmd.actor)
-        await self._ack(cmd, detail=f"trading stays HALTED: {refused}" if refused else "")
-        await self._handle(events)
+        await self.upkeep.ack(cmd, detail=f"trading stays HALTED: {refused}" if refused else "")
+        await self.seat.handle(events)
         if refused:
-            await self._alert(alerts.release_refused(refused))
+            await self.seat.alert(alerts.release_refused(refused))
 
     # -- market inputs --------------------------------------------------------------------------
-    async def _apply_ticks_loop(self) -> None:
+    async def apply_ticks_loop(self) -> None:
         while True:
             await asyncio.sleep(TICKS_PERIOD_S)
-            self.apply_ticks()
+            self.upkeep.apply_ticks()
 
     async def on_market_status(self, st: MarketStatus, subject: str) -> None:
         self.engine.on_market_status(st.symbol, st.status == "stale", st.reason)
@@ -101,14 +105,14 @@ class Handlers(Upkeep):
 
     async def on_drift(self, st: DriftStatus, subject: str) -> None:
         self.engine.on_drift(st.symbol, st.detected, st.reason)
-        await self._handle(self.engine.evaluate(self.rt.clock.now()))
+        await self.seat.handle(self.engine.evaluate(self.rt.clock.now()))
 
     # -- fills and orders -----------------------------------------------------------------------
     async def on_fill(self, fill: Fill, subject: str) -> None:
         """Apply a fill once: ledger row and new account state in one transaction, memory after commit."""
         engine, rt = self.engine, self.rt
-        async with self._db_lock:
-            if await self.store.fill_applied(fill):
+        async with self.seat.db_lock:
+            if await self.p.store.fill_applied(fill):
                 rt.log.info("fill already applied", trade_id=fill.trade_id)
                 return
             saved = Checkpoint.take(engine)
@@ -116,13 +120,15 @@ class Handlers(Upkeep):
             outcome, events = engine.on_fill(fill, now)
             snap = engine.snapshot(now)
             try:
-                await self.store.write_fill(fill, outcome, snap)  # a fenced writer's rolls back (redelivered)
+                await self.p.store.write_fill(
+                    fill, outcome, snap
+                )  # a fenced writer's rolls back (redelivered)
             except Exception:
                 saved.restore(engine)
-                self._db_failed("fill not applied: database write failed")
+                self.seat.db_failed("fill not applied: database write failed")
                 raise  # not acked: JetStream redelivers it
-            self._db_succeeded()
-        self.m.fills.labels(side=fill.side).inc()
+            self.seat.db_succeeded()
+        self.p.m.fills.labels(side=fill.side).inc()
         rt.log.info(
             "fill applied",
             symbol=fill.symbol,
@@ -131,10 +137,10 @@ class Handlers(Upkeep):
             realized=str(outcome.realized_own),
             losing=outcome.losing_trade,
         )
-        for a in alerts.fill_alerts(fill, outcome, self.cfg.pnl_divergence_usdt):
-            await self._alert(a)
-        await self._handle(events)
-        await self._publish_account(snap)
+        for a in alerts.fill_alerts(fill, outcome, self.p.cfg.pnl_divergence_usdt):
+            await self.seat.alert(a)
+        await self.seat.handle(events)
+        await self.seat.publish_account(snap)
 
     async def on_order(self, ev: OrderEvent, subject: str) -> None:
         """Execution's order events: a reservation follows its order until the order is terminal."""
@@ -145,23 +151,23 @@ class Handlers(Upkeep):
         if sig.side == "HOLD":
             return
         engine, rt = self.engine, self.rt
-        if self.writer and self.writer_lock.unconfirmed_for() > LOCK_CONFIRM_MAX_S:
+        if self.seat.seated and self.seat.lock.unconfirmed_for() > LOCK_CONFIRM_MAX_S:
             # this process did not run for a while (paused, starved): a successor may hold the lock by now
-            if not await self.writer_lock.still_held():
-                await self._lost_writer_lock("the writer lock's session is gone (found after a stall)")
-        engine.db_ok = self.db.fresh(rt.clock.monotonic())
-        tick = self.ticks.take(subjects.last(sig.symbol))  # the freshest price of this symbol
+            if not await self.seat.lock.still_held():
+                await self.seat.lose("the writer lock's session is gone (found after a stall)")
+        engine.db_ok = self.p.db.fresh(rt.clock.monotonic())
+        tick = self.upkeep.take_tick(sig.symbol)  # the freshest price of this symbol
         rt.clock.observe(sig.ts)
         if tick is not None:
             rt.clock.observe(tick.ts)
             engine.on_tick(tick.symbol, tick.last, tick.ts, rt.clock.now())
-        with self.m.decision.time():
+        with self.p.m.decision.time():
             decision = engine.decide(sig, rt.clock.now())
         verdict = decision.verdict
         # No lock round trip here: the verdict carries this writer's epoch (risk_epoch), and execution's journal
         # insert of its order refuses an epoch a successor has replaced, in the same statement.
         await rt.bus.publish(subjects.verdict(sig.symbol), verdict)
-        self.m.verdict(sig, verdict)
+        self.p.m.verdict(sig, verdict)
         if verdict.approved:
             rt.log.info(
                 "verdict approved",
@@ -180,13 +186,13 @@ class Handlers(Upkeep):
         else:
             rt.log.info("verdict refused", symbol=sig.symbol, side=sig.side, reasons=verdict.reasons)
         if decision.events:
-            await self._handle(decision.events)
+            await self.seat.handle(decision.events)
 
     async def on_trading_control(self, cmd: TradingControlCommand, subject: str) -> None:
         """Operator pause / resume / exit: `services/risk/control.py` decides; an exit's verdict goes out like any."""
         engine, rt = self.engine, self.rt
-        engine.db_ok = self.db.fresh(rt.clock.monotonic())
-        tick = self.ticks.take(subjects.last(cmd.symbol)) if cmd.symbol else None
+        engine.db_ok = self.p.db.fresh(rt.clock.monotonic())
+        tick = self.upkeep.take_tick(cmd.symbol) if cmd.symbol else None
         if tick is not None:
             engine.on_tick(tick.symbol, tick.last, tick.ts, rt.clock.now())
         out = control.apply_control(engine, cmd, rt.clock.now())
@@ -201,9 +207,7 @@ class Handlers(Upkeep):
             accepted=out.accepted,
             detail=out.detail,
         )
-        await self._handle(out.events)
-        await self._persist(force=True)
-        result = control.control_result(
-            self.name, cmd, out, cast(TradingState, engine.sm.state), rt.clock.now()
-        )
+        await self.seat.handle(out.events)
+        await self.seat.persist(force=True)
+        result = control.control_result(self.name, cmd, out, engine.sm.state, rt.clock.now())
         await rt.bus.publish(subjects.trading_control_result(self.name), result)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from libs.common.contracts import BreakerCleared, BreakerTripped, TradingStateChanged
+from libs.common.contracts import BreakerCleared, BreakerTripped, TradingState, TradingStateChanged
+from libs.common.contracts.base import BreakerEffect
 from libs.common.contracts.risk import ActiveBreaker
 from services.risk.breakers import BreakerResult, Prev
 
@@ -28,7 +29,7 @@ class Evaluated:
 
     key: str
     name: str
-    effect: str
+    effect: BreakerEffect
     result: BreakerResult
     symbol: str | None = None
     scope: str | None = None
@@ -81,7 +82,7 @@ class BreakerBoard:
                 )
         return events
 
-    def global_effect(self) -> str | None:
+    def global_effect(self) -> TradingState | None:
         effects = {b.effect for b in self.active.values() if b.effect in GLOBAL_EFFECTS}
         return "HALTED" if "HALTED" in effects else ("REDUCING" if "REDUCING" in effects else None)
 
@@ -94,11 +95,11 @@ class BreakerBoard:
 
 @dataclass
 class TradingStateMachine:
-    state: str = "ACTIVE"
+    state: TradingState = "ACTIVE"
     reason: str = ""
     since: datetime | None = None
 
-    def desired(self, kill_engaged: bool, board: BreakerBoard) -> tuple[str, str]:
+    def desired(self, kill_engaged: bool, board: BreakerBoard) -> tuple[TradingState, str]:
         if kill_engaged:
             return "HALTED", "kill switch engaged"
         halting = board.halting()
@@ -127,7 +128,7 @@ class TradingStateMachine:
             return None, reason
         return self._move(state, reason or "released by operator", now), ""
 
-    def _move(self, state: str, reason: str, now: datetime) -> TradingStateChanged | None:
+    def _move(self, state: TradingState, reason: str, now: datetime) -> TradingStateChanged | None:
         if state == self.state:
             self.reason = reason or self.reason
             return None

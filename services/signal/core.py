@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 import numpy as np
 
-from libs.common.contracts import Candle, Signal, Tick
+from libs.common.contracts import Signal
+from libs.common.contracts.base import SignalSide
 from libs.common.settings import SignalSettings
 from services.signal.decision import BUY, HOLD, SELL, SIDE_NAMES, Decisions, decide
 from services.signal.drift import DriftMonitor, DriftResult, HitRateTracker
@@ -26,6 +28,53 @@ from services.signal.training import prediction_score
 
 MEASUREMENT_VERSION = "measurement-every-nth-tick"
 NO_MODEL_VERSION = "no-model"
+
+
+class TickView(Protocol):
+    """The fields of a tick the engine reads: the bus `Tick` contract has them, and so has the backtest's
+    unvalidated replay tick (one process, nothing published)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def bid(self) -> Decimal: ...
+    @property
+    def ask(self) -> Decimal: ...
+    @property
+    def last(self) -> Decimal: ...
+    @property
+    def volume(self) -> Decimal: ...
+
+
+class CandleView(Protocol):
+    """The fields of a candle the engine reads (the bus `Candle` contract, the backtest's replay candle)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def timeframe(self) -> str: ...
+    @property
+    def open_time(self) -> datetime: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def open(self) -> Decimal: ...
+    @property
+    def high(self) -> Decimal: ...
+    @property
+    def low(self) -> Decimal: ...
+    @property
+    def close(self) -> Decimal: ...
+    @property
+    def volume(self) -> Decimal: ...
 
 
 @dataclass
@@ -51,7 +100,7 @@ class SignalDraft:
 
     ts: datetime
     symbol: str
-    side: str
+    side: SignalSide
     probability: float
     expected_edge_bps: float
     model_version: str
@@ -65,7 +114,7 @@ class SignalDraft:
             ts=self.ts,
             symbol=self.symbol,
             side=self.side,
-            probability=self.probability,  # type: ignore[arg-type]
+            probability=self.probability,
             expected_edge_bps=self.expected_edge_bps,
             model_version=self.model_version,
             price=self.price,
@@ -79,12 +128,19 @@ class CandleBuilder:
     """The running candle of one symbol, built from ticks in O(1); a bar closes on the first later tick."""
 
     __slots__ = ("tf_s", "start", "o", "h", "l", "c", "v", "c_dec")
+    # the running bar, set by its first tick (read only once `start` is set)
+    o: float
+    h: float
+    l: float  # noqa: E741 (the L of OHLC, as the slot is named)
+    c: float
+    v: float
+    c_dec: Decimal
 
     def __init__(self, tf_s: int):
         self.tf_s = tf_s
         self.start: float | None = None
 
-    def on_tick(self, tick: Tick) -> Bar | None:
+    def on_tick(self, tick: TickView) -> Bar | None:
         t = tick.ts.timestamp()
         bucket = math.floor(t / self.tf_s) * self.tf_s
         price, vol = float(tick.last), float(tick.volume)
@@ -135,7 +191,7 @@ class SymbolState:
 
     ticks: int = 0
     gaps: int = 0
-    last_measure_side: str = "SELL"
+    last_measure_side: SignalSide = "SELL"
     last_trade_at: datetime | None = None
 
     def __post_init__(self) -> None:
@@ -186,6 +242,17 @@ def effective_rule(cfg: SignalSettings, model: LoadedModel) -> tuple[float, floa
     return threshold, (max(edges) if edges else None)
 
 
+@dataclass(frozen=True)
+class QuietBars:
+    """A run of bars `SignalEngine.quiet_bars` found quiet: the first `n` of them."""
+
+    symbols: list[str]
+    open_ms: np.ndarray
+    ohlcv: list[np.ndarray]
+    bins: np.ndarray | None
+    n: int
+
+
 class Precomputed:
     """Features, probabilities, decisions and drift bins of every bar of a known history, computed in one
     batch by the same kernels (`last_row_features` over each bar's last `warmup_bars` bars, exactly the live
@@ -209,6 +276,7 @@ class Precomputed:
         self._complete: dict[str, np.ndarray] = {}
         self._decisions: dict[tuple[str, bool], Decisions] = {}
         self._bins: dict[str, np.ndarray] = {}
+        self._open_ms: dict[str, np.ndarray] = {}  # `open_ms`, built on first use
         self._drift = drift
         warm = model.spec.warmup_bars
         for sym, (times, ohlcv) in histories.items():
@@ -237,6 +305,23 @@ class Precomputed:
                     if n
                     else np.zeros((0, len(model.spec.names) + 1), dtype=np.int64)
                 )
+
+    def open_ms(self, symbol: str) -> np.ndarray | None:
+        """The open times (epoch ms) of `symbol`'s known history, row by row (None: not known)."""
+        out = self._open_ms.get(symbol)
+        known = self._rows.get(symbol)
+        if out is None and known is not None:
+            out = self._open_ms[symbol] = np.array(
+                [round(t.timestamp() * 1000) for t in known[0]], dtype=np.int64
+            )
+        return out
+
+    def quiet_rows(self, symbol: str, first: int, n: int, allow_buy: bool) -> np.ndarray:
+        """Which of rows first..first+n of `symbol` decide HOLD on complete features (`decisions`' side)."""
+        self.decisions([(symbol, first)], allow_buy)  # the whole history's decisions, computed once
+        side = self._decisions[(symbol, allow_buy)].side[first : first + n]
+        quiet: np.ndarray = (side == HOLD) & self._complete[symbol][first : first + n]
+        return quiet
 
     def lookup(self, bars: list[Bar]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         rows = self.rows(bars)
@@ -365,7 +450,7 @@ class SignalEngine:
         return st
 
     # -- inputs --------------------------------------------------------------------------------
-    def on_tick(self, tick: Tick, now: datetime) -> tuple[Bar | None, Signal | None]:
+    def on_tick(self, tick: TickView, now: datetime) -> tuple[Bar | None, Signal | None]:
         """O(1): the running candle, the spread, measurement mode. Returns (closed bar, measurement signal)."""
         st = self.state(tick.symbol)
         st.quote = (tick.bid, tick.ask)  # the spread is computed only when a decision needs it
@@ -393,7 +478,7 @@ class SignalEngine:
         bar = None if st.from_bus or not self.bars_from_ticks else st.builder.on_tick(tick)
         return bar, measure
 
-    def on_candle(self, candle: Candle) -> Bar | None:
+    def on_candle(self, candle: CandleView) -> Bar | None:
         """A closed candle from market_data for the model's timeframe (then ticks no longer build bars)."""
         if candle.timeframe != self.timeframe or not candle.closed or self.cfg.every_nth_tick > 0:
             return None
@@ -422,7 +507,8 @@ class SignalEngine:
         pending = list(bars)
         while pending:
             seen: set[str] = set()
-            this_round, later = [], []
+            this_round: list[Bar] = []
+            later: list[Bar] = []
             for b in pending:
                 (later if b.symbol in seen else this_round).append(b)
                 seen.add(b.symbol)
@@ -475,13 +561,15 @@ class SignalEngine:
         t0 = time.perf_counter()
         pre = self.precomputed
         rows = pre.rows(ready) if pre is not None and pre.version == model.version else None
-        x, proba, complete = pre.arrays(rows) if rows is not None else self._infer(ready, model)  # type: ignore[union-attr]
+        x, proba, complete = (
+            pre.arrays(rows) if pre is not None and rows is not None else self._infer(ready, model)
+        )
         out.predicted += int(complete.sum())
         # expiry by the age of the data it learned from (not by when it was trained)
         model_fresh = model.data_age_h(now) <= self.cfg.max_model_age_h
         threshold, min_edge = effective_rule(self.cfg, model)
-        if rows is not None and pre.rule == (threshold, min_edge):  # type: ignore[union-attr]
-            dec = pre.decisions(rows, model_fresh)  # type: ignore[union-attr]
+        if pre is not None and rows is not None and pre.rule == (threshold, min_edge):
+            dec = pre.decisions(rows, model_fresh)
         else:
             dec = decide(
                 proba, model.class_mean_returns, model.fee_rate, threshold, min_edge, allow_buy=model_fresh
@@ -489,7 +577,9 @@ class SignalEngine:
         out.inference_s += time.perf_counter() - t0
         if complete.any() and self.drift is not None:
             key = max(b.open_time for b in ready)
-            bins = pre.bins(rows) if rows is not None and pre._drift is self.drift else None  # type: ignore[union-attr]
+            bins = (
+                pre.bins(rows) if pre is not None and rows is not None and pre._drift is self.drift else None
+            )
             if bins is not None:
                 res = self.drift.observe_binned(bins[complete], key)
             else:
@@ -536,6 +626,88 @@ class SignalEngine:
                     tick_ts=b.trigger_ts,
                 )
             )
+
+    def quiet_bars(
+        self,
+        symbols: list[str],
+        open_ms: np.ndarray,
+        ohlcv: list[np.ndarray],
+        first: datetime,
+        last: datetime,
+    ) -> QuietBars | None:
+        """How many of these bars `on_candle` + `on_bars` would take deciding HOLD and changing nothing but the
+        candle buffers and the drift window (no check changing the drift state, no hit to resolve, no gate
+        to pass): a run the caller may hand over at once (`take_quiet`). The bars: every one of `symbols`
+        closing at each of `open_ms` (epoch ms, each a bar time, the batches of one round), their OHLCV rows
+        (`ohlcv`, per symbol (bars, 5), what their candles carry), decided between `first` and `last` (the
+        first and last closes). Known only from the precomputed rows; None: take them one by one. Changes
+        nothing."""
+        model, pre = self.model, self.precomputed
+        m = len(open_ms)
+        if (
+            model is None
+            or pre is None
+            or pre.version != model.version
+            or self.cfg.every_nth_tick > 0
+            or m == 0
+        ):
+            return None
+        if pre.rule != effective_rule(self.cfg, model) or (
+            self.drift is not None and pre._drift is not self.drift
+        ):
+            return None
+        # model age grows with time: fresh (BUY allowed) at both ends means fresh throughout
+        fresh = model.data_age_h(first) <= self.cfg.max_model_age_h
+        if fresh != (model.data_age_h(last) <= self.cfg.max_model_age_h):
+            return None
+        tf_ms = int(timeframe_seconds(self.timeframe)) * 1000
+        starts, quiet = [], np.ones(m, dtype=bool)
+        for sym in symbols:
+            st = self.states.get(sym)
+            hist = pre.open_ms(sym)
+            if (
+                st is None
+                or not st.from_bus
+                or st.n < model.spec.warmup_bars
+                or st.last_open is None
+                or not model.covers(sym)
+                or (self.hits is not None and self.hits.pending(sym))
+                or hist is None
+            ):
+                return None
+            # each bar one timeframe after the one before (after the buffer's last): neither a repeat nor a
+            # gap for `SymbolState.append`, so each is appended to a full buffer
+            if round(st.last_open.timestamp() * 1000) + tf_ms != int(open_ms[0]) or np.any(
+                np.diff(open_ms) != tf_ms
+            ):
+                return None
+            i = int(np.searchsorted(hist, open_ms[0]))
+            if i + m > hist.size or not np.array_equal(hist[i : i + m], open_ms):
+                return None
+            starts.append(i)
+            quiet &= pre.quiet_rows(sym, i, m, fresh)
+        n = m if quiet.all() else int(np.argmin(quiet))
+        bins = None
+        if n and self.drift is not None:
+            bins = np.stack(
+                [pre._bins[sym][i : i + n] for sym, i in zip(symbols, starts, strict=True)], axis=1
+            )
+            n = self.drift.quiet_bars(bins)
+        return QuietBars(symbols, open_ms[:n], [rows[:n] for rows in ohlcv], bins, n)
+
+    def take_quiet(self, run: QuietBars, n: int) -> None:
+        """What the first `n` bars of `run` (from `quiet_bars`) leave: each symbol's candle buffer and last bar
+        time, the drift window (its due checks run and change nothing)."""
+        if n <= 0:
+            return
+        last_open = datetime.fromtimestamp(int(run.open_ms[n - 1]) / 1000, UTC)
+        for sym, rows in zip(run.symbols, run.ohlcv, strict=True):
+            st = self.states[sym]
+            st.buf[:] = np.concatenate([st.buf[: st.n], rows[:n]])[-st.cap :]
+            st.last_open = last_open
+        if self.drift is not None and run.bins is not None:
+            keys: list[object] = [datetime.fromtimestamp(t / 1000, UTC) for t in run.open_ms[:n].tolist()]
+            self.drift.observe_quiet(run.bins[:n], keys)
 
     def _infer(self, ready: list[Bar], model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, probabilities, complete rows) of the newest bar of each symbol, from the buffers."""

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -157,8 +158,10 @@ class DriftMonitor:
 
     def observe_binned(self, idx: np.ndarray, key: object = None) -> DriftResult | None:
         """`observe` of rows already binned by `bin_index` (n, k + 1)."""
-        flat = np.bincount(idx[idx >= 0], minlength=self._nbins)
-        rows = idx.shape[0]
+        return self._push(np.bincount(idx[idx >= 0], minlength=self._nbins), idx.shape[0], key)
+
+    def _push(self, flat: np.ndarray, rows: int, key: object) -> DriftResult | None:
+        """`observe_binned` of `rows` rows whose bin counts are `flat`."""
         self.rows_seen += rows
         self.rows_in_window += rows
         self._window_flat += flat
@@ -172,10 +175,69 @@ class DriftMonitor:
             self._window_flat -= old
             self.rows_in_window -= n
         self._since_check += 1
-        if len(self._chunks) >= self.thresholds.window and self._since_check >= self.thresholds.check_every:
+        if self._due(len(self._chunks), self._since_check):
             self._since_check = 0
             return self.check()
         return None
+
+    def _due(self, held: int, since: int) -> bool:
+        """A check is due with `held` bars in the window, `since` bars after the last check."""
+        return held >= self.thresholds.window and since >= self.thresholds.check_every
+
+    def quiet_bars(self, idx: np.ndarray) -> int:
+        """How many of these bars (`idx` (bars, rows, k + 1): each bar's rows binned by `bin_index`, each bar
+        a new bar time) `observe_binned` takes in turn before one whose due check changes the state (drift
+        detected or cleared): those can be taken at once (`observe_quiet`). Changes nothing: the due checks
+        are run on the window as it would be, and the monitor's state is put back."""
+        m = int(idx.shape[0])
+        if m == 0:
+            return 0
+        flats = self._flats(idx)
+        held0, window = len(self._chunks), self.thresholds.window
+        since, due = self._since_check, []
+        for j in range(m):
+            since += 1
+            if self._due(min(held0 + j + 1, window), since):
+                since = 0
+                due.append(j)
+        if not due:
+            return m
+        # the window after bar j holds the last `window` of the old chunks then the new bars: its counts are
+        # the window now, plus the new bars so far, minus the chunks pushed out (old ones first)
+        new_sums = np.cumsum(flats, axis=0)
+        pops = max(0, held0 + due[-1] + 1 - window)
+        old = [c[3] for c in itertools.islice(self._chunks, min(pops, held0))]
+        old_sums = np.cumsum(np.stack(old), axis=0) if old else np.zeros((0, self._nbins), dtype=np.int64)
+        saved = (self._window_flat, self.detected, self._calm, self.last)
+        try:
+            for j in due:
+                popped = max(0, held0 + j + 1 - window)
+                out = new_sums[j] - (old_sums[min(popped, held0) - 1] if popped and held0 else 0)
+                if popped > held0:
+                    out = out - new_sums[popped - held0 - 1]
+                self._window_flat = saved[0] + out
+                if self.check().changed:
+                    return j
+        finally:
+            self._window_flat, self.detected, self._calm, self.last = saved
+        return m
+
+    def observe_quiet(self, idx: np.ndarray, keys: list[object]) -> None:
+        """`observe_binned` of each bar of `idx` (see `quiet_bars`) with its key, in turn (their due checks
+        run); the caller knows from `quiet_bars` that none of them changes the drift state."""
+        flats = self._flats(idx)
+        rows = idx.shape[1]
+        for j, key in enumerate(keys):
+            res = self._push(flats[j], rows, key)
+            if res is not None and res.changed:
+                raise RuntimeError("observe_quiet took a bar whose check changed the drift state")
+
+    def _flats(self, idx: np.ndarray) -> np.ndarray:
+        """Each bar's bin counts (bars, bins) in one pass: `observe_binned`'s bincount per bar."""
+        m = int(idx.shape[0])
+        flat = idx.reshape(m, int(np.prod(idx.shape[1:])))
+        at = flat + (np.arange(m) * self._nbins)[:, None]
+        return np.bincount(at[flat >= 0], minlength=m * self._nbins).reshape(m, self._nbins)
 
     def _columns(self, flat: np.ndarray) -> list[np.ndarray]:
         """Per-column views of flat counts."""
@@ -244,6 +306,10 @@ class HitRateTracker:
         self.horizon = horizon
         self.cost = -2.0 * math.log(1.0 - fee_rate)
         self._pending: dict[str, deque[list[Any]]] = {}
+
+    def pending(self, symbol: str) -> int:
+        """Signals of `symbol` whose horizon has not passed yet (0: `on_bar` changes nothing)."""
+        return len(self._pending.get(symbol) or ())
 
     def record(self, symbol: str, side: str, price: float) -> None:
         self._pending.setdefault(symbol, deque()).append([self.horizon, side, price])

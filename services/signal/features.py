@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from libs.common import ohlcv
+from libs.common.settings.signal import FeatureSettings
 
 OHLCV = ("open", "high", "low", "close", "volume")
 
@@ -63,10 +65,10 @@ class FeatureSpec:
         object.__setattr__(self, "names", tuple(names))
 
     @classmethod
-    def from_settings(cls, s, timeframe: str | None = None) -> FeatureSpec:
+    def from_settings(cls, s: FeatureSettings, timeframe: str | None = None) -> FeatureSpec:
         """From `signal.features`; `timeframe` (the data's) turns `context_timeframes` into bar multiples."""
         factors = []
-        for ctx in getattr(s, "context_timeframes", []):
+        for ctx in s.context_timeframes:
             if timeframe is None:
                 raise ValueError("context timeframes need the base timeframe")
             base, coarse = timeframe_seconds(timeframe), timeframe_seconds(ctx)
@@ -81,17 +83,17 @@ class FeatureSpec:
             s.ma,
             s.volume,
             tuple(sorted(set(factors))),
-            getattr(s, "context_bars", 6),
+            s.context_bars,
         )
 
     @classmethod
-    def from_dict(cls, d: dict) -> FeatureSpec:
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         d = {k: v for k, v in d.items() if k != "names"}
         return cls(
             **{**d, "return_horizons": tuple(d["return_horizons"]), "context": tuple(d.get("context", ()))}
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["return_horizons"] = list(self.return_horizons)
         d["context"] = list(self.context)
@@ -181,7 +183,8 @@ def feature_matrix(df: pl.DataFrame, spec: FeatureSpec) -> np.ndarray:
 
 def complete_rows(x: np.ndarray) -> np.ndarray:
     """Mask of rows where every feature is defined and finite."""
-    return np.isfinite(x).all(axis=1)
+    complete: np.ndarray = np.isfinite(x).all(axis=1)
+    return complete
 
 
 # -- OHLCV files -------------------------------------------------------------------------------
@@ -199,8 +202,10 @@ def load_ohlcv(path: str | Path, allow_gaps: bool = False) -> pl.DataFrame:
 
 
 def infer_timeframe(df: pl.DataFrame) -> str:
-    diffs = df["open_time"].diff().drop_nulls().dt.total_seconds()
-    return timeframe_name(int(diffs.median()))
+    median = df["open_time"].diff().drop_nulls().dt.total_seconds().median()
+    if not isinstance(median, int | float):  # None: fewer than two bars
+        raise ValueError(f"cannot infer a timeframe from {df.height} bar(s)")
+    return timeframe_name(int(median))
 
 
 # -- the live path -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ close). When the full-stack backtest feeds it, the gate record's `basis` says so
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 GATE_BASIS = (
     "walk-forward, net of fees; p-value: circular-shift null over the simplified simulation (training.py)"
@@ -29,9 +30,9 @@ def gate_basis(evaluation: str) -> str:
 class GateDecision:
     passed: bool
     reasons: list[str] = field(default_factory=list)  # why it failed (empty when it passed)
-    checks: dict[str, dict] = field(default_factory=dict)  # name -> {passed, value, threshold}
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {passed, value, threshold}
 
-    def record(self, **extra) -> dict:
+    def record(self, **extra: Any) -> dict[str, Any]:
         """The `gate` record of `metadata.json`."""
         return {"passed": self.passed, "reasons": list(self.reasons), "checks": self.checks, **extra}
 
@@ -48,10 +49,10 @@ def evaluate_gate(
     min_trades: int,
 ) -> GateDecision:
     """Every check runs (so every reason is reported); the gate passes only when all pass."""
-    checks: dict[str, dict] = {}
+    checks: dict[str, dict[str, Any]] = {}
     reasons: list[str] = []
 
-    def check(name: str, ok: bool, value, threshold, why: str) -> None:
+    def check(name: str, ok: bool, value: object, threshold: object, why: str) -> None:
         checks[name] = {"passed": bool(ok), "value": value, "threshold": threshold}
         if not ok:
             reasons.append(why)
@@ -99,7 +100,7 @@ class ServingDecision:
     warning: str = ""  # allowed, but a person should know (paper mode, ungated model)
 
 
-def gate_passed(meta: dict) -> bool:
+def gate_passed(meta: dict[str, Any]) -> bool:
     """The stored gate record passed, on market data, without a forced promotion."""
     gate = meta.get("gate")
     return (
@@ -110,7 +111,7 @@ def gate_passed(meta: dict) -> bool:
     )
 
 
-def serving_decision(meta: dict, mode: str) -> ServingDecision:
+def serving_decision(meta: dict[str, Any], mode: str) -> ServingDecision:
     """May the signal service serve this (already hash-verified) model in `mode`?"""
     version = meta.get("version", "?")
     passed = gate_passed(meta)
@@ -133,7 +134,7 @@ def serving_decision(meta: dict, mode: str) -> ServingDecision:
     )
 
 
-def _why_ungated(meta: dict) -> str:
+def _why_ungated(meta: dict[str, Any]) -> str:
     kind = (meta.get("data") or {}).get("kind", "unknown")
     if kind != "file":
         return f"trained on {kind} data"
@@ -149,7 +150,9 @@ def _why_ungated(meta: dict) -> str:
     return "; ".join(gate.get("reasons") or ["gate failed"])
 
 
-def regate(meta: dict, *, min_excess_return_pct: float, max_p_value: float, min_trades: int) -> GateDecision:
+def regate(
+    meta: dict[str, Any], *, min_excess_return_pct: float, max_p_value: float, min_trades: int
+) -> GateDecision:
     """The same gate, re-run on a stored model's recorded out-of-sample figures (for `bnml models promote`,
     under the thresholds configured now). A model without a gate record fails."""
     gate = meta.get("gate")

@@ -15,10 +15,14 @@ import subprocess
 from collections.abc import Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from services.signal.decision import CLASSES
+
+if TYPE_CHECKING:  # training imports this module: the type only
+    from services.signal.training import Classifier
 
 EPS = 1e-15
 LIBRARIES = ("scikit-learn", "polars", "numpy", "ccxt")
@@ -48,12 +52,12 @@ def class_prior(y: np.ndarray) -> np.ndarray:
     return oh.mean(axis=0) if oh.shape[0] else np.full(3, 1 / 3)
 
 
-def scores_vs_prior(proba: np.ndarray, y: np.ndarray, prior: np.ndarray) -> dict:
+def scores_vs_prior(proba: np.ndarray, y: np.ndarray, prior: np.ndarray) -> dict[str, Any]:
     """Log-loss and Brier of the model and of the constant `prior` on the same rows; skill > 0 = better."""
     return quality_vs_prior(proba, np.tile(np.asarray(prior, dtype=np.float64), (len(y), 1)), y)
 
 
-def quality_vs_prior(proba: np.ndarray, prior_rows: np.ndarray, y: np.ndarray) -> dict:
+def quality_vs_prior(proba: np.ndarray, prior_rows: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """As `scores_vs_prior`, with the prior given row by row (it differs by walk-forward fold)."""
     n = len(y)
     if n == 0:
@@ -71,7 +75,7 @@ def quality_vs_prior(proba: np.ndarray, prior_rows: np.ndarray, y: np.ndarray) -
     }
 
 
-def reliability_table(p: np.ndarray, outcome: np.ndarray, bins: int = 10) -> dict:
+def reliability_table(p: np.ndarray, outcome: np.ndarray, bins: int = 10) -> dict[str, Any]:
     """Binned predicted probability vs observed frequency (equal-width bins on [0, 1]; empty bins left out),
     and the expected calibration error (row-weighted mean |observed - predicted|)."""
     p = np.asarray(p, dtype=np.float64)
@@ -107,19 +111,19 @@ def sharpe(equity: np.ndarray, bars_per_year: float) -> float | None:
 
 
 # -- permutation importance ----------------------------------------------------------------------
-def _neg_log_loss(model, x: np.ndarray, y: np.ndarray) -> float:
+def _neg_log_loss(model: Classifier, x: np.ndarray, y: np.ndarray) -> float:
     from services.signal.training import predict_proba
 
     return -log_loss(predict_proba(model, x), y)
 
 
 def permutation_importance_oos(
-    folds: Sequence[tuple[object, np.ndarray, np.ndarray]],
+    folds: Sequence[tuple[Classifier, np.ndarray, np.ndarray]],
     names: Sequence[str],
     *,
     repeats: int = 5,
     seed: int = 7,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Permutation importance on the out-of-sample folds: for each fold (its model, its labelled test rows x, y),
     `sklearn.inspection.permutation_importance` with the out-of-sample log-loss as the score (the rise in
     log-loss when a feature's column is shuffled), then the row-weighted mean over folds. Sorted, largest first.
@@ -148,7 +152,7 @@ def permutation_importance_oos(
 
 
 # -- provenance (reads the environment; never fails) ---------------------------------------------
-def library_versions() -> dict:
+def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for lib in LIBRARIES:
         try:
@@ -187,7 +191,7 @@ def feature_code_sha256() -> str:
     return hashlib.sha256(Path(features.__file__).read_bytes()).hexdigest()
 
 
-def provenance(repo_root: Path) -> dict:
+def provenance(repo_root: Path) -> dict[str, Any]:
     return {
         "git_commit": git_commit(repo_root),
         "feature_code_sha256": feature_code_sha256(),

@@ -24,7 +24,7 @@ import numpy as np
 
 from libs.common.errors import OperationalError
 from services.signal.features import FeatureSpec
-from services.signal.training import predict_proba
+from services.signal.training import Classifier, predict_proba
 
 MODEL_FILE = "model.pkl"
 METADATA_FILE = "metadata.json"
@@ -51,7 +51,7 @@ def sha256_bytes(data: bytes) -> str:
 class LoadedModel:
     version: str
     path: Path
-    pipeline: object
+    pipeline: Classifier
     metadata: dict
     spec: FeatureSpec
     timeframe: str
@@ -84,7 +84,7 @@ class LoadedModel:
         return symbol.replace("/", "").upper() in self.symbols
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return predict_proba(self.pipeline, x)  # type: ignore[arg-type]
+        return predict_proba(self.pipeline, x)
 
 
 def save_model(
@@ -162,6 +162,7 @@ def audit(root: Path, action: str, version: str | None, **detail) -> dict:
     except (KeyError, OSError):
         actor = f"uid {os.getuid()}"
     entry = {
+        # wall time by design: when a person or tool changed the registry
         "ts": datetime.now(UTC).isoformat(),
         "action": action,
         "version": version,
@@ -272,4 +273,5 @@ def load_current(root: Path) -> LoadedModel | None:
 
 
 def utc_now() -> datetime:
+    """Wall time by design: for the registry's tools (promote, retire), which run outside any service runtime."""
     return datetime.now(UTC)

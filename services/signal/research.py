@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -323,7 +324,7 @@ def correct(
     min_excess_return_pct: float = 0.0,
     max_p_value: float = 0.05,
     min_trades: int = 10,
-) -> dict:
+) -> dict[str, Any]:
     """Adjust every outcome's p-value for the search (in place) and apply the gate's thresholds before and after;
     returns the summary (count, method, best configuration, min-p null quantiles)."""
     if not outcomes:

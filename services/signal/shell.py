@@ -10,7 +10,7 @@ decision is HOLD with the reason, health is degraded and a SEV-2 alert says why.
 from __future__ import annotations
 
 import asyncio
-import time
+import time  # perf_counter only: how long a batch took is the machine's business
 from pathlib import Path
 
 from libs.common import subjects
@@ -46,7 +46,7 @@ class SignalService:
         self._seen_current: tuple[str, int] | None = None
         self._candle_sub = None
         self._last_drift_publish = 0.0
-        self._candles_since = time.monotonic()  # since when we wait for candles of the model's timeframe
+        self._candles_since = 0.0  # since when (the runtime clock's monotonic seconds) we wait for candles
         self._candle_seen = False
         self.shard = Shard()
         self._accept: SubjectOwnership | None = (
@@ -60,7 +60,7 @@ class SignalService:
         s = rt.settings.signal
         refusal = live_config_refusal(rt.settings.mode, s.every_nth_tick)
         if refusal:
-            raise ConfigurationError(refusal)
+            raise ConfigurationError("signal.every_nth_tick", refusal)
         self.root: Path = models_dir(rt.settings)
         # A sharded instance decides only the symbols it owns (libs/common/shard.py); the others' messages are
         # dropped by subject, before they are decoded. Two instances never signal one symbol.
@@ -136,7 +136,7 @@ class SignalService:
         pattern = subjects.ALL_CANDLES.rsplit(".", 1)[0] + "." + self.engine.timeframe
         self._candle_sub = await self.rt.bus.subscribe(pattern, Candle, self.on_candle, accept=self._accept)
         self._candle_tf = self.engine.timeframe
-        self._candles_since, self._candle_seen = time.monotonic(), False
+        self._candles_since, self._candle_seen = self.rt.clock.monotonic(), False
 
     # -- model registry ---------------------------------------------------------------------------
     async def _load(self, initial: bool = False) -> None:
@@ -245,7 +245,7 @@ class SignalService:
             self._enqueue(bar)
 
     async def on_candle(self, candle: Candle, subject: str) -> None:
-        assert self.engine is not None
+        assert self.engine is not None and self.rt is not None
         self.candles_in.inc()
         if candle.symbol not in self._served:
             self._served.add(candle.symbol)
@@ -334,14 +334,17 @@ class SignalService:
                 reason=res.reason,
             ),
         )
-        self._last_drift_publish = time.monotonic()
+        self._last_drift_publish = self.rt.clock.monotonic()
 
     async def _maybe_republish_drift(self) -> None:
         assert self.rt is not None and self.engine is not None
         drift = self.engine.drift
         if drift is None or drift.last is None:
             return
-        if time.monotonic() - self._last_drift_publish >= self.rt.settings.signal.drift.publish_every_s:
+        if (
+            self.rt.clock.monotonic() - self._last_drift_publish
+            >= self.rt.settings.signal.drift.publish_every_s
+        ):
             await self._publish_drift(drift.last)
 
     async def stop(self) -> None:
@@ -350,11 +353,11 @@ class SignalService:
     def _no_candles(self) -> str:
         """Where bars come only from market_data's candles: say so when none of the model's timeframe came
         within two bar lengths (plus a minute), instead of silently deciding nothing."""
-        assert self.engine is not None
+        assert self.engine is not None and self.rt is not None
         if self.engine.bars_from_ticks or self._candle_seen or self.engine.cfg.every_nth_tick:
             return ""
         tf = self.engine.timeframe
-        if time.monotonic() - self._candles_since < 2 * timeframe_seconds(tf) + 60:
+        if self.rt.clock.monotonic() - self._candles_since < 2 * timeframe_seconds(tf) + 60:
             return ""
         return (
             f"no md.candle.*.{tf} received: the model decides on exchange klines only (market_data: "

@@ -105,7 +105,7 @@ def run_training(
         raise ForcePromoteRefused(
             "--force-promote is refused in mode: live (only a model that passed the gate may be promoted)"
         )
-    t0 = time.monotonic()
+    t0 = time.monotonic()  # the machine's clock by design: how long this training run took
     s = settings.signal
     tcfg = train or s.train
     horizon, fee = s.label.horizon_bars, s.label.fee_rate
@@ -226,7 +226,7 @@ def run_training(
         config=g.model_dump(),
     )
     progress("gate: " + ("PASSED" if decision.passed else "FAILED: " + "; ".join(decision.reasons)))
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # wall time by design: a training run's version id and trained_at say when it ran
     version = f"{version_prefix or name}-{timeframe}-{now:%Y%m%dT%H%M%SZ}"
     train_window = {
         "from": str(ds.times[int(usable[0])]),
@@ -635,6 +635,7 @@ def run_from_args(args, config: str | None = None) -> int:
         settings = settings.model_copy(update={"signal": sig.model_copy(update=upd)})
 
     def progress(msg: str) -> None:
+        # wall time by design: a console line for the person watching
         print(f"[train {datetime.now(UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
     try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -24,6 +26,17 @@ from services.signal.features import FeatureSpec, complete_rows, compute_feature
 from services.signal.model_card import class_prior, quality_vs_prior, reliability_table, scores_vs_prior
 
 Progress = Callable[[str], None]
+
+
+class Classifier(Protocol):
+    """A fitted classifier as the signal code uses one (`fit_model`'s pipeline, or the calibrated ensemble
+    over it): sklearn ships no types, so this names the members everything here relies on."""
+
+    classes_: np.ndarray
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> object: ...
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
 
 
 # -- labels ------------------------------------------------------------------------------------
@@ -82,7 +95,7 @@ def fit_model(
     c: float = 0.5,
     seed: int = 7,
     calibrate: bool = True,
-):
+) -> Classifier:
     """Scaler + classifier; calibrated (sigmoid, per class) on time-ordered folds of `x` itself.
 
     Calibration matters because the decision rule reads the probabilities as probabilities (threshold,
@@ -99,10 +112,12 @@ def fit_model(
         )
     else:
         raise ValueError(f"unknown model kind {kind!r}")
-    pipe = Pipeline([("scale", StandardScaler()), ("clf", clf)])
+    pipe: Classifier = Pipeline([("scale", StandardScaler()), ("clf", clf)])
     yy = y.astype(np.int64)
     if calibrate and x.shape[0] >= 50 * (CALIBRATION_SPLITS + 1):
-        model = CalibratedClassifierCV(pipe, method="sigmoid", cv=TimeSeriesSplit(CALIBRATION_SPLITS))
+        model: Classifier = CalibratedClassifierCV(
+            pipe, method="sigmoid", cv=TimeSeriesSplit(CALIBRATION_SPLITS)
+        )
         try:
             model.fit(x, yy)
             return model
@@ -112,7 +127,7 @@ def fit_model(
     return pipe
 
 
-def predict_proba(model, x: np.ndarray) -> np.ndarray:
+def predict_proba(model: Classifier, x: np.ndarray) -> np.ndarray:
     """(n, 3) probabilities ordered down, flat, up (a class absent from training gets 0)."""
     raw = model.predict_proba(x)
     out = np.zeros((raw.shape[0], 3))
@@ -135,7 +150,8 @@ def class_mean_returns(fwd: np.ndarray, y: np.ndarray) -> np.ndarray:
 class SimResult:
     equity: np.ndarray  # mark-to-market equity per bar (starts at 1)
     trade_returns: list[float] = field(default_factory=list)  # net of fees, simple returns
-    held: np.ndarray | None = None  # True on the bars that end with a position open
+    # True on the bars that end with a position open
+    held: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 def simulate_long_only(close: np.ndarray, side: np.ndarray, horizon: int, fee_rate: float) -> SimResult:
@@ -164,7 +180,7 @@ def simulate_long_only(close: np.ndarray, side: np.ndarray, horizon: int, fee_ra
 
 def buy_and_hold(close: np.ndarray, fee_rate: float) -> np.ndarray:
     """Buy at the first close, sell at the last, fees both sides; mark-to-market in between."""
-    eq = (1 - fee_rate) * close / close[0]
+    eq: np.ndarray = (1 - fee_rate) * close / close[0]
     eq[-1] *= 1 - fee_rate
     return eq
 
@@ -174,8 +190,8 @@ def max_drawdown(equity: np.ndarray) -> float:
     return float(np.max(1.0 - equity / peak)) if equity.size else 0.0
 
 
-def summarize(equity: np.ndarray, trades: list[float] | None = None) -> dict:
-    out = {
+def summarize(equity: np.ndarray, trades: list[float] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "total_return_pct": round((float(equity[-1]) - 1.0) * 100, 4),
         "max_drawdown_pct": round(max_drawdown(equity) * 100, 4),
     }
@@ -194,12 +210,13 @@ class Dataset:
     y: np.ndarray
     fwd: np.ndarray
     close: np.ndarray
-    times: list
+    times: list[datetime]  # the open times
 
     @property
     def usable(self) -> np.ndarray:
         """Rows with every feature defined and a known label."""
-        return complete_rows(self.x) & ~np.isnan(self.y)
+        usable: np.ndarray = complete_rows(self.x) & ~np.isnan(self.y)
+        return usable
 
 
 def build_dataset(candles: pl.DataFrame, spec: FeatureSpec, horizon: int, fee_rate: float) -> Dataset:
@@ -218,14 +235,14 @@ def build_dataset(candles: pl.DataFrame, spec: FeatureSpec, horizon: int, fee_ra
 # -- walk-forward evaluation -------------------------------------------------------------------
 @dataclass
 class Evaluation:
-    report: dict
+    report: dict[str, Any]
     oos_index: np.ndarray
     equity_model: np.ndarray
     equity_bh: np.ndarray
-    folds: list[dict]
+    folds: list[dict[str, Any]]
     fold_close: list[np.ndarray] = field(default_factory=list)  # out-of-sample closes, per fold
     fold_side: list[np.ndarray] = field(default_factory=list)  # the model's decisions on them, per fold
-    fold_models: list = field(default_factory=list)  # each fold's fitted model
+    fold_models: list[Classifier] = field(default_factory=list)  # each fold's fitted model
     fold_test: list[np.ndarray] = field(
         default_factory=list
     )  # each fold's test row indices (into the dataset)
@@ -233,7 +250,7 @@ class Evaluation:
     fold_prior: list[np.ndarray] = field(default_factory=list)  # its training rows' class frequencies
 
 
-FoldBacktest = Callable[[int, Pipeline, np.ndarray, np.ndarray, np.ndarray], dict]
+FoldBacktest = Callable[[int, Classifier, np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]
 SIMPLIFIED = (
     "simplified simulation (not the traded policy): spot long-only, all-in; BUY enters at the close "
     "when flat; exit after the label horizon, on SELL or at the fold end; fees both sides; no risk "
@@ -272,7 +289,7 @@ def walk_forward(
     all_side, all_y = [], []
     all_trades: list[float] = []
     simple_eq: list[np.ndarray] = []
-    stack_summaries: list[dict] = []
+    stack_summaries: list[dict[str, Any]] = []
     fold_models, fold_test, fold_proba, fold_prior = [], [], [], []
     gross_level, held_bars = 1.0, 0
     m_level = bh_level = s_level = 1.0
@@ -383,7 +400,7 @@ def walk_forward(
             "base_rate_up": round(float(np.mean(y[labelled] == 1)), 4),
         }
     )
-    report = {
+    report: dict[str, Any] = {
         "model": model_summary,
         "buy_and_hold": summarize(equity_bh),
         "no_trade": {"total_return_pct": 0.0, "max_drawdown_pct": 0.0, "n_trades": 0},
@@ -482,7 +499,7 @@ def circular_shift_null(
     return NullResult(round(actual * 100, 4), round(p, 6), shifts, q)
 
 
-def reference_distributions(x: np.ndarray, scores: np.ndarray, names: tuple[str, ...]) -> dict:
+def reference_distributions(x: np.ndarray, scores: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
     return {
         "features": {n: reference_bins(x[:, j]) for j, n in enumerate(names)},
         "prediction": reference_bins(scores),
@@ -491,7 +508,8 @@ def reference_distributions(x: np.ndarray, scores: np.ndarray, names: tuple[str,
 
 def prediction_score(proba: np.ndarray) -> np.ndarray:
     """The directional score whose distribution drift watches: p(up) - p(down)."""
-    return proba[:, 2] - proba[:, 0]
+    score: np.ndarray = proba[:, 2] - proba[:, 0]
+    return score
 
 
 # -- drift replay ------------------------------------------------------------------------------
@@ -505,7 +523,7 @@ def drift_replay(
     seed: int,
     thresholds: DriftSettings,
     horizon: int,
-) -> dict:
+) -> dict[str, Any]:
     """Train on the first `train_fraction` of the rows, then replay the rest through the drift monitor
     as the live service would. Returns the detection periods (time ranges where drift was flagged)."""
     ok = ds.usable
@@ -518,7 +536,7 @@ def drift_replay(
     live = np.arange(cut, ds.x.shape[0])
     live = live[complete_rows(ds.x[live])]
     scores = prediction_score(predict_proba(model, ds.x[live]))
-    periods: list[dict] = []
+    periods: list[dict[str, Any]] = []
     checks = []
     for i, row in enumerate(live):
         res = mon.observe(ds.x[row], scores[i : i + 1])
@@ -547,7 +565,7 @@ def drift_replay(
     }
 
 
-def label_definition(horizon: int, fee_rate: float) -> dict:
+def label_definition(horizon: int, fee_rate: float) -> dict[str, Any]:
     return {
         "kind": "forward_log_return_3class",
         "horizon_bars": horizon,

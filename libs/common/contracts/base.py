@@ -53,6 +53,10 @@ OPEN_ORDER_STATUSES: tuple[OrderStatus, ...] = ("SUBMITTED", "ACCEPTED", "PARTIA
 """Statuses of an order that may still trade (UNKNOWN: sent, outcome not known yet; it holds its symbol)."""
 TERMINAL_ORDER_STATUSES: tuple[OrderStatus, ...] = ("FILLED", "CANCELLED", "REJECTED")
 TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
+AccountSource = Literal["configured", "exchange"]
+"""Where risk's book comes from: configured (paper equity from settings) or exchange (live balances)."""
+KillSwitchAction = Literal["engage", "release"]
+"""What a kill-switch command does: engage (halt trading now) or release (operator only, signed)."""
 BreakerEffect = Literal["REDUCING", "HALTED", "HOLD_SYMBOL", "REDUCING_SYMBOL"]
 """What a tripped breaker does: the whole account (REDUCING, HALTED) or one symbol (HOLD_SYMBOL: nothing on
 it; REDUCING_SYMBOL: only exposure-reducing orders on it)."""

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from libs.common.contracts.base import BreakerEffect, Message, Money, Side, TradingState
+from libs.common.contracts.base import (
+    AccountSource,
+    BreakerEffect,
+    KillSwitchAction,
+    Message,
+    Money,
+    Side,
+    TradingState,
+)
 
 VERDICT_ID_PREFIX = "v-"
 
@@ -139,7 +146,7 @@ class AccountState(Message):
     trading_state_reason: str = ""
     trading_state_since: AwareDatetime | None = None
     fills_applied: int = 0
-    account_source: Literal["configured", "exchange"] = Field(
+    account_source: AccountSource = Field(
         default="configured", description="configured: paper equity from settings; exchange: live balances"
     )
 
@@ -147,7 +154,7 @@ class AccountState(Message):
 class KillSwitchCommand(Message):
     """Engage or release the global kill switch. The last one on the subject is the standing state."""
 
-    action: Literal["engage", "release"]
+    action: KillSwitchAction
     reason: str = Field(min_length=1, max_length=500)
     actor: str = Field(min_length=1, max_length=100, description="Who asked: operator name or tool")
     flatten: bool = Field(default=False, description="Also close positions (engage only)")

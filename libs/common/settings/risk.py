@@ -7,17 +7,15 @@ breaker always runs; its effect (REDUCING, HALTED, or holding one symbol) is con
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from libs.common.contracts.base import BreakerEffect
 from libs.common.settings.base import Section
 
-Effect = Literal["REDUCING", "HALTED", "HOLD_SYMBOL", "REDUCING_SYMBOL"]
-
 # Every breaker risk runs, with its default effect.
-DEFAULT_EFFECTS: dict[str, Effect] = {
+DEFAULT_EFFECTS: dict[str, BreakerEffect] = {
     "daily_loss": "REDUCING",  # budget spent: close, do not open, until the day rolls over
     "weekly_loss": "REDUCING",
     "max_drawdown": "HALTED",  # an operator looks before anything trades again
@@ -156,7 +154,7 @@ class RiskSettings(Section):
         default=3600.0, ge=0, description="How long loss_streak holds after the last loss"
     )
     # effects and plumbing
-    breaker_effects: dict[str, Effect] = Field(
+    breaker_effects: dict[str, BreakerEffect] = Field(
         default_factory=dict, description="Override a breaker's effect (see DEFAULT_EFFECTS)"
     )
     markets_path: str = Field(
@@ -190,7 +188,7 @@ class RiskSettings(Section):
 
     @field_validator("breaker_effects")
     @classmethod
-    def _known_breakers(cls, v: dict[str, Effect]) -> dict[str, Effect]:
+    def _known_breakers(cls, v: dict[str, BreakerEffect]) -> dict[str, BreakerEffect]:
         for name, effect in v.items():
             if name not in DEFAULT_EFFECTS:
                 raise ValueError(f"unknown breaker {name!r} (known: {', '.join(sorted(DEFAULT_EFFECTS))})")
@@ -213,5 +211,5 @@ class RiskSettings(Section):
             )
         return self
 
-    def effect(self, breaker: str) -> Effect:
+    def effect(self, breaker: str) -> BreakerEffect:
         return self.breaker_effects.get(breaker, DEFAULT_EFFECTS[breaker])

@@ -11,13 +11,15 @@ from services.risk.shell import RiskService
 
 def test_risk_reports_its_epoch_only_as_a_subscribed_writer():
     risk = RiskService()
-    risk.engine = SimpleNamespace(epoch=3)  # type: ignore[assignment]
+    assert risk.writer_epoch() is None  # not started
+    seat = SimpleNamespace(seated=False, p=SimpleNamespace(engine=SimpleNamespace(epoch=3)))
+    risk.seat = seat  # type: ignore[assignment]
     assert risk.writer_epoch() is None  # a standby
-    risk.writer = True
-    assert risk.writer_epoch() is None  # the lock taken, not subscribed yet
+    seat.seated = True
+    assert risk.writer_epoch() is None  # the lock taken, the state not re-read nor subscribed yet
     risk._taking_work = True
     assert risk.writer_epoch() == 3
-    risk.writer = False  # lost the lock (`_lost_writer_lock` clears both)
+    seat.seated = False  # lost the lock (the seat's `lose`)
     assert risk.writer_epoch() is None
 
 

@@ -152,7 +152,7 @@ def test_only_temporary_errors_are_retried_for_queries():
 async def test_call_retrying_keeps_the_attempt_count_and_what_it_retries(monkeypatch):
     import asyncio
 
-    from services.execution.live import LiveBroker
+    from services.execution.live_client import BinanceClient
 
     slept: list[float] = []
 
@@ -164,7 +164,7 @@ async def test_call_retrying_keeps_the_attempt_count_and_what_it_retries(monkeyp
     class Cfg:
         unknown_backoff_max_s = 0.5
 
-    broker = LiveBroker.__new__(LiveBroker)
+    broker = BinanceClient.__new__(BinanceClient)
     broker.cfg = Cfg()
     calls: list[str] = []
     script: list[BaseException | str] = []

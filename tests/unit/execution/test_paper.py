@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from libs.common.contracts import Tick
 from services.execution.ledger import Balance, Ledger
-from services.execution.paper import FeeSchedule, PaperExchange, PaperOrder, SlippageModel
+from services.execution.paper import FeeSchedule, PaperExchange, PaperOrder, SlippageModel, fill_row
+from services.execution.records import FillRow
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 D = Decimal
@@ -201,3 +202,30 @@ def test_balances_never_go_negative_and_locks_match_resting_orders(seq):
         assert ex.ledger.balance("BTC").locked == locked_btc
         # base is conserved: what we hold is what we started with plus net fills
         assert ex.ledger.balance("BTC").total == start_btc + net
+
+
+def test_a_paper_trade_maps_to_the_journal_row_field_by_field():
+    """`fill_row`, the one mapping the paper broker journals and the backtest records: every field from the trade
+    (a sell with a realized P&L, fee in USDT), booked at the time given, not the order's."""
+    ex = exchange(usdt="10000", btc="0")
+    ex.submit(order("BUY", "1", coid="b1"), tick("100", "101"), NOW)
+    sold = ex.submit(order("SELL", "1", coid="s1"), tick("120", "121"), NOW)
+    (t,) = sold.trades
+    booked = NOW + timedelta(seconds=7)
+    row = fill_row(t, booked)
+    assert t.accounting.realized_pnl_usdt > 0 and t.fee > 0 and t.fee_asset == "USDT"
+    assert row == FillRow(
+        exchange="paper",
+        trade_id=t.trade_id,
+        client_order_id="s1",
+        symbol="BTC/USDT",
+        side="SELL",
+        quantity=t.quantity,
+        price=t.price,
+        fee=t.fee,
+        fee_asset="USDT",
+        ts=booked,
+        is_maker=False,
+        realized_pnl_usdt=t.accounting.realized_pnl_usdt,
+        fee_usdt=t.accounting.fee_quote,
+    )

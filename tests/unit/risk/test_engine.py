@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from libs.common.contracts import BreakerTripped, TradingStateChanged
 from libs.common.markets import load_markets
-from services.risk.core import RiskEngine
+from services.risk.core import RiskEngine, order_side
 from tests.unit.risk.conftest import PRICES, T0, feed, fill, make_engine, signal
 
 MARKETS = load_markets()
@@ -63,6 +63,15 @@ def test_a_sell_needs_a_position_and_never_exceeds_it(engine):
     assert v.approved and v.quantity == Decimal("0.0123")
     # the pending sell is reserved: a second sell finds nothing left to sell
     assert engine.decide(signal("ETH/USDT", "SELL"), T0).verdict.reasons == ["no_position"]
+
+
+def test_a_verdict_names_the_side_of_the_order_approved_or_refused(engine):
+    sell = engine.decide(signal(side="SELL"), T0).verdict
+    assert sell.reasons == ["no_position"] and sell.side == "SELL"
+    buy = engine.decide(signal(price=Decimal("61000")), T0).verdict
+    assert buy.reasons == ["price_collar"] and buy.side == "BUY"
+    with pytest.raises(ValueError, match="HOLD"):  # a HOLD asks for no order
+        order_side(signal(side="HOLD"))
 
 
 def test_unknown_market_and_fat_finger_price_are_refused(engine):

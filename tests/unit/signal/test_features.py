@@ -164,6 +164,16 @@ def test_real_btcusdt_file_loads_as_contiguous_hourly_bars():
     assert df["open"][0] == pytest.approx(43820.01)
 
 
+def test_a_timeframe_is_not_inferred_from_fewer_than_two_bars():
+    one = pl.DataFrame({"open_time": [datetime(2024, 1, 1, tzinfo=UTC)]})
+    with pytest.raises(ValueError, match="from 1 bar"):
+        infer_timeframe(one)
+    two = pl.DataFrame(
+        {"open_time": [datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 0, 15, tzinfo=UTC)]}
+    )
+    assert infer_timeframe(two) == "15m"
+
+
 def test_unsupported_file_type_is_refused(tmp_path):
     p = tmp_path / "x.txt"
     p.write_text("nope")
