@@ -10,6 +10,7 @@ in Postgres, write the 7 JSON files and the summary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -167,10 +168,17 @@ def write_fills(url: str, n: int, end: datetime) -> None:
 
 
 def _start_ops_api(nats_url: str, db_url: str, tmp: Path):
+    """ops_api on a port this benchmark chooses (so it knows the URL), ready once /health answers."""
     import os
-    import re
     import subprocess
     import sys
+
+    import httpx
+
+    from bnml.embedded import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNML_")}
     env.update(
@@ -178,7 +186,8 @@ def _start_ops_api(nats_url: str, db_url: str, tmp: Path):
         DATABASE_URL=db_url,
         BNML_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
-        BNML_OPS_API__PORT="0",
+        BNML_OPS_API__HOST="127.0.0.1",
+        BNML_OPS_API__PORT=str(port),
         BNML_OPS_API__METRICS_PORT="0",
         BNML_OPS_API__VIEWER_TOKEN=TOKEN,
         BNML_OPS_API__OPERATOR_TOKEN="bench-operator-token-0123456789",
@@ -196,13 +205,12 @@ def _start_ops_api(nats_url: str, db_url: str, tmp: Path):
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        text = (tmp / "ops_api.log").read_text()
-        m = re.search(r'"url": "(http://[^"]+)"', text)
-        if m and '"event": "started"' in text:
-            return proc, log, m.group(1)
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, log, url
         if proc.poll() is not None:
-            raise RuntimeError(f"ops_api exited: {text[-2000:]}")
-        time.sleep(0.05)
+            raise RuntimeError(f"ops_api exited: {(tmp / 'ops_api.log').read_text()[-2000:]}")
+        time.sleep(0.05)  # a poll's interval
     proc.kill()
     raise TimeoutError("ops_api did not start")
 

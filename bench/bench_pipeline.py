@@ -35,7 +35,7 @@ import psutil
 import psycopg
 import yaml
 
-from bench.stack import embedded_stack, fresh_db
+from bench.stack import embedded_stack, fresh_db, wait_heartbeat
 from bnml.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -478,12 +478,16 @@ def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: flo
         cfg_path.write_text(yaml.safe_dump(cfg))
         db = fresh_db(pg, f"ingest{rate}")
         consumers = ("risk", "execution", "signal")
+        since = time.time()
         procs = dict(zip(consumers, start_suite(step, ns.url, db, cfg_path, consumers), strict=True))
         try:
-            for n in consumers:
-                _wait_log(step / f"{n}.log", '"event": "started"', 60)
+            for n in consumers:  # each one's first heartbeat: started (subscribed), read from the bus
+                wait_heartbeat(ns.url, n, since, proc=procs[n], log=step / f"{n}.log")
+            since = time.time()
             procs["market_data"] = start_suite(step, ns.url, db, cfg_path, ("market_data",))[0]
-            _wait_log(step / "market_data.log", '"event": "started"', 60)
+            wait_heartbeat(
+                ns.url, "market_data", since, proc=procs["market_data"], log=step / "market_data.log"
+            )
             watched = {n: psutil.Process(p.pid) for n, p in procs.items()}
             for w in watched.values():
                 w.cpu_percent(None)  # starts the measurement window

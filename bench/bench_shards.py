@@ -38,6 +38,7 @@ import nats
 import psutil
 import yaml
 
+from bench.stack import wait_heartbeat
 from bnml.embedded import EmbeddedNats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +161,7 @@ def step(
         ports = {}
         for i in range(shards):
             name = f"signal-{i}"
+            since = time.time()
             procs[name] = _start(
                 "signal",
                 d / f"{name}.log",
@@ -167,9 +169,20 @@ def step(
                     url, cfg, {"BNML_SIGNAL__SHARD__INDEX": str(i), "BNML_SIGNAL__SHARD__COUNT": str(shards)}
                 ),
             )
-            ports[name] = _wait_log(d / f"{name}.log", '"event": "started"', 120)["metrics_port"]
+            # started, and where it serves /metrics: its first heartbeat (of this shard), from the bus
+            hb = wait_heartbeat(
+                url,
+                "signal",
+                since,
+                where=lambda hb, i=i: (hb.get("shard") or {}).get("index") == i,
+                proc=procs[name],
+                log=d / f"{name}.log",
+                timeout=120,
+            )
+            ports[name] = hb["metrics_port"]
+        since = time.time()
         procs["market_data"] = _start("market_data", d / "market_data.log", _env(url, cfg, {}))
-        _wait_log(d / "market_data.log", '"event": "started"', 60)
+        wait_heartbeat(url, "market_data", since, proc=procs["market_data"], log=d / "market_data.log")
         watched = {n: psutil.Process(p.pid) for n, p in procs.items()}
         if ns is not None:
             watched["nats"] = psutil.Process(ns.proc.pid)

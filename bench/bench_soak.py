@@ -14,7 +14,7 @@ import psutil
 import yaml
 
 from bench.bench_pipeline import _wait_log, scrape, start_suite, suite_config
-from bench.stack import embedded_stack
+from bench.stack import embedded_stack, wait_heartbeat
 
 NAMES = ("ops_api", "risk", "execution", "signal", "market_data")
 RATE = 4000  # ticks/s over 20 symbols
@@ -49,11 +49,15 @@ def run(quick: bool = False) -> dict[str, float]:
             }
             cfg_path.write_text(yaml.safe_dump(cfg))
             db = st.fresh_db("soak")
+            since = time.time()
             procs = start_suite(tmp, st.ns.url, db, cfg_path, NAMES[:-1])
-            for n in NAMES[:-1]:
-                _wait_log(tmp / f"{n}.log", '"event": "started"', 90)
+            for n, p in zip(NAMES[:-1], procs, strict=True):  # started: its first heartbeat, from the bus
+                wait_heartbeat(st.ns.url, n, since, proc=p, log=tmp / f"{n}.log", timeout=90)
+            since = time.time()
             procs += start_suite(tmp, st.ns.url, db, cfg_path, ("market_data",))
-            _wait_log(tmp / "market_data.log", '"event": "started"', 90)
+            wait_heartbeat(
+                st.ns.url, "market_data", since, proc=procs[-1], log=tmp / "market_data.log", timeout=90
+            )
             time.sleep(20)  # warm-up: caches, candles, model loaded
             watched = {n: psutil.Process(p.pid) for n, p in zip(NAMES, procs, strict=True)}
             rss0 = {n: w.memory_info().rss / (1 << 20) for n, w in watched.items()}

@@ -9,8 +9,9 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,3 +115,55 @@ def stop_leftovers(root: Path, timeout_s: float = 15.0) -> list[str]:
             p.kill()
     psutil.wait_procs(alive, timeout=5)
     return names
+
+
+def wait_heartbeat(
+    nats_url: str,
+    service: str,
+    since: float,
+    *,
+    where: Callable[[dict], bool] | None = None,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+    timeout: float = 60.0,
+) -> dict:
+    """Readiness from the bus, not a log line: the first heartbeat of `service` from a process whose runtime
+    began at or after `since` (wall clock, read before its launch) and that `where(hb)` accepts (a shard's
+    index). A service heartbeats once its start has returned. `proc`/`log` only explain a failure."""
+    import asyncio
+    import json
+    import time
+    from datetime import datetime
+
+    import nats
+
+    async def run() -> dict | None:
+        nc = await nats.connect(servers=[u for u in nats_url.split(",") if u])
+        got: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+
+        async def cb(msg) -> None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                hb = json.loads(msg.data)
+                began = datetime.fromisoformat(hb["ts"]).timestamp() - float(hb["uptime_s"])
+                if not got.done() and began >= since and (where is None or where(hb)):
+                    got.set_result(hb)
+
+        await nc.subscribe(f"svc.heartbeat.{service}", cb=cb)
+        try:
+            deadline = time.monotonic() + timeout
+            while not got.done():
+                if proc is not None and proc.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.wait([got], timeout=0.1)
+            return got.result() if got.done() else None
+        finally:
+            await nc.close()
+
+    hb = asyncio.run(run())
+    if hb is None:
+        why = f"exited with {proc.returncode}" if proc is not None and proc.poll() is not None else ""
+        tail = log.read_text(errors="replace")[-1500:] if log is not None and log.exists() else ""
+        raise RuntimeError(f"{service}: no heartbeat {why or f'in {timeout}s'}: {tail}")
+    return hb

@@ -27,21 +27,10 @@ from libs.common.bus import Bus
 from libs.common.db import migrate
 from libs.common.metrics import ServiceMetrics
 from tests.helpers import ServiceFactory
+from tests.kit.servers import docker_answers, with_db
 
 
 # -- server discovery ---------------------------------------------------------------------------
-def _docker_answers() -> bool:
-    if os.environ.get("BNML_TEST_NO_DOCKER"):
-        return False
-    try:
-        import docker
-
-        docker.from_env(timeout=2).ping()
-        return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(scope="session")
 def session_tmp() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="bnml-tests-"))
@@ -55,7 +44,7 @@ def pg_admin_url(session_tmp: Path) -> Iterator[str]:
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
         return
-    if _docker_answers():
+    if docker_answers():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16-alpine", driver=None) as pg:
@@ -68,18 +57,13 @@ def pg_admin_url(session_tmp: Path) -> Iterator[str]:
         server.stop("immediate")
 
 
-def _with_db(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
-
-
 @pytest.fixture(scope="session")
 def pg_template(pg_admin_url: str) -> str:
     """A migrated template database; each test clones it (much faster than migrating each time)."""
     name = f"bnml_tpl_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    migrate(_with_db(pg_admin_url, name))
+    migrate(with_db(pg_admin_url, name))
     return name
 
 
@@ -89,7 +73,7 @@ def database_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
     name = f"bnml_t_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield _with_db(pg_admin_url, name)
+    yield with_db(pg_admin_url, name)
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -67,10 +67,11 @@ class ServiceProcess:
         self.started_at = (
             0.0  # wall-clock time of the launch (heartbeats from earlier processes are not ours)
         )
+        self.instance = ""  # the runtime's instance id, from its first heartbeat (`wait_started`)
 
     def start(self) -> ServiceProcess:
         log = open(self.log_path, "ab")
-        self.started_at = time.time()
+        self.started_at, self.instance = time.time(), ""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{self.name}"],
             cwd=ROOT,
@@ -88,10 +89,17 @@ class ServiceProcess:
     def wait_started(self, timeout: float = 30.0) -> ServiceProcess:
         """Ready when this process's first heartbeat is on the bus (sent once `start` has returned), not when a
         log line says so. (The log is read only to explain a failure.)"""
+
+        def first(hb: dict) -> bool:
+            if not self._mine(hb):
+                return False
+            self.instance = self.instance or hb["instance"]
+            return True
+
         watch = HeartbeatWatch(
             self.env["NATS_URL"],
             self.name,
-            self._mine,
+            first,
             user=self.env.get("BNML_NATS__USER", ""),
             password=self.env.get("BNML_NATS__PASSWORD", ""),
         ).start()
@@ -109,13 +117,38 @@ class ServiceProcess:
             watch.stop()
 
     def _mine(self, hb: dict) -> bool:
-        """A heartbeat from this process: its runtime began after our launch and, for a shard, its index."""
+        """A heartbeat from this process: its runtime began after our launch and, for a shard, its index. No
+        slack: a runtime begins well after its launch (the interpreter starts, imports), while the previous
+        instance's began before its first heartbeat, which came before this launch; with 50 ms of slack a
+        process launched right after another's first heartbeat took that one for its own."""
         began = datetime.fromisoformat(hb["ts"]).timestamp() - float(hb["uptime_s"])
-        if began < self.started_at - 0.05:
+        if began < self.started_at:
             return False
         index = self.env.get(f"BNML_{self.name.upper()}__SHARD__INDEX")
         shard = hb.get("shard")
         return index is None or shard is None or int(shard["index"]) == int(index)
+
+    async def wait_heartbeat(
+        self, bus: Bus, where=None, timeout: float = 30.0, message: str = ""
+    ) -> Heartbeat:
+        """This process's next heartbeat that `where(hb)` accepts (any, without): its state from the bus."""
+
+        def ours(hb: Heartbeat) -> bool:
+            return self._mine(hb.model_dump(mode="json")) and (where is None or where(hb))
+
+        try:
+            return await wait_heartbeat(bus, self.name, timeout, where=ours)
+        except TimeoutError:
+            raise AssertionError(
+                f"{self.name}: no heartbeat {message or 'of ours'} in {timeout}s:\n{self.logs()[-3000:]}"
+            ) from None
+
+    async def wait_writer(self, bus: Bus, timeout: float = 30.0) -> Heartbeat:
+        """Ready as the single writer (risk, execution): a heartbeat of ours with `writer_epoch` set, sent once it
+        is subscribed and takes work, instead of a "writer lock acquired" / "risk ready" line in its log."""
+        return await self.wait_heartbeat(
+            bus, lambda hb: hb.writer_epoch is not None, timeout, "as the writer taking work"
+        )
 
     @property
     def alive(self) -> bool:
@@ -220,6 +253,8 @@ class ServiceFactory:
                 for n in ("market_data", "signal", "risk", "execution", "ops_api")
             },
         )
+        if name == "ops_api":  # the test chooses the port, so it knows the URL (`ops_api_url`)
+            env["BNML_OPS_API__PORT"] = str(free_tcp_port())
         env.update(self.extra_env)
         return env
 
@@ -255,6 +290,16 @@ def shard_env(service: str, index: int, count: int) -> dict[str, str]:
     }
 
 
+def writer_of(database_url: str, role: str) -> tuple[int, str] | None:
+    """(epoch, holder instance) of the last process that took `role`'s single-writer lock (`writer_epochs`,
+    written as the lock is taken): who holds it, and how many takings there were, from the database."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT epoch, holder FROM writer_epochs WHERE role = %s", (role,)).fetchone()
+    return (int(row[0]), str(row[1])) if row else None
+
+
 def free_tcp_port() -> int:
     return free_port()
 
@@ -281,6 +326,50 @@ async def barrier(bus: Bus, subject: str, marker, arrived, timeout: float = 10.0
     await wait_until(arrived, timeout=timeout, message=f"the marker on {subject}")
 
 
+async def tick_barrier(bus: Bus, *services: str, timeout: float = 10.0) -> None:
+    """A marker barrier for ticks, instead of a "let the tick land" sleep: an unreadable marker published on
+    md.last behind the ticks. Each of `services` takes md.last on one subscription, in order, and dead-letters
+    what it cannot read as it arrives (`Conflated.put`); once its letter for the marker is out, everything
+    published on md.last before it has been handled there (the ticks are its newest)."""
+    import uuid
+
+    from libs.common.contracts import DeadLetter
+    from tests.kit.builders import MARKER_SYMBOL
+
+    token = uuid.uuid4().hex
+    waiting = set(services)
+    got = asyncio.Event()
+
+    async def on_letter(letter: DeadLetter, subject: str) -> None:
+        if token in letter.payload:
+            waiting.discard(letter.service)
+            if not waiting:
+                got.set()
+
+    subject = subjects.last(MARKER_SYMBOL)
+    sub = await bus.subscribe(subjects.dlq(subject), DeadLetter, on_letter)
+    try:
+        await bus.nc.flush()  # subscribed at the server before the marker goes out
+        await bus.nc.publish(subject, json.dumps({"marker": token}).encode())
+        try:
+            await asyncio.wait_for(got.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"{sorted(waiting)} did not dead-letter the tick marker in {timeout}s"
+            ) from None
+    finally:
+        await sub.unsubscribe()
+        if sub in bus._subs:
+            bus._subs.remove(sub)
+
+
+async def verdicts_settled(bus: Bus, durable: str = "execution") -> bool:
+    """Execution's verdict consumer has nothing pending and nothing unacknowledged: every verdict published
+    so far was decided (sent or refused), the effect a "nothing was sent" check waits for."""
+    info = await bus.js.consumer_info("VERDICTS", durable)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
 async def wait_heartbeat(bus: Bus, service: str, timeout: float = 15.0, where=None) -> Heartbeat:
     """The service's next heartbeat (the next one `where(hb)` accepts, when given): readiness and state from
     the bus, not from a log line."""
@@ -302,9 +391,5 @@ async def wait_heartbeat(bus: Bus, service: str, timeout: float = 15.0, where=No
 
 
 def ops_api_url(proc: ServiceProcess) -> str:
-    """The URL a started ops_api logged (`"url": "http://..."`)."""
-    import re
-
-    m = re.search(r'"url": "(http://[^"]+)"', proc.logs())
-    assert m, proc.logs()[-2000:]
-    return m.group(1)
+    """The URL of a started ops_api, from the port the test chose for it (`ServiceFactory.env`), not its log."""
+    return f"http://127.0.0.1:{proc.env['BNML_OPS_API__PORT']}"

@@ -54,7 +54,8 @@ class ServiceApp(Protocol):
         ...
 
     # optional: `shard_info() -> ShardInfo | None`, the shard a sharded service (signal, market_data) serves,
-    # sent in every heartbeat (docs/interfaces.md)
+    # sent in every heartbeat (docs/interfaces.md); `writer_epoch() -> int | None`, the epoch a single-writer
+    # service (risk, execution) takes work under, None unless it does (readiness from the bus, not a log line)
 
 
 @dataclass
@@ -120,6 +121,7 @@ async def _heartbeat_loop(rt: Runtime, app: ServiceApp) -> None:
         status, detail = app.health()
         # validated like any message: an app's health() outside Heartbeat's statuses fails here, loudly
         shard_info = getattr(app, "shard_info", None)
+        writer_epoch = getattr(app, "writer_epoch", None)
         hb = Heartbeat.model_validate(
             {
                 # wall time by design: a heartbeat says the process is alive now (watchers compute when it
@@ -134,6 +136,7 @@ async def _heartbeat_loop(rt: Runtime, app: ServiceApp) -> None:
                 "metrics_port": rt.metrics_port,
                 "model": app.served_model() if hasattr(app, "served_model") else None,
                 "shard": shard_info() if shard_info is not None else None,
+                "writer_epoch": writer_epoch() if writer_epoch is not None else None,
             }
         )
         if rt.bus.connected:

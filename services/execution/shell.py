@@ -47,6 +47,7 @@ class ExecutionService:
         self.writer_lock: WriterLock | None = None
         self.markets: Markets | None = None
         self.fence = SendFence()  # order requests past the last gate check, not finished yet
+        self._taking_work = False  # the verdict consumer bound: what `writer_epoch` reports in the heartbeat
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -105,7 +106,7 @@ class ExecutionService:
         rt.spawn(self.publisher.outbox_loop(lambda: self.writer), "fill-outbox")
 
     async def _lost_writer_lock(self) -> None:
-        self.writer = False
+        self.writer, self._taking_work = False, False
         self.writer_gauge.set(0)
         detail = "the advisory-lock session ended; stopping so that no send is unguarded"
         await self.rt.alert(*WRITER_LOCK_LOST, detail)
@@ -149,6 +150,7 @@ class ExecutionService:
             self.writer_lock,
             lambda: setattr(self, "standby_reason", WAITING_FOR_CONSUMER),
         )
+        self._taking_work = True
 
     async def stop(self) -> None:
         if self.writer:
@@ -158,6 +160,12 @@ class ExecutionService:
             await self.broker.close()
         if self.writer_lock is not None:
             await self.writer_lock.release()
+
+    def writer_epoch(self) -> int | None:
+        """The heartbeat's readiness fact: the epoch this instance sends under, once its verdict consumer is bound."""
+        if not (self.writer and self._taking_work) or self.writer_lock is None:
+            return None
+        return self.writer_lock.epoch
 
     def health(self) -> tuple[str, str]:
         if not self.writer:

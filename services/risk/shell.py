@@ -58,6 +58,7 @@ class RiskService:
         self.latch = KillSwitchLatch()  # before start: health reads it
         self.seat: WriterSeat | None = None
         self._subscribed = False
+        self._taking_work = False  # seated and subscribed: what `writer_epoch` reports in the heartbeat
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self, rt: Runtime) -> None:
@@ -107,6 +108,7 @@ class RiskService:
         rt, p, seat, up, h = self.rt, self.p, self.seat, self.upkeep, self.handlers
         assert seat is not None
         engine = p.engine
+        self._taking_work = False  # until the state is re-read and the subscriptions are in place
         seat.take()
         await refresh_latch(rt.bus, self.latch, rt.log, rt.clock.now())
         await seat.load_account()
@@ -118,6 +120,7 @@ class RiskService:
         await seat.handle(engine.set_kill_switch(self.latch.engaged, self.latch.known, rt.clock.now()))
         if self._subscribed:  # the lock came back (Postgres was away): state re-read, subscriptions kept
             seat.restored()
+            self._taking_work = True
             rt.log.info("risk writer again", trading_state=engine.sm.state)
             return
         self._subscribed = True
@@ -160,6 +163,7 @@ class RiskService:
         await rt.bus.subscribe(subjects.ALL_SIGNALS, Signal, h.on_signal)
         await rt.bus.subscribe(subjects.trading_control(), TradingControlCommand, h.on_trading_control)
         rt.spawn(up.loop(), "risk-evaluate-persist")
+        self._taking_work = True
         rt.log.info(
             "risk ready",
             trading_state=engine.sm.state,
@@ -196,6 +200,13 @@ class RiskService:
             except Exception as exc:
                 self.rt.log.warning("final state write failed", error=str(exc))
         await seat.lock.release()  # a standby takes over at once, not when the session times out
+
+    def writer_epoch(self) -> int | None:
+        """The heartbeat's readiness fact: the epoch this instance decides under, once it is subscribed."""
+        seat = self.seat
+        if seat is None or not (seat.seated and self._taking_work):
+            return None
+        return seat.p.engine.epoch
 
     def health(self) -> tuple[str, str]:
         seat = self.seat

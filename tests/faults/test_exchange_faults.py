@@ -14,8 +14,8 @@ import pytest
 
 from libs.common import subjects
 from tests.fakes.binance import FakeBinance
-from tests.faults.support import PRICE, make_verdict, query, stamp_risk_writer
 from tests.helpers import wait_until
+from tests.kit.execution import PRICE, make_verdict, query, stamp_risk_writer
 
 pytestmark = pytest.mark.faults
 

@@ -15,7 +15,8 @@ import pytest
 
 from libs.common import subjects
 from tests.faults.proxy import TcpProxy
-from tests.faults.support import (
+from tests.helpers import wait_until
+from tests.kit.execution import (
     BOOK_CONFIG,
     journal_book,
     make_verdict,
@@ -25,7 +26,6 @@ from tests.faults.support import (
     ticking,
     wait_books_agree,
 )
-from tests.helpers import wait_until
 
 pytestmark = pytest.mark.faults
 

@@ -10,7 +10,8 @@ import pytest
 from libs.common import subjects
 from services.execution.core import client_order_id
 from tests.faults.proxy import TcpProxy
-from tests.faults.support import (
+from tests.helpers import verdicts_settled, wait_heartbeat, wait_until
+from tests.kit.execution import (
     EXECUTION_CONFIG,
     Acks,
     kill_switch,
@@ -19,7 +20,6 @@ from tests.faults.support import (
     scalar,
     ticking,
 )
-from tests.helpers import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -42,7 +42,9 @@ async def test_kill_switch_engaged_while_orders_in_flight_1000_times(services, b
                 )
                 for k in range(rng.randint(1, 4))
             ]
-            await asyncio.sleep(rng.uniform(0, 0.004))
+            await asyncio.sleep(
+                rng.uniform(0, 0.004)
+            )  # the race: the engage lands at a random point among them
             engage = await kill_switch(bus, "engage", f"race {i}")
             ack = (await acks.wait(engage.id, ("execution",)))["execution"]
             assert ack.engaged and ack.open_orders == 0, ack
@@ -51,7 +53,8 @@ async def test_kill_switch_engaged_while_orders_in_flight_1000_times(services, b
             release = await kill_switch(bus, "release", f"race {i} over")
             windows.append((ack.ts, release.ts))
             await acks.wait(release.id, ("execution",))
-    await asyncio.sleep(1)
+        # every verdict of the last round decided (sent or refused) before the sends are counted
+        await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the last verdicts settled")
     sends = [ts for (ts,) in query(database_url, "SELECT ts FROM fills")]
     violations = [ts for ts in sends if any(lo < ts < hi for lo, hi in windows)]
     assert sends, "the race never let an order through: the test exercised nothing"
@@ -64,13 +67,6 @@ async def test_kill_switch_engaged_while_orders_in_flight_1000_times(services, b
         )
         == 0
     )
-
-
-async def _verdicts_settled(bus) -> bool:
-    """Execution's verdict consumer has nothing pending and nothing unacknowledged: every queued verdict
-    was decided (sent or refused)."""
-    info = await bus.js.consumer_info("VERDICTS", "execution")
-    return info.num_pending == 0 and info.num_ack_pending == 0
 
 
 async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_any_send(
@@ -89,10 +85,10 @@ async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_an
                 message="a first order through the proxy",
             )
             # and all its events out (a cut during them stops execution: fail closed, and "0 orders" by accident)
-            await wait_until(lambda: _verdicts_settled(bus), timeout=20, message="the first verdict settled")
+            await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the first verdict settled")
             # positive control: the same cut with the same queued verdicts, without the switch, sends them
             proxy.cut()
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the outage: execution is cut off a while before anything is published
             control = [make_verdict(ttl_s=120) for _ in range(10)]
             for v in control:
                 await bus.publish(subjects.verdict(v.symbol), v)
@@ -109,19 +105,17 @@ async def test_kill_switch_engaged_while_execution_is_cut_off_halts_it_before_an
                 timeout=30,
                 message="the control's queued verdicts sent after the cut",
             )
-            await wait_until(lambda: _verdicts_settled(bus), timeout=20, message="the control settled")
+            await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the control settled")
             sent_before = scalar(database_url, "SELECT count(*) FROM paper_requests")
             proxy.cut()
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the outage, as long as the control's
             await kill_switch(bus, "engage", "while execution is cut off")
             queued = [make_verdict(ttl_s=120) for _ in range(10)]
             for v in queued:
                 await bus.publish(subjects.verdict(v.symbol), v)
             proxy.restore()
             # reconnect (backoff), the standing state read, every queued verdict redelivered and decided
-            await wait_until(
-                lambda: _verdicts_settled(bus), timeout=30, message="the queued verdicts decided"
-            )
+            await wait_until(lambda: verdicts_settled(bus), timeout=30, message="the queued verdicts decided")
         assert (
             scalar(
                 database_url,
@@ -148,10 +142,13 @@ async def test_garbage_on_the_kill_switch_subject_blocks_sends_until_a_valid_com
         release = await kill_switch(bus, "release", "start clean")
         await acks.wait(release.id, ("execution",))
         await bus.nc.publish(subjects.kill_switch(), b'{"action": "release", "oops": true}')
-        await asyncio.sleep(0.5)
-        blocked = make_verdict()
+        # the garbage has landed: execution says so (unknown standing state = blocked = halted)
+        await wait_heartbeat(bus, "execution", where=lambda hb: hb.status == "halted")
+        # execution holds a verdict while the standing state is unknown, until the verdict expires (then refuses
+        # it as expired): a short life, so that it is decided and acked before we look
+        blocked = make_verdict(ttl_s=2.0)
         await bus.publish(subjects.verdict(blocked.symbol), blocked)
-        await asyncio.sleep(2)
+        await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the blocked verdict decided")
         assert scalar(database_url, "SELECT count(*) FROM orders") == 0, (
             "sent while the standing state was unreadable"
         )

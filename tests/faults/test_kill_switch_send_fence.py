@@ -19,7 +19,7 @@ import pytest
 
 from libs.common import subjects
 from tests.fakes.binance import FakeBinance
-from tests.faults.support import (
+from tests.kit.execution import (
     EXECUTION_CONFIG,
     PRICE,
     Acks,
@@ -56,7 +56,7 @@ async def _race(
             )
             for k in range(rng.randint(1, 3))
         ]
-        await asyncio.sleep(rng.uniform(0, 0.008))
+        await asyncio.sleep(rng.uniform(0, 0.008))  # the race: the engage lands at a random point among them
         engage = await kill_switch(bus, "engage", f"race {i}")
         notice = (await notices.wait(engage.id, ("execution",)))["execution"]
         m = IN_FLIGHT.search(notice.detail)

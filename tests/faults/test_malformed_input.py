@@ -12,8 +12,8 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import DeadLetter, Heartbeat
-from tests.faults.support import EXECUTION_CONFIG, make_tick, make_verdict
-from tests.helpers import publish_tick, wait_until
+from tests.helpers import ops_api_url, publish_tick, tick_barrier, wait_until
+from tests.kit.execution import EXECUTION_CONFIG, make_tick, make_verdict
 
 pytestmark = pytest.mark.faults
 
@@ -76,7 +76,9 @@ async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_servi
         timeout=30,
         message=f"dead letters from every listened subject {sorted(listened)}",
     )
-    await asyncio.sleep(1.0)
+    # a marker behind the bad payloads on md.last: once both readers dead-lettered it, every bad md.last
+    # payload before it has been handled (and letters counted) by each
+    await tick_barrier(bus, "risk", "execution", timeout=30)
     assert all(lt.reason for lt in letters)
     assert all(lt.payload_size > 0 for lt in letters)
     huge = [lt for lt in letters if lt.payload_size > 800_000]
@@ -104,7 +106,7 @@ async def test_garbage_on_every_subject_is_dead_lettered_and_services_keep_servi
 
     # and keeps serving: a valid verdict still becomes an order
     await publish_tick(bus, make_tick())
-    await asyncio.sleep(0.2)
+    await tick_barrier(bus, "execution")  # the tick is execution's newest before the verdict
     v = make_verdict(epoch_of=database_url)
     got: list = []
     from libs.common.contracts import OrderEvent
@@ -136,7 +138,6 @@ async def test_a_storm_of_malformed_messages_stalls_no_heartbeat_and_not_the_kil
     """800 malformed messages on eight subjects, one in six of 900 KiB, on a running suite: every service's
     heartbeat keeps flowing (never older than the heartbeat timeout, as seen by this test and by ops_api), no
     service is cut off by NATS as a slow consumer, and a kill-switch round trip through ops_api works."""
-    import re
     import time
 
     import httpx
@@ -146,13 +147,13 @@ async def test_a_storm_of_malformed_messages_stalls_no_heartbeat_and_not_the_kil
     services.configure(
         {
             **EXECUTION_CONFIG,
-            "ops_api": {"port": 0, "kill_switch_ack_timeout_s": 5},
+            "ops_api": {"kill_switch_ack_timeout_s": 5},
             "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "b")}},
         }
     )
     ops = services.start("ops_api")
     procs = [ops] + [services.start(n) for n in ("risk", "execution", "signal", "market_data")]
-    url = re.search(r'"url": "(http://[^"]+)"', ops.logs()).group(1)
+    url = ops_api_url(ops)
     timeout_s = 10.0  # monitoring.heartbeat_timeout_s: older than this and a service counts as down
     last: dict[str, float] = {}
     worst: dict[str, float] = {}
@@ -184,7 +185,7 @@ async def test_a_storm_of_malformed_messages_stalls_no_heartbeat_and_not_the_kil
                 for name, svc in (await c.get("/health", timeout=5)).json()["services"].items():
                     if svc["heartbeat_age_s"] is not None:
                         seen_by_ops[name] = max(seen_by_ops.get(name, 0.0), svc["heartbeat_age_s"])
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.25)  # the watcher's poll interval
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
         watcher = asyncio.create_task(watch(c))

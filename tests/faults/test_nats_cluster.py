@@ -34,7 +34,8 @@ from libs.common.contracts import Fill, Heartbeat, RiskVerdict
 from libs.common.db import migrate
 from libs.common.metrics import ServiceMetrics
 from services.execution.core import client_order_id
-from tests.faults.support import (
+from tests.helpers import ServiceFactory, wait_until
+from tests.kit.execution import (
     BOOK_CONFIG,
     Acks,
     assert_one_order_per_verdict,
@@ -47,7 +48,6 @@ from tests.faults.support import (
     ticking,
     wait_books_agree,
 )
-from tests.helpers import ServiceFactory, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -128,7 +128,7 @@ async def move_leader(bus: Bus, stream: str, server: str) -> None:
                 json.dumps({"placement": {"preferred": server}}).encode(),
                 timeout=2,
             )
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # the election the step-down asked for takes a moment; then look again
         return await leader_of(bus, stream) == server
 
     await wait_until(there, timeout=30, interval=0.1, message=f"{stream} led by {server}")
@@ -179,7 +179,7 @@ async def _publish(bus: Bus, n: int, every_s: float, out: list[str], database_ur
         v = make_verdict("BUY" if i % 2 == 0 else "SELL", ttl_s=120, epoch_of=database_url)
         await publish_with_retry(bus, subjects.verdict(v.symbol), v)
         out.append(v.id)
-        await asyncio.sleep(every_s)
+        await asyncio.sleep(every_s)  # the stream's pace (the faults land in the middle of it)
 
 
 @contextlib.asynccontextmanager
@@ -197,7 +197,7 @@ async def supervised(factory: ServiceFactory) -> AsyncIterator[list[str]]:
                     # not waited for: a restart that dies again (its start-up can time out while the
                     # streams still elect) is seen on the next pass and restarted again, as compose does
                     await asyncio.to_thread(factory.start, p.name, wait=False)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the supervisor's pass interval (compose checks on its own period)
 
     task = asyncio.create_task(loop())
     try:

@@ -3,7 +3,6 @@ endpoint refuses a missing or wrong token; the audit table records every attempt
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -13,22 +12,15 @@ import httpx
 import psycopg
 import pytest
 
-from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN
+from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN, ops_api_url
 
 pytestmark = pytest.mark.faults
-
-
-def _api_url(proc) -> str:
-    m = re.search(r'"url": "(http://[^"]+)"', proc.logs())
-    assert m, proc.logs()[-2000:]
-    return m.group(1)
 
 
 @pytest.fixture
 def ops(services, tmp_path):
     services.configure(
         {
-            "ops_api": {"port": 0},
             "storage": {
                 "artifacts_dir": str(tmp_path / "artifacts"),
                 "backup": {"enabled": False, "dir": str(tmp_path / "backups")},
@@ -37,7 +29,7 @@ def ops(services, tmp_path):
     )
     for name in ("risk", "execution"):
         services.start(name)
-    return _api_url(services.start("ops_api"))
+    return ops_api_url(services.start("ops_api"))
 
 
 def _st() -> str:

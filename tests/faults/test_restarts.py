@@ -15,7 +15,8 @@ import random
 import pytest
 
 from libs.common import subjects
-from tests.faults.support import (
+from tests.helpers import wait_until
+from tests.kit.execution import (
     BOOK_CONFIG,
     EXECUTION_CONFIG,
     assert_one_order_per_verdict,
@@ -27,7 +28,6 @@ from tests.faults.support import (
     ticking,
     wait_books_agree,
 )
-from tests.helpers import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -42,7 +42,7 @@ async def _publish_stream(
         v = make_verdict("BUY" if i % 2 == 0 else "SELL", ttl_s=120, epoch_of=epoch_of)
         await publish_with_retry(bus, subjects.verdict(v.symbol), v)
         out.append(v.id)
-        await asyncio.sleep(every_s)
+        await asyncio.sleep(every_s)  # the stream's pace (the fault lands in the middle of it)
 
 
 async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(
@@ -55,7 +55,7 @@ async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(
 
     async def restart_nats() -> None:
         await asyncio.to_thread(own_nats.stop)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the outage's duration
         await asyncio.to_thread(own_nats.start)
 
     async with ticking(bus_own):
@@ -83,7 +83,7 @@ async def test_postgres_restart_mid_stream_sends_nothing_unjournaled_then_resume
 
     async def crash_postgres() -> None:
         await asyncio.to_thread(own_postgres.stop, "immediate")
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # the outage's duration
         await asyncio.to_thread(own_postgres.start)
 
     async with ticking(bus_own):
@@ -141,7 +141,7 @@ async def _kill_while_publishing(
         task = asyncio.create_task(
             _publish_stream(bus, per_round, 0.005, batch, fault_at=-1, fault=None, epoch_of=epoch_of)
         )
-        await asyncio.sleep(rng.uniform(0.02, 0.15))
+        await asyncio.sleep(rng.uniform(0.02, 0.15))  # the kill at a random moment inside the burst
         proc.kill()
         await task
         out += batch

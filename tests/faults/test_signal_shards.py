@@ -47,7 +47,6 @@ CONFIG = {
     },
     "execution": {"starting_balances": {"USDT": "1000000"}},
     "monitoring": {"heartbeat_timeout_s": 2.0},
-    "ops_api": {"port": 0},
 }
 
 
@@ -132,7 +131,7 @@ async def test_a_killed_signal_shard_holds_only_its_symbols_and_they_trade_again
     # -- shard 1 killed: BTC/USDT holds, ETH/USDT and XRP/USDT keep trading ---------------------------
     shard1.kill()  # SIGKILL: no goodbye, no drain
     killed_at = time.monotonic()
-    await asyncio.sleep(GRACE_S)
+    await asyncio.sleep(GRACE_S)  # the grace after which the dead shard's symbols may no longer be signalled
     mark, quiet_from = last_request_id(database_url), time.monotonic()
     await wait_until(
         lambda: all(requests_by_symbol(database_url, mark).get(s, 0) >= 2 for s in LIVE),

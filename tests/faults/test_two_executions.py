@@ -12,7 +12,8 @@ import pytest
 
 from libs.common import subjects
 from libs.common.contracts import Heartbeat
-from tests.faults.support import (
+from tests.helpers import wait_until
+from tests.kit.execution import (
     EXECUTION_CONFIG,
     assert_one_order_per_verdict,
     make_verdict,
@@ -20,7 +21,6 @@ from tests.faults.support import (
     query,
     ticking,
 )
-from tests.helpers import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -47,7 +47,7 @@ async def _publish(bus, n: int) -> list[str]:
         v = make_verdict("BUY" if i % 2 == 0 else "SELL")
         await bus.publish(subjects.verdict(v.symbol), v)
         out.append(v.id)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a stream of verdicts, not one burst
     return out
 
 

@@ -6,10 +6,8 @@ book's fills and execution's orders per signal (orders.signal_id is not unique).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import time
 from decimal import Decimal
 
 import pytest
@@ -18,9 +16,9 @@ from libs.common import subjects
 from libs.common.contracts import Heartbeat, RiskVerdict, Signal, utcnow
 from libs.common.writer_lock import lock_key
 from services.risk.shell import WRITER_LOCK_NAME
-from tests.faults.support import EXECUTION_CONFIG, query
-from tests.helpers import ServiceProcess, wait_until
-from tests.integration.risk_support import PRICES, RISK_TEST_CONFIG, Feeder
+from tests.helpers import ServiceProcess, verdicts_settled, wait_until, writer_of
+from tests.kit.execution import EXECUTION_CONFIG, query
+from tests.kit.risk import PRICES, RISK_TEST_CONFIG, Feeder
 
 pytestmark = pytest.mark.faults
 
@@ -38,19 +36,6 @@ CONFIG = {
         "order_fraction_of_equity": "0.001",
     },
 }
-
-
-def _instance(proc, timeout: float = 10.0) -> str:
-    """The process's instance id, from its start line (written just before its first heartbeat; under load the
-    line can reach the file a moment after the heartbeat reached us)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for line in proc.logs().splitlines():
-            if '"event": "started"' in line:
-                return json.loads(line)["instance"]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no start line in {proc.name}'s log")
-        time.sleep(0.05)
 
 
 async def _storm(bus, n: int, gap_s: float = 0.005, side: str = "BUY") -> list[Signal]:
@@ -71,7 +56,7 @@ async def _storm(bus, n: int, gap_s: float = 0.005, side: str = "BUY") -> list[S
         await bus.publish(subjects.signal(sym), s)
         await bus.publish(subjects.signal(sym), s)
         sigs.append(s)
-        await asyncio.sleep(gap_s)
+        await asyncio.sleep(gap_s)  # the storm's pace
     return sigs
 
 
@@ -115,10 +100,13 @@ async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal
 ):
     services.configure(CONFIG)
     first, second, verdicts = await _two_risks_and_execution(services, bus, tmp_path)
-    a, b = _instance(first), _instance(second)
+    a, b = first.instance, second.instance  # from their first heartbeats
     async with Feeder(bus):
-        await wait_until(lambda: '"writer lock acquired' in first.logs(), timeout=15, message="a risk writer")
-        assert '"writer lock acquired' not in second.logs(), "two risk instances took the writer lock"
+        await wait_until(
+            lambda: writer_of(database_url, "risk") is not None, timeout=15, message="a risk writer"
+        )
+        # one taking of the lock so far (epoch 1), by the first instance: the second never took it
+        assert writer_of(database_url, "risk") == (1, a), "two risk instances took the writer lock"
         # fresh data reaches the writer: wait for its first approval
         await wait_until(
             lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
@@ -137,7 +125,9 @@ async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal
         assert issuers == {a}, f"verdicts from {issuers}; only the writer {a} may decide (standby {b})"
         # the writer dies; the standby takes over (the lock's session ends with the process)
         first.kill()
-        await wait_until(lambda: '"writer lock acquired' in second.logs(), timeout=15, message="the takeover")
+        await wait_until(
+            lambda: writer_of(database_url, "risk") == (2, b), timeout=15, message="the takeover"
+        )
         during: list[Signal] = []  # unanswered while nobody holds the lock (fail closed), then answered by b
 
         async def approved_by_b() -> bool:
@@ -158,7 +148,8 @@ async def test_two_risk_instances_under_a_signal_storm_give_one_order_per_signal
             timeout=30,
             message="every approved signal journaled",
         )
-        await asyncio.sleep(1.0)  # let a second order of any signal, if one were coming, land
+        # every verdict out so far decided by execution (a second order of a signal would be journaled now)
+        await wait_until(lambda: verdicts_settled(bus), timeout=20, message="every verdict decided")
     per_signal = _per_signal(database_url)
     doubled = {s: r for s, r in per_signal.items() if r[0] > 1 or r[2] > r[3]}
     assert not doubled, f"signals that became more than one order (orders, fills, filled, qty): {doubled}"
@@ -172,7 +163,7 @@ async def test_a_paused_writer_whose_lock_was_taken_over_gets_no_approval_acted_
 ):
     services.configure({**CONFIG, "risk": {**CONFIG["risk"], "verdict_ttl_s": 5, "max_signal_age_s": 5}})
     first, second, verdicts = await _two_risks_and_execution(services, bus, tmp_path)
-    a, b = _instance(first), _instance(second)
+    a, b = first.instance, second.instance  # from their first heartbeats
     fenced_beats: dict[str, bool] = {}
 
     async def on_beat(hb: Heartbeat, subject: str) -> None:
@@ -200,7 +191,7 @@ async def test_a_paused_writer_whose_lock_was_taken_over_gets_no_approval_acted_
             assert len(pids) == 1
             query(database_url, "SELECT pg_terminate_backend(%s)", (pids[0][0],))
             await wait_until(
-                lambda: '"writer lock acquired' in second.logs(), timeout=15, message="the takeover"
+                lambda: writer_of(database_url, "risk") == (2, b), timeout=15, message="the takeover"
             )
             paused = await _storm(bus, 10)  # fresh signals queued at the paused old writer
         finally:

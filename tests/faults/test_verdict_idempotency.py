@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from libs.common import subjects
-from tests.faults.support import EXECUTION_CONFIG, make_verdict, orders_by_verdict, scalar, ticking
-from tests.helpers import wait_until
+from tests.helpers import tick_barrier, verdicts_settled, wait_until
+from tests.kit.execution import EXECUTION_CONFIG, make_verdict, orders_by_verdict, scalar, ticking
 
 pytestmark = pytest.mark.faults
 
@@ -17,7 +15,7 @@ async def test_same_verdict_many_ways_gives_one_order(services, bus, database_ur
     services.configure(EXECUTION_CONFIG)
     execution = services.start("execution")
     async with ticking(bus):
-        await asyncio.sleep(0.5)
+        await tick_barrier(bus, "execution")  # a tick is execution's newest before the verdict
         v = make_verdict()
         subject = subjects.verdict(v.symbol)
         payload = v.model_dump_json().encode()
@@ -36,7 +34,8 @@ async def test_same_verdict_many_ways_gives_one_order(services, bus, database_ur
         execution.stop()
         await bus.publish_raw(subject, payload, msg_id="replay-3")
         services.start("execution")
-        await asyncio.sleep(3)
+        # the redelivery decided (refused by the journal, acked) before we count
+        await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the redelivered verdict decided")
     assert orders_by_verdict(database_url) == {v.id: 1}
     assert scalar(database_url, "SELECT count(DISTINCT trade_id) FROM fills") == scalar(
         database_url, "SELECT count(*) FROM fills"

@@ -20,7 +20,10 @@ from libs.common import subjects
 from libs.common.contracts import OPEN_ORDER_STATUSES, AccountState, RiskVerdict, Signal
 from libs.common.settings.risk import RiskSettings
 from services.risk.shell import WRITER_CHECK_S
-from tests.faults.support import (
+from tests.faults.test_two_risks import CONFIG as TWO_RISKS_CONFIG
+from tests.faults.test_two_risks import _per_signal, _second, _storm
+from tests.helpers import ServiceProcess, verdicts_settled, wait_until
+from tests.kit.execution import (
     EXECUTION_CONFIG,
     assert_one_order_per_verdict,
     kill_switch,
@@ -31,10 +34,7 @@ from tests.faults.support import (
     scalar,
     ticking,
 )
-from tests.faults.test_two_risks import CONFIG as TWO_RISKS_CONFIG
-from tests.faults.test_two_risks import _instance, _per_signal, _second, _storm
-from tests.helpers import ServiceProcess, wait_until
-from tests.integration.risk_support import Feeder
+from tests.kit.risk import Feeder
 
 pytestmark = pytest.mark.faults
 
@@ -84,7 +84,7 @@ async def test_a_paused_risk_writer_is_replaced_and_fenced_once_it_resumes(
         verdicts.append(v)
 
     await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
-    a, b = _instance(first), _instance(second)
+    a, b = first.instance, second.instance  # from their first heartbeats
     async with Feeder(bus):
         await wait_until(
             lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
@@ -158,7 +158,8 @@ async def test_a_paused_risk_writer_is_replaced_and_fenced_once_it_resumes(
             timeout=20,
             message="every approval of the new writer journaled",
         )
-        await asyncio.sleep(1.0)  # let an order of the old writer's approvals, if one were coming, land
+        # every verdict out so far decided by execution (an order of the old writer's approvals would be now)
+        await wait_until(lambda: verdicts_settled(bus), timeout=20, message="every verdict decided")
     await wait_until(lambda: not first.alive, timeout=15, message="the fenced old writer stopping")
     # what the resumed writer approved itself: nothing, since it was paused far longer than its lock is
     # confirmed (LOCK_CONFIRM_MAX_S), so it asked the server before deciding the first queued signal
@@ -211,13 +212,20 @@ def _senders_since(database_url: str, since: datetime) -> dict[str, int]:
     )
 
 
+async def _delivered(bus, n: int) -> bool:
+    """Execution's verdict consumer has delivered everything (to the paused writer) and holds at least `n`
+    unacknowledged: the verdicts sit at a writer that cannot act on them yet."""
+    info = await bus.js.consumer_info("VERDICTS", "execution")
+    return info.num_pending == 0 and info.num_ack_pending >= n
+
+
 async def _publish(bus, n: int) -> list[str]:
     out = []
     for i in range(n):
         v = make_verdict("BUY" if i % 2 == 0 else "SELL")
         await bus.publish(subjects.verdict(v.symbol), v)
         out.append(v.id)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a stream of verdicts, not one burst
     return out
 
 
@@ -238,7 +246,7 @@ async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_r
     second = ServiceProcess("execution", services.env("execution"), tmp_path / "second").start()
     services.started.append(second)
     second.wait_started()
-    x, y = _instance(first), _instance(second)
+    x, y = first.instance, second.instance
     epoch_x = _epoch(database_url, "execution")
     assert epoch_x is not None and epoch_x[1] == x
     async with ticking(bus):
@@ -260,7 +268,9 @@ async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_r
             assert holder == y
             # verdicts delivered to the paused writer's consumer (its successor binds once it lets go)
             paused = await _publish(bus, 20)
-            await asyncio.sleep(0.5)
+            await wait_until(
+                lambda: _delivered(bus, len(paused)), timeout=10, message="the verdicts at the paused writer"
+            )
         finally:
             _cont(first)
         await wait_until(lambda: not first.alive, timeout=15, message="the deposed execution writer stopping")
@@ -270,10 +280,12 @@ async def test_a_paused_execution_writer_is_replaced_and_sends_nothing_once_it_r
             timeout=20,
             message="the new writer journaling later verdicts (positive control)",
         )
-        await asyncio.sleep(0.5)
+        # no wait here: the deposed writer has stopped (above), so nothing more can come from it; what it held
+        # unacknowledged is redelivered to the new writer only after ack_wait, and counted once at most below
     since = _senders_since(database_url, taken_at)
     assert since.get(x, 0) == 0, f"the deposed writer sent orders after the takeover: {since}"
     assert since.get(y, 0) > 0, f"the new writer sent nothing: {since}"
+    # the reason it stopped, as written for the operator (an assertion on the message, nothing waits on it)
     assert "is no longer current" in first.logs(), "the old writer never met the fence"
     assert not query(
         database_url,
@@ -306,7 +318,7 @@ async def test_the_kill_switch_and_the_account_carry_over_a_takeover_from_a_paus
 
     await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
     await bus.subscribe(subjects.account(), AccountState, on_account)
-    a, b = _instance(first), _instance(second)
+    a, b = first.instance, second.instance  # from their first heartbeats
     async with Feeder(bus):
         await wait_until(
             lambda: asyncio.ensure_future(_storm(bus, 1)) and any(v.approved for v in verdicts),
@@ -362,9 +374,7 @@ async def test_the_kill_switch_and_the_account_carry_over_a_takeover_from_a_paus
             taken_at = _epoch(database_url, "risk")[2]  # type: ignore[index]
         finally:
             _cont(first)
-        await wait_until(
-            lambda: '"risk ready"' in second.logs(), timeout=30, message="the new writer subscribed"
-        )
+        await second.wait_writer(bus, timeout=30)  # the new writer subscribed (its heartbeat's writer_epoch)
         seen = len(verdicts)
         engaged: list[Signal] = []
 

@@ -17,8 +17,8 @@ from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.errors import ConfigurationError
 from libs.common.metrics import ServiceMetrics
-from tests.faults.support import make_verdict
 from tests.helpers import wait_until
+from tests.kit.execution import make_verdict
 
 
 def _bus(url: str, name: str = "test") -> Bus:

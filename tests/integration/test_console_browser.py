@@ -34,7 +34,7 @@ FLAGS = [
 def suite(services, tmp_path):
     services.configure(
         {
-            "ops_api": {"port": 0, "auth_max_failures": 50},
+            "ops_api": {"auth_max_failures": 50},
             "storage": {
                 "artifacts_dir": str(tmp_path / "artifacts"),
                 "backup": {"enabled": False, "dir": str(tmp_path / "backups")},

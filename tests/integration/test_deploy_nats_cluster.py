@@ -17,7 +17,7 @@ from bnml.embedded import _venv_bin, free_port, wait_for_port
 from libs.common import subjects
 from libs.common.bus import Bus
 from libs.common.metrics import ServiceMetrics
-from tests.faults.support import make_verdict
+from tests.kit.execution import make_verdict
 from tests.unit.deploy.tooling import DEPLOY, nats_passwords, password_env, url_with_user
 
 CLUSTER_CONFIG = DEPLOY / "nats" / "cluster.conf"
@@ -65,7 +65,7 @@ def _start(tmp: Path, passwords: dict[str, str]) -> tuple[list[subprocess.Popen]
     deadline = time.monotonic() + 30
     while not all(_healthy(m) for m in monitors):  # JetStream's meta group has its leader
         assert time.monotonic() < deadline, "the cluster did not become healthy"
-        time.sleep(0.1)
+        time.sleep(0.1)  # a poll's interval
     return procs, ports, monitors
 
 

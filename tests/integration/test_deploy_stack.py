@@ -250,7 +250,7 @@ def wait_healthy(stack: Stack, timeout: float = 90.0) -> dict[str, str]:
             if res.returncode == 0:
                 pending.discard(svc)
         if pending:
-            time.sleep(0.5)
+            time.sleep(0.5)  # a poll's interval
     assert not pending, "unhealthy: " + "; ".join(
         f"{s}: {last.get(s)}\n{stack.log(s)[-1500:]}" for s in pending
     )
@@ -409,7 +409,7 @@ def prometheus(stack):
                 pytest.fail(
                     f"prometheus did not start:\n{(stack.tmp / 'prometheus.log').read_text()[-3000:]}"
                 )
-            time.sleep(0.2)
+            time.sleep(0.2)  # a poll's interval
     yield url
     proc.terminate()
     try:

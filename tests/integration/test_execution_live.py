@@ -3,7 +3,6 @@ every fault ends with exactly one order at the exchange per verdict, and never a
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -16,8 +15,8 @@ from libs.common import subjects
 from libs.common.contracts import Alert, KillSwitchAcknowledged, KillSwitchCommand, RiskVerdict, utcnow
 from services.execution.core import client_order_id
 from tests.fakes.binance import FakeBinance, make_exchange
-from tests.faults.support import stamp_risk_writer
-from tests.helpers import wait_until
+from tests.helpers import verdicts_settled, wait_until
+from tests.kit.execution import stamp_risk_writer
 
 pytestmark = pytest.mark.integration
 D = Decimal
@@ -211,7 +210,8 @@ async def test_kill_switch_cancels_every_open_order_at_the_exchange_and_refuses_
     assert status_of(database_url, client_order_id(resting.id)) == "CANCELLED"
     late = verdict()
     await bus.publish(subjects.verdict("BTC/USDT"), late)
-    await asyncio.sleep(1.5)
+    # decided (refused, acked) before we look; the resting order cancelled above is the control
+    await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the late verdict decided")
     assert status_of(database_url, client_order_id(late.id)) is None
     assert fake.orders_for(client_order_id(late.id)) == []
 
@@ -247,7 +247,8 @@ async def test_restart_between_journal_and_send_reconciles_without_duplicate(
     await wait_until(
         lambda: status_of(database_url, c1) == "REJECTED", timeout=30, message="the unsent one dropped"
     )
-    await asyncio.sleep(1.0)  # the redeliveries are handled by now (journal conflicts)
+    # the redeliveries handled (journal conflicts, acked) before we count
+    await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the redeliveries decided")
     assert len(fake.orders_for(c1)) == 0 and len(fake.orders_for(c2)) == 1
     assert rows(database_url, "SELECT count(*) AS n FROM fills WHERE client_order_id = %s", c2)[0]["n"] == 1
 

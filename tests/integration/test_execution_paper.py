@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -23,7 +22,14 @@ from libs.common.contracts import (
 )
 from libs.common.kill_switch import sign
 from services.execution.core import client_order_id
-from tests.helpers import RELEASE_KEY, publish_tick, wait_heartbeat, wait_until
+from tests.helpers import (
+    RELEASE_KEY,
+    publish_tick,
+    tick_barrier,
+    verdicts_settled,
+    wait_heartbeat,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 D = Decimal
@@ -85,7 +91,7 @@ async def test_approved_verdict_becomes_one_journaled_paper_fill_with_books_upda
     await bus.subscribe(subjects.ALL_FILLS, Fill, on_fill)
     await start_execution(services, bus)
     await send_tick(bus)
-    await asyncio.sleep(0.2)
+    await tick_barrier(bus, "execution")  # the tick is execution's newest before the verdict
     v = verdict()
     await bus.publish(subjects.verdict("BTC/USDT"), v)
     await wait_until(
@@ -106,7 +112,7 @@ async def test_approved_verdict_becomes_one_journaled_paper_fill_with_books_upda
 async def test_redelivered_or_republished_verdict_makes_one_order(services, database_url, bus):
     await start_execution(services, bus)
     await send_tick(bus)
-    await asyncio.sleep(0.2)
+    await tick_barrier(bus, "execution")  # the tick is execution's newest before the verdict
     v = verdict()
     await bus.publish(subjects.verdict("BTC/USDT"), v)
     # the same verdict again, under another Nats-Msg-Id so JetStream cannot drop it as a duplicate
@@ -141,7 +147,7 @@ async def test_expired_verdict_makes_no_order(services, database_url, bus):
 async def test_sell_beyond_holdings_is_rejected_with_reason(services, database_url, bus):
     await start_execution(services, bus)
     await send_tick(bus)
-    await asyncio.sleep(0.2)
+    await tick_barrier(bus, "execution")  # the tick is execution's newest before the verdict
     v = verdict(side="SELL", qty="1", limit="40000")
     await bus.publish(subjects.verdict("BTC/USDT"), v)
     await wait_until(
@@ -162,7 +168,7 @@ async def test_kill_switch_cancels_resting_limits_and_refuses_verdicts_after_it(
     await bus.subscribe(subjects.kill_switch_ack("execution"), KillSwitchAcknowledged, on_ack)
     await start_execution(services, bus, {"order_type": "limit"})
     await send_tick(bus, bid="50000", ask="50010")
-    await asyncio.sleep(0.2)
+    await tick_barrier(bus, "execution")  # the tick is execution's newest before the verdict
     resting = verdict(limit="49000")  # below the ask: rests
     await bus.publish(subjects.verdict("BTC/USDT"), resting)
     await wait_until(
@@ -184,7 +190,8 @@ async def test_kill_switch_cancels_resting_limits_and_refuses_verdicts_after_it(
     await bus.publish(subjects.verdict("BTC/USDT"), late)
     hb = await wait_heartbeat(bus, "execution")
     assert hb.status == "halted"
-    await asyncio.sleep(1.0)
+    # the late verdict decided (refused, acked) before we look; the resting order above is the control
+    await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the late verdict decided")
     assert one(database_url, "SELECT count(*) FROM orders WHERE verdict_id = %s", late.id) == 0
     assert one(database_url, "SELECT count(*) FROM fills") == 0
 
@@ -198,7 +205,7 @@ async def test_kill_switch_with_flatten_sells_the_position(services, database_ur
     await bus.subscribe(subjects.kill_switch_ack("execution"), KillSwitchAcknowledged, on_ack)
     await start_execution(services, bus)
     await send_tick(bus)
-    await asyncio.sleep(0.2)
+    await tick_barrier(bus, "execution")  # the tick is execution's newest before the verdict
     await bus.publish(subjects.verdict("BTC/USDT"), verdict(qty="0.02"))
     await wait_until(
         lambda: one(database_url, "SELECT count(*) FROM fills") == 1, timeout=20, message="a buy"
@@ -254,7 +261,7 @@ async def test_restart_between_journal_and_send_reconciles_without_duplicate(ser
 async def test_resting_paper_order_survives_a_restart_and_fills_after_it(services, database_url, bus):
     proc = await start_execution(services, bus, {"order_type": "limit"})
     await send_tick(bus, bid="50000", ask="50010")
-    await asyncio.sleep(0.2)
+    await tick_barrier(bus, "execution")  # the tick is execution's newest before the verdict
     await bus.publish(subjects.verdict("BTC/USDT"), verdict(qty="0.03", limit="49000"))
     await wait_until(
         lambda: one(database_url, "SELECT status FROM orders") == "ACCEPTED",
@@ -262,8 +269,7 @@ async def test_resting_paper_order_survives_a_restart_and_fills_after_it(service
         message="a resting limit order",
     )
     assert proc.stop() == 0
-    again = services.start("execution", wait=False)
-    await wait_until(lambda: again.logs().count('"event": "started"') == 2, timeout=30, message="restarted")
+    await services.start("execution").wait_writer(bus)  # this run's heartbeat as the writer taking verdicts
     await send_tick(bus, bid="48990", ask="48995", volume="0.01")  # crosses; volume allows 0.01 of 0.03
     await wait_until(
         lambda: one(database_url, "SELECT status FROM orders") == "PARTIALLY_FILLED",
@@ -299,8 +305,8 @@ async def test_two_instances_only_one_sends_and_the_standby_takes_over(services,
     first = services.start("execution")
     second = services.start("execution")
     await send_tick(bus)
-    await wait_until(
-        lambda: "standby" in second.logs(), timeout=20, message="the second instance standing by"
+    await second.wait_heartbeat(
+        bus, lambda hb: hb.detail.startswith("standby"), timeout=20, message="standing by"
     )
     await wait_until(lambda: len(beats) == 2, timeout=20, message="heartbeats from both instances")
     assert sorted(hb.detail.split(":")[0] for hb in beats.values()) == ["standby", "writer (paper)"]
@@ -312,9 +318,7 @@ async def test_two_instances_only_one_sends_and_the_standby_takes_over(services,
     senders = {r["sent_by"] for r in rows(database_url, "SELECT sent_by FROM orders")}
     assert len(senders) == 1
     first.kill()  # the writer dies; its lock session ends with it
-    await wait_until(
-        lambda: "writer lock acquired" in second.logs(), timeout=30, message="the standby taking over"
-    )
+    await second.wait_writer(bus, timeout=30)  # the standby taking over: its heartbeat as the writer
     await send_tick(bus)
     await bus.publish(subjects.verdict("BTC/USDT"), verdict())
     await wait_until(
@@ -337,7 +341,7 @@ async def test_kill_switch_during_an_in_flight_order_waits_for_it_then_confirms_
     await bus.subscribe(subjects.kill_switch_ack("execution"), KillSwitchAcknowledged, on_ack)
     await start_execution(services, bus, {"paper_latency_ms": 1500, "order_type": "limit"})
     await send_tick(bus, bid="50000", ask="50010")
-    await asyncio.sleep(0.2)
+    await tick_barrier(bus, "execution")  # the tick is execution's newest before the verdict
     in_flight, queued = verdict(limit="49000"), verdict(limit="49000")
     await bus.publish(subjects.verdict("BTC/USDT"), in_flight)
     await bus.publish(subjects.verdict("BTC/USDT"), queued)
@@ -355,7 +359,7 @@ async def test_kill_switch_during_an_in_flight_order_waits_for_it_then_confirms_
     # the in-flight limit order reached the book during the latency, and the sweep cancelled it
     assert ack.open_orders == 0
     assert one(database_url, "SELECT status FROM orders WHERE verdict_id = %s", in_flight.id) == "CANCELLED"
-    await asyncio.sleep(1.0)
+    await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the queued verdict decided")
     assert (
         one(
             database_url,

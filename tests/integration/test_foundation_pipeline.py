@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import psycopg
 import pytest
 
 from libs.common import subjects
 from libs.common.contracts import DeadLetter, KillSwitchAcknowledged, KillSwitchCommand, utcnow
-from tests.helpers import wait_heartbeat, wait_until
+from tests.helpers import verdicts_settled, wait_heartbeat, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +80,13 @@ async def test_kill_switch_stops_new_orders(services, database_url, bus):
     await wait_until(lambda: {"risk", "execution"} <= set(acks), message="acks from risk and execution")
     assert acks["execution"].command_id == cmd.id and acks["execution"].open_orders == 0
     after_ack = count(database_url, "SELECT count(*) FROM orders")
-    await asyncio.sleep(3)  # signals keep flowing; no order may be journaled
+    # signals keep flowing: risk refuses more of them (its heartbeat's total), execution decides what came out;
+    # then no order may have been journaled
+    refused = (await wait_heartbeat(bus, "risk")).counters.get("verdicts_refused", 0)
+    await wait_heartbeat(
+        bus, "risk", timeout=30, where=lambda hb: hb.counters.get("verdicts_refused", 0) > refused
+    )
+    await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the verdicts decided")
     assert count(database_url, "SELECT count(*) FROM orders") == after_ack
     assert count(database_url, "SELECT count(*) FROM kill_switch_audit WHERE action = 'engage'") == 1
 
@@ -94,7 +98,10 @@ async def test_service_started_after_engage_comes_up_halted(services, database_u
         services.start(name)
     hb = await wait_heartbeat(bus, "execution")
     assert hb.status == "halted"
-    await asyncio.sleep(3)
+    # signals flow and risk refuses them (its heartbeat's total); execution decides what came out
+    hb = await wait_heartbeat(
+        bus, "risk", timeout=30, where=lambda hb: hb.counters.get("verdicts_refused", 0) > 0
+    )
+    await wait_until(lambda: verdicts_settled(bus), timeout=20, message="the verdicts decided")
     assert count(database_url, "SELECT count(*) FROM orders") == 0
-    hb = await wait_heartbeat(bus, "risk")
     assert hb.status == "halted" and hb.counters.get("verdicts_refused", 0) > 0

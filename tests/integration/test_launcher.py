@@ -71,7 +71,7 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
             status = _status(tmp_path, env)
             if status and status["counts"]["fills"] > 0:
                 break
-            time.sleep(1)
+            time.sleep(1)  # a poll's interval
         assert status and status["counts"]["fills"] > 0, (tmp_path / "launcher.out").read_text()
         assert status["mode"] == "paper"
         assert status["model"]["version"].startswith("bootstrap-") and status["model"]["gate_passed"] is False
@@ -92,10 +92,14 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
         engaged = _bnml(tmp_path, "kill-switch", "engage", "--reason", "launcher test", env=env)
         assert engaged.returncode == 0, engaged.stderr
         assert json.loads(engaged.stdout)["missing"] == []
-        time.sleep(1.5)  # let in-flight counters reach Postgres
-        orders_after_engage = _status(tmp_path, env)["counts"]["orders"]
-        time.sleep(4)
-        status = _status(tmp_path, env)
+        # acknowledged by execution: what was in flight is journaled (it waits for it), nothing after it is sent
+        after = _status(tmp_path, env)["counts"]
+        orders_after_engage = after["orders"]
+        # signals keep flowing and risk refuses them (its heartbeat's total, in the status): then no new order
+        deadline = time.monotonic() + 60
+        while (status := _status(tmp_path, env))["counts"]["verdicts_refused"] <= after["verdicts_refused"]:
+            assert time.monotonic() < deadline, f"risk refused nothing after the engage: {status['counts']}"
+            time.sleep(0.5)  # a poll's interval
         assert status["kill_switch"]["engaged"] is True and status["trading_state"] == "HALTED"
         assert status["counts"]["orders"] == orders_after_engage
     finally:
@@ -114,7 +118,7 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
     # postgres daemonizes (not a descendant): look for anything still running on this test's data dir
-    time.sleep(1)
+    time.sleep(1)  # still a fixed wait: postgres (daemonized) finishing its shutdown
     leftovers = [
         p.info["cmdline"]
         for p in psutil.process_iter(["cmdline"])

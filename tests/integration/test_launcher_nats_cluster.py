@@ -64,7 +64,7 @@ def test_bnml_up_on_a_three_node_cluster(tmp_path):
             status = _status(tmp_path, env)
             if status and all(s["status"] == "ok" for s in status["services"].values()):
                 break
-            time.sleep(1)
+            time.sleep(1)  # a poll's interval
         assert status and status.get("nats_nodes"), (tmp_path / "launcher.out").read_text()
         nodes = status["nats_nodes"]
         assert len(nodes) == 3 and all(n["reachable"] for n in nodes), nodes
@@ -86,7 +86,7 @@ def test_bnml_up_on_a_three_node_cluster(tmp_path):
                     break
             except psutil.NoSuchProcess:
                 break
-            time.sleep(0.1)
+            time.sleep(0.1)  # a poll's interval
         human = _bnml(tmp_path, "status", env=env)
         assert f"nats node {nodes[2]['url']} DOWN" in human.stdout, human.stdout
     finally:
@@ -99,7 +99,7 @@ def test_bnml_up_on_a_three_node_cluster(tmp_path):
         out.close()
     assert code == 0, (tmp_path / "launcher.out").read_text()
     assert "embedded NATS cluster stopped" in (tmp_path / "launcher.out").read_text()
-    time.sleep(1)
+    time.sleep(1)  # still a fixed wait: postgres (daemonized) finishing its shutdown
     leftovers = [
         p.info["cmdline"]
         for p in psutil.process_iter(["cmdline"])

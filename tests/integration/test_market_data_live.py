@@ -138,7 +138,7 @@ async def test_universe_scan_then_websocket_then_rest_fallback_then_websocket_ag
     )
     await fake.wait_subscribed(f"{subjects.exchange_symbol(sym).lower()}@ticker", timeout=20)
     polls = len(_polls(fake))
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # a window longer than the poll interval: a poll would show in it
     assert len(_polls(fake)) <= polls + 1  # polling stopped once the socket was back
     assert md.alive
 

@@ -109,7 +109,12 @@ async def test_an_alert_reaches_the_webhook_and_the_mailbox_once_despite_duplica
         timeout=20,
         message="all three alerts recorded",
     )
-    await asyncio.sleep(1.0)  # let any (wrong) second delivery arrive before counting
+    # every alert's outcome marked, which ops_api does after its deliveries: any (wrong) second one is in
+    await wait_until(
+        lambda: one(database_url, "SELECT count(*) FROM alerts WHERE delivered <> 'pending'")[0][0] == 3,
+        timeout=20,
+        message="all three alerts decided",
+    )
     assert len(got) == 1 and len(inbox.messages) == 1
     assert "BTC/USDT stale" in got[0]["title"] and "SEV-2" in got[0]["title"]
     assert "no tick for 30 s" in inbox.messages[0]

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from services.ops_api.backup import BackupError, make_backup, restore
-from tests.helpers import OPERATOR_TOKEN, ROOT, VIEWER_TOKEN, wait_until, write_config
+from tests.helpers import OPERATOR_TOKEN, ROOT, VIEWER_TOKEN, ops_api_url, wait_until, write_config
 
 JOURNAL = (
     "SELECT * FROM orders ORDER BY client_order_id",
@@ -132,15 +132,14 @@ def test_a_backup_to_an_unwritable_place_fails_cleanly_without_raising(database_
 async def test_post_backup_needs_the_operator_and_records_the_run(services, database_url, tmp_path):
     services.configure(
         {
-            "ops_api": {"port": 0},
             "storage": {"backup": {"enabled": True, "interval_s": 86400, "dir": str(tmp_path / "backups")}},
         }
     )
     proc = services.start("ops_api")
-    url = re.search(r'"url": "(http://[^"]+)"', proc.logs()).group(1)
+    url = ops_api_url(proc)
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
 
-        async def accepting() -> bool:  # the URL is logged as the server starts
+        async def accepting() -> bool:  # started (its heartbeat) is not yet serving HTTP
             try:
                 await c.get("/health")
                 return True

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import psycopg
 import pytest
 
 from libs.common import subjects
 from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, utcnow
-from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN, wait_until
+from tests.helpers import OPERATOR_TOKEN, VIEWER_TOKEN, ops_api_url, wait_until
 
 OP = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 VIEW = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
-
-
-def api_url(proc) -> str:
-    m = re.search(r'"url": "(http://[^"]+)"', proc.logs())
-    assert m, proc.logs()[-2000:]
-    return m.group(1)
 
 
 def rows(url: str, sql: str, params=()) -> list[tuple]:
@@ -31,12 +23,12 @@ def rows(url: str, sql: str, params=()) -> list[tuple]:
 def ops(services, tmp_path):
     services.configure(
         {
-            "ops_api": {"port": 0, "auth_max_failures": 3, "auth_block_s": 30},
+            "ops_api": {"auth_max_failures": 3, "auth_block_s": 30},
             "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "backups")}},
         }
     )
     proc = services.start("ops_api")
-    return api_url(proc)
+    return ops_api_url(proc)
 
 
 async def test_status_keeps_the_interfaces_shape_and_needs_a_token(ops, bus):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -15,8 +14,8 @@ import psycopg
 from libs.common import subjects
 from libs.common.contracts import Alert, KillSwitchCommand, utcnow
 from libs.common.kill_switch import check_authority, read_standing, sign
-from tests.faults.support import EXECUTION_CONFIG, Acks, kill_switch, make_verdict, ticking
-from tests.helpers import OPERATOR_TOKEN, RELEASE_KEY, ROOT, VIEWER_TOKEN, wait_until
+from tests.helpers import OPERATOR_TOKEN, RELEASE_KEY, ROOT, VIEWER_TOKEN, ops_api_url, wait_until
+from tests.kit.execution import EXECUTION_CONFIG, Acks, kill_switch, make_verdict, ticking
 
 OP = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 VIEW = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
@@ -32,14 +31,14 @@ async def test_engage_over_http_is_acknowledged_by_risk_and_execution_and_releas
 ):
     services.configure(
         {
-            "ops_api": {"port": 0, "kill_switch_ack_timeout_s": 5},
+            "ops_api": {"kill_switch_ack_timeout_s": 5},
             "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "b")}},
         }
     )
     ops = services.start("ops_api")
     services.start("risk")
     execution = services.start("execution")
-    url = re.search(r'"url": "(http://[^"]+)"', ops.logs()).group(1)
+    url = ops_api_url(ops)
     async with httpx.AsyncClient(base_url=url, timeout=30) as c:
         await wait_until(
             lambda: _both_up(c), timeout=30, message="risk and execution heartbeats seen by ops_api"
@@ -99,14 +98,14 @@ async def _ops_risk_execution(services, tmp_path) -> str:
     services.configure(
         {
             **EXECUTION_CONFIG,
-            "ops_api": {"port": 0, "kill_switch_ack_timeout_s": 5},
+            "ops_api": {"kill_switch_ack_timeout_s": 5},
             "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "b")}},
         }
     )
     ops = services.start("ops_api")
     services.start("risk")
     services.start("execution")
-    return re.search(r'"url": "(http://[^"]+)"', ops.logs()).group(1)
+    return ops_api_url(ops)
 
 
 async def _alerts(bus) -> list[Alert]:

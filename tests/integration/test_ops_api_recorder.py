@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -23,7 +22,7 @@ from libs.common.contracts import (
     TradingStateChanged,
     utcnow,
 )
-from tests.helpers import ROOT, VIEWER_TOKEN, wait_until
+from tests.helpers import ROOT, VIEWER_TOKEN, ops_api_url, wait_until
 
 
 def q(url: str, sql: str, params=()):
@@ -36,13 +35,12 @@ async def test_bus_events_are_recorded_and_open_incidents_with_a_postmortem(
 ):
     services.configure(
         {
-            "ops_api": {"port": 0},
             "monitoring": {"incidents": {"order_loop_max_orders": 5, "order_loop_window_s": 60}},
             "storage": {"backup": {"enabled": False}},
         }
     )
     ops = services.start("ops_api")
-    url = re.search(r'"url": "(http://[^"]+)"', ops.logs()).group(1)
+    url = ops_api_url(ops)
     now = utcnow()
     for status in ("fresh", "stale", "stale", "fresh"):  # two transitions after the first status
         await bus.publish(
@@ -180,7 +178,7 @@ async def test_bus_events_are_recorded_and_open_incidents_with_a_postmortem(
 async def test_alerts_and_breakers_raised_while_ops_api_is_down_are_recorded_when_it_is_back(
     services, bus, database_url
 ):
-    services.configure({"ops_api": {"port": 0}, "storage": {"backup": {"enabled": False}}})
+    services.configure({"storage": {"backup": {"enabled": False}}})
     first = services.start("ops_api")
     first.stop()
     await bus.publish(

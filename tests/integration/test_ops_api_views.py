@@ -89,7 +89,7 @@ def write_book(url: str, last_prices: dict) -> None:
 def ops(services, tmp_path):
     services.configure(
         {
-            "ops_api": {"port": 0, "auth_max_failures": 50},
+            "ops_api": {"auth_max_failures": 50},
             "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "backups")}},
         }
     )
@@ -97,7 +97,7 @@ def ops(services, tmp_path):
 
 
 def serving(base: str, timeout: float = 15.0) -> str:
-    """The service logs its URL before uvicorn accepts: wait for /health to answer (a readiness condition)."""
+    """Started (its first heartbeat) comes before uvicorn accepts: wait for /health to answer (readiness)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -106,7 +106,7 @@ def serving(base: str, timeout: float = 15.0) -> str:
         except httpx.TransportError:
             if time.monotonic() > deadline:
                 raise
-        time.sleep(0.05)
+        time.sleep(0.05)  # a poll's interval
 
 
 @pytest.fixture
@@ -410,7 +410,7 @@ def trading(services, tmp_path):
     services.configure(
         {
             "symbols": ["BTC/USDT"],
-            "ops_api": {"port": 0, "auth_max_failures": 50},
+            "ops_api": {"auth_max_failures": 50},
             "risk": {"heartbeat_services": ["execution"], "cooldown_after_breaker_s": 0},
             "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "backups")}},
         }
@@ -440,7 +440,7 @@ async def test_pause_resume_and_exit_go_through_risk_and_are_audited(trading, bu
                     volume=Decimal("1"),
                 ),
             )
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # a price feed's pace
 
     await bus.subscribe(subjects.ALL_VERDICTS, RiskVerdict, on_verdict)
     feeder = asyncio.create_task(prices())
@@ -537,7 +537,6 @@ async def test_the_daily_dod_report_appears_without_any_command(services, tmp_pa
         )
     services.configure(
         {
-            "ops_api": {"port": 0},
             "monitoring": {"dod": {"deliver": True}},
             "storage": {"backup": {"enabled": False, "dir": str(tmp_path / "backups")}},
         }

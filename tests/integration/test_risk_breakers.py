@@ -12,7 +12,7 @@ from libs.common import subjects
 from libs.common.contracts import KillSwitchAcknowledged, KillSwitchCommand, utcnow
 from libs.common.kill_switch import sign
 from tests.helpers import RELEASE_KEY, wait_heartbeat, wait_until
-from tests.integration.risk_support import RISK_TEST_CONFIG, Collector, Feeder, count, fill, kv
+from tests.kit.risk import RISK_TEST_CONFIG, Collector, Feeder, count, fill, kv
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 from bnml.embedded import EmbeddedPostgres
 from tests.helpers import ServiceFactory, wait_heartbeat
-from tests.integration.risk_support import RISK_TEST_CONFIG, Collector, Feeder
+from tests.kit.risk import RISK_TEST_CONFIG, Collector, Feeder
 
 pytestmark = pytest.mark.integration
 

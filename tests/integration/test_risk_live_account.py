@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes.binance import FakeBinance
 from tests.helpers import wait_until
-from tests.integration.risk_support import RISK_TEST_CONFIG, Collector, Feeder, kv
+from tests.kit.risk import RISK_TEST_CONFIG, Collector, Feeder, kv
 
 pytestmark = pytest.mark.integration
 D = Decimal

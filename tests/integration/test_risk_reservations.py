@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers import wait_until
-from tests.integration.risk_support import RISK_TEST_CONFIG, Collector, Feeder, count
+from tests.kit.risk import RISK_TEST_CONFIG, Collector, Feeder, count
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +68,7 @@ async def test_five_resting_60_usdt_buys_never_hold_more_than_the_100_usdt_cap(s
         ]
         # risk restarts: the resting orders are reserved again from the journal (nothing in memory survives)
         risk.stop()
-        restarted = services.start("risk", wait=False)
-        await wait_until(
-            lambda: restarted.logs().count('"event": "risk ready"') >= 2, timeout=30, message="risk restarted"
-        )
+        await services.start("risk").wait_writer(bus)  # this run's heartbeat as the subscribed writer
         after = await seen.ask_until(  # past the start-up hold and the first fresh ticks: a sizing answer
             bus, lambda v: v.approved or "max_exposure_symbol" in v.reasons, timeout=20
         )

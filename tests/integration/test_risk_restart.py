@@ -16,7 +16,7 @@ from libs.common import subjects
 from libs.common.contracts import KillSwitchCommand, utcnow
 from libs.common.kill_switch import sign
 from tests.helpers import RELEASE_KEY, wait_heartbeat, wait_until
-from tests.integration.risk_support import RISK_TEST_CONFIG, Collector, Feeder, count, fill, kv
+from tests.kit.risk import RISK_TEST_CONFIG, Collector, Feeder, count, fill, kv
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +32,11 @@ def _bnml(cwd, env, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-async def restart(services) -> None:
-    """Start risk again and wait for this instance's own start (the log file is shared by both runs)."""
-    proc = services.start("risk", wait=False)
-    await wait_until(
-        lambda: proc.logs().count('"event": "started"') >= 2 or not proc.alive,
-        timeout=30,
-        message="risk restarted",
-    )
-    assert proc.alive, proc.logs()[-3000:]
+async def restart(services, bus) -> None:
+    """Start risk again and wait until this instance (not the last run: `ServiceProcess._mine`) heartbeats as
+    the writer taking work."""
+    proc = services.start("risk")
+    await proc.wait_writer(bus)
 
 
 async def test_restarted_risk_comes_back_with_its_breakers_budgets_and_positions(
@@ -69,7 +65,7 @@ async def test_restarted_risk_comes_back_with_its_breakers_budgets_and_positions
         # a fill while risk is down: kept by JetStream, applied once when risk returns
         late = fill("ETH/USDT", "SELL", "0.01", "3000", 4)
         await bus.publish(subjects.fill(late.symbol), late)
-        await restart(services)
+        await restart(services, bus)
         buy = await seen.ask(bus, "ETH/USDT", "BUY")
         assert not buy.approved and "trading_reducing" in buy.reasons
         await wait_until(
@@ -114,7 +110,7 @@ async def test_kill_switch_engaged_while_risk_is_down_is_honoured_when_it_return
             ts=utcnow(), action="engage", reason="engaged while risk was down", actor="test"
         )
         await bus.publish(subjects.kill_switch(), cmd)
-        await restart(services)
+        await restart(services, bus)
         hb = await wait_heartbeat(bus, "risk")
         assert hb.status == "halted"
         v = await seen.ask(bus)

@@ -269,7 +269,10 @@ async def test_live_mode_never_bootstraps_holds_with_a_sev2_and_serves_only_a_ga
     # gated, but trained (today) on data that ends in 2022: served, and never a BUY (SELL = exit only)
     _gated_copy(models, boot, "gated-2022", "AAA/USDT", data_end=datetime(2022, 10, 31, 23, tzinfo=UTC))
     set_current(models, "gated-2022")
-    await wait_until(lambda: "gated-2022" in svc.logs(), timeout=15, message="the 2022 model loaded")
+    # loaded: the process serves it (its heartbeat's model), not a log line naming it
+    await wait_heartbeat(
+        bus, "signal", timeout=15, where=lambda hb: (hb.model or {}).get("version") == "gated-2022"
+    )
     old = _candles("AAA/USDT", 150, seed=4, start=200)
 
     async def expired():
@@ -284,7 +287,10 @@ async def test_live_mode_never_bootstraps_holds_with_a_sev2_and_serves_only_a_ga
     # control: the same artefact on data that ends now is served, and BUYs
     _gated_copy(models, boot, "gated-v1", "AAA/USDT")
     set_current(models, "gated-v1")
-    await wait_until(lambda: "gated-v1" in svc.logs(), timeout=15, message="the gated model loaded")
+    # loaded: the process serves it (its heartbeat's model), not a log line naming it
+    await wait_heartbeat(
+        bus, "signal", timeout=15, where=lambda hb: (hb.model or {}).get("version") == "gated-v1"
+    )
     burst = _candles("AAA/USDT", 150, seed=4, start=400)
 
     async def decided():

@@ -11,8 +11,8 @@ import pytest
 from libs.common import subjects
 from libs.common.contracts import RiskVerdict, Tick
 from services.execution.shell import ExecutionService
-from tests.faults.support import EXECUTION_CONFIG, PRICE, QTY, SYMBOL, query
 from tests.helpers import publish_tick, wait_until
+from tests.kit.execution import EXECUTION_CONFIG, PRICE, QTY, SYMBOL, query
 from tests.kit.harness import Shell, in_process
 
 pytestmark = pytest.mark.integration  # on this test's NATS and Postgres

@@ -39,6 +39,12 @@ class Heartbeat(Message):
     shard: ShardInfo | None = Field(
         default=None, description="signal and market_data: the shard this instance owns"
     )
+    writer_epoch: int | None = Field(
+        default=None,
+        description="risk and execution: the single-writer epoch this instance decides (risk) or sends "
+        "(execution) under, once it takes work (subscribed, its consumers bound); null on a standby, a "
+        "writer still starting or one that lost its lock",
+    )
 
 
 class Alert(Message):

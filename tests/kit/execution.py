@@ -1,4 +1,6 @@
-"""What the fault scenarios share: verdicts and ticks as risk and market_data would send them, journal queries."""
+"""Builders for the tests that drive execution (fault scenarios, live and cluster tests): verdicts and ticks as
+risk and market_data would send them, kill-switch commands and their acks, journal queries, risk's book
+against the journal."""
 
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def _current_risk_epoch(database_url: str, timeout_s: float = 30.0) -> int:
             return int(row[0])
         if time.monotonic() > deadline:
             raise AssertionError(f"no risk writer took the lock within {timeout_s}s (writer_epochs is empty)")
-        time.sleep(0.05)
+        time.sleep(0.05)  # a poll's interval (this waits on the table, not on time)
 
 
 def stamp_risk_writer(database_url: str) -> int:
@@ -110,7 +112,7 @@ async def publish_with_retry(bus: Bus, subject: str, msg, attempts: int = 100) -
             await bus.publish(subject, msg, timeout=1.0)
             return
         except Exception:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # a retry's back-off while the server is away
     raise AssertionError(f"could not publish {msg.id} on {subject}")
 
 
@@ -123,7 +125,7 @@ async def ticking(bus: Bus, symbol: str = SYMBOL, every_s: float = 0.1):
             with contextlib.suppress(Exception):
                 if bus.connected:
                     await publish_tick(bus, make_tick(symbol))
-            await asyncio.sleep(every_s)
+            await asyncio.sleep(every_s)  # a price feed's pace
 
     task = asyncio.create_task(loop())
     try:

@@ -1,5 +1,5 @@
-"""Shared bits for the risk integration tests: a feeder of fresh market data and heartbeats, and a
-collector of what risk publishes."""
+"""Builders for the risk tests (integration and faults): a feeder of fresh market data and heartbeats, as
+market_data and execution would send them; a collector of what risk publishes; fills; kv_state reads."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class Feeder:
                         volume=Decimal("1"),
                     ),
                 )
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # the feed's pace (fresh within risk's stale_after_s)
 
     async def __aenter__(self) -> Feeder:
         self.task = asyncio.create_task(self._run())
@@ -117,7 +117,7 @@ class Collector:
                 return v
             if loop.time() > deadline:
                 raise AssertionError(f"no matching verdict; last: approved={v.approved} reasons={v.reasons}")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # between asks (each waits for its own verdict)
 
 
 def fill(symbol: str, side: str, qty: str, price: str, n: int) -> Fill:
