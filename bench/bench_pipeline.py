@@ -35,7 +35,7 @@ import psutil
 import psycopg
 import yaml
 
-from bench.stack import embedded_stack, fresh_db, wait_heartbeat
+from bench.stack import embedded_stack, fresh_db, settle, source_finished, wait_heartbeat
 from bnml.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -423,18 +423,6 @@ async def _signal_lags(nats_url: str, seconds: float, warmup_s: float) -> list[f
     return lags
 
 
-def _wait_log(path: Path, needle: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = path.read_text(errors="replace") if path.exists() else ""
-        if needle in text:
-            return text
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"{path.name}: no {needle!r} after {timeout}s: {path.read_text()[-1500:] if path.exists() else ''}"
-    )
-
-
 RATE_REACHED = 0.95  # a step counts only if market_data really sent at (nearly) its rate
 INGEST_RATES = (
     2000,
@@ -459,7 +447,6 @@ def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: flo
     market_data publishes a fixed number of steps (synthetic `max_steps`) once the consumers are up, so
     what it published and what signal received are both final when compared.
     """
-    import json
 
     out: dict[str, float] = {}
     best = misses = 0
@@ -494,13 +481,12 @@ def ingest(tmp: Path, pg: EmbeddedPostgres, rates: tuple[int, ...], seconds: flo
             lags = asyncio.run(_signal_lags(ns.url, seconds, warmup_s=2))
             cpu = {n: w.cpu_percent(None) for n, w in watched.items()}
             rss = {n: psutil.Process(p.pid).memory_info().rss / (1 << 20) for n, p in procs.items()}
-            text = _wait_log(step / "market_data.log", '"event": "source finished"', 60)
-            done = [json.loads(ln) for ln in text.splitlines() if '"source finished"' in ln][-1]
-            published = float(done["ticks"])
+            published, elapsed_s, _ = source_finished(
+                ns.url, since, proc=procs["market_data"], log=step / "market_data.log", timeout=60
+            )
             # the rate market_data really sent at (it falls behind, rather than bursting, when it cannot keep up)
-            achieved = published / done["elapsed_s"] if done.get("elapsed_s") else float("nan")
-            time.sleep(2)  # let the consumers drain
-            received = scrape("signal", "bnml_signal_ticks_received_total")
+            achieved = published / elapsed_s if elapsed_s else float("nan")
+            received = settle(lambda: scrape("signal", "bnml_signal_ticks_received_total"), published)
         finally:
             for p in procs.values():
                 if p.poll() is None:

@@ -24,8 +24,6 @@ cores: the figures say what this machine allows, not what N machines would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -38,7 +36,7 @@ import nats
 import psutil
 import yaml
 
-from bench.stack import wait_heartbeat
+from bench.stack import settle, source_finished, wait_heartbeat
 from bnml.embedded import EmbeddedNats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,20 +96,6 @@ def _start(name: str, log: Path, env: dict[str, str]) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT
         )
-
-
-def _wait_log(path: Path, needle: str, timeout: float) -> dict:
-    """The first JSON log line containing `needle`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in (path.read_text(errors="replace") if path.exists() else "").splitlines():
-            if needle in line:
-                with contextlib.suppress(ValueError):
-                    return json.loads(line)
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"{path.name}: no {needle!r} after {timeout}s: {path.read_text()[-1500:] if path.exists() else ''}"
-    )
 
 
 def _scrape(port: int, metric: str) -> float:
@@ -189,8 +173,11 @@ def step(
         cpu0 = {n: _cpu_s(w) for n, w in watched.items()}
         t0 = time.monotonic()
         lags = asyncio.run(_signal_lags(url, seconds, warmup_s=2))
-        done = _wait_log(d / "market_data.log", '"event": "source finished"', 120)
-        time.sleep(2)  # let the shards drain
+        published, elapsed_s, _ = source_finished(
+            url, since, proc=procs["market_data"], log=d / "market_data.log"
+        )
+        # the shards together have every tick sent (or the loss is what never came after 5 s)
+        settle(lambda: sum(_scrape(ports[n], "bnml_signal_ticks_received_total") for n in ports), published)
         wall = time.monotonic() - t0
         cpu = {n: _cpu_s(w) - cpu0[n] for n, w in watched.items()}
         received = {n: _scrape(ports[n], "bnml_signal_ticks_received_total") for n in ports}
@@ -205,8 +192,7 @@ def step(
                 p.kill()
         if ns is not None:
             ns.stop()
-    published = float(done["ticks"])
-    achieved = published / done["elapsed_s"] if done.get("elapsed_s") else float("nan")
+    achieved = published / elapsed_s if elapsed_s else float("nan")
     got = sum(received.values())
     sig_cpu = sum(v for n, v in cpu.items() if n.startswith("signal"))
     tag = f"shards_{shards}_{rate}"

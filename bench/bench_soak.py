@@ -7,14 +7,13 @@ service (from their own /metrics), and the DLQ count. Target: no loss, RSS growt
 
 from __future__ import annotations
 
-import json
 import time
 
 import psutil
 import yaml
 
-from bench.bench_pipeline import _wait_log, scrape, start_suite, suite_config
-from bench.stack import embedded_stack, wait_heartbeat
+from bench.bench_pipeline import scrape, start_suite, suite_config
+from bench.stack import embedded_stack, settle, source_finished, wait_heartbeat
 
 NAMES = ("ops_api", "risk", "execution", "signal", "market_data")
 RATE = 4000  # ticks/s over 20 symbols
@@ -65,11 +64,8 @@ def run(quick: bool = False) -> dict[str, float]:
             time.sleep(soak_s)
             rss1 = {n: w.memory_info().rss / (1 << 20) for n, w in watched.items()}
             alive = all(p.poll() is None for p in procs)
-            text = _wait_log(tmp / "market_data.log", '"event": "source finished"', 120)
-            md_out = float(
-                [json.loads(ln) for ln in text.splitlines() if '"source finished"' in ln][-1]["ticks"]
-            )
-            time.sleep(3)  # let the consumers drain
+            md_out, _, _ = source_finished(st.ns.url, since, proc=procs[-1], log=tmp / "market_data.log")
+            settle(lambda: _counts()["signal_ticks_in"], md_out, timeout=10)  # signal has every tick sent
             c1 = _counts()
         finally:
             for p in procs:

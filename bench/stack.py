@@ -167,3 +167,35 @@ def wait_heartbeat(
         tail = log.read_text(errors="replace")[-1500:] if log is not None and log.exists() else ""
         raise RuntimeError(f"{service}: no heartbeat {why or f'in {timeout}s'}: {tail}")
     return hb
+
+
+def source_finished(
+    nats_url: str, since: float, *, proc=None, log: Path | None = None, timeout: float = 120.0
+):
+    """(ticks, elapsed_s, skipped_steps) of the market_data launched at `since`, once its source has finished:
+    read from its heartbeat's counters on the bus (`source_finished`, `source_ticks`, `source_elapsed_ms`,
+    `source_skipped_steps`), not from its log."""
+    hb = wait_heartbeat(
+        nats_url,
+        "market_data",
+        since,
+        where=lambda h: bool(h.get("counters", {}).get("source_finished")),
+        proc=proc,
+        log=log,
+        timeout=timeout,
+    )
+    c = hb["counters"]
+    return float(c["source_ticks"]), c["source_elapsed_ms"] / 1000, int(c.get("source_skipped_steps", 0))
+
+
+def settle(read, target: float, timeout: float = 5.0, interval: float = 0.1) -> float:
+    """`read()` once it reaches `target` (every tick sent has been received), or its value after `timeout`
+    (what never arrived is the loss the benchmark reports): a wait on the effect, not a fixed drain."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    value = read()
+    while value < target and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = read()
+    return value

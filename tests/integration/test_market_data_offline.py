@@ -225,3 +225,26 @@ async def test_publisher_survives_a_nats_restart_and_resumes(services, bus, nats
     n = rec.n_ticks()
     await wait_until(lambda: rec.n_ticks() >= n + 30, timeout=30, message="ticks after the restart")
     assert md.alive
+
+
+async def test_a_finished_synthetic_source_reports_its_figures_in_the_heartbeat(services, bus):
+    """What the benchmarks read on the bus instead of the log: once a finite synthetic source has sent its
+    steps, every heartbeat's counters say so, with the ticks it sent and the time it took; not before."""
+    rec = await Recorder().attach(bus)
+    steps = 120  # three seconds at 40 steps a second: heartbeats (every second) come while it runs
+    md = dict(SYNTH["market_data"], synthetic={"ticks_per_s": 40, "seed": 123, "max_steps": steps})
+    services.configure({**SYNTH, "market_data": md})
+    services.start("market_data")
+    running = await wait_heartbeat(bus, "market_data", timeout=30)
+    assert not running.counters.get("source_finished"), running.counters
+    hb = await wait_heartbeat(
+        bus, "market_data", where=lambda h: h.counters.get("source_finished"), timeout=30
+    )
+    symbols = SYNTH["symbols"]
+    sent = len(symbols) * steps  # a tick of each symbol per step
+    assert hb.counters["source_ticks"] == sent
+    assert hb.counters["source_skipped_steps"] == 0
+    # 120 steps at 40 a second: about three seconds, as the source itself measured them
+    assert 2_500 <= hb.counters["source_elapsed_ms"] <= 30_000, hb.counters
+    await _tick_barrier(bus, rec)
+    assert sum(len(rec.ticks[s]) for s in symbols) == sent  # the ticks it counted are the ones on the bus
