@@ -304,6 +304,25 @@ def free_tcp_port() -> int:
     return free_port()
 
 
+def processes_left_on(path, timeout: float = 10.0) -> list[list[str]]:
+    """The command lines of processes still running on `path` (a test's directory: postgres daemonizes, so
+    it is not a descendant to wait for), once they have had `timeout` to finish their shutdown (a fast
+    shutdown takes well under a second): [] when nothing is left."""
+    import psutil
+
+    def left() -> list[list[str]]:
+        return [
+            p.info["cmdline"]
+            for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and any(str(path) in part for part in p.info["cmdline"])
+        ]
+
+    deadline = time.monotonic() + timeout
+    while (found := left()) and time.monotonic() < deadline:
+        time.sleep(0.1)  # a poll's interval
+    return found
+
+
 async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
     """Poll `predicate` (sync or async) until truthy; fail the test with `message` after `timeout`."""
     deadline = time.monotonic() + timeout

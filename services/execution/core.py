@@ -167,4 +167,4 @@ def status_from_exchange(ccxt_status: str | None, filled: Decimal, amount: Decim
 # -- retry timing for unknown outcomes --------------------------------------------------------------
 def backoff_s(attempt: int, *, first: float = 0.25, cap: float = 5.0) -> float:
     """Exponential backoff: 0.25, 0.5, 1, 2, 4, cap, cap, ..."""
-    return min(cap, first * (2 ** max(0, attempt)))
+    return min(cap, first * 2.0 ** max(0, attempt))

@@ -19,6 +19,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from libs.common.db import DictConnection, Pool
 from libs.common.errors import ConfigurationError
 from libs.common.writer_lock import LockLostError
 from services.execution.core import OPEN_STATUSES
@@ -123,8 +124,15 @@ _EPOCH_GUARD = (
 )
 
 
+def _one(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """The row a statement that always answers one (an aggregate, a CTE's final SELECT) answered."""
+    if row is None:
+        raise RuntimeError(f"{what}: the statement answered no row")
+    return row
+
+
 class Journal:
-    def __init__(self, pool, mode: str, epoch: int | None = None):
+    def __init__(self, pool: Pool, mode: str, epoch: int | None = None):
         self.pool = pool
         self.mode = mode
         # this writer's execution epoch (None: unfenced, for tools and tests that write without the lock)
@@ -138,7 +146,7 @@ class Journal:
             "took the writer lock; journaling (and sending) nothing"
         )
 
-    async def _check_epoch(self, conn) -> None:
+    async def _check_epoch(self, conn: DictConnection) -> None:
         """For a write that found nothing to change: was it the fence?"""
         if self.epoch is None:
             return
@@ -178,6 +186,7 @@ class Journal:
                     },
                 )
             ).fetchone()
+        row = _one(row, "insert_order")
         if not row["exec_ok"]:
             raise self._deposed()
         if row["inserted"]:
@@ -206,7 +215,7 @@ class Journal:
         exchange_order_id: str | None = None,
         filled: Decimal | None = None,
         average_price: Decimal | None = None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "UPDATE orders SET status = %(status)s, reason = COALESCE(%(reason)s, reason),"
@@ -254,7 +263,7 @@ class Journal:
                     (list(OPEN_STATUSES), self.mode),
                 )
             ).fetchone()
-        return int(row["n"])
+        return int(_one(row, "count_open")["n"])
 
     async def known_trade_ids(self, exchange: str, coids: list[str]) -> set[str]:
         async with self.pool.connection() as conn:
@@ -368,7 +377,9 @@ class Journal:
             "epoch": self.epoch,
         }
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(_ORDER_UPDATE_SQL, params)).fetchone()
+            row = _one(
+                await (await conn.execute(_ORDER_UPDATE_SQL, params)).fetchone(), "commit_order_update"
+            )
         if not row.pop("epoch_ok"):
             raise self._deposed()
         new_ids = set(row.pop("inserted_trade_ids") or ())
@@ -382,7 +393,9 @@ class Journal:
             )  # the transaction's first statement; a successor's bump waits on no lock
             await self._write_books(conn, ledger, symbols, assets)
 
-    async def _write_books(self, conn, ledger: Ledger, symbols: set[str], assets: set[str]) -> None:
+    async def _write_books(
+        self, conn: DictConnection, ledger: Ledger, symbols: set[str], assets: set[str]
+    ) -> None:
         for symbol in symbols:
             p = ledger.position(symbol)
             await conn.execute(

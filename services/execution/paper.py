@@ -9,10 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from services.execution.ledger import ZERO, FillAccounting, Ledger, split_symbol
 from services.execution.records import FillRow
+
+if TYPE_CHECKING:
+    from libs.common.markets import Markets
 
 Q8 = Decimal("0.00000001")
 BNB_DISCOUNT = Decimal("0.75")
@@ -77,7 +80,7 @@ def _no_rounding(symbol: str, price: Decimal, side: str) -> Decimal:
     return price.quantize(Q8, rounding=ROUND_HALF_UP)
 
 
-def exchange_rounder(markets) -> PriceRounder:
+def exchange_rounder(markets: Markets | None) -> PriceRounder:
     """Paper fill prices land on the exchange's tick, rounded against us (a BUY up, a SELL down); a symbol
     without filters (or no filters loaded) rounds to 8 decimals."""
     from libs.common.markets import UnknownMarketError

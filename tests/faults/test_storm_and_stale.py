@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from decimal import Decimal
@@ -45,6 +46,38 @@ def _signal(symbol: str, price: Decimal, side: str = "BUY") -> Signal:
     )
 
 
+async def _until_risk_approves(bus, price: Decimal, verdicts: list[RiskVerdict]) -> None:
+    """Readiness for the storm: a probe BUY, sent again every half second, until risk approves one (it has
+    the market's heartbeats and a fresh price); then the storm starts with risk able to approve."""
+    probes: set[str] = set()
+    deadline = asyncio.get_running_loop().time() + 30
+    while not any(v.approved and v.signal_id in probes for v in verdicts):
+        assert asyncio.get_running_loop().time() < deadline, "risk approved no probe in 30 s"
+        probe = _signal("BTC/USDT", price, "BUY")
+        probes.add(probe.id)
+        await bus.publish(subjects.signal("BTC/USDT"), probe)
+        with contextlib.suppress(AssertionError):  # no verdict for this probe in 5 s: the next one
+            await wait_until(
+                lambda p=probe: any(v.signal_id == p.id for v in verdicts), timeout=5, message="a probe"
+            )
+        if not any(v.approved and v.signal_id in probes for v in verdicts):
+            await asyncio.sleep(0.5)  # a poll's interval: the next probe
+
+
+async def _marker_verdict(bus, price: Decimal, verdicts: list[RiskVerdict]) -> None:
+    """A marker signal's verdict seen (a new marker every 5 s: a core-NATS message dropped in the storm's
+    wake is not waited for forever)."""
+    for _ in range(6):
+        marker = _signal("ETH/USDT", price, "SELL")
+        await bus.publish(subjects.signal("ETH/USDT"), marker)
+        with contextlib.suppress(AssertionError):  # wait_until's timeout: send a new marker
+            await wait_until(
+                lambda m=marker: any(v.signal_id == m.id for v in verdicts), timeout=5, message="a marker"
+            )
+            return
+    raise AssertionError("no marker's verdict in 30 s")
+
+
 async def _collect(bus, subject: str, model):
     out: list = []
 
@@ -62,21 +95,21 @@ async def test_signal_storm_is_throttled_below_binance_limits_and_trips_sev1(ser
     verdicts = await _collect(bus, subjects.ALL_VERDICTS, RiskVerdict)
     alerts = await _collect(bus, subjects.alert("SEV-1"), Alert)
     trips = await _collect(bus, subjects.breaker_tripped(), BreakerTripped)
-    await asyncio.sleep(2)  # let risk see heartbeats and fresh data
+    await _until_risk_approves(bus, price, verdicts)  # risk has seen heartbeats and a fresh price
     started = asyncio.get_running_loop().time()
-    sent = 0
+    storm: set[str] = set()
     while asyncio.get_running_loop().time() - started < 2.0:  # a few thousand signals per second
         for _ in range(200):
-            await bus.publish(
-                subjects.signal("BTC/USDT"), _signal("BTC/USDT", price, "BUY" if sent % 2 else "SELL")
-            )
-            sent += 1
+            sig = _signal("BTC/USDT", price, "BUY" if len(storm) % 2 else "SELL")
+            await bus.publish(subjects.signal("BTC/USDT"), sig)
+            storm.add(sig.id)
         await asyncio.sleep(0.01)  # the storm's pace: bursts of 200, a few thousand per second
     await wait_until(lambda: alerts, timeout=20, message="a SEV-1 alert for the order loop")
-    # still a fixed wait (a marker does not work here: not every signal of the storm gets its verdict seen
-    # here, so "a verdict for each" never comes): let the last verdicts land before the approvals are counted
-    await asyncio.sleep(1)
-    approved = [v for v in verdicts if v.approved]
+    # risk decides signals one at a time in arrival order: once a marker sent after the storm has its
+    # verdict, every verdict risk gave the storm has been published before it (those it gave at all)
+    await _marker_verdict(bus, price, verdicts)
+    approved = [v for v in verdicts if v.approved and v.signal_id in storm]
+    sent = len(storm)
     assert sent >= 2000
     assert len(approved) <= BINANCE_ORDERS_PER_10S, f"{len(approved)} approvals in a storm"
     assert trips, "no breaker tripped"

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, processes_left_on
 
 # `bnml up` binds the default ports (API 8000, metrics 9101-9105, Postgres 5433): the `default_ports` fixture
 # lets one such test run at a time across the xdist workers of `make test`.
@@ -117,12 +117,8 @@ def test_bnml_up_trades_on_paper_obeys_kill_switch_and_stops_clean(tmp_path):
     )  # the status line, plain when not a terminal
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
-    # postgres daemonizes (not a descendant): look for anything still running on this test's data dir
-    time.sleep(1)  # still a fixed wait: postgres (daemonized) finishing its shutdown
-    leftovers = [
-        p.info["cmdline"]
-        for p in psutil.process_iter(["cmdline"])
-        if p.info["cmdline"] and any(str(tmp_path) in part for part in p.info["cmdline"])
-    ]
+
+    # postgres daemonizes (not a descendant): anything still running on this test's data dir
+    leftovers = processes_left_on(tmp_path)
     assert not leftovers, f"left behind: {leftovers}"
     assert _status(tmp_path, env) is None  # no running suite any more: status exits non-zero

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from libs.common.bus import Bus
 from libs.common.metrics import ServiceMetrics
-from tests.helpers import ROOT
+from tests.helpers import ROOT, processes_left_on
 from tests.integration.test_launcher import _bnml, _status
 
 # `bnml up` binds the default ports (API 8000, metrics 9101-9105, Postgres 5433): the `default_ports` fixture
@@ -99,10 +99,5 @@ def test_bnml_up_on_a_three_node_cluster(tmp_path):
         out.close()
     assert code == 0, (tmp_path / "launcher.out").read_text()
     assert "embedded NATS cluster stopped" in (tmp_path / "launcher.out").read_text()
-    time.sleep(1)  # still a fixed wait: postgres (daemonized) finishing its shutdown
-    leftovers = [
-        p.info["cmdline"]
-        for p in psutil.process_iter(["cmdline"])
-        if p.info["cmdline"] and any(str(tmp_path) in part for part in p.info["cmdline"])
-    ]
+    leftovers = processes_left_on(tmp_path)  # postgres daemonizes: not a descendant
     assert not leftovers, f"left behind: {leftovers}"
