@@ -225,20 +225,9 @@ class Bus:
                 description=spec.description,
                 num_replicas=want,
             )
-            try:
-                info = await self._stream_info(spec.name)
-            except NotFoundError:
-                try:
-                    await self.js.add_stream(config)
-                    # on a cluster a new stream elects its leader first; a publish before that gets "no
-                    # response from stream" (seen under load right after creation)
-                    await self._wait_replicated(spec.name, want)
-                    continue
-                except APIError as exc:
-                    self._refuse_replicas(spec.name, want, exc)
-                except Exception:  # noqa: S110 - another service created it first: updated below
-                    pass
-                info = await self.js.stream_info(spec.name)
+            info = await self._info_or_create(spec.name, config, want)
+            if info is None:
+                continue  # created here, as configured
             have = info.config.num_replicas or 1
             if have > want:
                 self.log.warning(
@@ -264,6 +253,35 @@ class Bus:
             if have < want:
                 await self._wait_replicated(spec.name, want)
                 self.log.info("stream scaled up", stream=spec.name, replicas=want, was=have)
+
+    async def _info_or_create(
+        self, stream: str, config: StreamConfig, want: int, timeout_s: float = 30.0
+    ) -> Any:
+        """The stream's info, or None once this call created it (and its replicas are current). Asked again
+        until `timeout_s` while a cluster cannot answer yet: a creation that timed out or met "JetStream not
+        ready" (a fresh cluster electing its meta leader), or one another service won (then its info)."""
+        assert self.js is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            try:
+                return await self._stream_info(stream)
+            except NotFoundError:
+                pass
+            try:
+                await self.js.add_stream(config)
+                # on a cluster a new stream elects its leader first; a publish before that gets "no
+                # response from stream" (seen under load right after creation)
+                await self._wait_replicated(stream, want)
+                return None
+            except APIError as exc:
+                self._refuse_replicas(stream, want, exc)  # a replica count the servers cannot hold: refused
+                if loop.time() > deadline:
+                    raise
+            except nats.errors.TimeoutError:
+                if loop.time() > deadline:
+                    raise
+            await asyncio.sleep(0.25)  # then ask again: created by another service meanwhile, or ready now
 
     async def _stream_info(self, stream: str, attempts: int = 4) -> Any:
         """`stream_info`, asked again on a timeout: a cluster electing leaders after a node died (or several
