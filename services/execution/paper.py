@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from libs.common.contracts.market import TickView
 from services.execution.ledger import ZERO, FillAccounting, Ledger, split_symbol
 from services.execution.records import FillRow
 
@@ -22,23 +23,7 @@ BNB_DISCOUNT = Decimal("0.75")
 BPS_PER_UNIT = Decimal("10000")  # basis points in one (1 bp = 0.0001)
 
 
-class Quote(Protocol):
-    """The fields of a tick the paper exchange reads: the bus's `Tick` has them, and so has the backtest's
-    unvalidated replay tick (which publishes nothing)."""
-
-    @property
-    def ts(self) -> datetime: ...
-    @property
-    def symbol(self) -> str: ...
-    @property
-    def bid(self) -> Decimal: ...
-    @property
-    def ask(self) -> Decimal: ...
-    @property
-    def volume(self) -> Decimal: ...
-
-
-Q = TypeVar("Q", bound=Quote)
+Q = TypeVar("Q", bound=TickView)
 
 
 @dataclass(frozen=True)
@@ -66,7 +51,7 @@ class SlippageModel:
     def total_bps(self, notional: Decimal) -> Decimal:
         return self.bps + self.bps_per_10k_usdt * notional / BPS_PER_UNIT
 
-    def price(self, side: str, tick: Quote, quantity: Decimal) -> Decimal:
+    def price(self, side: str, tick: TickView, quantity: Decimal) -> Decimal:
         touch = tick.ask if side == "BUY" else tick.bid
         s = self.total_bps(quantity * touch) / BPS_PER_UNIT
         return touch * (1 + s) if side == "BUY" else touch * (1 - s)
@@ -206,7 +191,7 @@ class PaperExchange:
     book: dict[str, PaperOrder] = field(default_factory=dict)  # resting orders by client order id
 
     # -- orders ---------------------------------------------------------------------------------
-    def submit(self, order: PaperOrder, tick: Quote | None, now: datetime) -> PaperResult:
+    def submit(self, order: PaperOrder, tick: TickView | None, now: datetime) -> PaperResult:
         """Match a new order against the last tick: fill, rest, or reject with a reason."""
         if order.quantity <= 0:
             return self._reject(order, "quantity_not_positive")
@@ -220,7 +205,9 @@ class PaperExchange:
             return self._take(order, tick, cap=order.limit_price, clamp=True)
         return self._rest(order)
 
-    def _take(self, order: PaperOrder, tick: Quote, cap: Decimal | None, clamp: bool = False) -> PaperResult:
+    def _take(
+        self, order: PaperOrder, tick: TickView, cap: Decimal | None, clamp: bool = False
+    ) -> PaperResult:
         price = self.round_price(
             order.symbol, self.slippage.price(order.side, tick, order.quantity), order.side
         )
@@ -294,7 +281,7 @@ class PaperExchange:
         return out
 
     # -- market events --------------------------------------------------------------------------
-    def on_tick(self, tick: Quote, now: datetime) -> list[PaperResult]:
+    def on_tick(self, tick: TickView, now: datetime) -> list[PaperResult]:
         """Fill resting orders the tick crosses, each limited by the tick's volume (partial fills)."""
         out: list[PaperResult] = []
         available = tick.volume * self.participation

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol
 
 import numpy as np
 
 from libs.common.contracts import Signal
 from libs.common.contracts.base import SignalSide
+from libs.common.contracts.market import CandleView, TickView
 from libs.common.settings import SignalSettings
 from services.signal.decision import BUY, HOLD, SELL, SIDE_NAMES, Decisions, decide
 from services.signal.drift import DriftMonitor, DriftResult, HitRateTracker
@@ -28,53 +28,6 @@ from services.signal.training import prediction_score
 
 MEASUREMENT_VERSION = "measurement-every-nth-tick"
 NO_MODEL_VERSION = "no-model"
-
-
-class TickView(Protocol):
-    """The fields of a tick the engine reads: the bus `Tick` contract has them, and so has the backtest's
-    unvalidated replay tick (one process, nothing published)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def ts(self) -> datetime: ...
-    @property
-    def symbol(self) -> str: ...
-    @property
-    def bid(self) -> Decimal: ...
-    @property
-    def ask(self) -> Decimal: ...
-    @property
-    def last(self) -> Decimal: ...
-    @property
-    def volume(self) -> Decimal: ...
-
-
-class CandleView(Protocol):
-    """The fields of a candle the engine reads (the bus `Candle` contract, the backtest's replay candle)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def ts(self) -> datetime: ...
-    @property
-    def symbol(self) -> str: ...
-    @property
-    def timeframe(self) -> str: ...
-    @property
-    def open_time(self) -> datetime: ...
-    @property
-    def closed(self) -> bool: ...
-    @property
-    def open(self) -> Decimal: ...
-    @property
-    def high(self) -> Decimal: ...
-    @property
-    def low(self) -> Decimal: ...
-    @property
-    def close(self) -> Decimal: ...
-    @property
-    def volume(self) -> Decimal: ...
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal, Protocol
 
 from pydantic import AwareDatetime, Field, model_validator
 
@@ -71,3 +73,50 @@ class UniverseChanged(Message):
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     reason: str = ""
+
+
+class TickView(Protocol):
+    """The fields of a tick the cores read (the signal engine, the paper exchange): the bus `Tick` has them,
+    and so has the backtest's unvalidated replay tick (one process, nothing published)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def bid(self) -> Decimal: ...
+    @property
+    def ask(self) -> Decimal: ...
+    @property
+    def last(self) -> Decimal: ...
+    @property
+    def volume(self) -> Decimal: ...
+
+
+class CandleView(Protocol):
+    """The fields of a candle the signal engine reads (the bus `Candle`, the backtest's replay candle)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def timeframe(self) -> str: ...
+    @property
+    def open_time(self) -> datetime: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def open(self) -> Decimal: ...
+    @property
+    def high(self) -> Decimal: ...
+    @property
+    def low(self) -> Decimal: ...
+    @property
+    def close(self) -> Decimal: ...
+    @property
+    def volume(self) -> Decimal: ...
