@@ -94,9 +94,13 @@ class OpsState:
     controls: ControlDesk = field(default_factory=ControlDesk)  # pause / resume / exit (POST /control)
 
     def on_latched(self, ack: KillSwitchAcknowledged) -> None:
-        """Execution latched an engage (before its sweep): kept to report how fast sends stopped."""
+        """Execution latched an engage (before its sweep): kept to report how fast sends stopped. Execution
+        sends "latched" before its ack, but the two come in on two subscriptions, whose callbacks may run in
+        either order here: a latch handled after its ack happened no later than the ack arrived."""
         if ack.command_id in self.ack_events:
-            self.latched.setdefault(ack.command_id, {})[ack.service] = time.perf_counter()
+            now = time.perf_counter()
+            acked = self.acks.get(ack.command_id, {}).get(ack.service)
+            self.latched.setdefault(ack.command_id, {})[ack.service] = min(now, acked[1]) if acked else now
 
     def on_ack(self, ack: KillSwitchAcknowledged) -> None:
         if ack.command_id not in self.ack_events:

@@ -507,9 +507,11 @@ async def drive_traffic(stack: Stack) -> None:
         await ops.subscribe(subjects.ALL_KILL_SWITCH_ACKS, KillSwitchAcknowledged, on_ack)
         await wait_until(lambda: "BTC/USDT" in ticks, timeout=30, message="a BTC/USDT tick from market_data")
 
-        async def an_order_journaled() -> bool:
+        async def a_fill_journaled() -> bool:
+            # a fill, not just an order: a market order whose touch moved past its verdict's price limit is
+            # journaled and rejected unfilled, and the position and P&L panels need a position
             with psycopg.connect(stack.database_url) as conn:
-                if conn.execute("SELECT count(*) FROM orders").fetchone()[0] >= 1:
+                if conn.execute("SELECT count(*) FROM fills").fetchone()[0] >= 1:
                     return True
             t = ticks["BTC/USDT"]  # a confident signal at the market, as the signal service would send
             await as_signal.publish(
@@ -529,12 +531,12 @@ async def drive_traffic(stack: Stack) -> None:
             return False
 
         try:
-            await wait_until(an_order_journaled, timeout=60, interval=0.5, message="orders journaled")
+            await wait_until(a_fill_journaled, timeout=60, interval=0.5, message="a fill journaled")
         except AssertionError:
             risk = metrics_text(stack, "risk")
             execution = metrics_text(stack, "execution")
             pytest.fail(
-                "no order in 60 s of signals; risk and execution say:\n"
+                "no fill in 60 s of signals; risk and execution say:\n"
                 + "\n".join(
                     x
                     for x in (risk + execution).splitlines()
