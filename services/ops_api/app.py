@@ -84,6 +84,7 @@ class OpsState:
     latched: dict[str, dict[str, float]] = field(
         default_factory=dict
     )  # command id -> service -> when latched
+    read: set[str] = field(default_factory=set)  # in-flight command ids this process's own latch has read
     public_url: str = ""
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     ks_results: dict[str, dict] = field(default_factory=dict)  # idempotency: command id -> answer
@@ -106,8 +107,19 @@ class OpsState:
         if ack.command_id not in self.ack_events:
             return
         self.acks.setdefault(ack.command_id, {})[ack.service] = (ack, time.perf_counter())
-        ev = self.ack_events.get(ack.command_id)
-        if ev is not None and all(s in self.acks[ack.command_id] for s in ACKERS):
+        self._answer_when_complete(ack.command_id)
+
+    def on_read(self, command_id: str) -> None:
+        """This process's own subscription read the command: from now on GET /kill-switch shows it. The
+        answer to the POST waits for this too, so that a GET after the answer never shows the state before."""
+        if command_id in self.ack_events:
+            self.read.add(command_id)
+            self._answer_when_complete(command_id)
+
+    def _answer_when_complete(self, command_id: str) -> None:
+        ev = self.ack_events.get(command_id)
+        acks = self.acks.get(command_id, {})
+        if ev is not None and command_id in self.read and all(s in acks for s in ACKERS):
             ev.set()
 
 
@@ -405,6 +417,7 @@ def create_app(state: OpsState) -> FastAPI:
         finally:
             state.ack_events.pop(cmd.id, None)
             state.latched.pop(cmd.id, None)
+            state.read.discard(cmd.id)
             state.ks_inflight.pop(cmd.id, None)
             if not fut.done():
                 fut.cancel()

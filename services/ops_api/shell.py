@@ -238,6 +238,7 @@ class OpsApiService:
     async def _on_kill_switch(self, cmd: KillSwitchCommand, seq: int) -> None:
         was_unknown = not self.latch.known
         out = self.latch.on_command(cmd, seq)
+        self.state.on_read(cmd.id)
         if not out.applied:  # older, the standing one again, or a release refused for want of authority
             return
         if was_unknown:

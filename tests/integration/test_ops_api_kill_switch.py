@@ -146,8 +146,11 @@ async def test_a_release_published_on_nats_without_operator_authority_changes_no
         await acks.wait(wrong.id, ("risk", "execution"))
         blocked = make_verdict(epoch_of=database_url)
         await bus.publish(subjects.verdict(blocked.symbol), blocked)
-        ks = (await c.get("/kill-switch", headers=VIEW)).json()
-        assert ks["engaged"] is True and ks["reason"] == "halt before the forged release", ks
+        ks = await wait_until(
+            lambda: _kill_switch_view(c, "halt before the forged release"),
+            message="ops_api shows the engage",
+        )
+        assert ks["engaged"] is True, ks
         await wait_until(
             lambda: count(database_url, "SELECT count(*) FROM kill_switch_refusals") == 4,
             message="both refusals audited by risk and execution",
@@ -209,6 +212,8 @@ async def test_garbage_on_the_kill_switch_is_shown_as_unknown_engaged_alerted_an
         await wait_until(lambda: _both_up(c), timeout=30, message="risk and execution up")
         release = await kill_switch(bus, "release", "start clean")
         await acks.wait(release.id, ("risk", "execution"))
+        # ops_api reads the subject on its own subscription: the acks of risk and execution do not order it
+        await wait_until(lambda: _kill_switch_view(c, "start clean"), message="ops_api shows the release")
         assert (await c.get("/kill-switch", headers=VIEW)).json() == {
             "engaged": False,
             "known": True,
@@ -256,6 +261,12 @@ async def test_garbage_on_the_kill_switch_is_shown_as_unknown_engaged_alerted_an
             ),
             message="incident resolved",
         )
+
+
+async def _kill_switch_view(c: httpx.AsyncClient, reason: str) -> dict | None:
+    """ops_api's view of the kill switch once it names `reason` (the last command it has read), else None."""
+    ks = (await c.get("/kill-switch", headers=VIEW)).json()
+    return ks if ks["reason"] == reason else None
 
 
 def _cli(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess:
