@@ -52,6 +52,11 @@ COOLDOWN_ON_CLEAR = frozenset(
     {"daily_loss", "weekly_loss", "max_drawdown", "volatility", "drift", "loss_streak", "order_loop"}
 )
 
+# breakers whose result, once in force, is a function of `_quiet_inputs` alone (drift: the signal service's
+# word): while those inputs are unchanged each stays in force as it is (the same reason, no `until`), so the
+# quiet path may answer with them in force
+HOLDING_BREAKERS = frozenset({"drift"})
+
 Event = BreakerTripped | BreakerCleared | TradingStateChanged
 
 
@@ -95,7 +100,8 @@ class RiskEngine:
     account_source: AccountSource = "configured"  # "exchange" once live balances are the book
     last_breaker_clear_at: datetime | None = None
     # `evaluate` may answer "nothing changed" from the breakers that move with time and prices alone when
-    # nothing is in force and no other input has changed since the last full evaluation (see `_quiet_still`);
+    # nothing that time moves is in force and no other input has changed since the last full evaluation (see
+    # `_quiet_still`);
     # False always runs every breaker (the tests hold both equal)
     quiet_path: bool = True
 
@@ -126,8 +132,8 @@ class RiskEngine:
         self._known_set = set(self._known_symbols)
         self._windows: tuple[datetime, datetime, datetime, datetime] | None = None
         self._keys: dict[tuple[str, str | None, str | None], tuple[str, BreakerEffect]] = {}
-        # (time of the last full evaluation, its day window's end, the inputs it saw) while it left nothing in
-        # force; None otherwise
+        # (time of the last full evaluation, its day window's end, the inputs it saw) while it left nothing that
+        # time moves in force (`_settled`); None otherwise
         self._quiet: tuple[datetime, datetime, tuple[object, ...]] | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -249,13 +255,18 @@ class RiskEngine:
         if self.quiet_path and self._quiet_still(now):
             return []
         events = self._evaluate(now)
-        b = self.book
-        self._quiet = (
-            (now, self.windows(now)[1], self._quiet_inputs())
-            if not self.board.active and self.sm.state == "ACTIVE" and not b.positions and not self.attempts
-            else None
-        )
+        self._quiet = (now, self.windows(now)[1], self._quiet_inputs()) if self._settled() else None
         return events
+
+    def _settled(self) -> bool:
+        """Nothing in force that time, prices or liveness can move: no position, no order attempt in the window,
+        no breaker but those of `HOLDING_BREAKERS` (whose results, like the trading state they set, stay as
+        they are while `_quiet_inputs` do)."""
+        return (
+            not self.book.positions
+            and not self.attempts
+            and all(b.breaker in HOLDING_BREAKERS for b in self.board.active.values())
+        )
 
     def _quiet_inputs(self) -> tuple[object, ...]:
         """Every input of the breakers other than time, prices and liveness (`_quiet_still`)."""
@@ -281,25 +292,25 @@ class RiskEngine:
             tuple(self.drift.items()),
             tuple(self.status_stale.items()),
             tuple(self._known_symbols),
+            tuple((k, a.reason, a.until) for k, a in self.board.active.items()),
+            self.sm.state,
+            self.sm.reason,
         )
 
     def _quiet_still(self, now: datetime) -> bool:
         """True when a full `evaluate` at `now` would change nothing and return no event, known without running
-        every breaker: the last full evaluation left nothing in force (no breaker, ACTIVE, no position, no
-        order attempt in the window) and since then no input but time, prices and liveness has changed, in
-        the same calendar day, with time not going back. Then every breaker that allowed stays allowed (the
-        loss budgets, drawdown, loss streak, order loop and drift do not depend on time once they allow; the
-        cooldowns only expire), except those that move with time, prices and liveness: volatility,
-        stale data and heartbeats, which are run here by the same methods `evaluate` runs (any of them
-        refusing means a full evaluation)."""
+        every breaker: the last full evaluation left nothing in force that time moves (`_settled`: no
+        position, no order attempt in the window, no breaker but drift) and since then no input but time,
+        prices and liveness has changed (the breakers in force and the trading state among them), in the
+        same calendar day, with time not going back. Then every breaker that allowed stays allowed (the loss
+        budgets, drawdown, loss streak, order loop and drift do not depend on time once they allow; the
+        cooldowns only expire), a drift in force stays as it is (its result is the drift state's), and so does
+        the trading state (the breakers and the kill switch it follows are unchanged; out of HALTED the full
+        evaluation has already said it awaits a release), except the breakers that move with time, prices and
+        liveness: volatility, stale data and heartbeats, which are run here by the same methods `evaluate`
+        runs (any of them refusing means a full evaluation)."""
         q = self._quiet
-        if (
-            q is None
-            or self.board.active
-            or self.sm.state != "ACTIVE"
-            or self.book.positions
-            or self.attempts
-        ):
+        if q is None or not self._settled():
             return False
         since, day_end, inputs = q
         if not (since <= now < day_end) or inputs != self._quiet_inputs():
@@ -323,16 +334,9 @@ class RiskEngine:
         return True
 
     def may_run_quiet(self) -> bool:
-        """Whether `quiet_run` may take any bar: the last full evaluation left nothing in force (the cheap
-        part of its test, for a caller to ask before preparing a run)."""
-        return (
-            self.quiet_path
-            and self._quiet is not None
-            and not self.board.active
-            and self.sm.state == "ACTIVE"
-            and not self.book.positions
-            and not self.attempts
-        )
+        """Whether `quiet_run` may take any bar: the last full evaluation left nothing in force that time
+        moves (the cheap part of its test, for a caller to ask before preparing a run)."""
+        return self.quiet_path and self._quiet is not None and self._settled()
 
     def quiet_run(
         self, symbols: Sequence[str], times_ms: np.ndarray, prices: np.ndarray, alive: Sequence[str] = ()

@@ -15,7 +15,7 @@ import pytest
 from libs.common.settings.signal import DriftSettings
 from services.risk.core import RiskEngine
 from services.signal.drift import DriftMonitor, reference_bins
-from tests.unit.risk.conftest import PRICES, fill, make_engine, signal
+from tests.unit.risk.conftest import PRICES, feed, fill, make_engine, signal
 
 SYMS = list(PRICES)
 
@@ -150,10 +150,11 @@ def test_risk_quiet_run_takes_exactly_the_bars_that_change_nothing(seed):
     t0 = datetime(2026, 1, 7, 22, 0, tzinfo=UTC)  # midnights come (Europe/Berlin's and UTC's)
     cfg = {"vol_min_samples": 5, "vol_trip_ratio": 2.5, "vol_min_hold_s": 120, "stale_after_s": 90}
     fast, full = make_engine(t0, **cfg), make_engine(t0, **cfg)
+    full.quiet_path = False  # every breaker at every close
     services = list(fast.cfg.heartbeat_services)
     prices = {s: float(p) for s, p in PRICES.items()}
     ms = int(t0.timestamp() * 1000)
-    taken, broke, tripped = 0, 0, 0
+    taken, broke, tripped, under_drift = 0, 0, 0, 0
     for e in (fast, full):
         _one_by_one(e, *_bar_ticks(random.Random(0), ms, dict(prices)), services)
     for _block in range(60):
@@ -176,6 +177,7 @@ def test_risk_quiet_run_takes_exactly_the_bars_that_change_nothing(seed):
                 assert _risk_state(fast, last_prices=j >= n) == _risk_state(full, last_prices=j >= n)
         taken += n
         broke += n < m
+        under_drift += n if "drift" in full.board.active else 0
         if (
             n == m
         ):  # a run is followed by a bar one by one (the backtest's rule): its ticks set the last prices
@@ -203,19 +205,35 @@ def test_risk_quiet_run_takes_exactly_the_bars_that_change_nothing(seed):
             sig = signal(s, rng.choice(["BUY", "SELL"]), Decimal(f"{prices[s]:.4f}"), ts=now)
             a, b = fast.decide(sig, now), full.decide(sig, now)
             assert (a.verdict.approved, a.verdict.reasons) == (b.verdict.approved, b.verdict.reasons)
+        elif r < 0.4:  # drift comes or goes: in force it holds (runs go on), cleared it starts a cooldown
+            detected = rng.random() < 0.6
+            for e in (fast, full):
+                e.on_drift(None, detected, "psi" if detected else "")
         assert _risk_state(fast) == _risk_state(full)
     assert taken > 0 and broke > 0 and tripped > 0, (taken, broke, tripped, _risk_state(full)[:4])
+    assert under_drift > 0  # positive control: runs were taken with drift in force
 
 
-def test_risk_quiet_run_takes_nothing_while_something_is_in_force():
-    e = make_engine(vol_min_samples=5)
+def test_risk_quiet_run_takes_nothing_while_something_time_moves_is_in_force():
+    """A drift in force holds (its result is the drift state's): runs are taken. Its clearing starts the
+    cooldown after a breaker, which time ends: no run until a full evaluation has seen it expire."""
+    e = make_engine(vol_min_samples=1000, cooldown_after_breaker_s=300)  # no volatility ratio here
+    alive = list(e.cfg.heartbeat_services)
     e.evaluate(e.started_at)
     e.on_drift(None, True, "psi")
     e.evaluate(e.started_at + timedelta(seconds=1))
-    assert not e.may_run_quiet()
+    assert e.sm.state == "REDUCING" and e.may_run_quiet()  # positive control: drift in force, runs taken
     ms = int((e.started_at + timedelta(seconds=2)).timestamp() * 1000)
     times, px = _bar_ticks(random.Random(1), ms, {s: float(p) for s, p in PRICES.items()})
-    assert e.quiet_run([SYMS[c % 3] for c in range(times.size)], times[None], px[None]) == 0
+    assert e.quiet_run([SYMS[c % 3] for c in range(times.size)], times[None], px[None], alive) == 1
+    e.on_drift(None, False, "")
+    now = e.started_at + timedelta(seconds=120)
+    feed(e, now, {sym: Decimal(repr(p)) for sym, p in zip(SYMS, px[-3:].tolist(), strict=True)})
+    e.evaluate(now)
+    assert list(e.board.active) == ["cooldown_after_breaker"] and not e.may_run_quiet()
+    ms = int((now + timedelta(seconds=1)).timestamp() * 1000)
+    times, px = _bar_ticks(random.Random(2), ms, {s: float(p) for s, p in PRICES.items()})
+    assert e.quiet_run([SYMS[c % 3] for c in range(times.size)], times[None], px[None], alive) == 0
 
 
 # -- the signal core -------------------------------------------------------------------------------
