@@ -14,7 +14,6 @@ No I/O and no clock here: the shell passes `now` and does the publishing and per
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -315,16 +314,19 @@ class RiskEngine:
         since, day_end, inputs = q
         if not (since <= now < day_end) or inputs != self._quiet_inputs():
             return False
-        if not self._moving_allow(now):
+        if not self._moving_allow(now, self.vol.market_ratio()):
             return False
         self._prune(now)
         return True
 
-    def _moving_allow(self, now: datetime) -> bool:
-        """The breakers that move with time, prices and liveness alone (volatility, stale data, heartbeats) all
-        allow at `now` and none is in force: the part of `_quiet_still` that must run at every close."""
-        if self._volatility(now) is not None:
-            return False
+    def _moving_allow(self, now: datetime, vol_ratio: float | None) -> bool:
+        """The breakers that move with time, prices and liveness alone (volatility at the market's `vol_ratio`,
+        stale data, heartbeats) all allow at `now` and none is in force: the part of `_quiet_still` that must
+        run at every close."""
+        return self._volatility_at(vol_ratio, now) is None and self._fresh(now)
+
+    def _fresh(self, now: datetime) -> bool:
+        """Neither stale data nor a missing heartbeat refuses at `now` (nor is in force)."""
         for sym in self._known_symbols:
             if self._stale(sym, now) is not None:
                 return False
@@ -360,47 +362,87 @@ class RiskEngine:
         since, day_end, inputs = q
         if inputs != self._quiet_inputs() or any(sym not in self._known_set for sym in symbols):
             return 0
-        saved = (copy.deepcopy(self.vol), dict(self.last_tick_at), dict(self.heartbeats))
-        done, last = 0, None
         rows_t, rows_p = times_ms.tolist(), prices.tolist()
-        for row_t, row_p in zip(rows_t, rows_p, strict=True):
-            now = self._ticks_of(symbols, row_t, row_p, alive)
-            if not (since <= now < day_end) or not self._moving_allow(now):
-                break
-            done, last = done + 1, now
-        if done < len(rows_t):  # the bar that broke the run is the caller's: undo it, keep the ones before
-            self.vol, self.last_tick_at, self.heartbeats = saved
-            for row_t, row_p in zip(rows_t[:done], rows_p[:done], strict=True):
-                self._ticks_of(symbols, row_t, row_p, alive)
-        if last is not None:
-            self._prune(last)
+        closes = {sym: c for c, sym in enumerate(symbols)}  # each symbol's last column: its close tick
+        fresh = self._fresh_bars(closes, times_ms, rows_t, alive)
+
+        def allow(j: int, vol_ratio: float | None) -> bool:
+            now = datetime.fromtimestamp(rows_t[j][-1] / 1000, UTC)
+            return since <= now < day_end and self._volatility_at(vol_ratio, now) is None
+
+        # the volatility samples of every tick, bar by bar, while each close passes (the bar that breaks the
+        # run is put back: it is the caller's, tick by tick)
+        done = self.vol.take_bars(symbols, rows_t[:fresh], rows_p[:fresh], allow)
+        if done:
+            self._prune(self._close_of(closes, rows_t[done - 1], alive))
         return done
 
-    def _ticks_of(
-        self,
-        symbols: Sequence[str],
-        row_t: list[int],
-        row_p: list[float],
-        alive: Sequence[str],
-    ) -> datetime:
-        """One bar of `quiet_run`: its ticks' samples, its symbols' last tick times (their closes: `on_tick`'s
-        min(tick time, now) is the tick's time, ticks coming in time order), the heartbeats; its close time."""
-        vol, last_at = self.vol, self.last_tick_at
-        now = self.started_at
-        for sym, t, p in zip(symbols, row_t, row_p, strict=True):
-            now = datetime.fromtimestamp(t / 1000, UTC)
-            vol.on_price(sym, p, now)
-            last_at[sym] = now
+    def _fresh_bars(
+        self, closes: dict[str, int], times_ms: np.ndarray, rows_t: list[list[int]], alive: Sequence[str]
+    ) -> int:
+        """How many of `quiet_run`'s first bars stale data and heartbeats allow at every close (`_fresh`). Each
+        of them refuses past an age alone (at the close: a symbol's last tick's, a service's last heartbeat's;
+        the other inputs do not change in a run), so it allows at every close of the first m bars if and only
+        if it allows at the close where its age is largest among them: m is found by bisection, each test run
+        by `_stale` and `_heartbeat` at that close (the times put in place, then put back)."""
+        n = len(rows_t)
+        now_ms = times_ms[:, -1]
+        idx = np.arange(n)
+        worst: list[
+            tuple[str, str, np.ndarray]
+        ] = []  # (kind, name, the bar of the largest age of each prefix)
+        ages: list[tuple[str, str, np.ndarray]] = [
+            ("stale", sym, now_ms - times_ms[:, closes[sym]] if sym in closes else now_ms)
+            for sym in self._known_symbols
+        ]
+        ages += [
+            ("heartbeat", svc, np.zeros(n, dtype=np.int64) if svc in alive else now_ms)
+            for svc in self.cfg.heartbeat_services
+        ]
+        for kind, name, age in ages:
+            record = np.where(age == np.maximum.accumulate(age), idx, 0)
+            worst.append((kind, name, np.maximum.accumulate(record)))
+        saved = (dict(self.last_tick_at), dict(self.heartbeats))
+
+        def allows(m: int) -> bool:
+            for kind, name, at in worst:
+                now = self._close_of(closes, rows_t[int(at[m - 1])], alive)
+                if (self._stale(name, now) if kind == "stale" else self._heartbeat(name, now)) is not None:
+                    return False
+            return True
+
+        try:
+            if allows(n):
+                return n
+            lo, hi = 0, n  # allows(lo) (none taken), not allows(hi)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if allows(mid) else (lo, mid)
+            return lo
+        finally:
+            self.last_tick_at, self.heartbeats = saved
+
+    def _close_of(self, closes: dict[str, int], row_t: list[int], alive: Sequence[str]) -> datetime:
+        """A bar of `quiet_run` at its close: its symbols' last tick times (their close ticks, columns `closes`:
+        `on_tick`'s min(tick time, now) is the tick's time, ticks coming in time order), the heartbeats of the
+        `alive` services; returns the close's time (its last tick's)."""
+        last_at = self.last_tick_at
+        for sym, c in closes.items():
+            last_at[sym] = datetime.fromtimestamp(row_t[c] / 1000, UTC)
+        now = datetime.fromtimestamp(row_t[-1] / 1000, UTC)
         for svc in alive:
             self.heartbeats[svc] = now
         return now
 
     def _volatility(self, now: datetime) -> Evaluated | None:
+        return self._volatility_at(self.vol.market_ratio(), now)
+
+    def _volatility_at(self, ratio: float | None, now: datetime) -> Evaluated | None:
         cfg = self.cfg
         return self._ev(
             "volatility",
             B.volatility(
-                self.vol.market_ratio(),
+                ratio,
                 cfg.vol_trip_ratio,
                 cfg.vol_clear_ratio,
                 cfg.vol_min_hold_s,

@@ -308,3 +308,51 @@ def test_signal_quiet_bars_take_exactly_the_bars_that_decide_hold_and_change_no_
             stops += 1
         i += 1
     assert taken > n_bars // 4 and stops > 10
+
+
+def _feed_bar(
+    e: RiskEngine, symbols: list[str], row_t: list[int], row_p: list[float], alive: list[str]
+) -> list:
+    """A bar tick by tick through `on_tick`, the heartbeats of `alive`, then `evaluate` at the last tick."""
+    now = e.started_at
+    for sym, t, p in zip(symbols, row_t, row_p, strict=True):
+        now = datetime.fromtimestamp(t / 1000, UTC)
+        e.on_tick(sym, Decimal(repr(p)), now, now)
+    for svc in alive:
+        e.on_heartbeat(svc, now)
+    return e.evaluate(now)
+
+
+@pytest.mark.parametrize(
+    "case", ["a close tick lagging in one bar", "a symbol silent through the run", "a service silent"]
+)
+def test_risk_quiet_run_stops_at_the_first_close_where_data_or_a_heartbeat_is_too_old(case):
+    """Stale data and heartbeats are tested at the close of each prefix's largest age: a run stops exactly at
+    the first close where one refuses, wherever in the run that age is (not only at its end)."""
+    t0 = datetime(2026, 1, 7, 10, 0, tzinfo=UTC)
+    cfg = {"vol_min_samples": 1000, "stale_after_s": 90, "heartbeat_timeout_s": 200}
+    fast, full = make_engine(t0, **cfg), make_engine(t0, **cfg)
+    full.quiet_path = False
+    services = list(fast.cfg.heartbeat_services)
+    btc, eth, xrp = SYMS
+    symbols = [btc, eth, eth, xrp] if case != "a symbol silent through the run" else [btc, eth, btc, eth]
+    alive = services if case != "a service silent" else services[:1]
+    base = int(t0.timestamp() * 1000) + 1000
+    lagging = case == "a close tick lagging in one bar"
+    rows_t, rows_p = [], []
+    for j in range(12):
+        start = base + (100_000 if lagging else 30_000) * j
+        lag = 95_000 if lagging and j == 6 else 3  # BTC's close tick 95 s before the bar's last tick
+        rows_t.append([start, start + 1, start + 2, start + 2 + lag])
+        rows_p.append([float(PRICES[s]) for s in symbols])
+    before = datetime.fromtimestamp((base - 1000) / 1000, UTC)
+    for e in (fast, full):
+        feed(e, before)  # every symbol and service heard once before the run
+        e.evaluate(before)
+    assert fast.may_run_quiet()  # positive control: the run starts
+    n = fast.quiet_run(symbols, np.array(rows_t), np.array(rows_p), alive)
+    first_refusal = next(
+        (j for j in range(12) if _feed_bar(full, symbols, rows_t[j], rows_p[j], alive)), None
+    )
+    assert first_refusal is not None and 0 < first_refusal < 11, first_refusal  # the case has one, mid-run
+    assert n == first_refusal
