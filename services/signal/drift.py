@@ -11,17 +11,23 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from libs.common.settings.signal import DriftSettings
 
 EPS = 1e-4
+
+# A monitor's stamps, unique across monitors: a plan of quiet bars (`QuietDrift`) is taken only by the
+# monitor, in the state, it was made from.
+_STAMPS = itertools.count()
 
 
 def reference_bins(values: np.ndarray, bins: int = 10) -> dict[str, Any]:
@@ -87,6 +93,32 @@ class DriftResult:
     reason: str
 
 
+class CheckState(NamedTuple):
+    """What a check leaves on its monitor (everything `DriftMonitor.check` sets)."""
+
+    detected: bool
+    calm: int
+    last: DriftResult
+
+
+@dataclass(frozen=True)
+class QuietDrift:
+    """A run of bars `DriftMonitor.plan_quiet` found quiet, with what its dry checks found, so that taking
+    them (`DriftMonitor.take_quiet`) runs no check again.
+
+    `n`: how many of the bars `observe_binned` takes before one whose due check changes the drift state;
+    `flats`: each bar's bin counts (bars, bins); `rows`: the rows of each bar; `due`: the bars (all < `n`,
+    ascending) whose check is due, and `after`: the monitor's check state after each of them; `stamp`: the
+    monitor's stamp when planned (a plan is taken only from that state)."""
+
+    n: int
+    flats: np.ndarray
+    rows: int
+    due: tuple[int, ...]
+    after: tuple[CheckState, ...]
+    stamp: int
+
+
 @dataclass
 class DriftMonitor:
     feature_names: tuple[str, ...]
@@ -139,6 +171,8 @@ class DriftMonitor:
         self.detected = False
         self._calm = 0
         self.last: DriftResult | None = None
+        # renewed by every change of state (a bar, an outcome, a check): what a `QuietDrift` is keyed to
+        self._stamp = next(_STAMPS)
 
     def bin_index(self, x: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """The flat bin of every value of the feature rows (n, k) and prediction scores (n,): (n, k + 1), -1
@@ -162,6 +196,7 @@ class DriftMonitor:
 
     def _push(self, flat: np.ndarray, rows: int, key: object) -> DriftResult | None:
         """`observe_binned` of `rows` rows whose bin counts are `flat`."""
+        self._stamp = next(_STAMPS)
         self.rows_seen += rows
         self.rows_in_window += rows
         self._window_flat += flat
@@ -187,28 +222,40 @@ class DriftMonitor:
     def quiet_bars(self, idx: np.ndarray) -> int:
         """How many of these bars (`idx` (bars, rows, k + 1): each bar's rows binned by `bin_index`, each bar
         a new bar time) `observe_binned` takes in turn before one whose due check changes the state (drift
-        detected or cleared): those can be taken at once (`observe_quiet`). Changes nothing: the due checks
-        are run on the window as it would be, and the monitor's state is put back."""
+        detected or cleared): those can be taken at once (`observe_quiet`). Changes nothing."""
+        return self.plan_quiet(idx).n
+
+    def observe_quiet(self, idx: np.ndarray, keys: Sequence[object]) -> None:
+        """`observe_binned` of each bar of `idx` (see `quiet_bars`) with its key, in turn; the caller knows from
+        `quiet_bars` that none of them changes the drift state. The due checks are run once, dry
+        (`plan_quiet`); a caller that planned the run already takes it with `take_quiet`, which runs none."""
+        plan = self.plan_quiet(idx)
+        if plan.n < len(keys):
+            raise RuntimeError("observe_quiet took a bar whose check changed the drift state")
+        self.take_quiet(plan, len(keys), keys)
+
+    def plan_quiet(self, idx: np.ndarray) -> QuietDrift:
+        """`quiet_bars`, keeping what its dry checks found for `take_quiet`: each due check is run on the
+        window as it would be after its bar (the monitor is put back after), in turn, so each starts from the
+        state the one before left, as bar by bar; the first that changes the state ends the run. Changes
+        nothing."""
         m = int(idx.shape[0])
+        rows = int(idx.shape[1]) if idx.ndim > 1 else 0
         if m == 0:
-            return 0
+            return QuietDrift(0, np.zeros((0, self._nbins), dtype=np.int64), rows, (), (), self._stamp)
         flats = self._flats(idx)
         held0, window = len(self._chunks), self.thresholds.window
-        since, due = self._since_check, []
-        for j in range(m):
-            since += 1
-            if self._due(min(held0 + j + 1, window), since):
-                since = 0
-                due.append(j)
+        due = self._due_bars(held0, m)
         if not due:
-            return m
+            return QuietDrift(m, flats, rows, (), (), self._stamp)
         # the window after bar j holds the last `window` of the old chunks then the new bars: its counts are
         # the window now, plus the new bars so far, minus the chunks pushed out (old ones first)
         new_sums = np.cumsum(flats, axis=0)
         pops = max(0, held0 + due[-1] + 1 - window)
         old = [c[3] for c in itertools.islice(self._chunks, min(pops, held0))]
         old_sums = np.cumsum(np.stack(old), axis=0) if old else np.zeros((0, self._nbins), dtype=np.int64)
-        saved = (self._window_flat, self.detected, self._calm, self.last)
+        saved = (self._window_flat, self.detected, self._calm, self.last, self._stamp)
+        n, after = m, []
         try:
             for j in due:
                 popped = max(0, held0 + j + 1 - window)
@@ -216,21 +263,63 @@ class DriftMonitor:
                 if popped > held0:
                     out = out - new_sums[popped - held0 - 1]
                 self._window_flat = saved[0] + out
-                if self.check().changed:
-                    return j
+                res = self.check()
+                if res.changed:
+                    n = j
+                    break
+                after.append(CheckState(self.detected, self._calm, res))
         finally:
-            self._window_flat, self.detected, self._calm, self.last = saved
-        return m
+            self._window_flat, self.detected, self._calm, self.last, self._stamp = saved
+        return QuietDrift(n, flats, rows, tuple(due[: len(after)]), tuple(after), self._stamp)
 
-    def observe_quiet(self, idx: np.ndarray, keys: list[object]) -> None:
-        """`observe_binned` of each bar of `idx` (see `quiet_bars`) with its key, in turn (their due checks
-        run); the caller knows from `quiet_bars` that none of them changes the drift state."""
-        flats = self._flats(idx)
-        rows = idx.shape[1]
-        for j, key in enumerate(keys):
-            res = self._push(flats[j], rows, key)
-            if res is not None and res.changed:
-                raise RuntimeError("observe_quiet took a bar whose check changed the drift state")
+    def _due_bars(self, held: int, m: int) -> list[int]:
+        """The bars (0-based) among the next `m` new bar times at which `_push` runs a check, with `held` bars
+        in the window now: once the window is full and `check_every` bars after the last check (`_due`), then
+        every `check_every` bars (the window stays full)."""
+        every = self.thresholds.check_every
+        first = max(0, self.thresholds.window - held - 1, every - self._since_check - 1)
+        return list(range(first, m, every))
+
+    def take_quiet(self, plan: QuietDrift, n: int, keys: Sequence[object]) -> None:
+        """What `observe_binned` of the first `n` bars of `plan` (n <= plan.n), with their `keys`, leaves,
+        bit for bit, in array operations rather than bar by bar: the counts and rows (integer sums, exact in
+        any order), the chunks (the oldest beyond `window` dropped, the new bars' appended), the bars since
+        the last check, and the state the last due check among them left (found by `plan_quiet`: no check
+        runs). Each bar must be a new bar time (a key equal to the one before would join that bar, which
+        the plan did not count); a plan is taken only in the state it was made from."""
+        if plan.stamp != self._stamp:
+            raise RuntimeError("take_quiet of a plan made from another state of the monitor")
+        if not 0 <= n <= plan.n or len(keys) != n:
+            raise ValueError(f"take_quiet of {n} bars ({len(keys)} keys) from a plan of {plan.n}")
+        if n == 0:
+            return
+        last_key = self._chunks[-1][0] if self._chunks else None
+        if any(b is not None and a == b for a, b in zip([last_key, *keys[:-1]], keys, strict=True)):
+            raise ValueError(
+                "take_quiet of a bar with the key of the bar before (each must be a new bar time)"
+            )
+        window, rows = self.thresholds.window, plan.rows
+        popped = max(0, len(self._chunks) + n - window)
+        new_popped = max(0, popped - len(self._chunks))  # new bars pushed out within the run itself
+        kept = plan.flats[new_popped:n].copy()  # each chunk's counts its own (a later bar may join the last)
+        out = kept.sum(axis=0)
+        for _ in range(popped - new_popped):
+            _, _, r, old = self._chunks.popleft()
+            out -= old
+            self.rows_in_window -= r
+        self._window_flat += out  # in place: `_window_counts` are views of it
+        self.rows_seen += n * rows
+        self.rows_in_window += (n - new_popped) * rows
+        self._chunks.extend(
+            [key, self._columns(flat), rows, flat] for key, flat in zip(keys[new_popped:], kept, strict=True)
+        )
+        checked = bisect.bisect_left(plan.due, n)  # the due checks among the first n bars
+        if checked:
+            self._since_check = n - 1 - plan.due[checked - 1]
+            self.detected, self._calm, self.last = plan.after[checked - 1]
+        else:
+            self._since_check += n
+        self._stamp = next(_STAMPS)
 
     def _flats(self, idx: np.ndarray) -> np.ndarray:
         """Each bar's bin counts (bars, bins) in one pass: `observe_binned`'s bincount per bar."""
@@ -244,6 +333,7 @@ class DriftMonitor:
         return [flat[lo:hi] for lo, hi in self._bounds]
 
     def record_outcome(self, hit: bool) -> None:
+        self._stamp = next(_STAMPS)
         self._outcomes.append(bool(hit))
 
     @property
@@ -254,6 +344,7 @@ class DriftMonitor:
 
     def check(self) -> DriftResult:
         t = self.thresholds
+        self._stamp = next(_STAMPS)
         psis = np.empty(len(self._refs))
         for cols, where, expected in self._groups:
             psis[cols] = psi_rows(expected, self._window_flat[where])
