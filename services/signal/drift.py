@@ -94,11 +94,10 @@ class DriftResult:
 
 
 class CheckState(NamedTuple):
-    """What a check leaves on its monitor (everything `DriftMonitor.check` sets)."""
+    """The hysteresis a check leaves on its monitor (`detected`, `_calm`)."""
 
     detected: bool
     calm: int
-    last: DriftResult
 
 
 @dataclass(frozen=True)
@@ -108,14 +107,16 @@ class QuietDrift:
 
     `n`: how many of the bars `observe_binned` takes before one whose due check changes the drift state;
     `flats`: each bar's bin counts (bars, bins); `rows`: the rows of each bar; `due`: the bars (all < `n`,
-    ascending) whose check is due, and `after`: the monitor's check state after each of them; `stamp`: the
-    monitor's stamp when planned (a plan is taken only from that state)."""
+    ascending) whose check is due, `after`: the hysteresis after each of them and `psis`: the column PSIs
+    each scored (len(due), columns; its `last` is said from them when taken); `stamp`: the monitor's stamp
+    when planned (a plan is taken only from that state)."""
 
     n: int
     flats: np.ndarray
     rows: int
     due: tuple[int, ...]
     after: tuple[CheckState, ...]
+    psis: np.ndarray
     stamp: int
 
 
@@ -235,42 +236,43 @@ class DriftMonitor:
         self.take_quiet(plan, len(keys), keys)
 
     def plan_quiet(self, idx: np.ndarray) -> QuietDrift:
-        """`quiet_bars`, keeping what its dry checks found for `take_quiet`: each due check is run on the
-        window as it would be after its bar (the monitor is put back after), in turn, so each starts from the
-        state the one before left, as bar by bar; the first that changes the state ends the run. Changes
-        nothing."""
+        """`quiet_bars`, keeping what its dry checks found for `take_quiet`: the window as it would be after
+        each due bar (integer sums), every one scored at once (`_psis`), then the hysteresis chained over
+        them in turn as bar by bar would (`_hysteresis`); the first check that changes the state ends the
+        run. Changes nothing."""
         m = int(idx.shape[0])
         rows = int(idx.shape[1]) if idx.ndim > 1 else 0
-        if m == 0:
-            return QuietDrift(0, np.zeros((0, self._nbins), dtype=np.int64), rows, (), (), self._stamp)
-        flats = self._flats(idx)
-        held0, window = len(self._chunks), self.thresholds.window
-        due = self._due_bars(held0, m)
+        flats = self._flats(idx) if m else np.zeros((0, self._nbins), dtype=np.int64)
+        due = self._due_bars(len(self._chunks), m)
         if not due:
-            return QuietDrift(m, flats, rows, (), (), self._stamp)
+            return QuietDrift(m, flats, rows, (), (), np.zeros((0, len(self._refs))), self._stamp)
         # the window after bar j holds the last `window` of the old chunks then the new bars: its counts are
-        # the window now, plus the new bars so far, minus the chunks pushed out (old ones first)
-        new_sums = np.cumsum(flats, axis=0)
-        pops = max(0, held0 + due[-1] + 1 - window)
-        old = [c[3] for c in itertools.islice(self._chunks, min(pops, held0))]
-        old_sums = np.cumsum(np.stack(old), axis=0) if old else np.zeros((0, self._nbins), dtype=np.int64)
-        saved = (self._window_flat, self.detected, self._calm, self.last, self._stamp)
-        n, after = m, []
-        try:
-            for j in due:
-                popped = max(0, held0 + j + 1 - window)
-                out = new_sums[j] - (old_sums[min(popped, held0) - 1] if popped and held0 else 0)
-                if popped > held0:
-                    out = out - new_sums[popped - held0 - 1]
-                self._window_flat = saved[0] + out
-                res = self.check()
-                if res.changed:
-                    n = j
-                    break
-                after.append(CheckState(self.detected, self._calm, res))
-        finally:
-            self._window_flat, self.detected, self._calm, self.last, self._stamp = saved
-        return QuietDrift(n, flats, rows, tuple(due[: len(after)]), tuple(after), self._stamp)
+        # the window now, plus the new bars up to j, minus the chunks pushed out (the old ones first)
+        held0, window = len(self._chunks), self.thresholds.window
+        at = np.asarray(due)
+        popped = np.maximum(0, held0 + at + 1 - window)
+        old = [c[3] for c in itertools.islice(self._chunks, min(int(popped[-1]), held0))]
+        zero = np.zeros((1, self._nbins), dtype=np.int64)
+        old_sums = np.concatenate([zero, np.cumsum(np.stack(old), axis=0)]) if old else zero
+        new_sums = np.concatenate([zero, np.cumsum(flats, axis=0)])
+        windows = (
+            self._window_flat
+            + new_sums[at + 1]
+            - old_sums[np.minimum(popped, held0)]
+            - new_sums[np.maximum(0, popped - held0)]
+        )
+        psis = self._psis(windows)
+        hr = self.hit_rate  # no outcome within a run: the caller resolves none (and one renews the stamp)
+        state, n, after = CheckState(self.detected, self._calm), m, []
+        for i, j in enumerate(due):
+            detected, calm, changed = self._hysteresis(state.detected, state.calm, psis[i], hr)
+            if changed:
+                n = j
+                break
+            state = CheckState(detected, calm)
+            after.append(state)
+        k = len(after)
+        return QuietDrift(n, flats, rows, tuple(due[:k]), tuple(after), psis[:k], self._stamp)
 
     def _due_bars(self, held: int, m: int) -> list[int]:
         """The bars (0-based) among the next `m` new bar times at which `_push` runs a check, with `held` bars
@@ -316,7 +318,8 @@ class DriftMonitor:
         checked = bisect.bisect_left(plan.due, n)  # the due checks among the first n bars
         if checked:
             self._since_check = n - 1 - plan.due[checked - 1]
-            self.detected, self._calm, self.last = plan.after[checked - 1]
+            self.detected, self._calm = plan.after[checked - 1]
+            self.last = self._result(plan.psis[checked - 1], self.hit_rate, changed=False)
         else:
             self._since_check += n
         self._stamp = next(_STAMPS)
@@ -343,40 +346,84 @@ class DriftMonitor:
         return sum(self._outcomes) / len(self._outcomes)
 
     def check(self) -> DriftResult:
-        t = self.thresholds
+        """Score the window, move the hysteresis, and say so (`last`)."""
         self._stamp = next(_STAMPS)
-        psis = np.empty(len(self._refs))
+        psis = self._psis(self._window_flat[None, :])[0]
+        hr = self.hit_rate
+        self.detected, self._calm, changed = self._hysteresis(self.detected, self._calm, psis, hr)
+        self.last = self._result(psis, hr, changed)
+        return self.last
+
+    def _psis(self, flat: np.ndarray) -> np.ndarray:
+        """The PSI of every column (the features, then the prediction) of each row of window counts `flat`
+        (w, bins): (w, columns). Each group's rows of every window are scored in one `psi_rows`, whose
+        operations are element by element and row by row, the same whatever w (the tests hold a window
+        scored alone bit-equal to the same window among others): a run's dry checks are scored at once.
+        Both operands are laid out in C order: fancy indexing of a 2-D array returns a strided layout,
+        arithmetic on two such operands keeps it, and a row sum over it adds in another order (ulps away)."""
+        w = flat.shape[0]
+        psis = np.empty((w, len(self._refs)))
         for cols, where, expected in self._groups:
-            psis[cols] = psi_rows(expected, self._window_flat[where])
+            g, b = where.shape
+            counts = np.ascontiguousarray(flat[:, where].reshape(w * g, b))
+            shares = np.ascontiguousarray(np.broadcast_to(expected, (w, g, b)).reshape(w * g, b))
+            psis[:, cols] = psi_rows(shares, counts).reshape(w, g)
+        return psis
+
+    def _levels(self, psis: np.ndarray, hr: float | None) -> tuple[dict[str, float], list[bool], bool]:
+        """A check's scores (each feature's PSI, their mean, the prediction's PSI, the hit rate if judged) of
+        the column PSIs `psis`, which of its alarms are up (mean feature PSI, prediction PSI, hit rate) and
+        whether it is calm (every score back below its clear threshold)."""
+        t = self.thresholds
         scores = {name: float(psis[j]) for j, name in enumerate(self.feature_names)}
-        worst = max(scores, key=lambda name: scores[name])
         # The mean over features, not the max: one slow feature (a 24-bar volatility) barely moves inside a
         # short window, so its own PSI is noisy; a shift of the whole input distribution moves the mean.
         mean_psi = float(np.mean(list(scores.values())))
         scores["features_mean"] = mean_psi
         scores["prediction"] = float(psis[-1])
-        hr = self.hit_rate
         if hr is not None:
             scores["hit_rate"] = hr
-        alarms = []
-        if mean_psi >= t.psi_detect:
-            alarms.append(f"mean feature PSI {mean_psi:.2f} (worst {worst}={scores[worst]:.2f})")
-        if scores["prediction"] >= t.prediction_psi_detect:
-            alarms.append(f"prediction PSI {scores['prediction']:.2f}")
-        if hr is not None and hr < t.hit_rate_min:
-            alarms.append(f"hit rate {hr:.2f} < {t.hit_rate_min:.2f}")
+        alarms = [
+            mean_psi >= t.psi_detect,
+            scores["prediction"] >= t.prediction_psi_detect,
+            hr is not None and hr < t.hit_rate_min,
+        ]
         calm = (
             mean_psi < t.psi_clear
             and scores["prediction"] < t.prediction_psi_clear
             and (hr is None or hr >= t.hit_rate_min)
         )
-        changed = False
-        if not self.detected and alarms:
-            self.detected, changed, self._calm = True, True, 0
-        elif self.detected:
-            self._calm = self._calm + 1 if calm else 0
-            if self._calm >= t.clear_after_checks:
-                self.detected, changed, self._calm = False, True, 0
+        return scores, alarms, calm
+
+    def _hysteresis(
+        self, detected: bool, calm_checks: int, psis: np.ndarray, hr: float | None
+    ) -> tuple[bool, int, bool]:
+        """(detected, consecutive calm checks, changed) after a check of column PSIs `psis` from the state
+        (`detected`, `calm_checks`): detected at the first alarm, cleared after `clear_after_checks` calm
+        checks in a row. Pure: the dry checks of a run (`plan_quiet`) chain it without touching the monitor."""
+        _, alarms, calm = self._levels(psis, hr)
+        if not detected and any(alarms):
+            return True, 0, True
+        if detected:
+            calm_checks = calm_checks + 1 if calm else 0
+            if calm_checks >= self.thresholds.clear_after_checks:
+                return False, 0, True
+        return detected, calm_checks, False
+
+    def _result(self, psis: np.ndarray, hr: float | None, changed: bool) -> DriftResult:
+        """What a check of column PSIs `psis` says, with the monitor's state after it (`detected`, `_calm`)."""
+        t = self.thresholds
+        scores, up, _ = self._levels(psis, hr)
+        features = {name: scores[name] for name in self.feature_names}
+        worst = max(features, key=lambda name: features[name])
+        mean_psi = scores["features_mean"]
+        alarms = []
+        if up[0]:
+            alarms.append(f"mean feature PSI {mean_psi:.2f} (worst {worst}={scores[worst]:.2f})")
+        if up[1]:
+            alarms.append(f"prediction PSI {scores['prediction']:.2f}")
+        if up[2]:
+            alarms.append(f"hit rate {hr:.2f} < {t.hit_rate_min:.2f}")
         if alarms:
             reason = "; ".join(alarms)
         elif self.detected:
@@ -386,8 +433,7 @@ class DriftMonitor:
             )
         else:
             reason = f"within reference (mean feature PSI {mean_psi:.2f}, worst {worst}={scores[worst]:.2f})"
-        self.last = DriftResult(self.detected, changed, {k: round(v, 6) for k, v in scores.items()}, reason)
-        return self.last
+        return DriftResult(self.detected, changed, {k: round(v, 6) for k, v in scores.items()}, reason)
 
 
 class HitRateTracker:

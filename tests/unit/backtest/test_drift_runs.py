@@ -3,7 +3,8 @@ checks found and `take_quiet` applies `n` bars of the plan in array operations, 
 twin monitor fed the same bars one by one (`observe_binned`), over random references, windows, check
 intervals, rows per bar and cuts `n` (0, the plan's whole run, at and around each due check), with drift
 coming and going (feature shifts and a failing hit rate): every field, every chunk and the last result
-equal."""
+equal; and the windows of a run's due checks, scored at once, scored bit for bit as one check scores its
+window."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from libs.common.settings.signal import DriftSettings
-from services.signal.drift import DriftMonitor, QuietDrift, reference_bins
+from services.signal.drift import DriftMonitor, QuietDrift, psi_from_expected, reference_bins
 
 
 def _state(m: DriftMonitor) -> tuple:
@@ -173,3 +174,18 @@ def test_a_plan_is_taken_only_as_planned():
     with pytest.raises(RuntimeError):  # an outcome moves the hit rate the checks read
         mon.take_quiet(plan, 2, keys[:2])
     mon.take_quiet(mon.plan_quiet(idx), 0, [])  # none: nothing to do, nothing checked
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_windows_of_a_run_scored_at_once_are_scored_as_one_check_scores_its_window(seed):
+    """`_psis` of many windows (a run's dry checks) is, bit for bit, `psi_from_expected` of each column of
+    each window alone (what a check of that window would score)."""
+    rng = np.random.default_rng(seed)
+    mon, _, _ = _monitors(rng)
+    windows = rng.integers(0, int(rng.integers(2, 60)), size=(int(rng.integers(1, 400)), mon._nbins))
+    windows[0] = 0  # an empty window scores 0
+    got = mon._psis(windows)
+    for r, flat in enumerate(windows):
+        want = [psi_from_expected(e, c) for e, c in zip(mon._expected, mon._columns(flat), strict=True)]
+        assert got[r].tolist() == want
+        assert mon._psis(windows[r : r + 1])[0].tobytes() == got[r].tobytes()
