@@ -263,9 +263,11 @@ class DriftMonitor:
         )
         psis = self._psis(windows)
         hr = self.hit_rate  # no outcome within a run: the caller resolves none (and one renews the stamp)
+        _, alarms, calms = self._levels(psis, hr)
+        up: list[bool] = np.asarray(alarms.any(axis=1)).tolist()
         state, n, after = CheckState(self.detected, self._calm), m, []
-        for i, j in enumerate(due):
-            detected, calm, changed = self._hysteresis(state.detected, state.calm, psis[i], hr)
+        for j, alarm, calm_now in zip(due, up, calms.tolist(), strict=True):
+            detected, calm, changed = self._hysteresis(state.detected, state.calm, alarm, calm_now)
             if changed:
                 n = j
                 break
@@ -319,7 +321,9 @@ class DriftMonitor:
         if checked:
             self._since_check = n - 1 - plan.due[checked - 1]
             self.detected, self._calm = plan.after[checked - 1]
-            self.last = self._result(plan.psis[checked - 1], self.hit_rate, changed=False)
+            psis, hr = plan.psis[checked - 1 : checked], self.hit_rate
+            mean, alarms, _ = self._levels(psis, hr)
+            self.last = self._result(psis[0], float(mean[0]), alarms[0], hr, changed=False)
         else:
             self._since_check += n
         self._stamp = next(_STAMPS)
@@ -348,10 +352,13 @@ class DriftMonitor:
     def check(self) -> DriftResult:
         """Score the window, move the hysteresis, and say so (`last`)."""
         self._stamp = next(_STAMPS)
-        psis = self._psis(self._window_flat[None, :])[0]
+        psis = self._psis(self._window_flat[None, :])
         hr = self.hit_rate
-        self.detected, self._calm, changed = self._hysteresis(self.detected, self._calm, psis, hr)
-        self.last = self._result(psis, hr, changed)
+        mean, alarms, calm = self._levels(psis, hr)
+        self.detected, self._calm, changed = self._hysteresis(
+            self.detected, self._calm, bool(alarms[0].any()), bool(calm[0])
+        )
+        self.last = self._result(psis[0], float(mean[0]), alarms[0], hr, changed)
         return self.last
 
     def _psis(self, flat: np.ndarray) -> np.ndarray:
@@ -370,39 +377,30 @@ class DriftMonitor:
             psis[:, cols] = psi_rows(shares, counts).reshape(w, g)
         return psis
 
-    def _levels(self, psis: np.ndarray, hr: float | None) -> tuple[dict[str, float], list[bool], bool]:
-        """A check's scores (each feature's PSI, their mean, the prediction's PSI, the hit rate if judged) of
-        the column PSIs `psis`, which of its alarms are up (mean feature PSI, prediction PSI, hit rate) and
-        whether it is calm (every score back below its clear threshold)."""
+    def _levels(self, psis: np.ndarray, hr: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Of checks of column PSIs `psis` (w, columns) with hit rate `hr`: each one's mean feature PSI (w,),
+        which of its alarms are up (w, 3: mean feature PSI, prediction PSI, hit rate) and whether it is calm
+        (w,: every score back below its clear threshold). Row by row the same whatever w (each row's features
+        side by side, summed as the row alone: the tests hold it), so a run's dry checks are judged at once."""
         t = self.thresholds
-        scores = {name: float(psis[j]) for j, name in enumerate(self.feature_names)}
         # The mean over features, not the max: one slow feature (a 24-bar volatility) barely moves inside a
         # short window, so its own PSI is noisy; a shift of the whole input distribution moves the mean.
-        mean_psi = float(np.mean(list(scores.values())))
-        scores["features_mean"] = mean_psi
-        scores["prediction"] = float(psis[-1])
-        if hr is not None:
-            scores["hit_rate"] = hr
-        alarms = [
-            mean_psi >= t.psi_detect,
-            scores["prediction"] >= t.prediction_psi_detect,
-            hr is not None and hr < t.hit_rate_min,
-        ]
-        calm = (
-            mean_psi < t.psi_clear
-            and scores["prediction"] < t.prediction_psi_clear
-            and (hr is None or hr >= t.hit_rate_min)
+        mean = np.mean(psis[:, : len(self.feature_names)], axis=1)
+        pred = psis[:, -1]
+        hit_alarm = hr is not None and hr < t.hit_rate_min
+        alarms = np.column_stack(
+            [mean >= t.psi_detect, pred >= t.prediction_psi_detect, np.full(mean.shape, hit_alarm)]
         )
-        return scores, alarms, calm
+        calm = (mean < t.psi_clear) & (pred < t.prediction_psi_clear) & (not hit_alarm)
+        return mean, alarms, calm
 
     def _hysteresis(
-        self, detected: bool, calm_checks: int, psis: np.ndarray, hr: float | None
+        self, detected: bool, calm_checks: int, alarm: bool, calm: bool
     ) -> tuple[bool, int, bool]:
-        """(detected, consecutive calm checks, changed) after a check of column PSIs `psis` from the state
+        """(detected, consecutive calm checks, changed) after a check (any `alarm` up; `calm`) from the state
         (`detected`, `calm_checks`): detected at the first alarm, cleared after `clear_after_checks` calm
         checks in a row. Pure: the dry checks of a run (`plan_quiet`) chain it without touching the monitor."""
-        _, alarms, calm = self._levels(psis, hr)
-        if not detected and any(alarms):
+        if not detected and alarm:
             return True, 0, True
         if detected:
             calm_checks = calm_checks + 1 if calm else 0
@@ -410,13 +408,18 @@ class DriftMonitor:
                 return False, 0, True
         return detected, calm_checks, False
 
-    def _result(self, psis: np.ndarray, hr: float | None, changed: bool) -> DriftResult:
-        """What a check of column PSIs `psis` says, with the monitor's state after it (`detected`, `_calm`)."""
+    def _result(
+        self, psis: np.ndarray, mean_psi: float, up: np.ndarray, hr: float | None, changed: bool
+    ) -> DriftResult:
+        """What a check says of its column PSIs `psis` (columns,), their feature mean and its alarms `up`
+        (`_levels`), with the monitor's state after it (`detected`, `_calm`)."""
         t = self.thresholds
-        scores, up, _ = self._levels(psis, hr)
-        features = {name: scores[name] for name in self.feature_names}
-        worst = max(features, key=lambda name: features[name])
-        mean_psi = scores["features_mean"]
+        scores = {name: float(psis[j]) for j, name in enumerate(self.feature_names)}
+        worst = max(scores, key=lambda name: scores[name])
+        scores["features_mean"] = mean_psi
+        scores["prediction"] = float(psis[-1])
+        if hr is not None:
+            scores["hit_rate"] = hr
         alarms = []
         if up[0]:
             alarms.append(f"mean feature PSI {mean_psi:.2f} (worst {worst}={scores[worst]:.2f})")

@@ -176,16 +176,47 @@ def test_a_plan_is_taken_only_as_planned():
     mon.take_quiet(mon.plan_quiet(idx), 0, [])  # none: nothing to do, nothing checked
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(8))
 def test_the_windows_of_a_run_scored_at_once_are_scored_as_one_check_scores_its_window(seed):
     """`_psis` of many windows (a run's dry checks) is, bit for bit, `psi_from_expected` of each column of
-    each window alone (what a check of that window would score)."""
+    each window alone (what a check of that window would score), and `_levels` takes their feature means
+    as of each alone (up to 12 features: past 8 a sum adds pairwise)."""
     rng = np.random.default_rng(seed)
-    mon, _, _ = _monitors(rng)
+    names = tuple("abcdefghijkl"[: int(rng.integers(1, 13))])
+    refs = {n: reference_bins(rng.normal(size=400), bins=int(rng.integers(3, 11))) for n in names}
+    mon = DriftMonitor(names, refs, reference_bins(rng.normal(size=400)))
     windows = rng.integers(0, int(rng.integers(2, 60)), size=(int(rng.integers(1, 400)), mon._nbins))
     windows[0] = 0  # an empty window scores 0
     got = mon._psis(windows)
+    mean, _, _ = mon._levels(got, None)
     for r, flat in enumerate(windows):
         want = [psi_from_expected(e, c) for e, c in zip(mon._expected, mon._columns(flat), strict=True)]
         assert got[r].tolist() == want
         assert mon._psis(windows[r : r + 1])[0].tobytes() == got[r].tobytes()
+        # the feature mean as a check of that window alone takes it (of its features' floats)
+        assert float(mean[r]) == float(np.mean(want[:-1])) == float(mon._levels(got[r : r + 1], None)[0][0])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_failing_hit_rate_alone_ends_a_run_where_bar_by_bar_detects_and_clears(seed):
+    rng = np.random.default_rng(seed)
+    full, fast, rows = _monitors(rng, detect=50.0)  # the features and the prediction never alarm
+    window, every = full.thresholds.window, full.thresholds.check_every
+    key = 0
+    for outcome, detected in ((False, True), (True, False)):  # misses detect, hits clear
+        for _ in range(5):
+            full.record_outcome(outcome)
+            fast.record_outcome(outcome)
+        idx = _bars(rng, full, window + 8 * every + 8, rows, [0.0])
+        keys: list[object] = list(range(key, key + idx.shape[0]))
+        plan = fast.plan_quiet(idx)
+        assert plan.n < idx.shape[0]
+        for j in range(plan.n):
+            res = full.observe_binned(idx[j], keys[j])
+            assert res is None or not res.changed
+        fast.take_quiet(plan, plan.n, keys[: plan.n])
+        assert _state(fast) == _state(full)
+        res = full.observe_binned(idx[plan.n], keys[plan.n])
+        assert res is not None and res.changed and res.detected is detected
+        assert fast.observe_binned(idx[plan.n], keys[plan.n]) == res
+        key += idx.shape[0]
