@@ -305,7 +305,9 @@ class DriftMonitor:
         window, rows = self.thresholds.window, plan.rows
         popped = max(0, len(self._chunks) + n - window)
         new_popped = max(0, popped - len(self._chunks))  # new bars pushed out within the run itself
-        kept = plan.flats[new_popped:n].copy()  # each chunk's counts its own (a later bar may join the last)
+        # copied out of the plan: the chunks then neither keep the whole run's counts alive nor write into the
+        # plan when a later bar joins the last of them
+        kept = plan.flats[new_popped:n].copy()
         out = kept.sum(axis=0)
         for _ in range(popped - new_popped):
             _, _, r, old = self._chunks.popleft()
