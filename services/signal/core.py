@@ -21,7 +21,7 @@ from libs.common.contracts.base import SignalSide
 from libs.common.contracts.market import CandleView, TickView
 from libs.common.settings import SignalSettings
 from services.signal.decision import BUY, HOLD, SELL, SIDE_NAMES, Decisions, decide
-from services.signal.drift import DriftMonitor, DriftResult, HitRateTracker
+from services.signal.drift import DriftMonitor, DriftResult, HitRateTracker, QuietDrift
 from services.signal.features import last_row_features, timeframe_seconds
 from services.signal.registry import LoadedModel
 from services.signal.training import prediction_score
@@ -197,13 +197,16 @@ def effective_rule(cfg: SignalSettings, model: LoadedModel) -> tuple[float, floa
 
 @dataclass(frozen=True)
 class QuietBars:
-    """A run of bars `SignalEngine.quiet_bars` found quiet: the first `n` of them."""
+    """A run of bars `SignalEngine.quiet_bars` found quiet: the first `n` of them. `drift`: the drift
+    monitor's plan of them (`DriftMonitor.plan_quiet`: what its due checks found, so `take_quiet` runs none
+    again), None without a monitor."""
 
     symbols: list[str]
     open_ms: np.ndarray
     ohlcv: list[np.ndarray]
     bins: np.ndarray | None
     n: int
+    drift: QuietDrift | None = None
 
 
 class Precomputed:
@@ -640,17 +643,20 @@ class SignalEngine:
             starts.append(i)
             quiet &= pre.quiet_rows(sym, i, m, fresh)
         n = m if quiet.all() else int(np.argmin(quiet))
-        bins = None
+        bins, drift = None, None
         if n and self.drift is not None:
             bins = np.stack(
                 [pre._bins[sym][i : i + n] for sym, i in zip(symbols, starts, strict=True)], axis=1
             )
-            n = self.drift.quiet_bars(bins)
-        return QuietBars(symbols, open_ms[:n], [rows[:n] for rows in ohlcv], bins, n)
+            drift = self.drift.plan_quiet(bins)
+            n = drift.n
+        return QuietBars(symbols, open_ms[:n], [rows[:n] for rows in ohlcv], bins, n, drift)
 
     def take_quiet(self, run: QuietBars, n: int) -> None:
         """What the first `n` bars of `run` (from `quiet_bars`) leave: each symbol's candle buffer and last bar
-        time, the drift window (its due checks run and change nothing)."""
+        time, the drift window and the state its due checks leave (found when the run was planned: none
+        runs again). Each bar is a new bar time for the monitor: one timeframe after the one before, the
+        first after every symbol's last bar (`quiet_bars` checks it), so none joins the bar before."""
         if n <= 0:
             return
         last_open = datetime.fromtimestamp(int(run.open_ms[n - 1]) / 1000, UTC)
@@ -658,9 +664,9 @@ class SignalEngine:
             st = self.states[sym]
             st.buf[:] = np.concatenate([st.buf[: st.n], rows[:n]])[-st.cap :]
             st.last_open = last_open
-        if self.drift is not None and run.bins is not None:
+        if self.drift is not None and run.drift is not None:
             keys: list[object] = [datetime.fromtimestamp(t / 1000, UTC) for t in run.open_ms[:n].tolist()]
-            self.drift.observe_quiet(run.bins[:n], keys)
+            self.drift.take_quiet(run.drift, n, keys)
 
     def _infer(self, ready: list[Bar], model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, probabilities, complete rows) of the newest bar of each symbol, from the buffers."""

@@ -11,17 +11,23 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from libs.common.settings.signal import DriftSettings
 
 EPS = 1e-4
+
+# A monitor's stamps, unique across monitors: a plan of quiet bars (`QuietDrift`) is taken only by the
+# monitor, in the state, it was made from.
+_STAMPS = itertools.count()
 
 
 def reference_bins(values: np.ndarray, bins: int = 10) -> dict[str, Any]:
@@ -87,6 +93,33 @@ class DriftResult:
     reason: str
 
 
+class CheckState(NamedTuple):
+    """The hysteresis a check leaves on its monitor (`detected`, `_calm`)."""
+
+    detected: bool
+    calm: int
+
+
+@dataclass(frozen=True)
+class QuietDrift:
+    """A run of bars `DriftMonitor.plan_quiet` found quiet, with what its dry checks found, so that taking
+    them (`DriftMonitor.take_quiet`) runs no check again.
+
+    `n`: how many of the bars `observe_binned` takes before one whose due check changes the drift state;
+    `flats`: each bar's bin counts (bars, bins); `rows`: the rows of each bar; `due`: the bars (all < `n`,
+    ascending) whose check is due, `after`: the hysteresis after each of them and `psis`: the column PSIs
+    each scored (len(due), columns; its `last` is said from them when taken); `stamp`: the monitor's stamp
+    when planned (a plan is taken only from that state)."""
+
+    n: int
+    flats: np.ndarray
+    rows: int
+    due: tuple[int, ...]
+    after: tuple[CheckState, ...]
+    psis: np.ndarray
+    stamp: int
+
+
 @dataclass
 class DriftMonitor:
     feature_names: tuple[str, ...]
@@ -139,6 +172,8 @@ class DriftMonitor:
         self.detected = False
         self._calm = 0
         self.last: DriftResult | None = None
+        # renewed by every change of state (a bar, an outcome, a check): what a `QuietDrift` is keyed to
+        self._stamp = next(_STAMPS)
 
     def bin_index(self, x: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """The flat bin of every value of the feature rows (n, k) and prediction scores (n,): (n, k + 1), -1
@@ -162,6 +197,7 @@ class DriftMonitor:
 
     def _push(self, flat: np.ndarray, rows: int, key: object) -> DriftResult | None:
         """`observe_binned` of `rows` rows whose bin counts are `flat`."""
+        self._stamp = next(_STAMPS)
         self.rows_seen += rows
         self.rows_in_window += rows
         self._window_flat += flat
@@ -187,50 +223,112 @@ class DriftMonitor:
     def quiet_bars(self, idx: np.ndarray) -> int:
         """How many of these bars (`idx` (bars, rows, k + 1): each bar's rows binned by `bin_index`, each bar
         a new bar time) `observe_binned` takes in turn before one whose due check changes the state (drift
-        detected or cleared): those can be taken at once (`observe_quiet`). Changes nothing: the due checks
-        are run on the window as it would be, and the monitor's state is put back."""
-        m = int(idx.shape[0])
-        if m == 0:
-            return 0
-        flats = self._flats(idx)
-        held0, window = len(self._chunks), self.thresholds.window
-        since, due = self._since_check, []
-        for j in range(m):
-            since += 1
-            if self._due(min(held0 + j + 1, window), since):
-                since = 0
-                due.append(j)
-        if not due:
-            return m
-        # the window after bar j holds the last `window` of the old chunks then the new bars: its counts are
-        # the window now, plus the new bars so far, minus the chunks pushed out (old ones first)
-        new_sums = np.cumsum(flats, axis=0)
-        pops = max(0, held0 + due[-1] + 1 - window)
-        old = [c[3] for c in itertools.islice(self._chunks, min(pops, held0))]
-        old_sums = np.cumsum(np.stack(old), axis=0) if old else np.zeros((0, self._nbins), dtype=np.int64)
-        saved = (self._window_flat, self.detected, self._calm, self.last)
-        try:
-            for j in due:
-                popped = max(0, held0 + j + 1 - window)
-                out = new_sums[j] - (old_sums[min(popped, held0) - 1] if popped and held0 else 0)
-                if popped > held0:
-                    out = out - new_sums[popped - held0 - 1]
-                self._window_flat = saved[0] + out
-                if self.check().changed:
-                    return j
-        finally:
-            self._window_flat, self.detected, self._calm, self.last = saved
-        return m
+        detected or cleared): those can be taken at once (`observe_quiet`). Changes nothing."""
+        return self.plan_quiet(idx).n
 
-    def observe_quiet(self, idx: np.ndarray, keys: list[object]) -> None:
-        """`observe_binned` of each bar of `idx` (see `quiet_bars`) with its key, in turn (their due checks
-        run); the caller knows from `quiet_bars` that none of them changes the drift state."""
-        flats = self._flats(idx)
-        rows = idx.shape[1]
-        for j, key in enumerate(keys):
-            res = self._push(flats[j], rows, key)
-            if res is not None and res.changed:
-                raise RuntimeError("observe_quiet took a bar whose check changed the drift state")
+    def observe_quiet(self, idx: np.ndarray, keys: Sequence[object]) -> None:
+        """`observe_binned` of each bar of `idx` (see `quiet_bars`) with its key, in turn; the caller knows from
+        `quiet_bars` that none of them changes the drift state. The due checks are run once, dry
+        (`plan_quiet`); a caller that planned the run already takes it with `take_quiet`, which runs none."""
+        plan = self.plan_quiet(idx)
+        if plan.n < len(keys):
+            raise RuntimeError("observe_quiet took a bar whose check changed the drift state")
+        self.take_quiet(plan, len(keys), keys)
+
+    def plan_quiet(self, idx: np.ndarray) -> QuietDrift:
+        """`quiet_bars`, keeping what its dry checks found for `take_quiet`: the window as it would be after
+        each due bar (integer sums), every one scored at once (`_psis`), then the hysteresis chained over
+        them in turn as bar by bar would (`_hysteresis`); the first check that changes the state ends the
+        run. Changes nothing."""
+        m = int(idx.shape[0])
+        rows = int(idx.shape[1]) if idx.ndim > 1 else 0
+        flats = self._flats(idx) if m else np.zeros((0, self._nbins), dtype=np.int64)
+        due = self._due_bars(len(self._chunks), m)
+        if not due:
+            return QuietDrift(m, flats, rows, (), (), np.zeros((0, len(self._refs))), self._stamp)
+        # the window after bar j holds the last `window` of the old chunks then the new bars: its counts are
+        # the window now, plus the new bars up to j, minus the chunks pushed out (the old ones first)
+        held0, window = len(self._chunks), self.thresholds.window
+        at = np.asarray(due)
+        popped = np.maximum(0, held0 + at + 1 - window)
+        old = [c[3] for c in itertools.islice(self._chunks, min(int(popped[-1]), held0))]
+        zero = np.zeros((1, self._nbins), dtype=np.int64)
+        old_sums = np.concatenate([zero, np.cumsum(np.stack(old), axis=0)]) if old else zero
+        new_sums = np.concatenate([zero, np.cumsum(flats, axis=0)])
+        windows = (
+            self._window_flat
+            + new_sums[at + 1]
+            - old_sums[np.minimum(popped, held0)]
+            - new_sums[np.maximum(0, popped - held0)]
+        )
+        psis = self._psis(windows)
+        hr = self.hit_rate  # no outcome within a run: the caller resolves none (and one renews the stamp)
+        _, alarms, calms = self._levels(psis, hr)
+        up: list[bool] = np.asarray(alarms.any(axis=1)).tolist()
+        state, n, after = CheckState(self.detected, self._calm), m, []
+        for j, alarm, calm_now in zip(due, up, calms.tolist(), strict=True):
+            detected, calm, changed = self._hysteresis(state.detected, state.calm, alarm, calm_now)
+            if changed:
+                n = j
+                break
+            state = CheckState(detected, calm)
+            after.append(state)
+        k = len(after)
+        return QuietDrift(n, flats, rows, tuple(due[:k]), tuple(after), psis[:k], self._stamp)
+
+    def _due_bars(self, held: int, m: int) -> list[int]:
+        """The bars (0-based) among the next `m` new bar times at which `_push` runs a check, with `held` bars
+        in the window now: once the window is full and `check_every` bars after the last check (`_due`), then
+        every `check_every` bars (the window stays full)."""
+        every = self.thresholds.check_every
+        first = max(0, self.thresholds.window - held - 1, every - self._since_check - 1)
+        return list(range(first, m, every))
+
+    def take_quiet(self, plan: QuietDrift, n: int, keys: Sequence[object]) -> None:
+        """What `observe_binned` of the first `n` bars of `plan` (n <= plan.n), with their `keys`, leaves,
+        bit for bit, in array operations rather than bar by bar: the counts and rows (integer sums, exact in
+        any order), the chunks (the oldest beyond `window` dropped, the new bars' appended), the bars since
+        the last check, and the state the last due check among them left (found by `plan_quiet`: no check
+        runs). Each bar must be a new bar time (a key equal to the one before would join that bar, which
+        the plan did not count); a plan is taken only in the state it was made from."""
+        if plan.stamp != self._stamp:
+            raise RuntimeError("take_quiet of a plan made from another state of the monitor")
+        if not 0 <= n <= plan.n or len(keys) != n:
+            raise ValueError(f"take_quiet of {n} bars ({len(keys)} keys) from a plan of {plan.n}")
+        if n == 0:
+            return
+        last_key = self._chunks[-1][0] if self._chunks else None
+        if any(b is not None and a == b for a, b in zip([last_key, *keys[:-1]], keys, strict=True)):
+            raise ValueError(
+                "take_quiet of a bar with the key of the bar before (each must be a new bar time)"
+            )
+        window, rows = self.thresholds.window, plan.rows
+        popped = max(0, len(self._chunks) + n - window)
+        new_popped = max(0, popped - len(self._chunks))  # new bars pushed out within the run itself
+        # copied out of the plan: the chunks then neither keep the whole run's counts alive nor write into the
+        # plan when a later bar joins the last of them
+        kept = plan.flats[new_popped:n].copy()
+        out = kept.sum(axis=0)
+        for _ in range(popped - new_popped):
+            _, _, r, old = self._chunks.popleft()
+            out -= old
+            self.rows_in_window -= r
+        self._window_flat += out  # in place: `_window_counts` are views of it
+        self.rows_seen += n * rows
+        self.rows_in_window += (n - new_popped) * rows
+        self._chunks.extend(
+            [key, self._columns(flat), rows, flat] for key, flat in zip(keys[new_popped:], kept, strict=True)
+        )
+        checked = bisect.bisect_left(plan.due, n)  # the due checks among the first n bars
+        if checked:
+            self._since_check = n - 1 - plan.due[checked - 1]
+            self.detected, self._calm = plan.after[checked - 1]
+            psis, hr = plan.psis[checked - 1 : checked], self.hit_rate
+            mean, alarms, _ = self._levels(psis, hr)
+            self.last = self._result(psis[0], float(mean[0]), alarms[0], hr, changed=False)
+        else:
+            self._since_check += n
+        self._stamp = next(_STAMPS)
 
     def _flats(self, idx: np.ndarray) -> np.ndarray:
         """Each bar's bin counts (bars, bins) in one pass: `observe_binned`'s bincount per bar."""
@@ -244,6 +342,7 @@ class DriftMonitor:
         return [flat[lo:hi] for lo, hi in self._bounds]
 
     def record_outcome(self, hit: bool) -> None:
+        self._stamp = next(_STAMPS)
         self._outcomes.append(bool(hit))
 
     @property
@@ -253,39 +352,83 @@ class DriftMonitor:
         return sum(self._outcomes) / len(self._outcomes)
 
     def check(self) -> DriftResult:
-        t = self.thresholds
-        psis = np.empty(len(self._refs))
+        """Score the window, move the hysteresis, and say so (`last`)."""
+        self._stamp = next(_STAMPS)
+        psis = self._psis(self._window_flat[None, :])
+        hr = self.hit_rate
+        mean, alarms, calm = self._levels(psis, hr)
+        self.detected, self._calm, changed = self._hysteresis(
+            self.detected, self._calm, bool(alarms[0].any()), bool(calm[0])
+        )
+        self.last = self._result(psis[0], float(mean[0]), alarms[0], hr, changed)
+        return self.last
+
+    def _psis(self, flat: np.ndarray) -> np.ndarray:
+        """The PSI of every column (the features, then the prediction) of each row of window counts `flat`
+        (w, bins): (w, columns). Each group's rows of every window are scored in one `psi_rows`, whose
+        operations are element by element and row by row, the same whatever w (the tests hold a window
+        scored alone bit-equal to the same window among others): a run's dry checks are scored at once.
+        Both operands are laid out in C order: fancy indexing of a 2-D array returns a strided layout,
+        arithmetic on two such operands keeps it, and a row sum over it adds in another order (ulps away)."""
+        w = flat.shape[0]
+        psis = np.empty((w, len(self._refs)))
         for cols, where, expected in self._groups:
-            psis[cols] = psi_rows(expected, self._window_flat[where])
-        scores = {name: float(psis[j]) for j, name in enumerate(self.feature_names)}
-        worst = max(scores, key=lambda name: scores[name])
+            g, b = where.shape
+            counts = np.ascontiguousarray(flat[:, where].reshape(w * g, b))
+            shares = np.ascontiguousarray(np.broadcast_to(expected, (w, g, b)).reshape(w * g, b))
+            psis[:, cols] = psi_rows(shares, counts).reshape(w, g)
+        return psis
+
+    def _levels(self, psis: np.ndarray, hr: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Of checks of column PSIs `psis` (w, columns) with hit rate `hr`: each one's mean feature PSI (w,),
+        which of its alarms are up (w, 3: mean feature PSI, prediction PSI, hit rate) and whether it is calm
+        (w,: every score back below its clear threshold). Row by row the same whatever w (each row's features
+        side by side, summed as the row alone: the tests hold it), so a run's dry checks are judged at once."""
+        t = self.thresholds
         # The mean over features, not the max: one slow feature (a 24-bar volatility) barely moves inside a
         # short window, so its own PSI is noisy; a shift of the whole input distribution moves the mean.
-        mean_psi = float(np.mean(list(scores.values())))
+        mean = np.mean(psis[:, : len(self.feature_names)], axis=1)
+        pred = psis[:, -1]
+        hit_alarm = hr is not None and hr < t.hit_rate_min
+        alarms = np.column_stack(
+            [mean >= t.psi_detect, pred >= t.prediction_psi_detect, np.full(mean.shape, hit_alarm)]
+        )
+        calm = (mean < t.psi_clear) & (pred < t.prediction_psi_clear) & (not hit_alarm)
+        return mean, alarms, calm
+
+    def _hysteresis(
+        self, detected: bool, calm_checks: int, alarm: bool, calm: bool
+    ) -> tuple[bool, int, bool]:
+        """(detected, consecutive calm checks, changed) after a check (any `alarm` up; `calm`) from the state
+        (`detected`, `calm_checks`): detected at the first alarm, cleared after `clear_after_checks` calm
+        checks in a row. Pure: the dry checks of a run (`plan_quiet`) chain it without touching the monitor."""
+        if not detected and alarm:
+            return True, 0, True
+        if detected:
+            calm_checks = calm_checks + 1 if calm else 0
+            if calm_checks >= self.thresholds.clear_after_checks:
+                return False, 0, True
+        return detected, calm_checks, False
+
+    def _result(
+        self, psis: np.ndarray, mean_psi: float, up: np.ndarray, hr: float | None, changed: bool
+    ) -> DriftResult:
+        """What a check says of its column PSIs `psis` (columns,), their feature mean and its alarms `up`
+        (`_levels`), with the monitor's state after it (`detected`, `_calm`)."""
+        t = self.thresholds
+        scores = {name: float(psis[j]) for j, name in enumerate(self.feature_names)}
+        worst = max(scores, key=lambda name: scores[name])
         scores["features_mean"] = mean_psi
         scores["prediction"] = float(psis[-1])
-        hr = self.hit_rate
         if hr is not None:
             scores["hit_rate"] = hr
         alarms = []
-        if mean_psi >= t.psi_detect:
+        if up[0]:
             alarms.append(f"mean feature PSI {mean_psi:.2f} (worst {worst}={scores[worst]:.2f})")
-        if scores["prediction"] >= t.prediction_psi_detect:
+        if up[1]:
             alarms.append(f"prediction PSI {scores['prediction']:.2f}")
-        if hr is not None and hr < t.hit_rate_min:
+        if up[2]:
             alarms.append(f"hit rate {hr:.2f} < {t.hit_rate_min:.2f}")
-        calm = (
-            mean_psi < t.psi_clear
-            and scores["prediction"] < t.prediction_psi_clear
-            and (hr is None or hr >= t.hit_rate_min)
-        )
-        changed = False
-        if not self.detected and alarms:
-            self.detected, changed, self._calm = True, True, 0
-        elif self.detected:
-            self._calm = self._calm + 1 if calm else 0
-            if self._calm >= t.clear_after_checks:
-                self.detected, changed, self._calm = False, True, 0
         if alarms:
             reason = "; ".join(alarms)
         elif self.detected:
@@ -295,8 +438,7 @@ class DriftMonitor:
             )
         else:
             reason = f"within reference (mean feature PSI {mean_psi:.2f}, worst {worst}={scores[worst]:.2f})"
-        self.last = DriftResult(self.detected, changed, {k: round(v, 6) for k, v in scores.items()}, reason)
-        return self.last
+        return DriftResult(self.detected, changed, {k: round(v, 6) for k, v in scores.items()}, reason)
 
 
 class HitRateTracker:
