@@ -24,6 +24,11 @@ def epoch_us(now: datetime) -> int:
     return (now - EPOCH) // _US
 
 
+# a symbol's sampling state: (last price, last sample's time in µs, short variance, long variance, returns)
+State = tuple[float | None, int | None, float, float, int]
+BLOCK_BARS = 256  # `take_bars` samples this many bars ahead of its caller's verdicts
+
+
 @dataclass
 class _Ewma:
     last_price: float | None = None
@@ -31,6 +36,12 @@ class _Ewma:
     var_short: float = 0.0
     var_long: float = 0.0
     n: int = 0
+
+    def get(self) -> State:
+        return (self.last_price, self.last_sample_us, self.var_short, self.var_long, self.n)
+
+    def put(self, state: State) -> None:
+        self.last_price, self.last_sample_us, self.var_short, self.var_long, self.n = state
 
 
 class VolatilityRatio:
@@ -45,35 +56,48 @@ class VolatilityRatio:
         st = self._s.get(symbol)
         if st is None:
             st = self._s[symbol] = _Ewma()
-        self._sample(st, price, epoch_us(now))
+        self._walk(st, (epoch_us(now),), (price,), 1)
 
-    def _sample(self, st: _Ewma, price: float, t_us: int) -> None:
-        """The one sampling rule: at most one sample per `sample_s`, a log return once a price is known."""
-        if st.last_sample_us is not None and (t_us - st.last_sample_us) / _US_PER_S < self.sample_s:
-            return
-        if st.last_price is not None and price > 0 and st.last_price > 0:
-            r2 = math.log(price / st.last_price) ** 2
-            if st.n == 0:
-                st.var_short = st.var_long = r2
-            else:
-                st.var_short += self.a_short * (r2 - st.var_short)
-                st.var_long += self.a_long * (r2 - st.var_long)
-            st.n += 1
-        st.last_price, st.last_sample_us = price, t_us
+    def _walk(self, st: _Ewma, times_us: Sequence[int], prices: Sequence[float], every: int) -> list[State]:
+        """The one sampling rule, over ticks of one symbol in time order: at most one sample per `sample_s`, a
+        log return once a price is known, the two EWMAs of its square. Leaves `st` after the last tick and
+        returns the state after every `every` ticks (a bar's)."""
+        last_p, last_t, vs, vl, n = st.get()
+        sample_s, a_s, a_l, log = self.sample_s, self.a_short, self.a_long, math.log
+        out: list[State] = []
+        left = every
+        for t, p in zip(times_us, prices, strict=True):
+            if last_t is None or not (t - last_t) / _US_PER_S < sample_s:
+                if last_p is not None and p > 0 and last_p > 0:
+                    r2 = log(p / last_p) ** 2
+                    if n == 0:
+                        vs = vl = r2
+                    else:
+                        vs += a_s * (r2 - vs)
+                        vl += a_l * (r2 - vl)
+                    n += 1
+                last_p, last_t = p, t
+            left -= 1
+            if not left:
+                out.append((last_p, last_t, vs, vl, n))
+                left = every
+        st.put((last_p, last_t, vs, vl, n))
+        return out
 
     def ratio(self, symbol: str) -> float | None:
         st = self._s.get(symbol)
-        return None if st is None else self._ratio(st)
+        return None if st is None else self._ratio(st.get())
 
-    def _ratio(self, st: _Ewma) -> float | None:
-        if st.n < self.min_samples:
+    def _ratio(self, state: State) -> float | None:
+        _, _, var_short, var_long, n = state
+        if n < self.min_samples:
             return None
-        if st.var_long <= 0:
-            return 1.0 if st.var_short <= 0 else math.inf
-        return math.sqrt(st.var_short / st.var_long)
+        if var_long <= 0:
+            return 1.0 if var_short <= 0 else math.inf
+        return math.sqrt(var_short / var_long)
 
     def market_ratio(self) -> float | None:
-        ratios = [r for r in (self._ratio(st) for st in self._s.values()) if r is not None]
+        ratios = [r for r in (self._ratio(st.get()) for st in self._s.values()) if r is not None]
         return max(ratios) if ratios else None
 
     def take_bars(
@@ -85,22 +109,38 @@ class VolatilityRatio:
     ) -> int:
         """Sample bars of ticks in turn, as `on_price` tick by tick would, while `allow(j, market ratio after bar
         j)` says yes: bar j is column c of `rows_ms[j]` (epoch ms) and `rows_price[j]` a tick of `symbols[c]`.
-        The first bar refused is put back as it was before it; returns how many bars were taken."""
-        new = [sym for sym in dict.fromkeys(symbols) if sym not in self._s]
-        states = [self._s.get(sym) or self._s.setdefault(sym, _Ewma()) for sym in symbols]
-        distinct = list({id(st): st for st in states}.values())
-        every = list(self._s.values())
-        sample, ratio = self._sample, self._ratio
-        for j, (row_t, row_p) in enumerate(zip(rows_ms, rows_price, strict=True)):
-            before = [(st.last_price, st.last_sample_us, st.var_short, st.var_long, st.n) for st in distinct]
-            for st, t, p in zip(states, row_t, row_p, strict=True):
-                sample(st, p, t * 1000)
-            ratios = [r for r in map(ratio, every) if r is not None]
-            if not allow(j, max(ratios) if ratios else None):
-                for st, saved in zip(distinct, before, strict=True):
-                    st.last_price, st.last_sample_us, st.var_short, st.var_long, st.n = saved
-                if j == 0:  # nothing taken: no symbol is new to the ratio either
-                    for sym in new:
-                        del self._s[sym]
-                return j
-        return len(rows_ms)
+        The first bar refused is put back as it was before it; returns how many bars were taken. Each symbol's
+        ticks are its own (its state reads no other's), so they are sampled a block of bars at a time, symbol
+        by symbol, and the market ratio formed at each bar's end from the states there."""
+        cols = {sym: [c for c, s in enumerate(symbols) if s == sym] for sym in dict.fromkeys(symbols)}
+        new = [sym for sym in cols if sym not in self._s]
+        states = {sym: self._s.get(sym) or self._s.setdefault(sym, _Ewma()) for sym in cols}
+        # the symbols not ticking here: their ratios stay as they are through the run
+        fixed = [
+            r for sym, st in self._s.items() if sym not in cols and (r := self._ratio(st.get())) is not None
+        ]
+        ratio = self._ratio
+        before = {sym: st.get() for sym, st in states.items()}  # the states after the last bar taken
+        m = len(rows_ms)
+        for lo in range(0, m, BLOCK_BARS):
+            hi = min(m, lo + BLOCK_BARS)
+            ends = [
+                self._walk(
+                    st,
+                    [row[c] * 1000 for row in rows_ms[lo:hi] for c in cols[sym]],
+                    [row[c] for row in rows_price[lo:hi] for c in cols[sym]],
+                    len(cols[sym]),
+                )
+                for sym, st in states.items()
+            ]
+            for j in range(lo, hi):
+                ratios = fixed + [r for e in ends if (r := ratio(e[j - lo])) is not None]
+                if not allow(j, max(ratios) if ratios else None):
+                    for (sym, st), e in zip(states.items(), ends, strict=True):
+                        st.put(e[j - lo - 1] if j > lo else before[sym])
+                    if j == 0:  # nothing taken: no symbol is new to the ratio either
+                        for sym in new:
+                            del self._s[sym]
+                    return j
+            before = {sym: e[-1] for sym, e in zip(states, ends, strict=True)}
+        return m

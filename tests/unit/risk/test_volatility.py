@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.risk.volatility import VolatilityRatio, epoch_us
+from services.risk.volatility import BLOCK_BARS, VolatilityRatio, epoch_us
 
 SYMS = ["BTC/USDT", "ETH/USDT"]
 
@@ -42,9 +42,13 @@ def test_take_bars_is_on_price_tick_by_tick_and_puts_back_the_refused_bar(seed):
     symbols = [rng.choice(SYMS) for _ in range(rng.choice([1, 4, 6]))]
     fast, slow = _ratio(), _ratio()
     taken_total = 0
-    for _run in range(20):
-        rows_t, rows_p = _bars(rng, rng.randint(1, 30), symbols)
-        stop = rng.choice([None, rng.randrange(len(rows_t))])  # the caller refuses bar `stop`
+    for _run in range(12):
+        long = rng.random() < 0.3  # runs of several blocks, refused around a block's edge
+        rows_t, rows_p = _bars(
+            rng, rng.randint(2 * BLOCK_BARS + 1, 3 * BLOCK_BARS) if long else rng.randint(1, 30), symbols
+        )
+        edges = [BLOCK_BARS - 1, BLOCK_BARS, BLOCK_BARS + 1, 2 * BLOCK_BARS] if long else []
+        stop = rng.choice([None, rng.randrange(len(rows_t)), *edges])  # the caller refuses bar `stop`
         seen: list[float | None] = []
 
         def allow(j: int, ratio: float | None, stop=stop, seen=seen) -> bool:
