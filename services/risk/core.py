@@ -40,7 +40,7 @@ from services.risk import breakers as B
 from services.risk.book import Book, FillOutcome
 from services.risk.reservations import Reservations
 from services.risk.state import BreakerBoard, Evaluated, TradingStateMachine, breaker_key
-from services.risk.volatility import VolatilityRatio
+from services.risk.volatility import VolatilityRatio, epoch_us
 
 ZERO = Decimal("0")
 BPS_TO_FRACTION = Decimal("0.0001")  # basis points x this = a fraction (100 bps = 0.01)
@@ -362,30 +362,34 @@ class RiskEngine:
         since, day_end, inputs = q
         if inputs != self._quiet_inputs() or any(sym not in self._known_set for sym in symbols):
             return 0
-        rows_t, rows_p = times_ms.tolist(), prices.tolist()
         closes = {sym: c for c, sym in enumerate(symbols)}  # each symbol's last column: its close tick
-        fresh = self._fresh_bars(closes, times_ms, rows_t, alive)
+        # the closes in the same day as the last full evaluation, time not going back (exact in microseconds:
+        # a close's datetime is its millisecond time)
+        close_us = times_ms[:, -1] * 1000
+        window = (epoch_us(since) <= close_us) & (close_us < epoch_us(day_end))
+        m = int(np.argmin(window)) if not window.all() else len(times_ms)
+        m = self._fresh_bars(closes, times_ms[:m], alive)
+        close_ms = times_ms[:m, -1].tolist()
 
         def allow(j: int, vol_ratio: float | None) -> bool:
-            now = datetime.fromtimestamp(rows_t[j][-1] / 1000, UTC)
-            return since <= now < day_end and self._volatility_at(vol_ratio, now) is None
+            return self._volatility_at(vol_ratio, datetime.fromtimestamp(close_ms[j] / 1000, UTC)) is None
 
         # the volatility samples of every tick, bar by bar, while each close passes (the bar that breaks the
         # run is put back: it is the caller's, tick by tick)
-        done = self.vol.take_bars(symbols, rows_t[:fresh], rows_p[:fresh], allow)
+        done = self.vol.take_bars(symbols, times_ms[:m], prices[:m], allow)
         if done:
-            self._prune(self._close_of(closes, rows_t[done - 1], alive))
+            self._prune(self._close_of(closes, times_ms[done - 1].tolist(), alive))
         return done
 
-    def _fresh_bars(
-        self, closes: dict[str, int], times_ms: np.ndarray, rows_t: list[list[int]], alive: Sequence[str]
-    ) -> int:
+    def _fresh_bars(self, closes: dict[str, int], times_ms: np.ndarray, alive: Sequence[str]) -> int:
         """How many of `quiet_run`'s first bars stale data and heartbeats allow at every close (`_fresh`). Each
         of them refuses past an age alone (at the close: a symbol's last tick's, a service's last heartbeat's;
         the other inputs do not change in a run), so it allows at every close of the first m bars if and only
         if it allows at the close where its age is largest among them: m is found by bisection, each test run
         by `_stale` and `_heartbeat` at that close (the times put in place, then put back)."""
-        n = len(rows_t)
+        n = len(times_ms)
+        if n == 0:
+            return 0
         now_ms = times_ms[:, -1]
         idx = np.arange(n)
         worst: list[
@@ -406,7 +410,7 @@ class RiskEngine:
 
         def allows(m: int) -> bool:
             for kind, name, at in worst:
-                now = self._close_of(closes, rows_t[int(at[m - 1])], alive)
+                now = self._close_of(closes, times_ms[int(at[m - 1])].tolist(), alive)
                 if (self._stale(name, now) if kind == "stale" else self._heartbeat(name, now)) is not None:
                     return False
             return True

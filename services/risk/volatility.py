@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _US_PER_S = 1_000_000
@@ -103,12 +105,12 @@ class VolatilityRatio:
     def take_bars(
         self,
         symbols: Sequence[str],
-        rows_ms: Sequence[Sequence[int]],
-        rows_price: Sequence[Sequence[float]],
+        times_ms: np.ndarray,
+        prices: np.ndarray,
         allow: Callable[[int, float | None], bool],
     ) -> int:
         """Sample bars of ticks in turn, as `on_price` tick by tick would, while `allow(j, market ratio after bar
-        j)` says yes: bar j is column c of `rows_ms[j]` (epoch ms) and `rows_price[j]` a tick of `symbols[c]`.
+        j)` says yes: bar j is column c of `times_ms[j]` (epoch ms, int64) and `prices[j]` a tick of `symbols[c]`.
         The first bar refused is put back as it was before it; returns how many bars were taken. Each symbol's
         ticks are its own (its state reads no other's), so they are sampled a block of bars at a time, symbol
         by symbol, and the market ratio formed at each bar's end from the states there."""
@@ -121,14 +123,14 @@ class VolatilityRatio:
         ]
         ratio = self._ratio
         before = {sym: st.get() for sym, st in states.items()}  # the states after the last bar taken
-        m = len(rows_ms)
+        m = len(times_ms)
         for lo in range(0, m, BLOCK_BARS):
             hi = min(m, lo + BLOCK_BARS)
-            ends = [
+            ends = [  # a symbol's ticks of the block, bar by bar (its columns of each row, in order)
                 self._walk(
                     st,
-                    [row[c] * 1000 for row in rows_ms[lo:hi] for c in cols[sym]],
-                    [row[c] for row in rows_price[lo:hi] for c in cols[sym]],
+                    (times_ms[lo:hi, cols[sym]] * 1000).ravel().tolist(),
+                    prices[lo:hi, cols[sym]].ravel().tolist(),
                     len(cols[sym]),
                 )
                 for sym, st in states.items()

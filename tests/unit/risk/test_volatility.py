@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from services.risk.volatility import BLOCK_BARS, VolatilityRatio, epoch_us
@@ -55,7 +56,7 @@ def test_take_bars_is_on_price_tick_by_tick_and_puts_back_the_refused_bar(seed):
             seen.append(ratio)
             return j != stop
 
-        taken = fast.take_bars(symbols, rows_t, rows_p, allow)
+        taken = fast.take_bars(symbols, np.array(rows_t, dtype=np.int64), np.array(rows_p), allow)
         assert taken == (len(rows_t) if stop is None else stop)
         for j in range(len(rows_t)):
             for sym, t, p in zip(symbols, rows_t[j], rows_p[j], strict=True):
@@ -75,9 +76,10 @@ def test_take_bars_is_on_price_tick_by_tick_and_puts_back_the_refused_bar(seed):
 
 def test_a_run_refused_at_its_first_bar_leaves_no_new_symbol():
     v = _ratio()
-    assert v.take_bars(["BTC/USDT"], [[1_000]], [[1.0]], lambda j, r: False) == 0
+    t, p = np.array([[1_000]], dtype=np.int64), np.array([[1.0]])
+    assert v.take_bars(["BTC/USDT"], t, p, lambda j, r: False) == 0
     assert v._s == {}
-    assert v.take_bars(["BTC/USDT"], [[1_000]], [[1.0]], lambda j, r: True) == 1
+    assert v.take_bars(["BTC/USDT"], t, p, lambda j, r: True) == 1
     assert list(v._s) == ["BTC/USDT"]
 
 
