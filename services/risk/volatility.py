@@ -64,7 +64,7 @@ class VolatilityRatio:
         """The one sampling rule, over ticks of one symbol in time order: at most one sample per `sample_s`, a
         log return once a price is known, the two EWMAs of its square. Leaves `st` after the last tick and
         returns the state after every `every` ticks (a bar's)."""
-        last_p, last_t, vs, vl, n = st.get()
+        last_p, last_t, vs, vl, n = st.last_price, st.last_sample_us, st.var_short, st.var_long, st.n
         sample_s, a_s, a_l, log = self.sample_s, self.a_short, self.a_long, math.log
         out: list[State] = []
         left = every
@@ -83,7 +83,7 @@ class VolatilityRatio:
             if not left:
                 out.append((last_p, last_t, vs, vl, n))
                 left = every
-        st.put((last_p, last_t, vs, vl, n))
+        st.last_price, st.last_sample_us, st.var_short, st.var_long, st.n = last_p, last_t, vs, vl, n
         return out
 
     def ratio(self, symbol: str) -> float | None:
