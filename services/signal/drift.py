@@ -144,9 +144,7 @@ class DriftMonitor:
             self._pad[j, : e.size] = e
         # Bin counts per bar time, and their running sum over the window: a check costs O(features x bins)
         # whatever the number of symbols, and each bar only bins its own rows.
-        self._chunks: deque[list[Any]] = (
-            deque()
-        )  # [key, bin counts per feature + prediction, rows, flat counts]
+        self._chunks: deque[list[Any]] = deque()  # [key, rows, flat counts of every column's bins]
         self._window_flat = np.zeros(self._nbins, dtype=np.int64)
         self._bounds = list(
             zip([0, *self._splits.tolist()], [*self._splits.tolist(), self._nbins], strict=True)
@@ -202,12 +200,12 @@ class DriftMonitor:
         self.rows_in_window += rows
         self._window_flat += flat
         if key is not None and self._chunks and self._chunks[-1][0] == key:
-            self._chunks[-1][3] += flat  # its per-column counts are views of it
-            self._chunks[-1][2] += rows
+            self._chunks[-1][2] += flat
+            self._chunks[-1][1] += rows
             return None
-        self._chunks.append([key, self._columns(flat), rows, flat])
+        self._chunks.append([key, rows, flat])
         while len(self._chunks) > self.thresholds.window:
-            _, _, n, old = self._chunks.popleft()
+            _, n, old = self._chunks.popleft()
             self._window_flat -= old
             self.rows_in_window -= n
         self._since_check += 1
@@ -251,7 +249,7 @@ class DriftMonitor:
         held0, window = len(self._chunks), self.thresholds.window
         at = np.asarray(due)
         popped = np.maximum(0, held0 + at + 1 - window)
-        old = [c[3] for c in itertools.islice(self._chunks, min(int(popped[-1]), held0))]
+        old = [c[2] for c in itertools.islice(self._chunks, min(int(popped[-1]), held0))]
         zero = np.zeros((1, self._nbins), dtype=np.int64)
         old_sums = np.concatenate([zero, np.cumsum(np.stack(old), axis=0)]) if old else zero
         new_sums = np.concatenate([zero, np.cumsum(flats, axis=0)])
@@ -310,15 +308,13 @@ class DriftMonitor:
         kept = plan.flats[new_popped:n].copy()
         out = kept.sum(axis=0)
         for _ in range(popped - new_popped):
-            _, _, r, old = self._chunks.popleft()
+            _, r, old = self._chunks.popleft()
             out -= old
             self.rows_in_window -= r
         self._window_flat += out  # in place: `_window_counts` are views of it
         self.rows_seen += n * rows
         self.rows_in_window += (n - new_popped) * rows
-        self._chunks.extend(
-            [key, self._columns(flat), rows, flat] for key, flat in zip(keys[new_popped:], kept, strict=True)
-        )
+        self._chunks.extend([key, rows, flat] for key, flat in zip(keys[new_popped:], kept, strict=True))
         checked = bisect.bisect_left(plan.due, n)  # the due checks among the first n bars
         if checked:
             self._since_check = n - 1 - plan.due[checked - 1]

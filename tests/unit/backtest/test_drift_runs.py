@@ -18,7 +18,7 @@ from services.signal.drift import DriftMonitor, QuietDrift, psi_from_expected, r
 def _state(m: DriftMonitor) -> tuple:
     """Everything a monitor holds and checks from (its stamp aside: a new one after every change)."""
     return (
-        [(k, rows, flat.tolist(), [c.tolist() for c in cols]) for k, cols, rows, flat in m._chunks],
+        [(k, rows, flat.tolist()) for k, rows, flat in m._chunks],
         m._window_flat.tolist(),
         [c.tolist() for c in m._window_counts],
         m.rows_seen,

@@ -23,7 +23,7 @@ SYMS = list(PRICES)
 # -- the drift monitor -----------------------------------------------------------------------------
 def _drift_state(m: DriftMonitor) -> tuple:
     return (
-        [(k, rows, flat.tolist(), [c.tolist() for c in cols]) for k, cols, rows, flat in m._chunks],
+        [(k, rows, flat.tolist()) for k, rows, flat in m._chunks],
         m._window_flat.tolist(),
         [c.tolist() for c in m._window_counts],
         m.rows_seen,
@@ -245,7 +245,7 @@ def _signal_state(e) -> tuple:
         if d is None
         else (
             d._window_flat.tolist(),
-            [(k, rows, flat.tolist()) for k, _c, rows, flat in list(d._chunks)[-3:]],
+            [(k, rows, flat.tolist()) for k, rows, flat in list(d._chunks)[-3:]],
             len(d._chunks),
             d.rows_seen,
             d.rows_in_window,

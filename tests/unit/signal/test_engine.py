@@ -193,7 +193,8 @@ def test_drift_monitor_sees_every_predicted_row(trained):
     assert engine.drift.rows_seen == 2 * (40 - model.spec.warmup_bars + 1)
     assert engine.drift.rows_in_window == engine.drift.rows_seen
     assert len(engine.drift._chunks) == 40 - model.spec.warmup_bars + 1  # one chunk per bar time
-    assert all(c.sum() == 2 for c in engine.drift._chunks[-1][1])  # every row binned, no NaN dropped
+    last = engine.drift._chunks[-1][2]  # every row binned in every column, no NaN dropped
+    assert all(last[lo:hi].sum() == 2 for lo, hi in engine.drift._bounds)
 
 
 @given(
