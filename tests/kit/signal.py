@@ -8,6 +8,7 @@ from pathlib import Path
 
 from libs.common.settings import BotSettings
 from services.signal.core import Bar
+from services.signal.drift import DriftMonitor
 from services.signal.synthetic import synthetic_candles
 
 
@@ -41,3 +42,20 @@ def bar_rounds(n: int, symbols: list[str], seed: int = 5, start: datetime | None
             )
         out.append(row)
     return out
+
+
+def drift_state(m: DriftMonitor) -> tuple:
+    """Everything a drift monitor holds and checks from (its stamp aside: a new one after every change), to
+    hold a monitor that took a run of bars at once equal to one fed them one by one."""
+    return (
+        [(k, rows, flat.tolist()) for k, rows, flat in m._chunks],
+        m._window_flat.tolist(),
+        [c.tolist() for c in m._window_counts],
+        m.rows_seen,
+        m.rows_in_window,
+        m._since_check,
+        m.detected,
+        m._calm,
+        m.last,
+        list(m._outcomes),
+    )

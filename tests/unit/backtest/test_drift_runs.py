@@ -13,22 +13,7 @@ import pytest
 
 from libs.common.settings.signal import DriftSettings
 from services.signal.drift import DriftMonitor, QuietDrift, psi_from_expected, reference_bins
-
-
-def _state(m: DriftMonitor) -> tuple:
-    """Everything a monitor holds and checks from (its stamp aside: a new one after every change)."""
-    return (
-        [(k, rows, flat.tolist()) for k, rows, flat in m._chunks],
-        m._window_flat.tolist(),
-        [c.tolist() for c in m._window_counts],
-        m.rows_seen,
-        m.rows_in_window,
-        m._since_check,
-        m.detected,
-        m._calm,
-        m.last,
-        list(m._outcomes),
-    )
+from tests.kit.signal import drift_state
 
 
 def _monitors(rng: np.random.Generator, detect: float = 0.6) -> tuple[DriftMonitor, DriftMonitor, int]:
@@ -84,9 +69,9 @@ def test_take_quiet_leaves_what_bar_by_bar_leaves(seed, monkeypatch):
         m = int(rng.integers(0, 130))  # empty, short, longer than the window
         idx = _bars(rng, full, m, rows, shift)
         keys: list[object] = list(range(key, key + m))
-        before = _state(fast)
+        before = drift_state(fast)
         plan = fast.plan_quiet(idx)
-        assert _state(fast) == before  # planning changes nothing
+        assert drift_state(fast) == before  # planning changes nothing
         assert plan.n == fast.quiet_bars(idx)
         n = _cut(rng, plan)
         cuts.add("none" if n == 0 else "all" if n == plan.n else "part")
@@ -101,7 +86,7 @@ def test_take_quiet_leaves_what_bar_by_bar_leaves(seed, monkeypatch):
         with monkeypatch.context() as mp:  # no check runs while taking
             mp.setattr(fast, "check", lambda: pytest.fail("take_quiet ran a check"))
             fast.take_quiet(plan, n, keys[:n])
-        assert _state(fast) == _state(full)
+        assert drift_state(fast) == drift_state(full)
         # the rest one by one on both (the bar the plan stopped before: the first whose check changes), now
         # and then a bar joining the last one (same key), outcomes
         for j in range(n, m):
@@ -120,7 +105,7 @@ def test_take_quiet_leaves_what_bar_by_bar_leaves(seed, monkeypatch):
                 hit = bool(rng.random() < (0.1 if shift[0] else 0.8))
                 full.record_outcome(hit)
                 fast.record_outcome(hit)
-        assert _state(fast) == _state(full)
+        assert drift_state(fast) == drift_state(full)
         key += m
     assert changes > 0 and checked > 0 and cuts == {"none", "all", "part"}
 
@@ -149,7 +134,7 @@ def test_a_run_longer_than_the_window_cut_at_every_bar(seed):
         for j in range(n):
             full.observe_binned(idx[j], keys[j])
         fast.take_quiet(plan, n, keys[:n])
-        assert _state(fast) == _state(full)
+        assert drift_state(fast) == drift_state(full)
 
 
 def test_a_plan_is_taken_only_as_planned():
@@ -215,7 +200,7 @@ def test_a_failing_hit_rate_alone_ends_a_run_where_bar_by_bar_detects_and_clears
             res = full.observe_binned(idx[j], keys[j])
             assert res is None or not res.changed
         fast.take_quiet(plan, plan.n, keys[: plan.n])
-        assert _state(fast) == _state(full)
+        assert drift_state(fast) == drift_state(full)
         res = full.observe_binned(idx[plan.n], keys[plan.n])
         assert res is not None and res.changed and res.detected is detected
         assert fast.observe_binned(idx[plan.n], keys[plan.n]) == res

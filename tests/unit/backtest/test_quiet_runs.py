@@ -15,26 +15,13 @@ import pytest
 from libs.common.settings.signal import DriftSettings
 from services.risk.core import RiskEngine
 from services.signal.drift import DriftMonitor, reference_bins
+from tests.kit.signal import drift_state
 from tests.unit.risk.conftest import PRICES, feed, fill, make_engine, signal
 
 SYMS = list(PRICES)
 
 
 # -- the drift monitor -----------------------------------------------------------------------------
-def _drift_state(m: DriftMonitor) -> tuple:
-    return (
-        [(k, rows, flat.tolist()) for k, rows, flat in m._chunks],
-        m._window_flat.tolist(),
-        [c.tolist() for c in m._window_counts],
-        m.rows_seen,
-        m.rows_in_window,
-        m._since_check,
-        m.detected,
-        m._calm,
-        m.last,
-    )
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_drift_quiet_bars_stop_before_the_first_check_that_changes_and_leave_what_one_by_one_leaves(seed):
     rng = np.random.default_rng(seed)
@@ -63,30 +50,30 @@ def test_drift_quiet_bars_stop_before_the_first_check_that_changes_and_leave_wha
             bars.append(full.bin_index(x, rng.normal(shift, 1, size=rows)))
         idx = np.stack(bars)
         keys: list[object] = list(range(key, key + m))
-        before = _drift_state(fast)
+        before = drift_state(fast)
         n = fast.quiet_bars(idx)
-        assert _drift_state(fast) == before  # it changes nothing
-        at_n = _drift_state(full) if n == 0 else None
+        assert drift_state(fast) == before  # it changes nothing
+        at_n = drift_state(full) if n == 0 else None
         first_change = m
         for j in range(m):  # one by one: the first bar whose check changes is bar n
             res = full.observe_binned(idx[j], keys[j])
             if j == n - 1:
-                at_n = _drift_state(full)
+                at_n = drift_state(full)
             if res is not None and res.changed:
                 first_change = j
                 break
         assert n == first_change
         fast.observe_quiet(idx[:n], keys[:n])
-        assert _drift_state(fast) == at_n
+        assert drift_state(fast) == at_n
         taken += n
         if n < m:  # the changing bar, then the rest of the block, one by one on both
             changes += 1
             fast.observe_binned(idx[n], keys[n])
-            assert _drift_state(fast) == _drift_state(full)
+            assert drift_state(fast) == drift_state(full)
             for j in range(n + 1, m):
                 assert full.observe_binned(idx[j], keys[j]) == fast.observe_binned(idx[j], keys[j])
         key += m
-        assert _drift_state(fast) == _drift_state(full)
+        assert drift_state(fast) == drift_state(full)
     assert changes > 0 and taken > 0  # both happened
 
 
