@@ -217,6 +217,10 @@ class Precomputed:
     (another history, a gap in the buffer) or another rule falls back to the live computation."""
 
     CHUNK = 65_536  # rows binned at once (bounds the temporary (rows, columns, edges) comparison)
+    # values of the (rows, warm-up bars, 5) windows whose features are computed at once: each row's features
+    # read only its own window, so chunks give the same rows, and a year of 1-minute bars (or context
+    # features' warm-up of thousands of bars) needs no copy of every window at once
+    WINDOW_VALUES = 4_000_000
 
     def __init__(
         self,
@@ -242,7 +246,11 @@ class Precomputed:
                 windows = np.lib.stride_tricks.sliding_window_view(ohlcv, (warm, 5)).reshape(
                     n - warm + 1, warm, 5
                 )
-                x[warm - 1 :] = last_row_features(np.ascontiguousarray(windows), model.spec)
+                step = max(1, self.WINDOW_VALUES // (warm * 5))
+                for i in range(0, n - warm + 1, step):
+                    x[warm - 1 + i : warm - 1 + i + step] = last_row_features(
+                        np.ascontiguousarray(windows[i : i + step]), model.spec
+                    )
             complete = np.isfinite(x).all(axis=1)
             proba = np.zeros((n, 3))
             if complete.any():

@@ -80,6 +80,25 @@ def test_precomputed_inference_decides_exactly_as_the_live_buffers(btc_model, bt
     assert df.last.scores == ds.last.scores
 
 
+@pytest.mark.parametrize("values", [1, 7 * 5 * 30, 10**9])  # one row, a few rows, every row per chunk
+def test_precomputed_features_taken_in_chunks_are_the_whole_batch(btc_model, btc_1h, monkeypatch, values):
+    """The windows' features are computed a chunk of rows at a time (memory: a year of 1-minute bars, or a
+    warm-up of thousands of bars): every chunking gives the rows of one batch, bit for bit."""
+    from datetime import UTC, datetime
+
+    from services.signal.core import Precomputed
+
+    settings, model = btc_model
+    s = Series.from_ohlcv(btc_1h, "BTC/USDT")
+    times = [datetime.fromtimestamp(t / 1000, UTC) for t in s.open_ms.tolist()]
+    whole = Precomputed(model, {"BTC/USDT": (times, s.ohlcv)}, settings.signal, None)
+    monkeypatch.setattr(Precomputed, "WINDOW_VALUES", values)
+    chunked = Precomputed(model, {"BTC/USDT": (times, s.ohlcv)}, settings.signal, None)
+    (_, x0, p0), (_, x1, p1) = whole._rows["BTC/USDT"], chunked._rows["BTC/USDT"]
+    assert np.isfinite(x0[-1]).all() and np.isnan(x0[0]).all()  # the warm-up rows, then features
+    assert x0.tobytes() == x1.tobytes() and p0.tobytes() == p1.tobytes()
+
+
 def test_risk_sizing_and_caps_of_the_config_bind_every_order(btc_model, btc_1h, markets):
     settings, model = btc_model
     small = apply_overrides(settings, ["risk.max_notional_usdt=20", "risk.order_fraction_of_equity=0.5"])
