@@ -21,7 +21,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from pydantic import ValidationError
 
 from libs.common import subjects
@@ -40,6 +40,11 @@ DLQ_PAYLOAD_LIMIT = 4096
 # No contract comes near this (the largest, AccountState, is a few KiB per symbol): anything bigger is
 # refused before it is parsed, so a huge payload costs a length check, not a JSON parse.
 MAX_PAYLOAD_BYTES = 256 << 10
+# A JetStream publish that no stream answers ("no responders") is asked again, as nats.go's publish does: a
+# stream electing its leader, or a new stream whose subjects are not yet known across a cluster, has none
+# for a moment. Nothing was stored, and the message id makes a late duplicate harmless.
+NO_RESPONDERS_RETRIES = 4
+NO_RESPONDERS_WAIT_S = 0.25
 DLQ_BURST = 200  # dead letters published (and logged) per second per service; the rest are counted only
 # JetStream's answers when a stream asks for more replicas than the servers can hold: not clustered (one server),
 # not enough servers in the cluster
@@ -380,21 +385,31 @@ class Bus:
         ack, so it is never held back."""
         assert self.nc is not None
         if self.is_kept(subject):
-            assert self.js is not None
-            headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-            try:
-                ack = await self.js.publish(subject, payload, headers=headers, timeout=timeout)
-            except (
-                nats.errors.TimeoutError,
-                nats.errors.NoRespondersError,
-                nats.errors.ConnectionClosedError,
-            ) as exc:
-                raise TemporaryError(f"JetStream publish to {subject} failed: {type(exc).__name__}") from exc
-            return not ack.duplicate
+            return await self._publish_kept(subject, payload, msg_id, timeout)
         await self.nc.publish(subject, payload)
         if flush_now:
             await asyncio.sleep(0)  # the publish woke the flusher task: let it write now
         return True
+
+    async def _publish_kept(self, subject: str, payload: bytes, msg_id: str | None, timeout: float) -> bool:
+        """A JetStream publish, waiting for the stream's ack; asked again while no stream answers."""
+        assert self.js is not None
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                ack = await self.js.publish(subject, payload, headers=headers, timeout=timeout)
+                return not ack.duplicate
+            except (nats.errors.NoRespondersError, NoStreamResponseError) as exc:
+                if tries > NO_RESPONDERS_RETRIES:
+                    raise TemporaryError(
+                        f"JetStream publish to {subject} failed: no stream answered"
+                        f" ({tries} tries, {NO_RESPONDERS_WAIT_S} s apart)"
+                    ) from exc
+                await asyncio.sleep(NO_RESPONDERS_WAIT_S)
+            except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as exc:
+                raise TemporaryError(f"JetStream publish to {subject} failed: {type(exc).__name__}") from exc
 
     # -- receiving ----------------------------------------------------------------------------
     @staticmethod
