@@ -12,13 +12,16 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
 from bnml.embedded import free_port
 from libs.common import subjects
 from libs.common.bus import Bus
-from libs.common.contracts import Heartbeat, Tick
+from libs.common.contracts import Heartbeat, Message, Tick
+
+M = TypeVar("M", bound=Message)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"  # vendored market data (data/README.md)
@@ -335,6 +338,17 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, m
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         await asyncio.sleep(interval)
+
+
+async def recorded(bus: Bus, subject: str, model: type[M]) -> list[M]:
+    """Every message of `model` on `subject` from now on, in arrival order (a list the subscription fills)."""
+    got: list[M] = []
+
+    async def on_msg(m: M, subj: str) -> None:
+        got.append(m)
+
+    await bus.subscribe(subject, model, on_msg)
+    return got
 
 
 async def barrier(bus: Bus, subject: str, marker, arrived, timeout: float = 10.0) -> None:

@@ -9,7 +9,7 @@ import pytest
 from libs.common import subjects
 from libs.common.contracts import Alert, MarketStatus
 from services.market_data.shell import MarketDataService
-from tests.helpers import wait_until
+from tests.helpers import recorded, wait_until
 from tests.kit.harness import in_process
 
 pytestmark = pytest.mark.integration  # on this test's NATS and Postgres
@@ -31,17 +31,8 @@ async def test_symbols_silent_past_stale_after_on_the_clock_turn_stale_alerted_o
             }
         }
     )
-    statuses: list[MarketStatus] = []
-    alerts: list[Alert] = []
-
-    async def on_status(m: MarketStatus, subject: str) -> None:
-        statuses.append(m)
-
-    async def on_alert(a: Alert, subject: str) -> None:
-        alerts.append(a)
-
-    await bus.subscribe(subjects.ALL_STATUS, MarketStatus, on_status)
-    await bus.subscribe(subjects.ALL_ALERTS, Alert, on_alert)
+    statuses = await recorded(bus, subjects.ALL_STATUS, MarketStatus)
+    alerts = await recorded(bus, subjects.ALL_ALERTS, Alert)
     async with in_process(MarketDataService(), settings) as shell:
         app = shell.app
         await wait_until(
