@@ -392,9 +392,8 @@ class RiskEngine:
             return 0
         now_ms = times_ms[:, -1]
         idx = np.arange(n)
-        worst: list[
-            tuple[str, str, np.ndarray]
-        ] = []  # (kind, name, the bar of the largest age of each prefix)
+        # (kind, name, the bar of the largest age of each prefix)
+        worst: list[tuple[str, str, np.ndarray]] = []
         ages: list[tuple[str, str, np.ndarray]] = [
             ("stale", sym, now_ms - times_ms[:, closes[sym]] if sym in closes else now_ms)
             for sym in self._known_symbols

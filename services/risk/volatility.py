@@ -58,12 +58,12 @@ class VolatilityRatio:
         st = self._s.get(symbol)
         if st is None:
             st = self._s[symbol] = _Ewma()
-        self._walk(st, (epoch_us(now),), (price,), 1)
+        self._walk(st, (epoch_us(now),), (price,), 0)  # 0: no state kept per bar
 
     def _walk(self, st: _Ewma, times_us: Sequence[int], prices: Sequence[float], every: int) -> list[State]:
         """The one sampling rule, over ticks of one symbol in time order: at most one sample per `sample_s`, a
         log return once a price is known, the two EWMAs of its square. Leaves `st` after the last tick and
-        returns the state after every `every` ticks (a bar's)."""
+        returns the state after every `every` ticks (a bar's; none for 0)."""
         last_p, last_t, vs, vl, n = st.last_price, st.last_sample_us, st.var_short, st.var_long, st.n
         sample_s, a_s, a_l, log = self.sample_s, self.a_short, self.a_long, math.log
         out: list[State] = []
