@@ -218,26 +218,13 @@ class DriftMonitor:
         """A check is due with `held` bars in the window, `since` bars after the last check."""
         return held >= self.thresholds.window and since >= self.thresholds.check_every
 
-    def quiet_bars(self, idx: np.ndarray) -> int:
-        """How many of these bars (`idx` (bars, rows, k + 1): each bar's rows binned by `bin_index`, each bar
-        a new bar time) `observe_binned` takes in turn before one whose due check changes the state (drift
-        detected or cleared): those can be taken at once (`observe_quiet`). Changes nothing."""
-        return self.plan_quiet(idx).n
-
-    def observe_quiet(self, idx: np.ndarray, keys: Sequence[object]) -> None:
-        """`observe_binned` of each bar of `idx` (see `quiet_bars`) with its key, in turn; the caller knows from
-        `quiet_bars` that none of them changes the drift state. The due checks are run once, dry
-        (`plan_quiet`); a caller that planned the run already takes it with `take_quiet`, which runs none."""
-        plan = self.plan_quiet(idx)
-        if plan.n < len(keys):
-            raise RuntimeError("observe_quiet took a bar whose check changed the drift state")
-        self.take_quiet(plan, len(keys), keys)
-
     def plan_quiet(self, idx: np.ndarray) -> QuietDrift:
-        """`quiet_bars`, keeping what its dry checks found for `take_quiet`: the window as it would be after
-        each due bar (integer sums), every one scored at once (`_psis`), then the hysteresis chained over
-        them in turn as bar by bar would (`_hysteresis`); the first check that changes the state ends the
-        run. Changes nothing."""
+        """How many of these bars (`idx` (bars, rows, k + 1): each bar's rows binned by `bin_index`, each bar a new
+        bar time) `observe_binned` takes in turn before one whose due check changes the state (drift detected or
+        cleared), keeping what its dry checks found for `take_quiet`: the window as it would be after each
+        due bar (integer sums), every one scored at once (`_psis`), then the hysteresis chained over them in
+        turn as bar by bar would (`_hysteresis`); the first check that changes the state ends the run.
+        Changes nothing."""
         m = int(idx.shape[0])
         rows = int(idx.shape[1]) if idx.ndim > 1 else 0
         flats = self._flats(idx) if m else np.zeros((0, self._nbins), dtype=np.int64)

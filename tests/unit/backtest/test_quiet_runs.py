@@ -51,7 +51,8 @@ def test_drift_quiet_bars_stop_before_the_first_check_that_changes_and_leave_wha
         idx = np.stack(bars)
         keys: list[object] = list(range(key, key + m))
         before = drift_state(fast)
-        n = fast.quiet_bars(idx)
+        plan = fast.plan_quiet(idx)
+        n = plan.n
         assert drift_state(fast) == before  # it changes nothing
         at_n = drift_state(full) if n == 0 else None
         first_change = m
@@ -63,7 +64,7 @@ def test_drift_quiet_bars_stop_before_the_first_check_that_changes_and_leave_wha
                 first_change = j
                 break
         assert n == first_change
-        fast.observe_quiet(idx[:n], keys[:n])
+        fast.take_quiet(plan, n, keys[:n])
         assert drift_state(fast) == at_n
         taken += n
         if n < m:  # the changing bar, then the rest of the block, one by one on both
