@@ -204,7 +204,6 @@ class QuietBars:
     symbols: list[str]
     open_ms: np.ndarray
     ohlcv: list[np.ndarray]
-    bins: np.ndarray | None
     n: int
     drift: QuietDrift | None = None
 
@@ -651,14 +650,14 @@ class SignalEngine:
             starts.append(i)
             quiet &= pre.quiet_rows(sym, i, m, fresh)
         n = m if quiet.all() else int(np.argmin(quiet))
-        bins, drift = None, None
+        drift = None
         if n and self.drift is not None:
             bins = np.stack(
                 [pre._bins[sym][i : i + n] for sym, i in zip(symbols, starts, strict=True)], axis=1
             )
             drift = self.drift.plan_quiet(bins)
             n = drift.n
-        return QuietBars(symbols, open_ms[:n], [rows[:n] for rows in ohlcv], bins, n, drift)
+        return QuietBars(symbols, open_ms[:n], [rows[:n] for rows in ohlcv], n, drift)
 
     def take_quiet(self, run: QuietBars, n: int) -> None:
         """What the first `n` bars of `run` (from `quiet_bars`) leave: each symbol's candle buffer and last bar
